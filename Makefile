@@ -1,0 +1,29 @@
+# Quick start: `make run` opens serverscope with its defaults, `make test` runs the whole suite.
+# Both create the virtual environment .venv on first use; only Python 3.11+ is needed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint setup clean
+
+$(BIN)/serverscope: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/serverscope
+
+run: setup
+	$(BIN)/serverscope
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,194 @@
+"""The master loop shared by every model that forks workers: reap, respawn, manage.
+
+Shaped like gunicorn's arbiter: signals only write a byte to a self-pipe
+(`signal.set_wakeup_fd`), and one loop waits on that pipe (plus any sockets the master
+serves itself, such as cluster's listening socket), reaps dead children, records the
+deaths on the scoreboard, respawns them, and calls the model's `manage` hook on a tick.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import time
+import traceback
+from collections.abc import Callable
+
+from .proc import die_with_parent
+from .root import RootContext
+
+RESPAWN_BACKOFF = 1.0  # a worker that dies within this of its start waits this long
+SHUTDOWN_GRACE = 3.0
+
+
+class Arbiter:
+    def __init__(
+        self,
+        ctx: RootContext,
+        worker_main: Callable[[int], object],
+        *,
+        tick: float = 1.0,
+        manage: Callable[[], None] | None = None,
+        before_fork: Callable[[int], None] | None = None,
+        after_fork: Callable[[int], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.board = ctx.scoreboard
+        self.worker_main = worker_main  # runs in the child with its slot index
+        self.tick = tick
+        self.manage = manage
+        self.before_fork = before_fork  # in the master, before each fork (e.g. make a channel)
+        self.after_fork = after_fork  # in the master, after each fork
+        self.children: dict[int, int] = {}  # pid -> slot
+        self.retiring: set[int] = set()  # pids stopped on purpose (pool shrinking)
+        self.started_at: dict[int, float] = {}  # slot -> time of its latest spawn
+        self.pending: list[tuple[float, int]] = []  # (due, slot) respawns delayed by backoff
+        self.selector = selectors.DefaultSelector()
+        self._signals: list[int] = []
+        self._pipe: tuple[int, int] | None = None
+        self.master_pid = os.getpid()
+
+    # -- workers -----------------------------------------------------------------------
+    def spawn(self, slot: int) -> int:
+        self.board.reserve(slot)
+        if self.before_fork:
+            self.before_fork(slot)
+        pid = os.fork()
+        if pid == 0:
+            self._child(slot)
+        self.children[pid] = slot
+        self.started_at[slot] = time.monotonic()
+        self.board.header.spawns += 1
+        if self.after_fork:
+            self.after_fork(slot)
+        return pid
+
+    def _child(self, slot: int) -> None:
+        code = 1
+        try:
+            die_with_parent(self.master_pid)
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if self._pipe:
+                os.close(self._pipe[0])
+                os.close(self._pipe[1])
+            self.selector.close()
+            self.worker_main(slot)
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def start(self, nworkers: int) -> None:
+        """Spawn the initial workers into slots 0..n-1 and tell the supervisor to expect them."""
+        self.ctx.expect(nworkers)
+        for slot in range(nworkers):
+            self.spawn(slot)
+        self.ctx.ready()
+
+    def retire(self, pid: int) -> None:
+        """Stop a worker on purpose: its slot becomes free, not dead."""
+        self.retiring.add(pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def slot_pids(self) -> dict[int, int]:
+        return {slot: pid for pid, slot in self.children.items()}
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            slot = self.children.pop(pid, None)
+            if slot is None:
+                continue
+            if pid in self.retiring:
+                self.retiring.discard(pid)
+                self.board.mark_empty(slot)
+                continue
+            code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            self.board.mark_dead(slot, code)
+            lived = time.monotonic() - self.started_at.get(slot, 0.0)
+            due = time.monotonic() + (RESPAWN_BACKOFF if lived < RESPAWN_BACKOFF else 0.0)
+            self.pending.append((due, slot))
+
+    # -- the loop ----------------------------------------------------------------------
+    def add_reader(self, fileobj: object, callback: Callable[[], None]) -> None:
+        self.selector.register(fileobj, selectors.EVENT_READ, callback)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._signals.append(signum)
+
+    def run(self) -> int:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        self._pipe = (r, w)
+        signal.set_wakeup_fd(w)
+        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, self._on_signal)
+        self.selector.register(r, selectors.EVENT_READ, None)
+        next_tick = time.monotonic() + self.tick
+        while True:
+            now = time.monotonic()
+            due = min([next_tick, *(d for d, _ in self.pending)])
+            for key, _ in self.selector.select(max(0.0, due - now)):
+                if key.data is None:
+                    try:
+                        while os.read(r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:
+                    key.data()
+            if any(s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT) for s in self._signals):
+                return self.shutdown()
+            self._signals.clear()
+            self.reap()
+            now = time.monotonic()
+            if self.pending:
+                ready = [s for d, s in self.pending if d <= now]
+                self.pending = [(d, s) for d, s in self.pending if d > now]
+                for slot in ready:
+                    self.spawn(slot)
+            if now >= next_tick:
+                next_tick = now + self.tick
+                if self.manage:
+                    self.manage()
+
+    def shutdown(self) -> int:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + SHUTDOWN_GRACE
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.01)
+            else:
+                self.children.pop(pid, None)
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        self.children.clear()
+        return 0

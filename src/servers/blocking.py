@@ -1,0 +1,89 @@
+"""Serving connections with blocking sockets: the I/O style of `single`, `proc_spawn`,
+`prefork` and the threads of `worker`. One connection at a time per worker, its
+keep-alive wait included, as Apache's prefork child or worker thread does.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from . import app
+from .http import HttpConnection, Limits, ProtocolError
+from .scoreboard import SlotWriter, State
+
+
+def accept_loop(listener: socket.socket, w: SlotWriter, limits: Limits) -> None:
+    """Block in accept() (the kernel wakes blocked acceptors in FIFO order), serve, repeat."""
+    while True:
+        w.state(State.WAITING)
+        try:
+            conn, _ = listener.accept()
+        except InterruptedError:
+            continue
+        except OSError as e:  # EMFILE and the like: say so, back off, keep the worker
+            w.state(State.CLOSING)
+            print(f"serverscope worker: accept failed: {e}", flush=True)
+            time.sleep(0.1)
+            continue
+        w.accepted()
+        serve_connection(conn, w, limits)
+
+
+def serve_connection(sock: socket.socket, w: SlotWriter, limits: Limits) -> None:
+    """Serve one connection to its end: requests in order, keep-alive, timeouts, errors."""
+    conn = HttpConnection(limits)
+    deadline = time.monotonic() + limits.request_timeout
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            ev = conn.next_event()
+            if ev is None:
+                if conn.must_close:
+                    return
+                if conn.idle and conn.requests_done:
+                    w.state(State.KEEPALIVE)
+                    timeout = limits.keepalive_timeout
+                else:
+                    w.state(State.READING)
+                    timeout = deadline - time.monotonic()
+                try:
+                    if timeout <= 0:
+                        raise TimeoutError
+                    sock.settimeout(timeout)
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    if not conn.idle:  # stopped mid-request: tell it, then close
+                        out = conn.timeout_response()
+                        sock.sendall(out)
+                        w.served(len(out))
+                    return
+                if not data:
+                    return
+                if conn.idle:
+                    deadline = time.monotonic() + limits.request_timeout
+                conn.feed(data)
+                continue
+            if isinstance(ev, ProtocolError):
+                out = conn.error_response(ev)
+            else:
+                w.state(State.WORKING)
+                reply = app.handle(ev)
+                if reply.io_ms:
+                    time.sleep(reply.io_ms / 1000.0)  # blocking wait, as a blocking server does
+                out = conn.response(ev, reply.status, reply.body, reply.content_type)
+            w.state(State.WRITING)
+            sock.settimeout(limits.request_timeout)
+            sock.sendall(out)
+            w.served(len(out))
+            if conn.must_close:
+                return
+            deadline = time.monotonic() + limits.request_timeout
+    except OSError:
+        pass  # reset, timeout while writing, ...: this connection is over, the worker lives
+    finally:
+        w.state(State.CLOSING)
+        try:
+            sock.close()
+        finally:
+            w.closed()

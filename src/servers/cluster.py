@@ -1,0 +1,80 @@
+"""cluster: the master accepts every connection and hands its fd to asyncio workers over
+Unix sockets (SCM_RIGHTS), cycling through them (Node's cluster module, round robin).
+Distribution is even by construction; the price is that every connection passes through
+one single-threaded master, whose CPU becomes the bottleneck."""
+
+from __future__ import annotations
+
+import socket
+
+from .aio import serve_handed
+from .arbiter import Arbiter
+from .models import ModelSpec
+from .root import RootContext
+
+SPEC = ModelSpec(
+    name="cluster",
+    summary="master accepts and hands each connection to asyncio workers, round robin",
+    origin="Node simple_cluster.js",
+    knobs=frozenset({"workers"}),
+    defaults={"workers": 4},
+)
+
+ACCEPTS_PER_WAKEUP = 64
+
+
+def run(ctx: RootContext) -> int:
+    n = ctx.config.workers or 4
+    channels: dict[int, socket.socket] = {}  # slot -> the master's end
+    child_ends: dict[int, socket.socket] = {}
+    listener = ctx.listener
+    header = ctx.scoreboard.header
+
+    def before_fork(slot: int) -> None:
+        old = channels.pop(slot, None)
+        if old is not None:
+            old.close()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        mine.setblocking(False)
+        channels[slot] = mine
+        child_ends[slot] = theirs
+
+    def after_fork(slot: int) -> None:
+        child_ends.pop(slot).close()
+
+    def worker(slot: int) -> None:
+        for other, ch in channels.items():
+            if other != slot:
+                ch.close()
+        channels[slot].close()
+        listener.close()  # a cluster worker never accepts
+        serve_handed(ctx, slot, child_ends[slot])
+
+    arbiter = Arbiter(ctx, worker, before_fork=before_fork, after_fork=after_fork)
+    turn = 0
+
+    def on_accept() -> None:
+        nonlocal turn
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # EMFILE and the like: the connection stays queued; retry next wake-up
+            with conn:
+                live = sorted(arbiter.slot_pids())
+                for _ in range(len(live)):
+                    slot = live[turn % len(live)]
+                    turn += 1
+                    try:
+                        socket.send_fds(channels[slot], [b"c"], [conn.fileno()])
+                        header.dispatches += 1
+                        break
+                    except (BlockingIOError, BrokenPipeError, ConnectionResetError, KeyError):
+                        continue  # that worker is stalled or gone: the next one takes it
+
+    listener.setblocking(False)
+    arbiter.add_reader(listener, on_accept)
+    arbiter.start(n)
+    return arbiter.run()

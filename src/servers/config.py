@@ -1,0 +1,75 @@
+"""What it takes to start a model: one dataclass that crosses CLI, TUI, supervisor and root.
+
+Knobs left as None take the model's default (Apache's, where the model is Apache's).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+
+from .http import Limits
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_BACKLOG = 511  # Apache's ListenBacklog
+
+
+class ConfigError(ValueError):
+    """A knob out of range; the message is one line naming the limit."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str = "many_accepts"
+    host: str = DEFAULT_HOST
+    port: int = 0  # 0: a free port
+    backlog: int = DEFAULT_BACKLOG
+    workers: int | None = None  # processes (or event loops for goroutines)
+    threads: int | None = None  # threads per process where a model has them
+    exclusive: bool = False  # many_accepts: EPOLLEXCLUSIVE, as nginx
+    keepalive_timeout: float = 5.0  # KeepAliveTimeout
+    max_keepalive_requests: int = 100  # MaxKeepAliveRequests (0 = unlimited)
+    timeout: float = 60.0  # Timeout: a request must arrive whole within it
+    start_servers: int | None = None  # StartServers
+    min_spare: int | None = None  # MinSpareServers / MinSpareThreads
+    max_spare: int | None = None  # MaxSpareServers / MaxSpareThreads
+    max_workers: int | None = None  # MaxRequestWorkers
+    threads_per_child: int | None = None  # ThreadsPerChild
+    async_factor: float | None = None  # AsyncRequestWorkerFactor
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_keepalive_requests=self.max_keepalive_requests,
+            keepalive_timeout=self.keepalive_timeout,
+            request_timeout=self.timeout,
+        )
+
+    def with_(self, **changes: object) -> ServerConfig:
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        data = json.loads(text)
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def check_common(self) -> None:
+        """Range checks every model shares; models check their own knobs in `resolve`."""
+        check_range("--port", self.port, 0, 65535)
+        check_range("--backlog", self.backlog, 1, 65535)
+        check_range("--keepalive-timeout", self.keepalive_timeout, 0.05, 3600)
+        check_range("--max-keepalive-requests", self.max_keepalive_requests, 0, 1_000_000)
+        check_range("--timeout", self.timeout, 0.05, 3600)
+        if self.workers is not None:
+            check_range("--workers", self.workers, 1, 1024)
+        if self.threads is not None:
+            check_range("--threads", self.threads, 1, 1024)
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    if not (low <= value <= high):
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")

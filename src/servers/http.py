@@ -1,0 +1,283 @@
+"""HTTP/1.1 protocol logic with no I/O in it, shared by every model.
+
+Hand-written rather than h11 because every model's hot path runs through it and the
+comparison with uvicorn/gunicorn (which parse in C) must be fair: a minimal GET here is
+one ``bytes.find`` and one ``split``, where h11 builds several event objects per request.
+It also carries Apache's limits (8 KiB of headers -> 431, 1 MiB of body -> 413,
+MaxKeepAliveRequests) that h11 does not know about.
+
+Usage, whatever the I/O style::
+
+    conn = HttpConnection(limits)
+    conn.feed(data)                     # bytes from the socket
+    while (ev := conn.next_event()) is not None:
+        if isinstance(ev, ProtocolError): send(conn.error_response(ev)); close
+        else: send(conn.response(ev, 200, body))
+        if conn.must_close: close
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_HEADER_BYTES = 8 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    505: "HTTP Version Not Supported",
+}
+
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Apache-like limits of one connection."""
+
+    max_header_bytes: int = MAX_HEADER_BYTES
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_keepalive_requests: int = 100  # MaxKeepAliveRequests; 0 = unlimited
+    keepalive_timeout: float = 5.0  # KeepAliveTimeout, seconds
+    request_timeout: float = 60.0  # Timeout: a request must arrive whole within this
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    target: str
+    version: str  # "HTTP/1.1" or "HTTP/1.0"
+    headers: list[tuple[str, str]] = field(default_factory=list)  # names lower-cased
+    body: bytes = b""
+    keep_alive: bool = True
+
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
+
+    @property
+    def query(self) -> str:
+        parts = self.target.split("?", 1)
+        return parts[1] if len(parts) == 2 else ""
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """The client sent something we cannot serve; answer with `status` and close."""
+
+    status: int
+    reason: str
+
+
+class HttpConnection:
+    """Parser and response framer for one connection; pipelining is answered in order."""
+
+    __slots__ = ("_body_needed", "_buf", "_pending", "limits", "must_close", "requests_done")
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self._buf = b""
+        self._pending: Request | None = None  # headers parsed, body still arriving
+        self._body_needed = 0
+        self.requests_done = 0
+        self.must_close = False
+
+    # -- input -------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        self._buf = self._buf + data if self._buf else data
+
+    @property
+    def idle(self) -> bool:
+        """True between requests (nothing of the next one has arrived): keep-alive wait."""
+        return not self._buf and self._pending is None
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def next_event(self) -> Request | ProtocolError | None:
+        """The next complete request, a protocol error, or None when more bytes are needed."""
+        if self.must_close:
+            return None
+        if self._pending is not None:
+            return self._take_body()
+        buf = self._buf
+        if not buf:
+            return None
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            # tolerate a leading empty line (RFC 9112 2.2) only at the very start
+            if len(buf) > self.limits.max_header_bytes:
+                return self._fail(
+                    431, f"header section larger than {self.limits.max_header_bytes} bytes"
+                )
+            return None
+        if end + 4 > self.limits.max_header_bytes:
+            return self._fail(
+                431, f"header section larger than {self.limits.max_header_bytes} bytes"
+            )
+        head = buf[:end]
+        self._buf = buf[end + 4 :]
+        while head.startswith(b"\r\n"):
+            head = head[2:]
+        try:
+            req = self._parse_head(head)
+        except _Bad as e:
+            return self._fail(e.status, e.reason)
+        if isinstance(req, ProtocolError):
+            return req
+        return req if self._pending is None else self._take_body()
+
+    def _take_body(self) -> Request | None:
+        req = self._pending
+        assert req is not None
+        n = self._body_needed
+        if len(self._buf) < n:
+            return None
+        req.body = self._buf[:n]
+        self._buf = self._buf[n:]
+        self._pending = None
+        self._body_needed = 0
+        return req
+
+    def _parse_head(self, head: bytes) -> Request | ProtocolError:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ")
+        if len(parts) != 3:
+            raise _Bad(400, "malformed request line")
+        method_b, target_b, version_b = parts
+        if not method_b or not _TOKEN_CHARS.issuperset(method_b):
+            raise _Bad(400, "malformed method")
+        if not target_b or (target_b[0] not in b"/*" and not target_b.startswith(b"http")):
+            raise _Bad(400, "malformed request target")
+        if any(c < 0x21 or c == 0x7F for c in target_b):
+            raise _Bad(400, "control character in request target")
+        if version_b == b"HTTP/1.1":
+            keep_alive = True
+        elif version_b == b"HTTP/1.0":
+            keep_alive = False
+        elif version_b.startswith(b"HTTP/") and len(version_b) == 8 and version_b[5:6].isdigit():
+            raise _Bad(505, "unsupported HTTP version")
+        else:
+            raise _Bad(400, "malformed HTTP version")
+        headers: list[tuple[str, str]] = []
+        content_length = 0
+        seen_length = False
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or not _TOKEN_CHARS.issuperset(name):
+                raise _Bad(400, "malformed header line")
+            v = value.strip(b" \t")
+            if b"\r" in v or b"\n" in v or b"\0" in v:
+                raise _Bad(400, "control character in header value")
+            lname = name.lower()
+            if lname == b"content-length":
+                if not v.isdigit() or (seen_length and int(v) != content_length):
+                    raise _Bad(400, "bad Content-Length")
+                content_length = int(v)
+                seen_length = True
+            elif lname == b"transfer-encoding":
+                raise _Bad(501, "Transfer-Encoding in requests is not supported")
+            elif lname == b"connection":
+                tokens = {t.strip() for t in v.lower().split(b",")}
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens:
+                    keep_alive = True
+            headers.append((lname.decode("latin-1"), v.decode("latin-1")))
+        if content_length > self.limits.max_body_bytes:
+            raise _Bad(413, f"body larger than {self.limits.max_body_bytes} bytes")
+        limit = self.limits.max_keepalive_requests
+        if limit and self.requests_done + 1 >= limit:
+            keep_alive = False
+        req = Request(
+            method_b.decode("ascii"),
+            target_b.decode("latin-1"),
+            version_b.decode("ascii"),
+            headers,
+            b"",
+            keep_alive,
+        )
+        if content_length:
+            self._pending = req
+            self._body_needed = content_length
+        return req
+
+    def _fail(self, status: int, reason: str) -> ProtocolError:
+        self.must_close = True
+        self._buf = b""
+        self._pending = None
+        return ProtocolError(status, reason)
+
+    # -- output ------------------------------------------------------------------------
+    def response(
+        self,
+        req: Request,
+        status: int,
+        body: bytes | memoryview = b"",
+        content_type: str = "text/plain",
+    ) -> bytes:
+        """Frame a response to `req`; marks the connection for closing when it must end."""
+        self.requests_done += 1
+        if not req.keep_alive:
+            self.must_close = True
+        head = _head(status, len(body), content_type, req.keep_alive, req.version)
+        if req.method == "HEAD" or not body:
+            return head
+        return head + body
+
+    def error_response(self, err: ProtocolError) -> bytes:
+        self.requests_done += 1
+        self.must_close = True
+        body = (err.reason + "\n").encode()
+        return _head(err.status, len(body), "text/plain", False, "HTTP/1.1") + body
+
+    def timeout_response(self) -> bytes:
+        """408 for a client that stopped mid-request (sent only when bytes had arrived)."""
+        return self.error_response(ProtocolError(408, "request not completed in time"))
+
+
+class _Bad(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+
+_HEAD_CACHE: dict[tuple[int, int, str, bool, str], bytes] = {}
+
+
+def _head(status: int, length: int, ctype: str, keep_alive: bool, version: str) -> bytes:
+    key = (status, length, ctype, keep_alive, version)
+    cached = _HEAD_CACHE.get(key)
+    if cached is not None:
+        return cached
+    conn = ""
+    if keep_alive and version == "HTTP/1.0":
+        conn = "Connection: keep-alive\r\n"
+    elif not keep_alive:
+        conn = "Connection: close\r\n"
+    head = (
+        f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"
+        f"Server: serverscope\r\nContent-Type: {ctype}\r\n"
+        f"Content-Length: {length}\r\n{conn}\r\n"
+    ).encode("latin-1")
+    if length <= 4096 and len(_HEAD_CACHE) < 4096:
+        _HEAD_CACHE[key] = head
+    return head

@@ -1,0 +1,27 @@
+"""proc_spawn: a fixed pool of processes, each blocked in accept() on one shared socket
+and serving one connection at a time. The kernel wakes blocked acceptors in FIFO order,
+so accepts spread evenly; but N clients holding connections occupy all N workers."""
+
+from __future__ import annotations
+
+from .arbiter import Arbiter
+from .blocking import accept_loop
+from .models import ModelSpec
+from .root import RootContext
+
+SPEC = ModelSpec(
+    name="proc_spawn",
+    summary="fixed pool of processes (default 250), each blocking in accept() on one socket",
+    origin="C proc_spawn",
+    knobs=frozenset({"workers"}),
+    defaults={"workers": 250},
+)
+
+
+def run(ctx: RootContext) -> int:
+    def worker(slot: int) -> None:
+        accept_loop(ctx.listener, ctx.scoreboard.claim(slot), ctx.limits)
+
+    arbiter = Arbiter(ctx, worker)
+    arbiter.start(ctx.config.workers or 250)
+    return arbiter.run()

@@ -1,0 +1,73 @@
+"""The model's root process: `python -m servers.root CONFIG_JSON`.
+
+Started by the supervisor with the scoreboard memfd and the listening sockets already
+open (their fd numbers come in the environment). It dies with the supervisor, maps the
+scoreboard, and runs the model, which may fork workers from here (the master).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+
+from . import models
+from .config import ServerConfig
+from .http import Limits
+from .proc import die_with_parent, raise_nofile_limit
+from .scoreboard import Scoreboard
+
+ENV_PARENT = "SERVERSCOPE_PARENT"
+ENV_SCOREBOARD = "SERVERSCOPE_SCOREBOARD_FD"
+ENV_LISTENERS = "SERVERSCOPE_LISTEN_FDS"
+
+
+@dataclass
+class RootContext:
+    """What a model's `run` gets: its config, the scoreboard, the listening sockets."""
+
+    config: ServerConfig
+    scoreboard: Scoreboard
+    listeners: list[socket.socket]
+
+    @property
+    def listener(self) -> socket.socket:
+        return self.listeners[0]
+
+    @property
+    def limits(self) -> Limits:
+        return self.config.limits
+
+    def expect(self, nslots: int) -> None:
+        """Tell the supervisor how many initial worker slots must leave STARTING."""
+        self.scoreboard.header.expected = nslots
+
+    def ready(self) -> None:
+        self.scoreboard.header.ready = 1
+
+
+def main() -> int:
+    die_with_parent(int(os.environ.get(ENV_PARENT, "0")) or None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    raise_nofile_limit()
+    config = ServerConfig.from_json(sys.argv[1])
+    board = Scoreboard(int(os.environ[ENV_SCOREBOARD]))
+    fds = [int(x) for x in os.environ[ENV_LISTENERS].split(",") if x]
+    listeners = [socket.socket(fileno=fd) for fd in fds]
+    for sock in listeners:
+        sock.setblocking(True)
+    board.set_model(config.model, os.getpid())
+    is_gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    board.header.gil = 1 if is_gil else 0
+    module = models.load(config.model)
+    ctx = RootContext(config, board, listeners)
+    try:
+        return int(module.run(ctx) or 0)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,320 @@
+"""A scoreboard in shared memory, modelled on Apache's: one slot per worker.
+
+The memory is an anonymous memfd that the supervisor creates and hands to the model's
+root process, which maps it before forking; so every worker writes its own slot in place
+(no lock: one writer per slot, aligned 64-bit stores) and the supervisor reads all of them
+without any IPC. The model area holds what only the master writes (spawns, deaths,
+dispatches). Readers get plain frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from enum import IntEnum
+
+MAGIC = 0x53435350  # "SCSP"
+VERSION = 1
+DEFAULT_SLOTS = 1024
+
+
+class State(IntEnum):
+    EMPTY = 0  # open slot with no worker
+    STARTING = 1
+    WAITING = 2  # waiting for a connection
+    READING = 3  # reading a request
+    WORKING = 4  # handler running (CPU burn or I/O wait)
+    WRITING = 5  # sending the reply
+    KEEPALIVE = 6  # connection open, waiting for its next request
+    CLOSING = 7
+    DEAD = 8  # the worker died and was not (yet) replaced
+
+    @property
+    def glyph(self) -> str:
+        return GLYPHS[self]
+
+
+# Apache mod_status glyphs; WORKING shares 'W' with WRITING as in Apache, DEAD is ours.
+GLYPHS = {
+    State.EMPTY: ".",
+    State.STARTING: "S",
+    State.WAITING: "_",
+    State.READING: "R",
+    State.WORKING: "W",
+    State.WRITING: "W",
+    State.KEEPALIVE: "K",
+    State.CLOSING: "C",
+    State.DEAD: "X",
+}
+
+KIND_PROCESS = 0
+KIND_THREAD = 1
+
+
+class _Slot(ctypes.Structure):
+    _fields_ = [
+        ("pid", ctypes.c_int32),
+        ("tid", ctypes.c_int32),
+        ("state", ctypes.c_uint8),
+        ("kind", ctypes.c_uint8),
+        ("listener", ctypes.c_int16),  # index of the listening socket it accepts on, -1 none
+        ("generation", ctypes.c_uint32),  # incremented each time a new worker takes the slot
+        ("accepted", ctypes.c_uint64),
+        ("open", ctypes.c_int64),
+        ("requests", ctypes.c_uint64),
+        ("bytes_sent", ctypes.c_uint64),
+        ("last_change", ctypes.c_double),  # time.monotonic() (CLOCK_MONOTONIC, system-wide)
+        ("started", ctypes.c_double),
+        ("deaths", ctypes.c_uint32),
+        ("group", ctypes.c_int32),  # child process index for thread workers
+    ]
+
+
+_SLOT_FMT = "=iiBBhIQqQQddIi"
+assert struct.calcsize(_SLOT_FMT) == ctypes.sizeof(_Slot), "slot layout mismatch"
+
+
+class _Header(ctypes.Structure):
+    _fields_ = [
+        ("magic", ctypes.c_uint32),
+        ("version", ctypes.c_uint32),
+        ("nslots", ctypes.c_uint32),
+        ("high_water", ctypes.c_uint32),  # slots ever used: readers look at [0, high_water)
+        ("root_pid", ctypes.c_int32),
+        ("ready", ctypes.c_int32),  # 1 once the initial workers are started
+        ("expected", ctypes.c_int32),  # initial worker slots the root is starting
+        ("gil", ctypes.c_int32),  # 1 GIL enabled, 0 free-threaded
+        ("dispatches", ctypes.c_uint64),  # connections handed out by a master (cluster, goroutines)
+        ("spawns", ctypes.c_uint64),
+        ("deaths", ctypes.c_uint64),
+        ("last_death_pid", ctypes.c_int32),
+        ("last_death_status", ctypes.c_int32),  # waitpid status (signal number if killed)
+        ("last_death_time", ctypes.c_double),
+        ("model", ctypes.c_char * 32),
+        ("error", ctypes.c_char * 256),  # a start-up failure the root wants the supervisor to show
+    ]
+
+
+_HEADER_SIZE = (ctypes.sizeof(_Header) + 63) // 64 * 64
+
+
+@dataclass(frozen=True, slots=True)
+class SlotInfo:
+    index: int
+    pid: int
+    tid: int
+    state: State
+    kind: int
+    listener: int
+    generation: int
+    accepted: int
+    open: int
+    requests: int
+    bytes_sent: int
+    last_change: float
+    started: float
+    deaths: int
+    group: int
+
+    @property
+    def is_thread(self) -> bool:
+        return self.kind == KIND_THREAD
+
+
+@dataclass(frozen=True, slots=True)
+class ModelArea:
+    model: str
+    root_pid: int
+    ready: bool
+    expected: int
+    gil: bool
+    dispatches: int
+    spawns: int
+    deaths: int
+    last_death_pid: int
+    last_death_status: int
+    last_death_time: float
+    high_water: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreboardSnapshot:
+    time: float
+    model: ModelArea
+    slots: tuple[SlotInfo, ...]  # every slot ever used, EMPTY ones included
+
+    @property
+    def live(self) -> tuple[SlotInfo, ...]:
+        return tuple(s for s in self.slots if s.state not in (State.EMPTY, State.DEAD))
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "accepted": sum(s.accepted for s in self.slots),
+            "requests": sum(s.requests for s in self.slots),
+            "open": sum(s.open for s in self.slots),
+            "bytes_sent": sum(s.bytes_sent for s in self.slots),
+        }
+
+
+class Scoreboard:
+    """Owner-side and worker-side handle on one scoreboard."""
+
+    def __init__(self, fd: int, *, create: bool = False, nslots: int = DEFAULT_SLOTS) -> None:
+        self.fd = fd
+        if create:
+            size = _HEADER_SIZE + nslots * ctypes.sizeof(_Slot)
+            os.ftruncate(fd, size)
+        else:
+            size = os.fstat(fd).st_size
+        self._mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.header = _Header.from_buffer(self._mm, 0)
+        if create:
+            self.header.magic = MAGIC
+            self.header.version = VERSION
+            self.header.nslots = nslots
+        elif self.header.magic != MAGIC or self.header.version != VERSION:
+            raise ValueError("not a serverscope scoreboard (or another version)")
+        self.nslots = self.header.nslots
+        self._slots = (_Slot * self.nslots).from_buffer(self._mm, _HEADER_SIZE)
+
+    @classmethod
+    def create(cls, nslots: int = DEFAULT_SLOTS) -> Scoreboard:
+        fd = os.memfd_create("serverscope-scoreboard", os.MFD_CLOEXEC)
+        return cls(fd, create=True, nslots=nslots)
+
+    # -- writer side -------------------------------------------------------------------
+    def slot(self, index: int) -> _Slot:
+        if not 0 <= index < self.nslots:
+            raise IndexError(f"scoreboard has {self.nslots} slots, not {index + 1}")
+        return self._slots[index]
+
+    def claim(
+        self, index: int, *, kind: int = KIND_PROCESS, group: int = -1, listener: int = -1
+    ) -> SlotWriter:
+        """Called by a worker (in its own process/thread) to take slot `index`."""
+        s = self.slot(index)
+        now = time.monotonic()
+        s.pid = os.getpid()
+        s.tid = threading.get_native_id()
+        s.kind = kind
+        s.group = group
+        s.listener = listener
+        s.generation += 1
+        s.accepted = 0
+        s.open = 0
+        s.requests = 0
+        s.bytes_sent = 0
+        s.started = now
+        s.last_change = now
+        s.state = State.STARTING
+        if index + 1 > self.header.high_water:
+            self.header.high_water = index + 1
+        return SlotWriter(s)
+
+    def reserve(self, index: int) -> None:
+        """Mark a slot as starting before its worker runs (so readers see it at once)."""
+        s = self.slot(index)
+        s.state = State.STARTING
+        s.last_change = time.monotonic()
+        if index + 1 > self.header.high_water:
+            self.header.high_water = index + 1
+
+    def mark_dead(self, index: int, status: int) -> None:
+        """The master records a worker's death in its slot and in the model area."""
+        s = self.slot(index)
+        now = time.monotonic()
+        s.state = State.DEAD
+        s.open = 0
+        s.deaths += 1
+        s.last_change = now
+        h = self.header
+        h.deaths += 1
+        h.last_death_pid = s.pid
+        h.last_death_status = status
+        h.last_death_time = now
+
+    def mark_empty(self, index: int) -> None:
+        """A worker that the master stopped on purpose (pool shrinking): the slot is free."""
+        s = self.slot(index)
+        s.state = State.EMPTY
+        s.open = 0
+        s.last_change = time.monotonic()
+
+    def set_model(self, name: str, root_pid: int) -> None:
+        self.header.model = name.encode()[:31]
+        self.header.root_pid = root_pid
+
+    def set_error(self, message: str) -> None:
+        self.header.error = message.encode()[:255]
+
+    # -- reader side -------------------------------------------------------------------
+    def read_model(self) -> ModelArea:
+        h = self.header
+        return ModelArea(
+            model=h.model.decode(errors="replace"),
+            root_pid=h.root_pid,
+            ready=bool(h.ready),
+            expected=h.expected,
+            gil=bool(h.gil),
+            dispatches=h.dispatches,
+            spawns=h.spawns,
+            deaths=h.deaths,
+            last_death_pid=h.last_death_pid,
+            last_death_status=h.last_death_status,
+            last_death_time=h.last_death_time,
+            high_water=h.high_water,
+            error=h.error.decode(errors="replace"),
+        )
+
+    def read(self) -> ScoreboardSnapshot:
+        n = min(self.header.high_water, self.nslots)
+        size = ctypes.sizeof(_Slot)
+        raw = self._mm[_HEADER_SIZE : _HEADER_SIZE + n * size]
+        slots = tuple(
+            SlotInfo(i, f[0], f[1], State(f[2]), f[3], f[4], *f[5:])
+            for i, f in enumerate(struct.iter_unpack(_SLOT_FMT, raw))
+        )
+        return ScoreboardSnapshot(time.monotonic(), self.read_model(), slots)
+
+    def close(self) -> None:
+        del self._slots
+        del self.header
+        try:
+            self._mm.close()
+        except BufferError:
+            pass
+        os.close(self.fd)
+
+
+class SlotWriter:
+    """What a worker uses to keep its own slot up to date (no locks: it is the only writer)."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, slot: _Slot) -> None:
+        self.s = slot
+
+    def state(self, state: State) -> None:
+        s = self.s
+        if s.state != state:
+            s.state = state
+            s.last_change = time.monotonic()
+
+    def accepted(self) -> None:
+        s = self.s
+        s.accepted += 1
+        s.open += 1
+
+    def closed(self) -> None:
+        self.s.open -= 1
+
+    def served(self, nbytes: int) -> None:
+        s = self.s
+        s.requests += 1
+        s.bytes_sent += nbytes

@@ -1,0 +1,264 @@
+"""Start and stop a model from the caller's process (CLI, TUI, tests, benchmarks).
+
+The supervisor binds the listening socket(s) itself, so a busy port is reported here,
+in one line, before anything runs; and it keeps a copy of each, so the telemetry can read
+every accept queue with TCP_INFO. It creates the scoreboard (a memfd), then starts the
+model's root process (`servers.root`) with both, and returns once the initial workers are
+up and a request is answered. The root, and every worker it forks, dies with its parent
+(PR_SET_PDEATHSIG) even when the parent is SIGKILLed.
+
+Call `start` from a thread that lives as long as the server: the kernel's parent-death
+signal fires when the *thread* that forked the root exits.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO
+
+from . import models, root
+from .config import ServerConfig
+from .proc import pid_alive, raise_nofile_limit
+from .scoreboard import Scoreboard, ScoreboardSnapshot, State
+
+
+class ServerError(RuntimeError):
+    """The server could not start or died; the message is one line for the user."""
+
+
+class BindError(ServerError):
+    pass
+
+
+def bind_listeners(host: str, port: int, count: int, backlog: int) -> list[socket.socket]:
+    """Open `count` listening sockets on host:port (SO_REUSEPORT when count > 1)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise BindError(f"cannot listen on {host}:{port}: unknown host ({e.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    socks: list[socket.socket] = []
+    try:
+        if count > 1 and port:
+            # a plain bind first: joining someone else's SO_REUSEPORT group must fail loudly
+            probe = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(addr)
+            finally:
+                probe.close()
+        for _ in range(count):
+            s = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if count > 1:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind(addr)
+            if not port:  # the others join the port the kernel chose
+                addr = s.getsockname()
+                port = addr[1]
+            s.listen(backlog)
+    except OSError as e:
+        for s in socks:
+            s.close()
+        where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if e.errno == errno.EADDRINUSE:
+            hint = "another program is listening there; pick another --port or stop it"
+        elif e.errno == errno.EACCES:
+            hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE; pick --port above 1023"
+        elif e.errno == errno.EADDRNOTAVAIL:
+            hint = "that address is not on this machine; use --host 127.0.0.1"
+        else:
+            hint = e.strerror or str(e)
+        raise BindError(f"cannot listen on {where}: {os.strerror(e.errno or 0)} ({hint})") from None
+    return socks
+
+
+class Supervisor:
+    def __init__(self, config: ServerConfig, *, stderr: IO[bytes] | int | None = None) -> None:
+        self.spec = models.spec(config.model)
+        self.config = self.spec.resolve(config)
+        self._stderr_target = stderr  # None: a temp file whose tail is shown on failure
+        self._errfile: IO[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.listeners: list[socket.socket] = []
+        self.scoreboard: Scoreboard | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> Supervisor:
+        cfg = self.config
+        raise_nofile_limit()
+        self.listeners = bind_listeners(cfg.host, cfg.port, self.spec.listeners(cfg), cfg.backlog)
+        self.port = self.listeners[0].getsockname()[1]
+        self.config = cfg = cfg.with_(port=self.port)
+        self.scoreboard = Scoreboard.create()
+        fds = [s.fileno() for s in self.listeners]
+        env = dict(os.environ)
+        env[root.ENV_PARENT] = str(os.getpid())
+        env[root.ENV_SCOREBOARD] = str(self.scoreboard.fd)
+        env[root.ENV_LISTENERS] = ",".join(map(str, fds))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_src_dir(), env.get("PYTHONPATH", "")) if p)
+        stderr = self._stderr_target
+        if stderr is None:
+            self._errfile = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
+            stderr = self._errfile
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "servers.root", cfg.to_json()],
+            pass_fds=[self.scoreboard.fd, *fds],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr,
+            stderr=stderr,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.scoreboard is not None and self.proc is not None
+        deadline = time.monotonic() + timeout
+        h = self.scoreboard.header
+        while True:
+            if self.proc.poll() is not None:
+                raise ServerError(self._death_message())
+            if h.ready:
+                snap = self.scoreboard.read()
+                first = snap.slots[: h.expected]
+                if len(first) >= h.expected and all(s.state != State.STARTING for s in first):
+                    break
+            if time.monotonic() > deadline:
+                raise ServerError(f"{self.config.model} did not start within {timeout:g} s")
+            time.sleep(0.01)
+        left = max(1.0, deadline - time.monotonic())
+        if not probe(self.config.host, self.port, left):
+            if self.proc.poll() is not None:
+                raise ServerError(self._death_message())
+            raise ServerError(
+                f"{self.config.model} started but did not answer GET / in {left:.0f} s"
+            )
+
+    def _death_message(self) -> str:
+        code = self.proc.returncode if self.proc else None
+        msg = self.scoreboard.header.error.decode(errors="replace") if self.scoreboard else ""
+        if not msg and self._errfile is not None:
+            self._errfile.seek(0)
+            lines = [ln for ln in self._errfile.read().decode(errors="replace").splitlines() if ln]
+            msg = lines[-1] if lines else ""
+        return f"{self.config.model} exited at start (code {code})" + (f": {msg}" if msg else "")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the root (which stops its workers); SIGKILL the whole group if it lingers."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            pids = self.pids()
+            try:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            _kill_group(proc.pid)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pid in pids:  # workers the root could not reap (it was killed first)
+                if pid_alive(pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        elif proc is not None:
+            _kill_group(proc.pid)
+        for s in self.listeners:
+            s.close()
+        self.listeners = []
+        if self.scoreboard is not None:
+            self.scoreboard.close()
+            self.scoreboard = None
+        if self._errfile is not None:
+            self._errfile.close()
+            self._errfile = None
+
+    def __enter__(self) -> Supervisor:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what is running ---------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def root_pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def read(self) -> ScoreboardSnapshot:
+        assert self.scoreboard is not None, "server not started"
+        return self.scoreboard.read()
+
+    def worker_pids(self) -> list[int]:
+        """Distinct pids of the live workers (processes; thread workers share theirs)."""
+        if self.scoreboard is None:
+            return []
+        seen: dict[int, None] = {}
+        for s in self.read().slots:
+            if s.state not in (State.EMPTY, State.DEAD) and s.pid and s.pid != self.root_pid:
+                seen[s.pid] = None
+        return list(seen)
+
+    def pids(self) -> list[int]:
+        """The root and every live worker process."""
+        if self.proc is None:
+            return []
+        return [self.proc.pid, *self.worker_pids()]
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _src_dir() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def probe(host: str, port: int, timeout: float) -> bool:
+    """True once GET / answers 200 (retrying until `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(
+                (host, port), timeout=max(0.1, deadline - time.monotonic())
+            ) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := s.recv(4096):
+                    data += chunk
+                if data.startswith(b"HTTP/1.1 200"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False

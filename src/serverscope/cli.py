@@ -1,0 +1,171 @@
+"""The `serverscope` command line: one argparse tree, each subcommand a small function."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from servers import models
+from servers.config import ConfigError, ServerConfig
+from servers.supervisor import ServerError, Supervisor
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument gets one line (not the usage block) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The model knobs, shared by `serve`, the TUI, `run`, `compare` and `demo`."""
+    g = p.add_argument_group("model knobs (a model refuses the ones it does not have)")
+    g.add_argument(
+        "--workers", type=_positive_int, help="worker processes (event loops for goroutines)"
+    )
+    g.add_argument(
+        "--threads", type=_positive_int, help="threads per process, where the model has them"
+    )
+    g.add_argument(
+        "--backlog",
+        type=_positive_int,
+        default=511,
+        help="listen() backlog, Apache's ListenBacklog (511)",
+    )
+    g.add_argument("--port", type=_positive_int, default=0, help="port (default: a free one)")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    g.add_argument(
+        "--exclusive", action="store_true", help="many_accepts: EPOLLEXCLUSIVE, as nginx"
+    )
+    g.add_argument(
+        "--keepalive-timeout", type=_seconds, default=5.0, help="KeepAliveTimeout, seconds (5)"
+    )
+    g.add_argument(
+        "--max-keepalive-requests",
+        type=_positive_int,
+        default=100,
+        help="MaxKeepAliveRequests (100; 0 = unlimited)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=60.0,
+        help="Timeout: seconds for a request to arrive whole (60)",
+    )
+    g.add_argument("--start-servers", type=_positive_int, help="StartServers")
+    g.add_argument("--min-spare", type=_positive_int, help="MinSpareServers / MinSpareThreads")
+    g.add_argument("--max-spare", type=_positive_int, help="MaxSpareServers / MaxSpareThreads")
+    g.add_argument("--max-workers", type=_positive_int, help="MaxRequestWorkers")
+    g.add_argument("--threads-per-child", type=_positive_int, help="ThreadsPerChild")
+    g.add_argument("--async-factor", type=_seconds, help="AsyncRequestWorkerFactor")
+
+
+def config_from_args(model: str, a: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        model=model,
+        host=a.host,
+        port=a.port,
+        backlog=a.backlog,
+        workers=a.workers,
+        threads=a.threads,
+        exclusive=a.exclusive,
+        keepalive_timeout=a.keepalive_timeout,
+        max_keepalive_requests=a.max_keepalive_requests,
+        timeout=a.timeout,
+        start_servers=a.start_servers,
+        min_spare=a.min_spare,
+        max_spare=a.max_spare,
+        max_workers=a.max_workers,
+        threads_per_child=a.threads_per_child,
+        async_factor=a.async_factor,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="serverscope", description="A live terminal lab for server concurrency models."
+    )
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    s = sub.add_parser(
+        "serve",
+        help="run one model in the foreground",
+        description="Run one model in the foreground until Ctrl-C.",
+    )
+    s.add_argument("model", nargs="?", help="model name (see --list)")
+    s.add_argument("--list", action="store_true", help="list the models and exit")
+    add_model_args(s)
+    return p
+
+
+def cmd_list() -> int:
+    specs = models.available()
+    width = max(len(s.name) for s in specs)
+    for s in specs:
+        print(f"{s.name:<{width}}  {s.summary}")
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    if a.list:
+        return cmd_list()
+    if not a.model:
+        print(
+            "serverscope serve: name a model (serverscope serve --list shows them)", file=sys.stderr
+        )
+        return EXIT_USAGE
+    cfg = config_from_args(a.model, a)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    sup = Supervisor(cfg, stderr=sys.stderr.fileno())
+    sup.start()
+    try:
+        snap = sup.read()
+        nworkers = len(snap.live)
+        name, url, root = sup.config.model, sup.url, sup.root_pid
+        print(f"{name} serving on {url}/  ({nworkers} workers, root pid {root}); Ctrl-C stops it")
+        while not stop.wait(0.2):
+            if not sup.running:
+                code = sup.proc.returncode if sup.proc else None
+                print(f"serverscope: {name} exited unexpectedly (code {code})", file=sys.stderr)
+                return 1
+    finally:
+        sup.stop()
+    print("stopped", flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        if a.command == "serve":
+            return cmd_serve(a)
+        if a.command is None:
+            # Until the TUI lands, the default job is the default model in the foreground.
+            return cmd_serve(parser.parse_args(["serve", "many_accepts"]))
+    except (ConfigError, ServerError) as e:
+        print(f"serverscope: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.error(f"unknown command {a.command!r}")
+    return EXIT_USAGE
