@@ -143,7 +143,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         snap = sup.read()
         nworkers = len(snap.live)
         name, url, root = sup.config.model, sup.url, sup.root_pid
-        print(f"{name} serving on {url}/  ({nworkers} workers, root pid {root}); Ctrl-C stops it")
+        line = f"{name} serving on {url}/  ({nworkers} workers, root pid {root}); Ctrl-C stops it"
+        print(line, flush=True)
         while not stop.wait(0.2):
             if not sup.running:
                 code = sup.proc.returncode if sup.proc else None

@@ -1,0 +1,1 @@
+"""Load generation for serverscope: load levels, engines, live results."""

@@ -1,0 +1,45 @@
+"""The load generator's live results, as every reader sees them (CLI, sampler, TUI).
+
+A plain immutable value: the generator process publishes it, readers in other processes
+get a copy. Latencies are in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ERROR_KINDS = ("refused", "connect_timeout", "reset", "read_timeout", "bad_response")
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    p50: float = 0.0
+    p90: float = 0.0
+    p99: float = 0.0
+    p999: float = 0.0
+    max: float = 0.0
+    count: int = 0  # samples behind these figures (0: no figures yet)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadStats:
+    time: float  # time.monotonic() when published
+    elapsed: float  # seconds since the run started
+    level: str  # preset name, or "custom"
+    clients: int
+    target_rate: float | None  # req/s for an open loop, None for a closed loop
+    running: bool
+    paused: bool
+    requests: int  # completed requests (any status)
+    status: dict[int, int] = field(default_factory=dict)  # by HTTP status code
+    errors: dict[str, int] = field(default_factory=dict)  # by kind, see ERROR_KINDS
+    in_flight: int = 0
+    open_connections: int = 0
+    latency_ms: Percentiles = Percentiles()  # whole request, from its intended send time
+    connect_ms: Percentiles = Percentiles()
+    rps: float = 0.0  # completed in the last whole second
+    rps_series: tuple[float, ...] = ()  # completed per second since the start
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())

@@ -1,0 +1,1 @@
+"""Telemetry: per-worker sampling, imbalance, backlog depth, diagnosis, recording."""
