@@ -6,6 +6,8 @@ import ctypes
 import os
 import resource
 import signal
+import socket
+import struct
 
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -47,3 +49,17 @@ def pid_alive(pid: int) -> bool:
         return False
     state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
     return state not in (b"Z", b"X")
+
+
+_TCP_INFO_FMT = "=8B6I"  # state..flags bytes, then rto ato snd_mss rcv_mss unacked sacked
+
+
+def accept_queue(sock: socket.socket) -> tuple[int, int]:
+    """(length, limit) of a LISTEN socket's accept queue, from TCP_INFO.
+
+    For a listening socket the kernel reports the queue length in tcpi_unacked and its
+    limit (min(backlog, somaxconn)) in tcpi_sacked; `ss -ltn` shows the same pair.
+    """
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, struct.calcsize(_TCP_INFO_FMT))
+    fields = struct.unpack(_TCP_INFO_FMT, raw)
+    return fields[12], fields[13]

@@ -25,6 +25,9 @@ SPEC = ModelSpec(
 
 def run(ctx: RootContext) -> int:
     def worker(slot: int) -> None:
+        for i, other in enumerate(ctx.listeners):
+            if i != slot:
+                other.close()  # a worker holds its own socket only
         serve_listener(ctx, slot, ctx.listeners[slot], listener_index=slot)
 
     arbiter = Arbiter(ctx, worker)

@@ -148,6 +148,10 @@ class Supervisor:
             raise ServerError(
                 f"{self.config.model} started but did not answer GET / in {left:.0f} s"
             )
+        # the server has closed the probe's connection before we report ready, so callers
+        # start from settled counters
+        while self.read().totals()["open"] and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def _death_message(self) -> str:
         code = self.proc.returncode if self.proc else None
