@@ -1,0 +1,288 @@
+"""One live experiment: a model, a load against it, and the sampler watching both.
+
+The TUI, the headless `run`, `compare` and the guided demos all drive a `Session`; they
+differ only in how they draw its snapshots. Every process start and stop happens on the
+session's own long-lived thread, because the kernel's parent-death signal (which makes
+servers and load generators die with us, even on SIGKILL) fires when the *thread* that
+started them exits.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from loadgen.levels import LoadLevel
+from loadgen.runner import LoadRunner
+from loadgen.stats import LoadStats
+from servers.config import ServerConfig
+from servers.proc import pid_alive
+from servers.supervisor import Supervisor
+from telemetry.recording import RecordingWriter
+from telemetry.sampler import Sampler
+from telemetry.snapshot import Snapshot
+
+T = TypeVar("T")
+
+DEFAULT_PERIOD = 0.25
+LIVE_DURATION = 300.0  # a live load runs at most this long unless told otherwise
+BURN_SIGNAL = signal.SIGUSR1  # workers burn CPU for a while on it (see servers.arbiter)
+
+
+@dataclass(frozen=True, slots=True)
+class LabEvent:
+    """A line for the event log: spawns, deaths, overflow start/end, load and model changes."""
+
+    time: float  # time.monotonic()
+    kind: str  # "model", "load", "spawn", "death", "overflow", "diagnosis", "fault", "error"
+    message: str
+
+
+class Session:
+    def __init__(
+        self,
+        config: ServerConfig,
+        level: LoadLevel | None,
+        *,
+        period: float = DEFAULT_PERIOD,
+        record: str | None = None,
+        engine: str = "fast",
+    ) -> None:
+        self.config = config
+        self.level = level
+        self.period = period
+        self.engine = engine
+        self.record_path = record
+        self.supervisor: Supervisor | None = None
+        self.runner: LoadRunner | None = None
+        self.sampler: Sampler | None = None
+        self.recorder: RecordingWriter | None = None
+        self.events: collections.deque[LabEvent] = collections.deque(maxlen=500)
+        self.last: Snapshot | None = None
+        self.paused_pids: set[int] = set()
+        self._lock = threading.RLock()
+        # one long-lived thread owns every child process (see the module docstring)
+        self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serverscope-owner")
+        self._overflowing = False
+        self._seen_diagnoses: set[str] = set()
+
+    # -- running things on the owner thread ---------------------------------------------
+    def _on_owner(self, fn: Callable[[], T]) -> T:
+        return self.submit(fn).result()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """Run `fn` on the owner thread (returns at once; for UIs that must not block)."""
+        return self._owner.submit(fn)
+
+    def log(self, kind: str, message: str) -> None:
+        self.events.append(LabEvent(time.monotonic(), kind, message))
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._on_owner(self._start)
+
+    def _start(self) -> None:
+        with self._lock:
+            sup = Supervisor(self.config)
+            sup.start()
+            self.supervisor = sup
+            self.config = sup.config
+            self.sampler = Sampler.for_supervisor(sup, load=self._load_stats)
+            self.log("model", f"started {self.describe_model()} on {sup.url}")
+            if self.record_path and self.recorder is None:
+                meta = {"model": self.config.model, "load": self.level.name if self.level else None}
+                self.recorder = RecordingWriter(self.record_path, meta=meta)
+            if self.level is not None:
+                self._start_load(self.level)
+
+    def _start_load(self, level: LoadLevel) -> None:
+        assert self.supervisor is not None
+        if self.runner is not None:
+            self.runner.stop()
+        self.level = level
+        self.runner = LoadRunner(self.supervisor.url, level, engine=self.engine).start()
+        self.log("load", f"load {level.name}: {level.describe()} for {level.duration:g} s")
+
+    def _stop(self) -> None:
+        with self._lock:
+            if self.runner is not None:
+                self.runner.stop()
+                self.runner = None
+            for pid in list(self.paused_pids):  # never leave a worker stopped behind us
+                _signal(pid, signal.SIGCONT)
+            self.paused_pids.clear()
+            if self.supervisor is not None:
+                self.supervisor.stop()
+                self.log("model", f"stopped {self.config.model}")
+                self.supervisor = None
+            self.sampler = None
+
+    def stop(self) -> None:
+        self._on_owner(self._stop)
+
+    def close(self) -> None:
+        """Stop everything and the owner thread; the session cannot be used again."""
+        try:
+            self.stop()
+        finally:
+            self._owner.shutdown(wait=True)
+            if self.recorder is not None:
+                self.recorder.close()
+                self.recorder = None
+
+    def restart(self, config: ServerConfig | None = None, level: LoadLevel | None = None) -> None:
+        """Stop, then start again (with a new model config and/or load, when given)."""
+
+        def go() -> None:
+            self._stop()
+            if config is not None:
+                self.config = config
+            if level is not None:
+                self.level = level
+            self._start()
+
+        self._on_owner(go)
+
+    def set_level(self, level: LoadLevel | None) -> None:
+        """Change the load while it runs (within 1 s); start it again if it had ended."""
+
+        def go() -> None:
+            with self._lock:
+                if level is None:
+                    if self.runner is not None:
+                        self.runner.stop()
+                        self.runner = None
+                        self.log("load", "load stopped")
+                    self.level = None
+                    return
+                if self.runner is not None and self.runner.running:
+                    self.runner.set_level(level)
+                    self.level = level
+                    self.log("load", f"load changed: {level.describe()}")
+                elif self.supervisor is not None:
+                    self._start_load(level)
+
+        self._on_owner(go)
+
+    def pause_load(self, paused: bool) -> None:
+        def go() -> None:
+            if self.runner is not None and self.runner.running:
+                (self.runner.pause if paused else self.runner.resume)()
+                self.log("load", "load paused" if paused else "load resumed")
+
+        self._on_owner(go)
+
+    def __enter__(self) -> Session:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- faults on one worker -----------------------------------------------------------
+    def pause_worker(self, pid: int) -> None:
+        """SIGSTOP a worker process (again: SIGCONT). Its connections and queue stall."""
+        self._check_worker(pid)
+        if pid in self.paused_pids:
+            _signal(pid, signal.SIGCONT)
+            self.paused_pids.discard(pid)
+            self.log("fault", f"resumed pid {pid} (SIGCONT)")
+        else:
+            _signal(pid, signal.SIGSTOP)
+            self.paused_pids.add(pid)
+            self.log("fault", f"paused pid {pid} (SIGSTOP)")
+
+    def kill_worker(self, pid: int) -> None:
+        self._check_worker(pid)
+        self.paused_pids.discard(pid)
+        _signal(pid, signal.SIGKILL)
+        self.log("fault", f"killed pid {pid} (SIGKILL)")
+
+    def burn_worker(self, pid: int) -> None:
+        """Make a worker process burn CPU for a few seconds (its event loop or accept stalls)."""
+        self._check_worker(pid)
+        _signal(pid, BURN_SIGNAL)
+        self.log("fault", f"pid {pid} burns CPU for a few seconds")
+
+    def _check_worker(self, pid: int) -> None:
+        sup = self.supervisor
+        if sup is None or pid not in sup.pids():
+            raise ValueError(f"pid {pid} is not one of this server's processes")
+
+    # -- sampling -----------------------------------------------------------------------
+    def _load_stats(self) -> LoadStats | None:
+        runner = self.runner
+        return runner.stats() if runner is not None else None
+
+    def sample(self) -> Snapshot | None:
+        """One snapshot (None while no server runs); also records it and logs its events."""
+        with self._lock:
+            sampler = self.sampler
+            if sampler is None:
+                return None
+            snap = sampler.sample()
+            self._derive_events(self.last, snap)
+            self.last = snap
+            if self.recorder is not None:
+                self.recorder.write(snap)
+            for pid in list(self.paused_pids):
+                if not pid_alive(pid):
+                    self.paused_pids.discard(pid)
+            return snap
+
+    def _derive_events(self, prev: Snapshot | None, snap: Snapshot) -> None:
+        m, pm = snap.model, prev.model if prev else None
+        if m is not None and pm is not None:
+            if (m.deaths or 0) > (pm.deaths or 0):
+                status = m.last_death_status
+                how = f"signal {-status}" if status is not None and status < 0 else f"exit {status}"
+                self.log("death", f"worker pid {m.last_death_pid} died ({how})")
+            spawned = (m.spawns or 0) - (pm.spawns or 0)
+            if spawned > 0:
+                self.log("spawn", f"master spawned {spawned} worker{'s' * (spawned > 1)}")
+        overflowing = any(ln.full for ln in snap.listeners) or bool(
+            snap.kernel and snap.kernel.overflows_delta
+        )
+        if overflowing != self._overflowing:
+            self._overflowing = overflowing
+            q = f"queue {snap.queue}/{snap.queue_limit}"
+            self.log(
+                "overflow",
+                (
+                    "accept queue overflow started, "
+                    if overflowing
+                    else "accept queue overflow ended, "
+                )
+                + q,
+            )
+        names = {d.rule for d in snap.diagnoses}
+        for d in snap.diagnoses:
+            if d.rule not in self._seen_diagnoses:
+                self.log("diagnosis", d.message)
+        self._seen_diagnoses = names
+
+    # -- descriptions -------------------------------------------------------------------
+    def describe_model(self) -> str:
+        c = self.config
+        knobs = [
+            f"{name.replace('_', '-')}={getattr(c, name)}"
+            for name in ("workers", "threads", "threads_per_child", "max_workers")
+            if getattr(c, name) is not None
+        ]
+        if c.exclusive:
+            knobs.append("exclusive")
+        return c.model + (f" ({', '.join(knobs)})" if knobs else "")
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
