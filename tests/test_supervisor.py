@@ -207,3 +207,17 @@ def test_serve_in_the_foreground_stops_cleanly(sig):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_burn_signal_makes_a_worker_spin_and_it_survives(start_server):
+    from servers.root import BURN_SIGNAL
+
+    sup = start_server("many_accepts", workers=2)
+    pid = sup.worker_pids()[0]
+    proc = psutil.Process(pid)
+    proc.cpu_percent()
+    os.kill(pid, BURN_SIGNAL)
+    time.sleep(1.0)
+    assert proc.cpu_percent() >= 70
+    assert pid_alive(pid) and sup.read().model.deaths == 0
+    sequential(sup.port, 5)

@@ -13,7 +13,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from . import models
+from . import app, models
 from .config import ServerConfig
 from .http import Limits
 from .proc import die_with_parent, raise_nofile_limit
@@ -22,6 +22,8 @@ from .scoreboard import Scoreboard
 ENV_PARENT = "SERVERSCOPE_PARENT"
 ENV_SCOREBOARD = "SERVERSCOPE_SCOREBOARD_FD"
 ENV_LISTENERS = "SERVERSCOPE_LISTEN_FDS"
+BURN_SIGNAL = signal.SIGUSR1  # a fault the TUI injects: the receiving process burns CPU
+BURN_MS = 3000.0
 
 
 @dataclass
@@ -51,6 +53,9 @@ class RootContext:
 def main() -> int:
     die_with_parent(int(os.environ.get(ENV_PARENT, "0")) or None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    # inherited by every forked worker; runs in the process's main thread, so it stalls
+    # that worker's accept loop or event loop as a CPU-heavy request would
+    signal.signal(BURN_SIGNAL, lambda *_: app.burn_cpu(BURN_MS))
     raise_nofile_limit()
     config = ServerConfig.from_json(sys.argv[1])
     board = Scoreboard(int(os.environ[ENV_SCOREBOARD]))

@@ -24,6 +24,7 @@ from loadgen.runner import LoadRunner
 from loadgen.stats import LoadStats
 from servers.config import ServerConfig
 from servers.proc import pid_alive
+from servers.root import BURN_MS, BURN_SIGNAL
 from servers.supervisor import Supervisor
 from telemetry.recording import RecordingWriter
 from telemetry.sampler import Sampler
@@ -33,7 +34,6 @@ T = TypeVar("T")
 
 DEFAULT_PERIOD = 0.25
 LIVE_DURATION = 300.0  # a live load runs at most this long unless told otherwise
-BURN_SIGNAL = signal.SIGUSR1  # workers burn CPU for a while on it (see servers.arbiter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +209,7 @@ class Session:
         """Make a worker process burn CPU for a few seconds (its event loop or accept stalls)."""
         self._check_worker(pid)
         _signal(pid, BURN_SIGNAL)
-        self.log("fault", f"pid {pid} burns CPU for a few seconds")
+        self.log("fault", f"pid {pid} burns CPU for {BURN_MS / 1000:g} s")
 
     def _check_worker(self, pid: int) -> None:
         sup = self.supervisor
