@@ -39,6 +39,11 @@ class LoadStats:
     connect_ms: Percentiles = Percentiles()
     rps: float = 0.0  # completed in the last whole second
     rps_series: tuple[float, ...] = ()  # completed per second since the start
+    # added with the generator (issue 4):
+    sent: int = 0  # requests sent (completed + failed + in flight)
+    backlog: int = 0  # open loop: requests due but waiting for a free connection
+    series_start: int = 0  # second of rps_series[0]: live stats carry the last 600 s only
+    engine: str = ""  # "fast" or "httpx"
 
     @property
     def error_count(self) -> int:

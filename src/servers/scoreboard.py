@@ -52,6 +52,8 @@ GLYPHS = {
     State.DEAD: "X",
 }
 
+_STATES = tuple(State)  # by value: a tuple index is much cheaper than State(value)
+
 KIND_PROCESS = 0
 KIND_THREAD = 1
 
@@ -276,8 +278,9 @@ class Scoreboard:
         n = min(self.header.high_water, self.nslots)
         size = ctypes.sizeof(_Slot)
         raw = self._mm[_HEADER_SIZE : _HEADER_SIZE + n * size]
+        states = _STATES
         slots = tuple(
-            SlotInfo(i, f[0], f[1], State(f[2]), f[3], f[4], *f[5:])
+            SlotInfo(i, f[0], f[1], states[f[2]], *f[3:])
             for i, f in enumerate(struct.iter_unpack(_SLOT_FMT, raw))
         )
         return ScoreboardSnapshot(time.monotonic(), self.read_model(), slots)

@@ -1,0 +1,177 @@
+"""Imbalance over a sliding window of snapshots: pure functions, no I/O.
+
+Written here because the measures are three lines of arithmetic (Jain's index, top share,
+max/mean) and the windowing rules (per worker identity, no index without events) are ours.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+from .snapshot import Imbalance, ImbalanceSet, Snapshot
+
+DEFAULT_WINDOW_S = 5.0
+_DEAD = ("empty", "dead")
+
+
+def window(history: Sequence[Snapshot], window_s: float = DEFAULT_WINDOW_S) -> list[Snapshot]:
+    """The snapshots of `history` (oldest first) whose interval ends in the last `window_s`."""
+    if not history:
+        return []
+    cutoff = history[-1].time - window_s + 1e-6  # an interval ending at the cutoff is out
+    out = [s for s in history if s.time > cutoff]
+    return out
+
+
+def covered_s(win: Sequence[Snapshot]) -> float:
+    """Seconds of measurement behind a window: the sum of its snapshots' intervals."""
+    return sum(s.interval_s or 0.0 for s in win)
+
+
+def jain(values: Sequence[float]) -> float | None:
+    """Jain's fairness index (sum x)^2 / (n * sum x^2); None without events."""
+    n = len(values)
+    sq = sum(x * x for x in values)
+    if n == 0 or sq <= 0:
+        return None
+    total = sum(values)
+    return total * total / (n * sq)
+
+
+def measure(metric: str, per_worker: dict[tuple, tuple[str, float]], span: float) -> Imbalance:
+    """The three measures over {key: (label, x)}."""
+    n = len(per_worker)
+    total = sum(x for _, x in per_worker.values())
+    if n == 0 or total <= 1e-9:
+        return Imbalance(metric=metric, window_s=span, n=n, total=total)
+    label, top = max(per_worker.values(), key=lambda lx: lx[1])
+    share = top / total
+    return Imbalance(
+        metric=metric,
+        window_s=span,
+        n=n,
+        total=total,
+        jain=jain([x for _, x in per_worker.values()]),
+        top_share=share,
+        max_over_mean=n * share,
+        top_worker=label,
+    )
+
+
+class ImbalanceTracker:
+    """Running sums behind `imbalance_set`, so the sampler pays O(workers) per sample
+    instead of O(workers x snapshots in the window): `add` the newest snapshot, `evict`
+    the ones that left the window, read `result()`.
+
+    x_i: accepts in the window; mean open connections while measured; CPU seconds.
+    A worker counts if it was alive in any snapshot of the window; a respawned worker
+    (new generation) is another worker.
+    """
+
+    def __init__(self) -> None:
+        self._entries: collections.deque[tuple[Snapshot, list[tuple]]] = collections.deque()
+        self._alive: dict[tuple, int] = {}  # key -> snapshots alive in the window
+        self._label: dict[tuple, str] = {}
+        self._acc: dict[tuple, int] = {}
+        self._conn: dict[tuple, int] = {}
+        self._conn_n: dict[tuple, int] = {}
+        self._cpu: dict[tuple, float] = {}
+        self._seen = [0, 0, 0]  # samples measuring accepts, connections, cpu
+        self._span = 0.0
+
+    def add(self, snap: Snapshot) -> None:
+        iv = snap.interval_s
+        rows = []
+        alive, acc, conn, conn_n, cpu, seen = (
+            self._alive,
+            self._acc,
+            self._conn,
+            self._conn_n,
+            self._cpu,
+            self._seen,
+        )
+        for w in snap.workers:
+            if w.state in _DEAD:
+                continue
+            k = w.key
+            a = w.accepts if (w.accepts is not None and iv is not None) else None
+            c = w.connections
+            u = w.cpu_percent * iv / 100.0 if (w.cpu_percent is not None and iv) else None
+            rows.append((k, a, c, u))
+            alive[k] = alive.get(k, 0) + 1
+            self._label[k] = w.label
+            if a is not None:
+                seen[0] += 1
+                acc[k] = acc.get(k, 0) + a
+            if c is not None:
+                seen[1] += 1
+                conn[k] = conn.get(k, 0) + c
+                conn_n[k] = conn_n.get(k, 0) + 1
+            if u is not None:
+                seen[2] += 1
+                cpu[k] = cpu.get(k, 0.0) + u
+        self._span += iv or 0.0
+        self._entries.append((snap, rows))
+
+    def evict(self, cutoff: float) -> None:
+        """Drop the snapshots taken at or before `cutoff` (a monotonic time)."""
+        alive, acc, conn, conn_n, cpu, seen = (
+            self._alive,
+            self._acc,
+            self._conn,
+            self._conn_n,
+            self._cpu,
+            self._seen,
+        )
+        while self._entries and self._entries[0][0].time <= cutoff:
+            snap, rows = self._entries.popleft()
+            self._span -= snap.interval_s or 0.0
+            for k, a, c, u in rows:
+                if a is not None:
+                    seen[0] -= 1
+                    acc[k] -= a
+                if c is not None:
+                    seen[1] -= 1
+                    conn[k] -= c
+                    conn_n[k] -= 1
+                if u is not None:
+                    seen[2] -= 1
+                    cpu[k] -= u
+                alive[k] -= 1
+                if alive[k] == 0:
+                    for d in (alive, self._label, acc, conn, conn_n, cpu):
+                        d.pop(k, None)
+        if not self._entries:
+            self._span = 0.0
+
+    def result(self) -> ImbalanceSet:
+        if not self._entries:
+            return ImbalanceSet()
+        span = max(0.0, self._span)
+        keys = list(self._alive)
+        lab = self._label
+        acc = {k: (lab[k], float(self._acc.get(k, 0))) for k in keys}
+        conn = {
+            k: (lab[k], self._conn.get(k, 0) / n if (n := self._conn_n.get(k, 0)) else 0.0)
+            for k in keys
+        }
+        # float running sums leave ~1e-17 residues: below a microsecond is no CPU
+        cpu = {k: (lab[k], c if (c := self._cpu.get(k, 0.0)) > 1e-6 else 0.0) for k in keys}
+        return ImbalanceSet(
+            accepts=measure("accepts", acc, span) if self._seen[0] else None,
+            connections=measure("connections", conn, span) if self._seen[1] else None,
+            cpu=measure("cpu", cpu, span) if self._seen[2] else None,
+        )
+
+
+def imbalance_set(win: Sequence[Snapshot]) -> ImbalanceSet:
+    """Accepts, connections and CPU imbalance over the window (the latest snapshot last).
+
+    A metric nobody measured (e.g. accepts when attached) gives None; a measured metric
+    with no events gives an Imbalance whose indices are None.
+    """
+    t = ImbalanceTracker()
+    for s in win:
+        t.add(s)
+    return t.result()

@@ -1,0 +1,281 @@
+"""Diagnosis: rules over a window of recent snapshots, each naming one phenomenon in one line.
+
+Every rule is a pure function `rule(window) -> Diagnosis | None` over the snapshots of the
+recent window (oldest first, the latest last; see `analysis.window`), with no I/O, so each
+can be fired and silenced with synthetic snapshots. Thresholds are module constants.
+Hand-written: the phenomena and their thresholds are this project's, no library has them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+
+from . import analysis
+from .snapshot import Diagnosis, Snapshot, WorkerSample
+
+Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
+
+# accept skew: enough accepts to judge, and far from even.
+SKEW_MIN_ACCEPTS = 20  # accepts in the window below which no judgement is made
+SKEW_MAX_JAIN = 0.7  # Jain's index below this ...
+SKEW_MIN_MAX_OVER_MEAN = 1.5  # ... and the top worker above this many times the mean
+
+# starvation: every worker holds a connection, the CPU is idle, and clients queue.
+STARVATION_MIN_S = 1.0  # all workers busy for at least this long (in every snapshot)
+STARVATION_MAX_CPU_FRACTION = 0.30  # workers' CPU below this fraction of the machine
+STARVATION_MIN_QUEUE = 1  # connections waiting in the accept queue(s) now
+
+# accept queue overflow: one of our queues reached its limit within the window, or the
+# (namespace-wide) overflow counter moved while one of ours was at least this full.
+OVERFLOW_NEAR_FULL = 0.9
+
+# master bottleneck: a dispatching master (cluster) near one core, its workers not.
+MASTER_MIN_CPU = 80.0  # master's mean CPU over the window, % of one core
+MASTER_MAX_WORKER_CPU = 50.0  # workers' mean CPU, % of one core each
+
+# GIL cap: a thread model's process near one core, several threads busy, cores idle.
+GIL_MIN_PROCESS_CPU = 80.0  # process CPU, % of one core (mean over the window) ...
+GIL_MAX_PROCESS_CPU = 125.0  # ... and not above ~one core
+GIL_MIN_ACTIVE_THREADS = 2  # threads that are busy or use CPU
+GIL_THREAD_ACTIVE_CPU = 5.0  # a thread using more than this (% of one core) is active
+GIL_MIN_IDLE_CORES = 0.5  # host's idle cores (mean over the window)
+
+# one reuseport queue backed up: one listener's own queue long, the others' short.
+REUSEPORT_MIN_QUEUE = 10  # the backed-up queue's length
+REUSEPORT_OTHERS_FRACTION = 0.25  # every other queue at most this fraction of it
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0f}%"
+
+
+def _num(x: float) -> str:
+    """1.0 -> '1', 0.75 -> '0.8', 12.3 -> '12'."""
+    if abs(x - round(x)) < 0.05 or x >= 10:
+        return f"{x:.0f}"
+    return f"{x:.1f}"
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def _span(win: Sequence[Snapshot]) -> str:
+    return f"{_num(analysis.covered_s(win))} s"
+
+
+def _live(s: Snapshot) -> tuple[WorkerSample, ...]:
+    return s.live_workers
+
+
+def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
+    """A few workers take most accepts (many_accepts with epoll; not FIFO accept())."""
+    if not win:
+        return None
+    last = win[-1]  # the sampler has already measured the window into the latest snapshot
+    imb = last.imbalance.accepts if last.imbalance.accepts else analysis.imbalance_set(win).accepts
+    if imb is None or imb.jain is None or imb.n < 2 or imb.total < SKEW_MIN_ACCEPTS:
+        return None
+    if imb.jain >= SKEW_MAX_JAIN or (imb.max_over_mean or 0) < SKEW_MIN_MAX_OVER_MEAN:
+        return None
+    return Diagnosis(
+        "accept_skew",
+        "warning",
+        f"accept skew: {imb.top_worker} took {_pct(100 * (imb.top_share or 0))} of accepts "
+        f"in {_span(win)} (Jain {imb.jain:.2f}, {imb.n} workers, {imb.total:.0f} accepts)",
+    )
+
+
+def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
+    """Every worker pinned by a connection (keep-alive), CPU idle, clients queued."""
+    if not win:
+        return None
+    last = win[-1]
+    recent = [s for s in win if s.time >= last.time - STARVATION_MIN_S]
+    if analysis.covered_s(recent) < STARVATION_MIN_S - 1e-6:
+        return None
+    for s in recent:
+        live = _live(s)
+        if not live or any(w.state == "unknown" or not w.busy for w in live):
+            return None
+    if last.queue < STARVATION_MIN_QUEUE:
+        return None
+    cores = last.host.cpu_count if last.host else 1
+    cpu = _mean([sum(w.cpu_percent or 0.0 for w in _live(s)) for s in recent])
+    frac = cpu / (100.0 * cores)
+    if frac >= STARVATION_MAX_CPU_FRACTION:
+        return None
+    n = len(_live(last))
+    lim = last.queue_limit
+    queue = f"accept queue {last.queue}/{lim}" if lim else f"accept queue {last.queue}"
+    drops = [s.kernel.drops_per_s for s in recent if s.kernel and s.kernel.drops_per_s is not None]
+    drop_text = f", {_mean(drops):.0f} SYN drops/s" if drops and _mean(drops) >= 0.5 else ""
+    return Diagnosis(
+        "starvation",
+        "critical",
+        f"starvation: {n}/{n} workers busy, CPU {_pct(100 * frac)}, {queue}{drop_text}",
+    )
+
+
+def accept_queue_overflow(win: Sequence[Snapshot]) -> Diagnosis | None:
+    """An accept queue is full: the kernel drops handshakes, clients retry after ~1 s, 3 s."""
+    if not win:
+        return None
+    full = None
+    fullest = None
+    for s in win:
+        for ln in s.listeners:
+            if ln.full and (full is None or s.time >= full[0].time):
+                full = (s, ln)
+            if ln.limit and (fullest is None or ln.fill > fullest.fill):
+                fullest = ln
+    overflows = sum(s.kernel.overflows_delta or 0 for s in win if s.kernel)
+    span = analysis.covered_s(win) or 1.0
+    ovf = f", {overflows / span:.0f} ListenOverflows/s (namespace-wide)" if overflows else ""
+    if full is not None:
+        _, ln = full
+        return Diagnosis(
+            "accept_queue_overflow",
+            "critical",
+            f"accept queue overflow: port {ln.port} queue {ln.queue}/{ln.limit} "
+            f"(full within {_span(win)}){ovf}",
+        )
+    if overflows and fullest is not None and fullest.fill >= OVERFLOW_NEAR_FULL:
+        return Diagnosis(
+            "accept_queue_overflow",
+            "critical",
+            f"accept queue overflow: port {fullest.port} queue {fullest.queue}/{fullest.limit}"
+            f"{ovf}",
+        )
+    return None
+
+
+def master_bottleneck(win: Sequence[Snapshot]) -> Diagnosis | None:
+    """A dispatching master (cluster) saturates one core while its workers idle."""
+    if not win:
+        return None
+    last = win[-1]
+    if last.model is None:
+        return None
+    dispatching = last.model.name == "cluster" or any(
+        (s.model.dispatches_delta or 0) > 0 for s in win if s.model
+    )
+    if not dispatching:
+        return None
+    master = [
+        s.model.master_cpu_percent
+        for s in win
+        if s.model and s.model.master_cpu_percent is not None
+    ]
+    if not master:
+        return None
+    mcpu = _mean(master)
+    per_worker = [
+        _mean([w.cpu_percent for w in _live(s) if w.cpu_percent is not None])
+        for s in win
+        if any(w.cpu_percent is not None for w in _live(s))
+    ]
+    wcpu = _mean(per_worker)
+    if mcpu < MASTER_MIN_CPU or wcpu > MASTER_MAX_WORKER_CPU:
+        return None
+    return Diagnosis(
+        "master_bottleneck",
+        "warning",
+        f"master bottleneck: {last.model.name} master {_pct(mcpu)} CPU, workers {_pct(wcpu)}",
+    )
+
+
+def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
+    """Threads of one CPython process (with the GIL) share one core while cores idle."""
+    if not win:
+        return None
+    last = win[-1]
+    if last.model is not None and last.model.gil is False:
+        return None
+    threads = [w for w in _live(last) if w.is_thread]
+    if len(threads) < GIL_MIN_ACTIVE_THREADS:
+        return None
+    idle = [s.host.idle_cores for s in win if s.host and s.host.idle_cores is not None]
+    if not idle or _mean(idle) < GIL_MIN_IDLE_CORES:
+        return None
+    # process CPU = sum of its thread workers' CPU, per snapshot, mean over the window
+    best = None
+    for pid in sorted({w.pid for w in threads}):
+        totals = []
+        for s in win:
+            ws = [w for w in _live(s) if w.is_thread and w.pid == pid and w.cpu_percent is not None]
+            if ws:
+                totals.append(sum(w.cpu_percent or 0.0 for w in ws))
+        cpu = _mean(totals)
+        if not (GIL_MIN_PROCESS_CPU <= cpu <= GIL_MAX_PROCESS_CPU):
+            continue
+        active = [
+            w
+            for w in threads
+            if w.pid == pid and (w.busy or (w.cpu_percent or 0.0) > GIL_THREAD_ACTIVE_CPU)
+        ]
+        if len(active) < GIL_MIN_ACTIVE_THREADS:
+            continue
+        if best is None or len(active) > best[1]:
+            best = (pid, len(active), cpu)
+    if best is None:
+        return None
+    pid, nactive, cpu = best
+    idle_cores = _mean(idle)
+    cores = "core" if _num(idle_cores) == "1" else "cores"
+    return Diagnosis(
+        "gil_cap",
+        "warning",
+        f"GIL cap: {nactive} threads share one core (pid {pid} at {_pct(cpu)} CPU), "
+        f"{_num(idle_cores)} {cores} idle",
+    )
+
+
+def reuseport_backlog(win: Sequence[Snapshot]) -> Diagnosis | None:
+    """One SO_REUSEPORT queue grows (its worker stalled) while the others stay short."""
+    if not win:
+        return None
+    last = win[-1]
+    by_port: dict[int, list] = {}
+    for ln in last.listeners:
+        by_port.setdefault(ln.port, []).append(ln)
+    for lns in by_port.values():
+        if len(lns) < 2:
+            continue
+        top = max(lns, key=lambda ln: ln.queue)
+        others = [ln.queue for ln in lns if ln is not top]
+        if top.queue < REUSEPORT_MIN_QUEUE:
+            continue
+        if max(others) > top.queue * REUSEPORT_OTHERS_FRACTION:
+            continue
+        owner = next(
+            (w.label for w in _live(last) if w.listener == top.index),
+            f"listener {top.index}",
+        )
+        rest = (
+            "0" if max(others) == 0 else f"<= {max(others)} (median {statistics.median(others):g})"
+        )
+        return Diagnosis(
+            "reuseport_backlog",
+            "warning",
+            f"one reuseport queue backed up: {owner} queue {top.queue}, others {rest}",
+        )
+    return None
+
+
+RULES: tuple[Rule, ...] = (
+    accept_queue_overflow,
+    starvation,
+    accept_skew,
+    master_bottleneck,
+    gil_cap,
+    reuseport_backlog,
+)
+
+
+def diagnose(win: Sequence[Snapshot], rules: Sequence[Rule] = RULES) -> list[Diagnosis]:
+    """Every rule that fires over the window, most severe first."""
+    found = [d for rule in rules if (d := rule(win)) is not None]
+    order = {"critical": 0, "warning": 1, "info": 2}
+    return sorted(found, key=lambda d: order.get(d.severity, 3))

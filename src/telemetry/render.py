@@ -1,0 +1,105 @@
+"""Drawing snapshots with rich (for `serverscope attach`); the sampler never draws."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .snapshot import Snapshot
+
+MAX_ROWS = 40  # workers shown; the rest are summarised in one line
+
+
+def _opt(value: float | None, fmt: str = "{:.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / (1 << 20):.1f}"
+
+
+def render(snap: Snapshot) -> Group:
+    m = snap.model
+    head = Text()
+    if m is not None:
+        head.append(f"{m.name}", style="bold")
+        head.append(f"  root pid {m.root_pid}")
+        head.append(f"  master CPU {_opt(m.master_cpu_percent)}%")
+        head.append(f"  {m.processes} processes, {m.threads} threads")
+    if snap.host is not None:
+        head.append(f"  host CPU {_opt(snap.host.cpu_percent)}% of {snap.host.cpu_count * 100}%")
+    if snap.kernel is not None:
+        k = snap.kernel
+        head.append(
+            f"\nListenOverflows +{_opt(k.overflows_delta)}  ListenDrops +{_opt(k.drops_delta)}"
+            "  (namespace-wide)"
+        )
+
+    lt = Table(title="listeners", title_justify="left", expand=False)
+    for col in ("#", "address", "port", "queue", "limit", "SYN_RECV", "source"):
+        lt.add_column(col, justify="right" if col not in ("address", "source") else "left")
+    for ln in snap.listeners:
+        style = "bold red" if ln.full else ("yellow" if ln.queue else "")
+        lt.add_row(
+            str(ln.index),
+            ln.address,
+            str(ln.port),
+            Text(str(ln.queue), style=style),
+            _opt(ln.limit),
+            _opt(ln.syn_recv),
+            ln.source,
+        )
+
+    wt = Table(title="workers", title_justify="left")
+    for col in (
+        "worker",
+        "pid",
+        "tid",
+        "kind",
+        "state",
+        "CPU %",
+        "RSS MiB",
+        "conns",
+        "acc/int",
+        "acc total",
+        "req total",
+    ):
+        wt.add_column(col, justify="left" if col in ("worker", "kind", "state") else "right")
+    live = snap.live_workers
+    for w in live[:MAX_ROWS]:
+        wt.add_row(
+            w.label if w.slot is not None else (w.name or "-"),
+            str(w.pid),
+            str(w.tid),
+            w.kind,
+            f"{w.glyph} {w.state}",
+            _opt(w.cpu_percent, "{:.1f}"),
+            _mib(w.rss_bytes),
+            _opt(w.connections),
+            _opt(w.accepts),
+            _opt(w.accepts_total),
+            _opt(w.requests_total),
+        )
+    parts: list = [head, lt, wt]
+    if len(live) > MAX_ROWS:
+        parts.append(Text(f"... and {len(live) - MAX_ROWS} more workers"))
+    imb = Text()
+    for name, i in snap.imbalance.items():
+        if i is None:
+            continue
+        imb.append(f"{name}: ")
+        if i.jain is None:
+            imb.append("no events  ")
+        else:
+            imb.append(
+                f"Jain {i.jain:.2f} top {100 * (i.top_share or 0):.0f}% "
+                f"max/mean {i.max_over_mean:.1f}  "
+            )
+    if imb:
+        parts.append(Text(f"imbalance over {snap.window_s:g} s  ") + imb)
+    for d in snap.diagnoses:
+        parts.append(
+            Text(f"! {d.message}", style="bold red" if d.severity == "critical" else "yellow")
+        )
+    return Group(*parts)

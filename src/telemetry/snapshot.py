@@ -1,0 +1,384 @@
+"""The immutable values the sampler produces and everything else reads (TUI, attach, recordings).
+
+One `Snapshot` per sample. It holds only plain data (no handles, no I/O), so a TUI can be
+driven and tested from recorded or synthetic snapshots alone (see `telemetry.synthetic`).
+
+Units, everywhere in this module:
+- times: `time` fields are `time.monotonic()` seconds (CLOCK_MONOTONIC, system-wide, so the
+  scoreboard's and the load generator's times compare with them); `*_s` fields are seconds;
+  `*_ms` fields are milliseconds;
+- CPU: percent of ONE core over the sampling interval (a process using two full cores
+  reads 200.0; a host with 2 cores tops out at 200.0);
+- memory: bytes;
+- counts: plain integers; "in the interval" means since the previous sample, "total" since
+  the worker (or the run) started.
+A field that could not be measured is None (the first sample has no interval, so no CPU %
+and no deltas; an attached server has no scoreboard, so no accepts and state "unknown").
+
+JSON: `Snapshot.to_dict()` gives JSON-ready builtins carrying `FORMAT_VERSION`;
+`Snapshot.from_dict(d)` gives back an equal Snapshot. The (de)serialiser is written here by
+hand (a small recursive walk over the dataclass type hints) because the standard library
+has no dataclass-from-dict and the project takes no dependency for that alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from loadgen.stats import LoadStats, Percentiles
+
+__all__ = [
+    "FORMAT_VERSION",
+    "GLYPHS",
+    "KIND_PROCESS",
+    "KIND_THREAD",
+    "SEVERITIES",
+    "STATES",
+    "Diagnosis",
+    "FormatError",
+    "HostSample",
+    "Imbalance",
+    "ImbalanceSet",
+    "KernelCounters",
+    "ListenerSample",
+    "LoadStats",
+    "ModelInfo",
+    "Percentiles",
+    "Snapshot",
+    "WorkerSample",
+]
+
+FORMAT_VERSION = 1
+
+KIND_PROCESS = "process"
+KIND_THREAD = "thread"
+
+# Worker states: the scoreboard's (servers.scoreboard.State, lower-cased) plus "unknown"
+# for attached servers, which have no scoreboard.
+STATES = (
+    "empty",
+    "starting",
+    "waiting",
+    "reading",
+    "working",
+    "writing",
+    "keepalive",
+    "closing",
+    "dead",
+    "unknown",
+)
+# Apache mod_status glyphs (servers.scoreboard.GLYPHS), "X" dead, "?" unknown.
+GLYPHS = {
+    "empty": ".",
+    "starting": "S",
+    "waiting": "_",
+    "reading": "R",
+    "working": "W",
+    "writing": "W",
+    "keepalive": "K",
+    "closing": "C",
+    "dead": "X",
+    "unknown": "?",
+}
+BUSY_STATES = frozenset({"reading", "working", "writing", "keepalive", "closing"})
+
+SEVERITIES = ("info", "warning", "critical")
+Severity = Literal["info", "warning", "critical"]
+
+
+class FormatError(ValueError):
+    """A dict/JSON line that is not a snapshot of a version this code reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSample:
+    """One worker: a process (prefork-like models) or a thread (worker/event/goroutines).
+
+    Identity is `key` = (slot, pid, generation): a respawned worker in the same slot is a
+    new worker, and its deltas start afresh (never a negative or bogus jump).
+    """
+
+    slot: int | None  # scoreboard slot; None for attached servers (no scoreboard)
+    pid: int  # process id (thread workers share their process's pid)
+    tid: int  # kernel thread id; == pid for process workers and attached processes
+    generation: int  # scoreboard generation of the slot; when attached, the process start
+    # time in clock ticks (so a reused pid is a different worker)
+    kind: str  # KIND_PROCESS or KIND_THREAD
+    state: str  # one of STATES ("unknown" when attached)
+    group: int = -1  # child-process index of a thread worker, -1 for process workers
+    listener: int = -1  # index into Snapshot.listeners it accepts on, -1 none/unknown
+    state_age_s: float | None = None  # seconds in its current state
+    age_s: float | None = None  # seconds since the worker started
+    cpu_percent: float | None = None  # user+sys over the interval, % of one core (per thread
+    # for thread workers, per process otherwise); None on the first sample
+    cpu_seconds: float | None = None  # user+sys CPU seconds used so far (this thread/process)
+    rss_bytes: int | None = None  # resident memory of its PROCESS (shared by its threads)
+    connections: int | None = None  # open connections (scoreboard, or psutil when attached)
+    accepts: int | None = None  # accepted in the interval (None when unknown)
+    accepts_total: int | None = None  # accepted since the worker started
+    requests: int | None = None  # requests served in the interval
+    requests_total: int | None = None  # requests served since the worker started
+    bytes_sent_total: int | None = None  # bytes sent since the worker started
+    deaths: int = 0  # times a worker in this slot has died (scoreboard)
+    name: str = ""  # process name (attach) or "" (scoreboard workers)
+
+    @property
+    def key(self) -> tuple[int | None, int, int]:
+        return (self.slot, self.pid if self.kind == KIND_PROCESS else self.tid, self.generation)
+
+    @property
+    def glyph(self) -> str:
+        return GLYPHS.get(self.state, "?")
+
+    @property
+    def is_thread(self) -> bool:
+        return self.kind == KIND_THREAD
+
+    @property
+    def busy(self) -> bool:
+        """Holding a connection (reading, working, writing, keep-alive or closing)."""
+        return self.state in BUSY_STATES
+
+    @property
+    def label(self) -> str:
+        """How diagnosis lines and tables name it: 'worker 3' (slot) or 'pid 1234'."""
+        return f"worker {self.slot}" if self.slot is not None else f"pid {self.pid}"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSample:
+    """One listening socket and its accept queue."""
+
+    index: int  # position in the model's listener list (reuseport: worker slot index)
+    port: int
+    address: str  # local address, e.g. "127.0.0.1" or "::"
+    queue: int  # connections completed by the kernel, waiting for accept() (Recv-Q)
+    limit: int | None  # accept-queue limit: min(backlog, net.core.somaxconn) (ss Send-Q);
+    # None when it could not be read (attach without sock_diag)
+    syn_recv: int | None = None  # half-open (SYN_RECV) sockets to this PORT (all listeners
+    # on the port share this figure; None when /proc/net/tcp could not be read)
+    source: str = "tcp_info"  # "tcp_info" (socket we own) or "proc_net_tcp"
+    inode: int = 0  # socket inode (as in /proc/net/tcp and `ss -e`), 0 when unknown
+
+    @property
+    def fill(self) -> float:
+        """queue / limit, 0..1 (0 when the limit is unknown)."""
+        return self.queue / self.limit if self.limit else 0.0
+
+    @property
+    def full(self) -> bool:
+        return bool(self.limit) and self.queue >= (self.limit or 0)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelCounters:
+    """TcpExt counters from /proc/net/netstat. NAMESPACE-WIDE: every socket in the network
+    namespace adds to them, not only this server's (label them so)."""
+
+    listen_overflows: int  # total since boot: accept queue full when a handshake completed
+    listen_drops: int  # total since boot: SYNs/handshakes dropped at a listener (superset)
+    overflows_delta: int | None = None  # in the interval (None on the first sample)
+    drops_delta: int | None = None  # in the interval
+    overflows_per_s: float | None = None  # overflows_delta / interval
+    drops_per_s: float | None = None  # drops_delta / interval
+    scope: str = "namespace"  # always "namespace": not per socket, not per server
+
+
+@dataclass(frozen=True, slots=True)
+class HostSample:
+    """The whole machine, from /proc/stat: for "cores idle" judgements."""
+
+    cpu_count: int  # online logical CPUs
+    cpu_percent: float | None = None  # busy over the interval, % of one core (max 100*count)
+
+    @property
+    def idle_cores(self) -> float | None:
+        """Cores' worth of idle CPU over the interval (e.g. 1.0 = one whole core idle)."""
+        if self.cpu_percent is None:
+            return None
+        return max(0.0, self.cpu_count - self.cpu_percent / 100.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """The model area of the scoreboard plus the master's own figures.
+
+    When attached, `name` is "attached", `root_pid` the PID given (or the owner of the port)
+    and the scoreboard-only fields stay None.
+    """
+
+    name: str  # model name ("many_accepts", ...) or "attached"
+    root_pid: int  # the model's root process: the master for forking models
+    master_cpu_percent: float | None = None  # root process (all its threads), % of one core
+    master_rss_bytes: int | None = None
+    gil: bool | None = None  # True: CPython with the GIL; False: free-threaded; None unknown
+    ready: bool | None = None  # initial workers started
+    expected: int | None = None  # initial worker slots
+    spawns: int | None = None  # workers started by the master, total
+    deaths: int | None = None  # workers that died, total
+    dispatches: int | None = None  # connections handed out by a master (cluster), total
+    dispatches_delta: int | None = None  # ... in the interval
+    last_death_pid: int | None = None
+    last_death_status: int | None = None  # waitpid status (signal number if killed)
+    last_death_age_s: float | None = None  # seconds since the last death
+    error: str = ""  # a start-up failure the root reported
+    processes: int = 0  # distinct live processes (root included)
+    threads: int = 0  # OS threads across those processes (0 when not read)
+
+
+@dataclass(frozen=True, slots=True)
+class Imbalance:
+    """How unevenly one quantity is spread over the workers, over the sliding window.
+
+    x_i = the quantity for worker i over the window, n = workers that were alive in it.
+    With no events in the window (sum x == 0, or n == 0) the indices are None, not 1.
+    """
+
+    metric: str  # "accepts", "connections" or "cpu"
+    window_s: float  # length of the window actually covered, seconds
+    n: int  # workers counted
+    total: float  # sum x (accepts: count; connections: mean open; cpu: CPU seconds)
+    jain: float | None = None  # (sum x)^2 / (n * sum x^2): 1/n (one does all) .. 1 (even)
+    top_share: float | None = None  # max x / sum x, 0..1
+    max_over_mean: float | None = None  # max x / mean x = n * top_share
+    top_worker: str | None = None  # label of the worker with max x ("worker 3", "pid 12")
+
+
+@dataclass(frozen=True, slots=True)
+class ImbalanceSet:
+    accepts: Imbalance | None = None
+    connections: Imbalance | None = None
+    cpu: Imbalance | None = None
+
+    def items(self) -> tuple[tuple[str, Imbalance | None], ...]:
+        return (("accepts", self.accepts), ("connections", self.connections), ("cpu", self.cpu))
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """One named phenomenon, in one line with its numbers.
+
+    e.g. Diagnosis("accept_skew", "warning",
+                   "accept skew: worker 3 took 71% of accepts in 5 s (Jain 0.41)")
+    """
+
+    rule: str  # stable rule id: accept_skew, starvation, accept_queue_overflow, ...
+    severity: str  # one of SEVERITIES
+    message: str  # the one line, starting with the phenomenon's name
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything measured in one sample."""
+
+    seq: int  # 0, 1, 2, ... per sampler
+    time: float  # time.monotonic() at the sample
+    wall_time: float  # time.time() at the sample (for recordings and display)
+    interval_s: float | None  # since the previous sample; None on the first
+    source: str  # "supervisor", "attach" or "synthetic"
+    model: ModelInfo | None = None
+    workers: tuple[WorkerSample, ...] = ()  # live workers plus dead/empty slots ever used
+    listeners: tuple[ListenerSample, ...] = ()
+    kernel: KernelCounters | None = None
+    host: HostSample | None = None
+    client: LoadStats | None = None  # the load generator's live results, when one runs
+    window_s: float = 5.0  # the sliding window behind `imbalance` and `diagnoses`
+    imbalance: ImbalanceSet = field(default_factory=ImbalanceSet)
+    diagnoses: tuple[Diagnosis, ...] = ()
+    cost_ms: float | None = None  # sampler CPU time spent producing this snapshot, ms
+
+    # -- conveniences for readers --------------------------------------------------------
+    @property
+    def live_workers(self) -> tuple[WorkerSample, ...]:
+        return tuple(w for w in self.workers if w.state not in ("empty", "dead"))
+
+    @property
+    def queue(self) -> int:
+        """Accept-queue length summed over the listeners."""
+        return sum(ln.queue for ln in self.listeners)
+
+    @property
+    def queue_limit(self) -> int:
+        return sum(ln.limit or 0 for ln in self.listeners)
+
+    def totals(self) -> dict[str, float]:
+        """Sums over live workers of: connections, accepts (interval), cpu_percent."""
+        live = self.live_workers
+        return {
+            "connections": sum(w.connections or 0 for w in live),
+            "accepts": sum(w.accepts or 0 for w in live),
+            "accepts_total": sum(w.accepts_total or 0 for w in self.workers),
+            "cpu_percent": sum(w.cpu_percent or 0.0 for w in live),
+        }
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = _encode(self)
+        d["version"] = FORMAT_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Snapshot:
+        version = d.get("version")
+        if version != FORMAT_VERSION:
+            raise FormatError(
+                f"snapshot format version {version!r}; this serverscope reads {FORMAT_VERSION}"
+            )
+        body = {k: v for k, v in d.items() if k != "version"}
+        return _decode(cls, body)
+
+
+# -- generic dataclass <-> builtins ---------------------------------------------------------
+
+
+def _encode(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [_encode(x) for x in obj]
+    if isinstance(obj, dict):
+        return {str(k): _encode(v) for k, v in obj.items()}
+    return obj
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _decode(args[0], value) if len(args) == 1 else value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise FormatError(f"{tp.__name__}: expected an object, got {type(value).__name__}")
+        hints = _hints(tp)
+        names = {f.name for f in dataclasses.fields(tp) if f.init}
+        kwargs = {k: _decode(hints[k], v) for k, v in value.items() if k in names}
+        try:
+            return tp(**kwargs)
+        except TypeError as e:
+            raise FormatError(f"{tp.__name__}: {e}") from None
+    if origin is tuple:
+        (item, *_rest) = typing.get_args(tp)
+        return tuple(_decode(item, x) for x in value)
+    if origin is dict:
+        ktype, vtype = typing.get_args(tp)
+        return {_decode(ktype, k): _decode(vtype, v) for k, v in value.items()}
+    if tp is float:
+        return float(value)
+    if tp is int and isinstance(value, str):
+        return int(value)
+    return value

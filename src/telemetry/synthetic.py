@@ -1,0 +1,219 @@
+"""Synthetic snapshots for tests (TUI, diagnosis, recording) without any server.
+
+    snap = synthetic.snapshot(workers=8, accepts=[71, 5, 5, 5, 4, 4, 3, 3], queue=12)
+    series = synthetic.series(20, period=0.25, workers=4, accepts=[10, 0, 0, 0])
+
+Every argument has a quiet default (an idle 4-worker many_accepts); per-worker lists are
+cycled to the worker count. Imbalance and diagnoses are filled in from the series (the
+same pure functions the sampler uses) unless `analyse=False`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from loadgen.stats import LoadStats, Percentiles
+
+from .snapshot import (
+    KIND_PROCESS,
+    KIND_THREAD,
+    HostSample,
+    KernelCounters,
+    ListenerSample,
+    ModelInfo,
+    Snapshot,
+    WorkerSample,
+)
+
+
+def _pick(values: Sequence | None, i: int, default):  # type: ignore[no-untyped-def]
+    if values is None or len(values) == 0:
+        return default
+    return values[i % len(values)]
+
+
+def snapshot(
+    *,
+    seq: int = 1,
+    time: float = 1000.0,
+    interval_s: float | None = 0.25,
+    model: str = "many_accepts",
+    workers: int = 4,
+    threads: bool = False,
+    states: Sequence[str] | None = None,
+    cpu: Sequence[float] | None = None,
+    connections: Sequence[int] | None = None,
+    accepts: Sequence[int] | None = None,
+    accepts_total: Sequence[int] | None = None,
+    requests: Sequence[int] | None = None,
+    rss_bytes: int = 30 << 20,
+    queue: int | Sequence[int] = 0,
+    limit: int = 511,
+    listeners: int = 1,
+    syn_recv: int = 0,
+    port: int = 8080,
+    overflows_delta: int | None = 0,
+    drops_delta: int | None = 0,
+    master_cpu: float | None = 1.0,
+    host_cpus: int = 2,
+    host_cpu: float | None = None,
+    gil: bool | None = True,
+    dispatches_delta: int | None = None,
+    client: LoadStats | None = None,
+    root_pid: int = 1000,
+    source: str = "synthetic",
+) -> Snapshot:
+    """One synthetic Snapshot; imbalance/diagnoses empty (see `series` for analysed ones)."""
+    ws = []
+    for i in range(workers):
+        if threads:
+            pid, tid, group = root_pid + 1 + i // 25, root_pid + 100 + i, i // 25
+        else:
+            pid, tid, group = root_pid + 1 + i, root_pid + 1 + i, -1
+        acc = _pick(accepts, i, 0)
+        ws.append(
+            WorkerSample(
+                slot=i,
+                pid=pid,
+                tid=tid,
+                generation=1,
+                kind=KIND_THREAD if threads else KIND_PROCESS,
+                state=_pick(states, i, "waiting"),
+                group=group,
+                listener=i if listeners > 1 else 0,
+                state_age_s=1.0,
+                age_s=60.0,
+                cpu_percent=None if interval_s is None else float(_pick(cpu, i, 0.0)),
+                cpu_seconds=1.0,
+                rss_bytes=rss_bytes,
+                connections=_pick(connections, i, 0),
+                accepts=None if interval_s is None else acc,
+                accepts_total=_pick(accepts_total, i, acc),
+                requests=None if interval_s is None else _pick(requests, i, acc),
+                requests_total=_pick(requests, i, acc),
+                bytes_sent_total=0,
+            )
+        )
+    qs = [queue] * listeners if isinstance(queue, int) else list(queue)
+    lns = tuple(
+        ListenerSample(
+            index=i,
+            port=port,
+            address="127.0.0.1",
+            queue=qs[i % len(qs)],
+            limit=limit,
+            syn_recv=syn_recv,
+        )
+        for i in range(listeners)
+    )
+    iv = interval_s or 0.0
+    kernel = KernelCounters(
+        listen_overflows=1000,
+        listen_drops=1000,
+        overflows_delta=overflows_delta,
+        drops_delta=drops_delta,
+        overflows_per_s=(overflows_delta / iv) if overflows_delta is not None and iv else None,
+        drops_per_s=(drops_delta / iv) if drops_delta is not None and iv else None,
+    )
+    if host_cpu is None and interval_s is not None:
+        host_cpu = sum(w.cpu_percent or 0.0 for w in ws) + (master_cpu or 0.0)
+    nproc = len({w.pid for w in ws}) + 1
+    info = ModelInfo(
+        name=model,
+        root_pid=root_pid,
+        master_cpu_percent=master_cpu,
+        master_rss_bytes=rss_bytes,
+        gil=gil,
+        ready=True,
+        expected=workers,
+        spawns=nproc - 1,
+        deaths=0,
+        dispatches=0,
+        dispatches_delta=dispatches_delta,
+        processes=nproc,
+        threads=workers + 1 if threads else nproc,
+    )
+    return Snapshot(
+        seq=seq,
+        time=time,
+        wall_time=1.7e9 + time,
+        interval_s=interval_s,
+        source=source,
+        model=info,
+        workers=tuple(ws),
+        listeners=lns,
+        kernel=kernel,
+        host=HostSample(cpu_count=host_cpus, cpu_percent=host_cpu),
+        client=client,
+    )
+
+
+def series(count: int, *, period: float = 0.25, analyse: bool = True, **kw) -> list[Snapshot]:  # type: ignore[no-untyped-def]
+    """`count` snapshots `period` apart with the same figures each interval.
+
+    With `analyse`, each carries the imbalance and diagnoses over the window up to it.
+    """
+    from . import analysis, diagnosis  # late: they import this package's snapshot module
+
+    out: list[Snapshot] = []
+    start = kw.pop("time", 1000.0)
+    accepts = kw.get("accepts")
+    for k in range(count):
+        if accepts is not None:
+            kw["accepts_total"] = [a * (k + 1) for a in accepts]
+        s = snapshot(seq=k, time=start + k * period, interval_s=period, **kw)
+        if analyse:
+            out.append(s)
+            window = analysis.window(out, s.window_s)
+            out[-1] = s = dataclasses.replace(s, imbalance=analysis.imbalance_set(window))
+            window[-1] = s
+            out[-1] = dataclasses.replace(s, diagnoses=tuple(diagnosis.diagnose(window)))
+        else:
+            out.append(s)
+    return out
+
+
+def load_stats(
+    *,
+    rps: float = 1000.0,
+    requests: int = 10_000,
+    clients: int = 50,
+    errors: dict[str, int] | None = None,
+    latency_p99: float = 5.0,
+    connect_p99: float = 0.5,
+    time: float = 1000.0,
+) -> LoadStats:
+    """A plausible LoadStats for tests."""
+    return LoadStats(
+        time=time,
+        elapsed=10.0,
+        level="custom",
+        clients=clients,
+        target_rate=None,
+        running=True,
+        paused=False,
+        requests=requests,
+        status={200: requests},
+        errors=dict(errors or {}),
+        in_flight=clients,
+        open_connections=clients,
+        latency_ms=Percentiles(
+            p50=latency_p99 / 5,
+            p90=latency_p99 / 2,
+            p99=latency_p99,
+            p999=latency_p99 * 2,
+            max=latency_p99 * 3,
+            count=requests,
+        ),
+        connect_ms=Percentiles(
+            p50=connect_p99 / 5,
+            p90=connect_p99 / 2,
+            p99=connect_p99,
+            p999=connect_p99 * 2,
+            max=connect_p99 * 3,
+            count=clients,
+        ),
+        rps=rps,
+        rps_series=(rps,) * 10,
+    )

@@ -1,0 +1,104 @@
+"""Snapshot JSON round trip, recordings, imbalance measures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from telemetry import analysis, synthetic
+from telemetry.recording import RecordingWriter, read_header, read_recording
+from telemetry.snapshot import FORMAT_VERSION, FormatError, Snapshot
+
+
+def _rich_snapshot() -> Snapshot:
+    client = synthetic.load_stats(errors={"refused": 3, "reset": 1})
+    [*_, snap] = synthetic.series(
+        6,
+        workers=3,
+        accepts=[9, 1, 0],
+        connections=[2, 1, 0],
+        cpu=[50.0, 5.0, 0.0],
+        client=client,
+        queue=4,
+    )
+    return snap
+
+
+def test_round_trip_through_json_is_equal() -> None:
+    snap = _rich_snapshot()
+    d = json.loads(json.dumps(snap.to_dict()))
+    assert d["version"] == FORMAT_VERSION
+    back = Snapshot.from_dict(d)
+    assert back == snap
+    assert back.client is not None and back.client.status == {200: 10_000}
+    assert back.imbalance.accepts is not None and back.imbalance.accepts.jain is not None
+
+
+def test_unknown_version_is_refused() -> None:
+    d = _rich_snapshot().to_dict()
+    d["version"] = 999
+    with pytest.raises(FormatError, match="version"):
+        Snapshot.from_dict(d)
+
+
+def test_recording_yields_back_what_was_written(tmp_path) -> None:
+    snaps = synthetic.series(10, workers=2, accepts=[3, 1], client=synthetic.load_stats())
+    path = tmp_path / "rec.jsonl"
+    with RecordingWriter(path, meta={"model": "many_accepts"}) as rec:
+        for s in snaps:
+            rec.write(s)
+    assert read_header(path)["version"] == FORMAT_VERSION
+    assert list(read_recording(path)) == snaps
+    # a line cut by a kill is skipped, not an error
+    with open(path, "a") as f:
+        f.write('{"seq": 1')
+    assert list(read_recording(path)) == snaps
+
+
+def test_recording_without_header_is_refused(tmp_path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"hello": 1}\n')
+    with pytest.raises(FormatError, match="not a serverscope recording"):
+        list(read_recording(path))
+
+
+def test_jain_and_shares() -> None:
+    assert analysis.jain([5, 5, 5, 5]) == pytest.approx(1.0)
+    assert analysis.jain([4, 0, 0, 0]) == pytest.approx(0.25)
+    assert analysis.jain([0, 0, 0]) is None
+    assert analysis.jain([]) is None
+    imb = analysis.measure(
+        "accepts", {(i,): (f"worker {i}", x) for i, x in enumerate([339, 61, 0, 0])}, 5.0
+    )
+    assert imb.top_worker == "worker 0"
+    assert imb.top_share == pytest.approx(339 / 400)
+    assert imb.max_over_mean == pytest.approx(4 * 339 / 400)
+    assert imb.jain == pytest.approx(400**2 / (4 * (339**2 + 61**2)))
+
+
+def test_window_without_events_has_no_index() -> None:
+    [*_, snap] = synthetic.series(8, workers=4, accepts=[0])
+    assert snap.imbalance.accepts is not None
+    assert snap.imbalance.accepts.jain is None
+    assert snap.imbalance.accepts.top_share is None
+    assert snap.imbalance.cpu is not None and snap.imbalance.cpu.jain is None
+
+
+def test_window_is_sliding() -> None:
+    snaps = synthetic.series(40, period=0.25, workers=2, accepts=[1, 1], analyse=False)
+    # a burst on worker 0 long ago must not count 5 s later
+    burst = synthetic.snapshot(time=990.0, workers=2, accepts=[100, 0])
+    win = analysis.window([burst, *snaps], 5.0)
+    assert burst not in win
+    imb = analysis.imbalance_set(win).accepts
+    assert imb is not None and imb.jain == pytest.approx(1.0)
+    assert imb.window_s == pytest.approx(5.0)
+
+
+def test_respawned_worker_is_another_worker() -> None:
+    a = synthetic.snapshot(workers=2, accepts=[5, 5])
+    w0 = a.workers[0]
+    reborn = dataclasses.replace(w0, pid=w0.pid + 100, tid=w0.tid + 100, generation=2)
+    assert reborn.key != w0.key
