@@ -8,9 +8,11 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from loadgen import cli as loadgen_cli
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError, Supervisor
+from telemetry import cli as telemetry_cli
 
 EXIT_USAGE = 2
 
@@ -114,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", nargs="?", help="model name (see --list)")
     s.add_argument("--list", action="store_true", help="list the models and exit")
     add_model_args(s)
+    loadgen_cli.add_parser(sub)
+    telemetry_cli.add_parser(sub)
     return p
 
 
@@ -162,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.command == "serve":
             return cmd_serve(a)
+        if a.command == "load":
+            return loadgen_cli.run(a)
+        if a.command == "attach":
+            return telemetry_cli.run(a)
         if a.command is None:
             # Until the TUI lands, the default job is the default model in the foreground.
             return cmd_serve(parser.parse_args(["serve", "many_accepts"]))

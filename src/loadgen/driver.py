@@ -1,0 +1,333 @@
+"""The generator's event loop: virtual users, open-loop pacing, recording, live figures.
+
+Engine-agnostic: an engine only sends a request on a user's connection (engine.py).
+
+Closed loop: each user sends, waits for the response, thinks, sends again.
+Open loop (wrk2 style): a pacer emits "tickets" at the intended send times of a constant
+rate, t0 + k/rate, into one queue shared by all users; a free user takes the oldest ticket
+and sends it. When every user is busy, tickets wait in the queue, so a stalled server
+shows as latency (measured from the ticket's intended time), never as fewer requests
+(no coordinated omission).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .engine import Engine, RequestError, Target, make_engine
+from .histogram import HALF, MAX_US, SUB, Histogram
+from .levels import LoadLevel
+from .result import LoadResult
+from .stats import ERROR_KINDS, LoadStats
+
+_monotonic = time.monotonic
+CONNECT_BACKOFF = 0.05  # closed loop: pause after a failed connect, not to spin on refusals
+DRAIN = 2.0  # at the end, seconds to let requests in flight finish
+LIVE_SERIES = 600  # seconds of the per-second series carried by live stats
+PUBLISH_EVERY = 0.2
+
+
+class Recorder:
+    """Counters of one run, updated on the hot path by the driver and the engines."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.latency = Histogram()
+        self.connect = Histogram()
+        self.status: dict[int, int] = {}
+        self.errors = dict.fromkeys(ERROR_KINDS, 0)
+        self.requests = 0
+        self.sent = 0
+        self.in_flight = 0
+        self.open = 0
+        self.series = [0] * 64
+
+    def ok(self, status: int, intended: float, now: float) -> None:
+        self.requests += 1
+        st = self.status
+        st[status] = st.get(status, 0) + 1
+        # Histogram.record_us, inlined: this runs once per request
+        us = int((now - intended) * 1e6)
+        h = self.latency
+        if us < SUB:
+            if us < 0:
+                us = 0
+            h.counts[us] += 1
+        else:
+            v = us if us <= MAX_US else MAX_US
+            shift = v.bit_length() - 8
+            h.counts[SUB - HALF + (shift - 1) * HALF + (v >> shift)] += 1
+        if us > h.max_us:
+            h.max_us = us
+        if h.count == 0 or us < h.min_us:
+            h.min_us = us
+        h.count += 1
+        h.sum_us += us
+        sec = int(now - self.t0)
+        try:
+            self.series[sec] += 1
+        except IndexError:
+            self.series.extend([0] * (sec + 64 - len(self.series)))
+            self.series[sec] += 1
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] += 1
+
+
+class Driver:
+    def __init__(
+        self,
+        target: Target,
+        level: LoadLevel,
+        engine: str,
+        publish: Callable[[str, object], None],
+    ) -> None:
+        self.target = target
+        self.level = level
+        self.engine_name = engine
+        self.publish = publish
+        self.t0 = _monotonic()
+        self.rec = Recorder(self.t0)
+        self.engine: Engine | None = None
+        self.users: dict[int, asyncio.Task[None]] = {}
+        self.busy: set[int] = set()
+        self.tickets: deque[float] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.paused = False
+        self.stopping = False
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+        self.done = asyncio.Event()  # set to end the run early (stop, or request cap)
+        self.end_time: float | None = None
+        self.rng = random.Random()
+
+    # -- control (called on the loop, from the control reader) -----------------------------
+    def set_level(self, level: LoadLevel) -> None:
+        old, self.level = self.level, level
+        assert self.engine is not None
+        self.engine.set_level(level)
+        if level.clients > old.clients:
+            for i in range(old.clients, level.clients):
+                self._spawn(i, 0.0)
+        elif level.clients < old.clients:
+            for i, task in list(self.users.items()):
+                if i >= level.clients and i not in self.busy:
+                    task.cancel()
+        if level.rate is None:
+            self._wake_all()  # users waiting for tickets go back to the closed loop
+
+    def pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.resumed.clear()
+            self.tickets.clear()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.resumed.set()
+
+    def stop(self) -> None:
+        self.done.set()
+
+    # -- users ---------------------------------------------------------------------------
+    def _spawn(self, i: int, delay: float) -> None:
+        task = self.users.get(i)
+        if task is None or task.done():
+            self.users[i] = asyncio.create_task(self._user(i, delay))
+
+    def _wake_all(self) -> None:
+        while self.waiters:
+            w = self.waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+
+    async def _ticket(self) -> float | None:
+        """The oldest due ticket (intended send time), or None to re-check the level."""
+        while not self.tickets:
+            w = asyncio.get_running_loop().create_future()
+            self.waiters.append(w)
+            await w
+            if self.level.rate is None:
+                return None
+        return self.tickets.popleft()
+
+    async def _user(self, i: int, delay: float) -> None:
+        assert self.engine is not None
+        rec = self.rec
+        client = self.engine.client()
+        busy = self.busy
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while not self.stopping:
+                lvl = self.level
+                if i >= lvl.clients:
+                    break
+                if self.paused:
+                    await self.resumed.wait()
+                    continue
+                if lvl.rate is not None:
+                    intended = await self._ticket()
+                    if intended is None or self.stopping:
+                        continue
+                else:
+                    cap = lvl.requests
+                    if cap is not None and rec.sent >= cap:
+                        break
+                    intended = _monotonic()
+                rec.sent += 1
+                rec.in_flight += 1
+                busy.add(i)
+                try:
+                    status = await client.request()
+                except RequestError as err:
+                    rec.error(err.kind)
+                    if err.connect and self.level.rate is None:
+                        await asyncio.sleep(CONNECT_BACKOFF)
+                    continue
+                finally:
+                    rec.in_flight -= 1
+                    busy.discard(i)
+                rec.ok(status, intended, _monotonic())
+                think = lvl.think_ms
+                if think:
+                    if lvl.think_exp:
+                        think = self.rng.expovariate(1.0 / think)
+                    await asyncio.sleep(think / 1000.0)
+        finally:
+            await client.close()
+
+    # -- pacing --------------------------------------------------------------------------
+    async def _pacer(self) -> None:
+        next_t: float | None = None
+        rate: float | None = None
+        issued = 0
+        while not self.stopping:
+            lvl = self.level
+            now = _monotonic()
+            if lvl.rate is None or self.paused:
+                next_t, rate = None, None
+                await asyncio.sleep(0.05)
+                continue
+            if next_t is None:
+                next_t = now
+            elif lvl.rate != rate:
+                next_t = min(next_t, now + 1.0 / lvl.rate)
+            rate = lvl.rate
+            interval = 1.0 / rate
+            end = self.t0 + lvl.duration
+            cap = lvl.requests
+            tickets = self.tickets
+            while next_t <= now and next_t < end:
+                if cap is not None and issued >= cap:
+                    break
+                tickets.append(next_t)
+                issued += 1
+                next_t += interval
+            waiters = self.waiters
+            n = len(tickets)
+            while n and waiters:
+                w = waiters.popleft()
+                if not w.done():
+                    w.set_result(None)
+                    n -= 1
+            if cap is not None and issued >= cap and not tickets and not self.rec.in_flight:
+                self.done.set()
+            await asyncio.sleep(min(0.05, max(0.0, next_t - _monotonic())))
+
+    # -- live figures --------------------------------------------------------------------
+    def snapshot(self, running: bool = True) -> LoadStats:
+        rec, lvl = self.rec, self.level
+        now = _monotonic()
+        elapsed = (self.end_time or now) - self.t0
+        whole = int(elapsed)
+        series = rec.series[:whole]
+        start = max(0, whole - LIVE_SERIES)
+        return LoadStats(
+            time=now,
+            elapsed=elapsed,
+            level=lvl.name,
+            clients=lvl.clients,
+            target_rate=lvl.rate,
+            running=running,
+            paused=self.paused,
+            requests=rec.requests,
+            status=dict(rec.status),
+            errors={k: v for k, v in rec.errors.items() if v},
+            in_flight=rec.in_flight,
+            open_connections=rec.open,
+            latency_ms=rec.latency.percentiles(),
+            connect_ms=rec.connect.percentiles(),
+            rps=float(series[-1]) if series else 0.0,
+            rps_series=tuple(float(x) for x in series[start:]),
+            sent=rec.sent,
+            backlog=len(self.tickets),
+            series_start=start,
+            engine=self.engine_name,
+        )
+
+    async def _publisher(self) -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_EVERY)
+            self.publish("stats", self.snapshot())
+
+    # -- the run -------------------------------------------------------------------------
+    async def run(self) -> LoadResult:
+        self.engine = make_engine(self.engine_name, self.target, self.level, self.rec)
+        await self.engine.start()
+        self.t0 = self.rec.t0 = _monotonic()
+        lvl = self.level
+        for i in range(lvl.clients):
+            self._spawn(i, lvl.ramp * i / lvl.clients if lvl.ramp else 0.0)
+        helpers = [
+            asyncio.create_task(self._pacer()),
+            asyncio.create_task(self._publisher()),
+        ]
+        self.publish("stats", self.snapshot())
+        while not self.done.is_set():
+            left = self.t0 + self.level.duration - _monotonic()
+            if left <= 0:
+                break
+            if self.level.rate is None and not any(not t.done() for t in self.users.values()):
+                break  # every user is done: request cap reached
+            try:
+                await asyncio.wait_for(self.done.wait(), min(left, 0.1))
+            except TimeoutError:
+                pass
+        # stop issuing; let requests in flight finish for a moment, then cut
+        self.stopping = True
+        issue_end = _monotonic()
+        self._wake_all()
+        for i, task in self.users.items():
+            if i not in self.busy:
+                task.cancel()
+        tasks = [t for t in self.users.values() if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=DRAIN)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for h in helpers:
+            h.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        await self.engine.aclose()
+        # like wrk: the rate is over the time requests were issued; the drain is not counted
+        self.end_time = issue_end
+        final = self.snapshot(running=False)
+        elapsed = self.end_time - self.t0
+        whole = self.rec.series[: max(1, int(elapsed + 0.999))]
+        return LoadResult(
+            url=self.target.url,
+            engine=self.engine_name,
+            level=self.level,
+            stats=final,
+            latency=self.rec.latency,
+            connect=self.rec.connect,
+            elapsed=elapsed,
+            rps_series=tuple(float(x) for x in whole),
+        )

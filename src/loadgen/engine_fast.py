@@ -1,0 +1,254 @@
+"""The fast engine: HTTP/1.1 GET over an asyncio Protocol, for serverscope's own servers.
+
+Hand-written rather than httpx/aiohttp because those spend tens of microseconds of Python
+per request, and a generator slower than the server hides the server's limits (see
+engine.py). Per request it does one `transport.write` of pre-built bytes, one future, and
+on the response one `find` for the end of the head and one for Content-Length. It does not
+decode chunked bodies (a chunked response counts as `bad_response`; use the httpx engine).
+Read timeouts are checked by one sweeper task every 50 ms rather than a timer per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from .engine import Client, Engine, RequestError
+from .levels import LoadLevel
+
+_MAX_HEAD = 64 * 1024
+_monotonic = time.monotonic
+
+
+class _Proto(asyncio.Protocol):
+    __slots__ = (
+        "buf",
+        "close_after",
+        "closed",
+        "deadline",
+        "engine",
+        "fut",
+        "got",
+        "remaining",
+        "status",
+        "transport",
+    )
+
+    def __init__(self, engine: FastEngine) -> None:
+        self.engine = engine
+        self.transport: asyncio.Transport | None = None
+        self.fut: asyncio.Future[int] | None = None
+        self.buf = b""
+        self.remaining = -1  # -1: reading the head; >= 0: body bytes to come; -2: until EOF
+        self.status = 0
+        self.close_after = False
+        self.closed = False
+        self.got = False  # any byte of the current response
+        self.deadline = 0.0
+
+    # -- asyncio callbacks ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.engine.rec.open += 1
+        self.engine.conns.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.engine.rec.open -= 1
+        self.engine.conns.discard(self)
+        fut = self.fut
+        if fut is not None:
+            self.fut = None
+            if not fut.done():
+                if self.remaining == -2 and exc is None:
+                    fut.set_result(self.status)  # body delimited by the close
+                else:
+                    fut.set_exception(RequestError("reset", empty=not self.got))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def data_received(self, data: bytes) -> None:
+        fut = self.fut
+        if fut is None:
+            return  # bytes nobody asked for: ignored (the next request will notice)
+        self.got = True
+        rem = self.remaining
+        if rem > 0:
+            rem -= len(data)
+            if rem > 0:
+                self.remaining = rem
+                return
+            self._done(fut)
+            return
+        if rem == -2:
+            return
+        buf = self.buf + data if self.buf else data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > _MAX_HEAD:
+                self._fail(fut, "bad_response")
+            else:
+                self.buf = buf
+            return
+        self.buf = b""
+        head = buf[:end]
+        if head[:7] != b"HTTP/1." or head[12:13] not in (b" ", b"\r", b""):
+            self._fail(fut, "bad_response")
+            return
+        try:
+            status = int(head[9:12])
+        except ValueError:
+            self._fail(fut, "bad_response")
+            return
+        self.status = status
+        lower = head.lower()
+        i = lower.find(b"\r\ncontent-length:")
+        if i >= 0:
+            j = lower.find(b"\r\n", i + 17)
+            try:
+                length = int(lower[i + 17 : j if j >= 0 else len(lower)])
+            except ValueError:
+                self._fail(fut, "bad_response")
+                return
+        elif lower.find(b"\r\ntransfer-encoding:") >= 0:
+            self._fail(fut, "bad_response")  # chunked: the httpx engine's job
+            return
+        elif status in (204, 304) or status < 200:
+            length = 0
+        else:
+            self.remaining = -2  # delimited by the close
+            self.close_after = True
+            return
+        self.close_after = lower.find(b"\r\nconnection: close") >= 0
+        body = len(buf) - end - 4
+        if body >= length:
+            self._done(fut)
+        else:
+            self.remaining = length - body
+
+    # -- helpers -------------------------------------------------------------------------
+    def _done(self, fut: asyncio.Future[int]) -> None:
+        self.fut = None
+        self.remaining = -1
+        fut.set_result(self.status)
+
+    def _fail(self, fut: asyncio.Future[int], kind: str) -> None:
+        self.fut = None
+        self.remaining = -1
+        fut.set_exception(RequestError(kind))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def timed_out(self) -> None:
+        fut = self.fut
+        if fut is not None:
+            self._fail(fut, "read_timeout")
+
+
+class FastClient(Client):
+    __slots__ = ("engine", "proto")
+
+    def __init__(self, engine: FastEngine) -> None:
+        self.engine = engine
+        self.proto: _Proto | None = None
+
+    async def _connect(self) -> _Proto:
+        e = self.engine
+        t = _monotonic()
+        try:
+            async with asyncio.timeout(e.level.connect_timeout):
+                _, proto = await e.loop.create_connection(e.factory, e.target.addr, e.target.port)
+        except TimeoutError:
+            raise RequestError("connect_timeout", connect=True) from None
+        except ConnectionRefusedError:
+            raise RequestError("refused", connect=True) from None
+        except OSError:
+            # unreachable, out of ports or files: the connection could not be made
+            raise RequestError("refused", connect=True) from None
+        e.rec.connect.record_us(int((_monotonic() - t) * 1e6))
+        return proto  # type: ignore[return-value]
+
+    async def request(self) -> int:
+        p = self.proto
+        if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
+            self.proto = p = await self._connect()
+            reused = False
+        else:
+            reused = True
+        e = self.engine
+        # send: inlined here, this runs once per request
+        fut = e.loop.create_future()
+        p.fut = fut
+        p.got = False
+        p.close_after = False
+        p.deadline = _monotonic() + e.read_timeout
+        p.transport.write(e.req)  # type: ignore[union-attr]
+        try:
+            status = await fut
+        except RequestError as err:
+            self.proto = None
+            if not (err.empty and reused):
+                raise
+            # the server closed an idle keep-alive connection as we sent: retry once, new
+            self.proto = p = await self._connect()
+            fut = e.loop.create_future()
+            p.fut = fut
+            p.deadline = _monotonic() + e.read_timeout
+            p.transport.write(e.req)  # type: ignore[union-attr]
+            try:
+                status = await fut
+            except RequestError:
+                self.proto = None
+                raise
+        if p.close_after or not e.keepalive:
+            p.transport.close()  # type: ignore[union-attr]
+            self.proto = None
+        return status
+
+    async def close(self) -> None:
+        p = self.proto
+        self.proto = None
+        if p is not None and p.transport is not None:
+            p.transport.close()
+
+
+class FastEngine(Engine):
+    name = "fast"
+
+    def __init__(self, target, level, rec) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(target, level, rec)
+        self.loop = asyncio.get_running_loop()
+        self.conns: set[_Proto] = set()  # open connections, for the timeout sweeper
+        self.factory = lambda: _Proto(self)
+        self._sweeper: asyncio.Task[None] | None = None
+        self.set_level(level)
+
+    def set_level(self, level: LoadLevel) -> None:
+        self.level = level
+        self.keepalive = level.keepalive
+        self.read_timeout = level.read_timeout
+        conn = "" if level.keepalive else "Connection: close\r\n"
+        self.req = (
+            f"GET {self.target.path_for(level)} HTTP/1.1\r\n"
+            f"Host: {self.target.host_header}\r\n"
+            f"User-Agent: serverscope-loadgen\r\n{conn}\r\n"
+        ).encode("latin-1")
+
+    def client(self) -> FastClient:
+        return FastClient(self)
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            now = _monotonic()
+            late = [p for p in self.conns if p.fut is not None and p.deadline <= now]
+            for p in late:
+                p.timed_out()
+
+    async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()

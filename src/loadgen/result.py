@@ -1,0 +1,59 @@
+"""The result of a whole run: the final live figures plus the full histograms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .histogram import Histogram
+from .levels import LoadLevel
+from .stats import ERROR_KINDS, LoadStats, Percentiles
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    url: str
+    engine: str
+    level: LoadLevel  # the level in force at the end
+    stats: LoadStats  # the last live figures (running=False)
+    latency: Histogram  # whole request, from its intended send time (us buckets)
+    connect: Histogram  # connect time of every new connection
+    elapsed: float  # seconds the run issued requests for (plus the final drain)
+    rps_series: tuple[float, ...]  # completed per second, from the start, whole seconds
+    error: str | None = None  # why the run stopped early, if it did
+
+    @property
+    def requests(self) -> int:
+        return self.stats.requests
+
+    @property
+    def rps(self) -> float:
+        return self.stats.requests / self.elapsed if self.elapsed > 0 else 0.0
+
+    def to_json_dict(self) -> dict[str, object]:
+        def pct(p: Percentiles) -> dict[str, float]:
+            return {"p50": p.p50, "p90": p.p90, "p99": p.p99, "p999": p.p999, "max": p.max}
+
+        s = self.stats
+        return {
+            "url": self.url,
+            "engine": self.engine,
+            "level": self.level.name,
+            "level_detail": self.level.describe(),
+            "clients": s.clients,
+            "target_rate": s.target_rate,
+            "duration_s": round(self.elapsed, 3),
+            "requests": s.requests,
+            "sent": s.sent,
+            "unsent": s.backlog,  # open loop: scheduled but still waiting at the end
+            "rps": round(self.rps, 2),
+            "errors": {k: s.errors.get(k, 0) for k in ERROR_KINDS},
+            "status": {str(k): v for k, v in sorted(s.status.items())},
+            "latency_ms": {**pct(self.latency.percentiles()), "mean": self.latency.mean_ms},
+            "connect_ms": {
+                **pct(self.connect.percentiles()),
+                "mean": self.connect.mean_ms,
+                "count": self.connect.count,
+            },
+            "rps_series": list(self.rps_series),
+            "error": self.error,
+        }

@@ -1,0 +1,268 @@
+"""Run the load generator in its own process, and read its results from this one.
+
+    with LoadRunner("http://127.0.0.1:8080", PRESETS["burst"]) as run:   # starts it
+        while run.running:
+            show(run.stats())          # cheap: the latest published LoadStats
+            time.sleep(0.25)
+        result = run.result()          # LoadResult, with the full histograms
+
+The generator is `python -m loadgen.worker` (a fresh interpreter, not a fork of this
+possibly threaded process), so the TUI and the sampler never wait on it. It asks the
+kernel to SIGKILL it when its parent dies (PR_SET_PDEATHSIG); that signal fires when the
+*thread* that started it exits, so call `start()` from a thread that lives as long as
+the run (the main thread, normally). It also stops when its stdin closes, and after
+`level.duration` seconds whatever happens.
+
+Results come back over a pipe, five snapshots a second; a daemon thread here drains the
+pipe and keeps the latest, so `stats()` is an attribute read. Control goes the other way,
+one JSON line per command; a new level takes effect at the child's next loop turn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict
+from typing import IO
+
+from servers.proc import raise_nofile_limit
+
+from .engine import ENGINES, resolve
+from .levels import LoadError, LoadLevel
+from .result import LoadResult
+from .stats import LoadStats
+
+FD_MARGIN = 64  # descriptors besides one per client: pipes, stdio, the event loop's own
+
+
+def check_fd_limit(clients: int) -> int:
+    """Raise the soft file limit as far as allowed; one-line LoadError if still too low."""
+    limit = raise_nofile_limit()
+    need = clients + FD_MARGIN
+    if need > limit:
+        raise LoadError(
+            f"{clients} clients need about {need} open files but the limit is {limit}: "
+            f"raise it with `ulimit -n {need}` (as root, or raise the hard limit first)"
+        )
+    return limit
+
+
+class LoadRunner:
+    def __init__(
+        self,
+        url: str,
+        level: LoadLevel,
+        engine: str = "fast",
+        allow_remote: bool = False,
+        *,
+        use_uvloop: bool = True,
+    ) -> None:
+        if engine not in ENGINES:
+            raise LoadError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+        self.url = url
+        self.level = level.check()
+        self.engine = engine
+        self.allow_remote = allow_remote
+        self.use_uvloop = use_uvloop
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stats = self._initial_stats()
+        self._result: LoadResult | None = None
+        self._error: str | None = None
+        self._finished = threading.Event()
+        self._reader: threading.Thread | None = None
+        self._errfile: IO[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _initial_stats(self) -> LoadStats:
+        lvl = self.level
+        return LoadStats(
+            time=time.monotonic(),
+            elapsed=0.0,
+            level=lvl.name,
+            clients=lvl.clients,
+            target_rate=lvl.rate,
+            running=False,
+            paused=False,
+            requests=0,
+            engine=self.engine,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> LoadRunner:
+        """Check the target and the file limit, then start the generator process.
+
+        Call from a long-lived thread (see the module's docstring)."""
+        if self.proc is not None:
+            return self
+        target = resolve(self.url, self.allow_remote)
+        if self.engine == "fast" and target.scheme != "http":
+            raise LoadError("the fast engine speaks plain http only; use --engine httpx for TLS")
+        check_fd_limit(self.level.clients)
+        args = {
+            "parent": os.getpid(),
+            "url": self.url,
+            "allow_remote": self.allow_remote,
+            "engine": self.engine,
+            "level": asdict(self.level),
+            "uvloop": self.use_uvloop,
+        }
+        env = dict(os.environ)
+        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+        self._errfile = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _cleanup)
+        self._stats = self._initial_stats()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "loadgen.worker", json.dumps(args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._errfile,
+            env=env,
+            start_new_session=True,  # Ctrl-C in a terminal reaches us; we stop it in order
+        )
+        self._reader = threading.Thread(target=self._read, name="loadgen-reader", daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        out = self.proc.stdout
+        try:
+            while True:
+                head = out.read(4)
+                if len(head) < 4:
+                    break
+                (n,) = struct.unpack("<I", head)
+                data = out.read(n)
+                if len(data) < n:
+                    break
+                kind, payload = pickle.loads(data)
+                if kind == "stats":
+                    self._stats = payload
+                elif kind == "final":
+                    self._result = payload
+                    self._stats = payload.stats
+                elif kind == "error":
+                    self._error = payload
+        finally:
+            self.proc.wait()
+            if self._result is None and self._error is None:
+                self._error = self._death_message()
+            if self._stats.running:
+                self._stats = _replace_running(self._stats)
+            self._finished.set()
+
+    def _death_message(self) -> str:
+        code = self.proc.returncode if self.proc else None
+        tail = ""
+        if self._errfile is not None:
+            try:
+                self._errfile.seek(0)
+                lines = [ln for ln in self._errfile.read().decode(errors="replace").splitlines()]
+                tail = next((ln for ln in reversed(lines) if ln.strip()), "")
+            except (OSError, ValueError):
+                pass
+        return f"load generator exited (code {code})" + (f": {tail}" if tail else "")
+
+    def _send(self, msg: dict[str, object]) -> None:
+        proc = self.proc
+        if proc is None or proc.stdin is None or self._finished.is_set():
+            return
+        with self._lock:
+            try:
+                proc.stdin.write(json.dumps(msg).encode() + b"\n")
+                proc.stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                pass
+
+    def set_level(self, level: LoadLevel) -> None:
+        """Change the load while it runs (effective within a second)."""
+        level.check()
+        if level.clients > self.level.clients:
+            check_fd_limit(level.clients)
+        self.level = level
+        self._send({"op": "level", "level": asdict(level)})
+
+    def pause(self) -> None:
+        self._send({"op": "pause"})
+
+    def resume(self) -> None:
+        self._send({"op": "resume"})
+
+    def wait(self, timeout: float | None = None) -> LoadResult | None:
+        """Wait for the run to end by itself; the result (None: failed or timed out)."""
+        self._finished.wait(timeout)
+        if self._finished.is_set():
+            self._cleanup()
+        return self._result
+
+    def stop(self, timeout: float = 5.0) -> LoadResult | None:
+        """Stop the run (requests in flight get up to 2 s) and return its result."""
+        proc = self.proc
+        if proc is None:
+            return None
+        self._send({"op": "stop"})
+        if not self._finished.wait(timeout):
+            proc.kill()
+            self._finished.wait(5.0)
+        self._cleanup()
+        return self._result
+
+    def _cleanup(self) -> None:
+        proc = self.proc
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdin is not None:
+                try:
+                    proc.stdin.close()
+                except OSError:
+                    pass
+        if self._reader is not None:
+            self._reader.join(5.0)
+            if proc is not None and proc.stdout is not None:
+                proc.stdout.close()
+        if self._errfile is not None:
+            self._errfile.close()
+            self._errfile = None
+
+    def __enter__(self) -> LoadRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what it shows ---------------------------------------------------------------------
+    def stats(self) -> LoadStats:
+        """The latest live figures (an attribute read: safe to call at any rate)."""
+        return self._stats
+
+    def result(self) -> LoadResult | None:
+        """The whole run's result with the full histograms, once it has ended."""
+        return self._result
+
+    @property
+    def error(self) -> str | None:
+        """Why the run failed, one line (None while running or when it went well)."""
+        return self._error
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and not self._finished.is_set()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+
+def _replace_running(s: LoadStats) -> LoadStats:
+    from dataclasses import replace
+
+    return replace(s, running=False)
