@@ -13,32 +13,15 @@ unlimited, so the figures are request rates, not reconnect rates.
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
-import subprocess
 import sys
 import time
+
+from benchlib import need_wrk, run_wrk
 
 from loadgen.levels import LoadLevel
 from loadgen.runner import LoadRunner
 from servers.config import ServerConfig
 from servers.supervisor import Supervisor
-
-
-def run_wrk(url: str, connections: int, duration: float, threads: int) -> float:
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(duration)}s", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not m:
-        raise RuntimeError(f"cannot read wrk's output:\n{out}")
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    if errors:
-        print(f"  wrk: {errors.group(0)}", file=sys.stderr)
-    return float(m.group(1))
 
 
 def run_engine(url: str, engine: str, connections: int, duration: float, uvloop: bool) -> float:
@@ -62,8 +45,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--skip-httpx", action="store_true")
     a = p.parse_args()
-    if shutil.which("wrk") is None:
-        print("bench_loadgen: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+    if not need_wrk("bench_loadgen"):
         return 2
     cfg = ServerConfig(model=a.model, workers=a.workers, max_keepalive_requests=0)
     with Supervisor(cfg) as sup:
