@@ -19,6 +19,10 @@ MODEL_CASES = [
     ("many_accepts", {"workers": 3, "exclusive": True}),
     ("cluster", {"workers": 3}),
     ("reuseport", {"workers": 3}),
+    ("prefork", {"start_servers": 3, "min_spare": 2, "max_spare": 4, "max_workers": 8}),
+    ("worker", {"workers": 2, "threads_per_child": 4}),
+    ("event", {"workers": 2, "threads_per_child": 2}),
+    ("goroutines", {"workers": 3}),
 ]
 IDS = [m + ("-exclusive" if k.get("exclusive") else "") for m, k in MODEL_CASES]
 FAST_TIMEOUTS = {"timeout": 0.5, "keepalive_timeout": 2.0}

@@ -4,6 +4,10 @@ Shaped like gunicorn's arbiter: signals only write a byte to a self-pipe
 (`signal.set_wakeup_fd`), and one loop waits on that pipe (plus any sockets the master
 serves itself, such as cluster's listening socket), reaps dead children, records the
 deaths on the scoreboard, respawns them, and calls the model's `manage` hook on a tick.
+
+A child is known by its index. For process models the index is the child's one slot; a
+model whose children own several slots (one per thread: `worker`, `event`) passes
+`slots_of(index)`, and reserving, recording a death and freeing cover the whole group.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import selectors
 import signal
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from .proc import die_with_parent
 from .root import RootContext
@@ -32,6 +36,7 @@ class Arbiter:
         manage: Callable[[], None] | None = None,
         before_fork: Callable[[int], None] | None = None,
         after_fork: Callable[[int], None] | None = None,
+        slots_of: Callable[[int], Sequence[int]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.board = ctx.scoreboard
@@ -40,7 +45,8 @@ class Arbiter:
         self.manage = manage
         self.before_fork = before_fork  # in the master, before each fork (e.g. make a channel)
         self.after_fork = after_fork  # in the master, after each fork
-        self.children: dict[int, int] = {}  # pid -> slot
+        self.slots_of = slots_of  # child index -> its scoreboard slots (default: the index)
+        self.children: dict[int, int] = {}  # pid -> slot (the child index)
         self.retiring: set[int] = set()  # pids stopped on purpose (pool shrinking)
         self.started_at: dict[int, float] = {}  # slot -> time of its latest spawn
         self.pending: list[tuple[float, int]] = []  # (due, slot) respawns delayed by backoff
@@ -50,8 +56,13 @@ class Arbiter:
         self.master_pid = os.getpid()
 
     # -- workers -----------------------------------------------------------------------
+    def group(self, index: int) -> Sequence[int]:
+        """The scoreboard slots of child `index`."""
+        return self.slots_of(index) if self.slots_of else (index,)
+
     def spawn(self, slot: int) -> int:
-        self.board.reserve(slot)
+        for s in self.group(slot):
+            self.board.reserve(s)
         if self.before_fork:
             self.before_fork(slot)
         pid = os.fork()
@@ -87,16 +98,17 @@ class Arbiter:
 
     def start(self, nworkers: int) -> None:
         """Spawn the initial workers into slots 0..n-1 and tell the supervisor to expect them."""
-        self.ctx.expect(nworkers)
+        self.ctx.expect(max((s + 1 for i in range(nworkers) for s in self.group(i)), default=0))
         for slot in range(nworkers):
             self.spawn(slot)
         self.ctx.ready()
 
-    def retire(self, pid: int) -> None:
-        """Stop a worker on purpose: its slot becomes free, not dead."""
+    def retire(self, pid: int, sig: int = signal.SIGTERM) -> None:
+        """Stop a worker on purpose: its slot becomes free, not dead. A model whose workers
+        finish their connection first (a graceful stop) sends the signal they handle."""
         self.retiring.add(pid)
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
 
@@ -116,10 +128,12 @@ class Arbiter:
                 continue
             if pid in self.retiring:
                 self.retiring.discard(pid)
-                self.board.mark_empty(slot)
+                for s in self.group(slot):
+                    self.board.mark_empty(s)
                 continue
             code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-            self.board.mark_dead(slot, code)
+            for i, s in enumerate(self.group(slot)):  # one death per process in the model area
+                self.board.mark_dead(s, code, record=i == 0)
             lived = time.monotonic() - self.started_at.get(slot, 0.0)
             due = time.monotonic() + (RESPAWN_BACKOFF if lived < RESPAWN_BACKOFF else 0.0)
             self.pending.append((due, slot))

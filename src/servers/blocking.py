@@ -1,21 +1,31 @@
 """Serving connections with blocking sockets: the I/O style of `single`, `proc_spawn`,
 `prefork` and the threads of `worker`. One connection at a time per worker, its
-keep-alive wait included, as Apache's prefork child or worker thread does.
+keep-alive wait included, as Apache's prefork child or worker thread does; or, for the
+threads of `event`, until the connection is idle between requests, when it is handed back
+to be parked instead of waited for.
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 from . import app
 from .http import HttpConnection, Limits, ProtocolError
 from .scoreboard import SlotWriter, State
 
 
-def accept_loop(listener: socket.socket, w: SlotWriter, limits: Limits) -> None:
-    """Block in accept() (the kernel wakes blocked acceptors in FIFO order), serve, repeat."""
-    while True:
+def accept_loop(
+    listener: socket.socket,
+    w: SlotWriter,
+    limits: Limits,
+    *,
+    stopping: Callable[[], bool] | None = None,
+) -> None:
+    """Block in accept() (the kernel wakes blocked acceptors in FIFO order), serve, repeat;
+    return before the next accept once `stopping()` is true (a graceful stop)."""
+    while stopping is None or not stopping():
         w.state(State.WAITING)
         try:
             conn, _ = listener.accept()
@@ -30,9 +40,25 @@ def accept_loop(listener: socket.socket, w: SlotWriter, limits: Limits) -> None:
         serve_connection(conn, w, limits)
 
 
-def serve_connection(sock: socket.socket, w: SlotWriter, limits: Limits) -> None:
-    """Serve one connection to its end: requests in order, keep-alive, timeouts, errors."""
-    conn = HttpConnection(limits)
+def serve_connection(
+    sock: socket.socket,
+    w: SlotWriter,
+    limits: Limits,
+    conn: HttpConnection | None = None,
+    *,
+    park: bool = False,
+) -> HttpConnection | None:
+    """Serve one connection to its end: requests in order, keep-alive, timeouts, errors.
+
+    Returns None once the connection is over and `sock` closed. With `park`, it returns
+    instead as soon as the connection is idle between requests after a reply (keep-alive
+    wait): the caller keeps `sock` open, parks it, and once it is readable passes it back
+    here with the returned `conn`. Either way this slot stops counting it as open.
+    """
+    if conn is None:
+        conn = HttpConnection(limits)
+    parked = False
+    replied = False
     deadline = time.monotonic() + limits.request_timeout
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -40,7 +66,10 @@ def serve_connection(sock: socket.socket, w: SlotWriter, limits: Limits) -> None
             ev = conn.next_event()
             if ev is None:
                 if conn.must_close:
-                    return
+                    return None
+                if conn.idle and park and replied:
+                    parked = True
+                    return conn
                 if conn.idle and conn.requests_done:
                     w.state(State.KEEPALIVE)
                     timeout = limits.keepalive_timeout
@@ -57,9 +86,9 @@ def serve_connection(sock: socket.socket, w: SlotWriter, limits: Limits) -> None
                         out = conn.timeout_response()
                         sock.sendall(out)
                         w.served(len(out))
-                    return
+                    return None
                 if not data:
-                    return
+                    return None
                 if conn.idle:
                     deadline = time.monotonic() + limits.request_timeout
                 conn.feed(data)
@@ -76,14 +105,18 @@ def serve_connection(sock: socket.socket, w: SlotWriter, limits: Limits) -> None
             sock.settimeout(limits.request_timeout)
             sock.sendall(out)
             w.served(len(out))
+            replied = True
             if conn.must_close:
-                return
+                return None
             deadline = time.monotonic() + limits.request_timeout
     except OSError:
-        pass  # reset, timeout while writing, ...: this connection is over, the worker lives
+        return None  # reset, timeout while writing, ...: this connection is over, worker lives
     finally:
-        w.state(State.CLOSING)
-        try:
-            sock.close()
-        finally:
-            w.closed()
+        if parked:
+            w.gave()
+        else:
+            w.state(State.CLOSING)
+            try:
+                sock.close()
+            finally:
+                w.closed()

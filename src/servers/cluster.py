@@ -17,7 +17,7 @@ SPEC = ModelSpec(
     summary="master accepts and hands each connection to asyncio workers, round robin",
     origin="Node simple_cluster.js",
     knobs=frozenset({"workers"}),
-    defaults={"workers": 4},
+    defaults={"workers": 4, "max_keepalive_requests": 0},
 )
 
 ACCEPTS_PER_WAKEUP = 64

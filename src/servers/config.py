@@ -12,6 +12,7 @@ from .http import Limits
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_BACKLOG = 511  # Apache's ListenBacklog
+APACHE_MAX_KEEPALIVE_REQUESTS = 100
 
 
 class ConfigError(ValueError):
@@ -28,7 +29,9 @@ class ServerConfig:
     threads: int | None = None  # threads per process where a model has them
     exclusive: bool = False  # many_accepts: EPOLLEXCLUSIVE, as nginx
     keepalive_timeout: float = 5.0  # KeepAliveTimeout
-    max_keepalive_requests: int = 100  # MaxKeepAliveRequests (0 = unlimited)
+    # MaxKeepAliveRequests (0 = unlimited); None: the model's own default, Apache's 100 for
+    # the C and Apache models, unlimited for the Node and Go shapes (as those servers do)
+    max_keepalive_requests: int | None = None
     timeout: float = 60.0  # Timeout: a request must arrive whole within it
     start_servers: int | None = None  # StartServers
     min_spare: int | None = None  # MinSpareServers / MinSpareThreads
@@ -40,7 +43,9 @@ class ServerConfig:
     @property
     def limits(self) -> Limits:
         return Limits(
-            max_keepalive_requests=self.max_keepalive_requests,
+            max_keepalive_requests=APACHE_MAX_KEEPALIVE_REQUESTS
+            if self.max_keepalive_requests is None
+            else self.max_keepalive_requests,
             keepalive_timeout=self.keepalive_timeout,
             request_timeout=self.timeout,
         )
@@ -62,7 +67,8 @@ class ServerConfig:
         check_range("--port", self.port, 0, 65535)
         check_range("--backlog", self.backlog, 1, 65535)
         check_range("--keepalive-timeout", self.keepalive_timeout, 0.05, 3600)
-        check_range("--max-keepalive-requests", self.max_keepalive_requests, 0, 1_000_000)
+        if self.max_keepalive_requests is not None:
+            check_range("--max-keepalive-requests", self.max_keepalive_requests, 0, 1_000_000)
         check_range("--timeout", self.timeout, 0.05, 3600)
         if self.workers is not None:
             check_range("--workers", self.workers, 1, 1024)

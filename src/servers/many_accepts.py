@@ -18,7 +18,7 @@ SPEC = ModelSpec(
     summary="asyncio workers all accepting on one shared socket; the kernel picks (skew)",
     origin="Node many_accepts.js",
     knobs=frozenset({"workers", "exclusive"}),
-    defaults={"workers": 4},
+    defaults={"workers": 4, "max_keepalive_requests": 0},
 )
 
 

@@ -18,7 +18,7 @@ SPEC = ModelSpec(
     summary="one SO_REUSEPORT socket and accept queue per asyncio worker; kernel hashes",
     origin="nginx reuseport; Cloudflare's comparison",
     knobs=frozenset({"workers"}),
-    defaults={"workers": 4},
+    defaults={"workers": 4, "max_keepalive_requests": 1000},  # nginx keepalive_requests
     listeners=lambda cfg: cfg.workers or 4,
 )
 

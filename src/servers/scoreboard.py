@@ -227,14 +227,17 @@ class Scoreboard:
         if index + 1 > self.header.high_water:
             self.header.high_water = index + 1
 
-    def mark_dead(self, index: int, status: int) -> None:
-        """The master records a worker's death in its slot and in the model area."""
+    def mark_dead(self, index: int, status: int, *, record: bool = True) -> None:
+        """The master records a worker's death in its slot and (unless `record` is False:
+        another slot of the same process already counted it) in the model area."""
         s = self.slot(index)
         now = time.monotonic()
         s.state = State.DEAD
         s.open = 0
         s.deaths += 1
         s.last_change = now
+        if not record:
+            return
         h = self.header
         h.deaths += 1
         h.last_death_pid = s.pid
@@ -315,6 +318,14 @@ class SlotWriter:
         s.open += 1
 
     def closed(self) -> None:
+        self.s.open -= 1
+
+    def took(self) -> None:
+        """An open connection accepted elsewhere is now held here (event's hand-offs)."""
+        self.s.open += 1
+
+    def gave(self) -> None:
+        """An open connection held here was handed to another slot (it is not closed)."""
         self.s.open -= 1
 
     def served(self, nbytes: int) -> None:

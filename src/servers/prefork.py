@@ -1,0 +1,102 @@
+"""prefork: Apache's prefork MPM. Like proc_spawn, processes each blocking in accept() and
+serving one connection at a time, keep-alive wait included; but the pool adapts. Once a
+second the master counts idle children (slot `_` or `S`): with fewer than MinSpareServers
+it spawns 1, then 2, 4, ... up to 32 a second while the shortage lasts, never past
+MaxRequestWorkers; with more than MaxSpareServers it stops one (the highest idle slot).
+
+The starvation it is known for: keep-alive clients that hold their connections idle pin
+every child, the CPU idles, and new connections wait in the accept queue until a
+KeepAliveTimeout frees a child.
+
+A child is stopped gracefully, as Apache's `graceful-stop` (SIGWINCH): idle in accept()
+it leaves at once; serving, it finishes that connection first. StartServers larger than
+MaxRequestWorkers is lowered to it, as Apache does.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from .arbiter import Arbiter
+from .blocking import accept_loop
+from .config import ConfigError, ServerConfig, check_range
+from .models import ModelSpec
+from .root import RootContext
+from .scoreboard import DEFAULT_SLOTS, State
+
+START_SERVERS = 5
+MAX_SPAWN_RATE = 32  # Apache's MAX_SPAWN_RATE
+GRACEFUL_STOP = signal.SIGWINCH  # Apache's graceful-stop signal
+
+
+def _check(cfg: ServerConfig) -> None:
+    check_range("--start-servers (StartServers)", cfg.start_servers or 0, 1, DEFAULT_SLOTS)
+    check_range("--min-spare (MinSpareServers)", cfg.min_spare or 0, 1, DEFAULT_SLOTS)
+    check_range("--max-workers (MaxRequestWorkers)", cfg.max_workers or 0, 1, DEFAULT_SLOTS)
+    max_spare, min_spare = cfg.max_spare or 0, cfg.min_spare or 0
+    if not min_spare <= max_spare <= DEFAULT_SLOTS:
+        raise ConfigError(
+            f"--max-spare (MaxSpareServers) must be between --min-spare ({min_spare}) "
+            f"and {DEFAULT_SLOTS}, got {max_spare}"
+        )
+
+
+SPEC = ModelSpec(
+    name="prefork",
+    summary="Apache prefork: adaptive pool of processes, one connection each (keep-alive too)",
+    origin="Apache httpd prefork MPM",
+    knobs=frozenset({"start_servers", "min_spare", "max_spare", "max_workers"}),
+    defaults={"start_servers": START_SERVERS, "min_spare": 5, "max_spare": 10, "max_workers": 256},
+    check=_check,
+)
+
+
+def run(ctx: RootContext) -> int:
+    cfg = ctx.config
+    max_workers = cfg.max_workers or 256
+    min_spare, max_spare = cfg.min_spare or 5, cfg.max_spare or 10
+    board = ctx.scoreboard
+
+    def child(slot: int) -> None:
+        w = board.claim(slot)
+        stopping = False
+
+        def graceful(_sig: int, _frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+            if board.slot(slot).state == State.WAITING:
+                raise SystemExit(0)  # idle in accept(): leave now
+
+        signal.signal(GRACEFUL_STOP, graceful)
+        accept_loop(ctx.listener, w, ctx.limits, stopping=lambda: stopping)
+
+    arbiter = Arbiter(ctx, child)
+    spawn_rate = 1
+
+    def maintain() -> None:
+        """Apache's perform_idle_server_maintenance, once a tick."""
+        nonlocal spawn_rate
+        slots = board.read().slots
+        live = [s for s, pid in arbiter.slot_pids().items() if pid not in arbiter.retiring]
+        idle = [s for s in live if slots[s].state in (State.STARTING, State.WAITING)]
+        if len(idle) > max_spare:
+            # a WAITING child has its graceful-stop handler (a STARTING one may not yet)
+            waiting = [s for s in idle if slots[s].state == State.WAITING]
+            if waiting:
+                arbiter.retire(arbiter.slot_pids()[max(waiting)], GRACEFUL_STOP)
+            spawn_rate = 1
+        elif len(idle) < min_spare:
+            taken = set(arbiter.children.values()) | {s for _, s in arbiter.pending}
+            free = [s for s in range(max_workers) if s not in taken][:spawn_rate]
+            for s in free:  # the lowest free slots
+                arbiter.spawn(s)
+            if not free:  # MaxRequestWorkers reached
+                spawn_rate = 1
+            elif spawn_rate < MAX_SPAWN_RATE:
+                spawn_rate *= 2
+        else:
+            spawn_rate = 1
+
+    arbiter.manage = maintain
+    arbiter.start(min(cfg.start_servers or START_SERVERS, max_workers))
+    return arbiter.run()
