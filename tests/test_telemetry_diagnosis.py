@@ -22,6 +22,21 @@ def test_accept_skew_fires() -> None:
     assert "accept_skew" in _rules(win)
 
 
+def test_accept_skew_fires_on_connections_held_after_a_burst() -> None:
+    # 20 keep-alive clients connected at once; the accepts have left the window
+    win = _last(workers=4, accepts=[0], connections=[10, 7, 3, 0])
+    d = diagnosis.accept_skew(win)
+    assert d is not None
+    assert d.message.startswith("accept skew: worker 0 holds 50% of open connections (Jain 0.")
+
+
+def test_accept_skew_quiet_on_one_connection_workers_or_even_spread() -> None:
+    # prefork-like: 3 of 16 workers hold their one connection each
+    assert diagnosis.accept_skew(_last(workers=16, connections=[1, 1, 1] + [0] * 13)) is None
+    assert diagnosis.accept_skew(_last(workers=4, connections=[5, 5, 6, 4])) is None
+    assert diagnosis.accept_skew(_last(workers=4, connections=[3, 1, 0, 0])) is None  # too few
+
+
 def test_accept_skew_quiet_when_even_or_too_few() -> None:
     assert diagnosis.accept_skew(_last(workers=4, accepts=[5, 5, 4, 5])) is None
     assert diagnosis.accept_skew(_last(count=4, workers=4, accepts=[3, 0, 0, 0])) is None
@@ -47,6 +62,9 @@ def test_starvation_quiet() -> None:
     assert diagnosis.starvation(_last(workers=4, states=["keepalive"], queue=0)) is None
     # busy for too short a time
     assert diagnosis.starvation(_last(count=2, workers=4, states=["keepalive"], queue=9)) is None
+    # event loops each holding several keep-alive connections are not pinned
+    busy_loops = _last(workers=4, states=["keepalive"], connections=[5], queue=3)
+    assert diagnosis.starvation(busy_loops) is None
 
 
 def test_accept_queue_overflow_fires() -> None:

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from . import analysis
-from .snapshot import Diagnosis, Snapshot, WorkerSample
+from .snapshot import Diagnosis, Imbalance, Snapshot, WorkerSample
 
 Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
 
@@ -20,6 +20,7 @@ Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
 SKEW_MIN_ACCEPTS = 20  # accepts in the window below which no judgement is made
 SKEW_MAX_JAIN = 0.7  # Jain's index below this ...
 SKEW_MIN_MAX_OVER_MEAN = 1.5  # ... and the top worker above this many times the mean
+SKEW_MIN_CONNECTIONS = 8  # open connections (mean over the window) to judge their spread
 
 # starvation: every worker holds a connection, the CPU is idle, and clients queue.
 STARVATION_MIN_S = 1.0  # all workers busy for at least this long (in every snapshot)
@@ -69,16 +70,37 @@ def _live(s: Snapshot) -> tuple[WorkerSample, ...]:
     return s.live_workers
 
 
+def _skewed(imb: Imbalance | None, minimum: float) -> bool:
+    if imb is None or imb.jain is None or imb.n < 2 or imb.total < minimum:
+        return False
+    return imb.jain < SKEW_MAX_JAIN and (imb.max_over_mean or 0) >= SKEW_MIN_MAX_OVER_MEAN
+
+
 def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """A few workers take most accepts (many_accepts with epoll; not FIFO accept())."""
+    """A few workers take most accepts (many_accepts with epoll; not FIFO accept()).
+
+    With long-lived keep-alive connections the accepts happen in one burst and leave the
+    window, but the skew stays in who holds the connections: then the rule judges open
+    connections instead, among workers that multiplex (the top one holds several)."""
     if not win:
         return None
     last = win[-1]  # the sampler has already measured the window into the latest snapshot
-    imb = last.imbalance.accepts if last.imbalance.accepts else analysis.imbalance_set(win).accepts
-    if imb is None or imb.jain is None or imb.n < 2 or imb.total < SKEW_MIN_ACCEPTS:
-        return None
-    if imb.jain >= SKEW_MAX_JAIN or (imb.max_over_mean or 0) < SKEW_MIN_MAX_OVER_MEAN:
-        return None
+    imbs = last.imbalance if last.imbalance.accepts else analysis.imbalance_set(win)
+    imb = imbs.accepts
+    if not _skewed(imb, SKEW_MIN_ACCEPTS):
+        conns = imbs.connections
+        top = max((w.connections or 0 for w in _live(last)), default=0)
+        if top < 2 or not _skewed(conns, SKEW_MIN_CONNECTIONS):
+            return None
+        assert conns is not None and conns.jain is not None
+        return Diagnosis(
+            "accept_skew",
+            "warning",
+            f"accept skew: {conns.top_worker} holds {_pct(100 * (conns.top_share or 0))} of "
+            f"open connections (Jain {conns.jain:.2f}, {conns.n} workers, "
+            f"{conns.total:.0f} connections)",
+        )
+    assert imb is not None and imb.jain is not None
     return Diagnosis(
         "accept_skew",
         "warning",
@@ -99,8 +121,13 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
         live = _live(s)
         if not live or any(w.state == "unknown" or not w.busy for w in live):
             return None
-    if last.queue < STARVATION_MIN_QUEUE:
-        return None
+        # a worker holding several connections multiplexes (an event loop, event's
+        # listener): it is not pinned, so busy states do not mean it cannot accept
+        if any((w.connections or 0) > 1 for w in live):
+            return None
+        # clients must have been queueing the whole time, not at one unlucky instant
+        if s.queue < STARVATION_MIN_QUEUE:
+            return None
     cores = last.host.cpu_count if last.host else 1
     cpu = _mean([sum(w.cpu_percent or 0.0 for w in _live(s)) for s in recent])
     frac = cpu / (100.0 * cores)
@@ -163,11 +190,7 @@ def master_bottleneck(win: Sequence[Snapshot]) -> Diagnosis | None:
     )
     if not dispatching:
         return None
-    master = [
-        s.model.master_cpu_percent
-        for s in win
-        if s.model and s.model.master_cpu_percent is not None
-    ]
+    master = [_master_own_cpu(s) for s in win if s.model and s.model.master_cpu_percent is not None]
     if not master:
         return None
     mcpu = _mean(master)
@@ -184,6 +207,15 @@ def master_bottleneck(win: Sequence[Snapshot]) -> Diagnosis | None:
         "warning",
         f"master bottleneck: {last.model.name} master {_pct(mcpu)} CPU, workers {_pct(wcpu)}",
     )
+
+
+def _master_own_cpu(s: Snapshot) -> float:
+    """The root process's CPU minus that of worker threads living in it (goroutines: the
+    event loops are threads of the root, so its process CPU is not the master's own)."""
+    assert s.model is not None and s.model.master_cpu_percent is not None
+    root = s.model.root_pid
+    inside = sum(w.cpu_percent or 0.0 for w in _live(s) if w.is_thread and w.pid == root)
+    return max(0.0, s.model.master_cpu_percent - inside)
 
 
 def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
