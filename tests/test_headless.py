@@ -1,0 +1,235 @@
+"""`serverscope run`: the whole-run summary, its JSON/CSV, and the exit statuses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+from loadgen.levels import PRESETS, LoadError
+from servers.config import ServerConfig
+from servers.proc import pid_alive
+from serverscope import cli, headless
+from serverscope.headless import SummaryBuilder, run_headless
+from serverscope.session import Session
+from telemetry import synthetic
+from telemetry.snapshot import Diagnosis, Snapshot
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+JSON_KEYS = {
+    "rps",
+    "latency_ms",
+    "connect_ms",
+    "errors",
+    "accept_jain",
+    "accept_top_share",
+    "cpu_jain",
+    "max_queue",
+    "overflows",
+    "diagnoses",
+    "workers",
+}
+
+
+def _serverscope(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "serverscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+# -- the summary over synthetic snapshots ---------------------------------------------------
+
+
+def _snap(t: float, accepts_total: list[int], **kw: object) -> Snapshot:
+    return synthetic.snapshot(time=1000.0 + t, accepts_total=accepts_total, **kw)  # type: ignore[arg-type]
+
+
+def test_summary_counts_from_the_baseline_and_over_the_whole_run() -> None:
+    b = SummaryBuilder("many_accepts", "many_accepts (workers=4)", PRESETS["burst"])
+    b.start_clock(1000.0)
+    b.add(_snap(0.0, [5, 5, 5, 5]))  # baseline: before the load
+    b.add(_snap(0.25, [50, 6, 5, 5], queue=3, overflows_delta=2, drops_delta=3))
+    skew = Diagnosis("accept_skew", "warning", "accept skew: worker 0 took 90%")
+    snap = _snap(0.5, [95, 10, 5, 5], queue=40, overflows_delta=5, drops_delta=5)
+    b.add(Snapshot(**{**{f: getattr(snap, f) for f in snap.__slots__}, "diagnoses": (skew,)}))
+    b.add(_snap(0.75, [95, 10, 5, 5], queue=1))
+    s = b.finish(None, duration_s=0.75, load_error="no load")
+    assert [w.accepts for w in s.workers] == [90, 5, 0, 0]
+    assert s.total_accepts == 95
+    assert s.accept_top_share == pytest.approx(90 / 95)
+    assert s.accept_jain == pytest.approx(95**2 / (4 * (90**2 + 5**2)))
+    assert s.accept_top_worker == "worker 0"
+    assert s.max_queue == 40 and s.queue_limit == 511
+    assert (s.overflows, s.drops) == (7, 8)
+    assert [(d.rule, d.first_s, d.samples) for d in s.diagnoses] == [("accept_skew", 0.5, 1)]
+    assert len(s.series) == 3 and s.series[1]["diagnoses"] == "accept_skew"
+    assert not s.ok and s.exit_status == headless.EXIT_FAILED
+    d = s.to_json_dict()
+    assert set(d) >= JSON_KEYS
+    assert d["workers"][0]["accept_share"] == pytest.approx(90 / 95, abs=1e-4)
+    assert "namespace" in d["overflows_scope"]
+    json.dumps(d)  # plain data
+
+
+def test_summary_counts_a_worker_first_seen_mid_run_from_zero() -> None:
+    b = SummaryBuilder("prefork", "prefork", PRESETS["burst"])
+    b.add(_snap(0.0, [10], workers=1))
+    b.add(_snap(0.25, [12, 7], workers=2))  # slot 1 spawned during the run
+    s = b.finish(None, duration_s=0.25)
+    assert [w.accepts for w in s.workers] == [2, 7]
+
+
+# -- real runs ------------------------------------------------------------------------------
+
+
+def test_run_headless_sums_up_a_short_run(tmp_path: Path) -> None:
+    level = PRESETS["storm"].with_(clients=10, duration=1.5)
+    seen: list[float] = []
+    s = run_headless(
+        ServerConfig(model="many_accepts", workers=2),
+        level,
+        on_sample=lambda snap, t: seen.append(t),
+        record=str(tmp_path / "rec.jsonl"),
+    )
+    assert s.ok, (s.server_error, s.load_error)
+    assert s.result is not None and s.result.requests > 0 and s.rps > 0
+    assert len(s.workers) == 2 and s.total_accepts > 0
+    assert s.accept_jain is not None and 0.5 <= s.accept_jain <= 1.0
+    assert s.latency.p99 > 0 and s.connect.count > 0
+    assert seen and s.samples >= len(seen)
+    headless.write_json(str(tmp_path / "s.json"), s.to_json_dict())
+    headless.write_csv(str(tmp_path / "s.csv"), s)
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert set(data) >= JSON_KEYS and data["rps"] > 0
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert len(rows) == len(s.series) and set(rows[0]) == set(headless.CSV_FIELDS)
+    assert (tmp_path / "rec.jsonl").read_text().count("\n") > 2
+
+
+def test_a_server_dying_mid_run_is_reported() -> None:
+    pids: list[int] = []
+
+    def kill_it(snap: Snapshot, t: float) -> None:
+        if snap.model is not None and not pids:
+            pids.append(snap.model.root_pid)
+            pids.extend(w.pid for w in snap.live_workers)
+            os.kill(snap.model.root_pid, signal.SIGKILL)
+
+    s = run_headless(
+        ServerConfig(model="single"), PRESETS["light"].with_(duration=10), on_sample=kill_it
+    )
+    assert s.server_died and not s.ok and s.exit_status == 1
+    assert "single exited" in (s.server_error or "")
+    assert s.duration_s < 8
+    wait_until(lambda: not any(pid_alive(p) for p in pids), 5, "server pids gone")
+
+
+def test_a_load_generator_dying_mid_run_is_reported() -> None:
+    sessions: list[Session] = []
+
+    def factory(*args: object, **kw: object) -> Session:
+        sessions.append(Session(*args, **kw))  # type: ignore[arg-type]
+        return sessions[-1]
+
+    killed: list[int] = []
+
+    def kill_load(snap: Snapshot, t: float) -> None:
+        runner = sessions[0].runner
+        if runner is not None and runner.pid and t > 0.3 and not killed:
+            killed.append(runner.pid)
+            os.kill(runner.pid, signal.SIGKILL)
+
+    s = run_headless(
+        ServerConfig(model="single"),
+        PRESETS["light"].with_(duration=10),
+        on_sample=kill_load,
+        session_factory=factory,
+    )
+    assert not s.ok and s.exit_status == 1 and not s.server_died
+    assert "load generator exited" in (s.load_error or "")
+
+
+def test_a_load_that_cannot_start_raises_and_leaves_nothing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import loadgen.runner
+
+    def refuse(clients: int) -> int:
+        raise LoadError("10 clients need about 74 open files but the limit is 16")
+
+    monkeypatch.setattr(loadgen.runner, "check_fd_limit", refuse)
+    sessions: list[Session] = []
+
+    def factory(*args: object, **kw: object) -> Session:
+        sessions.append(Session(*args, **kw))  # type: ignore[arg-type]
+        return sessions[-1]
+
+    with pytest.raises(LoadError):
+        run_headless(ServerConfig(model="single"), PRESETS["burst"], session_factory=factory)
+    assert sessions[0].supervisor is None  # closed
+    # and through the CLI: one line, exit 2
+    assert cli.main(["run", "--model", "single", "--duration", "1"]) == headless.EXIT_START
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def test_run_command_prints_a_summary_and_writes_json_and_csv(tmp_path: Path) -> None:
+    out_json, out_csv = tmp_path / "run.json", tmp_path / "run.csv"
+    p = _serverscope(
+        "run",
+        "--model",
+        "reuseport",
+        "--workers",
+        "2",
+        "--load",
+        "storm",
+        "--duration",
+        "1.5",
+        "--json",
+        str(out_json),
+        "--csv",
+        str(out_csv),
+    )
+    assert p.returncode == 0, p.stderr
+    for text in ("Requests/sec", "accept imbalance", "max accept queue", "ListenOverflows"):
+        assert text in p.stdout, p.stdout
+    assert "namespace-wide" in p.stdout
+    data = json.loads(out_json.read_text())
+    assert set(data) >= JSON_KEYS
+    assert data["model"] == "reuseport" and len(data["workers"]) == 2
+    assert data["rps"] > 0 and data["latency_ms"]["p99"] > 0
+    assert out_csv.read_text().startswith("t_s,rps,")
+
+
+def test_run_on_a_busy_port_fails_in_one_line_with_status_2() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = _serverscope("run", "--model", "single", "--port", str(port), "--duration", "1")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Address already in use" in lines[0], p.stderr
+
+
+def test_run_refuses_bad_arguments_in_one_line() -> None:
+    p = _serverscope("run", "--model", "nosuch", "--duration", "1")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    assert "unknown model" in p.stderr
+    p = _serverscope("run", "--model", "single", "--duration", "-1")
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
+    p = _serverscope("run", "--model", "single", "--workers", "3", "--duration", "1")
+    assert p.returncode == 2 and "has no --workers" in p.stderr
