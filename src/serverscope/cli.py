@@ -12,7 +12,11 @@ from loadgen import cli as loadgen_cli
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError, Supervisor
+from serverscope import compare as compare_cmd
+from serverscope import demos as demo_cmd
+from serverscope import headless as run_cmd
 from telemetry import cli as telemetry_cli
+from tui import cli as tui_cli
 
 EXIT_USAGE = 2
 
@@ -65,8 +69,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--max-keepalive-requests",
         type=_positive_int,
-        default=100,
-        help="MaxKeepAliveRequests (100; 0 = unlimited)",
+        help="MaxKeepAliveRequests (0 = unlimited; default: Apache's 100 for the C and "
+        "Apache models, nginx's 1000 for reuseport, unlimited for the Node and Go shapes)",
     )
     g.add_argument(
         "--timeout",
@@ -107,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="serverscope", description="A live terminal lab for server concurrency models."
     )
+    tui_cli.add_args(p)
+    add_model_args(p)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     s = sub.add_parser(
         "serve",
@@ -118,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(s)
     loadgen_cli.add_parser(sub)
     telemetry_cli.add_parser(sub)
+    tui_cli.add_replay_parser(sub)
+    run_cmd.add_parser(sub, add_model_args)
+    compare_cmd.add_parser(sub, add_model_args)
+    demo_cmd.add_parser(sub)  # owns `demo`: plays in the TUI (tui.app.run_demo) if present
+    tui_cli.add_demo_parser(sub)  # skipped when another module already registered `demo`
     return p
 
 
@@ -171,8 +182,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.command == "attach":
             return telemetry_cli.run(a)
         if a.command is None:
-            # Until the TUI lands, the default job is the default model in the foreground.
-            return cmd_serve(parser.parse_args(["serve", "many_accepts"]))
+            return tui_cli.run(a, config_from_args)
+        if a.command == "replay":
+            return tui_cli.run_replay(a)
+        if a.command == "run":
+            return run_cmd.command(a, config_from_args)
+        if a.command == "compare":
+            return compare_cmd.command(a, config_from_args)
+        if a.command == "demo" and not getattr(a, "tui_demo", False):
+            return demo_cmd.command(a)
+        if a.command == "demo" and getattr(a, "tui_demo", False):
+            return tui_cli.run_demo(a)
     except (ConfigError, ServerError) as e:
         print(f"serverscope: {e}", file=sys.stderr)
         return EXIT_USAGE

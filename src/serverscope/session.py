@@ -26,6 +26,7 @@ from servers.config import ServerConfig
 from servers.proc import pid_alive
 from servers.root import BURN_MS, BURN_SIGNAL
 from servers.supervisor import Supervisor
+from telemetry.diagnosis import OVERFLOW_NEAR_FULL
 from telemetry.recording import RecordingWriter
 from telemetry.sampler import Sampler
 from telemetry.snapshot import Snapshot
@@ -247,8 +248,10 @@ class Session:
             spawned = (m.spawns or 0) - (pm.spawns or 0)
             if spawned > 0:
                 self.log("spawn", f"master spawned {spawned} worker{'s' * (spawned > 1)}")
-        overflowing = any(ln.full for ln in snap.listeners) or bool(
-            snap.kernel and snap.kernel.overflows_delta
+        # the kernel's counter is namespace-wide: it counts only while one of ours is near full
+        near_full = any(ln.fill >= OVERFLOW_NEAR_FULL for ln in snap.listeners)
+        overflowing = any(ln.full for ln in snap.listeners) or (
+            near_full and bool(snap.kernel and snap.kernel.overflows_delta)
         )
         if overflowing != self._overflowing:
             self._overflowing = overflowing

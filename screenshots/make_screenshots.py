@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Make the README's screenshots: the live TUI against real servers on loopback.
+
+    .venv/bin/python screenshots/make_screenshots.py            # all four, 120x36
+    .venv/bin/python screenshots/make_screenshots.py --only reuseport_paused --size 100x30
+
+Each scenario starts a model and a load (as `serverscope --model M --load P` would), waits
+until the phenomenon it shows is on screen (its diagnosis, or a time limit), saves an SVG
+with `App.save_screenshot`, then quits the app, which stops the server and the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from loadgen.levels import PRESETS, LoadLevel  # noqa: E402
+from servers import models  # noqa: E402
+from servers.config import ServerConfig  # noqa: E402
+from serverscope.session import Session  # noqa: E402
+from tui.app import ServerscopeApp  # noqa: E402
+from tui.source import LiveSource  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Shot:
+    name: str
+    config: ServerConfig
+    level: LoadLevel
+    expect: str  # diagnosis rule to wait for ("" : just wait `seconds`)
+    seconds: float  # the longest to wait
+    settle: float = 0.0  # at least this long before the shot
+    setup: Callable[[ServerscopeApp], Awaitable[None]] | None = None
+
+
+async def pause_worker_1(app: ServerscopeApp) -> None:
+    """SIGSTOP the worker in slot 1 (select it first, as a user would with the arrows)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        snap = app.last
+        worker = next((w for w in snap.live_workers if w.slot == 1), None) if snap else None
+        if worker is not None:
+            app.selected = worker.key
+            app.fault("pause")
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("no worker in slot 1 to pause")
+
+
+SHOTS = [
+    Shot(
+        "many_accepts_burst",
+        ServerConfig(model="many_accepts", workers=4),
+        PRESETS["burst"].with_(duration=60),
+        expect="accept_skew",  # shows as the 20 clients connect at once: shoot it then
+        seconds=10,
+    ),
+    Shot(
+        "prefork_keepalive_idle",
+        # MaxRequestWorkers 32 (not 256): the same starvation, without 256 processes on a laptop
+        ServerConfig(model="prefork", max_workers=32),
+        PRESETS["keepalive-idle"].with_(duration=60),
+        expect="starvation",
+        seconds=40,
+        settle=6.0,
+    ),
+    Shot(
+        "event_keepalive_idle",
+        ServerConfig(model="event", workers=5),  # 5 x 25 threads: room for 300 clients
+        PRESETS["keepalive-idle"].with_(duration=60),
+        expect="",
+        seconds=8,
+        settle=8.0,
+    ),
+    Shot(
+        "reuseport_paused_worker",
+        ServerConfig(model="reuseport", workers=4),
+        PRESETS["storm"].with_(clients=40, duration=60),
+        expect="reuseport_backlog",
+        seconds=10,
+        settle=3.0,
+        setup=pause_worker_1,
+    ),
+]
+
+
+async def take(shot: Shot, out: Path, size: tuple[int, int]) -> str:
+    source = LiveSource(Session(shot.config, shot.level))
+    app = ServerscopeApp(source, load_duration=shot.level.duration)
+    note = ""
+    async with app.run_test(size=size) as pilot:
+        began = time.monotonic()
+        while app.last is None:
+            if app.startup_error:
+                return f"failed to start: {app.startup_error}"
+            await pilot.pause(0.1)
+        if shot.setup is not None:
+            await asyncio.sleep(1.0)
+            await shot.setup(app)
+        start = time.monotonic()
+        while True:
+            await pilot.pause(0.25)
+            waited = time.monotonic() - start
+            rules = {d.rule for d in app.last.diagnoses} if app.last else set()
+            if waited >= shot.settle and (not shot.expect or shot.expect in rules):
+                note = f"{shot.expect or 'shown'} after {time.monotonic() - began:.1f} s"
+                app.frozen = True  # hold this frame (as the space key does) for the shot
+                break
+            if waited >= shot.seconds:
+                note = f"{shot.expect} not seen within {shot.seconds:g} s; saved anyway"
+                break
+        await pilot.pause(0.3)
+        path = app.save_screenshot(filename=f"{shot.name}.svg", path=str(out))
+        await pilot.press("q")
+        while not source.closed:
+            await pilot.pause(0.1)
+    return f"{path}: {note}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(ROOT / "screenshots"), help="directory for the SVGs")
+    p.add_argument("--size", default="120x36", help="terminal size, COLSxROWS (120x36)")
+    p.add_argument("--only", action="append", choices=[s.name for s in SHOTS])
+    a = p.parse_args()
+    cols, rows = (int(x) for x in a.size.lower().split("x"))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    have = {s.name for s in models.available()}
+    failed = 0
+    for shot in SHOTS:
+        if a.only and shot.name not in a.only:
+            continue
+        if shot.config.model not in have:
+            print(f"{shot.name}: skipped, model {shot.config.model} is not built yet")
+            failed += 1
+            continue
+        print(asyncio.run(take(shot, out, (cols, rows))), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

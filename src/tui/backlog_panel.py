@@ -1,0 +1,64 @@
+"""Backlog: each listening socket's accept queue (queue / limit) as a bar, one per worker
+for reuseport, plus the kernel's overflow/drop counters and half-open (SYN_RECV) sockets."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from telemetry.snapshot import ListenerSample
+
+from .drawing import PAUSED_STYLE, bar, fill_style, num
+from .frame import Frame
+
+MAX_BARS = 8  # listeners drawn; the rest are summed up in one line
+
+
+class BacklogPanel(Static):
+    def show(self, frame: Frame) -> None:
+        snap = frame.snapshot
+        width = self.content_region.width or 40
+        listeners = list(snap.listeners)
+        paused_listeners = {
+            w.listener for w in snap.workers if w.pid in frame.paused_pids and w.listener >= 0
+        }
+        shown = listeners
+        if len(listeners) > MAX_BARS:
+            keep = sorted(listeners, key=lambda ln: (-ln.queue, ln.index))[: MAX_BARS - 1]
+            shown = sorted(keep, key=lambda ln: ln.index)
+        t = Text()
+        if not listeners:
+            t.append("no listening socket\n", style="dim")
+        many = len(listeners) > 1
+        for ln in shown:
+            _line(t, ln, width, many, ln.index in paused_listeners)
+        rest = [ln for ln in listeners if ln not in shown]
+        if rest:
+            t.append(f"+{len(rest)} more, queues ≤ {max(ln.queue for ln in rest)}\n", style="dim")
+        k = snap.kernel
+        short = width < 36
+        if k is not None:
+            over = k.overflows_delta or 0
+            drops = k.drops_delta or 0
+            t.append("overflow " if short else "overflows ", style="dim")
+            t.append(f"+{over}", style="bold red" if over else "")
+            t.append(" drop " if short else "  drops ", style="dim")
+            t.append(f"+{drops}", style="bold red" if drops else "")
+            self.border_subtitle = "kernel counters: namespace-wide"
+        syn = next((ln.syn_recv for ln in listeners if ln.syn_recv is not None), None)
+        t.append(" SYN " if short else "  SYN_RECV ", style="dim")
+        t.append(num(syn), style="yellow" if syn else "")
+        self.update(t)
+
+
+def _line(t: Text, ln: ListenerSample, width: int, many: bool, paused: bool) -> None:
+    label = f"#{ln.index:<3}" if many else f":{ln.port:<5}"
+    figures = f"{ln.queue:>4}/{ln.limit if ln.limit is not None else '?'}"
+    barw = max(4, width - len(label) - len(figures) - 4)
+    t.append(label, style=PAUSED_STYLE if paused else "")
+    t.append(" ")
+    frac = max(ln.fill, 1 / (8 * barw)) if ln.queue else 0.0  # a queued one always shows
+    t.append_text(bar(frac, barw, fill_style(ln.fill)))
+    t.append(" ")
+    t.append(figures, style="bold red" if ln.full else ("yellow" if ln.queue else ""))
+    t.append("\n")

@@ -1,0 +1,75 @@
+"""Client: what the load generator sees: throughput (a sparkline of req/s per second, from
+zero), latency, connect time, errors by kind."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from loadgen.stats import ERROR_KINDS
+
+from .drawing import ms, num, spark
+from .frame import Frame
+
+SPARK_SECONDS = 60
+
+
+class ClientPanel(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static(id="client-head")
+        yield Static(id="client-spark")
+        yield Static(id="client-body")
+
+    def show(self, frame: Frame) -> None:
+        c = frame.snapshot.client
+        head = self.query_one("#client-head", Static)
+        sparkline = self.query_one("#client-spark", Static)
+        body = self.query_one("#client-body", Static)
+        if c is None:
+            head.update(Text("no load running", style="dim"))
+            sparkline.update("")
+            body.update(Text("l chooses a load, g runs it", style="dim"))
+            return
+        h = Text(no_wrap=True, overflow="ellipsis")
+        h.append(f"{num(c.rps)}", style="bold")
+        h.append(" req/s  ", style="dim")
+        state = "paused" if c.paused else ("running" if c.running else "ended")
+        h.append(f"{c.clients} clients, {state}", style="" if c.running else "yellow")
+        head.update(h)
+        width = sparkline.content_region.width or SPARK_SECONDS
+        series = list(c.rps_series[-width:])
+        line = spark(series, width, lo=0.0)
+        line.stylize("cyan")
+        if series:
+            line.append(f"  peak {num(max(series))}/s" if len(series) + 14 <= width else "", "dim")
+        sparkline.update(line)
+        b = Text(no_wrap=True, overflow="ellipsis")
+        lat = c.latency_ms
+        b.append("latency ", style="dim")
+        b.append(f"p50 {ms(lat.p50 if lat.count else None)}")
+        b.append("  p99 ", style="dim")
+        b.append(ms(lat.p99 if lat.count else None), style=_slow(lat.p99))
+        b.append("\nconnect ", style="dim")
+        b.append("p99 ", style="dim")
+        cp = c.connect_ms
+        b.append(ms(cp.p99 if cp.count else None), style=_slow(cp.p99))
+        b.append(f"  open {num(c.open_connections)}  in flight {num(c.in_flight)}", style="dim")
+        b.append("\nerrors ", style="dim")
+        errs = [(k, c.errors.get(k, 0)) for k in ERROR_KINDS if c.errors.get(k)]
+        errs += [(k, v) for k, v in c.errors.items() if k not in ERROR_KINDS and v]
+        if not errs:
+            b.append("none", style="green")
+        for i, (kind, n) in enumerate(errs):
+            b.append(" · " if i else "")
+            b.append(f"{kind} {n:,}", style="bold red")
+        body.update(b)
+
+
+def _slow(value_ms: float) -> str:
+    if value_ms >= 900:  # SYN retransmits start at ~1 s: accept-queue overflow
+        return "bold red"
+    if value_ms >= 100:
+        return "yellow"
+    return ""

@@ -1,0 +1,50 @@
+"""The banner that names the current phenomenon in words (the diagnoses of the snapshot)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .drawing import SEVERITY_STYLE
+from .frame import Frame
+
+ICONS = {"info": "i", "warning": "⚠", "critical": "✖"}
+MAX_LINES = 3
+
+
+class DiagnosisBanner(Static):
+    def show(self, frame: Frame) -> None:
+        diags = sorted(
+            frame.snapshot.diagnoses,
+            key=lambda d: (
+                ("critical", "warning", "info").index(d.severity)
+                if d.severity in ("critical", "warning", "info")
+                else 3
+            ),
+        )
+        self.set_class(any(d.severity == "critical" for d in diags), "-critical")
+        self.set_class(bool(diags) and not any(d.severity == "critical" for d in diags), "-warning")
+        self.set_class(False, "-status")
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if not diags:
+            t.append("✓ ", style="green")
+            t.append("no phenomenon right now", style="green")
+            live = frame.snapshot.live_workers
+            if live:
+                busy = sum(w.busy for w in live)
+                t.append(f" · {busy}/{len(live)} workers busy", style="dim")
+        for i, d in enumerate(diags[:MAX_LINES]):
+            if i:
+                t.append("\n")
+            t.append(f"{ICONS.get(d.severity, '•')} ", style=SEVERITY_STYLE.get(d.severity, ""))
+            t.append(d.message, style="bold")
+        if len(diags) > MAX_LINES:
+            t.append(f"  (+{len(diags) - MAX_LINES} more)", style="dim")
+        self.update(t)
+
+    def status(self, message: str, *, error: bool = False) -> None:
+        """A line about the lab itself (starting, restarting, stopped) in place of diagnoses."""
+        self.set_class(error, "-critical")
+        self.set_class(False, "-warning")
+        self.set_class(not error, "-status")
+        self.update(Text(message, style="bold" if error else ""))

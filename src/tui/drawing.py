@@ -1,0 +1,100 @@
+"""Small text-drawing helpers shared by the widgets: bars, sparklines, number formats."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+
+SPARKS = "▁▂▃▄▅▆▇█"
+EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+# How each worker state is drawn (the glyph comes from the snapshot).
+STATE_STYLE = {
+    "empty": "dim",
+    "starting": "bold cyan",
+    "waiting": "green",
+    "reading": "bold yellow",
+    "working": "bold bright_white on dark_orange3",
+    "writing": "bold bright_white on dark_orange3",
+    "keepalive": "bold bright_blue",
+    "closing": "yellow",
+    "dead": "bold red",
+    "unknown": "dim",
+}
+PAUSED_STYLE = "bold black on magenta"
+SEVERITY_STYLE = {"info": "cyan", "warning": "bold yellow", "critical": "bold red"}
+
+
+def spark(
+    values: Sequence[float | None], width: int, lo: float = 0.0, hi: float | None = None
+) -> Text:
+    """A one-line sparkline of the last `width` values on a fixed scale (None: a gap)."""
+    vals = list(values)[-width:] if width > 0 else []
+    top = hi if hi is not None else max((v for v in vals if v is not None), default=0.0)
+    out = Text()
+    for v in vals:
+        if v is None:
+            out.append(" ")
+            continue
+        frac = 0.0 if top <= lo else (v - lo) / (top - lo)
+        frac = min(1.0, max(0.0, frac))
+        out.append(SPARKS[min(len(SPARKS) - 1, int(frac * (len(SPARKS) - 1) + 0.5))])
+    return out
+
+
+def bar(frac: float, width: int, style: str = "green", back: str = "grey23") -> Text:
+    """A horizontal bar `width` cells wide, filled to `frac` (0..1) in eighths."""
+    frac = min(1.0, max(0.0, frac))
+    cells = frac * width
+    full = int(cells)
+    part = int((cells - full) * 8)
+    t = Text()
+    t.append("█" * full, style=style)
+    if full < width:
+        t.append(EIGHTHS[part] if part else " ", style=f"{style} on {back}")
+        t.append(" " * (width - full - 1), style=f"on {back}")
+    return t
+
+
+def fill_style(frac: float) -> str:
+    if frac >= 0.9:
+        return "red"
+    if frac >= 0.5:
+        return "yellow"
+    return "green"
+
+
+def jain_style(j: float | None) -> str:
+    if j is None:
+        return "dim"
+    if j >= 0.9:
+        return "green"
+    if j >= 0.7:
+        return "yellow"
+    return "bold red"
+
+
+def num(value: float | None, digits: int = 0, none: str = "-") -> str:
+    if value is None:
+        return none
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds, readable from 0.05 ms to minutes."""
+    if value is None:
+        return "-"
+    if value >= 10_000:
+        return f"{value / 1000:.1f} s"
+    if value >= 100:
+        return f"{value:.0f} ms"
+    if value >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / (1 << 20):.1f}M"

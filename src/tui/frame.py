@@ -1,0 +1,34 @@
+"""What every widget is given to draw: one snapshot, its recent history, and UI state.
+
+Widgets only render a `Frame` (a snapshot in, pixels out); measuring stays in the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from telemetry.snapshot import Snapshot, WorkerSample
+
+WorkerKey = tuple[int | None, int, int]
+
+
+@dataclass(frozen=True)
+class Frame:
+    snapshot: Snapshot
+    history: tuple[Snapshot, ...] = ()  # oldest first; ends with `snapshot`
+    selected: WorkerKey | None = None  # the worker faults act on
+    paused_pids: frozenset[int] = field(default_factory=frozenset)  # SIGSTOPped by us
+
+    @property
+    def selected_worker(self) -> WorkerSample | None:
+        for w in self.snapshot.workers:
+            if w.key == self.selected:
+                return w
+        return None
+
+
+def rate(count: int | None, interval_s: float | None) -> float | None:
+    """A per-interval count as a per-second rate (None when either is unknown)."""
+    if count is None or not interval_s:
+        return None
+    return count / interval_s

@@ -1,0 +1,55 @@
+"""Imbalance: Jain's index and top share for accepts, open connections and CPU, each with a
+sparkline of its recent Jain's index (on a fixed 0..1 scale: a full bar is perfectly even)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from .drawing import jain_style, spark
+from .frame import Frame
+
+LABELS = (("accepts", "accepts"), ("connections", "conns"), ("cpu", "CPU"))
+WIDTHS = (7, 4, 4, 4)  # label, Jain, top share, top worker
+GAPS = len(WIDTHS)  # one space between columns
+
+
+class ImbalancePanel(Static):
+    def show(self, frame: Frame) -> None:
+        snap = frame.snapshot
+        width = max(0, (self.content_region.width or 40) - sum(WIDTHS) - GAPS)
+        self.border_subtitle = f"window {snap.window_s:g} s"
+        t = Table.grid(padding=(0, 1, 0, 0))
+        for w, justify in zip(WIDTHS, ("left", "right", "right", "left"), strict=True):
+            t.add_column(width=w, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        t.add_column(width=width, no_wrap=True, overflow="crop")
+        span = min(len(frame.history), width) * (snap.interval_s or 0.0)
+        dim = "dim"
+        t.add_row(
+            Text(""),
+            Text("Jain", style=dim),
+            Text("top", style=dim),
+            Text("", style=dim),
+            Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim),
+        )
+        for metric, label in LABELS:
+            imb = getattr(snap.imbalance, metric)
+            jain = imb.jain if imb else None
+            top = imb.top_share if imb else None
+            hot = imb is not None and (imb.max_over_mean or 0) >= 1.5
+            who = (imb.top_worker or "").replace("worker ", "w") if imb and top else ""
+            values = [
+                i.jain if i is not None else None
+                for i in (getattr(s.imbalance, metric) for s in frame.history)
+            ]
+            sparkline = spark(values, width, lo=0.0, hi=1.0)
+            sparkline.stylize(jain_style(jain))
+            t.add_row(
+                Text(label),
+                Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain)),
+                Text("-" if top is None else f"{top * 100:.0f}%", style="bold red" if hot else ""),
+                Text(who, style="dim"),
+                sparkline,
+            )
+        self.update(t)

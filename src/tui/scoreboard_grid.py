@@ -1,0 +1,162 @@
+"""The scoreboard: one Apache mod_status glyph per worker, up to 1024 at a glance.
+
+A ScrollView drawn line by line (so 1024 workers cost one short line each), with a
+cursor that selects the worker the fault keys act on (arrows, or a click).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Region, Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Static
+
+from telemetry.snapshot import WorkerSample
+
+from .drawing import PAUSED_STYLE, STATE_STYLE
+from .frame import Frame
+from .messages import WorkerSelected
+
+LEGEND = (
+    ("waiting", "_", "waiting"),
+    ("starting", "S", "starting"),
+    ("reading", "R", "reading"),
+    ("working", "W", "working"),
+    ("keepalive", "K", "keep-alive"),
+    ("closing", "C", "closing"),
+    ("empty", ".", "open slot"),
+    ("dead", "X", "dead"),
+)
+
+
+@functools.cache
+def _style(spec: str) -> Style:
+    return Style.parse(spec)
+
+
+class ScoreboardGrid(ScrollView, can_focus=True):
+    """Glyph grid; `show(frame)` draws it, the cursor posts `WorkerSelected`."""
+
+    BINDINGS = [
+        Binding("left", "move(-1, 0)", "left", show=False),
+        Binding("right", "move(1, 0)", "right", show=False),
+        Binding("up", "move(0, -1)", "up", show=False),
+        Binding("down", "move(0, 1)", "down", show=False),
+        Binding("home", "jump(0)", "first", show=False),
+        Binding("end", "jump(-1)", "last", show=False),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._workers: tuple[WorkerSample, ...] = ()
+        self._paused: frozenset[int] = frozenset()
+        self.cursor = 0
+        self._rows = 0
+
+    # -- drawing ------------------------------------------------------------------------
+    @property
+    def cols(self) -> int:
+        return max(1, self.scrollable_content_region.width or self.size.width or 1)
+
+    def show(self, frame: Frame) -> None:
+        self._workers = frame.snapshot.workers
+        self._paused = frame.paused_pids
+        for i, w in enumerate(self._workers):
+            if w.key == frame.selected:
+                self.cursor = i
+                break
+        else:
+            self.cursor = min(self.cursor, max(0, len(self._workers) - 1))
+        self._resize_virtual()
+        self.refresh()
+
+    def _resize_virtual(self) -> None:
+        cols = self.cols
+        rows = max(1, math.ceil(len(self._workers) / cols))
+        size = Size(cols, rows)
+        if size != self.virtual_size:
+            self.virtual_size = size
+            self.refresh(layout=True)
+        if self._rows != rows:
+            self._rows = rows
+            self.styles.height = rows  # (max-height in CSS caps it; then it scrolls)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._resize_virtual()
+
+    def render_line(self, y: int) -> Strip:
+        _, scroll_y = self.scroll_offset
+        row = y + scroll_y
+        cols = self.cols
+        base = self.rich_style
+        segments = []
+        start = row * cols
+        for i, w in enumerate(self._workers[start : start + cols], start=start):
+            spec = PAUSED_STYLE if w.pid in self._paused else STATE_STYLE.get(w.state, "")
+            style = base + _style(spec)
+            if i == self.cursor:
+                style += _style("reverse underline" if self.has_focus else "reverse")
+            segments.append(Segment(w.glyph, style))
+        return Strip(segments).extend_cell_length(cols, base)
+
+    # -- cursor -------------------------------------------------------------------------
+    def _select(self, index: int) -> None:
+        if not self._workers:
+            return
+        index = max(0, min(len(self._workers) - 1, index))
+        self.cursor = index
+        cols = self.cols
+        self.scroll_to_region(Region(index % cols, index // cols, 1, 1), animate=False)
+        self.refresh()
+        self.post_message(WorkerSelected(self._workers[index].key))
+
+    def action_move(self, dx: int, dy: int) -> None:
+        self._select(self.cursor + dx + dy * self.cols)
+
+    def action_jump(self, where: int) -> None:
+        self._select(0 if where == 0 else len(self._workers) - 1)
+
+    def on_click(self, event: events.Click) -> None:
+        _, scroll_y = self.scroll_offset
+        index = (event.y + scroll_y) * self.cols + event.x
+        if 0 <= event.x < self.cols and index < len(self._workers):
+            self._select(index)
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+
+class ScoreboardLegend(Static):
+    """What each glyph means, in the colours the grid uses."""
+
+    def on_mount(self) -> None:
+        t = Text()
+        for state, glyph, name in LEGEND:
+            t.append(glyph, style=STATE_STYLE[state])
+            t.append(f" {name}  ", style="dim")
+        t.append(" ", style=PAUSED_STYLE)
+        t.append(" paused", style="dim")
+        self.update(t)
+
+
+def summary(frame: Frame, width: int = 80) -> str:
+    """'scoreboard · 4 workers · 3 busy · 1 idle' for the panel's title."""
+    ws = frame.snapshot.live_workers
+    busy = sum(w.busy for w in ws)
+    idle = sum(w.state == "waiting" for w in ws)
+    kind = "threads" if ws and ws[0].is_thread else "workers"
+    procs = len({w.pid for w in ws})
+    extra = f" in {procs} processes" if kind == "threads" else ""
+    text = f"{len(ws)} {kind}{extra} · {busy} busy · {idle} idle"
+    return text if len(text) + 16 > width else f"scoreboard · {text}"

@@ -1,0 +1,211 @@
+"""Where snapshots come from: a live Session, a recording, or a list made by a test.
+
+The app asks its source for the next snapshot once per period (from a thread: a live
+sample reads /proc for up to 1024 workers) and draws it; the same app therefore runs
+live, replays a recording with pause and seek, and draws synthetic snapshots in tests.
+"""
+
+from __future__ import annotations
+
+import collections
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+
+from serverscope.session import LabEvent, Session
+from telemetry.snapshot import Snapshot
+
+from .events import derive_events
+
+HISTORY = 240  # snapshots kept for sparklines (60 s at 4 Hz)
+
+
+class Source:
+    """The interface the app uses; `live` sources have a Session to control."""
+
+    kind = "base"
+    live = False
+    seekable = False
+    period = 0.25
+    t0 = 0.0  # event times are shown relative to this (time.monotonic() seconds)
+
+    def start(self) -> None:
+        """Blocking: get ready to produce snapshots (live: start the server and load)."""
+
+    def next(self) -> Snapshot | None:
+        """Blocking: the snapshot to show now (None: nothing to show yet)."""
+        raise NotImplementedError
+
+    def history(self) -> tuple[Snapshot, ...]:
+        """Recent snapshots, oldest first, ending with the one `next` returned last."""
+        raise NotImplementedError
+
+    def events(self) -> list[LabEvent]:
+        return []
+
+    def log(self, kind: str, message: str) -> None:
+        """Add a line to the event log."""
+
+    def close(self) -> None:
+        """Stop everything this source started (idempotent)."""
+
+
+class LiveSource(Source):
+    kind = "live"
+    live = True
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.period = session.period
+        self.t0 = time.monotonic()
+        self._history: collections.deque[Snapshot] = collections.deque(maxlen=HISTORY)
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self) -> None:
+        self.session.start()
+
+    def next(self) -> Snapshot | None:
+        if self._closed:
+            return None
+        snap = self.session.sample()
+        if snap is None:
+            return None
+        last = self._history[-1] if self._history else None
+        if last is not None and _root(last) != _root(snap):
+            self._history.clear()  # a new server: its workers have nothing to do with these
+        self._history.append(snap)
+        return snap
+
+    def history(self) -> tuple[Snapshot, ...]:
+        return tuple(self._history)
+
+    def reset_history(self) -> None:
+        self._history.clear()
+
+    def events(self) -> list[LabEvent]:
+        return list(self.session.events)
+
+    def log(self, kind: str, message: str) -> None:
+        self.session.log(kind, message)
+
+    def pids(self) -> list[int]:
+        """Every process this source has running: server root, workers, load generator."""
+        out: list[int] = []
+        sup, runner = self.session.supervisor, self.session.runner
+        if sup is not None:
+            out += sup.pids()
+        if runner is not None and runner.proc is not None:
+            out.append(runner.proc.pid)
+        return out
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.session.close()
+
+
+class ReplaySource(Source):
+    """Snapshots from a recording (or a test), played at their own pace; pause and seek."""
+
+    kind = "replay"
+    seekable = True
+
+    def __init__(
+        self,
+        snapshots: Sequence[Snapshot],
+        *,
+        name: str = "recording",
+        start_at: int = 0,
+        playing: bool = True,
+    ) -> None:
+        if not snapshots:
+            raise ValueError(f"{name}: no snapshots to show")
+        self.snapshots = list(snapshots)
+        self.name = name
+        n = len(self.snapshots)
+        self.pos = start_at % n
+        self.playing = playing
+        self.t0 = self.snapshots[0].time
+        intervals = [s.interval_s for s in self.snapshots if s.interval_s]
+        self.period = statistics.median(intervals) if intervals else 0.25
+        self._events = derive_events(self.snapshots)
+        self._notes: list[LabEvent] = []
+        self._shown = self.pos
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Snapshot:
+        return self.snapshots[self._shown]
+
+    @property
+    def position_s(self) -> float:
+        return self.current.time - self.t0
+
+    @property
+    def length_s(self) -> float:
+        return self.snapshots[-1].time - self.t0
+
+    def next(self) -> Snapshot:
+        with self._lock:
+            self._shown = self.pos
+            if self.playing:
+                if self.pos + 1 < len(self.snapshots):
+                    self.pos += 1
+                else:
+                    self.playing = False
+                    self.log("model", "end of the recording (space plays it again)")
+            return self.snapshots[self._shown]
+
+    def history(self) -> tuple[Snapshot, ...]:
+        return tuple(self.snapshots[max(0, self._shown - HISTORY + 1) : self._shown + 1])
+
+    def events(self) -> list[LabEvent]:
+        now = self.current.time
+        return sorted(
+            (e for e in [*self._events, *self._notes] if e.time <= now), key=lambda e: e.time
+        )
+
+    def log(self, kind: str, message: str) -> None:
+        self._notes.append(LabEvent(self.current.time, kind, message))
+
+    # -- controls ---------------------------------------------------------------------
+    def toggle(self) -> bool:
+        with self._lock:
+            if not self.playing and self.pos >= len(self.snapshots) - 1:
+                self.pos = 0  # at the end: play again from the start
+            self.playing = not self.playing
+            return self.playing
+
+    def seek(self, seconds: float) -> None:
+        """Move by `seconds` of recorded time (negative: back)."""
+        with self._lock:
+            target = self.current.time + seconds
+            i = self._shown
+            if seconds >= 0:
+                while i + 1 < len(self.snapshots) and self.snapshots[i + 1].time <= target:
+                    i += 1
+            else:
+                while i > 0 and self.snapshots[i].time > target:
+                    i -= 1
+            self.pos = self._shown = i
+
+    def step(self, frames: int) -> None:
+        with self._lock:
+            i = max(0, min(len(self.snapshots) - 1, self._shown + frames))
+            self.pos = self._shown = i
+
+    def jump(self, end: bool) -> None:
+        with self._lock:
+            self.pos = self._shown = len(self.snapshots) - 1 if end else 0
+
+
+def _root(snap: Snapshot) -> int | None:
+    return snap.model.root_pid if snap.model is not None else None

@@ -1,0 +1,59 @@
+"""Snapshot tests of the main screen, fed by synthetic snapshots (deterministic: no clock,
+no server). Update with `pytest tests/test_tui_snapshots.py --snapshot-update`, then look
+at the SVGs in tests/__snapshots__/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from textual.pilot import Pilot
+
+import tui_scenarios
+from servers.config import ServerConfig
+from telemetry.snapshot import Snapshot
+from tui.app import ServerscopeApp
+from tui.model_screen import ModelScreen
+from tui.source import ReplaySource
+
+SCENARIOS: dict[str, Callable[[], list[Snapshot]]] = {
+    "many_accepts_burst": tui_scenarios.many_accepts_burst,
+    "prefork_keepalive_idle": tui_scenarios.prefork_keepalive_idle,
+    "event_keepalive_idle": tui_scenarios.event_keepalive_idle,
+}
+SIZES = {"120x36": (120, 36), "80x24": (80, 24)}
+
+
+def make_app(name: str) -> ServerscopeApp:
+    snaps = SCENARIOS[name]()
+    return ServerscopeApp(ReplaySource(snaps, name=name, start_at=-1, playing=False))
+
+
+async def drawn(pilot: Pilot) -> None:
+    """Wait until the app has drawn its first frame (then the layout settles)."""
+    app = pilot.app
+    assert isinstance(app, ServerscopeApp)
+    for _ in range(200):
+        if app.last is not None:
+            break
+        await pilot.pause(0.02)
+    await pilot.pause(0.1)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_main_screen(snap_compare, name: str, size: str) -> None:
+    assert snap_compare(make_app(name), terminal_size=SIZES[size], run_before=drawn)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_model_chooser(snap_compare, size: str) -> None:
+    """The model chooser for prefork: only prefork's knobs, fitting 80x24."""
+
+    async def open_chooser(pilot: Pilot) -> None:
+        await drawn(pilot)
+        await pilot.app.push_screen(ModelScreen(ServerConfig(model="prefork")))
+        await pilot.pause(0.2)
+
+    app = make_app("many_accepts_burst")
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=open_chooser)

@@ -1,0 +1,76 @@
+"""Deterministic synthetic scenarios for the TUI's snapshot tests (no clocks, no servers).
+
+Each returns a list of snapshots, analysed like live ones (imbalance and diagnoses filled
+in), that reads like the real thing: the figures are the ones seen live on a 2-core box.
+"""
+
+from __future__ import annotations
+
+from loadgen.stats import LoadStats
+from telemetry import synthetic
+from telemetry.snapshot import Snapshot
+
+STEPS = 40  # 10 s at 4 Hz: a full 5 s window and some sparkline history
+
+
+def many_accepts_burst() -> list[Snapshot]:
+    """many_accepts (4 workers) under burst: one worker takes most accepts (skew)."""
+    client = synthetic.load_stats(rps=20_700, clients=20, latency_p99=3.1, connect_p99=0.4)
+    return synthetic.series(
+        STEPS,
+        model="many_accepts",
+        workers=4,
+        states=["keepalive", "keepalive", "keepalive", "waiting"],
+        accepts=[26, 1, 2, 0],
+        connections=[13, 1, 2, 0],
+        cpu=[53, 4, 5, 0],
+        client=_named(client, "burst"),
+    )
+
+
+def prefork_keepalive_idle() -> list[Snapshot]:
+    """prefork at MaxRequestWorkers 256 under keepalive-idle (300 clients): every child
+    pinned by an idle keep-alive connection, the CPU idle, 44 connections queued."""
+    client = synthetic.load_stats(
+        rps=128, clients=300, latency_p99=4_800.0, connect_p99=1.2, requests=1_280
+    )
+    return synthetic.series(
+        STEPS,
+        model="prefork",
+        workers=256,
+        states=["keepalive"] * 7 + ["reading"],
+        accepts=[0],
+        connections=[1],
+        cpu=[0.2],
+        requests=[0, 0, 0, 1],
+        queue=44,
+        client=_named(client, "keepalive-idle"),
+    )
+
+
+def event_keepalive_idle() -> list[Snapshot]:
+    """event (3 processes x 25 threads) under keepalive-idle: the idle keep-alive
+    connections wait in each listener's event loop, threads stay free, no queue."""
+    client = synthetic.load_stats(
+        rps=150, clients=300, latency_p99=1.4, connect_p99=0.3, requests=1_500
+    )
+    states = ["waiting"] * 23 + ["working", "waiting", "waiting", "reading"]
+    return synthetic.series(
+        STEPS,
+        model="event",
+        workers=75,
+        threads=True,
+        states=states,
+        accepts=[1],
+        connections=[4, 4, 4, 5, 3],
+        cpu=[1.0, 0.5, 0.0],
+        requests=[1, 0, 1, 0],
+        queue=0,
+        client=_named(client, "keepalive-idle"),
+    )
+
+
+def _named(stats: LoadStats, level: str) -> LoadStats:
+    import dataclasses
+
+    return dataclasses.replace(stats, level=level)
