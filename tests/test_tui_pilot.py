@@ -295,20 +295,22 @@ def _run_in_pty(stop: str) -> None:
         kids = sorted(set(kids) | set(_children(pid)))
         if stop == "q":
             os.write(fd, b"q")
-        else:
-            os.kill(pid, signal.SIGHUP)
+        else:  # the terminal closes: the kernel hangs up its session (SIGHUP)
+            os.close(fd)
+            fd = -1
         deadline = time.monotonic() + 15
-        status = None
+        done = 0
         while time.monotonic() < deadline:
             try:
-                while select.select([fd], [], [], 0.05)[0]:
+                while fd >= 0 and select.select([fd], [], [], 0.05)[0]:
                     os.read(fd, 65536)
             except OSError:
                 pass
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, _status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
-        assert status is not None, "serverscope did not exit"
+            time.sleep(0.05)
+        assert done == pid, "serverscope did not exit"
         assert_all_gone(kids, timeout=10)
     finally:
         try:
@@ -316,7 +318,8 @@ def _run_in_pty(stop: str) -> None:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ restart, set_level, sample) run off the event loop, so keys are answered while i
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -46,6 +48,8 @@ from .model_screen import ModelScreen
 from .scoreboard_grid import ScoreboardGrid, ScoreboardLegend, summary
 from .source import LiveSource, ReplaySource, Source
 from .worker_table import WorkerTable
+
+HANGUP_GRACE = 10.0  # seconds
 
 START_ERRORS = (ServerError, ConfigError, LoadError, OSError)
 LIVE_ACTIONS = frozenset(
@@ -143,13 +147,26 @@ class ServerscopeApp(App[int]):
         self._pump()
 
     def _install_signal_handlers(self) -> None:
-        """The terminal closing (SIGHUP) or a kill (SIGTERM) quits cleanly, like q."""
+        """A kill (SIGTERM) quits cleanly, like q. The terminal closing (SIGHUP) stops the
+        server and the load, then leaves at once: with the terminal gone, Textual's shutdown
+        would block forever writing its restore sequences to it."""
         try:
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGHUP, signal.SIGTERM):
-                loop.add_signal_handler(sig, lambda: self.call_later(self.action_quit))
+            loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.action_quit))
+            loop.add_signal_handler(signal.SIGHUP, self._hang_up)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
+
+    def _hang_up(self) -> None:
+        def close_and_leave() -> None:
+            try:
+                self.source.close()
+            finally:
+                os._exit(128 + signal.SIGHUP)
+
+        threading.Thread(target=close_and_leave, name="hangup", daemon=True).start()
+        # whatever happens to close(), leave within HANGUP_GRACE s (children die with us)
+        threading.Timer(HANGUP_GRACE, os._exit, (128 + signal.SIGHUP,)).start()
 
     def _remove_signal_handlers(self) -> None:
         try:
