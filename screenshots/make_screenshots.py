@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make the README's screenshots: the live TUI against real servers on loopback.
 
-    .venv/bin/python screenshots/make_screenshots.py            # all four, 120x36
+    .venv/bin/python screenshots/make_screenshots.py            # all of them, 120x36
     .venv/bin/python screenshots/make_screenshots.py --only reuseport_paused --size 100x30
 
 Each scenario starts a model and a load (as `serverscope --model M --load P` would), waits
@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from loadgen.levels import PRESETS, LoadLevel  # noqa: E402
 from servers import models  # noqa: E402
 from servers.config import ServerConfig  # noqa: E402
+from serverscope.demos import SCENARIOS  # noqa: E402
 from serverscope.session import Session  # noqa: E402
 from tui.app import ServerscopeApp  # noqa: E402
 from tui.source import LiveSource  # noqa: E402
@@ -79,6 +80,23 @@ SHOTS = [
         expect="",
         seconds=8,
         settle=8.0,
+    ),
+    Shot(
+        "single_storm_overflow",
+        # the overflow demo's step: a 16-slot queue that 100 storming clients fill at once
+        SCENARIOS["overflow"].steps[0].config,
+        PRESETS["storm"].with_(duration=60),
+        expect="accept_queue_overflow",
+        seconds=15,
+        settle=3.0,
+    ),
+    Shot(
+        "goroutines_gil",
+        SCENARIOS["gil"].steps[0].config,
+        SCENARIOS["gil"].steps[0].level.with_(duration=60),
+        expect="gil_cap",
+        seconds=15,
+        settle=3.0,
     ),
     Shot(
         "reuseport_paused_worker",

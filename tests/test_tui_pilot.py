@@ -178,6 +178,29 @@ async def test_kill_respawn_prefork_and_ctrl_c() -> None:
 
 
 @aio
+async def test_demo_plays_its_steps_and_repeats_a_master_fault() -> None:
+    from serverscope.demos import SCENARIOS, with_seconds
+    from tui.demo import DemoPlayer
+
+    scenario = with_seconds(SCENARIOS["master"], 4.0)
+    player = DemoPlayer(scenario)
+    source = LiveSource(Session(scenario.steps[0].config, player.level(scenario.steps[0])))
+    app = ServerscopeApp(source, demo=scenario)
+    seen: set[int] = set()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.last is not None, 15, "the first step")
+        seen |= set(source.pids())
+        # step 2 burns the master after 2 s and again every 2.5 s: at least twice in 7 s
+        burns = lambda: [e for e in events(source, "demo") if "burn" in e]  # noqa: E731
+        await wait_for(pilot, lambda: len(burns()) >= 2, 20, "two burns of the master")
+        assert all("master pid" in e for e in burns()), burns()
+        seen |= set(source.pids())
+        await pilot.press("q")
+        await wait_for(pilot, lambda: source.closed, 15, "the session to close")
+    assert_all_gone(sorted(seen), timeout=10)
+
+
+@aio
 async def test_bad_input_is_one_line_and_keeps_the_dialog() -> None:
     app, source = live_app(workers=2)
     async with app.run_test(size=(80, 24)) as pilot:

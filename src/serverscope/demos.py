@@ -50,6 +50,10 @@ class Fault:
         again = f", again every {self.every_s:g} s" if self.every_s else ""
         return f"{what.get(self.action, self.action)} {who} after {self.after_s:g} s{again}"
 
+    def next_after(self, t: float) -> float:
+        """When, in seconds into the step, to do it again after doing it at `t` (inf: never)."""
+        return t + self.every_s if self.action == "burn" and self.every_s else math.inf
+
 
 @dataclass(frozen=True)
 class Step:
@@ -425,8 +429,8 @@ def _run_step(
     while not stop.wait(period):
         t = time.monotonic() - t0
         if fault is not None and t >= next_fault:
-            res.fault_done.append(_do_fault(session, fault))
-            next_fault = t + fault.every_s if fault.action == "burn" and fault.every_s else math.inf
+            res.fault_done.append(apply_fault(session, fault))
+            next_fault = fault.next_after(t)
         snap = session.sample()
         if snap is None:
             res.error = "the server is not running"
@@ -449,7 +453,8 @@ def _run_step(
     res.seconds = time.monotonic() - t0
 
 
-def _do_fault(session: Session, fault: Fault) -> str:
+def apply_fault(session: Session, fault: Fault) -> str:
+    """Do `fault` to its worker (or the master) on a live session; one line saying what."""
     sup = session.supervisor
     if sup is None:
         return "no server to fault"

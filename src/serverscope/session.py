@@ -34,6 +34,7 @@ from telemetry.snapshot import Snapshot
 T = TypeVar("T")
 
 DEFAULT_PERIOD = 0.25
+OVERFLOW_QUIET_S = 1.0  # seconds without overflow before the log says it ended
 LIVE_DURATION = 300.0  # a live load runs at most this long unless told otherwise
 
 
@@ -72,6 +73,7 @@ class Session:
         # one long-lived thread owns every child process (see the module docstring)
         self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serverscope-owner")
         self._overflowing = False
+        self._overflow_seen = 0.0  # time of the latest sample that overflowed
         self._seen_diagnoses: set[str] = set()
 
     # -- running things on the owner thread ---------------------------------------------
@@ -253,18 +255,18 @@ class Session:
         overflowing = any(ln.full for ln in snap.listeners) or (
             near_full and bool(snap.kernel and snap.kernel.overflows_delta)
         )
-        if overflowing != self._overflowing:
-            self._overflowing = overflowing
-            q = f"queue {snap.queue}/{snap.queue_limit}"
-            self.log(
-                "overflow",
-                (
-                    "accept queue overflow started, "
-                    if overflowing
-                    else "accept queue overflow ended, "
-                )
-                + q,
-            )
+        # "ended" only after OVERFLOW_QUIET_S without overflow, so a queue hovering at its
+        # limit reads as one episode, not a flicker of starts and ends
+        if overflowing:
+            self._overflow_seen = snap.time
+            if not self._overflowing:
+                self._overflowing = True
+                self.log("overflow", f"accept queue overflow started, queue {snap.queue}/"
+                         f"{snap.queue_limit}")  # fmt: skip
+        elif self._overflowing and snap.time - self._overflow_seen >= OVERFLOW_QUIET_S:
+            self._overflowing = False
+            self.log("overflow", f"accept queue overflow ended, queue {snap.queue}/"
+                     f"{snap.queue_limit}")  # fmt: skip
         names = {d.rule for d in snap.diagnoses}
         for d in snap.diagnoses:
             if d.rule not in self._seen_diagnoses:

@@ -30,13 +30,13 @@ from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
-from serverscope.demos import Scenario
+from serverscope.demos import Scenario, apply_fault
 from serverscope.session import LIVE_DURATION, Session
 from telemetry.snapshot import Snapshot
 
 from .backlog_panel import BacklogPanel
 from .client_panel import ClientPanel
-from .demo import DemoPlayer, worker_pid
+from .demo import DemoPlayer
 from .demo_panel import NarrationPanel
 from .diagnosis_banner import DiagnosisBanner
 from .event_log import EventLog
@@ -460,16 +460,10 @@ class ServerscopeApp(App[int]):
         d = self.demo
         assert d is not None
         self.query_one(NarrationPanel).show_step(d.scenario, d.index, d.remaining(), d.last)
-        if d.fault_due():
-            d.fault_done = True
-            f = d.step.fault
-            assert f is not None
-            pid = worker_pid(self.last, f.slot)
-            if pid is None:
-                self.source.log("error", f"demo: no live worker in slot {f.slot} to {f.action}")
-            else:
-                self.source.log("demo", f"{f.action} worker {f.slot} (pid {pid})")
-                self.fault(f.action, pid)
+        fault = d.take_fault()
+        if fault is not None:
+            session = self.session
+            self.source.log("demo", "demo: " + apply_fault(session, fault))
         elif d.advance_due():
             d.go(1)
             self._start_demo_step()

@@ -3,11 +3,11 @@ into the worker in its slot after `after_s`, advance after `seconds` (or on a ke
 
 from __future__ import annotations
 
+import math
 import time
 
 from loadgen.levels import LoadLevel
-from serverscope.demos import Scenario, Step
-from telemetry.snapshot import Snapshot
+from serverscope.demos import Fault, Scenario, Step
 
 STARTING = -1.0
 
@@ -19,7 +19,7 @@ class DemoPlayer:
         self.scenario = scenario
         self.index = 0
         self.started: float | None = None  # monotonic start of the running step
-        self.fault_done = False
+        self.next_fault = math.inf  # seconds into the step of the next fault
 
     @property
     def step(self) -> Step:
@@ -36,7 +36,8 @@ class DemoPlayer:
 
     def begin(self) -> None:
         self.started = time.monotonic()
-        self.fault_done = False
+        f = self.step.fault
+        self.next_fault = f.after_s if f is not None else math.inf
 
     def elapsed(self) -> float | None:
         return None if self.started is None else time.monotonic() - self.started
@@ -52,24 +53,18 @@ class DemoPlayer:
             return False
         self.index = i
         self.started = None
-        self.fault_done = False
+        self.next_fault = math.inf
         return True
 
-    def fault_due(self) -> bool:
+    def take_fault(self) -> Fault | None:
+        """The step's fault when it is due (and schedule its repeat), else None."""
         e = self.elapsed()
         f = self.step.fault
-        return f is not None and not self.fault_done and e is not None and e >= f.after_s
+        if f is None or e is None or e < self.next_fault:
+            return None
+        self.next_fault = f.next_after(e)
+        return f
 
     def advance_due(self) -> bool:
         r = self.remaining()
         return r is not None and r <= 0 and not self.last
-
-
-def worker_pid(snap: Snapshot | None, slot: int) -> int | None:
-    """The pid of the live worker in scoreboard slot `slot` (None if there is none)."""
-    if snap is None:
-        return None
-    for w in snap.live_workers:
-        if w.slot == slot:
-            return w.pid
-    return None
