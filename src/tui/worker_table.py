@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from telemetry.snapshot import WorkerSample
+from telemetry.snapshot import GLYPHS, WorkerSample
 
 from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style, mib, num
 from .frame import Frame, WorkerKey, rate
@@ -49,31 +49,38 @@ def fitting_columns(width: int) -> tuple[str, ...]:
     return tuple(key for _, key, _w in COLUMNS if key in keep)
 
 
-def _cells(w: WorkerSample, interval: float | None, paused: bool) -> dict[str, object]:
-    state = Text()
-    if paused:
-        state.append("⏸ STOP", style=PAUSED_STYLE)
-    else:
-        name = SHORT.get(w.state, w.state)
-        state.append(f"{w.glyph} {name}", style=STATE_STYLE.get(w.state, ""))
-    cpu = Text()
-    barw = CPU_BAR
-    if w.cpu_percent is None:
-        cpu.append(" " * barw + "    -")
-    else:
-        frac = w.cpu_percent / 100.0
-        cpu.append_text(bar(frac, barw, fill_style(frac)))
-        cpu.append(f"{w.cpu_percent:4.0f}%")
+def _values(w: WorkerSample, interval: float | None, paused: bool) -> dict[str, object]:
+    """What each cell shows, as plain values: cheap to compare from one frame to the next,
+    so only cells whose value changed are rendered again."""
     return {
-        "slot": Text(str(w.slot) if w.slot is not None else "-", justify="right"),
-        "pid": Text(str(w.tid if w.is_thread else w.pid), justify="right"),
-        "state": state,
-        "cpu": cpu,
-        "conns": Text(num(w.connections), justify="right"),
-        "acc": Text(num(rate(w.accepts, interval)), justify="right"),
-        "req": Text(num(rate(w.requests, interval)), justify="right"),
-        "rss": Text(mib(w.rss_bytes), justify="right"),
+        "slot": str(w.slot) if w.slot is not None else "-",
+        "pid": str(w.tid if w.is_thread else w.pid),
+        "state": None if paused else w.state,
+        "cpu": None if w.cpu_percent is None else round(w.cpu_percent),
+        "conns": num(w.connections),
+        "acc": num(rate(w.accepts, interval)),
+        "req": num(rate(w.requests, interval)),
+        "rss": mib(w.rss_bytes),
     }
+
+
+def _cell(col: str, value: object) -> Text:
+    if col == "state":
+        if value is None:
+            return Text("⏸ STOP", style=PAUSED_STYLE)
+        state = str(value)
+        glyph = GLYPHS.get(state, "?")
+        return Text(f"{glyph} {SHORT.get(state, state)}", style=STATE_STYLE.get(state, ""))
+    if col == "cpu":
+        cpu = Text()
+        if value is None:
+            cpu.append(" " * CPU_BAR + "    -")
+        else:
+            frac = float(value) / 100.0  # type: ignore[arg-type]
+            cpu.append_text(bar(frac, CPU_BAR, fill_style(frac)))
+            cpu.append(f"{value:4d}%")
+        return cpu
+    return Text(str(value), justify="right")
 
 
 def _row_key(key: WorkerKey) -> str:
@@ -90,7 +97,7 @@ class WorkerTable(DataTable):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self._keys: list[str] = []
         self._by_row: dict[str, WorkerKey] = {}
-        self._values: dict[str, tuple[str, ...]] = {}
+        self._values: dict[str, tuple[object, ...]] = {}
         self._told: str | None = None  # the selection the last frame carried
         self._programmatic = False
         self._columns: tuple[str, ...] = ()
@@ -123,8 +130,9 @@ class WorkerTable(DataTable):
             start = max(0, min(idx - MAX_ROWS // 2, len(workers) - MAX_ROWS))
             workers = workers[start : start + MAX_ROWS]
         keys = [_row_key(w.key) for w in workers]
+        cols = self._columns
         rows = [
-            tuple(_cells(w, snap.interval_s, w.pid in frame.paused_pids)[c] for c in self._columns)
+            tuple(_values(w, snap.interval_s, w.pid in frame.paused_pids)[c] for c in cols)
             for w in workers
         ]
         self._programmatic = True  # cursor moves below are ours, not the user's
@@ -132,21 +140,21 @@ class WorkerTable(DataTable):
             if keys != self._keys:
                 self.clear()
                 self._values.clear()
-                for k, cells in zip(keys, rows, strict=True):
-                    self.add_row(*cells, key=k)
-                    self._values[k] = tuple(str(c) for c in cells)
+                for k, values in zip(keys, rows, strict=True):
+                    self.add_row(*(_cell(c, v) for c, v in zip(cols, values, strict=True)), key=k)
+                    self._values[k] = values
                 self._keys = keys
                 self._by_row = {k: w.key for k, w in zip(keys, workers, strict=True)}
                 self._told = None  # place the cursor on the selection again
             else:
-                cols = self._columns
-                for k, cells in zip(keys, rows, strict=True):
-                    plain = tuple(str(c) for c in cells)
+                for k, values in zip(keys, rows, strict=True):
                     old = self._values.get(k)
-                    for j, (col, cell) in enumerate(zip(cols, cells, strict=True)):
-                        if old is None or old[j] != plain[j] or col in ("state", "cpu"):
-                            self.update_cell(k, col, cell)
-                    self._values[k] = plain
+                    if old == values:
+                        continue
+                    for j, (col, value) in enumerate(zip(cols, values, strict=True)):
+                        if old is None or old[j] != value:
+                            self.update_cell(k, col, _cell(col, value))
+                    self._values[k] = values
             # Follow the app's selection only when it changed (the grid moved it): a frame
             # drawn between a key press and its WorkerSelected must not undo the key.
             if sel is not None and sel != self._told and sel in self._keys:
