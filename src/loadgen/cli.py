@@ -22,6 +22,18 @@ from .stats import ERROR_KINDS, LoadStats
 EXIT_USAGE = 2
 
 
+def live_progress(console: Console) -> Progress:
+    """The progress bar of a timed run: description, bar, live figures (`live`), elapsed."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[live]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
 def _number(kind: type) -> Any:
     def parse(text: str) -> Any:
         try:
@@ -104,7 +116,7 @@ def _ms(v: float) -> str:
     return f"{v * 1000:.0f}us"
 
 
-def _live(s: LoadStats) -> str:
+def live_figures(s: LoadStats) -> str:
     errs = s.error_count
     text = f"{s.requests} req  {s.rps:.0f} req/s  p99 {_ms(s.latency_ms.p99)}"
     text += f"  open {s.open_connections}"
@@ -167,20 +179,14 @@ def run(a: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, lambda *_: stop.set())
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[live]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
+        with live_progress(console) as progress:
             task = progress.add_task(level.name, total=level.duration, live="starting")
             while runner.running:
                 if stop.wait(0.25):
                     break
                 s = runner.stats()
-                progress.update(task, completed=min(s.elapsed, level.duration), live=_live(s))
+                done = min(s.elapsed, level.duration)
+                progress.update(task, completed=done, live=live_figures(s))
         result = runner.stop()
     finally:
         for sig, handler in old.items():

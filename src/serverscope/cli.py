@@ -127,8 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     tui_cli.add_replay_parser(sub)
     run_cmd.add_parser(sub, add_model_args)
     compare_cmd.add_parser(sub, add_model_args)
-    demo_cmd.add_parser(sub)  # owns `demo`: plays in the TUI (tui.app.run_demo) if present
-    tui_cli.add_demo_parser(sub)  # skipped when another module already registered `demo`
+    demo_cmd.add_parser(sub)
     return p
 
 
@@ -189,10 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_cmd.command(a, config_from_args)
         if a.command == "compare":
             return compare_cmd.command(a, config_from_args)
-        if a.command == "demo" and not getattr(a, "tui_demo", False):
+        if a.command == "demo":
             return demo_cmd.command(a)
-        if a.command == "demo" and getattr(a, "tui_demo", False):
-            return tui_cli.run_demo(a)
     except (ConfigError, ServerError) as e:
         print(f"serverscope: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -519,15 +519,6 @@ def list_lines() -> list[str]:
     return [f"{name:<{width}}  {s.summary}" for name, s in SCENARIOS.items()]
 
 
-def tui_entry() -> Callable[[Scenario], object] | None:
-    """`tui.app.run_demo` once the TUI provides it, else None."""
-    try:
-        from tui.app import run_demo  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return run_demo  # type: ignore[no-any-return]
-
-
 def command(a: argparse.Namespace) -> int:
     if a.list:
         print("\n".join(list_lines()))
@@ -542,14 +533,14 @@ def command(a: argparse.Namespace) -> int:
         return 2
     if a.seconds is not None:
         scenario = with_seconds(scenario, a.seconds)
-    run_demo = None if a.headless else tui_entry()
-    if run_demo is not None:
-        out = run_demo(scenario)  # the TUI's: (exit code, one-line error or None)
-        code, error = out if isinstance(out, tuple) else (out, None)
-        if error:
-            print(f"serverscope demo: {error}", file=sys.stderr)
-        return int(code or 0)
-    return play_live(scenario)
+    if a.headless:
+        return play_live(scenario)
+    from tui.app import run_demo  # late: Textual loads only when a TUI opens
+
+    code, error = run_demo(scenario)
+    if error:
+        print(f"serverscope demo: {error}", file=sys.stderr)
+    return code
 
 
 def play_live(scenario: Scenario, console: Console | None = None) -> int:

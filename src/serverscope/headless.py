@@ -686,20 +686,11 @@ def progress_run(
     stop: threading.Event | None = None,
 ) -> RunSummary:
     """`run_headless` with a rich progress bar (transient) showing the live figures."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[live]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    with loadgen_cli.live_progress(console) as progress:
         task = progress.add_task(title, total=level.duration, live="starting")
 
         def show(snap: Snapshot, elapsed: float) -> None:
-            live = loadgen_cli._live(snap.client) if snap.client else ""
+            live = loadgen_cli.live_figures(snap.client) if snap.client else ""
             live += f"  queue {snap.queue}"
             if snap.diagnoses:
                 live += "  [yellow]" + ", ".join(d.rule for d in snap.diagnoses) + "[/]"

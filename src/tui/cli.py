@@ -3,7 +3,6 @@
     serverscope [--model M] [--load PRESET] [--clients N] [--rate R] [--duration S]
                 [--record FILE] [model knobs]          the live lab (default: many_accepts, burst)
     serverscope replay FILE                            a recording, with pause and seek
-    serverscope demo NAME                              a guided demo (when no one else owns `demo`)
 
 Textual is imported only when a TUI actually opens, so other subcommands start fast.
 """
@@ -59,22 +58,6 @@ def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-def add_demo_parser(sub: Any) -> argparse.ArgumentParser | None:
-    """Register `demo NAME` unless another module already has (it then owns the command)."""
-    if "demo" in sub.choices:
-        return None
-    p = sub.add_parser(
-        "demo",
-        help="play a guided demo in the TUI",
-        description="Play a guided scenario: each step starts a model and a load, "
-        "injects a fault and says what to watch. n: next step, N: back, q: quit.",
-    )
-    p.add_argument("name", nargs="?", help="scenario name (see --list)")
-    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    p.set_defaults(tui_demo=True)
-    return p
-
-
 def level_from_args(a: argparse.Namespace) -> LoadLevel | None:
     if a.load == NO_LOAD:
         return None
@@ -123,23 +106,3 @@ def run_replay(a: argparse.Namespace) -> int:
     from .app import run_replay as replay
 
     return replay(snaps, a.file)
-
-
-def run_demo(a: argparse.Namespace) -> int:
-    from serverscope.demos import SCENARIOS
-
-    if a.list or not a.name:
-        if not SCENARIOS:
-            return _fail("no demo scenarios yet")
-        width = max(len(n) for n in SCENARIOS)
-        for name, sc in SCENARIOS.items():
-            print(f"{name:<{width}}  {sc.summary}")
-        return 0 if a.list else EXIT_USAGE
-    scenario = SCENARIOS.get(a.name)
-    if scenario is None:
-        choices = ", ".join(SCENARIOS) or "none yet"
-        return _fail(f"unknown demo {a.name!r}; choose from: {choices}")
-    from .app import run_demo as play
-
-    code, error = play(scenario)
-    return _fail(error) if error else code

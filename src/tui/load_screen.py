@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
+
+from .chooser import ChooserScreen
 
 NO_LOAD = "none"
 
@@ -40,10 +40,10 @@ def build_level(preset: str, clients: str, rate: str, duration: str) -> LoadLeve
     return base.with_(clients=n, rate=r, duration=d).check()
 
 
-class LoadScreen(ModalScreen[LoadLevel | None | bool]):
+class LoadScreen(ChooserScreen[LoadLevel | None | bool]):
     """Dismisses with the new LoadLevel, None for 'no load', or False when cancelled."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    CANCELLED = False
 
     def __init__(self, current: LoadLevel | None, duration: float) -> None:
         super().__init__()
@@ -110,18 +110,3 @@ class LoadScreen(ModalScreen[LoadLevel | None | bool]):
             self.query_one("#load-error", Label).update(str(e))
             return
         self.dismiss(level)
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
-
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.action_apply()
-
-    @on(Button.Pressed, "#apply")
-    def _apply_pressed(self) -> None:
-        self.action_apply()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
-        self.action_cancel()

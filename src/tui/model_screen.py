@@ -6,13 +6,13 @@ from dataclasses import fields
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from servers import models
 from servers.config import ConfigError, ServerConfig
+
+from .chooser import ChooserScreen
 
 # The knobs the chooser offers, in this order, with their labels (Apache's names too).
 KNOBS: tuple[tuple[str, str], ...] = (
@@ -77,10 +77,10 @@ def build_config(
     return cfg
 
 
-class ModelScreen(ModalScreen[ServerConfig | None]):
+class ModelScreen(ChooserScreen[ServerConfig | None]):
     """Dismisses with the new (checked) ServerConfig, or None when cancelled."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    CANCELLED = None
 
     def __init__(self, current: ServerConfig) -> None:
         super().__init__()
@@ -166,18 +166,3 @@ class ModelScreen(ModalScreen[ServerConfig | None]):
             self.query_one("#model-error", Label).update(str(e))
             return
         self.dismiss(cfg)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self.action_apply()
-
-    @on(Button.Pressed, "#apply")
-    def _apply_pressed(self) -> None:
-        self.action_apply()
-
-    @on(Button.Pressed, "#cancel")
-    def _cancel_pressed(self) -> None:
-        self.action_cancel()
