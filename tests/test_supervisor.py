@@ -222,3 +222,14 @@ def test_burn_signal_makes_a_worker_spin_and_it_survives(start_server):
     assert proc.cpu_percent() >= 70
     assert pid_alive(pid) and sup.read().model.deaths == 0
     sequential(sup.port, 5)
+
+
+def test_switching_model_takes_the_new_models_keepalive_cap():
+    from servers import models
+    from servers.config import ServerConfig
+
+    node = models.spec("many_accepts").resolve(ServerConfig(model="many_accepts", port=8080))
+    assert node.limits.max_keepalive_requests == 0  # Node: unlimited
+    apache = models.spec("prefork").resolve(node.for_model("prefork"))
+    assert apache.limits.max_keepalive_requests == 100 and apache.port == 8080
+    assert apache.workers is None  # prefork has no --workers

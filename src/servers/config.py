@@ -50,6 +50,18 @@ class ServerConfig:
             request_timeout=self.timeout,
         )
 
+    def for_model(self, model: str) -> ServerConfig:
+        """The same address, backlog and timeouts for `model`, with its own defaults for
+        everything else (its knobs, and its cap on requests per connection)."""
+        return ServerConfig(
+            model=model,
+            host=self.host,
+            port=self.port,
+            backlog=self.backlog,
+            keepalive_timeout=self.keepalive_timeout,
+            timeout=self.timeout,
+        )
+
     def with_(self, **changes: object) -> ServerConfig:
         return replace(self, **changes)
 

@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
 from textual import on, work
@@ -477,21 +476,7 @@ class ServerscopeApp(App[int]):
             yield SystemCommand(
                 f"Model: {spec.name}",
                 spec.summary,
-                lambda name=spec.name: self.switch_model(
-                    replace(
-                        self.session.config,
-                        model=name,
-                        workers=None,
-                        threads=None,
-                        exclusive=False,
-                        start_servers=None,
-                        min_spare=None,
-                        max_spare=None,
-                        max_workers=None,
-                        threads_per_child=None,
-                        async_factor=None,
-                    )
-                ),
+                lambda name=spec.name: self.switch_model(self.session.config.for_model(name)),
             )
         for name, level in PRESETS.items():
             yield SystemCommand(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
@@ -55,10 +53,7 @@ def build_config(
         spec = models.spec(model)
     except ModuleNotFoundError:
         raise ConfigError(f"model {model} is not built yet") from None
-    keep = {
-        f.name: getattr(base, f.name) for f in fields(ServerConfig) if f.name in models.COMMON_KNOBS
-    }
-    cfg = ServerConfig(**keep).with_(model=model, exclusive=exclusive and "exclusive" in spec.knobs)
+    cfg = base.for_model(model).with_(exclusive=exclusive and "exclusive" in spec.knobs)
     changes: dict[str, object] = {}
     for key, text in values.items():
         text = text.strip()
