@@ -224,7 +224,9 @@ class ServerscopeApp(App[int]):
             self.first_frame_at = time.monotonic()
         self.query_one(ScoreboardGrid).show(frame)
         panel = self.query_one("#scoreboard-panel")
-        panel.border_title = summary(frame, panel.size.width)
+        title = summary(frame, panel.size.width)
+        if panel.border_title != title:  # (setting it redraws the panel)
+            panel.border_title = title
         self.query_one(WorkerTable).show(frame)
         self.query_one(ImbalancePanel).show(frame)
         self.query_one(BacklogPanel).show(frame)

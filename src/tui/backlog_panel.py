@@ -4,17 +4,17 @@ for reuseport, plus the kernel's overflow/drop counters and half-open (SYN_RECV)
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from telemetry.snapshot import ListenerSample
 
 from .drawing import PAUSED_STYLE, bar, fill_style, num
 from .frame import Frame
+from .quiet_static import QuietStatic, line_count
 
 MAX_BARS = 8  # listeners drawn; the rest are summed up in one line
 
 
-class BacklogPanel(Static):
+class BacklogPanel(QuietStatic):
     def show(self, frame: Frame) -> None:
         snap = frame.snapshot
         width = self.content_region.width or 40
@@ -44,11 +44,11 @@ class BacklogPanel(Static):
             t.append(f"+{over}", style="bold red" if over else "")
             t.append(" drop " if short else "  drops ", style="dim")
             t.append(f"+{drops}", style="bold red" if drops else "")
-            self.border_subtitle = "kernel counters: namespace-wide"
+            self.set_subtitle("kernel counters: namespace-wide")
         syn = next((ln.syn_recv for ln in listeners if ln.syn_recv is not None), None)
         t.append(" SYN " if short else "  SYN_RECV ", style="dim")
         t.append(num(syn), style="yellow" if syn else "")
-        self.update(t)
+        self.show_content(t, height=line_count(t))
 
 
 def _line(t: Text, ln: ListenerSample, width: int, many: bool, paused: bool) -> None:

@@ -6,45 +6,45 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Static
 
 from loadgen.stats import ERROR_KINDS
 
 from .drawing import ms, num, spark
 from .frame import Frame
+from .quiet_static import QuietStatic, line_count
 
 SPARK_SECONDS = 60
 
 
 class ClientPanel(Vertical):
     def compose(self) -> ComposeResult:
-        yield Static(id="client-head")
-        yield Static(id="client-spark")
-        yield Static(id="client-body")
+        yield QuietStatic(id="client-head")
+        yield QuietStatic(id="client-spark")
+        yield QuietStatic(id="client-body")
 
     def show(self, frame: Frame) -> None:
         c = frame.snapshot.client
-        head = self.query_one("#client-head", Static)
-        sparkline = self.query_one("#client-spark", Static)
-        body = self.query_one("#client-body", Static)
+        head = self.query_one("#client-head", QuietStatic)
+        sparkline = self.query_one("#client-spark", QuietStatic)
+        body = self.query_one("#client-body", QuietStatic)
         if c is None:
-            head.update(Text("no load running", style="dim"))
-            sparkline.update("")
-            body.update(Text("l chooses a load, g runs it", style="dim"))
+            head.show_content(Text("no load running", style="dim"), height=1)
+            sparkline.show_content("", height=1)
+            body.show_content(Text("l chooses a load, g runs it", style="dim"), height=1)
             return
         h = Text(no_wrap=True, overflow="ellipsis")
         h.append(f"{num(c.rps)}", style="bold")
         h.append(" req/s  ", style="dim")
         state = "paused" if c.paused else ("running" if c.running else "ended")
         h.append(f"{c.clients} clients, {state}", style="" if c.running else "yellow")
-        head.update(h)
+        head.show_content(h, height=1)
         width = sparkline.content_region.width or SPARK_SECONDS
         series = list(c.rps_series[-width:])
         line = spark(series, width, lo=0.0)
         line.stylize("cyan")
         if series:
             line.append(f"  peak {num(max(series))}/s" if len(series) + 14 <= width else "", "dim")
-        sparkline.update(line)
+        sparkline.show_content(line, height=1)
         b = Text(no_wrap=True, overflow="ellipsis")
         lat = c.latency_ms
         b.append("latency ", style="dim")
@@ -64,7 +64,7 @@ class ClientPanel(Vertical):
         for i, (kind, n) in enumerate(errs):
             b.append(" · " if i else "")
             b.append(f"{kind} {n:,}", style="bold red")
-        body.update(b)
+        body.show_content(b, height=line_count(b))
 
 
 def _slow(value_ms: float) -> str:

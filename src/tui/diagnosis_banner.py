@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
 
 from .drawing import SEVERITY_STYLE
 from .frame import Frame
+from .quiet_static import QuietStatic, text_shape
 
 ICONS = {"info": "i", "warning": "⚠", "critical": "✖"}
 MAX_LINES = 3
 
 
-class DiagnosisBanner(Static):
+class DiagnosisBanner(QuietStatic):
     def show(self, frame: Frame) -> None:
         diags = sorted(
             frame.snapshot.diagnoses,
@@ -40,11 +40,12 @@ class DiagnosisBanner(Static):
             t.append(d.message, style="bold")
         if len(diags) > MAX_LINES:
             t.append(f"  (+{len(diags) - MAX_LINES} more)", style="dim")
-        self.update(t)
+        self.show_content(t, height=text_shape(t))
 
     def status(self, message: str, *, error: bool = False) -> None:
         """A line about the lab itself (starting, restarting, stopped) in place of diagnoses."""
         self.set_class(error, "-critical")
         self.set_class(False, "-warning")
         self.set_class(not error, "-status")
-        self.update(Text(message, style="bold" if error else ""))
+        t = Text(message, style="bold" if error else "")
+        self.show_content(t, height=text_shape(t))

@@ -5,34 +5,23 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from .drawing import jain_style, spark
 from .frame import Frame
+from .quiet_static import QuietStatic
 
 LABELS = (("accepts", "accepts"), ("connections", "conns"), ("cpu", "CPU"))
 WIDTHS = (7, 4, 4, 4)  # label, Jain, top share, top worker
 GAPS = len(WIDTHS)  # one space between columns
 
 
-class ImbalancePanel(Static):
+class ImbalancePanel(QuietStatic):
     def show(self, frame: Frame) -> None:
         snap = frame.snapshot
         width = max(0, (self.content_region.width or 40) - sum(WIDTHS) - GAPS)
-        self.border_subtitle = f"window {snap.window_s:g} s"
-        t = Table.grid(padding=(0, 1, 0, 0))
-        for w, justify in zip(WIDTHS, ("left", "right", "right", "left"), strict=True):
-            t.add_column(width=w, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        t.add_column(width=width, no_wrap=True, overflow="crop")
+        self.set_subtitle(f"window {snap.window_s:g} s")
         span = min(len(frame.history), width) * (snap.interval_s or 0.0)
-        dim = "dim"
-        t.add_row(
-            Text(""),
-            Text("Jain", style=dim),
-            Text("top", style=dim),
-            Text("", style=dim),
-            Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim),
-        )
+        rows = []  # what each row shows, as plain values: compared with the last frame's
         for metric, label in LABELS:
             imb = getattr(snap.imbalance, metric)
             jain = imb.jain if imb else None
@@ -43,13 +32,29 @@ class ImbalancePanel(Static):
                 i.jain if i is not None else None
                 for i in (getattr(s.imbalance, metric) for s in frame.history)
             ]
-            sparkline = spark(values, width, lo=0.0, hi=1.0)
-            sparkline.stylize(jain_style(jain))
+            sparkline = spark(values, width, lo=0.0, hi=1.0).plain
+            rows.append((label, jain, top, hot, who, sparkline))
+        key = (width, f"{span:.0f}", tuple(rows))
+        if key == self._shown:
+            return
+        t = Table.grid(padding=(0, 1, 0, 0))
+        for w, justify in zip(WIDTHS, ("left", "right", "right", "left"), strict=True):
+            t.add_column(width=w, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        t.add_column(width=width, no_wrap=True, overflow="crop")
+        dim = "dim"
+        t.add_row(
+            Text(""),
+            Text("Jain", style=dim),
+            Text("top", style=dim),
+            Text("", style=dim),
+            Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim),
+        )
+        for label, jain, top, hot, who, sparkline in rows:
             t.add_row(
                 Text(label),
                 Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain)),
                 Text("-" if top is None else f"{top * 100:.0f}%", style="bold red" if hot else ""),
                 Text(who, style="dim"),
-                sparkline,
+                Text(sparkline, style=jain_style(jain)),
             )
-        self.update(t)
+        self.show_content(t, key=key, height=len(rows) + 1)

@@ -60,6 +60,8 @@ class ScoreboardGrid(ScrollView, can_focus=True):
         self._paused: frozenset[int] = frozenset()
         self.cursor = 0
         self._rows = 0
+        self._looks: list[tuple[str, str, bool]] = []  # what each cell shows, as drawn
+        self._drawn_cols = 0
 
     # -- drawing ------------------------------------------------------------------------
     @property
@@ -69,6 +71,7 @@ class ScoreboardGrid(ScrollView, can_focus=True):
     def show(self, frame: Frame) -> None:
         self._workers = frame.snapshot.workers
         self._paused = frame.paused_pids
+        old_cursor = self.cursor
         for i, w in enumerate(self._workers):
             if w.key == frame.selected:
                 self.cursor = i
@@ -76,7 +79,19 @@ class ScoreboardGrid(ScrollView, can_focus=True):
         else:
             self.cursor = min(self.cursor, max(0, len(self._workers) - 1))
         self._resize_virtual()
-        self.refresh()
+        # redraw only the lines whose glyphs (or the cursor) changed
+        looks = [(w.glyph, w.state, w.pid in self._paused) for w in self._workers]
+        cols = self.cols
+        old, self._looks = self._looks, looks
+        if len(old) != len(looks) or cols != self._drawn_cols:
+            self._drawn_cols = cols
+            self.refresh()
+            return
+        lines = {i // cols for i, (a, b) in enumerate(zip(old, looks, strict=True)) if a != b}
+        if old_cursor != self.cursor:
+            lines |= {old_cursor // cols, self.cursor // cols}
+        for line in lines:
+            self.refresh_line(line)
 
     def _resize_virtual(self) -> None:
         cols = self.cols
