@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import fields
 
 from loadgen import cli as loadgen_cli
 from servers import models
@@ -87,24 +88,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(model: str, a: argparse.Namespace) -> ServerConfig:
-    return ServerConfig(
-        model=model,
-        host=a.host,
-        port=a.port,
-        backlog=a.backlog,
-        workers=a.workers,
-        threads=a.threads,
-        exclusive=a.exclusive,
-        keepalive_timeout=a.keepalive_timeout,
-        max_keepalive_requests=a.max_keepalive_requests,
-        timeout=a.timeout,
-        start_servers=a.start_servers,
-        min_spare=a.min_spare,
-        max_spare=a.max_spare,
-        max_workers=a.max_workers,
-        threads_per_child=a.threads_per_child,
-        async_factor=a.async_factor,
-    )
+    """The config `add_model_args` describes: its flags' dests are ServerConfig's fields."""
+    knobs = {f.name: getattr(a, f.name) for f in fields(ServerConfig) if f.name != "model"}
+    return ServerConfig(model=model, **knobs)
 
 
 def build_parser() -> argparse.ArgumentParser:
