@@ -83,13 +83,17 @@ class StatReader:
         self._used: set[str] = set()
 
     def read(self, path: str) -> Stat | None:
+        data = self._pread(path)
+        return parse_stat(data) if data else None
+
+    def _pread(self, path: str) -> bytes:
         self._used.add(path)
         fd = self._fds.get(path)
         if fd is None:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
-                return None
+                return b""
             self._fds[path] = fd
         try:
             data = os.pread(fd, 4096, 0)
@@ -98,14 +102,19 @@ class StatReader:
         if not data:
             os.close(fd)
             del self._fds[path]
+        return data
+
+    def cpu_seconds(self, path: str) -> float | None:
+        """CPU time of one task from its schedstat (`/proc/PID[/task/TID]/schedstat`): the
+        kernel formats three numbers there instead of stat's fifty, 4x cheaper to read.
+        It is the task's own time: for a process, its main thread only."""
+        data = self._pread(path)
+        if not data:
             return None
-        return parse_stat(data)
+        return int(data[: data.index(b" ")]) / 1e9
 
     def proc(self, pid: int) -> Stat | None:
         return self.read(f"/proc/{pid}/stat")
-
-    def thread(self, pid: int, tid: int) -> Stat | None:
-        return self.read(f"/proc/{pid}/task/{tid}/stat")
 
     def sweep(self) -> None:
         """Close the fds not read since the last sweep (workers that went away)."""
