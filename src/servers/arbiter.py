@@ -19,7 +19,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from .proc import die_with_parent
+from .proc import die_with_parent, drain
 from .root import RootContext
 
 RESPAWN_BACKOFF = 1.0  # a worker that dies within this of its start waits this long
@@ -160,11 +160,7 @@ class Arbiter:
             due = min([next_tick, *(d for d, _ in self.pending)])
             for key, _ in self.selector.select(max(0.0, due - now)):
                 if key.data is None:
-                    try:
-                        while os.read(r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
+                    drain(r)
                 else:
                     key.data()
             if any(s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT) for s in self._signals):

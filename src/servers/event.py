@@ -35,6 +35,7 @@ from .blocking import serve_connection
 from .config import ServerConfig, check_range
 from .http import HttpConnection
 from .models import ModelSpec
+from .proc import drain
 from .root import RootContext
 from .scoreboard import KIND_THREAD, State
 from .worker import START_SERVERS, THREADS_PER_CHILD, check_threads
@@ -132,11 +133,7 @@ def run(ctx: RootContext) -> int:
                 timeout = max(0.0, next(iter(parked.values()))[0] - time.monotonic())
             for key, _ in sel.select(timeout):
                 if key.data is _WAKE:
-                    try:
-                        while os.read(wake_r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
+                    drain(wake_r)
                     while True:
                         try:
                             sock, kept = done.get_nowait()

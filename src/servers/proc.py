@@ -40,6 +40,15 @@ def raise_nofile_limit() -> int:
         return soft
 
 
+def drain(fd: int) -> None:
+    """Empty a non-blocking wake-up pipe (a self-pipe's bytes carry no data)."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
 def pid_alive(pid: int) -> bool:
     """True while `pid` runs; a zombie (dead, not yet reaped) counts as gone."""
     try:

@@ -491,7 +491,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "demo",
         help="play a guided demo (see --list)",
         description="Play a guided demo: each step starts a model, a load and a fault, and "
-        "says what to look at. Opens the TUI when it is available, else a live text view.",
+        "says what to look at. Plays in the TUI (--headless: a live text view).",
     )
     p.add_argument("name", nargs="?", help="demo name (see --list)")
     p.add_argument("--list", action="store_true", help="list the demos and exit")
