@@ -1,21 +1,16 @@
-"""The Session's event log, derived from successive snapshots (no processes needed)."""
+"""The event log derived from successive snapshots (no processes needed)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from servers.config import ServerConfig
-from serverscope.session import Session
+from serverscope.session import EventDeriver
 from telemetry import synthetic
 
 
 def log_of(snaps) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    s = Session(ServerConfig(), None)
-    prev = None
-    for snap in snaps:
-        s._derive_events(prev, snap)
-        prev = snap
-    return [(e.kind, e.message) for e in s.events]
+    deriver = EventDeriver()
+    return [(e.kind, e.message) for snap in snaps for e in deriver.step(snap)]
 
 
 def test_an_overflow_episode_is_one_start_and_one_end():

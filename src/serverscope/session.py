@@ -47,6 +47,55 @@ class LabEvent:
     message: str
 
 
+class EventDeriver:
+    """Event-log lines from successive snapshots: deaths, spawns, overflow episodes, new
+    diagnoses. One per stream of snapshots (a live session or a replayed recording)."""
+
+    def __init__(self) -> None:
+        self.prev: Snapshot | None = None
+        self.overflowing = False
+        self.overflow_seen = 0.0  # time of the latest sample that overflowed
+        self.seen: set[str] = set()  # diagnosis rules in the previous snapshot
+
+    def step(self, snap: Snapshot) -> list[LabEvent]:
+        out: list[LabEvent] = []
+
+        def log(kind: str, message: str) -> None:
+            out.append(LabEvent(snap.time, kind, message))
+
+        prev, self.prev = self.prev, snap
+        m, pm = snap.model, prev.model if prev else None
+        if m is not None and pm is not None:
+            if (m.deaths or 0) > (pm.deaths or 0):
+                status = m.last_death_status
+                how = f"signal {-status}" if status is not None and status < 0 else f"exit {status}"
+                log("death", f"worker pid {m.last_death_pid} died ({how})")
+            spawned = (m.spawns or 0) - (pm.spawns or 0)
+            if spawned > 0:
+                log("spawn", f"master spawned {spawned} worker{'s' * (spawned > 1)}")
+        # the kernel's counter is namespace-wide: it counts only while one of ours is near full
+        near_full = any(ln.fill >= OVERFLOW_NEAR_FULL for ln in snap.listeners)
+        overflowing = any(ln.full for ln in snap.listeners) or (
+            near_full and bool(snap.kernel and snap.kernel.overflows_delta)
+        )
+        # "ended" only after OVERFLOW_QUIET_S without overflow, so a queue hovering at its
+        # limit reads as one episode, not a flicker of starts and ends
+        queue = f"queue {snap.queue}/{snap.queue_limit}"
+        if overflowing:
+            self.overflow_seen = snap.time
+            if not self.overflowing:
+                self.overflowing = True
+                log("overflow", f"accept queue overflow started, {queue}")
+        elif self.overflowing and snap.time - self.overflow_seen >= OVERFLOW_QUIET_S:
+            self.overflowing = False
+            log("overflow", f"accept queue overflow ended, {queue}")
+        for d in snap.diagnoses:
+            if d.rule not in self.seen:
+                log("diagnosis", d.message)
+        self.seen = {d.rule for d in snap.diagnoses}
+        return out
+
+
 class Session:
     def __init__(
         self,
@@ -72,9 +121,7 @@ class Session:
         self._lock = threading.RLock()
         # one long-lived thread owns every child process (see the module docstring)
         self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serverscope-owner")
-        self._overflowing = False
-        self._overflow_seen = 0.0  # time of the latest sample that overflowed
-        self._seen_diagnoses: set[str] = set()
+        self._events = EventDeriver()
 
     # -- running things on the owner thread ---------------------------------------------
     def _on_owner(self, fn: Callable[[], T]) -> T:
@@ -231,7 +278,7 @@ class Session:
             if sampler is None:
                 return None
             snap = sampler.sample()
-            self._derive_events(self.last, snap)
+            self.events.extend(self._events.step(snap))
             self.last = snap
             if self.recorder is not None:
                 self.recorder.write(snap)
@@ -239,39 +286,6 @@ class Session:
                 if not pid_alive(pid):
                     self.paused_pids.discard(pid)
             return snap
-
-    def _derive_events(self, prev: Snapshot | None, snap: Snapshot) -> None:
-        m, pm = snap.model, prev.model if prev else None
-        if m is not None and pm is not None:
-            if (m.deaths or 0) > (pm.deaths or 0):
-                status = m.last_death_status
-                how = f"signal {-status}" if status is not None and status < 0 else f"exit {status}"
-                self.log("death", f"worker pid {m.last_death_pid} died ({how})")
-            spawned = (m.spawns or 0) - (pm.spawns or 0)
-            if spawned > 0:
-                self.log("spawn", f"master spawned {spawned} worker{'s' * (spawned > 1)}")
-        # the kernel's counter is namespace-wide: it counts only while one of ours is near full
-        near_full = any(ln.fill >= OVERFLOW_NEAR_FULL for ln in snap.listeners)
-        overflowing = any(ln.full for ln in snap.listeners) or (
-            near_full and bool(snap.kernel and snap.kernel.overflows_delta)
-        )
-        # "ended" only after OVERFLOW_QUIET_S without overflow, so a queue hovering at its
-        # limit reads as one episode, not a flicker of starts and ends
-        if overflowing:
-            self._overflow_seen = snap.time
-            if not self._overflowing:
-                self._overflowing = True
-                self.log("overflow", f"accept queue overflow started, queue {snap.queue}/"
-                         f"{snap.queue_limit}")  # fmt: skip
-        elif self._overflowing and snap.time - self._overflow_seen >= OVERFLOW_QUIET_S:
-            self._overflowing = False
-            self.log("overflow", f"accept queue overflow ended, queue {snap.queue}/"
-                     f"{snap.queue_limit}")  # fmt: skip
-        names = {d.rule for d in snap.diagnoses}
-        for d in snap.diagnoses:
-            if d.rule not in self._seen_diagnoses:
-                self.log("diagnosis", d.message)
-        self._seen_diagnoses = names
 
     # -- descriptions -------------------------------------------------------------------
     def describe_model(self) -> str:
