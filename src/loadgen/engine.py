@@ -52,6 +52,7 @@ class Target:
     addr: str  # resolved address to connect to
     family: int
     loopback: bool
+    allow_remote: bool = False  # --allow-remote: redirects may leave loopback too
 
     @property
     def host_header(self) -> str:
@@ -68,8 +69,29 @@ class Target:
         return self.path if target == "/" else target
 
 
+def loopback_address(host: str) -> str | None:
+    """The address to use for `host` if it is a literal loopback address or `localhost`
+    (127.0.0.1: the servers here listen there), else None. No DNS lookup: the loopback rule
+    is decided on the name as written, so a refused name never leaves this machine."""
+    if host.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host if ip.is_loopback else None
+
+
+def refusal(host: str) -> str:
+    return (
+        f"refusing to load {host}: it is not on loopback (127.0.0.0/8, ::1, localhost); "
+        "pass --allow-remote if you own that server"
+    )
+
+
 def resolve(url: str, allow_remote: bool = False) -> Target:
-    """Parse and resolve `url`; refuse (LoadError, one line) a host not on loopback."""
+    """Parse and resolve `url`; refuse (LoadError, one line) a host not on loopback, before
+    any DNS lookup (issue 11: `load http://example.com/` was looked up first)."""
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise LoadError(f"unsupported URL scheme {parts.scheme!r} in {url}: use http or https")
@@ -80,23 +102,26 @@ def resolve(url: str, allow_remote: bool = False) -> Target:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise LoadError(f"bad port in URL {url}") from None
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise LoadError(f"cannot resolve {host}: {e.strerror}") from None
-    addrs = [(fam, sa[0]) for fam, _, _, _, sa in infos]
-    loopback = host == "localhost" or all(ipaddress.ip_address(a).is_loopback for _, a in addrs)
-    if not loopback and not allow_remote:
-        raise LoadError(
-            f"refusing to load {host}: it is not on loopback (127.0.0.0/8, ::1); "
-            "pass --allow-remote if you own that server"
-        )
-    # IPv4 first: "localhost" often resolves to ::1 first, and servers here listen on 127.0.0.1
-    family, addr = min(addrs, key=lambda fa: fa[0] != socket.AF_INET)
+    local = loopback_address(host)
+    if local is not None:
+        loopback = True
+        addr = local
+        family = socket.AF_INET6 if ":" in local else socket.AF_INET
+    elif not allow_remote:
+        raise LoadError(refusal(host))
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            raise LoadError(f"cannot resolve {host}: {e.strerror}") from None
+        addrs = [(fam, sa[0]) for fam, _, _, _, sa in infos]
+        loopback = all(ipaddress.ip_address(a).is_loopback for _, a in addrs)
+        # IPv4 first, as servers here listen on 127.0.0.1
+        family, addr = min(addrs, key=lambda fa: fa[0] != socket.AF_INET)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return Target(url, parts.scheme, host, port, path, addr, family, loopback)
+    return Target(url, parts.scheme, host, port, path, addr, family, loopback, allow_remote)
 
 
 class Client(ABC):

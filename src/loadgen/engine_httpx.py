@@ -3,6 +3,13 @@
 One `httpx.AsyncClient` per virtual user with a pool of one connection, so "clients" means
 connections as in the fast engine. Connect times come from httpcore's trace hook
 (`connection.connect_tcp.*`). Slow (see engine.py): use it for correctness, not rate.
+
+The loopback rule holds for every hop (issue 11: a loopback server answering
+`302 Location: http://10.0.0.1/` made httpx connect to 10.0.0.1 36 times in 2 s): httpx does
+not follow redirects itself; this engine follows one only to a literal loopback address or
+`localhost` (or anywhere with --allow-remote), and connects to the address it checked (the
+URL carries the address, the Host header the name). A redirect it may not follow is
+answered as what it is, a 3xx.
 """
 
 from __future__ import annotations
@@ -12,10 +19,31 @@ from typing import Any
 
 import httpx
 
-from .engine import Client, Engine, RequestError
+from .engine import Client, Engine, RequestError, loopback_address
 from .levels import LoadLevel
 
 _monotonic = time.monotonic
+MAX_REDIRECTS = 20  # httpx's default
+
+
+def _netloc(host: str, port: int | None) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return host if port is None else f"{host}:{port}"
+
+
+def next_hop(url: httpx.URL, location: str, allow_remote: bool) -> tuple[httpx.URL, str] | None:
+    """Where a redirect from `url` to `location` goes, as (URL to connect to, Host header),
+    or None when the loopback rule forbids following it. No DNS lookup is made here."""
+    nxt = url.join(location)
+    if nxt.scheme not in ("http", "https") or not nxt.host:
+        return None
+    host_header = _netloc(nxt.host, nxt.port)
+    local = loopback_address(nxt.host)
+    if local is not None:
+        return nxt.copy_with(host=local), host_header
+    if allow_remote:
+        return nxt, host_header
+    return None
 
 
 class HttpxClient(Client):
@@ -45,13 +73,25 @@ class HttpxClient(Client):
         if self.client is None:
             self.client = httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                follow_redirects=True,
+                follow_redirects=False,  # followed by hand: each hop is checked
                 headers={"User-Agent": "serverscope-loadgen"},
             )
         try:
-            r = await self.client.get(
-                e.url, headers=e.headers, timeout=e.timeout, extensions=e.ext(self)
-            )
+            url, host = httpx.URL(e.url), e.host_header
+            for _ in range(MAX_REDIRECTS + 1):
+                headers = {"Host": host, **(e.headers or {})}
+                r = await self.client.get(
+                    url, headers=headers, timeout=e.timeout, extensions=e.ext(self)
+                )
+                location = r.headers.get("location")
+                if not r.is_redirect or location is None:
+                    break
+                hop = next_hop(url, location, e.target.allow_remote)
+                if hop is None:
+                    break  # not followed: the 3xx is the answer
+                url, host = hop
+            else:
+                raise httpx.TooManyRedirects("too many redirects", request=r.request)
         except httpx.ConnectTimeout:
             self._closed()
             raise RequestError("connect_timeout", connect=True) from None
@@ -95,7 +135,10 @@ class HttpxEngine(Engine):
 
     def set_level(self, level: LoadLevel) -> None:
         self.level = level
-        self.url = self.target.url_for(level)
+        t = self.target
+        # connect to the address checked by resolve(), not to a name httpx would look up
+        self.url = f"{t.scheme}://{_netloc(t.addr, t.port)}{t.path_for(level)}"
+        self.host_header = t.host_header
         self.headers = None if level.keepalive else {"Connection": "close"}
         self.timeout = httpx.Timeout(
             connect=level.connect_timeout,
@@ -105,7 +148,10 @@ class HttpxEngine(Engine):
         )
 
     def ext(self, client: HttpxClient) -> dict[str, Any]:
-        return {"trace": client._trace}
+        ext: dict[str, Any] = {"trace": client._trace}
+        if self.target.scheme == "https":
+            ext["sni_hostname"] = self.target.host  # TLS checks the name, not the address
+        return ext
 
     def client(self) -> HttpxClient:
         return HttpxClient(self)

@@ -15,12 +15,13 @@ import socket
 import time
 from collections.abc import Callable
 
-from . import app
+from . import app, guard
 from .http import HttpConnection, Limits, ProtocolError, Request
 from .root import RootContext
 from .scoreboard import SlotWriter, State
 
 SWEEP_INTERVAL = 0.5
+READ_AHEAD = 64 * 1024  # bytes buffered past a request being served before reading pauses
 
 
 class ExclusiveEpollSelector(selectors.EpollSelector):
@@ -71,14 +72,36 @@ class AsyncWorker:
 
 
 class HttpProtocol(asyncio.Protocol):
-    __slots__ = ("conn", "deadline", "transport", "waiting", "worker")
+    """One connection. Backpressure (issue 11: one client that pipelined 64 requests for
+    16 MiB and never read took a worker from 86 MiB to 1,106 MiB): while the transport's
+    buffer is over its high-water mark (64 KiB) nothing more is read or parsed, so at most
+    one response body is in flight beyond that buffer; a client that takes no data for
+    --timeout is aborted (`close()` would wait for the buffer to drain, for ever); pipelined
+    requests are served one per loop iteration, so a reset is seen between two of them and
+    the rest of the pipeline is dropped instead of burning CPU for nobody."""
+
+    __slots__ = (
+        "conn",
+        "deadline",
+        "eof",
+        "paused",
+        "progress",
+        "scheduled",
+        "transport",
+        "waiting",
+        "worker",
+    )
 
     def __init__(self, worker: AsyncWorker) -> None:
         self.worker = worker
         self.conn = HttpConnection(worker.limits)
         self.transport: asyncio.Transport | None = None
         self.waiting = False  # an io_ms wait is in progress; later requests queue behind it
+        self.paused = False  # the transport's write buffer is over its high-water mark
+        self.scheduled = False  # the next pipelined request is due on the next loop turn
         self.deadline = time.monotonic() + worker.limits.request_timeout
+        self.progress = 0.0  # when the client last took data (or we last wrote)
+        self.eof = False  # the client half-closed with requests still to answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -91,19 +114,42 @@ class HttpProtocol(asyncio.Protocol):
         if conn.idle:
             self.deadline = time.monotonic() + self.worker.limits.request_timeout
         conn.feed(data)
-        if not self.waiting:
+        if not (self.waiting or self.paused or self.scheduled):
             self.process()
+        elif conn.buffered > READ_AHEAD:  # busy with earlier requests: stop reading
+            self.transport.pause_reading()
 
     def eof_received(self) -> bool:
+        if self.waiting or self.scheduled or self.paused:
+            self.eof = True  # answer what was asked first, then close (see _after)
+            return True
         return False  # half-closed by the client: close our side too
 
     def process(self) -> None:
+        try:
+            self._process()
+        except Exception as e:  # last resort: a bug costs this connection, not the worker
+            guard.unexpected("connection", e)
+            t = self.transport
+            if t is not None and not t.is_closing():
+                try:
+                    t.write(self.conn.error_response(ProtocolError(500, "internal error")))
+                    t.close()
+                except Exception:
+                    t.abort()
+            self.worker.settle()
+
+    def _process(self) -> None:
         conn = self.conn
         w = self.worker.w
-        while (ev := conn.next_event()) is not None:
+        t = self.transport
+        while not (t.is_closing() or self.paused):
+            ev = conn.next_event()
+            if ev is None:
+                break
             if isinstance(ev, ProtocolError):
                 out = conn.error_response(ev)
-                self.transport.write(out)
+                t.write(out)
                 w.served(len(out))
                 break
             w.state(State.WORKING)
@@ -115,11 +161,29 @@ class HttpProtocol(asyncio.Protocol):
             self._send(ev, reply)
             if conn.must_close:
                 break
+            if conn.buffered and not self.paused:
+                # another pipelined request: serve it on the next loop turn, so that a
+                # reset (or pause_writing) is seen first
+                self.scheduled = True
+                self.worker.loop.call_soon(self._next)
+                return
         self._after()
+
+    def _next(self) -> None:
+        self.scheduled = False
+        if not (self.waiting or self.paused):
+            self._resume()
+
+    def _resume(self) -> None:
+        t = self.transport
+        if not (t.is_closing() or self.eof):
+            t.resume_reading()
+        self.process()
 
     def _send(self, req: Request, reply: app.Reply) -> None:
         out = self.conn.response(req, reply.status, reply.body, reply.content_type)
         self.transport.write(out)
+        self.progress = time.monotonic()
         self.worker.w.served(len(out))
 
     def _finish(self, req: Request, reply: app.Reply) -> None:
@@ -127,38 +191,58 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         self._send(req, reply)
-        if self.conn.must_close:
+        if self.conn.must_close or self.paused:
             self._after()
         else:
-            self.process()
+            self._resume()
 
     def _after(self) -> None:
         conn = self.conn
-        if conn.must_close:
-            self.transport.close()
+        limits = self.worker.limits
+        if conn.must_close or (self.eof and not (self.paused or self.scheduled)):
+            self.transport.close()  # after the buffer drains; expire() aborts a stuck one
+            self.deadline = time.monotonic() + limits.request_timeout
         else:
-            limits = self.worker.limits
             wait = limits.keepalive_timeout if conn.idle else limits.request_timeout
             self.deadline = time.monotonic() + wait
         self.worker.settle()
 
     def expire(self) -> None:
         """Called by the sweep once the keep-alive or request deadline has passed."""
-        if self.waiting or self.transport.is_closing():
+        t = self.transport
+        timeout = self.worker.limits.request_timeout
+        if t.get_write_buffer_size() or t.is_closing():
+            # our data waits for the client: abort if it took nothing for --timeout
+            now = time.monotonic()
+            if now - self.progress >= timeout:
+                t.abort()
+            else:
+                self.deadline = self.progress + timeout
+            return
+        if self.waiting:
             return
         if not self.conn.idle:
             out = self.conn.timeout_response()
-            self.transport.write(out)
+            t.write(out)
             self.worker.w.served(len(out))
-        self.transport.close()
+        t.close()
 
     def pause_writing(self) -> None:  # the client reads slower than we write
+        self.paused = True
+        self.progress = time.monotonic()
+        self.deadline = self.progress + self.worker.limits.request_timeout
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self.transport.resume_reading()
+        self.paused = False
+        self.progress = time.monotonic()
+        if self.transport.is_closing():
+            return
+        if not (self.waiting or self.scheduled):
+            self._resume()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.drop()  # queued pipelined requests are not served to nobody
         self.worker.conns.discard(self)
         self.worker.w.closed()
         self.worker.settle()
@@ -169,8 +253,30 @@ def new_loop(*, exclusive: bool = False) -> asyncio.AbstractEventLoop:
         loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop(ExclusiveEpollSelector())
     else:
         loop = asyncio.new_event_loop()
+    loop.set_exception_handler(_exception_handler(guard.EverySecond("worker")))
     asyncio.set_event_loop(loop)
     return loop
+
+
+def _exception_handler(
+    accept_failed: guard.EverySecond,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, object]], None]:
+    """asyncio's default handler prints a traceback per error: under `ulimit -n 64` that was
+    71,988 of them in 8 s (its accept loop logs every EMFILE). One line instead, rate-limited;
+    accept failures counted and reported once a second (asyncio itself retries the accept
+    after 1 s)."""
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        message = str(context.get("message", "asyncio error"))
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "accept" in message:
+            accept_failed.hit(f"accept failed: {exc}")
+        elif isinstance(exc, BaseException):
+            guard.unexpected(f"event loop ({message})", exc)
+        else:
+            guard.log(f"serverscope event loop: {message}")
+
+    return handle
 
 
 def serve_listener(
@@ -203,14 +309,25 @@ def serve_handed(ctx: RootContext, slot: int, channel: socket.socket) -> None:
     worker = AsyncWorker(loop, w, ctx.limits)
     channel.setblocking(False)
 
+    lost = guard.EverySecond("cluster worker")
+    header = ctx.scoreboard.header
+
     def on_fds() -> None:
         try:
             msg, fds, _flags, _addr = socket.recv_fds(channel, 256, 256)
         except BlockingIOError:
             return
+        except OSError as e:
+            lost.hit(f"receiving connections failed: {e}")
+            return
         if not msg and not fds:  # the master is gone
             loop.stop()
             return
+        if len(msg) > len(fds):
+            # one byte per fd sent; the kernel drops the fds it cannot install (EMFILE):
+            # those connections are lost, so count them where the master counts its own
+            header.handoff_failures += len(msg) - len(fds)
+            lost.hit(f"{len(msg) - len(fds)} connections lost in hand-off (no free fd)")
         for fd in fds:
             adopt(loop, socket.socket(fileno=fd), worker.protocol)
 

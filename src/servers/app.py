@@ -8,18 +8,41 @@ then answers exactly `bytes` bytes.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from .http import Request
 
-MAX_CPU_MS = 60_000
+MAX_CPU_MS = 10_000  # per request; `serve --max-cpu-ms` sets it (root.py calls set_max_cpu_ms)
 MAX_IO_MS = 60_000
 MAX_BYTES = 16 * 1024 * 1024
 
 HELLO = b"hello from serverscope\n"
 _PAYLOAD = memoryview(b"x" * MAX_BYTES)
+
+
+_max_cpu_ms: float = MAX_CPU_MS
+
+# Tests only (SERVERSCOPE_FAULTS=1 in the server's environment): GET /__fault/thread-exit
+# raises an exception no guard catches, so the test of `worker` and `event` can kill one
+# worker thread on purpose and watch it be recorded and replaced.
+FAULTS = os.environ.get("SERVERSCOPE_FAULTS") == "1"
+FAULT_THREAD_EXIT = "/__fault/thread-exit"
+
+
+class FaultExit(BaseException):
+    """Raised by the test-only fault path: escapes every `except Exception`."""
+
+
+def set_max_cpu_ms(value: float) -> None:
+    """The per-request CPU ceiling of this process: a larger cpu_ms is answered 400.
+
+    Without it one 256 KiB write of pipelined `cpu_ms=60000` requests queued ~115 hours
+    of CPU (issue 11)."""
+    global _max_cpu_ms
+    _max_cpu_ms = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +77,11 @@ def handle(req: Request) -> Reply:
     if path == "/":
         return Reply(200, HELLO)
     if path != "/work":
+        if FAULTS and path == FAULT_THREAD_EXIT:
+            raise FaultExit("fault injected by a test: this thread exits")
         return Reply(404, b"not found; try / or /work?cpu_ms=&io_ms=&bytes=\n")
     params = {"cpu_ms": 0.0, "io_ms": 0.0, "bytes": 0.0}
-    limits = {"cpu_ms": MAX_CPU_MS, "io_ms": MAX_IO_MS, "bytes": MAX_BYTES}
+    limits = {"cpu_ms": _max_cpu_ms, "io_ms": MAX_IO_MS, "bytes": MAX_BYTES}
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:

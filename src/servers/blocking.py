@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from . import app
+from . import app, guard
 from .http import HttpConnection, Limits, ProtocolError
 from .scoreboard import SlotWriter, State
 
@@ -25,16 +25,17 @@ def accept_loop(
 ) -> None:
     """Block in accept() (the kernel wakes blocked acceptors in FIFO order), serve, repeat;
     return before the next accept once `stopping()` is true (a graceful stop)."""
+    failed = guard.EverySecond("worker")
     while stopping is None or not stopping():
         w.state(State.WAITING)
         try:
             conn, _ = listener.accept()
         except InterruptedError:
             continue
-        except OSError as e:  # EMFILE and the like: say so, back off, keep the worker
+        except OSError as e:  # EMFILE and the like: say so (once a second), back off
             w.state(State.CLOSING)
-            print(f"serverscope worker: accept failed: {e}", flush=True)
-            time.sleep(0.1)
+            failed.hit(f"accept failed: {e}")
+            time.sleep(guard.ACCEPT_BACKOFF)
             continue
         w.accepted()
         serve_connection(conn, w, limits)
@@ -111,6 +112,15 @@ def serve_connection(
             deadline = time.monotonic() + limits.request_timeout
     except OSError:
         return None  # reset, timeout while writing, ...: this connection is over, worker lives
+    except Exception as e:  # last resort: a bug must cost this connection, not the worker
+        guard.unexpected("connection", e)
+        if not replied or conn.idle:
+            try:
+                sock.settimeout(1.0)
+                sock.sendall(conn.error_response(ProtocolError(500, "internal error")))
+            except Exception:
+                pass
+        return None
     finally:
         if parked:
             w.gave()

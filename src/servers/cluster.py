@@ -6,7 +6,9 @@ one single-threaded master, whose CPU becomes the bottleneck."""
 from __future__ import annotations
 
 import socket
+import time
 
+from . import guard
 from .aio import serve_handed
 from .arbiter import Arbiter
 from .models import ModelSpec
@@ -52,6 +54,8 @@ def run(ctx: RootContext) -> int:
 
     arbiter = Arbiter(ctx, worker, before_fork=before_fork, after_fork=after_fork)
     turn = 0
+    accept_failed = guard.EverySecond("cluster")
+    handoff_failed = guard.EverySecond("cluster")
 
     def on_accept() -> None:
         nonlocal turn
@@ -60,8 +64,10 @@ def run(ctx: RootContext) -> int:
                 conn, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
-                return  # EMFILE and the like: the connection stays queued; retry next wake-up
+            except OSError as e:  # EMFILE and the like: the connection stays queued
+                accept_failed.hit(f"accept failed: {e}")
+                time.sleep(guard.ACCEPT_BACKOFF)  # back off, not a busy loop on a full table
+                return
             with conn:
                 live = sorted(arbiter.slot_pids())
                 for _ in range(len(live)):
@@ -73,6 +79,9 @@ def run(ctx: RootContext) -> int:
                         break
                     except (BlockingIOError, BrokenPipeError, ConnectionResetError, KeyError):
                         continue  # that worker is stalled or gone: the next one takes it
+                else:  # no worker took it: the client gets a reset; count it, say so
+                    header.handoff_failures += 1
+                    handoff_failed.hit("no worker could take a connection; it was closed")
 
     listener.setblocking(False)
     arbiter.add_reader(listener, on_accept)

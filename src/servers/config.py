@@ -5,6 +5,7 @@ Knobs left as None take the model's default (Apache's, where the model is Apache
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -33,6 +34,7 @@ class ServerConfig:
     # the C and Apache models, unlimited for the Node and Go shapes (as those servers do)
     max_keepalive_requests: int | None = None
     timeout: float = 60.0  # Timeout: a request must arrive whole within it
+    max_cpu_ms: float = 10_000.0  # per-request CPU ceiling of /work?cpu_ms= (400 above it)
     start_servers: int | None = None  # StartServers
     min_spare: int | None = None  # MinSpareServers / MinSpareThreads
     max_spare: int | None = None  # MaxSpareServers / MaxSpareThreads
@@ -60,6 +62,7 @@ class ServerConfig:
             backlog=self.backlog,
             keepalive_timeout=self.keepalive_timeout,
             timeout=self.timeout,
+            max_cpu_ms=self.max_cpu_ms,
         )
 
     def with_(self, **changes: object) -> ServerConfig:
@@ -76,16 +79,40 @@ class ServerConfig:
 
     def check_common(self) -> None:
         """Range checks every model shares; models check their own knobs in `resolve`."""
+        check_host(self.host)
         check_range("--port", self.port, 0, 65535)
         check_range("--backlog", self.backlog, 1, 65535)
         check_range("--keepalive-timeout", self.keepalive_timeout, 0.05, 3600)
         if self.max_keepalive_requests is not None:
             check_range("--max-keepalive-requests", self.max_keepalive_requests, 0, 1_000_000)
         check_range("--timeout", self.timeout, 0.05, 3600)
+        check_range("--max-cpu-ms", self.max_cpu_ms, 0, 600_000)
         if self.workers is not None:
             check_range("--workers", self.workers, 1, 1024)
         if self.threads is not None:
             check_range("--threads", self.threads, 1, 1024)
+
+
+def check_host(host: str) -> None:
+    """An IP address or `localhost`, judged as written: a name is never looked up (issue 11:
+    `serve --host 300.1.1.1` went to DNS)."""
+    if host.lower() == "localhost":
+        return
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(
+            f"--host must be an IP address (127.0.0.1, ::1, 0.0.0.0) or localhost, got {host!r}"
+        ) from None
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 
+from . import guard
 from .arbiter import Arbiter
 from .blocking import serve_connection
 from .config import ServerConfig, check_range
@@ -38,7 +39,7 @@ from .models import ModelSpec
 from .proc import drain
 from .root import RootContext
 from .scoreboard import KIND_THREAD, State
-from .worker import START_SERVERS, THREADS_PER_CHILD, check_threads
+from .worker import START_SERVERS, THREAD_DEATH, THREADS_PER_CHILD, check_threads
 
 ASYNC_FACTOR = 2.0  # Apache's AsyncRequestWorkerFactor
 
@@ -79,17 +80,34 @@ def run(ctx: RootContext) -> int:
         slot: int, child: int, jobs: queue.SimpleQueue[Job], done: queue.SimpleQueue[Job], wake: int
     ) -> None:
         w = board.claim(slot, kind=KIND_THREAD, group=child)
-        while True:
-            w.state(State.WAITING)
-            sock, conn = jobs.get()
-            w.took()
-            kept = serve_connection(sock, w, limits, conn, park=True)  # None: closed
-            w.state(State.WAITING)
-            done.put((sock, kept))
-            try:
-                os.write(wake, b"\0")
-            except BlockingIOError:
-                pass  # the pipe is full: the listener has a wake-up pending anyway
+        sock = None
+        try:
+            while True:
+                w.state(State.WAITING)
+                sock = None
+                sock, conn = jobs.get()
+                w.took()
+                kept = serve_connection(sock, w, limits, conn, park=True)  # None: closed
+                w.state(State.WAITING)
+                done.put((sock, kept))
+                sock = None
+                report(wake)
+        except BaseException as e:  # the thread dies anyway: record it and replace it
+            guard.unexpected("event thread", e)
+            board.mark_dead(slot, THREAD_DEATH)
+            if sock is not None:  # give the listener its idle thread and connection back
+                sock.close()
+                done.put((sock, None))
+                report(wake)
+            threading.Thread(
+                target=thread_main, args=(slot, child, jobs, done, wake), daemon=True
+            ).start()
+
+    def report(wake: int) -> None:
+        try:
+            os.write(wake, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: the listener has a wake-up pending anyway
 
     def child_main(child: int) -> None:
         lw = board.claim(nprocs * nthreads + child, kind=KIND_THREAD, group=child, listener=0)
@@ -110,6 +128,7 @@ def run(ctx: RootContext) -> int:
         idle = nthreads
         conns = 0  # open connections of this process
         accepting = False
+        failed = guard.EverySecond("event")
 
         def dispatch(job: Job) -> None:
             nonlocal idle
@@ -153,8 +172,8 @@ def run(ctx: RootContext) -> int:
                         except (BlockingIOError, InterruptedError):
                             break
                         except OSError as e:  # EMFILE and the like: say so, back off
-                            print(f"serverscope event: accept failed: {e}", flush=True)
-                            time.sleep(0.1)
+                            failed.hit(f"accept failed: {e}")
+                            time.sleep(guard.ACCEPT_BACKOFF)
                             break
                         lw.accepted()
                         conns += 1

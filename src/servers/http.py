@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 MAX_HEADER_BYTES = 8 * 1024
 MAX_BODY_BYTES = 1024 * 1024
+MAX_LENGTH_DIGITS = 18  # a Content-Length of more digits is refused before int() (issue 11)
+MAX_PIPELINE = 32  # complete requests waiting in one connection's buffer; more: 400
 
 REASONS = {
     200: "OK",
@@ -51,6 +53,7 @@ class Limits:
     max_keepalive_requests: int = 100  # MaxKeepAliveRequests; 0 = unlimited
     keepalive_timeout: float = 5.0  # KeepAliveTimeout, seconds
     request_timeout: float = 60.0  # Timeout: a request must arrive whole within this
+    max_pipeline: int = MAX_PIPELINE  # pipelined requests waiting per connection
 
 
 @dataclass(slots=True)
@@ -89,7 +92,15 @@ class ProtocolError:
 class HttpConnection:
     """Parser and response framer for one connection; pipelining is answered in order."""
 
-    __slots__ = ("_body_needed", "_buf", "_pending", "limits", "must_close", "requests_done")
+    __slots__ = (
+        "_body_needed",
+        "_buf",
+        "_pending",
+        "_quota",
+        "limits",
+        "must_close",
+        "requests_done",
+    )
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -98,10 +109,20 @@ class HttpConnection:
         self._body_needed = 0
         self.requests_done = 0
         self.must_close = False
+        self._quota = -1  # requests still served before a 400 for too many pipelined; -1 none
 
     # -- input -------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
-        self._buf = self._buf + data if self._buf else data
+        buf = self._buf = self._buf + data if self._buf else data
+        cap = self.limits.max_pipeline
+        if cap and self._quota < 0 and buf.count(b"\r\n\r\n") > cap:
+            self._quota = cap  # answer the first `cap` requests waiting, then 400 and close
+
+    def drop(self) -> None:
+        """Forget what is buffered: the client is gone, its queued requests are not served."""
+        self._buf = b""
+        self._pending = None
+        self.must_close = True
 
     @property
     def idle(self) -> bool:
@@ -121,7 +142,17 @@ class HttpConnection:
         buf = self._buf
         if not buf:
             return None
+        if self._quota == 0:
+            return self._fail(
+                400, f"more than {self.limits.max_pipeline} pipelined requests waiting"
+            )
         end = buf.find(b"\r\n\r\n")
+        if end < 0 or end + 4 > self.limits.max_header_bytes:
+            # the request line alone can be judged: not HTTP/1.x (random bytes, HTTP/0.9,
+            # bare LF) is 400 at once rather than a wait; an over-long target is 414
+            err = self._check_request_line(buf)
+            if err is not None:
+                return err
         if end < 0:
             # tolerate a leading empty line (RFC 9112 2.2) only at the very start
             if len(buf) > self.limits.max_header_bytes:
@@ -143,7 +174,36 @@ class HttpConnection:
             return self._fail(e.status, e.reason)
         if isinstance(req, ProtocolError):
             return req
+        if self._quota > 0:
+            self._quota -= 1
         return req if self._pending is None else self._take_body()
+
+    def _check_request_line(self, buf: bytes) -> ProtocolError | None:
+        """A verdict on an incomplete head from its request line: 400, 414, or None (wait)."""
+        start = 0
+        while buf.startswith(b"\r\n", start):
+            start += 2
+        eol = buf.find(b"\n", start)
+        line = buf[start:] if eol < 0 else buf[start:eol]
+        limit = self.limits.max_header_bytes
+        sp = line.find(b" ")
+        if sp < 0:
+            if eol >= 0 or len(line) > 64 or not _TOKEN_CHARS.issuperset(line):
+                return self._fail(400, "not an HTTP/1.x request line")
+            return None
+        if not line[:sp] or not _TOKEN_CHARS.issuperset(line[:sp]):
+            return self._fail(400, "not an HTTP/1.x request line")
+        if eol < 0:
+            if len(line) > limit:
+                return self._fail(414, f"request target longer than {limit} bytes")
+            return None
+        if len(line) > limit:
+            return self._fail(414, f"request target longer than {limit} bytes")
+        if not line.endswith(b"\r") or not line.rstrip(b"\r").rsplit(b" ", 1)[-1].startswith(
+            b"HTTP/"
+        ):
+            return self._fail(400, "not an HTTP/1.x request line")
+        return None
 
     def _take_body(self) -> Request | None:
         req = self._pending
@@ -189,7 +249,10 @@ class HttpConnection:
                 raise _Bad(400, "control character in header value")
             lname = name.lower()
             if lname == b"content-length":
-                if not v.isdigit() or (seen_length and int(v) != content_length):
+                # the length is checked before int(): 4,301 digits made int() raise
+                if not v.isdigit() or len(v) > MAX_LENGTH_DIGITS:
+                    raise _Bad(400, "bad Content-Length")
+                if seen_length and int(v) != content_length:
                     raise _Bad(400, "bad Content-Length")
                 content_length = int(v)
                 seen_length = True

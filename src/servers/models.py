@@ -28,7 +28,16 @@ MODEL_NAMES = (
 
 # Knobs every model takes.
 COMMON_KNOBS = frozenset(
-    {"model", "host", "port", "backlog", "keepalive_timeout", "max_keepalive_requests", "timeout"}
+    {
+        "model",
+        "host",
+        "port",
+        "backlog",
+        "keepalive_timeout",
+        "max_keepalive_requests",
+        "timeout",
+        "max_cpu_ms",
+    }
 )
 
 

@@ -58,6 +58,7 @@ def main() -> int:
     signal.signal(BURN_SIGNAL, lambda *_: app.burn_cpu(BURN_MS))
     raise_nofile_limit()
     config = ServerConfig.from_json(sys.argv[1])
+    app.set_max_cpu_ms(config.max_cpu_ms)
     board = Scoreboard(int(os.environ[ENV_SCOREBOARD]))
     fds = [int(x) for x in os.environ[ENV_LISTENERS].split(",") if x]
     listeners = [socket.socket(fileno=fd) for fd in fds]

@@ -99,6 +99,10 @@ class _Header(ctypes.Structure):
         ("last_death_time", ctypes.c_double),
         ("model", ctypes.c_char * 32),
         ("error", ctypes.c_char * 256),  # a start-up failure the root wants the supervisor to show
+        # connections a master accepted but could not hand to a worker (cluster: every worker
+        # stalled, or the worker had no free fd and the kernel dropped it); written by the
+        # master and by cluster workers (so a concurrent increment may be lost: a floor)
+        ("handoff_failures", ctypes.c_uint64),
     ]
 
 
@@ -143,6 +147,7 @@ class ModelArea:
     last_death_time: float
     high_water: int
     error: str
+    handoff_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +280,7 @@ class Scoreboard:
             last_death_time=h.last_death_time,
             high_water=h.high_water,
             error=h.error.decode(errors="replace"),
+            handoff_failures=h.handoff_failures,
         )
 
     def read(self) -> ScoreboardSnapshot:

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from typing import IO
 
@@ -81,12 +82,16 @@ def bind_listeners(host: str, port: int, count: int, backlog: int) -> list[socke
     return socks
 
 
+LOCAL_FOR_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # every interface -> its loopback
+
+
 class Supervisor:
     def __init__(self, config: ServerConfig, *, stderr: IO[bytes] | int | None = None) -> None:
         self.spec = models.spec(config.model)
         self.config = self.spec.resolve(config)
         self._stderr_target = stderr  # None: a temp file whose tail is shown on failure
         self._errfile: IO[bytes] | None = None
+        self._errpump: threading.Thread | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.listeners: list[socket.socket] = []
         self.scoreboard: Scoreboard | None = None
@@ -107,9 +112,17 @@ class Supervisor:
         env[root.ENV_LISTENERS] = ",".join(map(str, fds))
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_src_dir(), env.get("PYTHONPATH", "")) if p)
         stderr = self._stderr_target
+        pipe_w = -1
         if stderr is None:
+            # a temp file (its tail is shown on failure), fed through a pipe by a thread that
+            # keeps it under STDERR_CAP: a log flood must not fill the disk (issue 11)
             self._errfile = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
-            stderr = self._errfile
+            pipe_r, pipe_w = os.pipe()
+            self._errpump = threading.Thread(
+                target=_pump_capped, args=(pipe_r, self._errfile), daemon=True
+            )
+            self._errpump.start()
+            stderr = pipe_w
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "servers.root", cfg.to_json()],
             pass_fds=[self.scoreboard.fd, *fds],
@@ -119,6 +132,8 @@ class Supervisor:
             stderr=stderr,
             start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
         )
+        if pipe_w >= 0:
+            os.close(pipe_w)  # the server holds the only write end: EOF ends the pump
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -142,7 +157,7 @@ class Supervisor:
                 raise ServerError(f"{self.config.model} did not start within {timeout:g} s")
             time.sleep(0.01)
         left = max(1.0, deadline - time.monotonic())
-        if not probe(self.config.host, self.port, left):
+        if not probe(LOCAL_FOR_ANY.get(self.config.host, self.config.host), self.port, left):
             if self.proc.poll() is not None:
                 raise ServerError(self._death_message())
             raise ServerError(
@@ -157,8 +172,12 @@ class Supervisor:
         code = self.proc.returncode if self.proc else None
         msg = self.scoreboard.header.error.decode(errors="replace") if self.scoreboard else ""
         if not msg and self._errfile is not None:
-            self._errfile.seek(0)
-            lines = [ln for ln in self._errfile.read().decode(errors="replace").splitlines() if ln]
+            if self._errpump is not None:
+                self._errpump.join(1.0)  # the server is gone: the pump reaches EOF
+            with _errlock:
+                self._errfile.seek(0)
+                text = self._errfile.read().decode(errors="replace")
+            lines = [ln for ln in text.splitlines() if ln]
             msg = lines[-1] if lines else ""
         return f"{self.config.model} exited at start (code {code})" + (f": {msg}" if msg else "")
 
@@ -190,8 +209,12 @@ class Supervisor:
         if self.scoreboard is not None:
             self.scoreboard.close()
             self.scoreboard = None
+        if self._errpump is not None:
+            self._errpump.join(1.0)
+            self._errpump = None
         if self._errfile is not None:
-            self._errfile.close()
+            with _errlock:
+                self._errfile.close()
             self._errfile = None
 
     def __enter__(self) -> Supervisor:
@@ -204,6 +227,14 @@ class Supervisor:
     @property
     def url(self) -> str:
         host = self.config.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def local_url(self) -> str:
+        """The URL to load it through from this machine: a server listening on every
+        interface (0.0.0.0, ::) is loaded through loopback, which the load generator takes."""
+        host = LOCAL_FOR_ANY.get(self.config.host, self.config.host)
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
@@ -235,6 +266,33 @@ class Supervisor:
         if self.proc is None:
             return []
         return [self.proc.pid, *self.worker_pids()]
+
+
+STDERR_CAP = 1024 * 1024  # bytes of a server's stderr kept by `run` and the TUI
+_errlock = threading.Lock()
+
+
+def _pump_capped(fd: int, out: IO[bytes], cap: int = STDERR_CAP) -> None:
+    """Copy `fd` into `out` until EOF, keeping `out` under `cap` bytes: when it would grow
+    past it, it is emptied and restarted with a line counting what was dropped, so the
+    latest lines (what a failure message shows) are kept."""
+    dropped = 0
+    try:
+        while chunk := os.read(fd, 65536):
+            with _errlock:
+                if out.closed:
+                    continue  # stopped: read on to EOF so the server never blocks
+                if out.tell() + len(chunk) > cap:
+                    dropped += out.tell()
+                    out.seek(0)
+                    out.truncate()
+                    out.write(f"[serverscope: {dropped} earlier bytes dropped]\n".encode())
+                out.write(chunk[-cap // 2 :])
+                out.flush()
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(fd)
 
 
 def _kill_group(pgid: int) -> None:

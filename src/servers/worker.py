@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 
+from . import guard
 from .arbiter import Arbiter
 from .blocking import serve_connection
 from .config import ConfigError, ServerConfig, check_range
@@ -26,6 +27,7 @@ from .root import RootContext
 from .scoreboard import DEFAULT_SLOTS, KIND_THREAD, State
 
 START_SERVERS = 3  # Apache worker's StartServers
+THREAD_DEATH = 1  # the status a thread's death records on the scoreboard (an exception)
 THREADS_PER_CHILD = 25  # Apache's ThreadsPerChild
 
 
@@ -60,28 +62,42 @@ def run(ctx: RootContext) -> int:
         slot: int, child: int, idle: threading.Semaphore, handed: queue.SimpleQueue[socket.socket]
     ) -> None:
         w = board.claim(slot, kind=KIND_THREAD, group=child)
-        while True:
-            w.state(State.WAITING)
-            idle.release()  # one more idle thread: the listener may accept for it
-            sock = handed.get()
-            w.accepted()
-            serve_connection(sock, w, ctx.limits)
+        sock = None
+        try:
+            while True:
+                w.state(State.WAITING)
+                sock = None
+                idle.release()  # one more idle thread: the listener may accept for it
+                sock = handed.get()
+                w.accepted()
+                serve_connection(sock, w, ctx.limits)
+        except BaseException as e:  # the thread dies anyway: record it and replace it
+            guard.unexpected("worker thread", e)
+            if sock is not None:
+                sock.close()
+            board.mark_dead(slot, THREAD_DEATH)
+            # the dead thread's idle.release() was used for the connection it held; its
+            # replacement releases one again when it waits, so the listener's count is right
+            start_thread(slot, child, idle, handed)
+
+    def start_thread(*args: object) -> None:
+        threading.Thread(target=thread_main, args=args, daemon=True).start()
 
     def child_main(child: int) -> None:
         idle = threading.Semaphore(0)
         handed: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
         for k in range(nthreads):
-            args = (child * nthreads + k, child, idle, handed)
-            threading.Thread(target=thread_main, args=args, daemon=True).start()
+            start_thread(child * nthreads + k, child, idle, handed)
         listener = ctx.listener
+        failed = guard.EverySecond("worker")
         while True:  # the listener thread
             idle.acquire()  # wait for an idle thread before accepting
             try:
                 sock, _ = listener.accept()
-            except OSError as e:  # EMFILE and the like: say so, back off, keep the process
+            except OSError as e:  # EMFILE and the like: say so (once a second), back off
                 if not isinstance(e, InterruptedError):
-                    print(f"serverscope worker: accept failed: {e}", flush=True)
-                    time.sleep(0.1)
+                    failed.hit(f"accept failed: {e}")
+                    time.sleep(guard.ACCEPT_BACKOFF)
                 idle.release()
                 continue
             handed.put(sock)

@@ -11,7 +11,7 @@ from dataclasses import fields
 
 from loadgen import cli as loadgen_cli
 from servers import models
-from servers.config import ConfigError, ServerConfig
+from servers.config import ConfigError, ServerConfig, is_loopback_host
 from servers.supervisor import ServerError, Supervisor
 from serverscope import compare as compare_cmd
 from serverscope import demos as demo_cmd
@@ -79,6 +79,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         default=60.0,
         help="Timeout: seconds for a request to arrive whole (60)",
     )
+    g.add_argument(
+        "--max-cpu-ms",
+        type=_seconds,
+        default=10_000.0,
+        help="per-request CPU ceiling of /work?cpu_ms=, ms; more is answered 400 (10000)",
+    )
     g.add_argument("--start-servers", type=_positive_int, help="StartServers")
     g.add_argument("--min-spare", type=_positive_int, help="MinSpareServers / MinSpareThreads")
     g.add_argument("--max-spare", type=_positive_int, help="MaxSpareServers / MaxSpareThreads")
@@ -138,6 +144,12 @@ def cmd_serve(a: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     sup = Supervisor(cfg, stderr=sys.stderr.fileno())
+    if not is_loopback_host(sup.config.host):
+        print(
+            f"serverscope serve: warning: listening on {sup.config.host}, the server is "
+            "reachable from other machines (use --host 127.0.0.1 to keep it local)",
+            file=sys.stderr,
+        )
     sup.start()
     try:
         snap = sup.read()

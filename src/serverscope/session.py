@@ -157,7 +157,7 @@ class Session:
         if self.runner is not None:
             self.runner.stop()
         self.level = level
-        self.runner = LoadRunner(self.supervisor.url, level, engine=self.engine).start()
+        self.runner = LoadRunner(self.supervisor.local_url, level, engine=self.engine).start()
         self.log("load", f"load {level.name}: {level.describe()} for {level.duration:g} s")
 
     def _stop(self) -> None:

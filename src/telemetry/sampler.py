@@ -220,6 +220,7 @@ class SupervisorSource:
             spawns=m.spawns,
             deaths=m.deaths,
             dispatches=m.dispatches,
+            handoff_failures=m.handoff_failures,
             last_death_pid=m.last_death_pid or None,
             last_death_status=m.last_death_status if m.last_death_pid else None,
             last_death_age_s=(now - m.last_death_time) if m.last_death_pid else None,

@@ -223,6 +223,7 @@ class ModelInfo:
     deaths: int | None = None  # workers that died, total
     dispatches: int | None = None  # connections handed out by a master (cluster), total
     dispatches_delta: int | None = None  # ... in the interval
+    handoff_failures: int | None = None  # accepted, never handed to a worker (cluster), total
     last_death_pid: int | None = None
     last_death_status: int | None = None  # waitpid status (signal number if killed)
     last_death_age_s: float | None = None  # seconds since the last death
