@@ -321,3 +321,53 @@ def test_two_thousand_malformed_requests_leave_a_model_whole(start_server, model
     wait_until(lambda: fuzzing.answers_root(sup.port, 1.0), 5, "GET / answered within 1 s")
     grown = fuzzing.tree_rss(sup.pids()) - base
     assert grown < 50 * MIB, f"{grown / MIB:.1f} MiB"
+
+
+@pytest.mark.parametrize("model", ["many_accepts", "cluster", "goroutines"])
+def test_a_full_fd_table_is_logged_in_a_few_lines_and_cluster_counts_lost_handoffs(
+    monkeypatch, model
+):
+    import resource
+
+    import servers.supervisor as supervisor_mod
+
+    real_popen = subprocess.Popen
+
+    def popen(*a, **k):  # the server (only) runs with 64 fds
+        k["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        return real_popen(*a, **k)
+
+    cfg = ServerConfig(model=model, workers=1)
+    with tempfile.TemporaryFile() as err:
+        monkeypatch.setattr(supervisor_mod.subprocess, "Popen", popen)
+        sup = supervisor_mod.Supervisor(cfg, stderr=err.fileno()).start()
+        monkeypatch.setattr(supervisor_mod.subprocess, "Popen", real_popen)
+        pids = sup.pids()
+        clients = []
+        try:
+            for _ in range(100):
+                c = socket.create_connection(("127.0.0.1", sup.port), timeout=5)
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                clients.append(c)
+            if model == "cluster":
+                wait_until(lambda: sup.read().model.handoff_failures > 0, 5, "lost hand-offs")
+            else:
+
+                def logged() -> bool:
+                    err.seek(0)
+                    return b"Too many open files" in err.read()
+
+                wait_until(logged, 5, "the accept failure logged")
+            t_end = time.monotonic() + 2.0
+            while time.monotonic() < t_end:  # the window of the old floods (~5,000 lines/s)
+                time.sleep(0.05)
+        finally:
+            for c in clients:
+                c.close()
+        wait_until(lambda: fuzzing.answers_root(sup.port, 1.0), 10, "GET / answered again")
+        assert sup.read().model.deaths == 0 and all(os.path.exists(f"/proc/{p}") for p in pids)
+        sup.stop()
+        err.seek(0)
+        text = err.read()
+    assert b"Traceback" not in text
+    assert text.count(b"\n") <= 3 * 4, text[-500:]  # <= a line a second per process, ~3 s

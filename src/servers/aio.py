@@ -287,17 +287,37 @@ def serve_listener(
     listener_index: int = 0,
     exclusive: bool = False,
 ) -> None:
-    """A worker process that accepts on `listener` itself, with asyncio's accept handler
-    (which takes up to `backlog` connections per wake-up)."""
+    """A worker process that accepts on `listener` itself, taking up to `backlog`
+    connections per wake-up as asyncio's accept handler does.
+
+    Not `loop.create_server`: on EMFILE CPython 3.11's handler logs a traceback and
+    schedules a retry for each of the `backlog` iterations of its loop instead of stopping
+    (under `ulimit -n 64` with 200 clients: 39,795 tracebacks, 16 MB, in 8 s). Here the
+    first EMFILE/ENFILE stops accepting for ACCEPT_BACKOFF and is reported once a second."""
     w = ctx.scoreboard.claim(slot, listener=listener_index)
     loop = new_loop(exclusive=exclusive)
+    fd = listener.fileno()
     if exclusive:
-        loop._selector.exclusive.add(listener.fileno())  # type: ignore[attr-defined]
+        loop._selector.exclusive.add(fd)  # type: ignore[attr-defined]
     worker = AsyncWorker(loop, w, ctx.limits)
     listener.setblocking(False)
-    loop.run_until_complete(
-        loop.create_server(worker.protocol, sock=listener, backlog=ctx.config.backlog)
-    )
+    backlog = ctx.config.backlog
+    failed = guard.EverySecond("worker")
+
+    def on_accept() -> None:
+        for _ in range(backlog):
+            try:
+                conn, _addr = listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as e:  # EMFILE and the like: stop accepting for a while
+                failed.hit(f"accept failed: {e}")
+                loop.remove_reader(fd)
+                loop.call_later(guard.ACCEPT_BACKOFF, loop.add_reader, fd, on_accept)
+                return
+            adopt(loop, conn, worker.protocol)
+
+    loop.add_reader(fd, on_accept)
     w.state(State.WAITING)
     loop.run_forever()
 

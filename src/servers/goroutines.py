@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 
+from . import guard
 from .aio import AsyncWorker, HttpProtocol, adopt, new_loop
 from .http import Limits
 from .models import ModelSpec
@@ -85,13 +86,14 @@ def run(ctx: RootContext) -> int:
 
     dispatched = [0] * n  # written by this (the acceptor) thread only
     listener = ctx.listener
+    failed = guard.EverySecond("goroutines")
     while True:
         try:
             sock, _ = listener.accept()
-        except OSError as e:  # EMFILE and the like: say so, back off
+        except OSError as e:  # EMFILE and the like: say so (once a second), back off
             if not isinstance(e, InterruptedError):
-                print(f"serverscope goroutines: accept failed: {e}", flush=True)
-                time.sleep(0.1)
+                failed.hit(f"accept failed: {e}")
+                time.sleep(guard.ACCEPT_BACKOFF)
             continue
         k = min(range(n), key=lambda i: dispatched[i] - loops[i].finished)
         dispatched[k] += 1
