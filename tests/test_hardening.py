@@ -371,3 +371,18 @@ def test_a_full_fd_table_is_logged_in_a_few_lines_and_cluster_counts_lost_handof
         text = err.read()
     assert b"Traceback" not in text
     assert text.count(b"\n") <= 3 * 4, text[-500:]  # <= a line a second per process, ~3 s
+
+
+def test_lost_cluster_handoffs_reach_the_event_log():
+    from dataclasses import replace
+
+    from serverscope.session import EventDeriver
+    from telemetry import synthetic
+
+    a = synthetic.snapshot(seq=0, time=100.0)
+    assert a.model is not None
+    a = replace(a, model=replace(a.model, handoff_failures=3))
+    b = replace(a, seq=1, time=100.25, model=replace(a.model, handoff_failures=10))
+    deriver = EventDeriver()
+    log = [(e.kind, e.message) for s in (a, b) for e in deriver.step(s)]
+    assert ("error", "7 connections lost in hand-off to a worker (10 so far)") in log

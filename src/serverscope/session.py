@@ -73,6 +73,13 @@ class EventDeriver:
             spawned = (m.spawns or 0) - (pm.spawns or 0)
             if spawned > 0:
                 log("spawn", f"master spawned {spawned} worker{'s' * (spawned > 1)}")
+            lost = (m.handoff_failures or 0) - (pm.handoff_failures or 0)
+            if lost > 0:  # cluster: accepted, never served (no worker, or no free fd)
+                log(
+                    "error",
+                    f"{lost} connection{'s' * (lost > 1)} lost in hand-off to a worker "
+                    f"({m.handoff_failures} so far)",
+                )
         # the kernel's counter is namespace-wide: it counts only while one of ours is near full
         near_full = any(ln.fill >= OVERFLOW_NEAR_FULL for ln in snap.listeners)
         overflowing = any(ln.full for ln in snap.listeners) or (
