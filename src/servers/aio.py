@@ -183,7 +183,6 @@ class HttpProtocol(asyncio.Protocol):
     def _send(self, req: Request, reply: app.Reply) -> None:
         out = self.conn.response(req, reply.status, reply.body, reply.content_type)
         self.transport.write(out)
-        self.progress = time.monotonic()
         self.worker.w.served(len(out))
 
     def _finish(self, req: Request, reply: app.Reply) -> None:
@@ -199,12 +198,13 @@ class HttpProtocol(asyncio.Protocol):
     def _after(self) -> None:
         conn = self.conn
         limits = self.worker.limits
+        now = self.progress = time.monotonic()  # we wrote: the --timeout for reading starts
         if conn.must_close or (self.eof and not (self.paused or self.scheduled)):
             self.transport.close()  # after the buffer drains; expire() aborts a stuck one
-            self.deadline = time.monotonic() + limits.request_timeout
+            self.deadline = now + limits.request_timeout
         else:
             wait = limits.keepalive_timeout if conn.idle else limits.request_timeout
-            self.deadline = time.monotonic() + wait
+            self.deadline = now + wait
         self.worker.settle()
 
     def expire(self) -> None:
