@@ -3,8 +3,11 @@
 Hand-written rather than h11 because every model's hot path runs through it and the
 comparison with uvicorn/gunicorn (which parse in C) must be fair: a minimal GET here is
 one ``bytes.find`` and one ``split``, where h11 builds several event objects per request.
-It also carries Apache's limits (8 KiB of headers -> 431, 1 MiB of body -> 413,
-MaxKeepAliveRequests) that h11 does not know about.
+It also carries Apache's limits (8 KiB of headers -> 431, a longer request target -> 414,
+1 MiB of body -> 413, MaxKeepAliveRequests) that h11 does not know about, and issue 11's:
+a Content-Length of more than 18 digits is 400 before int() sees it (4,301 digits made
+int() raise and killed workers), a request line that is not HTTP/1.x is 400 as soon as it
+is seen, and more than 32 pipelined requests waiting on a connection is 400.
 
 Usage, whatever the I/O style::
 
