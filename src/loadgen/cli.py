@@ -151,6 +151,13 @@ def summary(console: Console, r: LoadResult) -> None:
         values = (p.p50, p.p90, p.p99, p.p999, p.max, h.mean_ms)
         t.add_row(name, *(_ms(v) if h.count else "-" for v in values), str(h.count))
     console.print(t)
+    slow = r.connect.by_second()
+    if slow:
+        console.print(
+            "  [red]Connects by second (SYN retransmits after a dropped handshake): "
+            + ", ".join(f"{k + 1} s: {n}" for k, n in enumerate(slow) if n)
+            + "[/]"
+        )
     console.print(
         f"  {s.requests} requests in {r.elapsed:.2f}s ({s.sent} sent = {s.requests} "
         f"completed + {s.error_count} failed + {s.in_flight} still waiting)"

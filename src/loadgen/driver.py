@@ -322,6 +322,7 @@ class Driver:
             latency_all_ms=everyone.percentiles(),
             oldest_wait_ms=oldest,
             connect_ms=rec.connect.percentiles(),
+            connect_seconds=rec.connect.by_second(),
             rps=float(series[-1]) if series else 0.0,
             rps_series=tuple(float(x) for x in series[start:]),
             sent=rec.sent,

@@ -48,6 +48,8 @@ class LoadStats:
     # completed requests plus every request still waiting, counted at its current age
     latency_all_ms: Percentiles = Percentiles()
     oldest_wait_ms: float | None = None  # age of the oldest request in flight (None: none)
+    # connects that took about 1 s, 2 s, ... (SYN retransmits after accept-queue overflow)
+    connect_seconds: tuple[int, ...] = ()
 
     @property
     def error_count(self) -> int:

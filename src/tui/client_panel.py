@@ -5,7 +5,11 @@ Latency percentiles here include the requests still waiting, at their age so far
 loadgen/driver.py): completed-only figures read `p99 18.6 ms` 12 s into prefork starvation
 while 280 clients were stuck. The `waiting` line counts the requests in flight and the age
 of the oldest; it turns red once the oldest has waited WAIT_ALARM_MS (1 s), the point
-where a local server's client is plainly stuck (and where SYN retransmits begin)."""
+where a local server's client is plainly stuck (and where SYN retransmits begin).
+When handshakes were dropped (a full accept queue), a `connects` line counts the connects
+that took about 1 s, 2 s, 3 s ...: the clusters SYN retransmits make (1 s, 3 s, 7 s with
+exponential backoff; every second for the first five with Linux 6.7+'s default
+net.ipv4.tcp_syn_linear_timeouts = 4, as measured here: 1.00, 2.04, 3.06, 4.08 s)."""
 
 from __future__ import annotations
 
@@ -63,6 +67,12 @@ class ClientPanel(Vertical):
         cp = c.connect_ms
         b.append(ms(cp.p99 if cp.count else None), style=_slow(cp.p99))
         b.append(f"  open {num(c.open_connections)}", style="dim")
+        if c.connect_seconds:  # dropped handshakes: the clusters the SYN retransmits make
+            b.append("\nconnects ", style="dim")
+            for k, n in enumerate(c.connect_seconds):
+                if n:
+                    b.append(f"{k + 1}s", style="dim")
+                    b.append(f"\u00d7{num(n)} ", style="bold red")
         b.append("\nwaiting ", style="dim")
         b.append_text(_waiting(c.in_flight, c.oldest_wait_ms, c.backlog))
         b.append("\nerrors ", style="dim")
