@@ -233,3 +233,65 @@ def test_run_refuses_bad_arguments_in_one_line() -> None:
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     p = _serverscope("run", "--model", "single", "--workers", "3", "--duration", "1")
     assert p.returncode == 2 and "has no --workers" in p.stderr
+
+
+def test_run_refuses_a_zero_duration_in_one_sensible_line() -> None:
+    p = _serverscope("run", "--model", "single", "--duration", "0")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert "--duration" in lines[0] and "more than 0 seconds" in lines[0], lines[0]
+    assert "between 0" not in lines[0]  # "between 0 and 86400, got '0'" contradicted itself
+    p = _serverscope("run", "--model", "single", "--duration", "nan")
+    assert p.returncode == 2 and "expected a number of seconds" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("option", ["--json", "--csv", "--record"])
+def test_run_refuses_an_unwritable_output_before_running(option: str, tmp_path: Path) -> None:
+    """It used to run the whole load first, then fail to write."""
+    missing = tmp_path / "no" / "such" / "dir" / "x.out"
+    p = _serverscope("run", "--model", "single", "--duration", "30", option, str(missing))
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1, p.stderr
+    assert option in lines[0] and "no such directory" in lines[0], lines[0]
+    assert "Requests/sec" not in p.stdout  # nothing ran
+    p = _serverscope("run", "--model", "single", "--duration", "30", option, str(tmp_path))
+    assert p.returncode == 2 and "is a directory" in p.stderr, p.stderr
+
+
+def test_load_and_compare_refuse_an_unwritable_output_before_running(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nodir" / "x.json")
+    p = _serverscope("load", "http://127.0.0.1:9/", "--duration", "30", "--json", missing)
+    assert p.returncode == 2 and "no such directory" in p.stderr, p.stderr
+    p = _serverscope("compare", "--models", "single,prefork", "--duration", "30", "--svg", missing)
+    assert p.returncode == 2 and "--svg" in p.stderr and "no such directory" in p.stderr
+
+
+@pytest.mark.slow
+def test_prefork_starvation_shows_the_waiting_clients_in_runs_json(tmp_path: Path) -> None:
+    """prefork --max-workers 20 under keepalive-idle: 20 children pinned by idle
+    keep-alive clients, the other ~280 clients wait in the accept queue. Completed-only
+    figures hid them; the JSON must count them and their requests must add up."""
+    out = tmp_path / "run.json"
+    p = _serverscope(
+        "run",
+        "--model",
+        "prefork",
+        "--max-workers",
+        "20",
+        "--load",
+        "keepalive-idle",
+        "--duration",
+        "8",
+        "--json",
+        str(out),
+        timeout=90,
+    )
+    assert p.returncode == 0, p.stderr
+    data = json.loads(out.read_text())
+    assert data["in_flight"] > 0, data
+    assert data["oldest_wait_ms"] >= 2000, data["oldest_wait_ms"]
+    assert data["sent"] == data["requests"] + sum(data["errors"].values()) + data["in_flight"]
+    assert data["latency_incl_waiting_ms"]["max"] >= data["oldest_wait_ms"] - 1
+    assert data["latency_incl_waiting_ms"]["p99"] >= 2000  # the waiting are no 1% minority
+    assert "still waiting when the run was cut" in p.stdout, p.stdout
+    assert "+ waiting" in p.stdout

@@ -102,6 +102,56 @@ def test_open_loop_counts_a_stall_as_latency_not_fewer_requests() -> None:
     assert result.latency.count_at_least(200.0) >= 10
 
 
+# -- waiting clients ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["fast", "httpx"])
+def test_requests_that_never_finish_are_counted_as_waiting_live_and_at_the_end(
+    engine: str,
+) -> None:
+    """Two of six clients are served, four wait forever: the completed-only p99 stays in
+    milliseconds, so the waiting ones must show as in flight, oldest age, and in the
+    latency distribution that includes them; at the end, sent = completed + errors + cut."""
+    level = LoadLevel(clients=6, think_ms=50, duration=2.5, read_timeout=30)
+    with (
+        raw_server("serve_two") as port,
+        LoadRunner(f"http://127.0.0.1:{port}/", level, engine) as r,
+    ):
+
+        def stuck() -> bool:
+            s = r.stats()
+            return s.requests > 0 and (s.oldest_wait_ms or 0) >= 1000
+
+        wait_until(stuck, 10, "an oldest wait of 1 s")
+        live = r.stats()
+        result = r.wait(20)
+    assert live.in_flight >= 4, live
+    # the stuck four are in the distribution with the waiting, at >= 1 s: its p99 shows them
+    assert live.latency_all_ms.p99 >= 900, live.latency_all_ms
+    assert live.latency_all_ms.max >= live.oldest_wait_ms - 1  # type: ignore[operator]
+    assert live.latency_all_ms.count == live.latency_ms.count + live.in_flight + live.backlog
+    assert result is not None, r.error
+    s = result.stats
+    assert s.in_flight == 4, s
+    assert s.oldest_wait_ms is not None and s.oldest_wait_ms >= 2500, s.oldest_wait_ms
+    assert s.sent == s.requests + s.error_count + s.in_flight
+    assert result.latency_all is not None
+    assert result.latency_all.count == result.latency.count + 4
+    assert result.latency_all.count_at_least(2500) >= 4
+    data = result.to_json_dict()
+    assert data["in_flight"] == 4 and data["oldest_wait_ms"] >= 2500
+    assert data["sent"] == data["requests"] + sum(data["errors"].values()) + data["in_flight"]
+    assert data["latency_incl_waiting_ms"]["max"] >= 2500
+
+
+def test_nothing_waiting_means_no_oldest_wait(fast_server: Supervisor) -> None:
+    result = run_to_end(fast_server.url, LoadLevel(clients=2, requests=50, duration=10))
+    s = result.stats
+    assert s.in_flight == 0 and s.oldest_wait_ms is None
+    assert s.sent == s.requests + s.error_count == 50
+    assert result.to_json_dict()["oldest_wait_ms"] is None
+
+
 # -- overflow, seen from the client --------------------------------------------------------
 
 
@@ -138,7 +188,7 @@ def test_backlog_overflow_shows_as_one_second_connects() -> None:
 
 @contextmanager
 def raw_server(mode: str) -> Iterator[int]:
-    """A tiny server in a thread: 'reset', 'silent', 'garbage' or 'stall_once'."""
+    """A tiny server in a thread: 'reset', 'silent', 'garbage', 'stall_once' or 'serve_two'."""
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))
@@ -167,6 +217,9 @@ def raw_server(mode: str) -> Iterator[int]:
                 c.sendall(ok)
 
     stalled = threading.Event()
+
+    def noop() -> None:
+        pass
 
     def stall_once() -> None:
         if not stalled.is_set() and time.monotonic() > started + 0.7:
@@ -199,6 +252,10 @@ def raw_server(mode: str) -> Iterator[int]:
                 held.append(c)
             elif mode == "stall_once":
                 threading.Thread(target=serve_keepalive, args=(c, stall_once), daemon=True).start()
+                held.append(c)
+            elif mode == "serve_two":  # the first two connections are served, later ones held
+                if len(held) < 2:
+                    threading.Thread(target=serve_keepalive, args=(c, noop), daemon=True).start()
                 held.append(c)
 
     started = time.monotonic()

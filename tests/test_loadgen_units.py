@@ -137,3 +137,13 @@ def test_cli_refuses_remote_with_one_line(capsys: pytest.CaptureFixture[str]) ->
     assert main(["load", "http://10.9.9.9/", "--duration", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--allow-remote" in err
+
+
+def test_connect_times_are_counted_by_whole_second_for_syn_retransmits() -> None:
+    h = Histogram()
+    for v in (0.0002, 0.4, 1.01, 1.02, 0.98, 2.04, 2.05, 3.06, 40.0):
+        h.record(v)
+    assert h.by_second(upto=15) == (3, 2, 1) + (0,) * 11 + (1,)
+    fast = Histogram()
+    fast.record(0.0003)
+    assert fast.by_second() == ()  # nothing slow: nothing to show

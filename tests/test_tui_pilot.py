@@ -353,3 +353,28 @@ def test_real_command_quits_on_q() -> None:
 @pytest.mark.slow
 def test_real_command_terminal_closed_sighup() -> None:
     _run_in_pty("hup")
+
+
+@aio
+async def test_client_panel_shows_the_waiting_clients_in_red_and_counts_them_in_p99() -> None:
+    """prefork starvation: 46 requests waiting, the oldest 7.2 s. The panel used to show
+    only the completed requests' p99 and a dim `in flight` count."""
+    from rich.text import Text
+
+    from tui.quiet_static import QuietStatic
+
+    app = ServerscopeApp(ReplaySource(tui_scenarios.prefork_keepalive_idle(), start_at=-1))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.last is not None, what="the first frame")
+        await pilot.pause(0.1)
+        body = app.query_one("#client-body", QuietStatic).content
+        assert isinstance(body, Text)
+        line = next((ln for ln in body.plain.splitlines() if ln.startswith("waiting")), "")
+        assert line == "waiting 46, oldest 7.2 s", line
+        start = body.plain.index("46, oldest")
+        assert any("red" in str(sp.style) and sp.start <= start < sp.end for sp in body.spans), (
+            body.spans
+        )
+        c = app.last.client  # type: ignore[union-attr]
+        assert c is not None and c.latency_all_ms.p99 > c.latency_ms.p99
+        assert f"p99 {c.latency_all_ms.p99:.0f} ms" in body.plain  # the p99 with the waiting

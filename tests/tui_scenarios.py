@@ -24,7 +24,7 @@ def many_accepts_burst() -> list[Snapshot]:
         accepts=[26, 1, 2, 0],
         connections=[13, 1, 2, 0],
         cpu=[53, 4, 5, 0],
-        client=_named(client, "burst"),
+        client=_waiting(_named(client, "burst"), 20, 3.0),
     )
 
 
@@ -44,7 +44,7 @@ def prefork_keepalive_idle() -> list[Snapshot]:
         cpu=[0.2],
         requests=[0, 0, 0, 1],
         queue=44,
-        client=_named(client, "keepalive-idle"),
+        client=_waiting(_named(client, "keepalive-idle"), 46, 7_200.0),
     )
 
 
@@ -66,7 +66,7 @@ def event_keepalive_idle() -> list[Snapshot]:
         cpu=[1.0, 0.5, 0.0],
         requests=[1, 0, 1, 0],
         queue=0,
-        client=_named(client, "keepalive-idle"),
+        client=_waiting(_named(client, "keepalive-idle"), 3, 1.1),
     )
 
 
@@ -74,3 +74,21 @@ def _named(stats: LoadStats, level: str) -> LoadStats:
     import dataclasses
 
     return dataclasses.replace(stats, level=level)
+
+
+def _waiting(stats: LoadStats, in_flight: int, oldest_ms: float) -> LoadStats:
+    """Requests in flight and the oldest's age; the distribution with the waiting has them
+    at up to that age (prefork: the 44 queued clients have waited since the ramp, ~7 s)."""
+    import dataclasses
+
+    lat = stats.latency_ms
+    everyone = dataclasses.replace(
+        lat,
+        p99=max(lat.p99, oldest_ms * 0.97),
+        p999=max(lat.p999, oldest_ms),
+        max=max(lat.max, oldest_ms),
+        count=lat.count + in_flight,
+    )
+    return dataclasses.replace(
+        stats, in_flight=in_flight, oldest_wait_ms=oldest_ms, latency_all_ms=everyone
+    )

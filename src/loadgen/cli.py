@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -20,6 +22,7 @@ from .runner import LoadRunner
 from .stats import ERROR_KINDS, LoadStats
 
 EXIT_USAGE = 2
+WAIT_ALARM_MS = 1000.0  # a request waiting this long is shown in red (SYN retries start at 1 s)
 
 
 def live_progress(console: Console) -> Progress:
@@ -120,6 +123,8 @@ def live_figures(s: LoadStats) -> str:
     errs = s.error_count
     text = f"{s.requests} req  {s.rps:.0f} req/s  p99 {_ms(s.latency_ms.p99)}"
     text += f"  open {s.open_connections}"
+    if s.oldest_wait_ms is not None and s.oldest_wait_ms >= WAIT_ALARM_MS:
+        text += f"  [red]waiting {s.in_flight}, oldest {s.oldest_wait_ms / 1000:.1f} s[/]"
     if errs:
         text += f"  [red]errors {errs}[/]"
     if s.backlog:
@@ -135,12 +140,34 @@ def summary(console: Console, r: LoadResult) -> None:
     t.add_column("")
     for col in ("p50", "p90", "p99", "p99.9", "max", "mean", "count"):
         t.add_column(col, justify="right")
-    for name, h in (("Latency", r.latency), ("Connect", r.connect)):
+    rows = [("Latency", r.latency)]
+    waiting = s.in_flight + s.backlog
+    if waiting and r.latency_all is not None:
+        # completed plus the requests still waiting when the run was cut, at their age then
+        rows.append(("+ waiting", r.latency_all))
+    rows.append(("Connect", r.connect))
+    for name, h in rows:
         p = h.percentiles()
         values = (p.p50, p.p90, p.p99, p.p999, p.max, h.mean_ms)
         t.add_row(name, *(_ms(v) if h.count else "-" for v in values), str(h.count))
     console.print(t)
-    console.print(f"  {s.requests} requests in {r.elapsed:.2f}s ({s.sent} sent)")
+    slow = r.connect.by_second()
+    if slow:
+        console.print(
+            "  [red]Connects by second (SYN retransmits after a dropped handshake): "
+            + ", ".join(f"{k + 1} s: {n}" for k, n in enumerate(slow) if n)
+            + "[/]"
+        )
+    console.print(
+        f"  {s.requests} requests in {r.elapsed:.2f}s ({s.sent} sent = {s.requests} "
+        f"completed + {s.error_count} failed + {s.in_flight} still waiting)"
+    )
+    if s.in_flight:
+        style = "red" if (s.oldest_wait_ms or 0) >= WAIT_ALARM_MS else "yellow"
+        console.print(
+            f"  [{style}]{s.in_flight} requests still waiting when the run was cut, the oldest "
+            f"for {_ms(s.oldest_wait_ms or 0.0)}: counted at that age in '+ waiting'[/]"
+        )
     if s.backlog:
         console.print(
             f"  [yellow]{s.backlog} scheduled requests never sent: the server fell behind"
@@ -152,6 +179,24 @@ def summary(console: Console, r: LoadResult) -> None:
     if r.error:
         console.print(f"  [red]{r.error}[/]")
     console.print(f"Requests/sec: {r.rps:10.2f}")
+
+
+def check_output(option: str, path: str | None) -> None:
+    """Refuse an output file that cannot be written, before anything runs (OSError, one line
+    naming the option and the problem). Nothing is created: the run may still fail."""
+    if not path:
+        return
+    target = Path(path)
+    where = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OSError(f"cannot write {option} {path}: it is a directory")
+    if not where.is_dir():
+        what = "not a directory" if where.exists() else "no such directory"
+        raise OSError(f"cannot write {option} {path}: {what}: {where}")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise OSError(f"cannot write {option} {path}: permission denied")
+    if not target.exists() and not os.access(where, os.W_OK | os.X_OK):
+        raise OSError(f"cannot write {option} {path}: permission denied in {where}")
 
 
 def run(a: argparse.Namespace) -> int:
@@ -166,6 +211,12 @@ def run(a: argparse.Namespace) -> int:
     if not a.url:
         print("serverscope load: give a URL, e.g. http://127.0.0.1:8080/", file=sys.stderr)
         return EXIT_USAGE
+    if a.json:
+        try:
+            check_output("--json", a.json)
+        except OSError as e:
+            print(f"serverscope load: {e}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         level = level_from_args(a)
         runner = LoadRunner(a.url, level, a.engine, a.allow_remote, use_uvloop=not a.no_uvloop)

@@ -120,6 +120,18 @@ class Histogram:
         start = index_of(int(ms * 1000))
         return sum(self.counts[start:])
 
+    def by_second(self, upto: int = 15) -> tuple[int, ...]:
+        """Counts of values nearest to 1 s, 2 s, ... `upto` s (the last takes all above):
+        where SYN retransmits put connect times. Empty when no value reaches 0.5 s."""
+        out = [0] * upto
+        for i in range(index_of(500_000), NBUCKETS):
+            c = self.counts[i]
+            if c:
+                low, high = bucket_bounds(i)
+                k = min(upto, max(1, round((low + high) / 2_000_000)))
+                out[k - 1] += c
+        return tuple(out) if any(out) else ()
+
     def buckets(self) -> Iterator[tuple[float, float, int]]:
         """(low_ms, high_ms, count) of every non-empty bucket, in order."""
         for i, c in enumerate(self.counts):

@@ -20,6 +20,8 @@ class LoadResult:
     elapsed: float  # seconds the run issued requests for (plus the final drain)
     rps_series: tuple[float, ...]  # completed per second, from the start, whole seconds
     error: str | None = None  # why the run stopped early, if it did
+    # completed requests plus those cut at the end (and unsent tickets), at their age then
+    latency_all: Histogram | None = None
 
     @property
     def requests(self) -> int:
@@ -43,12 +45,21 @@ class LoadResult:
             "target_rate": s.target_rate,
             "duration_s": round(self.elapsed, 3),
             "requests": s.requests,
-            "sent": s.sent,
+            "sent": s.sent,  # = requests + errors + in_flight
+            "in_flight": s.in_flight,  # sent, still unanswered when the run was cut
+            "oldest_wait_ms": _ms(s.oldest_wait_ms),
             "unsent": s.backlog,  # open loop: scheduled but still waiting at the end
             "rps": round(self.rps, 2),
             "errors": {k: s.errors.get(k, 0) for k in ERROR_KINDS},
             "status": {str(k): v for k, v in sorted(s.status.items())},
             "latency_ms": {**pct(self.latency.percentiles()), "mean": self.latency.mean_ms},
+            "latency_incl_waiting_ms": {
+                **pct(self.latency_all.percentiles()),
+                "mean": self.latency_all.mean_ms,
+                "count": self.latency_all.count,
+            }
+            if self.latency_all is not None
+            else None,
             "connect_ms": {
                 **pct(self.connect.percentiles()),
                 "mean": self.connect.mean_ms,
@@ -57,3 +68,7 @@ class LoadResult:
             "rps_series": list(self.rps_series),
             "error": self.error,
         }
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)

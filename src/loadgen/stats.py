@@ -33,7 +33,7 @@ class LoadStats:
     requests: int  # completed requests (any status)
     status: dict[int, int] = field(default_factory=dict)  # by HTTP status code
     errors: dict[str, int] = field(default_factory=dict)  # by kind, see ERROR_KINDS
-    in_flight: int = 0
+    in_flight: int = 0  # sent, neither answered nor failed (at the end: cut by the drain)
     open_connections: int = 0
     latency_ms: Percentiles = Percentiles()  # whole request, from its intended send time
     connect_ms: Percentiles = Percentiles()
@@ -44,7 +44,19 @@ class LoadStats:
     backlog: int = 0  # open loop: requests due but waiting for a free connection
     series_start: int = 0  # second of rps_series[0]: live stats carry the last 600 s only
     engine: str = ""  # "fast" or "httpx"
+    # added for waiting clients (issue 12); see driver.py's docstring for exactly what:
+    # completed requests plus every request still waiting, counted at its current age
+    latency_all_ms: Percentiles = Percentiles()
+    oldest_wait_ms: float | None = None  # age of the oldest request in flight (None: none)
+    # connects that took about 1 s, 2 s, ... (SYN retransmits after accept-queue overflow)
+    connect_seconds: tuple[int, ...] = ()
 
     @property
     def error_count(self) -> int:
         return sum(self.errors.values())
+
+    @property
+    def waiting_latency(self) -> Percentiles:
+        """The distribution to show: with the waiting requests when known (recordings made
+        before they were carried have only the completed ones)."""
+        return self.latency_all_ms if self.latency_all_ms.count else self.latency_ms

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from loadgen import cli as loadgen_cli
 from loadgen.levels import LoadError, LoadLevel
 from servers import models
 from servers.config import ConfigError, ServerConfig
@@ -374,6 +375,12 @@ def command(a: argparse.Namespace, config_from_args: headless.ConfigFromArgs) ->
     try:
         level = headless.level_from_args(a)
     except LoadError as e:
+        print(f"serverscope compare: {e}", file=sys.stderr)
+        return headless.EXIT_START
+    try:  # an output that cannot be written is refused before minutes of runs
+        loadgen_cli.check_output("--svg", a.svg)
+        loadgen_cli.check_output("--json", a.json)
+    except OSError as e:
         print(f"serverscope compare: {e}", file=sys.stderr)
         return headless.EXIT_START
     names = parse_models(a.models)  # ConfigError: one line, exit 2 (the CLI's main)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import signal
 import sys
 import threading
@@ -157,6 +158,12 @@ class RunSummary:
         return self.result.latency.percentiles() if self.result else Percentiles()
 
     @property
+    def latency_all(self) -> Percentiles:
+        """Completed requests plus those still waiting when the run was cut, at their age."""
+        r = self.result
+        return r.latency_all.percentiles() if r and r.latency_all else Percentiles()
+
+    @property
     def connect(self) -> Percentiles:
         return self.result.connect.percentiles() if self.result else Percentiles()
 
@@ -198,8 +205,15 @@ class RunSummary:
             "level_detail": self.level.describe(),
             "duration_s": round(self.duration_s, 3),
             "requests": r.requests if r else 0,
+            # sent = requests + errors + in_flight; in_flight: still unanswered at the end
+            "sent": r.stats.sent if r else 0,
+            "in_flight": r.stats.in_flight if r else 0,
+            "oldest_wait_ms": _round(r.stats.oldest_wait_ms if r else None, 1),
             "rps": round(self.rps, 2),
             "latency_ms": pct(self.latency, r.latency.mean_ms if r else 0.0),
+            "latency_incl_waiting_ms": pct(self.latency_all, r.latency_all.mean_ms)
+            if r is not None and r.latency_all is not None
+            else None,
             "connect_ms": pct(self.connect, r.connect.mean_ms if r else 0.0),
             "errors": self.errors,
             "accept_jain": _round(self.accept_jain),
@@ -247,6 +261,9 @@ CSV_FIELDS = (
     "latency_p99_ms",
     "connect_p99_ms",
     "open_connections",
+    "in_flight",
+    "oldest_wait_ms",
+    "latency_all_p99_ms",
     "queue",
     "queue_limit",
     "overflows_delta",
@@ -408,6 +425,9 @@ def _series_row(snap: Snapshot, t: float) -> dict[str, Any]:
         "latency_p99_ms": c.latency_ms.p99 if c else None,
         "connect_p99_ms": c.connect_ms.p99 if c else None,
         "open_connections": c.open_connections if c else None,
+        "in_flight": c.in_flight if c else None,
+        "oldest_wait_ms": _round(c.oldest_wait_ms, 1) if c else None,
+        "latency_all_p99_ms": c.latency_all_ms.p99 if c and c.latency_all_ms.count else None,
         "queue": snap.queue,
         "queue_limit": snap.queue_limit,
         "overflows_delta": k.overflows_delta if k else None,
@@ -652,12 +672,17 @@ def add_load_args(p: argparse.ArgumentParser) -> None:
 
 
 def _duration(text: str) -> float:
+    """Seconds, more than 0 and at most a day (every run ends by itself)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 < value <= 24 * 3600:
-        raise argparse.ArgumentTypeError(f"expected seconds between 0 and 86400, got {text!r}")
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    if value > 24 * 3600:
+        raise argparse.ArgumentTypeError(f"must be at most 86400 seconds (a day), got {text}")
     return value
 
 
@@ -721,6 +746,12 @@ def command(a: argparse.Namespace, config_from_args: ConfigFromArgs) -> int:
     try:
         level = level_from_args(a)
     except LoadError as e:
+        print(f"serverscope run: {e}", file=sys.stderr)
+        return EXIT_START
+    try:
+        for option in ("json", "csv", "record"):
+            loadgen_cli.check_output(f"--{option}", getattr(a, option))
+    except OSError as e:
         print(f"serverscope run: {e}", file=sys.stderr)
         return EXIT_START
     config = config_from_args(a.model, a)

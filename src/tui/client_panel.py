@@ -1,5 +1,15 @@
 """Client: what the load generator sees: throughput (a sparkline of req/s per second, from
-zero), latency, connect time, errors by kind."""
+zero), latency, connect time, the clients still waiting, errors by kind.
+
+Latency percentiles here include the requests still waiting, at their age so far (see
+loadgen/driver.py): completed-only figures read `p99 18.6 ms` 12 s into prefork starvation
+while 280 clients were stuck. The `waiting` line counts the requests in flight and the age
+of the oldest; it turns red once the oldest has waited WAIT_ALARM_MS (1 s), the point
+where a local server's client is plainly stuck (and where SYN retransmits begin).
+When handshakes were dropped (a full accept queue), a `connects` line counts the connects
+that took about 1 s, 2 s, 3 s ...: the clusters SYN retransmits make (1 s, 3 s, 7 s with
+exponential backoff; every second for the first five with Linux 6.7+'s default
+net.ipv4.tcp_syn_linear_timeouts = 4, as measured here: 1.00, 2.04, 3.06, 4.08 s)."""
 
 from __future__ import annotations
 
@@ -7,6 +17,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
+from loadgen.cli import WAIT_ALARM_MS
 from loadgen.stats import ERROR_KINDS
 
 from .drawing import ms, num, spark
@@ -46,7 +57,7 @@ class ClientPanel(Vertical):
             line.append(f"  peak {num(max(series))}/s" if len(series) + 14 <= width else "", "dim")
         sparkline.show_content(line, height=1)
         b = Text(no_wrap=True, overflow="ellipsis")
-        lat = c.latency_ms
+        lat = c.waiting_latency
         b.append("latency ", style="dim")
         b.append(f"p50 {ms(lat.p50 if lat.count else None)}")
         b.append("  p99 ", style="dim")
@@ -55,7 +66,15 @@ class ClientPanel(Vertical):
         b.append("p99 ", style="dim")
         cp = c.connect_ms
         b.append(ms(cp.p99 if cp.count else None), style=_slow(cp.p99))
-        b.append(f"  open {num(c.open_connections)}  in flight {num(c.in_flight)}", style="dim")
+        b.append(f"  open {num(c.open_connections)}", style="dim")
+        if c.connect_seconds:  # dropped handshakes: the clusters the SYN retransmits make
+            b.append("\nconnects ", style="dim")
+            for k, n in enumerate(c.connect_seconds):
+                if n:
+                    b.append(f"{k + 1}s", style="dim")
+                    b.append(f"\u00d7{num(n)} ", style="bold red")
+        b.append("\nwaiting ", style="dim")
+        b.append_text(_waiting(c.in_flight, c.oldest_wait_ms, c.backlog))
         b.append("\nerrors ", style="dim")
         errs = [(k, c.errors.get(k, 0)) for k in ERROR_KINDS if c.errors.get(k)]
         errs += [(k, v) for k, v in c.errors.items() if k not in ERROR_KINDS and v]
@@ -65,6 +84,22 @@ class ClientPanel(Vertical):
             b.append(" · " if i else "")
             b.append(f"{kind} {n:,}", style="bold red")
         body.show_content(b, height=line_count(b))
+
+
+def _waiting(in_flight: int, oldest_ms: float | None, unsent: int) -> Text:
+    """`280, oldest 12.3 s` (red from 1 s); `-` when the age is unknown (old recordings)."""
+    t = Text()
+    alarm = oldest_ms is not None and oldest_ms >= WAIT_ALARM_MS
+    style = "bold red" if alarm else ""
+    t.append(num(in_flight), style=style)
+    if unsent:
+        t.append(f" (+{num(unsent)} unsent)", style="bold red" if alarm else "yellow")
+    if oldest_ms is None:
+        t.append(", oldest -" if in_flight else "", style="dim")
+    else:
+        t.append(", oldest ", style=style or "dim")
+        t.append(f"{oldest_ms / 1000:.1f} s" if oldest_ms >= 1000 else ms(oldest_ms), style=style)
+    return t
 
 
 def _slow(value_ms: float) -> str:
