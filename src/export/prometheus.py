@@ -35,12 +35,8 @@ Cost: bench/bench_export.py renders a 250-worker snapshot per scrape (README has
 
 from __future__ import annotations
 
-import argparse
-import ipaddress
-import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -48,12 +44,20 @@ from prometheus_client.registry import Collector
 
 from telemetry.snapshot import STATES, Snapshot, WorkerSample
 
-DEFAULT_EXPORT_PORT = 9464  # the port OpenTelemetry's Prometheus exporter uses by default
+from .cli import ExportAddress, ExportError, add_args, from_args, parse_address
+
+__all__ = [
+    "ExportAddress",
+    "ExportError",
+    "SnapshotCollector",
+    "SnapshotExporter",
+    "add_args",
+    "from_args",
+    "parse_address",
+    "role_of",
+]
+
 WORKER_LABELS = ("model", "pid", "tid", "role", "worker")
-
-
-class ExportError(ValueError):
-    """A bad --export value, or an address it cannot bind; the message is one line."""
 
 
 def role_of(w: WorkerSample) -> str:
@@ -239,45 +243,6 @@ class SnapshotCollector(Collector):
 # -- serving ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ExportAddress:
-    host: str
-    port: int
-
-    @property
-    def loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False  # a host name: it may resolve anywhere
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-def parse_address(text: str) -> ExportAddress:
-    """ "127.0.0.1:9464", "[::1]:9464", ":9464" or "9464" (host 127.0.0.1)."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ExportError(f"--export {text!r}: expected [IPv6]:PORT, e.g. [::1]:9464")
-    elif ":" in text:
-        host, _, port = text.rpartition(":")
-    else:
-        host, port = "", text
-    host = host or "127.0.0.1"
-    try:
-        number = int(port)
-    except ValueError:
-        raise ExportError(f"--export {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9464") from None
-    if not 0 <= number <= 65535:
-        raise ExportError(f"--export {text!r}: port {number} is not 0..65535")
-    return ExportAddress(host, number)
-
-
 class SnapshotExporter:
     """The collector plus its HTTP server (`/metrics`, a daemon thread); `close()` stops it."""
 
@@ -327,42 +292,3 @@ class SnapshotExporter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# -- the command line -----------------------------------------------------------------------
-
-
-def add_args(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """`--export HOST:PORT` and `--export-any-host`, for the TUI, `run` and `attach`."""
-    p.add_argument(
-        "--export",
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics of the live snapshots on http://HOST:PORT/metrics "
-        f"(e.g. 127.0.0.1:{DEFAULT_EXPORT_PORT}; loopback unless --export-any-host)",
-    )
-    p.add_argument(
-        "--export-any-host",
-        action="store_true",
-        help="allow --export on a non-loopback address (anyone who reaches it sees the metrics)",
-    )
-
-
-def from_args(a: argparse.Namespace, prog: str = "serverscope") -> SnapshotExporter | None:
-    """The started exporter `--export` asks for (None without it). Raises ExportError on a
-    bad value, a non-loopback address without --export-any-host, or a busy port; warns in
-    one line on stderr when it does bind beyond loopback."""
-    text = getattr(a, "export", None)
-    if not text:
-        return None
-    address = parse_address(text)
-    if not address.loopback:
-        if not getattr(a, "export_any_host", False):
-            raise ExportError(
-                f"--export {address} is not a loopback address; add --export-any-host to "
-                "serve the metrics beyond this machine"
-            )
-        print(
-            f"{prog}: warning: metrics exported on {address}, reachable beyond this machine",
-            file=sys.stderr,
-        )
-    return SnapshotExporter(address).start()
