@@ -18,8 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import assert_all_gone, wait_until
 
+from conftest import assert_all_gone, wait_until
 from export.prometheus import ExportAddress, SnapshotExporter
 from loadgen.levels import preset
 from servers.config import ServerConfig
