@@ -18,7 +18,10 @@ What is exported (all names follow Prometheus conventions: base units, `_total` 
   worker (scoreboard slot, or the position in the snapshot when attached):
   `serverscope_worker_cpu_seconds_total`, `serverscope_worker_open_connections`,
   `serverscope_worker_accepts_total`, `serverscope_worker_requests_total`,
-  `serverscope_worker_state` (one series per state, 1 for the current one: an enum gauge);
+  `serverscope_worker_state{state=...} 1` (the current state only: one series per worker,
+  not ten, since the all-states 0/1 form made a 250-worker scrape 3,513 samples and ~34 ms
+  against 1,263 samples and ~11 ms this way; `count by (state) (serverscope_worker_state)`
+  counts the workers in each state);
 - per listener: `serverscope_listener_queue_length`, `serverscope_listener_queue_limit`;
 - the kernel's TcpExt ListenOverflows / ListenDrops as `serverscope_kernel_listen_*_total`,
   NAMESPACE-WIDE (HELP says so: every socket in the network namespace adds to them);
@@ -30,7 +33,8 @@ What is exported (all names follow Prometheus conventions: base units, `_total` 
   a new series every sample);
 - `serverscope_snapshot_timestamp_seconds` (wall clock of the sample: staleness shows).
 
-Cost: bench/bench_export.py renders a 250-worker snapshot per scrape (README has figures).
+Cost (bench/bench_export.py, 250 workers, busy 2-core box): 1,263 samples, 139 KiB, ~11 ms
+of CPU per scrape (2.1x a json.dumps of the same snapshot): 0.08 % of a core at a 15 s scrape.
 """
 
 from __future__ import annotations
@@ -133,8 +137,8 @@ class SnapshotCollector(Collector):
         )
         state = GaugeMetricFamily(
             "serverscope_worker_state",
-            "The worker's scoreboard state: 1 for the current state, 0 for the others "
-            "(unknown when attached).",
+            "The worker's scoreboard state, as the state label of a series valued 1 "
+            f"({', '.join(STATES)}; unknown when attached).",
             labels=(*WORKER_LABELS, "state"),
         )
         for i, w in enumerate(snap.workers):
@@ -155,8 +159,7 @@ class SnapshotCollector(Collector):
                 accepts.add_metric(labels, w.accepts_total)
             if w.requests_total is not None:
                 requests.add_metric(labels, w.requests_total)
-            for s in STATES:
-                state.add_metric([*labels, s], 1.0 if w.state == s else 0.0)
+            state.add_metric([*labels, w.state], 1.0)
         yield from (cpu, conns, accepts, requests, state)
 
     def _listeners(self, snap: Snapshot) -> Iterator[Metric]:
