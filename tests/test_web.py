@@ -96,41 +96,66 @@ class Cdp:
         return reply["result"]
 
 
-async def _browse(browser_ws: str, url: str, web_pid: int, shot: Path) -> tuple[list[int], str]:
-    """Open `url`, wait for the banner, screenshot, close the page; returns the lab's pids
-    (seen while the page was open) and the banner text matched."""
+async def _open(cdp: Cdp, url: str) -> tuple[str, str, str]:
+    """Open `url` in a new page and wait for a snapshot's banner line in the terminal stream
+    the page receives; returns (target id, session id, the banner text matched)."""
+    target = (await cdp.send("Target.createTarget", url="about:blank"))["targetId"]
+    session = (await cdp.send("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
+    await cdp.send("Network.enable", session)
+    await cdp.send("Page.navigate", session, url=url)
+    stream = ""
+    deadline = time.monotonic() + 60
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no banner line in the page's terminal stream: {stream[-500:]!r}"
+        ev = await asyncio.wait_for(cdp.events.get(), left)
+        if ev.get("method") != "Network.webSocketFrameReceived" or ev.get("sessionId") != session:
+            continue
+        frame = ev["params"]["response"]
+        data = frame["payloadData"]
+        if frame.get("opcode") == 2:
+            data = base64.b64decode(data).decode("utf-8", "replace")
+        stream += data
+        found = next((b for b in BANNER if b in stream), None)
+        if found is not None:
+            return target, session, found
+
+
+def _descendants(pid: int) -> set[int]:
+    return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+
+
+async def _browse(browser_ws: str, url: str, web: subprocess.Popen, shot: Path) -> dict:
+    """Page 1: banner, screenshot, close the page: its lab must go while the server stays.
+    Page 2: banner, then SIGKILL the web server: that lab must go too."""
     import aiohttp
 
+    out: dict = {}
     async with aiohttp.ClientSession() as http, http.ws_connect(browser_ws, max_msg_size=0) as ws:
         cdp = Cdp(ws)
-        target = (await cdp.send("Target.createTarget", url="about:blank"))["targetId"]
-        session = (await cdp.send("Target.attachToTarget", targetId=target, flatten=True))[
-            "sessionId"
-        ]
-        await cdp.send("Network.enable", session)
-        await cdp.send("Page.navigate", session, url=url)
-        stream = ""
-        deadline = time.monotonic() + 60
-        found = None
-        while found is None:
-            left = deadline - time.monotonic()
-            assert left > 0, f"no banner line in the page's terminal stream: {stream[-500:]!r}"
-            ev = await asyncio.wait_for(cdp.events.get(), left)
-            if ev.get("method") != "Network.webSocketFrameReceived":
-                continue
-            frame = ev["params"]["response"]
-            data = frame["payloadData"]
-            if frame.get("opcode") == 2:
-                data = base64.b64decode(data).decode("utf-8", "replace")
-            stream += data
-            found = next((b for b in BANNER if b in stream), None)
-        lab = [p.pid for p in psutil.Process(web_pid).children(recursive=True)]
+        t0 = time.monotonic()
+        target, session, out["banner"] = await _open(cdp, url)
+        out["banner_s"] = time.monotonic() - t0
+        lab = _descendants(web.pid)
         await asyncio.sleep(1.0)  # a few more frames drawn: the screenshot shows the lab
         png = await cdp.send("Page.captureScreenshot", session, format="png")
         shot.write_bytes(base64.b64decode(png["data"]))
         await cdp.send("Target.closeTarget", targetId=target)
+        t1 = time.monotonic()
+        await asyncio.to_thread(assert_all_gone, list(lab), 20)
+        out["lab"], out["closed_gone_s"] = len(lab), time.monotonic() - t1
+        assert web.poll() is None  # the page closed, not the server
+
+        _target2, _session2, _ = await _open(cdp, url)
+        lab2 = _descendants(web.pid)
+        assert lab2 and not lab2 & lab
+        web.kill()
+        web.wait(10)
+        t2 = time.monotonic()
+        await asyncio.to_thread(assert_all_gone, list(lab2), 20)
+        out["lab2"], out["killed_gone_s"] = len(lab2), time.monotonic() - t2
         cdp.reader.cancel()
-        return lab, found
+    return out
 
 
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -146,7 +171,7 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(CHROMIUM is None, reason="needs a headless browser: apt-get install chromium")
-def test_a_browser_page_gets_its_own_lab_which_stops_when_the_page_closes(tmp_path):
+def test_each_browser_page_gets_a_lab_that_stops_with_its_page_or_its_server(tmp_path):
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -198,18 +223,15 @@ def test_a_browser_page_gets_its_own_lab_which_stops_when_the_page_closes(tmp_pa
         wait_until(listening, 30, "serverscope web to listen")
         SCREENSHOTS.mkdir(exist_ok=True)
         shot = SCREENSHOTS / "web.png"
-        t0 = time.monotonic()
-        lab, banner = asyncio.run(
-            _browse(f"ws://127.0.0.1:{dport}{path}", f"http://127.0.0.1:{port}/", server.pid, shot)
-        )
+        ws_url = f"ws://127.0.0.1:{dport}{path}"
+        out = asyncio.run(_browse(ws_url, f"http://127.0.0.1:{port}/", server, shot))
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        # the lab: the app, its model's root and workers, its load generator
-        assert len(lab) >= 1 + 1 + 4, lab
-        assert_all_gone(lab, timeout=20)
-        assert server.poll() is None  # the page closed, not the server
+        # a lab: the app, its model's root and 4 workers, its load generator
+        assert out["lab"] >= 1 + 1 + 4 and out["lab2"] >= 1 + 1 + 4, out
         print(
-            f"\nweb: banner {banner!r} after {time.monotonic() - t0:.1f} s; "
-            f"{len(lab)} lab processes, all gone after the page closed; {shot}"
+            f"\nweb: banner {out['banner']!r} after {out['banner_s']:.1f} s; page closed: "
+            f"{out['lab']} lab processes gone in {out['closed_gone_s']:.1f} s; web server "
+            f"killed: {out['lab2']} gone in {out['killed_gone_s']:.1f} s; {shot}"
         )
     finally:
         _stop(browser)

@@ -7,6 +7,10 @@ serverscope with the same TUI options) under Textual's web driver. So each brows
 gets its own lab (its own model, load and sampler), and when the page closes textual-serve
 tells that app to quit, which stops its Session: servers and load generators go with it
 (and, were the app killed, the parent-death signal the Session arms takes them anyway).
+Each lab is started through this module (`python -m export.web SERVER_PID ARGS`), which
+asks the kernel to kill the lab if the web server dies (PR_SET_PDEATHSIG): a web server
+killed with SIGKILL would otherwise leave its labs running, as a closed stdin does not end a
+Textual app under the web driver (seen).
 
 Not offered here: --record and --export, which every page's lab would share (one file, one
 port); use them with the TUI in a terminal. The model's --port likewise clashes when two
@@ -16,6 +20,7 @@ pages are open: leave it at its default (a free port per lab).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from typing import Any
@@ -68,7 +73,18 @@ def lab_argv(a: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str
 
 
 def lab_command(a: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
-    return shlex.join(["exec", sys.executable, "-m", "serverscope", *lab_argv(a, parser)])
+    """The shell command textual-serve runs for each page (`exec`: no shell left between)."""
+    argv = ["exec", sys.executable, "-m", "export.web", str(os.getpid())]
+    return shlex.join([*argv, *lab_argv(a, parser)])
+
+
+def lab_main(argv: list[str]) -> int:
+    """One page's lab: die with the web server (pid argv[0]), then the TUI as usual."""
+    from servers.proc import die_with_parent
+    from serverscope.cli import main
+
+    die_with_parent(expected_parent=int(argv[0]))
+    return main(argv[1:])
 
 
 def command(a: argparse.Namespace, config_from_args: Any) -> int:
@@ -107,3 +123,7 @@ def command(a: argparse.Namespace, config_from_args: Any) -> int:
         )
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(lab_main(sys.argv[1:]))
