@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -124,3 +125,107 @@ def test_a_busy_export_port_is_named_before_anything_starts():
     assert out.returncode == 2
     assert f"cannot export on 127.0.0.1:{port}" in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _model_pids(fams: dict[str, list]) -> set[int]:
+    return {int(s.labels["pid"]) for s in fams.get("serverscope_worker_state", [])}
+
+
+def _wait_for_workers(url: str, proc: subprocess.Popen, n: int) -> dict[str, list]:
+    fams: dict[str, list] = {}
+
+    def seen() -> bool:
+        nonlocal fams
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else proc.returncode
+        try:
+            fams = _scrape(url)
+        except OSError:
+            return False
+        return len(_model_pids(fams)) == n
+
+    wait_until(seen, 30, f"{n} workers on {url}")
+    return fams
+
+
+def test_the_tui_exports_the_snapshots_it_draws():
+    port = _free_port()
+    env = {
+        **os.environ,
+        # Textual's web driver: the TUI runs without a terminal (as under serverscope web)
+        "TEXTUAL_DRIVER": "textual.drivers.web_driver:WebDriver",
+        "COLUMNS": "120",
+        "ROWS": "40",
+    }
+    tui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serverscope",
+            "--load",
+            "none",
+            "--workers",
+            "3",
+            "--export",
+            f"127.0.0.1:{port}",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    try:
+        fams = _wait_for_workers(f"http://127.0.0.1:{port}/metrics", tui, 3)
+        root = psutil.Process(tui.pid)
+        assert _model_pids(fams) <= {c.pid for c in root.children(recursive=True)}
+        assert {s.labels["model"] for s in fams["serverscope_worker_state"]} == {"many_accepts"}
+        (limit,) = fams["serverscope_listener_queue_limit"]
+        assert limit.value == 511
+        pids = [tui.pid, *(c.pid for c in root.children(recursive=True))]
+    finally:
+        tui.terminate()
+        tui.wait(15)
+        tui.stdin.close()
+        tui.stderr.close()
+    assert_all_gone(pids)
+
+
+def test_run_exports_while_it_runs():
+    port = _free_port()
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serverscope",
+            "run",
+            "--model",
+            "many_accepts",
+            "--workers",
+            "2",
+            "--load",
+            "burst",
+            "--duration",
+            "3",
+            "--export",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        fams = _wait_for_workers(f"http://127.0.0.1:{port}/metrics", run, 2)
+        assert {s.labels["model"] for s in fams["serverscope_worker_state"]} == {"many_accepts"}
+        assert run.wait(60) == 0, run.stderr.read()
+    finally:
+        if run.poll() is None:
+            run.terminate()
+            run.wait(15)
+        run.stderr.close()
+    assert_all_gone([run.pid])
