@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import fields
 
+from export import web as web_cmd
 from loadgen import cli as loadgen_cli
 from servers import models
 from servers.config import ConfigError, ServerConfig, is_loopback_host
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_parser(sub, add_model_args)
     compare_cmd.add_parser(sub, add_model_args)
     demo_cmd.add_parser(sub)
+    web_cmd.add_parser(sub, add_model_args)
     return p
 
 
@@ -188,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return compare_cmd.command(a, config_from_args)
         if a.command == "demo":
             return demo_cmd.command(a)
+        if a.command == "web":
+            return web_cmd.command(a, config_from_args)
     except (ConfigError, ServerError) as e:
         print(f"serverscope: {e}", file=sys.stderr)
         return EXIT_USAGE

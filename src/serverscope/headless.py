@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from export import cli as export_cli
 from loadgen import cli as loadgen_cli
 from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
@@ -456,6 +457,7 @@ def run_headless(
     on_sample: SampleCallback | None = None,
     stop: threading.Event | None = None,
     session_factory: Callable[..., Session] = Session,
+    observers: Sequence[Callable[[Snapshot], None]] = (),
 ) -> RunSummary:
     """Start `config`, take a baseline sample, run `level` to its end, sum the run up.
 
@@ -466,6 +468,8 @@ def run_headless(
     level = level.check()
     stop = stop or threading.Event()
     session = session_factory(config, None, period=period, record=record)
+    if observers:
+        session.observers.extend(observers)
     try:
         session.start()  # the server only: the baseline comes before any load
         builder = SummaryBuilder(config.model, session.describe_model(), level)
@@ -657,6 +661,7 @@ def add_parser(subparsers: Any, add_model_args: ModelArgs) -> argparse.ArgumentP
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE")
     p.add_argument("--csv", metavar="FILE", help="write the run as a time series to FILE")
     p.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSON Lines)")
+    export_cli.add_args(p)
     add_model_args(p)
     return p
 
@@ -709,6 +714,7 @@ def progress_run(
     period: float = 0.25,
     record: str | None = None,
     stop: threading.Event | None = None,
+    observers: Sequence[Callable[[Snapshot], None]] = (),
 ) -> RunSummary:
     """`run_headless` with a rich progress bar (transient) showing the live figures."""
     with loadgen_cli.live_progress(console) as progress:
@@ -721,7 +727,15 @@ def progress_run(
                 live += "  [yellow]" + ", ".join(d.rule for d in snap.diagnoses) + "[/]"
             progress.update(task, completed=min(elapsed, level.duration), live=live)
 
-        return run_headless(config, level, period=period, record=record, on_sample=show, stop=stop)
+        return run_headless(
+            config,
+            level,
+            period=period,
+            record=record,
+            on_sample=show,
+            stop=stop,
+            observers=observers,
+        )
 
 
 def install_stop_handlers(stop: threading.Event) -> dict[int, Any]:
@@ -755,6 +769,11 @@ def command(a: argparse.Namespace, config_from_args: ConfigFromArgs) -> int:
         print(f"serverscope run: {e}", file=sys.stderr)
         return EXIT_START
     config = config_from_args(a.model, a)
+    try:
+        exporter = export_cli.from_args(a, "serverscope run")
+    except export_cli.ExportError as e:
+        print(f"serverscope run: {e}", file=sys.stderr)
+        return EXIT_START
     console = console_for_output()
     stop = threading.Event()
     old = install_stop_handlers(stop)
@@ -767,12 +786,15 @@ def command(a: argparse.Namespace, config_from_args: ConfigFromArgs) -> int:
             period=a.period,
             record=a.record,
             stop=stop,
+            observers=[exporter.update] if exporter else (),
         )
     except LoadError as e:
         print(f"serverscope run: {e}", file=sys.stderr)
         return EXIT_START
     finally:
         restore_handlers(old)
+        if exporter is not None:
+            exporter.close()
     render_summary(console, summary)
     try:
         if a.json:

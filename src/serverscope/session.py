@@ -129,6 +129,9 @@ class Session:
         # one long-lived thread owns every child process (see the module docstring)
         self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serverscope-owner")
         self._events = EventDeriver()
+        # handed every snapshot as it is taken (e.g. the Prometheus exporter's update):
+        # readers of the same snapshots, never a second sampler
+        self.observers: list[Callable[[Snapshot], None]] = []
 
     # -- running things on the owner thread ---------------------------------------------
     def _on_owner(self, fn: Callable[[], T]) -> T:
@@ -289,6 +292,8 @@ class Session:
             self.last = snap
             if self.recorder is not None:
                 self.recorder.write(snap)
+            for observe in self.observers:
+                observe(snap)
             for pid in list(self.paused_pids):
                 if not pid_alive(pid):
                     self.paused_pids.discard(pid)

@@ -1,4 +1,8 @@
-"""`serverscope attach (--pid PID | --port PORT) [--once] [--json] [--record FILE]`.
+"""`serverscope attach (--pid PID | --port PORT) [--once] [--json] [--record FILE]
+[--export HOST:PORT [--no-ui]]`.
+
+With `--export ... --no-ui` it is a host agent: the same sampling loop, snapshots handed to
+the Prometheus exporter only, nothing drawn.
 
 Registered by `serverscope.cli` through `add_parser(subparsers)`; `run(args)` returns the
 exit code.
@@ -10,10 +14,15 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
+
+from export import cli as export_cli
 
 from .recording import RecordingWriter
 from .sampler import DEFAULT_PERIOD, AttachError, Sampler
+from .snapshot import Snapshot
 
+Sink = Callable[[Snapshot], None]  # handed every snapshot: the recorder, the exporter
 ONCE_INTERVAL_S = 0.5  # a one-shot CPU % is measured over at least this long
 
 
@@ -51,21 +60,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--record", metavar="FILE", help="also write every snapshot to FILE (JSON Lines)"
     )
+    export_cli.add_args(p)
+    p.add_argument(
+        "--no-ui", action="store_true", help="draw nothing (an agent for --export or --record)"
+    )
     p.set_defaults(func=run)
     return p
 
 
 def run(a: argparse.Namespace) -> int:
+    if a.no_ui and (a.once or a.json or not (a.export or a.record)):
+        print(
+            "serverscope attach: --no-ui goes with --export or --record, not --once/--json",
+            file=sys.stderr,
+        )
+        return 2
     try:
         sampler = Sampler.attach(pid=a.pid, port=a.port, window_s=a.window)
     except AttachError as e:
         print(f"serverscope attach: {e}", file=sys.stderr)
         return 1
+    try:
+        exporter = export_cli.from_args(a, "serverscope attach")
+    except export_cli.ExportError as e:
+        print(f"serverscope attach: {e}", file=sys.stderr)
+        return 2
     rec = None
     if a.record:
         rec = RecordingWriter(a.record, meta={"attach": {"pid": a.pid, "port": a.port}})
+    sinks: list[Sink] = []
+    if exporter is not None:
+        sinks.append(exporter.update)
+    if rec is not None:
+        sinks.append(rec.write)
     try:
-        return _once(sampler, a, rec) if a.once else _live(sampler, a, rec)
+        if exporter is not None and a.no_ui:
+            print(f"serverscope attach: exporting on {exporter.url}", file=sys.stderr)
+        return _once(sampler, a, sinks) if a.once else _live(sampler, a, sinks)
     except RuntimeError as e:  # the target exited
         print(f"serverscope attach: {e}", file=sys.stderr)
         return 1
@@ -74,14 +105,16 @@ def run(a: argparse.Namespace) -> int:
     finally:
         if rec is not None:
             rec.close()
+        if exporter is not None:
+            exporter.close()
 
 
-def _once(sampler: Sampler, a: argparse.Namespace, rec: RecordingWriter | None) -> int:
+def _once(sampler: Sampler, a: argparse.Namespace, sinks: list[Sink]) -> int:
     sampler.sample()
     time.sleep(max(ONCE_INTERVAL_S, a.period))
     snap = sampler.sample()
-    if rec is not None:
-        rec.write(snap)
+    for sink in sinks:
+        sink(snap)
     if a.json:
         print(json.dumps(snap.to_dict()))
     else:
@@ -93,12 +126,13 @@ def _once(sampler: Sampler, a: argparse.Namespace, rec: RecordingWriter | None) 
     return 0
 
 
-def _live(sampler: Sampler, a: argparse.Namespace, rec: RecordingWriter | None) -> int:
-    if a.json:
+def _live(sampler: Sampler, a: argparse.Namespace, sinks: list[Sink]) -> int:
+    if a.json or a.no_ui:
         for snap in sampler.iter_samples(a.period):
-            if rec is not None:
-                rec.write(snap)
-            print(json.dumps(snap.to_dict()), flush=True)
+            for sink in sinks:
+                sink(snap)
+            if a.json:
+                print(json.dumps(snap.to_dict()), flush=True)
         return 0
     from rich.live import Live
 
@@ -106,7 +140,7 @@ def _live(sampler: Sampler, a: argparse.Namespace, rec: RecordingWriter | None) 
 
     with Live(auto_refresh=False, screen=False) as live:
         for snap in sampler.iter_samples(a.period):
-            if rec is not None:
-                rec.write(snap)
+            for sink in sinks:
+                sink(snap)
             live.update(render(snap), refresh=True)
     return 0

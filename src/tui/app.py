@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from textual import on, work
@@ -545,9 +545,13 @@ def run_live(
     *,
     record: str | None = None,
     load_duration: float = LIVE_DURATION,
+    observers: Sequence[Callable[[Snapshot], None]] = (),
 ) -> tuple[int, str | None]:
-    """Open the TUI on a live session; returns (exit code, startup error or None)."""
-    source = LiveSource(Session(config, level, record=record))
+    """Open the TUI on a live session; returns (exit code, startup error or None).
+    `observers` are handed every snapshot too (e.g. the Prometheus exporter)."""
+    session = Session(config, level, record=record)
+    session.observers.extend(observers)
+    source = LiveSource(session)
     app = ServerscopeApp(source, load_duration=load_duration)
     try:
         code = app.run()

@@ -13,6 +13,7 @@ import argparse
 import sys
 from typing import Any
 
+from export import cli as export_cli
 from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
 from servers import models
 from servers.config import ConfigError, ServerConfig
@@ -45,6 +46,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help=f"seconds each load runs (default {LIVE_DURATION:g}; g runs it again)",
     )
     g.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSONL)")
+    export_cli.add_args(g)
 
 
 def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
@@ -87,7 +89,21 @@ def run(a: argparse.Namespace, config_from_args: Any) -> int:
         return _fail(str(e))
     from .app import run_live
 
-    code, error = run_live(cfg, level, record=a.record, load_duration=a.duration or LIVE_DURATION)
+    try:
+        exporter = export_cli.from_args(a)
+    except export_cli.ExportError as e:
+        return _fail(str(e))
+    try:
+        code, error = run_live(
+            cfg,
+            level,
+            record=a.record,
+            load_duration=a.duration or LIVE_DURATION,
+            observers=[exporter.update] if exporter else (),
+        )
+    finally:
+        if exporter is not None:
+            exporter.close()
     if error:
         return _fail(error)
     return code

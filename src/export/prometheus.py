@@ -1,0 +1,297 @@
+"""`--export HOST:PORT`: the latest Snapshot as Prometheus / OpenMetrics on `/metrics`.
+
+Why: engineers chasing imbalance in production want the same per-worker truth on every
+host, over days, in the dashboards they already have; that is Prometheus's job. So this is
+a plain `prometheus_client` custom Collector, not a home-made format.
+
+No second sampler: whoever samples (the Session behind the TUI / `run` / `web`, or the
+`attach` loop) hands each new snapshot to `SnapshotExporter.update`, which only swaps a
+reference. A scrape renders the latest snapshot it was given; it never reaches back into
+the sampler, so a scrape costs the sampler nothing and can never see a half-built sample.
+
+Unknown stays unknown: a figure that is None in the snapshot (no scoreboard when attached:
+no accepts; the first sample: no CPU) is left OUT of the exposition, never sent as 0.
+
+What is exported (all names follow Prometheus conventions: base units, `_total` counters):
+- per worker, labelled model (model name, or the process name when attached), pid, tid,
+  role (worker/listener/master/helper; "worker" until the snapshot carries roles) and
+  worker (scoreboard slot, or the position in the snapshot when attached):
+  `serverscope_worker_cpu_seconds_total`, `serverscope_worker_open_connections`,
+  `serverscope_worker_accepts_total`, `serverscope_worker_requests_total`,
+  `serverscope_worker_state{state=...} 1` (the current state only: one series per worker,
+  not ten, since the all-states 0/1 form made a 250-worker scrape 3,513 samples and ~34 ms
+  against 1,263 samples and ~11 ms this way; `count by (state) (serverscope_worker_state)`
+  counts the workers in each state);
+- per listener: `serverscope_listener_queue_length`, `serverscope_listener_queue_limit`;
+- the kernel's TcpExt ListenOverflows / ListenDrops as `serverscope_kernel_listen_*_total`,
+  NAMESPACE-WIDE (HELP says so: every socket in the network namespace adds to them);
+- imbalance over the sliding window, labelled metric=accepts|connections|cpu:
+  `serverscope_imbalance_jain`, `serverscope_imbalance_top_share`,
+  `serverscope_imbalance_window_seconds`;
+- `serverscope_diagnosis_active{rule,severity}`: 1 while a diagnosis fires, 0 for rules
+  seen earlier in this process (the one-line message is not a label: its numbers would make
+  a new series every sample);
+- `serverscope_snapshot_timestamp_seconds` (wall clock of the sample: staleness shows).
+
+Cost (bench/bench_export.py, 250 workers, busy 2-core box): 1,263 samples, 139 KiB, ~11 ms
+of CPU per scrape (2.1x a json.dumps of the same snapshot): 0.08 % of a core at a 15 s scrape.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from telemetry.snapshot import STATES, Snapshot, WorkerSample
+
+from .cli import ExportAddress, ExportError, add_args, from_args, parse_address
+
+__all__ = [
+    "ExportAddress",
+    "ExportError",
+    "SnapshotCollector",
+    "SnapshotExporter",
+    "add_args",
+    "from_args",
+    "parse_address",
+    "role_of",
+]
+
+WORKER_LABELS = ("model", "pid", "tid", "role", "worker")
+
+
+def role_of(w: WorkerSample) -> str:
+    """The worker's role; "worker" for snapshots made before WorkerSample had roles."""
+    role = getattr(w, "role", "worker")
+    return str(getattr(role, "value", role))
+
+
+def _model_label(snap: Snapshot, w: WorkerSample) -> str:
+    model = snap.model.name if snap.model is not None else ""
+    if (not model or model == "attached") and w.name:
+        return w.name  # attached: name the server by its process name (nginx, gunicorn, ...)
+    return model or "unknown"
+
+
+class SnapshotCollector(Collector):
+    """Renders whatever snapshot it was last handed; holds no reference to any sampler."""
+
+    def __init__(self) -> None:
+        self._snap: Snapshot | None = None
+        self._rules: dict[str, str] = {}  # rule -> severity, every rule seen so far
+        self._lock = threading.Lock()
+
+    def update(self, snap: Snapshot) -> None:
+        """Called by whoever samples, once per snapshot: a reference swap, nothing more."""
+        self._snap = snap
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snap
+
+    def describe(self) -> list[Metric]:
+        return []  # families depend on the snapshot; no describe-time collect
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snap
+        if snap is None:
+            return
+        yield from self._workers(snap)
+        yield from self._listeners(snap)
+        yield from self._kernel(snap)
+        yield from self._imbalance(snap)
+        yield from self._diagnoses(snap)
+        ts = GaugeMetricFamily(
+            "serverscope_snapshot_timestamp_seconds",
+            "Wall-clock time (Unix seconds) of the snapshot this scrape renders.",
+        )
+        ts.add_metric([], snap.wall_time)
+        yield ts
+
+    def _workers(self, snap: Snapshot) -> Iterator[Metric]:
+        cpu = CounterMetricFamily(
+            "serverscope_worker_cpu_seconds",
+            "User+system CPU seconds used by the worker (its thread, or its process), "
+            "from /proc schedstat.",
+            labels=WORKER_LABELS,
+        )
+        conns = GaugeMetricFamily(
+            "serverscope_worker_open_connections",
+            "Connections the worker holds open (scoreboard; psutil when attached).",
+            labels=WORKER_LABELS,
+        )
+        accepts = CounterMetricFamily(
+            "serverscope_worker_accepts",
+            "Connections the worker accepted since it started (scoreboard; absent when "
+            "attached: no scoreboard).",
+            labels=WORKER_LABELS,
+        )
+        requests = CounterMetricFamily(
+            "serverscope_worker_requests",
+            "Requests the worker served since it started (scoreboard).",
+            labels=WORKER_LABELS,
+        )
+        state = GaugeMetricFamily(
+            "serverscope_worker_state",
+            "The worker's scoreboard state, as the state label of a series valued 1 "
+            f"({', '.join(STATES)}; unknown when attached).",
+            labels=(*WORKER_LABELS, "state"),
+        )
+        for i, w in enumerate(snap.workers):
+            if w.state == "empty" or w.pid <= 0:
+                continue  # a slot never used: no process to name
+            labels = [
+                _model_label(snap, w),
+                str(w.pid),
+                str(w.tid),
+                role_of(w),
+                str(w.slot if w.slot is not None else i),
+            ]
+            if w.cpu_seconds is not None:
+                cpu.add_metric(labels, w.cpu_seconds)
+            if w.connections is not None:
+                conns.add_metric(labels, w.connections)
+            if w.accepts_total is not None:
+                accepts.add_metric(labels, w.accepts_total)
+            if w.requests_total is not None:
+                requests.add_metric(labels, w.requests_total)
+            state.add_metric([*labels, w.state], 1.0)
+        yield from (cpu, conns, accepts, requests, state)
+
+    def _listeners(self, snap: Snapshot) -> Iterator[Metric]:
+        labels = ("address", "port", "listener")
+        queue = GaugeMetricFamily(
+            "serverscope_listener_queue_length",
+            "Connections completed by the kernel and waiting for accept() (ss Recv-Q).",
+            labels=labels,
+        )
+        limit = GaugeMetricFamily(
+            "serverscope_listener_queue_limit",
+            "Accept-queue limit: min(backlog, net.core.somaxconn) (ss Send-Q).",
+            labels=labels,
+        )
+        for ln in snap.listeners:
+            values = [ln.address, str(ln.port), str(ln.index)]
+            queue.add_metric(values, ln.queue)
+            if ln.limit is not None:
+                limit.add_metric(values, ln.limit)
+        yield from (queue, limit)
+
+    def _kernel(self, snap: Snapshot) -> Iterator[Metric]:
+        k = snap.kernel
+        if k is None:
+            return
+        overflows = CounterMetricFamily(
+            "serverscope_kernel_listen_overflows",
+            "TcpExt ListenOverflows since boot (accept queue full at handshake). "
+            "NAMESPACE-WIDE: every socket in the network namespace adds to it, not only "
+            "this server's.",
+        )
+        overflows.add_metric([], k.listen_overflows)
+        drops = CounterMetricFamily(
+            "serverscope_kernel_listen_drops",
+            "TcpExt ListenDrops since boot (SYNs/handshakes dropped at a listener). "
+            "NAMESPACE-WIDE: every socket in the network namespace adds to it, not only "
+            "this server's.",
+        )
+        drops.add_metric([], k.listen_drops)
+        yield from (overflows, drops)
+
+    def _imbalance(self, snap: Snapshot) -> Iterator[Metric]:
+        jain = GaugeMetricFamily(
+            "serverscope_imbalance_jain",
+            "Jain's fairness index of the quantity over the workers in the window: "
+            "1/n (one worker does all) .. 1 (even). Absent when nothing happened.",
+            labels=("metric",),
+        )
+        top = GaugeMetricFamily(
+            "serverscope_imbalance_top_share",
+            "Share (0..1) of the quantity taken by the busiest worker in the window.",
+            labels=("metric",),
+        )
+        window = GaugeMetricFamily(
+            "serverscope_imbalance_window_seconds",
+            "Length of the window the imbalance indices cover.",
+            labels=("metric",),
+        )
+        for name, imb in snap.imbalance.items():
+            if imb is None:
+                continue
+            window.add_metric([name], imb.window_s)
+            if imb.jain is not None:
+                jain.add_metric([name], imb.jain)
+            if imb.top_share is not None:
+                top.add_metric([name], imb.top_share)
+        yield from (jain, top, window)
+
+    def _diagnoses(self, snap: Snapshot) -> Iterator[Metric]:
+        active = {d.rule: d.severity for d in snap.diagnoses}
+        with self._lock:
+            self._rules.update(active)
+            rules = dict(self._rules)
+        fam = GaugeMetricFamily(
+            "serverscope_diagnosis_active",
+            "1 while the named diagnosis fires over the window, 0 for rules seen earlier.",
+            labels=("rule", "severity"),
+        )
+        for rule, severity in sorted(rules.items()):
+            fam.add_metric([rule, active.get(rule, severity)], 1.0 if rule in active else 0.0)
+        yield fam
+
+
+# -- serving ----------------------------------------------------------------------------------
+
+
+class SnapshotExporter:
+    """The collector plus its HTTP server (`/metrics`, a daemon thread); `close()` stops it."""
+
+    def __init__(self, address: ExportAddress) -> None:
+        self.address = address
+        self.collector = SnapshotCollector()
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.collector)
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SnapshotExporter:
+        try:
+            self._server, self._thread = start_http_server(
+                self.address.port, addr=self.address.host, registry=self.registry
+            )
+        except OSError as e:
+            fix = " (another exporter? pick another port)" if e.errno == 98 else ""
+            raise ExportError(f"cannot export on {self.address}: {e.strerror or e}{fix}") from None
+        return self
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        return self._server.server_address[1] if self._server else self.address.port
+
+    @property
+    def url(self) -> str:
+        host = self.address.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}/metrics"
+
+    def update(self, snap: Snapshot) -> None:
+        self.collector.update(snap)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> SnapshotExporter:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

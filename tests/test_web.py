@@ -1,0 +1,240 @@
+"""`serverscope web`: the live lab in a real headless browser (Debian's `chromium`).
+
+Chromium is driven over the Chrome DevTools protocol (its websocket, with aiohttp, which
+textual-serve brings): open the page, read the terminal stream the page receives until the
+banner shows a snapshot's line, take a screenshot into screenshots/, close the page, and
+check by pid that the lab's processes (the app, its model, its load) are gone while the web
+server still runs; then stop the server and the browser, and check them gone too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import assert_all_gone, wait_until
+from export import web
+from serverscope.cli import build_parser
+
+CHROMIUM = shutil.which("chromium")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+BANNER = ("no phenomenon right now", "accept skew", "⚠", "✖")  # a snapshot's banner line
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_lab_command_repeats_the_tui_options_given():
+    p = build_parser()
+    a = p.parse_args(["web", "--model", "prefork", "--workers", "3", "--load", "storm"])
+    a2 = p.parse_args(["web", "--web-port", "9000", "--exclusive"])
+    assert web.lab_argv(a, a.web_parser) == [
+        "--model",
+        "prefork",
+        "--load",
+        "storm",
+        "--workers",
+        "3",
+    ]
+    assert web.lab_argv(a2, a2.web_parser) == ["--exclusive"]
+
+
+@pytest.mark.parametrize("flag", [["--record", "x.jsonl"], ["--export", "127.0.0.1:9464"]])
+def test_options_every_page_would_share_are_refused(flag):
+    out = subprocess.run(
+        [sys.executable, "-m", "serverscope", "web", *flag],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and flag[0] in out.stderr and out.stderr.count("\n") == 1
+
+
+class Cdp:
+    """A minimal Chrome DevTools protocol client over one browser websocket."""
+
+    def __init__(self, ws) -> None:  # type: ignore[no-untyped-def]
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.pending: dict[int, asyncio.Future] = {}
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            data = json.loads(msg.data)
+            if "id" in data and data["id"] in self.pending:
+                self.pending.pop(data["id"]).set_result(data)
+            else:
+                await self.events.put(data)
+
+    async def send(self, method: str, session: str | None = None, **params) -> dict:  # type: ignore[no-untyped-def]
+        i = next(self.ids)
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[i] = fut
+        msg = {"id": i, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        await self.ws.send_str(json.dumps(msg))
+        reply = await asyncio.wait_for(fut, 30)
+        assert "error" not in reply, reply
+        return reply["result"]
+
+
+async def _open(cdp: Cdp, url: str) -> tuple[str, str, str]:
+    """Open `url` in a new page and wait for a snapshot's banner line in the terminal stream
+    the page receives; returns (target id, session id, the banner text matched)."""
+    target = (await cdp.send("Target.createTarget", url="about:blank"))["targetId"]
+    session = (await cdp.send("Target.attachToTarget", targetId=target, flatten=True))["sessionId"]
+    await cdp.send("Network.enable", session)
+    await cdp.send("Page.navigate", session, url=url)
+    stream = ""
+    deadline = time.monotonic() + 60
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"no banner line in the page's terminal stream: {stream[-500:]!r}"
+        ev = await asyncio.wait_for(cdp.events.get(), left)
+        if ev.get("method") != "Network.webSocketFrameReceived" or ev.get("sessionId") != session:
+            continue
+        frame = ev["params"]["response"]
+        data = frame["payloadData"]
+        if frame.get("opcode") == 2:
+            data = base64.b64decode(data).decode("utf-8", "replace")
+        stream += data
+        found = next((b for b in BANNER if b in stream), None)
+        if found is not None:
+            return target, session, found
+
+
+def _descendants(pid: int) -> set[int]:
+    return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+
+
+async def _browse(browser_ws: str, url: str, web: subprocess.Popen, shot: Path) -> dict:
+    """Page 1: banner, screenshot, close the page: its lab must go while the server stays.
+    Page 2: banner, then SIGKILL the web server: that lab must go too."""
+    import aiohttp
+
+    out: dict = {}
+    async with aiohttp.ClientSession() as http, http.ws_connect(browser_ws, max_msg_size=0) as ws:
+        cdp = Cdp(ws)
+        t0 = time.monotonic()
+        target, session, out["banner"] = await _open(cdp, url)
+        out["banner_s"] = time.monotonic() - t0
+        lab = _descendants(web.pid)
+        await asyncio.sleep(1.0)  # a few more frames drawn: the screenshot shows the lab
+        png = await cdp.send("Page.captureScreenshot", session, format="png")
+        shot.write_bytes(base64.b64decode(png["data"]))
+        await cdp.send("Target.closeTarget", targetId=target)
+        t1 = time.monotonic()
+        await asyncio.to_thread(assert_all_gone, list(lab), 20)
+        out["lab"], out["closed_gone_s"] = len(lab), time.monotonic() - t1
+        assert web.poll() is None  # the page closed, not the server
+
+        _target2, _session2, _ = await _open(cdp, url)
+        lab2 = _descendants(web.pid)
+        assert lab2 and not lab2 & lab
+        web.kill()
+        web.wait(10)
+        t2 = time.monotonic()
+        await asyncio.to_thread(assert_all_gone, list(lab2), 20)
+        out["lab2"], out["killed_gone_s"] = len(lab2), time.monotonic() - t2
+        cdp.reader.cancel()
+    return out
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(CHROMIUM is None, reason="needs a headless browser: apt-get install chromium")
+def test_each_browser_page_gets_a_lab_that_stops_with_its_page_or_its_server(tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "serverscope",
+            "web",
+            "--web-port",
+            str(port),
+            "--model",
+            "many_accepts",
+            "--workers",
+            "4",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    profile = tmp_path / "chromium"
+    browser = subprocess.Popen(
+        [
+            CHROMIUM,
+            "--headless=new",
+            "--no-sandbox",  # as root (CI) chromium refuses to start with its sandbox
+            "--disable-gpu",
+            "--no-first-run",
+            "--window-size=1600,1000",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    browser_pids: list[int] = []
+    try:
+        active = profile / "DevToolsActivePort"
+        wait_until(lambda: active.exists() and active.read_text().count("\n") >= 1, 30, "chromium")
+        dport, path = active.read_text().split("\n")[:2]
+        browser_pids = [browser.pid] + [
+            p.pid for p in psutil.Process(browser.pid).children(recursive=True)
+        ]
+
+        def listening() -> bool:
+            assert server.poll() is None, server.stderr.read().decode()
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, 30, "serverscope web to listen")
+        SCREENSHOTS.mkdir(exist_ok=True)
+        shot = SCREENSHOTS / "web.png"
+        ws_url = f"ws://127.0.0.1:{dport}{path}"
+        out = asyncio.run(_browse(ws_url, f"http://127.0.0.1:{port}/", server, shot))
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # a lab: the app, its model's root and 4 workers, its load generator
+        assert out["lab"] >= 1 + 1 + 4 and out["lab2"] >= 1 + 1 + 4, out
+        print(
+            f"\nweb: banner {out['banner']!r} after {out['banner_s']:.1f} s; page closed: "
+            f"{out['lab']} lab processes gone in {out['closed_gone_s']:.1f} s; web server "
+            f"killed: {out['lab2']} gone in {out['killed_gone_s']:.1f} s; {shot}"
+        )
+    finally:
+        _stop(browser)
+        _stop(server, signal.SIGINT)
+        server.stderr.close()
+    assert_all_gone([server.pid, *browser_pids], timeout=15)
