@@ -209,7 +209,7 @@ def test_new_connections_are_counted_per_process_and_a_handed_over_socket_moves(
     clients = []
     try:
         with SockDiag() as d:
-            owners = SocketOwners(verify_s=3600.0)
+            owners = SocketOwners(verify_every=0)
             t = 0.0
 
             def upd(now: float) -> sockdiag.OwnerReading:
@@ -228,10 +228,11 @@ def test_new_connections_are_counted_per_process_and_a_handed_over_socket_moves(
             for s in served:
                 s.close()
             r = upd(t + 0.5)  # no new inode: no scan, still the parent's (stale by design)
+            assert not r.scanned and len(r.by_pid[me]) == 2
+            owners.verify_every = 2  # each pid verified every 2 updates
+            upd(t + 0.75)
+            r = upd(t + 1.0)
             assert not r.scanned
-            owners.verify_s = 0.5
-            r = upd(t + 1.0)  # the verification pass
-            assert r.scanned
             assert len(r.by_pid[child.pid]) == 2 and not r.by_pid[me]
             assert r.new_by_pid == {me: 0, child.pid: 0}
     finally:
@@ -246,3 +247,23 @@ def test_new_connections_are_counted_per_process_and_a_handed_over_socket_moves(
         a.close()
         b.close()
         assert_all_gone([child.pid])
+
+
+def test_the_one_pass_request_and_the_per_family_requests_give_the_same_sockets() -> None:
+    a, b = _listener(), _listener(socket.AF_INET6)
+    pa, pb = a.getsockname()[1], b.getsockname()[1]
+    clients = [_connect(pa) for _ in range(3)] + [_connect(pb, socket.AF_INET6) for _ in range(2)]
+    try:
+        with SockDiag() as d:
+            one = d.connections([pa, pb])
+            assert d.compat  # this kernel takes TCPDIAG_GETSOCK
+            d.compat = False
+            per_family = d.connections([pa, pb])
+        key = lambda x: (x.family, x.local_port, x.remote_port, x.state)  # noqa: E731
+        assert sorted(map(key, one)) == sorted(map(key, per_family))
+        assert len(one) == 5 and {x.family for x in one} == {socket.AF_INET, socket.AF_INET6}
+    finally:
+        for c in clients:
+            c.close()
+        a.close()
+        b.close()

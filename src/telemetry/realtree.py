@@ -98,7 +98,7 @@ class _Fds:
     def __init__(self) -> None:
         self.fds: dict[str, int] = {}
 
-    def read(self, path: str) -> bytes:
+    def read(self, path: str, size: int = 1024) -> bytes:
         fd = self.fds.get(path)
         if fd is None:
             try:
@@ -107,7 +107,7 @@ class _Fds:
                 return b""
             self.fds[path] = fd
         try:
-            data = os.pread(fd, 1024, 0)
+            data = os.pread(fd, size, 0)
         except OSError:
             data = b""
         if not data:
@@ -217,6 +217,8 @@ class RealTree:
     _read_at: float = -1e18
     _root_kids: list[int] = field(default_factory=list)
     _listen_inodes: set[int] = field(default_factory=set)
+    # pid -> (stat fd, schedstat fd, parsed stat) of single-threaded processes, per tree read
+    _fast: dict[int, tuple[int, int, tuple]] = field(default_factory=dict)
 
     def close(self) -> None:
         self._fds.close()
@@ -228,18 +230,23 @@ class RealTree:
         except OSError:
             return out
         for tid in tids:
-            data = self._fds.read(f"/proc/{self.root}/task/{tid}/children")
+            data = self._fds.read(f"/proc/{self.root}/task/{tid}/children", 1 << 16)
             out.extend(int(x) for x in data.split())
         return out
 
-    def refresh(self, now: float | None = None) -> None:
-        """Re-read the tree and the epoll registrations."""
+    def refresh(self, now: float | None = None, *, epolls: bool = False) -> None:
+        """Re-read the tree, and the epoll registrations when the set of pids changed (or
+        when asked): a live worker's registrations hardly change, and reading them means
+        reading every fd link of every process (~5 ms at 250 processes)."""
         self.tree_reads += 1
+        before = set(self.pids)
         self.pids = descendants(self.root)
         self._root_kids = sorted(children_of(self.root))
         self._read_at = time.monotonic() if now is None else now
         self._fds.keep_only({f"/proc/{p}/" for p in [self.root, *self.pids]})
-        self.read_epolls()
+        self._fast = {}
+        if epolls or set(self.pids) != before or self.tree_reads == 1:
+            self.read_epolls()
 
     def read_epolls(self) -> None:
         self.epoll_listeners = {}
@@ -266,8 +273,9 @@ class RealTree:
             or now - self._read_at >= TREE_EVERY_S
             or listen_inodes != self._listen_inodes
         ):
+            epolls = listen_inodes != self._listen_inodes
             self._listen_inodes = listen_inodes
-            self.refresh(now)
+            self.refresh(now, epolls=epolls)
         elif sorted(self._root_children()) != self._root_kids:
             self.refresh(now)
         out = self._read_all()
@@ -285,9 +293,13 @@ class RealTree:
                 role = Role.MASTER if has_kids else Role.WORKER
             else:
                 role = Role.WORKER if pid in self.ever_worker else Role.HELPER
-            cpu = None
-            if all(t.cpu_ns is not None for t in tasks):
-                cpu = sum(t.cpu_ns or 0 for t in tasks)
+            if len(tasks) == 1:
+                cpu, at = tasks[0].cpu_ns, tasks[0].at
+            else:
+                cpu = None  # a thread that vanished mid-read: its time is unknown
+                if all(t.cpu_ns is not None for t in tasks):
+                    cpu = sum(t.cpu_ns or 0 for t in tasks)
+                at = max(t.at for t in tasks)
             samples.append(
                 ProcessSample(
                     pid=pid,
@@ -296,7 +308,7 @@ class RealTree:
                     role=role,
                     state=state,
                     cpu_ns=cpu,
-                    at=max(t.at for t in tasks),
+                    at=at,
                     starttime=start,
                     threads=tuple(tasks) if self.threads and len(tasks) > 1 else (),
                 )
@@ -305,19 +317,48 @@ class RealTree:
 
     def _read_all(self) -> list[tuple[int, int, list[TaskSample], tuple]] | None:
         rd = self._fds.read
+        pread = os.pread
+        mono = time.monotonic
+        fast = self._fast
         out = []
         for pid in [self.root, *self.pids]:
-            data = rd(f"/proc/{pid}/stat")
-            if not data:
-                if pid == self.root:
-                    raise ProcessLookupError(f"pid {pid} has exited")
-                return None
-            stat = _parse_stat(data)
+            fds = fast.get(pid)
+            if fds is None:
+                data = rd(f"/proc/{pid}/stat")
+                if not data:
+                    if pid == self.root:
+                        raise ProcessLookupError(f"pid {pid} has exited")
+                    return None
+                stat = _parse_stat(data)
+                if stat[3] == 1:  # single-threaded: keep its two fds at hand
+                    sched = f"/proc/{pid}/schedstat"
+                    rd(sched)
+                    fast[pid] = (self._fds.fds[f"/proc/{pid}/stat"], self._fds.fds[sched], stat)
+            else:
+                # the hot path: two preads per single-threaded process, no path strings, no
+                # full parse (ppid, name, start time do not change; threads are re-counted
+                # at each tree read)
+                try:
+                    data = pread(fds[0], 512, 0)
+                    sched = pread(fds[1], 64, 0)
+                except OSError:
+                    data = b""
+                if not data or not sched:
+                    if pid == self.root:
+                        raise ProcessLookupError(f"pid {pid} has exited")
+                    return None
+                at = mono()
+                st = fds[2]
+                state = data[data.rindex(b")") + 2 : data.rindex(b")") + 3].decode()
+                cpu = int(sched[: sched.index(b" ")])
+                task = TaskSample(pid, pid, st[0], state, cpu, at, st[4])
+                out.append((pid, st[2], [task], (st[0], state, st[2], st[3], st[4])))
+                continue
             comm, state, ppid, nthreads, start = stat
             tasks = []
             if nthreads == 1:
                 sched = rd(f"/proc/{pid}/schedstat")
-                at = time.monotonic()
+                at = mono()
                 cpu = int(sched[: sched.index(b" ")]) if sched else None
                 tasks.append(TaskSample(pid, pid, comm, state, cpu, at, start))
             else:
@@ -328,7 +369,7 @@ class RealTree:
                 for tid in sorted(tids):
                     tstat = rd(f"/proc/{pid}/task/{tid}/stat") if self.threads else b""
                     sched = rd(f"/proc/{pid}/task/{tid}/schedstat")
-                    at = time.monotonic()
+                    at = mono()
                     cpu = int(sched[: sched.index(b" ")]) if sched else None
                     if tstat:
                         tcomm, tstate, _, _, tstart = _parse_stat(tstat)
