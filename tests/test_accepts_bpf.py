@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -60,7 +62,23 @@ def test_a_pid_that_does_not_exist_counts_nothing_and_stops_cleanly() -> None:
     except BpfUnavailable as e:  # pragma: no cover - depends on the machine
         pytest.skip(str(e))
     pid = counter.proc.pid
-    counter.sync()
-    assert counter.per_pid() == {}
-    counter.stop()
+    try:
+        counter.sync()
+        assert counter.per_pid() == {}
+    finally:
+        counter.stop()
     assert_all_gone([pid])
+
+
+@pytest.mark.skipif(REASON is not None, reason=REASON or "")
+def test_bpftrace_does_not_outlive_a_caller_killed_without_stopping_it() -> None:
+    code = (
+        "import sys, os; sys.path[:0] = sys.argv[1:]\n"
+        "from telemetry.accepts_bpf import AcceptCounter\n"
+        "c = AcceptCounter(os.getpid()).start(); print(c.proc.pid, flush=True)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    src = os.path.join(os.path.dirname(__file__), "..", "src")
+    out = subprocess.run([sys.executable, "-c", code, src], capture_output=True, text=True)
+    pid = int(out.stdout.split()[0])
+    assert_all_gone([pid], timeout=10)

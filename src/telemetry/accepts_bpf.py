@@ -19,6 +19,7 @@ SIGKILL if it has not gone within 5 s; `stop()` waits for it, so no process is l
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
@@ -81,12 +82,18 @@ def script(root: int, period_ms: int) -> str:
     )
 
 
-def _memlock() -> None:  # in the child, before exec: bpftrace's maps need locked memory
+def _child_setup() -> None:
+    """In the child, before exec: bpftrace's maps need locked memory; and it gets SIGINT
+    if we die without stopping it (PR_SET_PDEATHSIG), so it never outlives us."""
     try:
         resource.setrlimit(
             resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)
         )
     except (ValueError, OSError):
+        pass
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
         pass
 
 
@@ -120,7 +127,7 @@ class AcceptCounter:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
-            preexec_fn=_memlock,
+            preexec_fn=_child_setup,
         )
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
