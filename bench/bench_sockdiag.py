@@ -28,6 +28,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from telemetry.realattach import RealServerReader
 from telemetry.realtree import RealTree
 from telemetry.sampler import AttachSource, Deltas
 from telemetry.sockdiag import SockDiag, SocketOwners
@@ -93,10 +94,9 @@ class NewWay:
         tt = time.thread_time
         t0 = tt()
         listen = self.diag.listeners([self.port])
-        conns = self.diag.connections([self.port])
+        cinodes = {i for i in self.diag.inodes([self.port]) if i}
         t1 = tt()
         linodes = {x.inode for x in listen}
-        cinodes = {x.inode for x in conns if x.inode}
         pids = [self.tree.root, *self.tree.pids]
         r = self.owners.update(pids, linodes | cinodes)
         t2 = tt()
@@ -126,7 +126,18 @@ class OldWay:
         return len(r.workers), sum(w.connections for w in r.workers)
 
 
-def timed(way: NewWay | OldWay) -> tuple[float, tuple[int, int]]:
+class ReaderWay:
+    """The same through telemetry.realattach.RealServerReader (what attach will call)."""
+
+    def __init__(self, root: int, port: int) -> None:
+        self.rd = RealServerReader(root, [port])
+
+    def sample(self) -> tuple[int, int]:
+        r = self.rd.read()
+        return len(r.workers), sum(w.connections for w in r.workers)
+
+
+def timed(way: NewWay | OldWay | ReaderWay) -> tuple[float, tuple[int, int]]:
     t0 = time.thread_time()
     out = way.sample()
     return (time.thread_time() - t0) * 1000.0, out
@@ -157,6 +168,7 @@ def main() -> None:
     )
     clients: list[socket.socket] = []
     new = old = None
+    reader: ReaderWay | None = None
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -170,22 +182,28 @@ def main() -> None:
             f"(made in {time.monotonic() - t0:.1f} s)"
         )
         new, old = NewWay(proc.pid, port), OldWay(proc.pid)
+        reader = ReaderWay(proc.pid, port)
         for _ in range(3):  # warm up: caches, first tree reads
             new.sample()
             old.sample()
+            reader.sample()
         nc: list[float] = []
         oc: list[float] = []
+        rc: list[float] = []
         for _ in range(a.samples):
             c, nres = timed(new)
             nc.append(c)
             c, ores = timed(old)
             oc.append(c)
+            c, rres = timed(reader)
+            rc.append(c)
             time.sleep(1 / HZ)
-        print(f"  processes / held connections seen: new {nres}, old {ores}")
+        print(f"  processes / held connections seen: new {nres}, reader {rres}, old {ores}")
         print(f"  old (/proc/net/tcp{{,6}} + every fd): {summary(oc)}")
         print(f"  new (sock_diag filtered + owners): {summary(nc)}")
         for k, v in new.parts.items():
             print(f"    {k:10s} {summary(v[-a.samples :])}")
+        print(f"  RealServerReader.read:             {summary(rc)}")
         print(
             f"  ratio old/new (mean): {statistics.fmean(oc) / statistics.fmean(nc):.1f}x; "
             f"goal <= 5 ms: {'met' if statistics.fmean(nc) <= 5 else 'NOT met'}; "
@@ -194,6 +212,8 @@ def main() -> None:
     finally:
         if new:
             new.close()
+        if reader:
+            reader.rd.close()
         for c in clients:
             c.close()
         os.killpg(proc.pid, signal.SIGKILL)

@@ -66,7 +66,10 @@ def test_live_prefork_shows_one_keepalive_glyph_per_idle_client_and_the_right_pi
     try:
         wait_until(lambda: modstatus.fetch(url).count("K") == 3, 10, "3 keep-alive slots")
         st = modstatus.fetch(url)
-        assert st.busy == 4  # 3 keep-alive + the one answering this request
+        # the 3 keep-alive slots, the one answering, maybe one still closing an earlier
+        # status request: Apache's own count agrees with its glyphs
+        assert st.count("K") == 3
+        assert st.busy == sum(st.count(g) for g in BUSY_GLYPHS) >= 4
         import urllib.request
 
         html = urllib.request.urlopen(url, timeout=5).read().decode()

@@ -96,6 +96,8 @@ def test_connections_are_filtered_in_the_kernel_to_the_given_ports_and_equal_ss_
         # accepted sockets have an inode (a file holds them); queued ones do not yet
         accepted = {os.fstat(s.fileno()).st_ino for s in served}
         assert {x.inode for x in got if x.inode} == accepted
+        with SockDiag() as d:
+            assert sorted(d.inodes([pa, pb])) == sorted(x.inode for x in got)
     finally:
         for s in clients + served:
             s.close()

@@ -92,9 +92,8 @@ class RealServerReader:
     def read(self) -> RealReading:
         now = time.monotonic()
         listen = self.diag.listeners(self.ports)
-        conns = self.diag.connections(self.ports)
         linodes = {x.inode for x in listen}
-        cinodes = {x.inode for x in conns if x.inode}
+        cinodes = {i for i in self.diag.inodes(self.ports) if i}
         pids = [self.root, *self.tree.pids] if self.tree.tree_reads else None
         if pids is None:
             self.tree.refresh()
