@@ -296,6 +296,8 @@ const [port, n, sched] = [Number(process.argv[2]), Number(process.argv[3]), proc
 cluster.schedulingPolicy = sched === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
 if (cluster.isPrimary) {
   for (let i = 0; i < n; i++) cluster.fork();
+  let listening = 0;  // round robin: a worker gets connections once the master knows it
+  cluster.on('listening', () => { if (++listening === n) console.log('ready'); });
   process.on('SIGTERM', () => {
     for (const id in cluster.workers) cluster.workers[id].process.kill('SIGTERM');
     process.exit(0);
@@ -324,6 +326,11 @@ def node(tmp: Path, *, workers: int = 2, sched: str = "none") -> RealServer:
     srv = RealServer(f"node-{sched}", port, proc.pid, tmp, proc=proc)
     try:
         _wait_ready(srv, workers)
+        deadline = time.monotonic() + 10
+        while "ready" not in (tmp / "node.log").read_text():
+            if time.monotonic() > deadline:
+                raise RuntimeError("node workers did not all listen")
+            time.sleep(0.05)
         if sched == "none":  # every worker has its own copy of the listener
             deadline = time.monotonic() + 10
             while sum(1 for p in srv.children() if _holds_listener(p, port)) < workers:
