@@ -229,3 +229,28 @@ def test_each_real_server_answers_and_reads_as_a_master_and_its_workers(
     finally:
         for c in clients:
             c.close()
+
+
+def test_gthread_workers_have_per_thread_rows_whose_cpu_adds_up_to_the_process(
+    real_server,  # noqa: F811
+) -> None:
+    srv = real_server("gunicorn", worker_class="gthread", threads=4)
+    c = _client(srv.port, 3)  # a keep-alive client: its requests ran on a worker thread
+    try:
+        with RealServerReader(srv.root, [srv.port], threads=True) as rd:
+            rd.read()
+            procs = {p.pid: p for p in rd.tree.sample()}
+            workers = [p for p in procs.values() if p.role is Role.WORKER]
+            assert len(workers) == 2
+            for p in workers:
+                if not p.threads:  # gthread starts its pool threads on the first request
+                    continue
+                assert all(t.pid == p.pid and t.cpu_ns is not None for t in p.threads)
+                assert {t.tid for t in p.threads} == {
+                    int(x) for x in os.listdir(f"/proc/{p.pid}/task")
+                }
+                assert sum(t.cpu_ns or 0 for t in p.threads) == p.cpu_ns
+                assert all(t.state in "RSD" for t in p.threads)
+            assert any(len(p.threads) > 1 for p in workers)
+    finally:
+        c.close()
