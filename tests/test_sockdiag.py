@@ -269,3 +269,18 @@ def test_the_one_pass_request_and_the_per_family_requests_give_the_same_sockets(
             c.close()
         a.close()
         b.close()
+
+
+def test_the_change_gate_does_not_skip_after_a_connection_opens_nor_when_too_old() -> None:
+    gate = sockdiag.TcpChangeGate(max_age_s=1.0)
+    assert not gate.may_skip(0.0)  # the first time: dump
+    lsock = _listener()
+    c = _connect(lsock.getsockname()[1])  # PassiveOpens and ActiveOpens move
+    try:
+        assert not gate.may_skip(0.1)
+        gate._key = gate.counters()
+        gate._at = 10.0
+        assert not gate.may_skip(11.5)  # older than max_age_s: dump again
+    finally:
+        c.close()
+        lsock.close()

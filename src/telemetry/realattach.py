@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .accepts_bpf import AcceptCounter, BpfUnavailable
 from .realtree import RealTree, Role
-from .sockdiag import SockDiag, SocketOwners
+from .sockdiag import SockDiag, SocketOwners, TcpChangeGate
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
@@ -68,6 +68,9 @@ class RealServerReader:
         self.diag = SockDiag()
         self.owners = SocketOwners()
         self.tree = RealTree(root, threads=threads)
+        self.gate = TcpChangeGate()
+        self._cinodes: set[int] = set()
+        self._queued = True
         self.counter: AcceptCounter | None = None
         self.unavailable: str | None = "not asked for"
         if exact_accepts:
@@ -93,7 +96,16 @@ class RealServerReader:
         now = time.monotonic()
         listen = self.diag.listeners(self.ports)
         linodes = {x.inode for x in listen}
-        cinodes = {i for i in self.diag.inodes(self.ports) if i}
+        # skip the connection dump when no TCP socket on the host changed since the last
+        # one, and none was waiting in an accept queue then or now (accepting one gives
+        # it an inode without moving any counter)
+        queued = any(x.rqueue for x in listen)
+        if self.gate.may_skip(now) and not queued and not self._queued:
+            cinodes = self._cinodes
+        else:
+            inodes = self.diag.inodes(self.ports)
+            self._queued = 0 in inodes
+            cinodes = self._cinodes = {i for i in inodes if i}
         pids = [self.root, *self.tree.pids] if self.tree.tree_reads else None
         if pids is None:
             self.tree.refresh()

@@ -417,3 +417,45 @@ class SocketOwners:
         self._seen = alive
         self._last_at = now
         return OwnerReading(by_pid, new_by_pid, alive - known, scanned, iv)
+
+
+class TcpChangeGate:
+    """Tells when the host's TCP sockets cannot have changed since the last real dump, so
+    the connection dump (a walk of the kernel's whole established table, ~2.4 ms at 50k
+    TIME-WAIT) can be skipped on an idle server.
+
+    The key is the namespace's own counters: ActiveOpens, PassiveOpens, AttemptFails,
+    EstabResets and CurrEstab from /proc/net/snmp, and TCP inuse/orphan from
+    /proc/net/sockstat (~20 us to read both). Any socket entering the connected set opens
+    (Active/PassiveOpens); leaving it goes through ESTABLISHED -> CLOSE_WAIT/FIN_WAIT
+    (CurrEstab) or destruction (inuse) or a reset. A real dump is still made at least
+    every `max_age_s`. Under traffic the counters move every sample, so this saves
+    nothing there: it is for the idle (or lightly loaded) server on a busy host.
+    """
+
+    def __init__(self, max_age_s: float = 1.0) -> None:
+        self.max_age_s = max_age_s
+        self._key: tuple | None = None
+        self._at = -1e18
+        self.skipped = 0
+
+    @staticmethod
+    def counters() -> tuple:
+        with open("/proc/net/snmp", "rb") as f:
+            lines = [ln for ln in f.read().splitlines() if ln.startswith(b"Tcp:")]
+        vals = lines[1].split() if len(lines) > 1 else []
+        with open("/proc/net/sockstat", "rb") as f:
+            tcp = next((ln.split() for ln in f.read().splitlines() if ln.startswith(b"TCP:")), [])
+        # Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails
+        #      EstabResets CurrEstab ...;  TCP: inuse N orphan N tw N alloc N mem N
+        return (*vals[5:10], *tcp[2:5:2])
+
+    def may_skip(self, now: float) -> bool:
+        """True when the last dump's result still holds; else False (then dump)."""
+        key = self.counters()
+        if key == self._key and now - self._at < self.max_age_s:
+            self.skipped += 1
+            return True
+        self._key = key
+        self._at = now
+        return False
