@@ -26,9 +26,11 @@ LISTEN-only dumps walk the listening hash alone (~0.03 ms).
 `SocketOwners` maps socket inodes to the pids of a given process tree incrementally:
 the /proc/PID/fd directories of the tree only (never all of /proc) are read when the
 dump shows an inode not seen before, reading links only for fd numbers not seen before
-(or whose socket has gone), and all of them are re-listed at least every `verify_s`
-(1 s) so a socket handed to another process (SCM_RIGHTS, Node's round-robin master)
-moves to its new owner within a second. Sockets shared by several processes (a
+(or whose socket has gone). Each update also re-reads all links of the root (the usual
+giver: Node's round-robin master) and of an eighth of the other pids (round robin); when
+a live socket has left a re-read pid (an SCM_RIGHTS hand-over), every pid is listed again
+at once. So a socket the root hands over shows in its new owner at the next sample; one
+a worker hands over, within 8 samples (2 s at 4 Hz). Sockets shared by several processes (a
 listening socket inherited by prefork children) have all of them as owners, as in
 `ss -tnp`.
 """
@@ -394,13 +396,21 @@ class SocketOwners:
         unknown = alive - known - self._foreign
         k = self.verify_every
         verify = set(pids[self._n % k :: k]) if k > 0 else set()
+        if k > 0 and pids:
+            verify.add(pids[0])  # the root, every time: it is the one handing sockets over
         self._n += 1
         scanned = bool(unknown) or not set(pids) <= set(self.fds)
         if scanned:
             self.scans += 1
             self._scan(pids, alive, verify)
         else:
+            held = {pid: set(self.fds.get(pid, {}).values()) & alive for pid in verify}
             self._scan(verify, alive, verify)
+            moved = any(held[pid] - set(self.fds.get(pid, {}).values()) for pid in verify)
+            if moved:  # a live socket left a verified pid: find where it went, now
+                self.scans += 1
+                self._scan(pids, alive, set())
+                scanned = True
         known = set()
         for cur in self.fds.values():
             known.update(cur.values())
