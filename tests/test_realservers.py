@@ -147,12 +147,15 @@ def test_a_sigstopped_nginx_reuseport_worker_reads_stopped_with_its_own_growing_
     srv = real_server("nginx", workers=2, reuseport=True)
     clients = []
     with RealServerReader(srv.root, [srv.port]) as rd:
+        # each worker polls its own reuseport listener (from its epoll fdinfo), once it
+        # has registered it (just after start, one may not have yet)
+        wait_until(
+            lambda: all(len(x.pollers) == 1 for x in rd.read().listeners), 5, "1 poller each"
+        )
         r = rd.read()
         workers = [w for w in r.workers if w.role is Role.WORKER]
         assert len(workers) == 2
-        # each worker polls its own reuseport listener (from its epoll fdinfo)
         assert len(r.listeners) == 2
-        assert all(len(x.pollers) == 1 for x in r.listeners)
         assert {x.pollers[0] for x in r.listeners} == {w.pid for w in workers}
         victim = workers[0].pid
         own = next(x.inode for x in r.listeners if x.pollers == (victim,))

@@ -29,7 +29,9 @@ showed for up to 1.5 s).
 
 Which worker polls which reuseport listener: /proc/PID/fdinfo/EPFD of each epoll fd lists
 `tfd: N ... ino:HEX` per registered file, so a listening socket's inode in a worker's
-epoll set means that worker takes that listener's connections. Read on tree refresh only.
+epoll set means that worker takes that listener's connections. Read when the set of pids
+changes, and every EPOLL_RETRY_S while some listener is in no epoll set of a server that
+uses epoll (a just-started nginx worker had not registered its listener yet).
 
 `Role` mirrors the `Role` StrEnum that issue 12 adds to telemetry.snapshot; after the
 merge this module should use that one.
@@ -44,6 +46,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 TREE_EVERY_S = 2.0
+EPOLL_RETRY_S = 0.5  # epoll sets re-read this often while a listener is in none of them
 
 
 class Role(enum.StrEnum):
@@ -223,6 +226,8 @@ class RealTree:
     _listen_inodes: set[int] = field(default_factory=set)
     # pid -> (stat fd, schedstat fd, parsed stat) of single-threaded processes, per tree read
     _fast: dict[int, tuple[int, int, tuple]] = field(default_factory=dict)
+    _epoll_at: float = -1e18
+    _has_epoll: bool = False
 
     def close(self) -> None:
         self._fds.close()
@@ -252,14 +257,26 @@ class RealTree:
         if epolls or set(self.pids) != before or self.tree_reads == 1:
             self.read_epolls()
 
-    def read_epolls(self) -> None:
+    def read_epolls(self, now: float | None = None) -> None:
         self.epoll_listeners = {}
+        self._epoll_at = time.monotonic() if now is None else now
+        self._has_epoll = False
         for pid in [self.root, *self.pids]:
             regs: set[int] = set()
-            for inodes in epoll_targets(pid).values():
+            targets = epoll_targets(pid)
+            self._has_epoll |= bool(targets)
+            for inodes in targets.values():
                 regs |= inodes
             if regs & self._listen_inodes:
                 self.epoll_listeners[pid] = regs & self._listen_inodes
+
+    def _epolls_incomplete(self) -> bool:
+        """Some listener is in no epoll set although the server uses epoll: a worker that
+        had not registered it yet when they were read (nginx just started)."""
+        if not self._has_epoll or not self._listen_inodes:
+            return False
+        polled = set().union(*self.epoll_listeners.values()) if self.epoll_listeners else set()
+        return not self._listen_inodes <= polled
 
     def sample(
         self,
@@ -282,6 +299,8 @@ class RealTree:
             self.refresh(now, epolls=epolls)
         elif sorted(self._root_children()) != self._root_kids:
             self.refresh(now)
+        elif now - self._epoll_at >= EPOLL_RETRY_S and self._epolls_incomplete():
+            self.read_epolls(now)
         out = self._read_all()
         if out is None:  # a pid vanished mid-read: re-read the tree once
             self.refresh()
