@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 $(BIN)/serverscope: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,real]'
 	touch $@
 
 setup: $(BIN)/serverscope

@@ -1,0 +1,109 @@
+"""Apache mod_status: the real scoreboard of an attached Apache httpd.
+
+`GET /server-status?auto` gives BusyWorkers, IdleWorkers and the scoreboard, one glyph
+per slot (per process under prefork; per thread under worker/event, ThreadLimit glyphs
+per process slot, in slot order). It has no pids: the HTML page (`/server-status`,
+ExtendedStatus On) does, in its per-process table (event/worker: `Slot | PID | ...`) and
+in the per-slot request rows (`Srv` = `slot-generation`, then `PID`). The glyphs are
+Apache's own and are shown as they are; `STATE_OF_GLYPH` maps them to serverscope's
+scoreboard state names (telemetry.snapshot.STATES).
+
+Parsed by hand: the format is a few `Key: value` lines and a table; no library reads it.
+Tested on output captured from Debian's Apache 2.4 (tests/data/mod_status_*).
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from dataclasses import dataclass, field
+
+# Apache's glyphs (mod_status "Scoreboard Key") -> serverscope state names
+STATE_OF_GLYPH = {
+    "_": "waiting",  # waiting for connection
+    "S": "starting",
+    "R": "reading",  # reading request
+    "W": "writing",  # sending reply
+    "K": "keepalive",  # keepalive (read)
+    "D": "working",  # DNS lookup
+    "C": "closing",  # closing connection
+    "L": "working",  # logging
+    "G": "closing",  # gracefully finishing
+    "I": "closing",  # idle cleanup of worker
+    ".": "empty",  # open slot with no current process
+}
+BUSY_GLYPHS = frozenset("RWKDCL")  # what Apache counts as BusyWorkers (G is "graceful")
+
+
+class ModStatusError(ValueError):
+    """The text is not mod_status ?auto output; the message says what was wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModStatus:
+    mpm: str | None  # "prefork", "worker", "event" (ServerMPM; None on old Apache)
+    busy: int  # BusyWorkers
+    idle: int  # IdleWorkers
+    scoreboard: str
+    processes: int | None = None  # "Processes" (event/worker)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def count(self, glyph: str) -> int:
+        return self.scoreboard.count(glyph)
+
+    def slots(self, threads_per_slot: int | None = None) -> list[str]:
+        """The scoreboard cut per process slot: one glyph each under prefork, else
+        `threads_per_slot` (ThreadLimit) glyphs each."""
+        n = threads_per_slot or (1 if self.mpm in (None, "prefork") else 0)
+        if n <= 0:
+            raise ValueError(f"give threads_per_slot (ThreadLimit) for the {self.mpm} MPM")
+        sb = self.scoreboard
+        return [sb[i : i + n] for i in range(0, len(sb), n)]
+
+
+def parse_auto(text: str) -> ModStatus:
+    """Parse `/server-status?auto` output."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    missing = [k for k in ("Scoreboard", "BusyWorkers", "IdleWorkers") if k not in fields]
+    if missing:
+        raise ModStatusError(
+            f"not mod_status ?auto output (no {', '.join(missing)}): is the URL "
+            "/server-status?auto, with mod_status loaded?"
+        )
+    sb = fields["Scoreboard"]
+    if not set(sb) <= set(STATE_OF_GLYPH):
+        raise ModStatusError(f"unknown scoreboard glyphs {sorted(set(sb) - set(STATE_OF_GLYPH))}")
+    try:
+        busy, idle = int(fields["BusyWorkers"]), int(fields["IdleWorkers"])
+        procs = int(fields["Processes"]) if "Processes" in fields else None
+    except ValueError as e:
+        raise ModStatusError(f"bad number in mod_status output: {e}") from None
+    return ModStatus(fields.get("ServerMPM"), busy, idle, sb, procs, fields)
+
+
+_PROC_ROW = re.compile(r"<tr><td>(\d+)</td><td>(\d+)</td><td>(?:no|yes)")
+_SRV_ROW = re.compile(r"<tr><td><b>(\d+)-\d+</b></td><td>(\d+)</td>")
+
+
+def parse_html_pids(html: str) -> dict[int, int]:
+    """{process slot: pid} from the HTML status page (event/worker process table, and
+    the ExtendedStatus per-slot rows, which prefork has too)."""
+    out: dict[int, int] = {}
+    for m in _SRV_ROW.finditer(html):
+        if int(m.group(2)) > 0:
+            out[int(m.group(1))] = int(m.group(2))
+    for m in _PROC_ROW.finditer(html):
+        out[int(m.group(1))] = int(m.group(2))
+    return out
+
+
+def fetch(url: str, timeout: float = 2.0) -> ModStatus:
+    """GET a ?auto URL (adds `?auto` when missing) and parse it."""
+    if "?auto" not in url:
+        url += "&auto" if "?" in url else "?auto"
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return parse_auto(r.read().decode("latin-1"))

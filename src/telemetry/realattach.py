@@ -1,0 +1,160 @@
+"""One reading of a real server from outside: the seam the attach sampler will use.
+
+Composes the pieces of issue 14, each with its own module and tests:
+- telemetry.sockdiag: the server's listening sockets (queue, limit) and connections,
+  filtered in the kernel to its ports, and which pid holds which (incremental);
+- telemetry.realtree: roles, state letters and schedstat CPU per process;
+- telemetry.accepts_bpf (optional): exact accepts per pid/tid; without it, new
+  connections per interval from sock_diag, labelled as an estimate.
+It returns plain dataclasses; mapping them onto Snapshot/WorkerSample (and issue 12's
+Role on WorkerSample) is left to the integration after the merge.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .accepts_bpf import AcceptCounter, BpfUnavailable
+from .realtree import RealTree, Role
+from .sockdiag import SockDiag, SocketOwners, TcpChangeGate
+
+ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
+ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReading:
+    pid: int
+    name: str
+    role: Role
+    state: str  # /proc letter: R S D T t Z ...
+    cpu_ns: int | None
+    at: float  # monotonic time of the CPU read
+    connections: int  # connections on the server's ports this process holds (as ss -tnp)
+    new_connections: int | None  # in the interval (the estimate); None on the first reading
+    accepts_total: int | None  # exact, cumulative since the counter started; None without eBPF
+    listeners: frozenset[int]  # inodes of listeners it polls (epoll) or else holds
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerReading:
+    inode: int
+    address: str
+    port: int
+    queue: int
+    limit: int
+    pollers: tuple[int, ...]  # pids whose epoll set has it (reuseport: one worker each)
+
+
+@dataclass(frozen=True, slots=True)
+class RealReading:
+    time: float
+    interval_s: float | None
+    workers: tuple[WorkerReading, ...]  # every process of the tree, root first
+    listeners: tuple[ListenerReading, ...]
+    accepts_source: str  # ACCEPTS_EXACT or ACCEPTS_ESTIMATE
+    accepts_unavailable: str | None  # why exact accepts are not counted (None: they are)
+
+
+class RealServerReader:
+    """Read a real server's tree and sockets; `ports` are its listening ports."""
+
+    def __init__(
+        self, root: int, ports: list[int], *, exact_accepts: bool = False, threads: bool = False
+    ) -> None:
+        self.root = root
+        self.ports = ports
+        self.diag = SockDiag()
+        self.owners = SocketOwners()
+        self.tree = RealTree(root, threads=threads)
+        self.gate = TcpChangeGate()
+        self._cinodes: set[int] = set()
+        self._queued = True
+        self.counter: AcceptCounter | None = None
+        self.unavailable: str | None = "not asked for"
+        if exact_accepts:
+            try:
+                self.counter = AcceptCounter(root).start()
+                self.unavailable = None
+            except BpfUnavailable as e:
+                self.unavailable = str(e)
+
+    def close(self) -> None:
+        if self.counter is not None:
+            self.counter.stop()
+        self.diag.close()
+        self.tree.close()
+
+    def __enter__(self) -> RealServerReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read(self) -> RealReading:
+        now = time.monotonic()
+        listen = self.diag.listeners(self.ports)
+        linodes = {x.inode for x in listen}
+        # skip the connection dump when no TCP socket on the host changed since the last
+        # one, and none was waiting in an accept queue then or now (accepting one gives
+        # it an inode without moving any counter)
+        queued = any(x.rqueue for x in listen)
+        if self.gate.may_skip(now) and not queued and not self._queued:
+            cinodes = self._cinodes
+        else:
+            inodes = self.diag.inodes(self.ports)
+            self._queued = 0 in inodes
+            cinodes = self._cinodes = {i for i in inodes if i}
+        pids = [self.root, *self.tree.pids] if self.tree.tree_reads else None
+        if pids is None:
+            self.tree.refresh()
+            pids = [self.root, *self.tree.pids]
+        own = self.owners.update(pids, linodes | cinodes, now=now)
+        lby = {p: s & linodes for p, s in own.by_pid.items()}
+        cby = {p: s & cinodes for p, s in own.by_pid.items()}
+        exact = self.counter.per_pid() if self.counter else None
+        procs = self.tree.sample(lby, cby, exact)
+        if set(self.tree.pids) - set(pids):  # the tree changed: owners of the new pids
+            own = self.owners.update([self.root, *self.tree.pids], linodes | cinodes, now=now)
+            cby = {p: s & cinodes for p, s in own.by_pid.items()}
+            lby = {p: s & linodes for p, s in own.by_pid.items()}
+        new = own.new_by_pid
+        workers = []
+        for p in procs:
+            polls = self.tree.epoll_listeners.get(p.pid)
+            workers.append(
+                WorkerReading(
+                    pid=p.pid,
+                    name=p.name,
+                    role=p.role,
+                    state=p.state,
+                    cpu_ns=p.cpu_ns,
+                    at=p.at,
+                    connections=len(cby.get(p.pid, ())),
+                    new_connections=None if new is None else new.get(p.pid, 0),
+                    accepts_total=None if exact is None else exact.get(p.pid, 0),
+                    listeners=frozenset(polls if polls else lby.get(p.pid, ())),
+                )
+            )
+        listeners = tuple(
+            ListenerReading(
+                inode=x.inode,
+                address=x.local_address,
+                port=x.local_port,
+                queue=x.rqueue,
+                limit=x.wqueue,
+                pollers=tuple(
+                    sorted(p for p, s in self.tree.epoll_listeners.items() if x.inode in s)
+                ),
+            )
+            for x in listen
+        )
+        return RealReading(
+            time=now,
+            interval_s=own.interval_s,
+            workers=tuple(workers),
+            listeners=listeners,
+            accepts_source=ACCEPTS_EXACT if self.counter else ACCEPTS_ESTIMATE,
+            accepts_unavailable=self.unavailable,
+        )

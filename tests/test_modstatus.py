@@ -1,0 +1,83 @@
+"""mod_status ?auto parser: on output captured from Debian's Apache 2.4, and live."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from conftest import read_response, wait_until
+from realservers import real_server  # noqa: F401 - the fixture
+from telemetry import modstatus
+from telemetry.modstatus import BUSY_GLYPHS, ModStatusError
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_captured_prefork_output_parses_to_its_scoreboard_and_counts() -> None:
+    st = modstatus.parse_auto((DATA / "mod_status_prefork.txt").read_text())
+    assert st.mpm == "prefork"
+    assert st.scoreboard.startswith("KKKWS")
+    assert (st.busy, st.idle) == (4, 0)
+    assert sum(st.count(g) for g in BUSY_GLYPHS) == st.busy
+    assert st.slots()[:3] == ["K", "K", "K"]
+
+
+def test_captured_event_output_is_cut_per_process_by_thread_limit() -> None:
+    st = modstatus.parse_auto((DATA / "mod_status_event.txt").read_text())
+    assert st.mpm == "event" and st.processes == 2
+    assert (st.busy, st.idle) == (1, 7)
+    assert st.count("_") == st.idle
+    assert st.slots(4) == ["____", "W___"]
+    with pytest.raises(ValueError, match="threads_per_slot"):
+        st.slots()
+
+
+def test_pids_per_slot_come_from_the_html_page() -> None:
+    assert modstatus.parse_html_pids((DATA / "mod_status_event.html").read_text()) == {
+        0: 2734,
+        1: 2735,
+    }
+    pids = modstatus.parse_html_pids((DATA / "mod_status_prefork.html").read_text())
+    assert pids and all(p > 0 for p in pids.values())
+
+
+def test_text_that_is_not_mod_status_is_a_clear_error() -> None:
+    with pytest.raises(ModStatusError, match="not mod_status"):
+        modstatus.parse_auto("<html>It works!</html>")
+    with pytest.raises(ModStatusError, match="glyphs"):
+        modstatus.parse_auto("BusyWorkers: 1\nIdleWorkers: 0\nScoreboard: W?\n")
+
+
+def _keepalive_client(port: int) -> socket.socket:
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert read_response(c).status == 200
+    return c
+
+
+def test_live_prefork_shows_one_keepalive_glyph_per_idle_client_and_the_right_pids(
+    real_server,  # noqa: F811
+) -> None:
+    srv = real_server("apache", mpm="prefork", max_workers=6, start=2, keepalive_timeout=30)
+    url = f"http://127.0.0.1:{srv.port}/server-status"
+    clients = [_keepalive_client(srv.port) for _ in range(3)]
+    try:
+        wait_until(lambda: modstatus.fetch(url).count("K") == 3, 10, "3 keep-alive slots")
+        st = modstatus.fetch(url)
+        # the 3 keep-alive slots, the one answering, maybe one still closing an earlier
+        # status request: Apache's own count agrees with its glyphs
+        assert st.count("K") == 3
+        assert st.busy == sum(st.count(g) for g in BUSY_GLYPHS) >= 4
+        import urllib.request
+
+        html = urllib.request.urlopen(url, timeout=5).read().decode()
+        pids = modstatus.parse_html_pids(html)
+        assert set(pids.values()) <= set(srv.children())
+        for slot, glyph in enumerate(st.slots()):
+            if glyph == "K":
+                assert slot in pids
+    finally:
+        for c in clients:
+            c.close()
