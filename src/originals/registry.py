@@ -26,7 +26,13 @@ class Toolchain:
 
     @property
     def present(self) -> bool:
-        return self.path() is not None
+        if self.path() is None:
+            return False
+        if self.command == "apache2":  # the originals need its mod_lua and mod_status too
+            from .apache import modules_dir
+
+            return modules_dir() is not None
+        return True
 
 
 GCC = Toolchain("gcc", "gcc", "a C compiler")

@@ -1,6 +1,6 @@
 -- serverscope's endpoints for Apache httpd, through Debian's mod_lua:
 --   GET /                            -> 200 "hello from serverscope\n"
---   GET /work?cpu_ms=&io_ms=&bytes=  -> burn cpu_ms of CPU time, sleep io_ms (r:sleep
+--   GET /work?cpu_ms=&io_ms=&bytes=  -> burn cpu_ms of CPU time, sleep io_ms (r.usleep
 --                                       blocks the worker, as in the Python models),
 --                                       answer exactly `bytes` bytes of 'x'
 -- CPU time is os.clock(), the process's CPU time: exact for prefork (one request per
@@ -58,6 +58,6 @@ function handle(r)
     return reply(r, 400, "text/plain", "bytes must be a whole number\n")
   end
   burn(p.cpu_ms)
-  if p.io_ms > 0 then r:sleep(p.io_ms / 1000) end
+  if p.io_ms > 0 then r.usleep(math.floor(p.io_ms * 1000)) end -- microseconds
   return reply(r, 200, "application/octet-stream", string.rep("x", math.floor(p.bytes)))
 end
