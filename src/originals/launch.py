@@ -36,6 +36,7 @@ from .registry import OriginalSpec, spec
 
 SRC = Path(__file__).resolve().parent
 STOP_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for the original's group
+READY_ENV = "SERVERSCOPE_READY_FILE"  # an original that can tell touches it when all serve
 BUSY_MARKERS = ("already in use", "EADDRINUSE", "make_sock: could not bind")
 
 
@@ -100,6 +101,7 @@ class Original:
         self.port = 0
         self.run_dir: Path | None = None
         self._seen: set[int] = set()
+        self._ready_file: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> Original:
@@ -139,6 +141,9 @@ class Original:
         env = dict(os.environ)
         src = str(SRC.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+        self._ready_file = self.run_dir / "ready" if sp.kind == "node" else None
+        if self._ready_file is not None:
+            env[READY_ENV] = str(self._ready_file)
         wd_spec = {"argv": argv, "grace": STOP_GRACE, "run_dir": str(self.run_dir)}
         self.watchdog = subprocess.Popen(
             [sys.executable, "-m", "originals.watchdog", json.dumps(wd_spec)],
@@ -168,7 +173,8 @@ class Original:
         while True:
             if self.watchdog.poll() is not None:
                 raise self._failure()
-            if len(self.pids()) - 1 >= want:
+            ready_file = self._ready_file is None or self._ready_file.exists()
+            if ready_file and len(self.pids()) - 1 >= want:
                 break
             if time.monotonic() > deadline:
                 raise ServerError(f"{name} did not start its {want} workers in {timeout:g} s")

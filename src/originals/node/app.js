@@ -113,4 +113,11 @@ function listenFailed(o, err) {
   process.exit(err.code === 'EADDRINUSE' ? 98 : 1);
 }
 
-module.exports = { parseOpts, makeServer, listenFailed };
+// Tell the launcher every worker is serving: it waits for this file (when it names one)
+// rather than for the first answer, so a run does not start with workers still booting.
+function announceReady() {
+  const file = process.env.SERVERSCOPE_READY_FILE;
+  if (file) require('node:fs').writeFileSync(file, `${process.pid}\n`);
+}
+
+module.exports = { parseOpts, makeServer, listenFailed, announceReady };

@@ -14,7 +14,7 @@
 'use strict';
 const { fork } = require('node:child_process');
 const net = require('node:net');
-const { parseOpts, makeServer, listenFailed } = require('./app.js');
+const { parseOpts, makeServer, listenFailed, announceReady } = require('./app.js');
 
 if (process.argv[2] === '--worker') {
   const o = parseOpts(process.argv.slice(3));
@@ -51,7 +51,10 @@ if (process.argv[2] === '--worker') {
         if (msg !== 'ready') return;
         ready.push(w);
         while (early.length) handOver(early.shift());
-        if (ready.length === o.workers) server.close(); // the master's copy of the socket
+        if (ready.length === o.workers) {
+          server.close(); // the master's copy of the socket
+          announceReady();
+        }
       });
       w.send('server', server);
     }

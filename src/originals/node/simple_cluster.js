@@ -8,13 +8,17 @@
 // Workers exit when the primary goes (cluster workers leave on IPC disconnect).
 'use strict';
 const cluster = require('node:cluster');
-const { parseOpts, makeServer, listenFailed } = require('./app.js');
+const { parseOpts, makeServer, listenFailed, announceReady } = require('./app.js');
 
 const o = parseOpts(process.argv.slice(2));
 cluster.schedulingPolicy = cluster.SCHED_RR;
 
 if (cluster.isPrimary) {
   for (let i = 0; i < o.workers; i++) cluster.fork();
+  let listening = 0;
+  cluster.on('listening', () => {
+    if (++listening === o.workers) announceReady();
+  });
   cluster.on('exit', (worker, code, signal) => {
     if (code === 98) process.exit(98); // the port was busy: every worker will say the same
     process.stderr.write(`simple_cluster: worker ${worker.process.pid} exited (${signal || code})\n`);
