@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import get, read_response, wait_until
@@ -269,3 +270,66 @@ def test_builds_c_to_a_cache_keyed_by_source_hash_and_concurrent_builds_agree(
     assert exe.is_relative_to(tmp_path / "serverscope" / "build") and os.access(exe, os.X_OK)
     assert [p.name for p in exe.parent.parent.iterdir()] == [exe.parent.name]  # no temp left
     assert sorted(p.name for p in src_dir.iterdir()) == before  # nothing in the source tree
+
+
+@pytest.mark.parametrize("name", ["node:simple_cluster", "go:server", "apache:event"])
+def test_a_port_taken_after_the_check_is_still_reported_as_busy_in_one_line(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    needs(name)
+    from originals import launch
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        # the port looked free when chosen, and was taken before the original bound it
+        monkeypatch.setattr(launch, "free_port", lambda host: port)
+        with pytest.raises(BindError) as e:
+            Original(ServerConfig(model=name, **SMALL.get(name, {}))).start()  # type: ignore[arg-type]
+    msg = str(e.value)
+    assert "\n" not in msg and f"127.0.0.1:{port}" in msg and "in use" in msg
+
+
+def serverscope(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "serverscope", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+def test_serve_list_shows_each_original_with_its_origin_and_toolchain() -> None:
+    out = serverscope("serve", "--list")
+    assert out.returncode == 0
+    rows = {ln.split()[0]: ln for ln in out.stdout.splitlines() if ln.strip()}
+    for name in NAMES:
+        sp = spec(name)
+        assert sp.model.origin in rows[name]
+        status = "present" if sp.toolchain.present else f"apt-get install {sp.toolchain.package}"
+        assert f"{sp.toolchain.command}: {status}" in rows[name]
+    assert "single" in rows and "goroutines" in rows  # the Python models are still listed
+
+
+def test_serve_runs_an_original_in_the_foreground_until_ctrl_c() -> None:
+    needs("c:proc_spawn")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "serverscope", "serve", "c:proc_spawn", "--workers", "3"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert f"c:proc_spawn serving on http://127.0.0.1:{port}/" in line, line
+        root = int(line.split("root pid ")[1].split(")")[0])
+        assert "3 worker processes" in line
+        assert get(port).status == 200
+        pids = [root, *(c.pid for c in psutil.Process(root).children())]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+        assert "stopped" in proc.stdout.read()
+        assert_gone(pids, root)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -179,30 +179,47 @@ class Original:
             if time.monotonic() > deadline:
                 raise ServerError(f"{name} did not start its {want} workers in {timeout:g} s")
             time.sleep(0.01)
-        left = max(1.0, deadline - time.monotonic())
-        if not probe(self.config.host, self.port, left):
+        if not self._probe(deadline):
             if self.watchdog.poll() is not None:
                 raise self._failure()
-            raise ServerError(f"{name} started but did not answer GET / in {left:.0f} s")
+            raise ServerError(f"{name} started but did not answer GET / in {timeout:g} s")
         self.pids()  # remember every pid seen, for stop's check
 
+    def _probe(self, deadline: float) -> bool:
+        """GET / until it answers 200, in short tries: between them, a dead original is
+        noticed (whoever holds the port may accept and never answer)."""
+        assert self.watchdog is not None
+        tries = 0
+        while self.watchdog.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            tries += 1
+            if probe(self.config.host, self.port, min(left, 0.5 * tries)):
+                return True
+        return False
+
     def _failure(self) -> ServerError:
-        msg = self._death_message("exited at start")
-        if any(m in msg for m in BUSY_MARKERS):
+        if any(m in ln for ln in self._stderr_lines() for m in BUSY_MARKERS):
             return BindError(
                 f"cannot listen on {self.config.host}:{self.port}: Address already in use "
                 "(another program is listening there; pick another --port or stop it)"
             )
-        return ServerError(msg)
+        return ServerError(self._death_message("exited at start"))
+
+    def _stderr_lines(self) -> list[str]:
+        if self._errfile is None:
+            return []
+        self._errfile.seek(0)
+        text = self._errfile.read().decode(errors="replace")
+        return [ln for ln in text.splitlines() if ln.strip()]
 
     def _death_message(self, what: str) -> str:
         code = self.watchdog.poll() if self.watchdog else None
-        lines: list[str] = []
-        if self._errfile is not None:
-            self._errfile.seek(0)
-            text = self._errfile.read().decode(errors="replace")
-            lines = [ln for ln in text.splitlines() if ln.strip()]
-        tail = f": {lines[-1]}" if lines else ""
+        lines = self._stderr_lines()
+        # the originals say what went wrong in a line of their own; a runtime's trace follows
+        said = [ln for ln in lines if ln.startswith(("cannot ", "building ", "bad ", "unknown "))]
+        tail = f": {(said or lines)[-1]}" if lines else ""
         return f"{self.config.model} {what} (code {code}){tail}"
 
     def stop(self, timeout: float = STOP_GRACE + 5.0) -> None:

@@ -123,7 +123,7 @@ def cmd_list() -> int:
     width = max(len(s.name) for s in specs)
     for s in specs:
         print(f"{s.name:<{width}}  {s.summary}")
-    print("\nthe originals (the seed's own systems, run for real):")
+    print("the originals (the seed's own systems, run for real):")
     print("\n".join(originals.list_lines()))
     return 0
 
