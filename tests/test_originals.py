@@ -137,6 +137,43 @@ def test_the_fast_load_engine_reuses_one_connection_per_client_against_each_orig
     assert result.connect.count == 4  # keep-alive held: one connection per client
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time of these processes, every thread's, in ns from /proc/PID/task/TID/schedstat
+    (utime+stime in /proc/PID/stat comes in 10 ms ticks)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that just exited
+    return total / 1e9
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_concurrent_work_requests_burn_their_cpu_ms_each_on_every_original(
+    name: str, start_original: Callable[..., Original]
+) -> None:
+    # Four requests of 100 ms CPU at once must cost the server 0.4 s of CPU: a clock
+    # shared by a process's threads (os.clock under Apache worker/event) would burn less.
+    srv = start_original(name, **SMALL.get(name, {}))
+    pids = srv.pids()
+    before = cpu_seconds(pids)
+    statuses: list[int] = []
+
+    def one() -> None:
+        statuses.append(get(srv.port, "/work?cpu_ms=100", timeout=30).status)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [200] * 4
+    used = cpu_seconds([p for p in pids if pid_alive(p)]) - before
+    assert 0.38 <= used <= 0.6, f"{name}: 4 x 100 ms of CPU cost {used:.3f} s"
+
+
 def test_proc_spawn_with_four_workers_spreads_200_sequential_connections_evenly(
     start_original: Callable[..., Original],
 ) -> None:
