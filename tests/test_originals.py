@@ -195,6 +195,38 @@ def test_proc_spawn_with_four_workers_spreads_200_sequential_connections_evenly(
     assert all(40 <= n <= 60 for n in counts.values()), counts
 
 
+def exchange(port: int, data: bytes) -> int:
+    """Send raw bytes, return the status of the one answer (the server then closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        r = read_response(s)
+        assert s.recv(1) == b""  # and it closed the connection
+        return r.status
+
+
+def test_the_c_http_parser_answers_bad_requests_as_the_models_do_and_stays_up(
+    start_original: Callable[..., Original],
+) -> None:
+    srv = start_original("c:single", timeout=1)
+    p = srv.port
+    big = b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n"
+    assert exchange(p, big) == 431  # read whole, despite the unread bytes (lingering close)
+    assert exchange(p, b"garbage\r\n\r\n") == 400
+    assert exchange(p, b"GET / HTTP/2.0\r\n\r\n") == 505
+    assert exchange(p, b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n") == 413
+    assert exchange(p, b"GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n") == 400
+    assert exchange(p, b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") == 501
+    assert exchange(p, b"GET / HTTP/1.1\r\nHost: x\r\n") == 408  # after --timeout 1
+    assert exchange(p, b"GET /work?cpu_ms=nan HTTP/1.1\r\nConnection: close\r\n\r\n") == 400
+    with socket.create_connection(("127.0.0.1", p), timeout=10) as s:  # pipelined, in order
+        s.sendall(b"GET / HTTP/1.1\r\n\r\nGET /work?bytes=3 HTTP/1.1\r\n\r\nGET / HTTP/1.0\r\n\r\n")
+        buf = bytearray()
+        bodies = [read_response(s, buf).body for _ in range(3)]
+        assert bodies == [b"hello from serverscope\n", b"xxx", b"hello from serverscope\n"]
+        assert s.recv(1) == b""  # HTTP/1.0 without keep-alive: closed after
+    assert get(p, "/").status == 200
+
+
 def test_proc_spawn_forks_the_seeds_250_workers_by_default(
     start_original: Callable[..., Original],
 ) -> None:

@@ -197,8 +197,21 @@ static int respond(int fd, int status, const char *ctype, const char *text, size
     return 0;
 }
 
+/* Answer an error and end the connection. Closing with unread bytes in the receive buffer
+ * makes the kernel send a reset, which can destroy the answer before the client reads it:
+ * so shut down our side, then read and drop what is still coming for at most 0.5 s or
+ * 256 KiB (Apache's lingering close), then close. */
 static int error_close(int fd, int status, const char *msg) {
     respond(fd, status, "text/plain", msg, 0, 0, 0, 0);
+    shutdown(fd, SHUT_WR);
+    double deadline = now_mono() + 0.5;
+    size_t drained = 0;
+    char sink[4096];
+    while (drained < 256 * 1024 && wait_readable(fd, deadline - now_mono())) {
+        ssize_t n = recv(fd, sink, sizeof sink, 0);
+        if (n <= 0) break;
+        drained += (size_t)n;
+    }
     return -1;
 }
 
