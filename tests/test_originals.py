@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,10 +92,15 @@ def start_original() -> Iterator[Callable[..., Original]]:
 def test_each_original_serves_the_models_endpoints_and_leaves_no_process(
     name: str, start_original: Callable[..., Original]
 ) -> None:
-    srv = start_original(name, **SMALL.get(name, {}))
+    srv = start_original(name, backlog=77, **SMALL.get(name, {}))
     pids = [*srv.pids(), srv.watchdog_pid]
     root = srv.root_pid
     assert srv.port and pid_alive(root)
+    if shutil.which("ss"):  # the listen backlog asked for is the kernel's limit (Send-Q)
+        out = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{srv.port}"], capture_output=True, text=True, timeout=10
+        ).stdout.split()
+        assert out[2] == "77", out
 
     hello = get(srv.port, "/")
     assert (hello.status, hello.body) == (200, b"hello from serverscope\n")

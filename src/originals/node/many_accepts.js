@@ -24,6 +24,9 @@ if (process.argv[2] === '--worker') {
     if (msg === 'server') {
       // `handle` is a net.Server listening on the shared socket in this process
       handle.on('connection', (sock) => http.emit('connection', sock));
+      // Receiving a server makes Node call listen() on it again with its default backlog
+      // (511), which the kernel applies to the shared socket: say ours once more.
+      if (handle._handle && handle._handle.listen) handle._handle.listen(o.backlog);
       process.send('ready');
     } else if (msg === 'conn') {
       http.emit('connection', handle); // accepted by the master before it closed its copy
