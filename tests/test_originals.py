@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,7 +93,7 @@ def start_original() -> Iterator[Callable[..., Original]]:
 def test_each_original_serves_the_models_endpoints_and_leaves_no_process(
     name: str, start_original: Callable[..., Original]
 ) -> None:
-    srv = start_original(name, backlog=77, **SMALL.get(name, {}))
+    srv = start_original(name, backlog=77, keepalive_timeout=0.5, **SMALL.get(name, {}))
     pids = [*srv.pids(), srv.watchdog_pid]
     root = srv.root_pid
     assert srv.port and pid_alive(root)
@@ -121,6 +122,10 @@ def test_each_original_serves_the_models_endpoints_and_leaves_no_process(
             r = read_response(s, buf)
             assert r.status == 200
             assert r.headers.get("connection", "").lower() != "close"
+        # then it closes the idle connection after --keepalive-timeout (Node 20 adds 1 s)
+        idle_from = time.monotonic()
+        assert s.recv(1) == b""
+        assert 0.4 <= time.monotonic() - idle_from <= 4.0  # the default would be 5 s
 
     srv.stop()
     assert_gone(pids, root)
