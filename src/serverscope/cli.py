@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import fields
 
+import originals
 from export import web as web_cmd
 from loadgen import cli as loadgen_cli
 from servers import models
@@ -130,6 +131,8 @@ def cmd_list() -> int:
     width = max(len(s.name) for s in specs)
     for s in specs:
         print(f"{s.name:<{width}}  {s.summary}")
+    print("the originals (the seed's own systems, run for real):")
+    print("\n".join(originals.list_lines()))
     return 0
 
 
@@ -142,6 +145,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     cfg = config_from_args(a.model, a)
+    if originals.is_original(a.model):
+        return originals.serve(cfg)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
