@@ -65,6 +65,8 @@ class Step:
     expect: tuple[str, ...] = ()  # diagnosis rule ids that this step should bring up
     seconds: float = 20.0  # how long the step runs before the demo moves on
     absent: tuple[str, ...] = ()  # rule ids this step (the contrast) should NOT bring up
+    min_seconds: float = 0.0  # shortest step that shows `expect` (`--seconds` below it is
+    # refused: `demo master --seconds 4` and `demo gil --seconds 4` reported "not shown")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ _add(
                 ),
                 expect=("accept_skew",),
                 seconds=15,
+                min_seconds=5,
             ),
             Step(
                 "cluster: the master accepts and deals connections round robin",
@@ -166,6 +169,7 @@ _add(
                 ),
                 expect=("starvation",),
                 seconds=20,
+                min_seconds=12,
             ),
             Step(
                 "event: keep-alive waits parked in the listener's event loop",
@@ -233,6 +237,7 @@ _add(
                 fault=Fault("pause", slot=0, after_s=3.0),
                 expect=("reuseport_backlog",),
                 seconds=15,
+                min_seconds=7,
             ),
             Step(
                 "many_accepts: one shared queue",
@@ -286,7 +291,9 @@ _add(
                 ),
                 fault=Fault("burn", slot=MASTER, after_s=2.0, every_s=2.5),
                 expect=("master_bottleneck",),
+                absent=("accept_skew",),  # round robin: even, however slow the master
                 seconds=15,
+                min_seconds=10,  # the burn from 2 s, then a 5 s window of it, and margin
             ),
         ),
     )
@@ -311,6 +318,7 @@ _add(
                 ),
                 expect=("gil_cap",),
                 seconds=15,
+                min_seconds=9,
             ),
         ),
     )
@@ -333,6 +341,19 @@ def with_seconds(scenario: Scenario, seconds: float) -> Scenario:
             fault = dataclasses.replace(fault, after_s=round(seconds * 0.3, 2))
         steps.append(dataclasses.replace(st, seconds=seconds, fault=fault))
     return dataclasses.replace(scenario, steps=tuple(steps))
+
+
+def too_short(scenario: Scenario, seconds: float) -> str | None:
+    """Why steps of `seconds` cannot show what `scenario` promises (None: they can)."""
+    worst = max(scenario.steps, key=lambda st: st.min_seconds)
+    if seconds >= worst.min_seconds:
+        return None
+    n = scenario.steps.index(worst) + 1
+    shows = " and ".join(worst.expect) or "its phenomenon"
+    return (
+        f"--seconds {seconds:g} is too short for demo {scenario.name}: step {n} needs "
+        f"at least {worst.min_seconds:g} s to show {shows}"
+    )
 
 
 # -- the headless player --------------------------------------------------------------------
@@ -532,6 +553,10 @@ def command(a: argparse.Namespace) -> int:
         print(f"serverscope demo: {e.args[0]}", file=sys.stderr)
         return 2
     if a.seconds is not None:
+        why = too_short(scenario, a.seconds)
+        if why is not None:
+            print(f"serverscope demo: {why}", file=sys.stderr)
+            return 2
         scenario = with_seconds(scenario, a.seconds)
     if a.headless:
         return play_live(scenario)
