@@ -250,3 +250,10 @@ def test_a_diagnosis_stays_up_until_absent_for_a_few_seconds() -> None:
     assert memory.update(100.25, []) == [starving]
     assert memory.update(100.0 + diagnosis.HOLD_S - 0.1, []) == [starving]
     assert memory.update(100.0 + diagnosis.HOLD_S + 0.1, []) == []
+
+
+def test_no_accept_skew_where_a_master_deals_the_connections() -> None:
+    # cluster: the window cut the master's dealt bursts unevenly; round robin is even
+    win = _last(workers=4, model="cluster", accepts=[16, 5, 4, 0], dispatches_delta=25)
+    assert win[-1].imbalance.accepts is not None and win[-1].imbalance.accepts.jain < 0.7
+    assert "accept_skew" not in _rules(win)
