@@ -232,6 +232,9 @@ def test_one_worker_busy_serving_is_overflow_not_starvation() -> None:
     win = _last(workers=1, states=["working"], cpu=[50.0], queue=16, limit=16, overflows_delta=9)
     assert diagnosis.starvation(win) is None
     assert [d.rule for d in win[-1].diagnoses] == ["accept_queue_overflow"]
+    # even when the loader leaves it little CPU: it is serving, not holding idle clients
+    slow = _last(workers=1, states=["working"], cpu=[10.0], queue=16, limit=16)
+    assert diagnosis.starvation(slow) is None
 
 
 def test_starvation_explains_an_overflow_and_is_named_first() -> None:
@@ -257,3 +260,14 @@ def test_no_accept_skew_where_a_master_deals_the_connections() -> None:
     win = _last(workers=4, model="cluster", accepts=[16, 5, 4, 0], dispatches_delta=25)
     assert win[-1].imbalance.accepts is not None and win[-1].imbalance.accepts.jain < 0.7
     assert "accept_skew" not in _rules(win)
+    # goroutines after its keep-alive clients connected: no dispatch in the window, but
+    # its acceptor dealt every connection it holds (was "worker 0 holds 91% of open
+    # connections" on the gil demo)
+    import dataclasses
+
+    held = _last(workers=2, model="goroutines", connections=[10, 1], dispatches_delta=0)
+    assert "accept_skew" in _rules(held)  # what the rule sees without the model's total
+    dealt = [
+        dataclasses.replace(s, model=dataclasses.replace(s.model, dispatches=20)) for s in held
+    ]
+    assert diagnosis.accept_skew(dealt) is None

@@ -33,6 +33,10 @@ STARVATION_MAX_CPU_FRACTION = 0.30  # workers' CPU below this fraction of the co
 # can use, min(cores, workers): one worker serving 9,298 req/s at half a core on 2 cores
 # is busy serving (overflow), not starving, though it is only 25% of the machine
 STARVATION_MIN_QUEUE = 1  # connections waiting in the accept queue(s) now
+STARVATION_MIN_IDLE_HOLD = 0.5  # of the worker samples, at least this fraction hold an
+# idle connection (keep-alive wait, or waiting for a request's bytes): starvation is
+# workers pinned by clients that send nothing, not workers busy serving
+IDLE_HOLD_STATES = frozenset({"keepalive", "reading"})
 
 # accept queue overflow: one of our queues reached its limit within the window, or the
 # (namespace-wide) overflow counter moved while one of ours was at least this full.
@@ -92,14 +96,16 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
     window, but the skew stays in who holds the connections: then the rule judges open
     connections instead, among workers that multiplex (the top one holds several).
 
-    Not where a master deals the connections (cluster's round robin, goroutines' acceptor:
-    dispatches moved in the window): the kernel does not choose there, so there is no
-    accept skew to name, and a window that cuts the dealt bursts unevenly showed a false
-    "worker 1 took 64% of accepts (Jain 0.53, 4 workers, 95 accepts)" on cluster, whose
-    run totals were 1960/1960/1959/1959."""
+    Not where a master deals the connections (cluster's round robin, goroutines'
+    acceptor: the model has dispatched, in the window or before it): the kernel does not
+    choose there, so there is no accept skew to name, and a window that cuts the dealt
+    bursts unevenly showed a false "worker 1 took 64% of accepts (Jain 0.53, 4 workers,
+    95 accepts)" on cluster, whose run totals were 1960/1960/1959/1959."""
     if not win:
         return None
-    if any((s.model.dispatches_delta or 0) > 0 for s in win if s.model):
+    if any(
+        (s.model.dispatches or 0) > 0 or (s.model.dispatches_delta or 0) > 0 for s in win if s.model
+    ):
         return None
     last = win[-1]  # the sampler has already measured the window into the latest snapshot
     imbs = last.imbalance if last.imbalance.accepts else analysis.imbalance_set(win)
@@ -127,7 +133,8 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
 
 
 def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """Every worker pinned by a connection (keep-alive), CPU idle, clients queued."""
+    """Every worker pinned by a connection it holds idle (keep-alive), CPU idle, clients
+    queued. Workers busy serving with a full queue are overflow, not starvation."""
     if not win:
         return None
     last = win[-1]
@@ -150,6 +157,9 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     cpu = _mean([sum(w.cpu_percent or 0.0 for w in _live(s)) for s in recent])
     frac = cpu / (100.0 * cores)
     if frac >= STARVATION_MAX_CPU_FRACTION:
+        return None
+    holding = [w.state in IDLE_HOLD_STATES for s in recent for w in _live(s)]
+    if sum(holding) < STARVATION_MIN_IDLE_HOLD * len(holding):
         return None
     lim = last.queue_limit
     queue = f"accept queue {last.queue}/{lim}" if lim else f"accept queue {last.queue}"
