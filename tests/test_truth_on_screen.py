@@ -180,3 +180,14 @@ def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
     assert summary.accept_top_share is not None and summary.accept_top_share >= 0.7, [
         w.accepts for w in summary.workers
     ]
+
+
+def test_a_paused_thread_row_says_its_whole_process_is_stopped() -> None:
+    from telemetry import synthetic
+    from tui.worker_table import _cell, _values
+
+    snap = synthetic.snapshot(workers=2, threads=True)
+    thread = snap.workers[0]
+    assert _cell("state", _values(thread, 0.25, paused=True)["state"]).plain == "⏸ PROC"
+    proc = synthetic.snapshot(workers=2).workers[0]
+    assert _cell("state", _values(proc, 0.25, paused=True)["state"]).plain == "⏸ STOP"

@@ -52,6 +52,7 @@ SHORT = {
     "unknown": "?",
 }
 HEADER = 1  # lines above the rows (not scrolled)
+PAUSED_THREAD = "paused-process"  # the state value of a thread row whose process is paused
 CELL_CACHE = 4096  # rendered cells kept (a cell is a (column, value) pair)
 
 Piece = tuple[str, Style | None]  # some text of a cell and its own style
@@ -102,7 +103,9 @@ def _values(
     return {
         "slot": _slot(w),
         "pid": str(w.tid if w.is_thread else w.pid),
-        "state": None if paused else w.state,
+        # paused: a signal stops the whole process, so a thread row says its process is
+        # stopped ("⏸ PROC": every thread of that pid shows it), a process row "⏸ STOP"
+        "state": (PAUSED_THREAD if w.is_thread else None) if paused else w.state,
         "cpu": None if w.cpu_percent is None else round(w.cpu_percent),
         "conns": num(w.connections),
         "tot": (_count(total), share),
@@ -116,6 +119,8 @@ def _cell(col: str, value: object) -> Text:
     if col == "state":
         if value is None:
             return Text("⏸ STOP", style=PAUSED_STYLE)
+        if value == PAUSED_THREAD:
+            return Text("⏸ PROC", style=PAUSED_STYLE)
         state = str(value)
         glyph = GLYPHS.get(state, "?")
         return Text(f"{glyph} {SHORT.get(state, state)}", style=STATE_STYLE.get(state, ""))
