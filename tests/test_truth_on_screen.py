@@ -164,9 +164,10 @@ def test_the_scoreboard_title_says_stopped_after_s() -> None:
 
 
 def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
-    """`serverscope` with no arguments: many_accepts with EPOLLEXCLUSIVE under `steady`
-    (its 20 clients arrive over 2 s): one worker takes nearly every connection. The 10-launch
-    figure (bench/default_launch.py) is in the README; one launch here must clear 70%."""
+    """`serverscope` with no arguments: many_accepts with EPOLLEXCLUSIVE under `steady` at
+    50 req/s (its 20 clients arrive over 2 s): one worker takes nearly every connection.
+    The 10-launch figures (bench/default_launch.py) are in the README; one launch here
+    must clear 70%."""
     from serverscope.cli import build_parser, config_from_args
     from tui.cli import default_config, level_from_args
 
@@ -175,6 +176,7 @@ def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
     level = level_from_args(a)
     assert (config.model, config.exclusive) == ("many_accepts", True)
     assert level is not None and level.name == "steady" and level.ramp > 0
+    assert level.rate == 50
     summary = run_headless(config, level.with_(duration=4))
     assert summary.ok, summary.load_error or summary.server_error
     assert summary.accept_top_share is not None and summary.accept_top_share >= 0.7, [

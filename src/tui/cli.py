@@ -2,7 +2,7 @@
 
     serverscope [--model M] [--load PRESET] [--clients N] [--rate R] [--duration S]
                 [--record FILE] [model knobs]          the live lab (default: many_accepts
-                                                       with EPOLLEXCLUSIVE, steady)
+                                                       with EPOLLEXCLUSIVE, steady at 50/s)
     serverscope replay FILE                            a recording, with pause and seek
 
 Textual is imported only when a TUI actually opens, so other subcommands start fast.
@@ -27,9 +27,13 @@ NO_LOAD = "none"
 # on 2 cores two of them accept side by side (measured, 10 headless TUI launches: one at
 # 67%; with EPOLLEXCLUSIVE, 62% and 67% in 6). Clients arriving one after another (the
 # `steady` preset ramps its 20 over 2 s) into EPOLLEXCLUSIVE's LIFO wake-up, as nginx
-# uses it, go to one worker: 10 of 10 launches at 95-100% (bench/default_launch.py).
+# uses it, go to one worker: 10 of 10 launches at 95-100% (bench/default_launch.py), but
+# 9 of 10 (one 57%) while other jobs kept the load average near 9: a worker busy serving
+# is not waiting, so the next connection goes to another. At 50 req/s instead of the
+# preset's 200 the serving worker is back in epoll_wait sooner: 10 of 10 at 100% then.
 DEFAULT_MODEL = "many_accepts"
 DEFAULT_LOAD = "steady"
+DEFAULT_RATE = 50.0  # req/s, in all; applied only when neither --load nor --rate is given
 DEFAULT_KNOBS = {"exclusive": True}  # applied only when --model is not given
 
 
@@ -81,6 +85,8 @@ def level_from_args(a: argparse.Namespace) -> LoadLevel | None:
         level = level.with_(clients=a.clients)
     if a.rate is not None:
         level = level.with_(rate=a.rate)
+    elif a.load is None:
+        level = level.with_(rate=DEFAULT_RATE)
     return level.check()
 
 
