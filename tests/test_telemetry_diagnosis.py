@@ -250,9 +250,12 @@ def test_a_diagnosis_stays_up_until_absent_for_a_few_seconds() -> None:
     memory = diagnosis.Memory()
     assert memory.update(100.0, [starving]) == [starving]
     # one sample without the evidence (a client freed a child for an instant): still up
-    assert memory.update(100.25, []) == [starving]
-    assert memory.update(100.0 + diagnosis.HOLD_S - 0.1, []) == [starving]
+    [held] = memory.update(100.25, [])
+    assert held.rule == "starvation" and held.message == starving.message + " (last seen 1 s ago)"
+    [held] = memory.update(100.0 + diagnosis.HOLD_S - 0.1, [])
+    assert held.message.endswith("(last seen 3 s ago)")
     assert memory.update(100.0 + diagnosis.HOLD_S + 0.1, []) == []
+    assert memory.update(110.0, [starving]) == [starving]  # fresh again: as it is
 
 
 def test_no_accept_skew_where_a_master_deals_the_connections() -> None:

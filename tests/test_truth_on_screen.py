@@ -101,7 +101,11 @@ def test_a_killed_worker_is_in_no_imbalance_index(start_server) -> None:
             # 3 survivors (a respawn in the window is too new to judge), never the dead one
             assert imb.n == 3, (name, imb)
             assert imb.top_worker != victim.label or imb.top_share is None, (name, imb)
-        assert "accept_skew" not in {d.rule for d in last.diagnoses}
+        # (accept_skew may fire: 8 connections held by many_accepts can be skewed among
+        # the survivors; what matters is that it is judged over them alone)
+        for d in last.diagnoses:  # fresh ones; one held from before the kill says so
+            if d.rule == "accept_skew":
+                assert "3 workers" in d.message or "last seen" in d.message, d.message
     finally:
         sampler.close()
         for s in held:

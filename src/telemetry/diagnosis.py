@@ -8,6 +8,7 @@ Hand-written: the phenomena and their thresholds are this project's, no library 
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Callable, Sequence
 
@@ -349,7 +350,9 @@ HOLD_S = 3.0
 
 class Memory:
     """Diagnoses with memory: `update(now, found)` returns what fired now plus what fired
-    within the last `hold_s` seconds (its last message), in `diagnose`'s order."""
+    within the last `hold_s` seconds, in `diagnose`'s order. A held one keeps its last
+    message, marked "(last seen N s ago)": its numbers are that old (a worker it names may
+    have died since)."""
 
     def __init__(self, hold_s: float = HOLD_S) -> None:
         self.hold_s = hold_s
@@ -360,7 +363,13 @@ class Memory:
             self._last[d.rule] = (d, now)
         for rule in [r for r, (_, t) in self._last.items() if now - t >= self.hold_s]:
             del self._last[rule]
-        return _ordered([d for d, _ in self._last.values()])
+        out = []
+        for d, t in self._last.values():
+            if t < now:
+                ago = max(1, round(now - t))
+                d = dataclasses.replace(d, message=f"{d.message} (last seen {ago} s ago)")
+            out.append(d)
+        return _ordered(out)
 
 
 def _ordered(found: Sequence[Diagnosis]) -> list[Diagnosis]:
