@@ -97,6 +97,9 @@ def test_demo_shows_its_diagnosis(name: str) -> None:
         assert r.samples > 0, where
         assert not r.missing, f"{where}: {r.missing} never appeared; saw {r.messages}"
         assert not r.unwanted, f"{where}: contrast step showed {r.unwanted}: {r.messages}"
+        if r.step.min_seconds:  # the shortest step `--seconds` allows shows it too
+            late = {k: t for k, t in r.seen.items() if k in r.step.expect}
+            assert all(t <= r.step.min_seconds for t in late.values()), (where, late)
         if r.step.fault is not None:
             assert r.fault_done, f"{where}: the fault was not applied"
             assert not any(x.startswith("no ") for x in r.fault_done), r.fault_done
@@ -106,6 +109,22 @@ def test_demo_shows_its_diagnosis(name: str) -> None:
     while any(pid_alive(p) for p in set(pids)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in set(pids) if pid_alive(p)]
+
+
+def test_a_seconds_too_short_for_a_step_is_refused_in_one_line(capsys) -> None:
+    from serverscope import cli
+
+    for name in ("master", "gil"):  # both reported "not shown" at --seconds 4
+        assert cli.main(["demo", name, "--seconds", "4", "--headless"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"serverscope demo: --seconds 4 is too short for demo {name}")
+        assert "\n" not in err
+    assert demos.too_short(SCENARIOS["master"], 10) is None
+    # every step with a phenomenon to show says how long it needs
+    for sc in SCENARIOS.values():
+        for st in sc.steps:
+            if st.expect and sc.name != "overflow":  # (the overflow demo is reworked apart)
+                assert st.min_seconds > 0, (sc.name, st.title)
 
 
 # -- a rule fix found while tuning the demos ------------------------------------------------

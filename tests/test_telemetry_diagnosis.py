@@ -147,3 +147,130 @@ def test_reuseport_backlog_quiet() -> None:
 def test_quiet_server_has_no_diagnosis() -> None:
     assert _last(workers=4, accepts=[3, 3, 3, 3], cpu=[5.0])[-1].diagnoses == ()
     assert diagnosis.diagnose([]) == []
+
+
+# -- issue 12: no banner lies ---------------------------------------------------------------
+
+
+def _analysed(snaps):  # type: ignore[no-untyped-def]
+    """Imbalance and diagnoses over each prefix of hand-built snapshots, as the sampler."""
+    import dataclasses
+
+    from telemetry import analysis
+
+    out = []
+    for s in snaps:
+        out.append(s)
+        win = analysis.window(out, s.window_s)
+        out[-1] = s = dataclasses.replace(s, imbalance=analysis.imbalance_set(win))
+        win[-1] = s
+        out[-1] = dataclasses.replace(s, diagnoses=tuple(diagnosis.diagnose(win)))
+    return out
+
+
+def test_listener_threads_are_not_workers_so_event_shows_no_accept_skew() -> None:
+    # event, 3 processes x 25 threads: each thread serves at most one connection; the
+    # 3 listener threads accept everything and hold the parked keep-alive connections
+    roles = ["worker"] * 75 + ["listener"] * 3
+    win = _last(
+        workers=78,
+        threads=True,
+        roles=roles,
+        connections=[1] * 5 + [0] * 70 + [40, 30, 30],
+        accepts=[0] * 75 + [3, 1, 1],
+        states=["waiting"] * 75 + ["keepalive"] * 3,
+    )
+    assert "accept_skew" not in _rules(win)
+    imb = win[-1].imbalance
+    assert imb.accepts is not None and imb.accepts.n == 75 and imb.accepts.jain is None
+    assert imb.connections is not None and imb.connections.n == 75
+    assert len(win[-1].live_workers) == 75
+
+
+def test_a_few_accepts_over_many_workers_are_not_skew() -> None:
+    # proc_spawn under overload: 100 accepts in the window over 250 workers
+    win = _last(workers=250, accepts=[1] * 5 + [0] * 245)
+    assert win[-1].imbalance.accepts is not None and win[-1].imbalance.accepts.total == 100
+    assert "accept_skew" not in _rules(win)
+    # the same share with enough accepts per worker is skew
+    assert "accept_skew" in _rules(_last(workers=4, accepts=[4, 0, 0, 0]))
+
+
+def test_a_growing_pool_does_not_fake_skew() -> None:
+    # prefork under burst: 5 children take even turns; 15 spawned 1 s before the end have
+    # had no time to accept
+    snaps = [
+        synthetic.snapshot(seq=k, time=1000 + 0.25 * k, workers=5 if k < 16 else 20, accepts=[2])
+        for k in range(20)
+    ]
+    last = _analysed(snaps)[-1]
+    assert last.imbalance.accepts is not None and last.imbalance.accepts.n == 5
+    assert last.imbalance.accepts.jain == 1.0
+    assert "accept_skew" not in {d.rule for d in last.diagnoses}
+
+
+def test_a_dead_worker_is_in_no_index() -> None:
+    import dataclasses
+
+    snaps = []
+    for k in range(20):
+        s = synthetic.snapshot(seq=k, time=1000 + 0.25 * k, workers=4, accepts=[9, 1, 1, 1])
+        if k >= 15:  # worker 0 (the busiest) killed
+            ws = list(s.workers)
+            ws[0] = dataclasses.replace(ws[0], state="dead", connections=0, accepts=0)
+            s = dataclasses.replace(s, workers=tuple(ws))
+        snaps.append(s)
+    last = _analysed(snaps)[-1]
+    for name, imb in last.imbalance.items():
+        assert imb is not None and imb.n == 3, name
+        assert imb.top_worker != "worker 0", name
+
+
+def test_one_worker_busy_serving_is_overflow_not_starvation() -> None:
+    # single --backlog 16 under storm: the worker serves at half a core of 2 (25% of the
+    # machine) with the queue full: that is overflow, the worker is not starving
+    win = _last(workers=1, states=["working"], cpu=[50.0], queue=16, limit=16, overflows_delta=9)
+    assert diagnosis.starvation(win) is None
+    assert [d.rule for d in win[-1].diagnoses] == ["accept_queue_overflow"]
+    # even when the loader leaves it little CPU: it is serving, not holding idle clients
+    slow = _last(workers=1, states=["working"], cpu=[10.0], queue=16, limit=16)
+    assert diagnosis.starvation(slow) is None
+
+
+def test_starvation_explains_an_overflow_and_is_named_first() -> None:
+    win = _last(workers=20, states=["keepalive"], cpu=[0.1], queue=16, limit=16, overflows_delta=3)
+    assert [d.rule for d in win[-1].diagnoses] == ["starvation", "accept_queue_overflow"]
+
+
+def test_a_diagnosis_stays_up_until_absent_for_a_few_seconds() -> None:
+    starving = diagnosis.starvation(
+        _last(workers=4, states=["keepalive"], cpu=[0.1], queue=9, limit=511)
+    )
+    assert starving is not None
+    memory = diagnosis.Memory()
+    assert memory.update(100.0, [starving]) == [starving]
+    # one sample without the evidence (a client freed a child for an instant): still up
+    [held] = memory.update(100.25, [])
+    assert held.rule == "starvation" and held.message == starving.message + " (last seen 1 s ago)"
+    [held] = memory.update(100.0 + diagnosis.HOLD_S - 0.1, [])
+    assert held.message.endswith("(last seen 3 s ago)")
+    assert memory.update(100.0 + diagnosis.HOLD_S + 0.1, []) == []
+    assert memory.update(110.0, [starving]) == [starving]  # fresh again: as it is
+
+
+def test_no_accept_skew_where_a_master_deals_the_connections() -> None:
+    # cluster: the window cut the master's dealt bursts unevenly; round robin is even
+    win = _last(workers=4, model="cluster", accepts=[16, 5, 4, 0], dispatches_delta=25)
+    assert win[-1].imbalance.accepts is not None and win[-1].imbalance.accepts.jain < 0.7
+    assert "accept_skew" not in _rules(win)
+    # goroutines after its keep-alive clients connected: no dispatch in the window, but
+    # its acceptor dealt every connection it holds (was "worker 0 holds 91% of open
+    # connections" on the gil demo)
+    import dataclasses
+
+    held = _last(workers=2, model="goroutines", connections=[10, 1], dispatches_delta=0)
+    assert "accept_skew" in _rules(held)  # what the rule sees without the model's total
+    dealt = [
+        dataclasses.replace(s, model=dataclasses.replace(s.model, dispatches=20)) for s in held
+    ]
+    assert diagnosis.accept_skew(dealt) is None

@@ -301,7 +301,13 @@ def test_attach_cli_once_json() -> None:
         d = json.loads(out.stdout)
         [ln] = d["listeners"]
         assert (ln["port"], ln["queue"], ln["limit"]) == (port, 0, 511)
-        assert d["model"]["root_pid"] == serve.pid
+        # the root is the model's root (the pid `serve` printed), not `serve` itself,
+        # and it is marked master: 2 workers, not 3
+        root = int(line.split("root pid ")[1].split(")")[0])
+        assert root != serve.pid
+        assert d["model"]["root_pid"] == root
+        roles = sorted((w["role"], w["pid"] == root) for w in d["workers"])
+        assert roles == [("master", True), ("worker", False), ("worker", False)]
         assert all({"pid", "cpu_percent", "connections"} <= w.keys() for w in d["workers"])
         assert all(w["cpu_percent"] is not None for w in d["workers"])
         assert sum(w["connections"] for w in d["workers"]) == 2

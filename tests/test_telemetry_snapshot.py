@@ -102,3 +102,40 @@ def test_respawned_worker_is_another_worker() -> None:
     w0 = a.workers[0]
     reborn = dataclasses.replace(w0, pid=w0.pid + 100, tid=w0.tid + 100, generation=2)
     assert reborn.key != w0.key
+
+
+def test_roles_round_trip_and_old_recordings_read_as_workers() -> None:
+    from telemetry.snapshot import Role
+
+    snap = synthetic.snapshot(workers=3, threads=True, roles=["worker", "worker", "listener"])
+    d = json.loads(json.dumps(snap.to_dict()))
+    assert [w["role"] for w in d["workers"]] == ["worker", "worker", "listener"]
+    back = Snapshot.from_dict(d)
+    assert back == snap and back.workers[2].role is Role.LISTENER
+    for w in d["workers"]:  # a recording made before roles existed
+        del w["role"]
+    old = Snapshot.from_dict(d)
+    assert [w.role for w in old.workers] == [Role.WORKER] * 3
+    d["workers"][0]["role"] = "boss"
+    with pytest.raises(FormatError, match="boss"):
+        Snapshot.from_dict(d)
+
+
+def test_the_runs_accept_share_outlives_the_window() -> None:
+    # burst: 20 accepts at the start, none in the last 5 s; the scoreboard totals remain
+    [*_, snap] = synthetic.series(30, workers=4, accepts_total=[19, 1, 0, 0])
+    assert snap.imbalance.accepts is not None and snap.imbalance.accepts.jain is None
+    run = analysis.run_accepts(snap)
+    assert run is not None and run.top_share == pytest.approx(0.95)
+    assert run.top_worker == "worker 0" and run.n == 4
+
+
+def test_the_scoreboard_title_counts_worker_threads_not_listeners() -> None:
+    from tui.frame import Frame
+    from tui.scoreboard_grid import summary
+
+    # event: 3 processes x 25 threads + 3 listener threads ("78 threads" before)
+    snap = synthetic.snapshot(
+        workers=78, threads=True, roles=["worker"] * 75 + ["listener"] * 3, model="event"
+    )
+    assert summary(Frame(snap), 200).startswith("scoreboard · 75 threads in 3 processes")

@@ -54,20 +54,38 @@ def event_keepalive_idle() -> list[Snapshot]:
     client = synthetic.load_stats(
         rps=150, clients=300, latency_p99=1.4, connect_p99=0.3, requests=1_500
     )
-    states = ["waiting"] * 23 + ["working", "waiting", "waiting", "reading"]
-    return synthetic.series(
+    # 75 worker threads (each serves one connection at most, a request at a time), then
+    # the 3 listener threads (role listener): they accept and hold the parked connections
+    states = (["waiting"] * 23 + ["working", "waiting", "waiting", "reading"]) * 3
+    snaps = synthetic.series(
         STEPS,
         model="event",
-        workers=75,
+        workers=78,
         threads=True,
-        states=states,
-        accepts=[1],
-        connections=[4, 4, 4, 5, 3],
-        cpu=[1.0, 0.5, 0.0],
+        states=states[:75] + ["keepalive"] * 3,
+        roles=["worker"] * 75 + ["listener"] * 3,
+        accepts=[0] * 75 + [2, 1, 1],
+        connections=[0, 0, 1, 0, 0] * 15 + [96, 97, 95],
+        cpu=[1.0, 0.5, 0.0] * 25 + [3.0, 2.5, 2.0],
         requests=[1, 0, 1, 0],
         queue=0,
         client=_waiting(_named(client, "keepalive-idle"), 3, 1.1),
     )
+    return [_listeners_in_their_children(snap, 25) for snap in snaps]
+
+
+def _listeners_in_their_children(snap: Snapshot, threads: int) -> Snapshot:
+    """Each listener thread lives in its child process, as event's do (synthetic puts
+    every 25 threads in one process, so the listeners would share a fourth)."""
+    import dataclasses
+
+    listeners = [w for w in snap.workers if w.role == "listener"]
+    moved = {
+        w.key: dataclasses.replace(w, pid=snap.workers[i * threads].pid, group=i)
+        for i, w in enumerate(listeners)
+    }
+    ws = tuple(moved.get(w.key, w) for w in snap.workers)
+    return dataclasses.replace(snap, workers=ws)
 
 
 def _named(stats: LoadStats, level: str) -> LoadStats:

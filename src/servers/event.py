@@ -12,8 +12,8 @@ readable parked connection goes to a thread before any new connection is accepte
 
 Fixed pool as in `worker` (--workers processes, default 3, no spare-thread adaptation).
 Scoreboard: child i's threads take slots i*T .. i*T+T-1 (kind thread, group i); its
-listener thread takes slot P*T + i (kind thread, group i, listener 0), after every
-thread slot. The listener's slot counts the accepts, and as `open` the connections the
+listener thread takes slot P*T + i (kind thread, group i, listener 0, role listener),
+after every thread slot. The listener's slot counts the accepts, and as `open` the connections the
 process holds but no thread serves (parked, or readable and waiting for a thread); a
 thread's slot counts the one it is serving. Hand-offs move the count from one slot to the
 other (each slot written only by its own thread), so the sum over the slots is the
@@ -38,7 +38,7 @@ from .http import HttpConnection
 from .models import ModelSpec
 from .proc import drain
 from .root import RootContext
-from .scoreboard import KIND_THREAD, State
+from .scoreboard import KIND_THREAD, ROLE_LISTENER, State
 from .worker import START_SERVERS, THREAD_DEATH, THREADS_PER_CHILD, check_threads
 
 ASYNC_FACTOR = 2.0  # Apache's AsyncRequestWorkerFactor
@@ -110,7 +110,9 @@ def run(ctx: RootContext) -> int:
             pass  # the pipe is full: the listener has a wake-up pending anyway
 
     def child_main(child: int) -> None:
-        lw = board.claim(nprocs * nthreads + child, kind=KIND_THREAD, group=child, listener=0)
+        lw = board.claim(
+            nprocs * nthreads + child, kind=KIND_THREAD, group=child, listener=0, role=ROLE_LISTENER
+        )
         jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         done: queue.SimpleQueue[Job] = queue.SimpleQueue()
         wake_r, wake_w = os.pipe()

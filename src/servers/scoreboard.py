@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 MAGIC = 0x53435350  # "SCSP"
-VERSION = 1
+VERSION = 2  # 2: slots carry a role
 DEFAULT_SLOTS = 1024
 
 
@@ -57,6 +57,10 @@ _STATES = tuple(State)  # by value: a tuple index is much cheaper than State(val
 KIND_PROCESS = 0
 KIND_THREAD = 1
 
+# what a slot's occupant does: only workers serve requests (telemetry.snapshot.Role)
+ROLE_WORKER = 0
+ROLE_LISTENER = 1  # accepts and hands connections on (event's listener thread)
+
 
 class _Slot(ctypes.Structure):
     _fields_ = [
@@ -74,10 +78,12 @@ class _Slot(ctypes.Structure):
         ("started", ctypes.c_double),
         ("deaths", ctypes.c_uint32),
         ("group", ctypes.c_int32),  # child process index for thread workers
+        ("role", ctypes.c_uint8),  # ROLE_WORKER or ROLE_LISTENER
+        ("_pad", ctypes.c_uint8 * 7),
     ]
 
 
-_SLOT_FMT = "=iiBBhIQqQQddIi"
+_SLOT_FMT = "=iiBBhIQqQQddIiB7x"
 assert struct.calcsize(_SLOT_FMT) == ctypes.sizeof(_Slot), "slot layout mismatch"
 
 
@@ -126,6 +132,7 @@ class SlotInfo:
     started: float
     deaths: int
     group: int
+    role: int = ROLE_WORKER
 
     @property
     def is_thread(self) -> bool:
@@ -202,7 +209,13 @@ class Scoreboard:
         return self._slots[index]
 
     def claim(
-        self, index: int, *, kind: int = KIND_PROCESS, group: int = -1, listener: int = -1
+        self,
+        index: int,
+        *,
+        kind: int = KIND_PROCESS,
+        group: int = -1,
+        listener: int = -1,
+        role: int = ROLE_WORKER,
     ) -> SlotWriter:
         """Called by a worker (in its own process/thread) to take slot `index`."""
         s = self.slot(index)
@@ -212,6 +225,7 @@ class Scoreboard:
         s.kind = kind
         s.group = group
         s.listener = listener
+        s.role = role
         s.generation += 1
         s.accepted = 0
         s.open = 0

@@ -65,6 +65,8 @@ class Step:
     expect: tuple[str, ...] = ()  # diagnosis rule ids that this step should bring up
     seconds: float = 20.0  # how long the step runs before the demo moves on
     absent: tuple[str, ...] = ()  # rule ids this step (the contrast) should NOT bring up
+    min_seconds: float = 0.0  # shortest step that shows `expect` (`--seconds` below it is
+    # refused: `demo master --seconds 4` and `demo gil --seconds 4` reported "not shown")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ _add(
                 ),
                 expect=("accept_skew",),
                 seconds=15,
+                min_seconds=5,
             ),
             Step(
                 "cluster: the master accepts and deals connections round robin",
@@ -166,6 +169,7 @@ _add(
                 ),
                 expect=("starvation",),
                 seconds=20,
+                min_seconds=12,
             ),
             Step(
                 "event: keep-alive waits parked in the listener's event loop",
@@ -242,6 +246,7 @@ _add(
                 fault=Fault("pause", slot=0, after_s=3.0),
                 expect=("reuseport_backlog",),
                 seconds=15,
+                min_seconds=7,
             ),
             Step(
                 "many_accepts: one shared queue",
@@ -273,12 +278,14 @@ _add(
                 STORM,
                 (
                     "Every connection is accepted by the master and passed to a worker "
-                    "over a Unix socket: watch the master's CPU beside the workers'.",
+                    "over a Unix socket: watch the master's CPU (in the scoreboard's title) "
+                    "beside the workers' CPU column.",
                     "On this 2-core machine the load generator costs several times more "
                     "CPU per connection than the master, so real load cannot saturate it "
                     "here; on a many-core server with the clients elsewhere it does.",
                 ),
                 expect=(),
+                absent=("accept_skew",),  # the master deals round robin
                 seconds=8,
             ),
             Step(
@@ -288,14 +295,16 @@ _add(
                 (
                     "Simulated: the master is made to burn CPU in its accept loop, again "
                     "and again, as a master with more connections than it can handle.",
-                    "Watch the master at ~100% of one core while the workers idle at '_': "
-                    "nothing reaches them.",
+                    "Watch the scoreboard's title: master ~100% CPU (one core) while the "
+                    "workers idle at '_': nothing reaches them.",
                     "The accept queue fills, connect times and p99 latency climb: the "
                     "workers are free, the master is the bottleneck.",
                 ),
                 fault=Fault("burn", slot=MASTER, after_s=2.0, every_s=2.5),
                 expect=("master_bottleneck",),
+                absent=("accept_skew",),  # round robin: even, however slow the master
                 seconds=15,
+                min_seconds=10,  # the burn from 2 s, then a 5 s window of it, and margin
             ),
         ),
     )
@@ -320,6 +329,7 @@ _add(
                 ),
                 expect=("gil_cap",),
                 seconds=15,
+                min_seconds=9,
             ),
         ),
     )
@@ -342,6 +352,19 @@ def with_seconds(scenario: Scenario, seconds: float) -> Scenario:
             fault = dataclasses.replace(fault, after_s=round(seconds * 0.3, 2))
         steps.append(dataclasses.replace(st, seconds=seconds, fault=fault))
     return dataclasses.replace(scenario, steps=tuple(steps))
+
+
+def too_short(scenario: Scenario, seconds: float) -> str | None:
+    """Why steps of `seconds` cannot show what `scenario` promises (None: they can)."""
+    worst = max(scenario.steps, key=lambda st: st.min_seconds)
+    if seconds >= worst.min_seconds:
+        return None
+    n = scenario.steps.index(worst) + 1
+    shows = " and ".join(worst.expect) or "its phenomenon"
+    return (
+        f"--seconds {seconds:g} is too short for demo {scenario.name}: step {n} needs "
+        f"at least {worst.min_seconds:g} s to show {shows}"
+    )
 
 
 # -- the headless player --------------------------------------------------------------------
@@ -541,6 +564,10 @@ def command(a: argparse.Namespace) -> int:
         print(f"serverscope demo: {e.args[0]}", file=sys.stderr)
         return 2
     if a.seconds is not None:
+        why = too_short(scenario, a.seconds)
+        if why is not None:
+            print(f"serverscope demo: {why}", file=sys.stderr)
+            return 2
         scenario = with_seconds(scenario, a.seconds)
     if a.headless:
         return play_live(scenario)

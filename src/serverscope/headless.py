@@ -72,6 +72,7 @@ class WorkerTotals:
     requests: int = 0
     cpu_s: float = 0.0
     alive_at_end: bool = True
+    role: str = "worker"  # telemetry.snapshot.Role: only workers enter the imbalance
 
     def to_json_dict(self, total_accepts: int) -> dict[str, Any]:
         return {
@@ -86,6 +87,7 @@ class WorkerTotals:
             "requests": self.requests,
             "cpu_s": round(self.cpu_s, 3),
             "alive_at_end": self.alive_at_end,
+            "role": self.role,
         }
 
 
@@ -330,12 +332,13 @@ class SummaryBuilder:
                 if w.state == "dead":
                     continue  # died before we ever saw it alive: nothing to count
                 row = self._rows[key] = WorkerTotals(
-                    label=w.label,
+                    label=w.label if w.is_worker else f"{w.label} ({w.role})",
                     slot=w.slot,
                     pid=w.pid,
                     tid=w.tid,
                     kind=w.kind,
                     generation=w.generation,
+                    role=str(w.role),
                 )
             a0, r0, c0 = self._base.get(key, (0, 0, 0.0))
             if w.accepts_total is not None:
@@ -394,13 +397,14 @@ class SummaryBuilder:
             self._rows.values(), key=lambda w: (w.slot if w.slot is not None else 1 << 30, w.tid)
         )
         span = s.duration_s
+        serving = [w for w in s.workers if w.role == "worker"]  # not event's listeners
         acc = analysis.measure(
             "accepts",
-            {(w.slot, w.tid, w.generation): (w.label, w.accepts) for w in s.workers},
+            {(w.slot, w.tid, w.generation): (w.label, w.accepts) for w in serving},
             span,
         )
         cpu = analysis.measure(
-            "cpu", {(w.slot, w.tid, w.generation): (w.label, w.cpu_s) for w in s.workers}, span
+            "cpu", {(w.slot, w.tid, w.generation): (w.label, w.cpu_s) for w in serving}, span
         )
         s.accept_jain, s.accept_top_share = acc.jain, acc.top_share
         s.accept_max_over_mean, s.accept_top_worker = acc.max_over_mean, acc.top_worker

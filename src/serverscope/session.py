@@ -257,7 +257,10 @@ class Session:
         else:
             _signal(pid, signal.SIGSTOP)
             self.paused_pids.add(pid)
-            self.log("fault", f"paused pid {pid} (SIGSTOP)")
+            # a signal stops a whole process: on a thread row, every thread of it stops
+            threads = self._thread_slots(pid)
+            every = f": all its {threads} threads" if threads > 1 else ""
+            self.log("fault", f"paused pid {pid}{every} (SIGSTOP)")
 
     def kill_worker(self, pid: int) -> None:
         self._check_worker(pid)
@@ -270,6 +273,13 @@ class Session:
         self._check_worker(pid)
         _signal(pid, BURN_SIGNAL)
         self.log("fault", f"pid {pid} burns CPU for {BURN_MS / 1000:g} s")
+
+    def _thread_slots(self, pid: int) -> int:
+        """Scoreboard thread slots (workers and listeners) living in process `pid`."""
+        sup = self.supervisor
+        if sup is None or sup.scoreboard is None:
+            return 0
+        return sum(1 for s in sup.read().live if s.pid == pid and s.is_thread)
 
     def _check_worker(self, pid: int) -> None:
         sup = self.supervisor

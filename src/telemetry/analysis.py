@@ -65,8 +65,12 @@ class ImbalanceTracker:
     the ones that left the window, read `result()`.
 
     x_i: accepts in the window; mean open connections while measured; CPU seconds.
-    A worker counts if it was alive in any snapshot of the window; a respawned worker
-    (new generation) is another worker.
+    Only entities whose role is worker count (never event's listener threads, a master
+    or a helper), and only those alive in EVERY snapshot of the window: a worker that died
+    in it (or was spawned in it, as a growing prefork pool's children are) had less time
+    to accept, so counting it fakes skew (seen: "Jain 0.02, 104 workers" with 78 alive
+    after a kill; "worker 0 took 14%, 20 workers" while prefork grew from 5 to 20).
+    A respawned worker (new generation) is another worker.
     """
 
     def __init__(self) -> None:
@@ -92,7 +96,7 @@ class ImbalanceTracker:
             self._seen,
         )
         for w in snap.workers:
-            if w.state in _DEAD:
+            if w.state in _DEAD or not w.is_worker:
                 continue
             k = w.key
             a = w.accepts if (w.accepts is not None and iv is not None) else None
@@ -149,7 +153,8 @@ class ImbalanceTracker:
         if not self._entries:
             return ImbalanceSet()
         span = max(0.0, self._span)
-        keys = list(self._alive)
+        whole = len(self._entries)
+        keys = [k for k, n in self._alive.items() if n == whole]
         lab = self._label
         acc = {k: (lab[k], float(self._acc.get(k, 0))) for k in keys}
         conn = {
@@ -175,3 +180,18 @@ def imbalance_set(win: Sequence[Snapshot]) -> ImbalanceSet:
     for s in win:
         t.add(s)
     return t.result()
+
+
+def run_accepts(snap: Snapshot) -> Imbalance | None:
+    """Accept imbalance since the workers started (their scoreboard totals), so skew stays
+    visible after a burst has left the window: after `burst` the window's accepts are 0
+    for everyone and its index is None, but the run's are 19/1/0/0. Over workers only
+    (the dead included: they accepted too); None when accepts are not measured."""
+    per = {
+        w.key: (w.label, float(w.accepts_total))
+        for w in snap.workers
+        if w.is_worker and w.state != "empty" and w.accepts_total is not None
+    }
+    if not per:
+        return None
+    return measure("accepts", per, 0.0)

@@ -66,10 +66,11 @@ def render(snap: Snapshot) -> Group:
         "req total",
     ):
         wt.add_column(col, justify="left" if col in ("worker", "kind", "state") else "right")
-    live = snap.live_workers
+    live = snap.live_entities
     for w in live[:MAX_ROWS]:
+        name = w.label if w.slot is not None else (w.name or "-")
         wt.add_row(
-            w.label if w.slot is not None else (w.name or "-"),
+            name if w.is_worker else f"{name} ({w.role})",
             str(w.pid),
             str(w.tid),
             w.kind,

@@ -37,6 +37,7 @@ from .snapshot import (
     KernelCounters,
     ListenerSample,
     ModelInfo,
+    Role,
     Snapshot,
     WorkerSample,
 )
@@ -135,7 +136,7 @@ class SupervisorSource:
         self.stat.close()
 
     def read(self, now: float, deltas: Deltas) -> Reading:
-        from servers.scoreboard import State
+        from servers.scoreboard import ROLE_LISTENER, State
 
         names = self._names
         if names is None:
@@ -202,6 +203,7 @@ class SupervisorSource:
                     requests_total=s.requests,
                     bytes_sent_total=s.bytes_sent,
                     deaths=s.deaths,
+                    role=Role.LISTENER if s.role == ROLE_LISTENER else Role.WORKER,
                 )
             )
         # the root's CPU is all its threads' (stat), read every sample: the master's own
@@ -274,7 +276,7 @@ class AttachSource:
             pid = self._owner_of(port)
         assert pid is not None
         try:
-            self.root = psutil.Process(pid)
+            self.root = _serverscope_root(psutil.Process(pid))
             self.root_start = self.root.create_time()
         except psutil.NoSuchProcess:
             raise AttachError(f"no process with pid {pid}") from None
@@ -356,7 +358,8 @@ class AttachSource:
             for i, ln in enumerate(sorted(mine, key=lambda x: (x.port, x.address, x.inode)))
         ]
         root_pid = self.root.pid
-        pids = self.children or [root_pid]
+        # a root with children is their master: sampled, but not a worker
+        pids = [root_pid, *self.children] if self.children else [root_pid]
         root_stat = procfs.proc_stat(root_pid)
         workers = []
         nthreads = root_stat.num_threads if root_stat else 0
@@ -382,6 +385,7 @@ class AttachSource:
                     rss_bytes=st.rss_bytes,
                     connections=conns,
                     name=_name(pid),
+                    role=Role.MASTER if pid == root_pid and self.children else Role.WORKER,
                 )
             )
         model = ModelInfo(
@@ -392,6 +396,40 @@ class AttachSource:
             threads=nthreads,
         )
         return Reading(model, root_stat.cpu_seconds if root_stat else None, workers, listeners)
+
+
+SERVERSCOPE_ROOT_ARGS = ("-m", "servers.root")  # how a serverscope model root is started
+
+
+def _serverscope_root(proc: psutil.Process) -> psutil.Process:
+    """`proc`, or, when `proc` is a serverscope supervisor (`serverscope serve`, the TUI,
+    a test), the model root under it: the `python -m servers.root` process, which holds
+    the scoreboard and is the root pid `serve` prints. The supervisor keeps copies of the
+    listening sockets, so the port's owner is the supervisor, and its children are the
+    master and the workers: taking it as the root counted the master as a fifth worker
+    of four. Forked workers share the root's command line, so the root is the one whose
+    parent does not."""
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return proc
+    roots: dict[int, psutil.Process] = {}
+    for p in tree:
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if any(cmd[i : i + 2] == list(SERVERSCOPE_ROOT_ARGS) for i in range(len(cmd) - 1)):
+            roots[p.pid] = p
+    if proc.pid in roots:
+        return proc
+    for p in roots.values():
+        try:
+            if p.ppid() not in roots:
+                return p
+        except psutil.Error:
+            continue
+    return proc
 
 
 def _name(pid: int) -> str:
@@ -433,6 +471,7 @@ class Sampler:
         self._prev_dispatches: int | None = None
         self._ncpu = procfs.cpu_count()
         self._imbalance = analysis.ImbalanceTracker()
+        self._memory = diagnosis.Memory()
 
     @classmethod
     def for_supervisor(cls, sup: Supervisor, **kw: object) -> Sampler:
@@ -519,7 +558,8 @@ class Sampler:
         snap = dataclasses.replace(snap, imbalance=self._imbalance.result())
         hist[-1] = snap
         if self.diagnose:
-            snap = dataclasses.replace(snap, diagnoses=tuple(diagnosis.diagnose(hist, self.rules)))
+            found = self._memory.update(now, diagnosis.diagnose(hist, self.rules))
+            snap = dataclasses.replace(snap, diagnoses=tuple(found))
         snap = dataclasses.replace(snap, cost_ms=(time.thread_time() - t0) * 1000.0)
         hist[-1] = snap
         return snap

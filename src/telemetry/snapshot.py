@@ -24,10 +24,12 @@ has no dataclass-from-dict and the project takes no dependency for that alone.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import types
 import typing
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 from loadgen.stats import LoadStats, Percentiles
@@ -49,6 +51,7 @@ __all__ = [
     "LoadStats",
     "ModelInfo",
     "Percentiles",
+    "Role",
     "Snapshot",
     "WorkerSample",
 ]
@@ -91,6 +94,18 @@ SEVERITIES = ("info", "warning", "critical")
 Severity = Literal["info", "warning", "critical"]
 
 
+class Role(StrEnum):
+    """What a sampled entity does. Only WORKERs serve requests, so imbalance and diagnoses
+    are computed over them alone: counting event's listener threads as workers made a
+    permanent false "accept skew" (78 "workers" for 75 threads, one holding 25% of the
+    connections), and attaching counted a master as a fifth worker of four."""
+
+    WORKER = "worker"  # serves requests (a process, a thread, an event loop)
+    LISTENER = "listener"  # accepts and hands connections on (event's listener thread)
+    MASTER = "master"  # the root of a forking server (attach)
+    HELPER = "helper"  # anything else in the tree (e.g. multiprocessing's resource_tracker)
+
+
 class FormatError(ValueError):
     """A dict/JSON line that is not a snapshot of a version this code reads."""
 
@@ -126,6 +141,7 @@ class WorkerSample:
     bytes_sent_total: int | None = None  # bytes sent since the worker started
     deaths: int = 0  # times a worker in this slot has died (scoreboard)
     name: str = ""  # process name (attach) or "" (scoreboard workers)
+    role: Role = Role.WORKER  # recordings made before roles existed read as workers
 
     @property
     def key(self) -> tuple[int | None, int, int]:
@@ -138,6 +154,15 @@ class WorkerSample:
     @property
     def is_thread(self) -> bool:
         return self.kind == KIND_THREAD
+
+    @property
+    def is_worker(self) -> bool:
+        """Serves requests (not a listener, master or helper)."""
+        return self.role == Role.WORKER
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("empty", "dead")
 
     @property
     def busy(self) -> bool:
@@ -299,7 +324,13 @@ class Snapshot:
     # -- conveniences for readers --------------------------------------------------------
     @property
     def live_workers(self) -> tuple[WorkerSample, ...]:
-        return tuple(w for w in self.workers if w.state not in ("empty", "dead"))
+        """Live entities whose role is worker (listeners, masters, helpers left out)."""
+        return tuple(w for w in self.workers if w.role == Role.WORKER and w.alive)
+
+    @property
+    def live_entities(self) -> tuple[WorkerSample, ...]:
+        """Every live sampled entity, whatever its role."""
+        return tuple(w for w in self.workers if w.alive)
 
     @property
     def queue(self) -> int:
@@ -311,8 +342,9 @@ class Snapshot:
         return sum(ln.limit or 0 for ln in self.listeners)
 
     def totals(self) -> dict[str, float]:
-        """Sums over live workers of: connections, accepts (interval), cpu_percent."""
-        live = self.live_workers
+        """Sums over live entities (listeners too: they hold and accept connections) of:
+        connections, accepts (interval), cpu_percent."""
+        live = self.live_entities
         return {
             "connections": sum(w.connections or 0 for w in live),
             "accepts": sum(w.accepts or 0 for w in live),
@@ -378,6 +410,11 @@ def _decode(tp: Any, value: Any) -> Any:
     if origin is dict:
         ktype, vtype = typing.get_args(tp)
         return {_decode(ktype, k): _decode(vtype, v) for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise FormatError(f"{tp.__name__}: unknown value {value!r}") from None
     if tp is float:
         return float(value)
     if tp is int and isinstance(value, str):

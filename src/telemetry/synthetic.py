@@ -22,6 +22,7 @@ from .snapshot import (
     KernelCounters,
     ListenerSample,
     ModelInfo,
+    Role,
     Snapshot,
     WorkerSample,
 )
@@ -42,6 +43,7 @@ def snapshot(
     workers: int = 4,
     threads: bool = False,
     states: Sequence[str] | None = None,
+    roles: Sequence[str] | None = None,
     cpu: Sequence[float] | None = None,
     connections: Sequence[int] | None = None,
     accepts: Sequence[int] | None = None,
@@ -93,6 +95,7 @@ def snapshot(
                 requests=None if interval_s is None else _pick(requests, i, acc),
                 requests_total=_pick(requests, i, acc),
                 bytes_sent_total=0,
+                role=Role(_pick(roles, i, "worker")),
             )
         )
     qs = [queue] * listeners if isinstance(queue, int) else list(queue)

@@ -386,6 +386,9 @@ class ServerscopeApp(App[int]):
     def _after_control(self) -> None:
         if self._busy:
             self.query_one(DiagnosisBanner).status(self._busy, error="failed" in self._busy)
+        if isinstance(self.source, LiveSource) and self.session.supervisor is None:
+            # no more snapshots: the last one's "4 workers · 2 busy" would be a lie
+            self.query_one("#scoreboard-panel").border_title = "scoreboard · stopped"
         self._update_header()
         self._draw_events()
         self.refresh_bindings()
@@ -411,6 +414,11 @@ class ServerscopeApp(App[int]):
         except (ValueError, OSError) as e:
             self.notify(str(e), severity="error")
             return False
+        w = self._frame(self.last).selected_worker if self.last is not None else None
+        if action == "pause" and w is not None and w.is_thread and w.pid == pid:
+            paused = pid in self.session.paused_pids
+            what = "paused" if paused else "resumed"
+            self.notify(f"{what} pid {pid}: all its threads (a signal stops a whole process)")
         self._draw_events()
         self._redraw()
         return True

@@ -1,17 +1,21 @@
-"""Imbalance: Jain's index and top share for accepts, open connections and CPU, each with a
-sparkline of its recent Jain's index (on a fixed 0..1 scale: a full bar is perfectly even)."""
+"""Imbalance: Jain's index and top share for accepts, open connections and CPU over the
+window, each with a sparkline of its recent Jain's index (on a fixed 0..1 scale: a full
+bar is perfectly even); for accepts also the top share over the whole run, which stays
+after a burst has left the window (the window's row then reads '-')."""
 
 from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
 
+from telemetry.analysis import run_accepts
+
 from .drawing import jain_style, spark
 from .frame import Frame
 from .quiet_static import QuietStatic
 
 LABELS = (("accepts", "accepts"), ("connections", "conns"), ("cpu", "CPU"))
-WIDTHS = (7, 4, 4, 4)  # label, Jain, top share, top worker
+WIDTHS = (7, 4, 4, 4, 8)  # label, Jain, top share, top worker, top share over the run
 GAPS = len(WIDTHS)  # one space between columns
 
 
@@ -22,6 +26,7 @@ class ImbalancePanel(QuietStatic):
         self.set_subtitle(f"window {snap.window_s:g} s")
         span = min(len(frame.history), width) * (snap.interval_s or 0.0)
         rows = []  # what each row shows, as plain values: compared with the last frame's
+        whole = run_accepts(snap)
         for metric, label in LABELS:
             imb = getattr(snap.imbalance, metric)
             jain = imb.jain if imb else None
@@ -33,12 +38,18 @@ class ImbalancePanel(QuietStatic):
                 for i in (getattr(s.imbalance, metric) for s in frame.history)
             ]
             sparkline = spark(values, width, lo=0.0, hi=1.0).plain
-            rows.append((label, jain, top, hot, who, sparkline))
+            run = ""
+            run_hot = False
+            if metric == "accepts" and whole is not None and whole.top_share is not None:
+                run_who = (whole.top_worker or "").replace("worker ", "w")
+                run = f"{whole.top_share * 100:.0f}% {run_who}"
+                run_hot = (whole.max_over_mean or 0) >= 1.5
+            rows.append((label, jain, top, hot, who, run, run_hot, sparkline))
         key = (width, f"{span:.0f}", tuple(rows))
         if key == self._shown:
             return
         t = Table.grid(padding=(0, 1, 0, 0))
-        for w, justify in zip(WIDTHS, ("left", "right", "right", "left"), strict=True):
+        for w, justify in zip(WIDTHS, ("left", "right", "right", "left", "left"), strict=True):
             t.add_column(width=w, justify=justify, no_wrap=True)  # type: ignore[arg-type]
         t.add_column(width=width, no_wrap=True, overflow="crop")
         dim = "dim"
@@ -47,14 +58,16 @@ class ImbalancePanel(QuietStatic):
             Text("Jain", style=dim),
             Text("top", style=dim),
             Text("", style=dim),
+            Text("run top", style=dim),
             Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim),
         )
-        for label, jain, top, hot, who, sparkline in rows:
+        for label, jain, top, hot, who, run, run_hot, sparkline in rows:
             t.add_row(
                 Text(label),
                 Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain)),
                 Text("-" if top is None else f"{top * 100:.0f}%", style="bold red" if hot else ""),
                 Text(who, style="dim"),
+                Text(run, style="bold red" if run_hot else ""),
                 Text(sparkline, style=jain_style(jain)),
             )
         self.show_content(t, key=key, height=len(rows) + 1)

@@ -166,12 +166,19 @@ class ScoreboardLegend(Static):
 
 
 def summary(frame: Frame, width: int = 80) -> str:
-    """'scoreboard · 4 workers · 3 busy · 1 idle' for the panel's title."""
+    """'scoreboard · 4 workers · 3 busy · 1 idle · master 2% CPU' for the panel's title
+    (the master's CPU when it is a process apart from its workers: cluster's deals every
+    connection, and the master demo asks the audience to watch it)."""
     ws = frame.snapshot.live_workers
     busy = sum(w.busy for w in ws)
     idle = sum(w.state == "waiting" for w in ws)
     kind = "threads" if ws and ws[0].is_thread else "workers"
-    procs = len({w.pid for w in ws})
+    pids = {w.pid for w in ws}
+    procs = len(pids)
     extra = f" in {procs} processes" if kind == "threads" else ""
     text = f"{len(ws)} {kind}{extra} · {busy} busy · {idle} idle"
+    m = frame.snapshot.model
+    # the master's CPU when it is a process apart from its workers
+    if m is not None and m.master_cpu_percent is not None and ws and m.root_pid not in pids:
+        text += f" · master {m.master_cpu_percent:.0f}% CPU"
     return text if len(text) + 16 > width else f"scoreboard · {text}"

@@ -24,7 +24,7 @@ from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style, mib, num
 from .frame import Frame, WorkerKey, rate
 from .messages import WorkerSelected
 
-PRIORITY = ("slot", "state", "cpu", "conns", "acc", "pid", "req", "rss")  # kept first
+PRIORITY = ("slot", "state", "cpu", "conns", "tot", "acc", "pid", "req", "rss")  # kept first
 PAD = 2  # cell padding, both sides
 COLUMNS = (  # label, key, width (fixed: updates never resize a column)
     ("#", "slot", 3),
@@ -32,12 +32,15 @@ COLUMNS = (  # label, key, width (fixed: updates never resize a column)
     ("state", "state", 7),
     ("CPU", "cpu", 11),
     ("conns", "conns", 5),
+    ("accepts", "tot", 7),  # since the worker started, with its share of all the rows'
     ("acc/s", "acc", 5),
     ("req/s", "req", 6),
     ("RSS", "rss", 6),
 )
 WIDTH = {key: w for _, key, w in COLUMNS}
 CPU_BAR = 6
+SHARE_BAR = 2  # the accepts column's bar: the row's share of the accepts of all rows
+ROLE_MARK = {"listener": "L", "master": "M", "helper": "H"}  # the # column of non-workers
 SHORT = {
     "keepalive": "keep",
     "waiting": "wait",
@@ -49,6 +52,7 @@ SHORT = {
     "unknown": "?",
 }
 HEADER = 1  # lines above the rows (not scrolled)
+PAUSED_THREAD = "paused-process"  # the state value of a thread row whose process is paused
 CELL_CACHE = 4096  # rendered cells kept (a cell is a (column, value) pair)
 
 Piece = tuple[str, Style | None]  # some text of a cell and its own style
@@ -66,15 +70,45 @@ def fitting_columns(width: int) -> tuple[str, ...]:
     return tuple(key for _, key, _w in COLUMNS if key in keep)
 
 
-def _values(w: WorkerSample, interval: float | None, paused: bool) -> dict[str, object]:
+def _count(n: int | None) -> str:
+    """At most 5 cells: 1,040 / 12.3k / 123k / 1.2M (the accepts column is narrow so
+    that it fits at 80 columns, where it matters more than acc/s)."""
+    if n is None:
+        return "-"
+    if n < 10_000:
+        return f"{n:,}"
+    if n < 100_000:
+        return f"{n / 1000:.1f}k"
+    if n < 1_000_000:
+        return f"{n // 1000}k"
+    return f"{n / 1e6:.1f}M"
+
+
+def _slot(w: WorkerSample) -> str:
+    """The # column: the slot of a worker; L0 (listener of child 0), M (master), H."""
+    mark = ROLE_MARK.get(w.role)
+    if mark is None:
+        return str(w.slot) if w.slot is not None else "-"
+    return f"{mark}{w.group}" if mark == "L" and w.group >= 0 else mark
+
+
+def _values(
+    w: WorkerSample, interval: float | None, paused: bool, accepts: int = 0
+) -> dict[str, object]:
     """What each cell shows, as plain values: cheap to compare from one frame to the next,
-    so only rows whose values changed are rendered again."""
+    so only rows whose values changed are rendered again. `accepts`: all the rows' accepts
+    since they started, the denominator of this row's share."""
+    total = w.accepts_total
+    share = None if total is None or not accepts else round(total / accepts, 2)
     return {
-        "slot": str(w.slot) if w.slot is not None else "-",
+        "slot": _slot(w),
         "pid": str(w.tid if w.is_thread else w.pid),
-        "state": None if paused else w.state,
+        # paused: a signal stops the whole process, so a thread row says its process is
+        # stopped ("⏸ PROC": every thread of that pid shows it), a process row "⏸ STOP"
+        "state": (PAUSED_THREAD if w.is_thread else None) if paused else w.state,
         "cpu": None if w.cpu_percent is None else round(w.cpu_percent),
         "conns": num(w.connections),
+        "tot": (_count(total), share),
         "acc": num(rate(w.accepts, interval)),
         "req": num(rate(w.requests, interval)),
         "rss": mib(w.rss_bytes),
@@ -85,6 +119,8 @@ def _cell(col: str, value: object) -> Text:
     if col == "state":
         if value is None:
             return Text("⏸ STOP", style=PAUSED_STYLE)
+        if value == PAUSED_THREAD:
+            return Text("⏸ PROC", style=PAUSED_STYLE)
         state = str(value)
         glyph = GLYPHS.get(state, "?")
         return Text(f"{glyph} {SHORT.get(state, state)}", style=STATE_STYLE.get(state, ""))
@@ -97,6 +133,15 @@ def _cell(col: str, value: object) -> Text:
             cpu.append_text(bar(frac, CPU_BAR, fill_style(frac)))
             cpu.append(f"{value:4d}%")
         return cpu
+    if col == "tot":
+        count, share = value  # type: ignore[misc]
+        t = Text()
+        if share is None:
+            t.append(" " * SHARE_BAR)
+        else:
+            t.append_text(bar(share, SHARE_BAR, "bold red" if share >= 0.5 else "cyan"))
+        t.append(f"{count:>{WIDTH['tot'] - SHARE_BAR}}")
+        return t
     return Text(str(value), justify="right")
 
 
@@ -126,6 +171,7 @@ class WorkerTable(ScrollView, can_focus=True):
         self._keys: list[WorkerKey] = []
         self._interval: float | None = None
         self._paused: frozenset[int] = frozenset()
+        self._accepts = 0  # all rows' accepts since they started
         self._told: WorkerKey | None = None  # the selection the last frame carried
         self._last: Frame | None = None
         self._values: dict[int, tuple[object, ...]] = {}  # this frame's, of rows computed
@@ -154,6 +200,7 @@ class WorkerTable(ScrollView, can_focus=True):
         self._workers = workers
         self._interval = snap.interval_s
         self._paused = frame.paused_pids
+        self._accepts = sum(w.accepts_total or 0 for w in workers)
         self._values = {}
         if keys != self._keys:
             self._keys = keys
@@ -212,7 +259,7 @@ class WorkerTable(ScrollView, can_focus=True):
         values = self._values.get(row)
         if values is None:
             w = self._workers[row]
-            cells = _values(w, self._interval, w.pid in self._paused)
+            cells = _values(w, self._interval, w.pid in self._paused, self._accepts)
             values = tuple(cells[c] for c in self._columns)
             self._values[row] = values
         return values
