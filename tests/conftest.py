@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from plumbing.process import pid_alive
 from servers.config import ServerConfig
-from servers.proc import pid_alive
 from servers.supervisor import Supervisor
 
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from plumbing.process import pid_alive
 from servers import models
-from servers.proc import pid_alive
 from serverscope import demos
 from serverscope.demos import MASTER, SCENARIOS, Fault, Scenario, play
 from telemetry.snapshot import Snapshot

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import wait_until
 from loadgen.levels import PRESETS, LoadError
+from plumbing.process import pid_alive
 from servers.config import ServerConfig
-from servers.proc import pid_alive
 from serverscope import cli, headless
 from serverscope.headless import SummaryBuilder, run_headless
 from serverscope.session import Session

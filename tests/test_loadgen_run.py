@@ -20,8 +20,8 @@ from conftest import wait_until
 from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
 from loadgen.runner import LoadRunner
+from plumbing.process import pid_alive
 from servers.config import ServerConfig
-from servers.proc import pid_alive
 from servers.supervisor import Supervisor
 
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from conftest import assert_all_gone, get, read_response, wait_until
-from servers.proc import pid_alive
+from plumbing.process import pid_alive
 
 # (model, knobs) — small pools keep the suite quick; proc_spawn's default 250 has its own test.
 MODEL_CASES = [

@@ -20,10 +20,16 @@ import psutil
 import pytest
 
 from conftest import get, read_response, wait_until
+from plumbing.tcpinfo import accept_queue
 from servers import models
 from servers.config import ConfigError, ServerConfig
-from servers.proc import accept_queue
 from servers.scoreboard import State
+
+
+def queue_len(sock: socket.socket) -> int:
+    q = accept_queue(sock)
+    assert q is not None, "not a listening socket"
+    return q[0]
 
 
 def connect_and_send(port: int, n: int, path: str = "/") -> list[socket.socket]:
@@ -131,7 +137,7 @@ def test_prefork_keepalive_starvation_and_event_is_spared(start_server):
         first = answer_times(socks, t0, timeout=ka * 0.7)
         assert len(first) == 4, first
         # the other six sit in the accept queue while four idle connections pin the pool
-        wait_until(lambda: accept_queue(sup.listeners[0])[0] == 6, 2, "six queued connections")
+        wait_until(lambda: queue_len(sup.listeners[0]) == 6, 2, "six queued connections")
         wait_until(
             lambda: [s.state for s in sup.read().live] == [State.KEEPALIVE] * 4, 2, "K, K, K, K"
         )
@@ -141,14 +147,14 @@ def test_prefork_keepalive_starvation_and_event_is_spared(start_server):
         assert len(rest) == 6, rest
         assert all(t >= ka * 0.9 for t in rest.values()), rest
         assert sorted(rest.values())[-1] >= 2 * ka * 0.9, rest
-        assert accept_queue(sup.listeners[0])[0] == 0
+        assert queue_len(sup.listeners[0]) == 0
 
     ev = start_server("event", workers=1, threads_per_child=4, keepalive_timeout=ka)
     t0 = time.monotonic()
     with holding(ev.port, 10) as socks:
         times = answer_times(socks, t0, timeout=ka * 0.9)
         assert len(times) == 10 and max(times.values()) < 1.0, times
-        assert accept_queue(ev.listeners[0])[0] == 0
+        assert queue_len(ev.listeners[0]) == 0
         # all ten wait parked in the listener's loop; the four threads are free
         listener_slot = 4
 
@@ -199,14 +205,14 @@ def test_worker_process_with_all_threads_busy_stops_accepting(start_server):
         # every thread busy: neither listener accepts, the fifth waits in the kernel's queue
         fifth = connect_and_send(sup.port, 1)[0]
         time.sleep(0.5)
-        assert accept_queue(sup.listeners[0])[0] == 1
+        assert queue_len(sup.listeners[0]) == 1
         assert answer_times([fifth], time.monotonic(), 0.3) == {}
         # free a thread: its process (only) takes the waiting connection
         held.pop(0).close()
         assert len(answer_times([fifth], time.monotonic(), 3)) == 1
         held.append(fifth)
         wait_until(lambda: open_per_process(sup) == {0: 2, 1: 2}, 2, "still two per process")
-        assert accept_queue(sup.listeners[0])[0] == 0
+        assert queue_len(sup.listeners[0]) == 0
     finally:
         for s in held:
             s.close()

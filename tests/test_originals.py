@@ -31,8 +31,8 @@ from loadgen.runner import LoadRunner
 from originals import build
 from originals.launch import Original
 from originals.registry import NAMES, spec
+from plumbing.process import pid_alive
 from servers.config import ConfigError, ServerConfig
-from servers.proc import pid_alive
 from servers.supervisor import BindError
 
 # small pools: the behaviour under test does not need Apache's 75-thread defaults

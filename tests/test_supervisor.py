@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from conftest import assert_all_gone, get, wait_until
-from servers.proc import pid_alive
+from plumbing.process import pid_alive
 from servers.scoreboard import State
 
 

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import get, wait_until
+from plumbing.tcpinfo import accept_queue
 from servers.scoreboard import State
 from telemetry import procfs
 from telemetry.sampler import Sampler
@@ -67,7 +68,7 @@ def test_owned_listener_queue_matches_ss() -> None:
     try:
         wait_until(lambda: list(ss_listeners(port).values()) == [(5, 16)], what="ss Recv-Q 5")
         ino = os.fstat(srv.fileno()).st_ino
-        assert procfs.listen_queue(srv) == ss_listeners(port)[ino] == (5, 16)
+        assert accept_queue(srv) == ss_listeners(port)[ino] == (5, 16)
     finally:
         for c in clients:
             c.close()

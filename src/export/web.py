@@ -80,7 +80,7 @@ def lab_command(a: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
 
 def lab_main(argv: list[str]) -> int:
     """One page's lab: die with the web server (pid argv[0]), then the TUI as usual."""
-    from servers.proc import die_with_parent
+    from plumbing.process import die_with_parent
     from serverscope.cli import main
 
     die_with_parent(expected_parent=int(argv[0]))

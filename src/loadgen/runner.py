@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict
 from typing import IO
 
-from servers.proc import raise_nofile_limit
+from plumbing.process import python_env, raise_nofile_limit
 
 from .engine import ENGINES, resolve
 from .levels import LoadError, LoadLevel
@@ -113,9 +113,7 @@ class LoadRunner:
             "level": asdict(self.level),
             "uvloop": self.use_uvloop,
         }
-        env = dict(os.environ)
-        src = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+        env = python_env()
         self._errfile = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _cleanup)
         self._stats = self._initial_stats()
         self.proc = subprocess.Popen(

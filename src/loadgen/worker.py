@@ -18,7 +18,7 @@ import struct
 import sys
 import threading
 
-from servers.proc import die_with_parent, raise_nofile_limit
+from plumbing.process import die_with_parent, raise_nofile_limit
 
 from .driver import Driver
 from .engine import resolve

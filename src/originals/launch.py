@@ -27,8 +27,8 @@ from typing import IO
 
 import psutil
 
+from plumbing.process import pid_alive, python_env, raise_nofile_limit
 from servers.config import ServerConfig
-from servers.proc import pid_alive, raise_nofile_limit
 from servers.supervisor import BindError, ServerError, bind_listeners, probe
 
 from . import apache, build
@@ -138,9 +138,7 @@ class Original:
         if stderr is None:
             self._errfile = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _cleanup)
             stderr = self._errfile
-        env = dict(os.environ)
-        src = str(SRC.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+        env = python_env()
         self._ready_file = self.run_dir / "ready" if sp.kind == "node" else None
         if self._ready_file is not None:
             env[READY_ENV] = str(self._ready_file)

@@ -19,7 +19,8 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from .proc import die_with_parent, drain
+from plumbing.process import die_with_parent, drain
+
 from .root import RootContext
 
 RESPAWN_BACKOFF = 1.0  # a worker that dies within this of its start waits this long

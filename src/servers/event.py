@@ -30,13 +30,14 @@ import threading
 import time
 from collections import deque
 
+from plumbing.process import drain
+
 from . import guard
 from .arbiter import Arbiter
 from .blocking import serve_connection
 from .config import ServerConfig, check_range
 from .http import HttpConnection
 from .models import ModelSpec
-from .proc import drain
 from .root import RootContext
 from .scoreboard import KIND_THREAD, ROLE_LISTENER, State
 from .worker import START_SERVERS, THREAD_DEATH, THREADS_PER_CHILD, check_threads

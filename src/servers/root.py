@@ -13,10 +13,11 @@ import socket
 import sys
 from dataclasses import dataclass
 
+from plumbing.process import die_with_parent, raise_nofile_limit
+
 from . import app, models
 from .config import ServerConfig
 from .http import Limits
-from .proc import die_with_parent, raise_nofile_limit
 from .scoreboard import Scoreboard
 
 ENV_PARENT = "SERVERSCOPE_PARENT"

@@ -24,9 +24,10 @@ import threading
 import time
 from typing import IO
 
+from plumbing.process import pid_alive, python_env, raise_nofile_limit
+
 from . import models, root
 from .config import ServerConfig
-from .proc import pid_alive, raise_nofile_limit
 from .scoreboard import Scoreboard, ScoreboardSnapshot, State
 
 
@@ -106,11 +107,10 @@ class Supervisor:
         self.config = cfg = cfg.with_(port=self.port)
         self.scoreboard = Scoreboard.create()
         fds = [s.fileno() for s in self.listeners]
-        env = dict(os.environ)
+        env = python_env()
         env[root.ENV_PARENT] = str(os.getpid())
         env[root.ENV_SCOREBOARD] = str(self.scoreboard.fd)
         env[root.ENV_LISTENERS] = ",".join(map(str, fds))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_src_dir(), env.get("PYTHONPATH", "")) if p)
         stderr = self._stderr_target
         pipe_w = -1
         if stderr is None:
@@ -300,10 +300,6 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _src_dir() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def probe(host: str, port: int, timeout: float) -> bool:

@@ -22,8 +22,8 @@ from typing import TypeVar
 from loadgen.levels import LoadLevel
 from loadgen.runner import LoadRunner
 from loadgen.stats import LoadStats
+from plumbing.process import pid_alive
 from servers.config import ServerConfig
-from servers.proc import pid_alive
 from servers.root import BURN_MS, BURN_SIGNAL
 from servers.supervisor import Supervisor
 from telemetry.diagnosis import OVERFLOW_NEAR_FULL

@@ -1,4 +1,4 @@
-"""Small, fast readers of Linux /proc files and of TCP_INFO, for the sampler.
+"""Small, fast readers of Linux /proc files, for the sampler (TCP_INFO: plumbing.tcpinfo).
 
 Hand-written rather than psutil: psutil builds a Process object and parses several files
 per call, which for 250 processes (or 400 threads) at 4 Hz costs several times our 2 %
@@ -14,29 +14,10 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from plumbing.tcpinfo import TCP_LISTEN
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-# struct tcp_info (linux/tcp.h): 8 one-byte fields (state, ca_state, retransmits, probes,
-# backoff, options, wscale bits, app-limited bits), then u32 rto, ato, snd_mss, rcv_mss,
-# unacked, sacked, ... On a LISTEN socket the kernel puts the accept-queue length in
-# tcpi_unacked and its limit in tcpi_sacked.
-_TCP_INFO = struct.Struct("=8B6I")
-TCP_LISTEN = 10
-
-
-def listen_queue(sock: socket.socket) -> tuple[int, int] | None:
-    """(queue length, limit) of a listening socket we hold, via TCP_INFO; None if not LISTEN."""
-    try:
-        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size)
-    except OSError:
-        return None
-    if len(raw) < _TCP_INFO.size:
-        return None
-    f = _TCP_INFO.unpack_from(raw)
-    if f[0] != TCP_LISTEN:
-        return None
-    return f[12], f[13]
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 import psutil
 
 from loadgen.stats import LoadStats
+from plumbing.tcpinfo import accept_queue
 
 from . import analysis, diagnosis, procfs
 from .snapshot import (
@@ -233,9 +234,7 @@ class SupervisorSource:
         if refresh:
             self.stat.sweep()  # fds of workers gone since the last refresh
             self._full = {pid: st for pid, st in stats.items() if st is not None}
-        queues = [
-            procfs.listen_queue(sock) if sock.fileno() >= 0 else None for sock in sup.listeners
-        ]
+        queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in sup.listeners]
         # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME_WAITs);
         # half-open connections pile up when accept queues fill, so while any queue is
         # non-empty it is read every sample, otherwise once a second.

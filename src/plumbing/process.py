@@ -1,4 +1,6 @@
-"""Process plumbing shared by the supervisor, the root process and the masters."""
+"""Process plumbing shared by the supervisor, the root process, the masters, the load runner
+and the lab: die with the parent, the fd limit, pid checks, the environment for a child.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +8,9 @@ import ctypes
 import os
 import resource
 import signal
-import socket
-import struct
 
 PR_SET_PDEATHSIG = 1
+SRC_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../src
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -60,15 +61,10 @@ def pid_alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
-_TCP_INFO_FMT = "=8B6I"  # state..flags bytes, then rto ato snd_mss rcv_mss unacked sacked
-
-
-def accept_queue(sock: socket.socket) -> tuple[int, int]:
-    """(length, limit) of a LISTEN socket's accept queue, from TCP_INFO.
-
-    For a listening socket the kernel reports the queue length in tcpi_unacked and its
-    limit (min(backlog, somaxconn)) in tcpi_sacked; `ss -ltn` shows the same pair.
-    """
-    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, struct.calcsize(_TCP_INFO_FMT))
-    fields = struct.unpack(_TCP_INFO_FMT, raw)
-    return fields[12], fields[13]
+def python_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a child `python -m <module>` of this tree: `base` (default: ours)
+    with the source root first on PYTHONPATH, so the child imports the same code as we do
+    (an editable install or a plain checkout alike)."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC_ROOT, env.get("PYTHONPATH", "")) if p)
+    return env
