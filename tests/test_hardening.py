@@ -23,10 +23,10 @@ import pytest
 
 import fuzzing
 from conftest import get, read_response, wait_until
-from loadgen.driver import Recorder
 from loadgen.engine import resolve
 from loadgen.engine_httpx import HttpxEngine
 from loadgen.levels import LoadError, LoadLevel
+from loadgen.recorder import Recorder
 from servers import aio, guard
 from servers.config import ConfigError, ServerConfig
 from servers.http import HttpConnection, ProtocolError

@@ -40,10 +40,11 @@ from collections import deque
 from collections.abc import Callable
 
 from .engine import Engine, RequestError, Target, make_engine
-from .histogram import HALF, MAX_US, SUB, Histogram
+from .histogram import Histogram
 from .levels import LoadLevel
+from .recorder import Recorder, add_weighted
 from .result import LoadResult
-from .stats import ERROR_KINDS, LoadStats
+from .stats import LoadStats
 
 _monotonic = time.monotonic
 CONNECT_BACKOFF = 0.05  # closed loop: pause after a failed connect, not to spin on refusals
@@ -52,53 +53,6 @@ LIVE_SERIES = 600  # seconds of the per-second series carried by live stats
 PUBLISH_EVERY = 0.2
 WAITING_SAMPLE = 20_000  # waiting requests counted one by one; beyond, a weighted sample
 TICKET_SAMPLE = 1_000  # points standing for the unsent tickets of an open loop
-
-
-class Recorder:
-    """Counters of one run, updated on the hot path by the driver and the engines."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0 = t0
-        self.latency = Histogram()
-        self.connect = Histogram()
-        self.status: dict[int, int] = {}
-        self.errors = dict.fromkeys(ERROR_KINDS, 0)
-        self.requests = 0
-        self.sent = 0
-        self.in_flight = 0
-        self.open = 0
-        self.series = [0] * 64
-
-    def ok(self, status: int, intended: float, now: float) -> None:
-        self.requests += 1
-        st = self.status
-        st[status] = st.get(status, 0) + 1
-        # Histogram.record_us, inlined: this runs once per request
-        us = int((now - intended) * 1e6)
-        h = self.latency
-        if us < SUB:
-            if us < 0:
-                us = 0
-            h.counts[us] += 1
-        else:
-            v = us if us <= MAX_US else MAX_US
-            shift = v.bit_length() - 8
-            h.counts[SUB - HALF + (shift - 1) * HALF + (v >> shift)] += 1
-        if us > h.max_us:
-            h.max_us = us
-        if h.count == 0 or us < h.min_us:
-            h.min_us = us
-        h.count += 1
-        h.sum_us += us
-        sec = int(now - self.t0)
-        try:
-            self.series[sec] += 1
-        except IndexError:
-            self.series.extend([0] * (sec + 64 - len(self.series)))
-            self.series[sec] += 1
-
-    def error(self, kind: str) -> None:
-        self.errors[kind] += 1
 
 
 class Driver:
@@ -286,14 +240,14 @@ class Driver:
         points = intended[::step]
         for k, t in enumerate(points):
             weight = step if k < len(points) - 1 else n - step * k  # the weights sum to n
-            _add(h, int((now - t) * 1e6), weight)
+            add_weighted(h, int((now - t) * 1e6), weight)
         nt = len(tickets)
         if nt:
             first, last = tickets[0], tickets[-1]
-            points = min(nt, TICKET_SAMPLE)
-            for k in range(points):
-                t = first + (last - first) * (k / (points - 1) if points > 1 else 0.0)
-                _add(h, int((now - t) * 1e6), nt // points + (1 if k < nt % points else 0))
+            spots = min(nt, TICKET_SAMPLE)
+            for k in range(spots):
+                t = first + (last - first) * (k / (spots - 1) if spots > 1 else 0.0)
+                add_weighted(h, int((now - t) * 1e6), nt // spots + (1 if k < nt % spots else 0))
         oldest = (now - min(intended)) * 1000.0 if intended else None
         return h, oldest, n
 
@@ -396,21 +350,3 @@ class Driver:
             rps_series=tuple(float(x) for x in whole),
             latency_all=self.waiting()[0],
         )
-
-
-def _add(h: Histogram, us: int, n: int) -> None:
-    """Histogram.record_us with a weight (n values of `us`)."""
-    if us < 0:
-        us = 0
-    if us < SUB:
-        h.counts[us] += n
-    else:
-        v = us if us <= MAX_US else MAX_US
-        shift = v.bit_length() - 8
-        h.counts[SUB - HALF + (shift - 1) * HALF + (v >> shift)] += n
-    if us > h.max_us:
-        h.max_us = us
-    if h.count == 0 or us < h.min_us:
-        h.min_us = us
-    h.count += n
-    h.sum_us += us * n

@@ -21,13 +21,10 @@ import ipaddress
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .levels import LoadError, LoadLevel
-
-if TYPE_CHECKING:
-    from .driver import Recorder
+from .recorder import Recorder
 
 ENGINES = ("fast", "httpx")
 
@@ -114,7 +111,7 @@ def resolve(url: str, allow_remote: bool = False) -> Target:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
             raise LoadError(f"cannot resolve {host}: {e.strerror}") from None
-        addrs = [(fam, sa[0]) for fam, _, _, _, sa in infos]
+        addrs = [(fam, str(sa[0])) for fam, _, _, _, sa in infos]
         loopback = all(ipaddress.ip_address(a).is_loopback for _, a in addrs)
         # IPv4 first, as servers here listen on 127.0.0.1
         family, addr = min(addrs, key=lambda fa: fa[0] != socket.AF_INET)

@@ -3,7 +3,7 @@
 Hand-written rather than the `hdrhistogram` package: recording sits on the generator's
 hot path and here it is one `bit_length`, a shift and a list increment (the package's
 `record_value` does several Python calls and bound checks per value); the counts must also
-cross a process pipe in a compact sparse form and merge by plain addition.
+cross a process pipe in a compact sparse form.
 
 Layout (values in whole microseconds): values below 256 get a bucket each (exact); above,
 each power-of-two range [2^k, 2^(k+1)) is split into 128 equal buckets, so a bucket is at
@@ -16,6 +16,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import accumulate
+from typing import Any
 
 from .stats import Percentiles
 
@@ -77,15 +78,6 @@ class Histogram:
             self.min_us = us
         self.count += 1
         self.sum_us += us
-
-    def merge(self, other: Histogram) -> Histogram:
-        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
-        if other.count:
-            self.min_us = other.min_us if not self.count else min(self.min_us, other.min_us)
-        self.count += other.count
-        self.max_us = max(self.max_us, other.max_us)
-        self.sum_us += other.sum_us
-        return self
 
     def value_at(self, q: float, cumulative: list[int] | None = None) -> float:
         """The q-th quantile (0..1) in milliseconds; 0.0 when empty."""
@@ -150,14 +142,14 @@ class Histogram:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Histogram:
+    def from_dict(cls, d: dict[str, Any]) -> Histogram:
         h = cls()
-        for i, c in d["buckets"].items():  # type: ignore[union-attr]
+        for i, c in d["buckets"].items():
             h.counts[int(i)] = int(c)
-        h.count = int(d["count"])  # type: ignore[arg-type]
-        h.max_us = int(d["max_us"])  # type: ignore[arg-type]
-        h.min_us = int(d["min_us"])  # type: ignore[arg-type]
-        h.sum_us = int(d["sum_us"])  # type: ignore[arg-type]
+        h.count = int(d["count"])
+        h.max_us = int(d["max_us"])
+        h.min_us = int(d["min_us"])
+        h.sum_us = int(d["sum_us"])
         return h
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 MAX_CLIENTS = 100_000
 MAX_DURATION = 24 * 3600.0  # every run ends by itself
@@ -46,7 +47,7 @@ class LoadLevel:
     def open_loop(self) -> bool:
         return self.rate is not None
 
-    def with_(self, **changes: object) -> LoadLevel:
+    def with_(self, **changes: Any) -> LoadLevel:
         return replace(self, **changes)
 
     def check(self) -> LoadLevel:
