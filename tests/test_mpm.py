@@ -358,3 +358,18 @@ def test_cli_refuses_a_bad_knob_and_lists_all_nine():
     )
     rows = out.stdout.splitlines()[: len(models.MODEL_NAMES)]  # the originals follow
     assert [ln.split()[0] for ln in rows] == list(models.MODEL_NAMES)
+
+
+@pytest.mark.parametrize("name", models.MODEL_NAMES)
+def test_a_resolved_config_leaves_no_knob_of_the_model_unset(name):
+    spec = models.spec(name)
+    cfg = spec.resolve(ServerConfig(model=name))
+    assert all(getattr(cfg, k) is not None for k in spec.knobs), cfg
+    if spec.shape is not None:  # the typed knobs the model's run reads agree with it
+        knobs = spec.knobs_of(cfg)
+        assert {k: getattr(knobs, k) for k in spec.defaults} == {
+            k: getattr(cfg, k) for k in spec.defaults
+        }
+    given = spec.resolve(ServerConfig(model=name, **dict.fromkeys(spec.knobs & {"workers"}, 2)))
+    if "workers" in spec.knobs:
+        assert spec.knobs_of(given).workers == 2  # a value given wins over the default

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-from servers.scoreboard import KIND_THREAD, Scoreboard, State
+from servers.scoreboard import Kind, Role, Scoreboard, State
 
 
 def test_a_forked_writer_is_seen_by_the_reader():
@@ -47,7 +47,7 @@ def test_thread_slots_carry_their_tid():
         tids = []
 
         def run(i: int) -> None:
-            board.claim(i, kind=KIND_THREAD, group=0).state(State.WAITING)
+            board.claim(i, kind=Kind.THREAD, group=0).state(State.WAITING)
             tids.append(threading.get_native_id())
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(3)]
@@ -59,5 +59,24 @@ def test_thread_slots_carry_their_tid():
         assert sorted(s.tid for s in snap.slots) == sorted(tids)
         assert all(s.is_thread and s.pid == os.getpid() for s in snap.slots)
         assert [s.state.glyph for s in snap.slots] == ["_", "_", "_"]
+    finally:
+        board.close()
+
+
+def test_kind_and_role_read_back_as_enums_in_the_unchanged_layout():
+    import ctypes
+
+    from servers import scoreboard
+
+    # the shared-memory layout the telemetry side maps: 80-byte slots after a 384-byte header
+    assert ctypes.sizeof(scoreboard._Slot) == 80 and scoreboard._HEADER_SIZE == 384
+    board = Scoreboard.create(nslots=4)
+    try:
+        board.claim(0)
+        board.claim(1, kind=Kind.THREAD, group=0, listener=0, role=Role.LISTENER)
+        a, b = board.read().slots
+        assert (a.kind, a.role) == (Kind.PROCESS, Role.WORKER)
+        assert b.kind is Kind.THREAD and b.role is Role.LISTENER and b.listener == 0
+        assert b.kind == 1 and b.role == 1  # IntEnum: readers comparing ints still agree
     finally:
         board.close()

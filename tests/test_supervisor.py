@@ -233,3 +233,28 @@ def test_switching_model_takes_the_new_models_keepalive_cap():
     apache = models.spec("prefork").resolve(node.for_model("prefork"))
     assert apache.limits.max_keepalive_requests == 100 and apache.port == 8080
     assert apache.workers is None  # prefork has no --workers
+
+
+def test_a_root_that_fails_at_start_leaves_its_reason_on_the_scoreboard():
+    from plumbing.process import python_env
+    from servers import root
+    from servers.config import ServerConfig
+    from servers.scoreboard import Scoreboard
+
+    board = Scoreboard.create(nslots=4)
+    try:
+        env = python_env()
+        env[root.ENV_PARENT] = str(os.getpid())
+        env[root.ENV_SCOREBOARD] = str(board.fd)
+        env[root.ENV_LISTENERS] = ""
+        cmd = [sys.executable, "-m", "servers.root", ServerConfig(model="nope").to_json()]
+        p = subprocess.run(
+            cmd, pass_fds=[board.fd], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert p.returncode != 0
+        assert board.read_model().error == "ConfigError: unknown model 'nope'; choose one of: " + (
+            "single, proc_spawn, prefork, worker, event, cluster, many_accepts, reuseport, "
+            "goroutines"
+        )
+    finally:
+        board.close()

@@ -24,8 +24,10 @@ import shutil
 import signal
 import sys
 import time
+from typing import Any, NoReturn
 
-PR_SET_PDEATHSIG = 1
+from plumbing.process import die_with_parent, drain
+
 PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -77,9 +79,27 @@ def _kill_descendants(root: int) -> None:
             todo.append(pid)
 
 
+def _exec_original(spec: dict[str, Any], watchdog: int) -> NoReturn:
+    """In the forked child: a session of its own, die with the watchdog, exec the original."""
+    argv: list[str] = spec["argv"]
+    try:
+        os.setsid()
+        die_with_parent(watchdog)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(2, 1)  # the original's output goes to our stderr; stdout is the launcher's
+        if spec.get("cwd"):
+            os.chdir(spec["cwd"])
+        os.execvpe(argv[0], argv, spec.get("env") or os.environ)
+    except BaseException as e:
+        os.write(2, f"cannot run {argv[0]}: {e}\n".encode())
+    os._exit(127)
+
+
 def main() -> int:
     spec = json.loads(sys.argv[1])
-    argv: list[str] = spec["argv"]
     grace = float(spec.get("grace", 3.0))
     run_dir = spec.get("run_dir")
     me = os.getpid()
@@ -91,22 +111,7 @@ def main() -> int:
         signal.signal(sig, lambda s, _f: stop_signal.append(s))
     pid = os.fork()
     if pid == 0:
-        try:
-            os.setsid()
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != me:
-                os._exit(1)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_DFL)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.dup2(2, 1)  # the original's output goes to our stderr; stdout is the launcher's
-            if spec.get("cwd"):
-                os.chdir(spec["cwd"])
-            os.execvpe(argv[0], argv, spec.get("env") or os.environ)
-        except BaseException as e:
-            os.write(2, f"cannot run {argv[0]}: {e}\n".encode())
-        os._exit(127)
+        _exec_original(spec, me)
     os.write(1, f"{pid}\n".encode())
     pidfd = os.pidfd_open(pid)
     sel = selectors.DefaultSelector()
@@ -124,10 +129,7 @@ def main() -> int:
                 except OSError:
                     done = True
             elif key.data == "signal":
-                try:
-                    os.read(wake_r, 4096)
-                except BlockingIOError:
-                    pass
+                drain(wake_r)
             else:
                 _, status = os.waitpid(pid, 0)
                 code = os.waitstatus_to_exitcode(status)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from . import app, guard
+from .acceptor import Acceptor
 from .http import HttpConnection, Limits, ProtocolError, Request
 from .root import RootContext
 from .scoreboard import SlotWriter, State
@@ -92,10 +93,12 @@ class HttpProtocol(asyncio.Protocol):
         "worker",
     )
 
+    transport: asyncio.Transport
+
     def __init__(self, worker: AsyncWorker) -> None:
         self.worker = worker
         self.conn = HttpConnection(worker.limits)
-        self.transport: asyncio.Transport | None = None
+        # self.transport: set by connection_made, before any other callback
         self.waiting = False  # an io_ms wait is in progress; later requests queue behind it
         self.paused = False  # the transport's write buffer is over its high-water mark
         self.scheduled = False  # the next pipelined request is due on the next loop turn
@@ -104,7 +107,8 @@ class HttpProtocol(asyncio.Protocol):
         self.eof = False  # the client half-closed with requests still to answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
         self.worker.conns.add(self)
         self.worker.w.accepted()
         self.worker.settle()
@@ -131,7 +135,7 @@ class HttpProtocol(asyncio.Protocol):
         except Exception as e:  # last resort: a bug costs this connection, not the worker
             guard.unexpected("connection", e)
             t = self.transport
-            if t is not None and not t.is_closing():
+            if not t.is_closing():
                 try:
                     t.write(self.conn.error_response(ProtocolError(500, "internal error")))
                     t.close()
@@ -302,18 +306,17 @@ def serve_listener(
     worker = AsyncWorker(loop, w, ctx.limits)
     listener.setblocking(False)
     backlog = ctx.config.backlog
-    failed = guard.EverySecond("worker")
+
+    def pause(seconds: float) -> None:  # accept() failed: stop accepting for a while
+        loop.remove_reader(fd)
+        loop.call_later(seconds, loop.add_reader, fd, on_accept)
+
+    acceptor = Acceptor(listener, "worker", pause=pause)
 
     def on_accept() -> None:
         for _ in range(backlog):
-            try:
-                conn, _addr = listener.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return
-            except OSError as e:  # EMFILE and the like: stop accepting for a while
-                failed.hit(f"accept failed: {e}")
-                loop.remove_reader(fd)
-                loop.call_later(guard.ACCEPT_BACKOFF, loop.add_reader, fd, on_accept)
+            conn = acceptor.accept()
+            if conn is None:
                 return
             adopt(loop, conn, worker.protocol)
 

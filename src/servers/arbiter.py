@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import selectors
 import signal
+import socket
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -140,7 +141,7 @@ class Arbiter:
             self.pending.append((due, slot))
 
     # -- the loop ----------------------------------------------------------------------
-    def add_reader(self, fileobj: object, callback: Callable[[], None]) -> None:
+    def add_reader(self, fileobj: socket.socket, callback: Callable[[], None]) -> None:
         self.selector.register(fileobj, selectors.EVENT_READ, callback)
 
     def _on_signal(self, signum: int, _frame: object) -> None:

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 
 from . import app, guard
-from .http import HttpConnection, Limits, ProtocolError
+from .acceptor import Acceptor
+from .http import HttpConnection, Limits, ProtocolError, Request
 from .scoreboard import SlotWriter, State
 
 
@@ -25,20 +26,18 @@ def accept_loop(
 ) -> None:
     """Block in accept() (the kernel wakes blocked acceptors in FIFO order), serve, repeat;
     return before the next accept once `stopping()` is true (a graceful stop)."""
-    failed = guard.EverySecond("worker")
+
+    def pause(seconds: float) -> None:  # accept() failed: not waiting for a connection
+        w.state(State.CLOSING)
+        time.sleep(seconds)
+
+    acceptor = Acceptor(listener, "worker", pause=pause)
     while stopping is None or not stopping():
         w.state(State.WAITING)
-        try:
-            conn, _ = listener.accept()
-        except InterruptedError:
-            continue
-        except OSError as e:  # EMFILE and the like: say so (once a second), back off
-            w.state(State.CLOSING)
-            failed.hit(f"accept failed: {e}")
-            time.sleep(guard.ACCEPT_BACKOFF)
-            continue
-        w.accepted()
-        serve_connection(conn, w, limits)
+        conn = acceptor.accept()
+        if conn is not None:
+            w.accepted()
+            serve_connection(conn, w, limits)
 
 
 def serve_connection(
@@ -56,6 +55,8 @@ def serve_connection(
     wait): the caller keeps `sock` open, parks it, and once it is readable passes it back
     here with the returned `conn`. Either way this slot stops counting it as open.
     """
+    # 64 lines kept in one piece: its try/except/finally is what closes the socket and
+    # settles the slot's open count on every path out (a bug, a reset, a park)
     if conn is None:
         conn = HttpConnection(limits)
     parked = False
@@ -71,37 +72,12 @@ def serve_connection(
                 if conn.idle and park and replied:
                     parked = True
                     return conn
-                if conn.idle and conn.requests_done:
-                    w.state(State.KEEPALIVE)
-                    timeout = limits.keepalive_timeout
-                else:
-                    w.state(State.READING)
-                    timeout = deadline - time.monotonic()
-                try:
-                    if timeout <= 0:
-                        raise TimeoutError
-                    sock.settimeout(timeout)
-                    data = sock.recv(65536)
-                except TimeoutError:
-                    if not conn.idle:  # stopped mid-request: tell it, then close
-                        out = conn.timeout_response()
-                        sock.sendall(out)
-                        w.served(len(out))
+                fed = _receive(sock, conn, w, limits, deadline)
+                if fed is None:
                     return None
-                if not data:
-                    return None
-                if conn.idle:
-                    deadline = time.monotonic() + limits.request_timeout
-                conn.feed(data)
+                deadline = fed
                 continue
-            if isinstance(ev, ProtocolError):
-                out = conn.error_response(ev)
-            else:
-                w.state(State.WORKING)
-                reply = app.handle(ev)
-                if reply.io_ms:
-                    time.sleep(reply.io_ms / 1000.0)  # blocking wait, as a blocking server does
-                out = conn.response(ev, reply.status, reply.body, reply.content_type)
+            out = _answer(conn, ev, w)
             w.state(State.WRITING)
             sock.settimeout(limits.request_timeout)
             sock.sendall(out)
@@ -130,3 +106,45 @@ def serve_connection(
                 sock.close()
             finally:
                 w.closed()
+
+
+def _receive(
+    sock: socket.socket, conn: HttpConnection, w: SlotWriter, limits: Limits, deadline: float
+) -> float | None:
+    """Wait for more of the connection's bytes (KeepAliveTimeout between requests, what is
+    left of --timeout within one) and feed them. Returns the request's deadline, or None
+    once the connection is over: EOF, or a timeout (answered 408 if a request was begun)."""
+    if conn.idle and conn.requests_done:
+        w.state(State.KEEPALIVE)
+        timeout = limits.keepalive_timeout
+    else:
+        w.state(State.READING)
+        timeout = deadline - time.monotonic()
+    try:
+        if timeout <= 0:
+            raise TimeoutError
+        sock.settimeout(timeout)
+        data = sock.recv(65536)
+    except TimeoutError:
+        if not conn.idle:  # stopped mid-request: tell it, then close
+            out = conn.timeout_response()
+            sock.sendall(out)
+            w.served(len(out))
+        return None
+    if not data:
+        return None
+    if conn.idle:
+        deadline = time.monotonic() + limits.request_timeout
+    conn.feed(data)
+    return deadline
+
+
+def _answer(conn: HttpConnection, ev: Request | ProtocolError, w: SlotWriter) -> bytes:
+    """The response to a request (the app runs here) or to a protocol error."""
+    if isinstance(ev, ProtocolError):
+        return conn.error_response(ev)
+    w.state(State.WORKING)
+    reply = app.handle(ev)
+    if reply.io_ms:
+        time.sleep(reply.io_ms / 1000.0)  # blocking wait, as a blocking server does
+    return conn.response(ev, reply.status, reply.body, reply.content_type)

@@ -6,27 +6,34 @@ one single-threaded master, whose CPU becomes the bottleneck."""
 from __future__ import annotations
 
 import socket
-import time
+from dataclasses import dataclass
 
 from . import guard
+from .acceptor import Acceptor
 from .aio import serve_handed
 from .arbiter import Arbiter
 from .models import ModelSpec
 from .root import RootContext
 
-SPEC = ModelSpec(
+
+@dataclass(frozen=True)
+class Knobs:
+    workers: int = 4
+    max_keepalive_requests: int = 0  # unlimited, as Node
+
+
+SPEC = ModelSpec.typed(
+    Knobs,
     name="cluster",
     summary="master accepts and hands each connection to asyncio workers, round robin",
     origin="Node simple_cluster.js",
-    knobs=frozenset({"workers"}),
-    defaults={"workers": 4, "max_keepalive_requests": 0},
 )
 
 ACCEPTS_PER_WAKEUP = 64
 
 
 def run(ctx: RootContext) -> int:
-    n = ctx.config.workers or 4
+    n = SPEC.knobs_of(ctx.config).workers
     channels: dict[int, socket.socket] = {}  # slot -> the master's end
     child_ends: dict[int, socket.socket] = {}
     listener = ctx.listener
@@ -54,19 +61,14 @@ def run(ctx: RootContext) -> int:
 
     arbiter = Arbiter(ctx, worker, before_fork=before_fork, after_fork=after_fork)
     turn = 0
-    accept_failed = guard.EverySecond("cluster")
+    acceptor = Acceptor(listener, "cluster")  # its pause: not a busy loop on a full table
     handoff_failed = guard.EverySecond("cluster")
 
     def on_accept() -> None:
         nonlocal turn
         for _ in range(ACCEPTS_PER_WAKEUP):
-            try:
-                conn, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as e:  # EMFILE and the like: the connection stays queued
-                accept_failed.hit(f"accept failed: {e}")
-                time.sleep(guard.ACCEPT_BACKOFF)  # back off, not a busy loop on a full table
+            conn = acceptor.accept()
+            if conn is None:  # none queued, or accept() failed: the connection stays queued
                 return
             with conn:
                 live = sorted(arbiter.slot_pids())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 from .http import Limits
 
@@ -27,7 +28,9 @@ class ServerConfig:
     port: int = 0  # 0: a free port
     backlog: int = DEFAULT_BACKLOG
     workers: int | None = None  # processes (or event loops for goroutines)
-    threads: int | None = None  # threads per process where a model has them
+    # dead: no model takes it (so every model refuses it); kept only until the CLI's
+    # --threads, the TUI's offer of it and Session.describe_model stop naming it
+    threads: int | None = None
     exclusive: bool = False  # many_accepts: EPOLLEXCLUSIVE, as nginx
     keepalive_timeout: float = 5.0  # KeepAliveTimeout
     # MaxKeepAliveRequests (0 = unlimited); None: the model's own default, Apache's 100 for
@@ -65,7 +68,7 @@ class ServerConfig:
             max_cpu_ms=self.max_cpu_ms,
         )
 
-    def with_(self, **changes: object) -> ServerConfig:
+    def with_(self, **changes: Any) -> ServerConfig:
         return replace(self, **changes)
 
     def to_json(self) -> str:
@@ -89,8 +92,6 @@ class ServerConfig:
         check_range("--max-cpu-ms", self.max_cpu_ms, 0, 600_000)
         if self.workers is not None:
             check_range("--workers", self.workers, 1, 1024)
-        if self.threads is not None:
-            check_range("--threads", self.threads, 1, 1024)
 
 
 def check_host(host: str) -> None:

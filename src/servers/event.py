@@ -29,39 +29,42 @@ import socket
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 
 from plumbing.process import drain
 
 from . import guard
+from .acceptor import Acceptor
 from .arbiter import Arbiter
 from .blocking import serve_connection
-from .config import ServerConfig, check_range
+from .config import check_range
 from .http import HttpConnection
 from .models import ModelSpec
 from .root import RootContext
-from .scoreboard import KIND_THREAD, ROLE_LISTENER, State
-from .worker import START_SERVERS, THREAD_DEATH, THREADS_PER_CHILD, check_threads
+from .scoreboard import Kind, Role, State
+from .worker import THREAD_DEATH, check_threads
+from .worker import Knobs as WorkerKnobs
 
 ASYNC_FACTOR = 2.0  # Apache's AsyncRequestWorkerFactor
 
 Job = tuple[socket.socket, HttpConnection | None]  # a connection, and its state if resumed
 
 
-def _check(cfg: ServerConfig) -> None:
-    check_threads(cfg, extra_slots=1)
-    check_range("--async-factor (AsyncRequestWorkerFactor)", cfg.async_factor or 0, 0, 100)
+@dataclass(frozen=True)
+class Knobs(WorkerKnobs):
+    async_factor: float = ASYNC_FACTOR
 
 
-SPEC = ModelSpec(
+def _check(knobs: Knobs) -> None:
+    check_threads(knobs, extra_slots=1)
+    check_range("--async-factor (AsyncRequestWorkerFactor)", knobs.async_factor, 0, 100)
+
+
+SPEC = ModelSpec.typed(
+    Knobs,
     name="event",
     summary="Apache event: as worker, but idle keep-alive connections wait in an event loop",
     origin="Apache httpd event MPM",
-    knobs=frozenset({"workers", "threads_per_child", "async_factor"}),
-    defaults={
-        "workers": START_SERVERS,
-        "threads_per_child": THREADS_PER_CHILD,
-        "async_factor": ASYNC_FACTOR,
-    },
     check=_check,
 )
 
@@ -70,133 +73,11 @@ _WAKE = object()  # selector data: a thread reported back
 
 
 def run(ctx: RootContext) -> int:
-    cfg = ctx.config
-    nprocs = cfg.workers or START_SERVERS
-    nthreads = cfg.threads_per_child or THREADS_PER_CHILD
-    factor = cfg.async_factor if cfg.async_factor is not None else ASYNC_FACTOR
-    board = ctx.scoreboard
-    limits = ctx.limits
-
-    def thread_main(
-        slot: int, child: int, jobs: queue.SimpleQueue[Job], done: queue.SimpleQueue[Job], wake: int
-    ) -> None:
-        w = board.claim(slot, kind=KIND_THREAD, group=child)
-        sock = None
-        try:
-            while True:
-                w.state(State.WAITING)
-                sock = None
-                sock, conn = jobs.get()
-                w.took()
-                kept = serve_connection(sock, w, limits, conn, park=True)  # None: closed
-                w.state(State.WAITING)
-                done.put((sock, kept))
-                sock = None
-                report(wake)
-        except BaseException as e:  # the thread dies anyway: record it and replace it
-            guard.unexpected("event thread", e)
-            board.mark_dead(slot, THREAD_DEATH)
-            if sock is not None:  # give the listener its idle thread and connection back
-                sock.close()
-                done.put((sock, None))
-                report(wake)
-            threading.Thread(
-                target=thread_main, args=(slot, child, jobs, done, wake), daemon=True
-            ).start()
-
-    def report(wake: int) -> None:
-        try:
-            os.write(wake, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full: the listener has a wake-up pending anyway
+    knobs = SPEC.knobs_of(ctx.config)
+    nprocs, nthreads = knobs.workers, knobs.threads_per_child
 
     def child_main(child: int) -> None:
-        lw = board.claim(
-            nprocs * nthreads + child, kind=KIND_THREAD, group=child, listener=0, role=ROLE_LISTENER
-        )
-        jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        done: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        for k in range(nthreads):
-            args = (child * nthreads + k, child, jobs, done, wake_w)
-            threading.Thread(target=thread_main, args=args, daemon=True).start()
-        listener = ctx.listener
-        listener.setblocking(False)  # every event child polls it; accept() must not block
-        sel = selectors.DefaultSelector()
-        sel.register(wake_r, selectors.EVENT_READ, _WAKE)
-        parked: dict[socket.socket, tuple[float, HttpConnection]] = {}  # in deadline order
-        ready: deque[Job] = deque()  # readable parked connections waiting for a thread
-        idle = nthreads
-        conns = 0  # open connections of this process
-        accepting = False
-        failed = guard.EverySecond("event")
-
-        def dispatch(job: Job) -> None:
-            nonlocal idle
-            jobs.put(job)
-            idle -= 1
-            lw.gave()
-
-        lw.state(State.WAITING)
-        while True:
-            while ready and idle:
-                dispatch(ready.popleft())
-            want = idle > 0 and conns < nthreads + factor * idle
-            if want != accepting:
-                if want:
-                    sel.register(listener, selectors.EVENT_READ, _ACCEPT)
-                else:
-                    sel.unregister(listener)
-                accepting = want
-            timeout = None
-            if parked:
-                timeout = max(0.0, next(iter(parked.values()))[0] - time.monotonic())
-            for key, _ in sel.select(timeout):
-                if key.data is _WAKE:
-                    drain(wake_r)
-                    while True:
-                        try:
-                            sock, kept = done.get_nowait()
-                        except queue.Empty:
-                            break
-                        idle += 1
-                        if kept is None:  # the thread closed it
-                            conns -= 1
-                        else:  # idle in keep-alive wait: park it
-                            lw.took()
-                            parked[sock] = (time.monotonic() + limits.keepalive_timeout, kept)
-                            sel.register(sock, selectors.EVENT_READ, kept)
-                elif key.data is _ACCEPT:
-                    while idle > 0 and conns < nthreads + factor * idle:
-                        try:
-                            sock, _ = listener.accept()
-                        except (BlockingIOError, InterruptedError):
-                            break
-                        except OSError as e:  # EMFILE and the like: say so, back off
-                            failed.hit(f"accept failed: {e}")
-                            time.sleep(guard.ACCEPT_BACKOFF)
-                            break
-                        lw.accepted()
-                        conns += 1
-                        dispatch((sock, None))
-                else:  # a parked connection is readable: its next request (or EOF)
-                    sock = key.fileobj  # type: ignore[assignment]
-                    sel.unregister(sock)
-                    del parked[sock]
-                    ready.append((sock, key.data))
-            now = time.monotonic()
-            while parked:  # KeepAliveTimeout of the parked connections, oldest first
-                sock, (deadline, _) = next(iter(parked.items()))
-                if deadline > now:
-                    break
-                del parked[sock]
-                sel.unregister(sock)
-                sock.close()
-                lw.closed()
-                conns -= 1
-            lw.state(State.KEEPALIVE if parked or ready else State.WAITING)
+        Listener(ctx, child, nprocs, nthreads, knobs.async_factor).run()
 
     arbiter = Arbiter(
         ctx,
@@ -205,3 +86,158 @@ def run(ctx: RootContext) -> int:
     )
     arbiter.start(nprocs)
     return arbiter.run()
+
+
+class Listener:
+    """One child process's listener thread, shaped as Apache's (event.c `listener_thread`):
+    a loop over its pollset that hands readable connections to idle threads (`dispatch`),
+    accepts while the connection limit allows (`accept`), parks the connections threads
+    give back and takes the readable ones out (`readable`), and closes the parked ones
+    whose KeepAliveTimeout passed (`expire`). State lives in the instance, written by this
+    thread only; the worker threads talk to it through `jobs` and `done` and a wake-up pipe.
+    """
+
+    def __init__(
+        self, ctx: RootContext, child: int, nprocs: int, nthreads: int, factor: float
+    ) -> None:
+        board = ctx.scoreboard
+        self.ctx = ctx
+        self.child = child
+        self.nthreads = nthreads
+        self.factor = factor
+        self.slot = board.claim(
+            nprocs * nthreads + child, kind=Kind.THREAD, group=child, listener=0, role=Role.LISTENER
+        )
+        self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.listener = ctx.listener
+        self.listener.setblocking(False)  # every event child polls it; accept() must not block
+        self.acceptor = Acceptor(self.listener, "event")
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.wake_r, selectors.EVENT_READ, _WAKE)
+        self.parked: dict[socket.socket, tuple[float, HttpConnection]] = {}  # deadline order
+        self.ready: deque[Job] = deque()  # readable parked connections waiting for a thread
+        self.idle = nthreads
+        self.conns = 0  # open connections of this process
+        self.accepting = False
+
+    def run(self) -> None:
+        for k in range(self.nthreads):
+            self.start_thread(self.child * self.nthreads + k)
+        self.slot.state(State.WAITING)
+        while True:
+            while self.ready and self.idle:
+                self.dispatch(self.ready.popleft())
+            self.poll_listener(self.may_accept())
+            timeout = None
+            if self.parked:
+                timeout = max(0.0, next(iter(self.parked.values()))[0] - time.monotonic())
+            for key, _ in self.sel.select(timeout):
+                if key.data is _WAKE:
+                    self.given_back()
+                elif key.data is _ACCEPT:
+                    self.accept()
+                else:
+                    self.readable(key.fileobj, key.data)  # type: ignore[arg-type]
+            self.expire(time.monotonic())
+            self.slot.state(State.KEEPALIVE if self.parked or self.ready else State.WAITING)
+
+    def may_accept(self) -> bool:
+        """Apache's limit: an idle thread, and open connections below ThreadsPerChild +
+        AsyncRequestWorkerFactor x idle threads."""
+        return self.idle > 0 and self.conns < self.nthreads + self.factor * self.idle
+
+    def poll_listener(self, want: bool) -> None:
+        if want != self.accepting:
+            if want:
+                self.sel.register(self.listener, selectors.EVENT_READ, _ACCEPT)
+            else:
+                self.sel.unregister(self.listener)
+            self.accepting = want
+
+    def dispatch(self, job: Job) -> None:
+        """A connection (new, or readable again) to an idle thread."""
+        self.jobs.put(job)
+        self.idle -= 1
+        self.slot.gave()
+
+    def accept(self) -> None:
+        while self.may_accept():
+            sock = self.acceptor.accept()
+            if sock is None:
+                break
+            self.slot.accepted()
+            self.conns += 1
+            self.dispatch((sock, None))
+
+    def given_back(self) -> None:
+        """Threads reported back: each is idle again, its connection closed or parked."""
+        drain(self.wake_r)
+        while True:
+            try:
+                sock, kept = self.done.get_nowait()
+            except queue.Empty:
+                return
+            self.idle += 1
+            if kept is None:  # the thread closed it
+                self.conns -= 1
+            else:  # idle in keep-alive wait: park it
+                self.slot.took()
+                deadline = time.monotonic() + self.ctx.limits.keepalive_timeout
+                self.parked[sock] = (deadline, kept)
+                self.sel.register(sock, selectors.EVENT_READ, kept)
+
+    def readable(self, sock: socket.socket, conn: HttpConnection) -> None:
+        """A parked connection is readable (its next request, or EOF): queue it for a thread."""
+        self.sel.unregister(sock)
+        del self.parked[sock]
+        self.ready.append((sock, conn))
+
+    def expire(self, now: float) -> None:
+        """KeepAliveTimeout of the parked connections, oldest first."""
+        while self.parked:
+            sock, (deadline, _) = next(iter(self.parked.items()))
+            if deadline > now:
+                return
+            del self.parked[sock]
+            self.sel.unregister(sock)
+            sock.close()
+            self.slot.closed()
+            self.conns -= 1
+
+    # -- the worker threads --------------------------------------------------------------
+    def start_thread(self, slot: int) -> None:
+        threading.Thread(target=self.thread_main, args=(slot,), daemon=True).start()
+
+    def thread_main(self, slot: int) -> None:
+        board = self.ctx.scoreboard
+        w = board.claim(slot, kind=Kind.THREAD, group=self.child)
+        sock = None
+        try:
+            while True:
+                w.state(State.WAITING)
+                sock = None
+                sock, conn = self.jobs.get()
+                w.took()
+                kept = serve_connection(sock, w, self.ctx.limits, conn, park=True)  # None: closed
+                w.state(State.WAITING)
+                self.done.put((sock, kept))
+                sock = None
+                self.report()
+        except BaseException as e:  # the thread dies anyway: record it and replace it
+            guard.unexpected("event thread", e)
+            board.mark_dead(slot, THREAD_DEATH)
+            if sock is not None:  # give the listener its idle thread and connection back
+                sock.close()
+                self.done.put((sock, None))
+                self.report()
+            self.start_thread(slot)
+
+    def report(self) -> None:
+        try:
+            os.write(self.wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: the listener has a wake-up pending anyway

@@ -18,21 +18,27 @@ import asyncio
 import os
 import sys
 import threading
-import time
+from dataclasses import dataclass
 
-from . import guard
+from .acceptor import Acceptor
 from .aio import AsyncWorker, HttpProtocol, adopt, new_loop
 from .http import Limits
 from .models import ModelSpec
-from .root import RootContext
-from .scoreboard import KIND_THREAD, SlotWriter, State
+from .root import RootContext, gil_enabled
+from .scoreboard import Kind, SlotWriter, State
 
-SPEC = ModelSpec(
+
+@dataclass(frozen=True)
+class Knobs:
+    workers: int = os.cpu_count() or 1  # GOMAXPROCS: one event loop per core
+    max_keepalive_requests: int = 0  # Go's net/http has no cap
+
+
+SPEC = ModelSpec.typed(
+    Knobs,
     name="goroutines",
     summary="Go's shape: one process, an acceptor, an event-loop thread per core, balanced",
     origin="Go net/http server",
-    knobs=frozenset({"workers"}),
-    defaults={"workers": os.cpu_count() or 1, "max_keepalive_requests": 0},
 )
 
 
@@ -55,20 +61,16 @@ class Goroutine(HttpProtocol):
         self.worker.finished += 1  # type: ignore[attr-defined]
 
 
-def gil_enabled() -> bool:
-    return getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
 def run(ctx: RootContext) -> int:
-    n = ctx.config.workers or os.cpu_count() or 1
+    n = SPEC.knobs_of(ctx.config).workers
     board = ctx.scoreboard
-    loops: list[Loop] = [None] * n  # type: ignore[list-item]  (each thread fills its own)
+    filled: list[Loop | None] = [None] * n  # each thread fills its own before `started`
     started = threading.Barrier(n + 1)
 
     def loop_main(k: int) -> None:
-        w = board.claim(k, kind=KIND_THREAD, group=0)
+        w = board.claim(k, kind=Kind.THREAD, group=0)
         worker = Loop(new_loop(), w, ctx.limits)
-        loops[k] = worker
+        filled[k] = worker
         w.state(State.WAITING)
         started.wait()
         worker.loop.run_forever()
@@ -77,6 +79,8 @@ def run(ctx: RootContext) -> int:
     for k in range(n):
         threading.Thread(target=loop_main, args=(k,), daemon=True, name=f"loop-{k}").start()
     started.wait()
+    loops = [lp for lp in filled if lp is not None]
+    assert len(loops) == n, "every loop thread passed the barrier with its loop"
     ctx.ready()
     if gil_enabled():
         gil = "with the GIL: all loops together use at most one core"
@@ -85,15 +89,10 @@ def run(ctx: RootContext) -> int:
     print(f"serverscope goroutines: {n} event-loop threads, {gil}", file=sys.stderr, flush=True)
 
     dispatched = [0] * n  # written by this (the acceptor) thread only
-    listener = ctx.listener
-    failed = guard.EverySecond("goroutines")
+    acceptor = Acceptor(ctx.listener, "goroutines")
     while True:
-        try:
-            sock, _ = listener.accept()
-        except OSError as e:  # EMFILE and the like: say so (once a second), back off
-            if not isinstance(e, InterruptedError):
-                failed.hit(f"accept failed: {e}")
-                time.sleep(guard.ACCEPT_BACKOFF)
+        sock = acceptor.accept()
+        if sock is None:
             continue
         k = min(range(n), key=lambda i: dispatched[i] - loops[i].finished)
         dispatched[k] += 1

@@ -4,7 +4,7 @@ Issue 11 measured why this matters: under `ulimit -n 64` with 200 clients, many_
 wrote 71,988 tracebacks (29 MB) to stderr in 8 s, and `run` and the TUI keep that stderr in
 a file. So an unexpected exception in a connection is one line here (at most `PER_SECOND`
 lines a second per process, then "N more suppressed"), and a failing accept() is counted and
-reported once a second with its count.
+reported once a second with its count (see `acceptor.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import threading
 import time
 
 PER_SECOND = 5
-ACCEPT_BACKOFF = 0.1  # seconds without accept() after EMFILE/ENFILE and the like
 
 _lock = threading.Lock()
 _window = 0.0

@@ -175,8 +175,6 @@ class HttpConnection:
             req = self._parse_head(head)
         except _Bad as e:
             return self._fail(e.status, e.reason)
-        if isinstance(req, ProtocolError):
-            return req
         if self._quota > 0:
             self._quota -= 1
         return req if self._pending is None else self._take_body()
@@ -220,7 +218,8 @@ class HttpConnection:
         self._body_needed = 0
         return req
 
-    def _parse_head(self, head: bytes) -> Request | ProtocolError:
+    def _parse_head(self, head: bytes) -> Request:
+        # 65 lines kept in one piece: one pass over the head, on every request's hot path
         lines = head.split(b"\r\n")
         parts = lines[0].split(b" ")
         if len(parts) != 3:

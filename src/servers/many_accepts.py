@@ -8,24 +8,35 @@ The master keeps its copy of the socket only to hand it to replacement workers."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .aio import serve_listener
 from .arbiter import Arbiter
 from .models import ModelSpec
 from .root import RootContext
 
-SPEC = ModelSpec(
+
+@dataclass(frozen=True)
+class Knobs:
+    workers: int = 4
+    exclusive: bool = False  # EPOLLEXCLUSIVE, as nginx
+    max_keepalive_requests: int = 0  # unlimited, as Node
+
+
+SPEC = ModelSpec.typed(
+    Knobs,
     name="many_accepts",
     summary="asyncio workers all accepting on one shared socket; the kernel picks (skew)",
     origin="Node many_accepts.js",
-    knobs=frozenset({"workers", "exclusive"}),
-    defaults={"workers": 4, "max_keepalive_requests": 0},
 )
 
 
 def run(ctx: RootContext) -> int:
+    knobs = SPEC.knobs_of(ctx.config)
+
     def worker(slot: int) -> None:
-        serve_listener(ctx, slot, ctx.listener, exclusive=ctx.config.exclusive)
+        serve_listener(ctx, slot, ctx.listener, exclusive=knobs.exclusive)
 
     arbiter = Arbiter(ctx, worker)
-    arbiter.start(ctx.config.workers or 4)
+    arbiter.start(knobs.workers)
     return arbiter.run()

@@ -2,14 +2,20 @@
 
 Each model lives in its own module of this package, exposing `SPEC` (a `ModelSpec`) and
 `run(ctx)`, which runs in the model's root process (see `root.py`).
+
+A Python model declares its knobs as a frozen dataclass whose field defaults are its
+defaults (`ModelSpec.typed`); its `run` reads them with `SPEC.knobs_of(ctx.config)`, typed
+and never None, so no model restates a default as `cfg.x or N`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from types import ModuleType
+from typing import Any, Generic, TypeVar
 
 from .config import ConfigError, ServerConfig
 
@@ -41,8 +47,16 @@ COMMON_KNOBS = frozenset(
 )
 
 
+K = TypeVar("K")
+
+
 @dataclass(frozen=True)
-class ModelSpec:
+class NoKnobs:
+    """The knobs of a model that has none beyond the common ones."""
+
+
+@dataclass(frozen=True)
+class ModelSpec(Generic[K]):
     name: str
     summary: str  # one line, for `serve --list` and the TUI
     origin: str  # where the seed document takes it from
@@ -50,6 +64,47 @@ class ModelSpec:
     defaults: dict[str, object] = field(default_factory=dict)  # its values for None knobs
     check: Callable[[ServerConfig], None] | None = None  # model-specific range checks
     listeners: Callable[[ServerConfig], int] = lambda cfg: 1  # listening sockets to open
+    shape: type[K] | None = None  # the typed knobs (a frozen dataclass) of a Python model
+
+    @classmethod
+    def typed(
+        cls,
+        shape: type[K],
+        *,
+        name: str,
+        summary: str,
+        origin: str,
+        check: Callable[[K], None] | None = None,
+        listeners: Callable[[K], int] | None = None,
+    ) -> ModelSpec[K]:
+        """A spec whose knobs and defaults are `shape`'s fields (the common knobs among
+        them, such as max_keepalive_requests, only set the model's default)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(_dc(shape))}
+
+        def typed_check(cfg: ServerConfig) -> None:
+            if check is not None:
+                check(made.knobs_of(cfg))
+
+        def typed_listeners(cfg: ServerConfig) -> int:
+            return 1 if listeners is None else listeners(made.knobs_of(cfg))
+
+        made = cls(
+            name=name,
+            summary=summary,
+            origin=origin,
+            knobs=frozenset(defaults) - COMMON_KNOBS,
+            defaults=defaults,
+            check=typed_check,
+            listeners=typed_listeners,
+            shape=shape,
+        )
+        return made
+
+    def knobs_of(self, cfg: ServerConfig) -> K:
+        """The model's knobs from `cfg`: its value where set, else the model's default."""
+        assert self.shape is not None, f"model {self.name} has no typed knobs"
+        given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(_dc(self.shape))}
+        return self.shape(**{k: v for k, v in given.items() if v is not None})
 
     def resolve(self, cfg: ServerConfig) -> ServerConfig:
         """Fill the model's defaults, refuse knobs it does not have and values out of range."""
@@ -80,11 +135,15 @@ def load(name: str) -> ModuleType:
     return importlib.import_module(f"servers.{name}")
 
 
-def spec(name: str) -> ModelSpec:
+def _dc(shape: type[Any]) -> Any:
+    return shape  # a dataclass type, which `dataclasses.fields` takes (typeshed cannot say)
+
+
+def spec(name: str) -> ModelSpec[Any]:
     return load(name).SPEC
 
 
-def available() -> list[ModelSpec]:
+def available() -> list[ModelSpec[Any]]:
     """The specs of every model whose module exists (all nine once they are built)."""
     out = []
     for name in MODEL_NAMES:

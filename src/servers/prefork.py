@@ -16,10 +16,11 @@ MaxRequestWorkers is lowered to it, as Apache does.
 from __future__ import annotations
 
 import signal
+from dataclasses import dataclass
 
 from .arbiter import Arbiter
 from .blocking import accept_loop
-from .config import ConfigError, ServerConfig, check_range
+from .config import ConfigError, check_range
 from .models import ModelSpec
 from .root import RootContext
 from .scoreboard import DEFAULT_SLOTS, State
@@ -29,11 +30,19 @@ MAX_SPAWN_RATE = 32  # Apache's MAX_SPAWN_RATE
 GRACEFUL_STOP = signal.SIGWINCH  # Apache's graceful-stop signal
 
 
-def _check(cfg: ServerConfig) -> None:
-    check_range("--start-servers (StartServers)", cfg.start_servers or 0, 1, DEFAULT_SLOTS)
-    check_range("--min-spare (MinSpareServers)", cfg.min_spare or 0, 1, DEFAULT_SLOTS)
-    check_range("--max-workers (MaxRequestWorkers)", cfg.max_workers or 0, 1, DEFAULT_SLOTS)
-    max_spare, min_spare = cfg.max_spare or 0, cfg.min_spare or 0
+@dataclass(frozen=True)
+class Knobs:
+    start_servers: int = START_SERVERS  # StartServers
+    min_spare: int = 5  # MinSpareServers
+    max_spare: int = 10  # MaxSpareServers
+    max_workers: int = 256  # MaxRequestWorkers
+
+
+def _check(k: Knobs) -> None:
+    check_range("--start-servers (StartServers)", k.start_servers, 1, DEFAULT_SLOTS)
+    check_range("--min-spare (MinSpareServers)", k.min_spare, 1, DEFAULT_SLOTS)
+    check_range("--max-workers (MaxRequestWorkers)", k.max_workers, 1, DEFAULT_SLOTS)
+    max_spare, min_spare = k.max_spare, k.min_spare
     if not min_spare <= max_spare <= DEFAULT_SLOTS:
         raise ConfigError(
             f"--max-spare (MaxSpareServers) must be between --min-spare ({min_spare}) "
@@ -41,20 +50,18 @@ def _check(cfg: ServerConfig) -> None:
         )
 
 
-SPEC = ModelSpec(
+SPEC = ModelSpec.typed(
+    Knobs,
     name="prefork",
     summary="Apache prefork: adaptive pool of processes, one connection each (keep-alive too)",
     origin="Apache httpd prefork MPM",
-    knobs=frozenset({"start_servers", "min_spare", "max_spare", "max_workers"}),
-    defaults={"start_servers": START_SERVERS, "min_spare": 5, "max_spare": 10, "max_workers": 256},
     check=_check,
 )
 
 
 def run(ctx: RootContext) -> int:
-    cfg = ctx.config
-    max_workers = cfg.max_workers or 256
-    min_spare, max_spare = cfg.min_spare or 5, cfg.max_spare or 10
+    knobs = SPEC.knobs_of(ctx.config)
+    max_workers, min_spare, max_spare = knobs.max_workers, knobs.min_spare, knobs.max_spare
     board = ctx.scoreboard
 
     def child(slot: int) -> None:
@@ -98,5 +105,5 @@ def run(ctx: RootContext) -> int:
             spawn_rate = 1
 
     arbiter.manage = maintain
-    arbiter.start(min(cfg.start_servers or START_SERVERS, max_workers))
+    arbiter.start(min(knobs.start_servers, max_workers))
     return arbiter.run()

@@ -4,17 +4,24 @@ so accepts spread evenly; but N clients holding connections occupy all N workers
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .arbiter import Arbiter
 from .blocking import accept_loop
 from .models import ModelSpec
 from .root import RootContext
 
-SPEC = ModelSpec(
+
+@dataclass(frozen=True)
+class Knobs:
+    workers: int = 250  # the C original's pool
+
+
+SPEC = ModelSpec.typed(
+    Knobs,
     name="proc_spawn",
     summary="fixed pool of processes (default 250), each blocking in accept() on one socket",
     origin="C proc_spawn",
-    knobs=frozenset({"workers"}),
-    defaults={"workers": 250},
 )
 
 
@@ -23,5 +30,5 @@ def run(ctx: RootContext) -> int:
         accept_loop(ctx.listener, ctx.scoreboard.claim(slot), ctx.limits)
 
     arbiter = Arbiter(ctx, worker)
-    arbiter.start(ctx.config.workers or 250)
+    arbiter.start(SPEC.knobs_of(ctx.config).workers)
     return arbiter.run()

@@ -8,18 +8,26 @@ master keeps them and gives socket i to whichever worker runs in slot i."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .aio import serve_listener
 from .arbiter import Arbiter
 from .models import ModelSpec
 from .root import RootContext
 
-SPEC = ModelSpec(
+
+@dataclass(frozen=True)
+class Knobs:
+    workers: int = 4
+    max_keepalive_requests: int = 1000  # nginx keepalive_requests
+
+
+SPEC = ModelSpec.typed(
+    Knobs,
     name="reuseport",
     summary="one SO_REUSEPORT socket and accept queue per asyncio worker; kernel hashes",
     origin="nginx reuseport; Cloudflare's comparison",
-    knobs=frozenset({"workers"}),
-    defaults={"workers": 4, "max_keepalive_requests": 1000},  # nginx keepalive_requests
-    listeners=lambda cfg: cfg.workers or 4,
+    listeners=lambda knobs: knobs.workers,
 )
 
 

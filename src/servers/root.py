@@ -51,6 +51,11 @@ class RootContext:
         self.scoreboard.header.ready = 1
 
 
+def gil_enabled() -> bool:
+    """False only on a free-threaded CPython with the GIL off (`sys._is_gil_enabled`)."""
+    return bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
+
 def main() -> int:
     die_with_parent(int(os.environ.get(ENV_PARENT, "0")) or None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
@@ -66,14 +71,15 @@ def main() -> int:
     for sock in listeners:
         sock.setblocking(True)
     board.set_model(config.model, os.getpid())
-    is_gil = getattr(sys, "_is_gil_enabled", lambda: True)()
-    board.header.gil = 1 if is_gil else 0
-    module = models.load(config.model)
-    ctx = RootContext(config, board, listeners)
+    board.header.gil = 1 if gil_enabled() else 0
     try:
-        return int(module.run(ctx) or 0)
+        module = models.load(config.model)
+        return int(module.run(RootContext(config, board, listeners)) or 0)
     except KeyboardInterrupt:
         return 0
+    except Exception as e:  # the supervisor shows this line as why the model exited
+        board.set_error(f"{type(e).__name__}: {e}".splitlines()[0])
+        raise
 
 
 if __name__ == "__main__":

@@ -54,12 +54,32 @@ GLYPHS = {
 
 _STATES = tuple(State)  # by value: a tuple index is much cheaper than State(value)
 
-KIND_PROCESS = 0
-KIND_THREAD = 1
 
-# what a slot's occupant does: only workers serve requests (telemetry.snapshot.Role)
-ROLE_WORKER = 0
-ROLE_LISTENER = 1  # accepts and hands connections on (event's listener thread)
+class Kind(IntEnum):
+    """What runs in a slot (a byte in shared memory)."""
+
+    PROCESS = 0
+    THREAD = 1
+
+
+class Role(IntEnum):
+    """What a slot's occupant does (a byte in shared memory): only workers serve requests
+    (telemetry.snapshot.Role carries the same names as strings)."""
+
+    WORKER = 0  # serves requests (a process, a thread, an event loop)
+    LISTENER = 1  # accepts and hands connections on (event's listener thread)
+    MASTER = 2  # the root of a forking server
+    HELPER = 3  # anything else
+
+
+_KINDS = tuple(Kind)  # by value, as _STATES
+_ROLES = tuple(Role)
+
+# the ints' old names, until every reader uses the enums
+KIND_PROCESS = Kind.PROCESS
+KIND_THREAD = Kind.THREAD
+ROLE_WORKER = Role.WORKER
+ROLE_LISTENER = Role.LISTENER
 
 
 class _Slot(ctypes.Structure):
@@ -67,7 +87,7 @@ class _Slot(ctypes.Structure):
         ("pid", ctypes.c_int32),
         ("tid", ctypes.c_int32),
         ("state", ctypes.c_uint8),
-        ("kind", ctypes.c_uint8),
+        ("kind", ctypes.c_uint8),  # a Kind
         ("listener", ctypes.c_int16),  # index of the listening socket it accepts on, -1 none
         ("generation", ctypes.c_uint32),  # incremented each time a new worker takes the slot
         ("accepted", ctypes.c_uint64),
@@ -78,7 +98,7 @@ class _Slot(ctypes.Structure):
         ("started", ctypes.c_double),
         ("deaths", ctypes.c_uint32),
         ("group", ctypes.c_int32),  # child process index for thread workers
-        ("role", ctypes.c_uint8),  # ROLE_WORKER or ROLE_LISTENER
+        ("role", ctypes.c_uint8),  # a Role
         ("_pad", ctypes.c_uint8 * 7),
     ]
 
@@ -121,7 +141,7 @@ class SlotInfo:
     pid: int
     tid: int
     state: State
-    kind: int
+    kind: Kind
     listener: int
     generation: int
     accepted: int
@@ -132,11 +152,11 @@ class SlotInfo:
     started: float
     deaths: int
     group: int
-    role: int = ROLE_WORKER
+    role: Role = Role.WORKER
 
     @property
     def is_thread(self) -> bool:
-        return self.kind == KIND_THREAD
+        return self.kind == Kind.THREAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,10 +232,10 @@ class Scoreboard:
         self,
         index: int,
         *,
-        kind: int = KIND_PROCESS,
+        kind: Kind = Kind.PROCESS,
         group: int = -1,
         listener: int = -1,
-        role: int = ROLE_WORKER,
+        role: Role = Role.WORKER,
     ) -> SlotWriter:
         """Called by a worker (in its own process/thread) to take slot `index`."""
         s = self.slot(index)
@@ -301,9 +321,9 @@ class Scoreboard:
         n = min(self.header.high_water, self.nslots)
         size = ctypes.sizeof(_Slot)
         raw = self._mm[_HEADER_SIZE : _HEADER_SIZE + n * size]
-        states = _STATES
+        states, kinds, roles = _STATES, _KINDS, _ROLES
         slots = tuple(
-            SlotInfo(i, f[0], f[1], states[f[2]], *f[3:])
+            SlotInfo(i, f[0], f[1], states[f[2]], kinds[f[3]], *f[4:14], roles[f[14]])  # type: ignore[call-arg]
             for i, f in enumerate(struct.iter_unpack(_SLOT_FMT, raw))
         )
         return ScoreboardSnapshot(time.monotonic(), self.read_model(), slots)

@@ -5,10 +5,10 @@ queue, and once the queue is full their SYNs are dropped (connect times of 1 s, 
 from __future__ import annotations
 
 from .blocking import accept_loop
-from .models import ModelSpec
+from .models import ModelSpec, NoKnobs
 from .root import RootContext
 
-SPEC = ModelSpec(
+SPEC: ModelSpec[NoKnobs] = ModelSpec(
     name="single",
     summary="one process, one thread: accept, serve to the end, accept the next (concurrency 1)",
     origin="C single",

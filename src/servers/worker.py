@@ -16,26 +16,33 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-import time
+from dataclasses import dataclass
 
 from . import guard
+from .acceptor import Acceptor
 from .arbiter import Arbiter
 from .blocking import serve_connection
-from .config import ConfigError, ServerConfig, check_range
+from .config import ConfigError, check_range
 from .models import ModelSpec
 from .root import RootContext
-from .scoreboard import DEFAULT_SLOTS, KIND_THREAD, State
+from .scoreboard import DEFAULT_SLOTS, Kind, State
 
 START_SERVERS = 3  # Apache worker's StartServers
 THREAD_DEATH = 1  # the status a thread's death records on the scoreboard (an exception)
 THREADS_PER_CHILD = 25  # Apache's ThreadsPerChild
 
 
-def check_threads(cfg: ServerConfig, extra_slots: int = 0) -> None:
+@dataclass(frozen=True)
+class Knobs:
+    workers: int = START_SERVERS  # processes
+    threads_per_child: int = THREADS_PER_CHILD
+
+
+def check_threads(knobs: Knobs, extra_slots: int = 0) -> None:
     """ThreadsPerChild's range, and processes x (threads + extra) within the scoreboard."""
-    tpc = cfg.threads_per_child or 0
+    tpc = knobs.threads_per_child
     check_range("--threads-per-child (ThreadsPerChild)", tpc, 1, DEFAULT_SLOTS)
-    procs = cfg.workers or 0
+    procs = knobs.workers
     if procs * (tpc + extra_slots) > DEFAULT_SLOTS:
         what = f"{procs} x ({tpc} + {extra_slots})" if extra_slots else f"{procs} x {tpc}"
         raise ConfigError(
@@ -44,24 +51,24 @@ def check_threads(cfg: ServerConfig, extra_slots: int = 0) -> None:
         )
 
 
-SPEC = ModelSpec(
+SPEC = ModelSpec.typed(
+    Knobs,
     name="worker",
     summary="Apache worker: processes x threads; a listener accepts only for an idle thread",
     origin="Apache httpd worker MPM",
-    knobs=frozenset({"workers", "threads_per_child"}),
-    defaults={"workers": START_SERVERS, "threads_per_child": THREADS_PER_CHILD},
     check=check_threads,
 )
 
 
 def run(ctx: RootContext) -> int:
-    nthreads = ctx.config.threads_per_child or THREADS_PER_CHILD
+    knobs = SPEC.knobs_of(ctx.config)
+    nthreads = knobs.threads_per_child
     board = ctx.scoreboard
 
     def thread_main(
         slot: int, child: int, idle: threading.Semaphore, handed: queue.SimpleQueue[socket.socket]
     ) -> None:
-        w = board.claim(slot, kind=KIND_THREAD, group=child)
+        w = board.claim(slot, kind=Kind.THREAD, group=child)
         sock = None
         try:
             while True:
@@ -88,20 +95,15 @@ def run(ctx: RootContext) -> int:
         handed: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
         for k in range(nthreads):
             start_thread(child * nthreads + k, child, idle, handed)
-        listener = ctx.listener
-        failed = guard.EverySecond("worker")
+        acceptor = Acceptor(ctx.listener, "worker")
         while True:  # the listener thread
             idle.acquire()  # wait for an idle thread before accepting
-            try:
-                sock, _ = listener.accept()
-            except OSError as e:  # EMFILE and the like: say so (once a second), back off
-                if not isinstance(e, InterruptedError):
-                    failed.hit(f"accept failed: {e}")
-                    time.sleep(guard.ACCEPT_BACKOFF)
-                idle.release()
-                continue
-            handed.put(sock)
+            sock = acceptor.accept()
+            if sock is None:
+                idle.release()  # that thread is still idle
+            else:
+                handed.put(sock)
 
     arbiter = Arbiter(ctx, child_main, slots_of=lambda i: range(i * nthreads, (i + 1) * nthreads))
-    arbiter.start(ctx.config.workers or START_SERVERS)
+    arbiter.start(knobs.workers)
     return arbiter.run()
