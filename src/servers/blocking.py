@@ -55,7 +55,7 @@ def serve_connection(
     wait): the caller keeps `sock` open, parks it, and once it is readable passes it back
     here with the returned `conn`. Either way this slot stops counting it as open.
     """
-    # 64 lines kept in one piece: its try/except/finally is what closes the socket and
+    # kept in one piece (over 60 lines): its try/except/finally is what closes the socket and
     # settles the slot's open count on every path out (a bug, a reset, a park)
     if conn is None:
         conn = HttpConnection(limits)
