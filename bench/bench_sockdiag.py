@@ -35,9 +35,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from telemetry.attach_source import AttachSource
+from telemetry.reading import WorkerDeltas
 from telemetry.realattach import RealServerReader
 from telemetry.realtree import RealTree
-from telemetry.sampler import AttachSource, Deltas
 from telemetry.sockdiag import SockDiag, SocketOwners
 
 HZ = 4
@@ -124,7 +125,7 @@ class NewWay:
 class OldWay:
     def __init__(self, root: int) -> None:
         self.src = AttachSource(pid=root)
-        self.deltas = Deltas()
+        self.deltas = WorkerDeltas()
 
     def sample(self) -> tuple[int, int]:
         self.deltas.begin(0.25)

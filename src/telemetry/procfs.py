@@ -221,7 +221,7 @@ def read_tcp_table(*, established: bool = False) -> TcpTable:
 
 def socket_inodes(pid: int) -> list[int]:
     """Inodes of the sockets open in a process (readlink of /proc/PID/fd/*)."""
-    out = []
+    out: list[int] = []
     base = f"/proc/{pid}/fd"
     try:
         names = os.listdir(base)

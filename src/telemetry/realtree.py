@@ -354,9 +354,13 @@ class RealTree:
                     return None
                 stat = _parse_stat(data)
                 if stat[3] == 1:  # single-threaded: keep its two fds at hand
-                    sched = f"/proc/{pid}/schedstat"
-                    rd(sched)
-                    fast[pid] = (self._fds.fds[f"/proc/{pid}/stat"], self._fds.fds[sched], stat)
+                    sched_path = f"/proc/{pid}/schedstat"
+                    rd(sched_path)
+                    fast[pid] = (
+                        self._fds.fds[f"/proc/{pid}/stat"],
+                        self._fds.fds[sched_path],
+                        stat,
+                    )
             else:
                 # the hot path: two preads per single-threaded process, no path strings, no
                 # full parse (ppid, name, start time do not change; threads are re-counted
@@ -373,7 +377,7 @@ class RealTree:
                 at = mono()
                 st = fds[2]
                 state = data[data.rindex(b")") + 2 : data.rindex(b")") + 3].decode()
-                cpu = int(sched[: sched.index(b" ")])
+                cpu: int | None = int(sched[: sched.index(b" ")])
                 task = TaskSample(pid, pid, st[0], state, cpu, at, st[4])
                 out.append((pid, st[2], [task], (st[0], state, st[2], st[3], st[4])))
                 continue

@@ -30,9 +30,10 @@ import types
 import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from loadgen.stats import LoadStats, Percentiles
+from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -47,51 +48,74 @@ __all__ = [
     "Imbalance",
     "ImbalanceSet",
     "KernelCounters",
+    "Kind",
     "ListenerSample",
     "LoadStats",
     "ModelInfo",
     "Percentiles",
     "Role",
+    "Severity",
     "Snapshot",
     "WorkerSample",
+    "WorkerState",
 ]
 
 FORMAT_VERSION = 1
 
-KIND_PROCESS = "process"
-KIND_THREAD = "thread"
 
-# Worker states: the scoreboard's (servers.scoreboard.State, lower-cased) plus "unknown"
-# for attached servers, which have no scoreboard.
-STATES = (
-    "empty",
-    "starting",
-    "waiting",
-    "reading",
-    "working",
-    "writing",
-    "keepalive",
-    "closing",
-    "dead",
-    "unknown",
-)
-# Apache mod_status glyphs (servers.scoreboard.GLYPHS), "X" dead, "?" unknown.
-GLYPHS = {
-    "empty": ".",
-    "starting": "S",
-    "waiting": "_",
-    "reading": "R",
-    "working": "W",
-    "writing": "W",
-    "keepalive": "K",
-    "closing": "C",
-    "dead": "X",
-    "unknown": "?",
+class Kind(StrEnum):
+    """What a worker is to the kernel (the scoreboard's KIND_PROCESS / KIND_THREAD)."""
+
+    PROCESS = "process"
+    THREAD = "thread"
+
+
+KIND_PROCESS = Kind.PROCESS  # the names readers used before the enum
+KIND_THREAD = Kind.THREAD
+
+
+class WorkerState(StrEnum):
+    """The scoreboard's states (servers.scoreboard.State, lower-cased) plus UNKNOWN for
+    attached servers, which have no scoreboard. The values are what recordings and JSON
+    carry, so recordings made before the enum read unchanged."""
+
+    EMPTY = "empty"
+    STARTING = "starting"
+    WAITING = "waiting"
+    READING = "reading"
+    WORKING = "working"
+    WRITING = "writing"
+    KEEPALIVE = "keepalive"
+    CLOSING = "closing"
+    DEAD = "dead"
+    UNKNOWN = "unknown"
+
+
+STATES = tuple(WorkerState)
+# Apache mod_status glyphs, from the scoreboard's ("X" dead is ours), "?" unknown
+GLYPHS: dict[str, str] = {
+    **{WorkerState(st.name.lower()): glyph for st, glyph in SCOREBOARD_GLYPHS.items()},
+    WorkerState.UNKNOWN: "?",
 }
-BUSY_STATES = frozenset({"reading", "working", "writing", "keepalive", "closing"})
+BUSY_STATES = frozenset(
+    {
+        WorkerState.READING,
+        WorkerState.WORKING,
+        WorkerState.WRITING,
+        WorkerState.KEEPALIVE,
+        WorkerState.CLOSING,
+    }
+)
 
-SEVERITIES = ("info", "warning", "critical")
-Severity = Literal["info", "warning", "critical"]
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+SEVERITIES = tuple(Severity)
+_NOT_ALIVE = frozenset({WorkerState.EMPTY, WorkerState.DEAD})
 
 
 class Role(StrEnum):
@@ -123,8 +147,8 @@ class WorkerSample:
     tid: int  # kernel thread id; == pid for process workers and attached processes
     generation: int  # scoreboard generation of the slot; when attached, the process start
     # time in clock ticks (so a reused pid is a different worker)
-    kind: str  # KIND_PROCESS or KIND_THREAD
-    state: str  # one of STATES ("unknown" when attached)
+    kind: Kind
+    state: WorkerState  # UNKNOWN when attached
     group: int = -1  # child-process index of a thread worker, -1 for process workers
     listener: int = -1  # index into Snapshot.listeners it accepts on, -1 none/unknown
     state_age_s: float | None = None  # seconds in its current state
@@ -145,7 +169,7 @@ class WorkerSample:
 
     @property
     def key(self) -> tuple[int | None, int, int]:
-        return (self.slot, self.pid if self.kind == KIND_PROCESS else self.tid, self.generation)
+        return (self.slot, self.pid if self.kind == Kind.PROCESS else self.tid, self.generation)
 
     @property
     def glyph(self) -> str:
@@ -153,7 +177,7 @@ class WorkerSample:
 
     @property
     def is_thread(self) -> bool:
-        return self.kind == KIND_THREAD
+        return self.kind == Kind.THREAD
 
     @property
     def is_worker(self) -> bool:
@@ -162,7 +186,8 @@ class WorkerSample:
 
     @property
     def alive(self) -> bool:
-        return self.state not in ("empty", "dead")
+        """A worker is in the slot (not an open slot, not dead)."""
+        return self.state not in _NOT_ALIVE
 
     @property
     def busy(self) -> bool:
@@ -294,7 +319,7 @@ class Diagnosis:
     """
 
     rule: str  # stable rule id: accept_skew, starvation, accept_queue_overflow, ...
-    severity: str  # one of SEVERITIES
+    severity: Severity
     message: str  # the one line, starting with the phenomenon's name
 
     def __str__(self) -> str:
