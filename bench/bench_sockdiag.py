@@ -39,7 +39,8 @@ from telemetry.attach_source import AttachSource
 from telemetry.reading import WorkerDeltas
 from telemetry.realattach import RealServerReader
 from telemetry.realtree import RealTree
-from telemetry.sockdiag import SockDiag, SocketOwners
+from telemetry.sockdiag import SockDiag
+from telemetry.sockowners import SocketOwners
 
 HZ = 4
 
@@ -137,7 +138,7 @@ class OldWay:
 class ReaderWay:
     """The same through telemetry.realattach.RealServerReader (what attach will call),
     which also skips the connection dump while the host's TCP counters stand still
-    (sockdiag.TcpChangeGate): the idle-server case; under traffic it dumps every time."""
+    (sockowners.TcpChangeGate): the idle-server case; under traffic it dumps every time."""
 
     def __init__(self, root: int, port: int) -> None:
         self.rd = RealServerReader(root, [port])

@@ -97,22 +97,8 @@ class AttachSource:
         known = {ln.inode for ln in tcp.listens}
         if now - self._refreshed >= ATTACH_TREE_REFRESH_S or not self.listen_inodes <= known:
             self._refresh(now, tcp)
-        mine = [ln for ln in tcp.listens if ln.inode in self.listen_inodes]
-        ports = {ln.port for ln in mine}
-        limits = procfs.listen_limits() if mine else {}
-        listeners = [
-            ListenerSample(
-                index=i,
-                port=ln.port,
-                address=ln.address,
-                queue=ln.queue,
-                limit=limits.get(ln.inode, (0, None))[1],
-                syn_recv=tcp.syn_recv.get(ln.port, 0),
-                source="proc_net_tcp",
-                inode=ln.inode,
-            )
-            for i, ln in enumerate(sorted(mine, key=lambda x: (x.port, x.address, x.inode)))
-        ]
+        listeners = self._listeners(tcp)
+        ports = {ln.port for ln in listeners}
         root_pid = self.root.pid
         # a root with children is their master: sampled, but not a worker
         pids = [root_pid, *self.children] if self.children else [root_pid]
@@ -127,23 +113,8 @@ class AttachSource:
                 nthreads += st.num_threads
             conns = sum(1 for i in procfs.socket_inodes(pid) if tcp.established.get(i, -1) in ports)
             pct, _, _ = deltas((None, pid, st.starttime), True, st.cpu_seconds, None, None)
-            workers.append(
-                WorkerSample(
-                    slot=None,
-                    pid=pid,
-                    tid=pid,
-                    generation=st.starttime,
-                    kind=Kind.PROCESS,
-                    state=WorkerState.UNKNOWN,
-                    age_s=None,
-                    cpu_percent=pct,
-                    cpu_seconds=st.cpu_seconds,
-                    rss_bytes=st.rss_bytes,
-                    connections=conns,
-                    name=_name(pid),
-                    role=Role.MASTER if pid == root_pid and self.children else Role.WORKER,
-                )
-            )
+            master = pid == root_pid and bool(self.children)
+            workers.append(_process(pid, st, pct, conns, Role.MASTER if master else Role.WORKER))
         model = ModelInfo(
             name="attached",
             root_pid=root_pid,
@@ -152,6 +123,43 @@ class AttachSource:
             threads=nthreads,
         )
         return Reading(model, root_stat.cpu_seconds if root_stat else None, workers, listeners)
+
+    def _listeners(self, tcp: procfs.TcpTable) -> list[ListenerSample]:
+        mine = [ln for ln in tcp.listens if ln.inode in self.listen_inodes]
+        limits = procfs.listen_limits() if mine else {}
+        return [
+            ListenerSample(
+                index=i,
+                port=ln.port,
+                address=ln.address,
+                queue=ln.queue,
+                limit=limits.get(ln.inode, (0, None))[1],
+                syn_recv=tcp.syn_recv.get(ln.port, 0),
+                source="proc_net_tcp",
+                inode=ln.inode,
+            )
+            for i, ln in enumerate(sorted(mine, key=lambda x: (x.port, x.address, x.inode)))
+        ]
+
+
+def _process(
+    pid: int, st: procfs.Stat, cpu_percent: float | None, connections: int, role: Role
+) -> WorkerSample:
+    return WorkerSample(
+        slot=None,
+        pid=pid,
+        tid=pid,
+        generation=st.starttime,
+        kind=Kind.PROCESS,
+        state=WorkerState.UNKNOWN,
+        age_s=None,
+        cpu_percent=cpu_percent,
+        cpu_seconds=st.cpu_seconds,
+        rss_bytes=st.rss_bytes,
+        connections=connections,
+        name=_name(pid),
+        role=role,
+    )
 
 
 SERVERSCOPE_ROOT_ARGS = ("-m", "servers.root")  # how a serverscope model root is started

@@ -16,24 +16,20 @@ A field that could not be measured is None (the first sample has no interval, so
 and no deltas; an attached server has no scoreboard, so no accepts and state "unknown").
 
 JSON: `Snapshot.to_dict()` gives JSON-ready builtins carrying `FORMAT_VERSION`;
-`Snapshot.from_dict(d)` gives back an equal Snapshot. The (de)serialiser is written here by
-hand (a small recursive walk over the dataclass type hints) because the standard library
-has no dataclass-from-dict and the project takes no dependency for that alone.
+`Snapshot.from_dict(d)` gives back an equal Snapshot, its enum fields as enums
+(telemetry.codec).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import functools
-import types
-import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from loadgen.stats import LoadStats, Percentiles
 from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
+
+from .codec import FormatError, decode, encode
 
 __all__ = [
     "FORMAT_VERSION",
@@ -128,10 +124,6 @@ class Role(StrEnum):
     LISTENER = "listener"  # accepts and hands connections on (event's listener thread)
     MASTER = "master"  # the root of a forking server (attach)
     HELPER = "helper"  # anything else in the tree (e.g. multiprocessing's resource_tracker)
-
-
-class FormatError(ValueError):
-    """A dict/JSON line that is not a snapshot of a version this code reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,7 +371,7 @@ class Snapshot:
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = _encode(self)
+        d = encode(self)
         d["version"] = FORMAT_VERSION
         return d
 
@@ -391,57 +383,4 @@ class Snapshot:
                 f"snapshot format version {version!r}; this serverscope reads {FORMAT_VERSION}"
             )
         body = {k: v for k, v in d.items() if k != "version"}
-        return _decode(cls, body)
-
-
-# -- generic dataclass <-> builtins ---------------------------------------------------------
-
-
-def _encode(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple | list):
-        return [_encode(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): _encode(v) for k, v in obj.items()}
-    return obj
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _decode(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(tp)
-    if origin is typing.Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _decode(args[0], value) if len(args) == 1 else value
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise FormatError(f"{tp.__name__}: expected an object, got {type(value).__name__}")
-        hints = _hints(tp)
-        names = {f.name for f in dataclasses.fields(tp) if f.init}
-        kwargs = {k: _decode(hints[k], v) for k, v in value.items() if k in names}
-        try:
-            return tp(**kwargs)
-        except TypeError as e:
-            raise FormatError(f"{tp.__name__}: {e}") from None
-    if origin is tuple:
-        (item, *_rest) = typing.get_args(tp)
-        return tuple(_decode(item, x) for x in value)
-    if origin is dict:
-        ktype, vtype = typing.get_args(tp)
-        return {_decode(ktype, k): _decode(vtype, v) for k, v in value.items()}
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            raise FormatError(f"{tp.__name__}: unknown value {value!r}") from None
-    if tp is float:
-        return float(value)
-    if tp is int and isinstance(value, str):
-        return int(value)
-    return value
+        return decode(cls, body)

@@ -70,6 +70,8 @@ def snapshot(
     source: str = "synthetic",
 ) -> Snapshot:
     """One synthetic Snapshot; imbalance/diagnoses empty (see `series` for analysed ones)."""
+    # long on purpose: one flat keyword per figure (a test names only those its
+    # phenomenon needs), then one block each for workers, listeners and the rest
     ws = []
     for i in range(workers):
         if threads:
