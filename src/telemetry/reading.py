@@ -37,30 +37,27 @@ class Counter(Generic[N]):
     previous value; keys not given in a round are forgotten at its end, so a worker that
     went away and came back (a reused pid) is new."""
 
-    __slots__ = ("_next", "_prev", "rounds")
+    __slots__ = ("_next", "_prev")
 
     def __init__(self) -> None:
         self._prev: dict[Hashable, N] = {}
         self._next: dict[Hashable, N] = {}
-        self.rounds = 0  # rounds begun: the first has no previous values at all
 
     def begin(self) -> None:
         self._next = {}
-        self.rounds += 1
 
     def end(self) -> None:
         self._prev = self._next
 
     def delta(self, key: Hashable, value: N | None, *, since_start: bool = False) -> N | None:
-        """`since_start`: a key that appears after the first round counted from zero when
-        it started (a worker spawned since the last sample accepted its `value` in this
-        interval)."""
+        """`since_start`: a key without a previous value counts from zero (a worker spawned
+        since the last sample accepted its `value` in this interval)."""
         if value is None:
             return None
         self._next[key] = value
         before = self._prev.get(key)
         if before is None:
-            return value if since_start and self.rounds > 1 else None
+            return value if since_start else None
         return max(value - before, 0)
 
 
@@ -98,10 +95,11 @@ class WorkerDeltas:
         iv = self.interval_s
         used = self.cpu.delta(key, cpu_s)
         pct = used / iv * 100.0 if used is not None and iv else None
+        new = alive and iv is not None  # the first sample has no interval to count in
         return (
             pct,
-            self.accepts.delta(key, accepted, since_start=alive),
-            self.requests.delta(key, requests, since_start=alive),
+            self.accepts.delta(key, accepted, since_start=new),
+            self.requests.delta(key, requests, since_start=new),
         )
 
 
