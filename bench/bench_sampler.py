@@ -7,7 +7,8 @@ Scenarios:
 - 400 thread workers: the `worker` model if it exists with --threads-per-child, else a
   test process whose 400 threads each claim a scoreboard slot as KIND_THREAD.
 For comparison it also times the psutil way of reading the same CPU/RSS figures.
-Cost = CPU time of the sampling thread (time.thread_time) per `Sampler.sample()`.
+Cost = CPU time of the sampling thread (time.thread_time) per `Sampler.sample()` plus
+`Analyser.annotate()` (imbalance and diagnoses), as a live session pays it.
 """
 
 from __future__ import annotations
@@ -29,19 +30,22 @@ import psutil
 from servers.config import ServerConfig
 from servers.scoreboard import Scoreboard
 from servers.supervisor import Supervisor
-from telemetry.sampler import Sampler, SupervisorSource
+from telemetry.analyser import Analyser
+from telemetry.sampler import Sampler
+from telemetry.supervisor_source import SupervisorSource
 
 HZ = 4
 
 
 def measure(sampler: Sampler, samples: int) -> tuple[list[float], int]:
+    analyser = Analyser()
     for _ in range(3):  # warm up: first deltas, caches
-        sampler.sample()
+        analyser.annotate(sampler.sample())
         time.sleep(1 / HZ)
     costs = []
     nworkers = 0
     for _ in range(samples):
-        snap = sampler.sample()
+        snap = analyser.annotate(sampler.sample())
         costs.append(snap.cost_ms or 0.0)
         nworkers = len(snap.live_workers)
         time.sleep(1 / HZ)

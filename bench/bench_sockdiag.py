@@ -35,10 +35,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from telemetry.attach_source import AttachSource
+from telemetry.reading import WorkerDeltas
 from telemetry.realattach import RealServerReader
 from telemetry.realtree import RealTree
-from telemetry.sampler import AttachSource, Deltas
-from telemetry.sockdiag import SockDiag, SocketOwners
+from telemetry.sockdiag import SockDiag
+from telemetry.sockowners import SocketOwners
 
 HZ = 4
 
@@ -124,7 +126,7 @@ class NewWay:
 class OldWay:
     def __init__(self, root: int) -> None:
         self.src = AttachSource(pid=root)
-        self.deltas = Deltas()
+        self.deltas = WorkerDeltas()
 
     def sample(self) -> tuple[int, int]:
         self.deltas.begin(0.25)
@@ -136,7 +138,7 @@ class OldWay:
 class ReaderWay:
     """The same through telemetry.realattach.RealServerReader (what attach will call),
     which also skips the connection dump while the host's TCP counters stand still
-    (sockdiag.TcpChangeGate): the idle-server case; under traffic it dumps every time."""
+    (sockowners.TcpChangeGate): the idle-server case; under traffic it dumps every time."""
 
     def __init__(self, root: int, port: int) -> None:
         self.rd = RealServerReader(root, [port])

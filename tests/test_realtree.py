@@ -14,7 +14,8 @@ import pytest
 from conftest import assert_all_gone, wait_until
 from telemetry import realtree
 from telemetry.realtree import RealTree, Role
-from telemetry.sockdiag import SockDiag, SocketOwners
+from telemetry.sockdiag import SockDiag
+from telemetry.sockowners import SocketOwners
 
 # a master that forks 2 workers, each with its own reuseport listener registered in its own
 # epoll set, and a helper that holds no socket; the workers accept and hold connections

@@ -15,7 +15,8 @@ import pytest
 
 from conftest import assert_all_gone, wait_until
 from telemetry import sockdiag
-from telemetry.sockdiag import SockDiag, SocketOwners
+from telemetry.sockdiag import SockDiag
+from telemetry.sockowners import OwnerReading, SocketOwners, TcpChangeGate
 
 SS = shutil.which("ss")
 needs_ss = pytest.mark.skipif(SS is None, reason="ss not installed (Debian package iproute2)")
@@ -214,7 +215,7 @@ def test_new_connections_are_counted_per_process_and_a_handed_over_socket_moves(
             owners = SocketOwners(verify_every=0)
             t = 0.0
 
-            def upd(now: float) -> sockdiag.OwnerReading:
+            def upd(now: float) -> OwnerReading:
                 return owners.update(
                     [me, child.pid], [x.inode for x in d.connections([port])], now=now
                 )
@@ -271,7 +272,7 @@ def test_the_one_pass_request_and_the_per_family_requests_give_the_same_sockets(
 
 
 def test_the_change_gate_does_not_skip_after_a_connection_opens_nor_when_too_old() -> None:
-    gate = sockdiag.TcpChangeGate(max_age_s=1.0)
+    gate = TcpChangeGate(max_age_s=1.0)
     assert not gate.may_skip(0.0)  # the first time: dump
     lsock = _listener()
     c = _connect(lsock.getsockname()[1])  # PassiveOpens and ActiveOpens move

@@ -4,6 +4,8 @@ quiet on one that does not."""
 from __future__ import annotations
 
 from telemetry import diagnosis, synthetic
+from telemetry.analyser import Analyser
+from telemetry.snapshot import Snapshot
 
 
 def _last(**kw):  # type: ignore[no-untyped-def]
@@ -152,20 +154,10 @@ def test_quiet_server_has_no_diagnosis() -> None:
 # -- issue 12: no banner lies ---------------------------------------------------------------
 
 
-def _analysed(snaps):  # type: ignore[no-untyped-def]
-    """Imbalance and diagnoses over each prefix of hand-built snapshots, as the sampler."""
-    import dataclasses
-
-    from telemetry import analysis
-
-    out = []
-    for s in snaps:
-        out.append(s)
-        win = analysis.window(out, s.window_s)
-        out[-1] = s = dataclasses.replace(s, imbalance=analysis.imbalance_set(win))
-        win[-1] = s
-        out[-1] = dataclasses.replace(s, diagnoses=tuple(diagnosis.diagnose(win)))
-    return out
+def _analysed(snaps: list[Snapshot]) -> list[Snapshot]:
+    """Hand-built snapshots judged one by one, as a live session's are."""
+    analyser = Analyser()
+    return [analyser.annotate(s) for s in snaps]
 
 
 def test_listener_threads_are_not_workers_so_event_shows_no_accept_skew() -> None:

@@ -18,6 +18,7 @@ from conftest import get, wait_until
 from plumbing.tcpinfo import accept_queue
 from servers.scoreboard import State
 from telemetry import procfs
+from telemetry.analyser import Analyser
 from telemetry.sampler import Sampler
 
 SS = shutil.which("ss")
@@ -181,31 +182,35 @@ def test_per_thread_cpu() -> None:
     try:
         spin, idle = map(int, proc.stdout.readline().split())
         seen = []
+        # what the sampler reads for a thread worker: its schedstat, through a StatReader
+        reader = procfs.StatReader()
+        path = {t: f"/proc/{proc.pid}/task/{t}/schedstat" for t in (spin, idle)}
         for _ in range(ATTEMPTS):  # other jobs on a 2-core box may steal a window
-            a = {t: procfs.thread_stat(proc.pid, t) for t in (spin, idle)}
+            a = {t: reader.cpu_seconds(path[t]) for t in (spin, idle)}
             t0 = time.monotonic()
             time.sleep(1.0)
-            b = {t: procfs.thread_stat(proc.pid, t) for t in (spin, idle)}
+            b = {t: reader.cpu_seconds(path[t]) for t in (spin, idle)}
             dt = time.monotonic() - t0
-            pct = {t: (b[t].cpu_seconds - a[t].cpu_seconds) / dt * 100 for t in a}
+            pct = {t: ((b[t] or 0.0) - (a[t] or 0.0)) / dt * 100 for t in a}
             seen.append(pct)
             if pct[spin] >= 90:
                 break
         assert pct[spin] >= 90, seen
         assert all(p[idle] <= 5 for p in seen), seen
     finally:
+        reader.close()
         stop(proc)
 
 
 def test_accepts_per_worker_equal_the_scoreboard(start_server) -> None:
     sup = start_server("proc_spawn", workers=4)
-    sampler = Sampler.for_supervisor(sup)
-    first = sampler.sample()
+    sampler, analyser = Sampler.for_supervisor(sup), Analyser()
+    first = analyser.annotate(sampler.sample())
     seen = {w.key: 0 for w in first.workers}
     for _ in range(3):
         for _ in range(20):
             assert get(sup.port).status == 200
-        snap = sampler.sample()
+        snap = analyser.annotate(sampler.sample())
         for w in snap.workers:
             seen[w.key] += w.accepts
     board = {s.index: s.accepted for s in sup.read().slots}
@@ -249,7 +254,7 @@ def test_reuseport_queues_are_separate(start_server) -> None:
         clients = connect_pending(sup.port, 100)  # ~25 hash to the stalled worker's queue
         time.sleep(0.3)  # the others accept theirs
         sampler = Sampler.for_supervisor(sup)
-        snap = sampler.sample()
+        snap = Analyser().annotate(sampler.sample())
         truth = ss_listeners(sup.port)
         assert len(snap.listeners) == 4
         for ln in snap.listeners:

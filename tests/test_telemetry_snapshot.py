@@ -8,7 +8,7 @@ import json
 import pytest
 
 from telemetry import analysis, synthetic
-from telemetry.recording import RecordingWriter, read_header, read_recording
+from telemetry.recording import FORMAT_NAME, RecordingWriter, read_recording
 from telemetry.snapshot import FORMAT_VERSION, FormatError, Snapshot
 
 
@@ -49,7 +49,9 @@ def test_recording_yields_back_what_was_written(tmp_path) -> None:
     with RecordingWriter(path, meta={"model": "many_accepts"}) as rec:
         for s in snaps:
             rec.write(s)
-    assert read_header(path)["version"] == FORMAT_VERSION
+    header = json.loads(path.read_text().splitlines()[0])
+    assert (header["format"], header["version"]) == (FORMAT_NAME, FORMAT_VERSION)
+    assert header["meta"] == {"model": "many_accepts"}
     assert list(read_recording(path)) == snaps
     # a line cut by a kill is skipped, not an error
     with open(path, "a") as f:

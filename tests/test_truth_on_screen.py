@@ -18,6 +18,7 @@ from conftest import wait_until
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
 from serverscope.headless import run_headless
+from telemetry.analyser import Analyser
 from telemetry.sampler import Sampler
 from telemetry.snapshot import Role, Snapshot
 
@@ -75,7 +76,7 @@ def test_proc_spawn_under_overload_shows_no_accept_skew() -> None:
 
 def test_a_killed_worker_is_in_no_imbalance_index(start_server) -> None:
     sup = start_server("many_accepts", workers=4)
-    sampler = Sampler.for_supervisor(sup)
+    sampler, analyser = Sampler.for_supervisor(sup), Analyser()
     held = []
     try:
         for _ in range(8):  # connections spread over the workers, held open
@@ -83,18 +84,18 @@ def test_a_killed_worker_is_in_no_imbalance_index(start_server) -> None:
             s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             s.recv(4096)
             held.append(s)
-        first = sampler.sample()
+        first = analyser.annotate(sampler.sample())
         victim = first.live_workers[0]
         os.kill(victim.pid, signal.SIGKILL)
         snaps: list[Snapshot] = []
 
         def dead_and_measured() -> bool:
-            snaps.append(sampler.sample())
+            snaps.append(analyser.annotate(sampler.sample()))
             return victim.key not in {w.key for w in snaps[-1].live_workers}
 
         wait_until(dead_and_measured, timeout=10, what="the victim gone from the live workers")
         for _ in range(3):
-            snaps.append(sampler.sample())
+            snaps.append(analyser.annotate(sampler.sample()))
         last = snaps[-1]
         for name, imb in last.imbalance.items():
             assert imb is not None, name

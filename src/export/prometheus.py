@@ -41,12 +41,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from telemetry.snapshot import STATES, Snapshot, WorkerSample
+from telemetry.snapshot import STATES, Snapshot, WorkerSample, WorkerState
 
 from .cli import ExportAddress, ExportError, add_args, from_args, parse_address
 
@@ -142,7 +143,7 @@ class SnapshotCollector(Collector):
             labels=(*WORKER_LABELS, "state"),
         )
         for i, w in enumerate(snap.workers):
-            if w.state == "empty" or w.pid <= 0:
+            if w.state == WorkerState.EMPTY or w.pid <= 0:
                 continue  # a slot never used: no process to name
             labels = [
                 _model_label(snap, w),
@@ -254,7 +255,7 @@ class SnapshotExporter:
         self.collector = SnapshotCollector()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.collector)
-        self._server = None
+        self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> SnapshotExporter:

@@ -26,6 +26,7 @@ from plumbing.process import pid_alive
 from servers.config import ServerConfig
 from servers.root import BURN_MS, BURN_SIGNAL
 from servers.supervisor import Supervisor
+from telemetry.analyser import Analyser
 from telemetry.diagnosis import OVERFLOW_NEAR_FULL
 from telemetry.recording import RecordingWriter
 from telemetry.sampler import Sampler
@@ -121,6 +122,7 @@ class Session:
         self.supervisor: Supervisor | None = None
         self.runner: LoadRunner | None = None
         self.sampler: Sampler | None = None
+        self.analyser = Analyser()
         self.recorder: RecordingWriter | None = None
         self.events: collections.deque[LabEvent] = collections.deque(maxlen=500)
         self.last: Snapshot | None = None
@@ -155,6 +157,7 @@ class Session:
             self.supervisor = sup
             self.config = sup.config
             self.sampler = Sampler.for_supervisor(sup, load=self._load_stats)
+            self.analyser = Analyser()
             self.log("model", f"started {self.describe_model()} on {sup.url}")
             if self.record_path and self.recorder is None:
                 meta = {"model": self.config.model, "load": self.level.name if self.level else None}
@@ -297,7 +300,7 @@ class Session:
             sampler = self.sampler
             if sampler is None:
                 return None
-            snap = sampler.sample()
+            snap = self.analyser.annotate(sampler.sample())
             self.events.extend(self._events.step(snap))
             self.last = snap
             if self.recorder is not None:

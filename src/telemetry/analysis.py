@@ -9,10 +9,9 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 
-from .snapshot import Imbalance, ImbalanceSet, Snapshot
+from .snapshot import Imbalance, ImbalanceSet, Snapshot, WorkerState
 
 DEFAULT_WINDOW_S = 5.0
-_DEAD = ("empty", "dead")
 
 
 def window(history: Sequence[Snapshot], window_s: float = DEFAULT_WINDOW_S) -> list[Snapshot]:
@@ -96,7 +95,7 @@ class ImbalanceTracker:
             self._seen,
         )
         for w in snap.workers:
-            if w.state in _DEAD or not w.is_worker:
+            if not w.alive or not w.is_worker:
                 continue
             k = w.key
             a = w.accepts if (w.accepts is not None and iv is not None) else None
@@ -190,7 +189,7 @@ def run_accepts(snap: Snapshot) -> Imbalance | None:
     per = {
         w.key: (w.label, float(w.accepts_total))
         for w in snap.workers
-        if w.is_worker and w.state != "empty" and w.accepts_total is not None
+        if w.is_worker and w.state != WorkerState.EMPTY and w.accepts_total is not None
     }
     if not per:
         return None

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from export import cli as export_cli
 
+from .analyser import Analyser
 from .recording import RecordingWriter
 from .sampler import DEFAULT_PERIOD, AttachError, Sampler
 from .snapshot import Snapshot
@@ -76,7 +77,8 @@ def run(a: argparse.Namespace) -> int:
         )
         return 2
     try:
-        sampler = Sampler.attach(pid=a.pid, port=a.port, window_s=a.window)
+        sampler = Sampler.attach(pid=a.pid, port=a.port)
+        analyser = Analyser(window_s=a.window)
     except AttachError as e:
         print(f"serverscope attach: {e}", file=sys.stderr)
         return 1
@@ -96,7 +98,7 @@ def run(a: argparse.Namespace) -> int:
     try:
         if exporter is not None and a.no_ui:
             print(f"serverscope attach: exporting on {exporter.url}", file=sys.stderr)
-        return _once(sampler, a, sinks) if a.once else _live(sampler, a, sinks)
+        return (_once if a.once else _live)(sampler, analyser, a, sinks)
     except RuntimeError as e:  # the target exited
         print(f"serverscope attach: {e}", file=sys.stderr)
         return 1
@@ -109,10 +111,10 @@ def run(a: argparse.Namespace) -> int:
             exporter.close()
 
 
-def _once(sampler: Sampler, a: argparse.Namespace, sinks: list[Sink]) -> int:
-    sampler.sample()
+def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: list[Sink]) -> int:
+    analyser.annotate(sampler.sample())
     time.sleep(max(ONCE_INTERVAL_S, a.period))
-    snap = sampler.sample()
+    snap = analyser.annotate(sampler.sample())
     for sink in sinks:
         sink(snap)
     if a.json:
@@ -126,9 +128,9 @@ def _once(sampler: Sampler, a: argparse.Namespace, sinks: list[Sink]) -> int:
     return 0
 
 
-def _live(sampler: Sampler, a: argparse.Namespace, sinks: list[Sink]) -> int:
+def _live(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: list[Sink]) -> int:
     if a.json or a.no_ui:
-        for snap in sampler.iter_samples(a.period):
+        for snap in map(analyser.annotate, sampler.iter_samples(a.period)):
             for sink in sinks:
                 sink(snap)
             if a.json:
@@ -139,7 +141,7 @@ def _live(sampler: Sampler, a: argparse.Namespace, sinks: list[Sink]) -> int:
     from .render import render
 
     with Live(auto_refresh=False, screen=False) as live:
-        for snap in sampler.iter_samples(a.period):
+        for snap in map(analyser.annotate, sampler.iter_samples(a.period)):
             for sink in sinks:
                 sink(snap)
             live.update(render(snap), refresh=True)

@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from . import analysis
-from .snapshot import Diagnosis, Imbalance, Snapshot, WorkerSample
+from .snapshot import Diagnosis, Imbalance, Severity, Snapshot, WorkerSample, WorkerState
 
 Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
 
@@ -37,7 +37,7 @@ STARVATION_MIN_QUEUE = 1  # connections waiting in the accept queue(s) now
 STARVATION_MIN_IDLE_HOLD = 0.5  # of the worker samples, at least this fraction hold an
 # idle connection (keep-alive wait, or waiting for a request's bytes): starvation is
 # workers pinned by clients that send nothing, not workers busy serving
-IDLE_HOLD_STATES = frozenset({"keepalive", "reading"})
+IDLE_HOLD_STATES = frozenset({WorkerState.KEEPALIVE, WorkerState.READING})
 
 # accept queue overflow: one of our queues reached its limit within the window, or the
 # (namespace-wide) overflow counter moved while one of ours was at least this full.
@@ -119,7 +119,7 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
         assert conns is not None and conns.jain is not None
         return Diagnosis(
             "accept_skew",
-            "warning",
+            Severity.WARNING,
             f"accept skew: {conns.top_worker} holds {_pct(100 * (conns.top_share or 0))} of "
             f"open connections (Jain {conns.jain:.2f}, {conns.n} workers, "
             f"{conns.total:.0f} connections)",
@@ -127,7 +127,7 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
     assert imb is not None and imb.jain is not None
     return Diagnosis(
         "accept_skew",
-        "warning",
+        Severity.WARNING,
         f"accept skew: {imb.top_worker} took {_pct(100 * (imb.top_share or 0))} of accepts "
         f"in {_span(win)} (Jain {imb.jain:.2f}, {imb.n} workers, {imb.total:.0f} accepts)",
     )
@@ -144,7 +144,7 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
         return None
     for s in recent:
         live = _live(s)
-        if not live or any(w.state == "unknown" or not w.busy for w in live):
+        if not live or any(w.state == WorkerState.UNKNOWN or not w.busy for w in live):
             return None
         # a worker holding several connections multiplexes (an event loop, event's
         # listener): it is not pinned, so busy states do not mean it cannot accept
@@ -168,7 +168,7 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     drop_text = f", {_mean(drops):.0f} SYN drops/s" if drops and _mean(drops) >= 0.5 else ""
     return Diagnosis(
         "starvation",
-        "critical",
+        Severity.CRITICAL,
         f"starvation: {n}/{n} workers busy, CPU {_pct(100 * frac)}, {queue}{drop_text}",
     )
 
@@ -192,14 +192,14 @@ def accept_queue_overflow(win: Sequence[Snapshot]) -> Diagnosis | None:
         _, ln = full
         return Diagnosis(
             "accept_queue_overflow",
-            "critical",
+            Severity.CRITICAL,
             f"accept queue overflow: port {ln.port} queue {ln.queue}/{ln.limit} "
             f"(full within {_span(win)}){ovf}",
         )
     if overflows and fullest is not None and fullest.fill >= OVERFLOW_NEAR_FULL:
         return Diagnosis(
             "accept_queue_overflow",
-            "critical",
+            Severity.CRITICAL,
             f"accept queue overflow: port {fullest.port} queue {fullest.queue}/{fullest.limit}"
             f"{ovf}",
         )
@@ -232,7 +232,7 @@ def master_bottleneck(win: Sequence[Snapshot]) -> Diagnosis | None:
         return None
     return Diagnosis(
         "master_bottleneck",
-        "warning",
+        Severity.WARNING,
         f"master bottleneck: {last.model.name} master {_pct(mcpu)} CPU, workers {_pct(wcpu)}",
     )
 
@@ -286,7 +286,7 @@ def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
     cores = "core" if _num(idle_cores) == "1" else "cores"
     return Diagnosis(
         "gil_cap",
-        "warning",
+        Severity.WARNING,
         f"GIL cap: {nactive} threads share one core (pid {pid} at {_pct(cpu)} CPU), "
         f"{_num(idle_cores)} {cores} idle",
     )
@@ -318,7 +318,7 @@ def reuseport_backlog(win: Sequence[Snapshot]) -> Diagnosis | None:
         )
         return Diagnosis(
             "reuseport_backlog",
-            "warning",
+            Severity.WARNING,
             f"one reuseport queue backed up: {owner} queue {top.queue}, others {rest}",
         )
     return None
@@ -374,6 +374,6 @@ class Memory:
 
 def _ordered(found: Sequence[Diagnosis]) -> list[Diagnosis]:
     """Most severe first; within a severity, in RULES order (the explaining one first)."""
-    sev = {"critical": 0, "warning": 1, "info": 2}
+    sev = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
     rank = {r.__name__: i for i, r in enumerate(RULES)}
     return sorted(found, key=lambda d: (sev.get(d.severity, 3), rank.get(d.rule, len(rank))))

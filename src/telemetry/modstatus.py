@@ -18,19 +18,21 @@ import re
 import urllib.request
 from dataclasses import dataclass, field
 
+from .snapshot import WorkerState
+
 # Apache's glyphs (mod_status "Scoreboard Key") -> serverscope state names
-STATE_OF_GLYPH = {
-    "_": "waiting",  # waiting for connection
-    "S": "starting",
-    "R": "reading",  # reading request
-    "W": "writing",  # sending reply
-    "K": "keepalive",  # keepalive (read)
-    "D": "working",  # DNS lookup
-    "C": "closing",  # closing connection
-    "L": "working",  # logging
-    "G": "closing",  # gracefully finishing
-    "I": "closing",  # idle cleanup of worker
-    ".": "empty",  # open slot with no current process
+STATE_OF_GLYPH: dict[str, WorkerState] = {
+    "_": WorkerState.WAITING,  # waiting for connection
+    "S": WorkerState.STARTING,
+    "R": WorkerState.READING,  # reading request
+    "W": WorkerState.WRITING,  # sending reply
+    "K": WorkerState.KEEPALIVE,  # keepalive (read)
+    "D": WorkerState.WORKING,  # DNS lookup
+    "C": WorkerState.CLOSING,  # closing connection
+    "L": WorkerState.WORKING,  # logging
+    "G": WorkerState.CLOSING,  # gracefully finishing
+    "I": WorkerState.CLOSING,  # idle cleanup of worker
+    ".": WorkerState.EMPTY,  # open slot with no current process
 }
 BUSY_GLYPHS = frozenset("RWKDCL")  # what Apache counts as BusyWorkers (G is "graceful")
 

@@ -120,10 +120,6 @@ def proc_stat(pid: int) -> Stat | None:
     return read_stat(f"/proc/{pid}/stat")
 
 
-def thread_stat(pid: int, tid: int) -> Stat | None:
-    return read_stat(f"/proc/{pid}/task/{tid}/stat")
-
-
 def host_cpu() -> tuple[float, float]:
     """(busy seconds, total seconds) summed over all CPUs since boot, from /proc/stat."""
     with open("/proc/stat", "rb") as f:
@@ -221,7 +217,7 @@ def read_tcp_table(*, established: bool = False) -> TcpTable:
 
 def socket_inodes(pid: int) -> list[int]:
     """Inodes of the sockets open in a process (readlink of /proc/PID/fd/*)."""
-    out = []
+    out: list[int] = []
     base = f"/proc/{pid}/fd"
     try:
         names = os.listdir(base)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from .accepts_bpf import AcceptCounter, BpfUnavailable
 from .realtree import RealTree, Role
-from .sockdiag import SockDiag, SocketOwners, TcpChangeGate
+from .sockdiag import SockDiag
+from .sockowners import SocketOwners, TcpChangeGate
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
@@ -93,6 +94,8 @@ class RealServerReader:
         self.close()
 
     def read(self) -> RealReading:
+        # ~65 lines, one pass over the tree; to be split when the attach source is rebuilt
+        # on this reader (issue 14)
         now = time.monotonic()
         listen = self.diag.listeners(self.ports)
         linodes = {x.inode for x in listen}

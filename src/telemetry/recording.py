@@ -50,11 +50,6 @@ class RecordingWriter:
         self.close()
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as f:
-        return _check_header(f.readline(), path)
-
-
 def _check_header(line: str, path: str | Path) -> dict[str, Any]:
     try:
         header = json.loads(line)

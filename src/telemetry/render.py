@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from rich.console import Group
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .snapshot import Snapshot
+from .snapshot import Severity, Snapshot, WorkerSample
 
 MAX_ROWS = 40  # workers shown; the rest are summarised in one line
 
@@ -20,6 +22,20 @@ def _mib(value: int | None) -> str:
 
 
 def render(snap: Snapshot) -> Group:
+    live = snap.live_entities
+    parts: list[RenderableType] = [_head(snap), _listeners(snap), _workers(live[:MAX_ROWS])]
+    if len(live) > MAX_ROWS:
+        parts.append(Text(f"... and {len(live) - MAX_ROWS} more workers"))
+    imb = _imbalance(snap)
+    if imb:
+        parts.append(Text(f"imbalance over {snap.window_s:g} s  ") + imb)
+    for d in snap.diagnoses:
+        style = "bold red" if d.severity == Severity.CRITICAL else "yellow"
+        parts.append(Text(f"! {d.message}", style=style))
+    return Group(*parts)
+
+
+def _head(snap: Snapshot) -> Text:
     m = snap.model
     head = Text()
     if m is not None:
@@ -35,7 +51,10 @@ def render(snap: Snapshot) -> Group:
             f"\nListenOverflows +{_opt(k.overflows_delta)}  ListenDrops +{_opt(k.drops_delta)}"
             "  (namespace-wide)"
         )
+    return head
 
+
+def _listeners(snap: Snapshot) -> Table:
     lt = Table(title="listeners", title_justify="left", expand=False)
     for col in ("#", "address", "port", "queue", "limit", "SYN_RECV", "source"):
         lt.add_column(col, justify="right" if col not in ("address", "source") else "left")
@@ -50,7 +69,10 @@ def render(snap: Snapshot) -> Group:
             _opt(ln.syn_recv),
             ln.source,
         )
+    return lt
 
+
+def _workers(rows: Sequence[WorkerSample]) -> Table:
     wt = Table(title="workers", title_justify="left")
     for col in (
         "worker",
@@ -66,8 +88,7 @@ def render(snap: Snapshot) -> Group:
         "req total",
     ):
         wt.add_column(col, justify="left" if col in ("worker", "kind", "state") else "right")
-    live = snap.live_entities
-    for w in live[:MAX_ROWS]:
+    for w in rows:
         name = w.label if w.slot is not None else (w.name or "-")
         wt.add_row(
             name if w.is_worker else f"{name} ({w.role})",
@@ -82,9 +103,10 @@ def render(snap: Snapshot) -> Group:
             _opt(w.accepts_total),
             _opt(w.requests_total),
         )
-    parts: list = [head, lt, wt]
-    if len(live) > MAX_ROWS:
-        parts.append(Text(f"... and {len(live) - MAX_ROWS} more workers"))
+    return wt
+
+
+def _imbalance(snap: Snapshot) -> Text:
     imb = Text()
     for name, i in snap.imbalance.items():
         if i is None:
@@ -97,10 +119,4 @@ def render(snap: Snapshot) -> Group:
                 f"Jain {i.jain:.2f} top {100 * (i.top_share or 0):.0f}% "
                 f"max/mean {i.max_over_mean:.1f}  "
             )
-    if imb:
-        parts.append(Text(f"imbalance over {snap.window_s:g} s  ") + imb)
-    for d in snap.diagnoses:
-        parts.append(
-            Text(f"! {d.message}", style="bold red" if d.severity == "critical" else "yellow")
-        )
-    return Group(*parts)
+    return imb

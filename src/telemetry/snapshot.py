@@ -16,23 +16,20 @@ A field that could not be measured is None (the first sample has no interval, so
 and no deltas; an attached server has no scoreboard, so no accepts and state "unknown").
 
 JSON: `Snapshot.to_dict()` gives JSON-ready builtins carrying `FORMAT_VERSION`;
-`Snapshot.from_dict(d)` gives back an equal Snapshot. The (de)serialiser is written here by
-hand (a small recursive walk over the dataclass type hints) because the standard library
-has no dataclass-from-dict and the project takes no dependency for that alone.
+`Snapshot.from_dict(d)` gives back an equal Snapshot, its enum fields as enums
+(telemetry.codec).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import functools
-import types
-import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from loadgen.stats import LoadStats, Percentiles
+from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
+
+from .codec import FormatError, decode, encode
 
 __all__ = [
     "FORMAT_VERSION",
@@ -47,51 +44,74 @@ __all__ = [
     "Imbalance",
     "ImbalanceSet",
     "KernelCounters",
+    "Kind",
     "ListenerSample",
     "LoadStats",
     "ModelInfo",
     "Percentiles",
     "Role",
+    "Severity",
     "Snapshot",
     "WorkerSample",
+    "WorkerState",
 ]
 
 FORMAT_VERSION = 1
 
-KIND_PROCESS = "process"
-KIND_THREAD = "thread"
 
-# Worker states: the scoreboard's (servers.scoreboard.State, lower-cased) plus "unknown"
-# for attached servers, which have no scoreboard.
-STATES = (
-    "empty",
-    "starting",
-    "waiting",
-    "reading",
-    "working",
-    "writing",
-    "keepalive",
-    "closing",
-    "dead",
-    "unknown",
-)
-# Apache mod_status glyphs (servers.scoreboard.GLYPHS), "X" dead, "?" unknown.
-GLYPHS = {
-    "empty": ".",
-    "starting": "S",
-    "waiting": "_",
-    "reading": "R",
-    "working": "W",
-    "writing": "W",
-    "keepalive": "K",
-    "closing": "C",
-    "dead": "X",
-    "unknown": "?",
+class Kind(StrEnum):
+    """What a worker is to the kernel (the scoreboard's KIND_PROCESS / KIND_THREAD)."""
+
+    PROCESS = "process"
+    THREAD = "thread"
+
+
+KIND_PROCESS = Kind.PROCESS  # the names readers used before the enum
+KIND_THREAD = Kind.THREAD
+
+
+class WorkerState(StrEnum):
+    """The scoreboard's states (servers.scoreboard.State, lower-cased) plus UNKNOWN for
+    attached servers, which have no scoreboard. The values are what recordings and JSON
+    carry, so recordings made before the enum read unchanged."""
+
+    EMPTY = "empty"
+    STARTING = "starting"
+    WAITING = "waiting"
+    READING = "reading"
+    WORKING = "working"
+    WRITING = "writing"
+    KEEPALIVE = "keepalive"
+    CLOSING = "closing"
+    DEAD = "dead"
+    UNKNOWN = "unknown"
+
+
+STATES = tuple(WorkerState)
+# Apache mod_status glyphs, from the scoreboard's ("X" dead is ours), "?" unknown
+GLYPHS: dict[str, str] = {
+    **{WorkerState(st.name.lower()): glyph for st, glyph in SCOREBOARD_GLYPHS.items()},
+    WorkerState.UNKNOWN: "?",
 }
-BUSY_STATES = frozenset({"reading", "working", "writing", "keepalive", "closing"})
+BUSY_STATES = frozenset(
+    {
+        WorkerState.READING,
+        WorkerState.WORKING,
+        WorkerState.WRITING,
+        WorkerState.KEEPALIVE,
+        WorkerState.CLOSING,
+    }
+)
 
-SEVERITIES = ("info", "warning", "critical")
-Severity = Literal["info", "warning", "critical"]
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+SEVERITIES = tuple(Severity)
+_NOT_ALIVE = frozenset({WorkerState.EMPTY, WorkerState.DEAD})
 
 
 class Role(StrEnum):
@@ -104,10 +124,6 @@ class Role(StrEnum):
     LISTENER = "listener"  # accepts and hands connections on (event's listener thread)
     MASTER = "master"  # the root of a forking server (attach)
     HELPER = "helper"  # anything else in the tree (e.g. multiprocessing's resource_tracker)
-
-
-class FormatError(ValueError):
-    """A dict/JSON line that is not a snapshot of a version this code reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +139,8 @@ class WorkerSample:
     tid: int  # kernel thread id; == pid for process workers and attached processes
     generation: int  # scoreboard generation of the slot; when attached, the process start
     # time in clock ticks (so a reused pid is a different worker)
-    kind: str  # KIND_PROCESS or KIND_THREAD
-    state: str  # one of STATES ("unknown" when attached)
+    kind: Kind
+    state: WorkerState  # UNKNOWN when attached
     group: int = -1  # child-process index of a thread worker, -1 for process workers
     listener: int = -1  # index into Snapshot.listeners it accepts on, -1 none/unknown
     state_age_s: float | None = None  # seconds in its current state
@@ -145,7 +161,7 @@ class WorkerSample:
 
     @property
     def key(self) -> tuple[int | None, int, int]:
-        return (self.slot, self.pid if self.kind == KIND_PROCESS else self.tid, self.generation)
+        return (self.slot, self.pid if self.kind == Kind.PROCESS else self.tid, self.generation)
 
     @property
     def glyph(self) -> str:
@@ -153,7 +169,7 @@ class WorkerSample:
 
     @property
     def is_thread(self) -> bool:
-        return self.kind == KIND_THREAD
+        return self.kind == Kind.THREAD
 
     @property
     def is_worker(self) -> bool:
@@ -162,7 +178,8 @@ class WorkerSample:
 
     @property
     def alive(self) -> bool:
-        return self.state not in ("empty", "dead")
+        """A worker is in the slot (not an open slot, not dead)."""
+        return self.state not in _NOT_ALIVE
 
     @property
     def busy(self) -> bool:
@@ -294,7 +311,7 @@ class Diagnosis:
     """
 
     rule: str  # stable rule id: accept_skew, starvation, accept_queue_overflow, ...
-    severity: str  # one of SEVERITIES
+    severity: Severity
     message: str  # the one line, starting with the phenomenon's name
 
     def __str__(self) -> str:
@@ -354,7 +371,7 @@ class Snapshot:
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = _encode(self)
+        d = encode(self)
         d["version"] = FORMAT_VERSION
         return d
 
@@ -366,57 +383,4 @@ class Snapshot:
                 f"snapshot format version {version!r}; this serverscope reads {FORMAT_VERSION}"
             )
         body = {k: v for k, v in d.items() if k != "version"}
-        return _decode(cls, body)
-
-
-# -- generic dataclass <-> builtins ---------------------------------------------------------
-
-
-def _encode(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple | list):
-        return [_encode(x) for x in obj]
-    if isinstance(obj, dict):
-        return {str(k): _encode(v) for k, v in obj.items()}
-    return obj
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _decode(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(tp)
-    if origin is typing.Union or origin is types.UnionType:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _decode(args[0], value) if len(args) == 1 else value
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise FormatError(f"{tp.__name__}: expected an object, got {type(value).__name__}")
-        hints = _hints(tp)
-        names = {f.name for f in dataclasses.fields(tp) if f.init}
-        kwargs = {k: _decode(hints[k], v) for k, v in value.items() if k in names}
-        try:
-            return tp(**kwargs)
-        except TypeError as e:
-            raise FormatError(f"{tp.__name__}: {e}") from None
-    if origin is tuple:
-        (item, *_rest) = typing.get_args(tp)
-        return tuple(_decode(item, x) for x in value)
-    if origin is dict:
-        ktype, vtype = typing.get_args(tp)
-        return {_decode(ktype, k): _decode(vtype, v) for k, v in value.items()}
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            raise FormatError(f"{tp.__name__}: unknown value {value!r}") from None
-    if tp is float:
-        return float(value)
-    if tp is int and isinstance(value, str):
-        return int(value)
-    return value
+        return decode(cls, body)

@@ -1,0 +1,111 @@
+"""What a source reads in one go, and the one counter type that turns totals into figures
+over the sampling interval.
+
+A source (`SupervisorSource`, `AttachSource`) reads cumulative figures: CPU seconds,
+accepts and requests since a worker started, kernel counters since boot. The interval
+figures (CPU %, accepts in the last 250 ms) are differences from the previous sample, kept
+per identity by a `Counter`: per worker (slot, pid/tid, generation), so a respawned worker
+starts afresh instead of jumping by minus its predecessor's total; per root pid for the
+master; one key for the host and kernel counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from .snapshot import ListenerSample, ModelInfo, WorkerSample
+
+N = TypeVar("N", int, float)
+
+
+@dataclass(slots=True)
+class Reading:
+    """What a source read in one go; the sampler adds the interval figures of the whole."""
+
+    model: ModelInfo  # without the CPU-derived fields
+    master_cpu_seconds: float | None
+    workers: list[WorkerSample]  # their interval figures filled in through WorkerDeltas
+    listeners: list[ListenerSample]
+
+
+class Counter(Generic[N]):
+    """Previous values per key. One round per sample: `begin()`, `delta(key, value)` for
+    each figure, `end()`. `delta` is value minus the key's value in the previous round
+    (never below 0: counters only grow, and a reset one starts afresh), None without a
+    previous value; keys not given in a round are forgotten at its end, so a worker that
+    went away and came back (a reused pid) is new."""
+
+    __slots__ = ("_next", "_prev")
+
+    def __init__(self) -> None:
+        self._prev: dict[Hashable, N] = {}
+        self._next: dict[Hashable, N] = {}
+
+    def begin(self) -> None:
+        self._next = {}
+
+    def end(self) -> None:
+        self._prev = self._next
+
+    def delta(self, key: Hashable, value: N | None, *, since_start: bool = False) -> N | None:
+        """`since_start`: a key without a previous value counts from zero (a worker spawned
+        since the last sample accepted its `value` in this interval)."""
+        if value is None:
+            return None
+        self._next[key] = value
+        before = self._prev.get(key)
+        if before is None:
+            return value if since_start else None
+        return max(value - before, 0)
+
+
+class WorkerDeltas:
+    """Interval figures per worker identity: the sampler begins a round with the interval,
+    sources call it once per worker with its cumulative figures."""
+
+    __slots__ = ("accepts", "cpu", "interval_s", "requests")
+
+    def __init__(self) -> None:
+        self.cpu: Counter[float] = Counter()
+        self.accepts: Counter[int] = Counter()
+        self.requests: Counter[int] = Counter()
+        self.interval_s: float | None = None
+
+    def begin(self, interval_s: float | None) -> None:
+        self.interval_s = interval_s
+        for c in (self.cpu, self.accepts, self.requests):
+            c.begin()
+
+    def end(self) -> None:
+        for c in (self.cpu, self.accepts, self.requests):
+            c.end()
+
+    def __call__(
+        self,
+        key: Hashable,
+        alive: bool,
+        cpu_s: float | None,
+        accepted: int | None,
+        requests: int | None,
+    ) -> tuple[float | None, int | None, int | None]:
+        """(CPU % of one core, accepts, requests) in the interval; a worker new since the
+        last sample (respawn, new thread) made its accepts and requests in it."""
+        iv = self.interval_s
+        used = self.cpu.delta(key, cpu_s)
+        pct = used / iv * 100.0 if used is not None and iv else None
+        new = alive and iv is not None  # the first sample has no interval to count in
+        return (
+            pct,
+            self.accepts.delta(key, accepted, since_start=new),
+            self.requests.delta(key, requests, since_start=new),
+        )
+
+
+class Source(Protocol):
+    """What measures a server: `read` once per sample, cumulative figures through `deltas`."""
+
+    kind: str  # "supervisor" or "attach"
+
+    def read(self, now: float, deltas: WorkerDeltas) -> Reading: ...
