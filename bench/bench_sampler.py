@@ -5,7 +5,7 @@
 Scenarios:
 - proc_spawn with 250 worker processes (a real server, idle);
 - 400 thread workers: the `worker` model if it exists with --threads-per-child, else a
-  test process whose 400 threads each claim a scoreboard slot as KIND_THREAD.
+  test process whose 400 threads each claim a scoreboard slot as Kind.THREAD.
 For comparison it also times the psutil way of reading the same CPU/RSS figures.
 Cost = CPU time of the sampling thread (time.thread_time) per `Sampler.sample()` plus
 `Analyser.annotate()` (imbalance and diagnoses), as a live session pays it.
@@ -98,12 +98,12 @@ def bench_processes(samples: int, with_psutil: bool) -> None:
 THREADS_CHILD = """
 import os, sys, threading, time
 sys.path.insert(0, {src!r})
-from servers.scoreboard import Scoreboard, KIND_THREAD, State
+from servers.scoreboard import Kind, Scoreboard, State
 board = Scoreboard(int(sys.argv[1]))
 board.set_model("threads400", os.getpid())
 go = threading.Event()
 def work(i):
-    w = board.claim(i, kind=KIND_THREAD, group=0)
+    w = board.claim(i, kind=Kind.THREAD, group=0)
     w.state(State.WAITING)
     go.wait()
 for i in range({n}):

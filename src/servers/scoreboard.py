@@ -75,12 +75,6 @@ class Role(IntEnum):
 _KINDS = tuple(Kind)  # by value, as _STATES
 _ROLES = tuple(Role)
 
-# the ints' old names, until every reader uses the enums
-KIND_PROCESS = Kind.PROCESS
-KIND_THREAD = Kind.THREAD
-ROLE_WORKER = Role.WORKER
-ROLE_LISTENER = Role.LISTENER
-
 
 class _Slot(ctypes.Structure):
     _fields_ = [

@@ -34,8 +34,6 @@ from .codec import FormatError, decode, encode
 __all__ = [
     "FORMAT_VERSION",
     "GLYPHS",
-    "KIND_PROCESS",
-    "KIND_THREAD",
     "SEVERITIES",
     "STATES",
     "Diagnosis",
@@ -60,14 +58,10 @@ FORMAT_VERSION = 1
 
 
 class Kind(StrEnum):
-    """What a worker is to the kernel (the scoreboard's KIND_PROCESS / KIND_THREAD)."""
+    """What a worker is to the kernel (the scoreboard's Kind, by name)."""
 
     PROCESS = "process"
     THREAD = "thread"
-
-
-KIND_PROCESS = Kind.PROCESS  # the names readers used before the enum
-KIND_THREAD = Kind.THREAD
 
 
 class WorkerState(StrEnum):

@@ -12,7 +12,8 @@ import os
 from typing import TYPE_CHECKING
 
 from plumbing.tcpinfo import accept_queue
-from servers.scoreboard import KIND_THREAD, ROLE_LISTENER, State
+from servers import scoreboard
+from servers.scoreboard import State
 
 from . import procfs
 from .reading import Reading, WorkerDeltas
@@ -89,7 +90,7 @@ class SupervisorSource:
 
     def _worker(self, s: SlotInfo, now: float, deltas: WorkerDeltas) -> WorkerSample:
         alive = s.state not in (State.EMPTY, State.DEAD) and s.pid > 0
-        thread = s.kind == KIND_THREAD
+        thread = s.kind == scoreboard.Kind.THREAD
         cpu = rss = None
         if alive:
             p = self._pstat(s.pid)
@@ -121,7 +122,7 @@ class SupervisorSource:
             requests_total=s.requests,
             bytes_sent_total=s.bytes_sent,
             deaths=s.deaths,
-            role=Role.LISTENER if s.role == ROLE_LISTENER else Role.WORKER,
+            role=Role[scoreboard.Role(s.role).name],
         )
 
     # -- the model ------------------------------------------------------------------------
