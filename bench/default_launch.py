@@ -17,8 +17,8 @@ import asyncio
 import sys
 import time
 
+from lab.session import Session
 from serverscope.cli import build_parser, config_from_args
-from serverscope.session import Session
 from tui.app import ServerscopeApp
 from tui.cli import default_config, level_from_args
 from tui.source import LiveSource

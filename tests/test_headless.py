@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
+from lab.session import Session
 from loadgen.levels import PRESETS, LoadError
 from plumbing.process import pid_alive
 from servers.config import ServerConfig
 from serverscope import cli, headless
 from serverscope.headless import SummaryBuilder, run_headless
-from serverscope.session import Session
 from telemetry import synthetic
 from telemetry.snapshot import Diagnosis, Snapshot
 

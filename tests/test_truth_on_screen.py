@@ -114,7 +114,7 @@ def test_a_killed_worker_is_in_no_imbalance_index(start_server) -> None:
 
 def test_pausing_a_thread_worker_says_it_stops_all_its_threads() -> None:
     from conftest import assert_all_gone
-    from serverscope.session import Session
+    from lab.session import Session
 
     session = Session(ServerConfig(model="event", workers=1, threads_per_child=3), None)
     session.start()
@@ -140,7 +140,7 @@ def test_the_scoreboard_title_says_stopped_after_s() -> None:
     import time
 
     from conftest import assert_all_gone
-    from serverscope.session import Session
+    from lab.session import Session
     from tui.app import ServerscopeApp
     from tui.source import LiveSource
 

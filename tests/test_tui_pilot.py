@@ -21,9 +21,9 @@ from textual.widgets import Input, Label, Select
 
 import tui_scenarios
 from conftest import assert_all_gone
+from lab.session import Session
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from serverscope.session import Session
 from telemetry.recording import RecordingWriter, read_recording
 from tui.app import ServerscopeApp
 from tui.load_screen import LoadScreen

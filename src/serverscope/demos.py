@@ -30,7 +30,7 @@ from loadgen.levels import PRESETS, LoadLevel
 from servers.config import ServerConfig
 from telemetry.snapshot import Snapshot
 
-from .session import Session
+from lab.session import Session
 
 MASTER = -1  # Fault.slot for the model's root process (the master), not a worker slot
 

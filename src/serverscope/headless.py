@@ -45,7 +45,7 @@ from servers.config import ServerConfig
 from telemetry import analysis
 from telemetry.snapshot import Snapshot, WorkerSample
 
-from .session import Session
+from lab.session import Session
 
 DRAIN_GRACE_S = 10.0  # the run loop gives up this long after the load's own duration
 

@@ -25,12 +25,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from lab.session import LIVE_DURATION, Session
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
 from serverscope.demos import Scenario, apply_fault
-from serverscope.session import LIVE_DURATION, Session
 from telemetry.snapshot import Snapshot
 
 from .backlog_panel import BacklogPanel

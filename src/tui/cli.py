@@ -18,7 +18,7 @@ from export import cli as export_cli
 from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
 from servers import models
 from servers.config import ConfigError, ServerConfig
-from serverscope.session import LIVE_DURATION
+from lab.session import LIVE_DURATION
 
 EXIT_USAGE = 2
 NO_LOAD = "none"
