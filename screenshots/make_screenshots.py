@@ -22,8 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from serverscope.demos import SCENARIOS  # noqa: E402
-
+from lab.catalogue import SCENARIOS  # noqa: E402
 from lab.session import Session  # noqa: E402
 from loadgen.levels import PRESETS, LoadLevel  # noqa: E402
 from servers import models  # noqa: E402

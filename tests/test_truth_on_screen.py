@@ -15,9 +15,9 @@ import socket
 import pytest
 
 from conftest import wait_until
+from lab.headless import run_headless
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from serverscope.headless import run_headless
 from telemetry.sampler import Sampler
 from telemetry.snapshot import Role, Snapshot
 
@@ -172,11 +172,11 @@ def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
     50 req/s (its 20 clients arrive over 2 s): one worker takes nearly every connection.
     The 10-launch figures (bench/default_launch.py) are in the README; one launch here
     must clear 70%."""
-    from serverscope.cli import build_parser, config_from_args
-    from tui.cli import default_config, level_from_args
+    from commands.main import build_parser
+    from commands.tui import default_config, level_from_args
 
     a = build_parser().parse_args([])
-    config = default_config(a, config_from_args)
+    config = default_config(a)
     level = level_from_args(a)
     assert (config.model, config.exclusive) == ("many_accepts", True)
     assert level is not None and level.name == "steady" and level.ramp > 0

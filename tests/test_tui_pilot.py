@@ -179,8 +179,9 @@ async def test_kill_respawn_prefork_and_ctrl_c() -> None:
 
 @aio
 async def test_demo_plays_its_steps_and_repeats_a_master_fault() -> None:
-    from serverscope.demos import SCENARIOS, with_seconds
-    from tui.demo import DemoPlayer
+    from lab.catalogue import SCENARIOS
+    from lab.player import DemoPlayer
+    from lab.scenarios import with_seconds
 
     scenario = with_seconds(SCENARIOS["master"], 4.0)
     player = DemoPlayer(scenario)

@@ -1,41 +1,57 @@
-"""Drawing snapshots with rich (for `serverscope attach`); the sampler never draws."""
+"""Drawing snapshots with rich (for `serverscope attach` and the headless demo); the
+sampler never draws."""
 
 from __future__ import annotations
 
-from rich.console import Group
+from collections.abc import Sequence
+
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .snapshot import Snapshot
+from lab.units import mib, opt
+from telemetry.snapshot import Snapshot, WorkerSample
 
 MAX_ROWS = 40  # workers shown; the rest are summarised in one line
 
 
-def _opt(value: float | None, fmt: str = "{:.0f}") -> str:
-    return "-" if value is None else fmt.format(value)
-
-
-def _mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / (1 << 20):.1f}"
-
-
 def render(snap: Snapshot) -> Group:
+    """The snapshot as rich renderables: its head line, the listeners, the workers, the
+    imbalance line and the diagnoses."""
+    live = snap.live_entities
+    parts: list[RenderableType] = [_head(snap), _listeners(snap), _workers(live)]
+    if len(live) > MAX_ROWS:
+        parts.append(Text(f"... and {len(live) - MAX_ROWS} more workers"))
+    imb = _imbalance(snap)
+    if imb:
+        parts.append(Text(f"imbalance over {snap.window_s:g} s  ") + imb)
+    for d in snap.diagnoses:
+        parts.append(
+            Text(f"! {d.message}", style="bold red" if d.severity == "critical" else "yellow")
+        )
+    return Group(*parts)
+
+
+def _head(snap: Snapshot) -> Text:
     m = snap.model
     head = Text()
     if m is not None:
         head.append(f"{m.name}", style="bold")
         head.append(f"  root pid {m.root_pid}")
-        head.append(f"  master CPU {_opt(m.master_cpu_percent)}%")
+        head.append(f"  master CPU {opt(m.master_cpu_percent)}%")
         head.append(f"  {m.processes} processes, {m.threads} threads")
     if snap.host is not None:
-        head.append(f"  host CPU {_opt(snap.host.cpu_percent)}% of {snap.host.cpu_count * 100}%")
+        head.append(f"  host CPU {opt(snap.host.cpu_percent)}% of {snap.host.cpu_count * 100}%")
     if snap.kernel is not None:
         k = snap.kernel
         head.append(
-            f"\nListenOverflows +{_opt(k.overflows_delta)}  ListenDrops +{_opt(k.drops_delta)}"
+            f"\nListenOverflows +{opt(k.overflows_delta)}  ListenDrops +{opt(k.drops_delta)}"
             "  (namespace-wide)"
         )
+    return head
 
+
+def _listeners(snap: Snapshot) -> Table:
     lt = Table(title="listeners", title_justify="left", expand=False)
     for col in ("#", "address", "port", "queue", "limit", "SYN_RECV", "source"):
         lt.add_column(col, justify="right" if col not in ("address", "source") else "left")
@@ -46,11 +62,14 @@ def render(snap: Snapshot) -> Group:
             ln.address,
             str(ln.port),
             Text(str(ln.queue), style=style),
-            _opt(ln.limit),
-            _opt(ln.syn_recv),
+            opt(ln.limit),
+            opt(ln.syn_recv),
             ln.source,
         )
+    return lt
 
+
+def _workers(live: Sequence[WorkerSample]) -> Table:
     wt = Table(title="workers", title_justify="left")
     for col in (
         "worker",
@@ -66,7 +85,6 @@ def render(snap: Snapshot) -> Group:
         "req total",
     ):
         wt.add_column(col, justify="left" if col in ("worker", "kind", "state") else "right")
-    live = snap.live_entities
     for w in live[:MAX_ROWS]:
         name = w.label if w.slot is not None else (w.name or "-")
         wt.add_row(
@@ -75,16 +93,17 @@ def render(snap: Snapshot) -> Group:
             str(w.tid),
             w.kind,
             f"{w.glyph} {w.state}",
-            _opt(w.cpu_percent, "{:.1f}"),
-            _mib(w.rss_bytes),
-            _opt(w.connections),
-            _opt(w.accepts),
-            _opt(w.accepts_total),
-            _opt(w.requests_total),
+            opt(w.cpu_percent, "{:.1f}"),
+            mib(w.rss_bytes, unit=""),
+            opt(w.connections),
+            opt(w.accepts),
+            opt(w.accepts_total),
+            opt(w.requests_total),
         )
-    parts: list = [head, lt, wt]
-    if len(live) > MAX_ROWS:
-        parts.append(Text(f"... and {len(live) - MAX_ROWS} more workers"))
+    return wt
+
+
+def _imbalance(snap: Snapshot) -> Text:
     imb = Text()
     for name, i in snap.imbalance.items():
         if i is None:
@@ -97,10 +116,4 @@ def render(snap: Snapshot) -> Group:
                 f"Jain {i.jain:.2f} top {100 * (i.top_share or 0):.0f}% "
                 f"max/mean {i.max_over_mean:.1f}  "
             )
-    if imb:
-        parts.append(Text(f"imbalance over {snap.window_s:g} s  ") + imb)
-    for d in snap.diagnoses:
-        parts.append(
-            Text(f"! {d.message}", style="bold red" if d.severity == "critical" else "yellow")
-        )
-    return Group(*parts)
+    return imb
