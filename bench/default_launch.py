@@ -1,5 +1,5 @@
 """How dramatic is the default launch? Open the TUI as `serverscope` with no arguments
-does (default model, load and knobs from tui.cli), headless (Textual's run_test, so the
+does (default model, load and knobs from commands.tui), headless (Textual's run_test, so the
 TUI's own CPU competes with the server as on screen), N times, and print each launch's
 top accept share: the largest worker's share of all accepts since the server started,
 read from the scoreboard once the burst's clients are all connected.
@@ -17,10 +17,10 @@ import asyncio
 import sys
 import time
 
-from serverscope.cli import build_parser, config_from_args
-from serverscope.session import Session
+from commands.main import build_parser
+from commands.tui import default_config, level_from_args
+from lab.session import Session
 from tui.app import ServerscopeApp
-from tui.cli import default_config, level_from_args
 from tui.source import LiveSource
 
 SETTLE_S = 4.0  # seconds of load before reading the shares
@@ -28,7 +28,7 @@ SETTLE_S = 4.0  # seconds of load before reading the shares
 
 async def launch(args: list[str]) -> list[int]:
     a = build_parser().parse_args(args)
-    cfg = default_config(a, config_from_args)
+    cfg = default_config(a)
     level = level_from_args(a)
     assert level is not None
     source = LiveSource(Session(cfg, level))

@@ -22,11 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from lab.catalogue import SCENARIOS  # noqa: E402
+from lab.session import Session  # noqa: E402
 from loadgen.levels import PRESETS, LoadLevel  # noqa: E402
 from servers import models  # noqa: E402
 from servers.config import ServerConfig  # noqa: E402
-from serverscope.demos import SCENARIOS  # noqa: E402
-from serverscope.session import Session  # noqa: E402
 from tui.app import ServerscopeApp  # noqa: E402
 from tui.source import LiveSource  # noqa: E402
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from commands import chart, compare
+from lab.summary import RunSummary, WorkerTotals
 from loadgen.levels import PRESETS
 from servers.config import ConfigError, ServerConfig
-from serverscope import compare
-from serverscope.headless import RunSummary, WorkerTotals
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SVG = "{http://www.w3.org/2000/svg}"
@@ -51,7 +51,7 @@ def test_parse_models() -> None:
 
 def test_chart_is_valid_svg_with_a_bar_per_model_and_a_segment_per_worker() -> None:
     summaries = [_summary("many_accepts", [97, 2, 1, 0]), _summary("cluster<&>", [25] * 4)]
-    text = compare.chart_svg(summaries, PRESETS["burst"])
+    text = chart.chart_svg(summaries, PRESETS["burst"])
     root = ET.fromstring(text)  # well-formed, names escaped
     assert root.tag == f"{SVG}svg"
     texts = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
@@ -64,7 +64,7 @@ def test_chart_is_valid_svg_with_a_bar_per_model_and_a_segment_per_worker() -> N
 
 
 def test_chart_copes_with_a_model_that_accepted_nothing() -> None:
-    text = compare.chart_svg([_summary("single", [0])], PRESETS["burst"])
+    text = chart.chart_svg([_summary("single", [0])], PRESETS["burst"])
     assert "no accepts counted" in text
     ET.fromstring(text)
 

@@ -12,10 +12,12 @@ import time
 
 import pytest
 
+from lab import catalogue, scenarios
+from lab.catalogue import SCENARIOS
+from lab.player import play
+from lab.scenarios import MASTER, Fault, Scenario
 from plumbing.process import pid_alive
 from servers import models
-from serverscope import demos
-from serverscope.demos import MASTER, SCENARIOS, Fault, Scenario, play
 from telemetry.snapshot import Snapshot
 
 EXPECT_S = 12.0  # cap for a step with expectations (it stops as soon as they appear)
@@ -41,7 +43,7 @@ def _missing_models(scenario: Scenario) -> list[str]:
 
 def test_the_six_demos_are_listed() -> None:
     assert list(SCENARIOS) == ["skew", "starvation", "overflow", "hol", "master", "gil"]
-    lines = demos.list_lines()
+    lines = catalogue.list_lines()
     assert len(lines) == 6 and all(line.split()[0] in SCENARIOS for line in lines)
     for s in SCENARIOS.values():
         assert s.steps and any(st.expect for st in s.steps), s.name
@@ -67,7 +69,7 @@ def test_rule_ids_match_the_diagnosis_module() -> None:
 
 
 def test_with_seconds_keeps_faults_inside_the_step() -> None:
-    s = demos.with_seconds(SCENARIOS["hol"], 4)
+    s = scenarios.with_seconds(SCENARIOS["hol"], 4)
     assert all(st.seconds == 4 for st in s.steps)
     assert all(st.fault is not None and st.fault.after_s < 4 for st in s.steps)
     assert Fault("burn", slot=MASTER, every_s=2).describe().startswith("burn CPU in the master")
@@ -112,14 +114,14 @@ def test_demo_shows_its_diagnosis(name: str) -> None:
 
 
 def test_a_seconds_too_short_for_a_step_is_refused_in_one_line(capsys) -> None:
-    from serverscope import cli
+    from commands import main as cli
 
     for name in ("master", "gil"):  # both reported "not shown" at --seconds 4
         assert cli.main(["demo", name, "--seconds", "4", "--headless"]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"serverscope demo: --seconds 4 is too short for demo {name}")
         assert "\n" not in err
-    assert demos.too_short(SCENARIOS["master"], 10) is None
+    assert scenarios.too_short(SCENARIOS["master"], 10) is None
     # every step with a phenomenon to show says how long it needs
     for sc in SCENARIOS.values():
         for st in sc.steps:

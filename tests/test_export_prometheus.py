@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from commands import export as export_option
 from export import prometheus as prom
 from telemetry import synthetic
 from telemetry.snapshot import KernelCounters, WorkerSample
@@ -211,9 +212,9 @@ def test_a_bad_export_address_is_one_clear_line(text):
 def test_a_non_loopback_export_needs_the_explicit_flag(capsys):
     a = argparse.Namespace(export="0.0.0.0:0", export_any_host=False)
     with pytest.raises(prom.ExportError, match="--export-any-host"):
-        prom.from_args(a)
+        export_option.from_args(a)
     a.export_any_host = True
-    e = prom.from_args(a)
+    e = export_option.from_args(a)
     assert e is not None
     try:
         err = capsys.readouterr().err
@@ -225,4 +226,4 @@ def test_a_non_loopback_export_needs_the_explicit_flag(capsys):
 def test_a_busy_export_port_is_named(exporter):
     a = argparse.Namespace(export=f"127.0.0.1:{exporter.port}", export_any_host=False)
     with pytest.raises(prom.ExportError, match=f"cannot export on 127.0.0.1:{exporter.port}"):
-        prom.from_args(a)
+        export_option.from_args(a)

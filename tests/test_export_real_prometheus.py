@@ -21,9 +21,9 @@ import pytest
 
 from conftest import assert_all_gone, wait_until
 from export.prometheus import ExportAddress, SnapshotExporter
+from lab.headless import run_headless
 from loadgen.levels import preset
 from servers.config import ServerConfig
-from serverscope.headless import run_headless
 from telemetry.snapshot import Snapshot
 
 PROMETHEUS = shutil.which("prometheus")

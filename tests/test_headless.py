@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from commands import common
+from commands import main as cli
+from commands.common import exit_status
 from conftest import wait_until
+from lab import aggregate
+from lab.aggregate import SummaryBuilder
+from lab.headless import run_headless
+from lab.session import Session
 from loadgen.levels import PRESETS, LoadError
 from plumbing.process import pid_alive
 from servers.config import ServerConfig
-from serverscope import cli, headless
-from serverscope.headless import SummaryBuilder, run_headless
-from serverscope.session import Session
 from telemetry import synthetic
 from telemetry.snapshot import Diagnosis, Snapshot
 
@@ -77,7 +81,7 @@ def test_summary_counts_from_the_baseline_and_over_the_whole_run() -> None:
     assert (s.overflows, s.drops) == (7, 8)
     assert [(d.rule, d.first_s, d.samples) for d in s.diagnoses] == [("accept_skew", 0.5, 1)]
     assert len(s.series) == 3 and s.series[1]["diagnoses"] == "accept_skew"
-    assert not s.ok and s.exit_status == headless.EXIT_FAILED
+    assert not s.ok and exit_status(s.ok) == common.EXIT_FAILED
     d = s.to_json_dict()
     assert set(d) >= JSON_KEYS
     assert d["workers"][0]["accept_share"] == pytest.approx(90 / 95, abs=1e-4)
@@ -111,12 +115,12 @@ def test_run_headless_sums_up_a_short_run(tmp_path: Path) -> None:
     assert s.accept_jain is not None and 0.5 <= s.accept_jain <= 1.0
     assert s.latency.p99 > 0 and s.connect.count > 0
     assert seen and s.samples >= len(seen)
-    headless.write_json(str(tmp_path / "s.json"), s.to_json_dict())
-    headless.write_csv(str(tmp_path / "s.csv"), s)
+    aggregate.write_json(str(tmp_path / "s.json"), s.to_json_dict())
+    aggregate.write_csv(str(tmp_path / "s.csv"), s)
     data = json.loads((tmp_path / "s.json").read_text())
     assert set(data) >= JSON_KEYS and data["rps"] > 0
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
-    assert len(rows) == len(s.series) and set(rows[0]) == set(headless.CSV_FIELDS)
+    assert len(rows) == len(s.series) and set(rows[0]) == set(aggregate.CSV_FIELDS)
     assert (tmp_path / "rec.jsonl").read_text().count("\n") > 2
 
 
@@ -132,7 +136,7 @@ def test_a_server_dying_mid_run_is_reported() -> None:
     s = run_headless(
         ServerConfig(model="single"), PRESETS["light"].with_(duration=10), on_sample=kill_it
     )
-    assert s.server_died and not s.ok and s.exit_status == 1
+    assert s.server_died and not s.ok and exit_status(s.ok) == 1
     assert "single exited" in (s.server_error or "")
     assert s.duration_s < 8
     wait_until(lambda: not any(pid_alive(p) for p in pids), 5, "server pids gone")
@@ -159,7 +163,7 @@ def test_a_load_generator_dying_mid_run_is_reported() -> None:
         on_sample=kill_load,
         session_factory=factory,
     )
-    assert not s.ok and s.exit_status == 1 and not s.server_died
+    assert not s.ok and exit_status(s.ok) == 1 and not s.server_died
     assert "load generator exited" in (s.load_error or "")
 
 
@@ -180,7 +184,7 @@ def test_a_load_that_cannot_start_raises_and_leaves_nothing(monkeypatch) -> None
         run_headless(ServerConfig(model="single"), PRESETS["burst"], session_factory=factory)
     assert sessions[0].supervisor is None  # closed
     # and through the CLI: one line, exit 2
-    assert cli.main(["run", "--model", "single", "--duration", "1"]) == headless.EXIT_START
+    assert cli.main(["run", "--model", "single", "--duration", "1"]) == common.EXIT_START
 
 
 # -- the command ----------------------------------------------------------------------------

@@ -385,7 +385,7 @@ def test_generator_dies_with_its_parent_on_sigkill() -> None:
 def test_cli_load_prints_summary_and_writes_json(
     fast_server: Supervisor, tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from serverscope.cli import main
+    from commands.main import main
 
     out = tmp_path / "r.json"
     args = ["load", fast_server.url + "/", "--clients", "4", "--requests", "500"]

@@ -7,12 +7,12 @@ import random
 
 import pytest
 
-from loadgen import cli as loadgen_cli
+from commands import load as loadgen_cli
+from commands.main import build_parser
 from loadgen.engine import resolve
 from loadgen.histogram import NBUCKETS, Histogram, bucket_bounds, index_of
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
 from loadgen.runner import LoadRunner, check_fd_limit
-from serverscope.cli import build_parser
 
 # -- histogram ---------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ def test_cli_builds_levels_from_presets_and_options() -> None:
 
 
 def test_cli_refuses_remote_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from serverscope.cli import main
+    from commands.main import main
 
     assert main(["load", "http://10.9.9.9/", "--duration", "1"]) == 2
     err = capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from serverscope.session import EventDeriver
+from lab.session import EventDeriver
 from telemetry import synthetic
 
 

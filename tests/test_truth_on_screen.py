@@ -15,9 +15,9 @@ import socket
 import pytest
 
 from conftest import wait_until
+from lab.headless import run_headless
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from serverscope.headless import run_headless
 from telemetry.analyser import Analyser
 from telemetry.sampler import Sampler
 from telemetry.snapshot import Role, Snapshot
@@ -115,7 +115,7 @@ def test_a_killed_worker_is_in_no_imbalance_index(start_server) -> None:
 
 def test_pausing_a_thread_worker_says_it_stops_all_its_threads() -> None:
     from conftest import assert_all_gone
-    from serverscope.session import Session
+    from lab.session import Session
 
     session = Session(ServerConfig(model="event", workers=1, threads_per_child=3), None)
     session.start()
@@ -141,7 +141,7 @@ def test_the_scoreboard_title_says_stopped_after_s() -> None:
     import time
 
     from conftest import assert_all_gone
-    from serverscope.session import Session
+    from lab.session import Session
     from tui.app import ServerscopeApp
     from tui.source import LiveSource
 
@@ -173,11 +173,11 @@ def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
     50 req/s (its 20 clients arrive over 2 s): one worker takes nearly every connection.
     The 10-launch figures (bench/default_launch.py) are in the README; one launch here
     must clear 70%."""
-    from serverscope.cli import build_parser, config_from_args
-    from tui.cli import default_config, level_from_args
+    from commands.main import build_parser
+    from commands.tui import default_config, level_from_args
 
     a = build_parser().parse_args([])
-    config = default_config(a, config_from_args)
+    config = default_config(a)
     level = level_from_args(a)
     assert (config.model, config.exclusive) == ("many_accepts", True)
     assert level is not None and level.name == "steady" and level.ramp > 0

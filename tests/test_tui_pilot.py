@@ -21,9 +21,9 @@ from textual.widgets import Input, Label, Select
 
 import tui_scenarios
 from conftest import assert_all_gone
+from lab.session import Session
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from serverscope.session import Session
 from telemetry.recording import RecordingWriter, read_recording
 from tui.app import ServerscopeApp
 from tui.load_screen import LoadScreen
@@ -179,8 +179,9 @@ async def test_kill_respawn_prefork_and_ctrl_c() -> None:
 
 @aio
 async def test_demo_plays_its_steps_and_repeats_a_master_fault() -> None:
-    from serverscope.demos import SCENARIOS, with_seconds
-    from tui.demo import DemoPlayer
+    from lab.catalogue import SCENARIOS
+    from lab.player import DemoPlayer
+    from lab.scenarios import with_seconds
 
     scenario = with_seconds(SCENARIOS["master"], 4.0)
     player = DemoPlayer(scenario)

@@ -24,9 +24,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from commands import web
+from commands.main import build_parser
 from conftest import assert_all_gone, wait_until
-from export import web
-from serverscope.cli import build_parser
 
 CHROMIUM = shutil.which("chromium")
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"

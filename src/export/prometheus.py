@@ -49,15 +49,13 @@ from prometheus_client.registry import Collector
 
 from telemetry.snapshot import STATES, Snapshot, WorkerSample, WorkerState
 
-from .cli import ExportAddress, ExportError, add_args, from_args, parse_address
+from .address import ExportAddress, ExportError, parse_address
 
 __all__ = [
     "ExportAddress",
     "ExportError",
     "SnapshotCollector",
     "SnapshotExporter",
-    "add_args",
-    "from_args",
     "parse_address",
     "role_of",
 ]

@@ -25,17 +25,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
+from lab.player import DemoPlayer
+from lab.scenarios import Scenario, apply_fault
+from lab.session import LIVE_DURATION, Session
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
-from serverscope.demos import Scenario, apply_fault
-from serverscope.session import LIVE_DURATION, Session
 from telemetry.snapshot import Snapshot
 
 from .backlog_panel import BacklogPanel
 from .client_panel import ClientPanel
-from .demo import DemoPlayer
 from .demo_panel import NarrationPanel
 from .diagnosis_banner import DiagnosisBanner
 from .event_log import EventLog

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
-from loadgen.cli import WAIT_ALARM_MS
+from lab.units import WAIT_ALARM_MS
 from loadgen.stats import ERROR_KINDS
 
 from .drawing import ms, num, spark

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from serverscope.demos import Scenario
+from lab.scenarios import Scenario
 
 
 class NarrationPanel(Static):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import RichLog
 
-from serverscope.session import LabEvent
+from lab.session import LabEvent
 
 KIND_STYLE = {
     "model": "cyan",

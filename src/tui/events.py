@@ -1,5 +1,5 @@
 """Event-log lines for sources without a Session (replays, tests): the Session's own
-rules (`serverscope.session.EventDeriver`), plus what only a recording needs said (where it
+rules (`lab.session.EventDeriver`), plus what only a recording needs said (where it
 starts, and changes of load, which a live session logs as it makes them).
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from serverscope.session import EventDeriver, LabEvent
+from lab.session import EventDeriver, LabEvent
 from telemetry.snapshot import Snapshot
 
 

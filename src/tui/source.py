@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from serverscope.session import LabEvent, Session
+from lab.session import LabEvent, Session
 from telemetry.snapshot import Snapshot
 
 from .events import derive_events

@@ -4,8 +4,8 @@
 With `--export ... --no-ui` it is a host agent: the same sampling loop, snapshots handed to
 the Prometheus exporter only, nothing drawn.
 
-Registered by `serverscope.cli` through `add_parser(subparsers)`; `run(args)` returns the
-exit code.
+Registered by `commands.main` through `add_parser(subparsers)`; `run(args)` returns the
+exit code. Ctrl-C (or SIGTERM) ends the live view between two samples.
 """
 
 from __future__ import annotations
@@ -13,28 +13,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from export import cli as export_cli
+from plumbing.signals import stop_on
+from telemetry.analyser import Analyser
+from telemetry.recording import RecordingWriter
+from telemetry.sampler import DEFAULT_PERIOD, AttachError, Sampler
+from telemetry.snapshot import Snapshot
 
-from .analyser import Analyser
-from .recording import RecordingWriter
-from .sampler import DEFAULT_PERIOD, AttachError, Sampler
-from .snapshot import Snapshot
+from . import export
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, seconds
 
 Sink = Callable[[Snapshot], None]  # handed every snapshot: the recorder, the exporter
 ONCE_INTERVAL_S = 0.5  # a one-shot CPU % is measured over at least this long
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+PROG = "serverscope attach"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,15 +49,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--json", action="store_true", help="print snapshots as JSON (one per line)")
     p.add_argument(
         "--period",
-        type=_positive,
+        type=seconds(above=0),
         default=DEFAULT_PERIOD,
         help=f"seconds between samples (default {DEFAULT_PERIOD:g})",
     )
-    p.add_argument("--window", type=_positive, default=5.0, help="imbalance window, s (5)")
+    p.add_argument("--window", type=seconds(above=0), default=5.0, help="imbalance window, s (5)")
     p.add_argument(
         "--record", metavar="FILE", help="also write every snapshot to FILE (JSON Lines)"
     )
-    export_cli.add_args(p)
+    export.add_args(p)
     p.add_argument(
         "--no-ui", action="store_true", help="draw nothing (an agent for --export or --record)"
     )
@@ -71,22 +67,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(a: argparse.Namespace) -> int:
     if a.no_ui and (a.once or a.json or not (a.export or a.record)):
-        print(
-            "serverscope attach: --no-ui goes with --export or --record, not --once/--json",
-            file=sys.stderr,
-        )
-        return 2
+        return fail(PROG, "--no-ui goes with --export or --record, not --once/--json")
     try:
         sampler = Sampler.attach(pid=a.pid, port=a.port)
         analyser = Analyser(window_s=a.window)
     except AttachError as e:
-        print(f"serverscope attach: {e}", file=sys.stderr)
-        return 1
+        return fail(PROG, str(e), EXIT_FAILED)
     try:
-        exporter = export_cli.from_args(a, "serverscope attach")
-    except export_cli.ExportError as e:
-        print(f"serverscope attach: {e}", file=sys.stderr)
-        return 2
+        exporter = export.from_args(a, PROG)
+    except export.ExportError as e:
+        return fail(PROG, str(e), EXIT_USAGE)
     rec = None
     if a.record:
         rec = RecordingWriter(a.record, meta={"attach": {"pid": a.pid, "port": a.port}})
@@ -97,13 +87,15 @@ def run(a: argparse.Namespace) -> int:
         sinks.append(rec.write)
     try:
         if exporter is not None and a.no_ui:
-            print(f"serverscope attach: exporting on {exporter.url}", file=sys.stderr)
-        return (_once if a.once else _live)(sampler, analyser, a, sinks)
+            print(f"{PROG}: exporting on {exporter.url}", file=sys.stderr)
+        if a.once:
+            return _once(sampler, analyser, a, sinks)
+        with stop_on(threading.Event()) as stop:
+            return _live(sampler, analyser, a, sinks, stop)
     except RuntimeError as e:  # the target exited
-        print(f"serverscope attach: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 0
+        return fail(PROG, str(e), EXIT_FAILED)
+    except KeyboardInterrupt:  # --once, whose wait is short
+        return EXIT_OK
     finally:
         if rec is not None:
             rec.close()
@@ -122,27 +114,46 @@ def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: li
     else:
         from rich.console import Console
 
-        from .render import render
+        from text.attach import render
 
         Console().print(render(snap))
-    return 0
+    return EXIT_OK
 
 
-def _live(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: list[Sink]) -> int:
+def _samples(sampler: Sampler, period: float, stop: threading.Event) -> Iterator[Snapshot]:
+    """A sample every `period` seconds on a fixed schedule, until `stop` (Ctrl-C, SIGTERM)."""
+    next_at = time.monotonic()
+    while not stop.is_set():
+        yield sampler.sample()
+        next_at += period
+        delay = next_at - time.monotonic()
+        if delay <= 0:
+            next_at = time.monotonic()
+        elif stop.wait(delay):
+            return
+
+
+def _live(
+    sampler: Sampler,
+    analyser: Analyser,
+    a: argparse.Namespace,
+    sinks: list[Sink],
+    stop: threading.Event,
+) -> int:
     if a.json or a.no_ui:
-        for snap in map(analyser.annotate, sampler.iter_samples(a.period)):
+        for snap in map(analyser.annotate, _samples(sampler, a.period, stop)):
             for sink in sinks:
                 sink(snap)
             if a.json:
                 print(json.dumps(snap.to_dict()), flush=True)
-        return 0
+        return EXIT_OK
     from rich.live import Live
 
-    from .render import render
+    from text.attach import render
 
     with Live(auto_refresh=False, screen=False) as live:
-        for snap in map(analyser.annotate, sampler.iter_samples(a.period)):
+        for snap in map(analyser.annotate, _samples(sampler, a.period, stop)):
             for sink in sinks:
                 sink(snap)
             live.update(render(snap), refresh=True)
-    return 0
+    return EXIT_OK

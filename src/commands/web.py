@@ -7,7 +7,7 @@ serverscope with the same TUI options) under Textual's web driver. So each brows
 gets its own lab (its own model, load and sampler), and when the page closes textual-serve
 tells that app to quit, which stops its Session: servers and load generators go with it
 (and, were the app killed, the parent-death signal the Session arms takes them anyway).
-Each lab is started through this module (`python -m export.web SERVER_PID ARGS`), which
+Each lab is started through this module (`python -m commands.web SERVER_PID ARGS`), which
 asks the kernel to kill the lab if the web server dies (PR_SET_PDEATHSIG): a web server
 killed with SIGKILL would otherwise leave its labs running, as a closed stdin does not end a
 Textual app under the web driver (seen).
@@ -25,22 +25,23 @@ import shlex
 import sys
 from typing import Any
 
+from . import tui
+from .common import EXIT_FAILED, EXIT_OK, add_model_args, config_from_args, fail
+
 DEFAULT_WEB_PORT = 8000
 WEB_ONLY = frozenset({"web_port", "command", "help", "web_parser"})
 NOT_PER_PAGE = ("record", "export", "export_any_host")
-EXIT_USAGE = 2
+PROG = "serverscope web"
 
 
-def add_parser(sub: Any, add_model_args: Any) -> argparse.ArgumentParser:
-    from tui import cli as tui_cli
-
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "web",
         help="serve the live lab to a browser (one lab per page)",
         description="Serve the live lab on http://127.0.0.1:WEB_PORT/ with textual-serve: "
         "each browser page opens its own lab with these options, stopped when the page closes.",
     )
-    tui_cli.add_args(p)
+    tui.add_args(p)
     add_model_args(p)
     p.add_argument(
         "--web-port",
@@ -74,41 +75,38 @@ def lab_argv(a: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str
 
 def lab_command(a: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     """The shell command textual-serve runs for each page (`exec`: no shell left between)."""
-    argv = ["exec", sys.executable, "-m", "export.web", str(os.getpid())]
+    argv = ["exec", sys.executable, "-m", "commands.web", str(os.getpid())]
     return shlex.join([*argv, *lab_argv(a, parser)])
 
 
 def lab_main(argv: list[str]) -> int:
     """One page's lab: die with the web server (pid argv[0]), then the TUI as usual."""
     from plumbing.process import die_with_parent
-    from serverscope.cli import main
+
+    from .main import main
 
     die_with_parent(expected_parent=int(argv[0]))
     return main(argv[1:])
 
 
-def command(a: argparse.Namespace, config_from_args: Any) -> int:
+def command(a: argparse.Namespace) -> int:
     from loadgen.levels import LoadError
     from servers.config import ConfigError
-    from tui import cli as tui_cli
 
     given = [f"--{d.replace('_', '-')}" for d in NOT_PER_PAGE if getattr(a, d, None)]
     if given:
-        print(
-            f"serverscope web: {' '.join(given)} would be shared by every page's lab; "
+        return fail(
+            PROG,
+            f"{' '.join(given)} would be shared by every page's lab; "
             "use it with the TUI in a terminal",
-            file=sys.stderr,
         )
-        return EXIT_USAGE
     if not 0 < a.web_port < 65536:
-        print(f"serverscope web: --web-port {a.web_port} is not 1..65535", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(PROG, f"--web-port {a.web_port} is not 1..65535")
     try:  # bad options fail here, in one line, not in every page
-        tui_cli.check_config(config_from_args(a.model, a))
-        tui_cli.level_from_args(a)
+        tui.check_config(config_from_args(a.model, a))
+        tui.level_from_args(a)
     except (ConfigError, LoadError) as e:
-        print(f"serverscope web: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(PROG, str(e))
     from textual_serve.server import Server
 
     cmd = lab_command(a, a.web_parser)
@@ -116,13 +114,9 @@ def command(a: argparse.Namespace, config_from_args: Any) -> int:
     try:
         server.serve()
     except OSError as e:
-        print(
-            f"serverscope web: cannot serve on 127.0.0.1:{a.web_port}: {e.strerror or e} "
-            "(pick another --web-port)",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+        why = f"cannot serve on 127.0.0.1:{a.web_port}: {e.strerror or e} (pick another --web-port)"
+        return fail(PROG, why, EXIT_FAILED)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""The TUI's part of the `serverscope` command line (registered by `serverscope.cli`).
+"""`serverscope` with no subcommand: the live lab in the TUI.
 
     serverscope [--model M] [--load PRESET] [--clients N] [--rate R] [--duration S]
                 [--record FILE] [model knobs]          the live lab (default: many_accepts
                                                        with EPOLLEXCLUSIVE, steady at 50/s)
-    serverscope replay FILE                            a recording, with pause and seek
+
+(`serverscope replay FILE` is `commands.replay`.)
 
 Textual is imported only when a TUI actually opens, so other subcommands start fast.
 """
@@ -11,16 +12,15 @@ Textual is imported only when a TUI actually opens, so other subcommands start f
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
 
-from export import cli as export_cli
+from lab.session import LIVE_DURATION
 from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
 from servers import models
 from servers.config import ConfigError, ServerConfig
-from serverscope.session import LIVE_DURATION
 
-EXIT_USAGE = 2
+from . import export
+from .common import config_from_args, fail, seconds
+
 NO_LOAD = "none"
 # `serverscope` with no arguments must show its phenomenon at once, every time (issue 12:
 # six launches of the old default, many_accepts under `burst`, gave top accept shares of
@@ -39,8 +39,7 @@ DEFAULT_KNOBS = {"exclusive": True}  # applied only when --model is not given
 
 
 def _fail(message: str) -> int:
-    print(f"serverscope: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    return fail("serverscope", message)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -60,22 +59,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rate", type=float, help="open loop at this many req/s in all")
     g.add_argument(
         "--duration",
-        type=float,
+        type=seconds(at_least=0),
         help=f"seconds each load runs (default {LIVE_DURATION:g}; g runs it again)",
     )
     g.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSONL)")
-    export_cli.add_args(g)
-
-
-def add_replay_parser(sub: Any) -> argparse.ArgumentParser:
-    p = sub.add_parser(
-        "replay",
-        help="replay a recording in the TUI",
-        description="Open a recording (serverscope --record FILE) in the TUI, "
-        "with pause (space) and seek ([ and ], comma and full stop).",
-    )
-    p.add_argument("file", help="a recording made with --record")
-    return p
+    export.add_args(g)
 
 
 def level_from_args(a: argparse.Namespace) -> LoadLevel | None:
@@ -92,7 +80,7 @@ def level_from_args(a: argparse.Namespace) -> LoadLevel | None:
     return level.check()
 
 
-def default_config(a: argparse.Namespace, config_from_args: Any) -> ServerConfig:
+def default_config(a: argparse.Namespace) -> ServerConfig:
     """The model the lab opens: --model's, or the default with its knobs."""
     if a.model is not None:
         return config_from_args(a.model, a)
@@ -108,18 +96,18 @@ def check_config(cfg: ServerConfig) -> ServerConfig:
     return cfg
 
 
-def run(a: argparse.Namespace, config_from_args: Any) -> int:
+def run(a: argparse.Namespace) -> int:
     """`serverscope` with no subcommand: the live lab."""
     try:
-        cfg = check_config(default_config(a, config_from_args))
+        cfg = check_config(default_config(a))
         level = level_from_args(a)
     except (ConfigError, LoadError) as e:
         return _fail(str(e))
-    from .app import run_live
+    from tui.app import run_live  # late: Textual loads only when a TUI opens
 
     try:
-        exporter = export_cli.from_args(a)
-    except export_cli.ExportError as e:
+        exporter = export.from_args(a)
+    except export.ExportError as e:
         return _fail(str(e))
     try:
         code, error = run_live(
@@ -135,18 +123,3 @@ def run(a: argparse.Namespace, config_from_args: Any) -> int:
     if error:
         return _fail(error)
     return code
-
-
-def run_replay(a: argparse.Namespace) -> int:
-    from telemetry.recording import read_recording
-    from telemetry.snapshot import FormatError
-
-    try:
-        snaps = list(read_recording(a.file))
-    except (OSError, FormatError) as e:
-        return _fail(str(e) if isinstance(e, FormatError) else f"{a.file}: {e.strerror or e}")
-    if not snaps:
-        return _fail(f"{a.file}: the recording holds no snapshots")
-    from .app import run_replay as replay
-
-    return replay(snaps, a.file)

@@ -1,4 +1,5 @@
-"""Drawing snapshots with rich (for `serverscope attach`); the sampler never draws."""
+"""Drawing snapshots with rich (for `serverscope attach` and the headless demo); the
+sampler never draws."""
 
 from __future__ import annotations
 
@@ -8,22 +9,17 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .snapshot import Severity, Snapshot, WorkerSample
+from lab.units import mib, opt
+from telemetry.snapshot import Severity, Snapshot, WorkerSample
 
 MAX_ROWS = 40  # workers shown; the rest are summarised in one line
 
 
-def _opt(value: float | None, fmt: str = "{:.0f}") -> str:
-    return "-" if value is None else fmt.format(value)
-
-
-def _mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / (1 << 20):.1f}"
-
-
 def render(snap: Snapshot) -> Group:
+    """The snapshot as rich renderables: its head line, the listeners, the workers, the
+    imbalance line and the diagnoses."""
     live = snap.live_entities
-    parts: list[RenderableType] = [_head(snap), _listeners(snap), _workers(live[:MAX_ROWS])]
+    parts: list[RenderableType] = [_head(snap), _listeners(snap), _workers(live)]
     if len(live) > MAX_ROWS:
         parts.append(Text(f"... and {len(live) - MAX_ROWS} more workers"))
     imb = _imbalance(snap)
@@ -41,14 +37,14 @@ def _head(snap: Snapshot) -> Text:
     if m is not None:
         head.append(f"{m.name}", style="bold")
         head.append(f"  root pid {m.root_pid}")
-        head.append(f"  master CPU {_opt(m.master_cpu_percent)}%")
+        head.append(f"  master CPU {opt(m.master_cpu_percent)}%")
         head.append(f"  {m.processes} processes, {m.threads} threads")
     if snap.host is not None:
-        head.append(f"  host CPU {_opt(snap.host.cpu_percent)}% of {snap.host.cpu_count * 100}%")
+        head.append(f"  host CPU {opt(snap.host.cpu_percent)}% of {snap.host.cpu_count * 100}%")
     if snap.kernel is not None:
         k = snap.kernel
         head.append(
-            f"\nListenOverflows +{_opt(k.overflows_delta)}  ListenDrops +{_opt(k.drops_delta)}"
+            f"\nListenOverflows +{opt(k.overflows_delta)}  ListenDrops +{opt(k.drops_delta)}"
             "  (namespace-wide)"
         )
     return head
@@ -65,14 +61,14 @@ def _listeners(snap: Snapshot) -> Table:
             ln.address,
             str(ln.port),
             Text(str(ln.queue), style=style),
-            _opt(ln.limit),
-            _opt(ln.syn_recv),
+            opt(ln.limit),
+            opt(ln.syn_recv),
             ln.source,
         )
     return lt
 
 
-def _workers(rows: Sequence[WorkerSample]) -> Table:
+def _workers(live: Sequence[WorkerSample]) -> Table:
     wt = Table(title="workers", title_justify="left")
     for col in (
         "worker",
@@ -88,7 +84,7 @@ def _workers(rows: Sequence[WorkerSample]) -> Table:
         "req total",
     ):
         wt.add_column(col, justify="left" if col in ("worker", "kind", "state") else "right")
-    for w in rows:
+    for w in live[:MAX_ROWS]:
         name = w.label if w.slot is not None else (w.name or "-")
         wt.add_row(
             name if w.is_worker else f"{name} ({w.role})",
@@ -96,12 +92,12 @@ def _workers(rows: Sequence[WorkerSample]) -> Table:
             str(w.tid),
             w.kind,
             f"{w.glyph} {w.state}",
-            _opt(w.cpu_percent, "{:.1f}"),
-            _mib(w.rss_bytes),
-            _opt(w.connections),
-            _opt(w.accepts),
-            _opt(w.accepts_total),
-            _opt(w.requests_total),
+            opt(w.cpu_percent, "{:.1f}"),
+            mib(w.rss_bytes, unit=""),
+            opt(w.connections),
+            opt(w.accepts),
+            opt(w.accepts_total),
+            opt(w.requests_total),
         )
     return wt
 

@@ -1,0 +1,139 @@
+"""`serverscope load URL ...`: run one load with a progress bar, print a wrk-like summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import Any
+
+from lab.aggregate import write_json
+from loadgen.engine import ENGINES
+from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel, preset
+from loadgen.runner import LoadRunner
+from plumbing.signals import stop_on
+from text.load import live_figures, live_progress, load_summary
+
+from .common import EXIT_FAILED, EXIT_OK, check_output, console_for_output, fail, number
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    presets = "; ".join(f"{k}: {v}" for k, v in PRESET_HELP.items())
+    p = subparsers.add_parser(
+        "load",
+        help="run a load generator against a URL (loopback only by default)",
+        description="Load a server with a preset or custom load level and print a wrk-like "
+        f"summary. Presets: {presets}. Options given with --preset override its fields.",
+    )
+    p.add_argument("url", nargs="?", help="target, e.g. http://127.0.0.1:8080/")
+    p.add_argument("--preset", choices=list(PRESETS), help="a named load level")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--clients", type=number(int), help="concurrent clients (connections)")
+    p.add_argument(
+        "--rate", type=number(float), help="open loop at this many req/s (default: closed loop)"
+    )
+    conn = p.add_mutually_exclusive_group()
+    conn.add_argument(
+        "--keepalive", dest="keepalive", action="store_true", default=None, help="keep-alive"
+    )
+    conn.add_argument(
+        "--close", dest="keepalive", action="store_false", help="a new connection per request"
+    )
+    p.add_argument("--think", type=number(float), metavar="MS", help="think time per request")
+    p.add_argument("--think-exp", action="store_true", default=None, help="exponential think")
+    p.add_argument("--ramp", type=number(float), metavar="S", help="clients arrive over S s")
+    p.add_argument("--cpu-ms", type=number(float), help="/work cpu_ms per request")
+    p.add_argument("--io-ms", type=number(float), help="/work io_ms per request")
+    p.add_argument("--bytes", type=number(int), help="/work response bytes")
+    p.add_argument("--connect-timeout", type=number(float), metavar="S", help="default 10")
+    p.add_argument("--read-timeout", type=number(float), metavar="S", help="default 30")
+    p.add_argument("--requests", type=number(int), help="stop after this many requests")
+    p.add_argument("--duration", type=number(float), metavar="S", help="seconds (default 10)")
+    p.add_argument("--engine", choices=ENGINES, default="fast", help="fast (default) or httpx")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    p.add_argument("--no-uvloop", action="store_true", help="plain asyncio even with uvloop")
+    return p
+
+
+_OVERRIDES = {
+    "clients": "clients",
+    "rate": "rate",
+    "keepalive": "keepalive",
+    "think": "think_ms",
+    "think_exp": "think_exp",
+    "ramp": "ramp",
+    "cpu_ms": "cpu_ms",
+    "io_ms": "io_ms",
+    "bytes": "bytes",
+    "connect_timeout": "connect_timeout",
+    "read_timeout": "read_timeout",
+    "requests": "requests",
+    "duration": "duration",
+}
+
+
+def level_from_args(a: argparse.Namespace) -> LoadLevel:
+    level = preset(a.preset) if a.preset else LoadLevel()
+    changes = {f: getattr(a, opt) for opt, f in _OVERRIDES.items() if getattr(a, opt) is not None}
+    if any(k != "duration" for k in changes) or not a.preset:
+        changes["name"] = "custom"
+    return level.with_(**changes).check()
+
+
+PROG = "serverscope load"
+
+
+def run(a: argparse.Namespace) -> int:
+    if a.list_presets:
+        width = max(map(len, PRESETS))
+        for name, text in PRESET_HELP.items():
+            print(f"{name:<{width}}  {text}")
+        return 0
+    if not a.url:
+        return fail(PROG, "give a URL, e.g. http://127.0.0.1:8080/")
+    try:
+        check_output("--json", a.json)
+    except OSError as e:
+        return fail(PROG, str(e))
+    try:
+        level = level_from_args(a)
+        runner = LoadRunner(a.url, level, a.engine, a.allow_remote, use_uvloop=not a.no_uvloop)
+        runner.start()
+    except LoadError as e:
+        return fail(PROG, str(e))
+    console = console_for_output(120)
+    try:
+        with stop_on(threading.Event()) as stop, live_progress(console) as progress:
+            task = progress.add_task(level.name, total=level.duration, live="starting")
+            while runner.running:
+                if stop.wait(0.25):
+                    break
+                s = runner.stats()
+                done = min(s.elapsed, level.duration)
+                progress.update(task, completed=done, live=live_figures(s))
+        result = runner.stop()
+    finally:
+        runner.stop()
+    if result is None:
+        return fail(PROG, runner.error or "no result", EXIT_FAILED)
+    load_summary(console, result)
+    if a.json:
+        try:
+            write_json(a.json, result.to_json_dict())
+        except OSError as e:
+            return fail(PROG, f"cannot write {a.json}: {e.strerror}", EXIT_FAILED)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m commands.load`); `serverscope load` is the usual one."""
+    parser = argparse.ArgumentParser(prog="loadgen")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    a = parser.parse_args(["load", *(argv if argv is not None else sys.argv[1:])])
+    return run(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

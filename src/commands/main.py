@@ -1,0 +1,54 @@
+"""The `serverscope` command line: one argparse tree, each subcommand its own module."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from servers.config import ConfigError
+from servers.supervisor import ServerError
+
+from . import attach, compare, demo, load, replay, run, serve, tui, web
+from .common import EXIT_USAGE, Parser, add_model_args, fail
+
+# subcommand -> what runs it (None: no subcommand, the live lab)
+COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
+    None: tui.run,
+    "serve": serve.run,
+    "load": load.run,
+    "attach": attach.run,
+    "replay": replay.run,
+    "run": run.command,
+    "compare": compare.command,
+    "demo": demo.command,
+    "web": web.command,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="serverscope", description="A live terminal lab for server concurrency models.")
+    tui.add_args(p)
+    add_model_args(p)
+    sub = p.add_subparsers(dest="command", parser_class=Parser)
+    serve.add_parser(sub)
+    load.add_parser(sub)
+    attach.add_parser(sub)
+    replay.add_parser(sub)
+    run.add_parser(sub)
+    compare.add_parser(sub)
+    demo.add_parser(sub)
+    web.add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    command = COMMANDS.get(a.command)
+    if command is None:
+        parser.error(f"unknown command {a.command!r}")
+        return EXIT_USAGE
+    try:
+        return command(a)
+    except (ConfigError, ServerError) as e:
+        return fail("serverscope", str(e))

@@ -1,0 +1,152 @@
+"""`serverscope run`: one model under one load without the TUI, then a summary (rich), and
+the summary as JSON and the run as CSV if asked. The run itself is `lab.headless`."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rich.console import Console
+
+from lab.aggregate import write_csv, write_json
+from lab.headless import run_headless
+from lab.summary import RunSummary
+from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
+from plumbing.signals import stop_on
+from servers.config import ServerConfig
+from telemetry.snapshot import Snapshot
+from text.load import live_figures, live_progress
+from text.summary import render_summary
+
+from . import export
+from .common import (
+    DAY_S,
+    EXIT_FAILED,
+    EXIT_START,
+    add_model_args,
+    check_output,
+    config_from_args,
+    console_for_output,
+    exit_status,
+    fail,
+    seconds,
+)
+
+PROG = "serverscope run"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "run",
+        help="run one model under one load without the TUI, then print a summary",
+        description="Start a model, run a preset load against it with a progress bar, and "
+        "print a summary: throughput, latency and connect-time percentiles, errors, accept "
+        "and CPU imbalance over the whole run, the longest accept queue, ListenOverflows "
+        "(namespace-wide) and the diagnoses seen. Exit status 1 if the server died or the "
+        "load failed, 2 if it could not start.",
+    )
+    p.add_argument("--model", required=True, help="model name (see `serverscope serve --list`)")
+    add_load_args(p)
+    p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE")
+    p.add_argument("--csv", metavar="FILE", help="write the run as a time series to FILE")
+    p.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSON Lines)")
+    export.add_args(p)
+    add_model_args(p)
+    return p
+
+
+def add_load_args(p: argparse.ArgumentParser) -> None:
+    """--load, --duration, --period: shared with `compare`. Every run ends by itself, so a
+    duration is more than 0 and at most a day."""
+    p.add_argument(
+        "--load", default="burst", choices=list(PRESETS), help="load preset (default burst)"
+    )
+    run_seconds = seconds(above=0, at_most=DAY_S)
+    p.add_argument(
+        "--duration", type=run_seconds, help="seconds of load (default: the preset's own)"
+    )
+    p.add_argument(
+        "--period", type=run_seconds, default=0.25, help="seconds between samples (0.25)"
+    )
+
+
+def level_from_args(a: argparse.Namespace) -> LoadLevel:
+    level = preset(a.load)
+    if a.duration is not None:
+        level = level.with_(duration=a.duration)
+    return level.check()
+
+
+def progress_run(
+    console: Console,
+    config: ServerConfig,
+    level: LoadLevel,
+    *,
+    title: str,
+    period: float = 0.25,
+    record: str | None = None,
+    stop: threading.Event | None = None,
+    observers: Sequence[Callable[[Snapshot], None]] = (),
+) -> RunSummary:
+    """`run_headless` with a rich progress bar (transient) showing the live figures."""
+    with live_progress(console) as progress:
+        task = progress.add_task(title, total=level.duration, live="starting")
+
+        def show(snap: Snapshot, elapsed: float) -> None:
+            live = live_figures(snap.client) if snap.client else ""
+            live += f"  queue {snap.queue}"
+            if snap.diagnoses:
+                live += "  [yellow]" + ", ".join(d.rule for d in snap.diagnoses) + "[/]"
+            progress.update(task, completed=min(elapsed, level.duration), live=live)
+
+        return run_headless(
+            config,
+            level,
+            period=period,
+            record=record,
+            on_sample=show,
+            stop=stop,
+            observers=observers,
+        )
+
+
+def command(a: argparse.Namespace) -> int:
+    """Start-up errors (ConfigError, ServerError) propagate to `main`, which prints them in
+    one line with exit status 2; a LoadError does the same here."""
+    try:
+        level = level_from_args(a)
+        for option in ("json", "csv", "record"):
+            check_output(f"--{option}", getattr(a, option))
+        config = config_from_args(a.model, a)
+        exporter = export.from_args(a, PROG)
+    except (LoadError, OSError, export.ExportError) as e:
+        return fail(PROG, str(e), EXIT_START)
+    console = console_for_output()
+    try:
+        with stop_on(threading.Event()) as stop:  # Ctrl-C ends the run; the summary prints
+            summary = progress_run(
+                console,
+                config,
+                level,
+                title=f"{config.model} / {level.name}",
+                period=a.period,
+                record=a.record,
+                stop=stop,
+                observers=[exporter.update] if exporter else (),
+            )
+    except LoadError as e:
+        return fail(PROG, str(e), EXIT_START)
+    finally:
+        if exporter is not None:
+            exporter.close()
+    render_summary(console, summary)
+    try:
+        if a.json:
+            write_json(a.json, summary.to_json_dict())
+        if a.csv:
+            write_csv(a.csv, summary)
+    except OSError as e:
+        return fail(PROG, f"cannot write {e.filename}: {e.strerror}", EXIT_FAILED)
+    return exit_status(summary.ok)

@@ -1,0 +1,82 @@
+"""`serverscope serve MODEL`: run one model in the foreground until Ctrl-C (or SIGTERM, or
+SIGHUP: a closed terminal stops it too); `serve --list` lists the models and the originals."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+import originals
+from plumbing.signals import STOP_SIGNALS, stop_on
+from servers import models
+from servers.config import is_loopback_host
+from servers.supervisor import Supervisor
+
+from .common import EXIT_FAILED, EXIT_OK, add_model_args, config_from_args, fail
+
+PROG = "serverscope serve"
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    s = sub.add_parser(
+        "serve",
+        help="run one model in the foreground",
+        description="Run one model in the foreground until Ctrl-C.",
+    )
+    s.add_argument("model", nargs="?", help="model name (see --list)")
+    s.add_argument("--list", action="store_true", help="list the models and exit")
+    add_model_args(s)
+    return s
+
+
+def list_models() -> int:
+    specs = models.available()
+    width = max(len(s.name) for s in specs)
+    for s in specs:
+        print(f"{s.name:<{width}}  {s.summary}")
+    print("the originals (the seed's own systems, run for real):")
+    print("\n".join(originals.list_lines()))
+    return EXIT_OK
+
+
+def run(a: argparse.Namespace) -> int:
+    if a.list:
+        return list_models()
+    if not a.model:
+        return fail(PROG, "name a model (serverscope serve --list shows them)")
+    cfg = config_from_args(a.model, a)
+    if originals.is_original(a.model):
+        return originals.serve(cfg)
+    with stop_on(threading.Event(), (*STOP_SIGNALS, signal.SIGHUP)) as stop:
+        sup = Supervisor(cfg, stderr=sys.stderr.fileno())
+        if not is_loopback_host(sup.config.host):
+            print(
+                f"{PROG}: warning: listening on {sup.config.host}, the server is "
+                "reachable from other machines (use --host 127.0.0.1 to keep it local)",
+                file=sys.stderr,
+            )
+        sup.start()
+        try:
+            code = _serve(sup, stop)
+        finally:
+            sup.stop()
+    if code == EXIT_OK:
+        print("stopped", flush=True)
+    return code
+
+
+def _serve(sup: Supervisor, stop: threading.Event) -> int:
+    """Say where it serves, then wait for a stop signal or the server's death."""
+    snap = sup.read()
+    nworkers = len(snap.live)
+    name, url, root = sup.config.model, sup.url, sup.root_pid
+    line = f"{name} serving on {url}/  ({nworkers} workers, root pid {root}); Ctrl-C stops it"
+    print(line, flush=True)
+    while not stop.wait(0.2):
+        if not sup.running:
+            code = sup.proc.returncode if sup.proc else None
+            return fail("serverscope", f"{name} exited unexpectedly (code {code})", EXIT_FAILED)
+    return EXIT_OK

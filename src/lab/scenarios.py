@@ -1,0 +1,117 @@
+"""Demo scenarios as data: a Scenario is steps, a Step starts a model under a load and may
+do one Fault to a worker; `apply_fault` does it through the live Session.
+
+The catalogue of scenarios is `lab.catalogue`; the loop that plays them, `lab.player`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from loadgen.levels import LoadLevel
+from servers.config import ServerConfig
+
+from .session import Session
+
+MASTER = -1  # Fault.slot for the model's root process (the master), not a worker slot
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Something done to one worker during a step."""
+
+    action: str  # "pause" (SIGSTOP), "kill" (SIGKILL) or "burn" (burn CPU a few seconds)
+    slot: int = 0  # scoreboard slot of the worker it is done to; MASTER (-1): the root
+    after_s: float = 2.0  # seconds into the step
+    every_s: float | None = None  # "burn" only: do it again every this many seconds
+
+    def describe(self) -> str:
+        who = "the master" if self.slot == MASTER else f"worker {self.slot}"
+        what = {"pause": "pause (SIGSTOP)", "kill": "kill (SIGKILL)", "burn": "burn CPU in"}
+        again = f", again every {self.every_s:g} s" if self.every_s else ""
+        return f"{what.get(self.action, self.action)} {who} after {self.after_s:g} s{again}"
+
+    def next_after(self, t: float) -> float:
+        """When, in seconds into the step, to do it again after doing it at `t` (inf: never)."""
+        return t + self.every_s if self.action == "burn" and self.every_s else math.inf
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    config: ServerConfig
+    level: LoadLevel
+    narration: tuple[str, ...]  # what the audience should look at, in order
+    fault: Fault | None = None
+    expect: tuple[str, ...] = ()  # diagnosis rule ids that this step should bring up
+    seconds: float = 20.0  # how long the step runs before the demo moves on
+    absent: tuple[str, ...] = ()  # rule ids this step (the contrast) should NOT bring up
+    min_seconds: float = 0.0  # shortest step that shows `expect` (`--seconds` below it is
+    # refused: `demo master --seconds 4` and `demo gil --seconds 4` reported "not shown")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str  # one line for `demo --list`
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.config.model for s in self.steps))
+
+
+def with_seconds(scenario: Scenario, seconds: float) -> Scenario:
+    """The scenario with every step `seconds` long (faults kept within the step)."""
+    steps = []
+    for st in scenario.steps:
+        fault = st.fault
+        if fault is not None and fault.after_s >= seconds * 0.5:
+            fault = dataclasses.replace(fault, after_s=round(seconds * 0.3, 2))
+        steps.append(dataclasses.replace(st, seconds=seconds, fault=fault))
+    return dataclasses.replace(scenario, steps=tuple(steps))
+
+
+def too_short(scenario: Scenario, seconds: float) -> str | None:
+    """Why steps of `seconds` cannot show what `scenario` promises (None: they can)."""
+    worst = max(scenario.steps, key=lambda st: st.min_seconds)
+    if seconds >= worst.min_seconds:
+        return None
+    n = scenario.steps.index(worst) + 1
+    shows = " and ".join(worst.expect) or "its phenomenon"
+    return (
+        f"--seconds {seconds:g} is too short for demo {scenario.name}: step {n} needs "
+        f"at least {worst.min_seconds:g} s to show {shows}"
+    )
+
+
+def apply_fault(session: Session, fault: Fault) -> str:
+    """Do `fault` to its worker (or the master) on a live session; one line saying what."""
+    sup = session.supervisor
+    if sup is None:
+        return "no server to fault"
+    if fault.slot == MASTER:
+        pid = sup.root_pid
+        who = f"master pid {pid}"
+    else:
+        slots = sup.read().slots
+        if fault.slot >= len(slots) or slots[fault.slot].pid <= 0:
+            return f"no worker in slot {fault.slot}"
+        pid = slots[fault.slot].pid
+        who = f"worker {fault.slot} (pid {pid})"
+    try:
+        if fault.action == "pause":
+            if pid in session.paused_pids:
+                return f"{who} already paused"
+            session.pause_worker(pid)
+        elif fault.action == "kill":
+            session.kill_worker(pid)
+        elif fault.action == "burn":
+            session.burn_worker(pid)
+        else:
+            return f"unknown fault {fault.action!r}"
+    except ValueError as e:
+        return str(e)
+    return f"{fault.action} {who}"

@@ -1,0 +1,219 @@
+"""The run summary: one model under one load with no TUI, summed up over the whole run.
+
+Measuring and drawing are kept apart: `lab.headless.run_headless` drives a `Session` and
+feeds every snapshot to a `lab.aggregate.SummaryBuilder`, which turns the run into the plain
+`RunSummary` here (no rich, no I/O). `text.summary.render_summary` draws it with rich;
+`lab.aggregate.write_json` and `write_csv` are plain writers.
+
+What the summary takes from where:
+- client figures (throughput, latency and connect-time percentiles, errors by kind): the
+  load generator's final `LoadResult`, with the full histograms;
+- imbalance over the WHOLE run: per-worker totals (accepts, CPU seconds) from the
+  scoreboard and /proc, each worker counted from a baseline sample taken before the load
+  starts (a worker first seen later, e.g. a prefork spawn, counts from zero);
+- the maximum accept-queue length over all samples (per listener, and summed);
+- ListenOverflows / ListenDrops: the sum of the kernel's per-interval deltas. These
+  counters are namespace-wide (every socket in the network namespace adds to them), and
+  are labelled so everywhere they are shown;
+- the diagnoses seen: each rule once, with its first message and when it first fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadgen.levels import LoadLevel
+from loadgen.result import LoadResult
+from loadgen.stats import ERROR_KINDS, Percentiles
+
+from .units import rounded
+
+# -- the summary (plain data) ---------------------------------------------------------------
+
+
+@dataclass
+class WorkerTotals:
+    """One worker's share of the run (a respawned worker is another row)."""
+
+    label: str  # "worker 3"
+    slot: int | None
+    pid: int
+    tid: int
+    kind: str  # "process" or "thread"
+    generation: int
+    accepts: int = 0
+    requests: int = 0
+    cpu_s: float = 0.0
+    alive_at_end: bool = True
+    role: str = "worker"  # telemetry.snapshot.Role: only workers enter the imbalance
+
+    def to_json_dict(self, total_accepts: int) -> dict[str, Any]:
+        return {
+            "worker": self.label,
+            "slot": self.slot,
+            "pid": self.pid,
+            "tid": self.tid,
+            "kind": self.kind,
+            "generation": self.generation,
+            "accepts": self.accepts,
+            "accept_share": round(self.accepts / total_accepts, 4) if total_accepts else None,
+            "requests": self.requests,
+            "cpu_s": round(self.cpu_s, 3),
+            "alive_at_end": self.alive_at_end,
+            "role": self.role,
+        }
+
+
+@dataclass
+class DiagnosisSeen:
+    rule: str
+    severity: str
+    message: str  # the first message seen
+    first_s: float  # seconds into the run when it first fired
+    samples: int = 1  # snapshots that carried it
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "first_s": round(self.first_s, 2),
+            "samples": self.samples,
+            "message": self.message,
+        }
+
+
+@dataclass
+class RunSummary:
+    model: str
+    model_detail: str  # e.g. "many_accepts (workers=4)"
+    level: LoadLevel
+    duration_s: float = 0.0  # wall time the load ran
+    samples: int = 0
+    result: LoadResult | None = None  # the load generator's final result
+    workers: list[WorkerTotals] = field(default_factory=list)
+    accept_jain: float | None = None
+    accept_top_share: float | None = None
+    accept_max_over_mean: float | None = None
+    accept_top_worker: str | None = None
+    cpu_jain: float | None = None
+    cpu_top_share: float | None = None
+    max_queue: int = 0  # summed over listeners, max over samples
+    max_queue_listener: int = 0  # the longest single listener queue seen
+    queue_limit: int = 0
+    full_samples: int = 0  # samples in which some listener was full
+    overflows: int = 0  # TcpExt ListenOverflows delta over the run (namespace-wide)
+    drops: int = 0  # TcpExt ListenDrops delta (namespace-wide)
+    master_cpu_max: float | None = None  # % of one core
+    master_cpu_mean: float | None = None
+    host_cpu_mean: float | None = None  # % of one core (max 100 x cores)
+    cpu_count: int | None = None
+    spawns: int = 0
+    deaths: int = 0
+    diagnoses: list[DiagnosisSeen] = field(default_factory=list)
+    server_died: bool = False
+    server_error: str | None = None
+    load_error: str | None = None
+    interrupted: bool = False
+    series: list[dict[str, Any]] = field(default_factory=list)  # one row per sample (CSV)
+
+    # -- convenience ----------------------------------------------------------------------
+    @property
+    def ok(self) -> bool:
+        return not self.server_died and self.load_error is None and self.result is not None
+
+    @property
+    def rps(self) -> float:
+        return self.result.rps if self.result else 0.0
+
+    @property
+    def latency(self) -> Percentiles:
+        return self.result.latency.percentiles() if self.result else Percentiles()
+
+    @property
+    def latency_all(self) -> Percentiles:
+        """Completed requests plus those still waiting when the run was cut, at their age."""
+        r = self.result
+        return r.latency_all.percentiles() if r and r.latency_all else Percentiles()
+
+    @property
+    def connect(self) -> Percentiles:
+        return self.result.connect.percentiles() if self.result else Percentiles()
+
+    @property
+    def errors(self) -> dict[str, int]:
+        s = self.result.stats if self.result else None
+        return {k: (s.errors.get(k, 0) if s else 0) for k in ERROR_KINDS}
+
+    @property
+    def total_accepts(self) -> int:
+        return sum(w.accepts for w in self.workers)
+
+    def accept_shares(self) -> list[tuple[str, float]]:
+        """(worker label, share of the run's accepts), in slot order."""
+        total = self.total_accepts
+        return [(w.label, w.accepts / total if total else 0.0) for w in self.workers]
+
+    def rules_seen(self) -> list[str]:
+        return [d.rule for d in self.diagnoses]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        def pct(p: Percentiles, mean: float) -> dict[str, float]:
+            return {
+                "p50": p.p50,
+                "p90": p.p90,
+                "p99": p.p99,
+                "p999": p.p999,
+                "max": p.max,
+                "mean": round(mean, 3),
+                "count": p.count,
+            }
+
+        r = self.result
+        total = self.total_accepts
+        return {
+            "model": self.model,
+            "model_detail": self.model_detail,
+            "level": self.level.name,
+            "level_detail": self.level.describe(),
+            "duration_s": round(self.duration_s, 3),
+            "requests": r.requests if r else 0,
+            # sent = requests + errors + in_flight; in_flight: still unanswered at the end
+            "sent": r.stats.sent if r else 0,
+            "in_flight": r.stats.in_flight if r else 0,
+            "oldest_wait_ms": rounded(r.stats.oldest_wait_ms if r else None, 1),
+            "rps": round(self.rps, 2),
+            "latency_ms": pct(self.latency, r.latency.mean_ms if r else 0.0),
+            "latency_incl_waiting_ms": pct(self.latency_all, r.latency_all.mean_ms)
+            if r is not None and r.latency_all is not None
+            else None,
+            "connect_ms": pct(self.connect, r.connect.mean_ms if r else 0.0),
+            "errors": self.errors,
+            "accept_jain": rounded(self.accept_jain),
+            "accept_top_share": rounded(self.accept_top_share),
+            "accept_max_over_mean": rounded(self.accept_max_over_mean),
+            "accept_top_worker": self.accept_top_worker,
+            "cpu_jain": rounded(self.cpu_jain),
+            "cpu_top_share": rounded(self.cpu_top_share),
+            "max_queue": self.max_queue,
+            "max_queue_listener": self.max_queue_listener,
+            "queue_limit": self.queue_limit,
+            "full_samples": self.full_samples,
+            "overflows": self.overflows,
+            "listen_drops": self.drops,
+            "overflows_scope": "namespace (TcpExt counters count every socket, not only ours)",
+            "master_cpu_max": rounded(self.master_cpu_max, 1),
+            "master_cpu_mean": rounded(self.master_cpu_mean, 1),
+            "host_cpu_mean": rounded(self.host_cpu_mean, 1),
+            "cpu_count": self.cpu_count,
+            "spawns": self.spawns,
+            "deaths": self.deaths,
+            "diagnoses": [d.to_json_dict() for d in self.diagnoses],
+            "workers": [w.to_json_dict(total) for w in self.workers],
+            "server_died": self.server_died,
+            "server_error": self.server_error,
+            "load_error": self.load_error,
+            "interrupted": self.interrupted,
+            "samples": self.samples,
+            "load": r.to_json_dict() if r else None,
+        }

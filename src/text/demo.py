@@ -1,0 +1,50 @@
+"""The headless demo's live view drawn with rich: the step, its narration so far, the
+client's figures, the snapshot (the `attach` table) and whether the expected diagnoses
+have shown yet."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.text import Text
+
+from lab.scenarios import Scenario, Step
+from telemetry.snapshot import Snapshot
+
+from .attach import render
+
+
+def demo_view(
+    scenario: Scenario,
+    i: int,
+    step: Step,
+    snap: Snapshot,
+    t: float,
+    seen: dict[str, float],
+) -> Group:
+    head = Text()
+    head.append(f"demo {scenario.name}", style="bold")
+    head.append(f"  step {i + 1}/{len(scenario.steps)}: {step.title}")
+    head.append(f"  {t:4.0f}/{step.seconds:g} s", style="dim")
+    if step.fault is not None:
+        head.append(f"\nfault: {step.fault.describe()}", style="magenta")
+    narr = Text()
+    # the narration's lines come up one after another over the step's first two thirds
+    shown = 1 + int(t / max(1.0, step.seconds * 0.66 / max(1, len(step.narration))))
+    for j, line in enumerate(step.narration):
+        style = "bold" if j == min(shown, len(step.narration)) - 1 else "dim"
+        if j < shown:
+            narr.append(f"{j + 1}. {line}\n", style=style)
+    c = snap.client
+    client = Text()
+    if c is not None:
+        client.append(
+            f"client: {c.rps:.0f} req/s  p99 {c.latency_ms.p99:.1f} ms  connect p99 "
+            f"{c.connect_ms.p99:.1f} ms  errors {c.error_count}  open {c.open_connections}"
+        )
+    want = Text()
+    for rule in step.expect:
+        if rule in seen:
+            want.append(f"expected {rule}: seen at {seen[rule]:.1f} s  ", style="green")
+        else:
+            want.append(f"expected {rule}: not yet  ", style="yellow")
+    return Group(head, narr, client, render(snap), want)

@@ -1,0 +1,97 @@
+"""The run summary drawn with rich (`serverscope run`, and each model of `compare`): the
+client's latency table (the `load` command's), the server's figures over the whole run,
+a per-worker table and the diagnoses seen."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from lab.summary import RunSummary
+from lab.units import opt, pct
+
+from .load import load_summary
+
+
+def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) -> None:
+    console.print(Text(f"{s.model_detail} under {s.level.name}", style="bold"))
+    if s.result is not None:
+        load_summary(console, s.result)  # the `load` command's latency table
+    t = Table(title="server", title_justify="left", box=None, padding=(0, 1), show_header=False)
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row(
+        "accept imbalance",
+        f"Jain {opt(s.accept_jain, '{:.2f}')}  top share {pct(s.accept_top_share)}"
+        f" ({s.accept_top_worker or '-'})  max/mean {opt(s.accept_max_over_mean, '{:.1f}')}"
+        f"  over {s.total_accepts} accepts, whole run",
+    )
+    t.add_row(
+        "CPU imbalance", f"Jain {opt(s.cpu_jain, '{:.2f}')}  top share {pct(s.cpu_top_share)}"
+    )
+    q = f"{s.max_queue}" + (f" / limit {s.queue_limit}" if s.queue_limit else "")
+    if s.max_queue_listener != s.max_queue:
+        q += f"  (longest single queue {s.max_queue_listener})"
+    if s.full_samples:
+        q += f"  full in {s.full_samples} samples"
+    t.add_row("max accept queue", Text(q, style="bold red" if s.full_samples else ""))
+    t.add_row(
+        "ListenOverflows",
+        Text(
+            f"{s.overflows}  (ListenDrops {s.drops}; namespace-wide counters)",
+            style="bold red" if s.overflows else "",
+        ),
+    )
+    if s.master_cpu_max is not None:
+        t.add_row(
+            "master CPU",
+            f"mean {s.master_cpu_mean:.0f}%  max {s.master_cpu_max:.0f}% of one core",
+        )
+    if s.host_cpu_mean is not None:
+        cores = f" of {s.cpu_count * 100}%" if s.cpu_count else ""
+        t.add_row("host CPU", f"mean {s.host_cpu_mean:.0f}%{cores}")
+    if s.spawns or s.deaths:
+        t.add_row("workers", f"{s.spawns} spawned, {s.deaths} died during the run")
+    console.print(t)
+    if s.workers:
+        console.print(_worker_table(s, max_workers))
+    if s.diagnoses:
+        console.print(Text("diagnoses seen", style="bold"))
+        for d in s.diagnoses:
+            style = "bold red" if d.severity == "critical" else "yellow"
+            console.print(
+                Text(f"  {d.first_s:5.1f}s  ", style="dim")
+                + Text(d.message, style=style)
+                + Text(f"  ({d.samples} samples)", style="dim")
+            )
+    else:
+        console.print("diagnoses seen: none")
+    if s.server_died:
+        console.print(Text(f"server died: {s.server_error}", style="bold red"))
+    if s.load_error:
+        console.print(Text(f"load failed: {s.load_error}", style="bold red"))
+    if s.interrupted:
+        console.print(Text("interrupted: the run was cut short", style="yellow"))
+
+
+def _worker_table(s: RunSummary, max_rows: int) -> Table:
+    t = Table(title="per worker, whole run", title_justify="left")
+    for col in ("worker", "pid", "accepts", "share", "requests", "CPU s"):
+        t.add_column(col, justify="left" if col == "worker" else "right")
+    total = s.total_accepts
+    rows = sorted(s.workers, key=lambda w: -w.accepts)[:max_rows]
+    for w in sorted(rows, key=lambda w: (w.slot if w.slot is not None else 1 << 30, w.tid)):
+        share = w.accepts / total if total else 0.0
+        bar = "█" * round(share * 20)
+        t.add_row(
+            w.label + ("" if w.alive_at_end else " (gone)"),
+            str(w.pid if w.kind == "process" else f"{w.pid}/{w.tid}"),
+            str(w.accepts),
+            f"{100 * share:3.0f}% {bar}",
+            str(w.requests),
+            f"{w.cpu_s:.2f}",
+        )
+    if len(s.workers) > max_rows:
+        t.caption = f"the {max_rows} busiest of {len(s.workers)} workers"
+    return t

@@ -1,0 +1,155 @@
+"""The house reads as the design (issue 13): packages on floors, imports only downwards.
+
+Floors, bottom to top (reshape plan): plumbing < servers, originals < loadgen < telemetry
+< lab < tui, text, export < commands. A package may import from any floor below it, and
+from a package beside it only where `BESIDE` allows (originals uses servers); loadgen may
+import only plumbing. Every `import` in src/ is read with `ast`, late imports inside
+functions included, so a cycle cannot hide behind a function-level import.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+FLOORS: dict[str, int] = {
+    "plumbing": 0,
+    "servers": 1,
+    "originals": 1,
+    "loadgen": 2,
+    "telemetry": 3,
+    "lab": 4,
+    "tui": 5,
+    "text": 5,
+    "export": 5,
+    "commands": 6,
+    "serverscope": 7,  # only `python -m serverscope`, a shim over commands
+}
+BESIDE = {("originals", "servers")}  # (importer, imported) on the same floor, allowed
+ONLY = {"loadgen": {"plumbing"}}  # packages that may import only these of ours
+
+
+def _package_of(path: Path) -> str:
+    return path.relative_to(SRC).parts[0]
+
+
+def _imported(tree: ast.AST, package: str) -> set[str]:
+    """Our top-level packages that `tree` imports (relative imports stay in `package`)."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            out.add(package if node.level else (node.module or "").split(".")[0])
+    return {name for name in out if name in FLOORS and name != package}
+
+
+def package_imports() -> dict[str, dict[str, list[str]]]:
+    """package -> imported package -> the files that import it."""
+    graph: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        package = _package_of(path)
+        if package not in FLOORS:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for name in _imported(tree, package):
+            rel = str(path.relative_to(SRC))
+            graph.setdefault(package, {}).setdefault(name, []).append(rel)
+    return graph
+
+
+def test_every_package_in_src_has_a_floor() -> None:
+    packages = {p.name for p in SRC.iterdir() if (p / "__init__.py").exists()}
+    assert packages <= set(FLOORS), f"give these a floor: {sorted(packages - set(FLOORS))}"
+
+
+def test_no_package_imports_from_a_floor_above_or_beside_it() -> None:
+    wrong = []
+    for package, imports in package_imports().items():
+        for name, files in imports.items():
+            if ONLY.get(package) is not None and name not in ONLY[package]:
+                wrong.append(
+                    f"{package} may import only {sorted(ONLY[package])}: {name} in {files}"
+                )
+            elif FLOORS[name] > FLOORS[package]:
+                wrong.append(
+                    f"{package} (floor {FLOORS[package]}) imports {name} "
+                    f"(floor {FLOORS[name]}) in {files}"
+                )
+            elif FLOORS[name] == FLOORS[package] and (package, name) not in BESIDE:
+                wrong.append(
+                    f"{package} imports {name} beside it on floor {FLOORS[name]} in {files}"
+                )
+    assert not wrong, "\n".join(wrong)
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle in `graph` (as a path that comes back to its start), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
+            if nxt not in state:
+                found = visit(nxt, [*path, nxt])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start, [start])
+            if found:
+                return found
+    return None
+
+
+def test_there_is_no_import_cycle_between_packages() -> None:
+    graph = {pkg: set(imports) for pkg, imports in package_imports().items()}
+    cycle = _cycle(graph)
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize(
+    ("graph", "expected"),
+    [
+        ({"a": {"b"}, "b": {"c"}, "c": set()}, None),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}}, ["a", "b", "c", "a"]),
+        ({"lab": {"tui"}, "tui": {"lab"}}, ["lab", "tui", "lab"]),
+    ],
+)
+def test_the_cycle_finder_finds_cycles_and_only_cycles(
+    graph: dict[str, set[str]], expected: list[str] | None
+) -> None:
+    assert _cycle(graph) == expected
+
+
+def test_the_import_reader_sees_late_and_relative_imports() -> None:
+    tree = ast.parse(
+        "from . import x\nimport lab.session\n"
+        "def f():\n    from tui.app import run_demo\n    import os\n"
+    )
+    assert _imported(tree, "commands") == {"lab", "tui"}
+
+
+def test_the_lab_draws_nothing_and_parses_no_command_line() -> None:
+    """lab/ is below every view: no argparse, rich or Textual in it."""
+    banned = {"argparse", "rich", "textual"}
+    found = []
+    for path in sorted((SRC / "lab").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in banned]
+    assert not found, found
