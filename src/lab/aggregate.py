@@ -12,7 +12,7 @@ from typing import Any
 from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
 from telemetry import analysis
-from telemetry.snapshot import Snapshot, WorkerSample
+from telemetry.snapshot import Snapshot, WorkerSample, WorkerState
 
 from .summary import DiagnosisSeen, RunSummary, WorkerTotals
 from .units import rounded
@@ -104,7 +104,7 @@ class SummaryBuilder:
         """Every worker's totals before the load, which the run's totals count from."""
         self._baseline_done = True
         for w in snap.workers:
-            if w.state not in ("empty", "dead"):
+            if w.alive:
                 self._base[_wkey(w)] = (
                     w.accepts_total or 0,
                     w.requests_total or 0,
@@ -119,12 +119,12 @@ class SummaryBuilder:
     def _add_workers(self, snap: Snapshot) -> None:
         """Each worker's totals since the baseline (a worker first seen later: since zero)."""
         for w in snap.workers:
-            if w.state == "empty":
+            if w.state == WorkerState.EMPTY:
                 continue
             key = _wkey(w)
             row = self._rows.get(key)
             if row is None:
-                if w.state == "dead":
+                if w.state == WorkerState.DEAD:
                     continue  # died before we ever saw it alive: nothing to count
                 row = self._rows[key] = WorkerTotals(
                     label=w.label if w.is_worker else f"{w.label} ({w.role})",

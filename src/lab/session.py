@@ -317,7 +317,7 @@ class Session:
         c = self.config
         knobs = [
             f"{name.replace('_', '-')}={getattr(c, name)}"
-            for name in ("workers", "threads", "threads_per_child", "max_workers")
+            for name in ("workers", "threads_per_child", "max_workers")
             if getattr(c, name) is not None
         ]
         if c.exclusive:

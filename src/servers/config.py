@@ -28,9 +28,6 @@ class ServerConfig:
     port: int = 0  # 0: a free port
     backlog: int = DEFAULT_BACKLOG
     workers: int | None = None  # processes (or event loops for goroutines)
-    # dead: no model takes it (so every model refuses it); kept only until the CLI's
-    # --threads, the TUI's offer of it and Session.describe_model stop naming it
-    threads: int | None = None
     exclusive: bool = False  # many_accepts: EPOLLEXCLUSIVE, as nginx
     keepalive_timeout: float = 5.0  # KeepAliveTimeout
     # MaxKeepAliveRequests (0 = unlimited); None: the model's own default, Apache's 100 for
