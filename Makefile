@@ -24,6 +24,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy src
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
