@@ -142,11 +142,12 @@ def test_the_scoreboard_title_says_stopped_after_s() -> None:
     from conftest import assert_all_gone
     from serverscope.session import Session
     from tui.app import ServerscopeApp
+    from tui.screens.live import LiveScreen
     from tui.source import LiveSource
 
     async def go() -> list[int]:
         source = LiveSource(Session(ServerConfig(model="prefork", start_servers=2), None))
-        app = ServerscopeApp(source)
+        app = ServerscopeApp(LiveScreen(source))
         async with app.run_test(size=(120, 36)) as pilot:
             panel = app.query_one("#scoreboard-panel")
 

@@ -11,30 +11,17 @@ import math
 
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import Static
 
 from telemetry.snapshot import WorkerSample
 
 from .drawing import PAUSED_STYLE, STATE_STYLE
 from .frame import Frame
 from .messages import WorkerSelected
-
-LEGEND = (
-    ("waiting", "_", "waiting"),
-    ("starting", "S", "starting"),
-    ("reading", "R", "reading"),
-    ("working", "W", "working"),
-    ("keepalive", "K", "keep-alive"),
-    ("closing", "C", "closing"),
-    ("empty", ".", "open slot"),
-    ("dead", "X", "dead"),
-)
 
 
 @functools.cache
@@ -150,19 +137,6 @@ class ScoreboardGrid(ScrollView, can_focus=True):
 
     def on_blur(self) -> None:
         self.refresh()
-
-
-class ScoreboardLegend(Static):
-    """What each glyph means, in the colours the grid uses."""
-
-    def on_mount(self) -> None:
-        t = Text()
-        for state, glyph, name in LEGEND:
-            t.append(glyph, style=STATE_STYLE[state])
-            t.append(f" {name}  ", style="dim")
-        t.append(" ", style=PAUSED_STYLE)
-        t.append(" paused", style="dim")
-        self.update(t)
 
 
 def summary(frame: Frame, width: int = 80) -> str:
