@@ -191,10 +191,10 @@ def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
 
 def test_a_paused_thread_row_says_its_whole_process_is_stopped() -> None:
     from telemetry import synthetic
-    from tui.worker_table import _cell, _values
+    from tui.worker_cells import cell_text, row_values
 
     snap = synthetic.snapshot(workers=2, threads=True)
     thread = snap.workers[0]
-    assert _cell("state", _values(thread, 0.25, paused=True)["state"]).plain == "⏸ PROC"
+    assert cell_text("state", row_values(thread, 0.25, paused=True)["state"]).plain == "⏸ PROC"
     proc = synthetic.snapshot(workers=2).workers[0]
-    assert _cell("state", _values(proc, 0.25, paused=True)["state"]).plain == "⏸ STOP"
+    assert cell_text("state", row_values(proc, 0.25, paused=True)["state"]).plain == "⏸ STOP"

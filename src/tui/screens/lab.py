@@ -55,7 +55,6 @@ class LabScreen(Screen[None]):
         self.selected: WorkerKey | None = None
         self.last: Snapshot | None = None
         self.frozen = False
-        self.first_frame_at: float | None = None  # monotonic time of the first drawn frame
         self.quitting = False
         self.busy: str | None = None  # shown in the banner in place of diagnoses
 
@@ -159,8 +158,6 @@ class LabScreen(Screen[None]):
     def draw(self, snap: Snapshot) -> None:
         self.last = snap
         frame = self.frame(snap)
-        if self.first_frame_at is None:
-            self.first_frame_at = time.monotonic()
         self.query_one(ScoreboardGrid).show(frame)
         panel = self.query_one("#scoreboard-panel")
         title = summary(frame, panel.size.width)
