@@ -31,40 +31,40 @@ class DemoPlayer:
 
     def level(self, step: Step | None = None) -> LoadLevel:
         """The step's load, lasting at least as long as the step."""
-        s = step or self.step
-        return s.level.with_(duration=max(s.level.duration, s.seconds + 10.0))
+        step = step or self.step
+        return step.level.with_(duration=max(step.level.duration, step.seconds + 10.0))
 
     def begin(self) -> None:
         self.started = time.monotonic()
-        f = self.step.fault
-        self.next_fault = f.after_s if f is not None else math.inf
+        fault = self.step.fault
+        self.next_fault = fault.after_s if fault is not None else math.inf
 
     def elapsed(self) -> float | None:
         return None if self.started is None else time.monotonic() - self.started
 
     def remaining(self) -> float | None:
-        e = self.elapsed()
-        return None if e is None else self.step.seconds - e
+        elapsed = self.elapsed()
+        return None if elapsed is None else self.step.seconds - elapsed
 
     def go(self, delta: int) -> bool:
         """Move to another step; False when there is none that way."""
-        i = self.index + delta
-        if not 0 <= i < len(self.scenario.steps):
+        index = self.index + delta
+        if not 0 <= index < len(self.scenario.steps):
             return False
-        self.index = i
+        self.index = index
         self.started = None
         self.next_fault = math.inf
         return True
 
     def take_fault(self) -> Fault | None:
         """The step's fault when it is due (and schedule its repeat), else None."""
-        e = self.elapsed()
-        f = self.step.fault
-        if f is None or e is None or e < self.next_fault:
+        elapsed = self.elapsed()
+        fault = self.step.fault
+        if fault is None or elapsed is None or elapsed < self.next_fault:
             return None
-        self.next_fault = f.next_after(e)
-        return f
+        self.next_fault = fault.next_after(elapsed)
+        return fault
 
     def advance_due(self) -> bool:
-        r = self.remaining()
-        return r is not None and r <= 0 and not self.last
+        remaining = self.remaining()
+        return remaining is not None and remaining <= 0 and not self.last

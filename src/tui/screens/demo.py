@@ -12,7 +12,7 @@ from textual.widget import Widget
 from serverscope.demos import Scenario, apply_fault
 
 from ..demo import DemoPlayer
-from ..demo_panel import NarrationPanel
+from ..narration_panel import NarrationPanel
 from ..source import LiveSource
 from .live import LiveScreen
 
