@@ -5,17 +5,19 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from telemetry.snapshot import GLYPHS
+
 from .drawing import PAUSED_STYLE, STATE_STYLE
 
-LEGEND = (
-    ("waiting", "_", "waiting"),
-    ("starting", "S", "starting"),
-    ("reading", "R", "reading"),
-    ("working", "W", "working"),
-    ("keepalive", "K", "keep-alive"),
-    ("closing", "C", "closing"),
-    ("empty", ".", "open slot"),
-    ("dead", "X", "dead"),
+LEGEND = (  # state, its name here (the glyph is the scoreboard's)
+    ("waiting", "waiting"),
+    ("starting", "starting"),
+    ("reading", "reading"),
+    ("working", "working"),
+    ("keepalive", "keep-alive"),
+    ("closing", "closing"),
+    ("empty", "open slot"),
+    ("dead", "dead"),
 )
 
 
@@ -23,10 +25,10 @@ class ScoreboardLegend(Static):
     """What each glyph means, in the colours the grid uses."""
 
     def on_mount(self) -> None:
-        t = Text()
-        for state, glyph, name in LEGEND:
-            t.append(glyph, style=STATE_STYLE[state])
-            t.append(f" {name}  ", style="dim")
-        t.append(" ", style=PAUSED_STYLE)
-        t.append(" paused", style="dim")
-        self.update(t)
+        text = Text()
+        for state, name in LEGEND:
+            text.append(GLYPHS[state], style=STATE_STYLE[state])
+            text.append(f" {name}  ", style="dim")
+        text.append(" ", style=PAUSED_STYLE)
+        text.append(" paused", style="dim")
+        self.update(text)
