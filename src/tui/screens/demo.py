@@ -43,7 +43,7 @@ class DemoScreen(LiveScreen):
     def _start_step(self) -> None:
         player = self.player
         step = player.step
-        self.live.log("demo", f"step {player.index + 1}: {step.title}")
+        self.source.log("demo", f"step {player.index + 1}: {step.title}")
         self.status(f"starting {step.config.model} for step {player.index + 1}…")
         level = player.level(step)
         self.control(
@@ -62,7 +62,7 @@ class DemoScreen(LiveScreen):
         )
         fault = player.take_fault()
         if fault is not None:
-            self.live.log("demo", "demo: " + apply_fault(self.session, fault))
+            self.source.log("demo", "demo: " + apply_fault(self.session, fault))
         elif player.advance_due():
             player.go(1)
             self._start_step()

@@ -32,6 +32,8 @@ MAX_CLIENTS = 100_000  # what + can double the load to
 
 
 class LiveScreen(LabScreen):
+    source: LiveSource
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "model", "Model"),
         Binding("l", "load", "Load"),
@@ -50,7 +52,6 @@ class LiveScreen(LabScreen):
 
     def __init__(self, source: LiveSource, *, load_duration: float = LIVE_DURATION) -> None:
         super().__init__(source)
-        self.live = source
         self.session: Session = source.session
         self.load_duration = load_duration
         self.startup_error: str | None = None
@@ -59,10 +60,10 @@ class LiveScreen(LabScreen):
 
     async def start(self) -> bool:
         try:
-            await asyncio.to_thread(self.live.start)
+            await asyncio.to_thread(self.source.start)
         except START_ERRORS as e:
             self.startup_error = str(e)
-            await asyncio.to_thread(self.live.close)
+            await asyncio.to_thread(self.source.close)
             self.app.exit(2, return_code=2)
             return False
         self.busy = None
@@ -91,7 +92,7 @@ class LiveScreen(LabScreen):
         running = bool(client is not None and client.running)
         ended = client is not None and not running and client.elapsed > 0.5 and client.requests > 0
         if self._load_running and ended and client is not None:
-            self.live.log("load", f"load ended after {client.elapsed:.0f} s: g runs it again")
+            self.source.log("load", f"load ended after {client.elapsed:.0f} s: g runs it again")
         self._load_running = running
 
     # -- model and load -----------------------------------------------------------------
@@ -153,7 +154,7 @@ class LiveScreen(LabScreen):
         try:
             fn()
         except START_ERRORS as e:
-            self.live.log("error", f"{failure}: {e}")
+            self.source.log("error", f"{failure}: {e}")
             self.app.call_from_thread(self.notify, f"{failure}: {e}", severity="error")
             self.busy = f"{failure}: {e} (m: choose another model, r: retry)"
         else:

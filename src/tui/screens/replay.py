@@ -11,6 +11,8 @@ from .lab import LabScreen
 
 
 class ReplayScreen(LabScreen):
+    source: ReplaySource
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "play", "Play/pause"),
         Binding("left_square_bracket", "seek(-5)", "-5s", key_display="["),
@@ -21,23 +23,23 @@ class ReplayScreen(LabScreen):
 
     def __init__(self, source: ReplaySource) -> None:
         super().__init__(source)
-        self.replay = source
 
     def subtitle(self) -> str:
-        src = self.replay
-        mark = "▶" if src.playing else "⏸"
+        replay = self.source
+        mark = "▶" if replay.playing else "⏸"
         model = self.last.model.name if self.last and self.last.model else ""
-        return f"replay {src.name} · {model} · {mark} {src.position_s:.1f}/{src.length_s:.1f} s"
+        where = f"{replay.position_s:.1f}/{replay.length_s:.1f} s"
+        return f"replay {replay.name} · {model} · {mark} {where}"
 
     def action_play(self) -> None:
-        self.replay.toggle()
+        self.source.toggle()
         self.update_header()
 
     def action_seek(self, seconds: float) -> None:
-        self.replay.seek(seconds)
-        self.draw(self.replay.next() if not self.replay.playing else self.replay.current)
+        self.source.seek(seconds)
+        self.draw(self.source.next() if not self.source.playing else self.source.current)
 
     def action_step(self, frames: int) -> None:
-        self.replay.playing = False
-        self.replay.step(frames)
-        self.draw(self.replay.next())
+        self.source.playing = False
+        self.source.step(frames)
+        self.draw(self.source.next())
