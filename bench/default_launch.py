@@ -21,6 +21,7 @@ from commands.main import build_parser
 from commands.tui import default_config, level_from_args
 from lab.session import Session
 from tui.app import ServerscopeApp
+from tui.screens.live import LiveScreen
 from tui.source import LiveSource
 
 SETTLE_S = 4.0  # seconds of load before reading the shares
@@ -32,17 +33,18 @@ async def launch(args: list[str]) -> list[int]:
     level = level_from_args(a)
     assert level is not None
     source = LiveSource(Session(cfg, level))
-    app = ServerscopeApp(source, load_duration=level.duration)
+    screen = LiveScreen(source, load_duration=level.duration)
+    app = ServerscopeApp(screen)
     try:
         async with app.run_test(size=(160, 50)):
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                snap = app.last
+                snap = screen.last
                 c = snap.client if snap else None
                 if c is not None and c.elapsed >= SETTLE_S:
                     break
                 await asyncio.sleep(0.1)
-            snap = app.last
+            snap = screen.last
             assert snap is not None
             return [w.accepts_total or 0 for w in snap.live_workers]
     finally:

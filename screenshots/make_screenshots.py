@@ -28,6 +28,7 @@ from loadgen.levels import PRESETS, LoadLevel  # noqa: E402
 from servers import models  # noqa: E402
 from servers.config import ServerConfig  # noqa: E402
 from tui.app import ServerscopeApp  # noqa: E402
+from tui.screens.live import LiveScreen  # noqa: E402
 from tui.source import LiveSource  # noqa: E402
 
 
@@ -39,18 +40,18 @@ class Shot:
     expect: str  # diagnosis rule to wait for ("" : just wait `seconds`)
     seconds: float  # the longest to wait
     settle: float = 0.0  # at least this long before the shot
-    setup: Callable[[ServerscopeApp], Awaitable[None]] | None = None
+    setup: Callable[[LiveScreen], Awaitable[None]] | None = None
 
 
-async def pause_worker_1(app: ServerscopeApp) -> None:
+async def pause_worker_1(screen: LiveScreen) -> None:
     """SIGSTOP the worker in slot 1 (select it first, as a user would with the arrows)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        snap = app.last
+        snap = screen.last
         worker = next((w for w in snap.live_workers if w.slot == 1), None) if snap else None
         if worker is not None:
-            app.selected = worker.key
-            app.fault("pause")
+            screen.selected = worker.key
+            screen.fault("pause")
             return
         await asyncio.sleep(0.1)
     raise RuntimeError("no worker in slot 1 to pause")
@@ -112,25 +113,26 @@ SHOTS = [
 
 async def take(shot: Shot, out: Path, size: tuple[int, int]) -> str:
     source = LiveSource(Session(shot.config, shot.level))
-    app = ServerscopeApp(source, load_duration=shot.level.duration)
+    screen = LiveScreen(source, load_duration=shot.level.duration)
+    app = ServerscopeApp(screen)
     note = ""
     async with app.run_test(size=size) as pilot:
         began = time.monotonic()
-        while app.last is None:
-            if app.startup_error:
-                return f"failed to start: {app.startup_error}"
+        while screen.last is None:
+            if screen.startup_error:
+                return f"failed to start: {screen.startup_error}"
             await pilot.pause(0.1)
         if shot.setup is not None:
             await asyncio.sleep(1.0)
-            await shot.setup(app)
+            await shot.setup(screen)
         start = time.monotonic()
         while True:
             await pilot.pause(0.25)
             waited = time.monotonic() - start
-            rules = {d.rule for d in app.last.diagnoses} if app.last else set()
+            rules = {d.rule for d in screen.last.diagnoses} if screen.last else set()
             if waited >= shot.settle and (not shot.expect or shot.expect in rules):
                 note = f"{shot.expect or 'shown'} after {time.monotonic() - began:.1f} s"
-                app.frozen = True  # hold this frame (as the space key does) for the shot
+                screen.frozen = True  # hold this frame (as the space key does) for the shot
                 break
             if waited >= shot.seconds:
                 note = f"{shot.expect} not seen within {shot.seconds:g} s; saved anyway"

@@ -143,11 +143,12 @@ def test_the_scoreboard_title_says_stopped_after_s() -> None:
     from conftest import assert_all_gone
     from lab.session import Session
     from tui.app import ServerscopeApp
+    from tui.screens.live import LiveScreen
     from tui.source import LiveSource
 
     async def go() -> list[int]:
         source = LiveSource(Session(ServerConfig(model="prefork", start_servers=2), None))
-        app = ServerscopeApp(source)
+        app = ServerscopeApp(LiveScreen(source))
         async with app.run_test(size=(120, 36)) as pilot:
             panel = app.query_one("#scoreboard-panel")
 
@@ -191,10 +192,10 @@ def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
 
 def test_a_paused_thread_row_says_its_whole_process_is_stopped() -> None:
     from telemetry import synthetic
-    from tui.worker_table import _cell, _values
+    from tui.worker_cells import cell_text, row_values
 
     snap = synthetic.snapshot(workers=2, threads=True)
     thread = snap.workers[0]
-    assert _cell("state", _values(thread, 0.25, paused=True)["state"]).plain == "⏸ PROC"
+    assert cell_text("state", row_values(thread, 0.25, paused=True)["state"]).plain == "⏸ PROC"
     proc = synthetic.snapshot(workers=2).workers[0]
-    assert _cell("state", _values(proc, 0.25, paused=True)["state"]).plain == "⏸ STOP"
+    assert cell_text("state", row_values(proc, 0.25, paused=True)["state"]).plain == "⏸ STOP"

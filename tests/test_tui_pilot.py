@@ -26,8 +26,10 @@ from loadgen.levels import PRESETS
 from servers.config import ServerConfig
 from telemetry.recording import RecordingWriter, read_recording
 from tui.app import ServerscopeApp
-from tui.load_screen import LoadScreen
-from tui.model_screen import ModelScreen
+from tui.screens.live import LiveScreen
+from tui.screens.load import LoadScreen
+from tui.screens.model import ModelScreen
+from tui.screens.replay import ReplayScreen
 from tui.source import LiveSource, ReplaySource
 from tui.worker_table import WorkerTable
 
@@ -57,7 +59,7 @@ async def wait_for(pilot: Pilot, cond, timeout: float = 10.0, what: str = "condi
 
 def live_app(model: str = "many_accepts", **knobs: object) -> tuple[ServerscopeApp, LiveSource]:
     source = LiveSource(Session(ServerConfig(model=model, **knobs), LOAD))  # type: ignore[arg-type]
-    return ServerscopeApp(source, load_duration=30), source
+    return ServerscopeApp(LiveScreen(source, load_duration=30)), source
 
 
 def proc_state(pid: int) -> str:
@@ -75,16 +77,16 @@ async def test_live_switch_load_faults_quit() -> None:
     seen: set[int] = set()
     async with app.run_test(size=(120, 36)) as pilot:
         t0 = time.monotonic()
-        await wait_for(pilot, lambda: app.last is not None, what="the first live frame")
+        await wait_for(pilot, lambda: app.lab.last is not None, what="the first live frame")
         assert time.monotonic() - t0 < 3.0
         await wait_for(pilot, lambda: len(source.pids()) >= 4, what="server + load pids")
         seen |= set(source.pids())
 
         # the table has the focus: down moves the selection to the second worker
         await pilot.press("down")
-        await wait_for(pilot, lambda: app.selected_pid() is not None, what="a selection")
-        pid = app.selected_pid()
-        assert pid is not None and app.selected is not None and app.selected[0] == 1
+        await wait_for(pilot, lambda: app.lab.selected_pid() is not None, what="a selection")
+        pid = app.lab.selected_pid()
+        assert pid is not None and app.lab.selected is not None and app.lab.selected[0] == 1
 
         # pause: SIGSTOP, then SIGCONT
         t = time.monotonic()
@@ -101,7 +103,8 @@ async def test_live_switch_load_faults_quit() -> None:
         assert any("burns CPU" in m for m in events(source, "fault"))
 
         def burning() -> bool:
-            w = next((w for w in app.last.workers if w.pid == pid), None) if app.last else None
+            last = app.lab.last
+            w = next((w for w in last.workers if w.pid == pid), None) if last else None
             return w is not None and (w.cpu_percent or 0) > 40
 
         await wait_for(pilot, burning, 4, "the burning worker's CPU to rise")
@@ -144,10 +147,10 @@ async def test_live_switch_load_faults_quit() -> None:
         await wait_for(
             pilot,
             lambda: (
-                app.last is not None
-                and app.last.model is not None
-                and app.last.model.name == "reuseport"
-                and len(app.last.listeners) == 3
+                app.lab.last is not None
+                and app.lab.last.model is not None
+                and app.lab.last.model.name == "reuseport"
+                and len(app.lab.last.listeners) == 3
             ),
             15,
             "reuseport to run",
@@ -166,10 +169,10 @@ async def test_kill_respawn_prefork_and_ctrl_c() -> None:
     app, source = live_app("prefork", start_servers=2, min_spare=1, max_spare=4, max_workers=6)
     seen: set[int] = set()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.selected_pid() is not None, what="a worker")
+        await wait_for(pilot, lambda: app.lab.selected_pid() is not None, what="a worker")
         seen |= set(source.pids())
-        pid = app.selected_pid()
-        assert app.fault("kill", pid)
+        pid = app.lab.selected_pid()
+        assert app.lab.fault("kill", pid)
         await wait_for(pilot, lambda: events(source, "death"), 10, "the master to report the death")
         seen |= set(source.pids())
         await pilot.press("ctrl+c")
@@ -182,14 +185,15 @@ async def test_demo_plays_its_steps_and_repeats_a_master_fault() -> None:
     from lab.catalogue import SCENARIOS
     from lab.player import DemoPlayer
     from lab.scenarios import with_seconds
+    from tui.screens.demo import DemoScreen
 
     scenario = with_seconds(SCENARIOS["master"], 4.0)
     player = DemoPlayer(scenario)
     source = LiveSource(Session(scenario.steps[0].config, player.level(scenario.steps[0])))
-    app = ServerscopeApp(source, demo=scenario)
+    app = ServerscopeApp(DemoScreen(source, scenario))
     seen: set[int] = set()
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: app.last is not None, 15, "the first step")
+        await wait_for(pilot, lambda: app.lab.last is not None, 15, "the first step")
         seen |= set(source.pids())
         # step 2 burns the master after 2 s and again every 2.5 s: at least twice in 7 s
         burns = lambda: [e for e in events(source, "demo") if "burn" in e]  # noqa: E731
@@ -205,7 +209,7 @@ async def test_demo_plays_its_steps_and_repeats_a_master_fault() -> None:
 async def test_bad_input_is_one_line_and_keeps_the_dialog() -> None:
     app, source = live_app(workers=2)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.last is not None)
+        await wait_for(pilot, lambda: app.lab.last is not None)
         pids = source.pids()
         await pilot.press("m")
         screen = app.screen
@@ -244,11 +248,11 @@ async def test_startup_error_exits_2_with_one_line() -> None:
     try:
         app, source = live_app(workers=2, port=port)
         async with app.run_test() as pilot:
-            await wait_for(pilot, lambda: app.startup_error is not None, 10, "the error")
+            await wait_for(pilot, lambda: app.lab.startup_error is not None, 10, "the error")
             await pilot.pause(0.2)
         assert app.return_code == 2
-        assert f"127.0.0.1:{port}" in (app.startup_error or "")
-        assert "\n" not in (app.startup_error or "")
+        assert f"127.0.0.1:{port}" in (app.lab.startup_error or "")
+        assert "\n" not in (app.lab.startup_error or "")
         assert source.closed
     finally:
         busy.close()
@@ -262,19 +266,19 @@ async def test_replay_pause_seek_step(tmp_path: Path) -> None:
             rec.write(snap)
     snaps = list(read_recording(path))
     source = ReplaySource(snaps, name=str(path))
-    app = ServerscopeApp(source)
+    app = ServerscopeApp(ReplayScreen(source))
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.last is not None)
+        await wait_for(pilot, lambda: app.lab.last is not None)
         await pilot.press("space")  # pause
         assert not source.playing
         here = source.position_s
         await pilot.press("right_square_bracket")
         assert source.position_s == pytest.approx(here + 5, abs=0.3)
-        assert app.last is source.current  # drawn at once, while paused
+        assert app.lab.last is source.current  # drawn at once, while paused
         await pilot.press("left_square_bracket")
         assert source.position_s == pytest.approx(here, abs=0.3)
         await pilot.press("comma")
-        assert app.last is snaps[source._shown]
+        assert app.lab.last is snaps[source._shown]
         await pilot.press("space")
         assert source.playing
         # faults and model keys do nothing in a replay
@@ -364,9 +368,11 @@ async def test_client_panel_shows_the_waiting_clients_in_red_and_counts_them_in_
 
     from tui.quiet_static import QuietStatic
 
-    app = ServerscopeApp(ReplaySource(tui_scenarios.prefork_keepalive_idle(), start_at=-1))
+    app = ServerscopeApp(
+        ReplayScreen(ReplaySource(tui_scenarios.prefork_keepalive_idle(), start_at=-1))
+    )
     async with app.run_test(size=(120, 36)) as pilot:
-        await wait_for(pilot, lambda: app.last is not None, what="the first frame")
+        await wait_for(pilot, lambda: app.lab.last is not None, what="the first frame")
         await pilot.pause(0.1)
         body = app.query_one("#client-body", QuietStatic).content
         assert isinstance(body, Text)
@@ -376,6 +382,6 @@ async def test_client_panel_shows_the_waiting_clients_in_red_and_counts_them_in_
         assert any("red" in str(sp.style) and sp.start <= start < sp.end for sp in body.spans), (
             body.spans
         )
-        c = app.last.client  # type: ignore[union-attr]
+        c = app.lab.last.client  # type: ignore[union-attr]
         assert c is not None and c.latency_all_ms.p99 > c.latency_ms.p99
         assert f"p99 {c.latency_all_ms.p99:.0f} ms" in body.plain  # the p99 with the waiting

@@ -13,7 +13,8 @@ import tui_scenarios
 from servers.config import ServerConfig
 from telemetry.snapshot import Snapshot
 from tui.app import ServerscopeApp
-from tui.model_screen import ModelScreen
+from tui.screens.model import ModelScreen
+from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
 
 SCENARIOS: dict[str, Callable[[], list[Snapshot]]] = {
@@ -26,7 +27,7 @@ SIZES = {"120x36": (120, 36), "80x24": (80, 24)}
 
 def make_app(name: str) -> ServerscopeApp:
     snaps = SCENARIOS[name]()
-    return ServerscopeApp(ReplaySource(snaps, name=name, start_at=-1, playing=False))
+    return ServerscopeApp(ReplayScreen(ReplaySource(snaps, name=name, start_at=-1, playing=False)))
 
 
 async def drawn(pilot: Pilot) -> None:
@@ -34,7 +35,7 @@ async def drawn(pilot: Pilot) -> None:
     app = pilot.app
     assert isinstance(app, ServerscopeApp)
     for _ in range(200):
-        if app.last is not None:
+        if app.lab.last is not None:
             break
         await pilot.pause(0.02)
     await pilot.pause(0.1)

@@ -35,11 +35,11 @@ class BacklogPanel(QuietStatic):
         rest = [ln for ln in listeners if ln not in shown]
         if rest:
             t.append(f"+{len(rest)} more, queues ≤ {max(ln.queue for ln in rest)}\n", style="dim")
-        k = snap.kernel
+        kernel = snap.kernel
         short = width < 36
-        if k is not None:
-            over = k.overflows_delta or 0
-            drops = k.drops_delta or 0
+        if kernel is not None:
+            over = kernel.overflows_delta or 0
+            drops = kernel.drops_delta or 0
             t.append("overflow " if short else "overflows ", style="dim")
             t.append(f"+{over}", style="bold red" if over else "")
             t.append(" drop " if short else "  drops ", style="dim")

@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 
 from lab.units import WAIT_ALARM_MS
-from loadgen.stats import ERROR_KINDS
+from loadgen.stats import ERROR_KINDS, LoadStats
 
 from .drawing import ms, num, spark
 from .frame import Frame
@@ -34,56 +34,79 @@ class ClientPanel(Vertical):
         yield QuietStatic(id="client-body")
 
     def show(self, frame: Frame) -> None:
-        c = frame.snapshot.client
+        client = frame.snapshot.client
         head = self.query_one("#client-head", QuietStatic)
         sparkline = self.query_one("#client-spark", QuietStatic)
         body = self.query_one("#client-body", QuietStatic)
-        if c is None:
+        if client is None:
             head.show_content(Text("no load running", style="dim"), height=1)
             sparkline.show_content("", height=1)
             body.show_content(Text("l chooses a load, g runs it", style="dim"), height=1)
             return
-        h = Text(no_wrap=True, overflow="ellipsis")
-        h.append(f"{num(c.rps)}", style="bold")
-        h.append(" req/s  ", style="dim")
-        state = "paused" if c.paused else ("running" if c.running else "ended")
-        h.append(f"{c.clients} clients, {state}", style="" if c.running else "yellow")
-        head.show_content(h, height=1)
-        width = sparkline.content_region.width or SPARK_SECONDS
-        series = list(c.rps_series[-width:])
-        line = spark(series, width, lo=0.0)
-        line.stylize("cyan")
-        if series:
-            line.append(f"  peak {num(max(series))}/s" if len(series) + 14 <= width else "", "dim")
-        sparkline.show_content(line, height=1)
-        b = Text(no_wrap=True, overflow="ellipsis")
-        lat = c.waiting_latency
-        b.append("latency ", style="dim")
-        b.append(f"p50 {ms(lat.p50 if lat.count else None)}")
-        b.append("  p99 ", style="dim")
-        b.append(ms(lat.p99 if lat.count else None), style=_slow(lat.p99))
-        b.append("\nconnect ", style="dim")
-        b.append("p99 ", style="dim")
-        cp = c.connect_ms
-        b.append(ms(cp.p99 if cp.count else None), style=_slow(cp.p99))
-        b.append(f"  open {num(c.open_connections)}", style="dim")
-        if c.connect_seconds:  # dropped handshakes: the clusters the SYN retransmits make
-            b.append("\nconnects ", style="dim")
-            for k, n in enumerate(c.connect_seconds):
-                if n:
-                    b.append(f"{k + 1}s", style="dim")
-                    b.append(f"\u00d7{num(n)} ", style="bold red")
-        b.append("\nwaiting ", style="dim")
-        b.append_text(_waiting(c.in_flight, c.oldest_wait_ms, c.backlog))
-        b.append("\nerrors ", style="dim")
-        errs = [(k, c.errors.get(k, 0)) for k in ERROR_KINDS if c.errors.get(k)]
-        errs += [(k, v) for k, v in c.errors.items() if k not in ERROR_KINDS and v]
-        if not errs:
-            b.append("none", style="green")
-        for i, (kind, n) in enumerate(errs):
-            b.append(" · " if i else "")
-            b.append(f"{kind} {n:,}", style="bold red")
-        body.show_content(b, height=line_count(b))
+        head.show_content(_head(client), height=1)
+        sparkline.show_content(_throughput(client, sparkline.content_region.width), height=1)
+        text = _body(client)
+        body.show_content(text, height=line_count(text))
+
+
+def _head(client: LoadStats) -> Text:
+    """`20,700 req/s  20 clients, running`."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(f"{num(client.rps)}", style="bold")
+    text.append(" req/s  ", style="dim")
+    state = "paused" if client.paused else ("running" if client.running else "ended")
+    text.append(f"{client.clients} clients, {state}", style="" if client.running else "yellow")
+    return text
+
+
+def _throughput(client: LoadStats, width: int) -> Text:
+    """A sparkline of req/s, one cell a second, from zero; its peak when there is room."""
+    width = width or SPARK_SECONDS
+    series = list(client.rps_series[-width:])
+    line = spark(series, width, lo=0.0)
+    line.stylize("cyan")
+    if series:
+        line.append(f"  peak {num(max(series))}/s" if len(series) + 14 <= width else "", "dim")
+    return line
+
+
+def _body(client: LoadStats) -> Text:
+    """Latency, connect time, connects by second, the waiting requests, errors."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    latency = client.waiting_latency
+    text.append("latency ", style="dim")
+    text.append(f"p50 {ms(latency.p50 if latency.count else None)}")
+    text.append("  p99 ", style="dim")
+    text.append(ms(latency.p99 if latency.count else None), style=_slow(latency.p99))
+    text.append("\nconnect ", style="dim")
+    text.append("p99 ", style="dim")
+    connect = client.connect_ms
+    text.append(ms(connect.p99 if connect.count else None), style=_slow(connect.p99))
+    text.append(f"  open {num(client.open_connections)}", style="dim")
+    if client.connect_seconds:  # dropped handshakes: the clusters the SYN retransmits make
+        text.append("\nconnects ", style="dim")
+        for second, count in enumerate(client.connect_seconds):
+            if count:
+                text.append(f"{second + 1}s", style="dim")
+                text.append(f"\u00d7{num(count)} ", style="bold red")
+    text.append("\nwaiting ", style="dim")
+    text.append_text(_waiting(client.in_flight, client.oldest_wait_ms, client.backlog))
+    text.append("\nerrors ", style="dim")
+    text.append_text(_errors(client.errors))
+    return text
+
+
+def _errors(errors: dict[str, int]) -> Text:
+    """`none`, or each kind seen with its count, the known kinds first in their order."""
+    seen = [(kind, errors.get(kind, 0)) for kind in ERROR_KINDS if errors.get(kind)]
+    seen += [(kind, n) for kind, n in errors.items() if kind not in ERROR_KINDS and n]
+    text = Text()
+    if not seen:
+        text.append("none", style="green")
+    for i, (kind, n) in enumerate(seen):
+        text.append(" · " if i else "")
+        text.append(f"{kind} {n:,}", style="bold red")
+    return text
 
 
 def _waiting(in_flight: int, oldest_ms: float | None, unsent: int) -> Text:

@@ -9,6 +9,7 @@ from .frame import Frame
 from .quiet_static import QuietStatic, text_shape
 
 ICONS = {"info": "i", "warning": "⚠", "critical": "✖"}
+ORDER = ("critical", "warning", "info")  # the most severe first
 MAX_LINES = 3
 
 
@@ -16,14 +17,11 @@ class DiagnosisBanner(QuietStatic):
     def show(self, frame: Frame) -> None:
         diags = sorted(
             frame.snapshot.diagnoses,
-            key=lambda d: (
-                ("critical", "warning", "info").index(d.severity)
-                if d.severity in ("critical", "warning", "info")
-                else 3
-            ),
+            key=lambda d: ORDER.index(d.severity) if d.severity in ORDER else len(ORDER),
         )
-        self.set_class(any(d.severity == "critical" for d in diags), "-critical")
-        self.set_class(bool(diags) and not any(d.severity == "critical" for d in diags), "-warning")
+        critical = any(d.severity == "critical" for d in diags)
+        self.set_class(critical, "-critical")
+        self.set_class(bool(diags) and not critical, "-warning")
         self.set_class(False, "-status")
         t = Text(no_wrap=True, overflow="ellipsis")
         if not diags:
@@ -33,11 +31,12 @@ class DiagnosisBanner(QuietStatic):
             if live:
                 busy = sum(w.busy for w in live)
                 t.append(f" · {busy}/{len(live)} workers busy", style="dim")
-        for i, d in enumerate(diags[:MAX_LINES]):
+        for i, diag in enumerate(diags[:MAX_LINES]):
             if i:
                 t.append("\n")
-            t.append(f"{ICONS.get(d.severity, '•')} ", style=SEVERITY_STYLE.get(d.severity, ""))
-            t.append(d.message, style="bold")
+            icon = ICONS.get(diag.severity, "•")
+            t.append(f"{icon} ", style=SEVERITY_STYLE.get(diag.severity, ""))
+            t.append(diag.message, style="bold")
         if len(diags) > MAX_LINES:
             t.append(f"  (+{len(diags) - MAX_LINES} more)", style="dim")
         self.show_content(t, height=text_shape(t))

@@ -16,13 +16,17 @@ def derive_events(snapshots: Iterable[Snapshot]) -> list[LabEvent]:
     deriver = EventDeriver()
     prev: Snapshot | None = None
     for snap in snapshots:
-        t = snap.time
-        m = snap.model
-        if prev is None and m is not None:
-            out.append(LabEvent(t, "model", f"recording of {m.name} (root pid {m.root_pid})"))
-        c, pc = snap.client, prev.client if prev else None
-        if c is not None and (pc is None or pc.level != c.level or pc.clients != c.clients):
-            out.append(LabEvent(t, "load", f"load {c.level}: {c.clients} clients"))
+        model, client = snap.model, snap.client
+        if prev is None and model is not None:
+            message = f"recording of {model.name} (root pid {model.root_pid})"
+            out.append(LabEvent(snap.time, "model", message))
+        before = prev.client if prev else None
+        if client is not None and (
+            before is None or before.level != client.level or before.clients != client.clients
+        ):
+            out.append(
+                LabEvent(snap.time, "load", f"load {client.level}: {client.clients} clients")
+            )
         out.extend(deriver.step(snap))
         prev = snap
     return out

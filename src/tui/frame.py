@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from telemetry.snapshot import Snapshot, WorkerSample
+from telemetry.snapshot import Snapshot
 
 WorkerKey = tuple[int | None, int, int]
 
@@ -18,13 +18,6 @@ class Frame:
     history: tuple[Snapshot, ...] = ()  # oldest first; ends with `snapshot`
     selected: WorkerKey | None = None  # the worker faults act on
     paused_pids: frozenset[int] = field(default_factory=frozenset)  # SIGSTOPped by us
-
-    @property
-    def selected_worker(self) -> WorkerSample | None:
-        for w in self.snapshot.workers:
-            if w.key == self.selected:
-                return w
-        return None
 
 
 def rate(count: int | None, interval_s: float | None) -> float | None:

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from telemetry.analysis import run_accepts
+from telemetry.diagnosis import SKEW_MIN_MAX_OVER_MEAN as SKEW  # drawn red from there
 
 from .drawing import jain_style, spark
 from .frame import Frame
@@ -19,55 +20,70 @@ WIDTHS = (7, 4, 4, 4, 8)  # label, Jain, top share, top worker, top share over t
 GAPS = len(WIDTHS)  # one space between columns
 
 
+Row = tuple[str, float | None, float | None, bool, str, str, bool, str]
+"""label, Jain, top share, hot, top worker, run top, run hot, sparkline: plain values,
+compared with the last frame's so that an unchanged panel is not drawn again."""
+
+
 class ImbalancePanel(QuietStatic):
     def show(self, frame: Frame) -> None:
         snap = frame.snapshot
         width = max(0, (self.content_region.width or 40) - sum(WIDTHS) - GAPS)
         self.set_subtitle(f"window {snap.window_s:g} s")
         span = min(len(frame.history), width) * (snap.interval_s or 0.0)
-        rows = []  # what each row shows, as plain values: compared with the last frame's
-        whole = run_accepts(snap)
-        for metric, label in LABELS:
-            imb = getattr(snap.imbalance, metric)
-            jain = imb.jain if imb else None
-            top = imb.top_share if imb else None
-            hot = imb is not None and (imb.max_over_mean or 0) >= 1.5
-            who = (imb.top_worker or "").replace("worker ", "w") if imb and top else ""
-            values = [
-                i.jain if i is not None else None
-                for i in (getattr(s.imbalance, metric) for s in frame.history)
-            ]
-            sparkline = spark(values, width, lo=0.0, hi=1.0).plain
-            run = ""
-            run_hot = False
-            if metric == "accepts" and whole is not None and whole.top_share is not None:
-                run_who = (whole.top_worker or "").replace("worker ", "w")
-                run = f"{whole.top_share * 100:.0f}% {run_who}"
-                run_hot = (whole.max_over_mean or 0) >= 1.5
-            rows.append((label, jain, top, hot, who, run, run_hot, sparkline))
+        rows = [_row(frame, metric, label, width) for metric, label in LABELS]
         key = (width, f"{span:.0f}", tuple(rows))
         if key == self._shown:
             return
-        t = Table.grid(padding=(0, 1, 0, 0))
-        for w, justify in zip(WIDTHS, ("left", "right", "right", "left", "left"), strict=True):
-            t.add_column(width=w, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        t.add_column(width=width, no_wrap=True, overflow="crop")
-        dim = "dim"
-        t.add_row(
-            Text(""),
-            Text("Jain", style=dim),
-            Text("top", style=dim),
-            Text("", style=dim),
-            Text("run top", style=dim),
-            Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim),
+        self.show_content(_table(rows, width, span), key=key, height=len(rows) + 1)
+
+
+def _short(worker: str | None) -> str:
+    return (worker or "").replace("worker ", "w")
+
+
+def _row(frame: Frame, metric: str, label: str, width: int) -> Row:
+    snap = frame.snapshot
+    imb = getattr(snap.imbalance, metric)
+    jain = imb.jain if imb else None
+    top = imb.top_share if imb else None
+    hot = imb is not None and (imb.max_over_mean or 0) >= SKEW
+    who = _short(imb.top_worker) if imb and top else ""
+    values = [
+        past.jain if past is not None else None
+        for past in (getattr(s.imbalance, metric) for s in frame.history)
+    ]
+    sparkline = spark(values, width, lo=0.0, hi=1.0).plain
+    run = ""
+    run_hot = False
+    whole = run_accepts(snap) if metric == "accepts" else None
+    if whole is not None and whole.top_share is not None:
+        run = f"{whole.top_share * 100:.0f}% {_short(whole.top_worker)}"
+        run_hot = (whole.max_over_mean or 0) >= SKEW
+    return (label, jain, top, hot, who, run, run_hot, sparkline)
+
+
+def _table(rows: list[Row], width: int, span: float) -> Table:
+    table = Table.grid(padding=(0, 1, 0, 0))
+    for w, justify in zip(WIDTHS, ("left", "right", "right", "left", "left"), strict=True):
+        table.add_column(width=w, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column(width=width, no_wrap=True, overflow="crop")
+    dim = "dim"
+    table.add_row(
+        Text(""),
+        Text("Jain", style=dim),
+        Text("top", style=dim),
+        Text("", style=dim),
+        Text("run top", style=dim),
+        Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim),
+    )
+    for label, jain, top, hot, who, run, run_hot, sparkline in rows:
+        table.add_row(
+            Text(label),
+            Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain)),
+            Text("-" if top is None else f"{top * 100:.0f}%", style="bold red" if hot else ""),
+            Text(who, style="dim"),
+            Text(run, style="bold red" if run_hot else ""),
+            Text(sparkline, style=jain_style(jain)),
         )
-        for label, jain, top, hot, who, run, run_hot, sparkline in rows:
-            t.add_row(
-                Text(label),
-                Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain)),
-                Text("-" if top is None else f"{top * 100:.0f}%", style="bold red" if hot else ""),
-                Text(who, style="dim"),
-                Text(run, style="bold red" if run_hot else ""),
-                Text(sparkline, style=jain_style(jain)),
-            )
-        self.show_content(t, key=key, height=len(rows) + 1)
+    return table

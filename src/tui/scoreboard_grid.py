@@ -11,30 +11,17 @@ import math
 
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import Static
 
-from telemetry.snapshot import WorkerSample
+from telemetry.snapshot import WorkerSample, WorkerState
 
 from .drawing import PAUSED_STYLE, STATE_STYLE
 from .frame import Frame
 from .messages import WorkerSelected
-
-LEGEND = (
-    ("waiting", "_", "waiting"),
-    ("starting", "S", "starting"),
-    ("reading", "R", "reading"),
-    ("working", "W", "working"),
-    ("keepalive", "K", "keep-alive"),
-    ("closing", "C", "closing"),
-    ("empty", ".", "open slot"),
-    ("dead", "X", "dead"),
-)
 
 
 @functools.cache
@@ -60,7 +47,7 @@ class ScoreboardGrid(ScrollView, can_focus=True):
         self._paused: frozenset[int] = frozenset()
         self.cursor = 0
         self._rows = 0
-        self._looks: list[tuple[str, str, bool]] = []  # what each cell shows, as drawn
+        self._looks: list[tuple[str, WorkerState, bool]] = []  # what each cell shows, as drawn
         self._drawn_cols = 0
 
     # -- drawing ------------------------------------------------------------------------
@@ -152,33 +139,20 @@ class ScoreboardGrid(ScrollView, can_focus=True):
         self.refresh()
 
 
-class ScoreboardLegend(Static):
-    """What each glyph means, in the colours the grid uses."""
-
-    def on_mount(self) -> None:
-        t = Text()
-        for state, glyph, name in LEGEND:
-            t.append(glyph, style=STATE_STYLE[state])
-            t.append(f" {name}  ", style="dim")
-        t.append(" ", style=PAUSED_STYLE)
-        t.append(" paused", style="dim")
-        self.update(t)
-
-
 def summary(frame: Frame, width: int = 80) -> str:
     """'scoreboard · 4 workers · 3 busy · 1 idle · master 2% CPU' for the panel's title
     (the master's CPU when it is a process apart from its workers: cluster's deals every
     connection, and the master demo asks the audience to watch it)."""
-    ws = frame.snapshot.live_workers
-    busy = sum(w.busy for w in ws)
-    idle = sum(w.state == "waiting" for w in ws)
-    kind = "threads" if ws and ws[0].is_thread else "workers"
-    pids = {w.pid for w in ws}
-    procs = len(pids)
-    extra = f" in {procs} processes" if kind == "threads" else ""
-    text = f"{len(ws)} {kind}{extra} · {busy} busy · {idle} idle"
-    m = frame.snapshot.model
+    workers = frame.snapshot.live_workers
+    busy = sum(w.busy for w in workers)
+    idle = sum(w.state == "waiting" for w in workers)
+    kind = "threads" if workers and workers[0].is_thread else "workers"
+    pids = {w.pid for w in workers}
+    extra = f" in {len(pids)} processes" if kind == "threads" else ""
+    text = f"{len(workers)} {kind}{extra} · {busy} busy · {idle} idle"
+    model = frame.snapshot.model
     # the master's CPU when it is a process apart from its workers
-    if m is not None and m.master_cpu_percent is not None and ws and m.root_pid not in pids:
-        text += f" · master {m.master_cpu_percent:.0f}% CPU"
+    cpu = model.master_cpu_percent if model is not None else None
+    if model is not None and cpu is not None and workers and model.root_pid not in pids:
+        text += f" · master {cpu:.0f}% CPU"
     return text if len(text) + 16 > width else f"scoreboard · {text}"

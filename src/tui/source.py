@@ -22,16 +22,10 @@ HISTORY = 240  # snapshots kept for sparklines (60 s at 4 Hz)
 
 
 class Source:
-    """The interface the app uses; `live` sources have a Session to control."""
+    """The interface the screens use (a LiveSource also has a Session to control)."""
 
-    kind = "base"
-    live = False
-    seekable = False
     period = 0.25
     t0 = 0.0  # event times are shown relative to this (time.monotonic() seconds)
-
-    def start(self) -> None:
-        """Blocking: get ready to produce snapshots (live: start the server and load)."""
 
     def next(self) -> Snapshot | None:
         """Blocking: the snapshot to show now (None: nothing to show yet)."""
@@ -52,9 +46,6 @@ class Source:
 
 
 class LiveSource(Source):
-    kind = "live"
-    live = True
-
     def __init__(self, session: Session) -> None:
         self.session = session
         self.period = session.period
@@ -68,6 +59,7 @@ class LiveSource(Source):
         return self._closed
 
     def start(self) -> None:
+        """Blocking: start the server and the load."""
         self.session.start()
 
     def next(self) -> Snapshot | None:
@@ -84,9 +76,6 @@ class LiveSource(Source):
 
     def history(self) -> tuple[Snapshot, ...]:
         return tuple(self._history)
-
-    def reset_history(self) -> None:
-        self._history.clear()
 
     def events(self) -> list[LabEvent]:
         return list(self.session.events)
@@ -114,9 +103,6 @@ class LiveSource(Source):
 
 class ReplaySource(Source):
     """Snapshots from a recording (or a test), played at their own pace; pause and seek."""
-
-    kind = "replay"
-    seekable = True
 
     def __init__(
         self,
@@ -201,10 +187,6 @@ class ReplaySource(Source):
         with self._lock:
             i = max(0, min(len(self.snapshots) - 1, self._shown + frames))
             self.pos = self._shown = i
-
-    def jump(self, end: bool) -> None:
-        with self._lock:
-            self.pos = self._shown = len(self.snapshots) - 1 if end else 0
 
 
 def _root(snap: Snapshot) -> int | None:

@@ -11,138 +11,21 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size, Spacing
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry.snapshot import GLYPHS, WorkerSample
+from telemetry.snapshot import WorkerSample
 
-from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style, mib, num
-from .frame import Frame, WorkerKey, rate
+from .frame import Frame, WorkerKey
 from .messages import WorkerSelected
+from .worker_cells import COLUMNS, PAD, WIDTH, cell_text, fitting_columns, row_values
 
-PRIORITY = ("slot", "state", "cpu", "conns", "tot", "acc", "pid", "req", "rss")  # kept first
-PAD = 2  # cell padding, both sides
-COLUMNS = (  # label, key, width (fixed: updates never resize a column)
-    ("#", "slot", 3),
-    ("pid/tid", "pid", 7),
-    ("state", "state", 7),
-    ("CPU", "cpu", 11),
-    ("conns", "conns", 5),
-    ("accepts", "tot", 7),  # since the worker started, with its share of all the rows'
-    ("acc/s", "acc", 5),
-    ("req/s", "req", 6),
-    ("RSS", "rss", 6),
-)
-WIDTH = {key: w for _, key, w in COLUMNS}
-CPU_BAR = 6
-SHARE_BAR = 2  # the accepts column's bar: the row's share of the accepts of all rows
-ROLE_MARK = {"listener": "L", "master": "M", "helper": "H"}  # the # column of non-workers
-SHORT = {
-    "keepalive": "keep",
-    "waiting": "wait",
-    "starting": "start",
-    "reading": "read",
-    "working": "work",
-    "writing": "write",
-    "closing": "close",
-    "unknown": "?",
-}
 HEADER = 1  # lines above the rows (not scrolled)
-PAUSED_THREAD = "paused-process"  # the state value of a thread row whose process is paused
 CELL_CACHE = 4096  # rendered cells kept (a cell is a (column, value) pair)
-
 Piece = tuple[str, Style | None]  # some text of a cell and its own style
-
-
-def fitting_columns(width: int) -> tuple[str, ...]:
-    """The columns that fit in `width` cells, most useful first, in display order."""
-    widths = {key: w + PAD for _, key, w in COLUMNS}
-    keep: set[str] = set()
-    used = 1  # the vertical scrollbar
-    for key in PRIORITY:
-        if used + widths[key] <= width or not keep:
-            keep.add(key)
-            used += widths[key]
-    return tuple(key for _, key, _w in COLUMNS if key in keep)
-
-
-def _count(n: int | None) -> str:
-    """At most 5 cells: 1,040 / 12.3k / 123k / 1.2M (the accepts column is narrow so
-    that it fits at 80 columns, where it matters more than acc/s)."""
-    if n is None:
-        return "-"
-    if n < 10_000:
-        return f"{n:,}"
-    if n < 100_000:
-        return f"{n / 1000:.1f}k"
-    if n < 1_000_000:
-        return f"{n // 1000}k"
-    return f"{n / 1e6:.1f}M"
-
-
-def _slot(w: WorkerSample) -> str:
-    """The # column: the slot of a worker; L0 (listener of child 0), M (master), H."""
-    mark = ROLE_MARK.get(w.role)
-    if mark is None:
-        return str(w.slot) if w.slot is not None else "-"
-    return f"{mark}{w.group}" if mark == "L" and w.group >= 0 else mark
-
-
-def _values(
-    w: WorkerSample, interval: float | None, paused: bool, accepts: int = 0
-) -> dict[str, object]:
-    """What each cell shows, as plain values: cheap to compare from one frame to the next,
-    so only rows whose values changed are rendered again. `accepts`: all the rows' accepts
-    since they started, the denominator of this row's share."""
-    total = w.accepts_total
-    share = None if total is None or not accepts else round(total / accepts, 2)
-    return {
-        "slot": _slot(w),
-        "pid": str(w.tid if w.is_thread else w.pid),
-        # paused: a signal stops the whole process, so a thread row says its process is
-        # stopped ("⏸ PROC": every thread of that pid shows it), a process row "⏸ STOP"
-        "state": (PAUSED_THREAD if w.is_thread else None) if paused else w.state,
-        "cpu": None if w.cpu_percent is None else round(w.cpu_percent),
-        "conns": num(w.connections),
-        "tot": (_count(total), share),
-        "acc": num(rate(w.accepts, interval)),
-        "req": num(rate(w.requests, interval)),
-        "rss": mib(w.rss_bytes),
-    }
-
-
-def _cell(col: str, value: object) -> Text:
-    if col == "state":
-        if value is None:
-            return Text("⏸ STOP", style=PAUSED_STYLE)
-        if value == PAUSED_THREAD:
-            return Text("⏸ PROC", style=PAUSED_STYLE)
-        state = str(value)
-        glyph = GLYPHS.get(state, "?")
-        return Text(f"{glyph} {SHORT.get(state, state)}", style=STATE_STYLE.get(state, ""))
-    if col == "cpu":
-        cpu = Text()
-        if value is None:
-            cpu.append(" " * CPU_BAR + "    -")
-        else:
-            frac = float(value) / 100.0  # type: ignore[arg-type]
-            cpu.append_text(bar(frac, CPU_BAR, fill_style(frac)))
-            cpu.append(f"{value:4d}%")
-        return cpu
-    if col == "tot":
-        count, share = value  # type: ignore[misc]
-        t = Text()
-        if share is None:
-            t.append(" " * SHARE_BAR)
-        else:
-            t.append_text(bar(share, SHARE_BAR, "bold red" if share >= 0.5 else "cyan"))
-        t.append(f"{count:>{WIDTH['tot'] - SHARE_BAR}}")
-        return t
-    return Text(str(value), justify="right")
 
 
 class WorkerTable(ScrollView, can_focus=True):
@@ -173,7 +56,6 @@ class WorkerTable(ScrollView, can_focus=True):
         self._paused: frozenset[int] = frozenset()
         self._accepts = 0  # all rows' accepts since they started
         self._told: WorkerKey | None = None  # the selection the last frame carried
-        self._last: Frame | None = None
         self._values: dict[int, tuple[object, ...]] = {}  # this frame's, of rows computed
         self._strips: dict[int, tuple[tuple[object, ...], bool, Strip]] = {}  # row: drawn
         self._header: Strip | None = None
@@ -187,12 +69,7 @@ class WorkerTable(ScrollView, can_focus=True):
         """The workers shown, one per row."""
         return tuple(self._keys)
 
-    @property
-    def row_count(self) -> int:
-        return len(self._keys)
-
     def show(self, frame: Frame) -> None:
-        self._last = frame
         self._set_columns()
         snap = frame.snapshot
         workers = [w for w in snap.workers if w.state != "empty"]
@@ -259,7 +136,7 @@ class WorkerTable(ScrollView, can_focus=True):
         values = self._values.get(row)
         if values is None:
             w = self._workers[row]
-            cells = _values(w, self._interval, w.pid in self._paused, self._accepts)
+            cells = row_values(w, self._interval, w.pid in self._paused, self._accepts)
             values = tuple(cells[c] for c in self._columns)
             self._values[row] = values
         return values
@@ -275,7 +152,7 @@ class WorkerTable(ScrollView, can_focus=True):
         pieces = self._cells.get(key)
         if pieces is None:
             width = WIDTH[col]
-            text = _cell(col, value)
+            text = cell_text(col, value)
             text.truncate(width, overflow="ellipsis", pad=text.justify != "right")
             text.pad_left(width - text.cell_len)
             console = self.app.console

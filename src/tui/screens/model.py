@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from servers import models
@@ -15,7 +16,6 @@ from .chooser import ChooserScreen
 # The knobs the chooser offers, in this order, with their labels (Apache's names too).
 KNOBS: tuple[tuple[str, str], ...] = (
     ("workers", "workers (processes)"),
-    ("threads", "threads per process"),
     ("threads_per_child", "ThreadsPerChild"),
     ("start_servers", "StartServers"),
     ("min_spare", "MinSpare"),
@@ -72,6 +72,13 @@ def build_config(
     return cfg
 
 
+def _knob_text(value: object) -> str:
+    """A knob's current value as its field shows it (empty: the model's default)."""
+    if value is None:
+        return ""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class ModelScreen(ChooserScreen[ServerConfig | None]):
     """Dismisses with the new (checked) ServerConfig, or None when cancelled."""
 
@@ -120,18 +127,14 @@ class ModelScreen(ChooserScreen[ServerConfig | None]):
         grid = self.query_one("#knobs", Grid)
         await grid.remove_children()
         same = name == self.current.model
-        widgets = []
+        widgets: list[Widget] = []
         for key, label in knobs_of(name):
             value = getattr(self.current, key) if same or key == "backlog" else None
             default = defaults.get(key)
             widgets.append(Label(label))
             widgets.append(
                 Input(
-                    ""
-                    if value is None
-                    else f"{value:g}"
-                    if isinstance(value, float)
-                    else str(value),
+                    _knob_text(value),
                     placeholder=f"default {default}" if default is not None else "",
                     id=f"knob-{key}",
                     compact=True,

@@ -1,0 +1,222 @@
+"""The main screen every mode shares: the panels, fed one snapshot per period by a source.
+
+    LiveScreen(LiveSource(Session(config, level)))   # `serverscope`: keys drive the session
+    ReplayScreen(ReplaySource(snapshots))             # `serverscope replay FILE`, tests
+    DemoScreen(LiveSource(...), scenario)             # `serverscope demo NAME`
+
+This base only draws snapshots (the source is asked from a thread: a live sample reads
+/proc for up to 1024 workers) and keeps the worker selection; each mode adds its keys by
+subclassing, so no code here asks which mode it is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Header
+
+from telemetry.snapshot import Snapshot, WorkerSample
+
+from ..backlog_panel import BacklogPanel
+from ..client_panel import ClientPanel
+from ..diagnosis_banner import DiagnosisBanner
+from ..event_log import EventLog
+from ..frame import Frame, WorkerKey
+from ..imbalance_panel import ImbalancePanel
+from ..messages import WorkerSelected
+from ..scoreboard_grid import ScoreboardGrid, summary
+from ..scoreboard_legend import ScoreboardLegend
+from ..source import Source
+from ..worker_table import WorkerTable
+
+MIN_SLEEP = 0.02  # seconds between samples however long the last one took
+
+
+class LabScreen(Screen[None]):
+    # q quits from here and from the app (which also catches it over a modal chooser):
+    # bound here too so that it comes first in the footer, before the mode's keys.
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "app.quit", "Quit", priority=True),
+        Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, source: Source) -> None:
+        super().__init__()
+        self.source = source
+        self.selected: WorkerKey | None = None
+        self.last: Snapshot | None = None
+        self.frozen = False
+        self.quitting = False
+        self.busy: str | None = None  # shown in the banner in place of diagnoses
+
+    # -- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield from self.compose_top()
+        yield DiagnosisBanner(id="banner")
+        with Horizontal(id="body"):
+            with Vertical(id="left"):
+                with Vertical(id="scoreboard-panel"):
+                    yield ScoreboardGrid(id="grid")
+                    yield ScoreboardLegend(id="legend")
+                yield WorkerTable(id="workers")
+            with Vertical(id="right"):
+                yield ImbalancePanel(id="imbalance")
+                yield BacklogPanel(id="backlog")
+                yield ClientPanel(id="client")
+        yield EventLog(id="events")
+        yield Footer()
+
+    def compose_top(self) -> Iterable[Widget]:
+        """Widgets above the banner (a demo's narration)."""
+        return ()
+
+    def on_mount(self) -> None:
+        self.query_one("#scoreboard-panel").border_title = "scoreboard"
+        self.query_one("#imbalance").border_title = "imbalance"
+        self.query_one("#backlog").border_title = "accept queues"
+        self.query_one("#client").border_title = "clients see"
+        self.query_one("#events").border_title = "events"
+        self.query_one("#workers").border_title = "workers"
+        self.update_header()
+        if self.busy:
+            self.query_one(DiagnosisBanner).status(self.busy)
+        self.query_one(WorkerTable).focus()
+        self._pump()
+
+    # -- what each mode adds ------------------------------------------------------------
+    async def start(self) -> bool:
+        """Get the source ready (blocking work off the loop); False: the app is leaving."""
+        self.busy = None
+        return True
+
+    def subtitle(self) -> str:
+        """The header's second line."""
+        return ""
+
+    def paused_pids(self) -> frozenset[int]:
+        """Workers stopped by us (SIGSTOP), drawn as paused."""
+        return frozenset()
+
+    def tick(self) -> None:
+        """Called once per period after drawing."""
+
+    def system_commands(self) -> Iterable[SystemCommand]:
+        """This mode's entries in the command palette."""
+        return ()
+
+    def closing(self) -> None:
+        """The app is about to close the source."""
+
+    # -- the sampling loop --------------------------------------------------------------
+    @work(exclusive=True, group="pump")
+    async def _pump(self) -> None:
+        if not await self.start():
+            return
+        while not self.quitting:
+            began = time.monotonic()
+            try:
+                snap = await asyncio.to_thread(self.source.next)
+            except Exception as e:  # a sample must never take the UI down
+                self.source.log("error", f"sampling failed: {e}")
+                snap = None
+            if self.quitting:
+                return
+            if snap is not None and not self.frozen:
+                self.draw(snap)
+            elif snap is None:
+                self.draw_events()
+            self.tick()
+            spent = time.monotonic() - began
+            await asyncio.sleep(max(MIN_SLEEP, self.source.period - spent))
+
+    async def shut_down(self) -> bool:
+        """Stop sampling and close the source; False when already shutting down."""
+        if self.quitting:
+            return False
+        self.quitting = True
+        self.closing()
+        await asyncio.to_thread(self.source.close)
+        return True
+
+    # -- drawing ------------------------------------------------------------------------
+    def frame(self, snap: Snapshot) -> Frame:
+        keys = {w.key for w in snap.workers}
+        if self.selected not in keys:
+            self.selected = _pick_worker(snap, self.selected)
+        return Frame(snap, self.source.history(), self.selected, self.paused_pids())
+
+    def draw(self, snap: Snapshot) -> None:
+        self.last = snap
+        frame = self.frame(snap)
+        self.query_one(ScoreboardGrid).show(frame)
+        panel = self.query_one("#scoreboard-panel")
+        title = summary(frame, panel.size.width)
+        if panel.border_title != title:  # (setting it redraws the panel)
+            panel.border_title = title
+        self.query_one(WorkerTable).show(frame)
+        self.query_one(ImbalancePanel).show(frame)
+        self.query_one(BacklogPanel).show(frame)
+        self.query_one(ClientPanel).show(frame)
+        banner = self.query_one(DiagnosisBanner)
+        if self.busy:
+            banner.status(self.busy)
+        else:
+            banner.show(frame)
+        self.draw_events()
+        self.update_header()
+
+    def redraw(self) -> None:
+        if self.last is not None:
+            self.draw(self.last)
+
+    def draw_events(self) -> None:
+        self.query_one(EventLog).show(self.source.events(), self.source.t0)
+
+    def update_header(self) -> None:
+        sub = self.subtitle()
+        if self.app.sub_title != sub:
+            self.app.sub_title = sub
+
+    def status(self, message: str) -> None:
+        """Say what the lab is doing in the banner, until the next frame clears `busy`."""
+        self.busy = message
+        self.query_one(DiagnosisBanner).status(message)
+
+    # -- selection ----------------------------------------------------------------------
+    @on(WorkerSelected)
+    def _worker_selected(self, message: WorkerSelected) -> None:
+        if message.key != self.selected and self.last is not None:
+            self.selected = message.key
+            frame = self.frame(self.last)  # only the widgets that show the selection
+            self.query_one(ScoreboardGrid).show(frame)
+            self.query_one(WorkerTable).show(frame)
+
+    def selected_worker(self) -> WorkerSample | None:
+        if self.last is None:
+            return None
+        return next((w for w in self.last.workers if w.key == self.selected), None)
+
+    def selected_pid(self) -> int | None:
+        """The pid of the selected worker while it lives (the one faults act on)."""
+        worker = self.selected_worker()
+        return worker.pid if worker is not None and worker.alive else None
+
+
+def _pick_worker(snap: Snapshot, old: WorkerKey | None) -> WorkerKey | None:
+    """Keep the selection on the same slot (a respawned worker), else the first live one."""
+    live = snap.live_workers
+    if old is not None:
+        for w in live:
+            if w.slot is not None and w.slot == old[0]:
+                return w.key
+    return live[0].key if live else None
