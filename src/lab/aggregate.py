@@ -142,7 +142,7 @@ class SummaryBuilder:
                 row.requests = max(row.requests, w.requests_total - r0)
             if w.cpu_seconds is not None:
                 row.cpu_s = max(row.cpu_s, w.cpu_seconds - c0)
-            row.alive_at_end = w.state != "dead"
+            row.alive_at_end = w.state != WorkerState.DEAD
 
     def finish(
         self,

@@ -103,7 +103,7 @@ class WorkerDeltas:
         )
 
 
-class Source(Protocol):
+class ReadingSource(Protocol):
     """What measures a server: `read` once per sample, cumulative figures through `deltas`."""
 
     kind: str  # "supervisor" or "attach"

@@ -24,7 +24,7 @@ from loadgen.stats import LoadStats
 
 from . import procfs
 from .attach_source import AttachError, AttachSource
-from .reading import Counter, Reading, Source, WorkerDeltas
+from .reading import Counter, Reading, ReadingSource, WorkerDeltas
 from .snapshot import HostSample, KernelCounters, ModelInfo, Snapshot
 from .supervisor_source import SupervisorSource
 
@@ -43,7 +43,9 @@ class Sampler:
     `LoadRunner.stats`); its exceptions are swallowed (client = None).
     """
 
-    def __init__(self, source: Source, *, load: Callable[[], LoadStats | None] | None = None):
+    def __init__(
+        self, source: ReadingSource, *, load: Callable[[], LoadStats | None] | None = None
+    ):
         self.source = source
         self.load = load
         self._seq = 0

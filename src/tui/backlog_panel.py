@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from lab.units import num
 from telemetry.snapshot import ListenerSample
 
-from .drawing import PAUSED_STYLE, bar, fill_style, num
+from .drawing import PAUSED_STYLE, bar, fill_style
 from .frame import Frame
 from .quiet_static import QuietStatic, line_count
 

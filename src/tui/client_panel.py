@@ -17,10 +17,10 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
-from lab.units import WAIT_ALARM_MS
+from lab.units import WAIT_ALARM_MS, ms, num
 from loadgen.stats import ERROR_KINDS, LoadStats
 
-from .drawing import ms, num, spark
+from .drawing import spark
 from .frame import Frame
 from .quiet_static import QuietStatic, line_count
 

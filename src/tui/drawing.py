@@ -73,28 +73,3 @@ def jain_style(j: float | None) -> str:
     if j >= 0.7:
         return "yellow"
     return "bold red"
-
-
-def num(value: float | None, digits: int = 0, none: str = "-") -> str:
-    if value is None:
-        return none
-    if digits == 0:
-        return f"{value:,.0f}"
-    return f"{value:,.{digits}f}"
-
-
-def ms(value: float | None) -> str:
-    """Milliseconds, readable from 0.05 ms to minutes."""
-    if value is None:
-        return "-"
-    if value >= 10_000:
-        return f"{value / 1000:.1f} s"
-    if value >= 100:
-        return f"{value:.0f} ms"
-    if value >= 10:
-        return f"{value:.1f} ms"
-    return f"{value:.2f} ms"
-
-
-def mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / (1 << 20):.1f}M"

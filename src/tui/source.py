@@ -21,7 +21,7 @@ from .events import derive_events
 HISTORY = 240  # snapshots kept for sparklines (60 s at 4 Hz)
 
 
-class Source:
+class ScreenSource:
     """The interface the screens use (a LiveSource also has a Session to control)."""
 
     period = 0.25
@@ -45,7 +45,7 @@ class Source:
         """Stop everything this source started (idempotent)."""
 
 
-class LiveSource(Source):
+class LiveSource(ScreenSource):
     def __init__(self, session: Session) -> None:
         self.session = session
         self.period = session.period
@@ -101,7 +101,7 @@ class LiveSource(Source):
         self.session.close()
 
 
-class ReplaySource(Source):
+class ReplaySource(ScreenSource):
     """Snapshots from a recording (or a test), played at their own pace; pause and seek."""
 
     def __init__(

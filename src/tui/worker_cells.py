@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from lab.units import mib, num
 from telemetry.snapshot import GLYPHS, WorkerSample
 
-from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style, mib, num
+from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style
 from .frame import rate
 
 PRIORITY = ("slot", "state", "cpu", "conns", "tot", "acc", "pid", "req", "rss")  # kept first

@@ -17,7 +17,7 @@ from textual.geometry import Region, Size, Spacing
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry.snapshot import WorkerSample
+from telemetry.snapshot import WorkerSample, WorkerState
 
 from .frame import Frame, WorkerKey
 from .messages import WorkerSelected
@@ -72,7 +72,7 @@ class WorkerTable(ScrollView, can_focus=True):
     def show(self, frame: Frame) -> None:
         self._set_columns()
         snap = frame.snapshot
-        workers = [w for w in snap.workers if w.state != "empty"]
+        workers = [w for w in snap.workers if w.state != WorkerState.EMPTY]
         keys = [w.key for w in workers]
         self._workers = workers
         self._interval = snap.interval_s

@@ -35,7 +35,7 @@ from ..imbalance_panel import ImbalancePanel
 from ..messages import WorkerSelected
 from ..scoreboard_grid import ScoreboardGrid, summary
 from ..scoreboard_legend import ScoreboardLegend
-from ..source import Source
+from ..source import ScreenSource
 from ..worker_table import WorkerTable
 
 MIN_SLEEP = 0.02  # seconds between samples however long the last one took
@@ -49,7 +49,7 @@ class LabScreen(Screen[None]):
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: ScreenSource) -> None:
         super().__init__()
         self.source = source
         self.selected: WorkerKey | None = None
