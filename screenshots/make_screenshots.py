@@ -5,7 +5,9 @@
     .venv/bin/python screenshots/make_screenshots.py --only reuseport_paused --size 100x30
 
 Each scenario starts a model and a load (as `serverscope --model M --load P` would), waits
-until the phenomenon it shows is on screen (its diagnosis, or a time limit), saves an SVG
+until the phenomenon it shows is on screen (its diagnosis, or a time limit) AND the clients'
+figures are live (a request rate and a latency, not the `0 req/s` and `-` of the first
+half second), at least MIN_SETTLE_S after the first frame, then saves an SVG
 with `App.save_screenshot`, then quits the app, which stops the server and the load.
 """
 
@@ -30,6 +32,14 @@ from servers.config import ServerConfig  # noqa: E402
 from tui.app import ServerscopeApp  # noqa: E402
 from tui.screens.live import LiveScreen  # noqa: E402
 from tui.source import LiveSource  # noqa: E402
+
+MIN_SETTLE_S = 3.0  # no shot before this: the panels' rates need a few samples
+
+
+def clients_live(screen: LiveScreen) -> bool:
+    """The clients panel shows live figures: completed requests at a rate, a latency."""
+    c = screen.last.client if screen.last else None
+    return c is not None and c.rps > 0 and c.latency_ms.count > 0
 
 
 @dataclass(frozen=True)
@@ -84,9 +94,10 @@ SHOTS = [
     ),
     Shot(
         "single_storm_overflow",
-        # the overflow demo's step: a 16-slot queue that 100 storming clients fill at once
+        # the overflow demo's step: a 16-slot queue that 100 storming clients fill at once,
+        # with requests that cost 20 ms of CPU so the queue stays full (its own load level)
         SCENARIOS["overflow"].steps[0].config,
-        PRESETS["storm"].with_(duration=60),
+        SCENARIOS["overflow"].steps[0].level.with_(duration=60),
         expect="accept_queue_overflow",
         seconds=15,
         settle=3.0,
@@ -130,7 +141,8 @@ async def take(shot: Shot, out: Path, size: tuple[int, int]) -> str:
             await pilot.pause(0.25)
             waited = time.monotonic() - start
             rules = {d.rule for d in screen.last.diagnoses} if screen.last else set()
-            if waited >= shot.settle and (not shot.expect or shot.expect in rules):
+            settled = waited >= max(shot.settle, MIN_SETTLE_S) and clients_live(screen)
+            if settled and (not shot.expect or shot.expect in rules):
                 note = f"{shot.expect or 'shown'} after {time.monotonic() - began:.1f} s"
                 screen.frozen = True  # hold this frame (as the space key does) for the shot
                 break

@@ -332,7 +332,7 @@ def test_goroutines_reports_the_gil_and_its_cpu_follows_it(start_server):
         ("worker", {"max_workers": 400}, "no --max-workers"),
         ("event", {"workers": 40}, "got 40 x (25 + 1) = 1040"),
         ("event", {"async_factor": 500}, "--async-factor (AsyncRequestWorkerFactor) must be"),
-        ("goroutines", {"threads": 4}, "no --threads"),
+        ("goroutines", {"threads_per_child": 4}, "no --threads-per-child"),
         ("goroutines", {"workers": 5000}, "--workers must be between 1 and 1024"),
     ],
 )

@@ -315,8 +315,8 @@ def test_a_missing_toolchain_is_one_line_naming_the_debian_package(
 
 
 def test_an_original_refuses_a_knob_it_does_not_have() -> None:
-    with pytest.raises(ConfigError, match="has no --threads"):
-        Original(ServerConfig(model="c:single", threads=2))
+    with pytest.raises(ConfigError, match="has no --threads-per-child"):
+        Original(ServerConfig(model="c:single", threads_per_child=2))
     with pytest.raises(ConfigError, match="max-keepalive-requests"):
         Original(ServerConfig(model="go:server", max_keepalive_requests=5))
     with pytest.raises(ConfigError, match="unknown original"):

@@ -20,6 +20,7 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header
@@ -131,10 +132,13 @@ class LabScreen(Screen[None]):
                 snap = None
             if self.quitting:
                 return
-            if snap is not None and not self.frozen:
-                self.draw(snap)
-            elif snap is None:
-                self.draw_events()
+            try:
+                if snap is not None and not self.frozen:
+                    self.draw(snap)
+                elif snap is None:
+                    self.draw_events()
+            except NoMatches:  # the app is leaving and has taken the panels down already
+                return
             self.tick()
             spent = time.monotonic() - began
             await asyncio.sleep(max(MIN_SLEEP, self.source.period - spent))
