@@ -6,8 +6,8 @@
 
 Each scenario starts a model and a load (as `serverscope --model M --load P` would), waits
 until the phenomenon it shows is on screen (its diagnosis, or a time limit) AND the clients'
-figures are live (a request rate and a latency, not the `0 req/s` and `-` of the first
-half second), at least MIN_SETTLE_S after the first frame, then saves an SVG
+figures are live (requests completed and a latency, not the `0 req/s` and `-` of the
+first half second), at least MIN_SETTLE_S after the first frame, then saves an SVG
 with `App.save_screenshot`, then quits the app, which stops the server and the load.
 """
 
@@ -37,9 +37,10 @@ MIN_SETTLE_S = 3.0  # no shot before this: the panels' rates need a few samples
 
 
 def clients_live(screen: LiveScreen) -> bool:
-    """The clients panel shows live figures: completed requests at a rate, a latency."""
+    """The clients panel shows live figures: requests completed, so a latency (a rate of
+    0 req/s can be the truth, e.g. every client stuck behind a paused worker)."""
     c = screen.last.client if screen.last else None
-    return c is not None and c.rps > 0 and c.latency_ms.count > 0
+    return c is not None and c.requests > 0 and c.latency_ms.count > 0
 
 
 @dataclass(frozen=True)

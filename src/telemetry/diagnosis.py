@@ -82,11 +82,17 @@ def _live(s: Snapshot) -> tuple[WorkerSample, ...]:
     return s.live_workers
 
 
-def _skewed(imb: Imbalance | None, minimum: float, per_worker: float) -> bool:
+def _judgeable(imb: Imbalance | None, minimum: float, per_worker: float) -> bool:
+    """Enough events over enough workers for their spread to mean anything."""
     if imb is None or imb.jain is None or imb.n < 2:
         return False
-    if imb.total < max(minimum, per_worker * imb.n):
+    return imb.total >= max(minimum, per_worker * imb.n)
+
+
+def _skewed(imb: Imbalance | None, minimum: float, per_worker: float) -> bool:
+    if not _judgeable(imb, minimum, per_worker):
         return False
+    assert imb is not None and imb.jain is not None
     return imb.jain < SKEW_MAX_JAIN and (imb.max_over_mean or 0) >= SKEW_MIN_MAX_OVER_MEAN
 
 
@@ -94,8 +100,10 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
     """A few workers take most accepts (many_accepts with epoll; not FIFO accept()).
 
     With long-lived keep-alive connections the accepts happen in one burst and leave the
-    window, but the skew stays in who holds the connections: then the rule judges open
-    connections instead, among workers that multiplex (the top one holds several).
+    window, but the skew stays in who holds the connections: then (only when the window
+    has too few accepts to judge) the rule judges open connections instead, among workers
+    that multiplex (the top one holds several). With plenty of evenly spread accepts the
+    held connections are short-lived, and an instant's uneven count is no skew.
 
     Not where a master deals the connections (cluster's round robin, goroutines'
     acceptor: the model has dispatched, in the window or before it): the kernel does not
@@ -112,6 +120,8 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
     imbs = last.imbalance if last.imbalance.accepts else analysis.imbalance_set(win)
     imb = imbs.accepts
     if not _skewed(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER):
+        if _judgeable(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER):
+            return None  # accepts enough to judge, and even: held connections are transient
         conns = imbs.connections
         top = max((w.connections or 0 for w in _live(last)), default=0)
         if top < 2 or not _skewed(conns, SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER):
