@@ -385,3 +385,22 @@ async def test_client_panel_shows_the_waiting_clients_in_red_and_counts_them_in_
         c = app.lab.last.client  # type: ignore[union-attr]
         assert c is not None and c.latency_all_ms.p99 > c.latency_ms.p99
         assert f"p99 {c.latency_all_ms.p99:.0f} ms" in body.plain  # the p99 with the waiting
+
+
+def test_an_index_resting_on_too_few_events_is_shown_but_not_coloured() -> None:
+    """event under keepalive-idle: 1 connection held among 75 threads reads Jain 0.01 and
+    top share 100%, which were drawn in red under a banner saying no phenomenon."""
+    from telemetry import synthetic
+    from tui.frame import Frame
+    from tui.imbalance_panel import _row
+
+    snaps = synthetic.series(20, workers=75, threads=True, connections=[1] + [0] * 74)
+    frame = Frame(snaps[-1], snaps, None, frozenset())
+    _, jain, top, judged, hot, *_ = _row(frame, "connections", "conns", 20)
+    assert jain is not None and jain < 0.1 and top == 1.0  # the true figures, shown
+    assert not judged and not hot
+    many = synthetic.series(20, workers=4, connections=[10, 7, 3, 0])
+    _, _, _, judged, hot, *_ = _row(
+        Frame(many[-1], many, None, frozenset()), "connections", "c", 20
+    )
+    assert judged and hot

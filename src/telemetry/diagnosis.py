@@ -27,6 +27,7 @@ SKEW_MIN_CONNECTIONS_PER_WORKER = 2  # likewise for the open-connections judgeme
 SKEW_MAX_JAIN = 0.7  # Jain's index below this ...
 SKEW_MIN_MAX_OVER_MEAN = 1.5  # ... and the top worker above this many times the mean
 SKEW_MIN_CONNECTIONS = 8  # open connections (mean over the window) to judge their spread
+SPREAD_MIN_CPU_SECONDS = 0.5  # CPU in the window (10% of a core over 5 s) to judge its spread
 
 # starvation: every worker holds a connection, the CPU is idle, and clients queue.
 STARVATION_MIN_S = 1.0  # all workers busy for at least this long (in every snapshot)
@@ -80,6 +81,17 @@ def _span(win: Sequence[Snapshot]) -> str:
 
 def _live(s: Snapshot) -> tuple[WorkerSample, ...]:
     return s.live_workers
+
+
+def enough_to_judge(metric: str, imb: Imbalance | None) -> bool:
+    """Whether a window's spread of `metric` ("accepts", "connections", "cpu") rests on
+    enough events for a skew to mean anything; the renderers colour an index only then
+    (1 connection among 125 threads reads Jain 0.01, top share 100%: true, and no skew)."""
+    if metric == "accepts":
+        return _judgeable(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER)
+    if metric == "connections":
+        return _judgeable(imb, SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER)
+    return _judgeable(imb, SPREAD_MIN_CPU_SECONDS, 0.0)
 
 
 def _judgeable(imb: Imbalance | None, minimum: float, per_worker: float) -> bool:

@@ -65,8 +65,9 @@ def fill_style(frac: float) -> str:
     return "green"
 
 
-def jain_style(j: float | None) -> str:
-    if j is None:
+def jain_style(j: float | None, judged: bool = True) -> str:
+    """Green even, yellow uneven, red skewed; dim when unknown or resting on too few events."""
+    if j is None or not judged:
         return "dim"
     if j >= 0.9:
         return "green"

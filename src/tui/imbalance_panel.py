@@ -10,6 +10,7 @@ from rich.text import Text
 
 from telemetry.analysis import run_accepts
 from telemetry.diagnosis import SKEW_MIN_MAX_OVER_MEAN as SKEW  # drawn red from there
+from telemetry.diagnosis import enough_to_judge
 
 from .drawing import jain_style, spark
 from .frame import Frame
@@ -20,8 +21,8 @@ WIDTHS = (7, 4, 4, 4, 8)  # label, Jain, top share, top worker, top share over t
 GAPS = len(WIDTHS)  # one space between columns
 
 
-Row = tuple[str, float | None, float | None, bool, str, str, bool, str]
-"""label, Jain, top share, hot, top worker, run top, run hot, sparkline: plain values,
+Row = tuple[str, float | None, float | None, bool, bool, str, str, bool, str]
+"""label, Jain, top share, judged, hot, top worker, run top, run hot, sparkline: plain values,
 compared with the last frame's so that an unchanged panel is not drawn again."""
 
 
@@ -47,7 +48,8 @@ def _row(frame: Frame, metric: str, label: str, width: int) -> Row:
     imb = getattr(snap.imbalance, metric)
     jain = imb.jain if imb else None
     top = imb.top_share if imb else None
-    hot = imb is not None and (imb.max_over_mean or 0) >= SKEW
+    judged = enough_to_judge(metric, imb)  # too few events: shown, but not coloured
+    hot = judged and imb is not None and (imb.max_over_mean or 0) >= SKEW
     who = _short(imb.top_worker) if imb and top else ""
     values = [
         past.jain if past is not None else None
@@ -60,7 +62,7 @@ def _row(frame: Frame, metric: str, label: str, width: int) -> Row:
     if whole is not None and whole.top_share is not None:
         run = f"{whole.top_share * 100:.0f}% {_short(whole.top_worker)}"
         run_hot = (whole.max_over_mean or 0) >= SKEW
-    return (label, jain, top, hot, who, run, run_hot, sparkline)
+    return (label, jain, top, judged, hot, who, run, run_hot, sparkline)
 
 
 def _table(rows: list[Row], width: int, span: float) -> Table:
@@ -77,13 +79,13 @@ def _table(rows: list[Row], width: int, span: float) -> Table:
         Text("run top", style=dim),
         Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim),
     )
-    for label, jain, top, hot, who, run, run_hot, sparkline in rows:
+    for label, jain, top, judged, hot, who, run, run_hot, sparkline in rows:
         table.add_row(
             Text(label),
-            Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain)),
+            Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain, judged)),
             Text("-" if top is None else f"{top * 100:.0f}%", style="bold red" if hot else ""),
             Text(who, style="dim"),
             Text(run, style="bold red" if run_hot else ""),
-            Text(sparkline, style=jain_style(jain)),
+            Text(sparkline, style=jain_style(jain, judged)),
         )
     return table
