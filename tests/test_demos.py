@@ -25,6 +25,9 @@ CONTRAST_S = 3.0
 FAULT_AFTER_S = 1.5
 
 
+SATURATED_IDLE_CORES = 0.5  # below this many idle cores on average, the host is saturated
+
+
 def _short(scenario: Scenario) -> Scenario:
     steps = []
     for st in scenario.steps:
@@ -83,11 +86,14 @@ def test_demo_shows_its_diagnosis(name: str) -> None:
     if missing:
         pytest.skip(f"demo {name} needs model(s) not built yet: {', '.join(missing)}")
     pids: list[int] = []
+    idle: dict[int, list[float]] = {}  # step -> the host's idle cores, sample by sample
 
     def on_sample(i: int, snap: Snapshot, t: float) -> None:
         if snap.model is not None:
             pids.append(snap.model.root_pid)
         pids.extend(w.pid for w in snap.live_workers)
+        if snap.host is not None and snap.host.idle_cores is not None:
+            idle.setdefault(i, []).append(snap.host.idle_cores)
 
     t0 = time.monotonic()
     results = play(_short(scenario), stop_when_seen=True, on_sample=on_sample)
@@ -97,11 +103,23 @@ def test_demo_shows_its_diagnosis(name: str) -> None:
         where = f"{name} step {r.index + 1} ({r.step.config.model})"
         assert r.error is None, f"{where}: {r.error}"
         assert r.samples > 0, where
+        late = {k: t for k, t in r.seen.items() if k in r.step.expect}
+        if r.step.min_seconds:  # the shortest step `--seconds` allows shows it too
+            late = {k: t for k, t in late.items() if t > r.step.min_seconds}
+        else:
+            late = {}
+        steps_idle = idle.get(r.index, [])
+        mean_idle = sum(steps_idle) / len(steps_idle) if steps_idle else None
+        if (r.missing or late) and mean_idle is not None and mean_idle < SATURATED_IDLE_CORES:
+            # other work held every core: the GIL cap (which needs an idle core) and a
+            # burning master cannot be told from a busy machine, and rightly do not fire
+            pytest.skip(
+                f"{where}: the host had {mean_idle:.2f} idle cores on average (other "
+                f"work); {r.missing or late} cannot be judged on a saturated machine"
+            )
         assert not r.missing, f"{where}: {r.missing} never appeared; saw {r.messages}"
         assert not r.unwanted, f"{where}: contrast step showed {r.unwanted}: {r.messages}"
-        if r.step.min_seconds:  # the shortest step `--seconds` allows shows it too
-            late = {k: t for k, t in r.seen.items() if k in r.step.expect}
-            assert all(t <= r.step.min_seconds for t in late.values()), (where, late)
+        assert not late, (where, late)
         if r.step.fault is not None:
             assert r.fault_done, f"{where}: the fault was not applied"
             assert not any(x.startswith("no ") for x in r.fault_done), r.fault_done
