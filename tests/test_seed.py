@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_all_gone
-from lab import seed
+from lab import probes, seed
 from lab.server import open_server
 from lab.session import Session
 from loadgen.levels import LoadLevel
@@ -54,18 +54,24 @@ def test_many_accepts_takes_a_bigger_top_share_of_a_burst_than_simple_cluster() 
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to use more than one")
-def test_go_server_uses_more_than_one_core_where_goroutines_stays_near_one() -> None:
-    # The brief asks > 1.5 cores: on a quiet 2-core machine Go takes ~1.9. Shared with
-    # other test runs (load 1.5-2.5, 40 runnable tasks) Go got 1.14-1.20 cores while
-    # goroutines got 0.72-0.99, so the bar is relative, both measured in the same minute:
-    # Go well above the GIL-bound model, and the model not above one core.
+def test_go_server_uses_more_than_one_and_a_half_cores_where_goroutines_stays_near_one() -> None:
+    # Shared with other test runs, the host had ~1 core left (load 4-5: the rest of the
+    # host used 1.0-1.1 cores) and Go got 0.88-1.25 cores: no bar on cores can hold then,
+    # so the test skips, saying so, when the rest of the host took more than half a core.
     needs("go:server")
-    claim = _claim("go-cores")
-    go = seed.measure_one("go:server", claim)
-    py = seed.measure_one("goroutines", claim)
-    assert go.value is not None and py.value is not None, (go, py)
-    assert py.value < 1.15, py.text  # the GIL: one core at most (plus a little I/O)
-    assert go.value > 1.0 and go.value > 1.3 * py.value, (go.text, py.text)
+    figures = {}
+    for name in ("go:server", "goroutines"):
+        srv = open_server(ServerConfig(model=name))
+        srv.start()
+        try:
+            figures[name] = probes.cores_used(srv.port, srv.pids, 8, seed.CPU_SECONDS)
+        finally:
+            srv.stop()
+    (go, go_others), (py, _) = figures["go:server"], figures["goroutines"]
+    assert py < 1.15, figures  # the GIL: one core at most (plus a little I/O)
+    if go_others > 0.5:
+        pytest.skip(f"the host was busy: others used {go_others:.2f} cores beside Go's {go:.2f}")
+    assert go > 1.5, figures
 
 
 def _diagnosed_starved(name: str, knobs: dict[str, object]) -> bool:

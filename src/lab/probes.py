@@ -8,6 +8,7 @@ fixed number of seconds, loopback only.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -154,9 +155,20 @@ def cpu_ns(pids: list[int]) -> int:
     return total
 
 
-def cores_used(port: int, pids: Callable[[], list[int]], clients: int, seconds: float) -> float:
+def host_busy_s() -> float:
+    """CPU seconds the whole host has been busy (/proc/stat: all but idle and iowait)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / (os.sysconf("SC_CLK_TCK") or 100)
+
+
+def cores_used(
+    port: int, pids: Callable[[], list[int]], clients: int, seconds: float
+) -> tuple[float, float]:
     """Keep `clients` keep-alive clients busy with CPU-heavy requests for `seconds`; the
-    server's CPU seconds per wall second over that time (1.0 = one core)."""
+    server's CPU seconds per wall second over that time (1.0 = one core), and the cores
+    the rest of the host (this client included) used meanwhile: on a shared machine the
+    second says how many cores were left to take."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -174,10 +186,11 @@ def cores_used(port: int, pids: Callable[[], list[int]], clients: int, seconds: 
         t.start()
     time.sleep(0.3)  # every client in flight before measuring
     watched = pids()
-    before, t0 = cpu_ns(watched), time.monotonic()
+    before, host0, t0 = cpu_ns(watched), host_busy_s(), time.monotonic()
     stop.wait(seconds)
-    used, wall = cpu_ns(watched) - before, time.monotonic() - t0
+    used, wall = (cpu_ns(watched) - before) / 1e9, time.monotonic() - t0
+    others = host_busy_s() - host0 - used
     stop.set()
     for t in threads:
         t.join(IO_TIMEOUT)
-    return used / 1e9 / wall
+    return used / wall, max(0.0, others / wall)

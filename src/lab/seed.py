@@ -149,8 +149,9 @@ def burst_skew(srv: Server) -> Figure:
 
 
 def cores(srv: Server) -> Figure:
-    used = probes.cores_used(srv.port, srv.pids, CPU_CLIENTS, CPU_SECONDS)
-    return Figure(used, f"{used:.2f} cores of {os.cpu_count()}", "/proc schedstat of its pids")
+    used, others = probes.cores_used(srv.port, srv.pids, CPU_CLIENTS, CPU_SECONDS)
+    text = f"{used:.2f} cores of {os.cpu_count()} (the rest of the host: {others:.2f})"
+    return Figure(used, text, "/proc schedstat of its pids; host: /proc/stat")
 
 
 def starvation(srv: Server) -> Figure:
