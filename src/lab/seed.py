@@ -91,9 +91,12 @@ def worker_counts(srv: Server, action: Callable[[int], Counter[str]]) -> tuple[l
     """Connections per worker while `action(port)` runs, busiest first, and their source."""
     if isinstance(srv, Supervisor):
         sampler = sampler_for(srv)
-        before = _accepts_by_pid(sampler)
-        action(srv.port)
-        after = _accepts_by_pid(sampler)
+        try:
+            before = _accepts_by_pid(sampler)
+            action(srv.port)
+            after = _accepts_by_pid(sampler)
+        finally:
+            sampler.close()  # the /proc files it keeps open
         counts = [after[p] - before.get(p, 0) for p in after]
         return sorted(counts, reverse=True), "scoreboard accepts (exact)"
     seen = action(srv.port)
@@ -130,9 +133,9 @@ def backlog_throttle(srv: Server) -> Figure:
 
 def sequential_even(srv: Server) -> Figure:
     counts, source = worker_counts(srv, lambda p: probes.sequential_workers(p, SEQUENTIAL))
-    spread = max(counts) - min(counts) if counts else None
     text = f"{'/'.join(map(str, counts))} of {sum(counts)}"
-    return Figure(None if spread is None else max(counts) / max(1, sum(counts)), text, source)
+    top = max(counts) / sum(counts) if counts and sum(counts) else None
+    return Figure(top, text, source)
 
 
 def burst_skew(srv: Server) -> Figure:
