@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from lab.aggregate import write_json
+from lab.server import model_spec
 from lab.summary import RunSummary
 from lab.units import ms_short, pct
 from loadgen.levels import LoadError, LoadLevel
@@ -46,7 +47,7 @@ def parse_models(text: str) -> list[str]:
         raise ConfigError("--models: give at least one model, e.g. --models many_accepts,cluster")
     for name in names:
         try:
-            models.spec(name)
+            model_spec(name)
         except ModuleNotFoundError:
             raise ConfigError(f"model {name!r} is not available in this build yet") from None
     if len(set(names)) != len(names):
@@ -57,7 +58,7 @@ def parse_models(text: str) -> list[str]:
 def config_for(model: str, base: ServerConfig) -> tuple[ServerConfig, list[str]]:
     """`base` (the knobs given on the command line) applied to `model`: knobs the model
     does not have are left at their defaults (and named, so the table can say so)."""
-    spec = models.spec(model)
+    spec = model_spec(model)
     default = ServerConfig()
     changes: dict[str, object] = {"model": model}
     dropped = []

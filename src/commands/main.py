@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from servers.config import ConfigError
 from servers.supervisor import ServerError
 
-from . import attach, compare, demo, load, replay, run, serve, tui, web
+from . import attach, compare, demo, load, replay, run, seed, serve, tui, web
 from .common import EXIT_USAGE, Parser, add_model_args, fail
 
 # subcommand -> what runs it (None: no subcommand, the live lab)
@@ -22,6 +22,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "compare": compare.command,
     "demo": demo.command,
     "web": web.command,
+    "seed": seed.command,
 }
 
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_parser(sub)
     demo.add_parser(sub)
     web.add_parser(sub)
+    seed.add_parser(sub)
     return p
 
 

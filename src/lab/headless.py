@@ -76,9 +76,9 @@ def _sample_until_done(
             builder.add(snap)
             if on_sample is not None:
                 on_sample(snap, elapsed)
-        sup = session.supervisor
-        if sup is None or not sup.running:
-            code = sup.proc.returncode if sup is not None and sup.proc else None
+        srv = session.server
+        if srv is None or not srv.running:
+            code = srv.exit_code if srv is not None else None
             return f"{builder.summary.model} exited during the run (code {code})"
         runner = session.runner
         if runner is None or not runner.running:
@@ -100,8 +100,8 @@ def _finish(
     runner = session.runner
     result = session.submit(runner.stop).result() if runner is not None else None
     died = server_error is not None
-    if not died and session.supervisor is not None:
-        if session.supervisor.running:
+    if not died and session.server is not None:
+        if session.server.running:
             last = session.sample()  # the final totals, after the load's drain
             if last is not None:
                 builder.add(last)

@@ -146,7 +146,7 @@ def play(
                     session.restart(step.config, player.level())
             except Exception as e:  # a model or load that cannot start: report, go on
                 res.error = f"{type(e).__name__}: {e}"
-                if session is not None and session.supervisor is None:
+                if session is not None and session.server is None:
                     session.close()
                     session = None
             else:
@@ -188,8 +188,8 @@ def _run_step(
                 res.messages[d.rule] = d.message
         if on_sample is not None:
             on_sample(res.index, snap, t)
-        sup = session.supervisor
-        if sup is None or not sup.running:
+        srv = session.server
+        if srv is None or not srv.running:
             res.error = f"{step.config.model} exited during the step"
             break
         if stop_when_seen and step.expect and not res.missing:

@@ -32,6 +32,8 @@ from telemetry.recording import RecordingWriter
 from telemetry.sampler import Sampler
 from telemetry.snapshot import Snapshot
 
+from .server import Server, open_server, sampler_for
+
 T = TypeVar("T")
 
 DEFAULT_PERIOD = 0.25
@@ -119,7 +121,7 @@ class Session:
         self.period = period
         self.engine = engine
         self.record_path = record
-        self.supervisor: Supervisor | None = None
+        self.server: Server | None = None  # a Python model or an original (lab.server)
         self.runner: LoadRunner | None = None
         self.sampler: Sampler | None = None
         self.analyser = Analyser()
@@ -146,19 +148,24 @@ class Session:
     def log(self, kind: str, message: str) -> None:
         self.events.append(LabEvent(time.monotonic(), kind, message))
 
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """The Python model's supervisor (its scoreboard, for faults); None for an original."""
+        return self.server if isinstance(self.server, Supervisor) else None
+
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         self._on_owner(self._start)
 
     def _start(self) -> None:
         with self._lock:
-            sup = Supervisor(self.config)
-            sup.start()
-            self.supervisor = sup
-            self.config = sup.config
-            self.sampler = Sampler.for_supervisor(sup, load=self._load_stats)
+            srv = open_server(self.config)
+            srv.start()
+            self.server = srv
+            self.config = srv.config
+            self.sampler = sampler_for(srv, load=self._load_stats)
             self.analyser = Analyser()
-            self.log("model", f"started {self.describe_model()} on {sup.url}")
+            self.log("model", f"started {self.describe_model()} on {srv.url}")
             if self.record_path and self.recorder is None:
                 meta = {"model": self.config.model, "load": self.level.name if self.level else None}
                 self.recorder = RecordingWriter(self.record_path, meta=meta)
@@ -166,11 +173,11 @@ class Session:
                 self._start_load(self.level)
 
     def _start_load(self, level: LoadLevel) -> None:
-        assert self.supervisor is not None
+        assert self.server is not None
         if self.runner is not None:
             self.runner.stop()
         self.level = level
-        self.runner = LoadRunner(self.supervisor.local_url, level, engine=self.engine).start()
+        self.runner = LoadRunner(self.server.local_url, level, engine=self.engine).start()
         self.log("load", f"load {level.name}: {level.describe()} for {level.duration:g} s")
 
     def _stop(self) -> None:
@@ -181,10 +188,12 @@ class Session:
             for pid in list(self.paused_pids):  # never leave a worker stopped behind us
                 _signal(pid, signal.SIGCONT)
             self.paused_pids.clear()
-            if self.supervisor is not None:
-                self.supervisor.stop()
+            if self.server is not None:
+                self.server.stop()
                 self.log("model", f"stopped {self.config.model}")
-                self.supervisor = None
+                self.server = None
+            if self.sampler is not None:
+                self.sampler.close()
             self.sampler = None
 
     def stop(self) -> None:
@@ -229,7 +238,7 @@ class Session:
                     self.runner.set_level(level)
                     self.level = level
                     self.log("load", f"load changed: {level.describe()}")
-                elif self.supervisor is not None:
+                elif self.server is not None:
                     self._start_load(level)
 
         self._on_owner(go)
@@ -285,8 +294,8 @@ class Session:
         return sum(1 for s in sup.read().live if s.pid == pid and s.is_thread)
 
     def _check_worker(self, pid: int) -> None:
-        sup = self.supervisor
-        if sup is None or pid not in sup.pids():
+        srv = self.server
+        if srv is None or pid not in srv.pids():
             raise ValueError(f"pid {pid} is not one of this server's processes")
 
     # -- sampling -----------------------------------------------------------------------
