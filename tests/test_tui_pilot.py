@@ -404,3 +404,46 @@ def test_an_index_resting_on_too_few_events_is_shown_but_not_coloured() -> None:
         Frame(many[-1], many, None, frozenset()), "connections", "c", 20
     )
     assert judged and hot
+
+
+@aio
+async def test_the_model_chooser_offers_the_originals_and_runs_one_under_the_monitor() -> None:
+    """The seed's originals are in the chooser; picking c:proc_spawn with 4 workers runs the
+    real C server, watched from outside (attach sampler), and q leaves no process."""
+    import shutil
+
+    from tui.screens.model import model_options
+
+    assert {"c:single", "node:many_accepts", "go:server", "apache:event"} <= {
+        value for _, value in model_options()
+    }
+    if shutil.which("gcc") is None:
+        pytest.skip("c:proc_spawn needs gcc: apt-get install gcc")
+    app, source = live_app("many_accepts", workers=2)
+    seen: set[int] = set()
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: app.lab.last is not None, 15, "the first frame")
+        seen |= set(source.pids())
+        await pilot.press("m")
+        screen = app.screen
+        assert isinstance(screen, ModelScreen)
+        screen.query_one("#model-select", Select).value = "c:proc_spawn"
+        await wait_for(pilot, lambda: screen.knobs_for == "c:proc_spawn", what="its knobs")
+        screen.query_one("#knob-workers", Input).value = "4"
+        screen.query_one("#knob-workers", Input).focus()
+        await pilot.press("enter")
+
+        def running_the_original() -> bool:
+            snap = app.lab.last
+            return (
+                snap is not None
+                and snap.model is not None
+                and len([w for w in snap.live_workers if w.is_worker]) == 4
+                and source.session.config.model == "c:proc_spawn"
+            )
+
+        await wait_for(pilot, running_the_original, 20, "c:proc_spawn's 4 workers on screen")
+        seen |= set(source.pids())
+        await pilot.press("q")
+        await wait_for(pilot, lambda: source.closed, 15, "the session to close")
+    assert_all_gone(sorted(seen), timeout=10)

@@ -86,7 +86,7 @@ class LiveSource(ScreenSource):
     def pids(self) -> list[int]:
         """Every process this source has running: server root, workers, load generator."""
         out: list[int] = []
-        sup, runner = self.session.supervisor, self.session.runner
+        sup, runner = self.session.server, self.session.runner
         if sup is not None:
             out += sup.pids()
         if runner is not None and runner.proc is not None:

@@ -75,7 +75,7 @@ class LiveScreen(LabScreen):
     def subtitle(self) -> str:
         level = self.session.level
         load = "no load" if level is None else f"{level.name} · {_clients(level)}"
-        state = "running" if self.session.supervisor is not None else "stopped"
+        state = "running" if self.session.server is not None else "stopped"
         if self.frozen:
             state = "display frozen"
         return f"{self.session.describe_model()} · {load} · {state}"
@@ -136,7 +136,7 @@ class LiveScreen(LabScreen):
         self.control(self.session.restart, "restart failed")
 
     def action_start_stop(self) -> None:
-        if self.session.supervisor is not None:
+        if self.session.server is not None:
             self.status("stopped: s starts it again, m picks another model")
             self.control(self.session.stop, "stop failed", keep_status=True)
         else:
@@ -166,7 +166,7 @@ class LiveScreen(LabScreen):
     def after_control(self) -> None:
         if self.busy:
             self.query_one(DiagnosisBanner).status(self.busy, error="failed" in self.busy)
-        if self.session.supervisor is None:
+        if self.session.server is None:
             # no more snapshots: the last one's "4 workers · 2 busy" would be a lie
             self.query_one("#scoreboard-panel").border_title = "scoreboard · stopped"
         self.update_header()

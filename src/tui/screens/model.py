@@ -8,6 +8,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+import originals
+from lab.server import model_spec
 from servers import models
 from servers.config import ConfigError, ServerConfig
 
@@ -28,18 +30,23 @@ FLOAT_KNOBS = frozenset({"async_factor"})
 
 
 def model_options() -> list[tuple[str, str]]:
+    """The nine Python models, then the seed's originals (run for real: C, Node, Go,
+    Apache), each original marked with the Debian package it needs when that is missing."""
     have = {s.name: s for s in models.available()}
     out = []
     for name in models.MODEL_NAMES:
         spec = have.get(name)
         label = name if spec else f"{name} (not built yet)"
         out.append((label, name))
+    for name in originals.NAMES:
+        tool = originals.spec(name).toolchain
+        out.append((name if tool.present else f"{name} (needs {tool.package})", name))
     return out
 
 
 def knobs_of(name: str) -> list[tuple[str, str]]:
     try:
-        taken = models.spec(name).knobs
+        taken = model_spec(name).knobs
     except (ConfigError, ModuleNotFoundError):
         taken = frozenset()
     return [(k, label) for k, label in KNOBS if k in taken or k == "backlog"]
@@ -50,7 +57,7 @@ def build_config(
 ) -> ServerConfig:
     """The config the form describes, checked by the model; raises ConfigError (one line)."""
     try:
-        spec = models.spec(model)
+        spec = model_spec(model)
     except ModuleNotFoundError:
         raise ConfigError(f"model {model} is not built yet") from None
     cfg = base.for_model(model).with_(exclusive=exclusive and "exclusive" in spec.knobs)
@@ -119,7 +126,7 @@ class ModelScreen(ChooserScreen[ServerConfig | None]):
     async def _show_knobs(self, name: str) -> None:
         self._shown = name
         try:
-            spec = models.spec(name)
+            spec = model_spec(name)
             summary, defaults, taken = spec.summary, spec.defaults, spec.knobs
         except (ConfigError, ModuleNotFoundError):
             summary, defaults, taken = "not built yet", {}, frozenset()
