@@ -69,21 +69,27 @@ def _free_port() -> int:
 @pytest.fixture
 def forking_server():
     port = _free_port()
+    # its own process group: the master re-forks a helper that dies, so killing the tree
+    # pid by pid raced with it (a killed helper was replaced, and the new one outlived the
+    # test); one SIGKILL to the group takes the master and every child at once
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     kids = [int(x) for x in proc.stdout.readline().split()]
     try:
         yield proc, kids, port
     finally:
-        for pid in [*realtree.descendants(proc.pid), *kids, proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        every = [*realtree.descendants(proc.pid), *kids, proc.pid]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait(10)
-        assert_all_gone([proc.pid, *kids])
+        assert_all_gone(every)
 
 
 def _reading(tree: RealTree, d: SockDiag, owners: SocketOwners, port: int):
