@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +23,7 @@ from telemetry.snapshot import Role, Snapshot, WorkerState
 from test_realservers import _client, _ss_per_pid, needs_ss
 
 PERIOD = 0.25
+CLI = [sys.executable, "-m", "serverscope", "attach"]
 
 
 class Watch:
@@ -263,3 +266,95 @@ def test_attached_per_worker_connections_equal_ss_tnp(real_server, kind, kw) -> 
         sampler.close()
         for c in clients:
             c.close()
+
+
+def test_node_round_robin_master_holding_accepted_connections_counts_as_dispatching(
+    real_server,  # noqa: F811
+) -> None:
+    """The round-robin primary accepts and passes handles on: its new connections are the
+    model's dispatches, so master_bottleneck can be judged; it is never a worker."""
+    srv = real_server("node", workers=2, sched="rr")
+    w = Watch(Sampler.attach(port=srv.port))
+    clients = []
+    try:
+        w.last()
+        for _ in range(40):
+            clients.append(_client(srv.port))
+        snap = w.until(
+            lambda s: s.model is not None and (s.model.dispatches or 0) > 0, 5, "dispatches"
+        )
+        assert snap.model is not None and snap.model.server == "node-cluster-rr"
+        assert any((s.model.dispatches_delta or 0) > 0 for s in w.snaps if s.model)
+        assert snap.model.dispatches <= 40  # type: ignore[operator]
+        assert srv.root not in {x.pid for x in snap.live_workers}
+    finally:
+        w.close()
+        for c in clients:
+            c.close()
+
+
+def test_apache_prefork_states_come_from_mod_status_when_it_answers(
+    real_server,  # noqa: F811
+) -> None:
+    """Auto-detected at /server-status: the workers' states are Apache's own glyphs, and
+    the idle ones agree with IdleWorkers."""
+    srv = real_server("apache", mpm="prefork", max_workers=6, start=4, keepalive_timeout=30)
+    clients = [_client(srv.port) for _ in range(2)]  # 2 in keep-alive (K)
+    w = Watch(Sampler.attach(port=srv.port))
+    try:
+        snap = w.until(
+            lambda s: s.model is not None and (s.model.status or "").startswith("mod_status"),
+            5,
+            "mod_status read",
+        )
+        assert snap.model is not None and snap.model.status is not None
+        states = Counter(x.state for x in snap.live_workers)
+        # the status request itself is served by one worker (reading/writing) at its read
+        assert states[WorkerState.KEEPALIVE] == 2, states
+        idle = int(snap.model.status.split(" busy, ")[1].split(" idle")[0])
+        assert states[WorkerState.WAITING] == idle, (states, snap.model.status)
+    finally:
+        w.close()
+        for c in clients:
+            c.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["--table", "--json"], "--table draws the table"),
+        (["--status-url", "localhost/x"], "give an http:// URL"),
+    ],
+)
+def test_attach_rejects_contradictory_flags_in_one_line(args: list[str], why: str) -> None:
+    r = subprocess.run(
+        [*CLI, "--port", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode != 0 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_attach_table_once_draws_the_accepts_method_and_the_stopped_state(
+    real_server,  # noqa: F811
+) -> None:
+    srv = real_server("nginx", workers=2, reuseport=True)
+    victim = srv.children()[0]
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        r = subprocess.run(
+            [*CLI, "--port", str(srv.port), "--table", "--once", "--estimate-accepts"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    finally:
+        os.kill(victim, signal.SIGCONT)
+    assert r.returncode == 0, r.stderr
+    assert "accepts: estimate" in r.stdout
+    row = next(
+        line for line in r.stdout.splitlines() if f" {victim} " in line and "process" in line
+    )
+    assert "T stopped" in row

@@ -1,5 +1,11 @@
-"""`serverscope attach (--pid PID | --port PORT) [--once] [--json] [--record FILE]
+"""`serverscope attach (--pid PID | --port PORT) [--table] [--once] [--json]
+[--status-url URL] [--exact-accepts | --estimate-accepts] [--record FILE]
 [--export HOST:PORT [--no-ui]]`.
+
+`--table` is the rich table (the default until the Textual attach mode lands). Accepts
+per worker are exact (eBPF) when root and the kernel allow it, else an estimate; the
+table's head says which and why. `--status-url` reads Apache's mod_status (auto-detected
+at http://127.0.0.1:PORT/server-status when the server answers it).
 
 With `--export ... --no-ui` it is a host agent: the same sampling loop, snapshots handed to
 the Prometheus exporter only, nothing drawn.
@@ -45,7 +51,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--pid", type=int, help="the server's (master) process id")
     who.add_argument("--port", type=int, help="a TCP port the server listens on")
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="draw the rich table (the default for now; the Textual monitor comes later)",
+    )
+    p.add_argument(
+        "--threads", action="store_true", help="unfold per-thread rows under their process"
+    )
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument(
+        "--status-url",
+        metavar="URL",
+        help="Apache mod_status URL (e.g. http://127.0.0.1:8080/server-status); "
+        "auto-detected for Apache when it answers",
+    )
+    acc = p.add_mutually_exclusive_group()
+    acc.add_argument(
+        "--exact-accepts",
+        dest="exact_accepts",
+        action="store_const",
+        const=True,
+        default=None,
+        help="count accepts exactly with eBPF (bpftrace, root); default: when root",
+    )
+    acc.add_argument(
+        "--estimate-accepts",
+        dest="exact_accepts",
+        action="store_const",
+        const=False,
+        help="estimate accepts from new connections (no eBPF)",
+    )
     p.add_argument("--json", action="store_true", help="print snapshots as JSON (one per line)")
     p.add_argument(
         "--period",
@@ -68,14 +104,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(a: argparse.Namespace) -> int:
     if a.no_ui and (a.once or a.json or not (a.export or a.record)):
         return fail(PROG, "--no-ui goes with --export or --record, not --once/--json")
+    if a.table and (a.json or a.no_ui):
+        return fail(PROG, "--table draws the table: not with --json or --no-ui")
+    if a.status_url and not a.status_url.startswith(("http://", "https://")):
+        return fail(PROG, f"--status-url {a.status_url!r}: give an http:// URL")
     try:
-        sampler = Sampler.attach(pid=a.pid, port=a.port)
+        sampler = Sampler.attach(
+            pid=a.pid, port=a.port, status_url=a.status_url, exact_accepts=a.exact_accepts
+        )
         analyser = Analyser(window_s=a.window)
     except AttachError as e:
         return fail(PROG, str(e), EXIT_FAILED)
     try:
         exporter = export.from_args(a, PROG)
     except export.ExportError as e:
+        sampler.close()  # its bpftrace child, when counting exact accepts
         return fail(PROG, str(e), EXIT_USAGE)
     rec = None
     if a.record:
@@ -97,6 +140,7 @@ def run(a: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # --once, whose wait is short
         return EXIT_OK
     finally:
+        sampler.close()
         if rec is not None:
             rec.close()
         if exporter is not None:
@@ -116,7 +160,7 @@ def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: li
 
         from text.attach import render
 
-        Console().print(render(snap))
+        Console().print(render(snap, threads=a.threads))
     return EXIT_OK
 
 
@@ -155,5 +199,5 @@ def _live(
         for snap in map(analyser.annotate, _samples(sampler, a.period, stop)):
             for sink in sinks:
                 sink(snap)
-            live.update(render(snap), refresh=True)
+            live.update(render(snap, threads=a.threads), refresh=True)
     return EXIT_OK

@@ -244,14 +244,21 @@ class AttachSource:
         )
 
     def _dispatches(self, r: RealReading) -> int | None:
-        """Connections the master took (Node round robin: it accepts and passes them on),
-        total since attach; None when the root is not a master."""
+        """Connections the master took and passed on, total since attach; None when the
+        root is not a master that dispatches. A master dispatches when it holds the
+        listening socket and none of its workers does (Node's round robin): then every
+        connection a worker holds came through it. Exact: the master's own accepts (eBPF);
+        estimate: the new connections anyone in the tree holds (the master passes a
+        handle on within microseconds, so sock_diag seldom sees it holding one)."""
         root = r.workers[0]
-        if root.role != TreeRole.MASTER:
+        lines = {ln.inode for ln in r.listeners}
+        if root.role != TreeRole.MASTER or not root.listeners & lines:
+            return None
+        if any(w.listeners & lines for w in r.workers[1:]):
             return None
         if root.accepts_total is not None:
             return root.accepts_total
-        self._dispatched += root.new_connections or 0
+        self._dispatched += sum(w.new_connections or 0 for w in r.workers)
         return self._dispatched
 
     def _server(self, r: RealReading) -> str | None:
