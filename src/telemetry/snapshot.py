@@ -367,12 +367,15 @@ class Snapshot:
 
     def totals(self) -> dict[str, float]:
         """Sums over live entities (listeners too: they hold and accept connections) of:
-        connections, accepts (interval), cpu_percent."""
-        live = self.live_entities
+        connections, accepts (interval), cpu_percent. An attached process's thread rows
+        (Role.THREAD) are left out: their process's row already holds their figures."""
+        live = [w for w in self.live_entities if w.role != Role.THREAD]
         return {
             "connections": sum(w.connections or 0 for w in live),
             "accepts": sum(w.accepts or 0 for w in live),
-            "accepts_total": sum(w.accepts_total or 0 for w in self.workers),
+            "accepts_total": sum(
+                w.accepts_total or 0 for w in self.workers if w.role != Role.THREAD
+            ),
             "cpu_percent": sum(w.cpu_percent or 0.0 for w in live),
         }
 
