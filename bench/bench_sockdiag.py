@@ -1,13 +1,13 @@
 """Cost of one attach sample at 250 worker processes with 50,000 TIME-WAIT sockets on the
-host: today's way (AttachSource: /proc/net/tcp{,6} parsed whole, every fd of every
-process read) against the sock_diag way (telemetry.sockdiag + telemetry.realtree).
+host: the old way (bench/old_attach_source.py: /proc/net/tcp{,6} parsed whole, every fd
+of every process read) against the sock_diag way (telemetry.sockdiag + telemetry.realtree).
 Goal for the new way: <= 5 ms per sample (issue 14). Not met yet. After attach was
 rebuilt on RealServerReader (same 2-core machine, load 1.3-3, 50,007 TIME-WAIT, 250
 workers, 500 held connections, 40 samples): old 113 ms mean (max 179), AttachSource.read
 today 13.4 ms mean (median 12.2, max 29.6), RealServerReader alone 10.4 ms. Before:
 on the shared 2-core dev machine (load 9-12) with 71-83k TIME-WAIT, old 143-197 ms vs
-new 9.2-12.1 ms mean
-(15-16x); parts: sock_diag 4.6-6.7 ms (mostly the kernel's walk of its 262,144-bucket
+new 9.2-12.1 ms mean (15-16x); parts: sock_diag 4.6-6.7 ms (mostly the kernel's walk of
+its 262,144-bucket
 established table; ~2.4 ms when measured alone at 50k), /proc tree 2.8-2.9 ms median
 (two preads per process), owners ~1 ms.
 
