@@ -143,17 +143,19 @@ class AttachSource:
         live: set[tuple[int, int]] = set()
         workers: list[WorkerSample] = []
         for w in r.workers:
-            workers.append(self._process(w, r, deltas, index, glyphs, live))
+            workers.append(self._process(w, r, deltas, index, glyphs, live, now))
             for t in w.threads if len(w.threads) > 1 else ():
                 workers.append(self._thread(w, t, r, deltas, live))
         for key in set(self._cpu) - live:  # gone: a reused pid starts afresh
             del self._cpu[key]
+        for key in set(self._estimated) - live:
+            del self._estimated[key]
         root = r.workers[0]
         threads = sum(max(1, len(w.threads)) for w in r.workers)
         model = ModelInfo(
             name="attached",
             root_pid=self.root,
-            master_rss_bytes=_rss(self.root),
+            master_rss_bytes=_rss(self.root, now),
             processes=len(r.workers),
             threads=threads,
             dispatches=self._dispatches(r),
@@ -177,12 +179,11 @@ class AttachSource:
         index: dict[int, int],
         glyphs: dict[int, WorkerState],
         live: set[tuple[int, int]],
+        now: float,
     ) -> WorkerSample:
         key = (w.pid, w.starttime)
         live.add(key)
-        role = {TreeRole.MASTER: Role.MASTER, TreeRole.HELPER: Role.HELPER}.get(w.role, Role.WORKER)
-        nthreads = max(1, len(w.threads))
-        state = _state(w.state, w.connections, nthreads)
+        state = _state(w.state, w.connections, len(w.threads) or 1)
         if state not in (WorkerState.STOPPED, WorkerState.DEAD) and w.pid in glyphs:
             state = glyphs[w.pid]  # Apache's own scoreboard, when fresh
         if w.accepts_total is not None:  # exact
@@ -203,12 +204,12 @@ class AttachSource:
             listener=own[0] if len(own) == 1 and len(r.listeners) > 1 else -1,
             cpu_percent=self._cpu_percent(key, w.cpu_ns, w.at),
             cpu_seconds=None if w.cpu_ns is None else w.cpu_ns / 1e9,
-            rss_bytes=_rss(w.pid),
+            rss_bytes=_rss(w.pid, now),
             connections=w.connections,
             accepts=acc,
             accepts_total=acc_total,
             name=w.name,
-            role=role,
+            role=w.role,  # realtree's roles are snapshot.Role: worker, master, helper
             proc_state=w.state,
         )
 
@@ -297,10 +298,7 @@ RSS_EVERY_S = 2.0  # memory is re-read this often per process: one more read per
 _rss_cache: dict[int, tuple[int | None, float]] = {}
 
 
-def _rss(pid: int) -> int | None:
-    import time
-
-    now = time.monotonic()
+def _rss(pid: int, now: float) -> int | None:
     hit = _rss_cache.get(pid)
     if hit is not None and now - hit[1] < RSS_EVERY_S:
         return hit[0]
