@@ -3,6 +3,7 @@ an attached real server gets, against ground truth (ss -tnp, the tree, the clien
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -70,12 +71,20 @@ def _silent(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=10)
 
 
+def _requesting(port: int) -> socket.socket:
+    c = _silent(port)
+    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    return c
+
+
 def test_apache_prefork_pinned_by_keepalive_clients_is_diagnosed_as_starvation_from_outside(
     real_server,  # noqa: F811
 ) -> None:
     srv = real_server("apache", mpm="prefork", max_workers=8, start=8, keepalive_timeout=30)
     clients = [_client(srv.port) for _ in range(8)]  # served, then held idle (keep-alive)
-    clients += [_silent(srv.port) for _ in range(4)]  # wait in the accept queue
+    # 4 more send a request (as a timing-out curl does) and wait in the accept queue; silent
+    # ones would not show there: Apache's listener defers accept until data arrives
+    clients += [_requesting(srv.port) for _ in range(4)]
     w = Watch(Sampler.attach(port=srv.port))
     try:
         snap = w.until(lambda s: "starvation" in _rules(s), 10, "starvation")
@@ -300,7 +309,7 @@ def test_apache_prefork_states_come_from_mod_status_when_it_answers(
     the idle ones agree with IdleWorkers."""
     srv = real_server("apache", mpm="prefork", max_workers=6, start=4, keepalive_timeout=30)
     clients = [_client(srv.port) for _ in range(2)]  # 2 in keep-alive (K)
-    w = Watch(Sampler.attach(port=srv.port))
+    w = Watch(Sampler.attach(port=srv.port, status_url="auto"))
     try:
         snap = w.until(
             lambda s: s.model is not None and (s.model.status or "").startswith("mod_status"),
@@ -358,3 +367,23 @@ def test_attach_table_once_draws_the_accepts_method_and_the_stopped_state(
         line for line in r.stdout.splitlines() if f" {victim} " in line and "process" in line
     )
     assert "T stopped" in row
+
+
+def test_attach_load_drives_a_bounded_loopback_load_at_the_server(
+    real_server,  # noqa: F811
+) -> None:
+    """`--load burst --once --json`: the snapshot carries the load generator's live figures
+    and the workers' accepts (estimate) saw its connections; nothing is left running."""
+    srv = real_server("nginx", workers=2)
+    args = ["--load", "burst", "--once", "--json", "--estimate-accepts", "--period", "1.5"]
+    r = subprocess.run(
+        [*CLI, "--port", str(srv.port), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    snap = Snapshot.from_dict(json.loads(r.stdout))
+    assert snap.client is not None and snap.client.requests > 0
+    # burst: 20 clients, each holding one connection (some may still be in the queue)
+    assert 0 < sum(x.connections or 0 for x in snap.live_workers) + snap.queue <= 20, r.stdout

@@ -74,7 +74,9 @@ class AttachSource:
     """A server we did not start: a PID (and its descendants) or the owner of a port.
 
     `exact_accepts`: None tries eBPF when root, True always tries, False never;
-    `status_url`: Apache mod_status; None auto-detects it for Apache on the first port."""
+    `status_url`: Apache mod_status; "auto" probes /server-status on the first port of an
+    Apache; None reads none. Reading it is a request a second to the server: it shows as
+    a connection and an accept of one worker (the observer effect), so it is opt-in."""
 
     kind = "attach"
 
@@ -108,8 +110,10 @@ class AttachSource:
         self.not_asked = not exact
         self.cmd = realkind.cmdline(self.root)
         self.status: StatusPoller | None = None
-        if status_url is None and self.cmd and "apache" in self.cmd[0] + self.name:
-            status_url = StatusPoller.probe(f"http://127.0.0.1:{ports[0]}/server-status")
+        if status_url == "auto":
+            status_url = None
+            if ports and self.cmd and "apache" in self.cmd[0] + self.name:
+                status_url = StatusPoller.probe(f"http://127.0.0.1:{ports[0]}/server-status")
         if status_url:
             self.status = StatusPoller(status_url)
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
