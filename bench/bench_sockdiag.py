@@ -1,9 +1,13 @@
 """Cost of one attach sample at 250 worker processes with 50,000 TIME-WAIT sockets on the
-host: today's way (AttachSource: /proc/net/tcp{,6} parsed whole, every fd of every
-process read) against the sock_diag way (telemetry.sockdiag + telemetry.realtree).
-Goal for the new way: <= 5 ms per sample (issue 14). Not met yet: on the shared 2-core
-dev machine (load 9-12) with 71-83k TIME-WAIT, old 143-197 ms vs new 9.2-12.1 ms mean
-(15-16x); parts: sock_diag 4.6-6.7 ms (mostly the kernel's walk of its 262,144-bucket
+host: the old way (bench/old_attach_source.py: /proc/net/tcp{,6} parsed whole, every fd
+of every process read) against the sock_diag way (telemetry.sockdiag + telemetry.realtree).
+Goal for the new way: <= 5 ms per sample (issue 14). Not met yet. After attach was
+rebuilt on RealServerReader (same 2-core machine, load 1.3-3, 50,007 TIME-WAIT, 250
+workers, 500 held connections, 40 samples): old 113 ms mean (max 179), AttachSource.read
+today 13.4 ms mean (median 12.2, max 29.6), RealServerReader alone 10.4 ms. Before:
+on the shared 2-core dev machine (load 9-12) with 71-83k TIME-WAIT, old 143-197 ms vs
+new 9.2-12.1 ms mean (15-16x); parts: sock_diag 4.6-6.7 ms (mostly the kernel's walk of
+its 262,144-bucket
 established table; ~2.4 ms when measured alone at 50k), /proc tree 2.8-2.9 ms median
 (two preads per process), owners ~1 ms.
 
@@ -34,6 +38,8 @@ import textwrap
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+from old_attach_source import AttachSource as OldAttachSource
 
 from telemetry.attach_source import AttachSource
 from telemetry.reading import WorkerDeltas
@@ -124,8 +130,10 @@ class NewWay:
 
 
 class OldWay:
+    """The attach source before issue 14 (bench/old_attach_source.py)."""
+
     def __init__(self, root: int) -> None:
-        self.src = AttachSource(pid=root)
+        self.src = OldAttachSource(pid=root)
         self.deltas = WorkerDeltas()
 
     def sample(self) -> tuple[int, int]:
@@ -133,6 +141,21 @@ class OldWay:
         r = self.src.read(time.monotonic(), self.deltas)
         self.deltas.end()
         return len(r.workers), sum(w.connections for w in r.workers)
+
+
+class AttachWay(OldWay):
+    """Today's AttachSource.read (on RealServerReader, mapped to WorkerSamples), as the
+    sampler calls it: what `serverscope attach` pays per sample, estimate mode."""
+
+    def __init__(self, root: int) -> None:
+        self.src = AttachSource(pid=root, exact_accepts=False)  # type: ignore[assignment]
+        self.deltas = WorkerDeltas()
+
+    def sample(self) -> tuple[int, int]:
+        self.deltas.begin(0.25)
+        r = self.src.read(time.monotonic(), self.deltas)
+        self.deltas.end()
+        return len(r.workers), sum(w.connections or 0 for w in r.workers)
 
 
 class ReaderWay:
@@ -148,7 +171,7 @@ class ReaderWay:
         return len(r.workers), sum(w.connections for w in r.workers)
 
 
-def timed(way: NewWay | OldWay | ReaderWay) -> tuple[float, tuple[int, int]]:
+def timed(way: NewWay | OldWay | ReaderWay | AttachWay) -> tuple[float, tuple[int, int]]:
     t0 = time.thread_time()
     out = way.sample()
     return (time.thread_time() - t0) * 1000.0, out
@@ -180,6 +203,7 @@ def main() -> None:
     clients: list[socket.socket] = []
     new = old = None
     reader: ReaderWay | None = None
+    attach: AttachWay | None = None
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -194,13 +218,16 @@ def main() -> None:
         )
         new, old = NewWay(proc.pid, port), OldWay(proc.pid)
         reader = ReaderWay(proc.pid, port)
+        attach = AttachWay(proc.pid)
         for _ in range(3):  # warm up: caches, first tree reads
             new.sample()
             old.sample()
             reader.sample()
+            attach.sample()
         nc: list[float] = []
         oc: list[float] = []
         rc: list[float] = []
+        ac: list[float] = []
         for _ in range(a.samples):
             c, nres = timed(new)
             nc.append(c)
@@ -208,6 +235,8 @@ def main() -> None:
             oc.append(c)
             c, rres = timed(reader)
             rc.append(c)
+            c, ares = timed(attach)
+            ac.append(c)
             time.sleep(1 / HZ)
         print(f"  processes / held connections seen: new {nres}, reader {rres}, old {ores}")
         print(f"  old (/proc/net/tcp{{,6}} + every fd): {summary(oc)}")
@@ -218,6 +247,7 @@ def main() -> None:
             f"  RealServerReader.read (with gate):  {summary(rc)}; connection dumps skipped: "
             f"{reader.rd.gate.skipped} of {a.samples + 3}"
         )
+        print(f"  AttachSource.read (today, held {ares}): {summary(ac)}")
         print(
             f"  ratio old/new (mean): {statistics.fmean(oc) / statistics.fmean(nc):.1f}x; "
             f"goal <= 5 ms: {'met' if statistics.fmean(nc) <= 5 else 'NOT met'}; "
@@ -228,6 +258,8 @@ def main() -> None:
             new.close()
         if reader:
             reader.rd.close()
+        if attach:
+            attach.src.close()
         for c in clients:
             c.close()
         os.killpg(proc.pid, signal.SIGKILL)

@@ -1,5 +1,11 @@
-"""`serverscope attach (--pid PID | --port PORT) [--once] [--json] [--record FILE]
+"""`serverscope attach (--pid PID | --port PORT) [--table] [--once] [--json]
+[--status-url URL] [--exact-accepts | --estimate-accepts] [--record FILE]
 [--export HOST:PORT [--no-ui]]`.
+
+`--table` is the rich table (the default until the Textual attach mode lands). Accepts
+per worker are exact (eBPF) when root and the kernel allow it, else an estimate; the
+table's head says which and why. `--status-url` reads Apache's mod_status (auto-detected
+at http://127.0.0.1:PORT/server-status when the server answers it).
 
 With `--export ... --no-ui` it is a host agent: the same sampling loop, snapshots handed to
 the Prometheus exporter only, nothing drawn.
@@ -17,6 +23,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from loadgen.levels import PRESETS, LoadError, preset
+from loadgen.runner import LoadRunner
 from plumbing.signals import stop_on
 from telemetry.analyser import Analyser
 from telemetry.recording import RecordingWriter
@@ -34,6 +42,8 @@ PROG = "serverscope attach"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    # ~65 lines of flat argument declarations, one after the other: splitting them would
+    # only scatter the command's one list of flags
     p = subparsers.add_parser(
         "attach",
         help="watch a server serverscope did not start (by pid or port)",
@@ -45,7 +55,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--pid", type=int, help="the server's (master) process id")
     who.add_argument("--port", type=int, help="a TCP port the server listens on")
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="draw the rich table (the default for now; the Textual monitor comes later)",
+    )
+    p.add_argument(
+        "--threads", action="store_true", help="unfold per-thread rows under their process"
+    )
+    p.add_argument(
+        "--load",
+        metavar="PRESET",
+        choices=list(PRESETS),
+        help=f"also drive serverscope's load generator at the server (GET /, 127.0.0.1 only, "
+        f"for the preset's duration): {', '.join(PRESETS)}",
+    )
     p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument(
+        "--status-url",
+        metavar="URL",
+        default="auto",
+        help="Apache mod_status URL (e.g. http://127.0.0.1:8080/server-status); default "
+        "auto: /server-status on the port when an Apache answers it; 'none': never (its "
+        "request a second shows as one worker's connection)",
+    )
+    acc = p.add_mutually_exclusive_group()
+    acc.add_argument(
+        "--exact-accepts",
+        dest="exact_accepts",
+        action="store_const",
+        const=True,
+        default=None,
+        help="count accepts exactly with eBPF (bpftrace, root); default: when root",
+    )
+    acc.add_argument(
+        "--estimate-accepts",
+        dest="exact_accepts",
+        action="store_const",
+        const=False,
+        help="estimate accepts from new connections (no eBPF)",
+    )
     p.add_argument("--json", action="store_true", help="print snapshots as JSON (one per line)")
     p.add_argument(
         "--period",
@@ -68,14 +117,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(a: argparse.Namespace) -> int:
     if a.no_ui and (a.once or a.json or not (a.export or a.record)):
         return fail(PROG, "--no-ui goes with --export or --record, not --once/--json")
+    if a.table and (a.json or a.no_ui):
+        return fail(PROG, "--table draws the table: not with --json or --no-ui")
+    if a.status_url == "none":
+        a.status_url = None
+    elif a.status_url != "auto" and not a.status_url.startswith(("http://", "https://")):
+        return fail(PROG, f"--status-url {a.status_url!r}: give an http:// URL, auto or none")
     try:
-        sampler = Sampler.attach(pid=a.pid, port=a.port)
+        sampler = Sampler.attach(
+            pid=a.pid, port=a.port, status_url=a.status_url, exact_accepts=a.exact_accepts
+        )
         analyser = Analyser(window_s=a.window)
     except AttachError as e:
         return fail(PROG, str(e), EXIT_FAILED)
+    exporter = None
     try:
         exporter = export.from_args(a, PROG)
-    except export.ExportError as e:
+        runner = _load(a, sampler)
+    except (export.ExportError, LoadError) as e:
+        sampler.close()  # its bpftrace child, when counting exact accepts
+        if exporter is not None:
+            exporter.close()
         return fail(PROG, str(e), EXIT_USAGE)
     rec = None
     if a.record:
@@ -97,10 +159,28 @@ def run(a: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # --once, whose wait is short
         return EXIT_OK
     finally:
+        if runner is not None:
+            runner.stop()
+        sampler.close()
         if rec is not None:
             rec.close()
         if exporter is not None:
             exporter.close()
+
+
+def _load(a: argparse.Namespace, sampler: Sampler) -> LoadRunner | None:
+    """The load generator at the server's first port on 127.0.0.1, started; None without
+    --load. A real server has no /work endpoint, so the preset's request costs are
+    dropped (GET /); the preset's duration bounds it, and LoadRunner refuses non-loopback."""
+    if not a.load:
+        return None
+    ports = getattr(sampler.source, "ports", [])
+    if not ports:
+        raise LoadError("--load: the server listens on no TCP port")
+    level = preset(a.load).with_(cpu_ms=0.0, io_ms=0.0, bytes=0)
+    runner = LoadRunner(f"http://127.0.0.1:{ports[0]}/", level).start()
+    sampler.load = runner.stats
+    return runner
 
 
 def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: list[Sink]) -> int:
@@ -116,7 +196,7 @@ def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: li
 
         from text.attach import render
 
-        Console().print(render(snap))
+        Console().print(render(snap, threads=a.threads))
     return EXIT_OK
 
 
@@ -155,5 +235,5 @@ def _live(
         for snap in map(analyser.annotate, _samples(sampler, a.period, stop)):
             for sink in sinks:
                 sink(snap)
-            live.update(render(snap), refresh=True)
+            live.update(render(snap, threads=a.threads), refresh=True)
     return EXIT_OK

@@ -1,165 +1,359 @@
 """The source for a server we did not start: by PID (and its descendants) or listening port.
 
-The process tree via psutil, CPU per process from /proc, open connections per process from
-its socket fds and /proc/net/tcp{,6}, the queue from /proc/net/tcp{,6} (and its limit from
-sock_diag, as ss). No scoreboard: states are "unknown", accepts and requests None.
-To be rebuilt on telemetry.realattach (sock_diag instead of /proc/net/tcp, which costs
-39 ms at 14k lines: see bench/bench_sockdiag.py).
+Built on telemetry.realattach.RealServerReader (netlink sock_diag filtered in the kernel
+to the server's ports, socket owners mapped incrementally, /proc state letters and
+schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
+- roles: the root of a tree with children is the master, children that ever held the
+  listening socket or a connection are workers, the rest helpers (uvicorn's
+  resource_tracker); threads of a multi-threaded process are rows of Role.THREAD folded
+  under it (sockets belong to processes, so connections stay on the process row);
+- CPU % from schedstat nanoseconds over the time between two reads of the SAME task
+  (each read timestamped as it is made): /proc/PID/stat ticks made it jump 20 points;
+- accepts per worker: exact from eBPF (per pid and tid) when root and the kernel allow,
+  else the new connections sock_diag saw per interval, `ModelInfo.accepts_method` says
+  which ("exact (eBPF)" / "estimate") and `accepts_note` why;
+- state, from outside (no scoreboard): /proc T or t -> STOPPED, Z -> DEAD; a
+  single-threaded process holding one connection and sleeping is blocked on it (READING:
+  waiting for the client's bytes, what a pinned prefork or gunicorn sync worker does),
+  running -> WORKING; holding none -> WAITING. A multi-threaded process holding
+  connections cannot be judged from outside -> UNKNOWN (its threads do not say which
+  holds what). With mod_status (telemetry.modstatus.StatusPoller) Apache's own glyphs win
+  where fresh;
+- a master holding accepted connections (Node's round robin) dispatches: its new
+  connections (or exact accepts) count as `ModelInfo.dispatches`.
+What cannot be known stays None (connections of a thread, accepts on the first sample).
 """
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+
 import psutil
 
-from . import procfs
+from . import procfs, realkind
+from .modstatus import StatusPoller
 from .reading import Reading, WorkerDeltas
+from .realattach import ACCEPTS_EXACT, RealReading, RealServerReader, WorkerReading
+from .realtree import Role as TreeRole
+from .realtree import TaskSample
 from .snapshot import Kind, ListenerSample, ModelInfo, Role, WorkerSample, WorkerState
+from .sockdiag import SockDiag
 
-ATTACH_TREE_REFRESH_S = 2.0  # how often an attach source re-reads the process tree
+EXACT = "exact (eBPF)"
+ESTIMATE = "estimate"
+OUTSIDE_VIEW = "outside view (/proc states + sockets)"
 
 
 class AttachError(RuntimeError):
     """Nothing to attach to; the message is one line for the user."""
 
 
+def _state(letter: str, conns: int | None, threads: int) -> WorkerState:
+    """A process's state from outside (see the module docstring)."""
+    if letter in ("T", "t"):
+        return WorkerState.STOPPED
+    if letter in ("Z", "X"):
+        return WorkerState.DEAD
+    if not conns:
+        return WorkerState.WORKING if letter == "R" else WorkerState.WAITING
+    if threads > 1:
+        return WorkerState.UNKNOWN
+    return WorkerState.WORKING if letter == "R" else WorkerState.READING
+
+
+def _thread_state(letter: str) -> WorkerState:
+    if letter in ("T", "t"):
+        return WorkerState.STOPPED
+    if letter in ("Z", "X"):
+        return WorkerState.DEAD
+    return WorkerState.WORKING if letter == "R" else WorkerState.UNKNOWN
+
+
 class AttachSource:
-    """A server we did not start: a PID (and its descendants) or the owner of a port."""
+    """A server we did not start: a PID (and its descendants) or the owner of a port.
+
+    `exact_accepts`: None tries eBPF when root, True always tries, False never;
+    `status_url`: Apache mod_status; "auto" probes /server-status on the first port of an
+    Apache; None reads none. Reading it is a request a second to the server: it shows as
+    a connection and an accept of one worker (the observer effect), so it is opt-in."""
 
     kind = "attach"
 
-    def __init__(self, *, pid: int | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        pid: int | None = None,
+        port: int | None = None,
+        status_url: str | None = None,
+        exact_accepts: bool | None = None,
+        threads: bool = True,
+    ) -> None:
         if (pid is None) == (port is None):
             raise ValueError("give exactly one of pid, port")
-        self.port = port
         if port is not None:
-            pid = self._owner_of(port)
+            pid = _owner_of(port)
         assert pid is not None
         try:
-            self.root = _serverscope_root(psutil.Process(pid))
+            root = _serverscope_root(psutil.Process(pid))
         except psutil.NoSuchProcess:
             raise AttachError(f"no process with pid {pid}") from None
         except psutil.AccessDenied:
             raise AttachError(f"not allowed to watch pid {pid} (run as its user)") from None
-        self.name = self.root.name()
-        self.children: list[int] = []
-        self.listen_inodes: set[int] = set()
-        self._refreshed = -1e9
+        self.root = root.pid
+        self.name = root.name()
+        # a tree listening on no port is still watched (CPU, states), with no sockets
+        ports = [port] if port is not None else _ports_of(self.root)
+        self.ports = ports
+        exact = os.geteuid() == 0 if exact_accepts is None else exact_accepts
+        self.reader = RealServerReader(self.root, ports, exact_accepts=exact, threads=threads)
+        self.not_asked = not exact
+        self.cmd = realkind.cmdline(self.root)
+        self.status: StatusPoller | None = None
+        if status_url == "auto":
+            status_url = None
+            if ports and self.cmd and "apache" in self.cmd[0] + self.name:
+                status_url = StatusPoller.probe(f"http://127.0.0.1:{ports[0]}/server-status")
+        if status_url:
+            self.status = StatusPoller(status_url)
+        self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
+        self._estimated: Counter[tuple[int, int]] = Counter()
+        self._dispatched = 0
 
-    @staticmethod
-    def _owner_of(port: int) -> int:
-        tcp = procfs.read_tcp_table()
-        inodes = {ln.inode for ln in tcp.listen_on(port)}
-        if not inodes:
-            raise AttachError(f"nothing listens on TCP port {port}")
-        owners = procfs.pids_holding(inodes)
-        if not owners:
-            raise AttachError(
-                f"port {port} is listened on, but its process is not visible (another user?)"
-            )
-        # the root: the owner none of whose ancestors holds the socket; when several
-        # siblings hold it (a master that closed its copy), their common parent
-        roots = []
-        for pid in sorted(owners):
-            try:
-                parents = {p.pid for p in psutil.Process(pid).parents()}
-            except psutil.Error:
-                continue
-            if not parents & owners:
-                roots.append(pid)
-        if len(roots) == 1:
-            return roots[0]
-        try:
-            ppids = {psutil.Process(pid).ppid() for pid in roots}
-        except psutil.Error:
-            ppids = set()
-        if len(ppids) == 1 and (ppid := ppids.pop()) > 1:
-            return ppid
-        return min(roots or owners)
+    def close(self) -> None:
+        self.reader.close()
+        if self.status is not None:
+            self.status.close()
 
-    def _refresh(self, now: float, tcp: procfs.TcpTable) -> None:
-        try:
-            self.children = [c.pid for c in self.root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            raise RuntimeError(f"pid {self.root.pid} has exited") from None
-        listen = {ln.inode for ln in tcp.listens}
-        inodes: set[int] = set()
-        for pid in [self.root.pid, *self.children]:
-            inodes.update(i for i in procfs.socket_inodes(pid) if i in listen)
-        if self.port is not None:
-            inodes.update(ln.inode for ln in tcp.listen_on(self.port))
-        self.listen_inodes = inodes
-        self._refreshed = now
+    def _cpu_percent(self, key: tuple[int, int], ns: int | None, at: float) -> float | None:
+        """CPU % of one core between this read of the task and its previous one."""
+        if ns is None:
+            self._cpu.pop(key, None)
+            return None
+        before = self._cpu.get(key)
+        self._cpu[key] = (ns, at)
+        if before is None or at <= before[1]:
+            return None
+        return max(0, ns - before[0]) / (at - before[1]) / 1e7
 
     def read(self, now: float, deltas: WorkerDeltas) -> Reading:
-        tcp = procfs.read_tcp_table(established=True)
-        if not self.root.is_running():
-            raise RuntimeError(f"pid {self.root.pid} has exited")
-        known = {ln.inode for ln in tcp.listens}
-        if now - self._refreshed >= ATTACH_TREE_REFRESH_S or not self.listen_inodes <= known:
-            self._refresh(now, tcp)
-        listeners = self._listeners(tcp)
-        ports = {ln.port for ln in listeners}
-        root_pid = self.root.pid
-        # a root with children is their master: sampled, but not a worker
-        pids = [root_pid, *self.children] if self.children else [root_pid]
-        root_stat = procfs.proc_stat(root_pid)
-        workers = []
-        nthreads = root_stat.num_threads if root_stat else 0
-        for pid in pids:
-            st = root_stat if pid == root_pid else procfs.proc_stat(pid)
-            if st is None:
-                continue
-            if pid != root_pid:
-                nthreads += st.num_threads
-            conns = sum(1 for i in procfs.socket_inodes(pid) if tcp.established.get(i, -1) in ports)
-            pct, _, _ = deltas((None, pid, st.starttime), True, st.cpu_seconds, None, None)
-            master = pid == root_pid and bool(self.children)
-            workers.append(_process(pid, st, pct, conns, Role.MASTER if master else Role.WORKER))
+        try:
+            r = self.reader.read()
+        except ProcessLookupError:
+            raise RuntimeError(f"pid {self.root} has exited") from None
+        listeners = self._listeners(r)
+        index = {ln.inode: ln.index for ln in listeners}
+        glyphs = self.status.states() if self.status else {}
+        live: set[tuple[int, int]] = set()
+        workers: list[WorkerSample] = []
+        for w in r.workers:
+            workers.append(self._process(w, r, deltas, index, glyphs, live, now))
+            for t in w.threads if len(w.threads) > 1 else ():
+                workers.append(self._thread(w, t, r, deltas, live))
+        for key in set(self._cpu) - live:  # gone: a reused pid starts afresh
+            del self._cpu[key]
+        for key in set(self._estimated) - live:
+            del self._estimated[key]
+        root = r.workers[0]
+        threads = sum(max(1, len(w.threads)) for w in r.workers)
         model = ModelInfo(
             name="attached",
-            root_pid=root_pid,
-            master_rss_bytes=root_stat.rss_bytes if root_stat else None,
-            processes=len({root_pid, *pids}),
-            threads=nthreads,
+            root_pid=self.root,
+            master_rss_bytes=_rss(self.root, now),
+            processes=len(r.workers),
+            threads=threads,
+            dispatches=self._dispatches(r),
+            server=self._server(r),
+            accepts_method=EXACT if r.accepts_source == ACCEPTS_EXACT else ESTIMATE,
+            accepts_note=None if r.accepts_source == ACCEPTS_EXACT else self._why_estimate(r),
+            status=self.status.describe() if self.status else OUTSIDE_VIEW,
         )
-        return Reading(model, root_stat.cpu_seconds if root_stat else None, workers, listeners)
+        master_cpu = root.cpu_ns / 1e9 if root.cpu_ns is not None else None
+        return Reading(model, master_cpu, workers, listeners)
 
-    def _listeners(self, tcp: procfs.TcpTable) -> list[ListenerSample]:
-        mine = [ln for ln in tcp.listens if ln.inode in self.listen_inodes]
-        limits = procfs.listen_limits() if mine else {}
+    def _why_estimate(self, r: RealReading) -> str:
+        why = "not asked for (--exact-accepts)" if self.not_asked else r.accepts_unavailable
+        return f"new connections per interval from sock_diag (eBPF {why})"
+
+    def _process(
+        self,
+        w: WorkerReading,
+        r: RealReading,
+        deltas: WorkerDeltas,
+        index: dict[int, int],
+        glyphs: dict[int, WorkerState],
+        live: set[tuple[int, int]],
+        now: float,
+    ) -> WorkerSample:
+        key = (w.pid, w.starttime)
+        live.add(key)
+        state = _state(w.state, w.connections, len(w.threads) or 1)
+        if state not in (WorkerState.STOPPED, WorkerState.DEAD) and w.pid in glyphs:
+            state = glyphs[w.pid]  # Apache's own scoreboard, when fresh
+        if w.accepts_total is not None:  # exact
+            _, acc, _ = deltas((None, w.pid, w.starttime), True, None, w.accepts_total, None)
+            acc_total: int | None = w.accepts_total
+        else:
+            acc = w.new_connections
+            self._estimated[key] += acc or 0
+            acc_total = self._estimated[key] if acc is not None else None
+        own = [index[i] for i in w.listeners if i in index]
+        return WorkerSample(
+            slot=None,
+            pid=w.pid,
+            tid=w.pid,
+            generation=w.starttime,
+            kind=Kind.PROCESS,
+            state=state,
+            listener=own[0] if len(own) == 1 and len(r.listeners) > 1 else -1,
+            cpu_percent=self._cpu_percent(key, w.cpu_ns, w.at),
+            cpu_seconds=None if w.cpu_ns is None else w.cpu_ns / 1e9,
+            rss_bytes=_rss(w.pid, now),
+            connections=w.connections,
+            accepts=acc,
+            accepts_total=acc_total,
+            name=w.name,
+            role=w.role,  # realtree's roles are snapshot.Role: worker, master, helper
+            proc_state=w.state,
+        )
+
+    def _thread(
+        self,
+        w: WorkerReading,
+        t: TaskSample,
+        r: RealReading,
+        deltas: WorkerDeltas,
+        live: set[tuple[int, int]],
+    ) -> WorkerSample:
+        key = (t.tid, t.starttime)
+        live.add(key)
+        acc = total = None
+        if r.accepts_by_task is not None:
+            total = r.accepts_by_task.get((w.pid, t.tid), 0)
+            _, acc, _ = deltas((None, t.tid, t.starttime), True, None, total, None)
+        return WorkerSample(
+            slot=None,
+            pid=w.pid,
+            tid=t.tid,
+            generation=t.starttime,
+            kind=Kind.THREAD,
+            state=_thread_state(t.state),
+            cpu_percent=self._cpu_percent(key, t.cpu_ns, t.at),
+            cpu_seconds=None if t.cpu_ns is None else t.cpu_ns / 1e9,
+            connections=None,  # a socket belongs to the process, not to one thread
+            accepts=acc,
+            accepts_total=total,
+            name=t.name,
+            role=Role.THREAD,
+            proc_state=t.state,
+        )
+
+    def _dispatches(self, r: RealReading) -> int | None:
+        """Connections the master took and passed on, total since attach; None when the
+        root is not a master that dispatches. A master dispatches when it holds the
+        listening socket and none of its workers does (Node's round robin): then every
+        connection a worker holds came through it. Exact: the master's own accepts (eBPF);
+        estimate: the new connections anyone in the tree holds (the master passes a
+        handle on within microseconds, so sock_diag seldom sees it holding one)."""
+        root = r.workers[0]
+        lines = {ln.inode for ln in r.listeners}
+        if root.role != TreeRole.MASTER or not root.listeners & lines:
+            return None
+        if any(w.listeners & lines for w in r.workers[1:]):
+            return None
+        if root.accepts_total is not None:
+            return root.accepts_total
+        self._dispatched += sum(w.new_connections or 0 for w in r.workers)
+        return self._dispatched
+
+    def _server(self, r: RealReading) -> str | None:
+        kids = [w for w in r.workers[1:] if w.role == TreeRole.WORKER]
+        per_port = Counter(ln.port for ln in r.listeners)
+        lines = {ln.inode for ln in r.listeners}
+        return realkind.detect(
+            self.cmd,
+            children=len(r.workers) - 1,
+            threaded_children=any(len(w.threads) > 1 for w in kids),
+            workers_hold_listener=any(w.listeners & lines for w in kids),
+            listeners_per_port=max(per_port.values(), default=0),
+        )
+
+    @staticmethod
+    def _listeners(r: RealReading) -> list[ListenerSample]:
+        ordered = sorted(r.listeners, key=lambda x: (x.port, x.address, x.inode))
         return [
             ListenerSample(
                 index=i,
                 port=ln.port,
                 address=ln.address,
                 queue=ln.queue,
-                limit=limits.get(ln.inode, (0, None))[1],
-                syn_recv=tcp.syn_recv.get(ln.port, 0),
-                source="proc_net_tcp",
+                limit=ln.limit,
+                syn_recv=None,  # not read: sock_diag is asked for the listeners only
+                source="sock_diag",
                 inode=ln.inode,
+                owners=ln.pollers,
             )
-            for i, ln in enumerate(sorted(mine, key=lambda x: (x.port, x.address, x.inode)))
+            for i, ln in enumerate(ordered)
         ]
 
 
-def _process(
-    pid: int, st: procfs.Stat, cpu_percent: float | None, connections: int, role: Role
-) -> WorkerSample:
-    return WorkerSample(
-        slot=None,
-        pid=pid,
-        tid=pid,
-        generation=st.starttime,
-        kind=Kind.PROCESS,
-        state=WorkerState.UNKNOWN,
-        age_s=None,
-        cpu_percent=cpu_percent,
-        cpu_seconds=st.cpu_seconds,
-        rss_bytes=st.rss_bytes,
-        connections=connections,
-        name=_name(pid),
-        role=role,
-    )
+RSS_EVERY_S = 2.0  # memory is re-read this often per process: one more read per process
+# per sample would double the hot path's cost (two preads per process)
+_rss_cache: dict[int, tuple[int | None, float]] = {}
+
+
+def _rss(pid: int, now: float) -> int | None:
+    hit = _rss_cache.get(pid)
+    if hit is not None and now - hit[1] < RSS_EVERY_S:
+        return hit[0]
+    st = procfs.proc_stat(pid)
+    if len(_rss_cache) > 4096:
+        _rss_cache.clear()
+    _rss_cache[pid] = (st.rss_bytes if st else None, now)
+    return _rss_cache[pid][0]
+
+
+def _owner_of(port: int) -> int:
+    """The root among the processes holding a listening socket on `port`: the owner none
+    of whose ancestors holds it; when several siblings hold it (a master that closed its
+    copy), their common parent."""
+    with SockDiag() as diag:
+        inodes = {x.inode for x in diag.listeners([port])}
+    if not inodes:
+        raise AttachError(f"nothing listens on TCP port {port}")
+    owners = procfs.pids_holding(inodes)
+    if not owners:
+        raise AttachError(
+            f"port {port} is listened on, but its process is not visible (another user?)"
+        )
+    roots = []
+    for pid in sorted(owners):
+        try:
+            parents = {p.pid for p in psutil.Process(pid).parents()}
+        except psutil.Error:
+            continue
+        if not parents & owners:
+            roots.append(pid)
+    if len(roots) == 1:
+        return roots[0]
+    try:
+        ppids = {psutil.Process(pid).ppid() for pid in roots}
+    except psutil.Error:
+        ppids = set()
+    if len(ppids) == 1 and (ppid := ppids.pop()) > 1:
+        return ppid
+    return min(roots or owners)
+
+
+def _ports_of(root: int) -> list[int]:
+    """The TCP ports the tree of `root` listens on."""
+    from .realtree import descendants
+
+    mine: set[int] = set()
+    for pid in [root, *descendants(root)]:
+        mine.update(procfs.socket_inodes(pid))
+    with SockDiag() as diag:
+        return sorted({x.local_port for x in diag.listeners() if x.inode in mine})
 
 
 SERVERSCOPE_ROOT_ARGS = ("-m", "servers.root")  # how a serverscope model root is started
@@ -194,11 +388,3 @@ def _serverscope_root(proc: psutil.Process) -> psutil.Process:
         except psutil.Error:
             continue
     return proc
-
-
-def _name(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""

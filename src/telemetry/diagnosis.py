@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Callable, Sequence
 
 from . import analysis
+from .realkind import SKEW_FIXES, STARVATION_FIXES
 from .snapshot import Diagnosis, Imbalance, Severity, Snapshot, WorkerSample, WorkerState
 
 Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
@@ -58,6 +59,12 @@ GIL_MIN_IDLE_CORES = 0.5  # host's idle cores (mean over the window)
 # one reuseport queue backed up: one listener's own queue long, the others' short.
 REUSEPORT_MIN_QUEUE = 10  # the backed-up queue's length
 REUSEPORT_OTHERS_FRACTION = 0.25  # every other queue at most this fraction of it
+
+
+def _fix(fixes: dict[str, str], s: Snapshot) -> str:
+    """The mechanism and its fix for an attached real server of a known kind, else ''."""
+    server = s.model.server if s.model else None
+    return fixes.get(server, "") if server else ""
 
 
 def _pct(x: float) -> str:
@@ -144,14 +151,15 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
             Severity.WARNING,
             f"accept skew: {conns.top_worker} holds {_pct(100 * (conns.top_share or 0))} of "
             f"open connections (Jain {conns.jain:.2f}, {conns.n} workers, "
-            f"{conns.total:.0f} connections)",
+            f"{conns.total:.0f} connections){_fix(SKEW_FIXES, last)}",
         )
     assert imb is not None and imb.jain is not None
     return Diagnosis(
         "accept_skew",
         Severity.WARNING,
         f"accept skew: {imb.top_worker} took {_pct(100 * (imb.top_share or 0))} of accepts "
-        f"in {_span(win)} (Jain {imb.jain:.2f}, {imb.n} workers, {imb.total:.0f} accepts)",
+        f"in {_span(win)} (Jain {imb.jain:.2f}, {imb.n} workers, {imb.total:.0f} accepts)"
+        f"{_fix(SKEW_FIXES, last)}",
     )
 
 
@@ -191,7 +199,8 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     return Diagnosis(
         "starvation",
         Severity.CRITICAL,
-        f"starvation: {n}/{n} workers busy, CPU {_pct(100 * frac)}, {queue}{drop_text}",
+        f"starvation: {n}/{n} workers busy, CPU {_pct(100 * frac)}, {queue}{drop_text}"
+        f"{_fix(STARVATION_FIXES, last)}",
     )
 
 

@@ -109,3 +109,78 @@ def fetch(url: str, timeout: float = 2.0) -> ModStatus:
         url += "&auto" if "?" in url else "?auto"
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return parse_auto(r.read().decode("latin-1"))
+
+
+STATUS_PERIOD_S = 1.0  # how often the poller reads mod_status
+STATUS_TIMEOUT_S = 1.0  # ... and how long one read may take
+STATUS_FRESH_S = 3.0  # glyphs older than this are not used (the outside view is)
+
+
+def _html_url(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+class StatusPoller:
+    """Reads mod_status in a thread of its own, so that a status request that queues
+    (under prefork starvation it waits like any other request) never stalls the sampler;
+    `states()` gives {pid: state} from the last fresh read, else {} (the outside view)."""
+
+    def __init__(self, url: str, period_s: float = STATUS_PERIOD_S) -> None:
+        import threading
+
+        self.url = url
+        self.period_s = period_s
+        self.error: str | None = None
+        self.latest: ModStatus | None = None
+        self._states: dict[int, WorkerState] = {}
+        self._at = -1e18
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="mod_status")
+        self._thread.start()
+
+    @staticmethod
+    def probe(url: str, timeout: float = STATUS_TIMEOUT_S) -> str | None:
+        """`url` when it answers mod_status ?auto now, else None (auto-detection)."""
+        try:
+            fetch(url, timeout)
+        except (OSError, ModStatusError, ValueError):
+            return None
+        return url
+
+    def _run(self) -> None:
+        import time
+
+        while not self._stop.is_set():
+            try:
+                st = fetch(self.url, STATUS_TIMEOUT_S)
+                with urllib.request.urlopen(_html_url(self.url), timeout=STATUS_TIMEOUT_S) as r:
+                    pids = parse_html_pids(r.read().decode("latin-1"))
+                states: dict[int, WorkerState] = {}
+                if st.mpm in (None, "prefork"):  # one glyph per process slot
+                    for slot, pid in pids.items():
+                        if slot < len(st.scoreboard):
+                            states[pid] = STATE_OF_GLYPH[st.scoreboard[slot]]
+                self.latest, self._states, self._at = st, states, time.monotonic()
+                self.error = None
+            except (OSError, ModStatusError, ValueError) as e:
+                self.error = f"{type(e).__name__}: {e}"[:120]
+            self._stop.wait(self.period_s)
+
+    def states(self) -> dict[int, WorkerState]:
+        import time
+
+        return self._states if time.monotonic() - self._at <= STATUS_FRESH_S else {}
+
+    def describe(self) -> str:
+        import time
+
+        age = time.monotonic() - self._at
+        if self.latest is not None and age <= STATUS_FRESH_S:
+            st = self.latest
+            return f"mod_status {self.url} ({st.mpm or '?'}: {st.busy} busy, {st.idle} idle)"
+        why = self.error or "no answer yet"
+        return f"outside view: mod_status {self.url} not answering ({why})"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=STATUS_TIMEOUT_S * 2 + 1)

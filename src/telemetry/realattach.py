@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from .accepts_bpf import AcceptCounter, BpfUnavailable
-from .realtree import RealTree, Role
+from .realtree import RealTree, Role, TaskSample
 from .sockdiag import SockDiag
 from .sockowners import SocketOwners, TcpChangeGate
 
@@ -36,6 +36,8 @@ class WorkerReading:
     new_connections: int | None  # in the interval (the estimate); None on the first reading
     accepts_total: int | None  # exact, cumulative since the counter started; None without eBPF
     listeners: frozenset[int]  # inodes of listeners it polls (epoll) or else holds
+    starttime: int = 0  # clock ticks after boot: with pid, the process's identity
+    threads: tuple[TaskSample, ...] = ()  # per thread, when multi-threaded and asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class RealReading:
     listeners: tuple[ListenerReading, ...]
     accepts_source: str  # ACCEPTS_EXACT or ACCEPTS_ESTIMATE
     accepts_unavailable: str | None  # why exact accepts are not counted (None: they are)
+    accepts_by_task: dict[tuple[int, int], int] | None = None  # exact, per (pid, tid)
 
 
 class RealServerReader:
@@ -138,6 +141,8 @@ class RealServerReader:
                     new_connections=None if new is None else new.get(p.pid, 0),
                     accepts_total=None if exact is None else exact.get(p.pid, 0),
                     listeners=frozenset(polls if polls else lby.get(p.pid, ())),
+                    starttime=p.starttime,
+                    threads=p.threads,
                 )
             )
         listeners = tuple(
@@ -160,4 +165,5 @@ class RealServerReader:
             listeners=listeners,
             accepts_source=ACCEPTS_EXACT if self.counter else ACCEPTS_ESTIMATE,
             accepts_unavailable=self.unavailable,
+            accepts_by_task=self.counter.totals() if self.counter else None,
         )

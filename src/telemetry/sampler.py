@@ -61,8 +61,19 @@ class Sampler:
         return cls(SupervisorSource(sup), **kw)
 
     @classmethod
-    def attach(cls, *, pid: int | None = None, port: int | None = None, **kw: Any) -> Sampler:
-        return cls(AttachSource(pid=pid, port=port), **kw)
+    def attach(
+        cls,
+        *,
+        pid: int | None = None,
+        port: int | None = None,
+        status_url: str | None = None,
+        exact_accepts: bool | None = False,
+        **kw: Any,
+    ) -> Sampler:
+        """`exact_accepts`: False (default) counts new connections (an estimate); True
+        tries eBPF; None tries it when root. See attach_source."""
+        src = AttachSource(pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts)
+        return cls(src, **kw)
 
     def sample(self) -> Snapshot:
         t0 = time.thread_time()

@@ -79,6 +79,7 @@ class WorkerState(StrEnum):
     CLOSING = "closing"
     DEAD = "dead"
     UNKNOWN = "unknown"
+    STOPPED = "stopped"  # attached: /proc state T or t (SIGSTOPped, traced): serves nothing
 
 
 STATES = tuple(WorkerState)
@@ -86,6 +87,7 @@ STATES = tuple(WorkerState)
 GLYPHS: dict[str, str] = {
     **{WorkerState(st.name.lower()): glyph for st, glyph in SCOREBOARD_GLYPHS.items()},
     WorkerState.UNKNOWN: "?",
+    WorkerState.STOPPED: "T",  # not an Apache glyph: /proc's letter, drawn to stand out
 }
 BUSY_STATES = frozenset(
     {
@@ -118,6 +120,8 @@ class Role(StrEnum):
     LISTENER = "listener"  # accepts and hands connections on (event's listener thread)
     MASTER = "master"  # the root of a forking server (attach)
     HELPER = "helper"  # anything else in the tree (e.g. multiprocessing's resource_tracker)
+    THREAD = "thread"  # attach: a thread of a multi-threaded worker process, a row folded
+    # under it; its process is the worker the indices count (sockets belong to processes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,7 @@ class WorkerSample:
     deaths: int = 0  # times a worker in this slot has died (scoreboard)
     name: str = ""  # process name (attach) or "" (scoreboard workers)
     role: Role = Role.WORKER  # recordings made before roles existed read as workers
+    proc_state: str | None = None  # attach: the /proc state letter (R S D T t Z), else None
 
     @property
     def key(self) -> tuple[int | None, int, int]:
@@ -198,8 +203,10 @@ class ListenerSample:
     # None when it could not be read (attach without sock_diag)
     syn_recv: int | None = None  # half-open (SYN_RECV) sockets to this PORT (all listeners
     # on the port share this figure; None when /proc/net/tcp could not be read)
-    source: str = "tcp_info"  # "tcp_info" (socket we own) or "proc_net_tcp"
+    source: str = "tcp_info"  # "tcp_info" (socket we own), "sock_diag" (attach) or "proc_net_tcp"
     inode: int = 0  # socket inode (as in /proc/net/tcp and `ss -e`), 0 when unknown
+    owners: tuple[int, ...] = ()  # attach: pids whose epoll set holds it (reuseport: the one
+    # worker taking its connections); () when unknown or not epoll
 
     @property
     def fill(self) -> float:
@@ -266,6 +273,12 @@ class ModelInfo:
     error: str = ""  # a start-up failure the root reported
     processes: int = 0  # distinct live processes (root included)
     threads: int = 0  # OS threads across those processes (0 when not read)
+    server: str | None = None  # attach: what the tree looks like ("apache-prefork", "nginx",
+    # "node-cluster-rr", "gunicorn-sync", ...), for diagnoses that name a fix; None unknown
+    accepts_method: str | None = None  # attach: "exact (eBPF)" or "estimate" (None: own model)
+    accepts_note: str | None = None  # attach: why exact accepts are not counted, or how
+    status: str | None = None  # attach: where worker states come from ("mod_status URL",
+    # "outside view (/proc + sockets)"), and why mod_status is not read when it is not
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,12 +367,15 @@ class Snapshot:
 
     def totals(self) -> dict[str, float]:
         """Sums over live entities (listeners too: they hold and accept connections) of:
-        connections, accepts (interval), cpu_percent."""
-        live = self.live_entities
+        connections, accepts (interval), cpu_percent. An attached process's thread rows
+        (Role.THREAD) are left out: their process's row already holds their figures."""
+        live = [w for w in self.live_entities if w.role != Role.THREAD]
         return {
             "connections": sum(w.connections or 0 for w in live),
             "accepts": sum(w.accepts or 0 for w in live),
-            "accepts_total": sum(w.accepts_total or 0 for w in self.workers),
+            "accepts_total": sum(
+                w.accepts_total or 0 for w in self.workers if w.role != Role.THREAD
+            ),
             "cpu_percent": sum(w.cpu_percent or 0.0 for w in live),
         }
 

@@ -10,16 +10,20 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.units import mib, opt
-from telemetry.snapshot import Severity, Snapshot, WorkerSample
+from telemetry.snapshot import Role, Severity, Snapshot, WorkerSample, WorkerState
 
 MAX_ROWS = 40  # workers shown; the rest are summarised in one line
+STATE_STYLE = {WorkerState.STOPPED: "bold reverse red", WorkerState.DEAD: "red"}
 
 
-def render(snap: Snapshot) -> Group:
+def render(snap: Snapshot, *, threads: bool = False) -> Group:
     """The snapshot as rich renderables: its head line, the listeners, the workers, the
-    imbalance line and the diagnoses."""
-    live = snap.live_entities
-    parts: list[RenderableType] = [_head(snap), _listeners(snap), _workers(live)]
+    imbalance line and the diagnoses. Thread rows (attach) are folded into their process's
+    `thr` count unless `threads`."""
+    live = tuple(
+        w for w in snap.live_entities if threads or w.role != Role.THREAD or w.slot is not None
+    )
+    parts: list[RenderableType] = [_head(snap), _listeners(snap), _workers(live, snap)]
     if len(live) > MAX_ROWS:
         parts.append(Text(f"... and {len(live) - MAX_ROWS} more workers"))
     imb = _imbalance(snap)
@@ -39,6 +43,14 @@ def _head(snap: Snapshot) -> Text:
         head.append(f"  root pid {m.root_pid}")
         head.append(f"  master CPU {opt(m.master_cpu_percent)}%")
         head.append(f"  {m.processes} processes, {m.threads} threads")
+        if m.server:
+            head.append(f"  looks like {m.server}")
+        if m.accepts_method:
+            head.append(f"\naccepts: {m.accepts_method}", style="bold")
+            if m.accepts_note:
+                head.append(f" ({m.accepts_note})")
+        if m.status:
+            head.append(f"\nworker states: {m.status}")
     if snap.host is not None:
         head.append(f"  host CPU {opt(snap.host.cpu_percent)}% of {snap.host.cpu_count * 100}%")
     if snap.kernel is not None:
@@ -52,8 +64,9 @@ def _head(snap: Snapshot) -> Text:
 
 def _listeners(snap: Snapshot) -> Table:
     lt = Table(title="listeners", title_justify="left", expand=False)
-    for col in ("#", "address", "port", "queue", "limit", "SYN_RECV", "source"):
-        lt.add_column(col, justify="right" if col not in ("address", "source") else "left")
+    for col in ("#", "address", "port", "queue", "limit", "SYN_RECV", "source", "owner"):
+        left = col in ("address", "source", "owner")
+        lt.add_column(col, justify="left" if left else "right")
     for ln in snap.listeners:
         style = "bold red" if ln.full else ("yellow" if ln.queue else "")
         lt.add_row(
@@ -64,12 +77,17 @@ def _listeners(snap: Snapshot) -> Table:
             opt(ln.limit),
             opt(ln.syn_recv),
             ln.source,
+            " ".join(f"pid {p}" for p in ln.owners) or "-",
         )
     return lt
 
 
-def _workers(live: Sequence[WorkerSample]) -> Table:
+def _workers(live: Sequence[WorkerSample], snap: Snapshot) -> Table:
     wt = Table(title="workers", title_justify="left")
+    nthreads: dict[int, int] = {}
+    for w in snap.workers:
+        if w.role == Role.THREAD:
+            nthreads[w.pid] = nthreads.get(w.pid, 0) + 1
     for col in (
         "worker",
         "pid",
@@ -78,6 +96,7 @@ def _workers(live: Sequence[WorkerSample]) -> Table:
         "state",
         "CPU %",
         "RSS MiB",
+        "thr",
         "conns",
         "acc/int",
         "acc total",
@@ -86,14 +105,19 @@ def _workers(live: Sequence[WorkerSample]) -> Table:
         wt.add_column(col, justify="left" if col in ("worker", "kind", "state") else "right")
     for w in live[:MAX_ROWS]:
         name = w.label if w.slot is not None else (w.name or "-")
+        if w.role == Role.THREAD and w.slot is None:
+            name = f"  └ {name}"
+        elif not w.is_worker:
+            name = f"{name} ({w.role})"
         wt.add_row(
-            name if w.is_worker else f"{name} ({w.role})",
+            name,
             str(w.pid),
             str(w.tid),
             w.kind,
-            f"{w.glyph} {w.state}",
+            Text(f"{w.glyph} {w.state}", style=STATE_STYLE.get(w.state, "")),
             opt(w.cpu_percent, "{:.1f}"),
             mib(w.rss_bytes, unit=""),
+            str(nthreads[w.pid]) if w.kind == "process" and w.pid in nthreads else "",
             opt(w.connections),
             opt(w.accepts),
             opt(w.accepts_total),
