@@ -98,12 +98,6 @@ def _diagnosed_starved(name: str, knobs: dict[str, object]) -> bool:
     return seen
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the starvation diagnosis of an attached Apache needs per-worker busy/idle and "
-    "queue figures from i14's attach_source rewrite; the client-side figure (a new "
-    "client not answered in 3 s) is `serverscope seed`'s and is confirmed",
-)
 def test_apache_prefork_with_8_workers_under_idle_keepalive_is_diagnosed_starved() -> None:
     needs("apache:prefork")
     assert _diagnosed_starved("apache:prefork", dict(seed._POOL8))
