@@ -31,11 +31,13 @@ SERVER = textwrap.dedent(
         return s
     socks = [listener(), listener()]  # the master holds both, as nginx's does
     kids = []
+    ready_r, ready_w = os.pipe()  # each worker says when its epoll set holds its listener
     for i in range(2):
         pid = os.fork()
         if pid == 0:
             ep = select.epoll()
             ep.register(socks[i].fileno(), select.EPOLLIN)
+            os.write(ready_w, b"r")
             held = []
             while True:
                 for fd, _ in ep.poll():
@@ -50,6 +52,9 @@ SERVER = textwrap.dedent(
                 time.sleep(1)
         return pid
     kids.append(helper())
+    got = b""
+    while len(got) < 2:  # both workers registered: only then are we ready (a test read
+        got += os.read(ready_r, 2)  # the epoll sets before the second worker had one)
     print(" ".join(map(str, kids)), flush=True)
     while True:  # a helper that dies is replaced at once (a respawn)
         os.wait()
