@@ -113,7 +113,7 @@ def test_unknown_states_read_unknown_and_a_replay_of_attach_offers_no_load() -> 
     assert "0 busy" not in summary(frame, 200)
     assert ReplayScreen(ReplaySource([snap])).no_load()[1] == ""
     feed_hint = AttachScreen.no_load(None)  # type: ignore[arg-type]
-    assert "--load PRESET" in feed_hint[0]
+    assert "--load PRESET drives one" in feed_hint[1]
     assert "l chooses" in ClientPanel.no_load[1]  # the live lab keeps its hint
 
 

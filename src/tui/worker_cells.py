@@ -16,6 +16,8 @@ from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style
 from .frame import rate
 
 PRIORITY = ("slot", "state", "cpu", "conns", "tot", "acc", "pid", "req", "rss")  # kept first
+# attach: no scoreboard slots (# is "-" or a thread count), so the pid is what names a row
+ATTACH_PRIORITY = ("pid", "state", "cpu", "conns", "tot", "acc", "req", "slot", "rss")
 PAD = 2  # cell padding, both sides
 COLUMNS = (  # label, key, width (fixed: updates never resize a column)
     ("#", "slot", 3),
@@ -47,12 +49,12 @@ SHORT = {
 PAUSED_THREAD = "paused-process"  # the state value of a thread row whose process is paused
 
 
-def fitting_columns(width: int) -> tuple[str, ...]:
+def fitting_columns(width: int, priority: tuple[str, ...] = PRIORITY) -> tuple[str, ...]:
     """The columns that fit in `width` cells, most useful first, in display order."""
     widths = {key: w + PAD for _, key, w in COLUMNS}
     keep: set[str] = set()
     used = 1  # the vertical scrollbar
-    for key in PRIORITY:
+    for key in priority:
         if used + widths[key] <= width or not keep:
             keep.add(key)
             used += widths[key]

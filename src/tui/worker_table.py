@@ -22,7 +22,16 @@ from telemetry.snapshot import Role, WorkerSample, WorkerState
 
 from .frame import Frame, WorkerKey
 from .messages import WorkerSelected
-from .worker_cells import COLUMNS, PAD, WIDTH, cell_text, fitting_columns, row_values
+from .worker_cells import (
+    ATTACH_PRIORITY,
+    COLUMNS,
+    PAD,
+    PRIORITY,
+    WIDTH,
+    cell_text,
+    fitting_columns,
+    row_values,
+)
 
 HEADER = 1  # lines above the rows (not scrolled)
 CELL_CACHE = 4096  # rendered cells kept (a cell is a (column, value) pair)
@@ -52,6 +61,7 @@ class WorkerTable(ScrollView, can_focus=True):
         self.cursor_row = 0
         self._columns: tuple[str, ...] = ()
         self._workers: list[WorkerSample] = []
+        self._slotless = False  # attached: no slots, the pid column comes first
         self._threads: collections.Counter[int] = collections.Counter()  # pid: thread rows
         self._keys: list[WorkerKey] = []
         self._interval: float | None = None
@@ -72,8 +82,9 @@ class WorkerTable(ScrollView, can_focus=True):
         return tuple(self._keys)
 
     def show(self, frame: Frame) -> None:
-        self._set_columns()
         snap = frame.snapshot
+        self._slotless = bool(snap.workers) and all(w.slot is None for w in snap.workers)
+        self._set_columns()
         workers = [w for w in snap.workers if w.state != WorkerState.EMPTY]
         # attach: a multi-threaded process's thread rows are folded under it (t unfolds)
         self._threads = collections.Counter(w.pid for w in workers if w.role == Role.THREAD)
@@ -107,7 +118,8 @@ class WorkerTable(ScrollView, can_focus=True):
 
     # -- columns and size ---------------------------------------------------------------
     def _set_columns(self) -> bool:
-        cols = fitting_columns(self.scrollable_content_region.width or 80)
+        priority = ATTACH_PRIORITY if self._slotless else PRIORITY
+        cols = fitting_columns(self.scrollable_content_region.width or 80, priority)
         if cols == self._columns:
             return False
         self._columns = cols

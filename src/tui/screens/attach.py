@@ -40,7 +40,7 @@ class AttachScreen(LabScreen):
         return ATTACH_LEGEND
 
     def no_load(self) -> tuple[str, str]:
-        return ("no load: --load PRESET drives one", "(clients are the server's own)")
+        return ("no load of ours", "--load PRESET drives one")
 
     def subtitle(self) -> str:
         snap = self.last
