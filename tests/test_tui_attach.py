@@ -143,7 +143,7 @@ def test_thread_rows_are_folded_under_their_process_and_t_unfolds_them() -> None
 
 
 @pytest.mark.slow
-def test_real_attach_command_opens_the_monitor_and_quits_on_q(real_server) -> None:  # noqa: F811
+def test_real_attach_command_with_a_load_opens_the_monitor_and_quits_on_q(real_server) -> None:  # noqa: F811
     srv = real_server("nginx", workers=2)
     exe = str(ROOT / ".venv" / "bin" / "serverscope")
     if not os.path.exists(exe):
@@ -152,7 +152,9 @@ def test_real_attach_command_opens_the_monitor_and_quits_on_q(real_server) -> No
     pid, fd = pty.fork()
     if pid == 0:
         os.environ["COLUMNS"], os.environ["LINES"] = "100", "30"
-        os.execv(exe, [exe, "attach", "--port", str(srv.port), "--status-url", "none"])
+        os.execv(
+            exe, [exe, "attach", "--port", str(srv.port), "--status-url", "none", "--load", "burst"]
+        )
     try:
         output = b""
         deadline = time.monotonic() + 20
@@ -164,6 +166,7 @@ def test_real_attach_command_opens_the_monitor_and_quits_on_q(real_server) -> No
                 break
         assert b"root pid" in output, output[-500:]
         kids = [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        assert kids, "--load burst: the load generator is a child of ours"
         os.write(fd, b"q")
         done = 0
         deadline = time.monotonic() + 20
