@@ -10,6 +10,7 @@ import pty
 import select
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 
 import psutil
@@ -190,3 +191,47 @@ def test_real_attach_command_with_a_load_opens_the_monitor_and_quits_on_q(real_s
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+@aio
+async def test_attach_screen_folds_gunicorn_gthread_threads_and_t_unfolds_them(
+    real_server,  # noqa: F811
+) -> None:
+    srv = real_server("gunicorn", worker_class="gthread", workers=2, threads=4)
+    workers = srv.children()
+    feed = AttachFeed(
+        Sampler.attach(port=srv.port, status_url=None, exact_accepts=False), Analyser()
+    )
+    app = ServerscopeApp(AttachScreen(feed))
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            screen = app.lab
+
+            def threads_seen() -> bool:
+                snap = screen.last
+                return snap is not None and any(w.role == Role.THREAD for w in snap.workers)
+
+            await wait_for(pilot, threads_seen, 20, "thread rows")
+            await pilot.pause(0.3)
+            await pilot.press("space")  # freeze: the table and screen.last stay as drawn
+            await pilot.pause(0.3)
+            table = app.query_one(WorkerTable)
+            assert not any(w.is_thread for w in table._workers)
+            counts = {
+                w.pid: table._row_values(i)[0]
+                for i, w in enumerate(table._workers)
+                if w.pid in workers
+            }
+            # (gthread starts its pool threads lazily: a process may have none yet)
+            rows = Counter(w.pid for w in screen.last.workers if w.role == Role.THREAD)
+            assert rows and counts == {p: f"{rows[p]}t" if rows[p] else "-" for p in counts}
+            await pilot.press("space", "t")
+            await wait_for(
+                pilot, lambda: any(w.is_thread for w in table._workers), 5, "unfolded rows"
+            )
+            assert "threads unfolded" in app.sub_title
+            await pilot.press("q")
+            await wait_for(pilot, lambda: feed.closed, 20, "the feed closed")
+    finally:
+        feed.close()
+    assert all(_alive(p) for p in srv.pids()), "the attached server must keep running"
