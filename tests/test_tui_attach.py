@@ -22,6 +22,7 @@ from loadgen.levels import PRESETS
 from loadgen.runner import LoadRunner
 from realservers import real_server  # noqa: F401 - the fixture
 from telemetry.analyser import Analyser
+from telemetry.recording import read_recording
 from telemetry.sampler import Sampler
 from telemetry.snapshot import Role, WorkerState
 from test_tui_pilot import aio, wait_for
@@ -144,7 +145,10 @@ def test_thread_rows_are_folded_under_their_process_and_t_unfolds_them() -> None
 
 
 @pytest.mark.slow
-def test_real_attach_command_with_a_load_opens_the_monitor_and_quits_on_q(real_server) -> None:  # noqa: F811
+def test_real_attach_command_with_a_load_opens_the_monitor_and_quits_on_q(
+    real_server,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     srv = real_server("nginx", workers=2)
     exe = str(ROOT / ".venv" / "bin" / "serverscope")
     if not os.path.exists(exe):
@@ -153,9 +157,9 @@ def test_real_attach_command_with_a_load_opens_the_monitor_and_quits_on_q(real_s
     pid, fd = pty.fork()
     if pid == 0:
         os.environ["COLUMNS"], os.environ["LINES"] = "100", "30"
-        os.execv(
-            exe, [exe, "attach", "--port", str(srv.port), "--status-url", "none", "--load", "burst"]
-        )
+        rec = str(tmp_path / "attach.jsonl")
+        args = ["attach", "--port", str(srv.port), "--status-url", "none", "--load", "burst"]
+        os.execv(exe, [exe, *args, "--record", rec])
     try:
         output = b""
         deadline = time.monotonic() + 20
@@ -184,6 +188,9 @@ def test_real_attach_command_with_a_load_opens_the_monitor_and_quits_on_q(real_s
         assert os.waitstatus_to_exitcode(status) == 0
         assert_all_gone(kids, timeout=10)
         assert all(_alive(p) for p in server_pids), "the attached server must keep running"
+        snaps = list(read_recording(tmp_path / "attach.jsonl"))
+        assert snaps and snaps[-1].model is not None
+        assert snaps[-1].model.accepts_method in ("exact (eBPF)", "estimate")
     finally:
         try:
             os.kill(pid, signal.SIGKILL)
