@@ -30,8 +30,10 @@ from tui.app import ServerscopeApp
 from tui.attach_feed import AttachFeed
 from tui.backlog_panel import BacklogPanel
 from tui.client_panel import ClientPanel
+from tui.diagnosis_banner import DiagnosisBanner
 from tui.frame import Frame
 from tui.scoreboard_grid import summary
+from tui.scoreboard_legend import ScoreboardLegend
 from tui.screens.attach import AttachScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
@@ -97,6 +99,10 @@ async def test_attach_screen_on_nginx_reuseport_shows_a_stopped_worker_and_queue
             for pid in workers:
                 assert f"pid {pid}" in backlog, backlog  # each reuseport queue's owner
             assert len(screen.last.listeners) == 2
+            banner = _plain(app.query_one(DiagnosisBanner))
+            assert "attaching" not in banner and (
+                "phenomenon" in banner or "⚠" in banner or "✖" in banner or "i " in banner
+            ), banner
             await pilot.press("f")  # no faults: a notice only
             assert _alive(victim)
             await pilot.press("q")
@@ -108,14 +114,24 @@ async def test_attach_screen_on_nginx_reuseport_shows_a_stopped_worker_and_queue
     assert_all_gone(sorted(ours), timeout=10)
 
 
-def test_unknown_states_read_unknown_and_a_replay_of_attach_offers_no_load() -> None:
+@aio
+async def test_a_replay_of_an_attach_recording_says_unknown_not_0_busy_and_offers_no_load() -> None:
+    """It said "8 workers · 0 busy · 0 idle" and "l chooses a load" (replay has no l)."""
     snap = tui_scenarios.attached_unknown()
-    frame = Frame(snap)
-    assert "? busy · ? idle" in summary(frame, 200)
-    assert "0 busy" not in summary(frame, 200)
-    assert ReplayScreen(ReplaySource([snap])).no_load()[1] == ""
-    feed_hint = AttachScreen.no_load(None)  # type: ignore[arg-type]
-    assert "--load PRESET drives one" in feed_hint[1]
+    assert "? busy · ? idle" in summary(Frame(snap), 200)
+    screen = ReplayScreen(ReplaySource([snap], playing=False))
+    app = ServerscopeApp(screen)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: screen.last is not None, 10, "a frame")
+        await pilot.pause(0.2)
+        title = str(app.query_one("#scoreboard-panel").border_title)
+        assert "8 workers · ? busy · ? idle" in title and "0 busy" not in title, title
+        banner = _plain(app.query_one(DiagnosisBanner))
+        assert "busy unknown" in banner and "0/8" not in banner, banner
+        client = " ".join(_plain(w) for w in app.query_one(ClientPanel).children)
+        assert "no load in this recording" in client and "l chooses" not in client, client
+        assert "stopped" in str(app.query_one(ScoreboardLegend).render())  # attach recording
+    assert "--load PRESET drives one" in AttachScreen.no_load(None)[1]  # type: ignore[arg-type]
     assert "l chooses" in ClientPanel.no_load[1]  # the live lab keeps its hint
 
 
