@@ -64,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="draw the rich table instead of the Textual monitor",
     )
     p.add_argument(
-        "--threads", action="store_true", help="--table: unfold per-thread rows (monitor: t)"
+        "--threads", action="store_true", help="unfold per-thread rows (monitor: t toggles)"
     )
     p.add_argument(
         "--load",
@@ -221,7 +221,7 @@ def _monitor(
     feed = AttachFeed(
         sampler, analyser, period=a.period, sinks=sinks, on_close=stops, load_pid=load_pid
     )
-    return run_attach(feed)
+    return run_attach(feed, threads=a.threads)
 
 
 def _samples(sampler: Sampler, period: float, stop: threading.Event) -> Iterator[Snapshot]:

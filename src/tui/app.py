@@ -139,10 +139,10 @@ def run_live(
     return (code or app.return_code or 0), None
 
 
-def run_attach(feed: AttachFeed) -> int:
+def run_attach(feed: AttachFeed, *, threads: bool = False) -> int:
     """Open the TUI on an attached server (`serverscope attach`); the feed is closed on
     the way out (the server keeps running)."""
-    app = ServerscopeApp(AttachScreen(feed))
+    app = ServerscopeApp(AttachScreen(feed, threads=threads))
     try:
         app.run()
     finally:

@@ -32,9 +32,10 @@ class AttachScreen(LabScreen):
         Binding("f", "no_faults", "No faults: not our server"),
     ]
 
-    def __init__(self, source: AttachFeed) -> None:
+    def __init__(self, source: AttachFeed, *, threads: bool = False) -> None:
         super().__init__(source)
         self.busy = "attaching…"
+        self.threads = threads  # `attach --threads`: start unfolded
 
     def legend_extra(self) -> tuple[tuple[str, str], ...]:
         return ATTACH_LEGEND
