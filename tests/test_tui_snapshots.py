@@ -58,3 +58,21 @@ def test_model_chooser(snap_compare, size: str) -> None:
 
     app = make_app("many_accepts_burst")
     assert snap_compare(app, terminal_size=SIZES[size], run_before=open_chooser)
+
+
+class _RecordedAttach(ReplaySource):
+    """An attach recording fed to the attach screen (the feed's `ended`: still there)."""
+
+    ended: str | None = None
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_attach_screen(snap_compare, size: str) -> None:
+    """nginx with reuseport, one worker SIGSTOPped: drawn stopped, its queue's owner named,
+    the subtitle naming server, root pid and accepts method, no load of ours."""
+    from tui.screens.attach import AttachScreen
+
+    snaps = tui_scenarios.attached_nginx_reuseport_stopped()
+    source = _RecordedAttach(snaps, name="attach", start_at=-1, playing=False)
+    app = ServerscopeApp(AttachScreen(source))  # type: ignore[arg-type]
+    assert snap_compare(app, terminal_size=SIZES[size], run_before=drawn)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from loadgen.stats import LoadStats
 from telemetry import synthetic
-from telemetry.snapshot import Snapshot
+from telemetry.snapshot import Kind, Role, Snapshot
 
 STEPS = 40  # 10 s at 4 Hz: a full 5 s window and some sparkline history
 
@@ -110,3 +110,63 @@ def _waiting(stats: LoadStats, in_flight: int, oldest_ms: float) -> LoadStats:
     return dataclasses.replace(
         stats, in_flight=in_flight, oldest_wait_ms=oldest_ms, latency_all_ms=everyone
     )
+
+
+def _attached(snap: Snapshot, server: str, method: str = "estimate") -> Snapshot:
+    """A synthetic snapshot as attach makes it: no scoreboard slots, the server's kind and
+    the accepts method named, reuseport listeners owned by their worker's pid."""
+    import dataclasses
+
+    ws = tuple(dataclasses.replace(w, slot=None, generation=0) for w in snap.workers)
+    model = snap.model
+    if model is not None:
+        model = dataclasses.replace(model, server=server, accepts_method=method)
+    procs = [w for w in ws if not w.is_thread]
+    lns = tuple(
+        dataclasses.replace(ln, owners=(procs[ln.index].pid,))
+        if len(snap.listeners) > 1 and ln.index < len(procs)
+        else ln
+        for ln in snap.listeners
+    )
+    return dataclasses.replace(snap, workers=ws, model=model, listeners=lns)
+
+
+def attached_unknown() -> Snapshot:
+    """8 attached workers whose states could not be read, no load."""
+    snap = synthetic.snapshot(model="attach", workers=8, states=["unknown"])
+    return _attached(snap, "python")
+
+
+def attached_threads() -> Snapshot:
+    """A gthread-like server: 2 processes, each with 3 thread rows folded under it."""
+    import dataclasses
+
+    snap = _attached(synthetic.snapshot(model="attach", workers=2, states=["waiting"]), "gunicorn")
+    rows = []
+    for w in snap.workers:
+        rows.append(w)
+        for k in range(3):
+            tid = w.pid * 10 + k
+            rows.append(
+                dataclasses.replace(
+                    w, tid=tid, kind=Kind.THREAD, role=Role.THREAD, group=0, connections=None
+                )
+            )
+    return dataclasses.replace(snap, workers=tuple(rows))
+
+
+def attached_nginx_reuseport_stopped() -> list[Snapshot]:
+    """nginx, 4 workers with reuseport, one SIGSTOPped: its queue grows, no load of ours."""
+    snaps = synthetic.series(
+        STEPS,
+        model="attach",
+        workers=4,
+        states=["waiting", "stopped", "keepalive", "waiting"],
+        accepts=[5, 0, 6, 4],
+        connections=[2, 0, 3, 1],
+        cpu=[3, 0, 4, 2],
+        listeners=4,
+        queue=[0, 37, 0, 0],
+        requests=[5, 0, 6, 4],
+    )
+    return [_attached(s, "nginx", "exact (eBPF)") for s in snaps]

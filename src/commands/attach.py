@@ -2,9 +2,11 @@
 [--status-url URL] [--exact-accepts | --estimate-accepts] [--record FILE]
 [--export HOST:PORT [--no-ui]]`.
 
-`--table` is the rich table (the default until the Textual attach mode lands). Accepts
-per worker are exact (eBPF) when root and the kernel allow it, else an estimate; the
-table's head says which and why. `--status-url` reads Apache's mod_status (auto-detected
+By default it opens the Textual monitor the lab uses (tui.screens.attach: no model or load
+chooser, no faults: the server is not ours; q detaches and leaves it running); `--table`
+is the rich table, `--once`/`--json` print snapshots. Accepts per worker are exact (eBPF)
+when root and the kernel allow it, else an estimate; the table's head (the monitor's
+subtitle) says which and why. `--status-url` reads Apache's mod_status (auto-detected
 at http://127.0.0.1:PORT/server-status when the server answers it).
 
 With `--export ... --no-ui` it is a host agent: the same sampling loop, snapshots handed to
@@ -48,8 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "attach",
         help="watch a server serverscope did not start (by pid or port)",
         description=(
-            "Watch a running server: its process tree, CPU and open connections per process, "
-            "and its accept queue(s). No scoreboard, so worker states show as unknown."
+            "Watch a running server in the monitor (q detaches; the server keeps running): "
+            "its workers, CPU, connections and accepts per worker, accept queue(s), "
+            "imbalance and diagnoses. What cannot be read from outside shows as unknown."
         ),
     )
     who = p.add_mutually_exclusive_group(required=True)
@@ -58,10 +61,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--table",
         action="store_true",
-        help="draw the rich table (the default for now; the Textual monitor comes later)",
+        help="draw the rich table instead of the Textual monitor",
     )
     p.add_argument(
-        "--threads", action="store_true", help="unfold per-thread rows under their process"
+        "--threads", action="store_true", help="unfold per-thread rows (monitor: t toggles)"
     )
     p.add_argument(
         "--load",
@@ -152,6 +155,8 @@ def run(a: argparse.Namespace) -> int:
             print(f"{PROG}: exporting on {exporter.url}", file=sys.stderr)
         if a.once:
             return _once(sampler, analyser, a, sinks)
+        if not (a.table or a.json or a.no_ui):
+            return _monitor(sampler, analyser, a, sinks, runner)
         with stop_on(threading.Event()) as stop:
             return _live(sampler, analyser, a, sinks, stop)
     except RuntimeError as e:  # the target exited
@@ -198,6 +203,25 @@ def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: li
 
         Console().print(render(snap, threads=a.threads))
     return EXIT_OK
+
+
+def _monitor(
+    sampler: Sampler,
+    analyser: Analyser,
+    a: argparse.Namespace,
+    sinks: list[Sink],
+    runner: LoadRunner | None,
+) -> int:
+    """The Textual monitor until q; `run`'s finally stops the load and the sampler."""
+    from tui.app import run_attach
+    from tui.attach_feed import AttachFeed
+
+    load_pid = runner.proc.pid if runner is not None and runner.proc is not None else None
+    stops = [runner.stop] if runner is not None else []
+    feed = AttachFeed(
+        sampler, analyser, period=a.period, sinks=sinks, on_close=stops, load_pid=load_pid
+    )
+    return run_attach(feed, threads=a.threads)
 
 
 def _samples(sampler: Sampler, period: float, stop: threading.Event) -> Iterator[Snapshot]:

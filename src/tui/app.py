@@ -3,6 +3,7 @@
     run_live(config, level)    # `serverscope`: LiveScreen over a Session
     run_replay(snapshots, name)  # `serverscope replay FILE`: ReplayScreen
     run_demo(scenario)         # `serverscope demo NAME`: DemoScreen
+    run_attach(feed)           # `serverscope attach`: AttachScreen over an AttachFeed
 
 The app itself only owns what concerns the whole program: the styles, quitting (which
 closes the screen's source: the server and the load stop), kill and hang-up signals, and
@@ -30,6 +31,8 @@ from loadgen.levels import LoadLevel
 from servers.config import ServerConfig
 from telemetry.snapshot import Snapshot
 
+from .attach_feed import AttachFeed
+from .screens.attach import AttachScreen
 from .screens.demo import DemoScreen
 from .screens.lab import LabScreen
 from .screens.live import LiveScreen
@@ -134,6 +137,17 @@ def run_live(
     if screen.startup_error:
         return 2, screen.startup_error
     return (code or app.return_code or 0), None
+
+
+def run_attach(feed: AttachFeed, *, threads: bool = False) -> int:
+    """Open the TUI on an attached server (`serverscope attach`); the feed is closed on
+    the way out (the server keeps running)."""
+    app = ServerscopeApp(AttachScreen(feed, threads=threads))
+    try:
+        app.run()
+    finally:
+        feed.close()
+    return app.return_code or 0
 
 
 def run_replay(snapshots: list[Snapshot], name: str) -> int:

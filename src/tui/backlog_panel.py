@@ -8,7 +8,7 @@ from rich.text import Text
 from lab.units import num
 from telemetry.snapshot import ListenerSample
 
-from .drawing import PAUSED_STYLE, bar, fill_style
+from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style
 from .frame import Frame
 from .quiet_static import QuietStatic, line_count
 
@@ -20,9 +20,12 @@ class BacklogPanel(QuietStatic):
         snap = frame.snapshot
         width = self.content_region.width or 40
         listeners = list(snap.listeners)
-        paused_listeners = {
-            w.listener for w in snap.workers if w.pid in frame.paused_pids and w.listener >= 0
+        paused_listeners = {  # by us (the lab's p), or by someone (attach: /proc says T)
+            w.listener: STATE_STYLE["stopped"] if w.state == "stopped" else PAUSED_STYLE
+            for w in snap.workers
+            if (w.pid in frame.paused_pids or w.state == "stopped") and w.listener >= 0
         }
+        owners = _owners(frame)
         shown = listeners
         if len(listeners) > MAX_BARS:
             keep = sorted(listeners, key=lambda ln: (-ln.queue, ln.index))[: MAX_BARS - 1]
@@ -32,7 +35,7 @@ class BacklogPanel(QuietStatic):
             t.append("no listening socket\n", style="dim")
         many = len(listeners) > 1
         for ln in shown:
-            _line(t, ln, width, many, ln.index in paused_listeners)
+            _line(t, ln, width, many, paused_listeners.get(ln.index), owners.get(ln.index, ""))
         rest = [ln for ln in listeners if ln not in shown]
         if rest:
             t.append(f"+{len(rest)} more, queues ≤ {max(ln.queue for ln in rest)}\n", style="dim")
@@ -52,11 +55,30 @@ class BacklogPanel(QuietStatic):
         self.show_content(t, height=line_count(t))
 
 
-def _line(t: Text, ln: ListenerSample, width: int, many: bool, paused: bool) -> None:
-    label = f"#{ln.index:<3}" if many else f":{ln.port:<5}"
+def _owners(frame: Frame) -> dict[int, str]:
+    """Listener index -> who accepts on it: `pid 1234` (attach: the pid whose epoll set
+    holds it, from /proc/PID/fdinfo; else the worker whose listener it is), `+N` more."""
+    snap = frame.snapshot
+    out: dict[int, str] = {}
+    if snap.model is None or snap.model.accepts_method is None:
+        return out  # the lab's own models: the listener index is the worker's slot
+    for ln in snap.listeners:
+        pids = list(ln.owners) or [
+            w.pid for w in snap.workers if w.listener == ln.index and not w.is_thread
+        ]
+        if pids:
+            more = f"+{len(pids) - 1}" if len(pids) > 1 else ""
+            out[ln.index] = f"pid {pids[0]}{more} "
+    return out
+
+
+def _line(
+    t: Text, ln: ListenerSample, width: int, many: bool, paused: str | None, owner: str = ""
+) -> None:
+    label = (f"#{ln.index:<3}" if many else f":{ln.port:<5}") + owner
     figures = f"{ln.queue:>4}/{ln.limit if ln.limit is not None else '?'}"
     barw = max(4, width - len(label) - len(figures) - 4)
-    t.append(label, style=PAUSED_STYLE if paused else "")
+    t.append(label, style=paused or "")
     t.append(" ")
     frac = max(ln.fill, 1 / (8 * barw)) if ln.queue else 0.0  # a queued one always shows
     t.append_text(bar(frac, barw, fill_style(ln.fill)))

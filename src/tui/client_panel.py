@@ -28,6 +28,9 @@ SPARK_SECONDS = 60
 
 
 class ClientPanel(Vertical):
+    # what it says with no load (the mode's: the live lab's keys, a replay, attach's flag)
+    no_load: tuple[str, str] = ("no load running", "l chooses a load, g runs it")
+
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="client-head")
         yield QuietStatic(id="client-spark")
@@ -39,9 +42,9 @@ class ClientPanel(Vertical):
         sparkline = self.query_one("#client-spark", QuietStatic)
         body = self.query_one("#client-body", QuietStatic)
         if client is None:
-            head.show_content(Text("no load running", style="dim"), height=1)
+            head.show_content(Text(self.no_load[0], style="dim"), height=1)
             sparkline.show_content("", height=1)
-            body.show_content(Text("l chooses a load, g runs it", style="dim"), height=1)
+            body.show_content(Text(self.no_load[1], style="dim"), height=1)
             return
         head.show_content(_head(client), height=1)
         sparkline.show_content(_throughput(client, sparkline.content_region.width), height=1)

@@ -28,7 +28,9 @@ class DiagnosisBanner(QuietStatic):
             t.append("✓ ", style="green")
             t.append("no phenomenon right now", style="green")
             live = frame.snapshot.live_workers
-            if live:
+            if live and all(w.state == "unknown" for w in live):  # attached, states unread
+                t.append(f" · {len(live)} workers, busy unknown", style="dim")
+            elif live:
                 busy = sum(w.busy for w in live)
                 t.append(f" · {busy}/{len(live)} workers busy", style="dim")
         for i, diag in enumerate(diags[:MAX_LINES]):

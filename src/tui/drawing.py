@@ -21,6 +21,7 @@ STATE_STYLE = {
     "closing": "yellow",
     "dead": "bold red",
     "unknown": "dim",
+    "stopped": "bold bright_white on red3",  # attach: SIGSTOPped by someone, serves nothing
 }
 PAUSED_STYLE = "bold black on magenta"
 SEVERITY_STYLE = {"info": "cyan", "warning": "bold yellow", "critical": "bold red"}

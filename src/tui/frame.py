@@ -18,6 +18,7 @@ class Frame:
     history: tuple[Snapshot, ...] = ()  # oldest first; ends with `snapshot`
     selected: WorkerKey | None = None  # the worker faults act on
     paused_pids: frozenset[int] = field(default_factory=frozenset)  # SIGSTOPped by us
+    threads: bool = False  # attach: thread rows unfolded under their process (t)
 
 
 def rate(count: int | None, interval_s: float | None) -> float | None:

@@ -146,10 +146,15 @@ def summary(frame: Frame, width: int = 80) -> str:
     workers = frame.snapshot.live_workers
     busy = sum(w.busy for w in workers)
     idle = sum(w.state == "waiting" for w in workers)
+    unknown = sum(w.state == "unknown" for w in workers)
     kind = "threads" if workers and workers[0].is_thread else "workers"
     pids = {w.pid for w in workers}
     extra = f" in {len(pids)} processes" if kind == "threads" else ""
-    text = f"{len(workers)} {kind}{extra} · {busy} busy · {idle} idle"
+    if workers and unknown == len(workers):  # attached, states unread: not "0 busy"
+        states = "? busy · ? idle"
+    else:
+        states = f"{busy} busy · {idle} idle" + (f" · {unknown} ?" if unknown else "")
+    text = f"{len(workers)} {kind}{extra} · {states}"
     model = frame.snapshot.model
     # the master's CPU when it is a process apart from its workers
     cpu = model.master_cpu_percent if model is not None else None

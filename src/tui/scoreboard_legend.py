@@ -19,14 +19,19 @@ LEGEND = (  # state, its name here (the glyph is the scoreboard's)
     ("empty", "open slot"),
     ("dead", "dead"),
 )
+ATTACH_LEGEND = (("stopped", "stopped (SIGSTOP)"), ("unknown", "unknown"))  # attach adds
 
 
 class ScoreboardLegend(Static):
     """What each glyph means, in the colours the grid uses."""
 
+    def __init__(self, *, id: str | None = None, extra: tuple[tuple[str, str], ...] = ()):
+        super().__init__(id=id)
+        self.extra = extra
+
     def on_mount(self) -> None:
         text = Text()
-        for state, name in LEGEND:
+        for state, name in (*LEGEND, *self.extra):
             text.append(GLYPHS[state], style=STATE_STYLE[state])
             text.append(f" {name}  ", style="dim")
         text.append(" ", style=PAUSED_STYLE)

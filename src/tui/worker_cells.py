@@ -16,6 +16,8 @@ from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style
 from .frame import rate
 
 PRIORITY = ("slot", "state", "cpu", "conns", "tot", "acc", "pid", "req", "rss")  # kept first
+# attach: no scoreboard slots (# is "-" or a thread count), so the pid is what names a row
+ATTACH_PRIORITY = ("pid", "state", "cpu", "conns", "tot", "acc", "req", "slot", "rss")
 PAD = 2  # cell padding, both sides
 COLUMNS = (  # label, key, width (fixed: updates never resize a column)
     ("#", "slot", 3),
@@ -31,7 +33,8 @@ COLUMNS = (  # label, key, width (fixed: updates never resize a column)
 WIDTH = {key: w for _, key, w in COLUMNS}
 CPU_BAR = 6
 SHARE_BAR = 2  # the accepts column's bar: the row's share of the accepts of all rows
-ROLE_MARK = {"listener": "L", "master": "M", "helper": "H"}  # the # column of non-workers
+# the # column of non-workers (a thread row: "·", under its process)
+ROLE_MARK = {"listener": "L", "master": "M", "helper": "H", "thread": "·"}
 SHORT = {
     "keepalive": "keep",
     "waiting": "wait",
@@ -41,16 +44,17 @@ SHORT = {
     "writing": "write",
     "closing": "close",
     "unknown": "?",
+    "stopped": "STOP",
 }
 PAUSED_THREAD = "paused-process"  # the state value of a thread row whose process is paused
 
 
-def fitting_columns(width: int) -> tuple[str, ...]:
+def fitting_columns(width: int, priority: tuple[str, ...] = PRIORITY) -> tuple[str, ...]:
     """The columns that fit in `width` cells, most useful first, in display order."""
     widths = {key: w + PAD for _, key, w in COLUMNS}
     keep: set[str] = set()
     used = 1  # the vertical scrollbar
-    for key in PRIORITY:
+    for key in priority:
         if used + widths[key] <= width or not keep:
             keep.add(key)
             used += widths[key]
@@ -71,16 +75,19 @@ def short_count(n: int | None) -> str:
     return f"{n / 1e6:.1f}M"
 
 
-def slot(w: WorkerSample) -> str:
-    """The # column: the slot of a worker; L0 (listener of child 0), M (master), H."""
+def slot(w: WorkerSample, threads: int = 0) -> str:
+    """The # column: the slot of a worker; L0 (listener of child 0), M (master), H;
+    `8t` for an attached process with 8 thread rows (folded under it, t unfolds them)."""
     mark = ROLE_MARK.get(w.role)
     if mark is None:
-        return str(w.slot) if w.slot is not None else "-"
+        if w.slot is not None:
+            return str(w.slot)
+        return ("99+" if threads > 99 else f"{threads}t") if threads else "-"
     return f"{mark}{w.group}" if mark == "L" and w.group >= 0 else mark
 
 
 def row_values(
-    w: WorkerSample, interval: float | None, paused: bool, accepts: int = 0
+    w: WorkerSample, interval: float | None, paused: bool, accepts: int = 0, threads: int = 0
 ) -> dict[str, object]:
     """What each cell shows, as plain values: cheap to compare from one frame to the next,
     so only rows whose values changed are rendered again. `accepts`: all the rows' accepts
@@ -88,7 +95,7 @@ def row_values(
     total = w.accepts_total
     share = None if total is None or not accepts else round(total / accepts, 2)
     return {
-        "slot": slot(w),
+        "slot": slot(w, threads),
         "pid": str(w.tid if w.is_thread else w.pid),
         # paused: a signal stops the whole process, so a thread row says its process is
         # stopped ("⏸ PROC": every thread of that pid shows it), a process row "⏸ STOP"

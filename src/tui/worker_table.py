@@ -7,6 +7,7 @@ only the visible rows whose values changed (most rows of an idle pool never do).
 
 from __future__ import annotations
 
+import collections
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -17,11 +18,20 @@ from textual.geometry import Region, Size, Spacing
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry.snapshot import WorkerSample, WorkerState
+from telemetry.snapshot import Role, WorkerSample, WorkerState
 
 from .frame import Frame, WorkerKey
 from .messages import WorkerSelected
-from .worker_cells import COLUMNS, PAD, WIDTH, cell_text, fitting_columns, row_values
+from .worker_cells import (
+    ATTACH_PRIORITY,
+    COLUMNS,
+    PAD,
+    PRIORITY,
+    WIDTH,
+    cell_text,
+    fitting_columns,
+    row_values,
+)
 
 HEADER = 1  # lines above the rows (not scrolled)
 CELL_CACHE = 4096  # rendered cells kept (a cell is a (column, value) pair)
@@ -51,6 +61,8 @@ class WorkerTable(ScrollView, can_focus=True):
         self.cursor_row = 0
         self._columns: tuple[str, ...] = ()
         self._workers: list[WorkerSample] = []
+        self._slotless = False  # attached: no slots, the pid column comes first
+        self._threads: collections.Counter[int] = collections.Counter()  # pid: thread rows
         self._keys: list[WorkerKey] = []
         self._interval: float | None = None
         self._paused: frozenset[int] = frozenset()
@@ -70,9 +82,14 @@ class WorkerTable(ScrollView, can_focus=True):
         return tuple(self._keys)
 
     def show(self, frame: Frame) -> None:
-        self._set_columns()
         snap = frame.snapshot
+        self._slotless = bool(snap.workers) and all(w.slot is None for w in snap.workers)
+        self._set_columns()
         workers = [w for w in snap.workers if w.state != WorkerState.EMPTY]
+        # attach: a multi-threaded process's thread rows are folded under it (t unfolds)
+        self._threads = collections.Counter(w.pid for w in workers if w.role == Role.THREAD)
+        if not frame.threads:
+            workers = [w for w in workers if w.role != Role.THREAD]
         keys = [w.key for w in workers]
         self._workers = workers
         self._interval = snap.interval_s
@@ -101,7 +118,8 @@ class WorkerTable(ScrollView, can_focus=True):
 
     # -- columns and size ---------------------------------------------------------------
     def _set_columns(self) -> bool:
-        cols = fitting_columns(self.scrollable_content_region.width or 80)
+        priority = ATTACH_PRIORITY if self._slotless else PRIORITY
+        cols = fitting_columns(self.scrollable_content_region.width or 80, priority)
         if cols == self._columns:
             return False
         self._columns = cols
@@ -136,7 +154,8 @@ class WorkerTable(ScrollView, can_focus=True):
         values = self._values.get(row)
         if values is None:
             w = self._workers[row]
-            cells = row_values(w, self._interval, w.pid in self._paused, self._accepts)
+            threads = 0 if w.is_thread else self._threads.get(w.pid, 0)
+            cells = row_values(w, self._interval, w.pid in self._paused, self._accepts, threads)
             values = tuple(cells[c] for c in self._columns)
             self._values[row] = values
         return values

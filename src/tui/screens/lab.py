@@ -58,6 +58,7 @@ class LabScreen(Screen[None]):
         self.frozen = False
         self.quitting = False
         self.busy: str | None = None  # shown in the banner in place of diagnoses
+        self.threads = False  # thread rows (attach) unfolded under their process
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -68,7 +69,7 @@ class LabScreen(Screen[None]):
             with Vertical(id="left"):
                 with Vertical(id="scoreboard-panel"):
                     yield ScoreboardGrid(id="grid")
-                    yield ScoreboardLegend(id="legend")
+                    yield ScoreboardLegend(id="legend", extra=self.legend_extra())
                 yield WorkerTable(id="workers")
             with Vertical(id="right"):
                 yield ImbalancePanel(id="imbalance")
@@ -88,6 +89,7 @@ class LabScreen(Screen[None]):
         self.query_one("#client").border_title = "clients see"
         self.query_one("#events").border_title = "events"
         self.query_one("#workers").border_title = "workers"
+        self.query_one(ClientPanel).no_load = self.no_load()
         self.update_header()
         if self.busy:
             self.query_one(DiagnosisBanner).status(self.busy)
@@ -107,6 +109,14 @@ class LabScreen(Screen[None]):
     def paused_pids(self) -> frozenset[int]:
         """Workers stopped by us (SIGSTOP), drawn as paused."""
         return frozenset()
+
+    def legend_extra(self) -> tuple[tuple[str, str], ...]:
+        """States this mode draws beyond the scoreboard's (attach: stopped, unknown)."""
+        return ()
+
+    def no_load(self) -> tuple[str, str]:
+        """What the client panel says when no load runs (its head line, then a hint)."""
+        return ClientPanel.no_load
 
     def tick(self) -> None:
         """Called once per period after drawing."""
@@ -157,7 +167,8 @@ class LabScreen(Screen[None]):
         keys = {w.key for w in snap.workers}
         if self.selected not in keys:
             self.selected = _pick_worker(snap, self.selected)
-        return Frame(snap, self.source.history(), self.selected, self.paused_pids())
+        history = self.source.history()
+        return Frame(snap, history, self.selected, self.paused_pids(), self.threads)
 
     def draw(self, snap: Snapshot) -> None:
         self.last = snap

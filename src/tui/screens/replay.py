@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 
+from ..scoreboard_legend import ATTACH_LEGEND
 from ..source import ReplaySource
 from .lab import LabScreen
 
@@ -23,6 +24,14 @@ class ReplayScreen(LabScreen):
 
     def __init__(self, source: ReplaySource) -> None:
         super().__init__(source)
+
+    def legend_extra(self) -> tuple[tuple[str, str], ...]:
+        first = self.source.snapshots[0].model
+        attached = first is not None and first.accepts_method is not None
+        return ATTACH_LEGEND if attached else ()
+
+    def no_load(self) -> tuple[str, str]:
+        return ("no load in this recording", "")
 
     def subtitle(self) -> str:
         replay = self.source
