@@ -61,7 +61,7 @@ def _row(frame: Frame, metric: str, label: str, width: int) -> Row:
     whole = run_accepts(snap) if metric == "accepts" else None
     if whole is not None and whole.top_share is not None:
         run = f"{whole.top_share * 100:.0f}% {_short(whole.top_worker)}"
-        run_hot = (whole.max_over_mean or 0) >= SKEW
+        run_hot = enough_to_judge("accepts", whole) and (whole.max_over_mean or 0) >= SKEW
     return (label, jain, top, judged, hot, who, run, run_hot, sparkline)
 
 
