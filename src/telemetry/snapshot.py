@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from loadgen.stats import LoadStats, Percentiles
+from plumbing.loghist import LogHist
 from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 
 from .codec import FormatError, decode, encode
@@ -45,8 +46,10 @@ __all__ = [
     "Kind",
     "ListenerSample",
     "LoadStats",
+    "LogHist",
     "ModelInfo",
     "Percentiles",
+    "Phases",
     "Role",
     "Severity",
     "Snapshot",
@@ -125,6 +128,29 @@ class Role(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Phases:
+    """Where requests' time went (issue 16), cumulative since the worker (or the server)
+    started; see plumbing.loghist for the histograms' precision. A phase that cannot be
+    measured is None (never an empty histogram standing for zero).
+
+    - queue: one value per accepted connection: from the arrival of its first request
+      bytes (kernel timestamp) to accept(); 0 when the bytes came after accept().
+    - server: one value per request: from the moment the server had the request (accept,
+      or the read of its bytes, whichever is later) to its handler starting: a master's
+      hand-off, event's parked or queued connection, a busy loop, earlier pipelined
+      requests.
+    - service: one value per request: handler start to the response handed to the kernel.
+    """
+
+    queue: LogHist | None = None
+    server: LogHist | None = None
+    service: LogHist | None = None
+
+    def items(self) -> tuple[tuple[str, LogHist | None], ...]:
+        return (("queue", self.queue), ("server", self.server), ("service", self.service))
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerSample:
     """One worker: a process (prefork-like models) or a thread (worker/event/goroutines).
 
@@ -157,6 +183,7 @@ class WorkerSample:
     name: str = ""  # process name (attach) or "" (scoreboard workers)
     role: Role = Role.WORKER  # recordings made before roles existed read as workers
     proc_state: str | None = None  # attach: the /proc state letter (R S D T t Z), else None
+    phases: Phases | None = None  # cumulative since the worker started; None: not measured
 
     @property
     def key(self) -> tuple[int | None, int, int]:
@@ -344,6 +371,7 @@ class Snapshot:
     imbalance: ImbalanceSet = field(default_factory=ImbalanceSet)
     diagnoses: tuple[Diagnosis, ...] = ()
     cost_ms: float | None = None  # sampler CPU time spent producing this snapshot, ms
+    phases: Phases | None = None  # the whole server's, cumulative; None: not measured
 
     # -- conveniences for readers --------------------------------------------------------
     @property
