@@ -17,6 +17,7 @@ from loadgen.levels import PRESETS
 from loadgen.runner import LoadRunner
 from plumbing.loghist import LogHist
 from servers import models
+from servers.scoreboard import State
 from servers.supervisor import Supervisor
 from telemetry.sampler import Sampler
 from telemetry.snapshot import Phases, Snapshot
@@ -100,6 +101,34 @@ def test_cluster_under_storm_shows_in_server_wait_in_every_worker(start_server):
     assert snap.model is not None and snap.model.dispatches >= sum(
         w.accepts_total or 0 for w in workers
     )
+
+
+@pytest.mark.parametrize("model", ["cluster", "goroutines"])
+@pytest.mark.parametrize("late", [False, True], ids=["bytes-before-accept", "bytes-after"])
+def test_a_hand_off_to_a_busy_loop_is_in_server_wait_not_queue_wait(start_server, model, late):
+    """One loop burns 500 ms of CPU on a request; a second connection is accepted at once
+    (by cluster's master, goroutines' acceptor thread) and handed to that loop, where it
+    waits: its wait counts from the accept (the timestamps travel with the fd), or, when
+    its bytes came after the accept, from their kernel arrival time."""
+    sup = start_server(model, workers=1)
+    before = whole(sup)
+    a = send(sup.port, "/work?cpu_ms=500")
+    wait_until(lambda: any(s.state == State.WORKING for s in sup.read().live), 5, "a started")
+    dispatched = sup.read().model.dispatches
+    b = socket.create_connection(("127.0.0.1", sup.port), timeout=10)
+    if late:  # its bytes after the accept (the hand-off counts dispatches)
+        wait_until(lambda: sup.read().model.dispatches > dispatched, 5, "b accepted")
+    b.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    with a, b:
+        assert read_response(a).status == 200
+        assert read_response(b).status == 200
+    wait_until(lambda: whole(sup).service.count == before.service.count + 2, 5, "two requests")  # type: ignore[union-attr]
+    after = whole(sup)
+    queue, server = since(after.queue, before.queue), since(after.server, before.server)
+    assert after.queue.max_us < 100_000, queue  # type: ignore[union-attr]
+    # b waited for most of a's 500 ms in the server (a started before b connected)
+    assert after.server.max_us >= 200_000, server  # type: ignore[union-attr]
+    assert server.sum_us - after.server.max_us < 50_000, server  # type: ignore[union-attr]
 
 
 def test_many_accepts_under_steady_load_has_a_queue_wait_near_zero(start_server):
