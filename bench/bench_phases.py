@@ -100,6 +100,48 @@ def per_connection_us() -> tuple[float, float]:
     return peek, queued
 
 
+def sampler_ms(nslots: int = 250) -> tuple[float, float, float]:
+    """ms per sample that supervisor_source's PhaseReader adds for `nslots` worker slots
+    holding ~200 requests each: all idle; all busy (budget + once-a-second rule); all busy
+    and every one read again (what the rule avoids)."""
+    import random
+
+    from servers.scoreboard import QUEUE
+    from telemetry.supervisor_source import PhaseReader
+
+    board = Scoreboard.create()
+    board.header.phases = 1
+    writers = [board.claim(i) for i in range(nslots)]
+    rng = random.Random(16)
+    for w in writers:
+        for _ in range(200):
+            w.request(0, rng.randint(0, 50_000) * 1000, rng.randint(50_000, 5_000_000) * 1000)
+            w.record(QUEUE, rng.randint(0, 3000))
+    slots = board.read().slots
+    reader = PhaseReader(board)
+    now = [1000.0]
+
+    def one(busy: bool) -> float:
+        if busy:
+            for w in writers:
+                w.request(0, 1000, 5000)
+        reader.begin()
+        now[0] += 0.25  # 4 Hz
+        t0 = time.thread_time()
+        for s in slots:
+            reader.slot(s, now[0])
+        reader.total()
+        return (time.thread_time() - t0) * 1000
+
+    one(False)
+    idle = min(one(False) for _ in range(8))
+    busy = statistics.mean(one(True) for _ in range(16))  # the once-a-second reads included
+    reader.REREAD_S = 0.0
+    every = min(one(True) for _ in range(5))
+    board.close()
+    return idle, busy, every
+
+
 def throughput(args: argparse.Namespace, close: bool) -> tuple[list[float], list[float]]:
     """wrk req/s of many_accepts with phases on and off, `args.rounds` alternating pairs."""
     on: list[float] = []
@@ -130,6 +172,11 @@ def main() -> int:
     print(f"per request: {added:.2f} us added ({on:.2f} us with, {off:.2f} without): {verdict}")
     peek, queued = per_connection_us()
     print(f"per connection: queue-wait peek {peek:.2f} us + record {queued:.2f} us")
+    idle, busy, every = sampler_ms()
+    print(
+        f"sampler, 250 worker slots: +{idle:.2f} ms/sample idle, +{busy:.2f} ms busy "
+        f"(every slot read again each sample: +{every:.2f} ms)"
+    )
     if args.skip_wrk or not need_wrk("bench_phases"):
         return 0
     for close in (False, True):
