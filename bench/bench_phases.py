@@ -142,19 +142,37 @@ def sampler_ms(nslots: int = 250) -> tuple[float, float, float]:
     return idle, busy, every
 
 
-def throughput(args: argparse.Namespace, close: bool) -> tuple[list[float], list[float]]:
-    """wrk req/s of many_accepts with phases on and off, `args.rounds` alternating pairs."""
-    on: list[float] = []
-    off: list[float] = []
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of `pids` from /proc/PID/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+Rounds = dict[bool, list[tuple[float, float]]]  # phases on/off -> (req/s, CPU us per request)
+
+
+def throughput(args: argparse.Namespace, close: bool) -> Rounds:
+    """wrk req/s of many_accepts, and its workers' CPU per request, with phases on and
+    off, `args.rounds` alternating pairs. The CPU per request is the steadier figure on
+    a shared machine: other jobs take wrk's and the server's turns, not the server's CPU."""
+    out: Rounds = {True: [], False: []}
     headers = ("Connection: close",) if close else ()
     for r in range(args.rounds):
         order = (True, False) if r % 2 == 0 else (False, True)
         for phases in order:
             cfg = ServerConfig(model="many_accepts", workers=args.workers, phases=phases)
             with Supervisor(cfg) as sup:
+                pids = sup.worker_pids()
+                cpu0, req0 = cpu_seconds(pids), sup.read().totals()["requests"]
                 rps = run_wrk(sup.url + "/", args.connections, args.duration, headers=headers)
-            (on if phases else off).append(rps)
-    return on, off
+                cpu1, req1 = cpu_seconds(pids), sup.read().totals()["requests"]
+            out[phases].append((rps, (cpu1 - cpu0) / max(1, req1 - req0) * 1e6))
+    return out
 
 
 def main() -> int:
@@ -181,15 +199,20 @@ def main() -> int:
         return 0
     for close in (False, True):
         name = "Connection: close" if close else f"keep-alive, {args.connections} connections"
-        with_, without_ = throughput(args, close)
-        a, b = statistics.median(with_), statistics.median(without_)
+        rounds = throughput(args, close)
+        a = statistics.median(x for x, _ in rounds[True])
+        b = statistics.median(x for x, _ in rounds[False])
+        ca = statistics.median(c for _, c in rounds[True])
+        cb = statistics.median(c for _, c in rounds[False])
         verdict = "ok" if a / b >= 0.97 else "UNDER the 0.97 goal"
         print(
             f"many_accepts --workers {args.workers}, {name}: phases on {a:,.0f} req/s, "
-            f"off {b:,.0f} req/s (medians of {args.rounds}): on/off = {a / b:.3f} ({verdict})"
+            f"off {b:,.0f} req/s (medians of {args.rounds}): on/off = {a / b:.3f} ({verdict}); "
+            f"worker CPU per request on {ca:.1f} us, off {cb:.1f} us: off/on = {cb / ca:.3f}"
         )
-        print(f"  rounds on:  {', '.join(f'{x:,.0f}' for x in with_)}")
-        print(f"  rounds off: {', '.join(f'{x:,.0f}' for x in without_)}")
+        for phases in (True, False):
+            each = ", ".join(f"{x:,.0f} req/s {c:.1f} us" for x, c in rounds[phases])
+            print(f"  rounds {'on ' if phases else 'off'}: {each}")
     return 0
 
 
