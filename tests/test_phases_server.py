@@ -312,3 +312,16 @@ def test_the_phase_reader_rereads_busy_slots_within_budget_or_once_a_second():
         assert reader.total().service.count == 7  # type: ignore[union-attr]
     finally:
         board.close()
+
+
+def test_serve_no_phases_turns_the_accounting_off_and_it_is_on_by_default():
+    import argparse
+
+    from commands import serve
+    from commands.common import config_from_args
+
+    parser = argparse.ArgumentParser()
+    serve.add_parser(parser.add_subparsers())
+    assert config_from_args("single", parser.parse_args(["serve", "single"])).phases is True
+    off = parser.parse_args(["serve", "single", "--no-phases"])
+    assert config_from_args("single", off).phases is False
