@@ -361,12 +361,12 @@ class Scoreboard:
         may be writing meanwhile: the count comes from the buckets, so it is consistent
         with them; sum and max may be one value ahead or behind. ~10 us (C-speed compress
         over the 200 buckets rather than LogHist.from_counts's loop)."""
+        return hist_of(self.phase_words(index, phase))
+
+    def phase_words(self, index: int, phase: int) -> list[int]:
+        """The raw words of one histogram: count, sum_us, max_us, then NBUCKETS counts."""
         base = index * SLOT_PHASE_WORDS + phase * HIST_WORDS
-        raw = self._words[base : base + HIST_WORDS].tolist()
-        counts = raw[3:]
-        nonzero = list(compress(_BUCKET_INDEX, counts))
-        buckets = tuple(zip(nonzero, compress(counts, counts), strict=True))
-        return LogHist(sum(counts), raw[1], raw[2], buckets)
+        return self._words[base : base + HIST_WORDS].tolist()
 
     def phases(self, index: int) -> tuple[LogHist, LogHist, LogHist]:
         """Slot `index`'s three histograms (queue, server, service)."""
@@ -384,6 +384,14 @@ class Scoreboard:
         except BufferError:
             pass
         os.close(self.fd)
+
+
+def hist_of(words: list[int]) -> LogHist:
+    """A LogHist from a histogram's raw words (`Scoreboard.phase_words`)."""
+    counts = words[3:]
+    nonzero = list(compress(_BUCKET_INDEX, counts))
+    buckets = tuple(zip(nonzero, compress(counts, counts), strict=True))
+    return LogHist(sum(counts), words[1], words[2], buckets)
 
 
 _ZERO_PHASES = memoryview(bytes(_SLOT_PHASE_BYTES)).cast("Q")
