@@ -131,6 +131,29 @@ def test_a_hand_off_to_a_busy_loop_is_in_server_wait_not_queue_wait(start_server
     assert server.sum_us - after.server.max_us < 50_000, server  # type: ignore[union-attr]
 
 
+def test_an_event_keepalive_request_waiting_for_a_busy_thread_is_in_server_wait(start_server):
+    """event with one thread: B's connection is parked (keep-alive); A's request keeps the
+    thread busy 500 ms (CPU); B's next request makes it readable meanwhile, and it waits in
+    the listener's ready queue: its wait counts from the listener seeing it readable."""
+    sup = start_server("event", workers=1, threads_per_child=1)
+    b = send(sup.port, close=False)
+    buf = bytearray()
+    assert read_response(b, buf).status == 200
+    wait_until(lambda: sup.read().slots[1].open == 1, 5, "B parked in the listener")
+    before = whole(sup)
+    a = send(sup.port, "/work?cpu_ms=500")
+    wait_until(lambda: sup.read().slots[0].state == State.WORKING, 5, "A started")
+    b.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    with a, b:
+        assert read_response(a).status == 200
+        assert read_response(b, buf).status == 200
+    wait_until(lambda: whole(sup).service.count == before.service.count + 2, 5, "two requests")  # type: ignore[union-attr]
+    server = since(whole(sup).server, before.server)
+    assert server.count == 2
+    assert server.max_us >= 200_000, server  # B, behind most of A's 500 ms
+    assert server.sum_us - server.max_us < 50_000, server  # A started at once
+
+
 def test_many_accepts_under_steady_load_has_a_queue_wait_near_zero(start_server):
     sup = start_server("many_accepts", workers=2)
     level = dataclasses.replace(PRESETS["steady"], duration=3, ramp=1)
