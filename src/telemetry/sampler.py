@@ -100,6 +100,7 @@ class Sampler:
             model=model,
             workers=tuple(reading.workers),
             listeners=tuple(reading.listeners),
+            phases=reading.phases,
             kernel=kernel,
             host=HostSample(cpu_count=self._ncpu, cpu_percent=host_pct),
             client=self._client(),
