@@ -10,6 +10,7 @@ can widen but never break.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from conftest import assert_all_gone, read_response, wait_until
 from plumbing.loghist import index_of
@@ -26,6 +28,8 @@ from realservers import free_port, real_server  # noqa: F401 - the fixture
 from telemetry import accepts_bpf
 from telemetry.accepts_bpf import AcceptCounter
 from telemetry.sampler import Sampler
+from telemetry.snapshot import Snapshot
+from text import attach as attach_text
 
 REASON = accepts_bpf.unavailable()
 QREASON = accepts_bpf.queue_unavailable() if REASON is None else REASON
@@ -171,6 +175,12 @@ def _stop_children_hold_and_release(
     return (cont - after) * 1e3, (done - before) * 1e3
 
 
+def _text(snap: Snapshot) -> str:
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(attach_text.render(snap))
+    return console.export_text()
+
+
 def _state(pid: int) -> str:
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read()
@@ -216,6 +226,8 @@ def test_attach_shows_the_queue_wait_of_a_request_held_by_stopped_workers(
     assert [w.pid for w in held if w.phases.queue.max_ms >= lo - 1] != []  # type: ignore[union-attr]
     assert {w.pid for w in held} <= set(workers)  # accepted by workers, not the master
     assert sum(w.phases.queue.count for w in held) == q.count  # type: ignore[union-attr]
+    line = next(x for x in _text(snap).splitlines() if x.startswith("queue wait: "))
+    assert f"max {q.max_ms:.1f} ms  ({q.count} connections)" in line
 
 
 def test_attach_without_ebpf_has_no_phases_and_says_why_in_one_line(
@@ -232,3 +244,4 @@ def test_attach_without_ebpf_has_no_phases_and_says_why_in_one_line(
     assert snap.model.queue_note == "queue wait not measured: eBPF not asked for (--exact-accepts)"
     assert snap.phases is None
     assert all(w.phases is None for w in snap.workers)
+    assert snap.model.queue_note in _text(snap).splitlines()
