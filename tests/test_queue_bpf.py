@@ -245,3 +245,50 @@ def test_attach_without_ebpf_has_no_phases_and_says_why_in_one_line(
     assert snap.phases is None
     assert all(w.phases is None for w in snap.workers)
     assert snap.model.queue_note in _text(snap).splitlines()
+
+
+def test_apache_prefork_starved_by_idle_keep_alive_clients_shows_queue_wait_in_seconds(
+    real_server,  # noqa: F811
+) -> None:
+    """MaxRequestWorkers 2, KeepAliveTimeout 2 s: two clients make a request each and
+    stay idle, so both children wait on them; a third request waits in the accept queue
+    until a child's keep-alive times out. Its wait is at least 2 s after the earlier held
+    request was sent (the timeout cannot end sooner) minus when it was sent, at most its
+    whole latency: the attached snapshot's queue wait lies between, in seconds."""
+    srv = real_server("apache", mpm="prefork", max_workers=2, start=2, keepalive_timeout=2)
+    sampler = Sampler.attach(port=srv.port, exact_accepts=True)
+    held: list[socket.socket] = []
+    try:
+        model = sampler.sample().model
+        assert model is not None
+        if model.queue_method is None:
+            pytest.skip(model.queue_note or "")
+        sent, quick = [], 0.0
+        for _ in range(2):
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            held.append(c)
+            sent.append(time.monotonic())
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(c).status == 200  # and it stays open, idle
+            quick += time.monotonic() - sent[-1]
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as c:
+            before = time.monotonic()
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            after = time.monotonic()
+            assert read_response(c).status == 200
+            done = time.monotonic()
+        sampler.source.reader.counter.sync()  # type: ignore[attr-defined]
+        snap = sampler.sample()
+    finally:
+        for c in held:
+            c.close()
+        sampler.close()
+    lo = (min(sent) + 2.0 - after) * 1e3
+    hi = (done - before) * 1e3
+    assert snap.phases is not None and snap.phases.queue is not None
+    q = snap.phases.queue
+    assert q.count == 3
+    assert lo - 1 <= q.max_ms <= hi + 1, (lo, q, hi)
+    assert q.max_ms > 1000  # into seconds
+    # the two that found an idle child waited no longer than their whole latency
+    assert q.sum_us - q.max_us <= quick * 1e6 + 2 * SLACK_US
