@@ -40,7 +40,7 @@ queue wait, 0.2 us for the accept count alone; most of it is the two sock tracep
 which run on every TCP state change and every socket's received data on the host
 (50-130 ns a run), so each has one program, and the accept count shares the queue's.
 `queue_unavailable()` says in one line why queue wait cannot be measured (no
-`sock:sk_data_ready`, added in Linux 6.6, or no `sock:inet_sock_set_state`).
+`sock:sk_data_ready`, added in Linux 6.3, or no `sock:inet_sock_set_state`).
 
 `unavailable()` says why it cannot run (not root, no bpftrace, no tracepoint, no BTF) in
 one line, so the caller falls back to the sock_diag estimate and says so.
@@ -116,7 +116,7 @@ def queue_unavailable() -> str | None:
     sock = os.path.join(os.path.dirname(d), "sock")
     for tp in QUEUE_TRACEPOINTS:
         if not os.path.isdir(f"{sock}/{tp}"):
-            return f"unavailable: no tracepoint sock:{tp} in this kernel (needs Linux 6.6+)"
+            return f"unavailable: no tracepoint sock:{tp} in this kernel (needs Linux 6.3+)"
     return None
 
 
@@ -208,7 +208,9 @@ class AcceptCounter:
         self.root = root
         self.period_ms = period_ms
         self.ports = tuple(ports)
-        self.queue_note: str | None = "no listening port" if not ports else None
+        self.queue_note: str | None = (
+            None if ports else "unavailable: the server listens on no TCP port"
+        )
         self.proc: subprocess.Popen[str] | None = None
         self._totals: dict[tuple[int, int], int] = {}
         self._qcounts: dict[int, dict[int, int]] = {}  # pid -> bucket -> count
