@@ -60,6 +60,7 @@ import subprocess
 import threading
 import time
 
+from plumbing import loghist
 from plumbing.loghist import LogHist
 
 TRACEFS = "/sys/kernel/tracing"
@@ -216,6 +217,8 @@ class AcceptCounter:
         self._qcounts: dict[int, dict[int, int]] = {}  # pid -> bucket -> count
         self._qsum: dict[int, int] = {}
         self._qmax: dict[int, int] = {}
+        self._qseen = 0  # queue maps read; the LogHists are rebuilt only when it moved
+        self._qcache: tuple[int, dict[int, LogHist], LogHist] = (0, {}, LogHist())
         self._flushes = 0
         self._cond = threading.Condition()
         self._attached = False
@@ -278,6 +281,8 @@ class AcceptCounter:
                     for key, n in (data.get("@a") or {}).items():
                         pid, tid = (int(x) for x in key.split(","))
                         self._totals[(pid, tid)] = int(n)
+                    if any(k in data for k in ("@qh", "@qs", "@qm")):
+                        self._qseen += 1
                     for key, n in (data.get("@qh") or {}).items():
                         pid, i = (int(x) for x in key.split(","))
                         self._qcounts.setdefault(pid, {})[i] = int(n)
@@ -318,7 +323,16 @@ class AcceptCounter:
         """Queue wait per pid, cumulative since start (only pids that accepted a measured
         connection). The three maps are printed one after the other, so a connection
         accepted in between shows in the sum before the buckets (one flush later)."""
+        return self._queue()[0]
+
+    def queue_total(self) -> LogHist:
+        """Queue wait of the whole tree since start, pids gone since included."""
+        return self._queue()[1]
+
+    def _queue(self) -> tuple[dict[int, LogHist], LogHist]:
         with self._cond:
+            if self._qcache[0] == self._qseen:
+                return self._qcache[1], self._qcache[2]
             out = {}
             for pid, counts in self._qcounts.items():
                 buckets = tuple(sorted(counts.items()))
@@ -328,7 +342,8 @@ class AcceptCounter:
                     self._qmax.get(pid, 0),
                     buckets,
                 )
-            return out
+            self._qcache = (self._qseen, out, loghist.merge(list(out.values())))
+            return out, self._qcache[2]
 
     def stop(self) -> None:
         p = self.proc

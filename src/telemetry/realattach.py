@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from plumbing import loghist
 from plumbing.loghist import LogHist
 
 from .accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
@@ -136,7 +135,9 @@ class RealServerReader:
         lby = {p: s & linodes for p, s in own.by_pid.items()}
         cby = {p: s & cinodes for p, s in own.by_pid.items()}
         exact = self.counter.per_pid() if self.counter else None
-        waits = self.counter.queue_per_pid() if self.counter and self.queue_method else None
+        waits = total = None
+        if self.counter and self.queue_method:
+            waits, total = self.counter.queue_per_pid(), self.counter.queue_total()
         procs = self.tree.sample(lby, cby, exact)
         if set(self.tree.pids) - set(pids):  # the tree changed: owners of the new pids
             own = self.owners.update([self.root, *self.tree.pids], linodes | cinodes, now=now)
@@ -184,6 +185,6 @@ class RealServerReader:
             accepts_source=ACCEPTS_EXACT if self.counter else ACCEPTS_ESTIMATE,
             accepts_unavailable=self.unavailable,
             accepts_by_task=self.counter.totals() if self.counter else None,
-            queue_total=None if waits is None else loghist.merge(list(waits.values())),
+            queue_total=total,
             queue_unavailable=self.queue_unavailable,
         )
