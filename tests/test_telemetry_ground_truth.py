@@ -274,8 +274,20 @@ def test_reuseport_queues_are_separate(start_server) -> None:
 
 
 def test_attach_cli_once_json() -> None:
+    # the held connections must outlive attach's start (bpftrace ~1.3 s, more under load):
+    # the default 5 s keep-alive timeout closed them first on a loaded machine
     serve = subprocess.Popen(
-        [sys.executable, "-m", "serverscope", "serve", "many_accepts", "--workers", "2"],
+        [
+            sys.executable,
+            "-m",
+            "serverscope",
+            "serve",
+            "many_accepts",
+            "--workers",
+            "2",
+            "--keepalive-timeout",
+            "60",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

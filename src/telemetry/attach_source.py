@@ -12,6 +12,12 @@ schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
 - accepts per worker: exact from eBPF (per pid and tid) when root and the kernel allow,
   else the new connections sock_diag saw per interval, `ModelInfo.accepts_method` says
   which ("exact (eBPF)" / "estimate") and `accepts_note` why;
+- queue wait per worker (`WorkerSample.phases.queue`, and the whole server's in
+  `Snapshot.phases`), from the same bpftrace (telemetry.accepts_bpf: first request bytes'
+  arrival -> accept(), by tracepoints), cumulative since attach; in-server wait and
+  service time cannot be seen from outside and stay None. `ModelInfo.queue_method` names
+  the method, or is None with `queue_note` saying why in one line (no eBPF, no
+  `sock:sk_data_ready` in the kernel, ...): then there is no phase at all;
 - state, from outside (no scoreboard): /proc T or t -> STOPPED, Z -> DEAD; a
   single-threaded process holding one connection and sleeping is blocked on it (READING:
   waiting for the client's bytes, what a pinned prefork or gunicorn sync worker does),
@@ -37,7 +43,7 @@ from .reading import Reading, WorkerDeltas
 from .realattach import ACCEPTS_EXACT, RealReading, RealServerReader, WorkerReading
 from .realtree import Role as TreeRole
 from .realtree import TaskSample
-from .snapshot import Kind, ListenerSample, ModelInfo, Role, WorkerSample, WorkerState
+from .snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
 from .sockdiag import SockDiag
 
 EXACT = "exact (eBPF)"
@@ -166,10 +172,17 @@ class AttachSource:
             server=self._server(r),
             accepts_method=EXACT if r.accepts_source == ACCEPTS_EXACT else ESTIMATE,
             accepts_note=None if r.accepts_source == ACCEPTS_EXACT else self._why_estimate(r),
+            queue_method=self.reader.queue_method,
+            queue_note=None if r.queue_total is not None else self._why_no_queue(r),
             status=self.status.describe() if self.status else OUTSIDE_VIEW,
         )
         master_cpu = root.cpu_ns / 1e9 if root.cpu_ns is not None else None
-        return Reading(model, master_cpu, workers, listeners)
+        phases = None if r.queue_total is None else Phases(queue=r.queue_total)
+        return Reading(model, master_cpu, workers, listeners, phases)
+
+    def _why_no_queue(self, r: RealReading) -> str:
+        why = "not asked for (--exact-accepts)" if self.not_asked else r.queue_unavailable
+        return f"queue wait not measured: eBPF {why}"
 
     def _why_estimate(self, r: RealReading) -> str:
         why = "not asked for (--exact-accepts)" if self.not_asked else r.accepts_unavailable
@@ -215,6 +228,7 @@ class AttachSource:
             name=w.name,
             role=w.role,  # realtree's roles are snapshot.Role: worker, master, helper
             proc_state=w.state,
+            phases=None if w.queue is None else Phases(queue=w.queue),
         )
 
     def _thread(

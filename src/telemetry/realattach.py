@@ -4,8 +4,10 @@ Composes the pieces of issue 14, each with its own module and tests:
 - telemetry.sockdiag: the server's listening sockets (queue, limit) and connections,
   filtered in the kernel to its ports, and which pid holds which (incremental);
 - telemetry.realtree: roles, state letters and schedstat CPU per process;
-- telemetry.accepts_bpf (optional): exact accepts per pid/tid; without it, new
-  connections per interval from sock_diag, labelled as an estimate.
+- telemetry.accepts_bpf (optional): exact accepts per pid/tid, and queue wait per pid
+  (first request bytes' arrival -> accept) where the kernel has the tracepoints; without
+  it, new connections per interval from sock_diag, labelled as an estimate, and no queue
+  wait (None, with the reason).
 It returns plain dataclasses; mapping them onto Snapshot/WorkerSample (and issue 12's
 Role on WorkerSample) is left to the integration after the merge.
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .accepts_bpf import AcceptCounter, BpfUnavailable
+from plumbing.loghist import LogHist
+
+from .accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from .realtree import RealTree, Role, TaskSample
 from .sockdiag import SockDiag
 from .sockowners import SocketOwners, TcpChangeGate
@@ -38,6 +42,7 @@ class WorkerReading:
     listeners: frozenset[int]  # inodes of listeners it polls (epoll) or else holds
     starttime: int = 0  # clock ticks after boot: with pid, the process's identity
     threads: tuple[TaskSample, ...] = ()  # per thread, when multi-threaded and asked for
+    queue: LogHist | None = None  # queue wait, cumulative since attach; None: not measured
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,8 @@ class RealReading:
     accepts_source: str  # ACCEPTS_EXACT or ACCEPTS_ESTIMATE
     accepts_unavailable: str | None  # why exact accepts are not counted (None: they are)
     accepts_by_task: dict[tuple[int, int], int] | None = None  # exact, per (pid, tid)
+    queue_total: LogHist | None = None  # queue wait of every pid since attach (gone ones too)
+    queue_unavailable: str | None = "not asked for"  # why queue wait is not measured
 
 
 class RealServerReader:
@@ -79,10 +86,18 @@ class RealServerReader:
         self.unavailable: str | None = "not asked for"
         if exact_accepts:
             try:
-                self.counter = AcceptCounter(root).start()
+                self.counter = AcceptCounter(root, ports=tuple(ports)).start()
                 self.unavailable = None
             except BpfUnavailable as e:
                 self.unavailable = str(e)
+        self.queue_unavailable = self.unavailable
+        if self.counter is not None:
+            self.queue_unavailable = self.counter.queue_note
+
+    @property
+    def queue_method(self) -> str | None:
+        """How queue wait is measured, None when it is not (`queue_unavailable` says why)."""
+        return QUEUE_METHOD if self.counter and self.counter.measures_queue else None
 
     def close(self) -> None:
         if self.counter is not None:
@@ -120,6 +135,9 @@ class RealServerReader:
         lby = {p: s & linodes for p, s in own.by_pid.items()}
         cby = {p: s & cinodes for p, s in own.by_pid.items()}
         exact = self.counter.per_pid() if self.counter else None
+        waits = total = None
+        if self.counter and self.queue_method:
+            waits, total = self.counter.queue_per_pid(), self.counter.queue_total()
         procs = self.tree.sample(lby, cby, exact)
         if set(self.tree.pids) - set(pids):  # the tree changed: owners of the new pids
             own = self.owners.update([self.root, *self.tree.pids], linodes | cinodes, now=now)
@@ -143,6 +161,7 @@ class RealServerReader:
                     listeners=frozenset(polls if polls else lby.get(p.pid, ())),
                     starttime=p.starttime,
                     threads=p.threads,
+                    queue=None if waits is None else waits.get(p.pid, LogHist()),
                 )
             )
         listeners = tuple(
@@ -166,4 +185,6 @@ class RealServerReader:
             accepts_source=ACCEPTS_EXACT if self.counter else ACCEPTS_ESTIMATE,
             accepts_unavailable=self.unavailable,
             accepts_by_task=self.counter.totals() if self.counter else None,
+            queue_total=total,
+            queue_unavailable=self.queue_unavailable,
         )

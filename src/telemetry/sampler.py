@@ -100,11 +100,11 @@ class Sampler:
             model=model,
             workers=tuple(reading.workers),
             listeners=tuple(reading.listeners),
+            phases=reading.phases,
             kernel=kernel,
             host=HostSample(cpu_count=self._ncpu, cpu_percent=host_pct),
             client=self._client(),
             cost_ms=(time.thread_time() - t0) * 1000.0,
-            phases=reading.phases,
         )
         self._seq += 1
         self._prev_time = now

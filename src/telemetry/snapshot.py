@@ -304,6 +304,8 @@ class ModelInfo:
     # "node-cluster-rr", "gunicorn-sync", ...), for diagnoses that name a fix; None unknown
     accepts_method: str | None = None  # attach: "exact (eBPF)" or "estimate" (None: own model)
     accepts_note: str | None = None  # attach: why exact accepts are not counted, or how
+    queue_method: str | None = None  # attach: how queue wait is measured (Phases.queue);
+    queue_note: str | None = None  # None with the one-line reason when it is not measured
     status: str | None = None  # attach: where worker states come from ("mod_status URL",
     # "outside view (/proc + sockets)"), and why mod_status is not read when it is not
 

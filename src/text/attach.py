@@ -49,6 +49,14 @@ def _head(snap: Snapshot) -> Text:
             head.append(f"\naccepts: {m.accepts_method}", style="bold")
             if m.accepts_note:
                 head.append(f" ({m.accepts_note})")
+        q = snap.phases.queue if snap.phases else None
+        if m.queue_method and q is not None:
+            head.append(f"\nqueue wait: {m.queue_method}", style="bold")
+            ms = [opt(x, "{:.1f}") for x in (q.quantile_ms(0.5), q.quantile_ms(0.99), q.max_ms)]
+            n = q.count
+            head.append(f"  p50 {ms[0]} ms  p99 {ms[1]} ms  max {ms[2]} ms  ({n} connections)")
+        elif m.queue_note:
+            head.append(f"\n{m.queue_note}")
         if m.status:
             head.append(f"\nworker states: {m.status}")
     if snap.host is not None:
