@@ -31,6 +31,8 @@ class _Proto(asyncio.Protocol):
         "got",
         "remaining",
         "status",
+        "t_first",
+        "t_last",
         "transport",
     )
 
@@ -45,6 +47,8 @@ class _Proto(asyncio.Protocol):
         self.closed = False
         self.got = False  # any byte of the current response
         self.deadline = 0.0
+        self.t_first = 0.0  # monotonic time of the current response's first byte
+        self.t_last = 0.0  # ... and of its last byte so far
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -61,6 +65,7 @@ class _Proto(asyncio.Protocol):
             self.fut = None
             if not fut.done():
                 if self.remaining == -2 and exc is None:
+                    self.t_last = _monotonic()  # the close delimits the body
                     fut.set_result(self.status)  # body delimited by the close
                 else:
                     fut.set_exception(RequestError("reset", empty=not self.got))
@@ -72,7 +77,10 @@ class _Proto(asyncio.Protocol):
         fut = self.fut
         if fut is None:
             return  # bytes nobody asked for: ignored (the next request will notice)
-        self.got = True
+        self.t_last = now = _monotonic()
+        if not self.got:
+            self.got = True
+            self.t_first = now
         rem = self.remaining
         if rem > 0:
             rem -= len(data)
@@ -93,6 +101,15 @@ class _Proto(asyncio.Protocol):
             return
         self.buf = b""
         head = buf[:end]
+        e = self.engine
+        if head == e.last_head:  # the same head as the last response: parsed already
+            self.status, length, self.close_after = e.last_parsed
+            body = len(buf) - end - 4
+            if body >= length:
+                self._done(fut)
+            else:
+                self.remaining = length - body
+            return
         if head[:7] != b"HTTP/1." or head[12:13] not in (b" ", b"\r", b""):
             self._fail(fut, "bad_response")
             return
@@ -121,6 +138,8 @@ class _Proto(asyncio.Protocol):
             self.close_after = True
             return
         self.close_after = lower.find(b"\r\nconnection: close") >= 0
+        e.last_head = head
+        e.last_parsed = (status, length, self.close_after)
         body = len(buf) - end - 4
         if body >= length:
             self._done(fut)
@@ -147,11 +166,12 @@ class _Proto(asyncio.Protocol):
 
 
 class FastClient(Client):
-    __slots__ = ("engine", "proto")
+    __slots__ = ("engine", "proto", "t_conn", "t_first", "t_last")
 
     def __init__(self, engine: FastEngine) -> None:
         self.engine = engine
         self.proto: _Proto | None = None
+        self.t_conn = self.t_first = self.t_last = 0.0
 
     async def _connect(self) -> _Proto:
         e = self.engine
@@ -166,15 +186,19 @@ class FastClient(Client):
         except OSError:
             # unreachable, out of ports or files: the connection could not be made
             raise RequestError("refused", connect=True) from None
-        e.rec.connect.record_us(int((_monotonic() - t) * 1e6))
+        self.t_conn = now = _monotonic()
+        e.rec.connect.record_us(int((now - t) * 1e6))
         return proto  # type: ignore[return-value]
 
-    async def request(self) -> int:
+    async def request(self, start: float | None = None) -> int:
+        if start is None:
+            start = _monotonic()
         p = self.proto
         if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
             self.proto = p = await self._connect()
             reused = False
         else:
+            self.t_conn = start
             reused = True
         e = self.engine
         # send: inlined here, this runs once per request
@@ -182,7 +206,7 @@ class FastClient(Client):
         p.fut = fut
         p.got = False
         p.close_after = False
-        p.deadline = _monotonic() + e.read_timeout
+        p.deadline = self.t_conn + e.read_timeout
         p.transport.write(e.req)  # type: ignore[union-attr]
         try:
             status = await fut
@@ -191,9 +215,11 @@ class FastClient(Client):
             if not (err.empty and reused):
                 raise
             # the server closed an idle keep-alive connection as we sent: retry once, new
+            # (its connect phase then runs from the first send to the new connection)
             self.proto = p = await self._connect()
             fut = e.loop.create_future()
             p.fut = fut
+            p.got = False
             p.deadline = _monotonic() + e.read_timeout
             p.transport.write(e.req)  # type: ignore[union-attr]
             try:
@@ -201,6 +227,8 @@ class FastClient(Client):
             except RequestError:
                 self.proto = None
                 raise
+        self.t_first = p.t_first
+        self.t_last = p.t_last
         if p.close_after or not e.keepalive:
             p.transport.close()  # type: ignore[union-attr]
             self.proto = None
@@ -221,6 +249,8 @@ class FastEngine(Engine):
         self.loop = asyncio.get_running_loop()
         self.conns: set[_Proto] = set()  # open connections, for the timeout sweeper
         self.factory = lambda: _Proto(self)
+        self.last_head = b""  # the last response head parsed, and what it said:
+        self.last_parsed: tuple[int, int, bool] = (0, 0, False)  # status, length, close
         self._sweeper: asyncio.Task[None] | None = None
         self.set_level(level)
 
