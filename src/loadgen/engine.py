@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -132,7 +133,7 @@ class Client(ABC):
     t_last: float  # ... its response's last byte
 
     @abstractmethod
-    async def request(self, start: float | None = None) -> int:
+    def request(self, start: float | None = None) -> Awaitable[int]:
         """Send one request; `start` is time.monotonic() as the user starts it (now if None)."""
 
     @abstractmethod

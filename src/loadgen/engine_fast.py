@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 from .engine import Client, Engine, RequestError
 from .levels import LoadLevel
@@ -23,6 +24,7 @@ _monotonic = time.monotonic
 class _Proto(asyncio.Protocol):
     __slots__ = (
         "buf",
+        "client",
         "close_after",
         "closed",
         "deadline",
@@ -30,6 +32,7 @@ class _Proto(asyncio.Protocol):
         "fut",
         "got",
         "remaining",
+        "reused",
         "status",
         "t_first",
         "t_last",
@@ -49,6 +52,8 @@ class _Proto(asyncio.Protocol):
         self.deadline = 0.0
         self.t_first = 0.0  # monotonic time of the current response's first byte
         self.t_last = 0.0  # ... and of its last byte so far
+        self.client: FastClient | None = None  # who sent the current request
+        self.reused = False  # ... on this connection after an earlier request
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -63,10 +68,19 @@ class _Proto(asyncio.Protocol):
         fut = self.fut
         if fut is not None:
             self.fut = None
+            client = self.client
+            if client is not None and client.proto is self:
+                client.proto = None
             if not fut.done():
                 if self.remaining == -2 and exc is None:
                     self.t_last = _monotonic()  # the close delimits the body
+                    if client is not None:
+                        client.t_first, client.t_last = self.t_first, self.t_last
                     fut.set_result(self.status)  # body delimited by the close
+                elif self.reused and not self.got and client is not None:
+                    # the server closed an idle keep-alive connection as we sent: retry
+                    # once on a new one (its connect phase runs from the first send)
+                    client.retry(fut)
                 else:
                     fut.set_exception(RequestError("reset", empty=not self.got))
 
@@ -150,11 +164,21 @@ class _Proto(asyncio.Protocol):
     def _done(self, fut: asyncio.Future[int]) -> None:
         self.fut = None
         self.remaining = -1
+        client = self.client
+        if client is not None:
+            client.t_first = self.t_first
+            client.t_last = self.t_last
+            if self.close_after or not self.engine.keepalive:
+                self.transport.close()  # type: ignore[union-attr]
+                client.proto = None
         fut.set_result(self.status)
 
     def _fail(self, fut: asyncio.Future[int], kind: str) -> None:
         self.fut = None
         self.remaining = -1
+        client = self.client
+        if client is not None and client.proto is self:
+            client.proto = None
         fut.set_exception(RequestError(kind))
         if self.transport is not None:
             self.transport.abort()
@@ -190,49 +214,60 @@ class FastClient(Client):
         e.rec.connect.record_us(int((now - t) * 1e6))
         return proto  # type: ignore[return-value]
 
-    async def request(self, start: float | None = None) -> int:
+    def request(self, start: float | None = None) -> Awaitable[int]:
+        """The response's future itself on a reused connection (no coroutine: this runs
+        once per request; bench_loadgen.py), else a coroutine that connects first. The
+        protocol finishes the request (times, closing) before it resolves the future."""
         if start is None:
             start = _monotonic()
         p = self.proto
         if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
-            self.proto = p = await self._connect()
-            reused = False
-        else:
-            self.t_conn = start
-            reused = True
+            return self._connect_and_send()
+        self.t_conn = start
         e = self.engine
-        # send: inlined here, this runs once per request
         fut = e.loop.create_future()
         p.fut = fut
+        p.client = self
+        p.reused = True
+        p.got = False
+        p.close_after = False
+        p.deadline = start + e.read_timeout
+        p.transport.write(e.req)  # type: ignore[union-attr]
+        return fut
+
+    def _send(self, p: _Proto, fut: asyncio.Future[int]) -> None:
+        """Send on a connection just made (t_conn is when it was ready)."""
+        e = self.engine
+        p.fut = fut
+        p.client = self
+        p.reused = False
         p.got = False
         p.close_after = False
         p.deadline = self.t_conn + e.read_timeout
         p.transport.write(e.req)  # type: ignore[union-attr]
+
+    async def _connect_and_send(self) -> int:
+        self.proto = p = await self._connect()
+        fut = self.engine.loop.create_future()
+        self._send(p, fut)
+        return await fut
+
+    def retry(self, fut: asyncio.Future[int]) -> None:
+        """Send the request of `fut` again on a new connection (see connection_lost)."""
+        task = self.engine.loop.create_task(self._retry(fut))
+        self.engine.retries.add(task)
+        task.add_done_callback(self.engine.retries.discard)
+
+    async def _retry(self, fut: asyncio.Future[int]) -> None:
         try:
-            status = await fut
-        except RequestError as err:
-            self.proto = None
-            if not (err.empty and reused):
-                raise
-            # the server closed an idle keep-alive connection as we sent: retry once, new
-            # (its connect phase then runs from the first send to the new connection)
             self.proto = p = await self._connect()
-            fut = e.loop.create_future()
-            p.fut = fut
-            p.got = False
-            p.deadline = _monotonic() + e.read_timeout
-            p.transport.write(e.req)  # type: ignore[union-attr]
-            try:
-                status = await fut
-            except RequestError:
-                self.proto = None
-                raise
-        self.t_first = p.t_first
-        self.t_last = p.t_last
-        if p.close_after or not e.keepalive:
-            p.transport.close()  # type: ignore[union-attr]
-            self.proto = None
-        return status
+        except RequestError as err:
+            if not fut.done():
+                fut.set_exception(err)
+            return
+        if fut.done():  # cancelled meanwhile (the run ended)
+            return
+        self._send(p, fut)
 
     async def close(self) -> None:
         p = self.proto
@@ -248,6 +283,7 @@ class FastEngine(Engine):
         super().__init__(target, level, rec)
         self.loop = asyncio.get_running_loop()
         self.conns: set[_Proto] = set()  # open connections, for the timeout sweeper
+        self.retries: set[asyncio.Task[None]] = set()  # see FastClient.retry
         self.factory = lambda: _Proto(self)
         self.last_head = b""  # the last response head parsed, and what it said:
         self.last_parsed: tuple[int, int, bool] = (0, 0, False)  # status, length, close
