@@ -170,6 +170,7 @@ def test_an_open_loop_rate_beyond_the_generator_is_called_the_generators_bottlen
     assert abs(live.generator_cpu - (c1 - c0) / (t1 - t0)) < 0.3  # /proc's utime+stime
     s = result.stats
     assert s.bottleneck.startswith("load generator is the bottleneck"), s.bottleneck
+    assert s.generator_bound
     assert s.bottleneck_share is not None and s.bottleneck_share >= 0.5
     assert s.schedule_lag is None  # the final figures are the run's, not a window's
     assert result.to_json_dict()["generator"]["bottleneck"] == s.bottleneck  # type: ignore[index]
@@ -210,6 +211,21 @@ def test_a_schedule_held_back_by_busy_connections_is_not_blamed_on_the_generator
     assert result is not None, r.error
     assert flags and all(f.startswith("send schedule lags") for f in flags), flags
     assert "all 2 connections busy" in result.stats.bottleneck
+    assert not result.stats.generator_bound
+    out = io.StringIO()
+    load_summary(Console(file=out, width=200), result)
+    assert "send schedule lags" in out.getvalue() and "describe the client" not in out.getvalue()
+
+
+def test_the_drain_at_the_end_is_not_read_as_the_generator_lagging(server: Supervisor) -> None:
+    # requests of 1.9 s still in flight at the end, finishing one after another: for more
+    # than the 1 s window the drain waits for them with some connections free while no
+    # send is due any more (it read 'sends 0% of its 4 req/s with connections free')
+    level = LoadLevel(clients=4, io_ms=1900, rate=4, duration=2.0)
+    with LoadRunner(server.url, level) as r:
+        result = r.wait(20)
+    assert result is not None, r.error
+    assert not result.stats.generator_bound, result.stats.bottleneck
 
 
 def test_the_client_panel_shows_phases_and_the_warning_and_nothing_for_old_recordings() -> None:

@@ -280,7 +280,7 @@ class Driver:
         whole = int(elapsed)
         series = rec.series[:whole]
         start = max(0, whole - LIVE_SERIES)
-        if running:
+        if running and not self.stopping:  # (not the drain: no sends are due then)
             self.watch.read(rec.sent, max(0, lvl.clients - in_flight))
             fig = self.watch.figures(lvl.rate)
             flag = verdict(fig, lvl.rate, lvl.clients)
@@ -289,7 +289,7 @@ class Driver:
                 if flag:
                     self.flagged += 1
                     self.last_flag = flag
-        else:  # the end: the run's verdict, not the drain's
+        else:  # the end or the drain: the run's verdict so far
             fig = Figures()
             flag = self.last_flag
         return LoadStats(

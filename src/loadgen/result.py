@@ -84,9 +84,11 @@ class LoadResult:
                 "cpu_us_per_request": round(s.generator_cpu_s * 1e6 / s.requests, 2)
                 if s.generator_cpu_s is not None and s.requests
                 else None,
-                # "load generator is the bottleneck: ..." ('' = it was not), and the share
-                # of the run's readings (5 a second) that said so
+                # "load generator is the bottleneck: ..." or "send schedule lags: ..." (None:
+                # neither), whether the generator limited the run, and the share of the
+                # run's readings (5 a second) that said so
                 "bottleneck": s.bottleneck or None,
+                "generator_bound": s.generator_bound,
                 "bottleneck_share": _ms(s.bottleneck_share),
             },
         }

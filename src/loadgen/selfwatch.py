@@ -27,6 +27,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+GENERATOR = "load generator is the bottleneck"  # how the generator's own warning starts
+LAGS = "send schedule lags"  # ... and the lag the server's busy connections cause
 WINDOW = 1.0  # seconds the figures cover
 BUSY_CPU = 0.9  # of one core: the event loop is (nearly) never idle
 LAG = 0.05  # open loop: sent this much below the schedule
@@ -118,16 +120,16 @@ class Figures:
 def verdict(f: Figures, rate: float | None, clients: int) -> str:
     """One line when the generator is the bottleneck or its schedule lags, else ''."""
     if f.cpu is not None and f.cpu >= BUSY_CPU:
-        return f"load generator is the bottleneck: it uses {f.cpu:.0%} of a core"
+        return f"{GENERATOR}: it uses {f.cpu:.0%} of a core"
     if f.busy is not None and f.busy >= BUSY_CPU:
         share = f" (runs {f.cpu:.0%}, waits for a CPU the rest)" if f.cpu is not None else ""
-        return f"load generator is the bottleneck: busy {f.busy:.0%} of the time{share}"
+        return f"{GENERATOR}: busy {f.busy:.0%} of the time{share}"
     if f.lag is not None and f.lag > LAG and rate:
         sent = f"sends {1 - f.lag:.0%} of its {rate:,.0f} req/s"
         if f.free:
-            return f"load generator is the bottleneck: {sent} with connections free"
+            return f"{GENERATOR}: {sent} with connections free"
         return (
-            f"send schedule lags: {sent}, all {clients:,} connections busy "
+            f"{LAGS}: {sent}, all {clients:,} connections busy "
             "(the server holds them; the wait counts the delay)"
         )
     return ""

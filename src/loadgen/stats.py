@@ -77,10 +77,17 @@ class LoadStats:
     generator_busy: float | None = None  # its event loop on a CPU or waiting for one
     schedule_lag: float | None = None  # open loop: share of the due sends not sent
     generator_cpu_s: float | None = None  # CPU seconds of its process since the run began
-    bottleneck: str = ""  # "load generator is the bottleneck: ..." now ('' = it is not)
+    # "load generator is the bottleneck: ..." (the figures describe the client), or "send
+    # schedule lags: ..." (open loop held back by busy connections); '' = neither
+    bottleneck: str = ""
     bottleneck_share: float | None = None  # share of the run's readings that raised it
     # per-request client phases (wait + connect + ttfb + read + resume = latency_ms)
     phases: ClientPhases | None = None
+
+    @property
+    def generator_bound(self) -> bool:
+        """The generator, not the server, limited the run (see `bottleneck`)."""
+        return self.bottleneck.startswith("load generator is the bottleneck")
 
     @property
     def error_count(self) -> int:

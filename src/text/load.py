@@ -36,7 +36,7 @@ def live_figures(s: LoadStats) -> str:
     if s.backlog:
         text += f"  backlog {s.backlog}"
     if s.bottleneck:
-        text += f"  [bold red]{s.bottleneck}[/]"
+        text += f"  [{'bold red' if s.generator_bound else 'yellow'}]{s.bottleneck}[/]"
     return text
 
 
@@ -96,16 +96,16 @@ def load_summary(console: Console, r: LoadResult) -> None:
     console.print(f"  Errors: {errs}" if errs else "  Errors: none")
     if s.bottleneck:
         share = f" in {s.bottleneck_share:.0%} of its readings" if s.bottleneck_share else ""
-        cpu = (
-            f"; its CPU {s.generator_cpu_s * 1e6 / s.requests:.1f} us per request"
-            if s.generator_cpu_s is not None and s.requests
-            else ""
-        )
-        console.print(
-            f"  [bold red]{s.bottleneck}{share}{cpu}: the figures describe the client, "
-            "not only the server[/]",
-            soft_wrap=True,
-        )
+        if s.generator_bound:
+            cpu = (
+                f"; its CPU {s.generator_cpu_s * 1e6 / s.requests:.1f} us per request"
+                if s.generator_cpu_s is not None and s.requests
+                else ""
+            )
+            line = f"[bold red]{s.bottleneck}{share}{cpu}: the figures describe the client[/]"
+        else:
+            line = f"[yellow]{s.bottleneck}{share}[/]"
+        console.print("  " + line, soft_wrap=True)
     if r.error:
         console.print(f"  [red]{r.error}[/]")
     console.print(f"Requests/sec: {r.rps:10.2f}")

@@ -106,7 +106,9 @@ def _body(client: LoadStats) -> Text:
     text.append("\nerrors ", style="dim")
     text.append_text(_errors(client.errors))
     if client.bottleneck:
-        text.append("\n" + client.bottleneck, style="bold red")
+        text.append(
+            "\n" + client.bottleneck, style="bold red" if client.generator_bound else "yellow"
+        )
     return text
 
 
