@@ -246,3 +246,23 @@ def test_the_client_panel_shows_phases_and_the_warning_and_nothing_for_old_recor
     )  # fmt: skip
     text = _body(old).plain
     assert "phases" not in text and "bottleneck" not in text
+
+
+def test_chained_requests_count_exactly_when_the_server_closes_every_seventh(
+    start_server,
+) -> None:
+    # the fast engine chains a closed loop's requests by callback (FastClient.burst); the
+    # server ending each connection after 7 requests ends a chain, the driver reconnects
+    sup = start_server("many_accepts", workers=2, max_keepalive_requests=7)
+    level = LoadLevel(clients=4, duration=1.5)
+    before = sup.read().totals()["requests"]  # (the supervisor's readiness probe)
+    with LoadRunner(sup.url, level) as r:
+        result = r.wait(20)
+    assert result is not None, r.error
+    s = result.stats
+    assert s.requests > 100 and not s.error_count, s.errors
+    assert s.sent == s.requests + s.in_flight
+    served = lambda: sup.read().totals()["requests"] - before  # noqa: E731
+    wait_until(lambda: served() == s.requests, 5, "the server's count")
+    assert result.connect.count * 7 >= s.requests  # at most 7 on each connection
+    assert result.phases[2].count == s.requests  # ttfb of every request, chained or not

@@ -90,6 +90,7 @@ class Driver:
         self.done = asyncio.Event()  # set to end the run early (stop, or request cap)
         self.end_time: float | None = None
         self.rng = random.Random()
+        self.gen = 0  # bumped by every control change: ends the engine's request chains
         self.watch = SelfWatch()
         self.readings = 0  # self-watch readings taken while running
         self.flagged = 0  # of which said the generator is the bottleneck
@@ -97,6 +98,7 @@ class Driver:
 
     # -- control (called on the loop, from the control reader) -----------------------------
     def set_level(self, level: LoadLevel) -> None:
+        self.gen += 1
         old, self.level = self.level, level
         assert self.engine is not None
         self.engine.set_level(level)
@@ -111,6 +113,7 @@ class Driver:
             self._wake_all()  # users waiting for tickets go back to the closed loop
 
     def pause(self) -> None:
+        self.gen += 1
         if not self.paused:
             self.paused = True
             self.resumed.clear()
@@ -122,6 +125,7 @@ class Driver:
             self.resumed.set()
 
     def stop(self) -> None:
+        self.gen += 1
         self.done.set()
 
     # -- users ---------------------------------------------------------------------------
@@ -151,6 +155,7 @@ class Driver:
         rec = self.rec
         client = self.engine.client()
         busy = self.busy
+        chain = getattr(client, "burst", None)  # the fast engine's chained closed loop
         try:
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -170,6 +175,14 @@ class Driver:
                     cap = lvl.requests
                     if cap is not None and rec.sent >= cap:
                         break
+                    if chain is not None and cap is None and lvl.keepalive and not lvl.think_ms:
+                        burst = chain(self, i)  # None: no open connection yet
+                        if burst is not None:
+                            try:
+                                await burst
+                            except RequestError:
+                                pass  # counted by the chain
+                            continue
                     intended = start = _monotonic()
                 rec.sent += 1
                 rec.in_flight += 1
@@ -356,6 +369,7 @@ class Driver:
                 pass
         # stop issuing; let requests in flight finish for a moment, then cut
         self.stopping = True
+        self.gen += 1
         issue_end = _monotonic()
         self._wake_all()
         for i, task in self.users.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
+from typing import Any
 
 from .engine import Client, Engine, RequestError
 from .levels import LoadLevel
@@ -24,6 +25,7 @@ _monotonic = time.monotonic
 class _Proto(asyncio.Protocol):
     __slots__ = (
         "buf",
+        "chain",
         "client",
         "close_after",
         "closed",
@@ -54,6 +56,7 @@ class _Proto(asyncio.Protocol):
         self.t_last = 0.0  # ... and of its last byte so far
         self.client: FastClient | None = None  # who sent the current request
         self.reused = False  # ... on this connection after an earlier request
+        self.chain = False  # requests chained by callbacks (FastClient.burst)
 
     # -- asyncio callbacks ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,7 +74,11 @@ class _Proto(asyncio.Protocol):
             client = self.client
             if client is not None and client.proto is self:
                 client.proto = None
-            if not fut.done():
+            if self.chain:
+                self.chain = False
+                if client is not None:
+                    client.chain_lost(self, fut)
+            elif not fut.done():
                 if self.remaining == -2 and exc is None:
                     self.t_last = _monotonic()  # the close delimits the body
                     if client is not None:
@@ -165,6 +172,9 @@ class _Proto(asyncio.Protocol):
         self.fut = None
         self.remaining = -1
         client = self.client
+        if self.chain:
+            client.chain_next(self, fut)  # type: ignore[union-attr]
+            return
         if client is not None:
             client.t_first = self.t_first
             client.t_last = self.t_last
@@ -179,7 +189,11 @@ class _Proto(asyncio.Protocol):
         client = self.client
         if client is not None and client.proto is self:
             client.proto = None
-        fut.set_exception(RequestError(kind))
+        if self.chain:
+            self.chain = False
+            client.chain_fail(fut, kind)  # type: ignore[union-attr]
+        else:
+            fut.set_exception(RequestError(kind))
         if self.transport is not None:
             self.transport.abort()
 
@@ -190,12 +204,103 @@ class _Proto(asyncio.Protocol):
 
 
 class FastClient(Client):
-    __slots__ = ("engine", "proto", "t_conn", "t_first", "t_last")
+    __slots__ = ("driver", "engine", "gen", "proto", "t_conn", "t_first", "t_last", "user")
 
     def __init__(self, engine: FastEngine) -> None:
         self.engine = engine
         self.proto: _Proto | None = None
         self.t_conn = self.t_first = self.t_last = 0.0
+        self.driver: Any = None  # the driver whose user runs a chain (burst)
+        self.gen = 0
+        self.user = 0
+
+    # -- chained requests: a closed loop without a coroutine per request --------------------
+    def burst(self, driver: Any, user: int) -> asyncio.Future[None] | None:
+        """Send requests back to back on this user's open keep-alive connection, each
+        from the callback that completes the one before, and do the driver's accounting
+        (sent, in flight, its `busy` entry, the recorder) here. The future resolves when
+        the chain ends: the driver's `gen` changed (a new level, pause, stop), the server
+        asked to close, or a request failed (counted, then raised). None without an open
+        connection (the driver's own path connects). Closed loop, no think time, no cap
+        only (the driver checks). Saves the future, the task wake-up and the coroutine
+        resumption of every request: bench_loadgen.py."""
+        p = self.proto
+        if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
+            return None
+        fut: asyncio.Future[None] = self.engine.loop.create_future()
+        self.driver = driver
+        self.gen = driver.gen
+        self.user = user
+        p.chain = True
+        self._chain_send(p, fut, _monotonic())
+        return fut
+
+    def _chain_send(self, p: _Proto, fut: asyncio.Future[Any], start: float) -> None:
+        d = self.driver
+        rec = d.rec
+        rec.sent += 1
+        rec.in_flight += 1
+        d.busy[self.user] = start
+        self.t_conn = start
+        e = self.engine
+        p.fut = fut
+        p.client = self
+        p.reused = True
+        p.got = False
+        p.close_after = False
+        p.deadline = start + e.read_timeout
+        p.transport.write(e.req)  # type: ignore[union-attr]
+
+    def _chain_end(self) -> None:
+        d = self.driver
+        d.rec.in_flight -= 1
+        del d.busy[self.user]
+
+    def chain_next(self, p: _Proto, fut: asyncio.Future[Any]) -> None:
+        """A chained request completed (from data_received): record it, send the next."""
+        if fut.done():  # cancelled: the run ended; what is in flight was counted as cut
+            p.chain = False
+            return
+        now = _monotonic()
+        self._chain_end()
+        start = self.t_conn
+        d = self.driver
+        d.rec.ok(p.status, start, start, start, p.t_first, p.t_last, now)
+        if p.close_after or d.gen != self.gen:
+            p.chain = False
+            if p.close_after:
+                p.transport.close()  # type: ignore[union-attr]
+                self.proto = None
+            fut.set_result(None)
+            return
+        self._chain_send(p, fut, now)
+
+    def chain_fail(self, fut: asyncio.Future[Any], kind: str) -> None:
+        if fut.done():
+            return
+        self._chain_end()
+        self.driver.rec.error(kind)
+        fut.set_exception(RequestError(kind))
+
+    def chain_lost(self, p: _Proto, fut: asyncio.Future[Any]) -> None:
+        """The connection closed under a chained request."""
+        if fut.done():
+            return
+        if p.remaining == -2:  # a body delimited by the close: complete
+            p.t_last = _monotonic()
+            p.close_after = False
+            self.chain_next(p, fut)
+            if not fut.done():
+                fut.set_result(None)
+            return
+        if not p.got:
+            # the server closed the idle keep-alive connection as we sent: not sent after
+            # all; the driver's own path sends it again on a new connection
+            self._chain_end()
+            self.driver.rec.sent -= 1
+            fut.set_result(None)
+            return
+        self.chain_fail(fut, "reset")
 
     async def _connect(self) -> _Proto:
         e = self.engine
@@ -272,6 +377,9 @@ class FastClient(Client):
     async def close(self) -> None:
         p = self.proto
         self.proto = None
+        if p is not None and p.chain:  # the run ended under a chain: nothing more counts
+            p.chain = False
+            p.fut = None
         if p is not None and p.transport is not None:
             p.transport.close()
 
