@@ -267,3 +267,16 @@ def test_chained_requests_count_exactly_when_the_server_closes_every_seventh(
     wait_until(lambda: served() == s.requests, 5, "the server's count")
     assert result.connect.count * 7 >= s.requests  # at most 7 on each connection
     assert result.phases[2].count == s.requests  # ttfb of every request, chained or not
+
+
+def test_phases_and_the_warning_survive_a_recording() -> None:
+    from telemetry.codec import decode, encode
+
+    s = LoadStats(
+        time=0.0, elapsed=1.0, level="x", clients=1, target_rate=None, running=True,
+        paused=False, requests=3, phases=ClientPhases(ttfb=Percentiles(p50=1.5, count=3)),
+        bottleneck="load generator is the bottleneck: it uses 95% of a core",
+        generator_cpu=0.95, generator_cpu_s=2.0,
+    )  # fmt: skip
+    back = decode(LoadStats, encode(s))
+    assert back == s and back.generator_bound
