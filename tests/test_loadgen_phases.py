@@ -24,6 +24,7 @@ from rich.console import Console
 from conftest import wait_until
 from loadgen.driver import Driver
 from loadgen.engine import resolve
+from loadgen.engine_fast import FastClient
 from loadgen.levels import LoadLevel
 from loadgen.recorder import Recorder
 from loadgen.result import LoadResult
@@ -109,6 +110,28 @@ def test_each_requests_phases_add_up_to_its_latency_and_match_the_servers_delay(
         assert r["wait"] == 0  # closed loop: sent as soon as the user was free
     # the connect phase is the connect histogram's values, request by request
     assert result.connect.count >= len(rows)
+
+
+def test_chained_keepalive_requests_add_up_too_and_reuse_their_connection(
+    server: Supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a closed loop on keep-alive runs as callback chains in the fast engine
+    chains = []
+    real_burst = FastClient.burst
+
+    def burst(self: FastClient, driver: Any, user: int) -> Any:
+        fut = real_burst(self, driver, user)
+        chains.append(fut is not None)
+        return fut
+
+    monkeypatch.setattr(FastClient, "burst", burst)
+    level = LoadLevel(clients=3, io_ms=5, duration=1.0)
+    result, sample = run_in_process(server.url, level, "fast")
+    assert any(chains)  # the requests did run chained
+    rows = check_each_request_adds_up(sample, result)
+    assert len(rows) >= 30
+    assert sum(1 for r in rows if r["connect"] > 0) == result.connect.count <= 3
+    assert all(r["ttfb"] >= 4_500 for r in rows)  # the server slept 5 ms each time
 
 
 def test_a_reused_connection_has_no_connect_phase_and_an_open_loop_counts_its_wait(
