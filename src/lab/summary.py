@@ -188,6 +188,9 @@ class RunSummary:
             if r is not None and r.latency_all is not None
             else None,
             "connect_ms": pct(self.connect, r.connect.mean_ms if r else 0.0),
+            # the client's side of each request (loadgen ClientPhases) and its own warning
+            "client_phases_ms": r.to_json_dict()["phases_ms"] if r else None,
+            "generator_bottleneck": (r.stats.bottleneck or None) if r else None,
             "errors": self.errors,
             "accept_jain": rounded(self.accept_jain),
             "accept_top_share": rounded(self.accept_top_share),

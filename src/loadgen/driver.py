@@ -29,6 +29,13 @@ newest due time, exact at a constant rate).
 
 At the end, requests still in flight after the drain are cut: the final figures count
 them (`in_flight`, their ages at the cut), so that sent = completed + errors + in flight.
+
+Phases (issue 16). Each user takes `start` as it starts a request (= the intended time in
+a closed loop; later in an open loop when it waited for a free connection), the engine
+says when the connection was ready and when the response's first and last bytes came,
+and the driver's own clock closes the request: Recorder.ok splits the latency into wait,
+connect, ttfb, read and resume (stats.ClientPhases), adding up exactly. The generator's
+self-watch (selfwatch.py) is read at publish time only, 5 times a second.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from .histogram import Histogram
 from .levels import LoadLevel
 from .recorder import Recorder, add_weighted
 from .result import LoadResult
+from .selfwatch import Figures, SelfWatch, verdict
 from .stats import LoadStats
 
 _monotonic = time.monotonic
@@ -82,9 +90,15 @@ class Driver:
         self.done = asyncio.Event()  # set to end the run early (stop, or request cap)
         self.end_time: float | None = None
         self.rng = random.Random()
+        self.gen = 0  # bumped by every control change: ends the engine's request chains
+        self.watch = SelfWatch()
+        self.readings = 0  # self-watch readings taken while running
+        self.flagged = 0  # of which said the generator is the bottleneck
+        self.last_flag = ""  # the last such message
 
     # -- control (called on the loop, from the control reader) -----------------------------
     def set_level(self, level: LoadLevel) -> None:
+        self.gen += 1
         old, self.level = self.level, level
         assert self.engine is not None
         self.engine.set_level(level)
@@ -99,6 +113,7 @@ class Driver:
             self._wake_all()  # users waiting for tickets go back to the closed loop
 
     def pause(self) -> None:
+        self.gen += 1
         if not self.paused:
             self.paused = True
             self.resumed.clear()
@@ -110,6 +125,7 @@ class Driver:
             self.resumed.set()
 
     def stop(self) -> None:
+        self.gen += 1
         self.done.set()
 
     # -- users ---------------------------------------------------------------------------
@@ -139,6 +155,7 @@ class Driver:
         rec = self.rec
         client = self.engine.client()
         busy = self.busy
+        chain = getattr(client, "burst", None)  # the fast engine's chained closed loop
         try:
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -153,16 +170,25 @@ class Driver:
                     intended = await self._ticket()
                     if intended is None or self.stopping:
                         continue
+                    start = _monotonic()
                 else:
                     cap = lvl.requests
                     if cap is not None and rec.sent >= cap:
                         break
-                    intended = _monotonic()
+                    if chain is not None and cap is None and lvl.keepalive and not lvl.think_ms:
+                        burst = chain(self, i)  # None: no open connection yet
+                        if burst is not None:
+                            try:
+                                await burst
+                            except RequestError:
+                                pass  # counted by the chain
+                            continue
+                    intended = start = _monotonic()
                 rec.sent += 1
                 rec.in_flight += 1
                 busy[i] = intended
                 try:
-                    status = await client.request()
+                    status = await client.request(start)
                 except RequestError as err:
                     rec.error(err.kind)
                     if err.connect and self.level.rate is None:
@@ -171,7 +197,15 @@ class Driver:
                 finally:
                     rec.in_flight -= 1
                     del busy[i]
-                rec.ok(status, intended, _monotonic())
+                rec.ok(
+                    status,
+                    intended,
+                    start,
+                    client.t_conn,
+                    client.t_first,
+                    client.t_last,
+                    _monotonic(),
+                )
                 think = lvl.think_ms
                 if think:
                     if lvl.think_exp:
@@ -259,6 +293,18 @@ class Driver:
         whole = int(elapsed)
         series = rec.series[:whole]
         start = max(0, whole - LIVE_SERIES)
+        if running and not self.stopping:  # (not the drain: no sends are due then)
+            self.watch.read(rec.sent, max(0, lvl.clients - in_flight))
+            fig = self.watch.figures(lvl.rate)
+            flag = verdict(fig, lvl.rate, lvl.clients)
+            if fig.cpu is not None:
+                self.readings += 1
+                if flag:
+                    self.flagged += 1
+                    self.last_flag = flag
+        else:  # the end or the drain: the run's verdict so far
+            fig = Figures()
+            flag = self.last_flag
         return LoadStats(
             time=now,
             elapsed=elapsed,
@@ -277,12 +323,19 @@ class Driver:
             oldest_wait_ms=oldest,
             connect_ms=rec.connect.percentiles(),
             connect_seconds=rec.connect.by_second(),
+            phases=rec.phases(),
             rps=float(series[-1]) if series else 0.0,
             rps_series=tuple(float(x) for x in series[start:]),
             sent=rec.sent,
             backlog=len(self.tickets) if self.cut is None else len(self.cut[2]),
             series_start=start,
             engine=self.engine_name,
+            generator_cpu=fig.cpu,
+            generator_busy=fig.busy,
+            schedule_lag=fig.lag,
+            generator_cpu_s=self.watch.cpu_s,
+            bottleneck=flag,
+            bottleneck_share=self.flagged / self.readings if self.readings else None,
         )
 
     async def _publisher(self) -> None:
@@ -295,6 +348,7 @@ class Driver:
         self.engine = make_engine(self.engine_name, self.target, self.level, self.rec)
         await self.engine.start()
         self.t0 = self.rec.t0 = _monotonic()
+        self.watch.reset()
         lvl = self.level
         for i in range(lvl.clients):
             self._spawn(i, lvl.ramp * i / lvl.clients if lvl.ramp else 0.0)
@@ -315,6 +369,7 @@ class Driver:
                 pass
         # stop issuing; let requests in flight finish for a moment, then cut
         self.stopping = True
+        self.gen += 1
         issue_end = _monotonic()
         self._wake_all()
         for i, task in self.users.items():
@@ -338,6 +393,7 @@ class Driver:
         self.end_time = issue_end
         final = self.snapshot(running=False)
         elapsed = self.end_time - self.t0
+        rec = self.rec
         whole = self.rec.series[: max(1, int(elapsed + 0.999))]
         return LoadResult(
             url=self.target.url,
@@ -349,4 +405,5 @@ class Driver:
             elapsed=elapsed,
             rps_series=tuple(float(x) for x in whole),
             latency_all=self.waiting()[0],
+            phases=rec.phase_hists(),
         )

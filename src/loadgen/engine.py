@@ -9,10 +9,13 @@ semantics (redirects, chunked bodies, TLS, HTTP/1.0 peers) for other servers, wh
 correctness matters more than rate. Both plug into the same driver (`driver.py`), which
 does the scheduling and the recording, so the results have the same type and meaning.
 
-An engine makes one `Client` per virtual user; `Client.request()` sends the current
+An engine makes one `Client` per virtual user; `Client.request(start)` sends the current
 level's request on that user's connection (connecting first when it has none, and
 recording the connect time), returns the status code, or raises `RequestError` with one
-of `ERROR_KINDS`.
+of `ERROR_KINDS`. After a request that returned, the client's `t_conn`, `t_first` and
+`t_last` (time.monotonic()) say when its connection was ready (= `start` on a reused
+one), when the response's first byte and its last byte came: the driver turns them into
+the request's phases (stats.ClientPhases).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -124,8 +128,13 @@ def resolve(url: str, allow_remote: bool = False) -> Target:
 class Client(ABC):
     """One virtual user's connection."""
 
+    t_conn: float  # the last request: connection ready (start, when reused)
+    t_first: float  # ... its response's first byte
+    t_last: float  # ... its response's last byte
+
     @abstractmethod
-    async def request(self) -> int: ...
+    def request(self, start: float | None = None) -> Awaitable[int]:
+        """Send one request; `start` is time.monotonic() as the user starts it (now if None)."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -4,6 +4,12 @@ One `httpx.AsyncClient` per virtual user with a pool of one connection, so "clie
 connections as in the fast engine. Connect times come from httpcore's trace hook
 (`connection.connect_tcp.*`). Slow (see engine.py): use it for correctness, not rate.
 
+Phases (stats.ClientPhases) from the same hook, as far as httpcore tells: connect is the
+sum of this request's TCP connects (0 on a reused connection); the first byte is when
+httpcore has read the response head (`http11.receive_response_headers.complete`: it does
+not report the first byte itself, so ttfb includes parsing the head, and a redirect's
+earlier hops); the last byte is `http11.receive_response_body.complete` of the last hop.
+
 The loopback rule holds for every hop (issue 11: a loopback server answering
 `302 Location: http://10.0.0.1/` made httpx connect to 10.0.0.1 36 times in 2 s): httpx does
 not follow redirects itself; this engine follows one only to a literal loopback address or
@@ -52,14 +58,22 @@ class HttpxClient(Client):
         self.client: httpx.AsyncClient | None = None
         self.conn_open = False
         self._t = 0.0
+        self.connecting = 0.0  # seconds of TCP connects in the current request
+        self.t_conn = self.t_first = self.t_last = 0.0
 
     async def _trace(self, name: str, info: dict[str, Any]) -> None:
-        if name == "connection.connect_tcp.started":
+        if name == "http11.receive_response_headers.complete":
+            self.t_first = _monotonic()
+        elif name == "http11.receive_response_body.complete":
+            self.t_last = _monotonic()
+        elif name == "connection.connect_tcp.started":
             self._t = _monotonic()
             if self.conn_open:  # the pool dropped the old one without telling
                 self._closed()
         elif name == "connection.connect_tcp.complete":
-            self.engine.rec.connect.record_us(int((_monotonic() - self._t) * 1e6))
+            took = _monotonic() - self._t
+            self.connecting += took
+            self.engine.rec.connect.record_us(int(took * 1e6))
             self.engine.rec.open += 1
             self.conn_open = True
 
@@ -68,13 +82,18 @@ class HttpxClient(Client):
             self.conn_open = False
             self.engine.rec.open -= 1
 
-    async def request(self) -> int:
+    async def request(self, start: float | None = None) -> int:
+        if start is None:
+            start = _monotonic()
         e = self.engine
+        self.connecting = 0.0
+        self.t_first = self.t_last = 0.0
         if self.client is None:
             self.client = httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
                 follow_redirects=False,  # followed by hand: each hop is checked
                 headers={"User-Agent": "serverscope-loadgen"},
+                verify=e.ssl_context,
             )
         try:
             url, host = httpx.URL(e.url), e.host_header
@@ -117,6 +136,15 @@ class HttpxClient(Client):
             raise RequestError("reset") from None
         if not e.level.keepalive or r.headers.get("connection", "").lower() == "close":
             self._closed()
+        # phases: connects first, then everything up to the last hop's head is ttfb
+        self.t_conn = start + self.connecting
+        now = _monotonic()
+        if not self.t_last:  # no body event (never seen, but never leave a 0 behind)
+            self.t_last = now
+        if not self.t_first:
+            self.t_first = self.t_last
+        self.t_first = max(self.t_conn, self.t_first)
+        self.t_last = max(self.t_first, self.t_last)
         return r.status_code
 
     async def close(self) -> None:
@@ -131,6 +159,10 @@ class HttpxEngine(Engine):
 
     def __init__(self, target, level, rec) -> None:  # type: ignore[no-untyped-def]
         super().__init__(target, level, rec)
+        # one TLS context for every user's client, with httpx's own defaults (certifi):
+        # each AsyncClient made its own, 55 ms of CPU each, so 50 users spent ~3 s before
+        # their second request (bench_loadgen.py read 7-11 req/s with 50 connections)
+        self.ssl_context = httpx.create_ssl_context()
         self.set_level(level)
 
     def set_level(self, level: LoadLevel) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .histogram import Histogram
 from .levels import LoadLevel
-from .stats import ERROR_KINDS, LoadStats, Percentiles
+from .stats import ERROR_KINDS, PHASE_NAMES, LoadStats, Percentiles
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,9 @@ class LoadResult:
     error: str | None = None  # why the run stopped early, if it did
     # completed requests plus those cut at the end (and unsent tickets), at their age then
     latency_all: Histogram | None = None
+    # per-request client phases of completed requests, in stats.PHASE_NAMES order
+    # (wait, connect, ttfb, read, resume); () from a generator that did not split them
+    phases: tuple[Histogram, ...] = ()
 
     @property
     def requests(self) -> int:
@@ -65,8 +68,29 @@ class LoadResult:
                 "mean": self.connect.mean_ms,
                 "count": self.connect.count,
             },
+            # where each request's latency went; the five add up to latency_ms's values
+            # request by request (so their means add up to its mean), not percentile by
+            # percentile; None: not split
+            "phases_ms": {
+                name: {**pct(h.percentiles()), "mean": h.mean_ms}
+                for name, h in zip(PHASE_NAMES, self.phases, strict=True)
+            }
+            if self.phases
+            else None,
             "rps_series": list(self.rps_series),
             "error": self.error,
+            "generator": {
+                "cpu_s": _ms(s.generator_cpu_s),
+                "cpu_us_per_request": round(s.generator_cpu_s * 1e6 / s.requests, 2)
+                if s.generator_cpu_s is not None and s.requests
+                else None,
+                # "load generator is the bottleneck: ..." or "send schedule lags: ..." (None:
+                # neither), whether the generator limited the run, and the share of the
+                # run's readings (5 a second) that said so
+                "bottleneck": s.bottleneck or None,
+                "generator_bound": s.generator_bound,
+                "bottleneck_share": _ms(s.bottleneck_share),
+            },
         }
 
 

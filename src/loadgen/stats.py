@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ERROR_KINDS = ("refused", "connect_timeout", "reset", "read_timeout", "bad_response")
+PHASE_NAMES = ("wait", "connect", "ttfb", "read", "resume")  # ClientPhases' fields, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,26 @@ class Percentiles:
     p999: float = 0.0
     max: float = 0.0
     count: int = 0  # samples behind these figures (0: no figures yet)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientPhases:
+    """Where a request's client-side latency went, as `hey` splits it, per request; the
+    five add up to the request's latency (from its intended send time) to the microsecond.
+
+    wait: intended send time -> the request starts on a connection (open loop: waiting
+          for a free connection; closed loop: 0);
+    connect: the TCP connect (0 on a reused keep-alive connection);
+    ttfb: request written -> first byte of the response;
+    read: first byte -> last byte of the response;
+    resume: last byte -> the generator's loop notes the request done (its own delay: near
+          0 unless the generator is the bottleneck)."""
+
+    wait: Percentiles = Percentiles()
+    connect: Percentiles = Percentiles()
+    ttfb: Percentiles = Percentiles()
+    read: Percentiles = Percentiles()
+    resume: Percentiles = Percentiles()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +71,23 @@ class LoadStats:
     oldest_wait_ms: float | None = None  # age of the oldest request in flight (None: none)
     # connects that took about 1 s, 2 s, ... (SYN retransmits after accept-queue overflow)
     connect_seconds: tuple[int, ...] = ()
+    # the generator watching itself (issue 16, selfwatch.py): over the last second; None
+    # when not measured (too early, unreadable, or a recording made before)
+    generator_cpu: float | None = None  # share of one core its process used
+    generator_busy: float | None = None  # its event loop on a CPU or waiting for one
+    schedule_lag: float | None = None  # open loop: share of the due sends not sent
+    generator_cpu_s: float | None = None  # CPU seconds of its process since the run began
+    # "load generator is the bottleneck: ..." (the figures describe the client), or "send
+    # schedule lags: ..." (open loop held back by busy connections); '' = neither
+    bottleneck: str = ""
+    bottleneck_share: float | None = None  # share of the run's readings that raised it
+    # per-request client phases (wait + connect + ttfb + read + resume = latency_ms)
+    phases: ClientPhases | None = None
+
+    @property
+    def generator_bound(self) -> bool:
+        """The generator, not the server, limited the run (see `bottleneck`)."""
+        return self.bottleneck.startswith("load generator is the bottleneck")
 
     @property
     def error_count(self) -> int:

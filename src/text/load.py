@@ -35,6 +35,8 @@ def live_figures(s: LoadStats) -> str:
         text += f"  [red]errors {errs}[/]"
     if s.backlog:
         text += f"  backlog {s.backlog}"
+    if s.bottleneck:
+        text += f"  [{'bold red' if s.generator_bound else 'yellow'}]{s.bottleneck}[/]"
     return text
 
 
@@ -52,11 +54,21 @@ def load_summary(console: Console, r: LoadResult) -> None:
         # completed plus the requests still waiting when the run was cut, at their age then
         rows.append(("+ waiting", r.latency_all))
     rows.append(("Connect", r.connect))
+    # each request's latency split as hey does (stats.ClientPhases): per request the five
+    # add up to its latency; the means add up too, the percentiles need not
+    labels = ("  wait", "  connect", "  ttfb", "  read", "  gen delay")
+    rows += list(zip(labels, r.phases, strict=True)) if r.phases else []
     for name, h in rows:
         p = h.percentiles()
         values = (p.p50, p.p90, p.p99, p.p999, p.max, h.mean_ms)
         t.add_row(name, *(ms_wrk(v) if h.count else "-" for v in values), str(h.count))
     console.print(t)
+    if r.phases:
+        console.print(
+            "  [dim]phases of each request: wait for a connection + connect (0 when reused) + "
+            "time to first byte + read + the generator's delay = its latency[/]",
+            soft_wrap=True,
+        )
     slow = r.connect.by_second()
     if slow:
         console.print(
@@ -82,6 +94,18 @@ def load_summary(console: Console, r: LoadResult) -> None:
     console.print(f"  Status: {status}")
     errs = ", ".join(f"{k} {s.errors[k]}" for k in ERROR_KINDS if s.errors.get(k))
     console.print(f"  Errors: {errs}" if errs else "  Errors: none")
+    if s.bottleneck:
+        share = f" in {s.bottleneck_share:.0%} of its readings" if s.bottleneck_share else ""
+        if s.generator_bound:
+            cpu = (
+                f"; its CPU {s.generator_cpu_s * 1e6 / s.requests:.1f} us per request"
+                if s.generator_cpu_s is not None and s.requests
+                else ""
+            )
+            line = f"[bold red]{s.bottleneck}{share}{cpu}: the figures describe the client[/]"
+        else:
+            line = f"[yellow]{s.bottleneck}{share}[/]"
+        console.print("  " + line, soft_wrap=True)
     if r.error:
         console.print(f"  [red]{r.error}[/]")
     console.print(f"Requests/sec: {r.rps:10.2f}")

@@ -9,22 +9,32 @@ where a local server's client is plainly stuck (and where SYN retransmits begin)
 When handshakes were dropped (a full accept queue), a `connects` line counts the connects
 that took about 1 s, 2 s, 3 s ...: the clusters SYN retransmits make (1 s, 3 s, 7 s with
 exponential backoff; every second for the first five with Linux 6.7+'s default
-net.ipv4.tcp_syn_linear_timeouts = 4, as measured here: 1.00, 2.04, 3.06, 4.08 s)."""
+net.ipv4.tcp_syn_linear_timeouts = 4, as measured here: 1.00, 2.04, 3.06, 4.08 s).
+The two `phases p99` lines split a request's client-side time as `hey` does (loadgen/stats.py
+ClientPhases): wait for a free connection, connect, time to first byte, read, and `gen`,
+the generator's own delay in noting a response (near 0 unless it is the bottleneck); the
+phases of one request add up to its latency, their p99s need not. When the generator is
+the bottleneck (loadgen/selfwatch.py: its process near a full core, or its open-loop
+schedule lagging), red lines say so: the figures then describe the client; an open loop
+held back by busy connections is said in yellow (the server's doing, not the client's)."""
 
 from __future__ import annotations
+
+import textwrap
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
 from lab.units import WAIT_ALARM_MS, ms, num
-from loadgen.stats import ERROR_KINDS, LoadStats
+from loadgen.stats import ERROR_KINDS, ClientPhases, LoadStats
 
 from .drawing import spark
 from .frame import Frame
 from .quiet_static import QuietStatic, line_count
 
 SPARK_SECONDS = 60
+PANEL_WIDTH = 44  # columns inside the panel's border and padding (#right is 48 wide)
 
 
 class ClientPanel(Vertical):
@@ -92,11 +102,35 @@ def _body(client: LoadStats) -> Text:
             if count:
                 text.append(f"{second + 1}s", style="dim")
                 text.append(f"\u00d7{num(count)} ", style="bold red")
+    if client.phases is not None and client.phases.ttfb.count:
+        text.append("\nphases p99 ", style="dim")
+        text.append_text(_phases(client.phases))
     text.append("\nwaiting ", style="dim")
     text.append_text(_waiting(client.in_flight, client.oldest_wait_ms, client.backlog))
     text.append("\nerrors ", style="dim")
     text.append_text(_errors(client.errors))
+    if client.bottleneck:
+        style = "bold red" if client.generator_bound else "yellow"
+        for line in textwrap.wrap(client.bottleneck, PANEL_WIDTH):  # a sentence: wrapped
+            text.append("\n" + line, style=style)
     return text
+
+
+def _phases(ph: ClientPhases) -> Text:
+    """Two lines (the panel is 44 columns wide, 30 at 80 columns):
+    `wait 0  conn 0  ttfb 7.47 ms` / `read 0  gen 0.27 ms`: p99 of each phase."""
+    t = Text()
+    rows = (
+        (("wait", ph.wait), ("conn", ph.connect), ("ttfb", ph.ttfb)),
+        (("read", ph.read), ("gen", ph.resume)),
+    )
+    for r, row in enumerate(rows):
+        if r:
+            t.append("\n           ")
+        for k, (label, p) in enumerate(row):
+            t.append(("  " if k else "") + f"{label} ", style="dim")
+            t.append("0" if p.p99 == 0 else ms(p.p99), style=_slow(p.p99))
+    return t
 
 
 def _errors(errors: dict[str, int]) -> Text:
