@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from lab.aggregate import SummaryBuilder
 from lab.headless import run_headless
 from lab.session import Session
 from loadgen.levels import PRESETS, LoadError
+from plumbing.loghist import merge
 from plumbing.process import pid_alive
 from servers.config import ServerConfig
 from telemetry import synthetic
@@ -95,6 +97,46 @@ def test_summary_counts_a_worker_first_seen_mid_run_from_zero() -> None:
     b.add(_snap(0.25, [12, 7], workers=2))  # slot 1 spawned during the run
     s = b.finish(None, duration_s=0.25)
     assert [w.accepts for w in s.workers] == [2, 7]
+
+
+def test_summary_phases_are_the_run_s_last_cumulative_minus_the_baseline() -> None:
+    b = SummaryBuilder("prefork", "prefork", PRESETS["burst"])
+    # baseline: 10 connections per worker that waited 1 ms, before the load
+    b.add(_snap(0.0, [0], queue_ms=1.0, server_ms=0.1, service_ms=2.0, phase_n=[10]))
+    # during the run: 30 more per worker, waiting 4.2 s (4 workers: 120)
+    base = synthetic.hist(1.0, 10)
+    more = synthetic.hist(4200.0, 30)
+    snap = _snap(1.0, [0], queue_ms=1.0, server_ms=0.1, service_ms=2.0, phase_n=[40])
+    grown = tuple(
+        dataclasses.replace(w, phases=dataclasses.replace(w.phases, queue=base.plus(more)))
+        for w in snap.workers
+        if w.phases is not None
+    )
+    overall = dataclasses.replace(snap.phases, queue=merge([w.phases.queue for w in grown]))
+    b.add(dataclasses.replace(snap, workers=grown, phases=overall))
+    s = b.finish(None, duration_s=1.0)
+    d = s.to_json_dict()
+    assert d["queue_wait_ms"]["count"] == 120
+    assert d["queue_wait_ms"]["p50"] == pytest.approx(4200.0, rel=0.0625)
+    assert d["queue_wait_ms"]["p99"] == pytest.approx(4200.0, rel=0.0625)
+    assert d["queue_wait_ms"]["max"] <= 4200.0 * 1.0625
+    assert d["service_ms"]["count"] == 120 and d["service_ms"]["p90"] == pytest.approx(2.0, 0.07)
+    assert set(d["server_wait_ms"]) == {"p50", "p90", "p99", "max", "count"}
+    json.dumps(d)
+
+
+def test_unmeasured_phases_are_null_in_the_json_not_zero() -> None:
+    b = SummaryBuilder("many_accepts", "many_accepts", PRESETS["burst"])
+    b.add(_snap(0.0, [0]))
+    b.add(_snap(0.25, [3]))
+    d = b.finish(None, duration_s=0.25).to_json_dict()
+    assert d["queue_wait_ms"] is None and d["server_wait_ms"] is None and d["service_ms"] is None
+    # attach with eBPF: queue wait alone
+    b = SummaryBuilder("nginx", "nginx", PRESETS["burst"])
+    b.add(_snap(0.0, [0], queue_ms=3.0, worker_phases=False))
+    b.add(_snap(0.25, [0], queue_ms=3.0, worker_phases=False, phase_n=[5]))
+    d = b.finish(None, duration_s=0.25).to_json_dict()
+    assert d["queue_wait_ms"]["count"] == 20 and d["server_wait_ms"] is None
 
 
 # -- real runs ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from rich.text import Text
 
 from lab.summary import RunSummary
 from lab.units import ms_short, opt, pct
+from telemetry.analysis import dur
 
 
 def table(summaries: Sequence[RunSummary]) -> Table:
@@ -25,6 +26,7 @@ def table(summaries: Sequence[RunSummary]) -> Table:
         "CPU Jain",
         "queue",
         "ovf*",
+        "p99 q/srv/svc",
         "diagnoses seen",
     )
     for c in cols:
@@ -45,10 +47,24 @@ def table(summaries: Sequence[RunSummary]) -> Table:
             opt(s.cpu_jain, "{:.2f}"),
             str(s.max_queue),
             Text(str(s.overflows), style="red" if s.overflows else ""),
+            phase_p99s(s),
             ", ".join(s.rules_seen()) or "-",
         )
     t.caption = (
         "queue: longest accept queue; top: top share of accepts; * ListenOverflows over the "
-        "run, namespace-wide (every socket adds to it)"
+        "run, namespace-wide (every socket adds to it); p99 q/srv/svc: the run's queue wait, "
+        "in-server wait and service time at p99 (? unknown)"
     )
     return t
+
+
+def phase_p99s(s: RunSummary) -> str:
+    """ "4.2s/80µs/1.5ms": the run's three phases at p99; "-" when none was measured, "?"
+    for one unknown among measured ones."""
+    phases = [h for _, h in s.phases()]
+    if all(h is None for h in phases):
+        return "-"
+    return "/".join(
+        "?" if h is None else dur(h.quantile_ms(0.99), space=False) if h.count else "-"
+        for h in phases
+    )
