@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -341,3 +342,25 @@ def test_prefork_starvation_shows_the_waiting_clients_in_runs_json(tmp_path: Pat
     assert data["latency_incl_waiting_ms"]["p99"] >= 2000  # the waiting are no 1% minority
     assert "still waiting when the run was cut" in p.stdout, p.stdout
     assert "+ waiting" in p.stdout
+
+
+def test_the_text_summary_shows_the_run_s_phases_or_says_they_were_not_measured() -> None:
+    from rich.console import Console
+
+    from lab.summary import RunSummary
+    from text.summary import render_summary
+
+    def rendered(s: RunSummary) -> str:
+        console = Console(record=True, width=140)
+        render_summary(console, s)
+        return console.export_text()
+
+    s = RunSummary(model="prefork", model_detail="prefork", level=PRESETS["burst"])
+    s.queue_wait = synthetic.hist(1.0, 10).plus(synthetic.hist(4200.0, 200))
+    s.server_wait, s.service = None, synthetic.hist(0.3, 210)
+    out = rendered(s)
+    assert "queue wait" in out and "p99 4.2 s" in out and "over 210 connections" in out
+    assert re.search(r"in-server wait +unknown \(not measured\)", out)
+    assert "service" in out and "p50 300 µs" in out
+    blank = rendered(RunSummary(model="nginx", model_detail="nginx", level=PRESETS["burst"]))
+    assert re.search(r"request phases +not measured for this server", blank)
