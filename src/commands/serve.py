@@ -28,6 +28,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     s.add_argument("model", nargs="?", help="model name (see --list)")
     s.add_argument("--list", action="store_true", help="list the models and exit")
+    s.add_argument(
+        "--no-phases",
+        dest="phases",
+        action="store_false",
+        help="do not time request phases (queue wait, in-server wait, service) into the "
+        "scoreboard: for measuring what that accounting costs",
+    )
     add_model_args(s)
     return s
 

@@ -4,6 +4,18 @@
 A connection is an `asyncio.Protocol` over the shared HTTP layer; waiting for I/O is a
 timer, so one loop holds thousands of connections. Timeouts are swept twice a second
 instead of a timer per request, which keeps the hot path to a clock read.
+
+Request phases (issue 16, when the slot records them): a connection brings its queue wait
+and `since_ns` from whoever accepted it (this loop, a cluster master, the goroutines
+acceptor: see acceptor.Acceptor), recorded in this loop's slot when it is made. A
+request's in-server wait runs from `had` (that `since_ns`, when the bytes were there at
+accept, so a hand-off and a busy loop count; else the data_received() that brought them;
+for a pipelined request, the last read) to the handler starting; its service from there
+to transport.write() returning. Not seen: the time a keep-alive request's bytes spend in
+the socket buffer before the loop reads them (a loop busy with other connections reads
+late). Seeing it would take a recvmsg() with a timestamp per read instead of asyncio's
+recv(), ~1.5 us more per request and a transport of our own; the queue wait of new
+connections and a busy loop's in-server wait of handed-off ones already show a busy loop.
 """
 
 from __future__ import annotations
@@ -12,8 +24,10 @@ import asyncio
 import select
 import selectors
 import socket
+import struct
 import time
 from collections.abc import Callable
+from functools import partial
 
 from . import app, guard
 from .acceptor import Acceptor
@@ -23,6 +37,8 @@ from .scoreboard import SlotWriter, State
 
 SWEEP_INTERVAL = 0.5
 READ_AHEAD = 64 * 1024  # bytes buffered past a request being served before reading pauses
+# what a cluster master sends with each fd: its Acceptor's since_ns and queue_us (issue 16)
+HANDOFF = struct.Struct("=qq")
 
 
 class ExclusiveEpollSelector(selectors.EpollSelector):
@@ -59,8 +75,8 @@ class AsyncWorker:
         self.conns: set[HttpProtocol] = set()
         loop.call_later(SWEEP_INTERVAL, self._sweep)
 
-    def protocol(self) -> HttpProtocol:
-        return HttpProtocol(self)
+    def protocol(self, since_ns: int = 0, queue_us: int = -1) -> HttpProtocol:
+        return HttpProtocol(self, since_ns, queue_us)
 
     def settle(self) -> None:
         self.w.state(State.KEEPALIVE if self.conns else State.WAITING)
@@ -85,9 +101,13 @@ class HttpProtocol(asyncio.Protocol):
         "conn",
         "deadline",
         "eof",
+        "had",
         "paused",
         "progress",
+        "queue_us",
+        "read_ns",
         "scheduled",
+        "start_ns",
         "transport",
         "waiting",
         "worker",
@@ -95,8 +115,13 @@ class HttpProtocol(asyncio.Protocol):
 
     transport: asyncio.Transport
 
-    def __init__(self, worker: AsyncWorker) -> None:
+    def __init__(self, worker: AsyncWorker, since_ns: int = 0, queue_us: int = -1) -> None:
         self.worker = worker
+        # issue 16, monotonic ns (module docstring): when the server had the next request,
+        # the last read, the handler's start; the connection's queue wait (-1: unknown)
+        self.had = since_ns
+        self.read_ns = self.start_ns = 0
+        self.queue_us = queue_us
         self.conn = HttpConnection(worker.limits)
         # self.transport: set by connection_made, before any other callback
         self.waiting = False  # an io_ms wait is in progress; later requests queue behind it
@@ -111,10 +136,14 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport
         self.worker.conns.add(self)
         self.worker.w.accepted()
+        self.worker.w.queued(self.queue_us)
         self.worker.settle()
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
+        if self.worker.w.phases is not None:  # issue 16
+            self.read_ns = time.monotonic_ns()
+            self.had = self.had or self.read_ns
         if conn.idle:
             self.deadline = time.monotonic() + self.worker.limits.request_timeout
         conn.feed(data)
@@ -157,6 +186,8 @@ class HttpProtocol(asyncio.Protocol):
                 w.served(len(out))
                 break
             w.state(State.WORKING)
+            if w.phases is not None:
+                self.start_ns = time.monotonic_ns()
             reply = app.handle(ev)
             if reply.io_ms:
                 self.waiting = True
@@ -187,7 +218,11 @@ class HttpProtocol(asyncio.Protocol):
     def _send(self, req: Request, reply: app.Reply) -> None:
         out = self.conn.response(req, reply.status, reply.body, reply.content_type)
         self.transport.write(out)
-        self.worker.w.served(len(out))
+        w = self.worker.w
+        w.served(len(out))
+        if w.phases is not None:  # issue 16
+            w.request(self.had, self.start_ns, time.monotonic_ns())
+            self.had = self.read_ns if self.conn.buffered else 0
 
     def _finish(self, req: Request, reply: app.Reply) -> None:
         self.waiting = False
@@ -318,7 +353,7 @@ def serve_listener(
             conn = acceptor.accept()
             if conn is None:
                 return
-            adopt(loop, conn, worker.protocol)
+            adopt(loop, conn, worker.protocol, acceptor.since_ns, acceptor.queue_us)
 
     loop.add_reader(fd, on_accept)
     w.state(State.WAITING)
@@ -337,7 +372,7 @@ def serve_handed(ctx: RootContext, slot: int, channel: socket.socket) -> None:
 
     def on_fds() -> None:
         try:
-            msg, fds, _flags, _addr = socket.recv_fds(channel, 256, 256)
+            msg, fds, _flags, _addr = socket.recv_fds(channel, 256 * HANDOFF.size, 256)
         except BlockingIOError:
             return
         except OSError as e:
@@ -346,13 +381,17 @@ def serve_handed(ctx: RootContext, slot: int, channel: socket.socket) -> None:
         if not msg and not fds:  # the master is gone
             loop.stop()
             return
-        if len(msg) > len(fds):
-            # one byte per fd sent; the kernel drops the fds it cannot install (EMFILE):
+        sent = -(-len(msg) // HANDOFF.size)
+        if sent > len(fds):
+            # one record per fd sent; the kernel drops the fds it cannot install (EMFILE):
             # those connections are lost, so count them where the master counts its own
-            header.handoff_failures += len(msg) - len(fds)
-            lost.hit(f"{len(msg) - len(fds)} connections lost in hand-off (no free fd)")
-        for fd in fds:
-            adopt(loop, socket.socket(fileno=fd), worker.protocol)
+            header.handoff_failures += sent - len(fds)
+            lost.hit(f"{sent - len(fds)} connections lost in hand-off (no free fd)")
+        for i, fd in enumerate(fds):
+            since_ns, queue_us = (0, -1)
+            if len(msg) >= (i + 1) * HANDOFF.size:  # the master's Acceptor figures
+                since_ns, queue_us = HANDOFF.unpack_from(msg, i * HANDOFF.size)
+            adopt(loop, socket.socket(fileno=fd), worker.protocol, since_ns, queue_us)
 
     loop.add_reader(channel.fileno(), on_fds)
     w.state(State.WAITING)
@@ -360,8 +399,13 @@ def serve_handed(ctx: RootContext, slot: int, channel: socket.socket) -> None:
 
 
 def adopt(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], HttpProtocol]
+    loop: asyncio.AbstractEventLoop,
+    sock: socket.socket,
+    factory: Callable[[int, int], HttpProtocol],
+    since_ns: int = 0,
+    queue_us: int = -1,
 ) -> None:
-    """Serve an already-accepted socket on `loop` (must be called from the loop's thread)."""
+    """Serve an already-accepted socket on `loop` (must be called from the loop's thread),
+    with its Acceptor's `since_ns` and `queue_us` (issue 16)."""
     sock.setblocking(False)
-    loop.create_task(loop.connect_accepted_socket(factory, sock))
+    loop.create_task(loop.connect_accepted_socket(partial(factory, since_ns, queue_us), sock))

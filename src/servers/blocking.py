@@ -3,6 +3,14 @@
 keep-alive wait included, as Apache's prefork child or worker thread does; or, for the
 threads of `event`, until the connection is idle between requests, when it is handed back
 to be parked instead of waited for.
+
+Request phases (issue 16, when the slot records them): a request's in-server wait runs
+from `had` (the accept, when its bytes were already there, or the listener seeing a parked
+connection readable: the caller's `since_ns`; else the read that brought its bytes) to the
+handler's start, its service from there to sendall() returning. A worker here blocks in
+recv() while it waits for a request, so it reads the bytes as they arrive; time they spend
+in the socket buffer while the worker is busy can only be earlier pipelined requests,
+which are counted (a pipelined request's wait starts at the last read).
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ def accept_loop(
         conn = acceptor.accept()
         if conn is not None:
             w.accepted()
-            serve_connection(conn, w, limits)
+            w.queued(acceptor.queue_us)  # issue 16
+            serve_connection(conn, w, limits, since_ns=acceptor.since_ns)
 
 
 def serve_connection(
@@ -47,6 +56,7 @@ def serve_connection(
     conn: HttpConnection | None = None,
     *,
     park: bool = False,
+    since_ns: int = 0,
 ) -> HttpConnection | None:
     """Serve one connection to its end: requests in order, keep-alive, timeouts, errors.
 
@@ -54,6 +64,7 @@ def serve_connection(
     instead as soon as the connection is idle between requests after a reply (keep-alive
     wait): the caller keeps `sock` open, parks it, and once it is readable passes it back
     here with the returned `conn`. Either way this slot stops counting it as open.
+    `since_ns`: when the server had the first request's bytes (module docstring), 0 unknown.
     """
     # kept in one piece (over 60 lines): its try/except/finally is what closes the socket and
     # settles the slot's open count on every path out (a bug, a reset, a park)
@@ -62,6 +73,8 @@ def serve_connection(
     parked = False
     replied = False
     deadline = time.monotonic() + limits.request_timeout
+    timed = w.phases is not None  # issue 16: had/read_ns, monotonic ns (module docstring)
+    had, read_ns = since_ns, 0
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
@@ -75,13 +88,21 @@ def serve_connection(
                 fed = _receive(sock, conn, w, limits, deadline)
                 if fed is None:
                     return None
+                if timed:
+                    read_ns = time.monotonic_ns()
+                    had = had or read_ns
                 deadline = fed
                 continue
+            start_ns = time.monotonic_ns() if timed else 0
             out = _answer(conn, ev, w)
             w.state(State.WRITING)
             sock.settimeout(limits.request_timeout)
             sock.sendall(out)
             w.served(len(out))
+            if timed:
+                if isinstance(ev, Request):
+                    w.request(had, start_ns, time.monotonic_ns())
+                had = read_ns if conn.buffered else 0  # a pipelined one: since the last read
             replied = True
             if conn.must_close:
                 return None

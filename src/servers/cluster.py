@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from . import guard
 from .acceptor import Acceptor
-from .aio import serve_handed
+from .aio import HANDOFF, serve_handed
 from .arbiter import Arbiter
 from .models import ModelSpec
 from .root import RootContext
@@ -71,12 +71,14 @@ def run(ctx: RootContext) -> int:
             if conn is None:  # none queued, or accept() failed: the connection stays queued
                 return
             with conn:
+                # the connection's timestamps travel with it (issue 16)
+                record = HANDOFF.pack(acceptor.since_ns, acceptor.queue_us)
                 live = sorted(arbiter.slot_pids())
                 for _ in range(len(live)):
                     slot = live[turn % len(live)]
                     turn += 1
                     try:
-                        socket.send_fds(channels[slot], [b"c"], [conn.fileno()])
+                        socket.send_fds(channels[slot], [record], [conn.fileno()])
                         header.dispatches += 1
                         break
                     except (BlockingIOError, BrokenPipeError, ConnectionResetError, KeyError):

@@ -41,6 +41,9 @@ class ServerConfig:
     max_workers: int | None = None  # MaxRequestWorkers
     threads_per_child: int | None = None  # ThreadsPerChild
     async_factor: float | None = None  # AsyncRequestWorkerFactor
+    # issue 16: workers time each request's phases into their scoreboard slot (queue wait,
+    # in-server wait, service); `serve --no-phases` turns it off (for bench/bench_phases.py)
+    phases: bool = True
 
     @property
     def limits(self) -> Limits:
@@ -63,6 +66,7 @@ class ServerConfig:
             keepalive_timeout=self.keepalive_timeout,
             timeout=self.timeout,
             max_cpu_ms=self.max_cpu_ms,
+            phases=self.phases,
         )
 
     def with_(self, **changes: Any) -> ServerConfig:

@@ -47,7 +47,12 @@ from .worker import Knobs as WorkerKnobs
 
 ASYNC_FACTOR = 2.0  # Apache's AsyncRequestWorkerFactor
 
-Job = tuple[socket.socket, HttpConnection | None]  # a connection, and its state if resumed
+# a connection, its state if resumed, and (issue 16) since_ns: when the server had its
+# request's bytes (the accept, or the listener seeing a parked connection readable), and
+# queue_us: a new connection's queue wait (-1: none to record). The thread that serves it
+# records them, so every phase lands in its slot.
+Job = tuple[socket.socket, HttpConnection | None, int, int]
+Done = tuple[socket.socket, HttpConnection | None]  # given back: closed (None), or parked
 
 
 @dataclass(frozen=True)
@@ -109,13 +114,14 @@ class Listener:
             nprocs * nthreads + child, kind=Kind.THREAD, group=child, listener=0, role=Role.LISTENER
         )
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
-        self.done: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[Done] = queue.SimpleQueue()
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.listener = ctx.listener
         self.listener.setblocking(False)  # every event child polls it; accept() must not block
         self.acceptor = Acceptor(self.listener, "event")
+        self.timed = self.slot.phases is not None
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.wake_r, selectors.EVENT_READ, _WAKE)
         self.parked: dict[socket.socket, tuple[float, HttpConnection]] = {}  # deadline order
@@ -171,7 +177,7 @@ class Listener:
                 break
             self.slot.accepted()
             self.conns += 1
-            self.dispatch((sock, None))
+            self.dispatch((sock, None, self.acceptor.since_ns, self.acceptor.queue_us))
 
     def given_back(self) -> None:
         """Threads reported back: each is idle again, its connection closed or parked."""
@@ -194,7 +200,7 @@ class Listener:
         """A parked connection is readable (its next request, or EOF): queue it for a thread."""
         self.sel.unregister(sock)
         del self.parked[sock]
-        self.ready.append((sock, conn))
+        self.ready.append((sock, conn, time.monotonic_ns() if self.timed else 0, -1))
 
     def expire(self, now: float) -> None:
         """KeepAliveTimeout of the parked connections, oldest first."""
@@ -220,9 +226,13 @@ class Listener:
             while True:
                 w.state(State.WAITING)
                 sock = None
-                sock, conn = self.jobs.get()
+                sock, conn, since_ns, queue_us = self.jobs.get()
                 w.took()
-                kept = serve_connection(sock, w, self.ctx.limits, conn, park=True)  # None: closed
+                w.queued(queue_us)
+                # None: closed
+                kept = serve_connection(
+                    sock, w, self.ctx.limits, conn, park=True, since_ns=since_ns
+                )
                 w.state(State.WAITING)
                 self.done.put((sock, kept))
                 sock = None

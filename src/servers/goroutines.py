@@ -49,8 +49,8 @@ class Loop(AsyncWorker):
         super().__init__(loop, w, limits)
         self.finished = 0
 
-    def protocol(self) -> HttpProtocol:
-        return Goroutine(self)
+    def protocol(self, since_ns: int = 0, queue_us: int = -1) -> HttpProtocol:
+        return Goroutine(self, since_ns, queue_us)
 
 
 class Goroutine(HttpProtocol):
@@ -98,4 +98,6 @@ def run(ctx: RootContext) -> int:
         dispatched[k] += 1
         board.header.dispatches += 1
         target = loops[k]
-        target.loop.call_soon_threadsafe(adopt, target.loop, sock, target.protocol)
+        target.loop.call_soon_threadsafe(
+            adopt, target.loop, sock, target.protocol, acceptor.since_ns, acceptor.queue_us
+        )

@@ -40,6 +40,7 @@ COMMON_KNOBS = frozenset(
         "port",
         "backlog",
         "keepalive_timeout",
+        "phases",  # issue 16: every model times its requests' phases (serve --no-phases)
         "max_keepalive_requests",
         "timeout",
         "max_cpu_ms",

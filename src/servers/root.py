@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from plumbing.process import die_with_parent, raise_nofile_limit
 
-from . import app, models
+from . import acceptor, app, models
 from .config import ServerConfig
 from .http import Limits
 from .scoreboard import Scoreboard
@@ -72,6 +72,10 @@ def main() -> int:
         sock.setblocking(True)
     board.set_model(config.model, os.getpid())
     board.header.gil = 1 if gil_enabled() else 0
+    if config.phases:  # before any worker claims its slot (claim reads it)
+        board.header.phases = 1
+        for sock in listeners:
+            acceptor.stamp_arrivals(sock)
     try:
         module = models.load(config.model)
         return int(module.run(RootContext(config, board, listeners)) or 0)

@@ -5,6 +5,14 @@ root process, which maps it before forking; so every worker writes its own slot 
 (no lock: one writer per slot, aligned 64-bit stores) and the supervisor reads all of them
 without any IPC. The model area holds what only the master writes (spawns, deaths,
 dispatches). Readers get plain frozen dataclasses.
+
+Request phases (issue 16): after the slots, each slot owns a phase area of three
+histograms (queue wait, in-server wait, service; see telemetry.snapshot.Phases), each
+count, sum_us, max_us and plumbing.loghist's NBUCKETS bucket counts as uint64: 4,872
+bytes a slot, 5 MB for 1,024 slots (memfd pages are only backed once written). The
+worker writes them through a memoryview cast over the mmap (`SlotWriter.record`: an
+index, four integer stores, no allocation); the reader reads the three counts of a slot
+(`phase_counts`) and its histograms (`phases`) only when a count moved.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ import time
 from dataclasses import dataclass
 from enum import IntEnum
 
+from plumbing.loghist import NBUCKETS, LogHist, index_of
+
 MAGIC = 0x53435350  # "SCSP"
-VERSION = 2  # 2: slots carry a role
+VERSION = 3  # 2: slots carry a role; 3: and a phase area (issue 16)
 DEFAULT_SLOTS = 1024
 
 
@@ -123,10 +133,18 @@ class _Header(ctypes.Structure):
         # stalled, or the worker had no free fd and the kernel dropped it); written by the
         # master and by cluster workers (so a concurrent increment may be lost: a floor)
         ("handoff_failures", ctypes.c_uint64),
+        ("phases", ctypes.c_int32),  # 1: workers record request phases (ServerConfig.phases)
     ]
 
 
 _HEADER_SIZE = (ctypes.sizeof(_Header) + 63) // 64 * 64
+
+# the phase area: per slot, PHASES histograms of HIST_WORDS uint64 each
+QUEUE, SERVER, SERVICE = 0, 1, 2
+PHASES = 3
+HIST_WORDS = 3 + NBUCKETS  # count, sum_us, max_us, buckets
+SLOT_PHASE_WORDS = PHASES * HIST_WORDS
+_SLOT_PHASE_BYTES = SLOT_PHASE_WORDS * 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +214,7 @@ class Scoreboard:
     def __init__(self, fd: int, *, create: bool = False, nslots: int = DEFAULT_SLOTS) -> None:
         self.fd = fd
         if create:
-            size = _HEADER_SIZE + nslots * ctypes.sizeof(_Slot)
+            size = _HEADER_SIZE + nslots * (ctypes.sizeof(_Slot) + _SLOT_PHASE_BYTES)
             os.ftruncate(fd, size)
         else:
             size = os.fstat(fd).st_size
@@ -210,6 +228,8 @@ class Scoreboard:
             raise ValueError("not a serverscope scoreboard (or another version)")
         self.nslots = self.header.nslots
         self._slots = (_Slot * self.nslots).from_buffer(self._mm, _HEADER_SIZE)
+        self._phase_at = _HEADER_SIZE + self.nslots * ctypes.sizeof(_Slot)  # 8-aligned
+        self._words = memoryview(self._mm)[self._phase_at :].cast("Q")
 
     @classmethod
     def create(cls, nslots: int = DEFAULT_SLOTS) -> Scoreboard:
@@ -240,6 +260,8 @@ class Scoreboard:
         s.group = group
         s.listener = listener
         s.role = role
+        base = index * SLOT_PHASE_WORDS  # cumulative since this worker started
+        self._words[base : base + SLOT_PHASE_WORDS] = _ZERO_PHASES
         s.generation += 1
         s.accepted = 0
         s.open = 0
@@ -250,7 +272,8 @@ class Scoreboard:
         s.state = State.STARTING
         if index + 1 > self.header.high_water:
             self.header.high_water = index + 1
-        return SlotWriter(s)
+        words = self._words[base : base + SLOT_PHASE_WORDS] if self.header.phases else None
+        return SlotWriter(s, words)
 
     def reserve(self, index: int) -> None:
         """Mark a slot as starting before its worker runs (so readers see it at once)."""
@@ -322,7 +345,32 @@ class Scoreboard:
         )
         return ScoreboardSnapshot(time.monotonic(), self.read_model(), slots)
 
+    @property
+    def phases_on(self) -> bool:
+        return bool(self.header.phases)
+
+    def phase_counts(self, index: int) -> tuple[int, int, int]:
+        """How many values slot `index` recorded per phase (queue, server, service)."""
+        w, base = self._words, index * SLOT_PHASE_WORDS
+        return (w[base], w[base + HIST_WORDS], w[base + 2 * HIST_WORDS])
+
+    def phases(self, index: int) -> tuple[LogHist, LogHist, LogHist]:
+        """Slot `index`'s three histograms (queue, server, service), cumulative. A worker
+        may be writing meanwhile: the count comes from the buckets, so it is consistent
+        with them; sum and max may be one value ahead or behind."""
+        base = index * SLOT_PHASE_WORDS
+        raw = self._words[base : base + SLOT_PHASE_WORDS].tolist()
+        out = []
+        for p in range(PHASES):
+            o = p * HIST_WORDS
+            out.append(LogHist.from_counts(raw[o + 3 : o + HIST_WORDS], raw[o + 1], raw[o + 2]))
+        return out[0], out[1], out[2]
+
     def close(self) -> None:
+        try:
+            self._words.release()
+        except BufferError:
+            pass  # a SlotWriter still holds its slice: the mmap goes with the process
         del self._slots
         del self.header
         try:
@@ -332,13 +380,48 @@ class Scoreboard:
         os.close(self.fd)
 
 
+_ZERO_PHASES = memoryview(bytes(_SLOT_PHASE_BYTES)).cast("Q")
+
+
 class SlotWriter:
-    """What a worker uses to keep its own slot up to date (no locks: it is the only writer)."""
+    """What a worker uses to keep its own slot up to date (no locks: it is the only writer).
 
-    __slots__ = ("s",)
+    `phases` is the slot's phase area (a memoryview of uint64), None when the server runs
+    with the accounting off (`serve --no-phases`): callers test it before reading clocks.
+    """
 
-    def __init__(self, slot: _Slot) -> None:
+    __slots__ = ("phases", "s")
+
+    def __init__(self, slot: _Slot, phases: memoryview | None = None) -> None:
         self.s = slot
+        self.phases = phases
+
+    def record(self, phase: int, us: int) -> None:
+        """One value (microseconds) into histogram `phase` (QUEUE, SERVER or SERVICE).
+        The bucket is written before the count, so a reader never sees a count that its
+        buckets lack. About 0.3 us; see bench/bench_phases.py."""
+        m = self.phases
+        if m is None:
+            return
+        if us < 0:
+            us = 0
+        base = phase * HIST_WORDS
+        m[base + 3 + index_of(us)] += 1
+        m[base] += 1
+        m[base + 1] += us
+        if us > m[base + 2]:
+            m[base + 2] = us
+
+    def queued(self, us: int) -> None:
+        """A connection's accept-queue wait (`Acceptor.queue_us`; -1, unknown, is left out)."""
+        if us >= 0:
+            self.record(QUEUE, us)
+
+    def request(self, had_ns: int, start_ns: int, end_ns: int) -> None:
+        """A request's in-server wait (had -> handler start) and service (start -> the
+        response handed to the kernel); times are time.monotonic_ns()."""
+        self.record(SERVER, (start_ns - had_ns) // 1000)
+        self.record(SERVICE, (end_ns - start_ns) // 1000)
 
     def state(self, state: State) -> None:
         s = self.s

@@ -31,6 +31,10 @@ START_SERVERS = 3  # Apache worker's StartServers
 THREAD_DEATH = 1  # the status a thread's death records on the scoreboard (an exception)
 THREADS_PER_CHILD = 25  # Apache's ThreadsPerChild
 
+# a connection the listener hands to a thread: the socket, and its Acceptor.since_ns and
+# queue_us (issue 16), so the thread that serves it records its phases
+Handed = tuple[socket.socket, int, int]
+
 
 @dataclass(frozen=True)
 class Knobs:
@@ -66,7 +70,7 @@ def run(ctx: RootContext) -> int:
     board = ctx.scoreboard
 
     def thread_main(
-        slot: int, child: int, idle: threading.Semaphore, handed: queue.SimpleQueue[socket.socket]
+        slot: int, child: int, idle: threading.Semaphore, handed: queue.SimpleQueue[Handed]
     ) -> None:
         w = board.claim(slot, kind=Kind.THREAD, group=child)
         sock = None
@@ -75,9 +79,10 @@ def run(ctx: RootContext) -> int:
                 w.state(State.WAITING)
                 sock = None
                 idle.release()  # one more idle thread: the listener may accept for it
-                sock = handed.get()
+                sock, since_ns, queue_us = handed.get()
                 w.accepted()
-                serve_connection(sock, w, ctx.limits)
+                w.queued(queue_us)  # issue 16: the listener's measure, in this thread's slot
+                serve_connection(sock, w, ctx.limits, since_ns=since_ns)
         except BaseException as e:  # the thread dies anyway: record it and replace it
             guard.unexpected("worker thread", e)
             if sock is not None:
@@ -92,7 +97,7 @@ def run(ctx: RootContext) -> int:
 
     def child_main(child: int) -> None:
         idle = threading.Semaphore(0)
-        handed: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        handed: queue.SimpleQueue[Handed] = queue.SimpleQueue()
         for k in range(nthreads):
             start_thread(child * nthreads + k, child, idle, handed)
         acceptor = Acceptor(ctx.listener, "worker")
@@ -102,7 +107,7 @@ def run(ctx: RootContext) -> int:
             if sock is None:
                 idle.release()  # that thread is still idle
             else:
-                handed.put(sock)
+                handed.put((sock, acceptor.since_ns, acceptor.queue_us))
 
     arbiter = Arbiter(ctx, child_main, slots_of=lambda i: range(i * nthreads, (i + 1) * nthreads))
     arbiter.start(knobs.workers)

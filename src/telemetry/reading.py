@@ -15,7 +15,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from .snapshot import ListenerSample, ModelInfo, WorkerSample
+from .snapshot import ListenerSample, ModelInfo, Phases, WorkerSample
 
 N = TypeVar("N", int, float)
 
@@ -28,6 +28,7 @@ class Reading:
     master_cpu_seconds: float | None
     workers: list[WorkerSample]  # their interval figures filled in through WorkerDeltas
     listeners: list[ListenerSample]
+    phases: Phases | None = None  # the whole server's request phases (issue 16), cumulative
 
 
 class Counter(Generic[N]):

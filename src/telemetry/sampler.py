@@ -104,6 +104,7 @@ class Sampler:
             host=HostSample(cpu_count=self._ncpu, cpu_percent=host_pct),
             client=self._client(),
             cost_ms=(time.thread_time() - t0) * 1000.0,
+            phases=reading.phases,
         )
         self._seq += 1
         self._prev_time = now

@@ -4,6 +4,9 @@ Worker figures from the shared scoreboard; CPU from /proc/PID/schedstat (per thr
 /proc/PID/task/TID/schedstat for thread workers); the accept queues by TCP_INFO on the
 listening sockets the supervisor holds. Hand-written: no library samples a scoreboard,
 and psutil is too slow for 250 processes at 4 Hz (see procfs.py and bench/bench_sampler.py).
+
+Request phases (issue 16) from each worker slot's phase area (`PhaseReader`): a slot's three
+counts are read every sample, its histograms only when a count moved.
 """
 
 from __future__ import annotations
@@ -11,19 +14,78 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from plumbing.loghist import NBUCKETS, LogHist
 from plumbing.tcpinfo import accept_queue
 from servers import scoreboard
 from servers.scoreboard import State
 
 from . import procfs
 from .reading import Reading, WorkerDeltas
-from .snapshot import Kind, ListenerSample, ModelInfo, Role, WorkerSample, WorkerState
+from .snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
 
 if TYPE_CHECKING:
-    from servers.scoreboard import ModelArea, SlotInfo
+    from servers.scoreboard import ModelArea, Scoreboard, SlotInfo
     from servers.supervisor import Supervisor
 
 _STATES = {st: WorkerState(st.name.lower()) for st in State}
+_WORKER = scoreboard.Role.WORKER
+
+
+class PhaseReader:
+    """Each worker slot's request phases, and the whole server's (issue 16).
+
+    A slot's histograms are read (`Scoreboard.phases`: ~609 words) only when one of its
+    three counts moved since the last reading; else its last Phases is returned as is.
+    The whole server's is kept as running dense sums: a slot re-read moves its old
+    reading out and its new one in; a slot a new worker took keeps its predecessor's
+    counts in (the server's figures are cumulative since it started). So a sample costs
+    three word reads per worker slot, plus the slots that served requests.
+    """
+
+    def __init__(self, board: Scoreboard) -> None:
+        self.board = board
+        # slot -> (generation, counts, phases) of its last reading
+        self._seen: dict[int, tuple[int, tuple[int, int, int], Phases]] = {}
+        self._dense = [[0] * NBUCKETS for _ in range(3)]
+        self._sum = [0, 0, 0]
+        self._max = [0, 0, 0]
+        self._total: Phases | None = None  # None: changed since last built
+
+    def slot(self, s: SlotInfo) -> Phases | None:
+        """Slot `s`'s phases (cumulative since its worker started); None if never claimed."""
+        if not s.generation:
+            return None
+        counts = self.board.phase_counts(s.index)
+        seen = self._seen.get(s.index)
+        if seen is not None and seen[0] == s.generation and seen[1] == counts:
+            return seen[2]
+        if seen is not None and seen[0] == s.generation:
+            self._account(seen[2], -1)  # the same worker's older reading goes out
+        hists = self.board.phases(s.index)
+        phases = Phases(*hists)
+        self._account(phases, 1)
+        self._seen[s.index] = (s.generation, counts, phases)
+        return phases
+
+    def _account(self, phases: Phases, sign: int) -> None:
+        for p, h in enumerate((phases.queue, phases.server, phases.service)):
+            if h is None or not h.count:
+                continue
+            dense = self._dense[p]
+            for i, c in h.buckets:
+                dense[i] += sign * c
+            self._sum[p] += sign * h.sum_us
+            if h.max_us > self._max[p]:
+                self._max[p] = h.max_us
+        self._total = None
+
+    def total(self) -> Phases:
+        """The whole server's: every slot's, its past workers' included."""
+        if self._total is None:
+            self._total = Phases(
+                *(LogHist.from_counts(self._dense[p], self._sum[p], self._max[p]) for p in range(3))
+            )
+        return self._total
 
 
 class SupervisorSource:
@@ -44,6 +106,7 @@ class SupervisorSource:
         self._full: dict[int, procfs.Stat] = {}  # the last refresh's
         self._syn: dict[int, int] = {}
         self._syn_at = -1e9
+        self._phases: PhaseReader | None = None
         self._addr = []
         for s in sup.listeners:
             name = s.getsockname()
@@ -61,7 +124,12 @@ class SupervisorSource:
         self._n += 1
         self._refresh = self._n % self.FULL_STAT_EVERY == 1
         self._stats = {}
-        workers = [self._worker(s, now, deltas) for s in board.slots]
+        phases = None
+        if sup.scoreboard.phases_on:
+            if self._phases is None:
+                self._phases = PhaseReader(sup.scoreboard)
+            phases = self._phases
+        workers = [self._worker(s, now, deltas, phases) for s in board.slots]
         # the root's CPU is all its threads' (stat), read every sample: the master's own
         # share is told from the worker threads living in it (goroutines)
         root = self._stats[root_pid] = self.stat.proc(root_pid)
@@ -69,7 +137,13 @@ class SupervisorSource:
         if self._refresh:
             self.stat.sweep()  # fds of workers gone since the last refresh
             self._full = {pid: st for pid, st in self._stats.items() if st is not None}
-        return Reading(model, root.cpu_seconds if root else None, workers, self._listeners(now))
+        return Reading(
+            model,
+            root.cpu_seconds if root else None,
+            workers,
+            self._listeners(now),
+            phases.total() if phases is not None else None,
+        )
 
     # -- workers ------------------------------------------------------------------------
     def _pstat(self, pid: int) -> procfs.Stat | None:
@@ -88,7 +162,9 @@ class SupervisorSource:
         fresh = st if self._refresh else self.stat.proc(pid)
         return fresh.cpu_seconds if fresh else None
 
-    def _worker(self, s: SlotInfo, now: float, deltas: WorkerDeltas) -> WorkerSample:
+    def _worker(
+        self, s: SlotInfo, now: float, deltas: WorkerDeltas, phases: PhaseReader | None
+    ) -> WorkerSample:
         alive = s.state not in (State.EMPTY, State.DEAD) and s.pid > 0
         thread = s.kind == scoreboard.Kind.THREAD
         cpu = rss = None
@@ -123,6 +199,7 @@ class SupervisorSource:
             bytes_sent_total=s.bytes_sent,
             deaths=s.deaths,
             role=Role[scoreboard.Role(s.role).name],
+            phases=phases.slot(s) if phases is not None and s.role == _WORKER else None,
         )
 
     # -- the model ------------------------------------------------------------------------
