@@ -227,12 +227,17 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     drops = [s.kernel.drops_per_s for s in recent if s.kernel and s.kernel.drops_per_s is not None]
     drop_text = f", {_mean(drops):.0f} SYN drops/s" if drops and _mean(drops) >= 0.5 else ""
     wait = window_phase(last, "queue")
-    if wait is not None:  # the connections accepted in the window: how long they queued
+    measured = last.window_phases is not None and last.window_phases.queue is not None
+    if measured and wait is None:  # queue wait is timed at accept(): none in the window
+        head = (
+            f"starvation: no connection accepted in {_span(win)} while {n}/{n} workers "
+            "hold idle keep-alive connections"
+        )
+    elif wait is not None:  # the connections accepted in the window: how long they queued
         # (the tail first: those a freed worker took were lucky, the rest wait that long)
         head = (
-            f"starvation: new connections wait {_p(wait, 0.99)} in the accept queue "
-            f"(p99; p50 {_p(wait, 0.5)}) while {n}/{n} workers hold idle keep-alive "
-            "connections"
+            f"starvation: new connections wait {_p(wait, 0.99)} (p99) in the accept queue "
+            f"while {n}/{n} workers hold idle keep-alive connections"
         )
     else:
         head = f"starvation: {n}/{n} workers busy"
