@@ -153,11 +153,23 @@ def test_chart_shows_each_model_s_phases_and_says_which_were_not_measured() -> N
     assert widths["prefork: queue wait"] > widths["prefork: service"] > 0
 
 
-def test_compare_table_shows_phase_p99s_or_unknown() -> None:
-    from text.compare import phase_p99s
+def test_compare_prints_the_phases_in_a_table_of_their_own_unknown_where_unmeasured() -> None:
+    from rich.console import Console
 
-    assert (
-        phase_p99s(_with_phases(_summary("prefork", [1]), 4200.0, 0.05, 2.0)) == "4.2s/50µs/2.0ms"
+    from text.compare import phases_table
+
+    assert phases_table([_summary("nginx", [1])]) is None  # nothing measured: no table
+    t = phases_table(
+        [
+            _with_phases(_summary("prefork", [1]), 4200.0, 0.05, 1.5),
+            _with_phases(_summary("cluster", [1]), None, 12.0, 1.5),
+        ]
     )
-    assert phase_p99s(_with_phases(_summary("cluster", [1]), None, 12.0, 1.5)) == "?/12ms/1.5ms"
-    assert phase_p99s(_summary("nginx", [1])) == "-"
+    assert t is not None
+    console = Console(record=True, width=100)
+    console.print(t)
+    out = console.export_text()
+    prefork = next(line for line in out.splitlines() if "prefork" in line)
+    cluster = next(line for line in out.splitlines() if "cluster" in line)
+    assert "4.2 s / 4.2 s" in prefork and "50 µs / 50 µs" in prefork and "1.5 ms" in prefork
+    assert "unknown" in cluster and "12 ms / 12 ms" in cluster

@@ -1,4 +1,6 @@
-"""The `compare` table drawn with rich: one row per model, the same load for each."""
+"""The `compare` tables drawn with rich: one row per model, the same load for each; the
+request phases in a table of their own (beside the others' twelve columns they squeezed the
+diagnoses column to nothing at 140 columns)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,6 @@ def table(summaries: Sequence[RunSummary]) -> Table:
         "CPU Jain",
         "queue",
         "ovf*",
-        "p99 q/srv/svc",
         "diagnoses seen",
     )
     for c in cols:
@@ -47,24 +48,32 @@ def table(summaries: Sequence[RunSummary]) -> Table:
             opt(s.cpu_jain, "{:.2f}"),
             str(s.max_queue),
             Text(str(s.overflows), style="red" if s.overflows else ""),
-            phase_p99s(s),
             ", ".join(s.rules_seen()) or "-",
         )
     t.caption = (
         "queue: longest accept queue; top: top share of accepts; * ListenOverflows over the "
-        "run, namespace-wide (every socket adds to it); p99 q/srv/svc: the run's queue wait, "
-        "in-server wait and service time at p99 (? unknown)"
+        "run, namespace-wide (every socket adds to it)"
     )
     return t
 
 
-def phase_p99s(s: RunSummary) -> str:
-    """ "4.2s/80µs/1.5ms": the run's three phases at p99; "-" when none was measured, "?"
-    for one unknown among measured ones."""
-    phases = [h for _, h in s.phases()]
-    if all(h is None for h in phases):
-        return "-"
-    return "/".join(
-        "?" if h is None else dur(h.quantile_ms(0.99), space=False) if h.count else "-"
-        for h in phases
-    )
+def phases_table(summaries: Sequence[RunSummary]) -> Table | None:
+    """Where the time went, whole run: p50/p99 of each phase per model; None when no model
+    measured any ("unknown" for a phase one model did not measure)."""
+    if all(h is None for s in summaries for _, h in s.phases()):
+        return None
+    t = Table(title="where the time went, whole run (p50 / p99)", title_justify="left")
+    t.add_column("model", no_wrap=True)
+    for c in ("queue wait", "in-server wait", "service"):
+        t.add_column(c, justify="right", no_wrap=True)
+    for s in summaries:
+        cells = []
+        for _, h in s.phases():
+            if h is None:
+                cells.append(Text("unknown", style="dim"))
+            elif not h.count:
+                cells.append(Text("none", style="dim"))
+            else:
+                cells.append(Text(f"{dur(h.quantile_ms(0.5))} / {dur(h.quantile_ms(0.99))}"))
+        t.add_row(s.model_detail, *cells)
+    return t
