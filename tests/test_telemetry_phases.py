@@ -120,3 +120,24 @@ def test_a_snapshot_with_phases_reads_back_equal_from_json() -> None:
     assert snap.window_phases is not None
     back = Snapshot.from_dict(json.loads(json.dumps(snap.to_dict())))
     assert back == snap
+
+
+def test_a_worker_whose_reading_stands_still_has_an_empty_window_and_then_its_news() -> None:
+    analyser = Analyser(window_s=1.0)
+    still = Phases(queue=synthetic.hist(5.0, 40), server=None, service=synthetic.hist(1.0, 40))
+    out = []
+    for k in range(12):  # the same Phases object every sample (an idle slot)
+        raw = synthetic.snapshot(seq=k, time=1000.0 + k * 0.25, workers=1)
+        out.append(analyser.annotate(_with_phases(raw, [still])))
+    win = out[-1].workers[0].window_phases
+    assert win is not None and win.queue is not None and win.queue.count == 0
+    assert win.server is None
+    moved = Phases(
+        queue=still.queue.plus(synthetic.hist(300.0, 2)),  # type: ignore[union-attr]
+        server=None,
+        service=synthetic.hist(1.0, 42),
+    )
+    raw = synthetic.snapshot(seq=12, time=1003.0, workers=1)
+    win = analyser.annotate(_with_phases(raw, [moved])).workers[0].window_phases
+    assert win is not None and win.queue is not None and win.queue.count == 2
+    assert abs((win.queue.quantile_ms(0.5) or 0) - 300.0) <= 300.0 * 0.0625

@@ -200,10 +200,17 @@ def run_accepts(snap: Snapshot) -> Imbalance | None:
 # -- request phases over the window (issue 16) ------------------------------------------------
 
 
+_NOTHING = LogHist()
+
+
 def _hist_minus(new: LogHist | None, old: LogHist | None) -> LogHist | None:
     if new is None:
         return None
-    return new if old is None else new.minus(old)
+    if old is None:
+        return new
+    if new.count == old.count:  # nothing recorded since (an idle worker): no bucket walk
+        return _NOTHING
+    return new.minus(old)
 
 
 def phases_minus(new: Phases | None, old: Phases | None) -> Phases | None:
@@ -228,12 +235,23 @@ class PhaseWindow:
     exactly its snapshots' intervals, as the imbalance does. Before any snapshot has left
     the window, the base is none and the window holds all since the start.
 
-    `annotate` costs O(workers x non-empty buckets) and nothing when phases are unmeasured
-    (every worker's and the snapshot's phases None): then the snapshot is returned as is."""
+    `annotate` costs nothing when phases are unmeasured (every worker's and the snapshot's
+    phases None: the snapshot is returned as is), and otherwise one bucket walk per phase
+    of each worker whose reading moved: a worker whose cumulative and base readings are the
+    same objects as last time (the supervisor source hands the same Phases while a slot's
+    counts stand still) gets its last result back, one whose count did not move since the
+    base an empty window. Cost (bench/bench_phase_window.py, ~84 non-empty buckets a
+    histogram, 2-core box shared with other jobs): 4 workers +0.2 ms a sample; 250 workers
+    +10 ms when every one records requests every sample (a storm: 4% of a core at 4 Hz),
+    +3.4 ms when a tenth do; 1,024 workers, a tenth moving, +17 ms. Most of it is
+    LogHist.minus walking each moved histogram's buckets (a set difference of the bucket
+    pairs was slower: tuples do not cache their hashes) and one dataclasses.replace a
+    worker."""
 
     def __init__(self) -> None:
         self._base: Snapshot | None = None
         self._base_workers: dict[tuple, Phases] = {}
+        self._last: dict[tuple, tuple[Phases, Phases | None, Phases | None]] = {}
 
     def leave(self, snap: Snapshot) -> None:
         """`snap` left the window: the newest such is the base."""
@@ -243,20 +261,33 @@ class PhaseWindow:
     def reset(self) -> None:
         self._base = None
         self._base_workers = {}
+        self._last = {}
 
     def annotate(self, snap: Snapshot) -> Snapshot:
         measured = snap.phases is not None or any(w.phases is not None for w in snap.workers)
         if not measured:
             return snap
         base = self._base_workers
-        workers = tuple(
-            w
-            if w.phases is None
-            else dataclasses.replace(w, window_phases=phases_minus(w.phases, base.get(w.key)))
-            for w in snap.workers
-        )
+        last = self._last
+        now: dict[tuple, tuple[Phases, Phases | None, Phases | None]] = {}
+        workers = []
+        for w in snap.workers:
+            cur = w.phases
+            if cur is None:
+                workers.append(w)
+                continue
+            key = w.key
+            old = base.get(key)
+            seen = last.get(key)
+            if seen is not None and seen[0] is cur and seen[1] is old:
+                result = seen[2]
+            else:
+                result = phases_minus(cur, old)
+            now[key] = (cur, old, result)
+            workers.append(dataclasses.replace(w, window_phases=result))
+        self._last = now
         overall = phases_minus(snap.phases, self._base.phases if self._base else None)
-        return dataclasses.replace(snap, workers=workers, window_phases=overall)
+        return dataclasses.replace(snap, workers=tuple(workers), window_phases=overall)
 
 
 def run_phases(first: Snapshot | None, last: Snapshot) -> Phases | None:
