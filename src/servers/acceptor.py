@@ -71,6 +71,16 @@ def arrival_ns(sock: socket.socket) -> int:
     return -1
 
 
+def arrived_mono_ns(sock: socket.socket) -> int:
+    """The time.monotonic_ns() at which the first unread bytes of `sock` arrived (kernel
+    timestamp, moved to the monotonic clock); 0 if none yet or unknown. For a connection
+    handed to another thread or process whose bytes came after the accept: they were in
+    the server's hands from their arrival, however late the worker reads them."""
+    real, mono = time.time_ns(), time.monotonic_ns()
+    arrived = arrival_ns(sock)
+    return mono - max(0, real - arrived) if arrived > 0 else 0
+
+
 class Acceptor:
     """accept() on `listener` for `who` (the name in its failure reports).
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from functools import partial
 
 from . import app, guard
-from .acceptor import Acceptor
+from .acceptor import Acceptor, arrived_mono_ns
 from .http import HttpConnection, Limits, ProtocolError, Request
 from .root import RootContext
 from .scoreboard import SlotWriter, State
@@ -391,7 +391,8 @@ def serve_handed(ctx: RootContext, slot: int, channel: socket.socket) -> None:
             since_ns, queue_us = (0, -1)
             if len(msg) >= (i + 1) * HANDOFF.size:  # the master's Acceptor figures
                 since_ns, queue_us = HANDOFF.unpack_from(msg, i * HANDOFF.size)
-            adopt(loop, socket.socket(fileno=fd), worker.protocol, since_ns, queue_us)
+            sock = socket.socket(fileno=fd)
+            adopt(loop, sock, worker.protocol, since_ns, queue_us, handed=True)
 
     loop.add_reader(channel.fileno(), on_fds)
     w.state(State.WAITING)
@@ -404,8 +405,15 @@ def adopt(
     factory: Callable[[int, int], HttpProtocol],
     since_ns: int = 0,
     queue_us: int = -1,
+    *,
+    handed: bool = False,
 ) -> None:
     """Serve an already-accepted socket on `loop` (must be called from the loop's thread),
-    with its Acceptor's `since_ns` and `queue_us` (issue 16)."""
+    with its Acceptor's `since_ns` and `queue_us` (issue 16). `handed`: accepted by
+    another thread or process; if its bytes came after that accept (since_ns 0) and the
+    accounting is on (queue_us >= 0), their kernel arrival time is when the server had
+    them (this loop may have been busy meanwhile)."""
+    if handed and not since_ns and queue_us >= 0:
+        since_ns = arrived_mono_ns(sock)
     sock.setblocking(False)
     loop.create_task(loop.connect_accepted_socket(partial(factory, since_ns, queue_us), sock))

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from plumbing.process import drain
 
 from . import guard
-from .acceptor import Acceptor
+from .acceptor import Acceptor, arrived_mono_ns
 from .arbiter import Arbiter
 from .blocking import serve_connection
 from .config import check_range
@@ -229,6 +229,8 @@ class Listener:
                 sock, conn, since_ns, queue_us = self.jobs.get()
                 w.took()
                 w.queued(queue_us)
+                if not since_ns and queue_us >= 0:  # new, its bytes came after the accept
+                    since_ns = arrived_mono_ns(sock)
                 # None: closed
                 kept = serve_connection(
                     sock, w, self.ctx.limits, conn, park=True, since_ns=since_ns

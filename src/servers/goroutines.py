@@ -19,6 +19,7 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
+from functools import partial
 
 from .acceptor import Acceptor
 from .aio import AsyncWorker, HttpProtocol, adopt, new_loop
@@ -98,6 +99,7 @@ def run(ctx: RootContext) -> int:
         dispatched[k] += 1
         board.header.dispatches += 1
         target = loops[k]
+        handed = partial(adopt, handed=True)
         target.loop.call_soon_threadsafe(
-            adopt, target.loop, sock, target.protocol, acceptor.since_ns, acceptor.queue_us
+            handed, target.loop, sock, target.protocol, acceptor.since_ns, acceptor.queue_us
         )

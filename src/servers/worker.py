@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 
 from . import guard
-from .acceptor import Acceptor
+from .acceptor import Acceptor, arrived_mono_ns
 from .arbiter import Arbiter
 from .blocking import serve_connection
 from .config import ConfigError, check_range
@@ -82,6 +82,8 @@ def run(ctx: RootContext) -> int:
                 sock, since_ns, queue_us = handed.get()
                 w.accepted()
                 w.queued(queue_us)  # issue 16: the listener's measure, in this thread's slot
+                if not since_ns and queue_us >= 0:  # bytes came after the accept
+                    since_ns = arrived_mono_ns(sock)
                 serve_connection(sock, w, ctx.limits, since_ns=since_ns)
         except BaseException as e:  # the thread dies anyway: record it and replace it
             guard.unexpected("worker thread", e)
