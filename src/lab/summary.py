@@ -19,8 +19,9 @@ What the summary takes from where:
 - where the time went (issue 16): the whole server's request phases over the run, the last
   snapshot's cumulative histograms minus the baseline's (queue wait per accepted
   connection, in-server wait and service time per request; plumbing.loghist buckets, so
-  each quantile is within 6.25%, max exact up to that); None when not measured (attached
-  servers without eBPF), never zeros.
+  each quantile is within 6.25%, and the max, a difference of two readings, is the top of
+  its bucket capped by the exact maximum); None when not measured (attached servers
+  without eBPF), never zeros.
 """
 
 from __future__ import annotations
