@@ -74,6 +74,12 @@ def test_nothing_measured_is_one_line_saying_so_never_zeros() -> None:
     attached = [dataclasses.replace(s, source="attach") for s in synthetic.series(10)]
     text, _ = _panel_text(attached)
     assert text.strip() == "unknown: attached, no scoreboard"
+    # attach's own reason, when it gives one (ModelInfo.queue_note, from the attachq work)
+    model = attached[-1].model
+    if model is not None and hasattr(model, "queue_note"):
+        why = dataclasses.replace(model, queue_note="queue wait: bpftrace not installed")
+        text, _ = _panel_text([dataclasses.replace(s, model=why) for s in attached])
+        assert text.strip() == "queue wait: bpftrace not installed"
 
 
 def test_queue_wait_alone_shows_the_rest_as_unknown() -> None:

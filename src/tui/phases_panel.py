@@ -46,6 +46,10 @@ def why_unmeasured(snap: Snapshot, short: bool = False) -> str:
     """The one line shown in place of the panel when no phase is measured (`short`: the
     panel's title line, all that is left of it on a short screen)."""
     if snap.source == "attach":
+        # attach says why its eBPF queue wait is not measured (ModelInfo.queue_note)
+        note = getattr(snap.model, "queue_note", None) if snap.model else None
+        if note:
+            return f"time: {note}" if short else str(note)
         return "time: unknown, attached server" if short else "unknown: attached, no scoreboard"
     if snap.source == "supervisor":
         return "time: no phases in scoreboard" if short else "unknown: no phases in scoreboard"
@@ -67,7 +71,8 @@ class PhasesPanel(QuietStatic):
                 self._set_title(TITLE)
                 self.show_content(Text(why_unmeasured(snap), style="dim"), height=1)
             return
-        self.set_subtitle(f"window {snap.window_s:g} s")
+        method = getattr(snap.model, "queue_method", None) if snap.model else None
+        self.set_subtitle(f"window {snap.window_s:g} s" + (f", queue: {method}" if method else ""))
         if short:
             self._set_title(f"{TITLE}, p99")
             line = _line(overall, self.content_region.width or 32)
