@@ -52,6 +52,7 @@ class Shot:
     seconds: float  # the longest to wait
     settle: float = 0.0  # at least this long before the shot
     setup: Callable[[LiveScreen], Awaitable[None]] | None = None
+    ready: Callable[[LiveScreen], bool] | None = None  # and this holds (if given)
 
 
 async def pause_worker_1(screen: LiveScreen) -> None:
@@ -66,6 +67,13 @@ async def pause_worker_1(screen: LiveScreen) -> None:
             return
         await asyncio.sleep(0.1)
     raise RuntimeError("no worker in slot 1 to pause")
+
+
+def queue_wait_seen(screen: LiveScreen) -> bool:
+    """The window holds connections accepted after waiting in the queue (queue wait is
+    timed at accept(), so a pool pinned the whole window has none to show)."""
+    ph = screen.last.window_phases if screen.last else None
+    return ph is not None and ph.queue is not None and ph.queue.count > 0
 
 
 SHOTS = [
@@ -84,6 +92,18 @@ SHOTS = [
         expect="starvation",
         seconds=40,
         settle=6.0,
+    ),
+    Shot(
+        "prefork_phases",
+        # the same starvation with KeepAliveTimeout 1.5 s, shorter than the clients' 2 s
+        # idle: children close idle connections and take the next queued one, so the
+        # window holds connections accepted after waiting (issue 16's panel and message)
+        ServerConfig(model="prefork", max_workers=32, keepalive_timeout=1.5),
+        PRESETS["keepalive-idle"].with_(duration=60),
+        expect="starvation",
+        seconds=45,
+        settle=20.0,
+        ready=queue_wait_seen,
     ),
     Shot(
         "event_keepalive_idle",
@@ -143,7 +163,8 @@ async def take(shot: Shot, out: Path, size: tuple[int, int]) -> str:
             waited = time.monotonic() - start
             rules = {d.rule for d in screen.last.diagnoses} if screen.last else set()
             settled = waited >= max(shot.settle, MIN_SETTLE_S) and clients_live(screen)
-            if settled and (not shot.expect or shot.expect in rules):
+            ready = shot.ready is None or shot.ready(screen)
+            if settled and ready and (not shot.expect or shot.expect in rules):
                 note = f"{shot.expect or 'shown'} after {time.monotonic() - began:.1f} s"
                 screen.frozen = True  # hold this frame (as the space key does) for the shot
                 break

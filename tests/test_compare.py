@@ -119,3 +119,57 @@ def test_compare_refuses_an_unknown_model_before_running_anything() -> None:
     )
     assert p.returncode == 2 and "unknown model 'nosuch'" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def _with_phases(s: RunSummary, queue: float | None, server: float | None, service: float):
+    from telemetry import synthetic
+
+    s.queue_wait = None if queue is None else synthetic.hist(queue, 50)
+    s.server_wait = None if server is None else synthetic.hist(server, 50)
+    s.service = synthetic.hist(service, 50)
+    return s
+
+
+def test_chart_shows_each_model_s_phases_and_says_which_were_not_measured() -> None:
+    summaries = [
+        _with_phases(_summary("prefork", [25] * 4), 4200.0, 0.05, 2.0),
+        _summary("nginx", [50, 50]),  # attached: nothing measured
+        _with_phases(_summary("cluster", [25] * 4), None, 12.0, 1.0),
+    ]
+    root = ET.fromstring(chart.chart_svg(summaries, PRESETS["burst"]))
+    texts = [t.text or "" for t in root.iter(f"{SVG}text")]
+    assert any(t.startswith("where the time went") for t in texts)
+    assert texts.count("not measured") == 3 + 1  # nginx's three, cluster's queue wait
+    titles = [t.text or "" for t in root.iter(f"{SVG}title")]
+    assert "prefork: queue wait p50 4.2 s, p99 4.2 s, max 4.2 s" in titles
+    assert "cluster: in-server wait p50 12 ms, p99 12 ms, max 12 ms" in titles
+    # log scale: prefork's 4.2 s queue-wait bar is longer than its 2 ms service bar
+    widths = {
+        t.text.split(" p50")[0]: float(r.get("width") or 0)
+        for r in root.iter(f"{SVG}rect")
+        for t in r.iter(f"{SVG}title")
+        if t.text and " p50 " in t.text
+    }
+    assert widths["prefork: queue wait"] > widths["prefork: service"] > 0
+
+
+def test_compare_prints_the_phases_in_a_table_of_their_own_unknown_where_unmeasured() -> None:
+    from rich.console import Console
+
+    from text.compare import phases_table
+
+    assert phases_table([_summary("nginx", [1])]) is None  # nothing measured: no table
+    t = phases_table(
+        [
+            _with_phases(_summary("prefork", [1]), 4200.0, 0.05, 1.5),
+            _with_phases(_summary("cluster", [1]), None, 12.0, 1.5),
+        ]
+    )
+    assert t is not None
+    console = Console(record=True, width=100)
+    console.print(t)
+    out = console.export_text()
+    prefork = next(line for line in out.splitlines() if "prefork" in line)
+    cluster = next(line for line in out.splitlines() if "cluster" in line)
+    assert "4.2 s / 4.2 s" in prefork and "50 µs / 50 µs" in prefork and "1.5 ms" in prefork
+    assert "unknown" in cluster and "12 ms / 12 ms" in cluster

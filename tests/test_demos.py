@@ -62,6 +62,7 @@ RULE_IDS = {
     "master_bottleneck",
     "gil_cap",
     "reuseport_backlog",
+    "server_wait",
 }
 
 

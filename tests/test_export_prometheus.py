@@ -227,3 +227,34 @@ def test_a_busy_export_port_is_named(exporter):
     a = argparse.Namespace(export=f"127.0.0.1:{exporter.port}", export_any_host=False)
     with pytest.raises(prom.ExportError, match=f"cannot export on 127.0.0.1:{exporter.port}"):
         export_option.from_args(a)
+
+
+def test_phases_are_one_histogram_per_measured_phase(exporter):
+    from plumbing.loghist import LogHist
+
+    snap = synthetic.series(25, queue_ms=[4200.0, 0.2], server_ms=12.0, service_ms=0.03)[-1]
+    assert snap.phases is not None and snap.phases.queue is not None
+    exporter.update(snap)
+    fams = _scrape(exporter.url)
+    samples = fams["serverscope_phase_seconds"]
+    count = {s.labels["phase"]: s.value for s in samples if s.name.endswith("_count")}
+    assert count == {p: float(h.count) for p, h in snap.phases.items() if h is not None}
+    queue = {
+        s.labels["le"]: s.value
+        for s in samples
+        if s.name.endswith("_bucket") and s.labels["phase"] == "queue"
+    }
+    half = snap.phases.queue.count / 2  # half waited 4.2 s, half 200 us
+    assert queue["0.0001"] == 0 and queue["0.00025"] == half  # 200 us: under 250 us
+    assert queue["2.5"] == half and queue["5.0"] == 2 * half and queue["+Inf"] == 2 * half
+    sums = {s.labels["phase"]: s.value for s in samples if s.name.endswith("_sum")}
+    assert sums["server"] == pytest.approx(snap.phases.server.sum_us / 1e6)
+    # a phase not measured is absent, not an empty histogram
+    only_queue = dataclasses.replace(
+        snap, phases=dataclasses.replace(snap.phases, server=None, service=LogHist())
+    )
+    exporter.update(only_queue)
+    phases = {s.labels["phase"] for s in _scrape(exporter.url)["serverscope_phase_seconds"]}
+    assert phases == {"queue", "service"}
+    exporter.update(synthetic.series(3)[-1])  # nothing measured: no family at all
+    assert "serverscope_phase_seconds" not in _scrape(exporter.url)

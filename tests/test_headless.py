@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -22,6 +24,7 @@ from lab.aggregate import SummaryBuilder
 from lab.headless import run_headless
 from lab.session import Session
 from loadgen.levels import PRESETS, LoadError
+from plumbing.loghist import merge
 from plumbing.process import pid_alive
 from servers.config import ServerConfig
 from telemetry import synthetic
@@ -95,6 +98,46 @@ def test_summary_counts_a_worker_first_seen_mid_run_from_zero() -> None:
     b.add(_snap(0.25, [12, 7], workers=2))  # slot 1 spawned during the run
     s = b.finish(None, duration_s=0.25)
     assert [w.accepts for w in s.workers] == [2, 7]
+
+
+def test_summary_phases_are_the_run_s_last_cumulative_minus_the_baseline() -> None:
+    b = SummaryBuilder("prefork", "prefork", PRESETS["burst"])
+    # baseline: 10 connections per worker that waited 1 ms, before the load
+    b.add(_snap(0.0, [0], queue_ms=1.0, server_ms=0.1, service_ms=2.0, phase_n=[10]))
+    # during the run: 30 more per worker, waiting 4.2 s (4 workers: 120)
+    base = synthetic.hist(1.0, 10)
+    more = synthetic.hist(4200.0, 30)
+    snap = _snap(1.0, [0], queue_ms=1.0, server_ms=0.1, service_ms=2.0, phase_n=[40])
+    grown = tuple(
+        dataclasses.replace(w, phases=dataclasses.replace(w.phases, queue=base.plus(more)))
+        for w in snap.workers
+        if w.phases is not None
+    )
+    overall = dataclasses.replace(snap.phases, queue=merge([w.phases.queue for w in grown]))
+    b.add(dataclasses.replace(snap, workers=grown, phases=overall))
+    s = b.finish(None, duration_s=1.0)
+    d = s.to_json_dict()
+    assert d["queue_wait_ms"]["count"] == 120
+    assert d["queue_wait_ms"]["p50"] == pytest.approx(4200.0, rel=0.0625)
+    assert d["queue_wait_ms"]["p99"] == pytest.approx(4200.0, rel=0.0625)
+    assert d["queue_wait_ms"]["max"] <= 4200.0 * 1.0625
+    assert d["service_ms"]["count"] == 120 and d["service_ms"]["p90"] == pytest.approx(2.0, 0.07)
+    assert set(d["server_wait_ms"]) == {"p50", "p90", "p99", "max", "count"}
+    json.dumps(d)
+
+
+def test_unmeasured_phases_are_null_in_the_json_not_zero() -> None:
+    b = SummaryBuilder("many_accepts", "many_accepts", PRESETS["burst"])
+    b.add(_snap(0.0, [0]))
+    b.add(_snap(0.25, [3]))
+    d = b.finish(None, duration_s=0.25).to_json_dict()
+    assert d["queue_wait_ms"] is None and d["server_wait_ms"] is None and d["service_ms"] is None
+    # attach with eBPF: queue wait alone
+    b = SummaryBuilder("nginx", "nginx", PRESETS["burst"])
+    b.add(_snap(0.0, [0], queue_ms=3.0, worker_phases=False))
+    b.add(_snap(0.25, [0], queue_ms=3.0, worker_phases=False, phase_n=[5]))
+    d = b.finish(None, duration_s=0.25).to_json_dict()
+    assert d["queue_wait_ms"]["count"] == 20 and d["server_wait_ms"] is None
 
 
 # -- real runs ------------------------------------------------------------------------------
@@ -299,3 +342,25 @@ def test_prefork_starvation_shows_the_waiting_clients_in_runs_json(tmp_path: Pat
     assert data["latency_incl_waiting_ms"]["p99"] >= 2000  # the waiting are no 1% minority
     assert "still waiting when the run was cut" in p.stdout, p.stdout
     assert "+ waiting" in p.stdout
+
+
+def test_the_text_summary_shows_the_run_s_phases_or_says_they_were_not_measured() -> None:
+    from rich.console import Console
+
+    from lab.summary import RunSummary
+    from text.summary import render_summary
+
+    def rendered(s: RunSummary) -> str:
+        console = Console(record=True, width=140)
+        render_summary(console, s)
+        return console.export_text()
+
+    s = RunSummary(model="prefork", model_detail="prefork", level=PRESETS["burst"])
+    s.queue_wait = synthetic.hist(1.0, 10).plus(synthetic.hist(4200.0, 200))
+    s.server_wait, s.service = None, synthetic.hist(0.3, 210)
+    out = rendered(s)
+    assert "queue wait" in out and "p99 4.2 s" in out and "over 210 connections" in out
+    assert re.search(r"in-server wait +unknown \(not measured\)", out)
+    assert "service" in out and "p50 300 µs" in out
+    blank = rendered(RunSummary(model="nginx", model_detail="nginx", level=PRESETS["burst"]))
+    assert re.search(r"request phases +not measured for this server", blank)

@@ -274,3 +274,122 @@ def test_no_accept_skew_where_a_master_deals_the_connections() -> None:
         dataclasses.replace(s, model=dataclasses.replace(s.model, dispatches=20)) for s in held
     ]
     assert diagnosis.accept_skew(dealt) is None
+
+
+# -- the request phases cited (issue 16) -------------------------------------------------------
+
+
+def test_starvation_cites_how_long_new_connections_wait_in_the_accept_queue() -> None:
+    win = _last(
+        workers=256,
+        states=["keepalive"],
+        cpu=[0.03],
+        queue=511,
+        limit=511,
+        queue_ms=4200.0,
+        server_ms=0.05,
+        service_ms=0.3,
+        phase_requests=[1],
+    )
+    d = diagnosis.starvation(win)
+    assert d is not None
+    assert d.message.startswith(
+        "starvation: new connections wait 4.2 s (p99) in the accept queue while "
+        "256/256 workers hold idle keep-alive connections, CPU "
+    )
+    assert "accept queue 511/511" in d.message
+
+
+def test_starvation_without_accepts_in_the_window_says_none_got_through() -> None:
+    # queue wait is timed at accept(): with every worker pinned none is, so no wait to
+    # cite (none made up), and that none got through is the news (seen live: prefork 32)
+    win = _last(workers=8, states=["keepalive"], queue=20, queue_ms=4200.0, phase_requests=[0])
+    d = diagnosis.starvation(win)
+    assert d is not None
+    assert d.message.startswith(
+        "starvation: no connection accepted in 5 s while 8/8 workers hold idle keep-alive "
+        "connections, CPU "
+    )
+    # phases not measured at all: the figures it has
+    d = diagnosis.starvation(_last(workers=8, states=["keepalive"], queue=20))
+    assert d is not None and d.message.startswith("starvation: 8/8 workers busy, CPU ")
+
+
+def test_master_bottleneck_cites_the_hand_off() -> None:
+    win = _last(
+        model="cluster",
+        master_cpu=98.0,
+        cpu=[20.0],
+        dispatches_delta=50,
+        queue_ms=0.1,
+        server_ms=12.0,
+        service_ms=0.5,
+    )
+    d = diagnosis.master_bottleneck(win)
+    assert d is not None
+    assert d.message == (
+        "master bottleneck: cluster master 98% CPU, workers 20%; hand-off adds 12 ms at p99"
+    )
+    # named once: the in-server wait rule leaves it to master_bottleneck
+    assert diagnosis.server_wait(win) is None
+    assert "server_wait" not in _rules(win)
+
+
+def test_in_server_wait_names_a_cluster_hand_off_with_an_idle_master() -> None:
+    win = _last(
+        model="cluster",
+        master_cpu=40.0,
+        cpu=[20.0],
+        dispatches_delta=50,
+        server_ms=[12.0, 3.0, 3.0, 3.0],
+        service_ms=0.5,
+    )
+    d = diagnosis.server_wait(win)
+    assert d is not None
+    assert d.message.startswith(
+        "in-server wait: cluster master: hand-off adds 12 ms at p99, service p99 500 µs, "
+        "800 requests in 5 s, most at worker 0 (p99 12 ms)"
+    )
+    assert "server_wait" in _rules(win)
+
+
+def test_in_server_wait_names_requests_parked_in_a_model_without_a_master() -> None:
+    win = _last(model="event", server_ms=39.0, service_ms=2.0)
+    d = diagnosis.server_wait(win)
+    assert d is not None
+    assert d.message.startswith(
+        "in-server wait: requests wait 39 ms inside event before a worker starts them (p99), "
+        "service p99 2.0 ms"
+    )
+
+
+def test_in_server_wait_quiet_when_short_served_longer_unmeasured_or_too_few() -> None:
+    assert diagnosis.server_wait(_last(server_ms=2.0, service_ms=0.5)) is None  # short
+    assert diagnosis.server_wait(_last(server_ms=40.0, service_ms=30.0)) is None  # served ~as long
+    assert diagnosis.server_wait(_last(queue_ms=500.0)) is None  # in-server wait unmeasured
+    few = _last(server_ms=40.0, service_ms=2.0, phase_requests=[1])  # 80 requests
+    assert few[-1].window_phases is not None and few[-1].window_phases.server is not None
+    assert few[-1].window_phases.server.count < diagnosis.WAIT_MIN_COUNT
+    assert diagnosis.server_wait(few) is None
+
+
+def test_overflow_and_gil_cap_cite_their_phases() -> None:
+    d = diagnosis.accept_queue_overflow(
+        _last(queue=511, limit=511, overflows_delta=5, queue_ms=1100.0, service_ms=1.0)
+    )
+    assert d is not None
+    assert d.message.endswith("; accepted connections waited 1.1 s in the queue at p99")
+    win = _last(
+        model="worker",
+        threads=True,
+        workers=9,
+        states=["working"],
+        cpu=[11.0],
+        host_cpus=2,
+        host_cpu=101.0,
+        gil=True,
+        service_ms=[2.0, 30.0],
+    )
+    d = diagnosis.gil_cap(win)
+    assert d is not None
+    assert d.message.endswith("1 core idle; service p50 2.0 ms, p99 30 ms")

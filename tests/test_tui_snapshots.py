@@ -21,6 +21,7 @@ SCENARIOS: dict[str, Callable[[], list[Snapshot]]] = {
     "many_accepts_burst": tui_scenarios.many_accepts_burst,
     "prefork_keepalive_idle": tui_scenarios.prefork_keepalive_idle,
     "event_keepalive_idle": tui_scenarios.event_keepalive_idle,
+    "prefork_starving_phases": tui_scenarios.prefork_starving_phases,
 }
 SIZES = {"120x36": (120, 36), "80x24": (80, 24)}
 

@@ -170,3 +170,28 @@ def attached_nginx_reuseport_stopped() -> list[Snapshot]:
         requests=[5, 0, 6, 4],
     )
     return [_attached(s, "nginx", "exact (eBPF)") for s in snaps]
+
+
+def prefork_starving_phases() -> list[Snapshot]:
+    """prefork (256 children) starved by keepalive-idle, with the request phases measured:
+    the few connections that get accepted waited ~4.2 s in the accept queue (p99 ~7 s,
+    when a child's keep-alive timeout freed it), then were served in ~0.3 ms."""
+    client = synthetic.load_stats(
+        rps=128, clients=300, latency_p99=4_800.0, connect_p99=1.2, requests=1_280
+    )
+    return synthetic.series(
+        STEPS,
+        model="prefork",
+        workers=256,
+        states=["keepalive"] * 7 + ["reading"],
+        accepts=[0],
+        connections=[1],
+        cpu=[0.2],
+        requests=[0, 0, 0, 1],
+        queue=44,
+        client=_waiting(_named(client, "keepalive-idle"), 46, 7_200.0),
+        queue_ms=[4200.0] * 4 + [7000.0],  # 1 in 5 of the accepted waited 7 s
+        server_ms=[0.04, 0.05],
+        service_ms=[0.3, 0.25, 0.4],
+        phase_requests=[1, 0, 0, 0],
+    )

@@ -6,7 +6,11 @@ at any size, readable in a browser or a README, and the file stays a few kilobyt
 Layout: three bar panels side by side (throughput, p99 latency, top share of accepts),
 one bar per model in the model's colour; under them one row per model with its workers'
 accept shares as a 100% stacked bar (even segments: even distribution; one wide segment:
-skew), the even share marked, and Jain's index beside it.
+skew), the even share marked, and Jain's index beside it. When any model's request phases
+were measured (issue 16), a last row of three panels shows where the time went over the
+run: queue wait, in-server wait and service time, a bar at p99 with a tick at p50 per model,
+on one log scale shared by the three (they span microseconds to seconds); a phase that was
+not measured says so instead of drawing a zero.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from xml.sax.saxutils import escape
 from lab.summary import RunSummary
 from lab.units import kilo
 from loadgen.levels import LoadLevel
+from plumbing.loghist import LogHist
+from telemetry.analysis import dur
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
 DEFAULT_SVG = "serverscope-compare.svg"
@@ -51,6 +57,10 @@ def chart_svg(summaries: Sequence[RunSummary], level: LoadLevel) -> str:
     bars_h = n * (_BAR_H + _BAR_GAP)
     y_workers = top + 24 + bars_h + 50
     height = int(y_workers + 24 + n * _ROW_H + 40)
+    y_phases = height - 20
+    with_phases = any(h is not None for s in summaries for _, h in s.phases())
+    if with_phases:
+        height += 24 + bars_h + 50
     add(
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{_W}' height='{height}' "
         f"viewBox='0 0 {_W} {height}' {_FONT} font-size='12'>"
@@ -63,6 +73,8 @@ def chart_svg(summaries: Sequence[RunSummary], level: LoadLevel) -> str:
     add(f"<text x='{_MARGIN}' y='48' fill='#555'>{escape(level.describe())}</text>")
     _bar_panels(add, summaries, colours, top)
     _share_rows(add, summaries, colours, y_workers)
+    if with_phases:
+        _phase_panels(add, summaries, colours, y_phases)
     add(
         f"<text x='{_MARGIN}' y='{height - 12}' fill='#777' font-size='10'>Jain's index: 1 = "
         "perfectly even, 1/n = one worker took everything. Same load for every model, one "
@@ -184,6 +196,74 @@ def _share_rows(
         add(
             f"<text x='{bar_x + bar_w + 10}' y='{y + _BAR_H - 5}'>"
             f"{nw} worker{'s' * (nw != 1)}, Jain {jain}</text>"
+        )
+
+
+_LOG_LO_MS = 0.01  # the log scale starts at 10 us (below: a sliver)
+
+
+def _phase_panels(
+    add: Callable[[str], None], summaries: Sequence[RunSummary], colours: list[str], top: float
+) -> None:
+    """Queue wait, in-server wait, service: a bar per model at p99, a tick at p50."""
+    n = len(summaries)
+    panel_w = (_W - 2 * _MARGIN - _LABEL_W - 2 * _PANEL_GAP) / 3
+    bars_h = n * (_BAR_H + _BAR_GAP)
+    add(
+        f"<text x='{_MARGIN}' y='{top}' font-weight='bold'>where the time went, whole run: "
+        "bar p99, tick p50 (log scale, shared)</text>"
+    )
+    top += 16
+    p99s = [h.quantile_ms(0.99) or 0.0 for s in summaries for _, h in s.phases() if h is not None]
+    hi = 10 ** math.ceil(math.log10(max(max(p99s, default=1.0), 1.0)))
+    span = math.log10(hi / _LOG_LO_MS)
+    for i, s in enumerate(summaries):
+        y = top + 24 + i * (_BAR_H + _BAR_GAP)
+        add(
+            f"<text x='{_MARGIN + _LABEL_W - 8}' y='{y + _BAR_H - 5}' text-anchor='end'>"
+            f"{escape(s.model)}</text>"
+        )
+    for p, (title, h_of) in enumerate(
+        (
+            ("queue wait", lambda s: s.queue_wait),
+            ("in-server wait", lambda s: s.server_wait),
+            ("service", lambda s: s.service),
+        )
+    ):
+        x0 = _MARGIN + _LABEL_W + p * (panel_w + _PANEL_GAP)
+        add(f"<text x='{x0:.1f}' y='{top + 10}' font-weight='bold'>{title}</text>")
+        add(
+            f"<line x1='{x0:.1f}' y1='{top + 18}' x2='{x0:.1f}' y2='{top + 24 + bars_h}' "
+            "stroke='#999'/>"
+        )
+        scale = panel_w - 70
+
+        def x_of(ms: float, x0: float = x0, scale: float = scale) -> float:
+            frac = math.log10(max(ms, _LOG_LO_MS) / _LOG_LO_MS) / span
+            return x0 + max(1.0, frac * scale)
+
+        for i, s in enumerate(summaries):
+            y = top + 24 + i * (_BAR_H + _BAR_GAP)
+            h: LogHist | None = h_of(s)
+            if h is None or not h.count:
+                what = "not measured" if h is None else "none in the run"
+                add(f"<text x='{x0 + 4:.1f}' y='{y + _BAR_H - 5}' fill='#777'>{what}</text>")
+                continue
+            p50, p99 = h.quantile_ms(0.5) or 0.0, h.quantile_ms(0.99) or 0.0
+            x99, x50 = x_of(p99), x_of(p50)
+            label = f"{s.model}: {title} p50 {dur(p50)}, p99 {dur(p99)}, max {dur(h.max_ms)}"
+            add(
+                f"<rect x='{x0:.1f}' y='{y}' width='{x99 - x0:.1f}' height='{_BAR_H}' "
+                f"fill='{colours[i]}'><title>{escape(label)}</title></rect>"
+            )
+            add(
+                f"<line x1='{x50:.1f}' y1='{y - 2}' x2='{x50:.1f}' y2='{y + _BAR_H + 2}' "
+                "stroke='black' stroke-width='2'/>"
+            )
+            add(f"<text x='{x99 + 4:.1f}' y='{y + _BAR_H - 5}'>{escape(dur(p99))}</text>")
+        add(
+            f"<text x='{x0:.1f}' y='{top + 24 + bars_h + 12}' fill='#777' font-size='10'>"
+            f"{escape(dur(_LOG_LO_MS))} .. {escape(dur(hi))}, log</text>"
         )
 
 

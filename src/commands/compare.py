@@ -20,7 +20,7 @@ from plumbing.signals import stop_on
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
-from text.compare import table
+from text.compare import phases_table, table
 
 from .chart import DEFAULT_SVG, write_svg
 from .common import (
@@ -160,6 +160,9 @@ def command(a: argparse.Namespace) -> int:
     if not summaries:
         return fail(PROG, "no model ran", EXIT_FAILED)
     console.print(table(summaries))
+    phases = phases_table(summaries)
+    if phases is not None:
+        console.print(phases)
     try:
         write_svg(a.svg, summaries, level)
         console.print(f"chart saved to {a.svg}")

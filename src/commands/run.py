@@ -16,6 +16,7 @@ from lab.summary import RunSummary
 from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
 from plumbing.signals import stop_on
 from servers.config import ServerConfig
+from telemetry.analysis import dur
 from telemetry.snapshot import Snapshot
 from text.load import live_figures, live_progress
 from text.summary import render_summary
@@ -97,6 +98,9 @@ def progress_run(
         def show(snap: Snapshot, elapsed: float) -> None:
             live = live_figures(snap.client) if snap.client else ""
             live += f"  queue {snap.queue}"
+            ph = snap.window_phases
+            if ph is not None and ph.queue is not None and ph.queue.count:
+                live += f" (wait p99 {dur(ph.queue.quantile_ms(0.99))})"
             if snap.diagnoses:
                 live += "  [yellow]" + ", ".join(d.rule for d in snap.diagnoses) + "[/]"
             progress.update(task, completed=min(elapsed, level.duration), live=live)

@@ -40,6 +40,9 @@ CSV_FIELDS = (
     "host_cpu",
     "workers_live",
     "diagnoses",
+    "queue_wait_p99_ms",
+    "server_wait_p99_ms",
+    "service_p99_ms",
 )
 
 
@@ -61,6 +64,8 @@ class SummaryBuilder:
         self._host: list[float] = []
         self._first_model: tuple[int, int] | None = None
         self._baseline_done = False
+        self._first: Snapshot | None = None  # the baseline, and the latest: the run's phases
+        self._last: Snapshot | None = None
 
     def start_clock(self, t0: float) -> None:
         """Seconds in the summary (diagnoses' first_s, CSV t_s) count from `t0`."""
@@ -99,10 +104,12 @@ class SummaryBuilder:
             else:
                 seen.samples += 1
         s.series.append(_series_row(snap, t))
+        self._last = snap
 
     def _baseline(self, snap: Snapshot) -> None:
         """Every worker's totals before the load, which the run's totals count from."""
         self._baseline_done = True
+        self._first = snap
         for w in snap.workers:
             if w.alive:
                 self._base[_wkey(w)] = (
@@ -184,6 +191,10 @@ class SummaryBuilder:
             s.master_cpu_mean = sum(self._master) / len(self._master)
         if self._host:
             s.host_cpu_mean = sum(self._host) / len(self._host)
+        if self._last is not None:
+            run = analysis.run_phases(self._first, self._last)
+            if run is not None:
+                s.queue_wait, s.server_wait, s.service = run.queue, run.server, run.service
         return s
 
 
@@ -214,7 +225,20 @@ def _series_row(snap: Snapshot, t: float) -> dict[str, Any]:
         "host_cpu": rounded(snap.host.cpu_percent, 1) if snap.host else None,
         "workers_live": len(snap.live_workers),
         "diagnoses": ";".join(d.rule for d in snap.diagnoses),
+        **_phase_p99s(snap),
     }
+
+
+def _phase_p99s(snap: Snapshot) -> dict[str, float | None]:
+    """Each phase's p99 over the analyser's window ending at this sample (None: unknown)."""
+    ph = snap.window_phases
+    out: dict[str, float | None] = {}
+    for name, h in ph.items() if ph is not None else ():
+        col = "service_p99_ms" if name == "service" else f"{name}_wait_p99_ms"
+        out[col] = rounded(h.quantile_ms(0.99), 3) if h is not None else None
+    for col in ("queue_wait_p99_ms", "server_wait_p99_ms", "service_p99_ms"):
+        out.setdefault(col, None)
+    return out
 
 
 def write_json(path: str, data: Any) -> None:

@@ -15,7 +15,13 @@ What the summary takes from where:
 - ListenOverflows / ListenDrops: the sum of the kernel's per-interval deltas. These
   counters are namespace-wide (every socket in the network namespace adds to them), and
   are labelled so everywhere they are shown;
-- the diagnoses seen: each rule once, with its first message and when it first fired.
+- the diagnoses seen: each rule once, with its first message and when it first fired;
+- where the time went (issue 16): the whole server's request phases over the run, the last
+  snapshot's cumulative histograms minus the baseline's (queue wait per accepted
+  connection, in-server wait and service time per request; plumbing.loghist buckets, so
+  each quantile is within 6.25%, and the max, a difference of two readings, is the top of
+  its bucket capped by the exact maximum); None when not measured (attached servers
+  without eBPF), never zeros.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
 from loadgen.stats import ERROR_KINDS, Percentiles
+from plumbing.loghist import LogHist
 
 from .units import rounded
 
@@ -115,6 +122,9 @@ class RunSummary:
     server_error: str | None = None
     load_error: str | None = None
     interrupted: bool = False
+    queue_wait: LogHist | None = None  # the run's phases (None: not measured)
+    server_wait: LogHist | None = None
+    service: LogHist | None = None
     series: list[dict[str, Any]] = field(default_factory=list)  # one row per sample (CSV)
 
     # -- convenience ----------------------------------------------------------------------
@@ -219,4 +229,29 @@ class RunSummary:
             "interrupted": self.interrupted,
             "samples": self.samples,
             "load": r.to_json_dict() if r else None,
+            "queue_wait_ms": phase_json(self.queue_wait),
+            "server_wait_ms": phase_json(self.server_wait),
+            "service_ms": phase_json(self.service),
         }
+
+    def phases(self) -> tuple[tuple[str, LogHist | None], ...]:
+        """(what it is called on screen, the run's histogram) for the three phases."""
+        return (
+            ("queue wait", self.queue_wait),
+            ("in-server wait", self.server_wait),
+            ("service", self.service),
+        )
+
+
+def phase_json(h: LogHist | None) -> dict[str, Any] | None:
+    """{p50, p90, p99, max, count} in ms for JSON; None when the phase was not measured
+    (quantiles None when measured but empty)."""
+    if h is None:
+        return None
+    return {
+        "p50": rounded(h.quantile_ms(0.5), 3),
+        "p90": rounded(h.quantile_ms(0.9), 3),
+        "p99": rounded(h.quantile_ms(0.99), 3),
+        "max": rounded(h.max_ms, 3),
+        "count": h.count,
+    }

@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 
 from . import analysis
 from .realkind import SKEW_FIXES, STARVATION_FIXES
-from .snapshot import Diagnosis, Imbalance, Severity, Snapshot, WorkerSample, WorkerState
+from .snapshot import (
+    Diagnosis,
+    Imbalance,
+    LogHist,
+    Severity,
+    Snapshot,
+    WorkerSample,
+    WorkerState,
+)
 
 Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
 
@@ -56,6 +64,14 @@ GIL_MIN_ACTIVE_THREADS = 2  # threads that are busy or use CPU
 GIL_THREAD_ACTIVE_CPU = 5.0  # a thread using more than this (% of one core) is active
 GIL_MIN_IDLE_CORES = 0.5  # host's idle cores (mean over the window)
 
+# in-server wait (issue 16): requests wait inside the server (a master's hand-off, a parked
+# connection, a busy loop) longer than they are served, over enough requests to judge.
+PHASE_MIN_COUNT = 20  # requests (or connections) in the window before a phase is cited
+WAIT_MIN_COUNT = 100  # requests in the window before in-server wait is judged on its own
+# (prefork on a busy 2-core box: p99 15 ms over 25 requests, service p99 12 ms: noise)
+WAIT_MIN_P99_MS = 10.0  # the window's in-server wait p99 at least this ...
+WAIT_OVER_SERVICE = 2.0  # ... and above this many times the service p99
+
 # one reuseport queue backed up: one listener's own queue long, the others' short.
 REUSEPORT_MIN_QUEUE = 10  # the backed-up queue's length
 REUSEPORT_OTHERS_FRACTION = 0.25  # every other queue at most this fraction of it
@@ -88,6 +104,20 @@ def _span(win: Sequence[Snapshot]) -> str:
 
 def _live(s: Snapshot) -> tuple[WorkerSample, ...]:
     return s.live_workers
+
+
+def window_phase(s: Snapshot, name: str, minimum: int = 1) -> LogHist | None:
+    """The window's histogram of phase `name` ("queue", "server", "service") when it holds
+    at least `minimum` values; None when unmeasured (or too few to cite)."""
+    ph = s.window_phases
+    h: LogHist | None = getattr(ph, name) if ph is not None else None
+    if h is None or h.count < max(1, minimum):
+        return None
+    return h
+
+
+def _p(h: LogHist, q: float) -> str:
+    return analysis.dur(h.quantile_ms(q))
 
 
 def enough_to_judge(metric: str, imb: Imbalance | None) -> bool:
@@ -196,11 +226,25 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     queue = f"accept queue {last.queue}/{lim}" if lim else f"accept queue {last.queue}"
     drops = [s.kernel.drops_per_s for s in recent if s.kernel and s.kernel.drops_per_s is not None]
     drop_text = f", {_mean(drops):.0f} SYN drops/s" if drops and _mean(drops) >= 0.5 else ""
+    wait = window_phase(last, "queue")
+    measured = last.window_phases is not None and last.window_phases.queue is not None
+    if measured and wait is None:  # queue wait is timed at accept(): none in the window
+        head = (
+            f"starvation: no connection accepted in {_span(win)} while {n}/{n} workers "
+            "hold idle keep-alive connections"
+        )
+    elif wait is not None:  # the connections accepted in the window: how long they queued
+        # (the tail first: those a freed worker took were lucky, the rest wait that long)
+        head = (
+            f"starvation: new connections wait {_p(wait, 0.99)} (p99) in the accept queue "
+            f"while {n}/{n} workers hold idle keep-alive connections"
+        )
+    else:
+        head = f"starvation: {n}/{n} workers busy"
     return Diagnosis(
         "starvation",
         Severity.CRITICAL,
-        f"starvation: {n}/{n} workers busy, CPU {_pct(100 * frac)}, {queue}{drop_text}"
-        f"{_fix(STARVATION_FIXES, last)}",
+        f"{head}, CPU {_pct(100 * frac)}, {queue}{drop_text}{_fix(STARVATION_FIXES, last)}",
     )
 
 
@@ -219,6 +263,9 @@ def accept_queue_overflow(win: Sequence[Snapshot]) -> Diagnosis | None:
     overflows = sum(s.kernel.overflows_delta or 0 for s in win if s.kernel)
     span = analysis.covered_s(win) or 1.0
     ovf = f", {overflows / span:.0f} ListenOverflows/s (namespace-wide)" if overflows else ""
+    wait = window_phase(win[-1], "queue", PHASE_MIN_COUNT)
+    if wait is not None:  # what the connections that got in paid for it
+        ovf += f"; accepted connections waited {_p(wait, 0.99)} in the queue at p99"
     if full is not None:
         _, ln = full
         return Diagnosis(
@@ -261,11 +308,68 @@ def master_bottleneck(win: Sequence[Snapshot]) -> Diagnosis | None:
     wcpu = _mean(per_worker)
     if mcpu < MASTER_MIN_CPU or wcpu > MASTER_MAX_WORKER_CPU:
         return None
+    wait = window_phase(last, "server", PHASE_MIN_COUNT)
+    handoff = f"; hand-off adds {_p(wait, 0.99)} at p99" if wait is not None else ""
     return Diagnosis(
         "master_bottleneck",
         Severity.WARNING,
-        f"master bottleneck: {last.model.name} master {_pct(mcpu)} CPU, workers {_pct(wcpu)}",
+        f"master bottleneck: {last.model.name} master {_pct(mcpu)} CPU, workers {_pct(wcpu)}"
+        f"{handoff}",
     )
+
+
+def server_wait(win: Sequence[Snapshot]) -> Diagnosis | None:
+    """Requests wait inside the server before a handler starts them longer than they are
+    then served (the window's p99s): a master's hand-off (cluster, goroutines' acceptor),
+    a parked connection (event), a busy loop, requests pipelined behind others. Left to
+    `master_bottleneck` when that fires (it cites the hand-off itself)."""
+    if not win:
+        return None
+    last = win[-1]
+    wait = window_phase(last, "server", WAIT_MIN_COUNT)
+    service = window_phase(last, "service", PHASE_MIN_COUNT)
+    if wait is None:
+        return None
+    p99 = wait.quantile_ms(0.99) or 0.0
+    served = service.quantile_ms(0.99) if service is not None else None
+    if p99 < WAIT_MIN_P99_MS or (served is not None and p99 <= WAIT_OVER_SERVICE * served):
+        return None
+    if master_bottleneck(win) is not None:
+        return None
+    model = last.model.name if last.model else "the server"
+    dispatching = any(
+        (s.model.dispatches or 0) > 0 or (s.model.dispatches_delta or 0) > 0 for s in win if s.model
+    ) or (last.model is not None and last.model.name == "cluster")
+    what = (
+        f"{model} master: hand-off adds {_p(wait, 0.99)} at p99"
+        if dispatching
+        else f"requests wait {_p(wait, 0.99)} inside {model} before a worker starts them (p99)"
+    )
+    service_text = f", service p99 {_p(service, 0.99)}" if service is not None else ""
+    top = _top_waiter(last)
+    return Diagnosis(
+        "server_wait",
+        Severity.WARNING,
+        f"in-server wait: {what}{service_text}, {wait.count} requests in {_span(win)}{top}",
+    )
+
+
+def _top_waiter(s: Snapshot) -> str:
+    """ ", most at worker 3 (p99 40 ms)" when one worker's in-server wait stands out."""
+    per = [
+        (h.quantile_ms(0.99) or 0.0, w.label)
+        for w in _live(s)
+        if w.window_phases is not None
+        and (h := w.window_phases.server) is not None
+        and h.count >= WAIT_MIN_COUNT // 4
+    ]
+    if len(per) < 2:
+        return ""
+    per.sort()
+    (top, label), (second, _) = per[-1], per[-2]
+    if top < 2 * second:
+        return ""
+    return f", most at {label} (p99 {analysis.dur(top)})"
 
 
 def _master_own_cpu(s: Snapshot) -> float:
@@ -315,11 +419,15 @@ def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
     pid, nactive, cpu = best
     idle_cores = _mean(idle)
     cores = "core" if _num(idle_cores) == "1" else "cores"
+    service = window_phase(last, "service", PHASE_MIN_COUNT)
+    served = ""
+    if service is not None:  # the handlers' time stretched by waiting for the GIL
+        served = f"; service p50 {_p(service, 0.5)}, p99 {_p(service, 0.99)}"
     return Diagnosis(
         "gil_cap",
         Severity.WARNING,
         f"GIL cap: {nactive} threads share one core (pid {pid} at {_pct(cpu)} CPU), "
-        f"{_num(idle_cores)} {cores} idle",
+        f"{_num(idle_cores)} {cores} idle{served}",
     )
 
 
@@ -363,6 +471,7 @@ RULES: tuple[Rule, ...] = (
     accept_queue_overflow,
     accept_skew,
     master_bottleneck,
+    server_wait,
     gil_cap,
     reuseport_backlog,
 )

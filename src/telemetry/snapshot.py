@@ -184,6 +184,8 @@ class WorkerSample:
     role: Role = Role.WORKER  # recordings made before roles existed read as workers
     proc_state: str | None = None  # attach: the /proc state letter (R S D T t Z), else None
     phases: Phases | None = None  # cumulative since the worker started; None: not measured
+    window_phases: Phases | None = None  # the analyser's: what `phases` gained over the
+    # window (window_s); None when `phases` is None or not analysed
 
     @property
     def key(self) -> tuple[int | None, int, int]:
@@ -374,6 +376,8 @@ class Snapshot:
     diagnoses: tuple[Diagnosis, ...] = ()
     cost_ms: float | None = None  # sampler CPU time spent producing this snapshot, ms
     phases: Phases | None = None  # the whole server's, cumulative; None: not measured
+    window_phases: Phases | None = None  # the analyser's: what `phases` gained over the
+    # window (window_s); None when `phases` is None or not analysed
 
     # -- conveniences for readers --------------------------------------------------------
     @property

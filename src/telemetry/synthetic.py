@@ -2,6 +2,14 @@
 
     snap = synthetic.snapshot(workers=8, accepts=[71, 5, 5, 5, 4, 4, 3, 3], queue=12)
     series = synthetic.series(20, period=0.25, workers=4, accepts=[10, 0, 0, 0])
+    series = synthetic.series(20, queue_ms=[4200, 10], server_ms=0.2, service_ms=2.0)
+
+Request phases (issue 16): give `queue_ms`, `server_ms`, `service_ms` (one value per
+worker, cycled; None leaves that phase unmeasured, as attach does) and each worker's
+cumulative phases hold `phase_n` requests (per worker, cycled; default: its requests
+total) at exactly that value; the snapshot's are their sum. A series grows `phase_n` by
+`phase_requests` per interval (default 10 per worker) so that its windows are not empty.
+With none of the three given, phases are None (not measured).
 
 Every argument has a quiet default (an idle 4-worker many_accepts); per-worker lists are
 cycled to the worker count. A series' imbalance and diagnoses are filled in by the same
@@ -10,10 +18,12 @@ analyser that annotates live samples (telemetry.analyser) unless `analyse=False`
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from loadgen.stats import LoadStats, Percentiles
+from plumbing.loghist import LogHist, index_of, merge
 
 from .analyser import Analyser
 from .snapshot import (
@@ -22,6 +32,7 @@ from .snapshot import (
     Kind,
     ListenerSample,
     ModelInfo,
+    Phases,
     Role,
     Snapshot,
     WorkerSample,
@@ -68,6 +79,11 @@ def snapshot(
     client: LoadStats | None = None,
     root_pid: int = 1000,
     source: str = "synthetic",
+    queue_ms: float | Sequence[float] | None = None,
+    server_ms: float | Sequence[float] | None = None,
+    service_ms: float | Sequence[float] | None = None,
+    phase_n: Sequence[int] | None = None,
+    worker_phases: bool = True,
 ) -> Snapshot:
     """One synthetic Snapshot; imbalance/diagnoses empty (see `series` for analysed ones)."""
     # long on purpose: one flat keyword per figure (a test names only those its
@@ -79,6 +95,7 @@ def snapshot(
         else:
             pid, tid, group = root_pid + 1 + i, root_pid + 1 + i, -1
         acc = _pick(accepts, i, 0)
+        n = _pick(phase_n, i, _pick(requests, i, acc))
         ws.append(
             WorkerSample(
                 slot=i,
@@ -101,8 +118,12 @@ def snapshot(
                 requests_total=_pick(requests, i, acc),
                 bytes_sent_total=0,
                 role=Role(_pick(roles, i, "worker")),
+                phases=_phases(i, n, queue_ms, server_ms, service_ms),
             )
         )
+    overall = _overall([w.phases for w in ws])
+    if not worker_phases:  # measured for the whole server only (attach with eBPF)
+        ws = [dataclasses.replace(w, phases=None) for w in ws]
     qs = [queue] * listeners if isinstance(queue, int) else list(queue)
     lns = tuple(
         ListenerSample(
@@ -154,7 +175,50 @@ def snapshot(
         kernel=kernel,
         host=HostSample(cpu_count=host_cpus, cpu_percent=host_cpu),
         client=client,
+        phases=overall,
     )
+
+
+def _values(v: float | Sequence[float] | None) -> Sequence[float] | None:
+    if v is None:
+        return None
+    return [float(v)] if isinstance(v, int | float) else v
+
+
+def hist(value_ms: float, n: int) -> LogHist:
+    """A LogHist of `n` values of `value_ms` each (empty when n is 0)."""
+    if n <= 0:
+        return LogHist()
+    us = round(value_ms * 1000)
+    return LogHist(n, us * n, us, ((index_of(us), n),))
+
+
+def _phases(
+    i: int,
+    n: int,
+    queue_ms: float | Sequence[float] | None,
+    server_ms: float | Sequence[float] | None,
+    service_ms: float | Sequence[float] | None,
+) -> Phases | None:
+    if queue_ms is None and server_ms is None and service_ms is None:
+        return None
+    out = []
+    for v in (queue_ms, server_ms, service_ms):
+        vals = _values(v)
+        out.append(None if not vals else hist(vals[i % len(vals)], n))
+    return Phases(*out)
+
+
+def _overall(per_worker: Sequence[Phases | None]) -> Phases | None:
+    ps = [p for p in per_worker if p is not None]
+    if not ps:
+        return None
+
+    def total(name: str) -> LogHist | None:
+        hs = [getattr(p, name) for p in ps]
+        return None if any(h is None for h in hs) else merge(hs)
+
+    return Phases(total("queue"), total("server"), total("service"))
 
 
 def series(count: int, *, period: float = 0.25, analyse: bool = True, **kw: Any) -> list[Snapshot]:
@@ -167,9 +231,11 @@ def series(count: int, *, period: float = 0.25, analyse: bool = True, **kw: Any)
     out: list[Snapshot] = []
     start = kw.pop("time", 1000.0)
     accepts = kw.get("accepts")
+    per_interval = kw.pop("phase_requests", [10])
     for k in range(count):
         if accepts is not None:
             kw["accepts_total"] = [a * (k + 1) for a in accepts]
+        kw["phase_n"] = [r * (k + 1) for r in per_interval]
         s = snapshot(seq=k, time=start + k * period, interval_s=period, **kw)
         out.append(analyser.annotate(s) if analyser is not None else s)
     return out

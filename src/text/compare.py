@@ -1,4 +1,6 @@
-"""The `compare` table drawn with rich: one row per model, the same load for each."""
+"""The `compare` tables drawn with rich: one row per model, the same load for each; the
+request phases in a table of their own (beside the others' twelve columns they squeezed the
+diagnoses column to nothing at 140 columns)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from rich.text import Text
 
 from lab.summary import RunSummary
 from lab.units import ms_short, opt, pct
+from telemetry.analysis import dur
 
 
 def table(summaries: Sequence[RunSummary]) -> Table:
@@ -51,4 +54,26 @@ def table(summaries: Sequence[RunSummary]) -> Table:
         "queue: longest accept queue; top: top share of accepts; * ListenOverflows over the "
         "run, namespace-wide (every socket adds to it)"
     )
+    return t
+
+
+def phases_table(summaries: Sequence[RunSummary]) -> Table | None:
+    """Where the time went, whole run: p50/p99 of each phase per model; None when no model
+    measured any ("unknown" for a phase one model did not measure)."""
+    if all(h is None for s in summaries for _, h in s.phases()):
+        return None
+    t = Table(title="where the time went, whole run (p50 / p99)", title_justify="left")
+    t.add_column("model", no_wrap=True)
+    for c in ("queue wait", "in-server wait", "service"):
+        t.add_column(c, justify="right", no_wrap=True)
+    for s in summaries:
+        cells = []
+        for _, h in s.phases():
+            if h is None:
+                cells.append(Text("unknown", style="dim"))
+            elif not h.count:
+                cells.append(Text("none", style="dim"))
+            else:
+                cells.append(Text(f"{dur(h.quantile_ms(0.5))} / {dur(h.quantile_ms(0.99))}"))
+        t.add_row(s.model_detail, *cells)
     return t

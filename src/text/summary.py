@@ -1,6 +1,7 @@
 """The run summary drawn with rich (`serverscope run`, and each model of `compare`): the
 client's latency table (the `load` command's), the server's figures over the whole run,
-a per-worker table and the diagnoses seen."""
+a per-worker table and the diagnoses seen. Where the time went (queue wait, in-server
+wait, service) is three rows of the server table, "not measured" when unknown."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from rich.text import Text
 
 from lab.summary import RunSummary
 from lab.units import opt, pct
+from plumbing.loghist import LogHist
+from telemetry.analysis import dur
 
 from .load import load_summary
 
@@ -53,6 +56,8 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         t.add_row("host CPU", f"mean {s.host_cpu_mean:.0f}%{cores}")
     if s.spawns or s.deaths:
         t.add_row("workers", f"{s.spawns} spawned, {s.deaths} died during the run")
+    for label, value in phase_rows(s):
+        t.add_row(label, value)
     console.print(t)
     if s.workers:
         console.print(_worker_table(s, max_workers))
@@ -95,3 +100,26 @@ def _worker_table(s: RunSummary, max_rows: int) -> Table:
     if len(s.workers) > max_rows:
         t.caption = f"the {max_rows} busiest of {len(s.workers)} workers"
     return t
+
+
+PHASE_UNITS = {"queue wait": "connections", "in-server wait": "requests", "service": "requests"}
+
+
+def phase_rows(s: RunSummary) -> list[tuple[str, Text]]:
+    """The run's three phases, one row each: p50 p90 p99 max and how many; one row saying
+    "not measured" when none of them was (an unmeasured one among measured ones: "unknown")."""
+    phases = s.phases()
+    if all(h is None for _, h in phases):
+        return [("request phases", Text("not measured for this server", style="dim"))]
+    return [(label, _phase_text(h, PHASE_UNITS[label])) for label, h in phases]
+
+
+def _phase_text(h: LogHist | None, unit: str) -> Text:
+    if h is None:
+        return Text("unknown (not measured)", style="dim")
+    if not h.count:
+        return Text(f"no {unit} in the run", style="dim")
+    return Text(
+        f"p50 {dur(h.quantile_ms(0.5))}  p90 {dur(h.quantile_ms(0.9))}  "
+        f"p99 {dur(h.quantile_ms(0.99))}  max {dur(h.max_ms)}  over {h.count:,} {unit}"
+    )

@@ -34,6 +34,8 @@ from ..event_log import EventLog
 from ..frame import Frame, WorkerKey
 from ..imbalance_panel import ImbalancePanel
 from ..messages import WorkerSelected
+from ..phases_panel import TITLE as PHASES_TITLE
+from ..phases_panel import PhasesPanel
 from ..scoreboard_grid import ScoreboardGrid, summary
 from ..scoreboard_legend import ScoreboardLegend
 from ..source import ScreenSource
@@ -74,6 +76,7 @@ class LabScreen(Screen[None]):
             with Vertical(id="right"):
                 yield ImbalancePanel(id="imbalance")
                 yield BacklogPanel(id="backlog")
+                yield PhasesPanel(id="phases")
                 yield ClientPanel(id="client")
         yield EventLog(id="events")
         yield Footer()
@@ -86,6 +89,7 @@ class LabScreen(Screen[None]):
         self.query_one("#scoreboard-panel").border_title = "scoreboard"
         self.query_one("#imbalance").border_title = "imbalance"
         self.query_one("#backlog").border_title = "accept queues"
+        self.query_one("#phases").border_title = PHASES_TITLE
         self.query_one("#client").border_title = "clients see"
         self.query_one("#events").border_title = "events"
         self.query_one("#workers").border_title = "workers"
@@ -181,6 +185,7 @@ class LabScreen(Screen[None]):
         self.query_one(WorkerTable).show(frame)
         self.query_one(ImbalancePanel).show(frame)
         self.query_one(BacklogPanel).show(frame)
+        self.query_one(PhasesPanel).show(frame)
         self.query_one(ClientPanel).show(frame)
         banner = self.query_one(DiagnosisBanner)
         if self.busy:
@@ -215,6 +220,7 @@ class LabScreen(Screen[None]):
             frame = self.frame(self.last)  # only the widgets that show the selection
             self.query_one(ScoreboardGrid).show(frame)
             self.query_one(WorkerTable).show(frame)
+            self.query_one(PhasesPanel).show(frame)
 
     def selected_worker(self) -> WorkerSample | None:
         if self.last is None:
