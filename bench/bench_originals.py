@@ -1,0 +1,219 @@
+"""Each Python model against the original it copies, on the same load in one run, as ratios,
+with the CPU each server spent per request (the evidence for what limits it).
+
+    .venv/bin/python bench/bench_originals.py [--duration 5] [--only many_accepts,single]
+
+Pairs (issue 18): many_accepts / node:many_accepts, cluster / node:simple_cluster,
+goroutines / go:server, single / c:single, proc_spawn / c:proc_spawn, prefork /
+apache:prefork, worker / apache:worker, event / apache:event. Both sides get the same
+knobs (2 workers or loops on a 2-core machine; 8 processes for proc_spawn and prefork;
+2 x 4 threads for worker and event) and the same wrk run: 64 connections, `GET /`,
+keep-alive for the async models (no cap on requests per connection on either side),
+`Connection: close` for the blocking ones (a keep-alive client would hold a blocking
+worker to itself, and `single` would serve one of the 64 connections). Goal >= 0.5x.
+
+What limits each side is read from the server's own CPU over the measured run (all its
+processes and threads, from /proc through psutil, wrk excluded):
+- `user us/req` and `sys us/req`: user-space CPU is the interpreter (Python per request),
+  system CPU is the kernel (accept, epoll, read, write, close);
+- `cores`: the server's CPU over the run's wall time. A server below one core while wrk
+  waits on it is serialised (the GIL: goroutines' loops share one interpreter);
+  near 2 cores it is CPU-bound on this machine, whoever pays.
+Needs the toolchains (gcc, nodejs, golang-go, apache2) and wrk (`apt-get install wrk`); a
+pair whose original cannot run here is reported as skipped, naming the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import psutil
+from benchlib import need_wrk
+
+from lab.server import open_server
+from originals.registry import spec as original_spec
+from servers.config import ServerConfig
+
+CLOSE = ("Connection: close",)
+GOAL = 0.5
+
+
+@dataclass
+class Pair:
+    model: str
+    original: str
+    knobs: dict[str, object]
+    headers: tuple[str, ...]
+    connections: int = 64
+
+    @property
+    def mode(self) -> str:
+        return "close" if self.headers else "keep-alive"
+
+
+@dataclass
+class Measure:
+    rps: float
+    requests: int
+    user_us: float  # server's user CPU per request
+    sys_us: float  # server's system CPU per request
+    cores: float  # server's CPU / wall time
+
+    @property
+    def cpu_us(self) -> float:
+        return self.user_us + self.sys_us
+
+
+def pairs(workers: int) -> list[Pair]:
+    ka = {"max_keepalive_requests": 0}
+    pool = {"start_servers": 8, "min_spare": 1, "max_spare": 8, "max_workers": 8}
+    threads = {"workers": 2, "threads_per_child": 4}
+    return [
+        Pair("many_accepts", "node:many_accepts", {"workers": workers, **ka}, ()),
+        Pair("cluster", "node:simple_cluster", {"workers": workers, **ka}, ()),
+        Pair("goroutines", "go:server", {"workers": workers, **ka}, ()),
+        Pair("single", "c:single", {}, CLOSE),
+        Pair("proc_spawn", "c:proc_spawn", {"workers": 8}, CLOSE),
+        Pair("prefork", "apache:prefork", pool, CLOSE),
+        Pair("worker", "apache:worker", threads, CLOSE),
+        Pair("event", "apache:event", threads, CLOSE),
+    ]
+
+
+Times = dict[int, tuple[float, float]]
+
+
+def cpu_of(pids: list[int], seen: dict[int, psutil.Process], last: Times) -> tuple[float, float]:
+    """Total (user, system) CPU seconds of `pids` and of every process seen before (one
+    that exited mid-run counts with its last reading)."""
+    for pid in pids:
+        if pid not in seen:
+            try:
+                seen[pid] = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                pass
+    for pid, proc in seen.items():
+        try:
+            t = proc.cpu_times()
+            last[pid] = (t.user, t.system)
+        except psutil.NoSuchProcess:
+            pass
+    return sum(u for u, _ in last.values()), sum(s for _, s in last.values())
+
+
+def wrk(url: str, connections: int, duration: float, headers: tuple[str, ...]) -> tuple[float, int]:
+    """(req/s, requests) that wrk reached in one run."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    n = re.search(r"(\d+) requests in", out)
+    if not rps or not n:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if bad:
+        print(f"  wrk: {bad.group(0)}", file=sys.stderr)
+    return float(rps.group(1)), int(n.group(1))
+
+
+def measure(name: str, pair: Pair, duration: float) -> Measure:
+    srv = open_server(ServerConfig(model=name, **pair.knobs))  # type: ignore[arg-type]
+    srv.start()
+    try:
+        url = srv.url + "/"
+        wrk(url, pair.connections, 1, pair.headers)  # warm-up: workers spawned, caches hot
+        seen: dict[int, psutil.Process] = {}
+        last: Times = {}
+        u0, s0 = cpu_of(srv.pids(), seen, last)
+        t0 = time.monotonic()
+        rps, n = wrk(url, pair.connections, duration, pair.headers)
+        wall = time.monotonic() - t0
+        u1, s1 = cpu_of(srv.pids(), seen, last)
+    finally:
+        srv.stop()
+    n = max(n, 1)
+    return Measure(rps, n, 1e6 * (u1 - u0) / n, 1e6 * (s1 - s0) / n, (u1 - u0 + s1 - s0) / wall)
+
+
+def verdict(pair: Pair, ours: Measure, theirs: Measure) -> str:
+    """What limits the model, read from the figures (printed beside them, not a guess)."""
+    if pair.model == "goroutines" and ours.cores < 1.2:
+        return f"the GIL: its loops share one interpreter ({ours.cores:.2f} cores)"
+    if pair.model == "single":
+        return f"one connection at a time, by design ({ours.cores:.2f} cores)"
+    if ours.user_us > 2 * theirs.user_us and ours.user_us > ours.sys_us:
+        return f"Python per request ({ours.user_us:.0f} us user vs {theirs.user_us:.0f})"
+    return f"the kernel ({ours.sys_us:.0f} us sys/req vs {theirs.sys_us:.0f})"
+
+
+def line(model: str, m: Measure) -> str:
+    return (
+        f"{model:<20}{m.rps:>9,.0f} req/s  {m.user_us:6.1f} user + {m.sys_us:6.1f} sys "
+        f"us/req  {m.cores:4.2f} cores"
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--only", help="comma-separated models, e.g. goroutines,single")
+    a = p.parse_args()
+    if not need_wrk("bench_originals"):
+        return 2
+    chosen = pairs(a.workers)
+    if a.only:
+        names = {n.strip() for n in a.only.split(",")}
+        chosen = [x for x in chosen if x.model in names]
+    rows: list[tuple[Pair, Measure | None, Measure | None, str]] = []
+    for pair in chosen:
+        sp = original_spec(pair.original)
+        if not sp.toolchain.present:
+            why = f"skipped: apt-get install {sp.toolchain.package}"
+            print(f"{pair.model}: {why}", flush=True)
+            rows.append((pair, None, None, why))
+            continue
+        ours = measure(pair.model, pair, a.duration)
+        time.sleep(0.5)
+        theirs = measure(pair.original, pair, a.duration)
+        time.sleep(0.5)
+        why = verdict(pair, ours, theirs)
+        rows.append((pair, ours, theirs, why))
+        print(line(pair.model, ours), flush=True)
+        print(line(pair.original, theirs) + f"  -> {ours.rps / theirs.rps:.2f}x", flush=True)
+    print()
+    print(table(rows, a.workers))
+    return 0
+
+
+def table(rows: list[tuple[Pair, Measure | None, Measure | None, str]], workers: int) -> str:
+    """The README's markdown table: each figure beside its goal, a miss said plainly."""
+    out = [
+        "| model | req/s | CPU us/req (user+sys) | original | req/s | CPU us/req | ratio "
+        "| goal | limited by |",
+        "|---|---:|---:|---|---:|---:|---:|---|---|",
+    ]
+    for pair, ours, theirs, why in rows:
+        if ours is None or theirs is None:
+            out.append(f"| {pair.model} | | | {pair.original} | | | | >= {GOAL}x | {why} |")
+            continue
+        r = ours.rps / theirs.rps
+        met = "met" if r >= GOAL else "**missed**"
+        out.append(
+            f"| {pair.model} ({pair.mode}) | {ours.rps:,.0f} "
+            f"| {ours.user_us:.0f}+{ours.sys_us:.0f} "
+            f"| {pair.original} | {theirs.rps:,.0f} | {theirs.user_us:.0f}+{theirs.sys_us:.0f} "
+            f"| **{r:.2f}x** | >= {GOAL}x {met} | {why} |"
+        )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
