@@ -179,6 +179,16 @@ def measure(url: str, pids: Callable[[], list[int]], case: Case, duration: float
     return Figure(rps, cpu)
 
 
+def versions() -> str:
+    from importlib.metadata import version
+
+    v = {m: version(m) for m in ("uvicorn", "uvloop", "httptools", "gunicorn")}
+    return (
+        f"uvicorn {v['uvicorn']} (uvloop {v['uvloop']}, httptools {v['httptools']}), "
+        f"gunicorn {v['gunicorn']}"
+    )
+
+
 def mean(figs: list[Figure]) -> Figure:
     return Figure(sum(f.rps for f in figs) / len(figs), sum(f.cpu_us for f in figs) / len(figs))
 
@@ -241,6 +251,7 @@ def main() -> int:
     if why:
         print(f"bench_peers: {why}", file=sys.stderr)
         return 2
+    print(f"> peers: {versions()}", flush=True)
     rows = []
     for case in cases(a.only, a.workers, a.idle):
         ours_runs, peer_runs = [], []

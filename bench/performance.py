@@ -100,11 +100,14 @@ def load() -> str:
 
 
 def tables(out: str) -> list[str]:
-    """The markdown tables in a bench's output (runs of lines starting with '|')."""
+    """The markdown tables in a bench's output (runs of lines starting with '|'), and its
+    notes (lines starting with '> ', e.g. the peers' versions)."""
     found: list[str] = []
     block: list[str] = []
     for line in [*out.splitlines(), ""]:
-        if line.startswith("|"):
+        if line.startswith("> "):
+            found.append(line)
+        elif line.startswith("|"):
             block.append(line)
         elif block:
             if len(block) >= 3 and re.match(r"^\|[-:| ]+\|$", block[1]):
@@ -142,7 +145,10 @@ def run(b: Bench) -> tuple[str, float]:
         )
     took = time.monotonic() - t0
     found = tables(done.stdout)
-    body = "\n\n".join(found) if found else f"```\n{done.stdout.strip()}\n```"
+    if any(f.startswith("|") for f in found):
+        body = "\n\n".join(found)
+    else:
+        body = f"```\n{done.stdout.strip()}\n```"
     if done.returncode != 0:
         err = done.stderr.strip().splitlines()[-3:]
         body += f"\n\n**failed** (exit code {done.returncode}): " + " / ".join(err)
