@@ -19,6 +19,8 @@ processes and threads, from /proc through psutil, wrk excluded):
 - `cores`: the server's CPU over the run's wall time. A server below one core while wrk
   waits on it is serialised (the GIL: goroutines' loops share one interpreter);
   near 2 cores it is CPU-bound on this machine, whoever pays.
+`--profile` adds, for each Python model, the functions with the most samples of their own
+(py-spy over all its processes during the run; `pip install py-spy`).
 Needs the toolchains (gcc, nodejs, golang-go, apache2) and wrk (`apt-get install wrk`); a
 pair whose original cannot run here is reported as skipped, naming the package.
 """
@@ -26,10 +28,18 @@ pair whose original cannot run here is reported as skipped, naming the package.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 from benchlib import Times, cpu_of, need_wrk, wrk
@@ -84,7 +94,39 @@ def pairs(workers: int) -> list[Pair]:
     ]
 
 
-def measure(name: str, pair: Pair, duration: float) -> Measure:
+def py_spy() -> str | None:
+    here = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return here if os.path.exists(here) else shutil.which("py-spy")
+
+
+@contextlib.contextmanager
+def profiled(root: int, seconds: float, out: list[str]) -> Iterator[None]:
+    """py-spy over the model's whole tree (--subprocesses) while the measured run goes on;
+    `out` gets the frames with the most samples of their own, as 'share% function (file)'.
+    The sampling costs the server some CPU: profile in a run of its own."""
+    exe = py_spy()
+    if exe is None:
+        out.append("py-spy is not installed (pip install py-spy)")
+        yield
+        return
+    with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+        cmd = [exe, "record", "--subprocesses", "--nonblocking", "-r", "100", "-f", "raw"]
+        cmd += ["-d", str(max(1, int(seconds) - 1)), "-o", f.name, "-p", str(root)]
+        spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            spy.wait(30)
+        own: Counter[str] = Counter()
+        for ln in Path(f.name).read_text().splitlines():
+            stack, _, n = ln.rstrip().rpartition(" ")
+            if stack and n.isdigit():
+                own[re.sub(r" \(.*/", " (", stack.split(";")[-1])] += int(n)
+        total = sum(own.values()) or 1
+        out.extend(f"{100 * n / total:4.0f}% {fn}" for fn, n in own.most_common(6))
+
+
+def measure(name: str, pair: Pair, duration: float, profile: list[str] | None = None) -> Measure:
     srv = open_server(ServerConfig(model=name, **pair.knobs))  # type: ignore[arg-type]
     srv.start()
     try:
@@ -94,7 +136,9 @@ def measure(name: str, pair: Pair, duration: float) -> Measure:
         last: Times = {}
         u0, s0 = cpu_of(srv.pids(), seen, last)
         t0 = time.monotonic()
-        rps, n = wrk(url, pair.connections, duration, pair.headers)
+        spying = profiled(srv.root_pid, duration, profile) if profile is not None else None
+        with spying or contextlib.nullcontext():
+            rps, n = wrk(url, pair.connections, duration, pair.headers)
         wall = time.monotonic() - t0
         u1, s1 = cpu_of(srv.pids(), seen, last)
     finally:
@@ -132,6 +176,12 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=5.0)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p.add_argument("--only", help="comma-separated models, e.g. goroutines,single")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the Python model during its run (pip install py-spy; its sampling "
+        "slows the model, so read the ratios from a run without it)",
+    )
     a = p.parse_args()
     if not need_wrk("bench_originals"):
         return 2
@@ -147,7 +197,8 @@ def main() -> int:
             print(f"{pair.model}: {why}", flush=True)
             rows.append((pair, None, None, why))
             continue
-        ours = measure(pair.model, pair, a.duration)
+        prof: list[str] | None = [] if a.profile else None
+        ours = measure(pair.model, pair, a.duration, prof)
         time.sleep(0.5)
         theirs = measure(pair.original, pair, a.duration)
         time.sleep(0.5)
@@ -155,6 +206,8 @@ def main() -> int:
         rows.append((pair, ours, theirs, why))
         print(line(pair.model, ours), flush=True)
         print(line(pair.original, theirs) + f"  -> {ours.rps / theirs.rps:.2f}x", flush=True)
+        for frame in prof or []:
+            print(f"    {pair.model} own samples: {frame}", flush=True)
     print()
     print(table(rows, a.workers))
     return 0
