@@ -1,7 +1,7 @@
 """Each Python model against the original it copies, on the same load in one run, as ratios,
 with the CPU each server spent per request (the evidence for what limits it).
 
-    .venv/bin/python bench/bench_originals.py [--duration 5] [--only many_accepts,single]
+    .venv/bin/python bench/bench_originals.py [--duration 5] [--rounds 1] [--only single,...]
 
 Pairs (issue 18): many_accepts / node:many_accepts, cluster / node:simple_cluster,
 goroutines / go:server, single / c:single, proc_spawn / c:proc_spawn, prefork /
@@ -147,12 +147,26 @@ def measure(name: str, pair: Pair, duration: float, profile: list[str] | None = 
     return Measure(rps, n, 1e6 * (u1 - u0) / n, 1e6 * (s1 - s0) / n, (u1 - u0 + s1 - s0) / wall)
 
 
+def mean(ms: list[Measure]) -> Measure:
+    k = len(ms)
+    return Measure(
+        sum(m.rps for m in ms) / k,
+        sum(m.requests for m in ms) // k,
+        sum(m.user_us for m in ms) / k,
+        sum(m.sys_us for m in ms) / k,
+        sum(m.cores for m in ms) / k,
+    )
+
+
 def verdict(pair: Pair, ours: Measure, theirs: Measure) -> str:
     """What limits the model, read from the figures (printed beside them, not a guess)."""
     if pair.model == "goroutines" and ours.cores < 1.2:
         return f"the GIL: its loops share one interpreter ({ours.cores:.2f} cores)"
-    if pair.model == "single":
-        return f"one connection at a time, by design ({ours.cores:.2f} cores)"
+    if pair.model == "single":  # one connection at a time: its CPU per request is its pace
+        return (
+            f"one connection at a time, so Python per request ({ours.user_us:.0f} us user "
+            f"vs {theirs.user_us:.0f}) sets its pace"
+        )
     if ours.user_us > 2 * theirs.user_us and ours.user_us > ours.sys_us:
         return f"Python per request ({ours.user_us:.0f} us user vs {theirs.user_us:.0f})"
     if ours.user_us <= 1.2 * theirs.user_us:
@@ -174,6 +188,7 @@ def line(model: str, m: Measure) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--duration", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=1, help="runs of each side, alternating")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p.add_argument("--only", help="comma-separated models, e.g. goroutines,single")
     p.add_argument(
@@ -198,10 +213,13 @@ def main() -> int:
             rows.append((pair, None, None, why))
             continue
         prof: list[str] | None = [] if a.profile else None
-        ours = measure(pair.model, pair, a.duration, prof)
-        time.sleep(0.5)
-        theirs = measure(pair.original, pair, a.duration)
-        time.sleep(0.5)
+        mine, orig = [], []
+        for r in range(a.rounds):  # alternating, so that the host's load falls on both
+            mine.append(measure(pair.model, pair, a.duration, prof if r == 0 else None))
+            time.sleep(0.5)
+            orig.append(measure(pair.original, pair, a.duration))
+            time.sleep(0.5)
+        ours, theirs = mean(mine), mean(orig)
         why = verdict(pair, ours, theirs)
         rows.append((pair, ours, theirs, why))
         print(line(pair.model, ours), flush=True)

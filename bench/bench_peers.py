@@ -6,8 +6,8 @@
 - async models (many_accepts, cluster, reuseport with --workers W; goroutines, one process)
   against uvicorn (uvloop + httptools) with as many worker processes: wrk, 64 keep-alive
   connections, `GET /`; both sides without a cap on requests per connection;
-- blocking models (proc_spawn, prefork with N processes, worker with P x T threads) against
-  gunicorn's sync (N) and gthread (P x T) workers: wrk with `Connection: close`;
+- blocking models (single; proc_spawn, prefork with N processes; worker with P x T
+  threads) against gunicorn's sync (1, N) and gthread (P x T) workers: wrk with `Connection: close`;
 - event (P x T threads) against gunicorn gthread (P x T), the fair peer: both park idle
   keep-alive connections instead of holding a thread. Load: --idle keep-alive clients
   (200) that each sent one request and went quiet, held open before and during a wrk run of
@@ -136,6 +136,7 @@ def cases(only: str | None, workers: int, idle: int = 200) -> list[Case]:
         cfg = ServerConfig(model="goroutines", **unlimited)
         out.append(Case(cfg, uvicorn(1), "uvicorn -w 1"))
     if only in (None, "sync"):
+        out.append(Case(ServerConfig(model="single"), gunicorn(1), "gunicorn sync -w 1", CLOSE))
         n = 8
         out.append(Case(ServerConfig(model="proc_spawn", workers=n), gunicorn(n),
                         f"gunicorn sync -w {n}", CLOSE))  # fmt: skip
@@ -216,6 +217,8 @@ def label(case: Case) -> str:
         return f"{cfg.model} ({cfg.workers} x {cfg.threads_per_child} threads)"
     if cfg.model == "prefork":
         return f"prefork ({cfg.max_workers})"
+    if cfg.model == "single":
+        return "single (1 process)"
     if cfg.model == "goroutines":
         return f"goroutines ({cfg.workers or os.cpu_count()} loops, 1 process)"
     return f"{cfg.model} ({cfg.workers})"
@@ -243,7 +246,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p.add_argument("--idle", type=int, default=200, help="idle keep-alive clients (event)")
-    p.add_argument("--only", choices=("async", "sync", "idle"))
+    p.add_argument("--only", help="async, sync, idle, or comma-separated models")
     a = p.parse_args()
     if not need_wrk("bench_peers"):
         return 2
@@ -253,7 +256,14 @@ def main() -> int:
         return 2
     print(f"> peers: {versions()}", flush=True)
     rows = []
-    for case in cases(a.only, a.workers, a.idle):
+    group = a.only if a.only in (None, "async", "sync", "idle") else None
+    chosen = cases(group, a.workers, a.idle)
+    if group is None and a.only:
+        names = {n.strip() for n in a.only.split(",")}
+        chosen = [c for c in chosen if c.ours.model in names]
+        if not chosen:
+            p.error(f"--only {a.only}: no such group or model")
+    for case in chosen:
         ours_runs, peer_runs = [], []
         for _ in range(a.rounds):
             with Supervisor(case.ours) as sup:

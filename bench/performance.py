@@ -46,7 +46,7 @@ BENCHES = (
         "originals",
         "The models against their originals",
         "bench_originals.py",
-        ("--duration", "5"),
+        ("--duration", "5", "--rounds", "2"),
         what="wrk, same knobs, connections and duration on both sides; goal >= 0.5x each. "
         "CPU us/req is the server's own user+system CPU per request (all its processes), "
         "the evidence for what limits it.",
@@ -55,7 +55,7 @@ BENCHES = (
         "peers",
         "The models against uvicorn and gunicorn",
         "bench_peers.py",
-        ("--duration", "5"),
+        ("--duration", "5", "--rounds", "2"),
         what="async models against uvicorn (uvloop + httptools) with as many workers, "
         "keep-alive; blocking models against gunicorn sync/gthread, `Connection: close`; "
         "event against gthread under idle keep-alive clients. Goal >= 1.0x.",
