@@ -167,15 +167,15 @@ def verdict(pair: Pair, ours: Measure, theirs: Measure) -> str:
             f"one connection at a time, so Python per request ({ours.user_us:.0f} us user "
             f"vs {theirs.user_us:.0f}) sets its pace"
         )
-    if ours.user_us > 2 * theirs.user_us and ours.user_us > ours.sys_us:
-        return f"Python per request ({ours.user_us:.0f} us user vs {theirs.user_us:.0f})"
-    if ours.user_us <= 1.2 * theirs.user_us:
-        return (
-            f"the CPU it shares with wrk: no more user CPU per request than the original "
-            f"({ours.user_us:.0f} vs {theirs.user_us:.0f} us), kernel {ours.sys_us:.0f} "
-            f"vs {theirs.sys_us:.0f} us"
-        )
-    return f"the kernel ({ours.sys_us:.0f} us sys/req vs {theirs.sys_us:.0f})"
+    both = (
+        f"user {ours.user_us:.0f} vs {theirs.user_us:.0f} us, "
+        f"kernel {ours.sys_us:.0f} vs {theirs.sys_us:.0f} us per request"
+    )
+    if ours.user_us <= 1.1 * theirs.user_us:
+        return f"the CPU it shares with wrk, no costlier per request than the original ({both})"
+    if ours.user_us >= ours.sys_us:
+        return f"Python per request ({both})"
+    return f"the kernel ({both})"
 
 
 def line(model: str, m: Measure) -> str:

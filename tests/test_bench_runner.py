@@ -98,3 +98,18 @@ def test_each_model_is_held_against_the_original_it_copies(monkeypatch) -> None:
     }
     for p in pairs:
         assert spec(p.original).twin == p.model
+
+
+def test_the_verdict_names_what_the_cpu_per_request_shows(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.syspath_prepend(str(BENCH))
+    b = importlib.import_module("bench_originals")
+    by = {p.model: p for p in b.pairs(2)}
+    c_like = b.Measure(10_000, 50_000, user_us=3, sys_us=12, cores=0.3)
+    python = b.Measure(7_000, 35_000, user_us=25, sys_us=12, cores=0.4)
+    assert b.verdict(by["proc_spawn"], python, c_like).startswith("Python per request (user 25")
+    assert b.verdict(by["goroutines"], python, c_like).startswith("the GIL")
+    assert "sets its pace" in b.verdict(by["single"], python, c_like)
+    kernel = b.Measure(7_000, 35_000, user_us=8, sys_us=30, cores=0.4)
+    assert b.verdict(by["prefork"], kernel, c_like).startswith("the kernel")
+    cheap = b.Measure(7_000, 35_000, user_us=3, sys_us=30, cores=0.4)
+    assert b.verdict(by["prefork"], cheap, c_like).startswith("the CPU it shares with wrk")
