@@ -8,7 +8,8 @@ goal beside its figure (the benches print them; a missed goal says "missed").
 `--readme` replaces what lies between `<!-- performance -->` and `<!-- /performance -->`
 in the README with the result. Run it on a quiet machine: the figures are ratios measured
 in one run, but the host's other load still moves them (the load average before and after
-is printed). About 15 minutes on the project's 2-core machine; every bench is bounded by
+is printed). 11 minutes on the project's 2-core machine without bench_quit (under load
+13-18); every bench is bounded by
 its own timeout, and a bench that fails or is missing is said so in its section, never
 left out silently. A bench that prints no markdown table is shown as its raw output.
 """
