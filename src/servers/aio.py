@@ -35,6 +35,11 @@ from .http import HttpConnection, Limits, ProtocolError, Request
 from .root import RootContext
 from .scoreboard import SlotWriter, State
 
+try:
+    import uvloop
+except ImportError:  # a dependency, but the models run on asyncio's own loop without it
+    uvloop = None  # type: ignore[assignment]
+
 SWEEP_INTERVAL = 0.5
 READ_AHEAD = 64 * 1024  # bytes buffered past a request being served before reading pauses
 # what a cluster master sends with each fd: its Acceptor's since_ns and queue_us (issue 16)
@@ -132,8 +137,7 @@ class HttpProtocol(asyncio.Protocol):
         self.eof = False  # the client half-closed with requests still to answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         self.worker.conns.add(self)
         self.worker.w.accepted()
         self.worker.w.queued(self.queue_us)
@@ -287,9 +291,14 @@ class HttpProtocol(asyncio.Protocol):
         self.worker.settle()
 
 
-def new_loop(*, exclusive: bool = False) -> asyncio.AbstractEventLoop:
+def new_loop(*, exclusive: bool = False, native: bool = False) -> asyncio.AbstractEventLoop:
+    """A loop for this thread. `native`: uvloop (libuv) where installed, for goroutines
+    (see there why); the other models keep asyncio's own loop, whose accept behaviour
+    their demos show."""
     if exclusive:
         loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop(ExclusiveEpollSelector())
+    elif native and uvloop is not None:
+        loop = uvloop.new_event_loop()
     else:
         loop = asyncio.new_event_loop()
     loop.set_exception_handler(_exception_handler(guard.EverySecond("worker")))

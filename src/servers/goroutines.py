@@ -70,7 +70,7 @@ def run(ctx: RootContext) -> int:
 
     def loop_main(k: int) -> None:
         w = board.claim(k, kind=Kind.THREAD, group=0)
-        worker = Loop(new_loop(), w, ctx.limits)
+        worker = Loop(new_loop(native=True), w, ctx.limits)
         filled[k] = worker
         w.state(State.WAITING)
         started.wait()
