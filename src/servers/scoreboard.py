@@ -322,6 +322,15 @@ class Scoreboard:
         )
         return ScoreboardSnapshot(time.monotonic(), self.read_model(), slots)
 
+    def raw_slots(self) -> list[tuple[int | float, ...]]:
+        """The slots ever used as plain tuples, in SlotInfo's field order after `index`
+        (state, kind and role as ints): the sampler's hot loop, which reads every slot
+        four times a second, pays 0.3 us a slot here against 3 us for `read()`'s SlotInfo
+        (bench/bench_sampler.py)."""
+        n = min(self.header.high_water, self.nslots)
+        size = ctypes.sizeof(_Slot)
+        return list(struct.iter_unpack(_SLOT_FMT, self._mm[_HEADER_SIZE : _HEADER_SIZE + n * size]))
+
     def close(self) -> None:
         del self._slots
         del self.header

@@ -9,9 +9,11 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 
-from .snapshot import Imbalance, ImbalanceSet, Snapshot, WorkerState
+from .snapshot import Imbalance, ImbalanceSet, Kind, Role, Snapshot, WorkerState
 
 DEFAULT_WINDOW_S = 5.0
+_WORKER, _PROCESS = Role.WORKER, Kind.PROCESS
+_NOT_ALIVE = frozenset({WorkerState.EMPTY, WorkerState.DEAD})  # as WorkerSample.alive
 
 
 def window(history: Sequence[Snapshot], window_s: float = DEFAULT_WINDOW_S) -> list[Snapshot]:
@@ -94,16 +96,20 @@ class ImbalanceTracker:
             self._cpu,
             self._seen,
         )
+        label = self._label
+        # once per worker per sample: WorkerSample's properties (alive, is_worker, key,
+        # label) inlined, the label made once per identity (it is fixed by the key)
         for w in snap.workers:
-            if not w.alive or not w.is_worker:
+            if w.role != _WORKER or w.state in _NOT_ALIVE:
                 continue
-            k = w.key
+            k = (w.slot, w.pid if w.kind == _PROCESS else w.tid, w.generation)  # w.key
             a = w.accepts if (w.accepts is not None and iv is not None) else None
             c = w.connections
             u = w.cpu_percent * iv / 100.0 if (w.cpu_percent is not None and iv) else None
             rows.append((k, a, c, u))
             alive[k] = alive.get(k, 0) + 1
-            self._label[k] = w.label
+            if k not in label:
+                label[k] = w.label
             if a is not None:
                 seen[0] += 1
                 acc[k] = acc.get(k, 0) + a

@@ -9,7 +9,7 @@ and psutil is too slow for 250 processes at 4 Hz (see procfs.py and bench/bench_
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plumbing.tcpinfo import accept_queue
 from servers import scoreboard
@@ -20,10 +20,13 @@ from .reading import Reading, WorkerDeltas
 from .snapshot import Kind, ListenerSample, ModelInfo, Role, WorkerSample, WorkerState
 
 if TYPE_CHECKING:
-    from servers.scoreboard import ModelArea, SlotInfo
+    from servers.scoreboard import ModelArea
     from servers.supervisor import Supervisor
 
-_STATES = {st: WorkerState(st.name.lower()) for st in State}
+# by value (the scoreboard's raw bytes): a tuple index is much cheaper than an enum call
+_STATES = tuple(WorkerState(st.name.lower()) for st in State)
+_ROLES = tuple(Role[r.name] for r in scoreboard.Role)
+_EMPTY, _DEAD, _THREAD = int(State.EMPTY), int(State.DEAD), int(scoreboard.Kind.THREAD)
 
 
 class SupervisorSource:
@@ -56,16 +59,17 @@ class SupervisorSource:
         sup = self.sup
         if sup.scoreboard is None or sup.proc is None:
             raise RuntimeError("the server is not running")
-        board = sup.scoreboard.read()
+        area = sup.scoreboard.read_model()
         root_pid = sup.proc.pid
         self._n += 1
         self._refresh = self._n % self.FULL_STAT_EVERY == 1
         self._stats = {}
-        workers = [self._worker(s, now, deltas) for s in board.slots]
+        worker = self._worker
+        workers = [worker(i, s, now, deltas) for i, s in enumerate(sup.scoreboard.raw_slots())]
         # the root's CPU is all its threads' (stat), read every sample: the master's own
         # share is told from the worker threads living in it (goroutines)
         root = self._stats[root_pid] = self.stat.proc(root_pid)
-        model = self._model(board.model, root_pid, root, workers, now)
+        model = self._model(area, root_pid, root, workers, now)
         if self._refresh:
             self.stat.sweep()  # fds of workers gone since the last refresh
             self._full = {pid: st for pid, st in self._stats.items() if st is not None}
@@ -74,55 +78,64 @@ class SupervisorSource:
     # -- workers ------------------------------------------------------------------------
     def _pstat(self, pid: int) -> procfs.Stat | None:
         """/proc/PID/stat: read afresh on a refresh sample, else the last reading."""
-        if pid not in self._stats:
-            cached = None if self._refresh else self._full.get(pid)
-            self._stats[pid] = cached if cached is not None else self.stat.proc(pid)
-        return self._stats[pid]
-
-    def _process_cpu(self, pid: int) -> float | None:
-        st = self._pstat(pid)
+        stats = self._stats
+        if pid in stats:
+            return stats[pid]
+        st = None if self._refresh else self._full.get(pid)
         if st is None:
-            return None
+            st = self.stat.proc(pid)
+        stats[pid] = st
+        return st
+
+    def _process_cpu(self, pid: int, st: procfs.Stat) -> float | None:
         if st.num_threads == 1:  # the main thread is the whole process
             return self.stat.cpu_seconds(f"/proc/{pid}/schedstat")
         fresh = st if self._refresh else self.stat.proc(pid)
         return fresh.cpu_seconds if fresh else None
 
-    def _worker(self, s: SlotInfo, now: float, deltas: WorkerDeltas) -> WorkerSample:
-        alive = s.state not in (State.EMPTY, State.DEAD) and s.pid > 0
-        thread = s.kind == scoreboard.Kind.THREAD
+    def _worker(
+        self, index: int, s: tuple[Any, ...], now: float, deltas: WorkerDeltas
+    ) -> WorkerSample:
+        """One slot (a `Scoreboard.raw_slots` tuple). The hot loop, once per slot per
+        sample: WorkerSample is built positionally, in its field order; by keyword, its 21
+        arguments cost 10 us a worker, 2.5 ms a sample at 250 (bench/bench_sampler.py)."""
+        (pid, tid, st, kind, listener, gen, accepted, nopen, requests, sent, last, started,
+         deaths, group, role) = s  # fmt: skip
+        alive = st != _EMPTY and st != _DEAD and pid > 0
+        thread = kind == _THREAD
         cpu = rss = None
         if alive:
-            p = self._pstat(s.pid)
-            rss = p.rss_bytes if p else None
+            p = self._pstat(pid)
             if thread:
-                cpu = self.stat.cpu_seconds(f"/proc/{s.pid}/task/{s.tid}/schedstat")
-            else:
-                cpu = self._process_cpu(s.pid)
-        key = (s.index, s.tid if thread else s.pid, s.generation)
-        pct, acc, req = deltas(key, alive, cpu, s.accepted, s.requests)
+                cpu = self.stat.cpu_seconds(f"/proc/{pid}/task/{tid}/schedstat")
+            elif p is not None:
+                cpu = self._process_cpu(pid, p)
+            if p is not None:
+                rss = p.rss_bytes
+        pct, acc, req = deltas((index, tid if thread else pid, gen), alive, cpu, accepted, requests)
         return WorkerSample(
-            slot=s.index,
-            pid=s.pid,
-            tid=s.tid,
-            generation=s.generation,
-            kind=Kind.THREAD if thread else Kind.PROCESS,
-            state=_STATES[s.state],
-            group=s.group,
-            listener=s.listener,
-            state_age_s=max(0.0, now - s.last_change) if s.last_change else None,
-            age_s=max(0.0, now - s.started) if s.started else None,
-            cpu_percent=pct,
-            cpu_seconds=cpu,
-            rss_bytes=rss,
-            connections=max(0, s.open) if alive else 0,
-            accepts=acc,
-            accepts_total=s.accepted,
-            requests=req,
-            requests_total=s.requests,
-            bytes_sent_total=s.bytes_sent,
-            deaths=s.deaths,
-            role=Role[scoreboard.Role(s.role).name],
+            index,  # slot
+            pid,
+            tid,
+            gen,  # generation
+            Kind.THREAD if thread else Kind.PROCESS,
+            _STATES[st],
+            group,
+            listener,
+            (now - last if now > last else 0.0) if last else None,  # state_age_s
+            (now - started if now > started else 0.0) if started else None,  # age_s
+            pct,  # cpu_percent
+            cpu,  # cpu_seconds
+            rss,  # rss_bytes
+            (nopen if nopen > 0 else 0) if alive else 0,  # connections
+            acc,  # accepts
+            accepted,  # accepts_total
+            req,  # requests
+            requests,  # requests_total
+            sent,  # bytes_sent_total
+            deaths,
+            "",  # name
+            _ROLES[role],
         )
 
     # -- the model ------------------------------------------------------------------------
