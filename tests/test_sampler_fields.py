@@ -111,3 +111,25 @@ def test_every_worker_field_is_the_scoreboards_own() -> None:
         sampler.close()
         lsock.close()
         board.close()
+
+
+def test_positional_new_builds_what_the_dataclass_builds_and_refuses_post_init() -> None:
+    import pytest
+
+    from telemetry.reading import positional_new
+
+    values = [f"v{i}" for i in range(len(dataclasses.fields(WorkerSample)))]
+    made = positional_new(WorkerSample)(*values)
+    assert made == WorkerSample(*values) and hash(made) == hash(WorkerSample(*values))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.pid = 3  # type: ignore[misc]
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        positional_new(Checked)

@@ -16,7 +16,7 @@ from servers import scoreboard
 from servers.scoreboard import State
 
 from . import procfs
-from .reading import Reading, WorkerDeltas
+from .reading import Reading, WorkerDeltas, positional_new
 from .snapshot import Kind, ListenerSample, ModelInfo, Role, WorkerSample, WorkerState
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _STATES = tuple(WorkerState(st.name.lower()) for st in State)
 _ROLES = tuple(Role[r.name] for r in scoreboard.Role)
 _EMPTY, _DEAD, _THREAD = int(State.EMPTY), int(State.DEAD), int(scoreboard.Kind.THREAD)
+_new_worker = positional_new(WorkerSample)
 
 
 class SupervisorSource:
@@ -97,8 +98,9 @@ class SupervisorSource:
         self, index: int, s: tuple[Any, ...], now: float, deltas: WorkerDeltas
     ) -> WorkerSample:
         """One slot (a `Scoreboard.raw_slots` tuple). The hot loop, once per slot per
-        sample: WorkerSample is built positionally, in its field order; by keyword, its 21
-        arguments cost 10 us a worker, 2.5 ms a sample at 250 (bench/bench_sampler.py)."""
+        sample: WorkerSample is built by `positional_new`, every field in its order; by
+        keyword, its __init__ cost 10 us a worker, 2.5 ms a sample at 250, positionally
+        about 6 us, and 2.5 us here (bench/bench_sampler.py, a busy 2-core box)."""
         (pid, tid, st, kind, listener, gen, accepted, nopen, requests, sent, last, started,
          deaths, group, role) = s  # fmt: skip
         alive = st != _EMPTY and st != _DEAD and pid > 0
@@ -113,7 +115,7 @@ class SupervisorSource:
             if p is not None:
                 rss = p.rss_bytes
         pct, acc, req = deltas((index, tid if thread else pid, gen), alive, cpu, accepted, requests)
-        return WorkerSample(
+        return _new_worker(
             index,  # slot
             pid,
             tid,
@@ -136,6 +138,8 @@ class SupervisorSource:
             deaths,
             "",  # name
             _ROLES[role],
+            None,  # proc_state: attach's
+            None,  # phases
         )
 
     # -- the model ------------------------------------------------------------------------
