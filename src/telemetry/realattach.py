@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from .accepts_bpf import AcceptCounter, BpfUnavailable
+from .reading import positional_new
 from .realtree import RealTree, Role, TaskSample
 from .sockdiag import SockDiag
 from .sockowners import SocketOwners, TcpChangeGate
@@ -38,6 +39,10 @@ class WorkerReading:
     listeners: frozenset[int]  # inodes of listeners it polls (epoll) or else holds
     starttime: int = 0  # clock ticks after boot: with pid, the process's identity
     threads: tuple[TaskSample, ...] = ()  # per thread, when multi-threaded and asked for
+    rss_bytes: int | None = None  # resident memory (read with the state, every sample)
+
+
+_new_worker_reading = positional_new(WorkerReading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,22 +132,25 @@ class RealServerReader:
             lby = {p: s & linodes for p, s in own.by_pid.items()}
         new = own.new_by_pid
         workers = []
-        for p in procs:
-            polls = self.tree.epoll_listeners.get(p.pid)
+        polled = self.tree.epoll_listeners
+        for p in procs:  # once per process per sample: positional (see reading.positional_new)
+            pid = p.pid
+            polls = polled.get(pid)
             workers.append(
-                WorkerReading(
-                    pid=p.pid,
-                    name=p.name,
-                    role=p.role,
-                    state=p.state,
-                    cpu_ns=p.cpu_ns,
-                    at=p.at,
-                    connections=len(cby.get(p.pid, ())),
-                    new_connections=None if new is None else new.get(p.pid, 0),
-                    accepts_total=None if exact is None else exact.get(p.pid, 0),
-                    listeners=frozenset(polls if polls else lby.get(p.pid, ())),
-                    starttime=p.starttime,
-                    threads=p.threads,
+                _new_worker_reading(
+                    pid,
+                    p.name,
+                    p.role,
+                    p.state,
+                    p.cpu_ns,
+                    p.at,
+                    len(cby.get(pid, ())),  # connections
+                    None if new is None else new.get(pid, 0),  # new_connections
+                    None if exact is None else exact.get(pid, 0),  # accepts_total
+                    frozenset(polls if polls else lby.get(pid, ())),  # listeners
+                    p.starttime,
+                    p.threads,
+                    p.rss_bytes,
                 )
             )
         listeners = tuple(

@@ -43,6 +43,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from .procfs import PAGE_SIZE, KeptFds
+from .reading import positional_new
 from .snapshot import Role
 
 TREE_EVERY_S = 2.0
@@ -89,45 +91,11 @@ class ProcessSample:
     at: float
     starttime: int
     threads: tuple[TaskSample, ...]  # empty unless asked for and multi-threaded
+    rss_bytes: int | None = None  # resident memory, from the same stat read as the state
 
 
-class _Fds:
-    """pread through fds kept open; an fd stays bound to its task, so a reused pid is never
-    read through an old fd (the read fails once the task is gone)."""
-
-    def __init__(self) -> None:
-        self.fds: dict[str, int] = {}
-
-    def read(self, path: str, size: int = 1024) -> bytes:
-        fd = self.fds.get(path)
-        if fd is None:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return b""
-            self.fds[path] = fd
-        try:
-            data = os.pread(fd, size, 0)
-        except OSError:
-            data = b""
-        if not data:
-            os.close(fd)
-            del self.fds[path]
-        return data
-
-    def keep_only(self, prefixes: set[str]) -> None:
-        for path in list(self.fds):
-            if path[: path.index("/", 6) + 1] not in prefixes:
-                os.close(self.fds.pop(path))
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
-
-
-def _parse_stat(data: bytes) -> tuple[str, str, int, int, int]:
-    """(comm, state, ppid, num_threads, starttime) from a stat line."""
+def _parse_stat(data: bytes) -> tuple[str, str, int, int, int, int]:
+    """(comm, state, ppid, num_threads, starttime, rss bytes) from a stat line."""
     lp, rp = data.index(b"("), data.rindex(b")")
     rest = data[rp + 2 :].split()
     return (
@@ -136,7 +104,11 @@ def _parse_stat(data: bytes) -> tuple[str, str, int, int, int]:
         int(rest[1]),
         int(rest[17]),
         int(rest[19]),
+        int(rest[21]) * PAGE_SIZE,
     )
+
+
+_new_process_sample = positional_new(ProcessSample)
 
 
 def children_of(pid: int) -> list[int]:
@@ -213,7 +185,7 @@ class RealTree:
     ever_worker: set[int] = field(default_factory=set)
     epoll_listeners: dict[int, set[int]] = field(default_factory=dict)  # pid -> listen inodes
     tree_reads: int = 0
-    _fds: _Fds = field(default_factory=_Fds)
+    _fds: KeptFds = field(default_factory=KeptFds)
     _read_at: float = -1e18
     _root_kids: list[int] = field(default_factory=list)
     _listen_inodes: set[int] = field(default_factory=set)
@@ -303,8 +275,9 @@ class RealTree:
                 self.ever_worker.add(pid)
         samples = []
         has_kids = bool(self.pids)
+        new_sample = _new_process_sample
         for pid, ppid, tasks, stat in out:
-            comm, state, _, _, start = stat
+            comm, state, _, _, start, rss = stat
             if pid == self.root:
                 role = Role.MASTER if has_kids else Role.WORKER
             else:
@@ -316,19 +289,8 @@ class RealTree:
                 if all(t.cpu_ns is not None for t in tasks):
                     cpu = sum(t.cpu_ns or 0 for t in tasks)
                 at = max(t.at for t in tasks)
-            samples.append(
-                ProcessSample(
-                    pid=pid,
-                    ppid=ppid,
-                    name=comm,
-                    role=role,
-                    state=state,
-                    cpu_ns=cpu,
-                    at=at,
-                    starttime=start,
-                    threads=tuple(tasks) if self.threads and len(tasks) > 1 else (),
-                )
-            )
+            threads = tuple(tasks) if self.threads and len(tasks) > 1 else ()
+            samples.append(new_sample(pid, ppid, comm, role, state, cpu, at, start, threads, rss))
         return samples
 
     def _read_all(self) -> list[tuple[int, int, list[TaskSample], tuple]] | None:
@@ -339,6 +301,7 @@ class RealTree:
         pread = os.pread
         mono = time.monotonic
         fast = self._fast
+        page = PAGE_SIZE
         out = []
         for pid in [self.root, *self.pids]:
             fds = fast.get(pid)
@@ -358,9 +321,10 @@ class RealTree:
                         stat,
                     )
             else:
-                # the hot path: two preads per single-threaded process, no path strings, no
-                # full parse (ppid, name, start time do not change; threads are re-counted
-                # at each tree read)
+                # the hot path: two preads per single-threaded process, no path strings
+                # (ppid, name, start time do not change; threads are re-counted at each
+                # tree read); the state letter and RSS from the stat line (RSS read here
+                # instead of a third read of stat every 2 s: attach_source did that)
                 try:
                     data = pread(fds[0], 512, 0)
                     sched = pread(fds[1], 64, 0)
@@ -372,12 +336,14 @@ class RealTree:
                     return None
                 at = mono()
                 st = fds[2]
-                state = data[data.rindex(b")") + 2 : data.rindex(b")") + 3].decode()
+                rest = data[data.rindex(b")") + 2 :].split(None, 23)
+                state = rest[0].decode()
                 cpu: int | None = int(sched[: sched.index(b" ")])
                 task = TaskSample(pid, pid, st[0], state, cpu, at, st[4])
-                out.append((pid, st[2], [task], (st[0], state, st[2], st[3], st[4])))
+                stat = (st[0], state, st[2], st[3], st[4], int(rest[21]) * page)
+                out.append((pid, st[2], [task], stat))
                 continue
-            comm, state, ppid, nthreads, start = stat
+            comm, state, ppid, nthreads, start, _ = stat
             tasks = []
             if nthreads == 1:
                 sched = rd(f"/proc/{pid}/schedstat")
@@ -395,7 +361,7 @@ class RealTree:
                     at = mono()
                     cpu = int(sched[: sched.index(b" ")]) if sched else None
                     if tstat:
-                        tcomm, tstate, _, _, tstart = _parse_stat(tstat)
+                        tcomm, tstate, _, _, tstart, _ = _parse_stat(tstat)
                     else:
                         tcomm, tstate, tstart = comm, state, start
                     tasks.append(TaskSample(pid, tid, tcomm, tstate, cpu, at, tstart))
