@@ -18,6 +18,7 @@ from servers.scoreboard import State
 from . import procfs
 from .reading import Reading, WorkerDeltas, positional_new
 from .snapshot import Kind, ListenerSample, ModelInfo, Role, WorkerSample, WorkerState
+from .sockdiag import SYN_RECV, SockDiag
 
 if TYPE_CHECKING:
     from servers.scoreboard import ModelArea
@@ -49,6 +50,7 @@ class SupervisorSource:
         self._full: dict[int, procfs.Stat] = {}  # the last refresh's
         self._syn: dict[int, int] = {}
         self._syn_at = -1e9
+        self._diag: SockDiag | None = None  # kept open: made on the first SYN_RECV read
         self._addr = []
         for s in sup.listeners:
             name = s.getsockname()
@@ -56,6 +58,9 @@ class SupervisorSource:
 
     def close(self) -> None:
         self.stat.close()
+        if self._diag is not None:
+            self._diag.close()
+            self._diag = None
 
     def read(self, now: float, deltas: WorkerDeltas) -> Reading:
         sup = self.sup
@@ -174,14 +179,34 @@ class SupervisorSource:
         )
 
     # -- listeners ------------------------------------------------------------------------
+    def _syn_recv(self) -> dict[int, int] | None:
+        """{port: half-open connections} on our ports; None without sock_diag. Whatever
+        the filter, the kernel walks its whole established table (TIME-WAIT included) for
+        this dump, so it is one walk for both families (SockDiag's), on a netlink socket
+        kept open: with 84,000 TIME-WAIT on the host, 6.6 ms against 12.9 ms for
+        procfs.syn_recv_counts' two walks; at 1 Hz that was 3.2 ms a sample at 4 Hz."""
+        ports = sorted({port for _, port, _ in self._addr})
+        if not ports:
+            return {}
+        try:
+            if self._diag is None:
+                self._diag = SockDiag()
+            rows = self._diag.dump(SYN_RECV, ports)
+        except OSError:  # SockDiagError, or the netlink socket failing mid-dump
+            return None
+        out: dict[int, int] = {}
+        for r in rows:
+            out[r.local_port] = out.get(r.local_port, 0) + 1
+        return out
+
     def _listeners(self, now: float) -> list[ListenerSample]:
         socks = self.sup.listeners
         queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
-        # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME_WAITs);
+        # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME-WAITs);
         # half-open connections pile up when accept queues fill, so while any queue is
         # non-empty it is read every sample, otherwise once a second.
         if any(q and q[0] for q in queues) or now - self._syn_at >= self.SYN_EVERY_S:
-            syn = procfs.syn_recv_counts()
+            syn = self._syn_recv()
             self._syn = syn if syn is not None else procfs.read_tcp_table().syn_recv
             self._syn_at = now
         out = []
