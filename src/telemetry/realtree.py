@@ -18,8 +18,9 @@ State and CPU are read every sample, each through an fd kept open (pread):
   timestamp taken right at that read: /proc/PID/stat's utime+stime are tick-granular
   (10 ms at HZ=100) and made CPU jump by up to 20 points per 250 ms sample. schedstat is
   per task, so a process's CPU is the sum over its threads (its /task/TID/schedstat).
-Hot path: two preads per single-threaded process (stat for the state letter, schedstat),
-through fds opened at the tree read; 251 processes cost ~2.8 ms per sample (bench). A
+Hot path: per single-threaded process, schedstat, plus stat (state letter, RSS) only when
+the task ran since its last stat read, through fds opened at the tree read; 251
+processes cost ~2.8 ms per sample with two preads each (bench), one pread when idle. A
 process that starts threads between tree reads is summed over its threads from the next
 tree read on (<= TREE_EVERY_S); until then its CPU is its main thread's.
 The tree is re-read when a known pid vanishes, when the root's `children` file (one
@@ -191,6 +192,8 @@ class RealTree:
     _listen_inodes: set[int] = field(default_factory=set)
     # pid -> (stat fd, schedstat fd, parsed stat) of single-threaded processes, per tree read
     _fast: dict[int, tuple[int, int, tuple]] = field(default_factory=dict)
+    # pid -> (its schedstat bytes, its stat fields) at its last stat read, per tree read
+    _last: dict[int, tuple[bytes, tuple]] = field(default_factory=dict)
     _epoll_at: float = -1e18
     _has_epoll: bool = False
 
@@ -219,6 +222,7 @@ class RealTree:
         self._read_at = time.monotonic() if now is None else now
         self._fds.keep_only({f"/proc/{p}/" for p in [self.root, *self.pids]})
         self._fast = {}
+        self._last = {}
         if epolls or set(self.pids) != before or self.tree_reads == 1:
             self.read_epolls()
 
@@ -301,6 +305,7 @@ class RealTree:
         pread = os.pread
         mono = time.monotonic
         fast = self._fast
+        last = self._last
         page = PAGE_SIZE
         out = []
         for pid in [self.root, *self.pids]:
@@ -321,26 +326,42 @@ class RealTree:
                         stat,
                     )
             else:
-                # the hot path: two preads per single-threaded process, no path strings
-                # (ppid, name, start time do not change; threads are re-counted at each
-                # tree read); the state letter and RSS from the stat line (RSS read here
-                # instead of a third read of stat every 2 s: attach_source did that)
+                # the hot path, no path strings (ppid, name, start time do not change;
+                # threads are re-counted at each tree read): schedstat, then the stat line
+                # for the state letter and RSS only when the task was scheduled since its
+                # last stat read (schedstat's run time and timeslice count moved). A task
+                # that has not run cannot have changed state (sleeping -> stopped or
+                # exited needs it to run; woken and not yet run shows a sample later) nor
+                # grown; stat is read afresh at every tree read (<= TREE_EVERY_S) anyway,
+                # which bounds a reclaimed RSS's age as attach_source's 2 s cache did.
+                # An idle tree of 250 processes costs one pread each instead of two.
                 try:
-                    data = pread(fds[0], 512, 0)
                     sched = pread(fds[1], 64, 0)
                 except OSError:
-                    data = b""
-                if not data or not sched:
+                    sched = b""
+                if not sched:
                     if pid == self.root:
                         raise ProcessLookupError(f"pid {pid} has exited")
                     return None
                 at = mono()
                 st = fds[2]
-                rest = data[data.rindex(b")") + 2 :].split(None, 23)
-                state = rest[0].decode()
+                seen = last.get(pid)
+                if seen is not None and seen[0] == sched:
+                    stat = seen[1]
+                else:
+                    try:
+                        data = pread(fds[0], 512, 0)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        if pid == self.root:
+                            raise ProcessLookupError(f"pid {pid} has exited")
+                        return None
+                    rest = data[data.rindex(b")") + 2 :].split(None, 23)
+                    stat = (st[0], rest[0].decode(), st[2], st[3], st[4], int(rest[21]) * page)
+                    last[pid] = (sched, stat)
                 cpu: int | None = int(sched[: sched.index(b" ")])
-                task = TaskSample(pid, pid, st[0], state, cpu, at, st[4])
-                stat = (st[0], state, st[2], st[3], st[4], int(rest[21]) * page)
+                task = TaskSample(pid, pid, st[0], stat[1], cpu, at, st[4])
                 out.append((pid, st[2], [task], stat))
                 continue
             comm, state, ppid, nthreads, start, _ = stat
