@@ -245,7 +245,8 @@ def main() -> None:
             print(f"    {k:10s} {summary(v[-a.samples :])}")
         print(
             f"  RealServerReader.read (with gate):  {summary(rc)}; connection dumps skipped: "
-            f"{reader.rd.gate.skipped} of {a.samples + 3}"
+            f"{reader.rd.gate.skipped + reader.rd.gate_idle} of {a.samples + 3} "
+            f"({reader.rd.gate_idle} for an idle tree)"
         )
         print(f"  AttachSource.read (today, held {ares}): {summary(ac)}")
         print(

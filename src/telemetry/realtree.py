@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .procfs import PAGE_SIZE, KeptFds
 from .reading import positional_new
@@ -296,6 +296,28 @@ class RealTree:
             threads = tuple(tasks) if self.threads and len(tasks) > 1 else ()
             samples.append(new_sample(pid, ppid, comm, role, state, cpu, at, start, threads, rss))
         return samples
+
+    def promote(
+        self,
+        samples: list[ProcessSample],
+        listen_by_pid: dict[int, set[int]],
+        conns_by_pid: dict[int, set[int]],
+        accepts_by_pid: dict[int, int] | None = None,
+    ) -> list[ProcessSample]:
+        """`samples` (from `sample()`) with the children that hold a listener or a
+        connection, or accepted, for the first time made workers (for good, as `sample`
+        does): for a caller that sampled the tree with older socket owners."""
+        accepts = accepts_by_pid or {}
+        new = {
+            pid
+            for pid in self.pids
+            if pid not in self.ever_worker
+            and (listen_by_pid.get(pid) or conns_by_pid.get(pid) or accepts.get(pid))
+        }
+        if not new:
+            return samples
+        self.ever_worker |= new
+        return [replace(p, role=Role.WORKER) if p.pid in new else p for p in samples]
 
     def _read_all(self) -> list[tuple[int, int, list[TaskSample], tuple]] | None:
         # one function on purpose (~65 lines): the per-pid loop is the hot path (250 pids
