@@ -80,7 +80,8 @@ class RealServerReader:
         self.gate = TcpChangeGate()
         self._cinodes: set[int] = set()
         self._queued = True
-        self._owned: dict[int, set[int]] = {}  # pid -> socket inodes, as last read
+        self._lby: dict[int, set[int]] = {}  # pid -> listener inodes it held, last read
+        self._cby: dict[int, set[int]] = {}  # pid -> connection inodes it held, last read
         self._dumped_at = -1e18
         self._dump_cpu: dict[int, int | None] = {}  # pid -> CPU ns at the last dump
         self.gate_idle = 0  # dumps skipped because the tree was idle (bench, tests)
@@ -116,10 +117,8 @@ class RealServerReader:
         cpu: dict[int, int | None] = {}
         if not self.tree.tree_reads:  # the first read: owners first, then the tree
             self.tree.refresh()
-        else:
-            lby = {p: s & linodes for p, s in self._owned.items()}
-            cby = {p: s & self._cinodes for p, s in self._owned.items()}
-            procs = self.tree.sample(lby, cby, exact)
+        else:  # the last read's owners (listeners and connections per pid)
+            procs = self.tree.sample(self._lby, self._cby, exact)
             cpu = {p.pid: p.cpu_ns for p in procs}
         pids = [self.root, *self.tree.pids]
         # skip the connection dump (a walk of the kernel's whole established table,
@@ -143,9 +142,8 @@ class RealServerReader:
             self._dumped_at = now
             self._dump_cpu = cpu
         own = self.owners.update(pids, linodes | cinodes, now=now)
-        self._owned = own.by_pid
-        lby = {p: s & linodes for p, s in own.by_pid.items()}
-        cby = {p: s & cinodes for p, s in own.by_pid.items()}
+        lby = self._lby = {p: s & linodes for p, s in own.by_pid.items()}
+        cby = self._cby = {p: s & cinodes for p, s in own.by_pid.items()}
         if procs is None:
             procs = self.tree.sample(lby, cby, exact)
             self._dump_cpu = {p.pid: p.cpu_ns for p in procs}
