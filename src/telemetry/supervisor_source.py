@@ -36,7 +36,9 @@ class SupervisorSource:
     """A server started by a `servers.supervisor.Supervisor` (scoreboard + owned sockets)."""
 
     kind = "supervisor"
-    SYN_EVERY_S = 1.0  # SYN_RECV is read every sample while a queue is non-empty, else 1 Hz
+    # SYN_RECV is read every sample while a queue is non-empty or the namespace's listen
+    # overflows/drops moved, else every SYN_EVERY_S (see _listeners)
+    SYN_EVERY_S = 5.0
     # RSS and thread counts (the full /proc/PID/stat) are read every FULL_STAT_EVERY-th
     # sample (1 Hz at 4 Hz); CPU, from schedstat, every sample
     FULL_STAT_EVERY = 4
@@ -51,6 +53,7 @@ class SupervisorSource:
         self._syn: dict[int, int] = {}
         self._syn_at = -1e9
         self._diag: SockDiag | None = None  # kept open: made on the first SYN_RECV read
+        self._drops: tuple[int, int] | None = None  # ListenOverflows, ListenDrops
         self._addr = []
         for s in sup.listeners:
             name = s.getsockname()
@@ -202,10 +205,16 @@ class SupervisorSource:
     def _listeners(self, now: float) -> list[ListenerSample]:
         socks = self.sup.listeners
         queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
-        # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME-WAITs);
-        # half-open connections pile up when accept queues fill, so while any queue is
-        # non-empty it is read every sample, otherwise once a second.
-        if any(q and q[0] for q in queues) or now - self._syn_at >= self.SYN_EVERY_S:
+        # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME-WAITs).
+        # Half-open connections linger when a full accept queue drops the handshakes'
+        # last ACKs (ListenOverflows) or SYNs (ListenDrops): while a queue is non-empty or
+        # those counters moved since the last sample, it is read every sample; otherwise
+        # every SYN_EVERY_S, as the dump walks the kernel's whole established table
+        # (4-7 ms a dump with 60-90k TIME-WAIT on the host: read at 1 Hz, that was a
+        # quarter of the sampler's cost at 250 workers; bench/bench_sampler.py)
+        drops = procfs.netstat_counters()
+        moved, self._drops = drops != self._drops, drops
+        if any(q and q[0] for q in queues) or moved or now - self._syn_at >= self.SYN_EVERY_S:
             syn = self._syn_recv()
             self._syn = syn if syn is not None else procfs.read_tcp_table().syn_recv
             self._syn_at = now
