@@ -76,27 +76,20 @@ class ImbalanceTracker:
 
     def __init__(self) -> None:
         self._entries: collections.deque[tuple[Snapshot, list[tuple]]] = collections.deque()
-        self._alive: dict[tuple, int] = {}  # key -> snapshots alive in the window
+        # key -> [snapshots alive in the window, accepts, connections summed, snapshots
+        # measuring connections, CPU seconds]: one dict entry per worker, not five dicts
+        # (add, evict and result run once per worker per sample: at 400 thread workers
+        # they were a sixth of the sampler's cost, py-spy of bench/bench_sampler.py)
+        self._stats: dict[tuple, list] = {}
         self._label: dict[tuple, str] = {}
-        self._acc: dict[tuple, int] = {}
-        self._conn: dict[tuple, int] = {}
-        self._conn_n: dict[tuple, int] = {}
-        self._cpu: dict[tuple, float] = {}
         self._seen = [0, 0, 0]  # samples measuring accepts, connections, cpu
         self._span = 0.0
 
     def add(self, snap: Snapshot) -> None:
         iv = snap.interval_s
         rows = []
-        alive, acc, conn, conn_n, cpu, seen = (
-            self._alive,
-            self._acc,
-            self._conn,
-            self._conn_n,
-            self._cpu,
-            self._seen,
-        )
-        label = self._label
+        stats, label = self._stats, self._label
+        seen_a = seen_c = seen_u = 0
         # once per worker per sample: WorkerSample's properties (alive, is_worker, key,
         # label) inlined, the label made once per identity (it is fixed by the key)
         for w in snap.workers:
@@ -107,50 +100,50 @@ class ImbalanceTracker:
             c = w.connections
             u = w.cpu_percent * iv / 100.0 if (w.cpu_percent is not None and iv) else None
             rows.append((k, a, c, u))
-            alive[k] = alive.get(k, 0) + 1
-            if k not in label:
+            st = stats.get(k)
+            if st is None:
+                st = stats[k] = [0, 0, 0, 0, 0.0]
                 label[k] = w.label
+            st[0] += 1
             if a is not None:
-                seen[0] += 1
-                acc[k] = acc.get(k, 0) + a
+                seen_a += 1
+                st[1] += a
             if c is not None:
-                seen[1] += 1
-                conn[k] = conn.get(k, 0) + c
-                conn_n[k] = conn_n.get(k, 0) + 1
+                seen_c += 1
+                st[2] += c
+                st[3] += 1
             if u is not None:
-                seen[2] += 1
-                cpu[k] = cpu.get(k, 0.0) + u
+                seen_u += 1
+                st[4] += u
+        seen = self._seen
+        seen[0] += seen_a
+        seen[1] += seen_c
+        seen[2] += seen_u
         self._span += iv or 0.0
         self._entries.append((snap, rows))
 
     def evict(self, cutoff: float) -> None:
         """Drop the snapshots taken at or before `cutoff` (a monotonic time)."""
-        alive, acc, conn, conn_n, cpu, seen = (
-            self._alive,
-            self._acc,
-            self._conn,
-            self._conn_n,
-            self._cpu,
-            self._seen,
-        )
+        stats, label, seen = self._stats, self._label, self._seen
         while self._entries and self._entries[0][0].time <= cutoff:
             snap, rows = self._entries.popleft()
             self._span -= snap.interval_s or 0.0
             for k, a, c, u in rows:
+                st = stats[k]
                 if a is not None:
                     seen[0] -= 1
-                    acc[k] -= a
+                    st[1] -= a
                 if c is not None:
                     seen[1] -= 1
-                    conn[k] -= c
-                    conn_n[k] -= 1
+                    st[2] -= c
+                    st[3] -= 1
                 if u is not None:
                     seen[2] -= 1
-                    cpu[k] -= u
-                alive[k] -= 1
-                if alive[k] == 0:
-                    for d in (alive, self._label, acc, conn, conn_n, cpu):
-                        d.pop(k, None)
+                    st[4] -= u
+                st[0] -= 1
+                if st[0] == 0:
+                    del stats[k]
+                    label.pop(k, None)
         if not self._entries:
             self._span = 0.0
 
@@ -159,15 +152,18 @@ class ImbalanceTracker:
             return ImbalanceSet()
         span = max(0.0, self._span)
         whole = len(self._entries)
-        keys = [k for k, n in self._alive.items() if n == whole]
         lab = self._label
-        acc = {k: (lab[k], float(self._acc.get(k, 0))) for k in keys}
-        conn = {
-            k: (lab[k], self._conn.get(k, 0) / n if (n := self._conn_n.get(k, 0)) else 0.0)
-            for k in keys
-        }
-        # float running sums leave ~1e-17 residues: below a microsecond is no CPU
-        cpu = {k: (lab[k], c if (c := self._cpu.get(k, 0.0)) > 1e-6 else 0.0) for k in keys}
+        acc: dict[tuple, tuple[str, float]] = {}
+        conn: dict[tuple, tuple[str, float]] = {}
+        cpu: dict[tuple, tuple[str, float]] = {}
+        for k, (alive, a, c, cn, u) in self._stats.items():
+            if alive != whole:
+                continue
+            name = lab[k]
+            acc[k] = (name, float(a))
+            conn[k] = (name, c / cn if cn else 0.0)
+            # float running sums leave ~1e-17 residues: below a microsecond is no CPU
+            cpu[k] = (name, u if u > 1e-6 else 0.0)
         return ImbalanceSet(
             accepts=measure("accepts", acc, span) if self._seen[0] else None,
             connections=measure("connections", conn, span) if self._seen[1] else None,
