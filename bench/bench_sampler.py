@@ -10,6 +10,11 @@ Scenarios:
 - proc_spawn with 1,024 worker processes, and how long it took to start (goal <= 3 s).
 The machine's load average is printed with each figure: on a shared box the same code
 reads up to 3x dearer (seen: 250 processes 5.8 ms at load 13, 3.1 ms at load 3).
+Issue 18, on the shared 2-core box, this code against the previous one run alternately
+(load 4-6): 250 processes 5.4 ms against 12.0 ms, 400 threads 6.7 against 12.7 ms; best
+runs 4.4 ms (1.77 %), 5.6 ms (2.25 %), 1,024 processes 15.6 ms (6.2 %), started in 2.1-2.9 s.
+The SYN_RECV dump (read every 5 s when idle) costs 4-7 ms with 60-90k TIME-WAIT on the
+host and lands in the mean; Python's garbage collector is ~10 % of it at 400 threads.
 For comparison it also times the psutil way of reading the same CPU/RSS figures.
 Cost = CPU time of the sampling thread (time.thread_time) per `Sampler.sample()` plus
 `Analyser.annotate()` (imbalance and diagnoses), as a live session pays it.
