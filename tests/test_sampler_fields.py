@@ -139,3 +139,30 @@ def test_positional_new_builds_what_the_dataclass_builds_and_refuses_post_init()
 
     with pytest.raises(TypeError, match="__post_init__"):
         positional_new(Checked)
+
+
+def test_a_process_workers_rss_follows_it_at_the_next_refresh() -> None:
+    """RSS is read with the full stat at a refresh (every FULL_STAT_EVERY-th sample), and
+    only for processes that ran since their last one: this one allocates, so it ran."""
+    board = Scoreboard.create(nslots=2)
+    fake = SimpleNamespace(
+        scoreboard=board,
+        proc=SimpleNamespace(pid=os.getpid()),
+        listeners=[],
+        config=ServerConfig(model="proc_spawn"),
+    )
+    src = SupervisorSource(fake)  # type: ignore[arg-type]
+    sampler = Sampler(src)
+    try:
+        board.claim(0).state(State.WAITING)
+        before = sampler.sample().workers[0].rss_bytes  # a refresh: stat read
+        assert before is not None
+        ballast = bytearray(96 << 20)  # touched: resident
+        for i in range(0, len(ballast), 4096):
+            ballast[i] = 1
+        seen = [sampler.sample().workers[0].rss_bytes for _ in range(src.FULL_STAT_EVERY)]
+        assert seen[-1] is not None and seen[-1] >= before + (64 << 20), (before, seen)
+        del ballast
+    finally:
+        sampler.close()
+        board.close()

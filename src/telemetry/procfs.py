@@ -83,8 +83,12 @@ class KeptFds:
             del self.fds[path]
         return data
 
+    def touch(self, path: str) -> None:
+        """Count `path` as read (its fd stays open through the next sweep)."""
+        self._used.add(path)
+
     def sweep(self) -> None:
-        """Close the fds not read since the last sweep (workers that went away)."""
+        """Close the fds not read (nor touched) since the last sweep (workers gone)."""
         for path in list(self.fds):
             if path not in self._used:
                 os.close(self.fds.pop(path))
