@@ -1,11 +1,20 @@
-"""Sampler cost per sample, as % of one core at 4 Hz (goal: <= 2 %), from the mean cost.
+"""Sampler cost per sample, as % of one core at 4 Hz, from the mean cost, beside its goal
+(issue 18: <= 2 % for 250 processes and for 400 threads, <= 6 % for 1,024 workers).
 
-    .venv/bin/python bench/bench_sampler.py [--samples 40] [--skip-psutil]
+    .venv/bin/python bench/bench_sampler.py [--samples 40] [--skip-psutil] [--repeat 1]
 
 Scenarios:
 - proc_spawn with 250 worker processes (a real server, idle);
-- 400 thread workers: the `worker` model if it exists with --threads-per-child, else a
-  test process whose 400 threads each claim a scoreboard slot as Kind.THREAD.
+- 400 thread workers: a test process whose 400 threads each claim a scoreboard slot as
+  Kind.THREAD;
+- proc_spawn with 1,024 worker processes, and how long it took to start (goal <= 3 s).
+The machine's load average is printed with each figure: on a shared box the same code
+reads up to 3x dearer (seen: 250 processes 5.8 ms at load 13, 3.1 ms at load 3).
+Issue 18, on the shared 2-core box, this code against the previous one run alternately
+(load 4-6): 250 processes 5.4 ms against 12.0 ms, 400 threads 6.7 against 12.7 ms; best
+runs 4.4 ms (1.77 %), 5.6 ms (2.25 %), 1,024 processes 15.6 ms (6.2 %), started in 2.1-2.9 s.
+The SYN_RECV dump (read every 5 s when idle) costs 4-7 ms with 60-90k TIME-WAIT on the
+host and lands in the mean; Python's garbage collector is ~10 % of it at 400 threads.
 For comparison it also times the psutil way of reading the same CPU/RSS figures.
 Cost = CPU time of the sampling thread (time.thread_time) per `Sampler.sample()` plus
 `Analyser.annotate()` (imbalance and diagnoses), as a live session pays it.
@@ -35,6 +44,7 @@ from telemetry.sampler import Sampler
 from telemetry.supervisor_source import SupervisorSource
 
 HZ = 4
+START_GOAL_S = 3.0
 
 
 def measure(sampler: Sampler, samples: int) -> tuple[list[float], int]:
@@ -69,13 +79,22 @@ def psutil_way(pids: list[int], tids: list[tuple[int, int]], samples: int) -> fl
     return statistics.median(costs)
 
 
-def report(name: str, costs: list[float], nworkers: int, psutil_ms: float | None) -> None:
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def report(
+    name: str, costs: list[float], nworkers: int, psutil_ms: float | None, goal_pct: float
+) -> None:
     med = statistics.median(costs)
     mean = statistics.fmean(costs)  # what the CPU pays over time (refresh samples cost more)
     p90 = sorted(costs)[int(len(costs) * 0.9) - 1]
+    pct = mean * HZ / 10
+    verdict = "met" if pct <= goal_pct else "MISSED"
     print(
         f"{name}: {nworkers} workers, {len(costs)} samples: mean {mean:.2f} ms/sample "
-        f"(median {med:.2f}, p90 {p90:.2f}) = {mean * HZ / 10:.2f} % of one core at {HZ} Hz"
+        f"(median {med:.2f}, p90 {p90:.2f}) = {pct:.2f} % of one core at {HZ} Hz "
+        f"(goal <= {goal_pct:g} %: {verdict}; {load()})"
         + (
             f"; psutil for CPU+RSS alone: {psutil_ms:.2f} ms = {psutil_ms * HZ / 10:.2f} %"
             if psutil_ms is not None
@@ -84,14 +103,25 @@ def report(name: str, costs: list[float], nworkers: int, psutil_ms: float | None
     )
 
 
-def bench_processes(samples: int, with_psutil: bool) -> None:
-    sup = Supervisor(ServerConfig(model="proc_spawn", workers=250)).start(timeout=60)
+def bench_processes(samples: int, with_psutil: bool, n: int = 250, goal: float = 2.0) -> None:
+    t0 = time.monotonic()
+    sup = Supervisor(ServerConfig(model="proc_spawn", workers=n)).start(timeout=120)
+    started = time.monotonic() - t0
+    if n > 250:
+        verdict = "met" if started <= START_GOAL_S else "MISSED"
+        print(
+            f"proc_spawn --workers {n}: started (all workers waiting, GET / answered) in "
+            f"{started:.2f} s (goal <= {START_GOAL_S:g} s: {verdict}; {load()})"
+        )
+    sampler = None
     try:
         sampler = Sampler.for_supervisor(sup)
-        costs, n = measure(sampler, samples)
+        costs, nw = measure(sampler, samples)
         ps = psutil_way(sup.pids(), [], max(10, samples // 4)) if with_psutil else None
-        report("proc_spawn 250 processes", costs, n, ps)
+        report(f"proc_spawn {n} processes", costs, nw, ps, goal)
     finally:
+        if sampler is not None:
+            sampler.close()
         sup.stop()
 
 
@@ -131,9 +161,10 @@ def bench_threads(samples: int, with_psutil: bool, n: int = 400) -> None:
         )
         sampler = Sampler(SupervisorSource(fake))  # type: ignore[arg-type]
         costs, nw = measure(sampler, samples)
+        sampler.close()
         tids = [(s.pid, s.tid) for s in board.read().slots]
         ps = psutil_way([proc.pid], tids, max(10, samples // 4)) if with_psutil else None
-        report(f"{n} thread workers in one process", costs, nw, ps)
+        report(f"{n} thread workers in one process", costs, nw, ps, 2.0)
     finally:
         proc.kill()
         proc.wait()
@@ -145,10 +176,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--skip-psutil", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="run every scenario this many times")
     a = ap.parse_args()
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-    bench_processes(a.samples, not a.skip_psutil)
-    bench_threads(a.samples, not a.skip_psutil)
+    for _ in range(a.repeat):
+        bench_processes(a.samples, not a.skip_psutil)
+        bench_threads(a.samples, not a.skip_psutil)
+        bench_processes(a.samples, False, n=1024, goal=6.0)
 
 
 if __name__ == "__main__":

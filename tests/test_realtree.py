@@ -190,3 +190,24 @@ def test_cpu_comes_from_schedstat_in_nanoseconds_and_a_new_child_rereads_the_tre
         assert after[new_helper].role is Role.HELPER
     finally:
         tree.close()
+
+
+def test_an_idle_tree_skips_the_connection_dump_and_a_new_connection_is_seen_at_once(
+    forking_server,
+) -> None:
+    from telemetry.realattach import RealServerReader
+
+    proc, (w1, w2, _), port = forking_server
+    clients: list[socket.socket] = []
+    with RealServerReader(proc.pid, [port]) as rd, SockDiag() as d:
+        first = rd.read()
+        assert sum(w.connections for w in first.workers) == 0
+        # nothing runs in the tree between two reads (the helper wakes once a second)
+        wait_until(lambda: rd.read() is not None and rd.gate_idle >= 2, 10, "an idle skip")
+        assert {w.pid: w.role for w in rd.read().workers}[w1] == Role.WORKER
+        clients.append(socket.create_connection(("127.0.0.1", port)))
+        wait_until(lambda: all(x.rqueue == 0 for x in d.listeners([port])), 5, "the accept")
+        held = {w.pid: w.connections for w in rd.read().workers}
+        assert held[w1] + held[w2] == 1
+        for c in clients:
+            c.close()

@@ -98,3 +98,90 @@ def test_glyphs_are_the_scoreboards_plus_unknown() -> None:
         assert GLYPHS[WorkerState(st.name.lower())] == SCOREBOARD_GLYPHS[st]
     assert GLYPHS[WorkerState.UNKNOWN] == "?"
     assert GLYPHS["keepalive"] == "K"  # plain strings still look up (renderers)
+
+
+def test_the_running_imbalance_sums_equal_a_naive_recount_of_the_window() -> None:
+    """ImbalanceTracker keeps running sums per worker (for speed); over a random stream of
+    births, deaths, respawns and unmeasured figures they must equal a recount of the
+    window from scratch."""
+    import dataclasses
+    import random
+
+    from telemetry import analysis
+
+    rnd = random.Random(7)
+    tracker = analysis.ImbalanceTracker()
+    win: list[Snapshot] = []
+    states = [WorkerState.WAITING, WorkerState.READING, WorkerState.DEAD, WorkerState.EMPTY]
+    for k in range(200):
+        snap = synthetic.snapshot(seq=k, time=1000 + 0.25 * k, workers=10)
+        ws = [
+            dataclasses.replace(
+                w,
+                accepts=rnd.choice([None, 0, 1, 5]),
+                connections=rnd.choice([None, 0, 2]),
+                cpu_percent=rnd.choice([None, 0.0, 12.5, 80.0]),
+                state=rnd.choice(states) if rnd.random() < 0.1 else w.state,
+                generation=w.generation + (k // 30 if i == 3 else 0),
+            )
+            for i, w in enumerate(snap.workers)
+        ]
+        snap = dataclasses.replace(snap, workers=tuple(ws), interval_s=rnd.choice([None, 0.25]))
+        cutoff = snap.time - 5.0 + 1e-6
+        tracker.add(snap)
+        tracker.evict(cutoff)
+        win = [s for s in [*win, snap] if s.time > cutoff]
+        # the naive recount: workers alive in every snapshot of the window
+        keys = None
+        for s in win:
+            alive = {w.key for w in s.workers if w.alive and w.is_worker}
+            keys = alive if keys is None else keys & alive
+        per: dict[str, dict] = {"accepts": {}, "connections": {}, "cpu": {}}
+        measured = {"accepts": False, "connections": False, "cpu": False}
+        n_conn: dict = {}
+        for s in win:
+            iv = s.interval_s
+            for w in s.workers:
+                if not (w.alive and w.is_worker):
+                    continue
+                if w.accepts is not None and iv is not None:
+                    measured["accepts"] = True
+                if w.connections is not None:
+                    measured["connections"] = True
+                if w.cpu_percent is not None and iv:
+                    measured["cpu"] = True
+                if w.key not in keys:
+                    continue
+                lab = w.label
+                a = per["accepts"].setdefault(w.key, [lab, 0.0])
+                c = per["connections"].setdefault(w.key, [lab, 0.0])
+                u = per["cpu"].setdefault(w.key, [lab, 0.0])
+                if w.accepts is not None and iv is not None:
+                    a[1] += w.accepts
+                if w.connections is not None:
+                    c[1] += w.connections
+                    n_conn[w.key] = n_conn.get(w.key, 0) + 1
+                if w.cpu_percent is not None and iv:
+                    u[1] += w.cpu_percent * iv / 100.0
+        for key, lc in per["connections"].items():
+            lc[1] = lc[1] / n_conn[key] if n_conn.get(key) else 0.0
+        span = sum(s.interval_s or 0.0 for s in win)
+        got = tracker.result()
+        for metric in ("accepts", "connections", "cpu"):
+            want = (
+                analysis.measure(metric, {k: (v[0], v[1]) for k, v in per[metric].items()}, span)
+                if measured[metric]
+                else None
+            )
+            have = getattr(got, metric)
+            if want is None or have is None:
+                assert have == want, (k, metric)
+                continue
+            assert have.n == want.n, (k, metric)
+            assert abs(have.total - want.total) < 1e-6, (k, metric)
+            # (the top worker by name only when not a float tie: running sums of CPU
+            # seconds and a recount differ in their last bits)
+            assert abs((have.top_share or 0) - (want.top_share or 0)) < 1e-6, (k, metric)
+            assert (have.jain is None) == (want.jain is None), (k, metric)
+            if want.jain is not None:
+                assert abs(have.jain - want.jain) < 1e-6, (k, metric)

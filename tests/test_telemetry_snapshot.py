@@ -141,3 +141,40 @@ def test_the_scoreboard_title_counts_worker_threads_not_listeners() -> None:
         workers=78, threads=True, roles=["worker"] * 75 + ["listener"] * 3, model="event"
     )
     assert summary(Frame(snap), 200).startswith("scoreboard · 75 threads in 3 processes")
+
+
+def test_run_accepts_is_measure_over_every_workers_run_total() -> None:
+    """run_accepts skips building a label per worker (for speed): it must still be what
+    `measure` gives over {key: (label, accepts_total)}, ties and empty slots included."""
+    import dataclasses
+
+    from telemetry import analysis, synthetic
+    from telemetry.snapshot import Role, WorkerState
+
+    base = synthetic.snapshot(seq=1, time=100.0, workers=6)
+    totals = [5, 9, 9, 0, 7, None]
+    workers = [
+        dataclasses.replace(w, accepts_total=t) for w, t in zip(base.workers, totals, strict=True)
+    ]
+    workers[3] = dataclasses.replace(workers[3], state=WorkerState.EMPTY, accepts_total=40)
+    workers[4] = dataclasses.replace(workers[4], role=Role.LISTENER, accepts_total=99)
+    snap = dataclasses.replace(base, workers=tuple(workers))
+    per = {
+        w.key: (w.label, float(w.accepts_total))
+        for w in snap.workers
+        if w.is_worker and w.state != WorkerState.EMPTY and w.accepts_total is not None
+    }
+    assert analysis.run_accepts(snap) == analysis.measure("accepts", per, 0.0)
+    assert analysis.run_accepts(snap).top_worker == workers[1].label  # the first of the ties
+    idle = dataclasses.replace(
+        snap, workers=tuple(dataclasses.replace(w, accepts_total=0) for w in workers)
+    )
+    assert analysis.run_accepts(idle) == analysis.measure(
+        "accepts",
+        {
+            w.key: (w.label, 0.0)
+            for w in idle.workers
+            if w.is_worker and w.state != WorkerState.EMPTY
+        },
+        0.0,
+    )

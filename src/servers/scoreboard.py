@@ -372,6 +372,15 @@ class Scoreboard:
         """Slot `index`'s three histograms (queue, server, service)."""
         return self.phase(index, QUEUE), self.phase(index, SERVER), self.phase(index, SERVICE)
 
+    def raw_slots(self) -> list[tuple[int | float, ...]]:
+        """The slots ever used as plain tuples, in SlotInfo's field order after `index`
+        (state, kind and role as ints): the sampler's hot loop, which reads every slot
+        four times a second, pays 0.3 us a slot here against 3 us for `read()`'s SlotInfo
+        (bench/bench_sampler.py)."""
+        n = min(self.header.high_water, self.nslots)
+        size = ctypes.sizeof(_Slot)
+        return list(struct.iter_unpack(_SLOT_FMT, self._mm[_HEADER_SIZE : _HEADER_SIZE + n * size]))
+
     def close(self) -> None:
         try:
             self._words.release()

@@ -10,9 +10,21 @@ import collections
 import dataclasses
 from collections.abc import Sequence
 
-from .snapshot import Imbalance, ImbalanceSet, LogHist, Phases, Snapshot, WorkerState
+from .snapshot import (
+    Imbalance,
+    ImbalanceSet,
+    Kind,
+    LogHist,
+    Phases,
+    Role,
+    Snapshot,
+    WorkerSample,
+    WorkerState,
+)
 
 DEFAULT_WINDOW_S = 5.0
+_WORKER, _PROCESS = Role.WORKER, Kind.PROCESS
+_NOT_ALIVE = frozenset({WorkerState.EMPTY, WorkerState.DEAD})  # as WorkerSample.alive
 
 
 def window(history: Sequence[Snapshot], window_s: float = DEFAULT_WINDOW_S) -> list[Snapshot]:
@@ -75,77 +87,74 @@ class ImbalanceTracker:
 
     def __init__(self) -> None:
         self._entries: collections.deque[tuple[Snapshot, list[tuple]]] = collections.deque()
-        self._alive: dict[tuple, int] = {}  # key -> snapshots alive in the window
+        # key -> [snapshots alive in the window, accepts, connections summed, snapshots
+        # measuring connections, CPU seconds]: one dict entry per worker, not five dicts
+        # (add, evict and result run once per worker per sample: at 400 thread workers
+        # they were a sixth of the sampler's cost, py-spy of bench/bench_sampler.py)
+        self._stats: dict[tuple, list] = {}
         self._label: dict[tuple, str] = {}
-        self._acc: dict[tuple, int] = {}
-        self._conn: dict[tuple, int] = {}
-        self._conn_n: dict[tuple, int] = {}
-        self._cpu: dict[tuple, float] = {}
         self._seen = [0, 0, 0]  # samples measuring accepts, connections, cpu
         self._span = 0.0
 
     def add(self, snap: Snapshot) -> None:
         iv = snap.interval_s
         rows = []
-        alive, acc, conn, conn_n, cpu, seen = (
-            self._alive,
-            self._acc,
-            self._conn,
-            self._conn_n,
-            self._cpu,
-            self._seen,
-        )
+        stats, label = self._stats, self._label
+        seen_a = seen_c = seen_u = 0
+        # once per worker per sample: WorkerSample's properties (alive, is_worker, key,
+        # label) inlined, the label made once per identity (it is fixed by the key)
         for w in snap.workers:
-            if not w.alive or not w.is_worker:
+            if w.role != _WORKER or w.state in _NOT_ALIVE:
                 continue
-            k = w.key
+            k = (w.slot, w.pid if w.kind == _PROCESS else w.tid, w.generation)  # w.key
             a = w.accepts if (w.accepts is not None and iv is not None) else None
             c = w.connections
             u = w.cpu_percent * iv / 100.0 if (w.cpu_percent is not None and iv) else None
             rows.append((k, a, c, u))
-            alive[k] = alive.get(k, 0) + 1
-            self._label[k] = w.label
+            st = stats.get(k)
+            if st is None:
+                st = stats[k] = [0, 0, 0, 0, 0.0]
+                label[k] = w.label
+            st[0] += 1
             if a is not None:
-                seen[0] += 1
-                acc[k] = acc.get(k, 0) + a
+                seen_a += 1
+                st[1] += a
             if c is not None:
-                seen[1] += 1
-                conn[k] = conn.get(k, 0) + c
-                conn_n[k] = conn_n.get(k, 0) + 1
+                seen_c += 1
+                st[2] += c
+                st[3] += 1
             if u is not None:
-                seen[2] += 1
-                cpu[k] = cpu.get(k, 0.0) + u
+                seen_u += 1
+                st[4] += u
+        seen = self._seen
+        seen[0] += seen_a
+        seen[1] += seen_c
+        seen[2] += seen_u
         self._span += iv or 0.0
         self._entries.append((snap, rows))
 
     def evict(self, cutoff: float) -> None:
         """Drop the snapshots taken at or before `cutoff` (a monotonic time)."""
-        alive, acc, conn, conn_n, cpu, seen = (
-            self._alive,
-            self._acc,
-            self._conn,
-            self._conn_n,
-            self._cpu,
-            self._seen,
-        )
+        stats, label, seen = self._stats, self._label, self._seen
         while self._entries and self._entries[0][0].time <= cutoff:
             snap, rows = self._entries.popleft()
             self._span -= snap.interval_s or 0.0
             for k, a, c, u in rows:
+                st = stats[k]
                 if a is not None:
                     seen[0] -= 1
-                    acc[k] -= a
+                    st[1] -= a
                 if c is not None:
                     seen[1] -= 1
-                    conn[k] -= c
-                    conn_n[k] -= 1
+                    st[2] -= c
+                    st[3] -= 1
                 if u is not None:
                     seen[2] -= 1
-                    cpu[k] -= u
-                alive[k] -= 1
-                if alive[k] == 0:
-                    for d in (alive, self._label, acc, conn, conn_n, cpu):
-                        d.pop(k, None)
+                    st[4] -= u
+                st[0] -= 1
+                if st[0] == 0:
+                    del stats[k]
+                    label.pop(k, None)
         if not self._entries:
             self._span = 0.0
 
@@ -154,15 +163,18 @@ class ImbalanceTracker:
             return ImbalanceSet()
         span = max(0.0, self._span)
         whole = len(self._entries)
-        keys = [k for k, n in self._alive.items() if n == whole]
         lab = self._label
-        acc = {k: (lab[k], float(self._acc.get(k, 0))) for k in keys}
-        conn = {
-            k: (lab[k], self._conn.get(k, 0) / n if (n := self._conn_n.get(k, 0)) else 0.0)
-            for k in keys
-        }
-        # float running sums leave ~1e-17 residues: below a microsecond is no CPU
-        cpu = {k: (lab[k], c if (c := self._cpu.get(k, 0.0)) > 1e-6 else 0.0) for k in keys}
+        acc: dict[tuple, tuple[str, float]] = {}
+        conn: dict[tuple, tuple[str, float]] = {}
+        cpu: dict[tuple, tuple[str, float]] = {}
+        for k, (alive, a, c, cn, u) in self._stats.items():
+            if alive != whole:
+                continue
+            name = lab[k]
+            acc[k] = (name, float(a))
+            conn[k] = (name, c / cn if cn else 0.0)
+            # float running sums leave ~1e-17 residues: below a microsecond is no CPU
+            cpu[k] = (name, u if u > 1e-6 else 0.0)
         return ImbalanceSet(
             accepts=measure("accepts", acc, span) if self._seen[0] else None,
             connections=measure("connections", conn, span) if self._seen[1] else None,
@@ -187,14 +199,36 @@ def run_accepts(snap: Snapshot) -> Imbalance | None:
     visible after a burst has left the window: after `burst` the window's accepts are 0
     for everyone and its index is None, but the run's are 19/1/0/0. Over workers only
     (the dead included: they accepted too); None when accepts are not measured."""
-    per = {
-        w.key: (w.label, float(w.accepts_total))
-        for w in snap.workers
-        if w.is_worker and w.state != WorkerState.EMPTY and w.accepts_total is not None
-    }
-    if not per:
+    # what `measure` gives for {w.key: (w.label, accepts_total)}, without a label and a
+    # key per worker: the imbalance panel calls this every frame, and at 1,024 workers
+    # the dict cost ~4 ms a frame (py-spy of the TUI, bench/bench_tui.py)
+    xs: list[float] = []
+    top: WorkerSample | None = None
+    best = 0
+    empty = WorkerState.EMPTY
+    for w in snap.workers:
+        a = w.accepts_total
+        if a is None or w.role != _WORKER or w.state == empty:
+            continue
+        xs.append(float(a))
+        if top is None or a > best:  # the first of the largest, as max() picks
+            top, best = w, a
+    if top is None:
         return None
-    return measure("accepts", per, 0.0)
+    n, total = len(xs), sum(xs)
+    if total <= 1e-9:
+        return Imbalance(metric="accepts", window_s=0.0, n=n, total=total)
+    share = best / total
+    return Imbalance(
+        metric="accepts",
+        window_s=0.0,
+        n=n,
+        total=total,
+        jain=jain(xs),
+        top_share=share,
+        max_over_mean=n * share,
+        top_worker=top.label,
+    )
 
 
 # -- request phases over the window (issue 16) ------------------------------------------------

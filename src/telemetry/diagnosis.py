@@ -397,6 +397,16 @@ def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
     # process CPU = sum of its thread workers' CPU, per snapshot, mean over the window
     best = None
     for pid in sorted({w.pid for w in threads}):
+        # the active threads first: they are the latest snapshot's (O(threads)), while
+        # the CPU mean walks the whole window (O(threads x 20 snapshots)), which for 400
+        # idle threads was most of a sample's cost (bench/bench_sampler.py)
+        active = [
+            w
+            for w in threads
+            if w.pid == pid and (w.busy or (w.cpu_percent or 0.0) > GIL_THREAD_ACTIVE_CPU)
+        ]
+        if len(active) < GIL_MIN_ACTIVE_THREADS:
+            continue
         totals = []
         for s in win:
             ws = [w for w in _live(s) if w.is_thread and w.pid == pid and w.cpu_percent is not None]
@@ -404,13 +414,6 @@ def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
                 totals.append(sum(w.cpu_percent or 0.0 for w in ws))
         cpu = _mean(totals)
         if not (GIL_MIN_PROCESS_CPU <= cpu <= GIL_MAX_PROCESS_CPU):
-            continue
-        active = [
-            w
-            for w in threads
-            if w.pid == pid and (w.busy or (w.cpu_percent or 0.0) > GIL_THREAD_ACTIVE_CPU)
-        ]
-        if len(active) < GIL_MIN_ACTIVE_THREADS:
             continue
         if best is None or len(active) > best[1]:
             best = (pid, len(active), cpu)

@@ -53,67 +53,83 @@ def parse_stat(data: bytes) -> Stat:
     )
 
 
-class StatReader:
-    """Reads /proc/PID/stat and /proc/PID/task/TID/stat through file descriptors kept open
-    between samples (pread at offset 0): 4x cheaper than open/read/close for 250 pids.
-    An fd stays bound to its task: once the task exits, reads fail (ESRCH) and we drop it,
-    so a reused pid is never read through an old fd."""
+class KeptFds:
+    """/proc files read through file descriptors kept open between samples (pread at
+    offset 0): 4x cheaper than open/read/close for 250 pids. An fd stays bound to its
+    task: once the task exits, reads fail (ESRCH) and the fd is dropped, so a reused pid
+    is never read through an old fd. One class for both sources (the supervisor's
+    StatReader below, and telemetry.realtree for attach): they were two copies."""
 
     def __init__(self) -> None:
-        self._fds: dict[str, int] = {}
+        self.fds: dict[str, int] = {}
         self._used: set[str] = set()
 
-    def read(self, path: str) -> Stat | None:
-        data = self._pread(path)
-        return parse_stat(data) if data else None
-
-    def _pread(self, path: str) -> bytes:
+    def read(self, path: str, size: int = 4096) -> bytes:
+        """The file's bytes (up to `size`); b"" when it cannot be read (task gone)."""
         self._used.add(path)
-        fd = self._fds.get(path)
+        fd = self.fds.get(path)
         if fd is None:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 return b""
-            self._fds[path] = fd
+            self.fds[path] = fd
         try:
-            data = os.pread(fd, 4096, 0)
+            data = os.pread(fd, size, 0)
         except OSError:
             data = b""
         if not data:
             os.close(fd)
-            del self._fds[path]
+            del self.fds[path]
         return data
 
-    def cpu_seconds(self, path: str) -> float | None:
-        """CPU time of one task from its schedstat (`/proc/PID[/task/TID]/schedstat`): the
-        kernel formats three numbers there instead of stat's fifty, 4x cheaper to read.
-        It is the task's own time: for a process, its main thread only."""
-        data = self._pread(path)
-        if not data:
-            return None
-        return int(data[: data.index(b" ")]) / 1e9
-
-    def proc(self, pid: int) -> Stat | None:
-        return self.read(f"/proc/{pid}/stat")
+    def touch(self, path: str) -> None:
+        """Count `path` as read (its fd stays open through the next sweep)."""
+        self._used.add(path)
 
     def sweep(self) -> None:
-        """Close the fds not read since the last sweep (workers that went away)."""
-        for path in list(self._fds):
+        """Close the fds not read (nor touched) since the last sweep (workers gone)."""
+        for path in list(self.fds):
             if path not in self._used:
-                os.close(self._fds.pop(path))
+                os.close(self.fds.pop(path))
         self._used.clear()
 
+    def keep_only(self, prefixes: set[str]) -> None:
+        """Close the fds of paths outside `prefixes` ("/proc/PID/" of the pids kept)."""
+        for path in list(self.fds):
+            if path[: path.index("/", 6) + 1] not in prefixes:
+                os.close(self.fds.pop(path))
+
     def close(self) -> None:
-        for fd in self._fds.values():
+        for fd in self.fds.values():
             os.close(fd)
-        self._fds.clear()
+        self.fds.clear()
 
     def __del__(self) -> None:
         try:
             self.close()
         except Exception:
             pass
+
+
+class StatReader(KeptFds):
+    """Parsed reads of /proc/PID/stat and /proc/PID[/task/TID]/schedstat, through kept fds."""
+
+    def stat(self, path: str) -> Stat | None:
+        data = self.read(path)
+        return parse_stat(data) if data else None
+
+    def cpu_seconds(self, path: str) -> float | None:
+        """CPU time of one task from its schedstat (`/proc/PID[/task/TID]/schedstat`): the
+        kernel formats three numbers there instead of stat's fifty, 4x cheaper to read.
+        It is the task's own time: for a process, its main thread only."""
+        data = self.read(path)
+        if not data:
+            return None
+        return int(data[: data.index(b" ")]) / 1e9
+
+    def proc(self, pid: int) -> Stat | None:
+        return self.stat(f"/proc/{pid}/stat")
 
 
 def proc_stat(pid: int) -> Stat | None:

@@ -18,8 +18,9 @@ State and CPU are read every sample, each through an fd kept open (pread):
   timestamp taken right at that read: /proc/PID/stat's utime+stime are tick-granular
   (10 ms at HZ=100) and made CPU jump by up to 20 points per 250 ms sample. schedstat is
   per task, so a process's CPU is the sum over its threads (its /task/TID/schedstat).
-Hot path: two preads per single-threaded process (stat for the state letter, schedstat),
-through fds opened at the tree read; 251 processes cost ~2.8 ms per sample (bench). A
+Hot path: per single-threaded process, schedstat, plus stat (state letter, RSS) only when
+the task ran since its last stat read, through fds opened at the tree read; 251
+processes cost ~2.8 ms per sample with two preads each (bench), one pread when idle. A
 process that starts threads between tree reads is summed over its threads from the next
 tree read on (<= TREE_EVERY_S); until then its CPU is its main thread's.
 The tree is re-read when a known pid vanishes, when the root's `children` file (one
@@ -41,8 +42,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .procfs import PAGE_SIZE, KeptFds
+from .reading import positional_new
 from .snapshot import Role
 
 TREE_EVERY_S = 2.0
@@ -89,45 +92,11 @@ class ProcessSample:
     at: float
     starttime: int
     threads: tuple[TaskSample, ...]  # empty unless asked for and multi-threaded
+    rss_bytes: int | None = None  # resident memory, from the same stat read as the state
 
 
-class _Fds:
-    """pread through fds kept open; an fd stays bound to its task, so a reused pid is never
-    read through an old fd (the read fails once the task is gone)."""
-
-    def __init__(self) -> None:
-        self.fds: dict[str, int] = {}
-
-    def read(self, path: str, size: int = 1024) -> bytes:
-        fd = self.fds.get(path)
-        if fd is None:
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                return b""
-            self.fds[path] = fd
-        try:
-            data = os.pread(fd, size, 0)
-        except OSError:
-            data = b""
-        if not data:
-            os.close(fd)
-            del self.fds[path]
-        return data
-
-    def keep_only(self, prefixes: set[str]) -> None:
-        for path in list(self.fds):
-            if path[: path.index("/", 6) + 1] not in prefixes:
-                os.close(self.fds.pop(path))
-
-    def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
-
-
-def _parse_stat(data: bytes) -> tuple[str, str, int, int, int]:
-    """(comm, state, ppid, num_threads, starttime) from a stat line."""
+def _parse_stat(data: bytes) -> tuple[str, str, int, int, int, int]:
+    """(comm, state, ppid, num_threads, starttime, rss bytes) from a stat line."""
     lp, rp = data.index(b"("), data.rindex(b")")
     rest = data[rp + 2 :].split()
     return (
@@ -136,7 +105,11 @@ def _parse_stat(data: bytes) -> tuple[str, str, int, int, int]:
         int(rest[1]),
         int(rest[17]),
         int(rest[19]),
+        int(rest[21]) * PAGE_SIZE,
     )
+
+
+_new_process_sample = positional_new(ProcessSample)
 
 
 def children_of(pid: int) -> list[int]:
@@ -213,12 +186,14 @@ class RealTree:
     ever_worker: set[int] = field(default_factory=set)
     epoll_listeners: dict[int, set[int]] = field(default_factory=dict)  # pid -> listen inodes
     tree_reads: int = 0
-    _fds: _Fds = field(default_factory=_Fds)
+    _fds: KeptFds = field(default_factory=KeptFds)
     _read_at: float = -1e18
     _root_kids: list[int] = field(default_factory=list)
     _listen_inodes: set[int] = field(default_factory=set)
     # pid -> (stat fd, schedstat fd, parsed stat) of single-threaded processes, per tree read
     _fast: dict[int, tuple[int, int, tuple]] = field(default_factory=dict)
+    # pid -> (its schedstat bytes, its stat fields) at its last stat read, per tree read
+    _last: dict[int, tuple[bytes, tuple]] = field(default_factory=dict)
     _epoll_at: float = -1e18
     _has_epoll: bool = False
 
@@ -247,6 +222,7 @@ class RealTree:
         self._read_at = time.monotonic() if now is None else now
         self._fds.keep_only({f"/proc/{p}/" for p in [self.root, *self.pids]})
         self._fast = {}
+        self._last = {}
         if epolls or set(self.pids) != before or self.tree_reads == 1:
             self.read_epolls()
 
@@ -303,8 +279,9 @@ class RealTree:
                 self.ever_worker.add(pid)
         samples = []
         has_kids = bool(self.pids)
+        new_sample = _new_process_sample
         for pid, ppid, tasks, stat in out:
-            comm, state, _, _, start = stat
+            comm, state, _, _, start, rss = stat
             if pid == self.root:
                 role = Role.MASTER if has_kids else Role.WORKER
             else:
@@ -316,20 +293,31 @@ class RealTree:
                 if all(t.cpu_ns is not None for t in tasks):
                     cpu = sum(t.cpu_ns or 0 for t in tasks)
                 at = max(t.at for t in tasks)
-            samples.append(
-                ProcessSample(
-                    pid=pid,
-                    ppid=ppid,
-                    name=comm,
-                    role=role,
-                    state=state,
-                    cpu_ns=cpu,
-                    at=at,
-                    starttime=start,
-                    threads=tuple(tasks) if self.threads and len(tasks) > 1 else (),
-                )
-            )
+            threads = tuple(tasks) if self.threads and len(tasks) > 1 else ()
+            samples.append(new_sample(pid, ppid, comm, role, state, cpu, at, start, threads, rss))
         return samples
+
+    def promote(
+        self,
+        samples: list[ProcessSample],
+        listen_by_pid: dict[int, set[int]],
+        conns_by_pid: dict[int, set[int]],
+        accepts_by_pid: dict[int, int] | None = None,
+    ) -> list[ProcessSample]:
+        """`samples` (from `sample()`) with the children that hold a listener or a
+        connection, or accepted, for the first time made workers (for good, as `sample`
+        does): for a caller that sampled the tree with older socket owners."""
+        accepts = accepts_by_pid or {}
+        new = {
+            pid
+            for pid in self.pids
+            if pid not in self.ever_worker
+            and (listen_by_pid.get(pid) or conns_by_pid.get(pid) or accepts.get(pid))
+        }
+        if not new:
+            return samples
+        self.ever_worker |= new
+        return [replace(p, role=Role.WORKER) if p.pid in new else p for p in samples]
 
     def _read_all(self) -> list[tuple[int, int, list[TaskSample], tuple]] | None:
         # one function on purpose (~65 lines): the per-pid loop is the hot path (250 pids
@@ -339,6 +327,8 @@ class RealTree:
         pread = os.pread
         mono = time.monotonic
         fast = self._fast
+        last = self._last
+        page = PAGE_SIZE
         out = []
         for pid in [self.root, *self.pids]:
             fds = fast.get(pid)
@@ -358,26 +348,45 @@ class RealTree:
                         stat,
                     )
             else:
-                # the hot path: two preads per single-threaded process, no path strings, no
-                # full parse (ppid, name, start time do not change; threads are re-counted
-                # at each tree read)
+                # the hot path, no path strings (ppid, name, start time do not change;
+                # threads are re-counted at each tree read): schedstat, then the stat line
+                # for the state letter and RSS only when the task was scheduled since its
+                # last stat read (schedstat's run time and timeslice count moved). A task
+                # that has not run cannot have changed state (sleeping -> stopped or
+                # exited needs it to run; woken and not yet run shows a sample later) nor
+                # grown; stat is read afresh at every tree read (<= TREE_EVERY_S) anyway,
+                # which bounds a reclaimed RSS's age as attach_source's 2 s cache did.
+                # An idle tree of 250 processes costs one pread each instead of two.
                 try:
-                    data = pread(fds[0], 512, 0)
                     sched = pread(fds[1], 64, 0)
                 except OSError:
-                    data = b""
-                if not data or not sched:
+                    sched = b""
+                if not sched:
                     if pid == self.root:
                         raise ProcessLookupError(f"pid {pid} has exited")
                     return None
                 at = mono()
                 st = fds[2]
-                state = data[data.rindex(b")") + 2 : data.rindex(b")") + 3].decode()
+                seen = last.get(pid)
+                if seen is not None and seen[0] == sched:
+                    stat = seen[1]
+                else:
+                    try:
+                        data = pread(fds[0], 512, 0)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        if pid == self.root:
+                            raise ProcessLookupError(f"pid {pid} has exited")
+                        return None
+                    rest = data[data.rindex(b")") + 2 :].split(None, 23)
+                    stat = (st[0], rest[0].decode(), st[2], st[3], st[4], int(rest[21]) * page)
+                    last[pid] = (sched, stat)
                 cpu: int | None = int(sched[: sched.index(b" ")])
-                task = TaskSample(pid, pid, st[0], state, cpu, at, st[4])
-                out.append((pid, st[2], [task], (st[0], state, st[2], st[3], st[4])))
+                task = TaskSample(pid, pid, st[0], stat[1], cpu, at, st[4])
+                out.append((pid, st[2], [task], stat))
                 continue
-            comm, state, ppid, nthreads, start = stat
+            comm, state, ppid, nthreads, start, _ = stat
             tasks = []
             if nthreads == 1:
                 sched = rd(f"/proc/{pid}/schedstat")
@@ -395,7 +404,7 @@ class RealTree:
                     at = mono()
                     cpu = int(sched[: sched.index(b" ")]) if sched else None
                     if tstat:
-                        tcomm, tstate, _, _, tstart = _parse_stat(tstat)
+                        tcomm, tstate, _, _, tstart, _ = _parse_stat(tstat)
                     else:
                         tcomm, tstate, tstart = comm, state, start
                     tasks.append(TaskSample(pid, tid, tcomm, tstate, cpu, at, tstart))

@@ -127,6 +127,12 @@ class Role(StrEnum):
     # under it; its process is the worker the indices count (sockets belong to processes)
 
 
+# members as module constants: `Kind.PROCESS` is an attribute lookup through the enum's
+# metaclass, ~0.27 us against ~0.03 us for a global, and the properties below run once per
+# worker per frame in every renderer (1,024 workers at 4 Hz: bench/bench_tui.py)
+_PROCESS, _THREAD, _WORKER = Kind.PROCESS, Kind.THREAD, Role.WORKER
+
+
 @dataclass(frozen=True, slots=True)
 class Phases:
     """Where requests' time went (issue 16), cumulative since the worker (or the server)
@@ -189,7 +195,7 @@ class WorkerSample:
 
     @property
     def key(self) -> tuple[int | None, int, int]:
-        return (self.slot, self.pid if self.kind == Kind.PROCESS else self.tid, self.generation)
+        return (self.slot, self.pid if self.kind == _PROCESS else self.tid, self.generation)
 
     @property
     def glyph(self) -> str:
@@ -197,12 +203,12 @@ class WorkerSample:
 
     @property
     def is_thread(self) -> bool:
-        return self.kind == Kind.THREAD
+        return self.kind == _THREAD
 
     @property
     def is_worker(self) -> bool:
         """Serves requests (not a listener, master or helper)."""
-        return self.role == Role.WORKER
+        return self.role == _WORKER
 
     @property
     def alive(self) -> bool:
@@ -383,7 +389,7 @@ class Snapshot:
     @property
     def live_workers(self) -> tuple[WorkerSample, ...]:
         """Live entities whose role is worker (listeners, masters, helpers left out)."""
-        return tuple(w for w in self.workers if w.role == Role.WORKER and w.alive)
+        return tuple(w for w in self.workers if w.role == _WORKER and w.state not in _NOT_ALIVE)
 
     @property
     def live_entities(self) -> tuple[WorkerSample, ...]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from itertools import islice
 from operator import add, sub
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plumbing.loghist import NBUCKETS, LogHist
 from plumbing.tcpinfo import accept_queue
@@ -22,15 +22,21 @@ from servers import scoreboard
 from servers.scoreboard import State
 
 from . import procfs
-from .reading import Reading, WorkerDeltas
+from .reading import Reading, WorkerDeltas, positional_new
 from .snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
+from .sockdiag import SYN_RECV, SockDiag
 
 if TYPE_CHECKING:
-    from servers.scoreboard import ModelArea, Scoreboard, SlotInfo
+    from servers.scoreboard import ModelArea, Scoreboard
     from servers.supervisor import Supervisor
 
-_STATES = {st: WorkerState(st.name.lower()) for st in State}
-_WORKER = scoreboard.Role.WORKER
+# by value (the scoreboard's raw bytes): a tuple index is much cheaper than an enum call
+_STATES = tuple(WorkerState(st.name.lower()) for st in State)
+_ROLES = tuple(Role[r.name] for r in scoreboard.Role)
+_EMPTY, _DEAD, _THREAD = int(State.EMPTY), int(State.DEAD), int(scoreboard.Kind.THREAD)
+_new_worker = positional_new(WorkerSample)
+_KPROCESS, _KTHREAD = Kind.PROCESS, Kind.THREAD  # a global is 10x cheaper than Kind.X
+_WORKER = int(scoreboard.Role.WORKER)
 
 
 class PhaseReader:
@@ -66,14 +72,15 @@ class PhaseReader:
         """A new sample: its budget of slots read again at once."""
         self._budget = self.REREAD_BUDGET
 
-    def slot(self, s: SlotInfo, now: float) -> Phases | None:
-        """Slot `s`'s phases (cumulative since its worker started); None if never claimed."""
-        if not s.generation:
+    def slot(self, index: int, generation: int, now: float) -> Phases | None:
+        """Slot `index`'s phases (cumulative since its worker started); None if never
+        claimed (generation 0)."""
+        if not generation:
             return None
         board = self.board
-        counts = board.phase_counts(s.index)
-        seen = self._seen.get(s.index)
-        if seen is not None and seen[0] == s.generation:
+        counts = board.phase_counts(index)
+        seen = self._seen.get(index)
+        if seen is not None and seen[0] == generation:
             if seen[1] == counts:
                 return seen[2]
             if self._budget <= 0 and now - seen[3] < self.REREAD_S:
@@ -82,17 +89,17 @@ class PhaseReader:
             raws = list(seen[4])
             for p in range(3):
                 if counts[p] != seen[1][p]:
-                    raws[p] = board.phase_words(s.index, p)
+                    raws[p] = board.phase_words(index, p)
                     hists[p] = scoreboard.hist_of(raws[p])
                     self._account(p, raws[p], seen[4][p])  # the older reading out
         else:  # a new worker: its predecessor's reading stays in the total
-            raws = [board.phase_words(s.index, p) for p in range(3)]
+            raws = [board.phase_words(index, p) for p in range(3)]
             hists = [scoreboard.hist_of(r) for r in raws]
             for p in range(3):
                 self._account(p, raws[p], None)
         self._budget -= 1
         phases = Phases(hists[0], hists[1], hists[2])
-        self._seen[s.index] = (s.generation, counts, phases, now, raws)
+        self._seen[index] = (generation, counts, phases, now, raws)
         return phases
 
     def _account(self, p: int, new: list[int], old: list[int] | None) -> None:
@@ -121,7 +128,9 @@ class SupervisorSource:
     """A server started by a `servers.supervisor.Supervisor` (scoreboard + owned sockets)."""
 
     kind = "supervisor"
-    SYN_EVERY_S = 1.0  # SYN_RECV is read every sample while a queue is non-empty, else 1 Hz
+    # SYN_RECV is read every sample while a queue is non-empty or the namespace's listen
+    # overflows/drops moved, else every SYN_EVERY_S (see _listeners)
+    SYN_EVERY_S = 5.0
     # RSS and thread counts (the full /proc/PID/stat) are read every FULL_STAT_EVERY-th
     # sample (1 Hz at 4 Hz); CPU, from schedstat, every sample
     FULL_STAT_EVERY = 4
@@ -133,9 +142,12 @@ class SupervisorSource:
         self._refresh = True  # this sample reads the full stat afresh
         self._stats: dict[int, procfs.Stat | None] = {}  # this sample's
         self._full: dict[int, procfs.Stat] = {}  # the last refresh's
+        self._full_cpu: dict[int, float | None] = {}  # schedstat CPU when that was read
         self._syn: dict[int, int] = {}
         self._syn_at = -1e9
         self._phases: PhaseReader | None = None
+        self._diag: SockDiag | None = None  # kept open: made on the first SYN_RECV read
+        self._drops: tuple[int, int] | None = None  # ListenOverflows, ListenDrops
         self._addr = []
         for s in sup.listeners:
             name = s.getsockname()
@@ -143,12 +155,15 @@ class SupervisorSource:
 
     def close(self) -> None:
         self.stat.close()
+        if self._diag is not None:
+            self._diag.close()
+            self._diag = None
 
     def read(self, now: float, deltas: WorkerDeltas) -> Reading:
         sup = self.sup
         if sup.scoreboard is None or sup.proc is None:
             raise RuntimeError("the server is not running")
-        board = sup.scoreboard.read()
+        area = sup.scoreboard.read_model()
         root_pid = sup.proc.pid
         self._n += 1
         self._refresh = self._n % self.FULL_STAT_EVERY == 1
@@ -159,14 +174,18 @@ class SupervisorSource:
                 self._phases = PhaseReader(sup.scoreboard)
             phases = self._phases
             phases.begin()
-        workers = [self._worker(s, now, deltas, phases) for s in board.slots]
+        worker = self._worker
+        workers = [
+            worker(i, s, now, deltas, phases) for i, s in enumerate(sup.scoreboard.raw_slots())
+        ]
         # the root's CPU is all its threads' (stat), read every sample: the master's own
         # share is told from the worker threads living in it (goroutines)
         root = self._stats[root_pid] = self.stat.proc(root_pid)
-        model = self._model(board.model, root_pid, root, workers, now)
+        model = self._model(area, root_pid, root, workers, now)
         if self._refresh:
             self.stat.sweep()  # fds of workers gone since the last refresh
             self._full = {pid: st for pid, st in self._stats.items() if st is not None}
+            self._full_cpu = {p: c for p, c in self._full_cpu.items() if p in self._full}
         return Reading(
             model,
             root.cpu_seconds if root else None,
@@ -178,58 +197,102 @@ class SupervisorSource:
     # -- workers ------------------------------------------------------------------------
     def _pstat(self, pid: int) -> procfs.Stat | None:
         """/proc/PID/stat: read afresh on a refresh sample, else the last reading."""
-        if pid not in self._stats:
-            cached = None if self._refresh else self._full.get(pid)
-            self._stats[pid] = cached if cached is not None else self.stat.proc(pid)
-        return self._stats[pid]
-
-    def _process_cpu(self, pid: int) -> float | None:
-        st = self._pstat(pid)
+        stats = self._stats
+        if pid in stats:
+            return stats[pid]
+        st = None if self._refresh else self._full.get(pid)
         if st is None:
-            return None
+            st = self.stat.proc(pid)
+        stats[pid] = st
+        return st
+
+    def _process(self, pid: int) -> tuple[procfs.Stat | None, float | None]:
+        """(stat, CPU seconds) of a process worker. A single-threaded one's CPU is its
+        schedstat, read every sample; its stat (RSS, threads) is the last refresh's, and
+        on a refresh sample it is read afresh only if the process ran since that stat
+        was read (its schedstat moved): one that has not run cannot have grown nor
+        started a thread. At 1,024 idle workers the refresh read 1,024 stat files every
+        4th sample (bench/bench_sampler.py)."""
+        if pid in self._stats:  # read already this sample (several slots, one process)
+            st = self._stats[pid]
+            return st, self._process_cpu(pid, st) if st is not None else None
+        full = self._full.get(pid)
+        sched = f"/proc/{pid}/schedstat"
+        cpu = None
+        if full is not None and full.num_threads == 1:
+            cpu = self.stat.cpu_seconds(sched)
+            if cpu is not None and (not self._refresh or cpu == self._full_cpu.get(pid)):
+                self.stat.touch(f"/proc/{pid}/stat")  # kept open through the sweep
+                self._stats[pid] = full
+                return full, cpu
+        st = self._stats[pid] = self.stat.proc(pid)
+        if st is None:
+            return None, None
+        if st.num_threads > 1:
+            return st, st.cpu_seconds
+        if cpu is None:
+            cpu = self.stat.cpu_seconds(sched)
+        self._full_cpu[pid] = cpu  # read before the stat: if it ran since, the next
+        return st, cpu  # refresh sees a change and reads the stat again
+
+    def _process_cpu(self, pid: int, st: procfs.Stat) -> float | None:
         if st.num_threads == 1:  # the main thread is the whole process
             return self.stat.cpu_seconds(f"/proc/{pid}/schedstat")
         fresh = st if self._refresh else self.stat.proc(pid)
         return fresh.cpu_seconds if fresh else None
 
     def _worker(
-        self, s: SlotInfo, now: float, deltas: WorkerDeltas, phases: PhaseReader | None
+        self,
+        index: int,
+        s: tuple[Any, ...],
+        now: float,
+        deltas: WorkerDeltas,
+        phases: PhaseReader | None,
     ) -> WorkerSample:
-        alive = s.state not in (State.EMPTY, State.DEAD) and s.pid > 0
-        thread = s.kind == scoreboard.Kind.THREAD
+        """One slot (a `Scoreboard.raw_slots` tuple). The hot loop, once per slot per
+        sample: WorkerSample is built by `positional_new`, every field in its order; by
+        keyword, its __init__ cost 10 us a worker, 2.5 ms a sample at 250, positionally
+        about 6 us, and 2.5 us here (bench/bench_sampler.py, a busy 2-core box)."""
+        (pid, tid, st, kind, listener, gen, accepted, nopen, requests, sent, last, started,
+         deaths, group, role) = s  # fmt: skip
+        alive = st != _EMPTY and st != _DEAD and pid > 0
+        thread = kind == _THREAD
         cpu = rss = None
         if alive:
-            p = self._pstat(s.pid)
-            rss = p.rss_bytes if p else None
             if thread:
-                cpu = self.stat.cpu_seconds(f"/proc/{s.pid}/task/{s.tid}/schedstat")
+                p = self._pstat(pid)
+                cpu = self.stat.cpu_seconds(f"/proc/{pid}/task/{tid}/schedstat")
             else:
-                cpu = self._process_cpu(s.pid)
-        key = (s.index, s.tid if thread else s.pid, s.generation)
-        pct, acc, req = deltas(key, alive, cpu, s.accepted, s.requests)
-        return WorkerSample(
-            slot=s.index,
-            pid=s.pid,
-            tid=s.tid,
-            generation=s.generation,
-            kind=Kind.THREAD if thread else Kind.PROCESS,
-            state=_STATES[s.state],
-            group=s.group,
-            listener=s.listener,
-            state_age_s=max(0.0, now - s.last_change) if s.last_change else None,
-            age_s=max(0.0, now - s.started) if s.started else None,
-            cpu_percent=pct,
-            cpu_seconds=cpu,
-            rss_bytes=rss,
-            connections=max(0, s.open) if alive else 0,
-            accepts=acc,
-            accepts_total=s.accepted,
-            requests=req,
-            requests_total=s.requests,
-            bytes_sent_total=s.bytes_sent,
-            deaths=s.deaths,
-            role=Role[scoreboard.Role(s.role).name],
-            phases=phases.slot(s, now) if phases is not None and s.role == _WORKER else None,
+                p, cpu = self._process(pid)
+            if p is not None:
+                rss = p.rss_bytes
+        pct, acc, req = deltas((index, tid if thread else pid, gen), alive, cpu, accepted, requests)
+        return _new_worker(
+            index,  # slot
+            pid,
+            tid,
+            gen,  # generation
+            _KTHREAD if thread else _KPROCESS,  # kind
+            _STATES[st],
+            group,
+            listener,
+            (now - last if now > last else 0.0) if last else None,  # state_age_s
+            (now - started if now > started else 0.0) if started else None,  # age_s
+            pct,  # cpu_percent
+            cpu,  # cpu_seconds
+            rss,  # rss_bytes
+            (nopen if nopen > 0 else 0) if alive else 0,  # connections
+            acc,  # accepts
+            accepted,  # accepts_total
+            req,  # requests
+            requests,  # requests_total
+            sent,  # bytes_sent_total
+            deaths,
+            "",  # name
+            _ROLES[role],
+            None,  # proc_state: attach's
+            phases.slot(index, gen, now) if phases is not None and role == _WORKER else None,
+            None,  # window_phases: the analyser's
         )
 
     # -- the model ------------------------------------------------------------------------
@@ -263,14 +326,40 @@ class SupervisorSource:
         )
 
     # -- listeners ------------------------------------------------------------------------
+    def _syn_recv(self) -> dict[int, int] | None:
+        """{port: half-open connections} on our ports; None without sock_diag. Whatever
+        the filter, the kernel walks its whole established table (TIME-WAIT included) for
+        this dump, so it is one walk for both families (SockDiag's), on a netlink socket
+        kept open: with 84,000 TIME-WAIT on the host, 6.6 ms against 12.9 ms for
+        procfs.syn_recv_counts' two walks; at 1 Hz that was 3.2 ms a sample at 4 Hz."""
+        ports = sorted({port for _, port, _ in self._addr})
+        if not ports:
+            return {}
+        try:
+            if self._diag is None:
+                self._diag = SockDiag()
+            rows = self._diag.dump(SYN_RECV, ports)
+        except OSError:  # SockDiagError, or the netlink socket failing mid-dump
+            return None
+        out: dict[int, int] = {}
+        for r in rows:
+            out[r.local_port] = out.get(r.local_port, 0) + 1
+        return out
+
     def _listeners(self, now: float) -> list[ListenerSample]:
         socks = self.sup.listeners
         queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
-        # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME_WAITs);
-        # half-open connections pile up when accept queues fill, so while any queue is
-        # non-empty it is read every sample, otherwise once a second.
-        if any(q and q[0] for q in queues) or now - self._syn_at >= self.SYN_EVERY_S:
-            syn = procfs.syn_recv_counts()
+        # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME-WAITs).
+        # Half-open connections linger when a full accept queue drops the handshakes'
+        # last ACKs (ListenOverflows) or SYNs (ListenDrops): while a queue is non-empty or
+        # those counters moved since the last sample, it is read every sample; otherwise
+        # every SYN_EVERY_S, as the dump walks the kernel's whole established table
+        # (4-7 ms a dump with 60-90k TIME-WAIT on the host: read at 1 Hz, that was a
+        # quarter of the sampler's cost at 250 workers; bench/bench_sampler.py)
+        drops = procfs.netstat_counters()
+        moved, self._drops = drops != self._drops, drops
+        if any(q and q[0] for q in queues) or moved or now - self._syn_at >= self.SYN_EVERY_S:
+            syn = self._syn_recv()
             self._syn = syn if syn is not None else procfs.read_tcp_table().syn_recv
             self._syn_at = now
         out = []

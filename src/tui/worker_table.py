@@ -85,11 +85,14 @@ class WorkerTable(ScrollView, can_focus=True):
         snap = frame.snapshot
         self._slotless = bool(snap.workers) and all(w.slot is None for w in snap.workers)
         self._set_columns()
-        workers = [w for w in snap.workers if w.state != WorkerState.EMPTY]
+        # once per worker per frame (1,024 at 4 Hz): the enum members as locals, as
+        # `WorkerState.EMPTY` is a lookup through the enum's metaclass (~0.27 us)
+        empty, thread = WorkerState.EMPTY, Role.THREAD
+        workers = [w for w in snap.workers if w.state != empty]
         # attach: a multi-threaded process's thread rows are folded under it (t unfolds)
-        self._threads = collections.Counter(w.pid for w in workers if w.role == Role.THREAD)
-        if not frame.threads:
-            workers = [w for w in workers if w.role != Role.THREAD]
+        self._threads = collections.Counter(w.pid for w in workers if w.role == thread)
+        if not frame.threads and self._threads:
+            workers = [w for w in workers if w.role != thread]
         keys = [w.key for w in workers]
         self._workers = workers
         self._interval = snap.interval_s
