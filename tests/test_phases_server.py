@@ -316,7 +316,7 @@ def test_the_phase_reader_rereads_busy_slots_within_budget_or_once_a_second():
 
         def read(now: float) -> list[Phases | None]:
             reader.begin()
-            return [reader.slot(s, now) for s in board.read().slots]
+            return [reader.slot(s.index, s.generation, now) for s in board.read().slots]
 
         first = read(100.0)
         assert [p.service.count for p in first] == [1, 1, 1]  # type: ignore[union-attr]
