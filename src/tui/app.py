@@ -22,6 +22,8 @@ from typing import ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.screen import Screen
 
 from lab.player import DemoPlayer
@@ -32,6 +34,7 @@ from servers.config import ServerConfig
 from telemetry.snapshot import Snapshot
 
 from .attach_feed import AttachFeed
+from .driver import QuickExitDriver
 from .screens.attach import AttachScreen
 from .screens.demo import DemoScreen
 from .screens.lab import LabScreen
@@ -59,6 +62,13 @@ class ServerscopeApp(App[int]):
         super().__init__()
         self.lab = lab
 
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's own driver, but on Linux one that does not wait 0.2 s to leave."""
+        cls = super().get_driver_class()
+        if cls is LinuxDriver:
+            return QuickExitDriver
+        return cls
+
     def get_default_screen(self) -> Screen[None]:
         return self.lab
 
@@ -80,6 +90,7 @@ class ServerscopeApp(App[int]):
     def _hang_up(self) -> None:
         def close_and_leave() -> None:
             try:
+                self.lab.source.interrupt()
                 self.lab.source.close()
             finally:
                 os._exit(128 + signal.SIGHUP)

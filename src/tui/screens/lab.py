@@ -158,6 +158,7 @@ class LabScreen(Screen[None]):
         if self.quitting:
             return False
         self.quitting = True
+        self.source.interrupt()  # the stop signals go out now; close() reaps
         self.closing()
         await asyncio.to_thread(self.source.close)
         return True
