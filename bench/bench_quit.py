@@ -164,7 +164,9 @@ def main() -> int:
     missing = [n for n in registry.NAMES if not registry.spec(n).toolchain.present]
     if missing and a.models in ("all", "originals"):
         print(f"skipped (toolchain missing): {', '.join(missing)}", file=sys.stderr)
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"q -> prompt, seconds (goal <= {GOAL:g} s with every process gone), {time.ctime()}")
+    print(f"{os.cpu_count()} cores, load average {load} at the start")
     print(f"{'model':<22}{'load':<16}{'exit':>7}{'gone':>7}{'pids':>6}  goal")
     worst = 0.0
     failed = 0
@@ -181,7 +183,8 @@ def main() -> int:
                     + (f"  ({r.note})" if r.note else ""),
                     flush=True,
                 )
-    print(f"worst {worst:.2f} s (goal <= {GOAL:g} s); {failed} missed")
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"worst {worst:.2f} s (goal <= {GOAL:g} s); {failed} missed; load average {load}")
     return 0
 
 

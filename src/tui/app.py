@@ -61,6 +61,7 @@ class ServerscopeApp(App[int]):
     def __init__(self, lab: LabScreen) -> None:
         super().__init__()
         self.lab = lab
+        self._source_closing: asyncio.Future[None] | None = None  # the source's close, once q
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's own driver, but on Linux one that does not wait 0.2 s to leave."""
@@ -114,12 +115,18 @@ class ServerscopeApp(App[int]):
 
     # -- quitting -----------------------------------------------------------------------
     async def action_quit(self) -> None:
-        if await self.lab.shut_down():
+        closing = self.lab.shut_down()
+        if closing is not None:
+            # the processes are reaped while Textual takes its screens down (~50 ms);
+            # on_unmount waits for the close, before the terminal is given back
+            self._source_closing = closing
             self.exit(0)
 
     async def on_unmount(self) -> None:
         self.lab.quitting = True
         self._remove_signal_handlers()
+        if self._source_closing is not None:
+            await self._source_closing
         await asyncio.to_thread(self.lab.source.close)
 
 

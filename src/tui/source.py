@@ -102,11 +102,11 @@ class LiveSource(ScreenSource):
         self.session.interrupt()
 
     def close(self) -> None:
-        with self._close_lock:
+        with self._close_lock:  # held throughout: a second caller returns once it is done
             if self._closed:
                 return
             self._closed = True
-        self.session.close()
+            self.session.close()
 
 
 class ReplaySource(ScreenSource):
