@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
+from lab.server import model_spec
 from lab.session import LIVE_DURATION
 from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
-from servers import models
 from servers.config import ConfigError, ServerConfig
 
 from . import export
@@ -88,8 +88,10 @@ def default_config(a: argparse.Namespace) -> ServerConfig:
 
 
 def check_config(cfg: ServerConfig) -> ServerConfig:
+    """The config checked by its model: a Python model, or an original (`--model c:single`
+    opens the lab on it, as the model chooser does)."""
     try:
-        spec = models.spec(cfg.model)
+        spec = model_spec(cfg.model)
     except ModuleNotFoundError:
         raise ConfigError(f"model {cfg.model} is not built yet") from None
     spec.resolve(cfg)

@@ -212,6 +212,18 @@ class LoadRunner:
         self._cleanup()
         return self._result
 
+    def kill(self) -> None:
+        """End the run now: SIGKILL the generator, with no drain and no result (for quitting,
+        where nobody reads it; `stop` waits up to 2 s of drain for requests in flight, all
+        of it when a starved server holds them). Returns at once; `stop` or `wait` then
+        reaps the process."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
     def _cleanup(self) -> None:
         proc = self.proc
         if proc is not None:

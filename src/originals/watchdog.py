@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -48,17 +49,22 @@ def _children_of(parent: int) -> list[int]:
     return out
 
 
-def _reap_all(deadline: float) -> bool:
-    """Reap children until none is left (True) or the deadline passes (False)."""
+def _reap_all(deadline: float, wake: int | None = None) -> bool:
+    """Reap children until none is left (True) or the deadline passes (False); between
+    tries, wait on the wake-up pipe (SIGCHLD writes to it) rather than sleep."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return True
         if pid == 0:
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            time.sleep(0.01)
+            if wake is None:
+                time.sleep(min(left, 0.01))
+            elif select.select([wake], [], [], min(left, 0.05))[0]:
+                drain(wake)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -109,6 +115,7 @@ def main() -> int:
     stop_signal = []
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda s, _f: stop_signal.append(s))
+    signal.signal(signal.SIGCHLD, lambda _s, _f: None)  # only to write to the wake-up pipe
     pid = os.fork()
     if pid == 0:
         _exec_original(spec, me)
@@ -136,10 +143,10 @@ def main() -> int:
                 code = code if code >= 0 else 128 - code
                 done = True
     _signal_group(pid, signal.SIGTERM)
-    if not _reap_all(time.monotonic() + grace):
+    if not _reap_all(time.monotonic() + grace, wake_r):
         _signal_group(pid, signal.SIGKILL)
         _kill_descendants(me)
-        _reap_all(time.monotonic() + 5.0)
+        _reap_all(time.monotonic() + 5.0, wake_r)
     if run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     return code

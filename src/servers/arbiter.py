@@ -13,6 +13,7 @@ model whose children own several slots (one per thread: `worker`, `event`) passe
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import signal
 import socket
@@ -181,21 +182,36 @@ class Arbiter:
                     self.manage()
 
     def shutdown(self) -> int:
-        for pid in list(self.children):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        """SIGTERM every child (the supervisor signals the whole group too), reap them as
+        they exit, woken by SIGCHLD on the self-pipe (a 10 ms sleep-and-poll added up to
+        0.1 s to a quit with 250 workers); SIGKILL what is left after SHUTDOWN_GRACE.
+
+        The SIGTERM is sent again every 50 ms to the children still there: one forked a
+        moment before runs our handler until it resets its own, and that handler only
+        notes the signal (seen: prefork growing its pool under `overload` kept a child
+        through the whole grace, and quitting took 1.03 s, twice)."""
+        self._terminate_children()
         deadline = time.monotonic() + SHUTDOWN_GRACE
-        while self.children and time.monotonic() < deadline:
+        while self.children:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                while self.children:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    if pid == 0:
+                        break
+                    self.children.pop(pid, None)
             except ChildProcessError:
                 break
-            if pid == 0:
-                time.sleep(0.01)
+            left = deadline - time.monotonic()
+            if not self.children or left <= 0:
+                break
+            if self._pipe is None:
+                time.sleep(min(left, 0.01))
+                continue
+            r = self._pipe[0]
+            if select.select([r], [], [], min(left, 0.05))[0]:  # SIGCHLD, or another signal
+                drain(r)
             else:
-                self.children.pop(pid, None)
+                self._terminate_children()
         for pid in list(self.children):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -204,3 +220,10 @@ class Arbiter:
                 pass
         self.children.clear()
         return 0
+
+    def _terminate_children(self) -> None:
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass

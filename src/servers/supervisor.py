@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -29,6 +30,8 @@ from plumbing.process import pid_alive, python_env, raise_nofile_limit
 from . import models, root
 from .config import ServerConfig
 from .scoreboard import Scoreboard, ScoreboardSnapshot, State
+
+STOP_GRACE = 1.0  # seconds from SIGTERM to SIGKILL for a root that does not exit
 
 
 class ServerError(RuntimeError):
@@ -181,16 +184,23 @@ class Supervisor:
             msg = lines[-1] if lines else ""
         return f"{self.config.model} exited at start (code {code})" + (f": {msg}" if msg else "")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the root (which stops its workers); SIGKILL the whole group if it lingers."""
+    def begin_stop(self) -> None:
+        """Tell the root and every worker to stop (SIGTERM to the process group), and
+        return at once; `stop` waits for them. Safe from any thread: quitting calls it
+        first, so the server dies while the caller gets to `stop` (issue 18)."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            # the group goes with its leader, the root, which we have not reaped: not reused
+            _signal_group(proc.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = STOP_GRACE) -> None:
+        """Stop the root and its workers together (SIGTERM to the whole group: workers die
+        at once, not when the root gets round to them); SIGKILL the group if it lingers."""
         proc = self.proc
         if proc is not None and proc.poll() is None:
             pids = self.pids()
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
+            _signal_group(proc.pid, signal.SIGTERM)
+            wait_exit(proc, timeout)
             _kill_group(proc.pid)
             if proc.poll() is None:
                 proc.kill()
@@ -295,11 +305,35 @@ def _pump_capped(fd: int, out: IO[bytes], cap: int = STDERR_CAP) -> None:
         os.close(fd)
 
 
-def _kill_group(pgid: int) -> None:
+def _signal_group(pgid: int, sig: int) -> None:
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _kill_group(pgid: int) -> None:
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait up to `timeout` s for `proc` to exit (True) and reap it. Woken by the exit
+    itself through a pidfd: Popen.wait(timeout) polls, up to 50 ms late."""
+    if proc.poll() is not None:
+        return True
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (Linux < 5.3): Popen's polling
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    try:
+        select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return proc.poll() is not None
 
 
 def probe(host: str, port: int, timeout: float) -> bool:

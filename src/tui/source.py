@@ -41,6 +41,9 @@ class ScreenSource:
     def log(self, kind: str, message: str) -> None:
         """Add a line to the event log."""
 
+    def interrupt(self) -> None:
+        """Tell everything this source started to stop, at once (non-blocking)."""
+
     def close(self) -> None:
         """Stop everything this source started (idempotent)."""
 
@@ -52,6 +55,7 @@ class LiveSource(ScreenSource):
         self.t0 = time.monotonic()
         self._history: collections.deque[Snapshot] = collections.deque(maxlen=HISTORY)
         self._closed = False
+        self._stopping = False
         self._close_lock = threading.Lock()
 
     @property
@@ -63,7 +67,7 @@ class LiveSource(ScreenSource):
         self.session.start()
 
     def next(self) -> Snapshot | None:
-        if self._closed:
+        if self._closed or self._stopping:
             return None
         snap = self.session.sample()
         if snap is None:
@@ -93,12 +97,16 @@ class LiveSource(ScreenSource):
             out.append(runner.proc.pid)
         return out
 
+    def interrupt(self) -> None:
+        self._stopping = True  # no new samples: the server is going
+        self.session.interrupt()
+
     def close(self) -> None:
-        with self._close_lock:
+        with self._close_lock:  # held throughout: a second caller returns once it is done
             if self._closed:
                 return
             self._closed = True
-        self.session.close()
+            self.session.close()
 
 
 class ReplaySource(ScreenSource):

@@ -157,14 +157,15 @@ class LabScreen(Screen[None]):
             spent = time.monotonic() - began
             await asyncio.sleep(max(MIN_SLEEP, self.source.period - spent))
 
-    async def shut_down(self) -> bool:
-        """Stop sampling and close the source; False when already shutting down."""
+    def shut_down(self) -> asyncio.Future[None] | None:
+        """Stop sampling, send the stop signals now, and close the source in a thread;
+        returns the close, to be awaited (None when already shutting down)."""
         if self.quitting:
-            return False
+            return None
         self.quitting = True
+        self.source.interrupt()  # the processes start dying now; close() reaps them
         self.closing()
-        await asyncio.to_thread(self.source.close)
-        return True
+        return asyncio.ensure_future(asyncio.to_thread(self.source.close))
 
     # -- drawing ------------------------------------------------------------------------
     def frame(self, snap: Snapshot) -> Frame:
