@@ -73,6 +73,14 @@ BENCHES = (
     ),
     Bench("quit", "Instant quit", "bench_quit.py", timeout=900.0),
     Bench(
+        "phases",
+        "Request-phase accounting (issue 16)",
+        "bench_phases.py",
+        what="what timing queue wait, in-server wait and service costs: per request in "
+        "process, and many_accepts under wrk with the accounting on and off (goals: < 2 us "
+        "a request, throughput within 3%).",
+    ),
+    Bench(
         "export",
         "Exporter",
         "bench_export.py",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from typing import IO
 
 import psutil
 
-from plumbing.process import pid_alive, python_env, raise_nofile_limit
+from plumbing.process import pid_alive, python_env, raise_nofile_limit, readable
 from servers.config import ServerConfig
 from servers.supervisor import BindError, ServerError, bind_listeners, probe, wait_exit
 
@@ -165,8 +164,7 @@ class Original:
         assert self.watchdog is not None and self.watchdog.stdout is not None
         deadline = time.monotonic() + timeout
         out = self.watchdog.stdout
-        ready, _, _ = select.select([out], [], [], timeout)
-        line = out.readline() if ready else b""
+        line = out.readline() if readable(out.fileno(), timeout) else b""
         if not line.strip().isdigit():
             raise ServerError(self._death_message("did not start"))
         self.root_pid = int(line)

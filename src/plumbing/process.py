@@ -41,6 +41,17 @@ def raise_nofile_limit() -> int:
         return soft
 
 
+def readable(fd: int, timeout: float) -> bool:
+    """True once `fd` is readable (or at EOF/hang-up) within `timeout` s. poll(), not
+    select(): a monitor of 1,024 workers holds fds past select()'s FD_SETSIZE (1024), where
+    select.select raises ValueError."""
+    import select
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout) * 1000))
+
+
 def drain(fd: int) -> None:
     """Empty a non-blocking wake-up pipe (a self-pipe's bytes carry no data)."""
     try:

@@ -13,7 +13,6 @@ model whose children own several slots (one per thread: `worker`, `event`) passe
 from __future__ import annotations
 
 import os
-import select
 import selectors
 import signal
 import socket
@@ -21,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from plumbing.process import die_with_parent, drain
+from plumbing.process import die_with_parent, drain, readable
 
 from .root import RootContext
 
@@ -208,7 +207,7 @@ class Arbiter:
                 time.sleep(min(left, 0.01))
                 continue
             r = self._pipe[0]
-            if select.select([r], [], [], min(left, 0.05))[0]:  # SIGCHLD, or another signal
+            if readable(r, min(left, 0.05)):  # SIGCHLD, or another signal
                 drain(r)
             else:
                 self._terminate_children()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ import threading
 import time
 from typing import IO
 
-from plumbing.process import pid_alive, python_env, raise_nofile_limit
+from plumbing.process import pid_alive, python_env, raise_nofile_limit, readable
 
 from . import models, root
 from .config import ServerConfig
@@ -330,7 +329,7 @@ def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
             return False
         return True
     try:
-        select.select([fd], [], [], timeout)
+        readable(fd, timeout)  # poll, not select: fds past 1024 are common here
     finally:
         os.close(fd)
     return proc.poll() is not None

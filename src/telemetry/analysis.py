@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import operator
 from collections.abc import Sequence
 
+from .reading import positional_new
 from .snapshot import (
     Imbalance,
     ImbalanceSet,
@@ -262,6 +264,12 @@ def phases_minus(new: Phases | None, old: Phases | None) -> Phases | None:
     )
 
 
+_FIELDS = [f.name for f in dataclasses.fields(WorkerSample)]
+assert _FIELDS[-1] == "window_phases", "PhaseWindow sets WorkerSample's last field"
+_ALL_BUT_WINDOW = operator.attrgetter(*_FIELDS[:-1])
+_new_sample = positional_new(WorkerSample)
+
+
 class PhaseWindow:
     """The phases over the analyser's window, per worker and overall, from cumulative
     readings (Snapshot.phases, WorkerSample.phases): latest minus the reading taken just
@@ -318,7 +326,10 @@ class PhaseWindow:
             else:
                 result = phases_minus(cur, old)
             now[key] = (cur, old, result)
-            workers.append(dataclasses.replace(w, window_phases=result))
+            # WorkerSample with window_phases (its last field) set: positionally, from a
+            # C-level getter of the other fields; dataclasses.replace cost 22 us a worker,
+            # 23 ms a sample at 1,024 workers (cProfile), this about 4 us
+            workers.append(_new_sample(*_ALL_BUT_WINDOW(w), result))
         self._last = now
         overall = phases_minus(snap.phases, self._base.phases if self._base else None)
         return dataclasses.replace(snap, workers=tuple(workers), window_phases=overall)
