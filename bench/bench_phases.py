@@ -129,7 +129,7 @@ def sampler_ms(nslots: int = 250) -> tuple[float, float, float]:
         now[0] += 0.25  # 4 Hz
         t0 = time.thread_time()
         for s in slots:
-            reader.slot(s, now[0])
+            reader.slot(s.index, s.generation, now[0])
         reader.total()
         return (time.thread_time() - t0) * 1000
 
