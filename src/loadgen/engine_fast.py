@@ -252,15 +252,7 @@ class FastClient(Client):
         rec.sent += 1
         rec.in_flight += 1
         d.busy[self.user] = start
-        self.t_conn = start
-        e = self.engine
-        p.fut = fut
-        p.client = self
-        p.reused = True
-        p.got = False
-        p.close_after = False
-        p.deadline = start + e.read_timeout
-        p.transport.write(e.req)  # type: ignore[union-attr]
+        self._send_reused(p, fut, start)
 
     def _chain_end(self) -> None:
         d = self.driver
@@ -339,9 +331,15 @@ class FastClient(Client):
         p = self.proto
         if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
             return self._connect_and_send()
+        fut = self.engine.loop.create_future()
+        self._send_reused(p, fut, start)
+        return fut
+
+    def _send_reused(self, p: _Proto, fut: asyncio.Future[Any], start: float) -> None:
+        """Send the request on the open connection `p`, its answer due in `fut` (the
+        chained and the awaited path share this)."""
         self.t_conn = start
         e = self.engine
-        fut = e.loop.create_future()
         p.fut = fut
         p.client = self
         p.reused = True
@@ -349,7 +347,6 @@ class FastClient(Client):
         p.close_after = False
         p.deadline = start + e.read_timeout
         p.transport.write(e.req)  # type: ignore[union-attr]
-        return fut
 
     def _send(self, p: _Proto, fut: asyncio.Future[int]) -> None:
         """Send on a connection just made (t_conn is when it was ready)."""
