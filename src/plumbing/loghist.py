@@ -19,7 +19,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, compress
 
 SUB_BITS = 3
 PER_OCTAVE = 1 << SUB_BITS  # 8 buckets per power of two
@@ -38,6 +38,7 @@ def index_of(us: int) -> int:
 
 
 NBUCKETS = index_of(MAX_US) + 1  # 200
+_INDEX = range(NBUCKETS)
 
 
 def bucket_bounds(i: int) -> tuple[int, int]:
@@ -65,9 +66,11 @@ class LogHist:
 
     @classmethod
     def from_counts(cls, counts: Sequence[int], sum_us: int, max_us: int) -> LogHist:
-        """From a dense list of NBUCKETS counts (what a scoreboard slot holds)."""
-        sparse = tuple((i, c) for i, c in enumerate(counts) if c)
-        return cls(sum(c for _, c in sparse), sum_us, max_us, sparse)
+        """From a dense list of NBUCKETS counts (what a scoreboard slot holds). C-speed
+        `compress` over the buckets: the sampler builds one per changed slot and phase
+        (~10 us, where a Python loop over the 200 buckets took several times that)."""
+        sparse = zip(compress(_INDEX, counts), compress(counts, counts), strict=True)
+        return cls(sum(counts), sum_us, max_us, tuple(sparse))
 
     def dense(self) -> list[int]:
         out = [0] * NBUCKETS
@@ -146,4 +149,4 @@ def merge(hists: Sequence[LogHist]) -> LogHist:
             dense[i] += c
     if not count:
         return EMPTY
-    return LogHist(count, sum_us, max_us, tuple((i, c) for i, c in enumerate(dense) if c))
+    return LogHist.from_counts(dense, sum_us, max_us)

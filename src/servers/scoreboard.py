@@ -25,7 +25,6 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import IntEnum
-from itertools import compress
 
 from plumbing.loghist import MAX_US, NBUCKETS, SUB_BITS, LogHist
 
@@ -139,7 +138,6 @@ class _Header(ctypes.Structure):
 
 
 _HEADER_SIZE = (ctypes.sizeof(_Header) + 63) // 64 * 64
-_BUCKET_INDEX = range(NBUCKETS)
 
 # the phase area: per slot, PHASES histograms of HIST_WORDS uint64 each
 QUEUE, SERVER, SERVICE = 0, 1, 2
@@ -360,7 +358,7 @@ class Scoreboard:
         """Slot `index`'s histogram of `phase` (QUEUE, SERVER, SERVICE), cumulative. A worker
         may be writing meanwhile: the count comes from the buckets, so it is consistent
         with them; sum and max may be one value ahead or behind. ~10 us (C-speed compress
-        over the 200 buckets rather than LogHist.from_counts's loop)."""
+        over the 200 buckets, in LogHist.from_counts)."""
         return hist_of(self.phase_words(index, phase))
 
     def phase_words(self, index: int, phase: int) -> list[int]:
@@ -397,10 +395,7 @@ class Scoreboard:
 
 def hist_of(words: list[int]) -> LogHist:
     """A LogHist from a histogram's raw words (`Scoreboard.phase_words`)."""
-    counts = words[3:]
-    nonzero = list(compress(_BUCKET_INDEX, counts))
-    buckets = tuple(zip(nonzero, compress(counts, counts), strict=True))
-    return LogHist(sum(counts), words[1], words[2], buckets)
+    return LogHist.from_counts(words[3:], words[1], words[2])
 
 
 _ZERO_PHASES = memoryview(bytes(_SLOT_PHASE_BYTES)).cast("Q")
