@@ -53,6 +53,8 @@ __all__ = [
     "Role",
     "Severity",
     "Snapshot",
+    "Spread",
+    "Wake",
     "WorkerSample",
     "WorkerState",
 ]
@@ -125,6 +127,54 @@ class Role(StrEnum):
     HELPER = "helper"  # anything else in the tree (e.g. multiprocessing's resource_tracker)
     THREAD = "thread"  # attach: a thread of a multi-threaded worker process, a row folded
     # under it; its process is the worker the indices count (sockets belong to processes)
+    PROCESS = "process"  # attach: a process whose threads each wait on the listener and
+    # serve (HAProxy nbthread, Envoy): its threads are the workers, its row sums theirs
+
+
+class Spread(StrEnum):
+    """How new connections reach the workers, read from /proc (telemetry.mechanism)."""
+
+    SHARED = "shared"  # the workers wait on one socket; the kernel picks one (see Wake)
+    REUSEPORT = "reuseport"  # a socket per worker (SO_REUSEPORT): the kernel picks by hash
+    MASTER = "master"  # a process accepts every connection and hands it to workers
+    ACCEPTOR_THREAD = "acceptor_thread"  # a thread accepts and hands on to other threads
+    # of its process (Apache worker/event's listener thread, goroutines' acceptor)
+
+
+class Wake(StrEnum):
+    """How the kernel gives a ready connection to those waiting on one socket."""
+
+    EPOLL = "epoll"  # registered without EPOLLEXCLUSIVE: every waiter is woken, they race
+    EXCLUSIVE = "exclusive"  # EPOLLEXCLUSIVE: one waiter, the most recent (LIFO)
+    BLOCKING = "blocking"  # blocked in accept(): one waiter, the longest waiting (FIFO)
+    MIXED = "mixed"  # the waiters do not all wait the same way
+
+
+WAKE_WORDS = {
+    Wake.EPOLL: "epoll, all waiters woken",
+    Wake.EXCLUSIVE: "EPOLLEXCLUSIVE (LIFO)",
+    Wake.BLOCKING: "blocking accept (FIFO)",
+    Wake.MIXED: "mixed waits",
+}
+
+
+def mechanism_label(spread: Spread | None, wake: Wake | None, waiters: int | None) -> str:
+    """One line for panels and tables: 'shared · epoll, all waiters woken', 'reuseport · by
+    hash', 'master dispatch', 'unknown'."""
+    if spread is None:
+        return "unknown"
+    how = WAKE_WORDS.get(wake, "wait unknown") if wake is not None else "wait unknown"
+    if spread == Spread.REUSEPORT:
+        return "reuseport · by hash"
+    if spread == Spread.MASTER:
+        return "master dispatch · one process accepts, hands on"
+    if spread == Spread.ACCEPTOR_THREAD:
+        if waiters is not None and waiters > 1:
+            return f"listener thread per process · {how}"
+        return "acceptor thread hands on"
+    if waiters == 1:  # no choice for the kernel to make
+        return "one acceptor · " + ("blocking accept" if wake == Wake.BLOCKING else "epoll")
+    return f"shared · {how}"
 
 
 # members as module constants: `Kind.PROCESS` is an attribute lookup through the enum's
@@ -242,6 +292,17 @@ class ListenerSample:
     inode: int = 0  # socket inode (as in /proc/net/tcp and `ss -e`), 0 when unknown
     owners: tuple[int, ...] = ()  # attach: pids whose epoll set holds it (reuseport: the one
     # worker taking its connections); () when unknown or not epoll
+    # how connections on it reach the workers, read from /proc/PID/fdinfo of the epoll fds
+    # and /proc/PID/task/TID/syscall when a worker starts or the listener set changes
+    # (telemetry.mechanism); None: not read, or nobody was seen waiting on it
+    spread: Spread | None = None
+    wake: Wake | None = None
+    waiters: int | None = None  # processes or threads seen waiting on it (count)
+
+    @property
+    def mechanism(self) -> str:
+        """The accept mechanism in one line ('unknown' when not read)."""
+        return mechanism_label(self.spread, self.wake, self.waiters)
 
     @property
     def fill(self) -> float:
@@ -408,13 +469,15 @@ class Snapshot:
     def totals(self) -> dict[str, float]:
         """Sums over live entities (listeners too: they hold and accept connections) of:
         connections, accepts (interval), cpu_percent. An attached process's thread rows
-        (Role.THREAD) are left out: their process's row already holds their figures."""
-        live = [w for w in self.live_entities if w.role != Role.THREAD]
+        (no slot) are left out: their process's row already holds their figures."""
+        live = [w for w in self.live_entities if not (w.kind == _THREAD and w.slot is None)]
         return {
             "connections": sum(w.connections or 0 for w in live),
             "accepts": sum(w.accepts or 0 for w in live),
             "accepts_total": sum(
-                w.accepts_total or 0 for w in self.workers if w.role != Role.THREAD
+                w.accepts_total or 0
+                for w in self.workers
+                if not (w.kind == _THREAD and w.slot is None)
             ),
             "cpu_percent": sum(w.cpu_percent or 0.0 for w in live),
         }
