@@ -268,3 +268,57 @@ def serving_threads(
         if len(tids) > 1:
             out[pid] = out.get(pid, frozenset()) | tids
     return out
+
+
+class WaitWatcher:
+    """The lab's own processes, read the same way: `update` reads the processes not read
+    before when the set of processes changes (a worker started), and every RETRY_S all of
+    them again while nobody was seen waiting on some listener (all busy when read); else
+    it returns the last result. Never every sample: at 1,024 workers a full read is
+    ~60 ms (bench/bench_sampler.py)."""
+
+    RETRY_S = 2.0
+
+    def __init__(self) -> None:
+        self._waits: dict[int, ProcessWaits] = {}
+        self._key: object = None
+        self._at = -1e18
+        self._mechs: dict[int, ListenerMechanism] = {}
+        self.reads = 0  # processes read, in all (bench, tests)
+
+    def due(self, now: float, key: object) -> bool:
+        """Whether `update` would read anything now."""
+        if key != self._key:
+            return True
+        unknown = not self._mechs or any(m.spread is None for m in self._mechs.values())
+        return unknown and now - self._at >= self.RETRY_S
+
+    def update(
+        self,
+        now: float,
+        key: object,
+        pids: Iterable[int],
+        listeners: Sequence[tuple[int, int]],
+        worker_pids: Set[int],
+        worker_tids: Set[int],
+        thread_hosts: Set[int],
+    ) -> dict[int, ListenerMechanism]:
+        if not self.due(now, key):
+            return self._mechs
+        again = key == self._key  # a retry: everybody again
+        self._key, self._at = key, now
+        pids = set(pids)
+        waits = {p: w for p, w in self._waits.items() if p in pids and not again}
+        for pid in pids - waits.keys():
+            self.reads += 1
+            if (w := read_waits(pid)) is not None:
+                waits[pid] = w
+        self._waits = waits
+        self._mechs = classify(
+            listeners,
+            waits,
+            worker_pids=worker_pids,
+            worker_tids=worker_tids,
+            thread_hosts=thread_hosts,
+        )
+        return self._mechs
