@@ -1,6 +1,6 @@
 """Real servers for the attach tests: Apache httpd (prefork, event), nginx (shared socket,
-reuseport), HAProxy (nbthread), a Node cluster (SCHED_NONE, round robin), gunicorn (sync, gthread) and
-uvicorn --workers 2, each on a free loopback port with config files of its own in a
+reuseport), HAProxy (nbthread), a Node cluster (SCHED_NONE, round robin), gunicorn (sync,
+gthread) and uvicorn --workers 2, each on a free loopback port with config files of its own in a
 temp dir (nothing under /etc is read or touched), stopped with no process left (checked
 by pid). A server that is not installed skips its test, naming the Debian or PyPI package.
 

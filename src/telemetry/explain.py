@@ -12,20 +12,26 @@ from collections import Counter
 
 from .snapshot import ListenerSample, Snapshot, Spread, Wake
 
-# why the kernel's choice falls the way it does, per wake read
+# what was read, and why the kernel's choice falls the way it does
 _WHY = {
-    Wake.EPOLL: "epoll wakes every waiter and they race; the first to run takes what is ready",
-    Wake.EXCLUSIVE: "EPOLLEXCLUSIVE wakes one waiter, LIFO: the most recent, usually the busiest",
-    Wake.BLOCKING: (
-        "blocking accept() wakes the longest waiter (FIFO), so the kernel spreads evenly: "
-        "the workers that take fewer are busy longer between accepts"
+    Wake.EPOLL: (
+        "one shared socket, epoll without EPOLLEXCLUSIVE: every waiter is woken and they "
+        "race; the first to run takes what is ready"
     ),
-    Wake.MIXED: "the workers wait in different ways (epoll, EPOLLEXCLUSIVE, accept())",
+    Wake.EXCLUSIVE: (
+        "one shared socket, EPOLLEXCLUSIVE: one waiter is woken, LIFO: the most recent, "
+        "usually the busiest"
+    ),
+    Wake.BLOCKING: (
+        "one shared socket, workers blocked in accept(): the longest waiter is woken (FIFO), "
+        "so the kernel spreads evenly; those that take fewer are busy longer between accepts"
+    ),
+    Wake.MIXED: "one shared socket, the workers waiting on it in different ways",
 }
 _FIX = {
-    Wake.EPOLL: "accept one connection per wake-up, a socket per worker (reuseport) or {rr}",
+    Wake.EPOLL: "fix: take one connection per wake-up, a socket per worker ({reuseport}) or {rr}",
     Wake.EXCLUSIVE: (
-        "a socket per worker ({reuseport}) or rotating the waiters (nginx re-adds the "
+        "fix: a socket per worker ({reuseport}) or rotate the waiters (nginx re-adds the "
         "listener every N accepts)"
     ),
 }
@@ -80,19 +86,20 @@ def skew(s: Snapshot) -> str:
         return ""
     if ln.spread == Spread.REUSEPORT:
         return (
-            f"; {ln.mechanism}: the kernel hashes each connection's addresses to a socket, "
-            "blind to load; few clients hash unevenly (steer with SO_ATTACH_REUSEPORT_CBPF)"
+            "; a socket per worker (reuseport): the kernel hashes each connection's addresses "
+            "to one, blind to load, and few clients hash unevenly (steer with "
+            "SO_ATTACH_REUSEPORT_CBPF)"
         )
     if ln.spread == Spread.MASTER:
-        return f"; {ln.mechanism}: the master's policy chose, not the kernel"
+        return "; a master accepts and deals the connections: its policy chose, not the kernel"
     assert ln.wake is not None
     why = _WHY[ln.wake]
     if ln.spread == Spread.ACCEPTOR_THREAD:
-        why = f"a listener thread per process accepts for its threads; across processes {why}"
+        why = f"a listener thread per process accepts for its threads; {why}"
     fix = _FIX.get(ln.wake)
     if fix:
-        why += "; use " + fix.format(rr=_knob(s, "rr"), reuseport=_knob(s, "reuseport"))
-    return f"; {ln.mechanism}: {why}"
+        why += "; " + fix.format(rr=_knob(s, "rr"), reuseport=_knob(s, "reuseport"))
+    return f"; {why}"
 
 
 def starvation(s: Snapshot) -> str:
@@ -102,7 +109,7 @@ def starvation(s: Snapshot) -> str:
     how = "blocks in accept() and " if ln is not None and ln.wake == Wake.BLOCKING else ""
     return (
         f"; each worker {how}serves one connection to its end, keep-alive wait included, "
-        f"so idle clients pin them all: {_knob(s, 'keepalive')}"
+        f"so idle clients pin them all; fix: {_knob(s, 'keepalive')}"
     )
 
 
@@ -112,10 +119,10 @@ def reuseport_backlog(s: Snapshot, owner: str) -> str:
     if ln is None or ln.spread != Spread.REUSEPORT:
         return ""
     return (
-        f"; {ln.mechanism}: the kernel keeps hashing new connections to {owner}'s socket "
-        "whatever {owner} does (net.ipv4.tcp_migrate_req moves them when it closes; an "
-        "SO_ATTACH_REUSEPORT_CBPF program can steer around it)"
-    ).replace("{owner}", owner)
+        f"; a socket per worker (reuseport): the kernel keeps hashing new connections to "
+        f"{owner}'s socket whatever {owner} does (net.ipv4.tcp_migrate_req moves them when "
+        "it closes; an SO_ATTACH_REUSEPORT_CBPF program can steer around it)"
+    )
 
 
 def master(s: Snapshot) -> str:
@@ -125,6 +132,6 @@ def master(s: Snapshot) -> str:
         return ""
     who = "one process" if ln.spread == Spread.MASTER else "one thread"
     return (
-        f"; {ln.mechanism}: {who} accepts every connection and hands it on; let the workers "
-        f"accept themselves ({_knob(s, 'shared')} or reuseport)"
+        f"; {who} accepts every connection and hands it on; fix: let the workers accept "
+        f"themselves ({_knob(s, 'shared')} or reuseport)"
     )
