@@ -176,6 +176,7 @@ def _read(sampler: Sampler) -> Snapshot:
         ("nginx", {"reuseport": True}, "reuseport · by hash"),
         ("apache", {"mpm": "prefork"}, "shared · blocking accept (FIFO)"),
         ("apache", {"mpm": "event"}, "listener thread per process · epoll, all waiters woken"),
+        ("gunicorn", {"worker_class": "sync"}, "shared · select, all waiters woken"),
     ],
 )
 def test_the_mechanism_read_on_real_servers(real_server, kind, kw, label) -> None:  # noqa: F811

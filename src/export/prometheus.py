@@ -251,8 +251,9 @@ class SnapshotCollector(Collector):
             spread = getattr(ln, "spread", None)  # snapshots made before it was read
             if spread is not None:
                 mechanism.add_metric([*values, str(spread), str(ln.wake or "")], 1.0)
-            if getattr(ln, "waiters", None) is not None:
-                waiters.add_metric(values, ln.waiters)
+            n = getattr(ln, "waiters", None)
+            if n is not None:
+                waiters.add_metric(values, n)
         yield from (queue, limit, mechanism, waiters)
 
     def _kernel(self, snap: Snapshot) -> Iterator[Metric]:

@@ -26,10 +26,15 @@ _WHY = {
         "one shared socket, workers blocked in accept(): the longest waiter is woken (FIFO), "
         "so the kernel spreads evenly; those that take fewer are busy longer between accepts"
     ),
+    Wake.SELECT: (
+        "one shared socket, select(): every waiter is woken and they race; the first to run "
+        "takes what is ready"
+    ),
     Wake.MIXED: "one shared socket, the workers waiting on it in different ways",
 }
 _FIX = {
     Wake.EPOLL: "fix: take one connection per wake-up, a socket per worker ({reuseport}) or {rr}",
+    Wake.SELECT: "fix: a socket per worker ({reuseport}) or {rr}",
     Wake.EXCLUSIVE: (
         "fix: a socket per worker ({reuseport}) or rotate the waiters (nginx re-adds the "
         "listener every N accepts)"

@@ -9,9 +9,10 @@ sample: ~60 us a process, one readlink per fd plus a short read per epoll fd and
 - its socket fds ({fd: inode}, the same pass over /proc/PID/fd);
 - per thread, the system call it is blocked in and that call's first argument, the fd,
   from /proc/PID/task/TID/syscall (`288 0x3 ...`: accept4 on fd 3; `232 0x7 ...`:
-  epoll_wait on epoll fd 7). It needs ptrace read access (root, or our own children);
-  without it /proc/.../wchan names the kernel function (`inet_csk_accept`,
-  `do_epoll_wait`) with no fd. A running thread says nothing: read again later.
+  epoll_wait on epoll fd 7; `270 0x6 ...`: pselect6 over fds 0-5, gunicorn's sync
+  worker). It needs ptrace read access (root, or our own children); without it
+  /proc/.../wchan names the kernel function (`inet_csk_accept`, `do_epoll_wait`), no
+  fd. A running thread says nothing: read again later.
 
 Per listening socket (`classify`):
 - waiters: threads blocked in accept() on it (FIFO: the kernel's wait queue for accept is
@@ -41,10 +42,14 @@ from .snapshot import Spread, Wake
 
 EPOLLEXCLUSIVE = 1 << 28
 
-# system call numbers of accept() and epoll_wait() by architecture (asm/unistd_64.h)
+# system call numbers of accept(), epoll_wait() and select() by architecture
+# (asm/unistd_64.h); select's first argument is nfds, not an fd
 _SYSCALLS = {
-    "x86_64": {43: "accept", 288: "accept4", 232: "epoll", 281: "epoll", 441: "epoll"},
-    "aarch64": {202: "accept", 242: "accept4", 22: "epoll", 441: "epoll"},
+    "x86_64": {
+        **{43: "accept", 288: "accept4", 232: "epoll", 281: "epoll", 441: "epoll"},
+        **{23: "select", 270: "select"},
+    },
+    "aarch64": {202: "accept", 242: "accept4", 22: "epoll", 441: "epoll", 72: "select"},
 }
 CALLS = _SYSCALLS.get(platform.machine(), {})
 _WCHAN = {b"inet_csk_accept": "accept", b"do_epoll_wait": "epoll", b"ep_poll": "epoll"}
@@ -57,7 +62,8 @@ class ProcessWaits:
     pid: int
     epolls: dict[int, dict[int, int]]  # epoll fd -> {inode watched: events mask}
     sockets: dict[int, int]  # fd -> socket inode
-    calls: dict[int, tuple[str, int | None]]  # tid -> ("accept" | "epoll", fd or None)
+    calls: dict[int, tuple[str, int | None]]  # tid -> ("accept" | "epoll", fd or None;
+    # or "select", nfds: the fds below it may be watched)
     threads: int  # threads of the process when read
 
 
@@ -161,6 +167,16 @@ def waiters_of(inode: int, procs: Iterable[ProcessWaits]) -> list[Waiter]:
         ]
         if blocked:
             out.extend(Waiter(p.pid, tid, Wake.BLOCKING) for tid in sorted(blocked))
+            continue
+        # select() with nfds above the listener's fd (gunicorn's sync worker); a master
+        # sleeping in select(0, ...) with a copy of the listener (Apache's) watches nothing
+        selecting = [
+            tid
+            for tid, (call, n) in p.calls.items()
+            if call == "select" and fds and n is not None and n > min(fds)
+        ]
+        if selecting:
+            out.extend(Waiter(p.pid, tid, Wake.SELECT) for tid in sorted(selecting))
             continue
         sets = {ep: regs[inode] for ep, regs in p.epolls.items() if inode in regs}
         seen = False
@@ -272,18 +288,21 @@ def serving_threads(
 
 class WaitWatcher:
     """The lab's own processes, read the same way: `update` reads the processes not read
-    before when the set of processes changes (a worker started), and every RETRY_S all of
-    them again while nobody was seen waiting on some listener (all busy when read); else
-    it returns the last result. Never every sample: at 1,024 workers a full read is
-    ~60 ms (bench/bench_sampler.py)."""
+    before when the set of processes changes (a worker started); while nobody was seen
+    waiting on some listener (all busy when read), every RETRY_S it reads again up to
+    RETRY_BATCH of those that showed no wait; else it returns the last result. Never every
+    sample: a process costs ~0.12 ms, 1,025 of them 126 ms of CPU once at start
+    (bench/bench_mechanism.py)."""
 
     RETRY_S = 2.0
+    RETRY_BATCH = 64
 
     def __init__(self) -> None:
         self._waits: dict[int, ProcessWaits] = {}
         self._key: object = None
         self._at = -1e18
         self._mechs: dict[int, ListenerMechanism] = {}
+        self._turn = 0
         self.reads = 0  # processes read, in all (bench, tests)
 
     def due(self, now: float, key: object) -> bool:
@@ -305,14 +324,22 @@ class WaitWatcher:
     ) -> dict[int, ListenerMechanism]:
         if not self.due(now, key):
             return self._mechs
-        again = key == self._key  # a retry: everybody again
+        retry = key == self._key
         self._key, self._at = key, now
         pids = set(pids)
-        waits = {p: w for p, w in self._waits.items() if p in pids and not again}
-        for pid in pids - waits.keys():
+        waits = {p: w for p, w in self._waits.items() if p in pids}
+        todo = sorted(pids - waits.keys())
+        if retry:  # a batch of those that showed no wait, in turn
+            idle = sorted(p for p, w in waits.items() if not w.calls)
+            start = self._turn % max(1, len(idle))
+            todo += (idle[start:] + idle[:start])[: self.RETRY_BATCH]
+            self._turn += self.RETRY_BATCH
+        for pid in todo:
             self.reads += 1
             if (w := read_waits(pid)) is not None:
                 waits[pid] = w
+            else:
+                waits.pop(pid, None)
         self._waits = waits
         self._mechs = classify(
             listeners,

@@ -52,8 +52,8 @@ from .snapshot import Role
 
 TREE_EVERY_S = 2.0
 EPOLL_RETRY_S = 0.5  # epoll sets re-read this often while a listener is in none of them
-WAITS_RETRY_S = 2.0  # ... and this often while nobody was seen waiting on one (all busy:
-# a starved prefork of 250 children would cost ~5 ms each time)
+WAITS_RETRY_S = 5.0  # ... and this often while nobody was seen waiting on one (all busy:
+# ~0.12 ms a process, so a starved prefork of 250 children costs ~30 ms each time)
 
 
 STATE_NAMES = {

@@ -147,6 +147,7 @@ class Wake(StrEnum):
     EPOLL = "epoll"  # registered without EPOLLEXCLUSIVE: every waiter is woken, they race
     EXCLUSIVE = "exclusive"  # EPOLLEXCLUSIVE: one waiter, the most recent (LIFO)
     BLOCKING = "blocking"  # blocked in accept(): one waiter, the longest waiting (FIFO)
+    SELECT = "select"  # select() on it (gunicorn's sync worker): every waiter woken, a race
     MIXED = "mixed"  # the waiters do not all wait the same way
 
 
@@ -154,8 +155,12 @@ WAKE_WORDS = {
     Wake.EPOLL: "epoll, all waiters woken",
     Wake.EXCLUSIVE: "EPOLLEXCLUSIVE (LIFO)",
     Wake.BLOCKING: "blocking accept (FIFO)",
+    Wake.SELECT: "select, all waiters woken",
     Wake.MIXED: "mixed waits",
 }
+
+
+ONE_WORDS = {Wake.BLOCKING: "blocking accept", Wake.SELECT: "select"}
 
 
 def mechanism_label(spread: Spread | None, wake: Wake | None, waiters: int | None) -> str:
@@ -173,7 +178,7 @@ def mechanism_label(spread: Spread | None, wake: Wake | None, waiters: int | Non
             return f"listener thread per process · {how}"
         return "acceptor thread hands on"
     if waiters == 1:  # no choice for the kernel to make
-        return "one acceptor · " + ("blocking accept" if wake == Wake.BLOCKING else "epoll")
+        return "one acceptor · " + ONE_WORDS.get(wake, "epoll") if wake else "one acceptor"
     return f"shared · {how}"
 
 
@@ -272,8 +277,11 @@ class WorkerSample:
 
     @property
     def label(self) -> str:
-        """How diagnosis lines and tables name it: 'worker 3' (slot) or 'pid 1234'."""
-        return f"worker {self.slot}" if self.slot is not None else f"pid {self.pid}"
+        """How diagnosis lines and tables name it: 'worker 3' (slot), 'pid 1234', or
+        'tid 1236' (an attached process's thread: its pid names the whole process)."""
+        if self.slot is not None:
+            return f"worker {self.slot}"
+        return f"tid {self.tid}" if self.kind == _THREAD else f"pid {self.pid}"
 
 
 @dataclass(frozen=True, slots=True)
