@@ -1,6 +1,6 @@
 """Real servers for the attach tests: Apache httpd (prefork, event), nginx (shared socket,
-reuseport), a Node cluster (SCHED_NONE, round robin), gunicorn (sync, gthread) and
-uvicorn --workers 2, each on a free loopback port with config files of its own in a
+reuseport), HAProxy (nbthread), a Node cluster (SCHED_NONE, round robin), gunicorn (sync,
+gthread) and uvicorn --workers 2, each on a free loopback port with config files of its own in a
 temp dir (nothing under /etc is read or touched), stopped with no process left (checked
 by pid). A server that is not installed skips its test, naming the Debian or PyPI package.
 
@@ -287,6 +287,50 @@ http {{
     return srv
 
 
+# -- HAProxy (Debian's haproxy) --------------------------------------------------------
+
+
+def haproxy(tmp: Path, *, threads: int = 2) -> RealServer:
+    """One process, `nbthread` threads, each with its own epoll set holding the listener
+    (threads as workers); it answers every request itself (no backend)."""
+    exe = _which("haproxy", "/usr/sbin/haproxy")
+    if exe is None:
+        pytest.skip("haproxy not installed (Debian package haproxy)")
+    port = free_port()
+    conf = tmp / "haproxy.cfg"
+    conf.write_text(
+        f"""global
+    nbthread {threads}
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend fe
+    bind 127.0.0.1:{port}
+    http-request return status 200 content-type text/plain string ok
+"""
+    )
+    log = open(tmp / "haproxy.log", "w")  # noqa: SIM115 - closed when the process is
+    # -db: stay in the foreground, no master process (one process, `threads` threads)
+    proc = subprocess.Popen(
+        [exe, "-db", "-f", str(conf)], stdout=log, stderr=log, start_new_session=True
+    )
+    log.close()
+    srv = RealServer("haproxy", port, proc.pid, tmp, proc=proc)
+    try:
+        _wait_ready(srv, 0)
+        deadline = time.monotonic() + 10
+        while len(os.listdir(f"/proc/{proc.pid}/task")) < threads:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"haproxy did not start {threads} threads")
+            time.sleep(0.05)
+    except Exception:
+        srv.stop()
+        raise
+    return srv
+
+
 # -- Node cluster -----------------------------------------------------------------------
 
 NODE_CLUSTER = """
@@ -424,6 +468,7 @@ def uvicorn(tmp: Path, *, workers: int = 2) -> RealServer:
 STARTERS: dict[str, Callable[..., RealServer]] = {
     "apache": apache,
     "nginx": nginx,
+    "haproxy": haproxy,
     "node": node,
     "gunicorn": gunicorn,
     "uvicorn": uvicorn,

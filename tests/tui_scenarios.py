@@ -25,6 +25,8 @@ def many_accepts_burst() -> list[Snapshot]:
         connections=[13, 1, 2, 0],
         cpu=[53, 4, 5, 0],
         client=_waiting(_named(client, "burst"), 20, 3.0),
+        spread="shared",
+        wake="epoll",  # as read from many_accepts' workers: asyncio registers plain EPOLLIN
     )
 
 
@@ -45,6 +47,8 @@ def prefork_keepalive_idle() -> list[Snapshot]:
         requests=[0, 0, 0, 1],
         queue=44,
         client=_waiting(_named(client, "keepalive-idle"), 46, 7_200.0),
+        spread="shared",
+        wake="blocking",
     )
 
 
@@ -168,6 +172,8 @@ def attached_nginx_reuseport_stopped() -> list[Snapshot]:
         listeners=4,
         queue=[0, 37, 0, 0],
         requests=[5, 0, 6, 4],
+        spread="reuseport",
+        wake="epoll",
     )
     return [_attached(s, "nginx", "exact (eBPF)") for s in snaps]
 
@@ -190,6 +196,8 @@ def prefork_starving_phases() -> list[Snapshot]:
         requests=[0, 0, 0, 1],
         queue=44,
         client=_waiting(_named(client, "keepalive-idle"), 46, 7_200.0),
+        spread="shared",
+        wake="blocking",
         queue_ms=[4200.0] * 4 + [7000.0],  # 1 in 5 of the accepted waited 7 s
         server_ms=[0.04, 0.05],
         service_ms=[0.3, 0.25, 0.4],

@@ -22,7 +22,10 @@ What is exported (all names follow Prometheus conventions: base units, `_total` 
   not ten, since the all-states 0/1 form made a 250-worker scrape 3,513 samples and ~34 ms
   against 1,263 samples and ~11 ms this way; `count by (state) (serverscope_worker_state)`
   counts the workers in each state);
-- per listener: `serverscope_listener_queue_length`, `serverscope_listener_queue_limit`;
+- per listener: `serverscope_listener_queue_length`, `serverscope_listener_queue_limit`,
+  and how its connections reach the workers, read from /proc, as an info metric
+  `serverscope_listener_mechanism{spread,wake} 1` and `serverscope_listener_waiters`
+  (both absent when not read);
 - the kernel's TcpExt ListenOverflows / ListenDrops as `serverscope_kernel_listen_*_total`,
   NAMESPACE-WIDE (HELP says so: every socket in the network namespace adds to them);
 - imbalance over the sliding window, labelled metric=accepts|connections|cpu:
@@ -227,12 +230,31 @@ class SnapshotCollector(Collector):
             "Accept-queue limit: min(backlog, net.core.somaxconn) (ss Send-Q).",
             labels=labels,
         )
+        mechanism = GaugeMetricFamily(
+            "serverscope_listener_mechanism",
+            "1 for how connections on this listener reach the workers, read from /proc: "
+            "spread=shared|reuseport|master|acceptor_thread, wake=epoll|exclusive|blocking|"
+            "mixed (epoll: every waiter woken; exclusive: EPOLLEXCLUSIVE, LIFO; blocking: "
+            "accept(), FIFO). Absent when not read.",
+            labels=(*labels, "spread", "wake"),
+        )
+        waiters = GaugeMetricFamily(
+            "serverscope_listener_waiters",
+            "Processes or threads seen waiting on this listener (epoll sets, accept()).",
+            labels=labels,
+        )
         for ln in snap.listeners:
             values = [ln.address, str(ln.port), str(ln.index)]
             queue.add_metric(values, ln.queue)
             if ln.limit is not None:
                 limit.add_metric(values, ln.limit)
-        yield from (queue, limit)
+            spread = getattr(ln, "spread", None)  # snapshots made before it was read
+            if spread is not None:
+                mechanism.add_metric([*values, str(spread), str(ln.wake or "")], 1.0)
+            n = getattr(ln, "waiters", None)
+            if n is not None:
+                waiters.add_metric(values, n)
+        yield from (queue, limit, mechanism, waiters)
 
     def _kernel(self, snap: Snapshot) -> Iterator[Metric]:
         k = snap.kernel

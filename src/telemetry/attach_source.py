@@ -6,7 +6,11 @@ schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
 - roles: the root of a tree with children is the master, children that ever held the
   listening socket or a connection are workers, the rest helpers (uvicorn's
   resource_tracker); threads of a multi-threaded process are rows of Role.THREAD folded
-  under it (sockets belong to processes, so connections stay on the process row);
+  under it (sockets belong to processes, so connections stay on the process row), except
+  where two or more threads of one process each accept and serve (HAProxy nbthread): those
+  threads are the workers, their process a Role.PROCESS row that sums them;
+- how connections reach the workers, per listener (ListenerSample.spread/wake/waiters),
+  from how each process and thread waits (telemetry.mechanism);
 - CPU % from schedstat nanoseconds over the time between two reads of the SAME task
   (each read timestamped as it is made): /proc/PID/stat ticks made it jump 20 points;
 - accepts per worker: exact from eBPF (per pid and tid) when root and the kernel allow,
@@ -38,6 +42,7 @@ from collections import Counter
 import psutil
 
 from . import procfs, realkind
+from .mechanism import serving_threads
 from .modstatus import StatusPoller
 from .reading import Reading, WorkerDeltas, positional_new
 from .realattach import ACCEPTS_EXACT, RealReading, RealServerReader, WorkerReading
@@ -153,10 +158,12 @@ class AttachSource:
         glyphs = self.status.states() if self.status else {}
         live: set[tuple[int, int]] = set()
         workers: list[WorkerSample] = []
+        serving = serving_threads(r.thread_workers, r.accepts_by_task)
         for w in r.workers:
-            workers.append(self._process(w, r, deltas, index, glyphs, live, now))
+            tids = serving.get(w.pid, frozenset())
+            workers.append(self._process(w, r, deltas, index, glyphs, live, now, bool(tids)))
             for t in w.threads if len(w.threads) > 1 else ():
-                workers.append(self._thread(w, t, r, deltas, live))
+                workers.append(self._thread(w, t, r, deltas, live, t.tid in tids))
         for key in set(self._cpu) - live:  # gone: a reused pid starts afresh
             del self._cpu[key]
         for key in set(self._estimated) - live:
@@ -198,6 +205,7 @@ class AttachSource:
         glyphs: dict[int, WorkerState],
         live: set[tuple[int, int]],
         now: float,
+        threads_serve: bool = False,
     ) -> WorkerSample:
         key = (w.pid, w.starttime)
         live.add(key)
@@ -236,7 +244,9 @@ class AttachSource:
             None,  # bytes_sent_total
             0,  # deaths
             w.name,
-            w.role,  # realtree's roles are snapshot.Role: worker, master, helper
+            # realtree's roles are snapshot.Role: worker, master, helper; a process whose
+            # threads are the workers is their container, not one worker
+            Role.PROCESS if threads_serve else w.role,
             w.state,  # proc_state
             None if w.queue is None else Phases(queue=w.queue),  # phases
             None,  # window_phases (the analyser's)
@@ -249,6 +259,7 @@ class AttachSource:
         r: RealReading,
         deltas: WorkerDeltas,
         live: set[tuple[int, int]],
+        serves: bool = False,
     ) -> WorkerSample:
         key = (t.tid, t.starttime)
         live.add(key)
@@ -269,7 +280,7 @@ class AttachSource:
             accepts=acc,
             accepts_total=total,
             name=t.name,
-            role=Role.THREAD,
+            role=Role.WORKER if serves else Role.THREAD,
             proc_state=t.state,
         )
 
@@ -317,6 +328,9 @@ class AttachSource:
                 source="sock_diag",
                 inode=ln.inode,
                 owners=ln.pollers,
+                spread=ln.spread,
+                wake=ln.wake,
+                waiters=ln.waiters,
             )
             for i, ln in enumerate(ordered)
         ]

@@ -12,8 +12,7 @@ import dataclasses
 import statistics
 from collections.abc import Callable, Sequence
 
-from . import analysis
-from .realkind import SKEW_FIXES, STARVATION_FIXES
+from . import analysis, explain
 from .snapshot import (
     Diagnosis,
     Imbalance,
@@ -75,12 +74,6 @@ WAIT_OVER_SERVICE = 2.0  # ... and above this many times the service p99
 # one reuseport queue backed up: one listener's own queue long, the others' short.
 REUSEPORT_MIN_QUEUE = 10  # the backed-up queue's length
 REUSEPORT_OTHERS_FRACTION = 0.25  # every other queue at most this fraction of it
-
-
-def _fix(fixes: dict[str, str], s: Snapshot) -> str:
-    """The mechanism and its fix for an attached real server of a known kind, else ''."""
-    server = s.model.server if s.model else None
-    return fixes.get(server, "") if server else ""
 
 
 def _pct(x: float) -> str:
@@ -181,7 +174,7 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
             Severity.WARNING,
             f"accept skew: {conns.top_worker} holds {_pct(100 * (conns.top_share or 0))} of "
             f"open connections (Jain {conns.jain:.2f}, {conns.n} workers, "
-            f"{conns.total:.0f} connections){_fix(SKEW_FIXES, last)}",
+            f"{conns.total:.0f} connections){explain.skew(last)}",
         )
     assert imb is not None and imb.jain is not None
     return Diagnosis(
@@ -189,7 +182,7 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
         Severity.WARNING,
         f"accept skew: {imb.top_worker} took {_pct(100 * (imb.top_share or 0))} of accepts "
         f"in {_span(win)} (Jain {imb.jain:.2f}, {imb.n} workers, {imb.total:.0f} accepts)"
-        f"{_fix(SKEW_FIXES, last)}",
+        f"{explain.skew(last)}",
     )
 
 
@@ -244,7 +237,7 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     return Diagnosis(
         "starvation",
         Severity.CRITICAL,
-        f"{head}, CPU {_pct(100 * frac)}, {queue}{drop_text}{_fix(STARVATION_FIXES, last)}",
+        f"{head}, CPU {_pct(100 * frac)}, {queue}{drop_text}{explain.starvation(last)}",
     )
 
 
@@ -291,7 +284,7 @@ def master_bottleneck(win: Sequence[Snapshot]) -> Diagnosis | None:
     last = win[-1]
     if last.model is None:
         return None
-    dispatching = last.model.name == "cluster" or any(
+    dispatching = explain.dispatching(last) or any(
         (s.model.dispatches_delta or 0) > 0 for s in win if s.model
     )
     if not dispatching:
@@ -314,7 +307,7 @@ def master_bottleneck(win: Sequence[Snapshot]) -> Diagnosis | None:
         "master_bottleneck",
         Severity.WARNING,
         f"master bottleneck: {last.model.name} master {_pct(mcpu)} CPU, workers {_pct(wcpu)}"
-        f"{handoff}",
+        f"{handoff}{explain.master(last)}",
     )
 
 
@@ -339,7 +332,7 @@ def server_wait(win: Sequence[Snapshot]) -> Diagnosis | None:
     model = last.model.name if last.model else "the server"
     dispatching = any(
         (s.model.dispatches or 0) > 0 or (s.model.dispatches_delta or 0) > 0 for s in win if s.model
-    ) or (last.model is not None and last.model.name == "cluster")
+    ) or explain.dispatching(last)
     what = (
         f"{model} master: hand-off adds {_p(wait, 0.99)} at p99"
         if dispatching
@@ -461,7 +454,8 @@ def reuseport_backlog(win: Sequence[Snapshot]) -> Diagnosis | None:
         return Diagnosis(
             "reuseport_backlog",
             Severity.WARNING,
-            f"one reuseport queue backed up: {owner} queue {top.queue}, others {rest}",
+            f"one reuseport queue backed up: {owner} queue {top.queue}, others {rest}"
+            f"{explain.reuseport_backlog(last, owner)}",
         )
     return None
 

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from plumbing.loghist import LogHist
 
 from .accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
+from .mechanism import ListenerMechanism, classify, thread_acceptors
 from .reading import positional_new
 from .realtree import ProcessSample, RealTree, Role, TaskSample
+from .snapshot import Spread, Wake
 from .sockdiag import SockDiag
 from .sockowners import SocketOwners, TcpChangeGate
 
@@ -59,6 +61,9 @@ class ListenerReading:
     queue: int
     limit: int
     pollers: tuple[int, ...]  # pids whose epoll set has it (reuseport: one worker each)
+    spread: Spread | None = None  # how its connections reach the workers (mechanism)
+    wake: Wake | None = None  # how the kernel wakes its waiters; None: nobody seen waiting
+    waiters: int | None = None  # processes or threads seen waiting on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +77,8 @@ class RealReading:
     accepts_by_task: dict[tuple[int, int], int] | None = None  # exact, per (pid, tid)
     queue_total: LogHist | None = None  # queue wait of every pid since attach (gone ones too)
     queue_unavailable: str | None = "not asked for"  # why queue wait is not measured
+    thread_workers: dict[int, frozenset[int]] | None = None  # pid -> its threads that each
+    # wait on a listener (threads as workers: HAProxy nbthread); None: none such
 
 
 class RealServerReader:
@@ -93,6 +100,9 @@ class RealServerReader:
         self._dumped_at = -1e18
         self._dump_cpu: dict[int, int | None] = {}  # pid -> CPU ns at the last dump
         self.gate_idle = 0  # dumps skipped because the tree was idle (bench, tests)
+        self._mech_key: tuple | None = None
+        self._mechs: dict[int, ListenerMechanism] = {}
+        self._threads_of: dict[int, frozenset[int]] = {}
         self.counter: AcceptCounter | None = None
         self.unavailable: str | None = "not asked for"
         if exact_accepts:
@@ -194,6 +204,8 @@ class RealServerReader:
                     None if waits is None else waits.get(pid, _NO_WAIT),  # queue
                 )
             )
+        mechs = self._mechanisms(procs, [(x.inode, x.local_port) for x in listen])
+        unknown = ListenerMechanism(None, None, ())
         listeners = tuple(
             ListenerReading(
                 inode=x.inode,
@@ -204,6 +216,9 @@ class RealServerReader:
                 pollers=tuple(
                     sorted(p for p, s in self.tree.epoll_listeners.items() if x.inode in s)
                 ),
+                spread=(m := mechs.get(x.inode, unknown)).spread,
+                wake=m.wake,
+                waiters=len(m.waiters) or None,
             )
             for x in listen
         )
@@ -217,4 +232,18 @@ class RealServerReader:
             accepts_by_task=self.counter.totals() if self.counter else None,
             queue_total=total,
             queue_unavailable=self.queue_unavailable,
+            thread_workers=self._threads_of or None,
         )
+
+    def _mechanisms(
+        self, procs: list[ProcessSample], listen: list[tuple[int, int]]
+    ) -> dict[int, ListenerMechanism]:
+        """How each listener's connections reach the workers (telemetry.mechanism), made
+        again only when the waits were read again or the workers changed."""
+        workers = frozenset(p.pid for p in procs if p.role == Role.WORKER)
+        key = (self.tree.waits_read, workers, tuple(listen))
+        if key != self._mech_key:
+            self._mech_key = key
+            self._mechs = classify(listen, self.tree.waits, worker_pids=workers)
+            self._threads_of = thread_acceptors(self._mechs, self.tree.waits)
+        return self._mechs

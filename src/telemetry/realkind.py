@@ -1,40 +1,16 @@
-"""What kind of real server a tree is, from its command line and shape: so a diagnosis can
-name the mechanism and the fix ("prefork pinned by keep-alive: shorter KeepAliveTimeout
-or the event MPM") instead of only the phenomenon.
+"""What kind of real server a tree is, from its command line and shape: so a diagnosis's
+advice can use the server's own knobs ("KeepAliveTimeout", "`listen ... reuseport`");
+the mechanism itself is read, not inferred from the kind (telemetry.explain).
 
 Read from what the kernel shows, nothing else: the root's comm and cmdline, how many
 threads its children run, whether the workers hold the listening socket (Node's
 SCHED_NONE) or only the master does (round robin), how many listeners share a port
-(nginx `reuseport`). None when nothing matches: the diagnoses then say no fix.
+(nginx `reuseport`). None when nothing matches: the advice is then in general words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-# mechanism and fix per real-server kind (ModelInfo.server, set when attached: see
-# detect below); the lab's own models have no `server` and get no suffix
-_SHARED = (
-    "; shared socket, epoll wakes the most recent waiter (LIFO): use reuseport, "
-    "EPOLLEXCLUSIVE rotation or round robin"
-)
-SKEW_FIXES: dict[str, str] = {
-    "nginx": _SHARED.replace("use reuseport", "use `listen ... reuseport`"),
-    "node-cluster-none": _SHARED.replace("or round robin", "or cluster's round robin (SCHED_RR)"),
-    "uvicorn": _SHARED,
-    "gunicorn-gthread": _SHARED,
-    "apache-threaded": _SHARED,
-}
-STARVATION_FIXES: dict[str, str] = {
-    "apache-prefork": (
-        "; prefork children pinned by idle keep-alive connections: shorten KeepAliveTimeout "
-        "or use the event MPM"
-    ),
-    "gunicorn-sync": (
-        "; gunicorn sync workers pinned by clients that send nothing: use -k gthread "
-        "(or an async worker) or a buffering proxy (nginx) in front"
-    ),
-}
 
 
 def cmdline(pid: int) -> list[str]:

@@ -28,11 +28,12 @@ short read per root thread) lists a new child, and at least every `TREE_EVERY_S`
 deeper descendants; not on a fixed 2 s only (after a gunicorn worker respawn no worker
 showed for up to 1.5 s).
 
-Which worker polls which reuseport listener: /proc/PID/fdinfo/EPFD of each epoll fd lists
-`tfd: N ... ino:HEX` per registered file, so a listening socket's inode in a worker's
-epoll set means that worker takes that listener's connections. Read when the set of pids
-changes, and every EPOLL_RETRY_S while some listener is in no epoll set of a server that
-uses epoll (a just-started nginx worker had not registered its listener yet).
+Which worker polls which reuseport listener, and how every process waits for connections
+(telemetry.mechanism.read_waits: its epoll sets from /proc/PID/fdinfo, the call each thread
+is blocked in): a listening socket's inode in a worker's epoll set means that worker takes
+that listener's connections. Read when the set of pids changes, and every EPOLL_RETRY_S
+while some listener is in no epoll set of a server that uses epoll (a just-started nginx
+worker had not registered its listener yet) or nobody was seen waiting on one (all busy).
 
 `Role` mirrors the `Role` StrEnum that issue 12 adds to telemetry.snapshot; after the
 merge this module should use that one.
@@ -44,12 +45,15 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 
+from .mechanism import ProcessWaits, read_waits, waiters_of
 from .procfs import PAGE_SIZE, KeptFds
 from .reading import positional_new
 from .snapshot import Role
 
 TREE_EVERY_S = 2.0
 EPOLL_RETRY_S = 0.5  # epoll sets re-read this often while a listener is in none of them
+WAITS_RETRY_S = 5.0  # ... and this often while nobody was seen waiting on one (all busy:
+# ~0.12 ms a process, so a starved prefork of 250 children costs ~30 ms each time)
 
 
 STATE_NAMES = {
@@ -148,32 +152,6 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def epoll_targets(pid: int) -> dict[int, set[int]]:
-    """{epoll fd: inodes of the files registered in it} for one process."""
-    out: dict[int, set[int]] = {}
-    base = f"/proc/{pid}/fd/"
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return out
-    for name in names:
-        try:
-            if os.readlink(base + name) != "anon_inode:[eventpoll]":
-                continue
-            with open(f"/proc/{pid}/fdinfo/{name}", "rb") as f:
-                info = f.read()
-        except OSError:
-            continue
-        inodes = set()
-        for line in info.splitlines():
-            if line.startswith(b"tfd:"):
-                i = line.rfind(b" ino:")
-                if i >= 0:
-                    inodes.add(int(line[i + 5 :].split()[0], 16))
-        out[int(name)] = inodes
-    return out
-
-
 @dataclass(slots=True)
 class RealTree:
     """Samples a real server's tree; call `sample()` once per period with what the caller
@@ -185,6 +163,8 @@ class RealTree:
     pids: list[int] = field(default_factory=list)  # descendants of root
     ever_worker: set[int] = field(default_factory=set)
     epoll_listeners: dict[int, set[int]] = field(default_factory=dict)  # pid -> listen inodes
+    waits: dict[int, ProcessWaits] = field(default_factory=dict)  # pid -> how it waits
+    waits_read: int = 0  # how many times `waits` was read (a new reading to classify)
     tree_reads: int = 0
     _fds: KeptFds = field(default_factory=KeptFds)
     _read_at: float = -1e18
@@ -196,6 +176,7 @@ class RealTree:
     _last: dict[int, tuple[bytes, tuple]] = field(default_factory=dict)
     _epoll_at: float = -1e18
     _has_epoll: bool = False
+    _unwaited: bool = False  # some listener had nobody seen waiting on it
 
     def close(self) -> None:
         self._fds.close()
@@ -230,19 +211,30 @@ class RealTree:
         self.epoll_listeners = {}
         self._epoll_at = time.monotonic() if now is None else now
         self._has_epoll = False
+        self.waits = {}
+        self.waits_read += 1
         for pid in [self.root, *self.pids]:
+            w = read_waits(pid)
+            if w is None:
+                continue
+            self.waits[pid] = w
+            self._has_epoll |= bool(w.epolls)
             regs: set[int] = set()
-            targets = epoll_targets(pid)
-            self._has_epoll |= bool(targets)
-            for inodes in targets.values():
-                regs |= inodes
+            for inodes in w.epolls.values():
+                regs |= inodes.keys()
             if regs & self._listen_inodes:
                 self.epoll_listeners[pid] = regs & self._listen_inodes
+        self._unwaited = any(not waiters_of(i, self.waits.values()) for i in self._listen_inodes)
 
-    def _epolls_incomplete(self) -> bool:
+    def _epolls_incomplete(self, now: float) -> bool:
         """Some listener is in no epoll set although the server uses epoll: a worker that
-        had not registered it yet when they were read (nginx just started)."""
-        if not self._has_epoll or not self._listen_inodes:
+        had not registered it yet when they were read (nginx just started); or nobody was
+        seen waiting on one (every worker busy when read)."""
+        if not self._listen_inodes:
+            return False
+        if self._unwaited and now - self._epoll_at >= WAITS_RETRY_S:
+            return True
+        if not self._has_epoll:
             return False
         polled = set().union(*self.epoll_listeners.values()) if self.epoll_listeners else set()
         return not self._listen_inodes <= polled
@@ -268,7 +260,7 @@ class RealTree:
             self.refresh(now, epolls=epolls)
         elif sorted(self._root_children()) != self._root_kids:
             self.refresh(now)
-        elif now - self._epoll_at >= EPOLL_RETRY_S and self._epolls_incomplete():
+        elif now - self._epoll_at >= EPOLL_RETRY_S and self._epolls_incomplete(now):
             self.read_epolls(now)
         out = self._read_all()
         if out is None:  # a pid vanished mid-read: re-read the tree once

@@ -31,6 +31,7 @@ from plumbing.loghist import LogHist
 from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 
 from .codec import FormatError, decode, encode
+from .spread import Spread, Wake, mechanism_label
 
 __all__ = [
     "FORMAT_VERSION",
@@ -53,6 +54,8 @@ __all__ = [
     "Role",
     "Severity",
     "Snapshot",
+    "Spread",
+    "Wake",
     "WorkerSample",
     "WorkerState",
 ]
@@ -125,6 +128,8 @@ class Role(StrEnum):
     HELPER = "helper"  # anything else in the tree (e.g. multiprocessing's resource_tracker)
     THREAD = "thread"  # attach: a thread of a multi-threaded worker process, a row folded
     # under it; its process is the worker the indices count (sockets belong to processes)
+    PROCESS = "process"  # attach: a process whose threads each wait on the listener and
+    # serve (HAProxy nbthread, Envoy): its threads are the workers, its row sums theirs
 
 
 # members as module constants: `Kind.PROCESS` is an attribute lookup through the enum's
@@ -222,8 +227,11 @@ class WorkerSample:
 
     @property
     def label(self) -> str:
-        """How diagnosis lines and tables name it: 'worker 3' (slot) or 'pid 1234'."""
-        return f"worker {self.slot}" if self.slot is not None else f"pid {self.pid}"
+        """How diagnosis lines and tables name it: 'worker 3' (slot), 'pid 1234', or
+        'tid 1236' (an attached process's thread: its pid names the whole process)."""
+        if self.slot is not None:
+            return f"worker {self.slot}"
+        return f"tid {self.tid}" if self.kind == _THREAD else f"pid {self.pid}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +250,17 @@ class ListenerSample:
     inode: int = 0  # socket inode (as in /proc/net/tcp and `ss -e`), 0 when unknown
     owners: tuple[int, ...] = ()  # attach: pids whose epoll set holds it (reuseport: the one
     # worker taking its connections); () when unknown or not epoll
+    # how connections on it reach the workers, read from /proc/PID/fdinfo of the epoll fds
+    # and /proc/PID/task/TID/syscall when a worker starts or the listener set changes
+    # (telemetry.mechanism); None: not read, or nobody was seen waiting on it
+    spread: Spread | None = None
+    wake: Wake | None = None
+    waiters: int | None = None  # processes or threads seen waiting on it (count)
+
+    @property
+    def mechanism(self) -> str:
+        """The accept mechanism in one line ('unknown' when not read)."""
+        return mechanism_label(self.spread, self.wake, self.waiters)
 
     @property
     def fill(self) -> float:
@@ -408,13 +427,15 @@ class Snapshot:
     def totals(self) -> dict[str, float]:
         """Sums over live entities (listeners too: they hold and accept connections) of:
         connections, accepts (interval), cpu_percent. An attached process's thread rows
-        (Role.THREAD) are left out: their process's row already holds their figures."""
-        live = [w for w in self.live_entities if w.role != Role.THREAD]
+        (no slot) are left out: their process's row already holds their figures."""
+        live = [w for w in self.live_entities if not (w.kind == _THREAD and w.slot is None)]
         return {
             "connections": sum(w.connections or 0 for w in live),
             "accepts": sum(w.accepts or 0 for w in live),
             "accepts_total": sum(
-                w.accepts_total or 0 for w in self.workers if w.role != Role.THREAD
+                w.accepts_total or 0
+                for w in self.workers
+                if not (w.kind == _THREAD and w.slot is None)
             ),
             "cpu_percent": sum(w.cpu_percent or 0.0 for w in live),
         }

@@ -22,6 +22,7 @@ from servers import scoreboard
 from servers.scoreboard import State
 
 from . import procfs
+from .mechanism import UNKNOWN, ListenerMechanism, WaitWatcher
 from .reading import Reading, WorkerDeltas, positional_new
 from .snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
 from .sockdiag import SYN_RECV, SockDiag
@@ -148,6 +149,8 @@ class SupervisorSource:
         self._phases: PhaseReader | None = None
         self._diag: SockDiag | None = None  # kept open: made on the first SYN_RECV read
         self._drops: tuple[int, int] | None = None  # ListenOverflows, ListenDrops
+        self._waits = WaitWatcher()  # how the workers wait on the listeners (mechanism)
+        self._mechs: dict[int, ListenerMechanism] = {}
         self._addr = []
         for s in sup.listeners:
             name = s.getsockname()
@@ -181,7 +184,8 @@ class SupervisorSource:
         # the root's CPU is all its threads' (stat), read every sample: the master's own
         # share is told from the worker threads living in it (goroutines)
         root = self._stats[root_pid] = self.stat.proc(root_pid)
-        model = self._model(area, root_pid, root, workers, now)
+        processes = {w.pid for w in workers if w.alive} | {root_pid}
+        model = self._model(area, root_pid, root, processes, now)
         if self._refresh:
             self.stat.sweep()  # fds of workers gone since the last refresh
             self._full = {pid: st for pid, st in self._stats.items() if st is not None}
@@ -190,9 +194,30 @@ class SupervisorSource:
             model,
             root.cpu_seconds if root else None,
             workers,
-            self._listeners(now),
+            self._listeners(now, self._mechanisms(now, area, processes, workers)),
             phases.total() if phases is not None else None,
         )
+
+    def _mechanisms(
+        self, now: float, area: ModelArea, processes: set[int], workers: list[WorkerSample]
+    ) -> dict[int, ListenerMechanism]:
+        """How the workers wait on each listener, read from /proc (telemetry.mechanism)
+        when the processes change or the model becomes ready, not every sample."""
+        key = (frozenset(processes), area.ready)
+        if not self._waits.due(now, key):
+            return self._mechs
+        live = [w for w in workers if w.alive and w.role == Role.WORKER]
+        mechs = self._waits.update(
+            now,
+            key,
+            processes,
+            [(inode, port) for _, port, inode in self._addr],
+            {w.pid for w in live if w.kind == _KPROCESS},
+            {w.tid for w in live if w.kind == _KTHREAD},
+            {w.pid for w in live if w.kind == _KTHREAD},
+        )
+        self._mechs = mechs
+        return mechs
 
     # -- workers ------------------------------------------------------------------------
     def _pstat(self, pid: int) -> procfs.Stat | None:
@@ -301,10 +326,9 @@ class SupervisorSource:
         m: ModelArea,
         root_pid: int,
         root: procfs.Stat | None,
-        workers: list[WorkerSample],
+        processes: set[int],
         now: float,
     ) -> ModelInfo:
-        processes = {w.pid for w in workers if w.alive} | {root_pid}
         nthreads = sum((st.num_threads if (st := self._pstat(pid)) else 0) for pid in processes)
         return ModelInfo(
             name=m.model or self.sup.config.model,
@@ -346,7 +370,7 @@ class SupervisorSource:
             out[r.local_port] = out.get(r.local_port, 0) + 1
         return out
 
-    def _listeners(self, now: float) -> list[ListenerSample]:
+    def _listeners(self, now: float, mechs: dict[int, ListenerMechanism]) -> list[ListenerSample]:
         socks = self.sup.listeners
         queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
         # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME-WAITs).
@@ -366,6 +390,7 @@ class SupervisorSource:
         for i, q in enumerate(queues):
             address, port, inode = self._addr[i]
             queue, limit = q if q is not None else (0, None)
+            m = mechs.get(inode, UNKNOWN)
             out.append(
                 ListenerSample(
                     index=i,
@@ -376,6 +401,9 @@ class SupervisorSource:
                     syn_recv=self._syn.get(port, 0),
                     source="tcp_info",
                     inode=inode,
+                    spread=m.spread,
+                    wake=m.wake,
+                    waiters=len(m.waiters) or None,
                 )
             )
         return out

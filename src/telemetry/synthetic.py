@@ -35,6 +35,8 @@ from .snapshot import (
     Phases,
     Role,
     Snapshot,
+    Spread,
+    Wake,
     WorkerSample,
     WorkerState,
 )
@@ -84,6 +86,8 @@ def snapshot(
     service_ms: float | Sequence[float] | None = None,
     phase_n: Sequence[int] | None = None,
     worker_phases: bool = True,
+    spread: str | None = None,  # the accept mechanism read (snapshot.Spread, Wake values)
+    wake: str | None = None,
 ) -> Snapshot:
     """One synthetic Snapshot; imbalance/diagnoses empty (see `series` for analysed ones)."""
     # long on purpose: one flat keyword per figure (a test names only those its
@@ -133,6 +137,9 @@ def snapshot(
             queue=qs[i % len(qs)],
             limit=limit,
             syn_recv=syn_recv,
+            spread=Spread(spread) if spread else None,
+            wake=Wake(wake) if wake else None,
+            waiters=(1 if listeners > 1 or spread == "master" else workers) if spread else None,
         )
         for i in range(listeners)
     )

@@ -72,8 +72,9 @@ def _head(snap: Snapshot) -> Text:
 
 def _listeners(snap: Snapshot) -> Table:
     lt = Table(title="listeners", title_justify="left", expand=False)
-    for col in ("#", "address", "port", "queue", "limit", "SYN_RECV", "source", "owner"):
-        left = col in ("address", "source", "owner")
+    cols = ("#", "address", "port", "queue", "limit", "SYN_RECV", "source", "owner", "mechanism")
+    for col in cols:
+        left = col in ("address", "source", "owner", "mechanism")
         lt.add_column(col, justify="left" if left else "right")
     for ln in snap.listeners:
         style = "bold red" if ln.full else ("yellow" if ln.queue else "")
@@ -86,6 +87,7 @@ def _listeners(snap: Snapshot) -> Table:
             opt(ln.syn_recv),
             ln.source,
             " ".join(f"pid {p}" for p in ln.owners) or "-",
+            Text(ln.mechanism, style="dim" if ln.spread is None else ""),
         )
     return lt
 
@@ -94,7 +96,7 @@ def _workers(live: Sequence[WorkerSample], snap: Snapshot) -> Table:
     wt = Table(title="workers", title_justify="left")
     nthreads: dict[int, int] = {}
     for w in snap.workers:
-        if w.role == Role.THREAD:
+        if w.is_thread and w.slot is None:
             nthreads[w.pid] = nthreads.get(w.pid, 0) + 1
     for col in (
         "worker",
@@ -113,8 +115,8 @@ def _workers(live: Sequence[WorkerSample], snap: Snapshot) -> Table:
         wt.add_column(col, justify="left" if col in ("worker", "kind", "state") else "right")
     for w in live[:MAX_ROWS]:
         name = w.label if w.slot is not None else (w.name or "-")
-        if w.role == Role.THREAD and w.slot is None:
-            name = f"  └ {name}"
+        if w.is_thread and w.slot is None:
+            name = f"  └ {name}" + (" (worker)" if w.is_worker else "")
         elif not w.is_worker:
             name = f"{name} ({w.role})"
         wt.add_row(

@@ -1,5 +1,7 @@
 """Backlog: each listening socket's accept queue (queue / limit) as a bar, one per worker
-for reuseport, plus the kernel's overflow/drop counters and half-open (SYN_RECV) sockets."""
+for reuseport, how connections reach the workers (the mechanism read from /proc: "shared ·
+epoll, all waiters woken", "reuseport · by hash", ...; "unknown" when not read), plus the
+kernel's overflow/drop counters and half-open (SYN_RECV) sockets."""
 
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ class BacklogPanel(QuietStatic):
         rest = [ln for ln in listeners if ln not in shown]
         if rest:
             t.append(f"+{len(rest)} more, queues ≤ {max(ln.queue for ln in rest)}\n", style="dim")
+        if listeners:
+            _mechanism(t, listeners)
         kernel = snap.kernel
         short = width < 36
         if kernel is not None:
@@ -84,4 +88,13 @@ def _line(
     t.append_text(bar(frac, barw, fill_style(ln.fill)))
     t.append(" ")
     t.append(figures, style="bold red" if ln.full else ("yellow" if ln.queue else ""))
+    t.append("\n")
+
+
+def _mechanism(t: Text, listeners: list[ListenerSample]) -> None:
+    """One line: how connections reach the workers, each distinct mechanism read once."""
+    words = list(dict.fromkeys(ln.mechanism for ln in listeners))
+    t.append("accept ", style="dim")
+    text = " / ".join(words)
+    t.append(text, style="dim" if text == "unknown" else "")
     t.append("\n")
