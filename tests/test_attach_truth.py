@@ -256,3 +256,18 @@ def test_nginx_started_with_its_site_dir_is_named_nginx_from_its_executable(
         assert model is not None and (model.server, model.program) == ("nginx", "nginx")
     finally:
         sampler.close()
+
+
+def test_a_window_too_short_for_a_rule_is_said_in_one_line() -> None:
+    """`--window` shorter than starvation's 1 s of samples: it could never fire."""
+    r = subprocess.run(
+        [*CLI, "--port", "1", "--window", "0.5", "--once"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    first = r.stderr.splitlines()[0]
+    assert (
+        first == "serverscope attach: --window 0.5 s is too short to diagnose: starvation "
+        "needs 1 s of samples"
+    ), r.stderr

@@ -136,11 +136,13 @@ def run(a: argparse.Namespace) -> int:
         return fail(PROG, "--no-ui goes with --export or --record, not --once/--json")
     if a.table and (a.json or a.no_ui):
         return fail(PROG, "--table draws the table: not with --json or --no-ui")
-    short = [f"{rule} {need:g} s" for rule, need in diagnosis.MIN_SPAN_S.items() if a.window < need]
-    if short:  # said, not refused: the other rules and every figure still hold
+    short = [
+        f"{rule} needs {need:g} s" for rule, need in diagnosis.MIN_SPAN_S.items() if a.window < need
+    ]
+    if short:  # said, not refused: every figure and the other rules still hold
         print(
-            f"{PROG}: --window {a.window:g} s is shorter than {', '.join(short)} of samples: "
-            "that rule cannot fire",
+            f"{PROG}: --window {a.window:g} s is too short to diagnose: {', '.join(short)} "
+            "of samples",
             file=sys.stderr,
         )
     if a.status_url == "none":

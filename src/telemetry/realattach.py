@@ -32,9 +32,12 @@ from .tcpinfo import TcpInfo
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
 # each connection's tcp_info is asked for while a single-threaded process holds some (what
-# holds it is then worth knowing) and the server holds at most this many: the
-# attribute adds ~230 bytes a socket to the dump and its parsing ~1 us a socket
-INFO_MAX_CONNECTIONS = 2048
+# holds it is then worth knowing), at most every INFO_EVERY_S (what a connection did
+# changes slowly; the starvation rule judges over 1 s), and while the server holds at
+# most INFO_MAX_CONNECTIONS: with 1,000 connections it made a dump 1.2-2.1x dearer (the
+# kernel fills ~230 bytes a socket, parsed here), +2-5 ms (load 19, noisy)
+INFO_EVERY_S = 0.5
+INFO_MAX_CONNECTIONS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,8 @@ class RealServerReader:
         self._dump_cpu: dict[int, int | None] = {}  # pid -> CPU ns at the last dump
         self._scan = Scan()  # the last dump's (its half-open counts, tcp_info)
         self._want_info = True  # a process held connections at the last read
+        self._info: dict[int, TcpInfo] = {}  # per connection inode, from the last info dump
+        self._info_at = -1e18
         self.gate_idle = 0  # dumps skipped because the tree was idle (bench, tests)
         self.counter: AcceptCounter | None = None
         self.unavailable: str | None = "not asked for"
@@ -182,8 +187,16 @@ class RealServerReader:
             self.gate_idle += idle
             cinodes = self._cinodes
         else:
-            want = self._want_info and len(self._cinodes) <= INFO_MAX_CONNECTIONS
+            want = (
+                self._want_info
+                and now - self._info_at >= INFO_EVERY_S
+                and len(self._cinodes) <= INFO_MAX_CONNECTIONS
+            )
             sc = self._scan = self.diag.scan(self.ports, own=own, info=want)
+            if want:
+                self._info, self._info_at = sc.info, now
+            elif len(self._cinodes) > INFO_MAX_CONNECTIONS:
+                self._info = {}  # unknown, not what they did long ago
             self._queued = 0 in sc.inodes
             cinodes = self._cinodes = {i for i in sc.inodes if i}
             self._dumped_at = now
@@ -209,7 +222,7 @@ class RealServerReader:
         new = owned.new_by_pid
         workers = []
         polled = self.tree.epoll_listeners
-        infos = self._scan.info
+        infos = self._info  # (a connection newer than it has no hold until the next)
         holding = 0  # single-threaded processes holding connections: what holds them
         for p in procs:  # once per process per sample: positional (see reading.positional_new)
             pid = p.pid
