@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from conftest import assert_all_gone, wait_until
-from telemetry import sockdiag
+from telemetry import sockdiag, sockscan
 from telemetry.snapshot import Hold
 from telemetry.sockdiag import SockDiag
 from telemetry.sockowners import OwnerReading, SocketOwners, TcpChangeGate
@@ -323,17 +323,17 @@ def test_scan_reads_what_each_connection_did_its_half_open_ones_and_leaves_ours_
     try:
         wait_until(lambda: len(_ss(["-tn", "state", "syn-recv"], [pd])) == 2, 2, "2 half-open")
         with SockDiag() as d:
-            scan = d.scan([pa, pd], own=[own.getsockname()], info=True)
+            got = sockscan.scan(d, [pa, pd], own=[own.getsockname()], info=True)
         inode = {s: os.fstat(s.fileno()).st_ino for s in (sk, sp, sq)}
-        assert sorted(scan.inodes) == sorted(inode.values())  # not ours, nor the half-open
-        holds = {s: scan.info[i].hold for s, i in inode.items()}
+        assert sorted(got.inodes) == sorted(inode.values())  # not ours, nor the half-open
+        holds = {s: got.info[i].hold for s, i in inode.items()}
         assert holds == {sk: Hold.KEEPALIVE, sp: Hold.PARTIAL, sq: Hold.SILENT}
-        assert scan.info[inode[sp]].bytes_received == 8
-        assert scan.info[inode[sk]].bytes_sent == len(
+        assert got.info[inode[sp]].bytes_received == 8
+        assert got.info[inode[sk]].bytes_sent == len(
             b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
         )
-        assert scan.syn_recv == {pd: 2}
-        assert scan.own_seen == {own.getsockname()} and scan.own_queued == {pa: 1}
+        assert got.syn_recv == {pd: 2}
+        assert got.own_seen == {own.getsockname()} and got.own_queued == {pa: 1}
     finally:
         for s in socks:
             s.close()

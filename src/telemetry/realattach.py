@@ -25,8 +25,9 @@ from .accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from .reading import positional_new
 from .realtree import ProcessSample, RealTree, Role, TaskSample
 from .snapshot import Hold
-from .sockdiag import DiagSocket, Endpoint, Scan, SockDiag
+from .sockdiag import DiagSocket, SockDiag
 from .sockowners import SocketOwners, TcpChangeGate
+from .sockscan import Endpoint, Scan, scan
 from .tcpinfo import TcpInfo
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
@@ -192,7 +193,7 @@ class RealServerReader:
                 and now - self._info_at >= INFO_EVERY_S
                 and len(self._cinodes) <= INFO_MAX_CONNECTIONS
             )
-            sc = self._scan = self.diag.scan(self.ports, own=own, info=want)
+            sc = self._scan = scan(self.diag, self.ports, own=own, info=want)
             if want:
                 self._info, self._info_at = sc.info, now
             elif len(self._cinodes) > INFO_MAX_CONNECTIONS:

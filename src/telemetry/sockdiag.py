@@ -23,7 +23,8 @@ request (same reply format, same bytecode) dumps with family AF_UNSPEC, one walk
 both; it is used when the kernel takes it, with the per-family requests as fallback.
 LISTEN-only dumps walk the listening hash alone (~0.03 ms).
 
-Which process owns each socket: telemetry.sockowners.
+Which process owns each socket: telemetry.sockowners. The per-sample dump of a server's
+connections (half-open ones, tcp_info, the monitor's own apart): telemetry.sockscan.
 """
 
 from __future__ import annotations
@@ -32,10 +33,7 @@ import os
 import socket
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-
-from . import tcpinfo
-from .tcpinfo import TcpInfo
+from dataclasses import dataclass
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -45,7 +43,6 @@ NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 INET_DIAG_REQ_BYTECODE = 1
-INET_DIAG_INFO = 2  # the reply attribute carrying struct tcp_info; asked for by ext bit 1
 
 # TCP states (include/net/tcp_states.h)
 TCP_ESTABLISHED = 1
@@ -88,8 +85,6 @@ CONNECTED = ALL_STATES & ~(
     | (1 << TCP_NEW_SYN_RECV)
 )
 SYN_RECV = (1 << TCP_SYN_RECV) | (1 << TCP_NEW_SYN_RECV)
-_IN_QUEUE = {TCP_ESTABLISHED, TCP_CLOSE_WAIT}  # states of a child waiting to be accepted
-_HALF_OPEN = {TCP_SYN_RECV, TCP_NEW_SYN_RECV}
 
 # inet_diag_bc_op codes
 _BC_NOP = 0
@@ -107,7 +102,6 @@ _BC_OP = struct.Struct("=BBH")  # code, yes, no
 _DIAG_MSG = struct.Struct("=BBBB2H16s16sI2IIIIII")
 _DIAG_SIZE = _DIAG_MSG.size  # 72
 _U32 = struct.Struct("=I")  # idiag_inode, at offset 68 of inet_diag_msg
-_SCAN = struct.Struct("=xB2x2H16s16s28xI")  # state, sport, dport, src, dst, ..., inode
 
 
 class SockDiagError(OSError):
@@ -148,22 +142,6 @@ class DiagSocket:
 
 def _ntop(family: int, raw: bytes) -> str:
     return socket.inet_ntop(family, raw[:4] if family == socket.AF_INET else raw)
-
-
-Endpoint = tuple[str, int]  # (address as inet_ntop writes it, port)
-
-
-@dataclass(slots=True)
-class Scan:
-    """One dump of a server's connections (`SockDiag.scan`), the per-sample reading."""
-
-    inodes: list[int] = field(default_factory=list)  # connected sockets, 0: no file yet
-    # (waiting in an accept queue, or an orphan); the monitor's own are left out
-    syn_recv: dict[int, int] = field(default_factory=dict)  # half-open, per local port
-    info: dict[int, TcpInfo] = field(default_factory=dict)  # per inode, when asked for
-    own_seen: set[Endpoint] = field(default_factory=set)  # `own` peers with a socket here
-    own_queued: dict[int, int] = field(default_factory=dict)  # per local port: sockets
-    # of those peers waiting in an accept queue (counted in the listener's Recv-Q)
 
 
 def port_filter(ports: Iterable[int]) -> bytes:
@@ -240,8 +218,20 @@ class SockDiag:
             self._dump_one(family, states, bc, out)
         return out
 
-    def _send(self, family: int, states: int, bc: bytes, ext: int = 0) -> int:
-        """Send one dump request (AF_UNSPEC: the older one-walk request); its sequence."""
+    def filter_for(self, ports: Iterable[int]) -> bytes:
+        """The bytecode keeping `ports` (cached per set of ports); b"" for none."""
+        key = tuple(sorted(set(ports)))
+        if not key:
+            return b""
+        return self._filters.get(key) or self._filters.setdefault(key, port_filter(key))
+
+    def recv_into(self) -> tuple[int, bytearray]:
+        """One read of the reply: its length and the buffer holding it."""
+        return self._nl.recv_into(self._buf), self._buf
+
+    def send(self, family: int, states: int, bc: bytes, ext: int = 0) -> int:
+        """Send one dump request (AF_UNSPEC: the older one-walk request) with the reply
+        extensions `ext` (bits 1 << (INET_DIAG_* - 1)); its sequence number."""
         self._seq += 1
         if family == socket.AF_UNSPEC:
             req = _REQ_COMPAT.pack(0, 0, 0, ext, b"\0" * 48, states, 0)
@@ -262,7 +252,7 @@ class SockDiag:
         # one function on purpose (~60 lines): build the request, then the receive loop,
         # whose per-message body is the hot path (thousands of sockets a dump) and keeps
         # its struct methods in locals
-        seq = self._send(family, states, bc)
+        seq = self.send(family, states, bc)
         mtype_req = TCPDIAG_GETSOCK if family == socket.AF_UNSPEC else SOCK_DIAG_BY_FAMILY
         nl = self._nl
         buf = self._buf
@@ -305,106 +295,6 @@ class SockDiag:
                                 f[7],
                             )
                         )
-                    off += (length + 3) & ~3
-        except TimeoutError:
-            raise SockDiagError("sock_diag: no reply from the kernel within 2 s") from None
-
-    def scan(
-        self,
-        ports: Iterable[int],
-        *,
-        own: Iterable[Endpoint] = (),
-        info: bool = False,
-    ) -> Scan:
-        """The connected sockets of `ports` (inodes, as `inodes`) and their half-open
-        ones (counted per port, as `ss -tn state syn-recv`), in one walk; sockets whose
-        peer is one of `own` (the monitor's own client sockets) apart, never among the
-        inodes; with `info`, each connection's tcp_info (INET_DIAG_INFO), per inode."""
-        key = tuple(sorted(set(ports)))
-        out = Scan()
-        if not key:
-            return out
-        bc = self._filters.get(key) or self._filters.setdefault(key, port_filter(key))
-        mine: dict[int, set[str]] = {}
-        for addr, port in own:
-            mine.setdefault(port, set()).add(addr)
-        states = CONNECTED | SYN_RECV
-        if self.compat:
-            try:
-                self._scan_one(socket.AF_UNSPEC, states, bc, out, mine, info)
-                return out
-            except SockDiagError:
-                self.compat = False
-                out = Scan()
-        for family in (socket.AF_INET, socket.AF_INET6):
-            self._scan_one(family, states, bc, out, mine, info)
-        return out
-
-    def _scan_one(
-        self,
-        family: int,
-        states: int,
-        bc: bytes,
-        out: Scan,
-        mine: dict[int, set[str]],
-        info: bool,
-    ) -> None:
-        # the loop of _dump_one with scan's per-message body (the hot path: a message per
-        # connection of the server, so the struct methods stay in locals)
-        seq = self._send(family, states, bc, 1 << (INET_DIAG_INFO - 1) if info else 0)
-        mtype_req = TCPDIAG_GETSOCK if family == socket.AF_UNSPEC else SOCK_DIAG_BY_FAMILY
-        nl, buf = self._nl, self._buf
-        hsize = _NLMSGHDR.size
-        head = _SCAN.unpack_from
-        attr = _NLATTR.unpack_from
-        inodes, syn, infos = out.inodes, out.syn_recv, out.info
-        try:
-            while True:
-                n = nl.recv_into(buf)
-                off = 0
-                while off + hsize <= n:
-                    length, mtype, _, mseq, _ = _NLMSGHDR.unpack_from(buf, off)
-                    if length < hsize:
-                        return
-                    if mseq != seq:  # a stale reply from an interrupted dump
-                        off += (length + 3) & ~3
-                        continue
-                    if mtype == NLMSG_DONE:
-                        return
-                    if mtype == NLMSG_ERROR:
-                        (err,) = struct.unpack_from("=i", buf, off + hsize)
-                        if err == 0:
-                            return
-                        raise SockDiagError(-err, f"sock_diag refused: {os.strerror(-err)}")
-                    if mtype == mtype_req and length >= hsize + _DIAG_SIZE:
-                        state, sport, dport, _, dst, ino = head(buf, off + hsize)
-                        sport = (sport >> 8) | ((sport & 0xFF) << 8)
-                        if state in _HALF_OPEN:
-                            syn[sport] = syn.get(sport, 0) + 1
-                            off += (length + 3) & ~3
-                            continue
-                        if mine:
-                            dport = (dport >> 8) | ((dport & 0xFF) << 8)
-                            peer = _ntop(buf[off + hsize], dst) if dport in mine else ""
-                            if peer in mine.get(dport, ()):
-                                out.own_seen.add((peer, dport))
-                                if not ino and state in _IN_QUEUE:
-                                    out.own_queued[sport] = out.own_queued.get(sport, 0) + 1
-                                off += (length + 3) & ~3
-                                continue
-                        inodes.append(ino)
-                        if info and ino:
-                            a = off + hsize + _DIAG_SIZE
-                            while a + 4 <= off + length:
-                                alen, atype = attr(buf, a)
-                                if alen < 4:
-                                    break
-                                if atype == INET_DIAG_INFO:
-                                    got = tcpinfo.parse(buf, a + 4, alen - 4)
-                                    if got is not None:
-                                        infos[ino] = got
-                                    break
-                                a += (alen + 3) & ~3
                     off += (length + 3) & ~3
         except TimeoutError:
             raise SockDiagError("sock_diag: no reply from the kernel within 2 s") from None

@@ -32,7 +32,7 @@ from . import modstatus
 from .modstatus import ModStatus, ModStatusError, auto_url, parse_auto, parse_html_pids
 from .modstatus import states_by_pid as _states_by_pid
 from .snapshot import WorkerState
-from .sockdiag import Endpoint
+from .sockscan import Endpoint
 
 STATUS_PERIOD_S = 1.0  # at most one poll this often
 STATUS_TIMEOUT_S = 1.0  # connect, and each response, may take this long
