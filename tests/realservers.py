@@ -1,8 +1,9 @@
 """Real servers for the attach tests: Apache httpd (prefork, event), nginx (shared socket,
 reuseport), HAProxy (nbthread), a Node cluster (SCHED_NONE, round robin), gunicorn (sync,
-gthread) and uvicorn --workers 2, each on a free loopback port with config files of its own in a
-temp dir (nothing under /etc is read or touched), stopped with no process left (checked
-by pid). A server that is not installed skips its test, naming the Debian or PyPI package.
+gthread), uvicorn --workers 2 and Python's single-threaded http.server, each on a free
+loopback port with config files of its own in a temp dir (nothing under /etc is read or
+touched), stopped with no process left (checked by pid). A server that is not installed
+skips its test, naming the Debian or PyPI package.
 
 Use the `real_server` fixture (`from realservers import real_server` in a test module):
 
@@ -244,18 +245,32 @@ def _has_user(name: str) -> bool:
 # -- nginx ------------------------------------------------------------------------------
 
 
-def nginx(tmp: Path, *, workers: int = 2, reuseport: bool = False) -> RealServer:
+def nginx(
+    tmp: Path,
+    *,
+    workers: int = 2,
+    reuseport: bool = False,
+    site: bool = False,
+    user: str | None = None,
+) -> RealServer:
+    """`site`: started as `nginx -e LOG -c DIR/nginx.conf -p DIR` (DIR named "site"), the
+    way a site's own nginx often is: its rewritten argv ends in "/site". `user`: its
+    workers' user (`user` directive; the master runs as root)."""
     exe = _which("nginx", "/usr/sbin/nginx")
     if exe is None:
         pytest.skip("nginx not installed (Debian package nginx)")
     port = free_port()
+    if site:
+        tmp = tmp / "site"
+        tmp.mkdir()
     conf = tmp / "nginx.conf"
     temps = "\n".join(
         f"    {k}_temp_path {tmp}/{k}_temp;"
         for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     conf.write_text(
-        f"""daemon off;
+        (f"user {user};\n" if user else "")
+        + f"""daemon off;
 master_process on;
 worker_processes {workers};
 pid {tmp}/nginx.pid;
@@ -272,8 +287,9 @@ http {{
 }}
 """
     )
+    args = ["-e", f"{tmp}/error.log", "-c", str(conf), "-p", str(tmp)]
     proc = subprocess.Popen(
-        [exe, "-p", str(tmp), "-e", f"{tmp}/error.log", "-c", str(conf)],
+        [exe, *(args if site else ["-p", str(tmp), "-e", f"{tmp}/error.log", "-c", str(conf)])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -465,6 +481,35 @@ def uvicorn(tmp: Path, *, workers: int = 2) -> RealServer:
     return srv
 
 
+# -- Python's http.server (one thread: HTTPServer, not `python -m http.server`'s threads) --
+
+HTTP_SERVER = (
+    "import http.server as h, sys; "
+    "h.HTTPServer(('127.0.0.1', int(sys.argv[1])), h.SimpleHTTPRequestHandler).serve_forever()"
+)
+
+
+def http_server(tmp: Path) -> RealServer:
+    """One process, one thread: a connection it is reading pins the whole server."""
+    port = free_port()
+    log = open(tmp / "http_server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HTTP_SERVER, str(port)],
+        cwd=tmp,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    srv = RealServer("http.server", port, proc.pid, tmp, proc=proc)
+    try:
+        _wait_ready(srv, 0)
+    except Exception:
+        srv.stop()
+        raise
+    return srv
+
+
 STARTERS: dict[str, Callable[..., RealServer]] = {
     "apache": apache,
     "nginx": nginx,
@@ -472,6 +517,7 @@ STARTERS: dict[str, Callable[..., RealServer]] = {
     "node": node,
     "gunicorn": gunicorn,
     "uvicorn": uvicorn,
+    "http.server": http_server,
 }
 
 

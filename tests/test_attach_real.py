@@ -20,7 +20,7 @@ from conftest import wait_until
 from realservers import real_server  # noqa: F401 - the fixture
 from telemetry.analyser import Analyser
 from telemetry.sampler import Sampler
-from telemetry.snapshot import Role, Snapshot, WorkerState
+from telemetry.snapshot import Hold, Role, Snapshot, WorkerState
 from test_realservers import _client, _ss_per_pid, needs_ss
 
 PERIOD = 0.25
@@ -93,7 +93,10 @@ def test_apache_prefork_pinned_by_keepalive_clients_is_diagnosed_as_starvation_f
         assert snap.model is not None and snap.model.server == "apache-prefork"
         workers = snap.live_workers
         assert len(workers) == 8 and all(x.connections == 1 for x in workers)
-        assert all(x.state == WorkerState.READING for x in workers)
+        # each socket shows a response went out and nothing since: keep-alive, not
+        # "reading" (what the outside view said before it read tcp_info)
+        assert all(x.state == WorkerState.KEEPALIVE for x in workers)
+        assert all(x.hold == Hold.KEEPALIVE for x in workers)
         assert snap.queue >= 1
     finally:
         w.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from conftest import read_response, wait_until
 from realservers import real_server  # noqa: F401 - the fixture
 from telemetry import modstatus
 from telemetry.modstatus import BUSY_GLYPHS, ModStatusError
+from telemetry.snapshot import WorkerState
 
 DATA = Path(__file__).parent / "data"
 
@@ -41,6 +43,36 @@ def test_pids_per_slot_come_from_the_html_page() -> None:
     }
     pids = modstatus.parse_html_pids((DATA / "mod_status_prefork.html").read_text())
     assert pids and all(p > 0 for p in pids.values())
+
+
+def test_event_glyphs_map_onto_each_child_by_its_slot_and_thread_limit() -> None:
+    """One glyph per thread slot, ThreadLimit of them per process slot (not in ?auto: the
+    cut whose active slots are the HTML table's); a wider or narrower cut is refused."""
+    st = modstatus.parse_auto((DATA / "mod_status_event.txt").read_text())
+    pids = modstatus.parse_html_pids((DATA / "mod_status_event.html").read_text())
+    assert modstatus.thread_limit(st.scoreboard, set(pids)) == 4
+    w, _ = WorkerState.WRITING, WorkerState.WAITING
+    assert modstatus.states_by_pid(st, pids) == {2734: (_, _, _, _), 2735: (w, _, _, _)}
+    # 4 children of 4 threads in a 32-slot board (ThreadLimit 8): slot 1's threads at 8..11
+    board = "_W__...._R__....................".ljust(32, ".")
+    wide = dataclasses.replace(st, scoreboard=board)
+    assert modstatus.thread_limit(board, {0, 1}) == 8
+    got = modstatus.states_by_pid(wide, {0: 10, 1: 11})
+    assert got[11] == (_, WorkerState.READING, _, _)
+
+
+def test_the_monitors_own_request_is_taken_out_of_the_scoreboard() -> None:
+    """Its ExtendedStatus row (marked by a query argument) names the process serving it;
+    that process's W was a free worker before our request came."""
+    html = (DATA / "mod_status_prefork.html").read_text()
+    slot = modstatus.serving(html, "GET /server-status?auto")
+    assert slot is not None and slot[1] > 0
+    st = modstatus.parse_auto((DATA / "mod_status_prefork.txt").read_text())
+    assert st.scoreboard[slot[0]] == "W"
+    mine = modstatus.without_own(st, slot[0], 1)
+    assert (mine.busy, mine.idle) == (st.busy - 1, st.idle + 1)
+    assert mine.scoreboard[slot[0]] == "_" and mine.count("W") == st.count("W") - 1
+    assert modstatus.serving(html, "no such request") is None
 
 
 def test_text_that_is_not_mod_status_is_a_clear_error() -> None:

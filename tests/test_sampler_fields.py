@@ -84,6 +84,7 @@ def test_every_worker_field_is_the_scoreboards_own() -> None:
             "proc_state": None,
             "phases": None,
             "window_phases": None,
+            "hold": None,  # attach's (read from the socket); the scoreboard says K or R
         }
         assert w0.state_age_s is not None and abs(w0.state_age_s - (now - s0.last_change)) < 1e-6
         assert w0.age_s is not None and abs(w0.age_s - (now - s0.started)) < 1e-6

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import termios
 from collections import Counter
 
 import pytest
 
 from conftest import assert_all_gone, wait_until
-from telemetry import sockdiag
+from telemetry import sockdiag, sockscan
+from telemetry.snapshot import Hold
 from telemetry.sockdiag import SockDiag
 from telemetry.sockowners import OwnerReading, SocketOwners, TcpChangeGate
 
@@ -284,3 +288,52 @@ def test_the_change_gate_does_not_skip_after_a_connection_opens_nor_when_too_old
     finally:
         c.close()
         lsock.close()
+
+
+def d_rqueue(s: socket.socket) -> int:
+    """Bytes waiting to be read on `s`."""
+    return struct.unpack("i", fcntl.ioctl(s.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+@needs_ss
+def test_scan_reads_what_each_connection_did_its_half_open_ones_and_leaves_ours_apart() -> None:
+    """One dump: tcp_info per connection (a response out then nothing: keep-alive; bytes
+    in, no answer: partial; nothing: silent), half-open connections per port as ss counts
+    them (TCP_DEFER_ACCEPT keeps a silent client's handshake half-open, as Apache's
+    listener does), and a connection from one of `own`'s endpoints apart (queued)."""
+    a = _listener()
+    deferred = socket.socket()
+    deferred.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 30)
+    deferred.bind(("127.0.0.1", 0))
+    deferred.listen(8)
+    pa, pd = a.getsockname()[1], deferred.getsockname()[1]
+    keep, part, quiet = _connect(pa), _connect(pa), _connect(pa)
+    sk, sp, sq = (a.accept()[0] for _ in range(3))
+    keep.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    sk.recv(100)
+    sk.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    part.sendall(b"GET / HT")
+    wait_until(lambda: d_rqueue(sp) == 8, 2, "8 bytes in")
+    sp.recv(100)
+    own = socket.socket()
+    own.bind(("127.0.0.1", 0))
+    own.connect(("127.0.0.1", pa))  # ours, left in the accept queue
+    half = [_connect(pd) for _ in range(2)]
+    socks = [keep, part, quiet, sk, sp, sq, own, *half, a, deferred]
+    try:
+        wait_until(lambda: len(_ss(["-tn", "state", "syn-recv"], [pd])) == 2, 2, "2 half-open")
+        with SockDiag() as d:
+            got = sockscan.scan(d, [pa, pd], own=[own.getsockname()], info=True)
+        inode = {s: os.fstat(s.fileno()).st_ino for s in (sk, sp, sq)}
+        assert sorted(got.inodes) == sorted(inode.values())  # not ours, nor the half-open
+        holds = {s: got.info[i].hold for s, i in inode.items()}
+        assert holds == {sk: Hold.KEEPALIVE, sp: Hold.PARTIAL, sq: Hold.SILENT}
+        assert got.info[inode[sp]].bytes_received == 8
+        assert got.info[inode[sk]].bytes_sent == len(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert got.syn_recv == {pd: 2}
+        assert got.own_seen == {own.getsockname()} and got.own_queued == {pa: 1}
+    finally:
+        for s in socks:
+            s.close()

@@ -1,4 +1,4 @@
-"""`serverscope attach (--pid PID | --port PORT) [--table] [--once] [--json]
+"""`serverscope attach (--pid PID | --port PORT | both) [--table] [--once] [--json]
 [--status-url URL] [--exact-accepts | --estimate-accepts] [--record FILE]
 [--export HOST:PORT [--no-ui]]`.
 
@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from loadgen.levels import PRESETS, LoadError, preset
 from loadgen.runner import LoadRunner
 from plumbing.signals import stop_on
+from telemetry import diagnosis
 from telemetry.analyser import Analyser
 from telemetry.recording import RecordingWriter
 from telemetry.sampler import DEFAULT_PERIOD, AttachError, Sampler
@@ -37,7 +38,9 @@ from . import export
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, seconds
 
 Sink = Callable[[Snapshot], None]  # handed every snapshot: the recorder, the exporter
-ONCE_INTERVAL_S = 0.5  # a one-shot CPU % is measured over at least this long
+ONCE_INTERVAL_S = 0.5  # a one-shot CPU % is measured over at least this long ...
+# ... and its diagnoses over as long as their rules need (starvation: 1 s of samples)
+ONCE_SPAN_S = max(ONCE_INTERVAL_S, *diagnosis.MIN_SPAN_S.values())
 
 
 PROG = "serverscope attach"
@@ -55,9 +58,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "imbalance and diagnoses. What cannot be read from outside shows as unknown."
         ),
     )
-    who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--pid", type=int, help="the server's (master) process id")
-    who.add_argument("--port", type=int, help="a TCP port the server listens on")
+    p.add_argument("--pid", type=int, help="the server's (master) process id")
+    p.add_argument(
+        "--port",
+        type=int,
+        help="a TCP port the server listens on (with --pid: its port, for a user who may "
+        "not read the server's sockets)",
+    )
     p.add_argument(
         "--table",
         action="store_true",
@@ -73,7 +80,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"also drive serverscope's load generator at the server (GET /, 127.0.0.1 only, "
         f"for the preset's duration): {', '.join(PRESETS)}",
     )
-    p.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help=f"print one snapshot and exit (after {ONCE_SPAN_S:g} s of samples: what the "
+        "diagnoses need)",
+    )
     p.add_argument(
         "--status-url",
         metavar="URL",
@@ -118,10 +130,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(a: argparse.Namespace) -> int:
+    if a.pid is None and a.port is None:
+        return fail(PROG, "give --pid PID or --port PORT (or both)")
     if a.no_ui and (a.once or a.json or not (a.export or a.record)):
         return fail(PROG, "--no-ui goes with --export or --record, not --once/--json")
     if a.table and (a.json or a.no_ui):
         return fail(PROG, "--table draws the table: not with --json or --no-ui")
+    short = [
+        f"{rule} needs {need:g} s" for rule, need in diagnosis.MIN_SPAN_S.items() if a.window < need
+    ]
+    if short:  # said, not refused: every figure and the other rules still hold
+        print(
+            f"{PROG}: --window {a.window:g} s is too short to diagnose: {', '.join(short)} "
+            "of samples",
+            file=sys.stderr,
+        )
     if a.status_url == "none":
         a.status_url = None
     elif a.status_url != "auto" and not a.status_url.startswith(("http://", "https://")):
@@ -189,9 +212,14 @@ def _load(a: argparse.Namespace, sampler: Sampler) -> LoadRunner | None:
 
 
 def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: list[Sink]) -> int:
-    analyser.annotate(sampler.sample())
-    time.sleep(max(ONCE_INTERVAL_S, a.period))
+    """Samples every --period until ONCE_SPAN_S of them are covered (the CPU % and every
+    diagnosis rule have what they need), then prints the last one."""
     snap = analyser.annotate(sampler.sample())
+    covered = 0.0
+    while covered < ONCE_SPAN_S:
+        time.sleep(a.period)
+        snap = analyser.annotate(sampler.sample())
+        covered += snap.interval_s or 0.0
     for sink in sinks:
         sink(snap)
     if a.json:

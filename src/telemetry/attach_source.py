@@ -22,13 +22,15 @@ schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
   service time cannot be seen from outside and stay None. `ModelInfo.queue_method` names
   the method, or is None with `queue_note` saying why in one line (no eBPF, no
   `sock:sk_data_ready` in the kernel, ...): then there is no phase at all;
-- state, from outside (no scoreboard): /proc T or t -> STOPPED, Z -> DEAD; a
-  single-threaded process holding one connection and sleeping is blocked on it (READING:
-  waiting for the client's bytes, what a pinned prefork or gunicorn sync worker does),
-  running -> WORKING; holding none -> WAITING. A multi-threaded process holding
-  connections cannot be judged from outside -> UNKNOWN (its threads do not say which
-  holds what). With mod_status (telemetry.modstatus.StatusPoller) Apache's own glyphs win
-  where fresh;
+- state: telemetry.attach_states (from /proc and the sockets; Apache's own glyphs from
+  mod_status, telemetry.statuspoll, where fresh), and for a process holding one
+  connection what holds it (`WorkerSample.hold`, from the socket's tcp_info);
+- mod_status is read only right after a sample that saw a free worker (or an empty
+  accept queue): a request to a saturated server would wait in its queue like the
+  clients and add to what is measured; its own connections are told apart by their
+  4-tuple and left out of the connections and queues reported;
+- what this user may not read (another user's /proc/PID/fd) is unknown, and
+  `ModelInfo.access_note` says so with the fix;
 - a master holding accepted connections (Node's round robin) dispatches: its new
   connections (or exact accepts) count as `ModelInfo.dispatches`.
 What cannot be known stays None (connections of a thread, accepts on the first sample).
@@ -41,54 +43,48 @@ from collections import Counter
 
 import psutil
 
-from . import procfs, realkind
+from . import attach_states, realkind
+from .attach_target import (
+    NOT_ALLOWED,
+    AttachError,
+    fds_readable,
+    owner_of,
+    ports_of,
+    serverscope_root,
+)
 from .mechanism import serving_threads
-from .modstatus import StatusPoller
 from .reading import Reading, WorkerDeltas, positional_new
 from .realattach import ACCEPTS_EXACT, RealReading, RealServerReader, WorkerReading
 from .realtree import Role as TreeRole
 from .realtree import TaskSample
 from .snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
-from .sockdiag import SockDiag
+from .statuspoll import OUTSIDE_VIEW, StatusPoller
+
+__all__ = ["AttachError", "AttachSource"]
 
 EXACT = "exact (eBPF)"
 ESTIMATE = "estimate"
-OUTSIDE_VIEW = "outside view (/proc states + sockets)"
 _new_worker = positional_new(WorkerSample)
+_state = attach_states.process_state  # the name the mapping tests know
 
 
-class AttachError(RuntimeError):
-    """Nothing to attach to; the message is one line for the user."""
-
-
-def _state(letter: str, conns: int | None, threads: int) -> WorkerState:
-    """A process's state from outside (see the module docstring)."""
-    if letter in ("T", "t"):
-        return WorkerState.STOPPED
-    if letter in ("Z", "X"):
-        return WorkerState.DEAD
-    if not conns:
-        return WorkerState.WORKING if letter == "R" else WorkerState.WAITING
-    if threads > 1:
-        return WorkerState.UNKNOWN
-    return WorkerState.WORKING if letter == "R" else WorkerState.READING
-
-
-def _thread_state(letter: str) -> WorkerState:
-    if letter in ("T", "t"):
-        return WorkerState.STOPPED
-    if letter in ("Z", "X"):
-        return WorkerState.DEAD
-    return WorkerState.WORKING if letter == "R" else WorkerState.UNKNOWN
+def _thread_state(letter: str, glyph: WorkerState | None) -> WorkerState:
+    """A thread's state: its glyph (mod_status) unless /proc says stopped or dead."""
+    state = attach_states.thread_state(letter)
+    if glyph is None or state in (WorkerState.STOPPED, WorkerState.DEAD):
+        return state
+    return glyph
 
 
 class AttachSource:
-    """A server we did not start: a PID (and its descendants) or the owner of a port.
+    """A server we did not start: a PID (and its descendants) or the owner of a port, or
+    both (a pid whose ports this user may not read, and its port).
 
     `exact_accepts`: None tries eBPF when root, True always tries, False never;
-    `status_url`: Apache mod_status; "auto" probes /server-status on the first port of an
-    Apache; None reads none. Reading it is a request a second to the server: it shows as
-    a connection and an accept of one worker (the observer effect), so it is opt-in."""
+    `status_url`: Apache mod_status; "auto" tries /server-status on the first port of an
+    Apache; None reads none. Reading it is a request a second to the server, made only
+    when a worker is free; its connection is left out of the figures (by 4-tuple), but
+    its accept is the server's own (eBPF counts it)."""
 
     kind = "attach"
 
@@ -101,32 +97,36 @@ class AttachSource:
         exact_accepts: bool | None = None,
         threads: bool = True,
     ) -> None:
-        if (pid is None) == (port is None):
-            raise ValueError("give exactly one of pid, port")
-        if port is not None:
-            pid = _owner_of(port)
+        if pid is None:
+            if port is None:
+                raise ValueError("give a pid, a port or both")
+            pid = owner_of(port)
         assert pid is not None
         try:
-            root = _serverscope_root(psutil.Process(pid))
+            root = serverscope_root(psutil.Process(pid))
         except psutil.NoSuchProcess:
             raise AttachError(f"no process with pid {pid}") from None
         except psutil.AccessDenied:
             raise AttachError(f"not allowed to watch pid {pid} (run as its user)") from None
         self.root = root.pid
         self.name = root.name()
+        self.cmd = realkind.cmdline(self.root)
+        self.exe = realkind.executable(self.root)  # None when not ours to inspect
+        self.comm = realkind.comm(self.root)
+        self.program = realkind.program(self.exe, self.comm, self.cmd)
         # a tree listening on no port is still watched (CPU, states), with no sockets
-        ports = [port] if port is not None else _ports_of(self.root)
+        self.ports_hidden = port is None and not fds_readable(self.root)
+        ports = [port] if port is not None else ports_of(self.root)
         self.ports = ports
         exact = os.geteuid() == 0 if exact_accepts is None else exact_accepts
         self.reader = RealServerReader(self.root, ports, exact_accepts=exact, threads=threads)
         self.not_asked = not exact
-        self.cmd = realkind.cmdline(self.root)
         self.status: StatusPoller | None = None
-        if status_url == "auto":
-            status_url = None
-            if ports and self.cmd and "apache" in self.cmd[0] + self.name:
-                status_url = StatusPoller.probe(f"http://127.0.0.1:{ports[0]}/server-status")
-        if status_url:
+        if status_url == "auto":  # no request yet: the first sample says if one may go
+            if ports and (self.program or "").startswith(("apache2", "httpd")):
+                url = f"http://127.0.0.1:{ports[0]}/server-status"
+                self.status = StatusPoller(url, auto=True)
+        elif status_url:
             self.status = StatusPoller(status_url)
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
         self._estimated: Counter[tuple[int, int]] = Counter()
@@ -149,21 +149,34 @@ class AttachSource:
         return max(0, ns - before[0]) / (at - before[1]) / 1e7
 
     def read(self, now: float, deltas: WorkerDeltas) -> Reading:
+        status = self.status
         try:
-            r = self.reader.read()
+            r = self.reader.read(status.endpoints() if status else ())
         except ProcessLookupError:
             raise RuntimeError(f"pid {self.root} has exited") from None
+        if status is not None:
+            status.forget(r.own_seen, r.dumped)
         listeners = self._listeners(r)
         index = {ln.inode: ln.index for ln in listeners}
-        glyphs = self.status.states() if self.status else {}
+        slots = status.states() if status else {}
         live: set[tuple[int, int]] = set()
         workers: list[WorkerSample] = []
+        free = False  # a worker that can take a connection now
         serving = serving_threads(r.thread_workers, r.accepts_by_task)
         for w in r.workers:
+            glyphs = slots.get(w.pid, ())
             tids = serving.get(w.pid, frozenset())
-            workers.append(self._process(w, r, deltas, index, glyphs, live, now, bool(tids)))
+            row = self._process(w, r, deltas, index, glyphs, live, bool(tids))
+            workers.append(row)
+            if row.role in (Role.WORKER, Role.PROCESS):
+                free |= row.state == WorkerState.WAITING or attach_states.any_free(glyphs)
+            by_tid = attach_states.per_thread(w.pid, w.threads, glyphs) if glyphs else {}
             for t in w.threads if len(w.threads) > 1 else ():
-                workers.append(self._thread(w, t, r, deltas, live, t.tid in tids))
+                workers.append(
+                    self._thread(w, t, r, deltas, live, t.tid in tids, by_tid.get(t.tid))
+                )
+        if status is not None:  # a request now would wait in the queue like the clients
+            status.allow(free or not any(ln.queue for ln in listeners))
         for key in set(self._cpu) - live:  # gone: a reused pid starts afresh
             del self._cpu[key]
         for key in set(self._estimated) - live:
@@ -182,11 +195,37 @@ class AttachSource:
             accepts_note=None if r.accepts_source == ACCEPTS_EXACT else self._why_estimate(r),
             queue_method=self.reader.queue_method,
             queue_note=None if r.queue_total is not None else self._why_no_queue(r),
-            status=self.status.describe() if self.status else OUTSIDE_VIEW,
+            status=self._status(r),
+            program=self.program,
+            access_note=self._access_note(r),
         )
         master_cpu = root.cpu_ns / 1e9 if root.cpu_ns is not None else None
         phases = None if r.queue_total is None else Phases(queue=r.queue_total)
         return Reading(model, master_cpu, workers, listeners, phases)
+
+    def _status(self, r: RealReading) -> str:
+        if self.status is None:
+            return OUTSIDE_VIEW
+        text = self.status.describe()
+        ours = sum(ln.ours for ln in r.listeners)
+        if ours:
+            text += f" ({ours} status connection(s) of ours in an accept queue, counted there)"
+        return text
+
+    def _access_note(self, r: RealReading) -> str | None:
+        """One line on what this user may not read, and the fix; None when all is read."""
+        hidden = []
+        if r.denied:
+            n = len(r.denied)
+            hidden.append(f"the sockets of {n} process{'es' if n > 1 else ''}")
+        if self.ports_hidden:
+            hidden.append("its listening ports")
+        if not hidden:
+            return None
+        return (
+            f"connections and states unknown: {' and '.join(hidden)} cannot be read "
+            f"(/proc/PID/fd) by uid {os.geteuid()}: {NOT_ALLOWED}"
+        )
 
     def _why_no_queue(self, r: RealReading) -> str:
         why = "not asked for (--exact-accepts)" if self.not_asked else r.queue_unavailable
@@ -202,16 +241,16 @@ class AttachSource:
         r: RealReading,
         deltas: WorkerDeltas,
         index: dict[int, int],
-        glyphs: dict[int, WorkerState],
+        glyphs: tuple[WorkerState, ...],
         live: set[tuple[int, int]],
-        now: float,
         threads_serve: bool = False,
     ) -> WorkerSample:
         key = (w.pid, w.starttime)
         live.add(key)
-        state = _state(w.state, w.connections, len(w.threads) or 1)
-        if state not in (WorkerState.STOPPED, WorkerState.DEAD) and w.pid in glyphs:
-            state = glyphs[w.pid]  # Apache's own scoreboard, when fresh
+        state = _state(w.state, w.connections, len(w.threads) or 1, w.hold)
+        mine = attach_states.of_slot(glyphs)
+        if state not in (WorkerState.STOPPED, WorkerState.DEAD) and mine is not None:
+            state = mine  # Apache's own scoreboard, when fresh
         if w.accepts_total is not None:  # exact
             _, acc, _ = deltas((None, w.pid, w.starttime), True, None, w.accepts_total, None)
             acc_total: int | None = w.accepts_total
@@ -250,6 +289,7 @@ class AttachSource:
             w.state,  # proc_state
             None if w.queue is None else Phases(queue=w.queue),  # phases
             None,  # window_phases (the analyser's)
+            w.hold,
         )
 
     def _thread(
@@ -260,6 +300,7 @@ class AttachSource:
         deltas: WorkerDeltas,
         live: set[tuple[int, int]],
         serves: bool = False,
+        glyph: WorkerState | None = None,
     ) -> WorkerSample:
         key = (t.tid, t.starttime)
         live.add(key)
@@ -273,7 +314,7 @@ class AttachSource:
             tid=t.tid,
             generation=t.starttime,
             kind=Kind.THREAD,
-            state=_thread_state(t.state),
+            state=_thread_state(t.state, glyph),
             cpu_percent=self._cpu_percent(key, t.cpu_ns, t.at),
             cpu_seconds=None if t.cpu_ns is None else t.cpu_ns / 1e9,
             connections=None,  # a socket belongs to the process, not to one thread
@@ -308,6 +349,8 @@ class AttachSource:
         lines = {ln.inode for ln in r.listeners}
         return realkind.detect(
             self.cmd,
+            exe=self.exe,
+            name=self.comm,
             children=len(r.workers) - 1,
             threaded_children=any(len(w.threads) > 1 for w in kids),
             workers_hold_listener=any(w.listeners & lines for w in kids),
@@ -324,7 +367,7 @@ class AttachSource:
                 address=ln.address,
                 queue=ln.queue,
                 limit=ln.limit,
-                syn_recv=None,  # not read: sock_diag is asked for the listeners only
+                syn_recv=ln.syn_recv,  # the port's half-open ones, from the connection dump
                 source="sock_diag",
                 inode=ln.inode,
                 owners=ln.pollers,
@@ -334,80 +377,3 @@ class AttachSource:
             )
             for i, ln in enumerate(ordered)
         ]
-
-
-def _owner_of(port: int) -> int:
-    """The root among the processes holding a listening socket on `port`: the owner none
-    of whose ancestors holds it; when several siblings hold it (a master that closed its
-    copy), their common parent."""
-    with SockDiag() as diag:
-        inodes = {x.inode for x in diag.listeners([port])}
-    if not inodes:
-        raise AttachError(f"nothing listens on TCP port {port}")
-    owners = procfs.pids_holding(inodes)
-    if not owners:
-        raise AttachError(
-            f"port {port} is listened on, but its process is not visible (another user?)"
-        )
-    roots = []
-    for pid in sorted(owners):
-        try:
-            parents = {p.pid for p in psutil.Process(pid).parents()}
-        except psutil.Error:
-            continue
-        if not parents & owners:
-            roots.append(pid)
-    if len(roots) == 1:
-        return roots[0]
-    try:
-        ppids = {psutil.Process(pid).ppid() for pid in roots}
-    except psutil.Error:
-        ppids = set()
-    if len(ppids) == 1 and (ppid := ppids.pop()) > 1:
-        return ppid
-    return min(roots or owners)
-
-
-def _ports_of(root: int) -> list[int]:
-    """The TCP ports the tree of `root` listens on."""
-    from .realtree import descendants
-
-    mine: set[int] = set()
-    for pid in [root, *descendants(root)]:
-        mine.update(procfs.socket_inodes(pid))
-    with SockDiag() as diag:
-        return sorted({x.local_port for x in diag.listeners() if x.inode in mine})
-
-
-SERVERSCOPE_ROOT_ARGS = ("-m", "servers.root")  # how a serverscope model root is started
-
-
-def _serverscope_root(proc: psutil.Process) -> psutil.Process:
-    """`proc`, or, when `proc` is a serverscope supervisor (`serverscope serve`, the TUI,
-    a test), the model root under it: the `python -m servers.root` process, which holds
-    the scoreboard and is the root pid `serve` prints. The supervisor keeps copies of the
-    listening sockets, so the port's owner is the supervisor, and its children are the
-    master and the workers: taking it as the root counted the master as a fifth worker
-    of four. Forked workers share the root's command line, so the root is the one whose
-    parent does not."""
-    try:
-        tree = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return proc
-    roots: dict[int, psutil.Process] = {}
-    for p in tree:
-        try:
-            cmd = p.cmdline()
-        except psutil.Error:
-            continue
-        if any(cmd[i : i + 2] == list(SERVERSCOPE_ROOT_ARGS) for i in range(len(cmd) - 1)):
-            roots[p.pid] = p
-    if proc.pid in roots:
-        return proc
-    for p in roots.values():
-        try:
-            if p.ppid() not in roots:
-                return p
-        except psutil.Error:
-            continue
-    return proc

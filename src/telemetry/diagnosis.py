@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from . import analysis, explain
 from .snapshot import (
     Diagnosis,
+    Hold,
     Imbalance,
     LogHist,
     Severity,
@@ -47,6 +49,18 @@ STARVATION_MIN_IDLE_HOLD = 0.5  # of the worker samples, at least this fraction 
 # idle connection (keep-alive wait, or waiting for a request's bytes): starvation is
 # workers pinned by clients that send nothing, not workers busy serving
 IDLE_HOLD_STATES = frozenset({WorkerState.KEEPALIVE, WorkerState.READING})
+# how the starvation line names what pins the workers (snapshot.Hold, read from each
+# socket when attached; else the scoreboard's K or R)
+HOLD_WORDS: dict[Hold | None, str] = {
+    Hold.KEEPALIVE: "hold idle keep-alive connections",  # a response went out, nothing since
+    Hold.PARTIAL: "hold requests that stopped half-way, bytes in and no response yet",
+    Hold.SILENT: "hold connections silent since they opened",
+    None: "hold idle connections",
+}
+READING_WORDS = "wait for request bytes on the connections they hold"  # the scoreboard's R
+
+# how long a window each rule needs before it can fire (`attach --once` samples that long)
+MIN_SPAN_S: dict[str, float] = {"starvation": STARVATION_MIN_S}
 
 # accept queue overflow: one of our queues reached its limit within the window, or the
 # (namespace-wide) overflow counter moved while one of ours was at least this full.
@@ -219,26 +233,39 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     queue = f"accept queue {last.queue}/{lim}" if lim else f"accept queue {last.queue}"
     drops = [s.kernel.drops_per_s for s in recent if s.kernel and s.kernel.drops_per_s is not None]
     drop_text = f", {_mean(drops):.0f} SYN drops/s" if drops and _mean(drops) >= 0.5 else ""
+    scoreboard = last.source != "attach"
+    hold, held = _what_holds(_live(last), scoreboard=scoreboard)
     wait = window_phase(last, "queue")
     measured = last.window_phases is not None and last.window_phases.queue is not None
     if measured and wait is None:  # queue wait is timed at accept(): none in the window
-        head = (
-            f"starvation: no connection accepted in {_span(win)} while {n}/{n} workers "
-            "hold idle keep-alive connections"
-        )
+        head = f"starvation: no connection accepted in {_span(win)} while {n}/{n} workers {held}"
     elif wait is not None:  # the connections accepted in the window: how long they queued
         # (the tail first: those a freed worker took were lucky, the rest wait that long)
         head = (
             f"starvation: new connections wait {_p(wait, 0.99)} (p99) in the accept queue "
-            f"while {n}/{n} workers hold idle keep-alive connections"
+            f"while {n}/{n} workers {held}"
         )
-    else:
-        head = f"starvation: {n}/{n} workers busy"
+    else:  # (the lab's own models measure queue wait: this is an attach without eBPF)
+        head = f"starvation: {n}/{n} workers busy" + ("" if scoreboard else f": they {held}")
     return Diagnosis(
         "starvation",
         Severity.CRITICAL,
-        f"{head}, CPU {_pct(100 * frac)}, {queue}{drop_text}{explain.starvation(last)}",
+        f"{head}, CPU {_pct(100 * frac)}, {queue}{drop_text}{explain.starvation(last, hold)}",
     )
+
+
+def _what_holds(live: Sequence[WorkerSample], *, scoreboard: bool) -> tuple[Hold | None, str]:
+    """What pins most of the workers and the words for it: each worker's `hold` (its
+    socket's tcp_info, attached) or else its state (the scoreboard's K: keep-alive; its
+    R: waiting for request bytes, whether none or some came is not known; an attached
+    READING from outside only says it sleeps on its one connection)."""
+    holds = [w.hold or (Hold.KEEPALIVE if w.state == WorkerState.KEEPALIVE else None) for w in live]
+    top, count = Counter(holds).most_common(1)[0] if holds else (None, 0)
+    if top is not None and 2 * count > len(holds):
+        return top, HOLD_WORDS[top]
+    if scoreboard and all(w.state == WorkerState.READING for w in live):
+        return None, READING_WORDS
+    return None, HOLD_WORDS[None]
 
 
 def accept_queue_overflow(win: Sequence[Snapshot]) -> Diagnosis | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .snapshot import ListenerSample, Snapshot, Spread, Wake
+from .snapshot import Hold, ListenerSample, Snapshot, Spread, Wake
 
 # what was read, and why the kernel's choice falls the way it does
 _WHY = {
@@ -44,22 +44,12 @@ _FIX = {
 _KNOBS = {
     "nginx": {"reuseport": "`listen ... reuseport`"},
     "node": {"rr": "cluster's round robin (SCHED_RR)", "shared": "cluster's SCHED_NONE"},
-    "apache": {
-        "keepalive": "shorten KeepAliveTimeout or use the event MPM",
-        "reuseport": "ListenCoresBucketsRatio",
-    },
-    "gunicorn": {
-        "keepalive": "use -k gthread (or an async worker) or a buffering proxy (nginx) in front"
-    },
+    "apache": {"reuseport": "ListenCoresBucketsRatio"},
 }
 _GENERIC = {
     "reuseport": "reuseport",
     "rr": "a master's round robin",
     "shared": "a shared socket",
-    "keepalive": (
-        "shorten the keep-alive timeout or serve idle connections from an event loop "
-        "(an event MPM, threads, async workers)"
-    ),
 }
 
 
@@ -107,15 +97,61 @@ def skew(s: Snapshot) -> str:
     return f"; {why}"
 
 
-def starvation(s: Snapshot) -> str:
-    """Why every worker is pinned (each serves one connection to its end, keep-alive wait
-    included: the rule's own evidence) and how the accept was read, and the fix."""
+def starvation(s: Snapshot, hold: Hold | None = None) -> str:
+    """Why every worker is pinned (each serves one connection to its end: the rule's own
+    evidence), by what holds them (`hold`, read from their sockets; None: not read, taken
+    as the keep-alive wait), how the accept was read, and the fix that follows."""
     ln = read(s)
     how = "blocks in accept() and " if ln is not None and ln.wake == Wake.BLOCKING else ""
-    return (
-        f"; each worker {how}serves one connection to its end, keep-alive wait included, "
-        f"so idle clients pin them all; fix: {_knob(s, 'keepalive')}"
-    )
+    family = (s.model.server or "").split("-")[0] if s.model else ""
+    fixes = _HOLD_FIXES.get(family, _HOLD_FIXES[""])
+    fix = fixes.get(hold, fixes[None])
+    return f"; each worker {how}serves one connection to its end{_PINNED[hold]}; fix: {fix}"
+
+
+# what pins the workers (snapshot.Hold, read from each connection's tcp_info; None: not
+# read) -> why they stay pinned
+_PINNED: dict[Hold | None, str] = {
+    Hold.KEEPALIVE: ", keep-alive wait included, so idle clients pin them all",
+    None: ", keep-alive wait included, so idle clients pin them all",
+    Hold.PARTIAL: ", so clients that stop half-way through a request pin them all",
+    Hold.SILENT: ", so clients that connect and send nothing pin them all",
+}
+_BUFFER = "a proxy that buffers whole requests (nginx) in front"
+_READ_TIMEOUT = f"a request (header) read timeout, or {_BUFFER}"
+_KEEPALIVE = (
+    "shorten the keep-alive timeout or serve idle connections from an event loop "
+    "(an event MPM, threads, async workers)"
+)
+# the fix by server family (ModelInfo.server's first word; "" any other) and what pins
+# the workers; a family's None entry stands for the holds it does not name
+_HOLD_FIXES: dict[str, dict[Hold | None, str]] = {
+    "": {
+        Hold.KEEPALIVE: _KEEPALIVE,
+        None: _KEEPALIVE,
+        Hold.PARTIAL: _READ_TIMEOUT,
+        Hold.SILENT: _READ_TIMEOUT,
+    },
+    "apache": {
+        None: "shorten KeepAliveTimeout or use the event MPM",
+        Hold.PARTIAL: f"shorten RequestReadTimeout (mod_reqtimeout) or put {_BUFFER}",
+        Hold.SILENT: f"shorten RequestReadTimeout (mod_reqtimeout) or put {_BUFFER}",
+    },
+    "gunicorn": {
+        None: "use -k gthread (or an async worker) or a buffering proxy (nginx) in front",
+        Hold.PARTIAL: f"put {_BUFFER}, or use -k gthread (or an async worker); --timeout "
+        "bounds each",
+        Hold.SILENT: f"put {_BUFFER}, or use -k gthread (or an async worker); --timeout "
+        "bounds each",
+    },
+    "python": {  # http.server
+        None: "set the handler's `timeout` or serve with ThreadingHTTPServer",
+        Hold.PARTIAL: f"set the handler's `timeout`, serve with ThreadingHTTPServer, or put "
+        f"{_BUFFER}",
+        Hold.SILENT: f"set the handler's `timeout`, serve with ThreadingHTTPServer, or put "
+        f"{_BUFFER}",
+    },
+}
 
 
 def reuseport_backlog(s: Snapshot, owner: str) -> str:

@@ -9,13 +9,14 @@ Apache's own and are shown as they are; `STATE_OF_GLYPH` maps them to serverscop
 scoreboard state names (telemetry.snapshot.STATES).
 
 Parsed by hand: the format is a few `Key: value` lines and a table; no library reads it.
-Tested on output captured from Debian's Apache 2.4 (tests/data/mod_status_*).
+Tested on output captured from Debian's Apache 2.4 (tests/data/mod_status_*). Reading it
+from a live server, without loading a saturated one: telemetry.statuspoll.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import urllib.request
 from dataclasses import dataclass, field
 
 from .snapshot import WorkerState
@@ -103,84 +104,86 @@ def parse_html_pids(html: str) -> dict[int, int]:
     return out
 
 
+def serving(html: str, marker: str) -> tuple[int, int] | None:
+    """(process slot, pid) of the ExtendedStatus row whose request line holds `marker`
+    (a request of the monitor's own, told by a query argument it added); None without
+    ExtendedStatus or without such a row."""
+    for row in html.split("<tr>"):
+        if marker in row:
+            m = re.match(r"<td><b>(\d+)-\d+</b></td><td>(\d+)</td>", row)
+            if m:
+                return int(m.group(1)), int(m.group(2))
+    return None
+
+
+def without_own(st: ModStatus, slot: int, per_slot: int) -> ModStatus:
+    """`st` with the monitor's own request taken out: the first W (sending reply: the
+    status page itself) in process slot `slot` (`per_slot` glyphs each) read as "_"
+    (that worker was free, it took our request), BusyWorkers one less, IdleWorkers one
+    more. `st` unchanged when the slot shows no W (the request moved on)."""
+    sb = st.scoreboard
+    i = sb.find("W", slot * per_slot, (slot + 1) * per_slot)
+    if i < 0:
+        return st
+    return dataclasses.replace(
+        st, busy=max(0, st.busy - 1), idle=st.idle + 1, scoreboard=f"{sb[:i]}_{sb[i + 1 :]}"
+    )
+
+
+def auto_url(url: str) -> str:
+    """The ?auto form of a status URL."""
+    if "?auto" in url:
+        return url
+    return url + ("&auto" if "?" in url else "?auto")
+
+
 def fetch(url: str, timeout: float = 2.0) -> ModStatus:
-    """GET a ?auto URL (adds `?auto` when missing) and parse it."""
-    if "?auto" not in url:
-        url += "&auto" if "?" in url else "?auto"
-    with urllib.request.urlopen(url, timeout=timeout) as r:
+    """GET a ?auto URL (adds `?auto` when missing) and parse it (tests, one-off reads;
+    the attach sampler reads through telemetry.statuspoll)."""
+    import urllib.request
+
+    with urllib.request.urlopen(auto_url(url), timeout=timeout) as r:
         return parse_auto(r.read().decode("latin-1"))
 
 
-STATUS_PERIOD_S = 1.0  # how often the poller reads mod_status
-STATUS_TIMEOUT_S = 1.0  # ... and how long one read may take
-STATUS_FRESH_S = 3.0  # glyphs older than this are not used (the outside view is)
+def thread_limit(scoreboard: str, active: set[int]) -> int | None:
+    """Glyphs per process slot (ThreadLimit), which ?auto does not print: the smallest
+    divisor t of the scoreboard's length that cuts it so that the slots with a process
+    (`active`, from the HTML page) have a glyph that is not "." and the others none.
+    Cut wider than the truth (only slot 0 active: any t from ThreadsPerChild up reads
+    the same), each active slot still starts with its own threads' glyphs."""
+    n = len(scoreboard)
+    if not n or not active:
+        return None
+    for t in range(1, n + 1):
+        if n % t:
+            continue
+        cut = [scoreboard[i : i + t] for i in range(0, n, t)]
+        if all((c.strip(".") != "") == (i in active) for i, c in enumerate(cut)):
+            return t
+    return None
 
 
-def _html_url(url: str) -> str:
-    return url.split("?", 1)[0]
+def per_slot(st: ModStatus, pids: dict[int, int]) -> int | None:
+    """Glyphs per process slot: 1 under prefork, else ThreadLimit (see thread_limit)."""
+    if st.mpm in (None, "prefork"):
+        return 1
+    return thread_limit(st.scoreboard, set(pids))
 
 
-class StatusPoller:
-    """Reads mod_status in a thread of its own, so that a status request that queues
-    (under prefork starvation it waits like any other request) never stalls the sampler;
-    `states()` gives {pid: state} from the last fresh read, else {} (the outside view)."""
-
-    def __init__(self, url: str, period_s: float = STATUS_PERIOD_S) -> None:
-        import threading
-
-        self.url = url
-        self.period_s = period_s
-        self.error: str | None = None
-        self.latest: ModStatus | None = None
-        self._states: dict[int, WorkerState] = {}
-        self._at = -1e18
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="mod_status")
-        self._thread.start()
-
-    @staticmethod
-    def probe(url: str, timeout: float = STATUS_TIMEOUT_S) -> str | None:
-        """`url` when it answers mod_status ?auto now, else None (auto-detection)."""
-        try:
-            fetch(url, timeout)
-        except (OSError, ModStatusError, ValueError):
-            return None
-        return url
-
-    def _run(self) -> None:
-        import time
-
-        while not self._stop.is_set():
-            try:
-                st = fetch(self.url, STATUS_TIMEOUT_S)
-                with urllib.request.urlopen(_html_url(self.url), timeout=STATUS_TIMEOUT_S) as r:
-                    pids = parse_html_pids(r.read().decode("latin-1"))
-                states: dict[int, WorkerState] = {}
-                if st.mpm in (None, "prefork"):  # one glyph per process slot
-                    for slot, pid in pids.items():
-                        if slot < len(st.scoreboard):
-                            states[pid] = STATE_OF_GLYPH[st.scoreboard[slot]]
-                self.latest, self._states, self._at = st, states, time.monotonic()
-                self.error = None
-            except (OSError, ModStatusError, ValueError) as e:
-                self.error = f"{type(e).__name__}: {e}"[:120]
-            self._stop.wait(self.period_s)
-
-    def states(self) -> dict[int, WorkerState]:
-        import time
-
-        return self._states if time.monotonic() - self._at <= STATUS_FRESH_S else {}
-
-    def describe(self) -> str:
-        import time
-
-        age = time.monotonic() - self._at
-        if self.latest is not None and age <= STATUS_FRESH_S:
-            st = self.latest
-            return f"mod_status {self.url} ({st.mpm or '?'}: {st.busy} busy, {st.idle} idle)"
-        why = self.error or "no answer yet"
-        return f"outside view: mod_status {self.url} not answering ({why})"
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=STATUS_TIMEOUT_S * 2 + 1)
+def states_by_pid(st: ModStatus, pids: dict[int, int]) -> dict[int, tuple[WorkerState, ...]]:
+    """{pid: the states of its slot's glyphs}, from the scoreboard and {slot: pid} (the
+    HTML page): one state under prefork; under worker/event one per thread slot, in slot
+    order ("." kept as EMPTY, so position j stays worker thread j)."""
+    if st.mpm in (None, "prefork"):
+        sb = st.scoreboard
+        return {pid: (STATE_OF_GLYPH[sb[slot]],) for slot, pid in pids.items() if slot < len(sb)}
+    t = per_slot(st, pids)
+    if t is None:
+        return {}
+    out: dict[int, tuple[WorkerState, ...]] = {}
+    for slot, pid in pids.items():
+        glyphs = st.scoreboard[slot * t : (slot + 1) * t].rstrip(".")
+        if glyphs:
+            out[pid] = tuple(STATE_OF_GLYPH[g] for g in glyphs)
+    return out

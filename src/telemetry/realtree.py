@@ -295,16 +295,21 @@ class RealTree:
         listen_by_pid: dict[int, set[int]],
         conns_by_pid: dict[int, set[int]],
         accepts_by_pid: dict[int, int] | None = None,
+        hidden: frozenset[int] = frozenset(),
     ) -> list[ProcessSample]:
         """`samples` (from `sample()`) with the children that hold a listener or a
         connection, or accepted, for the first time made workers (for good, as `sample`
-        does): for a caller that sampled the tree with older socket owners."""
+        does): for a caller that sampled the tree with older socket owners. `hidden`:
+        children whose sockets this user may not read: taken for workers (most children
+        of a server are; calling them helpers said they hold nothing, which is unknown)."""
         accepts = accepts_by_pid or {}
         new = {
             pid
             for pid in self.pids
             if pid not in self.ever_worker
-            and (listen_by_pid.get(pid) or conns_by_pid.get(pid) or accepts.get(pid))
+            and (
+                listen_by_pid.get(pid) or conns_by_pid.get(pid) or accepts.get(pid) or pid in hidden
+            )
         }
         if not new:
             return samples

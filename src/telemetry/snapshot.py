@@ -40,6 +40,7 @@ __all__ = [
     "STATES",
     "Diagnosis",
     "FormatError",
+    "Hold",
     "HostSample",
     "Imbalance",
     "ImbalanceSet",
@@ -86,6 +87,16 @@ class WorkerState(StrEnum):
     DEAD = "dead"
     UNKNOWN = "unknown"
     STOPPED = "stopped"  # attached: /proc state T or t (SIGSTOPped, traced): serves nothing
+
+
+class Hold(StrEnum):
+    """What the one connection a pinned worker holds has done, read from its socket
+    (attach: TCP_INFO through sock_diag): the mechanism behind a starved worker, and so
+    the fix (a keep-alive timeout, a request timeout, a proxy that buffers requests)."""
+
+    KEEPALIVE = "keepalive"  # a response went out, then nothing came: idle keep-alive
+    PARTIAL = "partial"  # request bytes came in, no response yet, nothing new since
+    SILENT = "silent"  # not one byte received since the connection opened
 
 
 STATES = tuple(WorkerState)
@@ -197,6 +208,8 @@ class WorkerSample:
     phases: Phases | None = None  # cumulative since the worker started; None: not measured
     window_phases: Phases | None = None  # the analyser's: what `phases` gained over the
     # window (window_s); None when `phases` is None or not analysed
+    hold: Hold | None = None  # attach: what its connections have done, from each socket's
+    # TCP_INFO (bytes in and out, last data each way); None: none, not all alike, or unread
 
     @property
     def key(self) -> tuple[int | None, int, int]:
@@ -335,6 +348,10 @@ class ModelInfo:
     queue_note: str | None = None  # None with the one-line reason when it is not measured
     status: str | None = None  # attach: where worker states come from ("mod_status URL",
     # "outside view (/proc + sockets)"), and why mod_status is not read when it is not
+    program: str | None = None  # attach: the server's executable (/proc/PID/exe, else its
+    # comm), e.g. "nginx", "apache2", "python3.11"; None for the lab's own models
+    access_note: str | None = None  # attach: what /proc would not show this user, and the
+    # fix, in one line ("connections unknown: ... run as root or as the server's user")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ request (same reply format, same bytecode) dumps with family AF_UNSPEC, one walk
 both; it is used when the kernel takes it, with the per-family requests as fallback.
 LISTEN-only dumps walk the listening hash alone (~0.03 ms).
 
-Which process owns each socket: telemetry.sockowners.
+Which process owns each socket: telemetry.sockowners. The per-sample dump of a server's
+connections (half-open ones, tcp_info, the monitor's own apart): telemetry.sockscan.
 """
 
 from __future__ import annotations
@@ -217,32 +218,48 @@ class SockDiag:
             self._dump_one(family, states, bc, out)
         return out
 
+    def filter_for(self, ports: Iterable[int]) -> bytes:
+        """The bytecode keeping `ports` (cached per set of ports); b"" for none."""
+        key = tuple(sorted(set(ports)))
+        if not key:
+            return b""
+        return self._filters.get(key) or self._filters.setdefault(key, port_filter(key))
+
+    def recv_into(self) -> tuple[int, bytearray]:
+        """One read of the reply: its length and the buffer holding it."""
+        return self._nl.recv_into(self._buf), self._buf
+
+    def send(self, family: int, states: int, bc: bytes, ext: int = 0) -> int:
+        """Send one dump request (AF_UNSPEC: the older one-walk request) with the reply
+        extensions `ext` (bits 1 << (INET_DIAG_* - 1)); its sequence number."""
+        self._seq += 1
+        if family == socket.AF_UNSPEC:
+            req = _REQ_COMPAT.pack(0, 0, 0, ext, b"\0" * 48, states, 0)
+            mtype_req = TCPDIAG_GETSOCK
+        else:
+            req = _REQ_V2.pack(family, socket.IPPROTO_TCP, ext, states, b"\0" * 48)
+            mtype_req = SOCK_DIAG_BY_FAMILY
+        if bc:
+            req += _NLATTR.pack(_NLATTR.size + len(bc), INET_DIAG_REQ_BYTECODE) + bc
+        flags = NLM_F_REQUEST | NLM_F_DUMP
+        hdr = _NLMSGHDR.pack(_NLMSGHDR.size + len(req), mtype_req, flags, self._seq, 0)
+        self._nl.send(hdr + req)
+        return self._seq
+
     def _dump_one(
         self, family: int, states: int, bc: bytes, out: list, inode_only: bool = False
     ) -> None:
         # one function on purpose (~60 lines): build the request, then the receive loop,
         # whose per-message body is the hot path (thousands of sockets a dump) and keeps
         # its struct methods in locals
-        self._seq += 1
-        seq = self._seq
-        if family == socket.AF_UNSPEC:
-            req = _REQ_COMPAT.pack(0, 0, 0, 0, b"\0" * 48, states, 0)
-            mtype_req = TCPDIAG_GETSOCK
-        else:
-            req = _REQ_V2.pack(family, socket.IPPROTO_TCP, 0, states, b"\0" * 48)
-            mtype_req = SOCK_DIAG_BY_FAMILY
-        if bc:
-            req += _NLATTR.pack(_NLATTR.size + len(bc), INET_DIAG_REQ_BYTECODE) + bc
-        hdr = _NLMSGHDR.pack(
-            _NLMSGHDR.size + len(req), mtype_req, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
-        )
+        seq = self.send(family, states, bc)
+        mtype_req = TCPDIAG_GETSOCK if family == socket.AF_UNSPEC else SOCK_DIAG_BY_FAMILY
         nl = self._nl
         buf = self._buf
         unpack = _DIAG_MSG.unpack_from
         ino_at = _U32.unpack_from
         hsize = _NLMSGHDR.size
         try:
-            nl.send(hdr + req)
             while True:
                 n = nl.recv_into(buf)
                 off = 0

@@ -48,6 +48,8 @@ class OwnerReading:
     unowned: set[int]  # inodes in the dump no process of the tree holds
     scanned: bool  # whether any /proc/PID/fd was read this time
     interval_s: float | None = None
+    denied: frozenset[int] = frozenset()  # pids whose fds this user may not read: what
+    # they hold is unknown (not nothing)
 
 
 @dataclass(slots=True)
@@ -66,6 +68,7 @@ class SocketOwners:
     _n: int = 0
     _last_at: float | None = None
     scans: int = 0  # how many times all the fd directories were listed (for bench/tests)
+    denied: set[int] = field(default_factory=set)  # pids whose fd directory is not ours to read
 
     def _scan(self, pids: Iterable[int], alive: set[int], verify: set[int]) -> None:
         fds = self.fds
@@ -73,9 +76,14 @@ class SocketOwners:
             base = f"/proc/{pid}/fd/"
             try:
                 names = os.listdir(base)
+            except PermissionError:  # another user's process, and we are not root
+                fds.pop(pid, None)
+                self.denied.add(pid)
+                continue
             except OSError:
                 fds.pop(pid, None)
                 continue
+            self.denied.discard(pid)
             old = {} if pid in verify else fds.get(pid, {})
             cur: dict[str, int] = {}
             for name in names:
@@ -96,6 +104,7 @@ class SocketOwners:
         alive = {i for i in inodes if i}
         for gone in set(self.fds) - set(pids):
             del self.fds[gone]
+        self.denied &= set(pids)
         known: set[int] = set()
         for cur in self.fds.values():
             known.update(cur.values())
@@ -105,7 +114,7 @@ class SocketOwners:
         if k > 0 and pids:
             verify.add(pids[0])  # the root, every time: it is the one handing sockets over
         self._n += 1
-        scanned = bool(unknown) or not set(pids) <= set(self.fds)
+        scanned = bool(unknown) or not set(pids) - self.denied <= set(self.fds)
         if scanned:
             self.scans += 1
             self._scan(pids, alive, verify)
@@ -132,7 +141,7 @@ class SocketOwners:
             iv = now - self._last_at
         self._seen = alive
         self._last_at = now
-        return OwnerReading(by_pid, new_by_pid, alive - known, scanned, iv)
+        return OwnerReading(by_pid, new_by_pid, alive - known, scanned, iv, frozenset(self.denied))
 
 
 class TcpChangeGate:

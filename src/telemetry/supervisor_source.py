@@ -318,6 +318,7 @@ class SupervisorSource:
             None,  # proc_state: attach's
             phases.slot(index, gen, now) if phases is not None and role == _WORKER else None,
             None,  # window_phases: the analyser's
+            None,  # hold: attach's (the scoreboard's state says K or R)
         )
 
     # -- the model ------------------------------------------------------------------------

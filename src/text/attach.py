@@ -40,6 +40,8 @@ def _head(snap: Snapshot) -> Text:
     head = Text()
     if m is not None:
         head.append(f"{m.name}", style="bold")
+        if m.program:
+            head.append(f" {m.program}", style="bold")
         head.append(f"  root pid {m.root_pid}")
         head.append(f"  master CPU {opt(m.master_cpu_percent)}%")
         head.append(f"  {m.processes} processes, {m.threads} threads")
@@ -59,6 +61,8 @@ def _head(snap: Snapshot) -> Text:
             head.append(f"\n{m.queue_note}")
         if m.status:
             head.append(f"\nworker states: {m.status}")
+        if m.access_note:
+            head.append(f"\n{m.access_note}", style="bold yellow")
     if snap.host is not None:
         head.append(f"  host CPU {opt(snap.host.cpu_percent)}% of {snap.host.cpu_count * 100}%")
     if snap.kernel is not None:

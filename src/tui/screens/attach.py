@@ -17,6 +17,8 @@ from typing import ClassVar
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
+from telemetry.attach_target import NOT_ALLOWED
+
 from ..attach_feed import AttachFeed
 from ..diagnosis_banner import DiagnosisBanner
 from ..scoreboard_legend import ATTACH_LEGEND
@@ -48,8 +50,10 @@ class AttachScreen(LabScreen):
         m = snap.model if snap is not None else None
         if m is None:
             return "attach · " + (self.source.ended or "attaching…")
-        parts = [f"attached: {m.server or m.name}", f"root pid {m.root_pid}"]
+        parts = [f"attached: {m.server or m.program or m.name}", f"root pid {m.root_pid}"]
         parts.append(f"accepts {m.accepts_method or '?'}")
+        if m.access_note:  # what this user may not read is unknown: say why, in short
+            parts.append(f"sockets unreadable: {NOT_ALLOWED}")
         if self.source.ended:
             parts.append("server gone")
         elif self.frozen:

@@ -1,0 +1,107 @@
+"""Which process tree `serverscope attach` watches: the owner of a port, the ports of a
+tree, and the model root under a serverscope supervisor. Every failure is an AttachError
+whose message is one line for the user, naming the fix."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+from . import procfs
+from .realtree import descendants
+from .sockdiag import SockDiag
+
+
+class AttachError(RuntimeError):
+    """Nothing to attach to; the message is one line for the user."""
+
+
+NOT_ALLOWED = "run as root or as the server's user"
+
+
+def fds_readable(pid: int) -> bool:
+    """Whether this user may list the process's fds (which sockets it holds)."""
+    try:
+        os.listdir(f"/proc/{pid}/fd")
+        return True
+    except PermissionError:
+        return False
+    except OSError:
+        return True  # gone: nothing is hidden from us
+
+
+def owner_of(port: int) -> int:
+    """The root among the processes holding a listening socket on `port`: the owner none
+    of whose ancestors holds it; when several siblings hold it (a master that closed its
+    copy), their common parent."""
+    with SockDiag() as diag:
+        inodes = {x.inode for x in diag.listeners([port])}
+    if not inodes:
+        raise AttachError(f"nothing listens on TCP port {port}")
+    owners = procfs.pids_holding(inodes)
+    if not owners:
+        raise AttachError(
+            f"port {port} is listened on by a process whose sockets this user may not "
+            f"read: {NOT_ALLOWED} (or give --pid)"
+        )
+    roots = []
+    for pid in sorted(owners):
+        try:
+            parents = {p.pid for p in psutil.Process(pid).parents()}
+        except psutil.Error:
+            continue
+        if not parents & owners:
+            roots.append(pid)
+    if len(roots) == 1:
+        return roots[0]
+    try:
+        ppids = {psutil.Process(pid).ppid() for pid in roots}
+    except psutil.Error:
+        ppids = set()
+    if len(ppids) == 1 and (ppid := ppids.pop()) > 1:
+        return ppid
+    return min(roots or owners)
+
+
+def ports_of(root: int) -> list[int]:
+    """The TCP ports the tree of `root` listens on."""
+    mine: set[int] = set()
+    for pid in [root, *descendants(root)]:
+        mine.update(procfs.socket_inodes(pid))
+    with SockDiag() as diag:
+        return sorted({x.local_port for x in diag.listeners() if x.inode in mine})
+
+
+SERVERSCOPE_ROOT_ARGS = ("-m", "servers.root")  # how a serverscope model root is started
+
+
+def serverscope_root(proc: psutil.Process) -> psutil.Process:
+    """`proc`, or, when `proc` is a serverscope supervisor (`serverscope serve`, the TUI,
+    a test), the model root under it: the `python -m servers.root` process, which holds
+    the scoreboard and is the root pid `serve` prints. The supervisor keeps copies of the
+    listening sockets, so the port's owner is the supervisor, and its children are the
+    master and the workers: taking it as the root counted the master as a fifth worker
+    of four. Forked workers share the root's command line, so the root is the one whose
+    parent does not."""
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return proc
+    roots: dict[int, psutil.Process] = {}
+    for p in tree:
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if any(cmd[i : i + 2] == list(SERVERSCOPE_ROOT_ARGS) for i in range(len(cmd) - 1)):
+            roots[p.pid] = p
+    if proc.pid in roots:
+        return proc
+    for p in roots.values():
+        try:
+            if p.ppid() not in roots:
+                return p
+        except psutil.Error:
+            continue
+    return proc
