@@ -30,7 +30,7 @@ from telemetry.analyser import Analyser
 from telemetry.diagnosis import OVERFLOW_NEAR_FULL
 from telemetry.recording import RecordingWriter
 from telemetry.sampler import Sampler
-from telemetry.snapshot import Snapshot
+from telemetry.snapshot import Snapshot, queue_figure
 
 from .server import Server, open_server, sampler_for
 
@@ -90,7 +90,7 @@ class EventDeriver:
         )
         # "ended" only after OVERFLOW_QUIET_S without overflow, so a queue hovering at its
         # limit reads as one episode, not a flicker of starts and ends
-        queue = f"queue {snap.queue}/{snap.queue_limit}"
+        queue = f"queue {queue_figure(snap.queue, snap.queue_limit)}"
         if overflowing:
             self.overflow_seen = snap.time
             if not self.overflowing:

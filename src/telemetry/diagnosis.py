@@ -22,6 +22,7 @@ from .snapshot import (
     Snapshot,
     WorkerSample,
     WorkerState,
+    queue_figure,
 )
 
 Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
@@ -223,7 +224,7 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     if sum(holding) < STARVATION_MIN_IDLE_HOLD * len(holding):
         return None
     lim = last.queue_limit
-    queue = f"accept queue {last.queue}/{lim}" if lim else f"accept queue {last.queue}"
+    queue = f"accept queue {queue_figure(last.queue, lim)}"
     drops = [s.kernel.drops_per_s for s in recent if s.kernel and s.kernel.drops_per_s is not None]
     drop_text = f", {_mean(drops):.0f} SYN drops/s" if drops and _mean(drops) >= 0.5 else ""
     wait = window_phase(last, "queue")
@@ -271,15 +272,15 @@ def accept_queue_overflow(win: Sequence[Snapshot]) -> Diagnosis | None:
         return Diagnosis(
             "accept_queue_overflow",
             Severity.CRITICAL,
-            f"accept queue overflow: port {ln.port} queue {ln.queue}/{ln.limit} "
+            f"accept queue overflow: port {ln.port} queue {queue_figure(ln.queue, ln.limit)} "
             f"(full within {_span(win)}){ovf}",
         )
     if overflows and fullest is not None and fullest.fill >= OVERFLOW_NEAR_FULL:
         return Diagnosis(
             "accept_queue_overflow",
             Severity.CRITICAL,
-            f"accept queue overflow: port {fullest.port} queue {fullest.queue}/{fullest.limit}"
-            f"{ovf}",
+            f"accept queue overflow: port {fullest.port} queue "
+            f"{queue_figure(fullest.queue, fullest.limit)}{ovf}",
         )
     return None
 
