@@ -10,6 +10,7 @@ would be false) and every place that shows it says why.
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
 import socket
 import subprocess
@@ -65,7 +66,7 @@ def test_single_with_backlog_16_holds_17_as_ss_shows_and_every_view_says_why(
 
         from text.attach import render
 
-        console = Console(width=200, record=True)
+        console = Console(file=io.StringIO(), width=200, record=True)
         console.print(render(snap))
         assert f"queue 17 > limit 16: {PAST_LIMIT_NOTE}" in console.export_text()
     finally:
