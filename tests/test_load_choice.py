@@ -8,6 +8,8 @@ from __future__ import annotations
 import socket
 import time
 
+import pytest
+
 from conftest import wait_until
 from lab.session import Session
 from loadgen.levels import PRESETS
@@ -21,6 +23,7 @@ def _accepts(session: Session) -> int:
     return sum(w.accepts_total or 0 for w in snap.workers if w.role == Role.WORKER)
 
 
+@pytest.mark.slow
 def test_choosing_burst_while_a_load_runs_opens_its_connections_at_once() -> None:
     # slow-io: 50 keep-alive clients; in place, burst kept 20 of their connections
     with Session(ServerConfig(model="many_accepts", workers=2), PRESETS["slow-io"]) as session:

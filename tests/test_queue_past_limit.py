@@ -21,7 +21,7 @@ from conftest import wait_until
 from lab.session import EventDeriver
 from telemetry import diagnosis, synthetic
 from telemetry.sampler import Sampler
-from telemetry.snapshot import PAST_LIMIT_NOTE, queue_figure
+from telemetry.snapshot import ADMITS_ONE_MORE, PAST_LIMIT_NOTE, queue_figure
 
 SS = shutil.which("ss")
 
@@ -59,7 +59,8 @@ def test_single_with_backlog_16_holds_17_as_ss_shows_and_every_view_says_why(
         assert queue_figure(ln.queue, ln.limit) == f"17/16 ({PAST_LIMIT_NOTE})"
         # the diagnosis, the event log and the headless view say it with the figure
         d = diagnosis.accept_queue_overflow([snap])
-        assert d is not None and f"queue 17/16 ({PAST_LIMIT_NOTE})" in d.message, d.message
+        assert d is not None and "queue 17/16 (full within" in d.message, d.message
+        assert f"; {ADMITS_ONE_MORE})" in d.message, d.message
         log = [e.message for e in EventDeriver().step(snap) if e.kind == "overflow"]
         assert log == [f"accept queue overflow started, queue 17/16 ({PAST_LIMIT_NOTE})"]
         from rich.console import Console

@@ -40,6 +40,10 @@ CPU_HEAVY = LoadLevel(clients=20, cpu_ms=5, duration=30)
 # arrivals leave the freed slot to whichever SYN comes first, retries included: measured
 # here, connect p99 >= 1 s by 1.8 s in every run, connects at 1, 2, 3, 4, 5, 7 s. 400
 # clients: room for the connections still retrying (up to the 10 s connect timeout).
+# After ~10 s of overflow single stalls now and then (2 of 4 runs of 20 s, at 12-13 s):
+# it accepted a connection whose request bytes the kernel had dropped with the queue
+# full, and waits in read while the client resends them (ss: client Send-Q 123, rto
+# 5.76 s, backoff 4): the narration says so.
 OVERFLOW = LoadLevel(clients=400, rate=100, keepalive=False, cpu_ms=20, duration=30)
 
 
@@ -163,6 +167,10 @@ _add(
                     "A client still retrying its handshake, or whose request is not "
                     "answered yet, is waiting: watch 'waiting' and its oldest age grow; "
                     "one that has retried for 10 s gives up (a connect_timeout error).",
+                    "Single may also stall, CPU idle, at 0 req/s: a client whose request "
+                    "bytes were dropped with the queue full gets in later without them, "
+                    "and single waits until that client's kernel sends them again (its "
+                    "retransmit timer backs off to seconds).",
                 ),
                 expect=("accept_queue_overflow",),
                 shows=(QUEUE_PAST_LIMIT, OVERFLOWS, CONNECT_1S),

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from . import analysis
 from .realkind import SKEW_FIXES, STARVATION_FIXES
 from .snapshot import (
+    ADMITS_ONE_MORE,
     Diagnosis,
     Imbalance,
     LogHist,
@@ -269,11 +270,12 @@ def accept_queue_overflow(win: Sequence[Snapshot]) -> Diagnosis | None:
         ovf += f"; accepted connections waited {_p(wait, 0.99)} in the queue at p99"
     if full is not None:
         _, ln = full
+        admits = f"; {ADMITS_ONE_MORE}" if ln.past_limit else ""
         return Diagnosis(
             "accept_queue_overflow",
             Severity.CRITICAL,
-            f"accept queue overflow: port {ln.port} queue {queue_figure(ln.queue, ln.limit)} "
-            f"(full within {_span(win)}){ovf}",
+            f"accept queue overflow: port {ln.port} queue {ln.queue}/{ln.limit} "
+            f"(full within {_span(win)}{admits}){ovf}",
         )
     if overflows and fullest is not None and fullest.fill >= OVERFLOW_NEAR_FULL:
         return Diagnosis(

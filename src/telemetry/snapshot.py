@@ -33,6 +33,7 @@ from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 from .codec import FormatError, decode, encode
 
 __all__ = [
+    "ADMITS_ONE_MORE",
     "FORMAT_VERSION",
     "GLYPHS",
     "PAST_LIMIT_NOTE",
@@ -262,7 +263,8 @@ class ListenerSample:
         return self.limit is not None and self.queue > self.limit
 
 
-PAST_LIMIT_NOTE = "full: Linux admits one past the backlog"
+ADMITS_ONE_MORE = "Linux admits one past the backlog"
+PAST_LIMIT_NOTE = f"full: {ADMITS_ONE_MORE}"
 
 
 def queue_figure(queue: int, limit: int | None) -> str:
