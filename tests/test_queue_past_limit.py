@@ -47,9 +47,15 @@ def test_single_with_backlog_16_holds_17_as_ss_shows_and_every_view_says_why(
             c.setblocking(False)
             c.connect_ex(("127.0.0.1", port))
             clients.append(c)
-        wait_until(lambda: _ss(port) == (17, 16), 5, "ss Recv-Q 17, Send-Q 16")
         sampler = Sampler.for_supervisor(sup)
         try:
+            # single takes one connection (when its loop gets the CPU) and waits for its
+            # request; retransmitted SYNs refill the queue to 17 within a second or two
+            wait_until(
+                lambda: sampler.sample().listeners[0].queue == 17 and _ss(port) == (17, 16),
+                10,
+                "the sampler and ss at 17/16",
+            )
             snap = sampler.sample()
         finally:
             sampler.close()
