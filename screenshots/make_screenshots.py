@@ -1,72 +1,82 @@
 #!/usr/bin/env python3
-"""Make the README's screenshots: the live TUI against real servers on loopback.
+"""Make every screenshot in the README from the commands a user runs.
 
     .venv/bin/python screenshots/make_screenshots.py            # all of them, 120x36
-    .venv/bin/python screenshots/make_screenshots.py --only reuseport_paused --size 100x30
+    .venv/bin/python screenshots/make_screenshots.py --only reuseport_paused_worker
+    .venv/bin/python screenshots/make_screenshots.py --list     # each shot's command
 
-Each scenario starts a model and a load (as `serverscope --model M --load P` would), waits
-until the phenomenon it shows is on screen (its diagnosis, or a time limit) AND the clients'
-figures are live (requests completed and a latency, not the `0 req/s` and `-` of the
-first half second), at least MIN_SETTLE_S after the first frame, then saves an SVG
-with `App.save_screenshot`, then quits the app, which stops the server and the load.
+Each shot is a command line as the README prints it beside the image (`Shot.argv`, what
+follows `serverscope`), read by serverscope's own parser: the live lab
+(`serverscope --model M --load PRESET ...`), a guided demo (`serverscope demo NAME`, the
+TUI `demo` opens), `compare` (which draws its own SVG), or an attach to a real server
+(`serverscope serve ORIGINAL ...`, `serverscope load URL --preset ...` and
+`serverscope attach --pid ...`, the three commands a user types in three terminals). Only
+presets `load --list-presets` offers, the options every command takes and the keys a
+user presses (`Shot.keys`) go in, so anyone can make the same screen.
+
+A TUI shot waits until the phenomenon it shows is on screen (its diagnosis; for a demo,
+the step's diagnoses and the figures its narration promises) AND the clients' figures are
+live, at least MIN_SETTLE_S after the first frame, then saves an SVG with
+`App.save_screenshot` and quits, which stops the server and the load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from lab.catalogue import SCENARIOS  # noqa: E402
+from commands import load as load_cmd  # noqa: E402
+from commands import main as cli  # noqa: E402
+from commands import tui as tui_cmd  # noqa: E402
+from commands.common import config_from_args  # noqa: E402
+from lab import catalogue  # noqa: E402
+from lab.player import DemoPlayer  # noqa: E402
+from lab.scenarios import Scenario  # noqa: E402
 from lab.session import Session  # noqa: E402
-from loadgen.levels import PRESETS, LoadLevel  # noqa: E402
-from servers import models  # noqa: E402
+from loadgen.levels import LoadLevel  # noqa: E402
 from servers.config import ServerConfig  # noqa: E402
 from tui.app import ServerscopeApp  # noqa: E402
+from tui.screens.demo import DemoScreen  # noqa: E402
 from tui.screens.live import LiveScreen  # noqa: E402
 from tui.source import LiveSource  # noqa: E402
 
 MIN_SETTLE_S = 3.0  # no shot before this: the panels' rates need a few samples
-
-
-def clients_live(screen: LiveScreen) -> bool:
-    """The clients panel shows live figures: requests completed, so a latency (a rate of
-    0 req/s can be the truth, e.g. every client stuck behind a paused worker)."""
-    c = screen.last.client if screen.last else None
-    return c is not None and c.requests > 0 and c.latency_ms.count > 0
+SIZE = (120, 36)
 
 
 @dataclass(frozen=True)
 class Shot:
-    name: str
-    config: ServerConfig
-    level: LoadLevel
-    expect: str  # diagnosis rule to wait for ("" : just wait `seconds`)
-    seconds: float  # the longest to wait
+    name: str  # screenshots/NAME.svg
+    cmd: str  # the command after `serverscope`, as the README prints it
+    expect: str = ""  # diagnosis rule to wait for ("": just wait `settle`)
+    seconds: float = 15.0  # the longest to wait for it
     settle: float = 0.0  # at least this long before the shot
-    setup: Callable[[LiveScreen], Awaitable[None]] | None = None
+    keys: str = ""  # what the user presses first, as the README says (see `press`)
     ready: Callable[[LiveScreen], bool] | None = None  # and this holds (if given)
+    # attach shots: the server and the load, each a command in its own terminal
+    serve: str = ""
+    load: str = ""
 
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return tuple(shlex.split(self.cmd))
 
-async def pause_worker_1(screen: LiveScreen) -> None:
-    """SIGSTOP the worker in slot 1 (select it first, as a user would with the arrows)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        snap = screen.last
-        worker = next((w for w in snap.live_workers if w.slot == 1), None) if snap else None
-        if worker is not None:
-            screen.selected = worker.key
-            screen.fault("pause")
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError("no worker in slot 1 to pause")
+    @property
+    def command(self) -> str:
+        return f"serverscope {self.cmd}"
+
+    @property
+    def kind(self) -> str:
+        return self.argv[0] if self.argv[0] in ("demo", "compare", "attach") else "live"
 
 
 def queue_wait_seen(screen: LiveScreen) -> bool:
@@ -79,92 +89,139 @@ def queue_wait_seen(screen: LiveScreen) -> bool:
 SHOTS = [
     Shot(
         "many_accepts_burst",
-        ServerConfig(model="many_accepts", workers=4),
-        PRESETS["burst"].with_(duration=60),
+        "--model many_accepts --workers 4 --load burst",
         expect="accept_skew",  # shows as the 20 clients connect at once: shoot it then
         seconds=10,
     ),
     Shot(
+        "compare",
+        "compare --models many_accepts,cluster,reuseport --load burst --duration 4 --workers 4",
+    ),
+    Shot(
         "prefork_keepalive_idle",
-        # MaxRequestWorkers 32 (not 256): the same starvation, without 256 processes on a laptop
-        ServerConfig(model="prefork", max_workers=32),
-        PRESETS["keepalive-idle"].with_(duration=60),
+        # MaxRequestWorkers 32 (not 256): the same starvation, without 256 processes
+        "--model prefork --max-workers 32 --load keepalive-idle",
         expect="starvation",
         seconds=40,
         settle=6.0,
     ),
     Shot(
+        "event_keepalive_idle",
+        "--model event --workers 5 --load keepalive-idle",
+        seconds=8,
+        settle=8.0,
+    ),
+    Shot("single_storm_overflow", "demo overflow", expect="accept_queue_overflow"),
+    Shot(
+        "reuseport_paused_worker",
+        "--model reuseport --workers 4 --load storm --clients 40",
+        expect="reuseport_backlog",
+        seconds=10,
+        keys="down p",  # select worker 1 in the table, pause it
+    ),
+    Shot("goroutines_gil", "demo gil", expect="gil_cap", seconds=20),
+    Shot(
         "prefork_phases",
-        # the same starvation with KeepAliveTimeout 1.5 s, shorter than the clients' 2 s
-        # idle: children close idle connections and take the next queued one, so the
-        # window holds connections accepted after waiting (issue 16's panel and message)
-        ServerConfig(model="prefork", max_workers=32, keepalive_timeout=1.5),
-        PRESETS["keepalive-idle"].with_(duration=60),
+        # KeepAliveTimeout 1.5 s, shorter than the clients' 2 s idle: children close idle
+        # connections and take the next queued one, so the window holds connections
+        # accepted after waiting (the panel and the message have queue waits to show)
+        "--model prefork --max-workers 32 --keepalive-timeout 1.5 --load keepalive-idle",
         expect="starvation",
         seconds=45,
         settle=20.0,
         ready=queue_wait_seen,
     ),
     Shot(
-        "event_keepalive_idle",
-        ServerConfig(model="event", workers=5),  # 5 x 25 threads: room for 300 clients
-        PRESETS["keepalive-idle"].with_(duration=60),
-        expect="",
-        seconds=8,
-        settle=8.0,
-    ),
-    Shot(
-        "single_storm_overflow",
-        # the overflow demo's step: a 16-slot queue that 100 storming clients fill at once,
-        # with requests that cost 20 ms of CPU so the queue stays full (its own load level)
-        SCENARIOS["overflow"].steps[0].config,
-        SCENARIOS["overflow"].steps[0].level.with_(duration=60),
-        expect="accept_queue_overflow",
-        seconds=15,
-        settle=3.0,
-    ),
-    Shot(
-        "goroutines_gil",
-        SCENARIOS["gil"].steps[0].config,
-        SCENARIOS["gil"].steps[0].level.with_(duration=60),
-        expect="gil_cap",
-        seconds=15,
-        settle=3.0,
-    ),
-    Shot(
-        "reuseport_paused_worker",
-        ServerConfig(model="reuseport", workers=4),
-        PRESETS["storm"].with_(clients=40, duration=60),
-        expect="reuseport_backlog",
-        seconds=10,
-        settle=3.0,
-        setup=pause_worker_1,
+        "attach_apache_prefork",
+        "attach --pid PID",  # PID: the server's root pid, printed by `serve`
+        expect="starvation",
+        seconds=40,
+        settle=4.0,
+        serve="serve apache:prefork --max-workers 8 --port 8080",
+        load="load http://127.0.0.1:8080/ --preset keepalive-idle --clients 40 --ramp 1 "
+        "--duration 60",
     ),
 ]
 
 
-async def take(shot: Shot, out: Path, size: tuple[int, int]) -> str:
-    source = LiveSource(Session(shot.config, shot.level))
-    screen = LiveScreen(source, load_duration=shot.level.duration)
-    app = ServerscopeApp(screen)
-    note = ""
-    async with app.run_test(size=size) as pilot:
+# -- reading the commands with serverscope's own parser ------------------------------------
+
+
+def parse(cmd: str | tuple[str, ...]) -> argparse.Namespace:
+    argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+    return cli.build_parser().parse_args(argv)
+
+
+def live_args(shot: Shot) -> tuple[ServerConfig, LoadLevel | None, float | None]:
+    """What `serverscope ARGV` opens: its model config, its load, the load's duration."""
+    a = parse(shot.cmd)
+    cfg = tui_cmd.check_config(tui_cmd.default_config(a))
+    return cfg, tui_cmd.level_from_args(a), a.duration
+
+
+def demo_scenario(shot: Shot) -> Scenario:
+    return catalogue.get(parse(shot.cmd).name)
+
+
+def attach_parts(shot: Shot) -> tuple[ServerConfig, LoadLevel]:
+    """The server `serverscope serve ...` starts and the load `serverscope load ...` runs."""
+    s = parse(shot.serve)
+    cfg = config_from_args(s.model, s)
+    level = load_cmd.level_from_args(parse(shot.load))
+    return cfg, level
+
+
+# -- taking them ------------------------------------------------------------------------------
+
+
+def clients_live(screen: LiveScreen) -> bool:
+    """The clients panel shows live figures: requests completed, so a latency (a rate of
+    0 req/s can be the truth, e.g. every client stuck behind a paused worker)."""
+    c = screen.last.client if screen.last else None
+    return c is not None and c.requests > 0 and c.latency_ms.count > 0
+
+
+async def press(pilot, screen: LiveScreen, keys: str) -> None:  # type: ignore[no-untyped-def]
+    """The user's keys, once the workers are on screen (`down` selects the next one)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (screen.last and len(screen.last.live_workers) > 1):
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    for key in keys.split():
+        await pilot.press(key)
+        await asyncio.sleep(0.2)
+
+
+def demo_shown(screen: DemoScreen) -> bool:
+    """The demo step's diagnoses and every figure its narration promises are on screen."""
+    snap, step = screen.last, screen.player.step
+    if snap is None:
+        return False
+    rules = {d.rule for d in snap.diagnoses}
+    return set(step.expect) <= rules and all(e.holds(snap) for e in step.shows)
+
+
+async def shoot(app: ServerscopeApp, screen: LiveScreen, shot: Shot, out: Path) -> str:
+    async with app.run_test(size=SIZE) as pilot:
         began = time.monotonic()
         while screen.last is None:
-            if screen.startup_error:
-                return f"failed to start: {screen.startup_error}"
+            if getattr(screen, "startup_error", None):
+                return f"failed to start: {screen.startup_error}"  # type: ignore[attr-defined]
             await pilot.pause(0.1)
-        if shot.setup is not None:
-            await asyncio.sleep(1.0)
-            await shot.setup(screen)
+        if shot.keys:
+            await press(pilot, screen, shot.keys)
         start = time.monotonic()
         while True:
             await pilot.pause(0.25)
             waited = time.monotonic() - start
-            rules = {d.rule for d in screen.last.diagnoses} if screen.last else set()
+            if isinstance(screen, DemoScreen):
+                shown = demo_shown(screen)
+            else:
+                rules = {d.rule for d in screen.last.diagnoses} if screen.last else set()
+                shown = not shot.expect or shot.expect in rules
             settled = waited >= max(shot.settle, MIN_SETTLE_S) and clients_live(screen)
             ready = shot.ready is None or shot.ready(screen)
-            if settled and ready and (not shot.expect or shot.expect in rules):
+            if settled and ready and shown:
                 note = f"{shot.expect or 'shown'} after {time.monotonic() - began:.1f} s"
                 screen.frozen = True  # hold this frame (as the space key does) for the shot
                 break
@@ -174,31 +231,86 @@ async def take(shot: Shot, out: Path, size: tuple[int, int]) -> str:
         await pilot.pause(0.3)
         path = app.save_screenshot(filename=f"{shot.name}.svg", path=str(out))
         await pilot.press("q")
-        while not source.closed:
+        closing = getattr(screen, "source", None)
+        while closing is not None and not getattr(closing, "closed", True):
             await pilot.pause(0.1)
     return f"{path}: {note}"
+
+
+async def take_live(shot: Shot, out: Path) -> str:
+    cfg, level, duration = live_args(shot)
+    source = LiveSource(Session(cfg, level))
+    screen = LiveScreen(source, load_duration=duration or tui_cmd.LIVE_DURATION)
+    return await shoot(ServerscopeApp(screen), screen, shot, out)
+
+
+async def take_demo(shot: Shot, out: Path) -> str:
+    scenario = demo_scenario(shot)  # as tui.app.run_demo opens it
+    player = DemoPlayer(scenario)
+    source = LiveSource(Session(player.step.config, player.level(player.step)))
+    screen = DemoScreen(source, scenario)
+    return await shoot(ServerscopeApp(screen), screen, shot, out)
+
+
+async def take_attach(shot: Shot, out: Path) -> str:
+    """`serve` (a real Apache), `load` at it, `attach --pid` on its root pid."""
+    from loadgen.runner import LoadRunner
+    from originals.launch import Original
+    from telemetry.analyser import Analyser
+    from telemetry.sampler import Sampler
+    from tui.attach_feed import AttachFeed
+    from tui.screens.attach import AttachScreen
+
+    cfg, level = attach_parts(shot)
+    server = Original(cfg.with_(port=0)).start()  # a free port: 8080 may be taken here
+    runner = None
+    try:
+        runner = LoadRunner(server.url + "/", level).start()
+        a = parse(tuple(str(server.root_pid) if x == "PID" else x for x in shot.argv))
+        sampler = Sampler.attach(pid=a.pid, status_url=a.status_url)
+        sampler.load = runner.stats
+        feed = AttachFeed(sampler, Analyser(), on_close=[runner.stop], load_pid=None)
+        screen = AttachScreen(feed)
+        return await shoot(ServerscopeApp(screen), screen, shot, out)  # type: ignore[arg-type]
+    finally:
+        if runner is not None:
+            runner.stop()
+        server.stop()
+
+
+def take_compare(shot: Shot, out: Path) -> str:
+    """`serverscope compare ...` draws its own chart: point its --svg at the shot's file."""
+    path = out / f"{shot.name}.svg"
+    code = cli.main([*shot.argv, "--svg", str(path)])
+    return f"{path}: compare exited {code}"
+
+
+def take(shot: Shot, out: Path) -> str:
+    if shot.kind == "compare":
+        return take_compare(shot, out)
+    run = {"demo": take_demo, "attach": take_attach, "live": take_live}[shot.kind]
+    return asyncio.run(run(shot, out))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "screenshots"), help="directory for the SVGs")
-    p.add_argument("--size", default="120x36", help="terminal size, COLSxROWS (120x36)")
     p.add_argument("--only", action="append", choices=[s.name for s in SHOTS])
+    p.add_argument("--list", action="store_true", help="print each shot's command and exit")
     a = p.parse_args()
-    cols, rows = (int(x) for x in a.size.lower().split("x"))
+    if a.list:
+        for shot in SHOTS:
+            before = [f"serverscope {c}" for c in (shot.serve, shot.load) if c]
+            keys = f"  (then: {shot.keys})" if shot.keys else ""
+            print(f"{shot.name}: {'; '.join([*before, shot.command])}{keys}")
+        return 0
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    have = {s.name for s in models.available()}
-    failed = 0
     for shot in SHOTS:
         if a.only and shot.name not in a.only:
             continue
-        if shot.config.model not in have:
-            print(f"{shot.name}: skipped, model {shot.config.model} is not built yet")
-            failed += 1
-            continue
-        print(asyncio.run(take(shot, out, (cols, rows))), flush=True)
-    return 1 if failed else 0
+        print(take(shot, out), flush=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,27 @@ def test_the_seconds_parser_says_what_is_wrong_in_one_line(
     assert why in str(e.value)
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "nosuch"],
+        ["run", "--model", "nosuch", "--duration", "1"],
+        ["compare", "--models", "nosuch,single", "--duration", "1"],
+        ["--model", "nosuch"],
+    ],
+)
+def test_an_unknown_model_is_refused_naming_the_models_and_the_originals(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It listed the nine Python models only, though every command takes the originals."""
+    from commands import main as cli
+
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown model 'nosuch'" in err, err
+    assert "goroutines" in err and "node:many_accepts" in err and "apache:event" in err, err
+
+
 def test_the_seconds_parser_accepts_values_inside_its_bounds() -> None:
     assert seconds(above=0, at_most=DAY_S)("0.25") == 0.25
     assert seconds(at_least=1, at_most=3600)("1") == 1.0

@@ -86,6 +86,9 @@ def play_live(scenario: Scenario, console: Console | None = None) -> int:
             step = scenario.steps[i]
             for d in snap.diagnoses:
                 seen.setdefault(d.rule, t)
+            for e in step.shows:  # the figures the narration promises
+                if e.key not in seen and e.holds(snap):
+                    seen[e.key] = t
             live.update(demo_view(scenario, i, step, snap, t, seen), refresh=True)
 
         results = play(scenario, on_step=on_step, on_sample=on_sample, stop=stop)
@@ -101,5 +104,10 @@ def _print_results(console: Console, scenario: Scenario, results: list[StepResul
         mark = "[green]ok[/]" if r.ok else "[red]not shown[/]"
         seen_text = ", ".join(f"{k} at {v:g} s" for k, v in r.seen.items()) or "no diagnosis"
         console.print(f"  step {r.index + 1}: {r.step.title}: {seen_text}  {mark}")
+        says = {e.key: e.says for e in r.step.shows}
+        shown = [f"{says[k]} at {v:g} s" for k, v in r.shown.items()]
+        shown += [f"{e} not seen" for e in r.unshown]
+        if shown:
+            console.print(f"    {', '.join(shown)}")
         if r.error:
             console.print(f"    [red]{r.error}[/]")

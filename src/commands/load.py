@@ -8,9 +8,10 @@ import threading
 from typing import Any
 
 from lab.aggregate import write_json
-from loadgen.engine import ENGINES
+from loadgen.engine import ENGINES, resolve
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel, preset
 from loadgen.runner import LoadRunner
+from loadgen.stats import LoadStats
 from plumbing.signals import stop_on
 from text.load import live_figures, live_progress, load_summary
 
@@ -84,6 +85,17 @@ def level_from_args(a: argparse.Namespace) -> LoadLevel:
 PROG = "serverscope load"
 
 
+def all_refused(s: LoadStats, attempts: int) -> bool:
+    """Nothing completed and every one of at least `attempts` connects was refused."""
+    refused = s.errors.get("refused", 0)
+    return s.requests == 0 and refused >= attempts and refused == s.error_count
+
+
+def _host_port(url: str, allow_remote: bool) -> str:
+    t = resolve(url, allow_remote)
+    return f"{t.host}:{t.port}"
+
+
 def run(a: argparse.Namespace) -> int:
     if a.list_presets:
         width = max(map(len, PRESETS))
@@ -103,6 +115,7 @@ def run(a: argparse.Namespace) -> int:
     except LoadError as e:
         return fail(PROG, str(e))
     console = console_for_output(120)
+    refused: LoadStats | None = None
     try:
         with stop_on(threading.Event()) as stop, live_progress(console) as progress:
             task = progress.add_task(level.name, total=level.duration, live="starting")
@@ -110,14 +123,30 @@ def run(a: argparse.Namespace) -> int:
                 if stop.wait(0.25):
                     break
                 s = runner.stats()
+                if all_refused(s, level.clients):  # nobody listens: say so now, not in 10 s
+                    refused = s
+                    break
                 done = min(s.elapsed, level.duration)
                 progress.update(task, completed=done, live=live_figures(s))
         result = runner.stop()
     finally:
         runner.stop()
+    if result is not None and all_refused(result.stats, 1):
+        refused = result.stats
+    if refused is not None:
+        where = _host_port(a.url, a.allow_remote)
+        n = refused.errors.get("refused", 0)
+        return fail(
+            PROG,
+            f"{where} refused every connection ({n} refused in {refused.elapsed:.1f} s): "
+            "is a server listening there?",
+            EXIT_FAILED,
+        )
     if result is None:
         return fail(PROG, runner.error or "no result", EXIT_FAILED)
     load_summary(console, result)
+    if result.stats.requests == 0:  # the summary says why (errors, still waiting)
+        return fail(PROG, f"no request completed in {result.stats.elapsed:.1f} s", EXIT_FAILED)
     if a.json:
         try:
             write_json(a.json, result.to_json_dict())

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import originals
+from lab.server import model_spec
 from plumbing.signals import STOP_SIGNALS, stop_on
 from servers import models
 from servers.config import is_loopback_host
@@ -54,6 +55,7 @@ def run(a: argparse.Namespace) -> int:
         return list_models()
     if not a.model:
         return fail(PROG, "name a model (serverscope serve --list shows them)")
+    model_spec(a.model)  # an unknown name: one line naming the models and the originals
     cfg = config_from_args(a.model, a)
     if originals.is_original(a.model):
         return originals.serve(cfg)

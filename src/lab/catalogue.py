@@ -14,6 +14,7 @@ from __future__ import annotations
 from loadgen.levels import PRESETS, LoadLevel
 from servers.config import ServerConfig
 
+from .evidence import CONNECT_1S, OVERFLOWS, QUEUE_PAST_LIMIT, STALLED, WAITING_2S
 from .scenarios import MASTER, Fault, Scenario, Step
 
 # -- the loads ------------------------------------------------------------------------------
@@ -22,15 +23,28 @@ from .scenarios import MASTER, Fault, Scenario, Step
 # load (the `burst` preset: 20 clients back to back) every worker is busy and each takes
 # its turn, so accepts come out even on 2 cores. A light load of new connections leaves
 # them waiting, and EPOLLEXCLUSIVE's LIFO wake-up hands nearly every one to one worker.
-LIGHT_CLOSE = LoadLevel(
-    name="light-close", clients=10, rate=300, keepalive=False, duration=30, connect_timeout=10
-)
+# Loads that are no preset are named "custom", as `serverscope load` names its own, and
+# the demo shows the `load` options that make them (Step.load_line).
+LIGHT_CLOSE = LoadLevel(clients=10, rate=300, keepalive=False, duration=30)
 STORM = PRESETS["storm"]
 # keep-alive clients that idle 2 s between requests (KeepAliveTimeout is 5 s)
-KEEPALIVE_IDLE = PRESETS["keepalive-idle"].with_(clients=100, ramp=2)
+KEEPALIVE_IDLE = PRESETS["keepalive-idle"].with_(name="custom", clients=100, ramp=2)
 # open loop: new connections keep arriving whatever happens to the ones in a stalled queue
-STALL = LoadLevel(name="steady-close", clients=300, rate=200, keepalive=False, duration=30)
-CPU_HEAVY = LoadLevel(name="cpu-heavy", clients=20, cpu_ms=5, duration=30)
+STALL = LoadLevel(clients=300, rate=200, keepalive=False, duration=30)
+CPU_HEAVY = LoadLevel(clients=20, cpu_ms=5, duration=30)
+# Overflow needs arrivals that do not wait for the server: an open loop at twice what
+# `single` serves (20 ms of CPU a request: at most 50 a second). A closed loop (the old
+# `storm` with 20 ms requests) showed it half the time: the client just served reconnects
+# the instant its slot frees and beats every retransmitted SYN to it, so the dropped
+# clients never got in (4 runs: connect p99 4,088 ms, 7,127 ms, 0.8 ms, 0.2 ms). Paced
+# arrivals leave the freed slot to whichever SYN comes first, retries included: measured
+# here, connect p99 >= 1 s by 1.8 s in every run, connects at 1, 2, 3, 4, 5, 7 s. 400
+# clients: room for the connections still retrying (up to the 10 s connect timeout).
+# After ~10 s of overflow single stalls now and then (2 of 4 runs of 20 s, at 12-13 s):
+# it accepted a connection whose request bytes the kernel had dropped with the queue
+# full, and waits in read while the client resends them (ss: client Send-Q 123, rto
+# 5.76 s, backoff 4): the narration says so.
+OVERFLOW = LoadLevel(clients=400, rate=100, keepalive=False, cpu_ms=20, duration=30)
 
 
 # -- the scenarios --------------------------------------------------------------------------
@@ -100,10 +114,12 @@ _add(
                     "in a few seconds: watch the master spawn 1, 2, 4 ... children a second.",
                     "Every child goes to K (keep-alive wait) and stays there: the CPU is "
                     "idle, yet the accept queue grows.",
-                    "New clients wait in the queue for a child to be freed: connect times "
-                    "and latency climb while the server does nothing.",
+                    "New clients' handshakes complete in the kernel, then wait in the "
+                    "accept queue for a child to be freed: watch 'waiting' and its oldest "
+                    "age climb, and latency p99 with it, while the server does nothing.",
                 ),
                 expect=("starvation",),
+                shows=(WAITING_2S,),
                 seconds=20,
                 min_seconds=12,
             ),
@@ -129,38 +145,37 @@ _add(
 _add(
     Scenario(
         "overflow",
-        "accept queue overflow: single under a storm, connect times at whole seconds",
+        "accept queue overflow: single under twice the load it serves, connects at whole seconds",
         (
             Step(
                 "single: one process, one connection at a time, a 16-slot accept queue",
                 ServerConfig(model="single", backlog=16),
-                # 20 ms of CPU a request: single serves ~50 a second while 100 clients
-                # reconnect, so the queue stays full and most handshakes are dropped (with
-                # GET / it served 15,000/s, the queue emptied at once: 0.4% of connects
-                # were dropped and connect p99 read 1.4 ms). Measured here, 8 s: 700
-                # ListenOverflows, connect p90 1.0 s, p99 2.0-3.1 s. The clients arrive
-                # over 2 s: all 100 at once beat the queue to it (it fills only as
-                # handshakes complete), were answered with SYN cookies, and their ACKs were
-                # the ones dropped: connected at once, then stuck (twice in five suite
-                # runs: connect p99 4 ms, 83 requests waiting 7.8 s). Arriving over 2 s,
-                # they meet a full queue and their SYNs are dropped: p99 4.1-7.1 s in 3 runs.
-                STORM.with_(name="storm-cpu", cpu_ms=20, ramp=2),
+                OVERFLOW,
                 (
-                    "One process serves one connection at a time; 100 clients open a new "
-                    "connection for every request, and each request costs 20 ms of CPU, "
-                    "so it serves about 50 a second.",
+                    "One process serves one connection at a time, and each request costs "
+                    "20 ms of CPU: single serves at most 50 a second.",
+                    "100 new connections arrive every second (an open loop: they keep "
+                    "coming whatever happens to the earlier ones), twice what it serves.",
                     "The backlog is 16 here (511 by default) so that the queue fills at "
-                    "once: watch it sit at 16/16, in red.",
+                    "once: watch it sit at 17/16, in red (Linux admits one connection past "
+                    "the backlog before it counts the queue full).",
                     "Once it is full the kernel drops handshakes: ListenOverflows (a "
                     "namespace-wide counter) climbs.",
                     "Dropped clients retransmit their SYN: watch the 'connects' line count "
-                    "connects at 1 s, 2 s, 3 s (Linux 6.7+ retries every second five times; "
-                    "older kernels at 1 s, 3 s, 7 s) and connect p99 jump past 1 s.",
+                    "connects at 1 s, 2 s, 3 s (Linux 6.7+ retries every second at first; "
+                    "older kernels at 1 s, 3 s, 7 s) and connect p99 reach 1 s and more.",
                     "A client still retrying its handshake, or whose request is not "
-                    "answered yet, is waiting: watch 'waiting' and its oldest age grow.",
+                    "answered yet, is waiting: watch 'waiting' and its oldest age grow; "
+                    "one that has retried for 10 s gives up (a connect_timeout error).",
+                    "Single may also stall, CPU idle, at 0 req/s: a client whose request "
+                    "bytes were dropped with the queue full gets in later without them, "
+                    "and single waits until that client's kernel sends them again (its "
+                    "retransmit timer backs off to seconds).",
                 ),
                 expect=("accept_queue_overflow",),
+                shows=(QUEUE_PAST_LIMIT, OVERFLOWS, CONNECT_1S),
                 seconds=20,
+                min_seconds=5,
             ),
         ),
     )
@@ -182,10 +197,12 @@ _add(
                     "Watch worker 0's queue: the kernel keeps hashing a quarter of new "
                     "connections to it, and nobody takes them.",
                     "The other queues stay empty; the stuck clients wait until worker 0 "
-                    "comes back: p99 latency explodes.",
+                    "comes back: watch 'waiting' and its oldest age climb, and latency p99 "
+                    "with it.",
                 ),
                 fault=Fault("pause", slot=0, after_s=3.0),
                 expect=("reuseport_backlog",),
+                shows=(WAITING_2S,),
                 seconds=15,
                 min_seconds=7,
             ),
@@ -238,11 +255,16 @@ _add(
                     "and again, as a master with more connections than it can handle.",
                     "Watch the scoreboard's title: master ~100% CPU (one core) while the "
                     "workers idle at '_': nothing reaches them.",
-                    "The accept queue fills, connect times and p99 latency climb: the "
-                    "workers are free, the master is the bottleneck.",
+                    "Nothing is accepted while it burns: req/s falls to 0 and every "
+                    "client's connection waits in the accept queue (the kernel completed "
+                    "its handshake, so connect times stay short).",
+                    "The requests wait unanswered: watch 'waiting' and its oldest age "
+                    "climb by a second every second; the latency p99 shown counts them at "
+                    "their age. The workers are free, the master is the bottleneck.",
                 ),
                 fault=Fault("burn", slot=MASTER, after_s=2.0, every_s=2.5),
                 expect=("master_bottleneck",),
+                shows=(STALLED,),
                 absent=("accept_skew",),  # round robin: even, however slow the master
                 seconds=15,
                 min_seconds=10,  # the burn from 2 s, then a 5 s window of it, and margin

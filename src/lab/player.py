@@ -92,6 +92,7 @@ class StepResult:
     samples: int = 0
     seen: dict[str, float] = field(default_factory=dict)  # rule -> first seen, s into step
     messages: dict[str, str] = field(default_factory=dict)  # rule -> first message
+    shown: dict[str, float] = field(default_factory=dict)  # evidence key -> first seen, s
     fault_done: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -100,12 +101,17 @@ class StepResult:
         return tuple(r for r in self.step.expect if r not in self.seen)
 
     @property
+    def unshown(self) -> tuple[str, ...]:
+        """What the narration promised (`Step.shows`) that never appeared."""
+        return tuple(e.says for e in self.step.shows if e.key not in self.shown)
+
+    @property
     def unwanted(self) -> tuple[str, ...]:
         return tuple(r for r in self.step.absent if r in self.seen)
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.missing and not self.unwanted
+        return self.error is None and not self.missing and not self.unwanted and not self.unshown
 
 
 SampleHook = Callable[[int, Snapshot, float], None]  # step index, snapshot, s into step
@@ -126,7 +132,8 @@ def play(
     """Play every step with no UI: start its model and load, do its fault, sample.
 
     `seconds` overrides each step's length (the tests use a few seconds); with
-    `stop_when_seen` a step with expectations ends as soon as all have appeared."""
+    `stop_when_seen` a step with expectations (diagnoses and the figures its narration
+    promises) ends as soon as all have appeared."""
     if seconds is not None:
         scenario = with_seconds(scenario, seconds)
     stop = stop or threading.Event()
@@ -186,13 +193,16 @@ def _run_step(
             if d.rule not in res.seen:
                 res.seen[d.rule] = round(t, 2)
                 res.messages[d.rule] = d.message
+        for e in step.shows:
+            if e.key not in res.shown and e.holds(snap):
+                res.shown[e.key] = round(t, 2)
         if on_sample is not None:
             on_sample(res.index, snap, t)
         srv = session.server
         if srv is None or not srv.running:
             res.error = f"{step.config.model} exited during the step"
             break
-        if stop_when_seen and step.expect and not res.missing:
+        if stop_when_seen and (step.expect or step.shows) and not (res.missing or res.unshown):
             break
         if t >= step.seconds:
             break

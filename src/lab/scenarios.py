@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from loadgen.levels import LoadLevel
 from servers.config import ServerConfig
 
+from .evidence import Evidence
 from .session import Session
 
 MASTER = -1  # Fault.slot for the model's root process (the master), not a worker slot
@@ -50,6 +51,16 @@ class Step:
     absent: tuple[str, ...] = ()  # rule ids this step (the contrast) should NOT bring up
     min_seconds: float = 0.0  # shortest step that shows `expect` (`--seconds` below it is
     # refused: `demo master --seconds 4` and `demo gil --seconds 4` reported "not shown")
+    shows: tuple[Evidence, ...] = ()  # figures the narration promises, checked as it plays
+
+    @property
+    def load_line(self) -> str:
+        """Which load runs, as a user would start it: a preset by name, or the `load`
+        options of a custom one (a demo's load is either, never a look-alike name)."""
+        lv = self.level
+        if lv.preset is not None:
+            return f"load: the {lv.preset} preset"
+        return f"load: custom, as `serverscope load URL {lv.flags()}`"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import originals
 from loadgen.stats import LoadStats
 from originals.launch import Original
 from servers import models
-from servers.config import ServerConfig
+from servers.config import ConfigError, ServerConfig
 from servers.models import ModelSpec
 from servers.supervisor import Supervisor
 from telemetry.sampler import Sampler
@@ -66,9 +66,15 @@ class ModelServer(Supervisor):
 
 
 def model_spec(name: str) -> ModelSpec[Any]:
-    """The knobs and defaults of a Python model or an original, by name."""
+    """The knobs and defaults of a Python model or an original, by name (ConfigError
+    naming both kinds for an unknown name: the originals are accepted everywhere too)."""
     if originals.is_original(name):
         return originals.spec(name).model
+    if name not in models.MODEL_NAMES:
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of: {', '.join(models.MODEL_NAMES)}, "
+            f"or an original: {', '.join(originals.NAMES)}"
+        )
     return models.spec(name)
 
 
@@ -76,6 +82,7 @@ def open_server(config: ServerConfig) -> Server:
     """The server for `config.model`, not yet started (ConfigError for unknown names)."""
     if originals.is_original(config.model):
         return OriginalServer(config)
+    model_spec(config.model)
     return ModelServer(config)
 
 

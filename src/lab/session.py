@@ -30,7 +30,7 @@ from telemetry.analyser import Analyser
 from telemetry.diagnosis import OVERFLOW_NEAR_FULL
 from telemetry.recording import RecordingWriter
 from telemetry.sampler import Sampler
-from telemetry.snapshot import Snapshot
+from telemetry.snapshot import Snapshot, queue_figure
 
 from .server import Server, open_server, sampler_for
 
@@ -90,7 +90,7 @@ class EventDeriver:
         )
         # "ended" only after OVERFLOW_QUIET_S without overflow, so a queue hovering at its
         # limit reads as one episode, not a flicker of starts and ends
-        queue = f"queue {snap.queue}/{snap.queue_limit}"
+        queue = f"queue {queue_figure(snap.queue, snap.queue_limit)}"
         if overflowing:
             self.overflow_seen = snap.time
             if not self.overflowing:
@@ -174,7 +174,8 @@ class Session:
 
     def _start_load(self, level: LoadLevel) -> None:
         assert self.server is not None
-        if self.runner is not None:
+        if self.runner is not None:  # its result is thrown away: no drain to wait for
+            self.runner.kill()
             self.runner.stop()
         self.level = level
         self.runner = LoadRunner(self.server.local_url, level, engine=self.engine).start()
@@ -243,8 +244,12 @@ class Session:
 
         self._on_owner(go)
 
-    def set_level(self, level: LoadLevel | None) -> None:
-        """Change the load while it runs (within 1 s); start it again if it had ended."""
+    def set_level(self, level: LoadLevel | None, *, fresh: bool = False) -> None:
+        """Change the load. Another load (another preset, or custom after a preset), or
+        `fresh`, is a new run: the old clients go and the new ones arrive as the level
+        says (`burst`: all at once; changed in place, a burst after `storm` kept 20 of
+        the storm's clients and no burst of connects happened). The same load with other
+        clients or rate changes in place, within 1 s. A load that had ended starts again."""
 
         def go() -> None:
             with self._lock:
@@ -255,7 +260,8 @@ class Session:
                         self.log("load", "load stopped")
                     self.level = None
                     return
-                if self.runner is not None and self.runner.running:
+                same = self.level is not None and level.name == self.level.name
+                if self.runner is not None and self.runner.running and same and not fresh:
                     self.runner.set_level(level)
                     self.level = level
                     self.log("load", f"load changed: {level.describe()}")

@@ -77,6 +77,36 @@ class LoadLevel:
         parts.append(f"GET {self.target}")
         return ", ".join(parts)
 
+    @property
+    def preset(self) -> str | None:
+        """The preset this level is, its duration aside (None: not a preset's)."""
+        base = PRESETS.get(self.name)
+        return (
+            self.name if base is not None and base.with_(duration=self.duration) == self else None
+        )
+
+    def flags(self) -> str:
+        """The `serverscope load` options that make this level (its duration aside):
+        `--preset NAME` for a preset, else every field that differs from the defaults."""
+        if self.preset is not None:
+            return f"--preset {self.preset}"
+        base = LoadLevel()
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("name", "duration") or value == getattr(base, f.name):
+                continue
+            if f.name == "keepalive":
+                out.append("--keepalive" if value else "--close")
+            elif f.name == "think_exp":
+                out.append("--think-exp")
+            else:
+                flag = _FLAGS.get(f.name, f.name.replace("_", "-"))
+                out.append(
+                    f"--{flag} {value:g}" if isinstance(value, float) else f"--{flag} {value}"
+                )
+        return " ".join(out)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
@@ -85,6 +115,9 @@ class LoadLevel:
         data = json.loads(text)
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+_FLAGS = {"think_ms": "think"}  # fields whose `load` option is not the field's own name
 
 
 def _range(name: str, value: float, low: float, high: float) -> None:

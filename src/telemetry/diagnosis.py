@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from . import analysis, explain
 from .snapshot import (
+    ADMITS_ONE_MORE,
     Diagnosis,
     Hold,
     Imbalance,
@@ -23,6 +24,7 @@ from .snapshot import (
     Snapshot,
     WorkerSample,
     WorkerState,
+    queue_figure,
 )
 
 Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
@@ -230,7 +232,7 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     if sum(holding) < STARVATION_MIN_IDLE_HOLD * len(holding):
         return None
     lim = last.queue_limit
-    queue = f"accept queue {last.queue}/{lim}" if lim else f"accept queue {last.queue}"
+    queue = f"accept queue {queue_figure(last.queue, lim)}"
     drops = [s.kernel.drops_per_s for s in recent if s.kernel and s.kernel.drops_per_s is not None]
     drop_text = f", {_mean(drops):.0f} SYN drops/s" if drops and _mean(drops) >= 0.5 else ""
     scoreboard = last.source != "attach"
@@ -288,18 +290,19 @@ def accept_queue_overflow(win: Sequence[Snapshot]) -> Diagnosis | None:
         ovf += f"; accepted connections waited {_p(wait, 0.99)} in the queue at p99"
     if full is not None:
         _, ln = full
+        admits = f"; {ADMITS_ONE_MORE}" if ln.past_limit else ""
         return Diagnosis(
             "accept_queue_overflow",
             Severity.CRITICAL,
             f"accept queue overflow: port {ln.port} queue {ln.queue}/{ln.limit} "
-            f"(full within {_span(win)}){ovf}",
+            f"(full within {_span(win)}{admits}){ovf}",
         )
     if overflows and fullest is not None and fullest.fill >= OVERFLOW_NEAR_FULL:
         return Diagnosis(
             "accept_queue_overflow",
             Severity.CRITICAL,
-            f"accept queue overflow: port {fullest.port} queue {fullest.queue}/{fullest.limit}"
-            f"{ovf}",
+            f"accept queue overflow: port {fullest.port} queue "
+            f"{queue_figure(fullest.queue, fullest.limit)}{ovf}",
         )
     return None
 

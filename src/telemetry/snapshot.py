@@ -34,8 +34,10 @@ from .codec import FormatError, decode, encode
 from .spread import Spread, Wake, mechanism_label
 
 __all__ = [
+    "ADMITS_ONE_MORE",
     "FORMAT_VERSION",
     "GLYPHS",
+    "PAST_LIMIT_NOTE",
     "SEVERITIES",
     "STATES",
     "Diagnosis",
@@ -59,6 +61,7 @@ __all__ = [
     "Wake",
     "WorkerSample",
     "WorkerState",
+    "queue_figure",
 ]
 
 FORMAT_VERSION = 1
@@ -283,6 +286,25 @@ class ListenerSample:
     @property
     def full(self) -> bool:
         return bool(self.limit) and self.queue >= (self.limit or 0)
+
+    @property
+    def past_limit(self) -> bool:
+        """Queue one past the limit: a true reading, not a glitch. Linux counts a queue
+        full only when its length is ABOVE the backlog (sk_acceptq_is_full), so it admits
+        limit + 1 (`ss -ltn` shows Recv-Q 17, Send-Q 16 for a full listen(fd, 16))."""
+        return self.limit is not None and self.queue > self.limit
+
+
+ADMITS_ONE_MORE = "Linux admits one past the backlog"
+PAST_LIMIT_NOTE = f"full: {ADMITS_ONE_MORE}"
+
+
+def queue_figure(queue: int, limit: int | None) -> str:
+    """`5/16`; `17/16 (full: Linux admits one past the backlog)`; `5` (limit unknown)."""
+    if limit is None or limit <= 0:
+        return str(queue)
+    note = f" ({PAST_LIMIT_NOTE})" if queue > limit else ""
+    return f"{queue}/{limit}{note}"
 
 
 @dataclass(frozen=True, slots=True)

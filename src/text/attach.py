@@ -10,7 +10,14 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.units import mib, opt
-from telemetry.snapshot import Role, Severity, Snapshot, WorkerSample, WorkerState
+from telemetry.snapshot import (
+    PAST_LIMIT_NOTE,
+    Role,
+    Severity,
+    Snapshot,
+    WorkerSample,
+    WorkerState,
+)
 
 MAX_ROWS = 40  # workers shown; the rest are summarised in one line
 STATE_STYLE = {WorkerState.STOPPED: "bold reverse red", WorkerState.DEAD: "red"}
@@ -93,6 +100,9 @@ def _listeners(snap: Snapshot) -> Table:
             " ".join(f"pid {p}" for p in ln.owners) or "-",
             Text(ln.mechanism, style="dim" if ln.spread is None else ""),
         )
+    past = next((ln for ln in snap.listeners if ln.past_limit), None)
+    if past is not None:  # a true reading: say why, so nobody takes it for a glitch
+        lt.caption = f"queue {past.queue} > limit {past.limit}: {PAST_LIMIT_NOTE}"
     return lt
 
 

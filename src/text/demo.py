@@ -8,6 +8,7 @@ from rich.console import Group
 from rich.text import Text
 
 from lab.scenarios import Scenario, Step
+from lab.units import ms
 from telemetry.snapshot import Snapshot
 
 from .attach import render
@@ -25,6 +26,7 @@ def demo_view(
     head.append(f"demo {scenario.name}", style="bold")
     head.append(f"  step {i + 1}/{len(scenario.steps)}: {step.title}")
     head.append(f"  {t:4.0f}/{step.seconds:g} s", style="dim")
+    head.append(f"\n{step.load_line}", style="dim")
     if step.fault is not None:
         head.append(f"\nfault: {step.fault.describe()}", style="magenta")
     narr = Text()
@@ -37,9 +39,14 @@ def demo_view(
     c = snap.client
     client = Text()
     if c is not None:
+        # latency as the TUI shows it: the requests still waiting count at their age
+        lat = c.waiting_latency
+        oldest = f", oldest {ms(c.oldest_wait_ms)}" if c.oldest_wait_ms is not None else ""
         client.append(
-            f"client: {c.rps:.0f} req/s  p99 {c.latency_ms.p99:.1f} ms  connect p99 "
-            f"{c.connect_ms.p99:.1f} ms  errors {c.error_count}  open {c.open_connections}"
+            f"client: {c.rps:.0f} req/s  latency p99 {ms(lat.p99 if lat.count else None)}  "
+            f"connect p99 {ms(c.connect_ms.p99 if c.connect_ms.count else None)}  "
+            f"waiting {c.in_flight}{oldest}  errors {c.error_count}  "
+            f"open {c.open_connections}"
         )
     want = Text()
     for rule in step.expect:
@@ -47,4 +54,9 @@ def demo_view(
             want.append(f"expected {rule}: seen at {seen[rule]:.1f} s  ", style="green")
         else:
             want.append(f"expected {rule}: not yet  ", style="yellow")
+    for e in step.shows:
+        if e.key in seen:
+            want.append(f"{e.says}: seen at {seen[e.key]:.1f} s  ", style="green")
+        else:
+            want.append(f"{e.says}: not yet  ", style="yellow")
     return Group(head, narr, client, render(snap), want)

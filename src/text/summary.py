@@ -13,6 +13,7 @@ from lab.summary import RunSummary
 from lab.units import opt, pct
 from plumbing.loghist import LogHist
 from telemetry.analysis import dur
+from telemetry.snapshot import PAST_LIMIT_NOTE
 
 from .load import load_summary
 
@@ -34,6 +35,8 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         "CPU imbalance", f"Jain {opt(s.cpu_jain, '{:.2f}')}  top share {pct(s.cpu_top_share)}"
     )
     q = f"{s.max_queue}" + (f" / limit {s.queue_limit}" if s.queue_limit else "")
+    if s.queue_limit and s.max_queue > s.queue_limit:
+        q += f" ({PAST_LIMIT_NOTE})"
     if s.max_queue_listener != s.max_queue:
         q += f"  (longest single queue {s.max_queue_listener})"
     if s.full_samples:

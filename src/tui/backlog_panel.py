@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from lab.units import num
-from telemetry.snapshot import ListenerSample
+from telemetry.snapshot import PAST_LIMIT_NOTE, ListenerSample
 
 from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style
 from .frame import Frame
@@ -38,6 +38,8 @@ class BacklogPanel(QuietStatic):
         many = len(listeners) > 1
         for ln in shown:
             _line(t, ln, width, many, paused_listeners.get(ln.index), owners.get(ln.index, ""))
+        if any(ln.past_limit for ln in shown):  # 17/16 is true: say why, once
+            t.append(f"{PAST_LIMIT_NOTE}\n", style="dim")
         rest = [ln for ln in listeners if ln not in shown]
         if rest:
             t.append(f"+{len(rest)} more, queues ≤ {max(ln.queue for ln in rest)}\n", style="dim")

@@ -16,14 +16,12 @@ class NarrationPanel(Static):
         self.border_title = f"demo {scenario.name} · step {index + 1}/{len(scenario.steps)}"
         t = Text()
         t.append(step.title, style="bold")
+        t.append(f"\n  {step.load_line}", style="dim")
         for line in step.narration:
             t.append("\n• ")
             t.append(line)
         if step.fault is not None:
-            f = step.fault
-            t.append(
-                f"\n  fault: {f.action} worker {f.slot} after {f.after_s:g} s", style="magenta"
-            )
+            t.append(f"\n  fault: {step.fault.describe()}", style="magenta")
         if remaining_s is None:
             nav = "starting…"
         elif last:

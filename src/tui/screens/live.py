@@ -113,10 +113,11 @@ class LiveScreen(LabScreen):
     def _load_chosen(self, level: LoadLevel | bool | None) -> None:
         if level is False:
             return
-        self.set_load(level if isinstance(level, LoadLevel) else None)
+        # a load chosen in the dialog starts anew, as its preset says (burst: at once)
+        self.set_load(level if isinstance(level, LoadLevel) else None, fresh=True)
 
-    def set_load(self, level: LoadLevel | None) -> None:
-        self.control(lambda: self.session.set_level(level), "the load did not change")
+    def set_load(self, level: LoadLevel | None, *, fresh: bool = False) -> None:
+        self.control(lambda: self.session.set_level(level, fresh=fresh), "the load did not change")
 
     def action_clients(self, factor: float) -> None:
         level = self.session.level
@@ -129,7 +130,7 @@ class LiveScreen(LabScreen):
 
     def action_rerun(self) -> None:
         level = self.session.level or PRESETS["burst"].with_(duration=self.load_duration)
-        self.set_load(level)
+        self.set_load(level, fresh=True)
 
     def action_restart(self) -> None:
         self.status(f"restarting {self.session.config.model}…")
@@ -219,7 +220,9 @@ class LiveScreen(LabScreen):
             yield SystemCommand(
                 f"Load: {name}",
                 PRESET_HELP.get(name, ""),
-                lambda preset=level: self.set_load(preset.with_(duration=self.load_duration)),
+                lambda preset=level: self.set_load(
+                    preset.with_(duration=self.load_duration), fresh=True
+                ),
             )
         yield SystemCommand("Choose the model and its knobs…", "m", self.action_model)
         yield SystemCommand("Choose the load…", "l: preset, clients, rate", self.action_load)
