@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from loadgen.stats import LoadStats
 from telemetry import synthetic
-from telemetry.snapshot import Kind, Role, Snapshot
+from telemetry.snapshot import Kind, Role, Snapshot, WorkerState
 
 STEPS = 40  # 10 s at 4 Hz: a full 5 s window and some sparkline history
 
@@ -195,3 +195,50 @@ def prefork_starving_phases() -> list[Snapshot]:
         service_ms=[0.3, 0.25, 0.4],
         phase_requests=[1, 0, 0, 0],
     )
+
+
+def original_apache_worker(seq: int = 1, time: float = 1000.0) -> Snapshot:
+    """apache:worker run as an original, as the lab samples it from outside: the master
+    (waiting), 4 child processes of unknown state, 27 thread rows under each; nobody's
+    requests counted (Apache's are in mod_status, not read), accepts estimated."""
+    import dataclasses
+
+    base = synthetic.snapshot(
+        seq=seq,
+        time=time,
+        model="attached",
+        workers=4,
+        states=["unknown"],
+        accepts=[30, 50, 20, 12],
+        accepts_total=[30 * seq, 50 * seq, 20 * seq, 12 * seq],
+        cpu=[40, 60, 30, 20],
+    )
+    snap = _attached(base, "apache-threaded")
+    master = dataclasses.replace(
+        snap.workers[0],
+        pid=1000,
+        tid=1000,
+        state=WorkerState.WAITING,
+        role=Role.MASTER,
+        accepts=0,
+        accepts_total=0,
+        connections=0,
+    )
+    rows = [master]
+    for w in snap.workers:
+        rows.append(dataclasses.replace(w, requests=None, requests_total=None))
+        for k in range(27):
+            rows.append(
+                dataclasses.replace(
+                    w,
+                    tid=w.pid * 100 + k,
+                    kind=Kind.THREAD,
+                    role=Role.THREAD,
+                    accepts=None,
+                    accepts_total=None,
+                    requests=None,
+                    requests_total=None,
+                    connections=None,
+                )
+            )
+    return dataclasses.replace(snap, source="attach", workers=tuple(rows))

@@ -180,7 +180,7 @@ class LabScreen(Screen[None]):
         frame = self.frame(snap)
         self.query_one(ScoreboardGrid).show(frame)
         panel = self.query_one("#scoreboard-panel")
-        title = summary(frame, panel.size.width)
+        title = summary(frame, panel.outer_size.width)
         if panel.border_title != title:  # (setting it redraws the panel)
             panel.border_title = title
         self.query_one(WorkerTable).show(frame)

@@ -1,0 +1,106 @@
+"""What the TUI says on real servers, checked on synthetic snapshots shaped like them: a
+thread, a master or a listener is never drawn or counted as a worker; a stopped lab
+claims nothing live; the load dialog's words match its fields; the phases panel opens on
+a worker that serves. (Real-server checks of the same shapes: test_tui_attach.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import tui_scenarios
+from telemetry import synthetic
+from telemetry.snapshot import Role, Snapshot
+from tui.app import ServerscopeApp
+from tui.frame import Frame
+from tui.scoreboard_grid import ScoreboardGrid, summary
+from tui.screens.lab import LabScreen
+from tui.screens.replay import ReplayScreen
+from tui.source import ReplaySource
+
+
+def screen_text(app: ServerscopeApp) -> list[str]:
+    """The screen as the terminal shows it, one string per row."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def on_screen(
+    snaps: list[Snapshot],
+    check: Callable[[ServerscopeApp, LabScreen], Awaitable[None] | None],
+    size: tuple[int, int] = (120, 36),
+    screen: LabScreen | None = None,
+) -> None:
+    """Draw the last of `snaps` on the replay screen, then run `check(app, screen)`."""
+
+    async def go() -> None:
+        lab = screen or ReplayScreen(ReplaySource(snaps, name="t", start_at=-1, playing=False))
+        app = ServerscopeApp(lab)
+        async with app.run_test(size=size) as pilot:
+            for _ in range(200):
+                if lab.last is not None:
+                    break
+                await pilot.pause(0.02)
+            await pilot.pause(0.05)
+            result = check(app, lab)
+            if result is not None:
+                await result
+
+    asyncio.run(go())
+
+
+# -- finding 6: the grid shows workers, one cell each ------------------------------------------
+
+
+def test_the_grid_of_an_original_has_a_cell_per_worker_not_for_its_master_and_threads() -> None:
+    """apache:worker as an original: 4 children, a master, 108 thread rows. It drew 113
+    cells ('_' for the master, '?' for every thread) under "4 workers"."""
+    snap = tui_scenarios.original_apache_worker()
+
+    def check(app: ServerscopeApp, lab: LabScreen) -> None:
+        grid = app.query_one(ScoreboardGrid)
+        drawn = "".join(grid.render_line(y).text for y in range(grid.size.height)).strip()
+        assert drawn == "????", drawn
+        title = str(app.query_one("#scoreboard-panel").border_title)
+        assert title.startswith(("scoreboard · 4 workers ·", "4 workers ·")), title
+        assert "+108 threads" in title, title
+
+    on_screen([snap], check)
+
+
+def test_the_event_grid_draws_no_listener_beside_0_busy() -> None:
+    """event: 75 worker threads and 3 listener threads holding the parked connections in
+    state K: the grid showed 'KKK' beside '... 4 busy'."""
+    snaps = tui_scenarios.event_keepalive_idle()
+
+    def check(app: ServerscopeApp, lab: LabScreen) -> None:
+        grid = app.query_one(ScoreboardGrid)
+        drawn = "".join(grid.render_line(y).text for y in range(grid.size.height)).strip()
+        assert len(drawn) == 75 and "K" not in drawn, drawn
+        title = str(app.query_one("#scoreboard-panel").border_title)
+        assert "75 threads in 3 processes" in title and "+3 listeners" in title, title
+
+    on_screen(snaps, check)
+
+
+def test_one_worker_is_one_worker_and_the_title_is_cut_by_whole_parts() -> None:
+    snap = synthetic.snapshot(workers=1, model="attached")
+    assert summary(Frame(snap), 200).startswith("scoreboard · 1 worker ·")
+    # a narrow panel (80 columns): parts are left out whole, the master's CPU kept longest
+    cluster = synthetic.snapshot(workers=256, master_cpu=97.0, states=["keepalive"])
+    for width in range(20, 90):
+        title = summary(Frame(cluster), width)
+        assert len(title) <= width - 6 or title == "256 workers · 256 busy", (width, title)
+        assert title.endswith(("busy", "idle", "CPU")), title
+    assert summary(Frame(cluster), 48) == "256 workers · 256 busy · master 97% CPU"
+
+
+def test_a_master_row_selected_in_the_table_leaves_no_cursor_on_a_worker_cell() -> None:
+    snap = tui_scenarios.original_apache_worker()
+    master = next(w for w in snap.workers if w.role == Role.MASTER)
+
+    def check(app: ServerscopeApp, lab: LabScreen) -> None:
+        lab.selected = master.key
+        lab.redraw()
+        assert app.query_one(ScoreboardGrid).cursor == -1
+
+    on_screen([snap], check)
