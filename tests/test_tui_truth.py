@@ -8,20 +8,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from textual.widget import Widget
+
 import tui_scenarios
 from telemetry import synthetic
 from telemetry.snapshot import Role, Snapshot
 from tui.app import ServerscopeApp
 from tui.frame import Frame
+from tui.phases_panel import PhasesPanel
 from tui.scoreboard_grid import ScoreboardGrid, summary
 from tui.screens.lab import LabScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
+from tui.worker_table import WorkerTable
 
 
 def screen_text(app: ServerscopeApp) -> list[str]:
     """The screen as the terminal shows it, one string per row."""
     return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+def widget_text(app: ServerscopeApp, widget: Widget) -> str:
+    """What `widget` shows on screen (its border too), one line per row."""
+    r = widget.region
+    return "\n".join(row[r.x : r.right] for row in screen_text(app)[r.y : r.bottom])
 
 
 def on_screen(
@@ -104,3 +114,62 @@ def test_a_master_row_selected_in_the_table_leaves_no_cursor_on_a_worker_cell() 
         assert app.query_one(ScoreboardGrid).cursor == -1
 
     on_screen([snap], check)
+
+
+# -- finding 14: the phases panel opens on a worker that serves ------------------------------
+
+
+def test_the_phases_panel_opens_on_the_busiest_worker_and_keeps_the_users_choice() -> None:
+    """Worker 0 idle, worker 2 serving everything: the panel opened on w0 and read "none"
+    in each of its cells."""
+    snaps = synthetic.series(
+        12,
+        workers=4,
+        states=["waiting", "waiting", "working", "waiting"],
+        requests=[0, 0, 40, 0],
+        connections=[0, 0, 3, 0],
+        queue_ms=0.05,
+        server_ms=0.02,
+        service_ms=1.5,
+        phase_requests=[0, 0, 40, 0],
+    )
+
+    async def check(app: ServerscopeApp, lab: LabScreen) -> None:
+        text = widget_text(app, app.query_one(PhasesPanel))
+        assert "w2 p50/p99" in text, text
+        service = next(line for line in text.splitlines() if "service" in line)
+        assert "none" not in service, text
+        # the user's choice is kept, idle or not
+        lab.query_one(WorkerTable).focus()
+        lab.query_one(WorkerTable).action_move(1)
+        await asyncio.sleep(0.4)
+        assert lab.selected is not None and lab.selected[0] == 3
+        assert "w3 p50/p99" in widget_text(app, app.query_one(PhasesPanel))
+
+    on_screen(snaps, check)
+
+
+def test_the_load_dialog_describes_the_rate_its_field_holds() -> None:
+    """`l` on steady at 50 req/s: the dialog said "open loop 200 req/s" (the preset's
+    help) above a rate field holding 50."""
+    from textual.widgets import Input, Static
+
+    from loadgen.levels import PRESETS
+    from tui.screens.load import LoadScreen
+
+    async def check(app: ServerscopeApp, lab: LabScreen) -> None:
+        dialog = LoadScreen(PRESETS["steady"].with_(rate=50.0), 300.0)
+        await app.push_screen(dialog)
+        await asyncio.sleep(0.2)
+        help_text = str(dialog.query_one("#load-help", Static).render())
+        assert dialog.query_one("#rate", Input).value == "50"
+        assert "open loop at 50 req/s" in help_text and "200" not in help_text, help_text
+        dialog.query_one("#rate", Input).value = "80"
+        await asyncio.sleep(0.2)
+        help_text = str(dialog.query_one("#load-help", Static).render())
+        assert "open loop at 80 req/s" in help_text, help_text
+        dialog.query_one("#rate", Input).value = "200"  # the preset's own: its own words
+        await asyncio.sleep(0.2)
+        assert "fair baseline" in str(dialog.query_one("#load-help", Static).render())
+
+    on_screen(tui_scenarios.many_accepts_burst()[-1:], check)

@@ -56,6 +56,7 @@ class LabScreen(Screen[None]):
         super().__init__()
         self.source = source
         self.selected: WorkerKey | None = None
+        self.chosen = False  # the user picked the selection (until then it follows the busiest)
         self.last: Snapshot | None = None
         self.frozen = False
         self.quitting = False
@@ -172,6 +173,8 @@ class LabScreen(Screen[None]):
         keys = {w.key for w in snap.workers}
         if self.selected not in keys:
             self.selected = _pick_worker(snap, self.selected)
+        if not self.chosen:  # the phases panel opened on an idle worker: "none" everywhere
+            self.selected = _busiest(snap, self.selected)
         history = self.source.history()
         return Frame(snap, history, self.selected, self.paused_pids(), self.threads)
 
@@ -216,6 +219,7 @@ class LabScreen(Screen[None]):
     # -- selection ----------------------------------------------------------------------
     @on(WorkerSelected)
     def _worker_selected(self, message: WorkerSelected) -> None:
+        self.chosen = True
         if message.key != self.selected and self.last is not None:
             self.selected = message.key
             frame = self.frame(self.last)  # only the widgets that show the selection
@@ -242,3 +246,22 @@ def _pick_worker(snap: Snapshot, old: WorkerKey | None) -> WorkerKey | None:
             if w.slot is not None and w.slot == old[0]:
                 return w.key
     return live[0].key if live else None
+
+
+def _activity(w: WorkerSample) -> tuple[int, int, int]:
+    """How busy a worker is: requests and connections its phases saw over the window, its
+    requests in the interval, its open connections."""
+    ph = w.window_phases
+    seen = sum(h.count for _, h in ph.items() if h is not None) if ph is not None else 0
+    return (seen, w.requests or 0, w.connections or 0)
+
+
+def _busiest(snap: Snapshot, current: WorkerKey | None) -> WorkerKey | None:
+    """The selection before the user makes one: the current worker while it is busy (no
+    jumping from frame to frame), else the busiest live one (the first of equals)."""
+    live = snap.live_workers
+    now = next((w for w in live if w.key == current), None)
+    if now is not None and any(_activity(now)):
+        return current
+    best = max(live, key=_activity, default=None)
+    return best.key if best is not None and any(_activity(best)) else current
