@@ -99,7 +99,7 @@ def _worker_table(s: RunSummary, max_rows: int) -> tuple[Table, list[str]]:
     for w in sorted(rows, key=lambda w: (w.slot if w.slot is not None else 1 << 30, w.tid)):
         share = w.accepts / total if total else 0.0
         bar = "█" * round(share * 20)
-        cells = [
+        cells: list[str | Text] = [
             w.label + ("" if w.alive_at_end else " (gone)"),
             str(w.pid if w.kind == "process" else f"{w.pid}/{w.tid}"),
             str(w.accepts),
