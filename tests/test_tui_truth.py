@@ -173,3 +173,51 @@ def test_the_load_dialog_describes_the_rate_its_field_holds() -> None:
         assert "fair baseline" in str(dialog.query_one("#load-help", Static).render())
 
     on_screen(tui_scenarios.many_accepts_burst()[-1:], check)
+
+
+# -- finding 10: after a stop nothing claims to be live --------------------------------------
+
+
+def test_after_s_stops_the_lab_no_panel_claims_a_live_server() -> None:
+    """4 s after `s` the clients panel still said "50 req/s  40 clients, running" and the
+    table "K keep, 10 conns"."""
+    from lab.session import Session
+    from loadgen.levels import PRESETS
+    from servers.config import ServerConfig
+    from tui.client_panel import ClientPanel
+    from tui.screens.live import LiveScreen
+    from tui.source import LiveSource
+
+    level = PRESETS["steady"].with_(clients=4, rate=50.0, ramp=0, duration=30)
+    source = LiveSource(Session(ServerConfig(model="many_accepts", workers=2), level))
+    lab = LiveScreen(source, load_duration=30)
+
+    async def check(app: ServerscopeApp, _: LabScreen) -> None:
+        async def until(cond: Callable[[], bool], what: str) -> None:
+            for _ in range(300):
+                if cond():
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"timed out waiting for {what}")
+
+        running = lambda: "running" in widget_text(app, app.query_one(ClientPanel))  # noqa: E731
+        await until(running, "the load running on screen")
+        assert app.query_one(WorkerTable).rows
+        lab.action_start_stop()
+        await until(lambda: source.session.server is None, "the server to stop")
+        await until(lambda: not running(), "the client panel to stop claiming a live load")
+        await asyncio.sleep(0.6)  # two more periods: nothing live comes back
+        text = "\n".join(screen_text(app))
+        assert "running" not in text.replace("no server running", ""), text
+        assert "req/s" not in widget_text(app, app.query_one(ClientPanel)), text
+        assert not app.query_one(WorkerTable).rows, text
+        grid = app.query_one(ScoreboardGrid)
+        assert not grid.render_line(0).text.strip(), text
+        assert "stopped" in str(app.query_one("#scoreboard-panel").border_title)
+        assert "stopped" in app.sub_title
+        await app.action_quit()
+
+    try:
+        on_screen([], check, screen=lab)
+    finally:
+        source.close()

@@ -46,15 +46,17 @@ class ClientPanel(Vertical):
         yield QuietStatic(id="client-spark")
         yield QuietStatic(id="client-body")
 
-    def show(self, frame: Frame) -> None:
+    def show(self, frame: Frame, idle: tuple[str, str] | None = None) -> None:
+        """Draw the frame's load; with none, `idle` (head line, hint) or `no_load`."""
         client = frame.snapshot.client
         head = self.query_one("#client-head", QuietStatic)
         sparkline = self.query_one("#client-spark", QuietStatic)
         body = self.query_one("#client-body", QuietStatic)
         if client is None:
-            head.show_content(Text(self.no_load[0], style="dim"), height=1)
+            what, hint = idle or self.no_load
+            head.show_content(Text(what, style="dim"), height=1)
             sparkline.show_content("", height=1)
-            body.show_content(Text(self.no_load[1], style="dim"), height=1)
+            body.show_content(Text(hint, style="dim"), height=1)
             return
         head.show_content(_head(client), height=1)
         sparkline.show_content(_throughput(client, sparkline.content_region.width), height=1)

@@ -37,6 +37,7 @@ STYLE = {"queue": "yellow", "server": "magenta", "service": "green"}
 MIN_BAR = 6  # narrower than this: no bar column
 TITLE = "where the time goes"
 SHORT = {"queue": "q", "server": "srv", "service": "svc"}  # one-line labels when narrow
+STOPPED = "stopped"  # the source of the empty snapshot a screen draws when nothing runs
 
 Cell = tuple[str, str]  # text, style
 Row = tuple[str, Cell, Cell, float | None]  # label, overall, selected, overall p99 (ms)
@@ -51,6 +52,8 @@ def why_unmeasured(snap: Snapshot, short: bool = False) -> str:
         if note:
             return f"time: {note}" if short else str(note)
         return "time: unknown, attached server" if short else "unknown: attached, no scoreboard"
+    if snap.source == STOPPED:
+        return "time: no server running" if short else "no server running"
     if snap.source == "supervisor":
         return "time: no phases in scoreboard" if short else "unknown: no phases in scoreboard"
     return "time: not in these snapshots" if short else "not measured in these snapshots"

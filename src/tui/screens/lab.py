@@ -34,8 +34,8 @@ from ..event_log import EventLog
 from ..frame import Frame, WorkerKey
 from ..imbalance_panel import ImbalancePanel
 from ..messages import WorkerSelected
+from ..phases_panel import STOPPED, PhasesPanel
 from ..phases_panel import TITLE as PHASES_TITLE
-from ..phases_panel import PhasesPanel
 from ..scoreboard_grid import ScoreboardGrid, summary
 from ..scoreboard_legend import ScoreboardLegend
 from ..source import ScreenSource
@@ -197,6 +197,20 @@ class LabScreen(Screen[None]):
         else:
             banner.show(frame)
         self.draw_events()
+        self.update_header()
+
+    def draw_stopped(self, head: str, hint: str) -> None:
+        """Nothing runs: every panel is emptied, as the last frame's figures would claim a
+        live server ("50 req/s  40 clients, running" and workers in K, 4 s after a stop)."""
+        self.last = None
+        frame = Frame(Snapshot(-1, time.monotonic(), time.time(), None, source=STOPPED))
+        self.query_one(ScoreboardGrid).show(frame)
+        self.query_one("#scoreboard-panel").border_title = "scoreboard · stopped"
+        self.query_one(WorkerTable).show(frame)
+        self.query_one(ImbalancePanel).show(frame)
+        self.query_one(BacklogPanel).show(frame)
+        self.query_one(PhasesPanel).show(frame)
+        self.query_one(ClientPanel).show(frame, idle=(head, hint))
         self.update_header()
 
     def redraw(self) -> None:
