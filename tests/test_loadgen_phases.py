@@ -261,7 +261,7 @@ def test_the_client_panel_shows_phases_and_the_warning_and_nothing_for_old_recor
         phases=ClientPhases(wait=zero, connect=zero, ttfb=p, read=zero, resume=zero),
         bottleneck="load generator is the bottleneck: it uses 97% of a core",
     )  # fmt: skip
-    text = _body(stats).plain
+    text = _body(stats, 44)[0].plain
     assert "phases p99 wait 0  conn 0  ttfb 7.47 ms\n           read 0  gen 0\n" in text
     assert all(len(line) <= 44 for line in text.splitlines())  # the panel's width
     assert "load generator is the bottleneck: it uses\n97% of a core" in text
@@ -269,7 +269,7 @@ def test_the_client_panel_shows_phases_and_the_warning_and_nothing_for_old_recor
         time=0.0, elapsed=5.0, level="x", clients=2, target_rate=None, running=True,
         paused=False, requests=100,
     )  # fmt: skip
-    text = _body(old).plain
+    text = _body(old, 44)[0].plain
     assert "phases" not in text and "bottleneck" not in text
 
 

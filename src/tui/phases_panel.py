@@ -60,10 +60,14 @@ def why_unmeasured(snap: Snapshot, short: bool = False) -> str:
 
 
 class PhasesPanel(QuietStatic):
+    measured = False  # as last shown
+
     def show(self, frame: Frame) -> None:
         snap = frame.snapshot
         overall = snap.window_phases
+        self.measured = overall is not None
         short = self.screen.has_class("-short")
+        one_line = short or frame.compact >= 1  # a short screen, or a column short of rows
         self.set_class(overall is None and short, "-collapsed")
         if overall is None:
             self.set_subtitle(None)
@@ -74,15 +78,15 @@ class PhasesPanel(QuietStatic):
                 self._set_title(TITLE)
                 self.show_content(Text(why_unmeasured(snap), style="dim"), height=1)
             return
+        width = self.content_region.width or 32
         method = getattr(snap.model, "queue_method", None) if snap.model else None
-        self.set_subtitle(f"window {snap.window_s:g} s" + (f", queue: {method}" if method else ""))
-        if short:
+        self.set_subtitle(_subtitle(snap.window_s, method, width + 2))
+        if one_line:
             self._set_title(f"{TITLE}, p99")
-            line = _line(overall, self.content_region.width or 32)
-            self.show_content(line, height=1)
+            self.show_content(_line(overall, width), height=1)
             return
         self._set_title(TITLE)
-        width = (self.content_region.width or 40) - sum(WIDTHS) - len(WIDTHS)
+        width -= sum(WIDTHS) + len(WIDTHS)
         barw = width if width >= MIN_BAR else 0
         sel = next((w for w in snap.workers if w.key == frame.selected), None)
         who = sel.label.replace("worker ", "w") if sel is not None else "-"
@@ -93,9 +97,27 @@ class PhasesPanel(QuietStatic):
             return
         self.show_content(_table(rows, who, barw), key=key, height=("table", len(rows)))
 
+    def rows(self, compact: int) -> int:
+        """Its lines at that compactness (LabScreen shares the column's height)."""
+        if not self.measured or compact >= 1 or self.screen.has_class("-short"):
+            return 0 if self.has_class("-collapsed") else 1
+        return len(ROWS) + 1
+
     def _set_title(self, title: str) -> None:
         if self.border_title != title:
             self.border_title = title
+
+
+def _subtitle(window_s: float, method: str | None, room: int) -> str:
+    """'window 5 s, queue: eBPF tracepoints (first bytes' arrival -> accept)', or as much
+    of it as the border has room for, by whole parts (it read 'eBPF tracepoints (firs…')."""
+    window = f"window {window_s:g} s"
+    if not method:
+        return window
+    for text in (f"{window}, queue: {method}", f"{window}, queue: {method.split(' (')[0]}"):
+        if len(text) <= room - 4:
+            return text
+    return window
 
 
 def _line(overall: Phases, width: int) -> Text:

@@ -34,6 +34,7 @@ from ..event_log import EventLog
 from ..frame import Frame, WorkerKey
 from ..imbalance_panel import ImbalancePanel
 from ..messages import WorkerSelected
+from ..narration_panel import BORDER, NarrationPanel
 from ..phases_panel import STOPPED, PhasesPanel
 from ..phases_panel import TITLE as PHASES_TITLE
 from ..scoreboard_grid import ScoreboardGrid, summary
@@ -61,6 +62,7 @@ class LabScreen(Screen[None]):
         self.frozen = False
         self.quitting = False
         self.busy: str | None = None  # shown in the banner in place of diagnoses
+        self.compact = 0  # how tight the measures' column is (Frame.compact)
         self.threads = False  # thread rows (attach) unfolded under their process
 
     # -- layout -------------------------------------------------------------------------
@@ -74,12 +76,13 @@ class LabScreen(Screen[None]):
                     yield ScoreboardGrid(id="grid")
                     yield ScoreboardLegend(id="legend", extra=self.legend_extra())
                 yield WorkerTable(id="workers")
+                # under the workers, so that the measures' column runs the whole height
+                yield EventLog(id="events")
             with Vertical(id="right"):
                 yield ImbalancePanel(id="imbalance")
                 yield BacklogPanel(id="backlog")
                 yield PhasesPanel(id="phases")
                 yield ClientPanel(id="client")
-        yield EventLog(id="events")
         yield Footer()
 
     def compose_top(self) -> Iterable[Widget]:
@@ -176,7 +179,8 @@ class LabScreen(Screen[None]):
         if not self.chosen:  # the phases panel opened on an idle worker: "none" everywhere
             self.selected = _busiest(snap, self.selected)
         history = self.source.history()
-        return Frame(snap, history, self.selected, self.paused_pids(), self.threads)
+        compact = max(self.compact, self.has_class("-short"))
+        return Frame(snap, history, self.selected, self.paused_pids(), self.threads, compact)
 
     def draw(self, snap: Snapshot) -> None:
         self.last = snap
@@ -196,8 +200,41 @@ class LabScreen(Screen[None]):
             banner.status(self.busy)
         else:
             banner.show(frame)
+        if self.share_height():  # the measures' column changed form: draw it in that form
+            frame = self.frame(snap)
+            for panel in self._measures():
+                panel.show(frame)
         self.draw_events()
         self.update_header()
+
+    def _measures(self) -> tuple[ImbalancePanel, BacklogPanel, PhasesPanel, ClientPanel]:
+        """The measures' column, top to bottom."""
+        q = self.query_one
+        return (q(ImbalancePanel), q(BacklogPanel), q(PhasesPanel), q(ClientPanel))
+
+    def share_height(self) -> bool:
+        """Share the screen's rows between a demo's narration and the measures' column,
+        the evidence first: the column takes all its lines (the narration then pages its
+        bullets), else it tightens (top borders only, one-line phases; then no client
+        phases, imbalance header or sparkline) before the narration drops below two
+        bullets a page. True when the column's form changed."""
+        short = self.has_class("-short")
+        body = self.size.height - 2 - self.query_one(DiagnosisBanner).lines  # header, footer
+        narration = next(iter(self.query(NarrationPanel)), None)
+        every, one = narration.need(narration.width()) if narration is not None else (0, 0)
+        wanted = min(every, 2 * one - BORDER)  # two bullets a page
+        need = 0
+        for level in (0, 1, 2):
+            borders = 1 if short or level else 2
+            need = sum(p.rows(level) + borders for p in self._measures())
+            if need + wanted <= body:
+                break
+        if narration is not None:
+            narration.budget = max(one, min(every, body - need)) if every else None
+        changed = level != self.compact
+        self.compact = level
+        self.query_one("#right").set_class(level >= 1, "-tight")
+        return changed
 
     def draw_stopped(self, head: str, hint: str) -> None:
         """Nothing runs: every panel is emptied, as the last frame's figures would claim a
