@@ -238,3 +238,17 @@ def _narration_says_it_all(name: str, index: int, text: str, size: tuple[int, in
     if len(shown) < len(step.narration):
         pages = re.search(r"page 1/(\d+)", text)
         assert pages and int(pages.group(1)) > 1, f"bullets dropped at {size}:\n{text}"
+
+
+def test_the_measures_come_first_and_the_narration_takes_what_is_left() -> None:
+    from tui.layout import Narration, Share, share
+
+    column = {0: 29, 1: 22, 2: 19, 3: 16}.__getitem__  # rows at each level, borders in
+    n = Narration(every=11, comfort=8, floor=5, least=4)
+    assert share(40, column, n) == Share(0, 11)  # room for all
+    assert share(33, column, n) == Share(1, 11)  # top borders, one-line phases: all bullets
+    assert share(30, column, n) == Share(1, 8)  # two bullets a page
+    assert share(26, column, n) == Share(2, 7)  # else the column gives more up first
+    assert share(24, column, n) == Share(2, 5)  # the narration's floor: two lines
+    assert share(20, column, n) == Share(3, 4)  # very short: the title and one line
+    assert share(20, column, None) == Share(2, None)

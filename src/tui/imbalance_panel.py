@@ -32,7 +32,9 @@ class ImbalancePanel(QuietStatic):
         snap = frame.snapshot
         room = self.content_region.width or 40
         self.set_subtitle(f"window {snap.window_s:g} s")
-        rows = [_row(frame, metric, label, room) for metric, label in LABELS]
+        # a column very short of rows (tui.layout level 3): the accepts row alone
+        labels = LABELS[:1] if frame.compact >= 3 else LABELS
+        rows = [_row(frame, metric, label, room) for metric, label in labels]
         who = max((len(r[5]) for r in rows), default=0)
         run = max([len("run top")] + [len(r[6]) for r in rows])
         width = room - sum(WIDTHS) - who - run - 5  # one space between the six columns
@@ -47,7 +49,7 @@ class ImbalancePanel(QuietStatic):
 
     def rows(self, compact: int) -> int:
         """Its lines at that compactness (LabScreen shares the column's height)."""
-        return len(LABELS) + (compact < 2)
+        return 1 if compact >= 3 else len(LABELS) + (compact < 2)
 
 
 def _short(worker: str | None) -> str:

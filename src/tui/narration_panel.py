@@ -8,7 +8,6 @@ fixed height used to drop the fourth bullet of `demo starvation` at 120x36, sile
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 from rich.text import Text
@@ -16,7 +15,10 @@ from textual.widgets import Static
 
 from lab.scenarios import Scenario, Step
 
+from .layout import Narration
+
 BORDER = 2  # rows of its top and bottom border
+PAGE_S = 5.0  # the least time a page stays (then the pages go round again)
 LAST_STEP_PAGE_S = 8.0  # the last step keeps running: its pages turn every this many seconds
 
 Line = tuple[str, str]  # text, style
@@ -29,15 +31,20 @@ class NarrationPanel(Static):
         self._step: tuple[Scenario, int] | None = None
 
     # -- what LabScreen asks to share the height ----------------------------------------------
-    def need(self, width: int) -> tuple[int, int]:
-        """(rows for every line at once, rows for the longest bullet alone), borders in."""
+    def need(self, width: int) -> Narration:
+        """The rows it wants at `width` (tui.layout shares them), borders in."""
         if self._step is None:
-            return (0, 0)
+            return Narration()
         scenario, index = self._step
         title, bullets = _lines(scenario, index, width)
         every = len(title) + sum(len(b) for b in bullets)
-        longest = max((len(b) for b in bullets), default=0)
-        return (BORDER + every, BORDER + len(title) + longest)
+        longest = sorted((len(b) for b in bullets), reverse=True)[:2]
+        return Narration(
+            every=BORDER + every,
+            comfort=BORDER + len(title) + sum(longest),  # two bullets a page
+            floor=BORDER + len(title) + min(2, every - len(title)),
+            least=BORDER + len(title) + min(1, every - len(title)),
+        )
 
     def width(self) -> int:
         """Columns for text inside its border and padding."""
@@ -108,12 +115,11 @@ def _pages(bullets: list[list[Line]], rows: int) -> list[list[Line]]:
 
 
 def _page_now(step: Step, pages: int, remaining_s: float | None, last: bool) -> int:
-    """The page to show: pages share the step's time in order (as the narration is read);
-    the last step, which keeps running, turns them every LAST_STEP_PAGE_S."""
+    """The page to show: pages share the step's time in order (as the narration is read),
+    each at least PAGE_S, going round again when the step outlasts them; the last step,
+    which keeps running, turns them every LAST_STEP_PAGE_S."""
     if pages <= 1 or remaining_s is None:
         return 0
     elapsed = max(0.0, step.seconds - remaining_s)
-    if last:
-        each = max(LAST_STEP_PAGE_S, step.seconds / pages)
-        return int(elapsed // each) % pages
-    return min(pages - 1, math.floor(elapsed / (step.seconds / pages)))
+    each = LAST_STEP_PAGE_S if last else max(PAGE_S, step.seconds / pages)
+    return int(elapsed // each) % pages

@@ -33,8 +33,9 @@ from ..diagnosis_banner import DiagnosisBanner
 from ..event_log import EventLog
 from ..frame import Frame, WorkerKey
 from ..imbalance_panel import ImbalancePanel
+from ..layout import share
 from ..messages import WorkerSelected
-from ..narration_panel import BORDER, NarrationPanel
+from ..narration_panel import NarrationPanel
 from ..phases_panel import STOPPED, PhasesPanel
 from ..phases_panel import TITLE as PHASES_TITLE
 from ..scoreboard_grid import ScoreboardGrid, summary
@@ -213,27 +214,23 @@ class LabScreen(Screen[None]):
         return (q(ImbalancePanel), q(BacklogPanel), q(PhasesPanel), q(ClientPanel))
 
     def share_height(self) -> bool:
-        """Share the screen's rows between a demo's narration and the measures' column,
-        the evidence first: the column takes all its lines (the narration then pages its
-        bullets), else it tightens (top borders only, one-line phases; then no client
-        phases, imbalance header or sparkline) before the narration drops below two
-        bullets a page. True when the column's form changed."""
+        """Share the rows between a demo's narration and the measures' column, the
+        evidence first (tui.layout). True when the column's form changed."""
         short = self.has_class("-short")
         body = self.size.height - 2 - self.query_one(DiagnosisBanner).lines  # header, footer
         narration = next(iter(self.query(NarrationPanel)), None)
-        every, one = narration.need(narration.width()) if narration is not None else (0, 0)
-        wanted = min(every, 2 * one - BORDER)  # two bullets a page
-        need = 0
-        for level in (0, 1, 2):
+        wants = narration.need(narration.width()) if narration is not None else None
+
+        def column(level: int) -> int:
             borders = 1 if short or level else 2
-            need = sum(p.rows(level) + borders for p in self._measures())
-            if need + wanted <= body:
-                break
+            return sum(p.rows(level) + borders for p in self._measures())
+
+        shared = share(body, column, wants)
         if narration is not None:
-            narration.budget = max(one, min(every, body - need)) if every else None
-        changed = level != self.compact
-        self.compact = level
-        self.query_one("#right").set_class(level >= 1, "-tight")
+            narration.budget = shared.narration
+        changed = shared.level != self.compact
+        self.compact = shared.level
+        self.query_one("#right").set_class(shared.level >= 1, "-tight")
         return changed
 
     def draw_stopped(self, head: str, hint: str) -> None:
