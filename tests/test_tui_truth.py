@@ -6,6 +6,7 @@ a worker that serves. (Real-server checks of the same shapes: test_tui_attach.py
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 
 from textual.widget import Widget
@@ -221,3 +222,30 @@ def test_after_s_stops_the_lab_no_panel_claims_a_live_server() -> None:
         on_screen([], check, screen=lab)
     finally:
         source.close()
+
+
+# -- finding 12: text is never cut mid-word --------------------------------------------------
+
+
+def test_an_attached_servers_long_figures_are_whole_at_every_size() -> None:
+    """Cut at every size: 'pid…' for the top worker, 'eBPF tracepoints (firs…', 'ttfb…',
+    ':18200pid 28201+7', event lines mid-word."""
+    snaps = tui_scenarios.attached_with_long_figures()
+    panels = ("banner", "scoreboard-panel", "imbalance", "backlog", "phases", "client", "events")
+
+    for size in ((120, 36), (80, 24), (200, 50)):
+
+        def check(app: ServerscopeApp, lab: LabScreen, size: tuple[int, int] = size) -> None:
+            text = {p: widget_text(app, app.query_one(f"#{p}")) for p in panels}
+            for p, t in text.items():
+                assert "…" not in t, (size, p, t)
+            assert ":18200 pid 28201" in text["backlog"], (size, text["backlog"])
+            assert "pid 28201" in text["imbalance"], (size, text["imbalance"])
+            if size[0] >= 120:  # (at 80x24 the client's phases give way to the evidence)
+                assert re.search(r"ttfb 35\d ms", text["client"]), (size, text["client"])
+                assert "queue: eBPF tracepoints" in text["phases"], (size, text["phases"])
+            # the event log's lines: every word of the diagnosis, none cut
+            words = " ".join(re.sub("[│\u2580-\u259f]", " ", text["events"]).split())
+            assert "accept skew: pid 28201 took" in words, (size, text["events"])
+
+        on_screen(snaps, check, size=size)

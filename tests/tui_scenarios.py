@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from loadgen.stats import LoadStats
 from telemetry import synthetic
+from telemetry.analyser import Analyser
 from telemetry.snapshot import Kind, Role, Snapshot, WorkerState
 
 STEPS = 40  # 10 s at 4 Hz: a full 5 s window and some sparkline history
@@ -435,3 +436,44 @@ def demo_gil_goroutines() -> list[Snapshot]:
         requests=[24, 23],
         client=_waiting(client, 20, 150.0),
     )
+
+
+def attached_with_long_figures() -> list[Snapshot]:
+    """An attached server with the figures that got cut: a 5-digit port and pids (the
+    owner beside the port, the imbalance's top worker), eBPF's queue method, the client's
+    phases in milliseconds."""
+    import dataclasses
+
+    from loadgen.stats import ClientPhases, Percentiles
+
+    def p(ms: float) -> Percentiles:
+        return Percentiles(p50=ms / 2, p90=ms, p99=ms, p999=ms, max=ms, count=900)
+
+    phases = ClientPhases(wait=p(12.5), connect=p(1.25), ttfb=p(350.2), read=p(0.4), resume=p(0.3))
+    client = _client("burst", rps=2_400, clients=20, latency_p99=364.0, connect_p99=1.25)
+    client = dataclasses.replace(client, phases=phases)
+    snaps = synthetic.series(
+        STEPS,
+        model="attached",
+        workers=4,
+        states=["unknown"],
+        accepts=[30, 2, 1, 1],
+        connections=[12, 3, 2, 3],
+        cpu=[60, 5, 4, 6],
+        port=18200,
+        root_pid=28200,
+        client=client,
+        queue_ms=[2.5],
+        worker_phases=False,
+        analyse=False,
+    )
+    analyser = Analyser()  # after the workers lost their slots: labelled by pid
+    out = []
+    for s in snaps:
+        s = _attached(s, "nginx", "exact (eBPF)")
+        assert s.model is not None
+        model = dataclasses.replace(
+            s.model, queue_method="eBPF tracepoints (first bytes' arrival -> accept)"
+        )
+        out.append(analyser.annotate(dataclasses.replace(s, model=model, source="attach")))
+    return out

@@ -37,7 +37,12 @@ class ImbalancePanel(QuietStatic):
         rows = [_row(frame, metric, label, room) for metric, label in labels]
         who = max((len(r[5]) for r in rows), default=0)
         run = max([len("run top")] + [len(r[6]) for r in rows])
-        width = room - sum(WIDTHS) - who - run - 5  # one space between the six columns
+        base = sum(WIDTHS) + 3  # and one space after each column
+        if base + who + 1 + run > room:  # narrow: the run's column goes first, whole
+            run = 0
+        if base + who > room:
+            who = 0
+        width = room - base - (who + 1 if who else 0) - (run + 1 if run else 0)
         width = width if width >= MIN_SPARK else 0
         span = min(len(frame.history), width) * (snap.interval_s or 0.0)
         header = frame.compact < 2
@@ -78,18 +83,19 @@ def _row(frame: Frame, metric: str, label: str, width: int) -> Row:
 
 
 def _table(rows: list[Row], widths: tuple[int, int, int], span: float, header: bool) -> Table:
+    """The columns whose width is 0 are left out (a narrow panel)."""
     who_w, run_w, width = widths
     table = Table.grid(padding=(0, 1, 0, 0))
-    for w, justify in zip(
-        (*WIDTHS, who_w, run_w), ("left", "right", "right", "left", "left"), strict=True
-    ):
+    for w, justify in zip(WIDTHS, ("left", "right", "right"), strict=True):
         table.add_column(width=w, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    if width:
-        table.add_column(width=width, no_wrap=True, overflow="crop")
+    for w in (who_w, run_w, width):
+        if w:
+            table.add_column(width=w, no_wrap=True, overflow="crop")
     dim = "dim"
     if header:
-        cells = [Text(""), Text("Jain", style=dim), Text("top", style=dim), Text("")]
-        cells.append(Text("run top", style=dim))
+        cells = [Text(""), Text("Jain", style=dim), Text("top", style=dim)]
+        cells += [Text("")] if who_w else []
+        cells += [Text("run top", style=dim)] if run_w else []
         if width:
             cells.append(Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim))
         table.add_row(*cells)
@@ -98,9 +104,9 @@ def _table(rows: list[Row], widths: tuple[int, int, int], span: float, header: b
             Text(label),
             Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain, judged)),
             Text("-" if top is None else f"{top * 100:.0f}%", style="bold red" if hot else ""),
-            Text(who, style="dim"),
-            Text(run, style="bold red" if run_hot else ""),
         ]
+        cells += [Text(who, style="dim")] if who_w else []
+        cells += [Text(run, style="bold red" if run_hot else "")] if run_w else []
         if width:
             line = spark(values, width, lo=0.0, hi=1.0).plain
             cells.append(Text(line, style=jain_style(jain, judged)))

@@ -169,7 +169,8 @@ def _table(rows: list[Row], who: str, barw: int) -> Table:
     if barw:
         table.add_column(width=barw, no_wrap=True, overflow="crop")
     dim = "dim"
-    head = [Text(""), Text("all p50/p99", style=dim), Text(f"{who} p50/p99", style=dim)]
+    mine = f"{who} p50/p99" if len(who) + 8 <= WIDTHS[2] else who  # ("pid 28201 …" was cut)
+    head = [Text(""), Text("all p50/p99", style=dim), Text(mine, style=dim)]
     if barw:
         head.append(Text("p99, 10µs..10s" if barw >= 14 else "p99", style=dim))
     table.add_row(*head)
