@@ -10,8 +10,10 @@ When handshakes were dropped (a full accept queue), a `connects` line counts the
 that took about 1 s, 2 s, 3 s ...: the clusters SYN retransmits make (1 s, 3 s, 7 s with
 exponential backoff; every second for the first five with Linux 6.7+'s default
 net.ipv4.tcp_syn_linear_timeouts = 4, as measured here: 1.00, 2.04, 3.06, 4.08 s).
-The two `phases p99` lines split a request's client-side time as `hey` does (loadgen/stats.py
-ClientPhases): wait for a free connection, connect, time to first byte, read, and `gen`,
+The `phases p99` lines (whole items, as many lines as the width takes) split a request's
+client-side time as `hey` does (loadgen/stats.py ClientPhases): wait for a free connection
+(or on a connection that closed under the request, sent again), connect (the handshakes
+the `connect` line counts), time to first byte, read, and `gen`,
 the generator's own delay in noting a response (near 0 unless it is the bottleneck); the
 phases of one request add up to its latency, their p99s need not. When the generator is
 the bottleneck (loadgen/selfwatch.py: its process near a full core, or its open-loop
@@ -71,11 +73,10 @@ class ClientPanel(Vertical):
             sparkline.show_content(_throughput(client, width), height=1)
         text, phase_lines = _body(client, width, phases=full)
         body.show_content(text, height=line_count(text))
-        shown = 1 + full + line_count(text)
-        self.lines = (shown, 1 + phase_lines)
-        if not full:  # what level 2 spared, for rows()
-            _, phase_lines = _body(client, width)
-            self.lines = (shown + 1 + phase_lines, 1 + phase_lines)
+        if not full:  # what level 2 leaves out, for rows()
+            phase_lines = _body(client, width)[1]
+        spared = 1 + phase_lines  # the sparkline and the phases
+        self.lines = (1 + full + line_count(text) + (0 if full else spared), spared)
 
     def rows(self, compact: int) -> int:
         """Its lines at that compactness (LabScreen shares the column's height): level 2
