@@ -12,6 +12,7 @@ load, and a schedule held back by busy connections is not blamed on the generato
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import time
 from collections.abc import Iterator
@@ -260,7 +261,7 @@ def test_the_client_panel_shows_phases_and_the_warning_and_nothing_for_old_recor
         phases=ClientPhases(wait=zero, connect=zero, ttfb=p, read=zero, resume=zero),
         bottleneck="load generator is the bottleneck: it uses 97% of a core",
     )  # fmt: skip
-    text = _body(stats).plain
+    text = _body(stats, 44)[0].plain
     assert "phases p99 wait 0  conn 0  ttfb 7.47 ms\n           read 0  gen 0\n" in text
     assert all(len(line) <= 44 for line in text.splitlines())  # the panel's width
     assert "load generator is the bottleneck: it uses\n97% of a core" in text
@@ -268,7 +269,7 @@ def test_the_client_panel_shows_phases_and_the_warning_and_nothing_for_old_recor
         time=0.0, elapsed=5.0, level="x", clients=2, target_rate=None, running=True,
         paused=False, requests=100,
     )  # fmt: skip
-    text = _body(old).plain
+    text = _body(old, 44)[0].plain
     assert "phases" not in text and "bottleneck" not in text
 
 
@@ -303,3 +304,57 @@ def test_phases_and_the_warning_survive_a_recording() -> None:
     )  # fmt: skip
     back = decode(LoadStats, encode(s))
     assert back == s and back.generator_bound
+
+
+def test_a_retried_request_s_connect_phase_is_its_handshake_as_the_connect_figure_says() -> None:
+    """A request sent on a keep-alive connection that closes under it without an answer
+    (a killed cluster worker's) is sent again on a new one. Its connect phase ran from the
+    first send, so the panel read "connect p99 4.14 ms" beside "phases p99 conn 5751 ms":
+    the time lost on the dead connection is a wait for a usable connection, the connect
+    phase the handshake that the connect figure counts."""
+    hold = 0.3
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
+        with contextlib.suppress(asyncio.IncompleteReadError):  # the client's close
+            await serve(reader, writer, served)
+
+    async def serve(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, served: int
+    ) -> None:
+        while await reader.readuntil(b"\r\n\r\n"):
+            if served == 1 and not handle.closed_one:  # type: ignore[attr-defined]
+                handle.closed_one = True  # type: ignore[attr-defined]
+                await asyncio.sleep(hold)  # the second request dies with its connection
+                writer.close()
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            served += 1
+
+    handle.closed_one = False  # type: ignore[attr-defined]
+    sample: list[tuple[Any, ...]] = []
+    real_ok = Recorder.ok
+
+    def ok(self: Recorder, *args: Any) -> None:
+        sample.append(args)
+        real_ok(self, *args)
+
+    async def go() -> LoadResult:
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        level = LoadLevel(clients=1, requests=4, duration=10)
+        d = Driver(resolve(f"http://127.0.0.1:{port}/"), level, "fast", lambda k, p: None)
+        d.rec.ok = ok.__get__(d.rec)  # type: ignore[method-assign]
+        async with srv:
+            return await d.run()
+
+    result = asyncio.run(go())
+    rows = check_each_request_adds_up(sample, result)
+    assert result.stats.requests == 4 and not result.stats.errors
+    assert result.connect.count == 2  # two handshakes: the first connection, the retry's
+    retried = rows[1]
+    assert retried["wait"] >= hold * 1e6 * 0.9, retried  # lost on the dead connection
+    assert 0 < retried["connect"] < 100_000, retried  # the new connection's handshake
+    # the phase and the connect figure now measure the same handshakes
+    assert max(r["connect"] for r in rows) <= result.connect.max_us * 1.07 + 1

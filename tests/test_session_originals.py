@@ -118,3 +118,7 @@ def test_compare_puts_a_model_and_its_original_side_by_side(tmp_path: Path) -> N
     assert [m["model"] for m in data["models"]] == ["many_accepts", "node:many_accepts"]
     assert all(m["rps"] > 0 for m in data["models"])
     assert len(data["models"][1]["workers"]) >= 2  # the original's workers, seen by pid
+    # issue 22: per-worker requests an original counts none of are unknown, never 0
+    serving = [w for w in data["models"][1]["workers"] if w["role"] == "worker"]
+    assert len(serving) >= 2 and all(w["requests"] is None for w in serving), serving
+    assert all(w["requests"] is not None for w in data["models"][0]["workers"])

@@ -19,6 +19,7 @@ exit code. Ctrl-C (or SIGTERM) ends the live view between two samples.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import threading
@@ -35,7 +36,15 @@ from telemetry.sampler import DEFAULT_PERIOD, AttachError, Sampler
 from telemetry.snapshot import Snapshot
 
 from . import export
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, fail, seconds
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_width_arg,
+    fail,
+    fit_console,
+    seconds,
+)
 
 Sink = Callable[[Snapshot], None]  # handed every snapshot: the recorder, the exporter
 ONCE_INTERVAL_S = 0.5  # a one-shot CPU % is measured over at least this long ...
@@ -86,6 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"print one snapshot and exit (after {ONCE_SPAN_S:g} s of samples: what the "
         "diagnoses need)",
     )
+    add_width_arg(p)
     p.add_argument(
         "--status-url",
         metavar="URL",
@@ -227,9 +237,10 @@ def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: li
     else:
         from rich.console import Console
 
-        from text.attach import render
+        from text.attach import render, wanted_width
 
-        Console().print(render(snap, threads=a.threads))
+        console = fit_console(Console(), a.width, lambda: wanted_width(snap, threads=a.threads))
+        console.print(render(snap, threads=a.threads))
     return EXIT_OK
 
 
@@ -279,13 +290,16 @@ def _live(
             if a.json:
                 print(json.dumps(snap.to_dict()), flush=True)
         return EXIT_OK
+    from rich.console import Console
     from rich.live import Live
 
-    from text.attach import render
+    from text.attach import render, wanted_width
 
-    with Live(auto_refresh=False, screen=False) as live:
+    console = Console()
+    with Live(console=console, auto_refresh=False, screen=False) as live:
         for snap in map(analyser.annotate, _samples(sampler, a.period, stop)):
             for sink in sinks:
                 sink(snap)
+            fit_console(console, a.width, functools.partial(wanted_width, snap, threads=a.threads))
             live.update(render(snap, threads=a.threads), refresh=True)
     return EXIT_OK

@@ -126,7 +126,7 @@ def _bar_panels(
                 f"{escape(fmt(v))}</title></rect>"
             )
             add(f"<text x='{x0 + w + 4:.1f}' y='{y + _BAR_H - 5}'>{escape(fmt(v))}</text>")
-            nworkers = len(summaries[i].workers)
+            nworkers = len(summaries[i].serving)
             if p == 2 and nworkers:  # the even share, 1/n, for comparison
                 xe = x0 + scale / nworkers
                 add(

@@ -176,3 +176,32 @@ def console_for_output(width: int = 140) -> Console:
     """A console that keeps each table row on one line when the output is a file or pipe."""
     console = Console()
     return console if console.is_terminal else Console(width=width)
+
+
+MIN_WIDTH, MAX_WIDTH = 40, 1000
+
+
+def add_width_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--width",
+        type=columns,
+        help="columns of the text output (default: the terminal's; piped or in a file: as "
+        "wide as its tables need)",
+    )
+
+
+def columns(text: str) -> int:
+    n = whole_number(text)
+    if not MIN_WIDTH <= n <= MAX_WIDTH:
+        raise argparse.ArgumentTypeError(f"must be {MIN_WIDTH} to {MAX_WIDTH} columns, got {n}")
+    return n
+
+
+def fit_console(console: Console, width: int | None, wanted: Callable[[], int]) -> Console:
+    """Set `console`'s width: `--width`, else a terminal's own, else (a pipe or a file,
+    where rich takes 80 and squeezes every column of a wider table) `wanted()`."""
+    if width:
+        console.width = width
+    elif not console.is_terminal:
+        console.width = min(MAX_WIDTH, wanted())
+    return console

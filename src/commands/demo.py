@@ -7,7 +7,7 @@ import argparse
 import threading
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
@@ -16,9 +16,10 @@ from lab.player import StepResult, play
 from lab.scenarios import Scenario, Step, too_short, with_seconds
 from plumbing.signals import stop_on
 from telemetry.snapshot import Snapshot
+from text.attach import wanted_width
 from text.demo import demo_view
 
-from .common import EXIT_FAILED, EXIT_OK, fail, seconds
+from .common import EXIT_FAILED, EXIT_OK, add_width_arg, fail, fit_console, seconds
 
 PROG = "serverscope demo"
 
@@ -38,8 +39,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="length of every step, seconds (default: each step's)",
     )
     p.add_argument(
-        "--headless", action="store_true", help="the live text view even if the TUI exists"
+        "--headless",
+        action="store_true",
+        help="the live text view even if the TUI exists (piped or in a file: each step's "
+        "last view, one after another)",
     )
+    add_width_arg(p)
     return p
 
 
@@ -59,7 +64,7 @@ def command(a: argparse.Namespace) -> int:
             return fail(PROG, why)
         scenario = with_seconds(scenario, a.seconds)
     if a.headless:
-        return play_live(scenario)
+        return play_live(scenario, width=a.width)
     from tui.app import run_demo  # late: Textual loads only when a TUI opens
 
     code, error = run_demo(scenario)
@@ -68,30 +73,58 @@ def command(a: argparse.Namespace) -> int:
     return code
 
 
-def play_live(scenario: Scenario, console: Console | None = None) -> int:
-    """The headless player with a rich live view: narration, the snapshot, diagnoses."""
+def play_live(scenario: Scenario, console: Console | None = None, width: int | None = None) -> int:
+    """The headless player with a rich live view: narration, the snapshot, diagnoses. Not
+    on a terminal (a pipe, a file), where a live view keeps only its last frame (the last
+    step's), each step's last view is printed as the step ends."""
     console = console or Console()
     n = len(scenario.steps)
     seen: dict[str, float] = {}
-    with (
-        stop_on(threading.Event()) as stop,
-        Live(console=console, auto_refresh=False, screen=False) as live,
-    ):
+    last: list[Group | None] = [None]  # the running step's latest view
 
-        def on_step(i: int, step: Step) -> None:
-            seen.clear()
-            live.update(Text(f"step {i + 1}/{n}: starting {step.title} ..."), refresh=True)
+    def view_of(i: int, snap: Snapshot, t: float) -> Group:
+        fit_console(console, width, lambda: wanted_width(snap))
+        return demo_view(scenario, i, scenario.steps[i], snap, t, seen)
 
-        def on_sample(i: int, snap: Snapshot, t: float) -> None:
-            step = scenario.steps[i]
-            for d in snap.diagnoses:
-                seen.setdefault(d.rule, t)
-            for e in step.shows:  # the figures the narration promises
-                if e.key not in seen and e.holds(snap):
-                    seen[e.key] = t
-            live.update(demo_view(scenario, i, step, snap, t, seen), refresh=True)
+    def note(i: int, snap: Snapshot, t: float) -> None:
+        """What has shown so far: each diagnosis, and the figures the narration promises."""
+        for d in snap.diagnoses:
+            seen.setdefault(d.rule, t)
+        for e in scenario.steps[i].shows:
+            if e.key not in seen and e.holds(snap):
+                seen[e.key] = t
 
-        results = play(scenario, on_step=on_step, on_sample=on_sample, stop=stop)
+    with stop_on(threading.Event()) as stop:
+        if console.is_terminal:
+            with Live(console=console, auto_refresh=False, screen=False) as live:
+
+                def on_step(i: int, step: Step) -> None:
+                    seen.clear()
+                    live.update(Text(f"step {i + 1}/{n}: starting {step.title} ..."), refresh=True)
+
+                def on_sample(i: int, snap: Snapshot, t: float) -> None:
+                    note(i, snap, t)
+                    live.update(view_of(i, snap, t), refresh=True)
+
+                results = play(scenario, on_step=on_step, on_sample=on_sample, stop=stop)
+        else:
+
+            def step_done() -> None:
+                if last[0] is not None:
+                    console.print(last[0])
+                    console.print()
+                last[0] = None
+
+            def on_step_printed(i: int, step: Step) -> None:
+                step_done()
+                seen.clear()
+
+            def on_sample_kept(i: int, snap: Snapshot, t: float) -> None:
+                note(i, snap, t)
+                last[0] = view_of(i, snap, t)
+
+            results = play(scenario, on_step=on_step_printed, on_sample=on_sample_kept, stop=stop)
+            step_done()
     _print_results(console, scenario, results)
     ok = results and all(r.error is None for r in results)
     return EXIT_OK if ok else EXIT_FAILED

@@ -146,7 +146,7 @@ class SummaryBuilder:
             if w.accepts_total is not None:
                 row.accepts = max(row.accepts, w.accepts_total - a0)
             if w.requests_total is not None:
-                row.requests = max(row.requests, w.requests_total - r0)
+                row.requests = max(row.requests or 0, w.requests_total - r0)
             if w.cpu_seconds is not None:
                 row.cpu_s = max(row.cpu_s, w.cpu_seconds - c0)
             row.alive_at_end = w.state != WorkerState.DEAD

@@ -50,7 +50,7 @@ class WorkerTotals:
     kind: str  # "process" or "thread"
     generation: int
     accepts: int = 0
-    requests: int = 0
+    requests: int | None = None  # None: the server counts none we read (the originals)
     cpu_s: float = 0.0
     alive_at_end: bool = True
     role: str = "worker"  # telemetry.snapshot.Role: only workers enter the imbalance
@@ -154,6 +154,11 @@ class RunSummary:
     def errors(self) -> dict[str, int]:
         s = self.result.stats if self.result else None
         return {k: (s.errors.get(k, 0) if s else 0) for k in ERROR_KINDS}
+
+    @property
+    def serving(self) -> list[WorkerTotals]:
+        """The rows that are workers (not a master, helper, listener or thread row)."""
+        return [w for w in self.workers if w.role == "worker"]
 
     @property
     def total_accepts(self) -> int:

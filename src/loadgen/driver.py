@@ -200,7 +200,7 @@ class Driver:
                 rec.ok(
                     status,
                     intended,
-                    start,
+                    client.t_start,  # = start, unless sent again on a new connection
                     client.t_conn,
                     client.t_first,
                     client.t_last,

@@ -12,10 +12,11 @@ does the scheduling and the recording, so the results have the same type and mea
 An engine makes one `Client` per virtual user; `Client.request(start)` sends the current
 level's request on that user's connection (connecting first when it has none, and
 recording the connect time), returns the status code, or raises `RequestError` with one
-of `ERROR_KINDS`. After a request that returned, the client's `t_conn`, `t_first` and
-`t_last` (time.monotonic()) say when its connection was ready (= `start` on a reused
-one), when the response's first byte and its last byte came: the driver turns them into
-the request's phases (stats.ClientPhases).
+of `ERROR_KINDS`. After a request that returned, the client's `t_start`, `t_conn`,
+`t_first` and `t_last` (time.monotonic()) say when it started on the connection that
+answered it, when that connection was ready (= `t_start` on a reused one), when the
+response's first byte and its last byte came: the driver turns them into the request's
+phases (stats.ClientPhases).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ def resolve(url: str, allow_remote: bool = False) -> Target:
 class Client(ABC):
     """One virtual user's connection."""
 
+    t_start: float  # the last request: started on the connection that answered it (the
+    # user's `start`; later when it was sent again on a new connection after its keep-alive
+    # connection closed under it unanswered: the time lost there is a wait, not a connect)
     t_conn: float  # the last request: connection ready (start, when reused)
     t_first: float  # ... its response's first byte
     t_last: float  # ... its response's last byte

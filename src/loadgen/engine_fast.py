@@ -97,7 +97,7 @@ class _Proto(asyncio.Protocol):
                     fut.set_result(self.status)  # body delimited by the close
                 elif self.reused and not self.got and client is not None:
                     # the server closed an idle keep-alive connection as we sent: retry
-                    # once on a new one (its connect phase runs from the first send)
+                    # once on a new one (the time until now is the request's wait)
                     client.retry(fut)
                 else:
                     fut.set_exception(RequestError("reset", empty=not self.got))
@@ -215,12 +215,22 @@ class _Proto(asyncio.Protocol):
 
 
 class FastClient(Client):
-    __slots__ = ("driver", "engine", "gen", "proto", "t_conn", "t_first", "t_last", "user")
+    __slots__ = (
+        "driver",
+        "engine",
+        "gen",
+        "proto",
+        "t_conn",
+        "t_first",
+        "t_last",
+        "t_start",
+        "user",
+    )
 
     def __init__(self, engine: FastEngine) -> None:
         self.engine = engine
         self.proto: _Proto | None = None
-        self.t_conn = self.t_first = self.t_last = 0.0
+        self.t_start = self.t_conn = self.t_first = self.t_last = 0.0
         self.driver: Any = None  # the driver whose user runs a chain (burst)
         self.gen = 0
         self.user = 0
@@ -328,6 +338,7 @@ class FastClient(Client):
         protocol finishes the request (times, closing) before it resolves the future."""
         if start is None:
             start = _monotonic()
+        self.t_start = start
         p = self.proto
         if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
             return self._connect_and_send()
@@ -372,6 +383,9 @@ class FastClient(Client):
         task.add_done_callback(self.engine.retries.discard)
 
     async def _retry(self, fut: asyncio.Future[int]) -> None:
+        # the request starts again here: the time lost on the closed connection is its
+        # wait; its connect phase is this handshake alone, as the connect histogram has it
+        self.t_start = _monotonic()
         try:
             self.proto = p = await self._connect()
         except RequestError as err:

@@ -59,7 +59,7 @@ class HttpxClient(Client):
         self.conn_open = False
         self._t = 0.0
         self.connecting = 0.0  # seconds of TCP connects in the current request
-        self.t_conn = self.t_first = self.t_last = 0.0
+        self.t_start = self.t_conn = self.t_first = self.t_last = 0.0
 
     async def _trace(self, name: str, info: dict[str, Any]) -> None:
         if name == "http11.receive_response_headers.complete":
@@ -137,6 +137,7 @@ class HttpxClient(Client):
         if not e.level.keepalive or r.headers.get("connection", "").lower() == "close":
             self._closed()
         # phases: connects first, then everything up to the last hop's head is ttfb
+        self.t_start = start  # (httpx retries inside one request: its lost time is ttfb)
         self.t_conn = start + self.connecting
         now = _monotonic()
         if not self.t_last:  # no body event (never seen, but never leave a 0 behind)

@@ -27,9 +27,12 @@ class ClientPhases:
     """Where a request's client-side latency went, as `hey` splits it, per request; the
     five add up to the request's latency (from its intended send time) to the microsecond.
 
-    wait: intended send time -> the request starts on a connection (open loop: waiting
-          for a free connection; closed loop: 0);
-    connect: the TCP connect (0 on a reused keep-alive connection);
+    wait: intended send time -> the request starts on the connection that answers it
+          (open loop: waiting for a free connection; closed loop: 0, but for a request
+          sent again after its keep-alive connection closed under it unanswered: the
+          time lost on that connection);
+    connect: the TCP connect (0 on a reused keep-alive connection): the handshakes the
+          connect figure (LoadStats.connect_ms, one per connection) counts;
     ttfb: request written -> first byte of the response;
     read: first byte -> last byte of the response;
     resume: last byte -> the generator's loop notes the request done (its own delay: near

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from lab.units import mib, opt
@@ -19,17 +18,20 @@ from telemetry.snapshot import (
     WorkerState,
 )
 
+from .fit import Column, FitTable, natural_width
+
 MAX_ROWS = 40  # workers shown; the rest are summarised in one line
 STATE_STYLE = {WorkerState.STOPPED: "bold reverse red", WorkerState.DEAD: "red"}
+# the columns kept first when the console is too narrow for all (80 columns keeps these)
+WORKER_PRIORITY = ("worker", "pid", "state", "CPU %", "conns", "acc total", "acc/int")
+LISTENER_PRIORITY = ("#", "port", "queue", "limit", "owner", "mechanism", "SYN_RECV")
 
 
 def render(snap: Snapshot, *, threads: bool = False) -> Group:
     """The snapshot as rich renderables: its head line, the listeners, the workers, the
     imbalance line and the diagnoses. Thread rows (attach) are folded into their process's
-    `thr` count unless `threads`."""
-    live = tuple(
-        w for w in snap.live_entities if threads or w.role != Role.THREAD or w.slot is not None
-    )
+    `thr` count unless `threads`. The tables keep the columns that fit the console."""
+    live = _rows(snap, threads)
     parts: list[RenderableType] = [_head(snap), _listeners(snap), _workers(live, snap)]
     if len(live) > MAX_ROWS:
         parts.append(Text(f"... and {len(live) - MAX_ROWS} more workers"))
@@ -40,6 +42,17 @@ def render(snap: Snapshot, *, threads: bool = False) -> Group:
         style = "bold red" if d.severity == Severity.CRITICAL else "yellow"
         parts.append(Text(f"! {d.message}", style=style))
     return Group(*parts)
+
+
+def wanted_width(snap: Snapshot, *, threads: bool = False) -> int:
+    """Columns that draw `render(snap)`'s tables whole (piped output has no width)."""
+    return natural_width(Group(), [_listeners(snap), _workers(_rows(snap, threads), snap)])
+
+
+def _rows(snap: Snapshot, threads: bool) -> tuple[WorkerSample, ...]:
+    return tuple(
+        w for w in snap.live_entities if threads or w.role != Role.THREAD or w.slot is not None
+    )
 
 
 def _head(snap: Snapshot) -> Text:
@@ -81,38 +94,38 @@ def _head(snap: Snapshot) -> Text:
     return head
 
 
-def _listeners(snap: Snapshot) -> Table:
-    lt = Table(title="listeners", title_justify="left", expand=False)
-    cols = ("#", "address", "port", "queue", "limit", "SYN_RECV", "source", "owner", "mechanism")
-    for col in cols:
-        left = col in ("address", "source", "owner", "mechanism")
-        lt.add_column(col, justify="left" if left else "right")
+def _listeners(snap: Snapshot) -> FitTable:
+    names = ("#", "address", "port", "queue", "limit", "SYN_RECV", "source", "owner", "mechanism")
+    left = ("address", "source", "owner", "mechanism")
+    cols = [Column(n, "left" if n in left else "right") for n in names]
+    lt = FitTable("listeners", cols, priority=LISTENER_PRIORITY)
     for ln in snap.listeners:
         style = "bold red" if ln.full else ("yellow" if ln.queue else "")
-        lt.add_row(
-            str(ln.index),
-            ln.address,
-            str(ln.port),
-            Text(str(ln.queue), style=style),
-            opt(ln.limit),
-            opt(ln.syn_recv),
-            ln.source,
-            " ".join(f"pid {p}" for p in ln.owners) or "-",
-            Text(ln.mechanism, style="dim" if ln.spread is None else ""),
+        lt.rows.append(
+            (
+                str(ln.index),
+                ln.address,
+                str(ln.port),
+                Text(str(ln.queue), style=style),
+                opt(ln.limit),
+                opt(ln.syn_recv),
+                ln.source,
+                " ".join(f"pid {p}" for p in ln.owners) or "-",
+                Text(ln.mechanism, style="dim" if ln.spread is None else ""),
+            )
         )
     past = next((ln for ln in snap.listeners if ln.past_limit), None)
     if past is not None:  # a true reading: say why, so nobody takes it for a glitch
-        lt.caption = f"queue {past.queue} > limit {past.limit}: {PAST_LIMIT_NOTE}"
+        lt.notes.append(f"queue {past.queue} > limit {past.limit}: {PAST_LIMIT_NOTE}")
     return lt
 
 
-def _workers(live: Sequence[WorkerSample], snap: Snapshot) -> Table:
-    wt = Table(title="workers", title_justify="left")
+def _workers(live: Sequence[WorkerSample], snap: Snapshot) -> FitTable:
     nthreads: dict[int, int] = {}
     for w in snap.workers:
         if w.is_thread and w.slot is None:
             nthreads[w.pid] = nthreads.get(w.pid, 0) + 1
-    for col in (
+    names = (
         "worker",
         "pid",
         "tid",
@@ -125,27 +138,31 @@ def _workers(live: Sequence[WorkerSample], snap: Snapshot) -> Table:
         "acc/int",
         "acc total",
         "req total",
-    ):
-        wt.add_column(col, justify="left" if col in ("worker", "kind", "state") else "right")
+    )
+    left = ("worker", "kind", "state")
+    cols = [Column(n, "left" if n in left else "right") for n in names]
+    wt = FitTable("workers", cols, priority=WORKER_PRIORITY)
     for w in live[:MAX_ROWS]:
         name = w.label if w.slot is not None else (w.name or "-")
         if w.is_thread and w.slot is None:
             name = f"  └ {name}" + (" (worker)" if w.is_worker else "")
         elif not w.is_worker:
             name = f"{name} ({w.role})"
-        wt.add_row(
-            name,
-            str(w.pid),
-            str(w.tid),
-            w.kind,
-            Text(f"{w.glyph} {w.state}", style=STATE_STYLE.get(w.state, "")),
-            opt(w.cpu_percent, "{:.1f}"),
-            mib(w.rss_bytes, unit=""),
-            str(nthreads[w.pid]) if w.kind == "process" and w.pid in nthreads else "",
-            opt(w.connections),
-            opt(w.accepts),
-            opt(w.accepts_total),
-            opt(w.requests_total),
+        wt.rows.append(
+            (
+                name,
+                str(w.pid),
+                str(w.tid),
+                w.kind,
+                Text(f"{w.glyph} {w.state}", style=STATE_STYLE.get(w.state, "")),
+                opt(w.cpu_percent, "{:.1f}"),
+                mib(w.rss_bytes, unit=""),
+                str(nthreads[w.pid]) if w.kind == "process" and w.pid in nthreads else "",
+                opt(w.connections),
+                opt(w.accepts),
+                opt(w.accepts_total),
+                opt(w.requests_total),
+            )
         )
     return wt
 

@@ -63,7 +63,10 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         t.add_row(label, value)
     console.print(t)
     if s.workers:
-        console.print(_worker_table(s, max_workers))
+        table, notes = _worker_table(s, max_workers)
+        console.print(table)
+        for note in notes:  # below the table, unwrapped (a caption wraps to its width)
+            console.print(Text(note, style="dim"))
     if s.diagnoses:
         console.print(Text("diagnoses seen", style="bold"))
         for d in s.diagnoses:
@@ -83,26 +86,58 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         console.print(Text("interrupted: the run was cut short", style="yellow"))
 
 
-def _worker_table(s: RunSummary, max_rows: int) -> Table:
+def _worker_table(s: RunSummary, max_rows: int) -> tuple[Table, list[str]]:
+    """One row per worker, and per listener (event's: they take the accepts); a master, a
+    helper or an attached process's thread rows are not workers: named in the caption,
+    never counted as workers. Requests the server counts none of read "unknown", never 0
+    (apache:prefork served 122,740 requests and read 0 for each worker)."""
     t = Table(title="per worker, whole run", title_justify="left")
-    for col in ("worker", "pid", "accepts", "share", "requests", "CPU s"):
+    workers = [w for w in s.workers if w.role in ("worker", "listener")]
+    known = any(w.requests is not None for w in workers)
+    cols = ("worker", "pid", "accepts", "share", "requests", "CPU s")
+    for col in cols if known else tuple(c for c in cols if c != "requests"):
         t.add_column(col, justify="left" if col == "worker" else "right")
     total = s.total_accepts
-    rows = sorted(s.workers, key=lambda w: -w.accepts)[:max_rows]
+    rows = sorted(workers, key=lambda w: -w.accepts)[:max_rows]
     for w in sorted(rows, key=lambda w: (w.slot if w.slot is not None else 1 << 30, w.tid)):
         share = w.accepts / total if total else 0.0
         bar = "█" * round(share * 20)
-        t.add_row(
+        cells: list[str | Text] = [
             w.label + ("" if w.alive_at_end else " (gone)"),
             str(w.pid if w.kind == "process" else f"{w.pid}/{w.tid}"),
             str(w.accepts),
             f"{100 * share:3.0f}% {bar}",
-            str(w.requests),
-            f"{w.cpu_s:.2f}",
-        )
-    if len(s.workers) > max_rows:
-        t.caption = f"the {max_rows} busiest of {len(s.workers)} workers"
-    return t
+        ]
+        if known:
+            cells.append(Text("unknown", style="dim") if w.requests is None else str(w.requests))
+        t.add_row(*cells, f"{w.cpu_s:.2f}")
+    notes = []
+    if len(workers) > max_rows:
+        n = len(s.serving)
+        listeners = len(workers) - n
+        also = f" and {listeners} listener{'s' * (listeners > 1)}" if listeners else ""
+        notes.append(f"the {max_rows} busiest of {n} worker{'s' * (n != 1)}{also}")
+    if not known:
+        notes.append("requests per worker: unknown (this server counts none we read)")
+    apart = _not_workers(s)
+    if apart:
+        notes.append(f"not workers, not shown: {apart}")
+    return t, notes
+
+
+def _not_workers(s: RunSummary) -> str:
+    """'the master (pid 21132), 104 threads of the worker processes'."""
+    parts = []
+    for role, name in (("master", "master"), ("helper", "helper")):
+        rows = [w for w in s.workers if w.role == role]
+        if len(rows) == 1:
+            parts.append(f"the {name} (pid {rows[0].pid})")
+        elif rows:
+            parts.append(f"{len(rows)} {name}s")
+    threads = sum(w.role == "thread" for w in s.workers)
+    if threads:
+        parts.append(f"{threads} threads of the worker processes (counted in their rows)")
+    return ", ".join(parts)
 
 
 PHASE_UNITS = {"queue wait": "connections", "in-server wait": "requests", "service": "requests"}

@@ -48,8 +48,10 @@ HANGUP_GRACE = 10.0  # seconds
 class ServerscopeApp(App[int]):
     CSS_PATH = Path(__file__).with_name("serverscope.tcss")
     TITLE = "serverscope"
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+    # -full: the worker table has all its columns and the measures take the rest
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide"), (128, "-full")]
+    # -roomy: a demo's narration has the room for all its bullets at once
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall"), (45, "-roomy")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         # (the lab screen shows these in its footer; here they also work over a chooser)

@@ -58,7 +58,14 @@ class BacklogPanel(QuietStatic):
         syn = next((ln.syn_recv for ln in listeners if ln.syn_recv is not None), None)
         t.append(" SYN " if short else "  SYN_RECV ", style="dim")
         t.append(num(syn), style="yellow" if syn else "")
-        self.show_content(t, height=line_count(t))
+        self.lines = line_count(t)
+        self.show_content(t, height=self.lines)
+
+    lines = 1  # as last shown
+
+    def rows(self, compact: int) -> int:
+        """Its lines at that compactness (the same at any: every queue is evidence)."""
+        return self.lines
 
 
 def _owners(frame: Frame) -> dict[int, str]:
@@ -74,14 +81,14 @@ def _owners(frame: Frame) -> dict[int, str]:
         ]
         if pids:
             more = f"+{len(pids) - 1}" if len(pids) > 1 else ""
-            out[ln.index] = f"pid {pids[0]}{more} "
+            out[ln.index] = f"pid {pids[0]}{more}"
     return out
 
 
 def _line(
     t: Text, ln: ListenerSample, width: int, many: bool, paused: str | None, owner: str = ""
 ) -> None:
-    label = (f"#{ln.index:<3}" if many else f":{ln.port:<5}") + owner
+    label = (f"#{ln.index:<3}" if many else f":{ln.port:<5}") + (f" {owner}" if owner else "")
     figures = f"{ln.queue:>4}/{ln.limit if ln.limit is not None else '?'}"
     barw = max(4, width - len(label) - len(figures) - 4)
     t.append(label, style=paused or "")

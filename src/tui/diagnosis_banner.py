@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.text import Text
 
 from .drawing import SEVERITY_STYLE
@@ -14,6 +16,15 @@ MAX_LINES = 3
 
 
 class DiagnosisBanner(QuietStatic):
+    shown = ""  # the text last shown
+
+    @property
+    def lines(self) -> int:
+        """Rows it takes: its lines, each wrapped at its width (a long diagnosis wraps)."""
+        width = max(1, self.content_region.width or self.screen.size.width - 2)
+        rows = sum(max(1, math.ceil(len(line) / width)) for line in self.shown.split("\n"))
+        return min(MAX_LINES, rows)
+
     def show(self, frame: Frame) -> None:
         diags = sorted(
             frame.snapshot.diagnoses,
@@ -41,6 +52,7 @@ class DiagnosisBanner(QuietStatic):
             t.append(diag.message, style="bold")
         if len(diags) > MAX_LINES:
             t.append(f"  (+{len(diags) - MAX_LINES} more)", style="dim")
+        self.shown = t.plain
         self.show_content(t, height=text_shape(t))
 
     def status(self, message: str, *, error: bool = False) -> None:
@@ -49,4 +61,5 @@ class DiagnosisBanner(QuietStatic):
         self.set_class(False, "-warning")
         self.set_class(not error, "-status")
         t = Text(message, style="bold" if error else "")
+        self.shown = t.plain
         self.show_content(t, height=text_shape(t))

@@ -19,6 +19,9 @@ class Frame:
     selected: WorkerKey | None = None  # the worker faults act on
     paused_pids: frozenset[int] = field(default_factory=frozenset)  # SIGSTOPped by us
     threads: bool = False  # attach: thread rows unfolded under their process (t)
+    compact: int = 0  # how tight the measures' column is (LabScreen shares the height):
+    # 0 all of it; 1 (a short screen too) one-line phases; 2 also no client phases lines,
+    # no imbalance header, no throughput sparkline
 
 
 def rate(count: int | None, interval_s: float | None) -> float | None:

@@ -17,26 +17,44 @@ from .frame import Frame
 from .quiet_static import QuietStatic
 
 LABELS = (("accepts", "accepts"), ("connections", "conns"), ("cpu", "CPU"))
-WIDTHS = (7, 4, 4, 4, 8)  # label, Jain, top share, top worker, top share over the run
-GAPS = len(WIDTHS)  # one space between columns
+WIDTHS = (7, 4, 4)  # label, Jain, top share; then the top worker and the run's top share,
+# as wide as their text ("w3", or an attached server's "pid 28201": never cut to "pid…")
+MIN_SPARK = 6  # narrower than this: no sparkline column
 
 
-Row = tuple[str, float | None, float | None, bool, bool, str, str, bool, str]
-"""label, Jain, top share, judged, hot, top worker, run top, run hot, sparkline: plain values,
-compared with the last frame's so that an unchanged panel is not drawn again."""
+Row = tuple[str, float | None, float | None, bool, bool, str, str, bool, tuple[float | None, ...]]
+"""label, Jain, top share, judged, hot, top worker, run top, run hot, recent Jains: plain
+values, compared with the last frame's so that an unchanged panel is not drawn again."""
 
 
 class ImbalancePanel(QuietStatic):
     def show(self, frame: Frame) -> None:
         snap = frame.snapshot
-        width = max(0, (self.content_region.width or 40) - sum(WIDTHS) - GAPS)
+        room = self.content_region.width or 40
         self.set_subtitle(f"window {snap.window_s:g} s")
+        # a column very short of rows (tui.layout level 3): the accepts row alone
+        labels = LABELS[:1] if frame.compact >= 3 else LABELS
+        rows = [_row(frame, metric, label, room) for metric, label in labels]
+        who = max((len(r[5]) for r in rows), default=0)
+        run = max([len("run top")] + [len(r[6]) for r in rows])
+        base = sum(WIDTHS) + 3  # and one space after each column
+        if base + who + 1 + run > room:  # narrow: the run's column goes first, whole
+            run = 0
+        if base + who > room:
+            who = 0
+        width = room - base - (who + 1 if who else 0) - (run + 1 if run else 0)
+        width = width if width >= MIN_SPARK else 0
         span = min(len(frame.history), width) * (snap.interval_s or 0.0)
-        rows = [_row(frame, metric, label, width) for metric, label in LABELS]
-        key = (width, f"{span:.0f}", tuple(rows))
+        header = frame.compact < 2
+        key = (width, who, run, header, f"{span:.0f}", tuple(rows))
         if key == self._shown:
             return
-        self.show_content(_table(rows, width, span), key=key, height=len(rows) + 1)
+        table = _table(rows, (who, run, width), span, header)
+        self.show_content(table, key=key, height=len(rows) + header)
+
+    def rows(self, compact: int) -> int:
+        """Its lines at that compactness (LabScreen shares the column's height)."""
+        return 1 if compact >= 3 else len(LABELS) + (compact < 2)
 
 
 def _short(worker: str | None) -> str:
@@ -51,41 +69,46 @@ def _row(frame: Frame, metric: str, label: str, width: int) -> Row:
     judged = enough_to_judge(metric, imb)  # too few events: shown, but not coloured
     hot = judged and imb is not None and (imb.max_over_mean or 0) >= SKEW
     who = _short(imb.top_worker) if imb and top else ""
-    values = [
+    values = tuple(
         past.jain if past is not None else None
-        for past in (getattr(s.imbalance, metric) for s in frame.history)
-    ]
-    sparkline = spark(values, width, lo=0.0, hi=1.0).plain
+        for past in (getattr(s.imbalance, metric) for s in frame.history[-width:])
+    )
     run = ""
     run_hot = False
     whole = run_accepts(snap) if metric == "accepts" else None
     if whole is not None and whole.top_share is not None:
         run = f"{whole.top_share * 100:.0f}% {_short(whole.top_worker)}"
         run_hot = enough_to_judge("accepts", whole) and (whole.max_over_mean or 0) >= SKEW
-    return (label, jain, top, judged, hot, who, run, run_hot, sparkline)
+    return (label, jain, top, judged, hot, who, run, run_hot, values)
 
 
-def _table(rows: list[Row], width: int, span: float) -> Table:
+def _table(rows: list[Row], widths: tuple[int, int, int], span: float, header: bool) -> Table:
+    """The columns whose width is 0 are left out (a narrow panel)."""
+    who_w, run_w, width = widths
     table = Table.grid(padding=(0, 1, 0, 0))
-    for w, justify in zip(WIDTHS, ("left", "right", "right", "left", "left"), strict=True):
+    for w, justify in zip(WIDTHS, ("left", "right", "right"), strict=True):
         table.add_column(width=w, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-    table.add_column(width=width, no_wrap=True, overflow="crop")
+    for w in (who_w, run_w, width):
+        if w:
+            table.add_column(width=w, no_wrap=True, overflow="crop")
     dim = "dim"
-    table.add_row(
-        Text(""),
-        Text("Jain", style=dim),
-        Text("top", style=dim),
-        Text("", style=dim),
-        Text("run top", style=dim),
-        Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim),
-    )
-    for label, jain, top, judged, hot, who, run, run_hot, sparkline in rows:
-        table.add_row(
+    if header:
+        cells = [Text(""), Text("Jain", style=dim), Text("top", style=dim)]
+        cells += [Text("")] if who_w else []
+        cells += [Text("run top", style=dim)] if run_w else []
+        if width:
+            cells.append(Text(f"Jain, last {span:.0f} s" if width >= 14 else "Jain", style=dim))
+        table.add_row(*cells)
+    for label, jain, top, judged, hot, who, run, run_hot, values in rows:
+        cells = [
             Text(label),
             Text("-" if jain is None else f"{jain:.2f}", style=jain_style(jain, judged)),
             Text("-" if top is None else f"{top * 100:.0f}%", style="bold red" if hot else ""),
-            Text(who, style="dim"),
-            Text(run, style="bold red" if run_hot else ""),
-            Text(sparkline, style=jain_style(jain, judged)),
-        )
+        ]
+        cells += [Text(who, style="dim")] if who_w else []
+        cells += [Text(run, style="bold red" if run_hot else "")] if run_w else []
+        if width:
+            line = spark(values, width, lo=0.0, hi=1.0).plain
+            cells.append(Text(line, style=jain_style(jain, judged)))
+        table.add_row(*cells)
     return table

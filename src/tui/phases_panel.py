@@ -37,6 +37,7 @@ STYLE = {"queue": "yellow", "server": "magenta", "service": "green"}
 MIN_BAR = 6  # narrower than this: no bar column
 TITLE = "where the time goes"
 SHORT = {"queue": "q", "server": "srv", "service": "svc"}  # one-line labels when narrow
+STOPPED = "stopped"  # the source of the empty snapshot a screen draws when nothing runs
 
 Cell = tuple[str, str]  # text, style
 Row = tuple[str, Cell, Cell, float | None]  # label, overall, selected, overall p99 (ms)
@@ -51,16 +52,22 @@ def why_unmeasured(snap: Snapshot, short: bool = False) -> str:
         if note:
             return f"time: {note}" if short else str(note)
         return "time: unknown, attached server" if short else "unknown: attached, no scoreboard"
+    if snap.source == STOPPED:
+        return "time: no server running" if short else "no server running"
     if snap.source == "supervisor":
         return "time: no phases in scoreboard" if short else "unknown: no phases in scoreboard"
     return "time: not in these snapshots" if short else "not measured in these snapshots"
 
 
 class PhasesPanel(QuietStatic):
+    measured = False  # as last shown
+
     def show(self, frame: Frame) -> None:
         snap = frame.snapshot
         overall = snap.window_phases
+        self.measured = overall is not None
         short = self.screen.has_class("-short")
+        one_line = short or frame.compact >= 1  # a short screen, or a column short of rows
         self.set_class(overall is None and short, "-collapsed")
         if overall is None:
             self.set_subtitle(None)
@@ -71,15 +78,15 @@ class PhasesPanel(QuietStatic):
                 self._set_title(TITLE)
                 self.show_content(Text(why_unmeasured(snap), style="dim"), height=1)
             return
+        width = self.content_region.width or 32
         method = getattr(snap.model, "queue_method", None) if snap.model else None
-        self.set_subtitle(f"window {snap.window_s:g} s" + (f", queue: {method}" if method else ""))
-        if short:
+        self.set_subtitle(_subtitle(snap.window_s, method, width + 2))
+        if one_line:
             self._set_title(f"{TITLE}, p99")
-            line = _line(overall, self.content_region.width or 32)
-            self.show_content(line, height=1)
+            self.show_content(_line(overall, width), height=1)
             return
         self._set_title(TITLE)
-        width = (self.content_region.width or 40) - sum(WIDTHS) - len(WIDTHS)
+        width -= sum(WIDTHS) + len(WIDTHS)
         barw = width if width >= MIN_BAR else 0
         sel = next((w for w in snap.workers if w.key == frame.selected), None)
         who = sel.label.replace("worker ", "w") if sel is not None else "-"
@@ -90,9 +97,27 @@ class PhasesPanel(QuietStatic):
             return
         self.show_content(_table(rows, who, barw), key=key, height=("table", len(rows)))
 
+    def rows(self, compact: int) -> int:
+        """Its lines at that compactness (LabScreen shares the column's height)."""
+        if not self.measured or compact >= 1 or self.screen.has_class("-short"):
+            return 0 if self.has_class("-collapsed") else 1
+        return len(ROWS) + 1
+
     def _set_title(self, title: str) -> None:
         if self.border_title != title:
             self.border_title = title
+
+
+def _subtitle(window_s: float, method: str | None, room: int) -> str:
+    """'window 5 s, queue: eBPF tracepoints (first bytes' arrival -> accept)', or as much
+    of it as the border has room for, by whole parts (it read 'eBPF tracepoints (firs…')."""
+    window = f"window {window_s:g} s"
+    if not method:
+        return window
+    for text in (f"{window}, queue: {method}", f"{window}, queue: {method.split(' (')[0]}"):
+        if len(text) <= room - 4:
+            return text
+    return window
 
 
 def _line(overall: Phases, width: int) -> Text:
@@ -144,7 +169,8 @@ def _table(rows: list[Row], who: str, barw: int) -> Table:
     if barw:
         table.add_column(width=barw, no_wrap=True, overflow="crop")
     dim = "dim"
-    head = [Text(""), Text("all p50/p99", style=dim), Text(f"{who} p50/p99", style=dim)]
+    mine = f"{who} p50/p99" if len(who) + 8 <= WIDTHS[2] else who  # ("pid 28201 …" was cut)
+    head = [Text(""), Text("all p50/p99", style=dim), Text(mine, style=dim)]
     if barw:
         head.append(Text("p99, 10µs..10s" if barw >= 14 else "p99", style=dim))
     table.add_row(*head)

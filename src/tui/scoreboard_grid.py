@@ -2,6 +2,11 @@
 
 A ScrollView drawn line by line (so 1024 workers cost one short line each), with a
 cursor that selects the worker the fault keys act on (arrows, or a click).
+
+Only workers get a cell (open and dead slots too, as Apache draws them): a master, a
+helper, event's listener threads and an attached process's thread rows serve no request
+of their own, and drawn as cells they made "2 workers" five cells (gunicorn's master and
+threads) and put three `K` listeners beside "0 busy"; the title names them apart.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry.snapshot import WorkerSample, WorkerState
+from telemetry.snapshot import Role, WorkerSample, WorkerState
 
 from .drawing import PAUSED_STYLE, STATE_STYLE
 from .frame import Frame
@@ -56,15 +61,15 @@ class ScoreboardGrid(ScrollView, can_focus=True):
         return max(1, self.scrollable_content_region.width or self.size.width or 1)
 
     def show(self, frame: Frame) -> None:
-        self._workers = frame.snapshot.workers
+        self._workers = cells(frame)
         self._paused = frame.paused_pids
         old_cursor = self.cursor
         for i, w in enumerate(self._workers):
             if w.key == frame.selected:
                 self.cursor = i
                 break
-        else:
-            self.cursor = min(self.cursor, max(0, len(self._workers) - 1))
+        else:  # a master, listener or thread row is selected: no cell of the grid is
+            self.cursor = -1
         self._resize_virtual()
         # redraw only the lines whose glyphs (or the cursor) changed
         looks = [(w.glyph, w.state, w.pid in self._paused) for w in self._workers]
@@ -76,7 +81,7 @@ class ScoreboardGrid(ScrollView, can_focus=True):
             return
         lines = {i // cols for i, (a, b) in enumerate(zip(old, looks, strict=True)) if a != b}
         if old_cursor != self.cursor:
-            lines |= {old_cursor // cols, self.cursor // cols}
+            lines |= {c // cols for c in (old_cursor, self.cursor) if c >= 0}
         for line in lines:
             self.refresh_line(line)
 
@@ -121,7 +126,7 @@ class ScoreboardGrid(ScrollView, can_focus=True):
         self.post_message(WorkerSelected(self._workers[index].key))
 
     def action_move(self, dx: int, dy: int) -> None:
-        self._select(self.cursor + dx + dy * self.cols)
+        self._select(max(0, self.cursor) + dx + dy * self.cols)
 
     def action_jump(self, where: int) -> None:
         self._select(0 if where == 0 else len(self._workers) - 1)
@@ -139,25 +144,62 @@ class ScoreboardGrid(ScrollView, can_focus=True):
         self.refresh()
 
 
+def cells(frame: Frame) -> tuple[WorkerSample, ...]:
+    """What the grid draws: the workers and their open or dead slots, one cell each."""
+    worker = Role.WORKER
+    return tuple(w for w in frame.snapshot.workers if w.role == worker)
+
+
 def summary(frame: Frame, width: int = 80) -> str:
     """'scoreboard · 4 workers · 3 busy · 1 idle · master 2% CPU' for the panel's title
     (the master's CPU when it is a process apart from its workers: cluster's deals every
-    connection, and the master demo asks the audience to watch it)."""
-    workers = frame.snapshot.live_workers
+    connection, and the master demo asks the audience to watch it). What is not a worker
+    is named apart (event's listener threads, an attached worker's threads), never
+    counted in: the count is the grid's live cells. Parts that do not fit in `width`
+    (the panel's, borders included) are left out whole, the least telling first, never
+    cut mid-word."""
+    snap = frame.snapshot
+    workers = snap.live_workers
     busy = sum(w.busy for w in workers)
     idle = sum(w.state == "waiting" for w in workers)
     unknown = sum(w.state == "unknown" for w in workers)
-    kind = "threads" if workers and workers[0].is_thread else "workers"
+    threads = bool(workers) and workers[0].is_thread
     pids = {w.pid for w in workers}
-    extra = f" in {len(pids)} processes" if kind == "threads" else ""
+    count = _count(len(workers), "thread" if threads else "worker")
+    if threads:
+        count += f" in {_count(len(pids), 'process', 'processes')}"
+    parts: list[tuple[int, str]] = [(0, count)]  # (priority: 0 always, then 1, 2 ...)
+    others = _others(snap.live_entities)
+    if others:
+        parts.append((3, f"+{others}"))
     if workers and unknown == len(workers):  # attached, states unread: not "0 busy"
-        states = "? busy · ? idle"
+        parts.append((0, "? busy · ? idle"))
     else:
-        states = f"{busy} busy · {idle} idle" + (f" · {unknown} ?" if unknown else "")
-    text = f"{len(workers)} {kind}{extra} · {states}"
-    model = frame.snapshot.model
+        parts += [(0, f"{busy} busy"), (4, f"{idle} idle")]
+        if unknown:
+            parts.append((2, f"{unknown} ?"))
+    model = snap.model
     # the master's CPU when it is a process apart from its workers
     cpu = model.master_cpu_percent if model is not None else None
     if model is not None and cpu is not None and workers and model.root_pid not in pids:
-        text += f" · master {cpu:.0f}% CPU"
-    return text if len(text) + 16 > width else f"scoreboard · {text}"
+        parts.append((1, f"master {cpu:.0f}% CPU"))
+    room = width - 6  # the border's corners and the spaces around the title
+    text = " · ".join(t for _, t in parts)
+    if len(text) + len("scoreboard · ") <= room:
+        return f"scoreboard · {text}"
+    for drop in (4, 3, 2, 1):
+        if len(text) <= room:
+            break
+        text = " · ".join(t for p, t in parts if p < drop)
+    return text
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _others(live: tuple[WorkerSample, ...]) -> str:
+    """The live entities that are not workers, by role: '3 listeners', '12 threads'."""
+    names = {Role.LISTENER: "listener", Role.HELPER: "helper", Role.THREAD: "thread"}
+    counts = {role: sum(w.role == role for w in live) for role in names}
+    return ", ".join(_count(n, names[role]) for role, n in counts.items() if n)

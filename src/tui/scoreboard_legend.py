@@ -30,10 +30,30 @@ class ScoreboardLegend(Static):
         self.extra = extra
 
     def on_mount(self) -> None:
-        text = Text()
-        for state, name in (*LEGEND, *self.extra):
-            text.append(GLYPHS[state], style=STATE_STYLE[state])
-            text.append(f" {name}  ", style="dim")
-        text.append(" ", style=PAUSED_STYLE)
-        text.append(" paused", style="dim")
+        self._draw()
+
+    def on_resize(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        """Each glyph and its name, packed in lines by whole entries (wrapped as words,
+        '.' ended one line and 'open slot' began the next)."""
+        entries = [
+            (GLYPHS[state], STATE_STYLE[state], name) for state, name in (*LEGEND, *self.extra)
+        ]
+        entries.append((" ", PAUSED_STYLE, "paused"))
+        width = self.content_region.width or 1_000
+        text = Text(no_wrap=True)
+        used = 0
+        for glyph, style, name in entries:
+            cell = len(glyph) + 1 + len(name)
+            if used and used + 2 + cell > width:
+                text.append("\n")
+                used = 0
+            if used:
+                text.append("  ")
+                used += 2
+            text.append(glyph, style=style)
+            text.append(f" {name}", style="dim")
+            used += cell
         self.update(text)

@@ -33,9 +33,11 @@ from ..diagnosis_banner import DiagnosisBanner
 from ..event_log import EventLog
 from ..frame import Frame, WorkerKey
 from ..imbalance_panel import ImbalancePanel
+from ..layout import share
 from ..messages import WorkerSelected
+from ..narration_panel import NarrationPanel
+from ..phases_panel import STOPPED, PhasesPanel
 from ..phases_panel import TITLE as PHASES_TITLE
-from ..phases_panel import PhasesPanel
 from ..scoreboard_grid import ScoreboardGrid, summary
 from ..scoreboard_legend import ScoreboardLegend
 from ..source import ScreenSource
@@ -56,10 +58,12 @@ class LabScreen(Screen[None]):
         super().__init__()
         self.source = source
         self.selected: WorkerKey | None = None
+        self.chosen = False  # the user picked the selection (until then it follows the busiest)
         self.last: Snapshot | None = None
         self.frozen = False
         self.quitting = False
         self.busy: str | None = None  # shown in the banner in place of diagnoses
+        self.compact = 0  # how tight the measures' column is (Frame.compact)
         self.threads = False  # thread rows (attach) unfolded under their process
 
     # -- layout -------------------------------------------------------------------------
@@ -73,12 +77,13 @@ class LabScreen(Screen[None]):
                     yield ScoreboardGrid(id="grid")
                     yield ScoreboardLegend(id="legend", extra=self.legend_extra())
                 yield WorkerTable(id="workers")
+                # under the workers, so that the measures' column runs the whole height
+                yield EventLog(id="events")
             with Vertical(id="right"):
                 yield ImbalancePanel(id="imbalance")
                 yield BacklogPanel(id="backlog")
                 yield PhasesPanel(id="phases")
                 yield ClientPanel(id="client")
-        yield EventLog(id="events")
         yield Footer()
 
     def compose_top(self) -> Iterable[Widget]:
@@ -172,15 +177,18 @@ class LabScreen(Screen[None]):
         keys = {w.key for w in snap.workers}
         if self.selected not in keys:
             self.selected = _pick_worker(snap, self.selected)
+        if not self.chosen:  # the phases panel opened on an idle worker: "none" everywhere
+            self.selected = _busiest(snap, self.selected)
         history = self.source.history()
-        return Frame(snap, history, self.selected, self.paused_pids(), self.threads)
+        compact = max(self.compact, self.has_class("-short"))
+        return Frame(snap, history, self.selected, self.paused_pids(), self.threads, compact)
 
     def draw(self, snap: Snapshot) -> None:
         self.last = snap
         frame = self.frame(snap)
         self.query_one(ScoreboardGrid).show(frame)
         panel = self.query_one("#scoreboard-panel")
-        title = summary(frame, panel.size.width)
+        title = summary(frame, panel.outer_size.width)
         if panel.border_title != title:  # (setting it redraws the panel)
             panel.border_title = title
         self.query_one(WorkerTable).show(frame)
@@ -193,7 +201,50 @@ class LabScreen(Screen[None]):
             banner.status(self.busy)
         else:
             banner.show(frame)
+        if self.share_height():  # the measures' column changed form: draw it in that form
+            frame = self.frame(snap)
+            for panel in self._measures():
+                panel.show(frame)
         self.draw_events()
+        self.update_header()
+
+    def _measures(self) -> tuple[ImbalancePanel, BacklogPanel, PhasesPanel, ClientPanel]:
+        """The measures' column, top to bottom."""
+        q = self.query_one
+        return (q(ImbalancePanel), q(BacklogPanel), q(PhasesPanel), q(ClientPanel))
+
+    def share_height(self) -> bool:
+        """Share the rows between a demo's narration and the measures' column, the
+        evidence first (tui.layout). True when the column's form changed."""
+        short = self.has_class("-short")
+        body = self.size.height - 2 - self.query_one(DiagnosisBanner).lines  # header, footer
+        narration = next(iter(self.query(NarrationPanel)), None)
+        wants = narration.need(narration.width()) if narration is not None else None
+
+        def column(level: int) -> int:
+            borders = 1 if short or level else 2
+            return sum(p.rows(level) + borders for p in self._measures())
+
+        shared = share(body, column, wants)
+        if narration is not None:
+            narration.budget = shared.narration
+        changed = shared.level != self.compact
+        self.compact = shared.level
+        self.query_one("#right").set_class(shared.level >= 1, "-tight")
+        return changed
+
+    def draw_stopped(self, head: str, hint: str) -> None:
+        """Nothing runs: every panel is emptied, as the last frame's figures would claim a
+        live server ("50 req/s  40 clients, running" and workers in K, 4 s after a stop)."""
+        self.last = None
+        frame = Frame(Snapshot(-1, time.monotonic(), time.time(), None, source=STOPPED))
+        self.query_one(ScoreboardGrid).show(frame)
+        self.query_one("#scoreboard-panel").border_title = "scoreboard · stopped"
+        self.query_one(WorkerTable).show(frame)
+        self.query_one(ImbalancePanel).show(frame)
+        self.query_one(BacklogPanel).show(frame)
+        self.query_one(PhasesPanel).show(frame)
+        self.query_one(ClientPanel).show(frame, idle=(head, hint))
         self.update_header()
 
     def redraw(self) -> None:
@@ -216,6 +267,7 @@ class LabScreen(Screen[None]):
     # -- selection ----------------------------------------------------------------------
     @on(WorkerSelected)
     def _worker_selected(self, message: WorkerSelected) -> None:
+        self.chosen = True
         if message.key != self.selected and self.last is not None:
             self.selected = message.key
             frame = self.frame(self.last)  # only the widgets that show the selection
@@ -242,3 +294,22 @@ def _pick_worker(snap: Snapshot, old: WorkerKey | None) -> WorkerKey | None:
             if w.slot is not None and w.slot == old[0]:
                 return w.key
     return live[0].key if live else None
+
+
+def _activity(w: WorkerSample) -> tuple[int, int, int]:
+    """How busy a worker is: requests and connections its phases saw over the window, its
+    requests in the interval, its open connections."""
+    ph = w.window_phases
+    seen = sum(h.count for _, h in ph.items() if h is not None) if ph is not None else 0
+    return (seen, w.requests or 0, w.connections or 0)
+
+
+def _busiest(snap: Snapshot, current: WorkerKey | None) -> WorkerKey | None:
+    """The selection before the user makes one: the current worker while it is busy (no
+    jumping from frame to frame), else the busiest live one (the first of equals)."""
+    live = snap.live_workers
+    now = next((w for w in live if w.key == current), None)
+    if now is not None and any(_activity(now)):
+        return current
+    best = max(live, key=_activity, default=None)
+    return best.key if best is not None and any(_activity(best)) else current

@@ -84,6 +84,8 @@ class LiveScreen(LabScreen):
         self.query_one(DiagnosisBanner).status("stopping the server and the load…")
 
     def draw(self, snap: Snapshot) -> None:
+        if self.session.server is None:
+            return  # a sample taken as the server stopped: the stopped screen stays
         self._note_load_end(snap)
         super().draw(snap)
 
@@ -169,7 +171,7 @@ class LiveScreen(LabScreen):
             self.query_one(DiagnosisBanner).status(self.busy, error="failed" in self.busy)
         if self.session.server is None:
             # no more snapshots: the last one's "4 workers · 2 busy" would be a lie
-            self.query_one("#scoreboard-panel").border_title = "scoreboard · stopped"
+            self.draw_stopped("server and load stopped", "s starts them again, m another model")
         self.update_header()
         self.draw_events()
         self.refresh_bindings()
