@@ -1,0 +1,162 @@
+"""What misbehaving clients cost each model's memory, and how long slow clients freeze it.
+
+    .venv/bin/python bench/bench_memory.py [--attacks nonread,reset,read,slow] [--small]
+                                           [models...]
+
+Per model and attack, on a fresh server: the tree's memory (RSS and PSS summed over the
+root and its workers, from /proc/PID/smaps_rollup) before the attack, at its peak (sampled
+every 20 ms) and after it (the clients gone, every connection closed, the figure settled),
+with the growth of each against before. The attacks (tests/attacks.py):
+
+- nonread: 100 clients with a 4 KiB receive buffer send GET /work?bytes=16777216 and read
+  nothing for 3 s, then close.
+- reset: 100 clients, 20 at a time, read 256 KiB of a 16 MiB reply, then reset.
+- read: five rounds of 20 concurrent clients reading a 16 MiB reply in full.
+- slow: 300 clients send a request one byte a second (slowloris); how long GET / waits
+  for an answer while they do (at most --slow-seconds), and the memory.
+
+Default knobs are the models' own (proc_spawn: 250 processes, prefork up to 256), as
+`serverscope serve MODEL` runs them; --small uses the fuzz tests' small pools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+import attacks
+import fuzzing
+from attacks import MIB, Memory, Peak
+from servers.config import ServerConfig
+from servers.models import MODEL_NAMES
+from servers.supervisor import Supervisor
+
+ATTACKS = ("nonread", "reset", "read", "slow")
+
+
+def _wait_closed(sup: Supervisor, timeout: float = 90.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if sup.read().totals()["open"] == 0:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _nonread(sup: Supervisor) -> str:
+    socks = attacks.non_readers(sup.port, 100)
+    try:
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            time.sleep(0.1)
+        writing = attacks.writing(sup.port)
+    finally:
+        attacks.close_all(socks)
+    return f"{writing} replies waiting in the kernel"
+
+
+def _reset(sup: Supervisor) -> str:
+    done = attacks.resets(sup.port, 100)
+    return f"{done}/100 reset mid-reply"
+
+
+def _read(sup: Supervisor) -> str:
+    whole = sum(attacks.full_reads(sup.port, 20) for _ in range(5))
+    return f"{whole}/100 read in full"
+
+
+def _slow(sup: Supervisor, seconds: float) -> str:
+    socks = attacks.slow_senders(sup.port, 300)
+    t0 = time.monotonic()
+    first_ok: float | None = None
+    frozen_from: float | None = None
+    probe_done = threading.Event()
+    try:
+        while time.monotonic() - t0 < seconds:
+            tick = time.monotonic()
+            attacks.trickle(socks)
+            ok = fuzzing.answers_root(sup.port, 1.0)
+            now = time.monotonic() - t0
+            if not ok and frozen_from is None:
+                frozen_from = now
+            if ok and frozen_from is not None and first_ok is None:
+                first_ok = now
+                break
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+    finally:
+        probe_done.set()
+        attacks.close_all(socks)
+    if frozen_from is None:
+        return "GET / answered within 1 s throughout"
+    if first_ok is None:
+        return f"GET / unanswered from {frozen_from:.0f} s to the end ({seconds:.0f} s)"
+    return f"GET / unanswered from {frozen_from:.0f} s, answered again at {first_ok:.0f} s"
+
+
+def bench(model: str, attack: str, small: bool, slow_seconds: float) -> str:
+    knobs = fuzzing.FUZZ_KNOBS[model] if small else {}
+    sup = Supervisor(ServerConfig(model=model, **knobs)).start(timeout=60)  # type: ignore[arg-type]
+    try:
+        for _ in range(5):  # warm up: the first requests' allocations are not the attack's
+            fuzzing.answers_root(sup.port, 2.0)
+        before = attacks.settle(sup.pids)
+        t0 = time.monotonic()
+        with Peak(sup.pids) as peak:
+            if attack == "nonread":
+                what = _nonread(sup)
+            elif attack == "reset":
+                what = _reset(sup)
+            elif attack == "read":
+                what = _read(sup)
+            else:
+                what = _slow(sup, slow_seconds)
+            closed = _wait_closed(sup)
+        took = time.monotonic() - t0
+        after = attacks.settle(sup.pids, timeout=10.0)
+        grown = peak.peak - before
+        kept = after - before
+        ratio = after.pss / before.pss if before.pss else float("nan")
+        return (
+            f"{model:<13} {attack:<8} before {_fmt(before)}  peak {_fmt(peak.peak)} "
+            f"({_delta(grown)})  after {_fmt(after)} ({_delta(kept)}, {ratio:.2f}x)  "
+            f"{'' if closed else 'CONNECTIONS STILL OPEN  '}{took:.1f} s  {what}"
+        )
+    finally:
+        sup.stop()
+
+
+def _fmt(m: Memory) -> str:
+    return f"RSS {m.rss / MIB:6.1f} PSS {m.pss / MIB:6.1f}"
+
+
+def _delta(m: Memory) -> str:
+    return f"RSS {m.rss / MIB:+7.1f} PSS {m.pss / MIB:+7.1f} MiB"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--attacks", default=",".join(ATTACKS), help="comma-separated: " + ",".join(ATTACKS)
+    )
+    p.add_argument("--small", action="store_true", help="the fuzz tests' small pools")
+    p.add_argument("--slow-seconds", type=float, default=70.0, help="cap of the slow attack")
+    p.add_argument("models", nargs="*", default=list(MODEL_NAMES))
+    a = p.parse_args()
+    chosen = [x for x in a.attacks.split(",") if x]
+    bad = [x for x in chosen if x not in ATTACKS]
+    if bad:
+        p.error(f"unknown attack {bad[0]!r}; choose from {', '.join(ATTACKS)}")
+    print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    for attack in chosen:
+        for m in a.models:
+            print(bench(m, attack, a.small, a.slow_seconds), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
