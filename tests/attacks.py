@@ -168,21 +168,25 @@ def full_reads(port: int, n: int, *, nbytes: int = BIG, timeout: float = 60.0) -
     return sum(1 for g in got if g > nbytes)
 
 
+SLOW_START = b"GET / HTTP/1.1\r\nX-Slow: "  # a valid start; the header never ends
+
+
 def slow_senders(port: int, n: int) -> list[socket.socket]:
-    """`n` connections that have sent the first byte of a request; `trickle` sends more."""
+    """`n` connections that have sent the start of a request (SLOW_START), whose header
+    line `trickle` makes longer a byte at a time (slowloris: the head never completes)."""
     socks = []
     try:
         for _ in range(n):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             socks.append(s)
-            s.sendall(b"G")
+            s.sendall(SLOW_START)
     except BaseException:
         close_all(socks)
         raise
     return socks
 
 
-def trickle(socks: list[socket.socket], byte: bytes = b"E") -> int:
+def trickle(socks: list[socket.socket], byte: bytes = b"x") -> int:
     """One more byte on each connection; how many connections took it (others were closed)."""
     alive = 0
     for s in socks:
