@@ -219,9 +219,13 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     frac = cpu / (100.0 * cores)
     if frac >= STARVATION_MAX_CPU_FRACTION:
         return None
-    holding = [w.state in IDLE_HOLD_STATES for s in recent for w in _live(s)]
-    if sum(holding) < STARVATION_MIN_IDLE_HOLD * len(holding):
+    states = [w.state for s in recent for w in _live(s)]
+    if sum(st in IDLE_HOLD_STATES for st in states) < STARVATION_MIN_IDLE_HOLD * len(states):
         return None
+    # what pins them, as read: idle keep-alive waits, or requests still arriving (slow
+    # clients: mod_reqtimeout's case, not KeepAliveTimeout's)
+    reading = states.count(WorkerState.READING) > states.count(WorkerState.KEEPALIVE)
+    held = "requests still arriving" if reading else "idle keep-alive connections"
     lim = last.queue_limit
     queue = f"accept queue {last.queue}/{lim}" if lim else f"accept queue {last.queue}"
     drops = [s.kernel.drops_per_s for s in recent if s.kernel and s.kernel.drops_per_s is not None]
@@ -230,14 +234,13 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     measured = last.window_phases is not None and last.window_phases.queue is not None
     if measured and wait is None:  # queue wait is timed at accept(): none in the window
         head = (
-            f"starvation: no connection accepted in {_span(win)} while {n}/{n} workers "
-            "hold idle keep-alive connections"
+            f"starvation: no connection accepted in {_span(win)} while {n}/{n} workers hold {held}"
         )
     elif wait is not None:  # the connections accepted in the window: how long they queued
         # (the tail first: those a freed worker took were lucky, the rest wait that long)
         head = (
             f"starvation: new connections wait {_p(wait, 0.99)} (p99) in the accept queue "
-            f"while {n}/{n} workers hold idle keep-alive connections"
+            f"while {n}/{n} workers hold {held}"
         )
     else:
         head = f"starvation: {n}/{n} workers busy"
