@@ -104,8 +104,9 @@ def _slow(sup: Supervisor, seconds: float) -> str:
 
 
 def _got_408(s: socket.socket) -> bool:
+    s.setblocking(False)  # with a timeout set, recv() would wait for data that never comes
     try:
-        return s.recv(12, socket.MSG_DONTWAIT).startswith(b"HTTP/1.1 408")
+        return s.recv(12).startswith(b"HTTP/1.1 408")
     except OSError:
         return False
 
