@@ -22,6 +22,15 @@ Before the attack, 20 clients at once read 64 KiB of a 1 MiB reply and reset (a 
 every worker's first connections cost it objects and pages once). Default knobs are the
 models' own (proc_spawn: 250 processes, prefork up to 256), as
 `serverscope serve MODEL` runs them; --small uses the fuzz tests' small pools.
+
+Issue 23, on the shared 2-core machine, the code before the fix and after (PSS):
+nonread peak growth: worker and event +2,200 MiB -> +0.4, many_accepts +1,497 -> +2.5,
+goroutines +1,216 -> +0.5, proc_spawn +2,061 -> +54 (the first request of each of 100
+processes that had not served: ~0.5 MiB each), prefork +780 -> +15 (its pool grows).
+reset, after/before: worker 33.4x -> 1.01x, event 33.9x -> 1.00x, many_accepts 24.1x ->
+1.09x, proc_spawn 2.98x -> 1.08x, every model within 1.10x after. slow: proc_spawn frozen
+60 s -> 20 s, prefork 66 s -> 25 s; worker and event 408 a wave of 75 slow clients every
+20 s instead of one at 60 s; the asyncio models answer GET / throughout, before and after.
 """
 
 from __future__ import annotations
