@@ -208,7 +208,7 @@ def test_the_lab_scoreboards_k_and_r_name_keep_alive_and_request_bytes() -> None
     """The lab's own models have no tcp_info: K is keep-alive, R is a request's bytes."""
     for state, words in [
         (WorkerState.KEEPALIVE, "hold idle keep-alive connections"),
-        (WorkerState.READING, "wait for request bytes"),
+        (WorkerState.READING, "hold requests still arriving"),
     ]:
         win = [
             _starving(None, 1 + i * 0.25, state=state, source="supervisor", phases=True)

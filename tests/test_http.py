@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from servers.http import HttpConnection, Limits, ProtocolError, Request
+from servers.http import INLINE_BODY, HttpConnection, Limits, ProtocolError, Request
 
 
 def events(conn: HttpConnection) -> list[Request | ProtocolError]:
@@ -21,7 +21,7 @@ def test_simple_get_keeps_alive_by_default():
     c.feed(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n")
     [req] = events(c)
     assert (req.method, req.path, req.query, req.keep_alive) == ("GET", "/a", "b=1", True)
-    out = c.response(req, 200, b"hi")
+    out = c.response(req, 200, b"hi").head
     assert out.startswith(b"HTTP/1.1 200 OK\r\n") and out.endswith(b"\r\n\r\nhi")
     assert b"Connection: close" not in out and not c.must_close and c.idle
 
@@ -47,7 +47,7 @@ def test_connection_close_and_http10():
     c.feed(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
     [req] = events(c)
     assert not req.keep_alive
-    assert b"Connection: close" in c.response(req, 200, b"x") and c.must_close
+    assert b"Connection: close" in c.response(req, 200, b"x").head and c.must_close
 
     c = HttpConnection()
     c.feed(b"GET / HTTP/1.0\r\n\r\n")
@@ -57,7 +57,7 @@ def test_connection_close_and_http10():
     c = HttpConnection()
     c.feed(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     [req] = events(c)
-    assert req.keep_alive and b"Connection: keep-alive" in c.response(req, 200, b"x")
+    assert req.keep_alive and b"Connection: keep-alive" in c.response(req, 200, b"x").head
 
 
 def test_max_keepalive_requests_closes_the_last_one():
@@ -111,4 +111,57 @@ def test_head_response_has_no_body():
     c.feed(b"HEAD / HTTP/1.1\r\n\r\n")
     [req] = events(c)
     out = c.response(req, 200, b"hello")
-    assert out.endswith(b"Content-Length: 5\r\n\r\n")
+    assert out.head.endswith(b"Content-Length: 5\r\n\r\n") and out.body is None
+
+
+def test_a_large_body_is_not_copied_into_the_response():
+    """Issue 23: `head + body` built a 16 MiB bytes per reply (two with a partial send)."""
+    c = HttpConnection()
+    c.feed(b"GET / HTTP/1.1\r\n\r\n")
+    [req] = events(c)
+    payload = b"x" * (INLINE_BODY + 1)
+    out = c.response(req, 200, memoryview(payload))
+    assert out.head.endswith(f"Content-Length: {len(payload)}\r\n\r\n".encode())
+    assert out.body is not None and out.body.readonly and out.body.obj is payload
+    assert out.size == len(out.head) + len(payload)
+    c.feed(b"GET / HTTP/1.1\r\n\r\n")
+    [req] = events(c)
+    small = c.response(req, 200, b"y" * INLINE_BODY)  # small: one piece with its head
+    assert small.body is None and small.head.endswith(b"y" * INLINE_BODY)
+
+
+BLANK_LINES_BODY = b"a\r\n\r\n" * 40  # 240 bytes of body holding forty blank lines
+
+
+def test_blank_lines_in_a_body_are_not_counted_as_pipelined_requests():
+    """Issue 23 finding 6: the count of pipelined requests took a body's blank lines for
+    request ends, so the 32nd plain GET after such a POST got 400."""
+    c = HttpConnection()
+    post = b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(BLANK_LINES_BODY)
+    c.feed(post + BLANK_LINES_BODY)
+    assert [r.method for r in events(c)] == ["POST"]
+    c.response(Request("POST", "/", "HTTP/1.1"), 405)
+    for i in range(40):  # sequential GETs, one at a time, as curl or a browser sends them
+        c.feed(b"GET / HTTP/1.1\r\n\r\n")
+        [ev] = events(c)
+        assert isinstance(ev, Request), (i, ev)
+        c.response(ev, 200, b"x")
+    # the body arriving after its head, in pieces: its blank lines are skipped too
+    c = HttpConnection()
+    c.feed(post)
+    assert events(c) == []  # the head is in, the body is awaited
+    c.feed(BLANK_LINES_BODY[:120])
+    c.feed(BLANK_LINES_BODY[120:] + b"GET / HTTP/1.1\r\n\r\n")
+    assert [r.method for r in events(c)] == ["POST", "GET"]
+
+
+def test_a_real_pipeline_past_the_cap_still_gets_its_400_bodies_or_not():
+    one = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n\r\n\r\n"  # a body that is a blank line
+    c = HttpConnection()
+    c.feed(one * 33)  # 66 blank lines, 33 requests: past the cap of 32
+    got = events(c)
+    assert [type(e).__name__ for e in got] == ["Request"] * 32 + ["ProtocolError"]
+    assert got[-1].status == 400  # type: ignore[union-attr]
+    c = HttpConnection()
+    c.feed(one * 32)  # exactly the cap: all served
+    assert len(events(c)) == 32 and not c.must_close

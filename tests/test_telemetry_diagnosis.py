@@ -300,6 +300,26 @@ def test_starvation_cites_how_long_new_connections_wait_in_the_accept_queue() ->
     assert "accept queue 511/511" in d.message
 
 
+def test_starvation_by_slow_clients_names_requests_still_arriving() -> None:
+    """Workers pinned reading requests that never end (slowloris: the starvation demo's
+    last step) are not holding keep-alive connections; the message said they were."""
+    win = _last(
+        workers=20,
+        states=["reading"],
+        cpu=[0.0],
+        queue=40,
+        limit=511,
+        queue_ms=600.0,
+        server_ms=0.05,
+        service_ms=0.3,
+        phase_requests=[1],
+    )
+    d = diagnosis.starvation(win)
+    assert d is not None
+    assert "20/20 workers hold requests still arriving, CPU " in d.message
+    assert "keep-alive" not in d.message
+
+
 def test_starvation_without_accepts_in_the_window_says_none_got_through() -> None:
     # queue wait is timed at accept(): with every worker pinned none is, so no wait to
     # cite (none made up), and that none got through is the news (seen live: prefork 32)

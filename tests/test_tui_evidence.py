@@ -82,6 +82,15 @@ EVIDENCE: dict[tuple[str, int], Evidence] = {
             Sight("scoreboard-panel", r"_{20}"),  # the worker threads idle, not K
         ),
     ),
+    ("starvation", 2): Evidence(
+        tui_scenarios.demo_starvation_slowloris,
+        (
+            Sight("backlog", r"40/511", key=True),
+            Sight("banner", r"hold requests still arriving", key=True),
+            Sight("scoreboard-panel", r"R{20}"),  # every child reading a request
+            Sight("client", r"waiting 40, oldest 5\.2 s"),
+        ),
+    ),
     ("overflow", 0): Evidence(
         tui_scenarios.demo_overflow_single,
         (

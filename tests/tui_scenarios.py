@@ -328,6 +328,28 @@ def demo_starvation_event() -> list[Snapshot]:
     return event_keepalive_idle()
 
 
+def demo_starvation_slowloris() -> list[Snapshot]:
+    """prefork at 20 children under 60 slow clients (a byte a second): every child in R,
+    the CPU idle, 40 connections queued; the request-read timeout frees a child now and
+    then, so a few accepts get through."""
+    client = _client("custom", rps=1, clients=60, latency_p99=5_100.0, connect_p99=0.3)
+    return synthetic.series(
+        STEPS,
+        model="prefork",
+        workers=20,
+        states=["reading"],
+        accepts=[0, 0, 0, 1],
+        connections=[1],
+        cpu=[0.1],
+        queue=40,
+        client=_waiting(client, 40, 5_200.0),
+        queue_ms=[4_800.0] * 4 + [5_100.0],
+        server_ms=[0.04],
+        service_ms=[0.3],
+        phase_requests=[1, 0, 0, 0],
+    )
+
+
 def demo_overflow_single() -> list[Snapshot]:
     """single with a 16-slot backlog under a storm of 20 ms requests: the queue full at
     16/16, 80 ListenOverflows a second, connects clustered at 1 s, 2 s, 3 s."""

@@ -140,6 +140,13 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-workers", type=whole_number, help="MaxRequestWorkers")
     g.add_argument("--threads-per-child", type=whole_number, help="ThreadsPerChild")
     g.add_argument("--async-factor", type=number(float), help="AsyncRequestWorkerFactor")
+    g.add_argument(
+        "--request-read-timeout",
+        metavar="RULES",
+        help="RequestReadTimeout (mod_reqtimeout) of the C and Apache models, in Apache's "
+        "syntax; default Apache's 'header=20-40,MinRate=500 body=20,MinRate=500'; "
+        "'header=0 body=0' turns it off",
+    )
 
 
 def config_from_args(model: str, a: argparse.Namespace) -> ServerConfig:

@@ -43,6 +43,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--think", type=number(float), metavar="MS", help="think time per request")
     p.add_argument("--think-exp", action="store_true", default=None, help="exponential think")
     p.add_argument("--ramp", type=number(float), metavar="S", help="clients arrive over S s")
+    p.add_argument(
+        "--trickle",
+        type=number(float),
+        metavar="MS",
+        help="send each request a byte every MS ms (slowloris; fast engine)",
+    )
     p.add_argument("--cpu-ms", type=number(float), help="/work cpu_ms per request")
     p.add_argument("--io-ms", type=number(float), help="/work io_ms per request")
     p.add_argument("--bytes", type=number(int), help="/work response bytes")
@@ -64,6 +70,7 @@ _OVERRIDES = {
     "think": "think_ms",
     "think_exp": "think_exp",
     "ramp": "ramp",
+    "trickle": "trickle_ms",
     "cpu_ms": "cpu_ms",
     "io_ms": "io_ms",
     "bytes": "bytes",

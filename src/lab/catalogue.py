@@ -45,6 +45,8 @@ CPU_HEAVY = LoadLevel(clients=20, cpu_ms=5, duration=30)
 # full, and waits in read while the client resends them (ss: client Send-Q 123, rto
 # 5.76 s, backoff 4): the narration says so.
 OVERFLOW = LoadLevel(clients=400, rate=100, keepalive=False, cpu_ms=20, duration=30)
+# clients that send their request a byte a second: three for each of prefork's 20 children
+SLOWLORIS = PRESETS["slowloris"].with_(name="custom", clients=60, duration=30)
 
 
 # -- the scenarios --------------------------------------------------------------------------
@@ -137,6 +139,33 @@ _add(
                 expect=(),
                 absent=("starvation",),
                 seconds=15,
+            ),
+            Step(
+                "prefork under slow clients: the request-read timeout frees its children",
+                ServerConfig(
+                    model="prefork",
+                    start_servers=10,
+                    max_spare=20,
+                    max_workers=20,
+                    request_read_timeout="header=5-10,MinRate=500 body=5,MinRate=500",
+                ),
+                SLOWLORIS,
+                (
+                    "60 clients each send their request one byte a second (slowloris): "
+                    "every child is pinned reading a request that never ends, R in the "
+                    "scoreboard, while the CPU idles and the accept queue grows.",
+                    "Apache's mod_reqtimeout gives a request's head 20 s by default (up to "
+                    "40 s while bytes come fast enough); 5 s here "
+                    "(--request-read-timeout header=5-10,MinRate=500) to show it sooner.",
+                    "Every 5 s the slow clients are answered 408 and closed, and the "
+                    "children take the connections queued behind them: watch the accepts "
+                    "column climb; without the timeout each child is held for Timeout, 60 s.",
+                    "The slow clients come back, so the pool stays starved: the timeout "
+                    "bounds how long each one holds a child, it does not stop them.",
+                ),
+                expect=("starvation",),
+                seconds=20,
+                min_seconds=8,
             ),
         ),
     )

@@ -17,11 +17,16 @@ a response records it and sends the next), and elsewhere `request()` returns the
 future itself, no coroutine. Measured with bench/bench_loadgen.py --baseline-src in one
 run on the shared 2-core machine (load average 11-21): 11.6 -> 8.5 us of CPU per request,
 0.62x -> 0.91x wrk's rate; the client phases (stats.ClientPhases) included.
+
+A level with `trickle_ms` (slowloris) sends each request a byte at a time, that far apart,
+on a connection of its own (a close mid-request is a reset, not a retry); its read timeout
+runs from the last byte, and a server that answers (408) or closes early ends the sending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -248,6 +253,8 @@ class FastClient(Client):
         p = self.proto
         if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
             return None
+        if self.engine.trickle:
+            return None  # a byte at a time: request() does it
         fut: asyncio.Future[None] = self.engine.loop.create_future()
         self.driver = driver
         self.gen = driver.gen
@@ -339,6 +346,8 @@ class FastClient(Client):
         if start is None:
             start = _monotonic()
         self.t_start = start
+        if self.engine.trickle:
+            return self._trickled(start)
         p = self.proto
         if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
             return self._connect_and_send()
@@ -374,6 +383,36 @@ class FastClient(Client):
         self.proto = p = await self._connect()
         fut = self.engine.loop.create_future()
         self._send(p, fut)
+        return await fut
+
+    async def _trickled(self, start: float) -> int:
+        """Send the request a byte every `trickle` seconds (module docstring)."""
+        e = self.engine
+        p = self.proto
+        if p is None or p.closed or p.transport.is_closing():  # type: ignore[union-attr]
+            self.proto = p = await self._connect()
+        else:
+            self.t_conn = start
+        fut: asyncio.Future[int] = e.loop.create_future()
+        p.fut = fut
+        p.client = self
+        p.reused = False  # closed under us: a reset, never resent whole
+        p.got = False
+        p.close_after = False
+        p.deadline = math.inf  # the read timeout starts once the request is out
+        req, gap = e.req, e.trickle
+        try:
+            for i in range(len(req)):
+                if fut.done() or p.closed:
+                    break
+                p.transport.write(req[i : i + 1])  # type: ignore[union-attr]
+                if i + 1 < len(req):
+                    await asyncio.wait([fut], timeout=gap)  # the server may answer first
+            else:
+                p.deadline = _monotonic() + e.read_timeout
+        except asyncio.CancelledError:
+            fut.cancel()  # the run ended: nobody awaits the answer
+            raise
         return await fut
 
     def retry(self, fut: asyncio.Future[int]) -> None:
@@ -424,6 +463,7 @@ class FastEngine(Engine):
         self.level = level
         self.keepalive = level.keepalive
         self.read_timeout = level.read_timeout
+        self.trickle = level.trickle_ms / 1000.0  # > 0: requests go a byte at a time
         conn = "" if level.keepalive else "Connection: close\r\n"
         self.req = (
             f"GET {self.target.path_for(level)} HTTP/1.1\r\n"

@@ -28,6 +28,7 @@ class LoadLevel:
     ramp: float = 0.0  # seconds over which the clients arrive; 0: all at once (burst)
     think_ms: float = 0.0  # pause after each response, before that client's next request
     think_exp: bool = False  # think time exponentially distributed (mean think_ms)
+    trickle_ms: float = 0.0  # > 0: each request is sent a byte at a time, this far apart
     cpu_ms: float = 0.0  # request cost, the /work endpoint's knobs (all 0: GET /)
     io_ms: float = 0.0
     bytes: int = 0
@@ -57,6 +58,7 @@ class LoadLevel:
             _range("rate", self.rate, 0.01, 10_000_000)
         _range("ramp", self.ramp, 0, MAX_DURATION)
         _range("think", self.think_ms, 0, 3_600_000)
+        _range("trickle", self.trickle_ms, 0, 60_000)
         _range("cpu-ms", self.cpu_ms, 0, 60_000)
         _range("io-ms", self.io_ms, 0, 60_000)
         _range("bytes", self.bytes, 0, 16 * 1024 * 1024)
@@ -74,6 +76,8 @@ class LoadLevel:
         parts = [f"{self.clients} clients", loop, conn, arrival]
         if self.think_ms:
             parts.append(f"think {self.think_ms:g} ms" + (" (exp)" if self.think_exp else ""))
+        if self.trickle_ms:
+            parts.append(f"each request sent a byte every {self.trickle_ms:g} ms")
         parts.append(f"GET {self.target}")
         return ", ".join(parts)
 
@@ -117,7 +121,10 @@ class LoadLevel:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-_FLAGS = {"think_ms": "think"}  # fields whose `load` option is not the field's own name
+_FLAGS = {
+    "think_ms": "think",
+    "trickle_ms": "trickle",
+}  # fields whose `load` option is not the field's own name
 
 
 def _range(name: str, value: float, low: float, high: float) -> None:
@@ -137,6 +144,7 @@ PRESETS: dict[str, LoadLevel] = {
     "overload": LoadLevel(
         name="overload", clients=100, rate=600, cpu_ms=5, read_timeout=60, duration=30
     ),
+    "slowloris": LoadLevel(name="slowloris", clients=300, trickle_ms=1000, duration=60),
 }
 
 PRESET_HELP: dict[str, str] = {
@@ -152,6 +160,8 @@ PRESET_HELP: dict[str, str] = {
     "blocking pools vs event loops",
     "overload": "open loop 600 req/s of 5 ms CPU (3 cores' worth on 2): latency grows "
     "without bound, no coordinated omission",
+    "slowloris": "300 clients each sending its request a byte a second: pins every blocking "
+    "worker until the request-read timeout (20-40 s) or Timeout (60 s) frees it",
 }
 
 

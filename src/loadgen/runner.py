@@ -104,6 +104,7 @@ class LoadRunner:
         target = resolve(self.url, self.allow_remote)
         if self.engine == "fast" and target.scheme != "http":
             raise LoadError("the fast engine speaks plain http only; use --engine httpx for TLS")
+        self._check_engine(self.level)
         check_fd_limit(self.level.clients)
         args = {
             "parent": os.getpid(),
@@ -182,10 +183,15 @@ class LoadRunner:
     def set_level(self, level: LoadLevel) -> None:
         """Change the load while it runs (effective within a second)."""
         level.check()
+        self._check_engine(level)
         if level.clients > self.level.clients:
             check_fd_limit(level.clients)
         self.level = level
         self._send({"op": "level", "level": asdict(level)})
+
+    def _check_engine(self, level: LoadLevel) -> None:
+        if level.trickle_ms and self.engine != "fast":
+            raise LoadError("a request sent a byte at a time (--trickle) needs the fast engine")
 
     def pause(self) -> None:
         self._send({"op": "pause"})

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from . import guard
 from .acceptor import Acceptor
-from .aio import HANDOFF, serve_handed
 from .arbiter import Arbiter
+from .loops import HANDOFF, serve_handed
 from .models import ModelSpec
 from .root import RootContext
 

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from . import reqtimeout
 from .http import Limits
 
 DEFAULT_HOST = "127.0.0.1"
@@ -41,6 +42,9 @@ class ServerConfig:
     max_workers: int | None = None  # MaxRequestWorkers
     threads_per_child: int | None = None  # ThreadsPerChild
     async_factor: float | None = None  # AsyncRequestWorkerFactor
+    # RequestReadTimeout (mod_reqtimeout), Apache's syntax; None: the model's default,
+    # Apache's for the C and Apache models (the asyncio models do not have it)
+    request_read_timeout: str | None = None
     # issue 16: workers time each request's phases into their scoreboard slot (queue wait,
     # in-server wait, service); `serve --no-phases` turns it off (for bench/bench_phases.py)
     phases: bool = True
@@ -53,6 +57,9 @@ class ServerConfig:
             else self.max_keepalive_requests,
             keepalive_timeout=self.keepalive_timeout,
             request_timeout=self.timeout,
+            read_timeout=None
+            if self.request_read_timeout is None
+            else reqtimeout.parse(self.request_read_timeout),
         )
 
     def for_model(self, model: str) -> ServerConfig:
@@ -93,6 +100,11 @@ class ServerConfig:
         check_range("--max-cpu-ms", self.max_cpu_ms, 0, 600_000)
         if self.workers is not None:
             check_range("--workers", self.workers, 1, 1024)
+        if self.request_read_timeout is not None:
+            try:
+                reqtimeout.parse(self.request_read_timeout)
+            except ValueError as e:
+                raise ConfigError(f"--request-read-timeout: {e}") from None
 
 
 def check_host(host: str) -> None:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from functools import partial
 
 from .acceptor import Acceptor
-from .aio import AsyncWorker, HttpProtocol, adopt, new_loop
+from .aio import AsyncWorker, HttpProtocol
 from .http import Limits
+from .loops import adopt, new_loop
 from .models import ModelSpec
 from .root import RootContext, gil_enabled
 from .scoreboard import Kind, SlotWriter, State

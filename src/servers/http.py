@@ -7,7 +7,8 @@ It also carries Apache's limits (8 KiB of headers -> 431, a longer request targe
 1 MiB of body -> 413, MaxKeepAliveRequests) that h11 does not know about, and issue 11's:
 a Content-Length of more than 18 digits is 400 before int() sees it (4,301 digits made
 int() raise and killed workers), a request line that is not HTTP/1.x is 400 as soon as it
-is seen, and more than 32 pipelined requests waiting on a connection is 400.
+is seen, and more than 32 pipelined requests waiting on a connection is 400 (a body's
+bytes are not requests, whatever they hold).
 
 Usage, whatever the I/O style::
 
@@ -15,18 +16,23 @@ Usage, whatever the I/O style::
     conn.feed(data)                     # bytes from the socket
     while (ev := conn.next_event()) is not None:
         if isinstance(ev, ProtocolError): send(conn.error_response(ev)); close
-        else: send(conn.response(ev, 200, body))
+        else: out = conn.response(ev, 200, body); send(out.head); send out.body in pieces
         if conn.must_close: close
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .reqtimeout import RequestReadTimeout
 
 MAX_HEADER_BYTES = 8 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 MAX_LENGTH_DIGITS = 18  # a Content-Length of more digits is refused before int() (issue 11)
 MAX_PIPELINE = 32  # complete requests waiting in one connection's buffer; more: 400
+INLINE_BODY = 16 * 1024  # a body up to this goes out joined to its head; a larger one is
+# left as the caller's read-only view and sent in pieces as the socket drains, never copied
 
 REASONS = {
     200: "OK",
@@ -39,6 +45,7 @@ REASONS = {
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     501: "Not Implemented",
+    503: "Service Unavailable",
     505: "HTTP Version Not Supported",
 }
 
@@ -57,6 +64,7 @@ class Limits:
     keepalive_timeout: float = 5.0  # KeepAliveTimeout, seconds
     request_timeout: float = 60.0  # Timeout: a request must arrive whole within this
     max_pipeline: int = MAX_PIPELINE  # pipelined requests waiting per connection
+    read_timeout: RequestReadTimeout | None = None  # RequestReadTimeout; None: only Timeout
 
 
 @dataclass(slots=True)
@@ -82,6 +90,18 @@ class Request:
             if k == name:
                 return v
         return None
+
+
+class Outgoing(NamedTuple):
+    """A framed response: `head` (the body joined to it when small) and a large `body`,
+    still the caller's read-only view: the caller sends it in pieces (no copy is made)."""
+
+    head: bytes
+    body: memoryview | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + (self.body.nbytes if self.body is not None else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +138,12 @@ class HttpConnection:
     def feed(self, data: bytes) -> None:
         buf = self._buf = self._buf + data if self._buf else data
         cap = self.limits.max_pipeline
+        # the count of blank lines is an upper bound, one C call; only past the cap are the
+        # heads walked, skipping bodies (a body full of blank lines is no pipeline)
         if cap and self._quota < 0 and buf.count(b"\r\n\r\n") > cap:
-            self._quota = cap  # answer the first `cap` requests waiting, then 400 and close
+            skip = self._body_needed if self._pending is not None else 0
+            if _heads_waiting(buf, skip, cap) > cap:
+                self._quota = cap  # answer the first `cap` requests waiting, then 400, close
 
     def drop(self) -> None:
         """Forget what is buffered: the client is gone, its queued requests are not served."""
@@ -135,6 +159,11 @@ class HttpConnection:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def reading_body(self) -> bool:
+        """A request's head is in and its body is still arriving."""
+        return self._pending is not None
 
     def next_event(self) -> Request | ProtocolError | None:
         """The next complete request, a protocol error, or None when more bytes are needed."""
@@ -298,15 +327,19 @@ class HttpConnection:
         status: int,
         body: bytes | memoryview = b"",
         content_type: str = "text/plain",
-    ) -> bytes:
-        """Frame a response to `req`; marks the connection for closing when it must end."""
+    ) -> Outgoing:
+        """Frame a response to `req`; marks the connection for closing when it must end.
+        A body over INLINE_BODY is not copied: it comes back as a view, to send in pieces."""
         self.requests_done += 1
         if not req.keep_alive:
             self.must_close = True
-        head = _head(status, len(body), content_type, req.keep_alive, req.version)
-        if req.method == "HEAD" or not body:
-            return head
-        return head + body
+        size = len(body)
+        head = _head(status, size, content_type, req.keep_alive, req.version)
+        if req.method == "HEAD" or not size:
+            return Outgoing(head)
+        if size <= INLINE_BODY:
+            return Outgoing(head + body)
+        return Outgoing(head, memoryview(body).toreadonly())
 
     def error_response(self, err: ProtocolError) -> bytes:
         self.requests_done += 1
@@ -317,6 +350,27 @@ class HttpConnection:
     def timeout_response(self) -> bytes:
         """408 for a client that stopped mid-request (sent only when bytes had arrived)."""
         return self.error_response(ProtocolError(408, "request not completed in time"))
+
+
+def _heads_waiting(buf: bytes, pos: int, cap: int) -> int:
+    """Complete request heads in `buf` from `pos` (past the body being read), each one's
+    body skipped by its Content-Length; stops counting once past `cap`."""
+    n = 0
+    while n <= cap:
+        end = buf.find(b"\r\n\r\n", pos)
+        if end < 0:
+            break
+        n += 1
+        head = buf[pos:end].lower()
+        pos = end + 4
+        i = head.find(b"\ncontent-length:")
+        if i >= 0:
+            j = head.find(b"\r", i)
+            v = head[i + 16 : j if j >= 0 else len(head)].strip(b" \t")
+            if not v.isdigit() or len(v) > MAX_LENGTH_DIGITS:
+                break  # the parser refuses this head: nothing after it is served
+            pos += int(v)
+    return n
 
 
 class _Bad(Exception):

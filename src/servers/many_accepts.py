@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .aio import serve_listener
 from .arbiter import Arbiter
+from .loops import serve_listener
 from .models import ModelSpec
 from .root import RootContext
 

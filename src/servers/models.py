@@ -52,11 +52,6 @@ K = TypeVar("K")
 
 
 @dataclass(frozen=True)
-class NoKnobs:
-    """The knobs of a model that has none beyond the common ones."""
-
-
-@dataclass(frozen=True)
 class ModelSpec(Generic[K]):
     name: str
     summary: str  # one line, for `serve --list` and the TUI

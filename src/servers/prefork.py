@@ -22,6 +22,7 @@ from .arbiter import Arbiter
 from .blocking import accept_loop
 from .config import ConfigError, check_range
 from .models import ModelSpec
+from .reqtimeout import APACHE_DEFAULT as APACHE_READ_TIMEOUT
 from .root import RootContext
 from .scoreboard import DEFAULT_SLOTS, State
 
@@ -36,6 +37,7 @@ class Knobs:
     min_spare: int = 5  # MinSpareServers
     max_spare: int = 10  # MaxSpareServers
     max_workers: int = 256  # MaxRequestWorkers
+    request_read_timeout: str = APACHE_READ_TIMEOUT  # RequestReadTimeout (mod_reqtimeout)
 
 
 def _check(k: Knobs) -> None:

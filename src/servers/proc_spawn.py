@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from .arbiter import Arbiter
 from .blocking import accept_loop
 from .models import ModelSpec
+from .reqtimeout import APACHE_DEFAULT as APACHE_READ_TIMEOUT
 from .root import RootContext
 
 
 @dataclass(frozen=True)
 class Knobs:
     workers: int = 250  # the C original's pool
+    request_read_timeout: str = APACHE_READ_TIMEOUT  # RequestReadTimeout (mod_reqtimeout)
 
 
 SPEC = ModelSpec.typed(

@@ -7,6 +7,7 @@ scoreboard, and runs the model, which may fork workers from here (the master).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -39,9 +40,9 @@ class RootContext:
     def listener(self) -> socket.socket:
         return self.listeners[0]
 
-    @property
+    @functools.cached_property
     def limits(self) -> Limits:
-        return self.config.limits
+        return self.config.limits  # once: workers ask per connection, and it parses a knob
 
     def expect(self, nslots: int) -> None:
         """Tell the supervisor how many initial worker slots must leave STARTING."""

@@ -4,11 +4,21 @@ queue, and once the queue is full their SYNs are dropped (connect times of 1 s, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .blocking import accept_loop
-from .models import ModelSpec, NoKnobs
+from .models import ModelSpec
+from .reqtimeout import APACHE_DEFAULT as APACHE_READ_TIMEOUT
 from .root import RootContext
 
-SPEC: ModelSpec[NoKnobs] = ModelSpec(
+
+@dataclass(frozen=True)
+class Knobs:
+    request_read_timeout: str = APACHE_READ_TIMEOUT  # RequestReadTimeout (mod_reqtimeout)
+
+
+SPEC = ModelSpec.typed(
+    Knobs,
     name="single",
     summary="one process, one thread: accept, serve to the end, accept the next (concurrency 1)",
     origin="C single",

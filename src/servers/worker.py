@@ -24,6 +24,7 @@ from .arbiter import Arbiter
 from .blocking import serve_connection
 from .config import ConfigError, check_range
 from .models import ModelSpec
+from .reqtimeout import APACHE_DEFAULT as APACHE_READ_TIMEOUT
 from .root import RootContext
 from .scoreboard import DEFAULT_SLOTS, Kind, State
 
@@ -40,6 +41,7 @@ Handed = tuple[socket.socket, int, int]
 class Knobs:
     workers: int = START_SERVERS  # processes
     threads_per_child: int = THREADS_PER_CHILD
+    request_read_timeout: str = APACHE_READ_TIMEOUT  # RequestReadTimeout (mod_reqtimeout)
 
 
 def check_threads(knobs: Knobs, extra_slots: int = 0) -> None:

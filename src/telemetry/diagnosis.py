@@ -59,7 +59,7 @@ HOLD_WORDS: dict[Hold | None, str] = {
     Hold.SILENT: "hold connections silent since they opened",
     None: "hold idle connections",
 }
-READING_WORDS = "wait for request bytes on the connections they hold"  # the scoreboard's R
+READING_WORDS = "hold requests still arriving"  # the scoreboard's R: some bytes or none yet
 
 # how long a window each rule needs before it can fire (`attach --once` samples that long)
 MIN_SPAN_S: dict[str, float] = {"starvation": STARVATION_MIN_S}
@@ -228,8 +228,8 @@ def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
     frac = cpu / (100.0 * cores)
     if frac >= STARVATION_MAX_CPU_FRACTION:
         return None
-    holding = [w.state in IDLE_HOLD_STATES for s in recent for w in _live(s)]
-    if sum(holding) < STARVATION_MIN_IDLE_HOLD * len(holding):
+    states = [w.state for s in recent for w in _live(s)]
+    if sum(st in IDLE_HOLD_STATES for st in states) < STARVATION_MIN_IDLE_HOLD * len(states):
         return None
     lim = last.queue_limit
     queue = f"accept queue {queue_figure(last.queue, lim)}"
@@ -265,8 +265,11 @@ def _what_holds(live: Sequence[WorkerSample], *, scoreboard: bool) -> tuple[Hold
     top, count = Counter(holds).most_common(1)[0] if holds else (None, 0)
     if top is not None and 2 * count > len(holds):
         return top, HOLD_WORDS[top]
-    if scoreboard and all(w.state == WorkerState.READING for w in live):
-        return None, READING_WORDS
+    if scoreboard:  # the scoreboard's R over K: requests still arriving (slow clients:
+        # mod_reqtimeout's case, not KeepAliveTimeout's), a request half-way to the fix
+        states = [w.state for w in live]
+        if states.count(WorkerState.READING) > states.count(WorkerState.KEEPALIVE):
+            return Hold.PARTIAL, READING_WORDS
     return None, HOLD_WORDS[None]
 
 

@@ -24,9 +24,13 @@ KNOBS: tuple[tuple[str, str], ...] = (
     ("max_spare", "MaxSpare"),
     ("max_workers", "MaxRequestWorkers"),
     ("async_factor", "AsyncRequestWorkerFactor"),
+    ("request_read_timeout", "RequestReadTimeout"),
     ("backlog", "listen backlog"),
 )
 FLOAT_KNOBS = frozenset({"async_factor"})
+TEXT_KNOBS = frozenset({"request_read_timeout"})  # passed as written; the model checks them
+# a default too long for its field, said shorter
+DEFAULT_TEXT = {"request_read_timeout": "default Apache's (header=20-40 body=20)"}
 
 
 def model_options() -> list[tuple[str, str]]:
@@ -68,6 +72,9 @@ def build_config(
         if not text:
             if key == "backlog":
                 raise ConfigError(f"{label} needs a value")
+            continue
+        if key in TEXT_KNOBS:
+            changes[key] = text
             continue
         try:
             changes[key] = float(text) if key in FLOAT_KNOBS else int(text)
@@ -138,11 +145,12 @@ class ModelScreen(ChooserScreen[ServerConfig | None]):
         for key, label in knobs_of(name):
             value = getattr(self.current, key) if same or key == "backlog" else None
             default = defaults.get(key)
+            placeholder = f"default {default}" if default is not None else ""
             widgets.append(Label(label))
             widgets.append(
                 Input(
                     _knob_text(value),
-                    placeholder=f"default {default}" if default is not None else "",
+                    placeholder=DEFAULT_TEXT.get(key, placeholder) if placeholder else "",
                     id=f"knob-{key}",
                     compact=True,
                 )
