@@ -10,6 +10,10 @@ scoreboard state names (telemetry.snapshot.STATES).
 
 Parsed by hand: the format is a few `Key: value` lines and a table; no library reads it.
 Tested on output captured from Debian's Apache 2.4 (tests/data/mod_status_*).
+
+Read with an opener of our own that has no proxy and follows no redirect: urllib's default
+one sends a request for 127.0.0.1 to whatever http_proxy / HTTP_PROXY names, and follows a
+302 anywhere, off this machine; mod_status itself never redirects.
 """
 
 from __future__ import annotations
@@ -103,12 +107,25 @@ def parse_html_pids(html: str) -> dict[int, int]:
     return out
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None  # the 3xx is raised as an HTTPError (an OSError): "not answering"
+
+
+# no proxy from the environment (an empty ProxyHandler), no redirect: read where it is
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+
+
+def _get(url: str, timeout: float) -> str:
+    with _OPENER.open(url, timeout=timeout) as r:
+        return r.read().decode("latin-1")
+
+
 def fetch(url: str, timeout: float = 2.0) -> ModStatus:
     """GET a ?auto URL (adds `?auto` when missing) and parse it."""
     if "?auto" not in url:
         url += "&auto" if "?" in url else "?auto"
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return parse_auto(r.read().decode("latin-1"))
+    return parse_auto(_get(url, timeout))
 
 
 STATUS_PERIOD_S = 1.0  # how often the poller reads mod_status
@@ -153,8 +170,7 @@ class StatusPoller:
         while not self._stop.is_set():
             try:
                 st = fetch(self.url, STATUS_TIMEOUT_S)
-                with urllib.request.urlopen(_html_url(self.url), timeout=STATUS_TIMEOUT_S) as r:
-                    pids = parse_html_pids(r.read().decode("latin-1"))
+                pids = parse_html_pids(_get(_html_url(self.url), STATUS_TIMEOUT_S))
                 states: dict[int, WorkerState] = {}
                 if st.mpm in (None, "prefork"):  # one glyph per process slot
                     for slot, pid in pids.items():
