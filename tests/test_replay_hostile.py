@@ -230,16 +230,14 @@ FUZZ_RECORDINGS = 3000
 def test_a_few_thousand_mutated_recordings_read_whole_or_fail_in_one_line(tmp_path):
     seed = int(os.environ.get("SERVERSCOPE_FUZZ_SEED", "2311"))
     rng = random.Random(seed)
-    snaps = H.valid_snapshots(2)  # the mutated one, and one after or before it
+    bases = H.valid_snapshots(2)  # the first (no interval yet) and a later one
     header = H.lines(H.HEADER)
-    good = [H.lines(s) for s in snaps]
     path = tmp_path / "fuzzed.jsonl"
     # one file rewritten in place: a truncating open on ext4 flushes at close (2 ms each)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     read = refused = 0
     for i in range(FUZZ_RECORDINGS):
-        k = rng.randrange(len(snaps))
-        data = header + b"".join([*good[:k], H.mutated_line(rng, snaps[k]), *good[k + 1 :]])
+        data = header + H.mutated_line(rng, rng.choice(bases))
         os.pwrite(fd, data, 0)
         os.ftruncate(fd, len(data))
         try:
@@ -247,13 +245,11 @@ def test_a_few_thousand_mutated_recordings_read_whole_or_fail_in_one_line(tmp_pa
         except FormatError as e:
             refused += 1
             text = str(e)
-            # the first bad line is the mutated one: line 2 + k
-            assert text.startswith(f"{path}:{2 + k}: ") and "\n" not in text, (seed, i, text)
+            assert text.startswith(f"{path}:2: ") and "\n" not in text, (seed, i, text)
             continue
         read += 1
-        assert len(out) == len(snaps), (seed, i)
-        for s in out:
-            conforms(s, Snapshot, f"seed {seed} recording {i}")
+        assert len(out) == 1, (seed, i)
+        conforms(out[0], Snapshot, f"seed {seed} recording {i}")
     os.close(fd)
     print(f"\n{FUZZ_RECORDINGS} mutated recordings (seed {seed}): {read} read, {refused} refused")
     assert read > 100 and refused > 1000  # both ways were taken

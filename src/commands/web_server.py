@@ -12,7 +12,7 @@ so the page's websocket, which starts one, is guarded here:
 - **At most `max_labs` labs at once.** The next page gets a page saying so (503), and a
   websocket past the limit gets that line on its terminal, then a close.
 - **SIGINT and SIGTERM end it within a second, every lab gone.** textual-serve asks each
-  lab's app to quit and then waits for aiohttp's graceful shutdown (16 s with a page open);
+  lab's app to quit and then waits for aiohttp's graceful shutdown (16-23 s with a page open);
   here every lab is sent SIGTERM (the TUI quits on it as on `q`), what is left after
   `LAB_GRACE` is killed (each lab's own processes die with it: PR_SET_PDEATHSIG), and the
   process exits at `EXIT_DEADLINE` whatever aiohttp still waits for.
@@ -37,8 +37,8 @@ from textual_serve.server import Server
 
 from plumbing.process import pid_alive
 
-LAB_GRACE = 0.4  # s a lab has to quit on SIGTERM (the TUI quits in 0.02-0.24 s), then again
-# for what it leaves after a SIGKILL (its processes die with it: PR_SET_PDEATHSIG)
+LAB_GRACE = 0.4  # s a lab has to quit on SIGTERM (one alone took 0.14-0.67 s under load, so
+# most are killed), then again for what a SIGKILL leaves (it dies with it: PR_SET_PDEATHSIG)
 EXIT_DEADLINE = 0.9  # s from the signal to this process's exit, whatever is left
 CLOSE_TRY_AGAIN = 1013  # websocket close code: try again later
 
@@ -112,7 +112,7 @@ class LabServer(Server):
 
     async def _stop(self) -> None:
         # async: the loop goes on reading the labs' output meanwhile, which a lab that quits
-        # is still writing (a blocked loop left 4 labs stuck past 0.4 s on a full pipe)
+        # still writes (its last frames): a lab blocked on a full pipe cannot quit
         await stop_labs(os.getpid(), LAB_GRACE)
         super().request_exit()
 
