@@ -87,11 +87,14 @@ def kind_of(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _bad(expected: str, value: Any) -> FormatError:
+def _shown(value: Any) -> str:
+    """A value as a message shows it: a scalar itself (cut at 40 characters), else its kind."""
     shown = repr(value) if isinstance(value, str | int | float) else kind_of(value)
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    return FormatError(f"expected {expected}, got {shown}")
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _bad(expected: str, value: Any) -> FormatError:
+    return FormatError(f"expected {expected}, got {_shown(value)}")
 
 
 def _int(value: Any) -> int:
@@ -101,7 +104,7 @@ def _int(value: Any) -> int:
     elif t is not int:
         raise _bad("an integer", value)
     if not INT64[0] <= value <= INT64[1]:
-        raise FormatError(f"integer {value} is out of range (int64)")
+        raise FormatError(f"integer {_shown(value)} is out of range (int64)")
     return value  # type: ignore[no-any-return]
 
 
@@ -109,7 +112,7 @@ def _float(value: Any) -> float:
     t = type(value)
     if t is int:
         if not INT64[0] <= value <= INT64[1]:
-            raise FormatError(f"number {value} is out of range")
+            raise FormatError(f"number {_shown(value)} is out of range")
         return float(value)
     if t is not float:
         raise _bad("a number", value)
@@ -262,8 +265,7 @@ def _enum(tp: type[enum.Enum]) -> Decoder:
     def decode_enum(value: Any) -> enum.Enum:
         member = members.get(value) if type(value) in value_types else None
         if member is None:
-            shown = repr(value)[:40] if type(value) in value_types else kind_of(value)
-            raise FormatError(f"{tp.__name__}: unknown value {shown}")
+            raise FormatError(f"{tp.__name__}: unknown value {_shown(value)}")
         return member
 
     return decode_enum
