@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -93,7 +94,8 @@ def start_original() -> Iterator[Callable[..., Original]]:
 def test_each_original_serves_the_models_endpoints_and_leaves_no_process(
     name: str, start_original: Callable[..., Original]
 ) -> None:
-    srv = start_original(name, backlog=77, keepalive_timeout=0.5, **SMALL.get(name, {}))
+    knobs = {"backlog": 77, "keepalive_timeout": 0.5, "max_cpu_ms": 50.0}
+    srv = start_original(name, **knobs, **SMALL.get(name, {}))
     pids = [*srv.pids(), srv.watchdog_pid]
     root = srv.root_pid
     assert srv.port and pid_alive(root)
@@ -109,6 +111,8 @@ def test_each_original_serves_the_models_endpoints_and_leaves_no_process(
     assert (work.status, work.body) == (200, b"")
     sized = get(srv.port, "/work?cpu_ms=1&io_ms=1&bytes=100000")
     assert (sized.status, sized.body) == (200, b"x" * 100000)
+    over = get(srv.port, "/work?cpu_ms=51")  # --max-cpu-ms, as the models (before: 200)
+    assert (over.status, over.body) == (400, b"cpu_ms must be between 0 and 50, got 51\n")
     assert get(srv.port, "/work?cpu_ms=abc").status == 400
     assert get(srv.port, "/work?bogus=1").status == 400
     assert get(srv.port, "/work?bytes=1.5").status == 400
@@ -183,6 +187,65 @@ def test_concurrent_work_requests_burn_their_cpu_ms_each_on_every_original(
     assert statuses == [200] * 4
     used = cpu_seconds([p for p in pids if pid_alive(p)]) - before
     assert 0.38 <= used <= 0.6, f"{name}: 4 x 100 ms of CPU cost {used:.3f} s"
+
+
+def _running_threads(pids: list[int]) -> int:
+    """Threads of these processes in state R (running or waiting for a CPU)."""
+    n = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*/stat"):
+            try:
+                stat = task.read_bytes()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            n += stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"R"
+    return n
+
+
+def _idle(pids: list[int], readings: int = 4) -> Callable[[], bool]:
+    """A condition: no thread of `pids` has been running in `readings` readings in a row."""
+    quiet = [0]
+
+    def check() -> bool:
+        quiet[0] = quiet[0] + 1 if _running_threads(pids) == 0 else 0
+        return quiet[0] >= readings
+
+    return check
+
+
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [
+        ("c:single", "reset"),
+        ("c:single", "close"),
+        ("go:server", "close"),
+        ("node:many_accepts", "close"),
+    ],
+)
+def test_an_original_stops_work_for_a_client_that_has_gone(
+    name: str, how: str, start_original: Callable[..., Original]
+) -> None:
+    """A pipeline of 4 x cpu_ms=600 whose client leaves during the first: the work in hand may
+    end (a burn blocks Node's loop; a FIN alone is a half-close to C), the rest is dropped
+    (C also stops a burn in hand once its client has reset). Before: C and Go burnt the
+    next request too (4 x 4,000 ms closed at 0.5 s: 7.5-8.1 s), Node all of them (9-16 s)."""
+    srv = start_original(name, **SMALL.get(name, {}))
+    pids = srv.pids()
+    before = cpu_seconds(pids)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    s.sendall(b"GET /work?cpu_ms=600 HTTP/1.1\r\nHost: t\r\n\r\n" * 4)
+    wait_until(lambda: cpu_seconds(pids) - before >= 0.1, 10, "the first burn to be under way")
+    if how == "reset":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    at_close = cpu_seconds(pids)
+    wait_until(_idle(pids), 30, f"{name} to stop burning")
+    after = cpu_seconds(pids) - at_close
+    in_hand = 0.6 - (at_close - before)  # what was left of the first request's 600 ms
+    limit = 0.25 if how == "reset" else in_hand + 0.25
+    print(f"\n{name}, client {how}: {after:.2f} s of CPU after it left ({in_hand:.2f} s in hand)")
+    assert after <= limit, f"{after:.2f} s burnt for a client that had gone (limit {limit:.2f})"
+    assert get(srv.port, "/").status == 200
 
 
 def test_proc_spawn_with_four_workers_spreads_200_sequential_connections_evenly(

@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+import netns
 from commands import web
 from commands.main import build_parser
 from conftest import assert_all_gone, wait_until
@@ -43,7 +44,7 @@ def _free_port() -> int:
 def test_the_lab_command_repeats_the_tui_options_given():
     p = build_parser()
     a = p.parse_args(["web", "--model", "prefork", "--workers", "3", "--load", "storm"])
-    a2 = p.parse_args(["web", "--web-port", "9000", "--exclusive"])
+    a2 = p.parse_args(["web", "--web-port", "9000", "--max-labs", "2", "--exclusive"])
     assert web.lab_argv(a, a.web_parser) == [
         "--model",
         "prefork",
@@ -244,3 +245,161 @@ def test_each_browser_page_gets_a_lab_that_stops_with_its_page_or_its_server(tmp
         _stop(server, signal.SIGINT)
         server.stderr.close()
     assert_all_gone([server.pid, *browser_pids], timeout=15)
+
+
+# -- the web server's rules: origin, lab limit, a quick stop -------------------------------
+def _serve_web(*args: str) -> tuple[subprocess.Popen, int]:
+    """`serverscope web --web-port FREE ARGS`, once it listens."""
+    port = _free_port()
+    argv = [sys.executable, "-m", "serverscope", "web", "--web-port", str(port), *args]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def listening() -> bool:
+        assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(listening, 30, "serverscope web to listen")
+    return proc, port
+
+
+def _labs(proc: subprocess.Popen) -> list[int]:
+    return [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+
+
+async def _screen(ws, until: tuple[str, ...] = BANNER) -> str:  # type: ignore[no-untyped-def]
+    """What a websocket's terminal shows, until one of `until` shows or it closes."""
+    import aiohttp
+
+    text = ""
+    async for msg in ws:
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            text += msg.data.decode("utf-8", "replace")
+        if any(u in text for u in until):
+            break
+    return text
+
+
+FOREIGN = (  # what a page of another origin (or a DNS-rebound name) sends
+    {"Origin": "http://evil.example"},
+    {"Origin": "http://evil.example:{port}"},
+    {"Origin": "null"},
+    {},  # no Origin: no page of ours sent it
+    {"Origin": "http://127.0.0.1:{port}", "Host": "evil.example:{port}"},
+)
+
+
+@pytest.mark.slow
+def test_only_the_page_itself_gets_a_lab_at_most_max_labs_and_sigint_ends_them_at_once():
+    """Before: 10 websockets from http://evil.example got 10 labs (21 processes, 755 MiB
+    PSS) and their screens; with one page open, SIGINT or SIGTERM took 16-23 s."""
+    import aiohttp
+
+    web, port = _serve_web("--model", "single", "--load", "none", "--max-labs", "1")
+    origin = {"Origin": f"http://localhost:{port}"}  # the page at localhost: its own origin
+    ws_url = f"http://127.0.0.1:{port}/ws"
+
+    async def browse() -> dict:
+        out: dict = {"foreign": []}
+        async with aiohttp.ClientSession() as http:
+            for headers in FOREIGN:
+                headers = {k: v.format(port=port) for k, v in headers.items()}
+                try:
+                    async with http.ws_connect(ws_url, headers=headers) as ws:
+                        out["foreign"].append(await _screen(ws, ("",)))
+                except aiohttp.WSServerHandshakeError as e:
+                    out["foreign"].append(e.status)
+            async with http.get(f"http://127.0.0.1:{port}/", headers={"Host": "evil.example"}) as r:
+                out["foreign"].append(r.status)
+            out["foreign_labs"] = _labs(web)  # by pid: nothing was started
+
+            async with http.ws_connect(ws_url, headers=origin) as ws:
+                out["first"] = await _screen(ws)
+                async with http.ws_connect(ws_url, headers=origin) as ws2:
+                    out["second"] = await _screen(ws2, ())  # to its close
+                    out["second_close"] = ws2.close_code
+                async with http.get(f"http://127.0.0.1:{port}/") as r:
+                    out["page"] = (r.status, await r.text())
+                out["lab"] = _labs(web)
+                t0 = time.monotonic()
+                web.send_signal(signal.SIGINT)  # SIGTERM: the README's command, below
+                await asyncio.to_thread(web.wait, 20)
+                await asyncio.to_thread(assert_all_gone, out["lab"], 20)
+                out["gone_s"] = time.monotonic() - t0
+        return out
+
+    try:
+        out = asyncio.run(browse())
+    finally:
+        _stop(web)
+        web.stderr.close()
+    assert out["foreign"] == [403] * 6 and out["foreign_labs"] == []
+    assert any(b in out["first"] for b in BANNER)  # the lab's screen
+    assert "1 labs are open, as many as --max-labs 1 allows" in out["second"], out["second"]
+    assert out["second_close"] == 1013
+    status, text = out["page"]
+    assert status == 503 and "--max-labs 1" in text
+    assert len(out["lab"]) >= 2  # the app and its model's server
+    assert web.returncode == 0
+    took = out["gone_s"]
+    print(f"\nSIGINT: web and its {len(out['lab'])} lab processes gone in {took:.2f} s")
+    # within 1 s by design (web_server.EXIT_DEADLINE); the 16 s of old stays far outside
+    assert took < 5, took
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+# run in a network namespace of its own, where 127.0.0.1:8000 is free whatever the host runs
+README_RUN = """
+import asyncio, json, signal, socket, subprocess, sys, time
+import aiohttp, psutil
+sys.path.insert(0, sys.argv[2])
+from test_web import _screen
+from conftest import assert_all_gone, wait_until
+
+web = subprocess.Popen(sys.argv[1], shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+def listening():
+    assert web.poll() is None, web.stderr.read().decode()
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", 8000)) == 0
+
+async def main():
+    out = {}
+    async with aiohttp.ClientSession() as http:
+        async with http.get("http://127.0.0.1:8000/") as r:
+            out["page"] = r.status, "ws://127.0.0.1:8000/ws" in await r.text()
+        headers = {"Origin": "http://127.0.0.1:8000"}
+        async with http.ws_connect("http://127.0.0.1:8000/ws", headers=headers) as ws:
+            out["screen"] = await _screen(ws)
+            lab = [p.pid for p in psutil.Process(web.pid).children(recursive=True)]
+            t0 = time.monotonic()
+            web.send_signal(signal.SIGTERM)
+            out["rc"] = await asyncio.to_thread(web.wait, 20)
+            await asyncio.to_thread(assert_all_gone, lab, 20)
+            out["lab"], out["gone_s"] = len(lab), time.monotonic() - t0
+    return out
+
+wait_until(listening, 60, "serverscope web to listen on 8000")
+print(json.dumps(asyncio.run(main())))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(netns.prefix()[0] is None, reason=netns.prefix()[1])
+def test_the_readme_web_command_serves_a_lab_with_no_options():
+    block = README.read_text().split("## On a projector", 1)[1].split("```")[1]
+    assert "\nserverscope web\n" in block  # the command as the README shows it
+    bin_dir = Path(sys.executable).parent  # the venv's `serverscope`, as a user runs it
+    command = f"PATH={bin_dir}:$PATH exec serverscope web"
+    here = str(Path(__file__).resolve().parent)
+    argv = netns.argv(sys.executable, "-c", README_RUN, command, here)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["page"] == [200, True]
+    assert any(b in out["screen"] for b in BANNER) and out["rc"] == 0
+    # the default lab: the app, many_accepts' root and 4 workers, the load generator
+    assert out["lab"] >= 1 + 1 + 4, out
+    took = out["gone_s"]
+    print(f"\nserverscope web: its lab of {out['lab']} processes gone {took:.2f} s after SIGTERM")

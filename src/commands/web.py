@@ -12,6 +12,10 @@ asks the kernel to kill the lab if the web server dies (PR_SET_PDEATHSIG): a web
 killed with SIGKILL would otherwise leave its labs running, as a closed stdin does not end a
 Textual app under the web driver (seen).
 
+The web server (commands/web_server.py) opens a lab only for a websocket from its own page
+(Origin http://127.0.0.1:PORT or http://localhost:PORT), at most --max-labs at once, and
+on SIGINT/SIGTERM stops every lab and exits within a second.
+
 Not offered here: --record and --export, which every page's lab would share (one file, one
 port); use them with the TUI in a terminal. The model's --port likewise clashes when two
 pages are open: leave it at its default (a free port per lab).
@@ -26,10 +30,12 @@ import sys
 from typing import Any
 
 from . import tui
-from .common import EXIT_FAILED, EXIT_OK, add_model_args, config_from_args, fail
+from .common import EXIT_FAILED, EXIT_OK, add_model_args, fail
 
 DEFAULT_WEB_PORT = 8000
-WEB_ONLY = frozenset({"web_port", "command", "help", "web_parser"})
+DEFAULT_MAX_LABS = 4  # each lab ~110 MiB PSS and a server's processes
+MAX_LABS = 64
+WEB_ONLY = frozenset({"web_port", "max_labs", "command", "help", "web_parser"})
 NOT_PER_PAGE = ("record", "export", "export_any_host")
 PROG = "serverscope web"
 
@@ -49,6 +55,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=DEFAULT_WEB_PORT,
         help=f"port of the page, on 127.0.0.1 (default {DEFAULT_WEB_PORT}; "
         "--port is the model's own)",
+    )
+    p.add_argument(
+        "--max-labs",
+        type=int,
+        default=DEFAULT_MAX_LABS,
+        help=f"labs (pages) open at once, each with its own server and load (default "
+        f"{DEFAULT_MAX_LABS}); the next page is told to close one",
     )
     p.set_defaults(web_parser=p)
     return p
@@ -102,15 +115,17 @@ def command(a: argparse.Namespace) -> int:
         )
     if not 0 < a.web_port < 65536:
         return fail(PROG, f"--web-port {a.web_port} is not 1..65535")
+    if not 1 <= a.max_labs <= MAX_LABS:
+        return fail(PROG, f"--max-labs {a.max_labs} is not 1..{MAX_LABS}")
     try:  # bad options fail here, in one line, not in every page
-        tui.check_config(config_from_args(a.model, a))
+        tui.check_config(tui.default_config(a))  # the lab each page opens, defaults included
         tui.level_from_args(a)
     except (ConfigError, LoadError) as e:
         return fail(PROG, str(e))
-    from textual_serve.server import Server
+    from .web_server import LabServer  # late: aiohttp and textual-serve load only here
 
     cmd = lab_command(a, a.web_parser)
-    server = Server(cmd, host="127.0.0.1", port=a.web_port, title="serverscope")
+    server = LabServer(cmd, host="127.0.0.1", port=a.web_port, max_labs=a.max_labs)
     try:
         server.serve()
     except OSError as e:

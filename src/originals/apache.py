@@ -13,7 +13,8 @@ serverscope's knobs map onto Apache's directives one to one:
 
 Knobs left unset keep Apache's own defaults. mod_status answers /server-status (with
 ExtendedStatus, `?auto` gives the scoreboard line); mod_lua serves `/` and `/work` from
-app.lua. As root, httpd's children run as www-data, so the run directory is world-readable.
+app.lua (which reads --max-cpu-ms from the generated serverscope_limits.lua). As root,
+httpd's children run as www-data, so the run directory is world-readable.
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ def write_config(cfg: ServerConfig, mpm: str, run_dir: Path, mods: Path) -> Path
     os.chmod(run_dir, 0o755)
     lua = run_dir / "app.lua"
     shutil.copyfile(SRC / "apache" / "app.lua", lua)
-    os.chmod(lua, 0o644)
+    limits = run_dir / "serverscope_limits.lua"  # app.lua requires it (LuaPackagePath)
+    limits.write_text(f"return {{ max_cpu_ms = {float(cfg.max_cpu_ms)!r} }}\n")
+    for path in (lua, limits):
+        os.chmod(path, 0o644)
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     user = _run_user()
     conf = [
@@ -129,6 +133,7 @@ def write_config(cfg: ServerConfig, mpm: str, run_dir: Path, mods: Path) -> Path
         "    SetHandler server-status",
         "</Location>",
         "LuaScope thread",
+        f'LuaPackagePath "{run_dir}/?.lua"',  # serverscope_limits.lua
         f'LuaMapHandler "^/(?!server-status)" "{lua}" handle',
         *mpm_lines(cfg, mpm),
         "",

@@ -40,10 +40,25 @@ def cache_root() -> Path:
     return Path(base) / "serverscope"
 
 
+def _go_env() -> dict[str, str]:
+    """Go with nothing to download, whatever the environment says: no module proxy, and
+    (Go >= 1.21) no toolchain fetched because GOTOOLCHAIN or a go.mod asks for a newer one."""
+    env = dict(os.environ)
+    env.setdefault("GOCACHE", str(cache_root() / "go-build"))
+    env["GOPROXY"] = "off"  # standard library only
+    env["GOTOOLCHAIN"] = "local"
+    env["GOFLAGS"] = ""
+    env["GO111MODULE"] = "auto"  # a lone file outside any module
+    return env
+
+
 @functools.cache
 def _version(tool: str) -> str:
-    args = [tool, "version"] if os.path.basename(tool) == "go" else [tool, "--version"]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    go = os.path.basename(tool) == "go"
+    args = [tool, "version"] if go else [tool, "--version"]
+    out = subprocess.run(
+        args, capture_output=True, text=True, timeout=30, env=_go_env() if go else None
+    )
     return out.stdout.splitlines()[0] if out.stdout else ""
 
 
@@ -79,15 +94,12 @@ def binary(spec: OriginalSpec) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
         out = tmp / exe_name
-        env = dict(os.environ)
         if spec.kind == "c":
             cmd = [tool, *flags, "-o", str(out), str(sources[0]), "-lm"]
+            env = dict(os.environ)
         else:
             cmd = [tool, "build", *flags, "-o", str(out), str(sources[0])]
-            env.setdefault("GOCACHE", str(cache_root() / "go-build"))
-            env["GOPROXY"] = "off"  # standard library only: nothing to download
-            env["GOFLAGS"] = ""
-            env["GO111MODULE"] = "auto"  # a lone file outside any module
+            env = _go_env()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
         if done.returncode != 0:
             lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]

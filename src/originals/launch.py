@@ -66,6 +66,7 @@ def command(sp: OriginalSpec, cfg: ServerConfig, run_dir: Path) -> list[str]:
         f"{cfg.timeout:g}",
     ]
     ka_cap = ["--max-keepalive-requests", str(cfg.limits.max_keepalive_requests)]
+    common += ["--max-cpu-ms", repr(float(cfg.max_cpu_ms))]  # Apache: its generated config
     workers = ["--workers", str(cfg.workers)] if cfg.workers is not None else []
     if sp.kind == "c":
         return [str(build.binary(sp)), *common, *ka_cap, *workers]

@@ -10,13 +10,17 @@ scoreboard state names (telemetry.snapshot.STATES).
 
 Parsed by hand: the format is a few `Key: value` lines and a table; no library reads it.
 Tested on output captured from Debian's Apache 2.4 (tests/data/mod_status_*). Reading it
-from a live server, without loading a saturated one: telemetry.statuspoll.
+from a live server, without loading a saturated one: telemetry.statuspoll (http.client
+over a socket of its own: no proxy, no redirect). `fetch`, for one-off reads, goes through
+an opener of our own with no proxy and no redirect: urllib's default one sends a request
+for 127.0.0.1 to whatever http_proxy / HTTP_PROXY names, and follows a 302 anywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import urllib.request
 from dataclasses import dataclass, field
 
 from .snapshot import WorkerState
@@ -137,12 +141,19 @@ def auto_url(url: str) -> str:
     return url + ("&auto" if "?" in url else "?auto")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        return None  # the 3xx is raised as an HTTPError (an OSError): "not answering"
+
+
+# no proxy from the environment (an empty ProxyHandler), no redirect: read where it is
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+
+
 def fetch(url: str, timeout: float = 2.0) -> ModStatus:
     """GET a ?auto URL (adds `?auto` when missing) and parse it (tests, one-off reads;
     the attach sampler reads through telemetry.statuspoll)."""
-    import urllib.request
-
-    with urllib.request.urlopen(auto_url(url), timeout=timeout) as r:
+    with _OPENER.open(auto_url(url), timeout=timeout) as r:
         return parse_auto(r.read().decode("latin-1"))
 
 

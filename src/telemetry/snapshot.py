@@ -30,7 +30,8 @@ from loadgen.stats import LoadStats, Percentiles
 from plumbing.loghist import LogHist
 from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 
-from .codec import FormatError, decode, encode
+from . import snapshot_checks
+from .codec import Checks, FormatError, decode, encode, kind_of
 from .spread import Spread, Wake, mechanism_label
 
 __all__ = [
@@ -487,10 +488,17 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Snapshot:
+        """Read back, every value checked (codec, snapshot_checks): FormatError otherwise."""
+        if not isinstance(d, dict):
+            raise FormatError(f"a snapshot is a JSON object, not {kind_of(d)}")
         version = d.get("version")
         if version != FORMAT_VERSION:
             raise FormatError(
                 f"snapshot format version {version!r}; this serverscope reads {FORMAT_VERSION}"
             )
         body = {k: v for k, v in d.items() if k != "version"}
-        return decode(cls, body)
+        return decode(cls, body, _CHECKS)  # type: ignore[no-any-return]
+
+
+# what values may be beyond their types (a recording is input like any other)
+_CHECKS = Checks({LogHist: snapshot_checks.loghist, Snapshot: snapshot_checks.snapshot})

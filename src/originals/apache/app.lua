@@ -9,7 +9,17 @@
 -- /proc/thread-self/schedstat (nanoseconds, updated at each scheduler tick: a burn may
 -- run up to one tick, 1-4 ms, long); os.clock() only where that file cannot be read.
 -- Responses carry X-Worker: <pid of the serving process>, like the other originals.
-local MAX = { cpu_ms = 60000, io_ms = 60000, bytes = 16 * 1024 * 1024 }
+-- A cpu_ms over --max-cpu-ms is 400: the launcher writes it into serverscope_limits.lua
+-- beside this file (LuaPackagePath); 10,000 (the models' default) without it. mod_lua has
+-- no way to see the client leave (no connection state, and r:flush() would send this
+-- response's head first), so a burn runs to its end; Apache itself drops the rest of a
+-- pipeline once a write to the client has failed.
+local ok, limits = pcall(require, "serverscope_limits")
+local MAX = {
+  cpu_ms = ok and type(limits) == "table" and limits.max_cpu_ms or 10000,
+  io_ms = 60000,
+  bytes = 16 * 1024 * 1024,
+}
 
 local function read_number(path)
   local f = io.open(path, "r")
@@ -68,8 +78,8 @@ function handle(r)
         return reply(r, 400, "text/plain", key .. " must be a number, got '" .. raw .. "'\n")
       end
       if v < 0 or v > MAX[key] then
-        return reply(r, 400, "text/plain",
-          key .. " must be between 0 and " .. MAX[key] .. ", got " .. raw .. "\n")
+        return reply(r, 400, "text/plain", string.format(
+          "%s must be between 0 and %g, got %s\n", key, MAX[key], raw))
       end
       p[key] = v
     end

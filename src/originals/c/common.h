@@ -6,7 +6,11 @@
  *                                         io_ms (blocking, as a process model waits),
  *                                         answer exactly `bytes` bytes of 'x'
  * Apache's limits: 8 KiB of headers (431), 1 MiB of body (413), KeepAliveTimeout,
- * MaxKeepAliveRequests (100), Timeout (60 s) for a request to arrive whole.
+ * MaxKeepAliveRequests (100), Timeout (60 s) for a request to arrive whole; and the models'
+ * --max-cpu-ms (10,000; a larger cpu_ms is 400). Work stops for a client that is gone: the
+ * burn runs in 10 ms slices and the io_ms wait is a poll on the connection, either ending
+ * when the client has reset it (POLLERR/POLLHUP; a FIN alone is a half-close, answered),
+ * and the rest of a pipeline is dropped once a write fails, as the models do.
  * Every response is Content-Length framed and carries X-Worker: <pid of the process
  * that served it>, the ground truth for per-worker counts.
  */
@@ -30,8 +34,9 @@
 
 #define MAX_HEADER 8192
 #define MAX_BODY (1024 * 1024)
-#define MAX_CPU_MS 60000.0
+#define MAX_CPU_MS 10000.0 /* default of --max-cpu-ms, as the models' */
 #define MAX_IO_MS 60000.0
+#define BURN_SLICE_MS 10.0 /* the connection is checked between slices of a burn */
 #define MAX_BYTES (16.0 * 1024 * 1024)
 #define HELLO "hello from serverscope\n"
 
@@ -43,6 +48,7 @@ struct opts {
     double keepalive_timeout;
     int max_keepalive_requests; /* 0: unlimited */
     double timeout;
+    double max_cpu_ms; /* a larger /work?cpu_ms= is 400 */
 };
 
 static void die(int code, const char *fmt, const char *arg) {
@@ -66,6 +72,7 @@ static void parse_opts(int argc, char **argv, struct opts *o) {
     o->keepalive_timeout = 5.0;
     o->max_keepalive_requests = 100;
     o->timeout = 60.0;
+    o->max_cpu_ms = MAX_CPU_MS;
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (i + 1 >= argc) die(2, "option %s needs a value", k);
@@ -79,6 +86,7 @@ static void parse_opts(int argc, char **argv, struct opts *o) {
         else if (!strcmp(k, "--max-keepalive-requests"))
             o->max_keepalive_requests = (int)number_arg(k, v, 0, 1000000);
         else if (!strcmp(k, "--timeout")) o->timeout = number_arg(k, v, 0.001, 3600);
+        else if (!strcmp(k, "--max-cpu-ms")) o->max_cpu_ms = number_arg(k, v, 0, 600000);
         else die(2, "unknown option %s", k);
     }
 }
@@ -114,12 +122,36 @@ static double thread_cpu(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static void burn_cpu(double ms) {
-    if (ms <= 0) return;
+/* 1 once the client has reset the connection (an error or hang-up on it), else 0. */
+static int client_gone(int fd, int wait_ms) {
+    struct pollfd p = {fd, 0, 0}; /* POLLERR and POLLHUP are always reported */
+    int rc = poll(&p, 1, wait_ms);
+    return rc > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL));
+}
+
+/* Burn `ms` of this thread's CPU time in slices, checking the client between them;
+ * -1 when it is gone (the rest is not burnt), else 0. */
+static int burn_cpu(int fd, double ms) {
+    if (ms <= 0) return 0;
     double end = thread_cpu() + ms / 1000.0;
     volatile unsigned x = 0;
-    while (thread_cpu() < end)
-        for (unsigned i = 0; i < 2000; i++) x ^= i;
+    for (double now = thread_cpu(); now < end; now = thread_cpu()) {
+        double slice_end = fmin(end, now + BURN_SLICE_MS / 1000.0);
+        while (thread_cpu() < slice_end)
+            for (unsigned i = 0; i < 2000; i++) x ^= i;
+        if (client_gone(fd, 0)) return -1;
+    }
+    return 0;
+}
+
+/* Wait `ms` (blocking, as a process model waits for I/O), on the connection: -1 as soon as
+ * the client is gone, else 0. */
+static int wait_io(int fd, double ms) {
+    double deadline = now_mono() + ms / 1000.0;
+    for (double left = ms; left > 0; left = (deadline - now_mono()) * 1000.0) {
+        if (client_gone(fd, (int)left + 1)) return -1;
+    }
+    return 0;
 }
 
 static void sleep_ms(double ms) {
@@ -216,7 +248,8 @@ static int error_close(int fd, int status, const char *msg) {
 }
 
 /* Route one request; returns 0 to go on, -1 to close. */
-static int route(int fd, const char *method, char *target, int keep_alive, int http10) {
+static int route(int fd, const struct opts *o, const char *method, char *target, int keep_alive,
+                 int http10) {
     int head_only = !strcmp(method, "HEAD");
     if (strcmp(method, "GET") && !head_only)
         return respond(fd, 405, "text/plain", "only GET and HEAD\n", 0, keep_alive, http10, 0);
@@ -237,7 +270,7 @@ static int route(int fd, const char *method, char *target, int keep_alive, int h
         *eq = '\0';
         const char *key = query, *raw = eq + 1;
         double *slot, limit;
-        if (!strcmp(key, "cpu_ms")) slot = &cpu_ms, limit = MAX_CPU_MS;
+        if (!strcmp(key, "cpu_ms")) slot = &cpu_ms, limit = o->max_cpu_ms;
         else if (!strcmp(key, "io_ms")) slot = &io_ms, limit = MAX_IO_MS;
         else if (!strcmp(key, "bytes")) slot = &nbytes, limit = MAX_BYTES;
         else {
@@ -259,8 +292,7 @@ static int route(int fd, const char *method, char *target, int keep_alive, int h
     }
     if (nbytes != floor(nbytes))
         return respond(fd, 400, "text/plain", "bytes must be a whole number\n", 0, keep_alive, http10, 0);
-    burn_cpu(cpu_ms);
-    sleep_ms(io_ms);
+    if (burn_cpu(fd, cpu_ms) < 0 || wait_io(fd, io_ms) < 0) return -1; /* nobody to answer */
     return respond(fd, 200, "application/octet-stream", NULL, (size_t)nbytes, keep_alive, http10,
                    head_only);
 }
@@ -345,7 +377,7 @@ static void serve_connection(int fd, const struct opts *o) {
             if (n <= 0) goto out;
             missing -= n;
         }
-        int rc = route(fd, method, target, keep_alive, http10);
+        int rc = route(fd, o, method, target, keep_alive, http10);
         served++;
         memmove(buf, buf + rest_off, len - rest_off);
         len -= rest_off;

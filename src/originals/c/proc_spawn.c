@@ -3,7 +3,7 @@
  * shared socket and serving its connection to the end. The kernel wakes processes blocked
  * in accept() in FIFO order, so sequential connections spread evenly.
  *   proc_spawn --port P [--workers N] [--host H] [--backlog B] [--keepalive-timeout S]
- *              [--max-keepalive-requests N] [--timeout S]
+ *              [--max-keepalive-requests N] [--timeout S] [--max-cpu-ms MS]
  * Workers die with the master (PR_SET_PDEATHSIG); SIGTERM/SIGINT to the master stops all.
  */
 #include "common.h"

@@ -2,7 +2,7 @@
  * connection, serve it to its end (keep-alive included), accept the next. Concurrency 1:
  * everyone else waits in the accept queue (the listen backlog).
  *   single --port P [--host H] [--backlog B] [--keepalive-timeout S]
- *          [--max-keepalive-requests N] [--timeout S]
+ *          [--max-keepalive-requests N] [--timeout S] [--max-cpu-ms MS]
  */
 #include "common.h"
 

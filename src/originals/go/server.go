@@ -8,12 +8,22 @@
 //	                                    answer exactly `bytes` bytes of 'x'
 //
 // Usage: server -port P [-host H] [-backlog B] [-keepalive-timeout S] [-timeout S] [-procs N]
+//
+//	[-max-cpu-ms MS]
+//
+// A cpu_ms over -max-cpu-ms (10,000, the models' default) is 400. Work stops for a client
+// that is gone, the Go way: the burn runs in 10 ms slices and the io_ms wait is a select,
+// both watching the request's context, which net/http cancels when the connection closes
+// (a reset, or a FIN: net/http's background read takes a half-close as the client leaving);
+// the handler then aborts (http.ErrAbortHandler), which closes the connection and so drops
+// the rest of a pipeline.
 // The listening socket is made by hand so that -backlog reaches listen(2): net.Listen
 // always passes net.core.somaxconn. Responses are Content-Length framed, with
 // X-Worker: <pid> like the other originals. Standard library only (no module download).
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"math"
@@ -29,7 +39,7 @@ import (
 )
 
 const (
-	maxCPUms           = 60000
+	burnSlice          = 10 * time.Millisecond // the context is checked between slices
 	maxIOms            = 60000
 	maxBytes           = 16 * 1024 * 1024
 	hello              = "hello from serverscope\n"
@@ -37,6 +47,7 @@ const (
 )
 
 var payload = []byte(strings.Repeat("x", maxBytes))
+var maxCPUms = 10000.0 // -max-cpu-ms
 var pid = strconv.Itoa(os.Getpid())
 
 func threadCPU() float64 {
@@ -45,22 +56,45 @@ func threadCPU() float64 {
 	return float64(ts.Sec) + float64(ts.Nsec)/1e9
 }
 
-// burnCPU spins until this OS thread has used ms of CPU time; the goroutine is pinned
-// to its thread meanwhile so that the thread's clock is the right one.
-func burnCPU(ms float64) {
+// burnCPU spins until this OS thread has used ms of CPU time, in slices, and returns false
+// as soon as ctx is done (the client is gone). The goroutine is pinned to its thread
+// meanwhile so that the thread's clock is the right one.
+func burnCPU(ctx context.Context, ms float64) bool {
 	if ms <= 0 {
-		return
+		return true
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	end := threadCPU() + ms/1000
 	x := 0
-	for threadCPU() < end {
-		for i := 0; i < 2000; i++ {
-			x ^= i
+	for now := threadCPU(); now < end; now = threadCPU() {
+		sliceEnd := math.Min(end, now+burnSlice.Seconds())
+		for threadCPU() < sliceEnd {
+			for i := 0; i < 2000; i++ {
+				x ^= i
+			}
+		}
+		if ctx.Err() != nil {
+			return false
 		}
 	}
 	_ = x
+	return true
+}
+
+// waitIO sleeps ms (the goroutine waits, its thread does not), or until ctx is done: false.
+func waitIO(ctx context.Context, ms float64) bool {
+	if ms <= 0 {
+		return true
+	}
+	t := time.NewTimer(time.Duration(ms * float64(time.Millisecond)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func reply(w http.ResponseWriter, status int, ctype string, body []byte) {
@@ -116,9 +150,8 @@ func handle(w http.ResponseWriter, r *http.Request) {
 		reply(w, 400, "text/plain", []byte("bytes must be a whole number\n"))
 		return
 	}
-	burnCPU(params["cpu_ms"])
-	if ms := params["io_ms"]; ms > 0 {
-		time.Sleep(time.Duration(ms * float64(time.Millisecond)))
+	if !burnCPU(r.Context(), params["cpu_ms"]) || !waitIO(r.Context(), params["io_ms"]) {
+		panic(http.ErrAbortHandler) // nobody to answer: close, quietly
 	}
 	reply(w, 200, "application/octet-stream", payload[:int(params["bytes"])])
 }
@@ -169,7 +202,12 @@ func main() {
 	ka := flag.Float64("keepalive-timeout", 5, "seconds an idle keep-alive connection is kept")
 	timeout := flag.Float64("timeout", 60, "seconds for a request's headers to arrive")
 	procs := flag.Int("procs", runtime.NumCPU(), "GOMAXPROCS: OS threads running goroutines")
+	flag.Float64Var(&maxCPUms, "max-cpu-ms", maxCPUms, "a larger /work?cpu_ms= is 400")
 	flag.Parse()
+	if !(maxCPUms >= 0 && maxCPUms <= 600000) {
+		fmt.Fprintf(os.Stderr, "bad value for -max-cpu-ms: %g\n", maxCPUms)
+		os.Exit(2)
+	}
 	runtime.GOMAXPROCS(*procs)
 	ln, err := listen(*host, *port, *backlog)
 	if err != nil {

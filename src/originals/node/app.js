@@ -6,19 +6,29 @@
 // Responses are Content-Length framed, with X-Worker: <pid of the serving process>.
 // CPU time is process.cpuUsage(): Node 20 has no per-thread clock in JavaScript; a worker
 // runs its JavaScript on one thread, so the difference is small (GC threads count too).
+// A cpu_ms over --max-cpu-ms (10,000, the models' default) is 400.
+// Work stops for a client that is gone, as the asyncio models do it: a burn blocks the
+// event loop (that is the model), so no close can be seen during one; but a connection's
+// pipelined /work requests run one per loop turn (setImmediate), so between two of them
+// the loop reads the socket, and once the client has reset or closed it (Node's server
+// takes a FIN as the end: httpAllowHalfOpen is off) the rest of the pipeline is dropped.
 'use strict';
 const http = require('node:http');
 
-const MAX = { cpu_ms: 60000, io_ms: 60000, bytes: 16 * 1024 * 1024 };
+const MAX = { cpu_ms: 10000, io_ms: 60000, bytes: 16 * 1024 * 1024 };
+const QUEUE = Symbol('work queue'); // a socket's /work requests, in order
+const GONE = Symbol('client gone'); // set on a socket once its client has left
+const TURN = Symbol('turn pending'); // a /work request of this socket ran this loop turn
 const HELLO = Buffer.from('hello from serverscope\n');
 let payload = null; // 16 MiB of 'x', made on first use
 
 function parseOpts(argv) {
   const o = { host: '127.0.0.1', port: 8080, backlog: 511, workers: 4,
-    keepaliveTimeout: 5, maxKeepaliveRequests: 0, timeout: 60 };
+    keepaliveTimeout: 5, maxKeepaliveRequests: 0, timeout: 60, maxCpuMs: MAX.cpu_ms };
   const names = { '--host': 'host', '--port': 'port', '--backlog': 'backlog',
     '--workers': 'workers', '--keepalive-timeout': 'keepaliveTimeout',
-    '--max-keepalive-requests': 'maxKeepaliveRequests', '--timeout': 'timeout' };
+    '--max-keepalive-requests': 'maxKeepaliveRequests', '--timeout': 'timeout',
+    '--max-cpu-ms': 'maxCpuMs' };
   for (let i = 0; i < argv.length; i += 2) {
     const key = names[argv[i]];
     if (!key || i + 1 >= argv.length) {
@@ -31,6 +41,11 @@ function parseOpts(argv) {
       process.exit(2);
     }
   }
+  if (!(o.maxCpuMs >= 0 && o.maxCpuMs <= 600000)) {
+    process.stderr.write(`bad value for --max-cpu-ms: ${o.maxCpuMs}\n`);
+    process.exit(2);
+  }
+  MAX.cpu_ms = o.maxCpuMs;
   return o;
 }
 
@@ -90,10 +105,36 @@ function handle(req, res) {
   if (!Number.isInteger(p.bytes)) {
     return reply(res, 400, 'text/plain', Buffer.from('bytes must be a whole number\n'));
   }
+  const sock = req.socket;
+  if (!sock[QUEUE]) {
+    sock[QUEUE] = [];
+    const gone = () => { sock[GONE] = true; sock[QUEUE].length = 0; };
+    sock.once('close', gone);
+    sock.once('end', gone);
+  }
+  sock[QUEUE].push({ res, p });
+  if (!sock[TURN]) next(sock);
+}
+
+// The first /work request of `sock` waiting, now; those after it (a pipeline) wait for the
+// loop to have read the socket since, so that a reset or a FIN is seen before the next
+// burn. Two hops: a setImmediate made in the poll phase (the request's own callback) runs
+// in the same turn's check phase; one made in the check phase runs after the next poll.
+function next(sock) {
+  const item = sock[QUEUE].shift();
+  if (item && !sock[GONE]) work(sock, item);
+  sock[TURN] = true;
+  setImmediate(() => setImmediate(() => {
+    sock[TURN] = false;
+    if (sock[QUEUE].length && !sock[GONE]) next(sock);
+  }));
+}
+
+function work(sock, { res, p }) {
   burnCpu(p.cpu_ms);
   if (p.bytes && payload === null) payload = Buffer.alloc(MAX.bytes, 'x');
   const body = p.bytes ? payload.subarray(0, p.bytes) : Buffer.alloc(0);
-  const send = () => reply(res, 200, 'application/octet-stream', body);
+  const send = () => { if (!sock[GONE]) reply(res, 200, 'application/octet-stream', body); };
   if (p.io_ms > 0) setTimeout(send, p.io_ms);
   else send();
 }
