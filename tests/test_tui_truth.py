@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 from textual.widget import Widget
@@ -51,10 +52,20 @@ def on_screen(
                 if lab.last is not None:
                     break
                 await pilot.pause(0.02)
-            await pilot.pause(0.05)
-            result = check(app, lab)
-            if result is not None:
-                await result
+            # the panels draw the snapshot after the screen takes it: a synchronous check
+            # is asked again until it holds (a busy machine draws late), for up to 5 s
+            deadline = time.monotonic() + 5.0
+            while True:
+                await pilot.pause(0.05)
+                try:
+                    result = check(app, lab)
+                except AssertionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    continue
+                if result is not None:
+                    await result
+                return
 
     asyncio.run(go())
 
