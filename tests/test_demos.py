@@ -80,6 +80,7 @@ def test_with_seconds_keeps_faults_inside_the_step() -> None:
     assert Fault("burn", slot=MASTER, every_s=2).describe().startswith("burn CPU in the master")
 
 
+@pytest.mark.solo
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_demo_shows_its_diagnosis(name: str) -> None:

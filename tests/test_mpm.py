@@ -287,6 +287,7 @@ def test_goroutines_balances_100_keepalive_connections_over_its_loops(start_serv
         wait_until(lambda: sup.read().totals()["open"] == 0, 5, "connections to close")
 
 
+@pytest.mark.solo
 def test_goroutines_reports_the_gil_and_its_cpu_follows_it(start_server):
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     sup = start_server("goroutines", workers=4)

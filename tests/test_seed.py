@@ -68,6 +68,7 @@ def test_the_node_docs_anchor_is_measured_as_the_docs_state_it_with_8_workers() 
     assert fig.text.endswith(f"on {os.cpu_count()} cores"), fig
 
 
+@pytest.mark.solo
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to use more than one")
 def test_go_server_uses_more_than_one_and_a_half_cores_where_goroutines_stays_near_one() -> None:
     # Shared with other test runs, the host had ~1 core left (load 4-5: the rest of the

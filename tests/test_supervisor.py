@@ -68,6 +68,7 @@ def _sleeping(pid: int) -> bool:
     return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] == b"S"
 
 
+@pytest.mark.solo
 def test_many_accepts_exclusive_favours_one_worker(start_server):
     """EPOLLEXCLUSIVE wakes the most recent waiter (LIFO). Each connection is opened only
     once every worker is back asleep in epoll_wait, so that the order of the wait queue is
@@ -228,6 +229,7 @@ def test_serve_in_the_foreground_stops_cleanly(sig):
         proc.wait()
 
 
+@pytest.mark.solo
 def test_burn_signal_makes_a_worker_spin_and_it_survives(start_server):
     from servers.root import BURN_SIGNAL
 

@@ -119,6 +119,7 @@ def test_supervised_single_queue_matches_ss(start_server) -> None:
             c.close()
 
 
+@pytest.mark.solo
 def test_spinning_process_reads_full_cpu_idle_reads_none() -> None:
     proc = spawn(
         """
@@ -161,6 +162,7 @@ def test_spinning_process_reads_full_cpu_idle_reads_none() -> None:
         stop(proc)
 
 
+@pytest.mark.solo
 def test_per_thread_cpu() -> None:
     proc = spawn(
         """

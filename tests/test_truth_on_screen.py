@@ -175,6 +175,7 @@ def test_the_scoreboard_title_says_stopped_after_s() -> None:
     assert_all_gone(asyncio.run(go()))
 
 
+@pytest.mark.solo
 def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
     """`serverscope` with no arguments: many_accepts with EPOLLEXCLUSIVE under `steady` at
     50 req/s (its 20 clients arrive over 2 s): one worker takes nearly every connection.

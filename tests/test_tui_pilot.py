@@ -33,6 +33,9 @@ from tui.screens.replay import ReplayScreen
 from tui.source import LiveSource, ReplaySource
 from tui.worker_table import WorkerTable
 
+# timed answers to keys and a burning worker's CPU share: the machine's cores to itself
+pytestmark = pytest.mark.solo
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
