@@ -8,8 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from servers.config import ConfigError
-from servers.supervisor import ServerError
+from lab.server import ConfigError, ServerError
 
 from . import attach, compare, demo, load, replay, run, seed, serve, tui, web
 from .common import EXIT_USAGE, Parser, add_model_args, fail

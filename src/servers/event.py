@@ -37,15 +37,12 @@ from . import guard
 from .acceptor import Acceptor, arrived_mono_ns
 from .arbiter import Arbiter
 from .blocking import serve_connection
-from .config import check_range
 from .http import HttpConnection
 from .models import ModelSpec
 from .root import RootContext
 from .scoreboard import Kind, Role, State
 from .worker import THREAD_DEATH, check_threads
 from .worker import Knobs as WorkerKnobs
-
-ASYNC_FACTOR = 2.0  # Apache's AsyncRequestWorkerFactor
 
 # a connection, its state if resumed, and (issue 16) since_ns: when the server had its
 # request's bytes (the accept, or the listener seeing a parked connection readable), and
@@ -57,12 +54,11 @@ Done = tuple[socket.socket, HttpConnection | None]  # given back: closed (None),
 
 @dataclass(frozen=True)
 class Knobs(WorkerKnobs):
-    async_factor: float = ASYNC_FACTOR
+    async_factor: float = 2.0  # Apache event's own default
 
 
 def _check(knobs: Knobs) -> None:
     check_threads(knobs, extra_slots=1)
-    check_range("--async-factor (AsyncRequestWorkerFactor)", knobs.async_factor, 0, 100)
 
 
 SPEC = ModelSpec.typed(

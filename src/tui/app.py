@@ -28,9 +28,9 @@ from textual.screen import Screen
 
 from lab.player import DemoPlayer
 from lab.scenarios import Scenario
+from lab.server import ServerConfig
 from lab.session import LIVE_DURATION, Session
 from loadgen.levels import LoadLevel
-from servers.config import ServerConfig
 from telemetry.snapshot import Snapshot
 
 from .attach_feed import AttachFeed

@@ -14,11 +14,10 @@ from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
+from lab.server import ConfigError, ServerConfig, ServerError, catalogue
 from lab.session import LIVE_DURATION, Session
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
-from servers import models
-from servers.config import ConfigError, ServerConfig
-from servers.supervisor import ServerError
+from loadgen.options import LOAD_OPTION
 from telemetry.snapshot import Snapshot
 
 from ..diagnosis_banner import DiagnosisBanner
@@ -28,7 +27,7 @@ from .load import LoadScreen
 from .model import ModelScreen
 
 START_ERRORS = (ServerError, ConfigError, LoadError, OSError)
-MAX_CLIENTS = 100_000  # what + can double the load to
+MAX_CLIENTS = int(LOAD_OPTION["clients"].high or 1)  # what + can double the load to
 
 
 class LiveScreen(LabScreen):
@@ -212,11 +211,13 @@ class LiveScreen(LabScreen):
 
     # -- the command palette ------------------------------------------------------------
     def system_commands(self) -> Iterable[SystemCommand]:
-        for spec in models.available():
+        for e in catalogue():
+            if not e.present:
+                continue  # an original whose toolchain is missing here
             yield SystemCommand(
-                f"Model: {spec.name}",
-                spec.summary,
-                lambda name=spec.name: self.switch_model(self.session.config.for_model(name)),
+                f"Model: {e.name}",
+                e.summary,
+                lambda name=e.name: self.switch_model(self.session.config.for_model(name)),
             )
         for name, level in PRESETS.items():
             yield SystemCommand(
