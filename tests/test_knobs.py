@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import subprocess
 import sys
 from dataclasses import fields
@@ -43,21 +44,30 @@ def test_serverconfig_and_loadlevel_take_their_defaults_from_the_tables() -> Non
     assert all(level[o.name] == o.default for o in LOAD_OPTIONS)
 
 
+@functools.cache
+def _nodes() -> tuple[tuple[str, ast.AST], ...]:
+    """Every node of every module in src/, with its module's path (parsed once)."""
+    out = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = str(path.relative_to(SRC))
+        out += [(rel, node) for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))]
+    return tuple(out)
+
+
 def _add_argument_flags() -> list[str]:
     """Every string literal passed to an `add_argument` call in src/."""
     found = []
-    for path in SRC.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "add_argument"
-            ):
-                found += [
-                    f"{path.relative_to(SRC)}: {a.value}"
-                    for a in node.args
-                    if isinstance(a, ast.Constant) and isinstance(a.value, str)
-                ]
+    for path, node in _nodes():
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "add_argument"
+        ):
+            found += [
+                f"{path}: {a.value}"
+                for a in node.args
+                if isinstance(a, ast.Constant) and isinstance(a.value, str)
+            ]
     return found
 
 
@@ -75,10 +85,9 @@ def test_no_knob_or_load_option_is_spelled_out_to_argparse_by_hand() -> None:
 def test_a_help_text_is_written_once() -> None:
     """A row's help is in src/ once: in its table (argparse, the docs read it there)."""
     texts: dict[str, list[str]] = {}
-    for path in SRC.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                texts.setdefault(node.value, []).append(str(path.relative_to(SRC)))
+    for path, node in _nodes():
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            texts.setdefault(node.value, []).append(path)
     for s in (*KNOBS, *LOAD_OPTIONS):
         assert len(texts.get(s.help, [])) == 1, (s.name, texts.get(s.help))
 
@@ -195,7 +204,9 @@ def test_a_bad_knob_is_one_line_naming_its_flag(
         assert f"argument {knob.option}" in err and "'lots'" in err, err
 
 
-@pytest.mark.parametrize("option", [o for o in LOAD_OPTIONS if o.kind is not bool], ids=str)
+@pytest.mark.parametrize(
+    "option", [o for o in LOAD_OPTIONS if o.kind is not bool], ids=lambda o: o.name
+)
 def test_a_bad_load_option_is_one_line_naming_its_flag_in_every_command(
     option: Setting, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -214,7 +225,7 @@ def test_a_bad_load_option_is_one_line_naming_its_flag_in_every_command(
 
 def test_the_lab_refuses_load_options_without_a_load(capfd: pytest.CaptureFixture[str]) -> None:
     assert cli(["--load", "none", "--clients", "5"]) == 2
-    assert "--clients: --load none runs no load" in _one_line(capfd)
+    assert "--load none runs no load: drop --clients" in _one_line(capfd)
 
 
 # -- the TUI's choosers read the tables -----------------------------------------------------

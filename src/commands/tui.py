@@ -75,7 +75,7 @@ def level_from_args(a: argparse.Namespace) -> LoadLevel | None:
     if load == NO_LOAD:
         unused = [LOAD_OPTION[k].option for k in given if k != "duration"]
         if unused:
-            raise LoadError(f"{', '.join(unused)}: --load {NO_LOAD} runs no load")
+            raise LoadError(f"--load {NO_LOAD} runs no load: drop {', '.join(unused)}")
         LoadLevel().override(**given).check()  # --duration, for the loads chosen later
         return None
     level = preset(load).with_(duration=LIVE_DURATION)
