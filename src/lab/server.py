@@ -27,7 +27,7 @@ from servers.config import ConfigError, ServerConfig
 from servers.knobs import KNOB, KNOBS
 from servers.models import COMMON_KNOBS, ModelSpec
 from servers.supervisor import ServerError, Supervisor
-from telemetry.sampler import Sampler
+from sources.sampler import Sampler
 
 __all__ = [
     "KNOB",

@@ -18,7 +18,7 @@ from lab.server import ConfigError, ServerConfig, ServerError, catalogue
 from lab.session import LIVE_DURATION, Session
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
 from loadgen.options import LOAD_OPTION
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 from ..diagnosis_banner import DiagnosisBanner
 from ..source import LiveSource
