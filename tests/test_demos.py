@@ -63,6 +63,7 @@ RULE_IDS = {
     "gil_cap",
     "reuseport_backlog",
     "server_wait",
+    "stalled_owner",
 }
 
 

@@ -33,6 +33,7 @@ What cannot be known stays None (connections of a thread, accepts on the first s
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 
 import psutil
@@ -224,7 +225,7 @@ class AttachSource:
             -1,  # group
             own[0] if len(own) == 1 and len(r.listeners) > 1 else -1,  # listener
             None,  # state_age_s
-            None,  # age_s
+            _age(w.starttime),  # age_s
             self._cpu_percent(key, w.cpu_ns, w.at),
             None if w.cpu_ns is None else w.cpu_ns / 1e9,  # cpu_seconds
             w.rss_bytes,
@@ -397,3 +398,9 @@ def _serverscope_root(proc: psutil.Process) -> psutil.Process:
         except psutil.Error:
             continue
     return proc
+
+
+def _age(starttime: int) -> float:
+    """Seconds since a process started, from its /proc stat starttime (clock ticks after
+    boot: CLOCK_BOOTTIME, which counts suspended time as the kernel's start times do)."""
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - starttime / procfs.CLK_TCK)

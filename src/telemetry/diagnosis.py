@@ -33,7 +33,12 @@ from .skew import (
     enough_to_judge,
 )
 from .snapshot import Diagnosis, Severity, Snapshot, WorkerState
-from .stalled import REUSEPORT_MIN_QUEUE, REUSEPORT_OTHERS_FRACTION, reuseport_backlog
+from .stalled import (
+    REUSEPORT_MIN_QUEUE,
+    REUSEPORT_OTHERS_FRACTION,
+    reuseport_backlog,
+    stalled_owner,
+)
 
 __all__ = [
     "HOLD_S",
@@ -53,6 +58,7 @@ __all__ = [
     "diagnose",
     "enough_to_judge",
     "reuseport_backlog",
+    "stalled_owner",
     "window_phase",
 ]
 
@@ -332,10 +338,13 @@ def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
     )
 
 
-# starvation before overflow: when both fire, the workers hold idle connections with the
-# CPU idle, and that is why the queue overflows (when they are busy serving, starvation
-# does not fire and overflow is the name); diagnose() keeps this order within a severity
+# a stopped worker first: its queue's clients wait on it, and its missing accepts are why
+# the others take them all; starvation before overflow: when both fire, the workers hold
+# idle connections with the CPU idle, and that is why the queue overflows (when they are
+# busy serving, starvation does not fire and overflow is the name); diagnose() keeps this
+# order within a severity
 RULES: tuple[Rule, ...] = (
+    stalled_owner,
     starvation,
     accept_queue_overflow,
     accept_skew,

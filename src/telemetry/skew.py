@@ -1,20 +1,23 @@
 """The accept-skew rule: a few workers take most accepts (epoll on a shared socket), judged
-over the workers alive through the whole window (analysis.ImbalanceTracker).
+over the workers alive through the whole window (analysis.ImbalanceTracker), with a test
+against an even spread (telemetry.evenness) on top of the size and shape floors.
 
 A pure function of the window, as every rule in `diagnosis` (which lists it in RULES).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from . import analysis
+from . import analysis, evenness
 from .realkind import SKEW_FIXES
 from .rulekit import fix as _fix
 from .rulekit import live as _live
 from .rulekit import pct as _pct
 from .rulekit import span as _span
-from .snapshot import Diagnosis, Imbalance, Severity, Snapshot
+from .snapshot import Diagnosis, Imbalance, Severity, Snapshot, is_stopped
 
 # accept skew: enough accepts to judge, and far from even. The rules see only workers
 # alive through the whole window (analysis.ImbalanceTracker), never listeners or masters.
@@ -27,6 +30,8 @@ SKEW_MAX_JAIN = 0.7  # Jain's index below this ...
 SKEW_MIN_MAX_OVER_MEAN = 1.5  # ... and the top worker above this many times the mean
 SKEW_MIN_CONNECTIONS = 8  # open connections (mean over the window) to judge their spread
 SPREAD_MIN_CPU_SECONDS = 0.5  # CPU in the window (10% of a core over 5 s) to judge its spread
+SKEW_MIN_SPAN_S = 3.0  # seconds of measurement behind a window before skew is judged
+SKEW_SATURATED_CPU = 90.0  # a worker at this % of one core (window mean) can take no more
 
 
 def enough_to_judge(metric: str, imb: Imbalance | None) -> bool:
@@ -57,46 +62,193 @@ def _skewed(imb: Imbalance | None, minimum: float, per_worker: float) -> bool:
 def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
     """A few workers take most accepts (many_accepts with epoll; not FIFO accept()).
 
+    Judged over at least SKEW_MIN_SPAN_S of measurement (half a second into a ramp, 13/11/0
+    of 24 accepts read "Jain 0.66" while Apache was still settling its children), never
+    over a window holding the end of a load (its queue drains then, whoever is free
+    takes it), and only when an even spread is rejected at p < ALPHA (evenness.uniform_p)
+    as well as far from even (Jain < SKEW_MAX_JAIN, top >= SKEW_MIN_MAX_OVER_MEAN x mean).
+    A worker that could take no more (stopped, dead, saturated: see `_unable`) and took
+    less than its share is left out: its few accepts are explained, not skew.
+
     With long-lived keep-alive connections the accepts happen in one burst and leave the
     window, but the skew stays in who holds the connections: then (only when the window
     has too few accepts to judge) the rule judges open connections instead, among workers
-    that multiplex (the top one holds several). With plenty of evenly spread accepts the
-    held connections are short-lived, and an instant's uneven count is no skew.
+    that multiplex (the top one holds several): the connections held at an instant are
+    counts of the accepts that opened them, tested at both ends of the window (so the
+    spread persisted through it). With plenty of evenly spread accepts the held
+    connections are short-lived, and an instant's uneven count is no skew.
 
     Not where a master deals the connections (cluster's round robin, goroutines'
     acceptor: the model has dispatched, in the window or before it): the kernel does not
     choose there, so there is no accept skew to name, and a window that cuts the dealt
     bursts unevenly showed a false "worker 1 took 64% of accepts (Jain 0.53, 4 workers,
     95 accepts)" on cluster, whose run totals were 1960/1960/1959/1959."""
-    if not win:
+    if not win or analysis.covered_s(win) < SKEW_MIN_SPAN_S - 1e-6:
         return None
     if any(
         (s.model.dispatches or 0) > 0 or (s.model.dispatches_delta or 0) > 0 for s in win if s.model
     ):
         return None
+    if any(analysis.load_over(s) for s in win):
+        return None
     last = win[-1]  # the sampler has already measured the window into the latest snapshot
     imbs = last.imbalance if last.imbalance.accepts else analysis.imbalance_set(win)
     imb = imbs.accepts
-    if not _skewed(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER):
-        if _judgeable(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER):
+    if _judgeable(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER):
+        if not _skewed(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER):
             return None  # accepts enough to judge, and even: held connections are transient
-        conns = imbs.connections
-        top = max((w.connections or 0 for w in _live(last)), default=0)
-        if top < 2 or not _skewed(conns, SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER):
-            return None
-        assert conns is not None and conns.jain is not None
-        return Diagnosis(
-            "accept_skew",
-            Severity.WARNING,
-            f"accept skew: {conns.top_worker} holds {_pct(100 * (conns.top_share or 0))} of "
-            f"open connections (Jain {conns.jain:.2f}, {conns.n} workers, "
-            f"{conns.total:.0f} connections){_fix(SKEW_FIXES, last)}",
-        )
-    assert imb is not None and imb.jain is not None
+        return _accepts_verdict(win)
+    top = max((w.connections or 0 for w in _live(last)), default=0)
+    if top < 2 or not _skewed(
+        imbs.connections, SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER
+    ):
+        return None
+    return _held_verdict(win)
+
+
+@dataclass
+class _Worker:
+    """One worker alive through the whole window, as the verdict weighs it."""
+
+    label: str
+    accepts: int = 0
+    cpu_s: float = 0.0
+    stopped: bool = False  # stopped (SIGSTOP) in some snapshot of the window
+    pinned: bool = True  # held exactly one connection, busy, in every snapshot
+    unpolled: bool = False  # its epoll did not hold the listener in some snapshot
+    first: int = 0  # connections held at the window's first snapshot
+    last: int = 0  # ... and at its last
+    age_s: float | None = None  # at the window's last snapshot
+    young: bool = False  # born after every connection it could be judged on
+
+
+def _workers(win: Sequence[Snapshot]) -> list[_Worker]:
+    """The workers alive in every snapshot of the window (as the imbalance counts them),
+    with their accepts, CPU and state over it. A pass over the window: only made once the
+    cheap running sums have found a spread far from even."""
+    rows: dict[tuple, _Worker] = {}
+    seen: dict[tuple, int] = {}
+    for s in win:
+        iv = s.interval_s or 0.0
+        # the processes whose epoll holds a listener (attach); unknown: every one may accept
+        pollers = {pid for ln in s.listeners for pid in ln.owners}
+        for w in s.live_workers:
+            k = w.key
+            r = rows.get(k)
+            if r is None:
+                r = rows[k] = _Worker(w.label, first=w.connections or 0)
+            seen[k] = seen.get(k, 0) + 1
+            r.accepts += w.accepts or 0
+            r.cpu_s += (w.cpu_percent or 0.0) * iv / 100.0
+            r.stopped |= is_stopped(w)
+            r.pinned &= w.busy and w.connections == 1
+            r.unpolled |= bool(pollers) and w.pid not in pollers
+            r.last = w.connections or 0
+            r.age_s = w.age_s
+    whole = len(win)
+    return [r for k, r in rows.items() if seen[k] == whole]
+
+
+def _unable(w: _Worker, span_s: float) -> str | None:
+    """Why `w` could take no more connections over the window, if it could not: stopped
+    (its queue share waits), not polling the listener for a while (Apache event's child
+    at its connection limit takes it out of its epoll), saturated (a core's worth of CPU),
+    or pinned (one connection held in every sample and none accepted: a prefork-like
+    worker serving a keep-alive client); for held connections, younger than all of them."""
+    if w.young:
+        return "younger than the connections"
+    if w.stopped:
+        return "stopped"
+    if w.unpolled:
+        return "not polling"
+    if span_s > 0 and 100.0 * w.cpu_s / span_s >= SKEW_SATURATED_CPU:
+        return "saturated"
+    if w.pinned and not w.accepts:
+        return "busy"
+    return None
+
+
+def _judged(
+    rows: list[_Worker], count: Callable[[_Worker], int], span_s: float
+) -> tuple[list[_Worker], str]:
+    """The workers whose count is judged: all but those below the mean whose inability
+    explains it (one above the mean is kept: a saturated worker taking most is the skew
+    itself, epoll's LIFO wake-ups); and what was left out (", 1 stopped left out")."""
+    mean = sum(count(r) for r in rows) / len(rows) if rows else 0.0
+    kept, why = [], Counter[str]()
+    for r in rows:
+        reason = _unable(r, span_s) if count(r) < mean else None
+        if reason is None:
+            kept.append(r)
+        else:
+            why[reason] += 1
+    out = ", ".join(f"{k} {reason}" for reason, k in sorted(why.items()))
+    return kept, f", {out} left out" if out else ""
+
+
+def skew_p(counts: Sequence[int]) -> float | None:
+    """The accept counts' p-value against an even spread when they are enough to judge
+    and far from even (the rule fires below evenness.ALPHA), else None."""
+    return _test(counts, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER)
+
+
+def _test(counts: Sequence[int], minimum: int, per_worker: int) -> float | None:
+    """The p-value of `counts` when they are enough to judge and far from even, else None."""
+    n, total = len(counts), sum(counts)
+    if n < 2 or total < max(minimum, per_worker * n):
+        return None
+    squares = sum(c * c for c in counts)
+    jain = total * total / (n * squares)
+    if jain >= SKEW_MAX_JAIN or n * max(counts) / total < SKEW_MIN_MAX_OVER_MEAN:
+        return None
+    return evenness.uniform_p(counts)
+
+
+def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
+    span_s = analysis.covered_s(win)
+    rows, out = _judged(_workers(win), lambda r: r.accepts, span_s)
+    counts = [r.accepts for r in rows]
+    p = _test(counts, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER)
+    if p is None or p >= evenness.ALPHA:
+        return None
+    total = sum(counts)
+    top = max(rows, key=lambda r: r.accepts)
+    jain = total * total / (len(counts) * sum(c * c for c in counts))
     return Diagnosis(
         "accept_skew",
         Severity.WARNING,
-        f"accept skew: {imb.top_worker} took {_pct(100 * (imb.top_share or 0))} of accepts "
-        f"in {_span(win)} (Jain {imb.jain:.2f}, {imb.n} workers, {imb.total:.0f} accepts)"
-        f"{_fix(SKEW_FIXES, last)}",
+        f"accept skew: {top.label} took {_pct(100 * top.accepts / total)} of accepts "
+        f"(Jain {jain:.2f}, {len(rows)} workers{out}; {evenness.p_text(p)} "
+        f"over {total} accepts in {_span(win)}){_fix(SKEW_FIXES, win[-1])}",
+    )
+
+
+def _held_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
+    """Connections held at both ends of the window, among the workers that could have
+    accepted them: one younger than every worker holding a connection may have been
+    born after they were all accepted (Apache's spare children: 75/75/75/75/0/0)."""
+    span_s = analysis.covered_s(win)
+    rows = _workers(win)
+    ages = [r.age_s for r in rows if r.last > 0 and r.age_s is not None]
+    for r in rows:
+        if ages and r.last == 0 and r.age_s is not None and r.age_s < min(ages):
+            r.young = True
+    rows, out = _judged(rows, lambda r: r.last, span_s)
+    ps = [
+        _test([at(r) for r in rows], SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER)
+        for at in (lambda r: r.first, lambda r: r.last)
+    ]
+    if any(p is None or p >= evenness.ALPHA for p in ps):
+        return None
+    counts = [r.last for r in rows]
+    total = sum(counts)
+    top = max(rows, key=lambda r: r.last)
+    jain = total * total / (len(counts) * sum(c * c for c in counts))
+    p = max(p for p in ps if p is not None)
+    return Diagnosis(
+        "accept_skew",
+        Severity.WARNING,
+        f"accept skew: {top.label} holds {_pct(100 * top.last / total)} of open connections "
+        f"(Jain {jain:.2f}, {len(rows)} workers{out}; {evenness.p_text(p)} over "
+        f"{total} connections, held through {_span(win)}){_fix(SKEW_FIXES, win[-1])}",
     )

@@ -55,6 +55,7 @@ __all__ = [
     "Snapshot",
     "WorkerSample",
     "WorkerState",
+    "is_stopped",
 ]
 
 FORMAT_VERSION = 1
@@ -226,6 +227,12 @@ class WorkerSample:
         return f"worker {self.slot}" if self.slot is not None else f"pid {self.pid}"
 
 
+def is_stopped(w: WorkerSample) -> bool:
+    """Stopped by a signal or a tracer (/proc state T or t): it serves nothing until
+    continued, whatever state it last wrote to a scoreboard."""
+    return w.state == WorkerState.STOPPED or w.proc_state in ("T", "t")
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSample:
     """One listening socket and its accept queue."""
@@ -242,6 +249,10 @@ class ListenerSample:
     inode: int = 0  # socket inode (as in /proc/net/tcp and `ss -e`), 0 when unknown
     owners: tuple[int, ...] = ()  # attach: pids whose epoll set holds it (reuseport: the one
     # worker taking its connections); () when unknown or not epoll
+    stalled_s: float | None = None  # the sampler's: seconds in which every sample saw this
+    # queue non-empty and every worker taking from it stopped (/proc state T): the
+    # connections queued at the first such sample are still there, so the oldest has
+    # waited at least this long; None when not stalled now (or not known who takes from it)
 
     @property
     def fill(self) -> float:
