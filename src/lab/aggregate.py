@@ -1,6 +1,11 @@
 """Summing a run up: `SummaryBuilder` turns every snapshot of a run into a `RunSummary`
 (per-worker totals from a baseline, maxima, namespace-wide counter deltas, diagnoses seen),
 and one CSV row per sample; `write_json` / `write_csv` write them (plain files, no rich).
+
+The run's figures cover its load: a sample taken once the load's time was up (its drain,
+the queue emptying to whoever is free after it) is teardown, summed apart and labelled so
+(prefork after keepalive-idle read "accept skew: worker 28 took 51%" 2 s after the load,
+and the whole-run Jain counted those accepts).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ CSV_FIELDS = (
     "queue_wait_p99_ms",
     "server_wait_p99_ms",
     "service_p99_ms",
+    "phase",
 )
 
 
@@ -78,6 +84,9 @@ class SummaryBuilder:
         s = self.summary
         s.samples += 1
         t = snap.time - (self._t0 if self._t0 is not None else snap.time)
+        if self._after_load(snap):
+            self._teardown(snap, t)
+            return
         self._add_workers(snap)
         s.max_queue = max(s.max_queue, snap.queue)
         s.queue_limit = max(s.queue_limit, snap.queue_limit)
@@ -105,6 +114,32 @@ class SummaryBuilder:
                 seen.samples += 1
         s.series.append(_series_row(snap, t))
         self._last = snap
+
+    def _after_load(self, snap: Snapshot) -> bool:
+        """Taken once the load's time was up: the generator said so (its drain, or it
+        ended), or its clock's start plus the load's duration is past."""
+        c = snap.client
+        if c is None:
+            return False
+        if analysis.load_over(snap):
+            return True
+        started = c.running or c.elapsed > 0
+        return started and snap.time > c.time - c.elapsed + self.summary.level.duration
+
+    def _teardown(self, snap: Snapshot, t: float) -> None:
+        """A sample after the load: its accepts and diagnoses, apart from the run's."""
+        s = self.summary
+        if s.teardown_from_s is None:
+            s.teardown_from_s = t
+        s.teardown_to_s = t
+        s.teardown_accepts += sum(w.accepts or 0 for w in snap.workers if w.is_worker)
+        for d in snap.diagnoses:
+            seen = next((x for x in s.teardown_diagnoses if x.rule == d.rule), None)
+            if seen is None:
+                s.teardown_diagnoses.append(DiagnosisSeen(d.rule, d.severity, d.message, t))
+            else:
+                seen.samples += 1
+        s.series.append(_series_row(snap, t, "teardown"))
 
     def _baseline(self, snap: Snapshot) -> None:
         """Every worker's totals before the load, which the run's totals count from."""
@@ -198,7 +233,7 @@ class SummaryBuilder:
         return s
 
 
-def _series_row(snap: Snapshot, t: float) -> dict[str, Any]:
+def _series_row(snap: Snapshot, t: float, phase: str = "load") -> dict[str, Any]:
     c = snap.client
     a, cpu = snap.imbalance.accepts, snap.imbalance.cpu
     k = snap.kernel
@@ -226,6 +261,7 @@ def _series_row(snap: Snapshot, t: float) -> dict[str, Any]:
         "workers_live": len(snap.live_workers),
         "diagnoses": ";".join(d.rule for d in snap.diagnoses),
         **_phase_p99s(snap),
+        "phase": phase,  # "load", or "teardown": after the load's time was up
     }
 
 

@@ -16,6 +16,8 @@ What the summary takes from where:
   counters are namespace-wide (every socket in the network namespace adds to them), and
   are labelled so everywhere they are shown;
 - the diagnoses seen: each rule once, with its first message and when it first fired;
+- all of the above over the load only: what the server did after it (its drain, a queue
+  emptying to whoever is free) is teardown, with its accepts and diagnoses apart;
 - where the time went (issue 16): the whole server's request phases over the run, the last
   snapshot's cumulative histograms minus the baseline's (queue wait per accepted
   connection, in-server wait and service time per request; plumbing.loghist buckets, so
@@ -126,6 +128,11 @@ class RunSummary:
     server_wait: LogHist | None = None
     service: LogHist | None = None
     series: list[dict[str, Any]] = field(default_factory=list)  # one row per sample (CSV)
+    # after the load's time was up (seconds into the run; None: no sample after it)
+    teardown_from_s: float | None = None
+    teardown_to_s: float | None = None
+    teardown_accepts: int = 0  # accepts in the samples after the load (not in the figures)
+    teardown_diagnoses: list[DiagnosisSeen] = field(default_factory=list)
 
     # -- convenience ----------------------------------------------------------------------
     @property
@@ -232,6 +239,18 @@ class RunSummary:
             "queue_wait_ms": phase_json(self.queue_wait),
             "server_wait_ms": phase_json(self.server_wait),
             "service_ms": phase_json(self.service),
+            # the figures above cover the load; after it, apart (None: no sample after it)
+            "teardown": self.teardown_json(),
+        }
+
+    def teardown_json(self) -> dict[str, Any] | None:
+        if self.teardown_from_s is None:
+            return None
+        return {
+            "from_s": round(self.teardown_from_s, 2),
+            "to_s": round(self.teardown_to_s or self.teardown_from_s, 2),
+            "accepts": self.teardown_accepts,
+            "diagnoses": [d.to_json_dict() for d in self.teardown_diagnoses],
         }
 
     def phases(self) -> tuple[tuple[str, LogHist | None], ...]:
