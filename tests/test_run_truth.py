@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from lab.aggregate import SummaryBuilder
 from loadgen.levels import PRESETS
 from telemetry import synthetic
@@ -48,3 +50,49 @@ def test_the_queue_draining_after_the_load_is_teardown_not_a_finding() -> None:
     assert d["teardown"]["diagnoses"][0]["message"].startswith("accept skew: worker 2")
     phases = [row["phase"] for row in s.series]
     assert phases.count("teardown") == 8 and phases[:48] == ["load"] * 48
+
+
+# -- the load generator's own warning ----------------------------------------------------------
+
+
+def test_a_generator_warning_judged_on_one_moment_does_not_stay_on_the_last_frame(
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """`--load steady` for 5 minutes: 60,000 requests in 300 s, all sent on time, yet the
+    final screen said "load generator is the bottleneck: sends 95% of its 200 req/s" (one
+    second's reading, the last one flagged)."""
+    from loadgen import driver as drv
+    from loadgen.levels import LoadLevel
+    from loadgen.selfwatch import Figures, SelfReading
+
+    clock = [1000.0]
+    monkeypatch.setattr(drv, "_monotonic", lambda: clock[0])
+    d = drv.Driver(None, LoadLevel(clients=20, rate=200, duration=300), "fast", lambda *a: None)  # type: ignore[arg-type]
+    d.t0 = d.rec.t0 = 1000.0
+    on_time, one_slow_second = Figures(0.3, 0.35, 0.0, True), Figures(0.3, 0.35, 0.051, True)
+    shown = []
+    for k in range(1, 1501):  # 300 s of readings, 5 a second
+        clock[0] = 1000.0 + 0.2 * k
+        d.rec.sent = d.due = 40 * k  # every request sent when due
+        d.watch.add(SelfReading(clock[0], 0.06 * k, 0.06 * k, 0.01 * k, d.rec.sent, 5))
+        fig = one_slow_second if 700 <= k < 705 else on_time
+        monkeypatch.setattr(d.watch, "figures", lambda rate, f=fig: f)
+        shown.append(d.snapshot().bottleneck)
+    assert shown[699:705] == [""] * 6  # one second's 95%: not sustained, not raised
+    d.stopping = True  # the drain, then the end: the run's own verdict
+    assert d.snapshot().bottleneck == ""
+    final = d.snapshot(running=False)
+    assert final.bottleneck == ""
+    assert final.bottleneck_share == pytest.approx(5 / 1500)  # the readings behind, shown or not
+
+
+def test_a_sustained_generator_warning_is_raised_and_cleared_with_its_evidence() -> None:
+    from loadgen.selfwatch import SUSTAIN_S, Sustained
+
+    w = Sustained()
+    lag = "load generator is the bottleneck: sends 80% of its 200 req/s with connections free"
+    readings = int(SUSTAIN_S / 0.2)
+    assert [w.update(100.0 + 0.2 * k, lag) for k in range(readings)] == [""] * readings
+    assert w.update(100.0 + SUSTAIN_S, lag) == lag
+    assert w.update(100.0 + SUSTAIN_S + 0.2, "") == ""  # the evidence gone: cleared
+    assert w.update(100.0 + SUSTAIN_S + 0.4, lag) == ""  # and needs its time again
