@@ -148,6 +148,12 @@ def test_spare_children_younger_than_the_held_connections_are_not_judged_on_them
     for slot, age in ((4, 4.0), (5, 4.0)):
         aged = _with(aged, slot, age_s=age)
     assert _skews(aged) == []
+    # a pool forked at once is born within milliseconds: all judged (many_accepts held
+    # 0/12/8/0 after a burst and was not named while its idle workers counted as young)
+    pool = synthetic.series(20, workers=4, connections=[0, 12, 8, 0])
+    for slot, age in ((0, 59.99), (3, 59.98)):
+        pool = _with(pool, slot, age_s=age)
+    assert _skews(pool) and "holds 60% of open connections" in _skews(pool)[-1]
 
 
 def test_no_skew_is_judged_over_the_end_of_a_load() -> None:

@@ -32,6 +32,8 @@ SKEW_MIN_CONNECTIONS = 8  # open connections (mean over the window) to judge the
 SPREAD_MIN_CPU_SECONDS = 0.5  # CPU in the window (10% of a core over 5 s) to judge its spread
 SKEW_MIN_SPAN_S = 3.0  # seconds of measurement behind a window before skew is judged
 SKEW_SATURATED_CPU = 90.0  # a worker at this % of one core (window mean) can take no more
+SKEW_YOUNGER_S = 0.5  # held connections: a worker born this long after every holder is
+# not judged on them (a pool forked at once is born within milliseconds)
 
 
 def enough_to_judge(metric: str, imb: Imbalance | None) -> bool:
@@ -225,14 +227,15 @@ def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
 
 def _held_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
     """Connections held at both ends of the window, among the workers that could have
-    accepted them: one younger than every worker holding a connection may have been
-    born after they were all accepted (Apache's spare children: 75/75/75/75/0/0)."""
+    accepted them: one born SKEW_YOUNGER_S after every worker holding a connection may
+    have been born after they were all accepted (Apache's spare children, spawned by its
+    once-a-second maintenance after the others filled: 75/75/75/75/0/0)."""
     span_s = analysis.covered_s(win)
     rows = _workers(win)
     ages = [r.age_s for r in rows if r.last > 0 and r.age_s is not None]
     for r in rows:
-        if ages and r.last == 0 and r.age_s is not None and r.age_s < min(ages):
-            r.young = True
+        if ages and r.last == 0 and r.age_s is not None:
+            r.young = r.age_s < min(ages) - SKEW_YOUNGER_S
     rows, out = _judged(rows, lambda r: r.last, span_s)
     ps = [
         _test([at(r) for r in rows], SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER)
