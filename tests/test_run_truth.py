@@ -96,3 +96,104 @@ def test_a_sustained_generator_warning_is_raised_and_cleared_with_its_evidence()
     assert w.update(100.0 + SUSTAIN_S, lag) == lag
     assert w.update(100.0 + SUSTAIN_S + 0.2, "") == ""  # the evidence gone: cleared
     assert w.update(100.0 + SUSTAIN_S + 0.4, lag) == ""  # and needs its time again
+
+
+# -- compare: a row's figures agree with each other --------------------------------------------
+
+
+def _row(s) -> str:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    from text.compare import table
+
+    console = Console(record=True, width=220)
+    console.print(table([s]))
+    out = console.export_text()
+    return next(line for line in out.splitlines() if s.model_detail in line)
+
+
+def _summary(model: str, accepts: list[int], **kw: object):  # type: ignore[no-untyped-def]
+    from lab.summary import DiagnosisSeen, RunSummary, WorkerTotals
+    from telemetry import analysis
+
+    s = RunSummary(model=model, model_detail=model, level=PRESETS["burst"], samples=80)
+    s.workers = [
+        WorkerTotals(f"worker {i}", i, 100 + i, 100 + i, "process", 1, accepts=a)
+        for i, a in enumerate(accepts)
+    ]
+    imb = analysis.measure("accepts", {(i,): (f"w{i}", float(a)) for i, a in enumerate(accepts)}, 1)
+    s.accept_jain, s.accept_top_share, s.accept_n = imb.jain, imb.top_share, imb.n
+    s.cpu_jain = 1.0
+    for k, v in kw.items():
+        setattr(s, k, v)
+    s.diagnoses = [DiagnosisSeen("accept_skew", "warning", "accept skew: ...", 3.2, 9)]
+    return s
+
+
+def test_a_compare_row_says_what_its_imbalance_is_over_and_when_a_diagnosis_was_seen() -> None:
+    # go:server, one process: "Jain 1.00" beside "top 100%" (both true of one worker)
+    one = _row(_summary("go:server", [5000], overflows=10, own_drops=0))
+    assert "1.00" not in one and "100%" not in one and "1 worker" in one, one
+    # reuseport: even over the run, skew named in 9 of 80 samples at 3 s: said so
+    row = _row(_summary("reuseport", [260, 250, 245, 245], overflows=10, own_drops=0))
+    assert "26% of 4" in row and "accept_skew (3 s, 9/80)" in row, row
+    # ListenOverflows moved by other jobs (namespace-wide) are not the model's: its own
+    # listening sockets dropped none
+    assert " 10 " not in row and " 0 " in row, row
+
+
+def test_the_run_counts_the_drops_of_its_own_listening_sockets() -> None:
+    from telemetry.snapshot import ListenerSample
+
+    b = SummaryBuilder("single", "single", PRESETS["burst"])
+
+    def snap(t: float, drops: int | None, overflows: int) -> Snapshot:
+        s = synthetic.snapshot(time=1000.0 + t, workers=1, overflows_delta=overflows)
+        ln: ListenerSample = dataclasses.replace(s.listeners[0], drops=drops)
+        return dataclasses.replace(s, listeners=(ln,))
+
+    b.add(snap(0.0, 7, 0))  # 7 before the run: not the run's
+    b.add(snap(0.25, 9, 30))  # the namespace moved 30 (other sockets too)
+    b.add(snap(0.5, 12, 30))
+    s = b.finish(None, duration_s=0.5)
+    assert (s.own_drops, s.overflows) == (5, 60)
+    assert s.to_json_dict()["own_listen_drops"] == 5
+    b = SummaryBuilder("nginx", "nginx", PRESETS["burst"])
+    b.add(snap(0.0, None, 0))
+    b.add(snap(0.25, None, 30))
+    assert b.finish(None, duration_s=0.25).own_drops is None  # not read: unknown, not 0
+
+
+def test_a_listening_socket_s_own_drops_read_the_same_by_getsockopt_and_sock_diag() -> None:
+    """A backlog of 1 and 6 connects at once: the handshakes that find the queue full are
+    dropped by this socket (its sk_drops); the namespace's ListenDrops moved at least as
+    much (other sockets add to it too)."""
+    import socket
+
+    from conftest import wait_until
+    from plumbing.tcpinfo import listen_drops
+    from telemetry import procfs
+    from telemetry.sockdiag import SockDiag
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+        before = procfs.netstat_counters()[1]
+        clients = []
+        try:
+            for _ in range(6):
+                c = socket.socket()
+                c.setblocking(False)
+                c.connect_ex(("127.0.0.1", port))
+                clients.append(c)
+            wait_until(lambda: (listen_drops(srv) or 0) > 0, 5, "a drop at the listener")
+            with SockDiag() as diag:
+                [seen] = diag.listeners([port])
+            mine = listen_drops(srv)
+            assert mine is not None and seen.drops is not None
+            assert abs(seen.drops - mine) <= 2  # (a retransmitted SYN may land between)
+            assert procfs.netstat_counters()[1] - before >= mine
+        finally:
+            for c in clients:
+                c.close()

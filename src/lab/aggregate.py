@@ -72,6 +72,7 @@ class SummaryBuilder:
         self._baseline_done = False
         self._first: Snapshot | None = None  # the baseline, and the latest: the run's phases
         self._last: Snapshot | None = None
+        self._drops0: dict[tuple[int, int, int], int | None] = {}  # listener -> its drops
 
     def start_clock(self, t0: float) -> None:
         """Seconds in the summary (diagnoses' first_s, CSV t_s) count from `t0`."""
@@ -97,6 +98,7 @@ class SummaryBuilder:
         if snap.kernel is not None:
             s.overflows += snap.kernel.overflows_delta or 0
             s.drops += snap.kernel.drops_delta or 0
+        s.own_drops = self._own_drops(snap)
         m = snap.model
         if m is not None:
             if m.master_cpu_percent is not None:
@@ -141,10 +143,25 @@ class SummaryBuilder:
                 seen.samples += 1
         s.series.append(_series_row(snap, t, "teardown"))
 
+    def _own_drops(self, snap: Snapshot) -> int | None:
+        """Handshakes the server's own listening sockets dropped since the baseline (their
+        sk_drops); None when a listener's drops are not read."""
+        total = 0
+        for ln in snap.listeners:
+            key = (ln.port, ln.index, ln.inode)
+            if ln.drops is None:
+                return None
+            base = self._drops0.setdefault(key, 0)  # a listener made after the baseline
+            if base is None:
+                return None
+            total += max(0, ln.drops - base)
+        return total
+
     def _baseline(self, snap: Snapshot) -> None:
         """Every worker's totals before the load, which the run's totals count from."""
         self._baseline_done = True
         self._first = snap
+        self._drops0 = {(ln.port, ln.index, ln.inode): ln.drops for ln in snap.listeners}
         for w in snap.workers:
             if w.alive:
                 self._base[_wkey(w)] = (
@@ -218,7 +235,7 @@ class SummaryBuilder:
         cpu = analysis.measure(
             "cpu", {(w.slot, w.tid, w.generation): (w.label, w.cpu_s) for w in serving}, span
         )
-        s.accept_jain, s.accept_top_share = acc.jain, acc.top_share
+        s.accept_jain, s.accept_top_share, s.accept_n = acc.jain, acc.top_share, acc.n
         s.accept_max_over_mean, s.accept_top_worker = acc.max_over_mean, acc.top_worker
         s.cpu_jain, s.cpu_top_share = cpu.jain, cpu.top_share
         if self._master:

@@ -14,7 +14,9 @@ What the summary takes from where:
 - the maximum accept-queue length over all samples (per listener, and summed);
 - ListenOverflows / ListenDrops: the sum of the kernel's per-interval deltas. These
   counters are namespace-wide (every socket in the network namespace adds to them), and
-  are labelled so everywhere they are shown;
+  are labelled so everywhere they are shown; what the model's own listening sockets
+  dropped is `own_drops` (their sk_drops, SO_MEMINFO or sock_diag), the figure that
+  belongs to the model;
 - the diagnoses seen: each rule once, with its first message and when it first fired;
 - all of the above over the load only: what the server did after it (its drain, a queue
   emptying to whoever is free) is teardown, with its accepts and diagnoses apart;
@@ -105,6 +107,7 @@ class RunSummary:
     accept_top_share: float | None = None
     accept_max_over_mean: float | None = None
     accept_top_worker: str | None = None
+    accept_n: int = 0  # workers the accept imbalance is over (Jain is 1 for one worker)
     cpu_jain: float | None = None
     cpu_top_share: float | None = None
     max_queue: int = 0  # summed over listeners, max over samples
@@ -113,6 +116,7 @@ class RunSummary:
     full_samples: int = 0  # samples in which some listener was full
     overflows: int = 0  # TcpExt ListenOverflows delta over the run (namespace-wide)
     drops: int = 0  # TcpExt ListenDrops delta (namespace-wide)
+    own_drops: int | None = None  # handshakes the model's own listeners dropped (None: unread)
     master_cpu_max: float | None = None  # % of one core
     master_cpu_mean: float | None = None
     host_cpu_mean: float | None = None  # % of one core (max 100 x cores)
@@ -213,6 +217,7 @@ class RunSummary:
             "accept_top_share": rounded(self.accept_top_share),
             "accept_max_over_mean": rounded(self.accept_max_over_mean),
             "accept_top_worker": self.accept_top_worker,
+            "accept_workers": self.accept_n,
             "cpu_jain": rounded(self.cpu_jain),
             "cpu_top_share": rounded(self.cpu_top_share),
             "max_queue": self.max_queue,
@@ -222,6 +227,8 @@ class RunSummary:
             "overflows": self.overflows,
             "listen_drops": self.drops,
             "overflows_scope": "namespace (TcpExt counters count every socket, not only ours)",
+            # the model's own listening sockets (their sk_drops), None when not read
+            "own_listen_drops": self.own_drops,
             "master_cpu_max": rounded(self.master_cpu_max, 1),
             "master_cpu_mean": rounded(self.master_cpu_mean, 1),
             "host_cpu_mean": rounded(self.host_cpu_mean, 1),

@@ -318,6 +318,7 @@ class AttachSource:
                 source="sock_diag",
                 inode=ln.inode,
                 owners=ln.pollers,
+                drops=ln.drops,
             )
             for i, ln in enumerate(ordered)
         ]

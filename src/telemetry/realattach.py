@@ -59,6 +59,7 @@ class ListenerReading:
     queue: int
     limit: int
     pollers: tuple[int, ...]  # pids whose epoll set has it (reuseport: one worker each)
+    drops: int | None = None  # its sk_drops (sock_diag SKMEMINFO); None when not reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +205,7 @@ class RealServerReader:
                 pollers=tuple(
                     sorted(p for p, s in self.tree.epoll_listeners.items() if x.inode in s)
                 ),
+                drops=x.drops,
             )
             for x in listen
         )

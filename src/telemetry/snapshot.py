@@ -253,6 +253,9 @@ class ListenerSample:
     # queue non-empty and every worker taking from it stopped (/proc state T): the
     # connections queued at the first such sample are still there, so the oldest has
     # waited at least this long; None when not stalled now (or not known who takes from it)
+    drops: int | None = None  # handshakes this socket dropped since it was made (its sk_drops,
+    # what ListenDrops counts for it: SO_MEMINFO, or sock_diag SKMEMINFO when attached);
+    # unlike KernelCounters, this socket's own; None when not read
 
     @property
     def fill(self) -> float:

@@ -19,7 +19,7 @@ from operator import add, sub
 from typing import TYPE_CHECKING, Any
 
 from plumbing.loghist import NBUCKETS, LogHist
-from plumbing.tcpinfo import accept_queue
+from plumbing.tcpinfo import accept_queue, listen_drops
 from servers import scoreboard
 from servers.scoreboard import State
 
@@ -410,6 +410,7 @@ class SupervisorSource:
                     syn_recv=self._syn.get(port, 0),
                     source="tcp_info",
                     inode=inode,
+                    drops=listen_drops(socks[i]) if socks[i].fileno() >= 0 else None,
                 )
             )
         return out

@@ -29,7 +29,9 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         "accept imbalance",
         f"Jain {opt(s.accept_jain, '{:.2f}')}  top share {pct(s.accept_top_share)}"
         f" ({s.accept_top_worker or '-'})  max/mean {opt(s.accept_max_over_mean, '{:.1f}')}"
-        f"  over {s.total_accepts} accepts during the load",
+        f"  over {s.total_accepts} accepts of {_workers(s.accept_n)} during the load"
+        if s.accept_n != 1
+        else f"one worker: {s.total_accepts} accepts during the load (no spread to measure)",
     )
     t.add_row(
         "CPU imbalance", f"Jain {opt(s.cpu_jain, '{:.2f}')}  top share {pct(s.cpu_top_share)}"
@@ -40,11 +42,17 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
     if s.full_samples:
         q += f"  full in {s.full_samples} samples"
     t.add_row("max accept queue", Text(q, style="bold red" if s.full_samples else ""))
+    own = "unknown (not read)" if s.own_drops is None else str(s.own_drops)
+    t.add_row(
+        "dropped handshakes",
+        Text(f"{own}  (at its own listening sockets)", style="bold red" if s.own_drops else ""),
+    )
     t.add_row(
         "ListenOverflows",
         Text(
-            f"{s.overflows}  (ListenDrops {s.drops}; namespace-wide counters)",
-            style="bold red" if s.overflows else "",
+            f"{s.overflows}  (ListenDrops {s.drops}; namespace-wide counters: every socket "
+            "on the host adds to them)",
+            style="dim",
         ),
     )
     if s.master_cpu_max is not None:
@@ -80,6 +88,10 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         console.print(Text(f"load failed: {s.load_error}", style="bold red"))
     if s.interrupted:
         console.print(Text("interrupted: the run was cut short", style="yellow"))
+
+
+def _workers(n: int) -> str:
+    return "1 worker" if n == 1 else f"{n} workers"
 
 
 def _teardown(console: Console, s: RunSummary) -> None:
