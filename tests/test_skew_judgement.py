@@ -115,12 +115,21 @@ def test_a_stopped_worker_s_missing_accepts_are_no_skew_of_the_others() -> None:
     assert _skews(base)  # taken as a skew when nothing says why worker 2 takes none
     assert _skews(_with(base, 2, state=WorkerState.STOPPED, proc_state="T")) == []
     # a worker at a core's worth of CPU took none: saturated
-    assert _skews(_with(base, 2, cpu_percent=99.0)) == []
+    analyser, busy = Analyser(), []
+    for k, s in enumerate(base):
+        ws = list(s.workers)
+        ws[2] = dataclasses.replace(ws[2], cpu_percent=99.0, cpu_seconds=1.0 + 0.2475 * k)
+        busy.append(analyser.annotate(dataclasses.replace(s, workers=tuple(ws), diagnoses=())))
+    assert _skews(busy) == []
 
 
 def test_a_saturated_worker_taking_most_is_the_skew_itself() -> None:
     # epoll's LIFO wake-ups: the busiest worker is woken first and takes nearly all
-    snaps = _with(_judged([[30, 2, 1]] * 20), 0, cpu_percent=100.0)
+    analyser, snaps = Analyser(), []
+    for k, s in enumerate(_judged([[30, 2, 1]] * 20)):
+        ws = list(s.workers)
+        ws[0] = dataclasses.replace(ws[0], cpu_percent=100.0, cpu_seconds=1.0 + 0.25 * k)
+        snaps.append(analyser.annotate(dataclasses.replace(s, workers=tuple(ws), diagnoses=())))
     assert _skews(snaps) and _skews(snaps)[-1].startswith("accept skew: worker 0 took 91%")
 
 

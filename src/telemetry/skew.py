@@ -115,9 +115,9 @@ class _Worker:
     label: str
     accepts: int = 0
     cpu_s: float = 0.0
-    stopped: bool = False  # stopped (SIGSTOP) in some snapshot of the window
-    pinned: bool = True  # held exactly one connection, busy, in every snapshot
-    unpolled: bool = False  # its epoll did not hold the listener in some snapshot
+    stopped: bool = False  # stopped (SIGSTOP) at either end of the window
+    pinned: bool = False  # held one connection, busy, throughout (see _workers)
+    unpolled: bool = False  # its epoll did not hold the listener at either end
     first: int = 0  # connections held at the window's first snapshot
     last: int = 0  # ... and at its last
     age_s: float | None = None  # at the window's last snapshot
@@ -125,30 +125,47 @@ class _Worker:
 
 
 def _workers(win: Sequence[Snapshot]) -> list[_Worker]:
-    """The workers alive in every snapshot of the window (as the imbalance counts them),
-    with their accepts, CPU and state over it. A pass over the window: only made once the
-    cheap running sums have found a spread far from even."""
-    rows: dict[tuple, _Worker] = {}
-    seen: dict[tuple, int] = {}
-    for s in win:
-        iv = s.interval_s or 0.0
-        # the processes whose epoll holds a listener (attach); unknown: every one may accept
-        pollers = {pid for ln in s.listeners for pid in ln.owners}
-        for w in s.live_workers:
-            k = w.key
-            r = rows.get(k)
-            if r is None:
-                r = rows[k] = _Worker(w.label, first=w.connections or 0)
-            seen[k] = seen.get(k, 0) + 1
-            r.accepts += w.accepts or 0
-            r.cpu_s += (w.cpu_percent or 0.0) * iv / 100.0
-            r.stopped |= is_stopped(w)
-            r.pinned &= w.busy and w.connections == 1
-            r.unpolled |= bool(pollers) and w.pid not in pollers
-            r.last = w.connections or 0
-            r.age_s = w.age_s
-    whole = len(win)
-    return [r for k, r in rows.items() if seen[k] == whole]
+    """The workers alive through the window (at its first and last snapshot with the same
+    identity: a worker that died in between is another generation), with their accepts
+    and CPU over it, and their state at both ends. From those two snapshots alone, O(n):
+    a pass over every snapshot cost 8 ms a sample at 256 workers while a skew lasted.
+
+    Over the window's intervals: accepts = total at the end - total at the start + the
+    first interval's; CPU likewise from cpu_seconds. Stopped or not polling the listener
+    at either end; pinned: one connection held, busy, at both ends and no accept in the
+    window (so the same connection throughout)."""
+    first, last = win[0], win[-1]
+    start = {w.key: w for w in first.live_workers}
+    iv = first.interval_s or 0.0
+    p0, p1 = ({pid for ln in s.listeners for pid in ln.owners} for s in (first, last))
+    rows = []
+    for w in last.live_workers:
+        a = start.get(w.key)
+        if a is None:
+            continue
+        if w.accepts_total is None or a.accepts_total is None:
+            accepts = sum(x.accepts or 0 for s in win for x in s.live_workers if x.key == w.key)
+        else:
+            accepts = w.accepts_total - a.accepts_total + (a.accepts or 0)
+        if w.cpu_seconds is None or a.cpu_seconds is None:
+            cpu = 0.0
+        else:
+            cpu = w.cpu_seconds - a.cpu_seconds + (a.cpu_percent or 0.0) * iv / 100.0
+        pinned = not accepts and a.connections == w.connections == 1 and a.busy and w.busy
+        rows.append(
+            _Worker(
+                w.label,
+                accepts,
+                max(0.0, cpu),
+                is_stopped(a) or is_stopped(w),
+                pinned,
+                bool(p0 and w.pid not in p0) or bool(p1 and w.pid not in p1),
+                a.connections or 0,
+                w.connections or 0,
+                w.age_s,
+            )
+        )
+    return rows
 
 
 def _unable(w: _Worker, span_s: float) -> str | None:
@@ -165,7 +182,7 @@ def _unable(w: _Worker, span_s: float) -> str | None:
         return "not polling"
     if span_s > 0 and 100.0 * w.cpu_s / span_s >= SKEW_SATURATED_CPU:
         return "saturated"
-    if w.pinned and not w.accepts:
+    if w.pinned:
         return "busy"
     return None
 
