@@ -86,7 +86,7 @@ def test_a_stopped_nginx_reuseport_worker_is_named_and_the_healthy_one_not_blame
         )
         victim = srv.children()[0]
         os.kill(victim, signal.SIGSTOP)
-        snaps = _judged_under_load(srv.port, victim, sampler, 6.0)
+        snaps = _judged_under_load(srv.port, victim, sampler, 5.0)
         _check(snaps, f"pid {victim}")
     finally:
         if victim:
@@ -107,7 +107,7 @@ def test_the_lab_reuseport_model_with_a_paused_worker_reads_the_same() -> None:
         pids = sup.pids()
         victim = sup.read().slots[0].pid
         session.pause_worker(victim)
-        snaps = _judged_under_load(sup.port, victim, session.sampler, 6.0)
+        snaps = _judged_under_load(sup.port, victim, session.sampler, 5.0)
         _check(snaps, "worker 0")
         stopped = [w for w in snaps[-1].workers if w.pid == victim]
         assert stopped and all(w.state == "stopped" and w.proc_state == "T" for w in stopped)
