@@ -69,8 +69,9 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
     over a window holding the end of a load (its queue drains then, whoever is free
     takes it), and only when an even spread is rejected at p < ALPHA (evenness.uniform_p)
     as well as far from even (Jain < SKEW_MAX_JAIN, top >= SKEW_MIN_MAX_OVER_MEAN x mean).
-    A worker that could take no more (stopped, dead, saturated: see `_unable`) and took
-    less than its share is left out: its few accepts are explained, not skew.
+    A worker that could take no more (stopped, its epoll without the listener, saturated,
+    pinned: see `_unable`) and took less than its share is left out: its few accepts are
+    explained, not skew (a dead one is in no window: analysis.ImbalanceTracker).
 
     With long-lived keep-alive connections the accepts happen in one burst and leave the
     window, but the skew stays in who holds the connections: then (only when the window
