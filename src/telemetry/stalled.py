@@ -53,20 +53,24 @@ def stalled_owner(win: Sequence[Snapshot]) -> Diagnosis | None:
         return None
     group = [x for x in last.listeners if x.port == ln.port]
     names = ", ".join(w.label for w in who)
+    one = len(who) == 1
     if len(group) > 1:
-        where = f"its own reuseport queue on port {ln.port}"
+        where = f"{'its' if one else 'their'} own reuseport queue on port {ln.port}"
         rest = max(x.queue for x in group if x is not ln)
-        others = f"; the other {len(group) - 1} queues hold {'none' if not rest else f'<= {rest}'}"
+        held = "none" if not rest else f"<= {rest}"
+        n = len(group) - 1
+        others = f"; the other queue holds {held}" if n == 1 else f"; the other {n} hold {held}"
     else:
         where = f"the accept queue on port {ln.port}"
         others = ""
-    stopped = f"{names} {'is' if len(who) == 1 else 'are'} stopped"
+    stopped = f"{names} {'is' if one else 'are'} stopped"
     more = f" (and {len(stalled) - 1} more stalled queues)" if len(stalled) > 1 else ""
+    waited = int(ln.stalled_s or 0.0)  # a lower bound: rounded down
     return Diagnosis(
         "stalled_owner",
         Severity.CRITICAL,
         f"stalled worker: {stopped} (/proc state T) with {ln.queue} connections in {where}, "
-        f"the oldest waiting >= {ln.stalled_s:.0f} s{others}{more}",
+        f"the oldest waiting >= {waited} s{others}{more}",
     )
 
 
