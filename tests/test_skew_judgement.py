@@ -58,8 +58,36 @@ def test_a_skew_is_judged_after_a_few_seconds_and_cites_its_evidence() -> None:
     assert first * 0.25 + 0.25 >= skew.SKEW_MIN_SPAN_S  # never before 3 s of measurement
     assert _skews(snaps)[-1] == (
         "accept skew: worker 0 took 71% of accepts "
-        "(Jain 0.46, 4 workers; p < 1e-9 over 280 accepts in 5 s)"
+        "(Jain 0.46, 4 workers; p < 1e-9 over 280 accepts in 5 s, 71% of all 280 counted)"
     )
+
+
+def test_a_window_s_skew_that_does_not_persist_is_no_skew() -> None:
+    # Apache event under burst: one child took 54% of 261 accepts in 5 s (p < 1e-9), the
+    # hot child changing from window to window; since they were counted: even
+    window = [[40, 10, 10, 10]] * 20
+    lasting = _judged(window)
+    assert _skews(lasting)
+    analyser, rotating = Analyser(), []
+    for s in lasting:  # the same windows, after 5,000 even accepts each
+        ws = tuple(
+            dataclasses.replace(w, accepts_total=(w.accepts_total or 0) + 5000) for w in s.workers
+        )
+        rotating.append(analyser.annotate(dataclasses.replace(s, workers=ws, diagnoses=())))
+    assert _skews(rotating) == []
+
+
+def test_a_worker_full_by_the_server_s_own_limit_is_not_a_skew_of_holding() -> None:
+    # Apache event, keepalive-idle: 4 children at their 75-connection limit took the
+    # listener out of their epoll; the spares (born with the last of them) hold none
+    held = synthetic.series(20, workers=6, connections=[75, 75, 75, 75, 0, 0])
+    assert _skews(held)
+    analyser, full = Analyser(), []
+    for s in held:
+        spares = tuple(w.pid for w in s.workers[4:])
+        lns = tuple(dataclasses.replace(ln, owners=spares) for ln in s.listeners)
+        full.append(analyser.annotate(dataclasses.replace(s, listeners=lns, diagnoses=())))
+    assert _skews(full) == []
 
 
 def test_random_even_spreads_fire_at_most_once_in_a_thousand() -> None:
