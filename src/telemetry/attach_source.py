@@ -251,7 +251,9 @@ class AttachSource:
         deltas: WorkerDeltas,
         live: set[tuple[int, int]],
     ) -> WorkerSample:
-        key = (t.tid, t.starttime)
+        # negative: the main thread's tid is its process's pid, and the process's CPU (all
+        # its threads) kept under the same key read 2,203% for an Apache child at 53%
+        key = (-t.tid, t.starttime)
         live.add(key)
         acc = total = None
         if r.accepts_by_task is not None:
