@@ -66,12 +66,16 @@ def _skews(seen: list[Snapshot], during: list[bool]) -> tuple[int, int, int, str
 
 
 def one_run(config: ServerConfig, preset: str, duration: float) -> tuple[int, int, int, str]:
-    """One headless run; its samples during the load (not its drain) judged."""
+    """One headless run; its samples during the load (not its drain) judged. Prints the
+    run's own accept spread (the summary's, over the load) below it."""
     seen: list[Snapshot] = []
     level = PRESETS[preset].with_(duration=duration)
     s = run_headless(config, level, on_sample=lambda snap, *_: seen.append(snap))
     if not s.ok:
         print(f"    (run not ok: {s.load_error or s.server_error})", flush=True)
+    shares = sorted((w.accepts for w in s.workers if w.role == "worker"), reverse=True)
+    jain = "-" if s.accept_jain is None else f"{s.accept_jain:.2f}"
+    print(f"    the run: Jain {jain} over {s.accept_n} workers, accepts {shares[:8]}", flush=True)
     during = [x.client is not None and x.client.running and not analysis.load_over(x) for x in seen]
     return _skews(seen, during)
 
