@@ -177,8 +177,9 @@ def test_a_worker_whose_epoll_left_the_listener_took_none_for_that_reason() -> N
 
 
 def test_spare_children_younger_than_the_held_connections_are_not_judged_on_them() -> None:
-    # Apache event after the ramp: 4 children hold 75 each, 2 spares born after every
-    # connection was accepted hold none (read "pid 12559 holds 25% of open connections")
+    # Apache event after the ramp: 4 children hold 75 each, 2 spares born after them
+    # hold none (read "pid 12559 holds 25% of open connections"); judged: those born
+    # with the oldest holder, who were there for every connection held
     held = synthetic.series(20, workers=6, connections=[75, 75, 75, 75, 0, 0])
     assert _skews(held)
     aged = held
@@ -191,6 +192,13 @@ def test_spare_children_younger_than_the_held_connections_are_not_judged_on_them
     for slot, age in ((0, 59.99), (3, 59.98)):
         pool = _with(pool, slot, age_s=age)
     assert _skews(pool) and "holds 60% of open connections" in _skews(pool)[-1]
+    # a pool growing all along (Apache under overload: "holds 32% of open connections,
+    # 9 workers"): a child born a second after the first was not there for its connections
+    growing = synthetic.series(20, workers=5, connections=[24, 4, 3, 2, 1])
+    assert _skews(growing)
+    for slot in range(1, 5):
+        growing = _with(growing, slot, age_s=60.0 - slot)
+    assert _skews(growing) == []
 
 
 def test_no_skew_is_judged_over_the_end_of_a_load() -> None:

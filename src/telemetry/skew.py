@@ -32,8 +32,8 @@ SKEW_MIN_CONNECTIONS = 8  # open connections (mean over the window) to judge the
 SPREAD_MIN_CPU_SECONDS = 0.5  # CPU in the window (10% of a core over 5 s) to judge its spread
 SKEW_MIN_SPAN_S = 3.0  # seconds of measurement behind a window before skew is judged
 SKEW_SATURATED_CPU = 90.0  # a worker at this % of one core (window mean) can take no more
-SKEW_YOUNGER_S = 0.5  # held connections: a worker born this long after every holder is
-# not judged on them (a pool forked at once is born within milliseconds)
+SKEW_YOUNGER_S = 0.5  # held connections: a worker born this long after the oldest holder
+# is not judged on them (a pool forked at once is born within milliseconds)
 
 
 def enough_to_judge(metric: str, imb: Imbalance | None) -> bool:
@@ -122,7 +122,7 @@ class _Worker:
     first: int = 0  # connections held at the window's first snapshot
     last: int = 0  # ... and at its last
     age_s: float | None = None  # at the window's last snapshot
-    young: bool = False  # born after every connection it could be judged on
+    young: bool = False  # held connections: born after the oldest holder (see _held_verdict)
     full: bool = False  # its epoll did not hold the listener at the window's end
     total: int | None = None  # accepts since counting began (accepts_total), at the end
 
@@ -178,9 +178,7 @@ def _unable(w: _Worker, span_s: float) -> str | None:
     (its queue share waits), not polling the listener for a while (Apache event's child
     at its connection limit takes it out of its epoll), saturated (a core's worth of CPU),
     or pinned (one connection held in every sample and none accepted: a prefork-like
-    worker serving a keep-alive client); for held connections, younger than all of them."""
-    if w.young:
-        return "younger than the connections"
+    worker serving a keep-alive client)."""
     if w.stopped:
         return "stopped"
     if w.unpolled:
@@ -204,7 +202,12 @@ def _judged(
     mean = sum(count(r) for r in rows) / len(rows) if rows else 0.0
     kept, why = [], Counter[str]()
     for r in rows:
-        reason = _unable(r, span_s) if count(r) < mean else ("full" if r.full else None)
+        if r.young:  # born after connections it is judged on: not judged on them
+            reason: str | None = "born later"
+        elif count(r) < mean:
+            reason = _unable(r, span_s)
+        else:
+            reason = "full" if r.full else None
         if reason is None:
             kept.append(r)
         else:
@@ -264,15 +267,18 @@ def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
 
 def _held_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
     """Connections held at both ends of the window, among the workers that could have
-    accepted them: one born SKEW_YOUNGER_S after every worker holding a connection may
-    have been born after they were all accepted (Apache's spare children, spawned by its
-    once-a-second maintenance after the others filled: 75/75/75/75/0/0)."""
+    accepted every one of them: those born with the oldest holder (within SKEW_YOUNGER_S:
+    a pool forked at once). A held connection was accepted after its holder was born, so
+    after the oldest holder's birth, when these were all there; a worker born later may
+    have missed some (Apache's children spawned while the first ones filled: spares
+    holding none read 75/75/75/75/0/0, "holds 25% of open connections"; under overload
+    "holds 32% ... 9 workers", the pool growing all along)."""
     span_s = analysis.covered_s(win)
     rows = _workers(win)
     ages = [r.age_s for r in rows if r.last > 0 and r.age_s is not None]
     for r in rows:
-        if ages and r.last == 0 and r.age_s is not None:
-            r.young = r.age_s < min(ages) - SKEW_YOUNGER_S
+        if ages and r.age_s is not None:
+            r.young = r.age_s < max(ages) - SKEW_YOUNGER_S
     rows, out = _judged(rows, lambda r: r.last, span_s)
     ps = [
         _test([at(r) for r in rows], SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER)
