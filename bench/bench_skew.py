@@ -66,8 +66,8 @@ def _skews(seen: list[Snapshot], during: list[bool]) -> tuple[int, int, int, str
 
 
 def one_run(config: ServerConfig, preset: str, duration: float) -> tuple[int, int, int, str]:
-    """One headless run; its samples during the load (not its drain) judged. Prints the
-    run's own accept spread (the summary's, over the load) below it."""
+    """One headless run; its samples during the load (not its drain) judged, and the
+    run's own accept spread (the summary's, over the load) before the first message."""
     seen: list[Snapshot] = []
     level = PRESETS[preset].with_(duration=duration)
     s = run_headless(config, level, on_sample=lambda snap, *_: seen.append(snap))
@@ -75,9 +75,10 @@ def one_run(config: ServerConfig, preset: str, duration: float) -> tuple[int, in
         print(f"    (run not ok: {s.load_error or s.server_error})", flush=True)
     shares = sorted((w.accepts for w in s.workers if w.role == "worker"), reverse=True)
     jain = "-" if s.accept_jain is None else f"{s.accept_jain:.2f}"
-    print(f"    the run: Jain {jain} over {s.accept_n} workers, accepts {shares[:8]}", flush=True)
     during = [x.client is not None and x.client.running and not analysis.load_over(x) for x in seen]
-    return _skews(seen, during)
+    new, old, of, first = _skews(seen, during)
+    spread = f"the run: Jain {jain} over {s.accept_n} workers, accepts {shares[:8]}"
+    return new, old, of, f"{spread}; {first}" if first else spread
 
 
 def even(a: argparse.Namespace) -> None:
