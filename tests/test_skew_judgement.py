@@ -77,6 +77,18 @@ def test_a_window_s_skew_that_does_not_persist_is_no_skew() -> None:
     assert _skews(rotating) == []
 
 
+def test_a_child_filling_while_spares_born_after_it_took_few_is_not_judged_on_its_totals() -> None:
+    # Apache event, keepalive-idle: the child filling to its limit took 49% of a window's
+    # 45 accepts and 45% of the 149 since its spares started; those were born a second
+    # after it and had that much less time: their totals are not comparable
+    base = _judged([[6, 2, 1, 1]] * 20)
+    assert _skews(base)
+    spares = base
+    for slot in (1, 2, 3):
+        spares = _with(spares, slot, age_s=59.0)
+    assert _skews(spares) == []
+
+
 def test_a_worker_full_by_the_server_s_own_limit_is_not_a_skew_of_holding() -> None:
     # Apache event, keepalive-idle: 4 children at their 75-connection limit took the
     # listener out of their epoll; the spares (born with the last of them) hold none

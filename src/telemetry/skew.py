@@ -235,10 +235,11 @@ def _test(counts: Sequence[int], minimum: int, per_worker: int) -> float | None:
 
 
 def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """The window's accepts, and the same workers' accepts since they were first counted:
-    a skew that persists, not a window's (Apache event under burst: one child took 54% of
-    261 accepts in 5 s, p < 1e-9, the hot child changing from window to window, the run's
-    totals even)."""
+    """The window's accepts, and the accepts since counted of the workers born with the
+    oldest: a skew that persists, not a window's (Apache event under burst: one child took
+    54% of 261 accepts in 5 s, p < 1e-9, the hot child changing from window to window,
+    the run's totals even; under keepalive-idle the child filling to its limit took most
+    of a window while the spares born after it had few since they started)."""
     span_s = analysis.covered_s(win)
     rows, out = _judged(_workers(win), lambda r: r.accepts, span_s)
     counts = [r.accepts for r in rows]
@@ -247,9 +248,13 @@ def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
         return None
     top = max(rows, key=lambda r: r.accepts)
     lifetime = ""
-    totals = [r.total for r in rows]
-    if all(t is not None for t in totals):
-        whole = [t or 0 for t in totals]
+    if all(r.total is not None for r in rows):
+        # since counted: comparable among workers born together only (a child spawned
+        # later has had less time to accept); the window's top must be one of them
+        cohort = _cohort(rows)
+        if not any(r is top for r in cohort):
+            return None
+        whole = [r.total or 0 for r in cohort]
         q = _test(whole, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER)
         if q is None or q >= evenness.ALPHA:
             return None
@@ -263,6 +268,14 @@ def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
         f"(Jain {jain:.2f}, {len(rows)} workers{out}; {evenness.p_text(p)} "
         f"over {total} accepts in {_span(win)}{lifetime}){_fix(SKEW_FIXES, win[-1])}",
     )
+
+
+def _cohort(rows: list[_Worker]) -> list[_Worker]:
+    """The workers born with the oldest (within SKEW_YOUNGER_S; age unknown: counted in)."""
+    ages = [r.age_s for r in rows if r.age_s is not None]
+    if not ages:
+        return rows
+    return [r for r in rows if r.age_s is None or r.age_s >= max(ages) - SKEW_YOUNGER_S]
 
 
 def _held_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
