@@ -87,6 +87,9 @@ def test_a_child_filling_while_spares_born_after_it_took_few_is_not_judged_on_it
     for slot in (1, 2, 3):
         spares = _with(spares, slot, age_s=59.0)
     assert _skews(spares) == []
+    # the same with the top born after the others: taking most in less time is the skew
+    late = _with(base, 0, age_s=59.0)
+    assert _skews(late)
 
 
 def test_a_worker_full_by_the_server_s_own_limit_is_not_a_skew_of_holding() -> None:

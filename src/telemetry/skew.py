@@ -235,11 +235,12 @@ def _test(counts: Sequence[int], minimum: int, per_worker: int) -> float | None:
 
 
 def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """The window's accepts, and the accepts since counted of the workers born with the
-    oldest: a skew that persists, not a window's (Apache event under burst: one child took
-    54% of 261 accepts in 5 s, p < 1e-9, the hot child changing from window to window,
-    the run's totals even; under keepalive-idle the child filling to its limit took most
-    of a window while the spares born after it had few since they started)."""
+    """The window's accepts, and the accepts since counted of the top worker against those
+    at least as old: a skew that persists, not a window's (Apache event: under burst one
+    child took 54% of 261 accepts in a window, p < 1e-9, the hot child changing from
+    window to window in that run, its totals even; under keepalive-idle the child filling
+    to its limit took most of a window while spares born after it had few since they
+    started, having had less time)."""
     span_s = analysis.covered_s(win)
     rows, out = _judged(_workers(win), lambda r: r.accepts, span_s)
     counts = [r.accepts for r in rows]
@@ -249,11 +250,9 @@ def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
     top = max(rows, key=lambda r: r.accepts)
     lifetime = ""
     if all(r.total is not None for r in rows):
-        # since counted: comparable among workers born together only (a child spawned
-        # later has had less time to accept); the window's top must be one of them
-        cohort = _cohort(rows)
-        if not any(r is top for r in cohort):
-            return None
+        # since counted, the top against the workers born before it or with it: one born
+        # later has had less time to accept, so fewer is no evidence against the top
+        cohort = _elders(rows, top)
         whole = [r.total or 0 for r in cohort]
         q = _test(whole, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER)
         if q is None or q >= evenness.ALPHA:
@@ -270,12 +269,13 @@ def _accepts_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
     )
 
 
-def _cohort(rows: list[_Worker]) -> list[_Worker]:
-    """The workers born with the oldest (within SKEW_YOUNGER_S; age unknown: counted in)."""
-    ages = [r.age_s for r in rows if r.age_s is not None]
-    if not ages:
+def _elders(rows: list[_Worker], top: _Worker) -> list[_Worker]:
+    """`top` and the workers at least as old (born before it, or within SKEW_YOUNGER_S
+    after it): each has had at least top's time to accept. Age unknown: counted in."""
+    if top.age_s is None:
         return rows
-    return [r for r in rows if r.age_s is None or r.age_s >= max(ages) - SKEW_YOUNGER_S]
+    least = top.age_s - SKEW_YOUNGER_S
+    return [r for r in rows if r is top or r.age_s is None or r.age_s >= least]
 
 
 def _held_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
