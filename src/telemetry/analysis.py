@@ -43,6 +43,15 @@ def covered_s(win: Sequence[Snapshot]) -> float:
     return sum(s.interval_s or 0.0 for s in win)
 
 
+def load_over(s: Snapshot) -> bool:
+    """The load generator's time was up at this sample (its drain, or it has ended): what
+    the server does then (its queue draining to whoever is free) is teardown, not load.
+    Not before it began (the runner's stats before its first publication: not running,
+    nothing elapsed)."""
+    c = s.client
+    return c is not None and (c.draining or (not c.running and c.elapsed > 0))
+
+
 def jain(values: Sequence[float]) -> float | None:
     """Jain's fairness index (sum x)^2 / (n * sum x^2); None without events."""
     n = len(values)

@@ -80,6 +80,7 @@ class ListenerReading:
     spread: Spread | None = None  # how its connections reach the workers (mechanism)
     wake: Wake | None = None  # how the kernel wakes its waiters; None: nobody seen waiting
     waiters: int | None = None  # processes or threads seen waiting on it
+    drops: int | None = None  # its sk_drops (sock_diag SKMEMINFO); None when not reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +319,7 @@ class RealServerReader:
                     spread=m.spread,
                     wake=m.wake,
                     waiters=len(m.waiters) or None,
+                    drops=x.drops,
                 )
             )
         return tuple(out)
