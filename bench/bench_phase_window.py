@@ -23,11 +23,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
+import synthetic
+from judging.analyser import Analyser
 from plumbing.loghist import NBUCKETS, LogHist, index_of
-from telemetry import synthetic
-from telemetry.analyser import Analyser
-from telemetry.snapshot import Phases, Snapshot
+from values.snapshot import Phases, Snapshot
 
 
 def _hist(rng: random.Random, n: int) -> LogHist:

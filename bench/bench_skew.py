@@ -37,13 +37,13 @@ from collections import Counter
 
 from old_skew import old_accept_skew
 
+from judging import analysis, skew
+from judging.analyser import Analyser
 from lab.headless import run_headless
 from lab.server import open_server, sampler_for
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from telemetry import analysis, skew
-from telemetry.analyser import Analyser
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 EVEN = ("proc_spawn", "reuseport", "cluster", "apache:event")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from telemetry import analysis
-from telemetry.snapshot import Imbalance, Snapshot
+from judging import analysis
+from values.snapshot import Imbalance, Snapshot
 
 SKEW_MIN_ACCEPTS = 20
 SKEW_MIN_ACCEPTS_PER_WORKER = 5

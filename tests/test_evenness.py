@@ -1,4 +1,4 @@
-"""The hand-written test against an even spread (telemetry.evenness), held to SciPy's values
+"""The hand-written test against an even spread (judging.evenness), held to SciPy's values
 (scipy.stats.chi2.sf and binom.sf, SciPy 1.16, printed to full precision) and to an
 exact enumeration of the multinomial."""
 
@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from telemetry import evenness
+from judging import evenness
 
 # (x, degrees of freedom, scipy.stats.chi2.sf(x, df))
 CHI2 = [

@@ -13,12 +13,12 @@ import time
 import pytest
 
 from conftest import wait_until
+from judging.analyser import Analyser
 from lab.session import Session
 from realservers import real_server  # noqa: F401 - the fixture
 from servers.config import ServerConfig
-from telemetry.analyser import Analyser
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Snapshot
+from sources.sampler import Sampler
+from values.snapshot import Snapshot
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import dataclasses
 
 import pytest
 
+import synthetic
 from lab.aggregate import SummaryBuilder
 from loadgen.levels import PRESETS
-from telemetry import synthetic
-from telemetry.snapshot import Diagnosis, Snapshot
+from values.snapshot import Diagnosis, Snapshot
 
 
 def _at(t: float, totals: list[int], accepts: list[int], **client: object) -> Snapshot:
@@ -113,8 +113,8 @@ def _row(s) -> str:  # type: ignore[no-untyped-def]
 
 
 def _summary(model: str, accepts: list[int], **kw: object):  # type: ignore[no-untyped-def]
+    from judging import analysis
     from lab.summary import DiagnosisSeen, RunSummary, WorkerTotals
-    from telemetry import analysis
 
     s = RunSummary(model=model, model_detail=model, level=PRESETS["burst"], samples=80)
     s.workers = [
@@ -143,7 +143,7 @@ def test_a_compare_row_says_what_its_imbalance_is_over_and_when_a_diagnosis_was_
 
 
 def test_the_run_counts_the_drops_of_its_own_listening_sockets() -> None:
-    from telemetry.snapshot import ListenerSample
+    from values.snapshot import ListenerSample
 
     b = SummaryBuilder("single", "single", PRESETS["burst"])
 
@@ -172,8 +172,8 @@ def test_a_listening_socket_s_own_drops_read_the_same_by_getsockopt_and_sock_dia
 
     from conftest import wait_until
     from plumbing.tcpinfo import listen_drops
-    from telemetry import procfs
-    from telemetry.sockdiag import SockDiag
+    from readers import procfs
+    from readers.sockdiag import SockDiag
 
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))

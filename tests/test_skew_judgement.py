@@ -9,12 +9,13 @@ import dataclasses
 import math
 import random
 
+import synthetic
+from judging import diagnosis, skew, stalled
+from judging.analyser import Analyser
+from judging.evenness import ALPHA
 from loadgen.stats import LoadStats
-from telemetry import diagnosis, skew, stalled, synthetic
-from telemetry.analyser import Analyser
-from telemetry.evenness import ALPHA
-from telemetry.sampler import Sampler
-from telemetry.snapshot import ListenerSample, Snapshot, WorkerState
+from sources.sampler import Sampler
+from values.snapshot import ListenerSample, Snapshot, WorkerState
 
 
 def _judged(per_interval: list[list[int]], period: float = 0.25, **kw) -> list[Snapshot]:  # type: ignore[no-untyped-def]
