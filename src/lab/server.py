@@ -14,7 +14,7 @@ and the originals with their knobs (`catalogue`, `model_spec`, the knob table `K
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -178,8 +178,14 @@ def open_server(config: ServerConfig) -> Server:
     return ModelServer(config)
 
 
-def sampler_for(server: Server, *, load: Callable[[], LoadStats | None] | None = None) -> Sampler:
-    """A Python model is read through its scoreboard; an original from outside, by pid."""
+def sampler_for(
+    server: Server,
+    *,
+    load: Callable[[], LoadStats | None] | None = None,
+    watch: Collection[int] = (),
+) -> Sampler:
+    """A Python model is read through its scoreboard (the /proc state of the pids in
+    `watch` read every sample); an original from outside, by pid."""
     if isinstance(server, Supervisor):
-        return Sampler.for_supervisor(server, load=load)
+        return Sampler.for_supervisor(server, load=load, watch=watch)
     return Sampler.attach(pid=server.root_pid, load=load)
