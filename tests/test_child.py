@@ -268,10 +268,11 @@ def test_the_supervisor_keeps_a_flood_to_its_cap_and_stops_the_whole_group() -> 
     grandchild = grandchild_of(sup.child)
     try:
         assert_flood_capped(sup.child)
+        sup.stop()
+        assert_all_gone([sup.root_pid, grandchild])
     finally:
         sup.stop()
         kill_all([grandchild])
-    assert_all_gone([sup.root_pid, grandchild])
 
 
 @pytest.mark.usefixtures("flooding_python")
@@ -286,10 +287,11 @@ def test_an_original_keeps_a_flood_to_its_cap_and_stops_the_whole_group() -> Non
     pids = [srv.watchdog.pid, *srv.pids()]
     try:
         assert_flood_capped(srv.watchdog)
+        srv.stop()
+        assert_all_gone([*pids, grandchild])
     finally:
         srv.stop()
-        kill_all([grandchild])
-    assert_all_gone([*pids, grandchild])
+        kill_all([*pids, grandchild])
 
 
 @pytest.mark.usefixtures("flooding_python")
@@ -300,7 +302,8 @@ def test_the_load_runner_keeps_a_flood_to_its_cap_and_stops_the_whole_group() ->
     grandchild = grandchild_of(runner.child)
     try:
         assert_flood_capped(runner.child)
+        runner.stop()
+        assert_all_gone([runner.child.pid, grandchild])
     finally:
         runner.stop()
         kill_all([grandchild])
-    assert_all_gone([runner.child.pid, grandchild])
