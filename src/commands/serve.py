@@ -92,6 +92,6 @@ def _serve(sup: Supervisor, stop: threading.Event) -> int:
     print(line, flush=True)
     while not stop.wait(0.2):
         if not sup.running:
-            code = sup.proc.returncode if sup.proc else None
+            code = sup.exit_code
             return fail("serverscope", f"{name} exited unexpectedly (code {code})", EXIT_FAILED)
     return EXIT_OK

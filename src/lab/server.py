@@ -79,14 +79,6 @@ class OriginalServer(Original):
         return self.watchdog.poll() if self.watchdog is not None else None
 
 
-class ModelServer(Supervisor):
-    """A Python model as a `Server` (the Supervisor unchanged, plus its exit code)."""
-
-    @property
-    def exit_code(self) -> int | None:
-        return self.proc.poll() if self.proc is not None else None
-
-
 def model_spec(name: str) -> ModelSpec[Any]:
     """The knobs and defaults of a Python model or an original, by name (ConfigError
     naming both kinds for an unknown name: the originals are accepted everywhere too)."""
@@ -175,7 +167,7 @@ def open_server(config: ServerConfig) -> Server:
     if originals.is_original(config.model):
         return OriginalServer(config)
     model_spec(config.model)
-    return ModelServer(config)
+    return Supervisor(config)
 
 
 def sampler_for(

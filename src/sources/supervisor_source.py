@@ -170,10 +170,10 @@ class SupervisorSource:
 
     def read(self, now: float, deltas: WorkerDeltas) -> Reading:
         sup = self.sup
-        if sup.scoreboard is None or sup.proc is None:
+        if sup.scoreboard is None or sup.child is None:
             raise RuntimeError("the server is not running")
         area = sup.scoreboard.read_model()
-        root_pid = sup.proc.pid
+        root_pid = sup.root_pid
         self._n += 1
         self._refresh = self._n % self.FULL_STAT_EVERY == 1
         self._stats = {}
