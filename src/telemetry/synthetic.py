@@ -27,11 +27,13 @@ from plumbing.loghist import LogHist, index_of, merge
 
 from .analyser import Analyser
 from .snapshot import (
+    Current,
     HostSample,
     KernelCounters,
     Kind,
     ListenerSample,
     ModelInfo,
+    Peers,
     Phases,
     Role,
     Snapshot,
@@ -88,6 +90,8 @@ def snapshot(
     worker_phases: bool = True,
     spread: str | None = None,  # the accept mechanism read (snapshot.Spread, Wake values)
     wake: str | None = None,
+    current: Sequence[Current | None] | None = None,  # per worker (telemetry.current)
+    peers: Sequence[Peers | None] | None = None,
 ) -> Snapshot:
     """One synthetic Snapshot; imbalance/diagnoses empty (see `series` for analysed ones)."""
     # long on purpose: one flat keyword per figure (a test names only those its
@@ -123,6 +127,8 @@ def snapshot(
                 bytes_sent_total=0,
                 role=Role(_pick(roles, i, "worker")),
                 phases=_phases(i, n, queue_ms, server_ms, service_ms),
+                current=_pick(current, i, None),
+                peers=_pick(peers, i, None),
             )
         )
     overall = _overall([w.phases for w in ws])
