@@ -48,10 +48,13 @@ class Current:
     # bytes; mod_status: its Request); None: not a byte of one yet, or unknown
     client: str | None = None  # "127.0.0.1:51234", "[::1]:51234"; the address alone when
     # the port is unknown (mod_status keeps none); None unknown
-    began: float | None = None  # when the request shown began (monotonic): its first
-    # bytes reached the worker (scoreboard), or, for a request in progress, the SS of
-    # mod_status (whole seconds); None: no request yet, or unknown
-    connected: float | None = None  # when its connection was accepted (monotonic, scoreboard)
+    began: float | None = None  # when the request shown began (monotonic): the server had
+    # its first bytes (scoreboard: the accept that found them, a hand-off's kernel arrival
+    # time, else the worker's read), or, for a request in progress, the SS of mod_status
+    # (whole seconds); None: no request yet, or unknown
+    connected: float | None = None  # when the worker took its connection (monotonic,
+    # scoreboard: its accept, or the hand-off to it: after `began` when the master that
+    # accepted it had its bytes)
 
     @property
     def in_request(self) -> bool | None:

@@ -65,10 +65,10 @@ def _current(w: WorkerSample, c: Current | None, now: float) -> list[Text]:
         if w.slot is not None:
             why = "its slot was not read"
         elif w.is_thread:
-            why = "a thread's requests are not told apart from outside"
+            why = "not told apart per thread from outside"
         else:
-            why = "not seen from outside (Apache's mod_status shows it, with ExtendedStatus)"
-        return [Text(f"request and client: unknown ({why})", style="dim")]
+            why = "not seen from outside; Apache's mod_status shows them (ExtendedStatus)"
+        return [Text(f"request and client: unknown: {why}", style="dim")]
     first, client = describe_current(c, now)
     busy = "bold" if c.requests else ""
     return [
