@@ -39,6 +39,7 @@ _STATES = tuple(WorkerState(st.name.lower()) for st in State)
 _ROLES = tuple(Role[r.name] for r in scoreboard.Role)
 _EMPTY, _DEAD, _THREAD = int(State.EMPTY), int(State.DEAD), int(scoreboard.Kind.THREAD)
 _new_worker = positional_new(WorkerSample)
+_new_current = positional_new(Current)  # a slot's, each time its record moved
 _KPROCESS, _KTHREAD = Kind.PROCESS, Kind.THREAD  # a global is 10x cheaper than Kind.X
 _WORKER = int(scoreboard.Role.WORKER)
 
@@ -342,7 +343,7 @@ class SupervisorSource:
         if r is None:  # its worker is writing it: the last reading, read again next time
             return seen[1] if seen is not None else None
         address = r.address.decode("latin-1")
-        current = Current(
+        current = _new_current(
             Via.SCOREBOARD,
             r.requests,
             r.line.decode("latin-1") or None,
