@@ -74,7 +74,7 @@ def sampler_ms(nslots: int = 250) -> tuple[float, float]:
 
     from servers.inflight import Client
     from servers.scoreboard import Scoreboard
-    from telemetry.supervisor_source import SupervisorSource
+    from sources.supervisor_source import SupervisorSource
 
     board = Scoreboard.create()
     writers = [board.claim(i) for i in range(nslots)]

@@ -1,4 +1,4 @@
-"""Each worker's current request and client, and its connections (telemetry.current): the
+"""Each worker's current request and client, and its connections (values.current): the
 scoreboard's record across processes, mod_status's rows, the per-connection list from
 sock_diag, their words, and their JSON and recordings (old ones read, bad ones refused)."""
 
@@ -13,23 +13,17 @@ from pathlib import Path
 
 import pytest
 
+import synthetic
 from conftest import wait_until
+from readers import modstatus, sockscan, statuspoll
+from readers.peerlist import PeerList
+from readers.sockdiag import SockDiag
 from servers import inflight
 from servers.inflight import Client, first_line
 from servers.scoreboard import Scoreboard
-from telemetry import modstatus, sockscan, statuspoll, synthetic
-from telemetry.current import (
-    Current,
-    Peer,
-    Peers,
-    Via,
-    describe_current,
-    describe_peer,
-)
-from telemetry.peerlist import PeerList
-from telemetry.recording import RecordingWriter, read_recording
-from telemetry.snapshot import FormatError, Snapshot
-from telemetry.sockdiag import SockDiag
+from values.current import Current, Peer, Peers, Via, describe_current, describe_peer
+from values.recording import RecordingWriter, read_recording
+from values.snapshot import FormatError, Snapshot
 
 DATA = Path(__file__).parent / "data"
 LONG = b"GET /" + b"x" * 100 + b" HTTP/1.1"

@@ -13,13 +13,13 @@ from collections.abc import Callable
 import pytest
 
 from conftest import wait_until
+from readers import modstatus
 from realservers import real_server  # noqa: F401 - the fixture
 from servers.supervisor import Supervisor
-from telemetry import modstatus
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Role, Snapshot, WorkerSample
+from sources.sampler import Sampler
 from test_attach_real import Watch
 from test_realservers import SS, _client, needs_ss
+from values.snapshot import Role, Snapshot, WorkerSample
 
 
 def _me(c: socket.socket) -> str:

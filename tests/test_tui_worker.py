@@ -7,14 +7,14 @@ import asyncio
 
 import pytest
 
-from telemetry import synthetic
-from telemetry.current import Current, Peer, Peers, Via
-from telemetry.snapshot import Snapshot
+import synthetic
 from test_tui_truth import screen_text
 from tui.app import ServerscopeApp
 from tui.screens.replay import ReplayScreen
 from tui.screens.worker import WorkerScreen
 from tui.source import ReplaySource
+from values.current import Current, Peer, Peers, Via
+from values.snapshot import Snapshot
 
 SIZES = [(120, 36), (80, 24)]
 END = 1000.0 + 19 * 0.25  # the last frame's time (synthetic.series: 20 frames from 1000)

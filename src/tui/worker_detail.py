@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from lab.units import num
-from telemetry.current import (
+from values.current import (
     PEERS_LISTED,
     Current,
     Peers,
@@ -20,7 +19,8 @@ from telemetry.current import (
     describe_peer,
     seconds,
 )
-from telemetry.snapshot import GLYPHS, Snapshot, WorkerSample
+from values.snapshot import GLYPHS, Snapshot, WorkerSample
+from values.units import num
 
 from .drawing import STATE_STYLE
 

@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 from .. import worker_detail
 from ..frame import WorkerKey
