@@ -17,9 +17,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-from values.positional import positional_new
-
 from values.current import PEERS_LISTED, Peer, Peers, client_text
+from values.positional import positional_new
 
 from .sockdiag import STATE_NAMES, _ntop
 from .sockscan import Conn, Scan

@@ -24,8 +24,6 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from values.positional import positional_new
-
 from plumbing.loghist import LogHist
 from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from readers.mechanism import ListenerMechanism, classify, thread_acceptors
@@ -36,6 +34,7 @@ from readers.sockowners import SocketOwners, TcpChangeGate
 from readers.sockscan import Endpoint, Scan, scan
 from readers.tcpinfo import TcpInfo
 from values.current import Peers
+from values.positional import positional_new
 from values.snapshot import Hold, Spread, Wake
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
@@ -88,6 +87,7 @@ class ListenerReading:
     spread: Spread | None = None  # how its connections reach the workers (mechanism)
     wake: Wake | None = None  # how the kernel wakes its waiters; None: nobody seen waiting
     waiters: int | None = None  # processes or threads seen waiting on it
+    drops: int | None = None  # its sk_drops (sock_diag SKMEMINFO); None when not reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +331,7 @@ class RealServerReader:
                     spread=m.spread,
                     wake=m.wake,
                     waiters=len(m.waiters) or None,
+                    drops=x.drops,
                 )
             )
         return tuple(out)
