@@ -26,11 +26,13 @@ from judging.analyser import Analyser
 from loadgen.stats import LoadStats, Percentiles
 from plumbing.loghist import LogHist, index_of, merge
 from values.snapshot import (
+    Current,
     HostSample,
     KernelCounters,
     Kind,
     ListenerSample,
     ModelInfo,
+    Peers,
     Phases,
     Role,
     Snapshot,
@@ -87,6 +89,8 @@ def snapshot(
     worker_phases: bool = True,
     spread: str | None = None,  # the accept mechanism read (snapshot.Spread, Wake values)
     wake: str | None = None,
+    current: Sequence[Current | None] | None = None,  # per worker (values.current)
+    peers: Sequence[Peers | None] | None = None,
 ) -> Snapshot:
     """One synthetic Snapshot; imbalance/diagnoses empty (see `series` for analysed ones)."""
     # long on purpose: one flat keyword per figure (a test names only those its
@@ -122,6 +126,8 @@ def snapshot(
                 bytes_sent_total=0,
                 role=Role(_pick(roles, i, "worker")),
                 phases=_phases(i, n, queue_ms, server_ms, service_ms),
+                current=_pick(current, i, None),
+                peers=_pick(peers, i, None),
             )
         )
     overall = _overall([w.phases for w in ws])

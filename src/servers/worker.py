@@ -23,15 +23,16 @@ from .acceptor import Acceptor, arrived_mono_ns
 from .arbiter import Arbiter
 from .blocking import serve_connection
 from .config import ConfigError
+from .inflight import Client
 from .models import ModelSpec
 from .root import RootContext
 from .scoreboard import DEFAULT_SLOTS, Kind, State
 
 THREAD_DEATH = 1  # the status a thread's death records on the scoreboard (an exception)
 
-# a connection the listener hands to a thread: the socket, and its Acceptor.since_ns and
-# queue_us (issue 16), so the thread that serves it records its phases
-Handed = tuple[socket.socket, int, int]
+# a connection the listener hands to a thread: the socket, its Acceptor.since_ns and
+# queue_us (issue 16), so the thread that serves it records its phases, and its client
+Handed = tuple[socket.socket, int, int, Client | None]
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,12 @@ def run(ctx: RootContext) -> int:
                 w.state(State.WAITING)
                 sock = None
                 idle.release()  # one more idle thread: the listener may accept for it
-                sock, since_ns, queue_us = handed.get()
+                sock, since_ns, queue_us, client = handed.get()
                 w.accepted()
                 w.queued(queue_us)  # issue 16: the listener's measure, in this thread's slot
                 if not since_ns and queue_us >= 0:  # bytes came after the accept
                     since_ns = arrived_mono_ns(sock)
-                serve_connection(sock, w, ctx.limits, since_ns=since_ns)
+                serve_connection(sock, w, ctx.limits, since_ns=since_ns, client=client)
         except BaseException as e:  # the thread dies anyway: record it and replace it
             guard.unexpected("worker thread", e)
             if sock is not None:
@@ -110,7 +111,7 @@ def run(ctx: RootContext) -> int:
             if sock is None:
                 idle.release()  # that thread is still idle
             else:
-                handed.put((sock, acceptor.since_ns, acceptor.queue_us))
+                handed.put((sock, acceptor.since_ns, acceptor.queue_us, acceptor.client))
 
     arbiter = Arbiter(ctx, child_main, slots_of=lambda i: range(i * nthreads, (i + 1) * nthreads))
     arbiter.start(knobs.workers)
