@@ -87,7 +87,8 @@ def open_server(config: ServerConfig) -> Server:
 
 
 def sampler_for(server: Server, *, load: Callable[[], LoadStats | None] | None = None) -> Sampler:
-    """A Python model is read through its scoreboard; an original from outside, by pid."""
+    """A Python model is read through its scoreboard; an original from outside, by pid and
+    its port (the Go original also listens for pprof, which is not the server's)."""
     if isinstance(server, Supervisor):
         return Sampler.for_supervisor(server, load=load)
-    return Sampler.attach(pid=server.root_pid, load=load)
+    return Sampler.attach(pid=server.root_pid, port=server.port, load=load)
