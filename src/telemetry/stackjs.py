@@ -38,7 +38,13 @@ OPEN_WAIT_S = 3.0  # for the inspector's port to appear after SIGUSR1
 GRACE_S = 0.05
 PROBE_URL = "serverscope-stack-probe"
 PROBE = f"0\n//# sourceURL={PROBE_URL}"
-CLOSE = "typeof process._debugEnd === 'function' && setImmediate(() => process._debugEnd())"
+# Closed two loop turns later: SIGUSR1 also queues a start of the inspector for the event
+# loop, which a busy thread runs only after its JavaScript; closed before that, the
+# inspector opened again (seen with Node 20: one poll phase must come between)
+CLOSE = (
+    "typeof process._debugEnd === 'function' && "
+    "setImmediate(() => setImmediate(() => process._debugEnd()))"
+)
 T = TypeVar("T")
 
 

@@ -125,7 +125,8 @@ class StopWatch(threading.Thread):
 
     def finish(self) -> float | None:
         self._done.set()
-        self.join(2.0)
+        if self.ident is not None:
+            self.join(2.0)
         s = self.samples
         if len(s) < 2:
             return None
