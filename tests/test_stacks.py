@@ -181,6 +181,11 @@ def test_go_original_goroutine_dump_shows_the_io_wait() -> None:
             assert g.origin and g.origin.startswith("created by net/http")
             # the goroutine that wrote the dump was the monitor's own request: not shown
             assert "runtime/pprof.writeGoroutineStacks" not in names(cap)
+            out = io.StringIO()
+            with redirect_stdout(out):
+                assert cli.main(["stack", "--pid", str(srv.root_pid)]) == 0
+            text = out.getvalue()
+            assert "read with pprof goroutine dump" in text and "main.waitIO" in text, text
         finally:
             abort(client)
 
@@ -322,6 +327,8 @@ def test_a_target_read_100_times_or_cut_short_still_serves(
             assert any(f.function.endswith("serve_forever") for f in frames(cap)), text_lines(cap)
         if i % 10 == 9:
             assert get(srv.port).status in (200, 404)
+    code, doc = cli_json("--pid", str(srv.root), "--tid", str(srv.root))
+    assert code == 0 and [t["tid"] for t in doc["threads"]] == [srv.root]  # type: ignore[attr-defined]
     # gdb stopped by the deadline, attached or not: the target is left running and serves
     cut = capture(srv.root, method="gdb", timeout=0.3)
     assert cut.error == "gdb did not finish in time; stopped it", cut

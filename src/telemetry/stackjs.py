@@ -66,9 +66,20 @@ def _holder_of(port: int) -> int | None:
     return None
 
 
+# pid -> (inode, port) of an inspector a capture opened: a thread that never leaves its
+# JavaScript (the stuck worker one reads twice) has not closed it yet, and a second SIGUSR1
+# opens nothing new. A pid reused since cannot hold the same socket inode.
+_opened: dict[int, tuple[int, int]] = {}
+_opened_lock = threading.Lock()
+
+
 def open_inspector(pid: int, deadline: float) -> int:
-    """Send SIGUSR1 and return the port the inspector opened."""
+    """Send SIGUSR1 and return the port the inspector opened (or still has open)."""
     before = loopback_listeners(pid)
+    with _opened_lock:
+        known = _opened.get(pid)
+    if known is not None and before.get(known[0]) == known[1]:
+        return known[1]
     try:
         os.kill(pid, signal.SIGUSR1)
     except ProcessLookupError:
@@ -79,7 +90,10 @@ def open_inspector(pid: int, deadline: float) -> int:
     while time.monotonic() < until:
         new = {i: p for i, p in loopback_listeners(pid).items() if i not in before}
         if new:
-            return min(new.values())
+            inode, port = min(new.items(), key=lambda ip: ip[1])
+            with _opened_lock:
+                _opened[pid] = (inode, port)
+            return port
         time.sleep(0.02)
     holder = _holder_of(DEFAULT_PORT)
     if holder is not None and holder != pid:
