@@ -30,7 +30,7 @@ from loadgen.levels import PRESETS
 from originals.launch import Original
 from realservers import WSGI_SLEEP_LINE, real_server  # noqa: F401 (a fixture)
 from servers.config import ServerConfig
-from telemetry import stackgo, stackjs, stacktools
+from telemetry import stackgo, stackjs, stacknative, stacktools
 from telemetry.snapshot import Role
 from telemetry.stackkind import Kind, detect
 from telemetry.stacks import StackCapture, capture, text_lines
@@ -378,14 +378,14 @@ created by net/http.(*Server).Serve in goroutine 1
 
 
 def test_parsers_read_the_tools_text() -> None:
-    g = stacktools.parse_gdb(GDB_TEXT, 10580)
+    g = stacknative.parse_gdb(GDB_TEXT, 10580)
     assert [t.tid for t in g] == [10582, 10580] and g[0].name == "python3"
     assert g[0].frames[0] == Frame(
         "__GI___clock_nanosleep", "../sysdeps/clock_nanosleep.c", 48, None, True
     )
     assert g[0].frames[2].function == "time_sleep" and g[0].frames[2].line == 383
     assert g[0].frames[3].function == "??" and g[0].frames[4].module == "libc.so.6"
-    e = stacktools.parse_eu_stack(EU_TEXT, 10580)
+    e = stacknative.parse_eu_stack(EU_TEXT, 10580)
     assert [t.tid for t in e] == [10580, 10582]
     assert e[0].frames[0].line == 48 and e[0].frames[0].module == "libc.so.6"
     assert e[0].frames[1] == Frame("??", module="bash", native=True)

@@ -27,7 +27,7 @@ import os
 import time
 from dataclasses import replace
 
-from . import stackgo, stackjs, stacktools
+from . import stackgo, stackjs, stacknative, stacktools
 from .stackkind import Kind, Runtime, detect
 from .stackvalues import CaptureFailed, Frame, StackCapture, ThreadStack, text_lines
 
@@ -71,7 +71,7 @@ def capture(
         got = replace(base, error=str(e))
     except Exception as e:  # a parser or protocol surprise must not kill the caller
         got = replace(base, error=f"stack capture failed: {type(e).__name__}: {e}")
-    if tid is not None and got.threads:
+    if tid is not None and any(t.tid is not None for t in got.threads):  # goroutines: all
         mine = tuple(t for t in got.threads if t.tid == tid)
         if not mine and got.error is None:
             got = replace(got, error=f"thread {tid} was not in the stack {got.method} read")
@@ -90,7 +90,7 @@ def _dispatch(
         return stackgo.goroutines(base, deadline)
     if chosen == "inspector":
         return stackjs.javascript(base, deadline)
-    return stacktools.native_stack(base, deadline, prefer=chosen)
+    return stacknative.native_stack(base, deadline, prefer=chosen)
 
 
 def _default_method(runtime: Runtime, pid: int) -> str:

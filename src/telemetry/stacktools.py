@@ -1,6 +1,7 @@
-"""The ptrace-based stack readers: py-spy (CPython), eu-stack (Debian elfutils) and gdb in
-batch mode, each run as a child process within the capture's deadline, with its output
-parsed into `stackvalues` frames.
+"""Running a stack tool on a target, and py-spy (CPython) with it: finding the tool (or the
+one line naming its package), running it as a child process within the capture's deadline
+without ever leaving the target stopped, and saying why a refused ptrace was refused.
+eu-stack and gdb are in telemetry.stacknative.
 
 How long the target was stopped is watched from outside: while the tool runs, a thread
 reads the target thread's state in /proc/PID/task/TID/stat about every 0.5 ms; the bound
@@ -218,7 +219,7 @@ def _first_error(text: str) -> str:
     return err[:200]
 
 
-def _failed(tool: str, run: ToolRun, pid: int, timeout_what: str) -> CaptureFailed:
+def failed(tool: str, run: ToolRun, pid: int, timeout_what: str) -> CaptureFailed:
     if run.code is None:
         return CaptureFailed(f"{tool} did not finish {timeout_what}; stopped it")
     text = run.err + "\n" + run.out
@@ -283,14 +284,14 @@ def py_spy(base: StackCapture, deadline: float, *, native: bool) -> StackCapture
                     notes=tuple(notes),
                 )
             if run.code is None or _DENIED.search(run.err) or time.monotonic() > deadline:
-                raise _failed("py-spy", run, base.pid, "in time")
+                raise failed("py-spy", run, base.pid, "in time")
             notes.append(f"py-spy --nonblocking failed: {_first_error(run.err)}")
         notes.append("read again with the target stopped")
     else:
         argv.append("--native")
     run = run_tool(argv, deadline, base.pid, base.tid, True)
     if run.code != 0:
-        raise _failed("py-spy", run, base.pid, "in time")
+        raise failed("py-spy", run, base.pid, "in time")
     return replace(
         base,
         method="py-spy dump" + (" --native" if native else ""),
@@ -298,120 +299,4 @@ def py_spy(base: StackCapture, deadline: float, *, native: bool) -> StackCapture
         stopped_s=run.stopped_s,
         stopped_how="py-spy's ptrace stop, seen in /proc",
         notes=tuple(notes) + run.notes,
-    )
-
-
-# -- eu-stack and gdb ------------------------------------------------------------------------
-
-_EU_TID = re.compile(r"^TID (\d+):")
-_EU_FRAME = re.compile(r"^#\d+\s+0x[0-9a-f]+(?: (?!- )(.+?))?(?: - (\S+))?$")
-_EU_SOURCE = re.compile(r"^\s+(\S+?):(\d+)(?::\d+)?$")
-
-
-def _comm(pid: int, tid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def parse_eu_stack(text: str, pid: int) -> tuple[ThreadStack, ...]:
-    threads: list[ThreadStack] = []
-    tid: int | None = None
-    frames: list[Frame] = []
-
-    def flush() -> None:
-        if tid is not None:
-            threads.append(ThreadStack(tid, _comm(pid, tid), None, tuple(frames)))
-
-    for line in text.splitlines():
-        if m := _EU_TID.match(line):
-            flush()
-            tid, frames = int(m.group(1)), []
-        elif (m := _EU_FRAME.match(line)) and tid is not None:
-            lib = m.group(2)
-            frames.append(
-                Frame(
-                    m.group(1) or "??", module=os.path.basename(lib) if lib else None, native=True
-                )
-            )
-        elif (m := _EU_SOURCE.match(line)) and frames:
-            frames[-1] = replace(frames[-1], file=m.group(1), line=int(m.group(2)))
-    flush()
-    return tuple(threads)
-
-
-_GDB_THREAD = re.compile(
-    r'^Thread \d+ \((?:Thread 0x[0-9a-f]+ \(LWP (\d+)\)|process (\d+))(?: "([^"]*)")?\)'
-)
-_GDB_FRAME = re.compile(r"^#\d+\s+(?:0x[0-9a-f]+ in )?(\S+) \(")
-_GDB_AT = re.compile(r"\) at (\S+):(\d+)$")
-_GDB_FROM = re.compile(r"\) from (\S+)$")
-
-
-def parse_gdb(text: str, pid: int) -> tuple[ThreadStack, ...]:
-    threads: list[ThreadStack] = []
-    tid: int | None = None
-    name = ""
-    frames: list[Frame] = []
-    for line in text.splitlines():
-        if m := _GDB_THREAD.match(line):
-            if tid is not None:
-                threads.append(ThreadStack(tid, name, None, tuple(frames)))
-            tid, name, frames = int(m.group(1) or m.group(2)), m.group(3) or "", []
-        elif m := _GDB_FRAME.match(line):
-            if tid is None:  # a process without threads: no header
-                tid, name = pid, _comm(pid, pid)
-            at, lib = _GDB_AT.search(line), _GDB_FROM.search(line)
-            frames.append(
-                Frame(
-                    m.group(1),
-                    file=at.group(1) if at else None,
-                    line=int(at.group(2)) if at else None,
-                    module=os.path.basename(lib.group(1)) if lib else None,
-                    native=True,
-                )
-            )
-    if tid is not None:
-        threads.append(ThreadStack(tid, name, None, tuple(frames)))
-    return tuple(threads)
-
-
-def native_stack(base: StackCapture, deadline: float, *, prefer: str) -> StackCapture:
-    """Native frames of every thread, by eu-stack (the shorter stop) or else gdb."""
-    order = ["gdb"] if prefer == "gdb" else ["eu-stack", "gdb"]
-    tools = [(name, find_tool(name)) for name in order]
-    found = [(name, path) for name, path in tools if path is not None]
-    if not found:
-        if prefer == "gdb":
-            raise CaptureFailed(missing("gdb"))
-        raise CaptureFailed(
-            "no native stack tool: install the Debian package elfutils (eu-stack) or gdb "
-            "(apt-get install elfutils gdb)"
-        )
-    name, exe = found[0]
-    pid = str(base.pid)
-    if name == "eu-stack":
-        argv = [exe, "-p", pid, "-m", "-s", "-i"]
-    else:
-        argv = [exe, "-p", pid, "-batch", "-nx", "-iex", "set auto-load off"]
-        argv += ["-ex", "thread apply all bt"]
-    run = run_tool(argv, deadline, base.pid, base.tid, True)
-    # eu-stack: 1 = some frames could not be unwound, the rest are good
-    ok = run.code == 0 or (name == "eu-stack" and run.code == 1 and "TID" in run.out)
-    if not ok:
-        raise _failed(name, run, base.pid, "in time")
-    parse = parse_eu_stack if name == "eu-stack" else parse_gdb
-    threads = parse(run.out, base.pid)
-    notes = run.notes
-    if len(found) < len(order) and prefer != "gdb":
-        notes = (*notes, missing("eu-stack") + " (gdb stops the target longer)")
-    return replace(
-        base,
-        method=name,
-        threads=threads,
-        stopped_s=run.stopped_s,
-        stopped_how=f"{name}'s ptrace stop, seen in /proc",
-        notes=notes,
     )
