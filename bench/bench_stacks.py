@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from telemetry.stacks import capture
+from readers.stacks import capture
 
 GAP_S = 0.0002
 

@@ -28,13 +28,13 @@ from lab.server import sampler_for
 from lab.session import Session
 from loadgen.levels import PRESETS
 from originals.launch import Original
+from readers import stackgo, stackjs, stacknative, stacktools
+from readers.stackkind import Kind, detect
+from readers.stacks import StackCapture, capture, text_lines
 from realservers import WSGI_SLEEP_LINE, real_server  # noqa: F401 (a fixture)
 from servers.config import ServerConfig
-from telemetry import stackgo, stackjs, stacknative, stacktools
-from telemetry.snapshot import Role
-from telemetry.stackkind import Kind, detect
-from telemetry.stacks import StackCapture, capture, text_lines
-from telemetry.stackvalues import Frame
+from values.snapshot import Role
+from values.stackvalues import Frame
 
 needs_eu_stack = pytest.mark.skipif(
     stacktools.find_tool("eu-stack") is None, reason="eu-stack: apt-get install elfutils"

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from telemetry.stacks import DEFAULT_TIMEOUT_S, METHODS, capture, text_lines
+from readers.stacks import DEFAULT_TIMEOUT_S, METHODS, capture, text_lines
 
 from .common import DAY_S, EXIT_FAILED, EXIT_OK, fail, seconds, whole_number
 

@@ -72,7 +72,7 @@ def command(sp: OriginalSpec, cfg: ServerConfig, run_dir: Path) -> list[str]:
         return [str(build.binary(sp)), *common, *ka_cap, *workers]
     if sp.kind == "go":
         go_flags = [f"-{common[i][2:]}={common[i + 1]}" for i in range(0, len(common), 2)]
-        # pprof's goroutine dump on a loopback port of its own (telemetry.stackgo reads it)
+        # pprof's goroutine dump on a loopback port of its own (readers.stackgo reads it)
         pprof = f"-pprof-addr=127.0.0.1:{free_port('127.0.0.1')}"
         return [str(build.binary(sp)), *go_flags, f"-procs={cfg.workers}", pprof]
     if sp.kind == "node":
