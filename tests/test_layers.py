@@ -67,6 +67,7 @@ ALLOWED: dict[str, set[str]] = {
         "loadgen",
         "values",
         "judging",
+        "readers",
         "sources",
         "lab",
         "tui",

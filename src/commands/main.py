@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from lab.server import ConfigError, ServerError
 
-from . import attach, compare, demo, load, replay, run, seed, serve, tui, web
+from . import attach, compare, demo, load, replay, run, seed, serve, stack, tui, web
 from .common import EXIT_USAGE, Parser, add_model_args, fail
 
 # subcommand -> what runs it (None: no subcommand, the live lab)
@@ -25,6 +25,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "demo": demo.command,
     "web": web.command,
     "seed": seed.command,
+    "stack": stack.run,
 }
 # The commands that open the TUI (web: one per browser page). When one returns, it has
 # stopped everything it started and given the terminal back; run from the command line, the
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     web.add_parser(sub)
     seed.add_parser(sub)
+    stack.add_parser(sub)
     return p
 
 

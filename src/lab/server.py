@@ -177,7 +177,8 @@ def sampler_for(
     watch: Collection[int] = (),
 ) -> Sampler:
     """A Python model is read through its scoreboard (the /proc state of the pids in
-    `watch` read every sample); an original from outside, by pid."""
+    `watch` read every sample); an original from outside, by pid and its port (the Go
+    original also listens for pprof, which is not the server's)."""
     if isinstance(server, Supervisor):
         return Sampler.for_supervisor(server, load=load, watch=watch)
-    return Sampler.attach(pid=server.root_pid, load=load)
+    return Sampler.attach(pid=server.root_pid, port=server.port, load=load)

@@ -76,7 +76,9 @@ def command(sp: OriginalSpec, cfg: ServerConfig, run_dir: Path) -> list[str]:
         return [str(build.binary(sp)), *common, *ka_cap, *workers]
     if sp.kind == "go":
         go_flags = [f"-{common[i][2:]}={common[i + 1]}" for i in range(0, len(common), 2)]
-        return [str(build.binary(sp)), *go_flags, f"-procs={cfg.workers}"]
+        # pprof's goroutine dump on a loopback port of its own (readers.stackgo reads it)
+        pprof = f"-pprof-addr=127.0.0.1:{free_port('127.0.0.1')}"
+        return [str(build.binary(sp)), *go_flags, f"-procs={cfg.workers}", pprof]
     if sp.kind == "node":
         node = sp.toolchain.path()
         if node is None:
@@ -109,6 +111,7 @@ class Original:
         self.run_dir: Path | None = None
         self._seen: set[int] = set()
         self._ready_file: Path | None = None
+        self.pprof_port: int | None = None  # Go: its pprof listener (goroutine dumps)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> Original:
@@ -141,6 +144,8 @@ class Original:
         except BaseException:
             self._cleanup()
             raise
+        pprof = [a for a in argv if a.startswith("-pprof-addr=")]
+        self.pprof_port = int(pprof[0].rsplit(":", 1)[1]) if pprof else None
         env = python_env()
         self._ready_file = self.run_dir / "ready" if sp.kind == "node" else None
         if self._ready_file is not None:
