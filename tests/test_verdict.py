@@ -101,6 +101,28 @@ def test_a_recording_made_before_latency_histograms_shows_the_run_s_percentiles_
     assert p99.shown[0].endswith("ms") and p99.shown[1].endswith("ms")  # the client's own
 
 
+def test_an_attached_server_is_judged_on_what_attach_measures() -> None:
+    """No load generator (attach): no throughput, no client latency; the rate of accepts
+    stands for throughput, and the idle samples before the traffic are left out."""
+
+    def attached(seed: int, **kw: object) -> windows.Recording:
+        busy = synthetic.noisy(40, seed=seed, **kw)
+        quiet = synthetic.noisy(6, seed=seed, accepts_per_s=0.0)  # no connection comes
+        snaps = [*quiet, *(dataclasses.replace(s, time=s.time + 2.0) for s in busy[1:])]
+        return windows.read([dataclasses.replace(s, client=None) for s in snaps], f"a{seed}")
+
+    a, b = attached(1), attached(2, weights=[6, 1, 1, 1])
+    assert len(a.samples) == 40  # the 6 quiet samples before the traffic: out
+    v = verdict.judge(a, b)
+    assert v.row("throughput") is not None and v.row("throughput").shown == ("-", "-")  # type: ignore[union-attr]
+    rate = v.row("accept_rate")
+    assert rate is not None and rate.tested and not rate.significant
+    assert rate.shown[0].endswith("/s")
+    assert v.row("accept_top_share").significant  # type: ignore[union-attr]
+    with_client = verdict.judge(rec(1), rec(2))
+    assert with_client.row("accept_rate") is None  # the client's throughput is compared
+
+
 def test_too_short_a_recording_is_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match="1 samples: too short to judge"):
         verdict.judge(rec(1, 1), rec(2))

@@ -31,6 +31,8 @@ class Figure:
     show: Callable[[float], str]  # a value as the table prints it
     needs: Callable[[Recording], str | None]  # why a recording cannot give it, or None
     min_window_s: float = 0.0  # judged over windows at least this long (see rule_figure)
+    points: bool = False  # a share (0..1): its change is printed in percentage points
+    shown_for: Callable[[Recording], bool] = lambda r: True  # left out unless both are
 
 
 def _share(v: float) -> str:
@@ -85,6 +87,17 @@ FIGURES: tuple[Figure, ...] = (
         _needs_client,
     ),
     Figure(
+        "accept_rate",
+        "connections accepted",
+        Scale.RATIO,
+        +1,
+        lambda s: resample.ratio(s["accepts"].sum(axis=1), s["duration"]),
+        ("accepts", "duration"),
+        lambda v: f"{v:,.0f}/s" if v >= 10 else f"{v:.1f}/s",
+        _needs_accepts,
+        shown_for=lambda r: not r.has_client,  # throughput's stand-in when attached
+    ),
+    Figure(
         "errors",
         "failed requests",
         Scale.DIFFERENCE,
@@ -93,6 +106,7 @@ FIGURES: tuple[Figure, ...] = (
         ("errors", "requests"),
         lambda v: f"{100 * v:.1f}%",
         _needs_client,
+        points=True,
     ),
     Figure(
         "latency_p50",
@@ -123,6 +137,7 @@ FIGURES: tuple[Figure, ...] = (
         ("accepts",),
         _share,
         _needs_accepts,
+        points=True,
     ),
     Figure(
         "accept_jain",
@@ -143,6 +158,7 @@ FIGURES: tuple[Figure, ...] = (
         ("cpu_s",),
         _share,
         _always,
+        points=True,
     ),
     Figure(
         "cpu_jain",
@@ -195,4 +211,5 @@ def rule_figure(rule: str, window_s: float) -> Figure:
         lambda v: f"{100 * v:.0f}% of the time",
         _always,
         min_window_s=window_s,
+        points=True,
     )

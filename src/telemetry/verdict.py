@@ -56,6 +56,7 @@ class Row:
     p_holm: float | None = None  # adjusted over every figure tested
     significant: bool = False
     note: str = ""  # why it was not tested
+    points: bool = False  # a share: its change in percentage points
 
     @property
     def tested(self) -> bool:
@@ -79,8 +80,7 @@ class Row:
         if self.scale == Scale.RATIO:
             text = f"x{_sig(1 + self.change)}"
             return text + (f" ({_sig(1 + ci[0])}..{_sig(1 + ci[1])})" if ci else "")
-        pts = self.key.endswith(("share", "errors")) or self.key.startswith("diagnosis:")
-        fmt = _points if pts else _signed
+        fmt = _points if self.points else _signed
         text = fmt(self.change)
         lo, hi = (fmt(x).removesuffix(" pts") for x in ci) if ci else ("", "")
         return text + (f" ({lo}..{hi})" if ci else "")
@@ -252,18 +252,24 @@ def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdi
     rules = sorted(set(before.rule_messages) | set(after.rule_messages))
     blocks = block_length([before, after])
     period = before.period or after.period or 0.0
-    figures = [*FIGURES, *(rule_figure(r, max(before.window_s, after.window_s)) for r in rules)]
+    figures = [f for f in FIGURES if f.shown_for(before) and f.shown_for(after)]
+    figures += [rule_figure(r, max(before.window_s, after.window_s)) for r in rules]
     wa, wb = cut(before, blocks.k, rules), cut(after, blocks.k, rules)
     own_a, own_b = _buckets_in_use(_parts(wa), _parts(wb))
     rows: dict[str, Row] = {}
     groups: dict[int, list[Figure]] = {}
     for f in figures:
         why = f.needs(before) or f.needs(after)
-        b, a = (_value(f, parts) for parts in (own_a, own_b))
+        b, a = (
+            None if f.needs(rec) else _value(f, parts)
+            for rec, parts in ((before, own_a), (after, own_b))
+        )
         shown = (_shown(f, before, b), _shown(f, after, a))
         if why is None and (b is None or a is None):
             why = "no data on one side"
-        rows[f.key] = Row(f.key, f.label, f.scale, f.better, b, a, shown, note=why or "")
+        rows[f.key] = Row(
+            f.key, f.label, f.scale, f.better, b, a, shown, note=why or "", points=f.points
+        )
         if why is None:  # its windows: the common length, or longer if the figure needs
             k = max(blocks.k, math.ceil(f.min_window_s / period - 1e-9) if period else 1)
             groups.setdefault(k, []).append(f)

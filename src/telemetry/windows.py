@@ -8,8 +8,9 @@ diagnosis), and k is chosen from the data: the shortest lag at which the per-sam
 (requests, accepts, queue depth, CPU) no longer correlate, their autocorrelation inside
 the white-noise band 2/sqrt(n). Windows that far apart are taken as independent.
 
-With a load generator in the recording, only the samples from its first to its last under
-load count. Per-sample figures come from each snapshot's interval values (accepts, CPU %) and from
+Only the samples from the first under load to the last count (without a load generator,
+as when attached: from the first in which a worker accepted or served to the last).
+Per-sample figures come from each snapshot's interval values (accepts, CPU %) and from
 the difference of two readings of a cumulative one (the client's completed requests,
 errors and latency histogram; the server's request phases). A cumulative figure that goes
 backwards is a new run (the client's: the load was started again, counted from zero) or a
@@ -52,7 +53,8 @@ class Sample:
     queue: int  # accept-queue length summed over the listeners
     phases: tuple[LogHist | None, ...]  # queue wait, in-server wait, service
     rules: frozenset[str]  # diagnoses carried
-    loaded: bool = True  # a load generator ran, or completed requests, in the interval
+    loaded: bool = True  # a load generator ran or completed requests in the interval
+    traffic: bool = True  # a worker accepted or served something in it
 
 
 @dataclass
@@ -135,6 +137,7 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
         rec.window_s = max(rec.window_s, snap.window_s)
         for d in snap.diagnoses:
             rec.rule_messages.setdefault(d.rule, d.message)
+        served = False
         for w in snap.workers:
             if w.role != Role.WORKER or not w.alive:
                 continue
@@ -145,22 +148,25 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
             if w.accepts is not None:
                 sample.accepts[col] = w.accepts
                 rec.has_accepts = True
+            served = served or bool(w.requests)
             if w.cpu_percent is not None:
                 sample.cpu_s[col] = w.cpu_percent / 100.0 * snap.interval_s
+        sample.traffic = any(sample.accepts.values()) or served
         rec.samples.append(sample)
-    rec.samples = _under_load(rec.samples) if rec.has_client else rec.samples
+    rec.samples = _busy_span(rec.samples, "loaded" if rec.has_client else "traffic")
     rec.has_phases = tuple(any(s.phases[i] is not None for s in rec.samples) for i in range(3))
     if intervals:
         rec.period = sorted(intervals)[len(intervals) // 2]
     return rec
 
 
-def _under_load(samples: list[Sample]) -> list[Sample]:
-    """From the first sample under load to the last: the idle samples before a load starts
-    (its generator takes ~0.5 s to begin) and after it ended would water every figure down,
-    and not by the same amount in two runs."""
-    loaded = [i for i, s in enumerate(samples) if s.loaded]
-    return samples[loaded[0] : loaded[-1] + 1] if loaded else samples
+def _busy_span(samples: list[Sample], what: str) -> list[Sample]:
+    """From the first sample under load (`loaded`; without a load generator: the first
+    with `traffic`) to the last: idle samples before a load starts (its generator takes
+    ~0.5 s to begin) and after it ended would water every figure down, and not by the
+    same amount in two recordings. Idle samples between stay."""
+    busy = [i for i, s in enumerate(samples) if getattr(s, what)]
+    return samples[busy[0] : busy[-1] + 1] if busy else samples
 
 
 def _since(now: LogHist, before: LogHist | None, *, reset_ok: bool) -> LogHist | None:
