@@ -72,6 +72,8 @@ def test_the_docs_commands_fix_skew_and_find_no_difference_between_two_same_runs
     report = json.loads((tmp_path / "fix.json").read_text())
     top = next(f for f in report["verdict"]["figures"] if f["figure"] == "accept_top_share")
     assert top["significant"] and top["p_holm"] < 0.001 and top["verdict"] == "better"
+    p99 = next(f for f in report["verdict"]["figures"] if f["figure"] == "latency_p99")
+    assert p99["p_holm"] is not None  # judged: real recordings carry the client's histogram
     pids = [w["pid"] for run in ("before_run", "after_run") for w in report[run]["workers"]]
     assert_all_gone(pids)  # every worker of both runs gone with the command
     # diff on the two recordings fix made: the same engine, the same verdict
@@ -186,3 +188,44 @@ async def test_f_runs_the_setup_and_its_remedy_shows_the_verdict_and_goes_back(
         await pilot.press("q")
         await wait_for(lambda: source.closed, what="the session to close")
     assert_all_gone(sorted(seen), timeout=10)
+
+
+@aio
+async def test_q_during_a_fix_run_stops_its_server_and_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fix's own runs are processes too: quitting mid-run leaves none of them."""
+    sessions: list[Session] = []
+
+    def factory(*args, **kwargs):  # type: ignore[no-untyped-def]
+        sessions.append(Session(*args, **kwargs))
+        return sessions[-1]
+
+    real = fix_screen.run_headless
+    monkeypatch.setattr(
+        fix_screen, "run_headless", lambda *a, **k: real(*a, session_factory=factory, **k)
+    )
+    level = PRESETS["steady"].with_(clients=4, rate=50, duration=30)
+    source = LiveSource(Session(ServerConfig(model="many_accepts", workers=2), level))
+    app = ServerscopeApp(LiveScreen(source, load_duration=30, fix_seconds=30))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_for(lambda: app.lab.last is not None, what="the first frame")
+        pids = set(source.pids())
+        await pilot.press("space")
+        last = app.lab.last
+        assert last is not None
+        skew = Diagnosis("accept_skew", Severity.WARNING, "accept skew: worker 0 took 96%")
+        app.lab.last = dataclasses.replace(last, diagnoses=(skew,))
+        await pilot.press("f")
+
+        def running() -> bool:
+            s = sessions[0] if sessions else None
+            return bool(s and s.server and s.runner and s.runner.proc)
+
+        await wait_for(running, 20, "the fix's before run with its load")
+        fix_run = LiveSource(sessions[0])  # (for its pids() only)
+        pids |= set(fix_run.pids())
+        assert len(pids) >= 6  # the lab's root, workers, load; the fix run's too
+        await pilot.press("q")
+        await wait_for(lambda: source.closed, what="the session to close")
+    assert_all_gone(sorted(pids), timeout=10)

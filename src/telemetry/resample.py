@@ -4,15 +4,17 @@ of a figure between two recordings, and Holm's correction over many figures.
 A figure is a function of its windows' sums (requests / seconds, a histogram's p99, the
 top worker's share of accepts...), so resampling is a weighted sum: a weight matrix M of
 (draws x windows) times each part (windows x columns), then the figure, vectorised over
-the draws. numpy, because the test takes up to 20,000 draws of 20-240 windows of 200
-histogram buckets: 2-3 G multiply-adds, measured in pure Python at ~0.6 s per 10 M
-(minutes per comparison), with numpy's matrix product ~1 s in all on 2 busy cores.
+the draws. numpy, because the test takes up to 20,000 draws of 20-240 windows of up to 200
+histogram buckets: a batch of 2,000 draws of 24 windows x 200 buckets took 15 ms with
+numpy's matrix product and 3.0 s in pure Python (x195; bench/bench_verdict.py, load
+average 22 on 2 cores), and a comparison takes ten such batches per histogram.
 
 - permutation test (the p-value): the two recordings' windows pooled, split again at
   random into groups of the same sizes; p = (1 + splits at least as far apart as the
   recordings) / (1 + splits). Exact when windows are exchangeable (no difference), which
-  the windows' length is chosen for (telemetry.windows). Draws stop early once a figure
-  has SETTLED splits that far apart: its p is then known to be above 0.004 or so.
+  the windows' length is chosen for (telemetry.windows). Workers are pooled by rank (the
+  caller's): a split's top share is then its busiest rank's. Draws stop early once a
+  figure has SETTLED splits that far apart: its p is then above 0.004 or so.
 - bootstrap (the interval): each recording's windows drawn with replacement, the figure
   of each draw, the difference's 2.5th and 97.5th percentiles (a block bootstrap: the
   windows are the blocks).
