@@ -106,7 +106,7 @@ def _figure_row(add: Callable[[str], None], r: Row, y: float) -> None:
     add(f"<text x='{x1}' y='{y + 10}' font-size='11'>{escape(r.change_text())}</text>")
     add(
         f"<text x='{x1}' y='{y + 24}' font-size='11' fill='{colour}' font-weight='bold'>"
-        f"{escape(r.direction)}{'  ' + escape(r.p_text()) if r.tested else ''}</text>"
+        f"{escape(r.direction)}{', ' + escape(r.p_text()) if r.tested else ''}</text>"
     )
 
 
