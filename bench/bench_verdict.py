@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/bench_verdict.py [--pairs 200] [--samples 40]
 
-Same-setup pairs: two synthetic recordings of one setup (telemetry.synthetic.noisy with two
+Same-setup pairs: two synthetic recordings of one setup (synthetic.noisy with two
 seeds: Poisson requests, multinomial accepts, lognormal latencies, Poisson queue depth) are
-judged (telemetry.verdict.judge); a pair with any significant difference is a false one.
+judged (judging.verdict.judge); a pair with any significant difference is a false one.
 The verdict's level is family-wise (Holm over every figure at ALPHA = 0.01), so at most 1%
 of pairs should show one. Also printed: how often each figure's raw permutation p was
 below 0.05 (a calibrated test: about 5%), and how often a known difference was found
@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numpy as np
 
-from telemetry import synthetic, verdict, windows
+import synthetic
+from judging import verdict, windows
 
 SETUPS = {
     "even": {},

@@ -18,19 +18,19 @@ from types import SimpleNamespace
 
 import pytest
 
+import synthetic
 from commands.main import main
 from conftest import assert_all_gone
 from lab.session import Session
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from telemetry import synthetic
-from telemetry.recording import RecordingWriter
-from telemetry.snapshot import Diagnosis, Severity
 from tui.app import ServerscopeApp
 from tui.screens import fix as fix_screen
 from tui.screens.fix import FixScreen
 from tui.screens.live import LiveScreen
 from tui.source import LiveSource
+from values.recording import RecordingWriter
+from values.snapshot import Diagnosis, Severity
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = str(ROOT / "src")

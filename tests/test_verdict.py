@@ -1,5 +1,5 @@
 """`serverscope diff`'s engine on synthetic recordings: what it finds, what it does not, and
-how it reads a recording (telemetry.windows, resample, verdict); the diff command's
+how it reads a recording (judging.windows, resample, verdict); the diff command's
 outputs and its one-line refusals; the remedy table of `fix` (lab.fix)."""
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ from pathlib import Path
 
 import pytest
 
+import synthetic
 from commands.main import main
+from judging import resample, verdict, windows
+from judging.resample import np  # numpy, with one BLAS thread
 from lab import fix
 from loadgen.histogram import NBUCKETS, Histogram, bucket_bounds
 from plumbing import loghist
 from servers.config import ServerConfig
-from telemetry import resample, synthetic, verdict, windows
-from telemetry.recording import RecordingWriter
-from telemetry.resample import np  # numpy, with one BLAS thread
-from telemetry.snapshot import Snapshot
+from values.recording import RecordingWriter
+from values.snapshot import Snapshot
 
 
 def rec(seed: int, count: int = 40, **kw: object) -> windows.Recording:

@@ -1,6 +1,6 @@
 """`serverscope diff BEFORE.jsonl AFTER.jsonl`: two recordings (`--record FILE` of the TUI,
 `run`, `attach` or `fix`) side by side, each difference with its evidence
-(telemetry.verdict), as a table, JSON and an SVG chart."""
+(judging.verdict), as a table, JSON and an SVG chart."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from telemetry.snapshot import FormatError
+from values.snapshot import FormatError
 
 from .common import (
     EXIT_FAILED,
@@ -23,7 +23,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # numpy loads with the verdict, not with every serverscope command
-    from telemetry.verdict import Verdict
+    from judging.verdict import Verdict
 
 PROG = "serverscope diff"
 
@@ -50,7 +50,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def judge_or_fail(before: str, after: str) -> Verdict | str:
     """The verdict, or the one line that says why there is none."""
-    from telemetry.verdict import judge_files
+    from judging.verdict import judge_files
 
     try:
         return judge_files(before, after)
@@ -64,7 +64,7 @@ def judge_or_fail(before: str, after: str) -> Verdict | str:
 
 def write_outputs(v: Verdict, json_path: str | None, svg_path: str | None, title: str) -> None:
     """The JSON (to stdout for '-') and the SVG; OSError as open gives it."""
-    from .verdict_chart import write_svg
+    from text.verdict_chart import write_svg
 
     if svg_path:
         write_svg(svg_path, v, title)

@@ -1,6 +1,6 @@
 """`serverscope fix`: run a setup, then its remedy for the diagnosis the run showed, under
 the same load (a fresh server each), both recorded; print the two side by side with the
-verdict (lab.fix, telemetry.verdict: the same engine as `serverscope diff`)."""
+verdict (lab.fix, judging.verdict: the same engine as `serverscope diff`)."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def command(a: argparse.Namespace) -> int:
                 json.dump(out.to_json_dict(), f, indent=2)
                 f.write("\n")
         if a.svg and out.verdict is not None:
-            from .verdict_chart import write_svg
+            from text.verdict_chart import write_svg
 
             write_svg(a.svg, out.verdict, f"serverscope fix: {_title(out)}")
             console.print(f"chart saved to {a.svg}")

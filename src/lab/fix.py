@@ -1,6 +1,6 @@
 """The remedy beside the problem: for a diagnosis, the setup that should cure it, both run
 under the same load one after the other (a fresh server each), recorded, and judged by
-the same engine as `serverscope diff` (telemetry.verdict).
+the same engine as `serverscope diff` (judging.verdict).
 
 REMEDIES is the table: one entry per (diagnosis, remedy), in order of preference. A remedy
 names what it changes and the mechanism that change acts on; `watch` lists the verdict's
@@ -17,22 +17,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from judging.diagnosis import HOLD_WORDS, READING_WORDS
 from loadgen.levels import LoadError, LoadLevel
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
-from telemetry.diagnosis import HOLD_WORDS, READING_WORDS
-from telemetry.snapshot import FormatError, Hold
+from values.snapshot import FormatError, Hold
 
 from .server import model_spec
 from .summary import RunSummary
 
 if TYPE_CHECKING:  # (numpy loads only when a verdict is made: not with the TUI)
-    from telemetry.verdict import Verdict
+    from judging.verdict import Verdict
 
 Change = Callable[[ServerConfig], ServerConfig]
 Applies = Callable[[ServerConfig], bool]
 
-# what each kind of remedy should move (telemetry.figures keys), the headline's figures
+# what each kind of remedy should move (judging.figures keys), the headline's figures
 SKEW = ("accept_top_share", "latency_p99")
 STARVE = ("latency_p99", "queue", "queue_p99")
 OVERFLOW = ("errors", "latency_p99", "queue")
@@ -104,7 +104,7 @@ def any_message(message: str) -> bool:
 
 @dataclass(frozen=True)
 class Remedy:
-    rule: str  # the diagnosis it cures (telemetry.diagnosis rule ids)
+    rule: str  # the diagnosis it cures (judging.diagnosis rule ids)
     name: str  # what `fix --remedy` takes
     applies: Applies  # to the setup on screen
     change: Change
@@ -275,7 +275,7 @@ def run_fix(
             out.problems.append(_failed("the after run", out.after))
             return out
         if judge is None:
-            from telemetry.verdict import judge_files
+            from judging.verdict import judge_files
 
             judge = judge_files
         out.verdict = judge(*paths)

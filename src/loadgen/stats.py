@@ -90,7 +90,7 @@ class LoadStats:
     phases: ClientPhases | None = None
     # completed requests' latency (as latency_ms) since the run started, in plumbing.loghist
     # buckets (6.25%): two readings give the latency of the requests in between, so a
-    # recording can be judged window by window (telemetry.windows); None: not carried
+    # recording can be judged window by window (judging.windows); None: not carried
     latency_hist: LogHist | None = None
 
     @property

@@ -30,10 +30,10 @@ from lab.headless import run_headless
 from lab.summary import RunSummary
 from loadgen.levels import LoadLevel
 from servers.config import ServerConfig
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 if TYPE_CHECKING:
-    from telemetry.verdict import Verdict
+    from judging.verdict import Verdict
 
 STYLES = {"better": "bold green", "worse": "bold red"}
 Runner = Callable[..., RunSummary]  # lab.headless.run_headless's shape
@@ -123,7 +123,7 @@ class FixScreen(Screen[ServerConfig | None]):
         return summary
 
     def _judge(self, before: str, after: str) -> Verdict:
-        from telemetry.verdict import judge_files  # (numpy loads here, not with the TUI)
+        from judging.verdict import judge_files  # (numpy loads here, not with the TUI)
 
         self._later(self._progress, "judging the two recordings…")
         return judge_files(before, after)
