@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from values.units import dur
+
 from . import resample
-from .analysis import dur
 from .windows import PHASES, Recording
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from values.recording import read_recording
+from values.units import dur
 
 from . import resample, windows
-from .analysis import dur
 from .figures import FIGURES, Figure, Scale, rule_figure
 from .resample import np
 from .windows import MID_US, PHASES, Blocks, Recording, Windows, block_length, cut

@@ -92,6 +92,9 @@ class LoadStats:
     # buckets (6.25%): two readings give the latency of the requests in between, so a
     # recording can be judged window by window (judging.windows); None: not carried
     latency_hist: LogHist | None = None
+    # the load's time is up: no more sends, the requests in flight get a moment to finish
+    # (the end-of-load drain; `running` is False once it is over)
+    draining: bool = False
 
     @property
     def generator_bound(self) -> bool:
