@@ -10,7 +10,7 @@ from typing import NoReturn
 
 from lab.server import ConfigError, ServerError
 
-from . import attach, compare, demo, load, replay, run, seed, serve, stack, tui, web
+from . import attach, compare, demo, diff, fix, load, replay, run, seed, serve, stack, tui, web
 from .common import EXIT_USAGE, Parser, add_model_args, fail
 
 # subcommand -> what runs it (None: no subcommand, the live lab)
@@ -26,6 +26,8 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "web": web.command,
     "seed": seed.command,
     "stack": stack.run,
+    "diff": diff.command,
+    "fix": fix.command,
 }
 # The commands that open the TUI (web: one per browser page). When one returns, it has
 # stopped everything it started and given the terminal back; run from the command line, the
@@ -51,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_parser(sub)
     seed.add_parser(sub)
     stack.add_parser(sub)
+    diff.add_parser(sub)
+    fix.add_parser(sub)
     return p
 
 

@@ -130,6 +130,7 @@ class ServerscopeApp(App[int]):
         if self._source_closing is not None:
             await self._source_closing
         await asyncio.to_thread(self.lab.source.close)
+        await asyncio.to_thread(self.lab.finish)
 
 
 # -- entry points ---------------------------------------------------------------------------

@@ -140,6 +140,9 @@ class LabScreen(Screen[None]):
     def closing(self) -> None:
         """The app is about to close the source."""
 
+    def finish(self) -> None:
+        """Blocking, after the source closed: wait for this mode's own work to stop."""
+
     # -- the sampling loop --------------------------------------------------------------
     @work(exclusive=True, group="pump")
     async def _pump(self) -> None:
