@@ -28,10 +28,11 @@ import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from values.snapshot import WorkerState
+
 from . import modstatus
 from .modstatus import ModStatus, ModStatusError, auto_url, parse_auto, parse_html_pids
 from .modstatus import states_by_pid as _states_by_pid
-from .snapshot import WorkerState
 from .sockscan import Endpoint
 
 STATUS_PERIOD_S = 1.0  # at most one poll this often

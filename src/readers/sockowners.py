@@ -1,6 +1,6 @@
 """Which process of a tree holds which socket inode, and when the host's TCP sockets
 cannot have changed (so a connection dump can be skipped). The sockets themselves come
-from a sock_diag dump (telemetry.sockdiag).
+from a sock_diag dump (readers.sockdiag).
 
 `SocketOwners` maps socket inodes to the pids of a given process tree incrementally:
 the /proc/PID/fd directories of the tree only (never all of /proc) are read when the

@@ -1,5 +1,5 @@
 """How connections reach a server's workers, as the snapshot carries it
-(`ListenerSample.spread`, `.wake`, `.waiters`, read by telemetry.mechanism), and its
+(`ListenerSample.spread`, `.wake`, `.waiters`, read by readers.mechanism), and its
 one-line label for panels and tables. Plain enums, no I/O: snapshot.py re-exports them."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from enum import StrEnum
 
 
 class Spread(StrEnum):
-    """How new connections reach the workers, read from /proc (telemetry.mechanism)."""
+    """How new connections reach the workers, read from /proc (readers.mechanism)."""
 
     SHARED = "shared"  # the workers wait on one socket; the kernel picks one (see Wake)
     REUSEPORT = "reuseport"  # a socket per worker (SO_REUSEPORT): the kernel picks by hash

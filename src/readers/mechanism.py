@@ -1,5 +1,5 @@
 """How each worker waits for new connections, read from /proc, and the accept mechanism
-that makes: the evidence behind every "why" a diagnosis gives (telemetry.explain).
+that makes: the evidence behind every "why" a diagnosis gives (judging.explain).
 
 Per process (`read_waits`, when a worker starts or the listener set changes, never every
 sample: ~60 us a process, one readlink per fd plus a short read per epoll fd and thread):
@@ -38,7 +38,7 @@ import platform
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from .snapshot import Spread, Wake
+from values.snapshot import Spread, Wake
 
 EPOLLEXCLUSIVE = 1 << 28
 

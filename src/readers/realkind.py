@@ -1,6 +1,6 @@
 """What kind of real server a tree is, from its executable, command line and shape: so a
 diagnosis's advice can use the server's own knobs ("KeepAliveTimeout", "`listen ...
-reuseport`"); the mechanism itself is read, not inferred from the kind (telemetry.explain).
+reuseport`"); the mechanism itself is read, not inferred from the kind (judging.explain).
 
 Read from what the kernel shows, nothing else: the root's executable (/proc/PID/exe,
 which needs the right to inspect it; else its comm, which anyone may read), then its

@@ -1,10 +1,10 @@
 """One reading of a real server from outside: the seam the attach sampler will use.
 
 Composes the pieces of issue 14, each with its own module and tests:
-- telemetry.sockdiag: the server's listening sockets (queue, limit) and connections,
+- readers.sockdiag: the server's listening sockets (queue, limit) and connections,
   filtered in the kernel to its ports, and which pid holds which (incremental);
-- telemetry.realtree: roles, state letters and schedstat CPU per process;
-- telemetry.accepts_bpf (optional): exact accepts per pid/tid, and queue wait per pid
+- readers.realtree: roles, state letters and schedstat CPU per process;
+- readers.accepts_bpf (optional): exact accepts per pid/tid, and queue wait per pid
   (first request bytes' arrival -> accept) where the kernel has the tracepoints; without
   it, new connections per interval from sock_diag, labelled as an estimate, and no queue
   wait (None, with the reason).
@@ -19,17 +19,17 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from plumbing.loghist import LogHist
+from values.positional import positional_new
 
-from .accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
-from .mechanism import ListenerMechanism, classify, thread_acceptors
-from .reading import positional_new
-from .realtree import ProcessSample, RealTree, Role, TaskSample
-from .snapshot import Hold, Spread, Wake
-from .sockdiag import DiagSocket, SockDiag
-from .sockowners import SocketOwners, TcpChangeGate
-from .sockscan import Endpoint, Scan, scan
-from .tcpinfo import TcpInfo
+from plumbing.loghist import LogHist
+from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
+from readers.mechanism import ListenerMechanism, classify, thread_acceptors
+from readers.realtree import ProcessSample, RealTree, Role, TaskSample
+from readers.sockdiag import DiagSocket, SockDiag
+from readers.sockowners import SocketOwners, TcpChangeGate
+from readers.sockscan import Endpoint, Scan, scan
+from readers.tcpinfo import TcpInfo
+from values.snapshot import Hold, Spread, Wake
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
@@ -234,7 +234,7 @@ class RealServerReader:
         polled = self.tree.epoll_listeners
         infos = self._info  # (a connection newer than it has no hold until the next)
         holding = 0  # single-threaded processes holding connections: what holds them
-        for p in procs:  # once per process per sample: positional (see reading.positional_new)
+        for p in procs:  # once per process per sample: positional (see values.positional)
             pid = p.pid
             polls = polled.get(pid)
             held = cby.get(pid, ())
@@ -279,7 +279,7 @@ class RealServerReader:
     def _mechanisms(
         self, procs: list[ProcessSample], listen: list[tuple[int, int]]
     ) -> dict[int, ListenerMechanism]:
-        """How each listener's connections reach the workers (telemetry.mechanism), made
+        """How each listener's connections reach the workers (readers.mechanism), made
         again only when the waits were read again or the workers changed."""
         workers = frozenset(p.pid for p in procs if p.role == Role.WORKER)
         key = (self.tree.waits_read, workers, tuple(listen))

@@ -1,5 +1,5 @@
 """What a decoded snapshot's values may be beyond their types: the ranges that matter to
-its readers, checked when a recording (or any JSON) is read back (telemetry.codec; the
+its readers, checked when a recording (or any JSON) is read back (values.codec; the
 table is snapshot.py's). Each check gives what is out of range, or None.
 
 - A sample's interval is what a replay waits between frames: over an hour (1e308 s) it

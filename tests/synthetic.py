@@ -13,7 +13,7 @@ With none of the three given, phases are None (not measured).
 
 Every argument has a quiet default (an idle 4-worker many_accepts); per-worker lists are
 cycled to the worker count. A series' imbalance and diagnoses are filled in by the same
-analyser that annotates live samples (telemetry.analyser) unless `analyse=False`.
+analyser that annotates live samples (judging.analyser) unless `analyse=False`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from judging.analyser import Analyser
 from loadgen.stats import LoadStats, Percentiles
 from plumbing.loghist import LogHist, index_of, merge
-
-from .analyser import Analyser
-from .snapshot import (
+from values.snapshot import (
     HostSample,
     KernelCounters,
     Kind,

@@ -16,16 +16,18 @@ from itertools import islice
 from operator import add, sub
 from typing import TYPE_CHECKING, Any
 
+from values.positional import positional_new
+
 from plumbing.loghist import NBUCKETS, LogHist
 from plumbing.tcpinfo import accept_queue
+from readers import procfs
+from readers.mechanism import UNKNOWN, ListenerMechanism, WaitWatcher
+from readers.sockdiag import SYN_RECV, SockDiag
 from servers import scoreboard
 from servers.scoreboard import State
+from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
 
-from . import procfs
-from .mechanism import UNKNOWN, ListenerMechanism, WaitWatcher
-from .reading import Reading, WorkerDeltas, positional_new
-from .snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
-from .sockdiag import SYN_RECV, SockDiag
+from .reading import Reading, WorkerDeltas
 
 if TYPE_CHECKING:
     from servers.scoreboard import ModelArea, Scoreboard
@@ -201,7 +203,7 @@ class SupervisorSource:
     def _mechanisms(
         self, now: float, area: ModelArea, processes: set[int], workers: list[WorkerSample]
     ) -> dict[int, ListenerMechanism]:
-        """How the workers wait on each listener, read from /proc (telemetry.mechanism)
+        """How the workers wait on each listener, read from /proc (readers.mechanism)
         when the processes change or the model becomes ready, not every sample."""
         key = (frozenset(processes), area.ready)
         if not self._waits.due(now, key):

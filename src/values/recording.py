@@ -6,7 +6,7 @@ JSON Lines is one `json.dumps` per line; the standard library's json is all it t
 
 A recording is input like any other: the reader takes a regular file only, reads no line
 past MAX_LINE, and checks every value's type and range before a snapshot is made
-(telemetry.codec); whatever is wrong is one FormatError naming the line.
+(values.codec); whatever is wrong is one FormatError naming the line.
 """
 
 from __future__ import annotations

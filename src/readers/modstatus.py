@@ -6,11 +6,11 @@ per process slot, in slot order). It has no pids: the HTML page (`/server-status
 ExtendedStatus On) does, in its per-process table (event/worker: `Slot | PID | ...`) and
 in the per-slot request rows (`Srv` = `slot-generation`, then `PID`). The glyphs are
 Apache's own and are shown as they are; `STATE_OF_GLYPH` maps them to serverscope's
-scoreboard state names (telemetry.snapshot.STATES).
+scoreboard state names (values.snapshot.STATES).
 
 Parsed by hand: the format is a few `Key: value` lines and a table; no library reads it.
 Tested on output captured from Debian's Apache 2.4 (tests/data/mod_status_*). Reading it
-from a live server, without loading a saturated one: telemetry.statuspoll (http.client
+from a live server, without loading a saturated one: readers.statuspoll (http.client
 over a socket of its own: no proxy, no redirect). `fetch`, for one-off reads, goes through
 an opener of our own with no proxy and no redirect: urllib's default one sends a request
 for 127.0.0.1 to whatever http_proxy / HTTP_PROXY names, and follows a 302 anywhere.
@@ -23,7 +23,7 @@ import re
 import urllib.request
 from dataclasses import dataclass, field
 
-from .snapshot import WorkerState
+from values.snapshot import WorkerState
 
 # Apache's glyphs (mod_status "Scoreboard Key") -> serverscope state names
 STATE_OF_GLYPH: dict[str, WorkerState] = {
@@ -152,7 +152,7 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedire
 
 def fetch(url: str, timeout: float = 2.0) -> ModStatus:
     """GET a ?auto URL (adds `?auto` when missing) and parse it (tests, one-off reads;
-    the attach sampler reads through telemetry.statuspoll)."""
+    the attach sampler reads through readers.statuspoll)."""
     with _OPENER.open(auto_url(url), timeout=timeout) as r:
         return parse_auto(r.read().decode("latin-1"))
 

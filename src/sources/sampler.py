@@ -1,7 +1,7 @@
 """The sampler: `Sampler.sample()` reads everything once and returns one raw Snapshot.
 
 Raw: measured figures only. Its imbalance and diagnoses are the analyser's to fill in
-(telemetry.analyser: `Analyser().annotate(sampler.sample())`), so that measuring is one
+(judging.analyser: `Analyser().annotate(sampler.sample())`), so that measuring is one
 step and judging another, and replayed or synthetic snapshots are judged the same way.
 
 Pull-based: the session (or `iter_samples`, or the attach CLI) calls it on a timer, by
@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from loadgen.stats import LoadStats
+from readers import procfs
+from values.snapshot import HostSample, KernelCounters, ModelInfo, Snapshot
 
-from . import procfs
 from .attach_source import AttachError, AttachSource
 from .reading import Counter, Reading, ReadingSource, WorkerDeltas
-from .snapshot import HostSample, KernelCounters, ModelInfo, Snapshot
 from .supervisor_source import SupervisorSource
 
 if TYPE_CHECKING:

@@ -1,14 +1,14 @@
 """The per-sample dump of a server's connections (`scan`), in the walk sock_diag makes anyway:
 - the connected sockets' inodes (0: no file yet: waiting in an accept queue, or an
-  orphan), for telemetry.sockowners;
+  orphan), for readers.sockowners;
 - half-open connections (SYN_RECV) per local port, as `ss -tn state syn-recv` counts
   them (Apache's listener defers accept until data comes, so a silent client stays
   half-open);
-- with `info`, each connection's tcp_info (INET_DIAG_INFO: what it did, telemetry.tcpinfo),
+- with `info`, each connection's tcp_info (INET_DIAG_INFO: what it did, readers.tcpinfo),
   per inode, for what holds a worker (and, later, a per-worker list of connections);
 - sockets whose peer is one of `own` (the monitor's own client sockets, by 4-tuple) apart:
   never among the inodes, and counted when they wait in an accept queue.
-Hand-written over telemetry.sockdiag's netlink socket, for the same reason as it.
+Hand-written over readers.sockdiag's netlink socket, for the same reason as it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The immutable values the sampler produces and everything else reads (TUI, attach, recordings).
 
 One `Snapshot` per sample. It holds only plain data (no handles, no I/O), so a TUI can be
-driven and tested from recorded or synthetic snapshots alone (see `telemetry.synthetic`).
+driven and tested from recorded or synthetic snapshots alone (see `synthetic`).
 
 Units, everywhere in this module:
 - times: `time` fields are `time.monotonic()` seconds (CLOCK_MONOTONIC, system-wide, so the
@@ -17,7 +17,7 @@ and no deltas; an attached server has no scoreboard, so no accepts and state "un
 
 JSON: `Snapshot.to_dict()` gives JSON-ready builtins carrying `FORMAT_VERSION`;
 `Snapshot.from_dict(d)` gives back an equal Snapshot, its enum fields as enums
-(telemetry.codec).
+(values.codec).
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ class ListenerSample:
     # worker taking its connections); () when unknown or not epoll
     # how connections on it reach the workers, read from /proc/PID/fdinfo of the epoll fds
     # and /proc/PID/task/TID/syscall when a worker starts or the listener set changes
-    # (telemetry.mechanism); None: not read, or nobody was seen waiting on it
+    # (readers.mechanism); None: not read, or nobody was seen waiting on it
     spread: Spread | None = None
     wake: Wake | None = None
     waiters: int | None = None  # processes or threads seen waiting on it (count)

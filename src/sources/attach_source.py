@@ -1,6 +1,6 @@
 """The source for a server we did not start: by PID (and its descendants) or listening port.
 
-Built on telemetry.realattach.RealServerReader (netlink sock_diag filtered in the kernel
+Built on sources.realattach.RealServerReader (netlink sock_diag filtered in the kernel
 to the server's ports, socket owners mapped incrementally, /proc state letters and
 schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
 - roles: the root of a tree with children is the master, children that ever held the
@@ -10,20 +10,20 @@ schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
   where two or more threads of one process each accept and serve (HAProxy nbthread): those
   threads are the workers, their process a Role.PROCESS row that sums them;
 - how connections reach the workers, per listener (ListenerSample.spread/wake/waiters),
-  from how each process and thread waits (telemetry.mechanism);
+  from how each process and thread waits (readers.mechanism);
 - CPU % from schedstat nanoseconds over the time between two reads of the SAME task
   (each read timestamped as it is made): /proc/PID/stat ticks made it jump 20 points;
 - accepts per worker: exact from eBPF (per pid and tid) when root and the kernel allow,
   else the new connections sock_diag saw per interval, `ModelInfo.accepts_method` says
   which ("exact (eBPF)" / "estimate") and `accepts_note` why;
 - queue wait per worker (`WorkerSample.phases.queue`, and the whole server's in
-  `Snapshot.phases`), from the same bpftrace (telemetry.accepts_bpf: first request bytes'
+  `Snapshot.phases`), from the same bpftrace (readers.accepts_bpf: first request bytes'
   arrival -> accept(), by tracepoints), cumulative since attach; in-server wait and
   service time cannot be seen from outside and stay None. `ModelInfo.queue_method` names
   the method, or is None with `queue_note` saying why in one line (no eBPF, no
   `sock:sk_data_ready` in the kernel, ...): then there is no phase at all;
-- state: telemetry.attach_states (from /proc and the sockets; Apache's own glyphs from
-  mod_status, telemetry.statuspoll, where fresh), and for a process holding one
+- state: sources.attach_states (from /proc and the sockets; Apache's own glyphs from
+  mod_status, readers.statuspoll, where fresh), and for a process holding one
   connection what holds it (`WorkerSample.hold`, from the socket's tcp_info);
 - mod_status is read only right after a sample that saw a free worker (or an empty
   accept queue): a request to a saturated server would wait in its queue like the
@@ -42,9 +42,10 @@ import os
 from collections import Counter
 
 import psutil
+from values.positional import positional_new
 
-from . import attach_states, realkind
-from .attach_target import (
+from readers import realkind
+from readers.attach_target import (
     NOT_ALLOWED,
     AttachError,
     fds_readable,
@@ -52,13 +53,15 @@ from .attach_target import (
     ports_of,
     serverscope_root,
 )
-from .mechanism import serving_threads
-from .reading import Reading, WorkerDeltas, positional_new
+from readers.mechanism import serving_threads
+from readers.realtree import Role as TreeRole
+from readers.realtree import TaskSample
+from readers.statuspoll import OUTSIDE_VIEW, StatusPoller
+from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
+
+from . import attach_states
+from .reading import Reading, WorkerDeltas
 from .realattach import ACCEPTS_EXACT, RealReading, RealServerReader, WorkerReading
-from .realtree import Role as TreeRole
-from .realtree import TaskSample
-from .snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
-from .statuspoll import OUTSIDE_VIEW, StatusPoller
 
 __all__ = ["AttachError", "AttachSource"]
 
@@ -259,7 +262,7 @@ class AttachSource:
             self._estimated[key] += acc or 0
             acc_total = self._estimated[key] if acc is not None else None
         own = [index[i] for i in w.listeners if i in index]
-        # once per process per sample: every field positionally (reading.positional_new;
+        # once per process per sample: every field positionally (values.positional;
         # by keyword, WorkerSample's __init__ was ~2.5 ms a sample at 250 processes)
         return _new_worker(
             None,  # slot

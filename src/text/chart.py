@@ -20,10 +20,9 @@ from collections.abc import Callable, Sequence
 from xml.sax.saxutils import escape
 
 from lab.summary import RunSummary
-from lab.units import kilo
 from loadgen.levels import LoadLevel
 from plumbing.loghist import LogHist
-from telemetry.analysis import dur
+from values.units import dur, kilo
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
 DEFAULT_SVG = "serverscope-compare.svg"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-from .snapshot import ListenerSample, ModelInfo, Phases, WorkerSample
+from values.snapshot import ListenerSample, ModelInfo, Phases, WorkerSample
 
 N = TypeVar("N", int, float)
 T = TypeVar("T")

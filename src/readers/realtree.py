@@ -29,13 +29,13 @@ deeper descendants; not on a fixed 2 s only (after a gunicorn worker respawn no 
 showed for up to 1.5 s).
 
 Which worker polls which reuseport listener, and how every process waits for connections
-(telemetry.mechanism.read_waits: its epoll sets from /proc/PID/fdinfo, the call each thread
+(readers.mechanism.read_waits: its epoll sets from /proc/PID/fdinfo, the call each thread
 is blocked in): a listening socket's inode in a worker's epoll set means that worker takes
 that listener's connections. Read when the set of pids changes, and every EPOLL_RETRY_S
 while some listener is in no epoll set of a server that uses epoll (a just-started nginx
 worker had not registered its listener yet) or nobody was seen waiting on one (all busy).
 
-`Role` mirrors the `Role` StrEnum that issue 12 adds to telemetry.snapshot; after the
+`Role` mirrors the `Role` StrEnum that issue 12 adds to values.snapshot; after the
 merge this module should use that one.
 """
 
@@ -45,10 +45,12 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 
+from values.positional import positional_new
+
+from values.snapshot import Role
+
 from .mechanism import ProcessWaits, read_waits, waiters_of
 from .procfs import PAGE_SIZE, KeptFds
-from .reading import positional_new
-from .snapshot import Role
 
 TREE_EVERY_S = 2.0
 EPOLL_RETRY_S = 0.5  # epoll sets re-read this often while a listener is in none of them
@@ -155,7 +157,7 @@ def descendants(root: int) -> list[int]:
 @dataclass(slots=True)
 class RealTree:
     """Samples a real server's tree; call `sample()` once per period with what the caller
-    knows of the sockets (from telemetry.sockdiag): per pid the listening-socket inodes it
+    knows of the sockets (from readers.sockdiag): per pid the listening-socket inodes it
     holds and the connection inodes it holds."""
 
     root: int

@@ -23,8 +23,8 @@ request (same reply format, same bytecode) dumps with family AF_UNSPEC, one walk
 both; it is used when the kernel takes it, with the per-family requests as fallback.
 LISTEN-only dumps walk the listening hash alone (~0.03 ms).
 
-Which process owns each socket: telemetry.sockowners. The per-sample dump of a server's
-connections (half-open ones, tcp_info, the monitor's own apart): telemetry.sockscan.
+Which process owns each socket: readers.sockowners. The per-sample dump of a server's
+connections (half-open ones, tcp_info, the monitor's own apart): readers.sockscan.
 """
 
 from __future__ import annotations

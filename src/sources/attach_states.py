@@ -3,14 +3,14 @@
 From outside (no scoreboard): /proc T or t -> STOPPED, Z -> DEAD; a single-threaded
 process holding one connection and sleeping is blocked on it: KEEPALIVE when that
 connection's socket shows a response went out and nothing came since (tcp_info,
-telemetry.tcpinfo), else READING (waiting for the client's bytes: what a pinned prefork
+readers.tcpinfo), else READING (waiting for the client's bytes: what a pinned prefork
 or gunicorn sync worker does); running -> WORKING; holding none -> WAITING. One holding
 several (an event loop: nginx) reads as its connections do when they all agree, else
 UNKNOWN. A multi-threaded process holding connections cannot be judged from outside ->
 UNKNOWN (its threads do not say which holds what), and so is one whose sockets this user
 may not read.
 
-With mod_status (telemetry.statuspoll) Apache's own glyphs win where fresh: under prefork
+With mod_status (readers.statuspoll) Apache's own glyphs win where fresh: under prefork
 one per process; under worker/event one per worker thread (ThreadsPerChild of them in the
 process's slot). A child's threads, by thread id (the order they were made in): the main
 thread (tid = pid), then worker threads 0..N-1 (Apache's start_threads makes them in slot
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .realtree import TaskSample
-from .snapshot import Hold, WorkerState
+from readers.realtree import TaskSample
+from values.snapshot import Hold, WorkerState
 
 # a process's state from its threads' glyphs: the first of these that one of them is in
 _PRECEDENCE = (

@@ -58,7 +58,7 @@ class KeptFds:
     offset 0): 4x cheaper than open/read/close for 250 pids. An fd stays bound to its
     task: once the task exits, reads fail (ESRCH) and the fd is dropped, so a reused pid
     is never read through an old fd. One class for both sources (the supervisor's
-    StatReader below, and telemetry.realtree for attach): they were two copies."""
+    StatReader below, and readers.realtree for attach): they were two copies."""
 
     def __init__(self) -> None:
         self.fds: dict[str, int] = {}

@@ -11,8 +11,9 @@ import dataclasses
 import operator
 from collections.abc import Sequence
 
-from .reading import positional_new
-from .snapshot import (
+from values.positional import positional_new
+
+from values.snapshot import (
     Imbalance,
     ImbalanceSet,
     Kind,

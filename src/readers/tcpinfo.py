@@ -1,5 +1,5 @@
 """What one server-side TCP connection has done, from its `struct tcp_info` (linux/tcp.h),
-which sock_diag hands over for sockets of any process (INET_DIAG_INFO, telemetry.sockdiag):
+which sock_diag hands over for sockets of any process (INET_DIAG_INFO, readers.sockdiag):
 bytes received, bytes sent, and how long ago data last went each way.
 
 Why: a worker pinned by a connection looks the same from /proc whatever the client did,
@@ -19,7 +19,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .snapshot import Hold
+from values.snapshot import Hold
 
 # tcpi_last_data_sent @44, tcpi_last_data_recv @52 (ms ago); tcpi_bytes_acked @120,
 # tcpi_bytes_received @128 (Linux 4.1+); tcpi_bytes_sent @200 (Linux 4.19+)

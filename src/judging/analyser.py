@@ -22,8 +22,9 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
+from values.snapshot import Snapshot
+
 from . import analysis, diagnosis
-from .snapshot import Snapshot
 
 
 class Analyser:

@@ -13,8 +13,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from . import analysis, explain
-from .snapshot import (
+from values.snapshot import (
     ADMITS_ONE_MORE,
     Diagnosis,
     Hold,
@@ -26,6 +25,9 @@ from .snapshot import (
     WorkerState,
     queue_figure,
 )
+from values.units import dur
+
+from . import analysis, explain
 
 Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
 
@@ -126,7 +128,7 @@ def window_phase(s: Snapshot, name: str, minimum: int = 1) -> LogHist | None:
 
 
 def _p(h: LogHist, q: float) -> str:
-    return analysis.dur(h.quantile_ms(q))
+    return dur(h.quantile_ms(q))
 
 
 def enough_to_judge(metric: str, imb: Imbalance | None) -> bool:
@@ -395,7 +397,7 @@ def _top_waiter(s: Snapshot) -> str:
     (top, label), (second, _) = per[-1], per[-2]
     if top < 2 * second:
         return ""
-    return f", most at {label} (p99 {analysis.dur(top)})"
+    return f", most at {label} (p99 {dur(top)})"
 
 
 def _master_own_cpu(s: Snapshot) -> float:

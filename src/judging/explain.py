@@ -1,5 +1,5 @@
 """Why a diagnosed phenomenon happens and what fixes it, from the accept mechanism READ
-(ListenerSample.spread/wake, telemetry.mechanism), never from a model's or server's name:
+(ListenerSample.spread/wake, readers.mechanism), never from a model's or server's name:
 Node's cluster workers register their listener without EPOLLEXCLUSIVE, so "epoll wakes the
 most recent waiter (LIFO)", said of it by name, was wrong. A recognised server
 (ModelInfo.server) only words the advice in its own knobs ("`listen ... reuseport`").
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .snapshot import Hold, ListenerSample, Snapshot, Spread, Wake
+from values.snapshot import Hold, ListenerSample, Snapshot, Spread, Wake
 
 # what was read, and why the kernel's choice falls the way it does
 _WHY = {
