@@ -1,16 +1,19 @@
 """The commands the README and docs/ show, read from their code blocks, and the driver that
-runs one of them bounded (tests/test_documented_commands.py says the rules).
+runs a block of them bounded (tests/test_documented_commands.py says the rules).
 
 `python tests/doccommands.py SPEC_JSON` is the driver: it runs inside a network namespace
-of the test's making, so the ports a command names (8080, 8000, 9464) are free, starts the
-server a command needs to find there, runs the command the way its kind allows (a
-pseudo-terminal and `q` for a TUI, SIGINT for a server, to the end for the rest), and
-checks by pid that everything the command started is gone. It exits 0, or 1 with what went
-wrong on stderr.
+of the test's making, so the ports a command names (8080, 8000, 9464) are free. For each
+command of the block in turn, in one directory (a later line may read what an earlier one
+wrote), it starts the server the command needs to find, runs the command the way its kind
+allows (a pseudo-terminal and `q` for a TUI, SIGINT for a server, to the end for the rest),
+and checks by pid that everything the command started is gone. It prints one JSON line per
+command (what it cost) and exits 0, or 1 with the command and what went wrong on stderr.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import pty
@@ -32,7 +35,8 @@ NOT_SHELL = frozenset({"yaml", "yml", "promql", "python", "py", "json", "toml", 
 # a word that stands for a value the reader fills in (a synopsis), except PID, which the
 # driver fills in with the pid of the server it started
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]*$")
-FILLED = {"PID"}
+FILLED = {"PID", "TID"}
+FINITE_S = 60.0  # a command that runs to its end must end within this (its --duration capped)
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Documented:
     page: str  # path from the repository's root
     line: int  # 1-based
     text: str  # the command as written, continuation lines joined, comment kept
+    block: int = 0  # the line (1-based) where its code block starts
 
     @property
     def words(self) -> list[str]:
@@ -52,12 +57,17 @@ class Documented:
 
 
 def pages(root: Path = ROOT) -> list[Path]:
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    """README.md and every page under docs/ (sub-folders too), whoever adds them."""
+    return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
 
 
 def _starts_command(line: str) -> bool:
-    word = line.split(maxsplit=1)[0] if line.strip() else ""
-    return word in ("serverscope", "make")
+    """`serverscope ...` or `make ...`, not a line of output such as `serverscope fix:
+    nothing to fix` (every error line serverscope prints starts with its name and a colon)."""
+    words = line.split(maxsplit=2)
+    if not words or words[0] not in ("serverscope", "make"):
+        return False
+    return not (len(words) > 1 and words[1].endswith(":"))
 
 
 def extract(page: str, text: str) -> list[Documented]:
@@ -68,6 +78,7 @@ def extract(page: str, text: str) -> list[Documented]:
     found: list[Documented] = []
     fence: str | None = None  # the fence that opened the block we are in
     shell = False
+    block = 0  # where the block we are in starts (an indented one: its first line)
     lines = text.splitlines()
     i = 0
     while i < len(lines):
@@ -75,6 +86,7 @@ def extract(page: str, text: str) -> list[Documented]:
         m = re.match(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)", raw)
         if fence is None and m:
             fence, shell = m.group(1), m.group(2).lower() not in NOT_SHELL
+            block = i + 1
             i += 1
             continue
         if fence is not None and raw.strip().startswith(fence) and not raw.strip()[len(fence) :]:
@@ -82,6 +94,8 @@ def extract(page: str, text: str) -> list[Documented]:
             i += 1
             continue
         in_code = (fence is not None and shell) or (fence is None and raw.startswith("    "))
+        if fence is None and in_code and not (i and lines[i - 1].startswith("    ")):
+            block = i + 1
         body = raw.strip()
         if body.startswith("$ "):
             body = body[2:]
@@ -101,7 +115,7 @@ def extract(page: str, text: str) -> list[Documented]:
                 break
             parts.append(nxt.strip())
             i += 1
-        found.append(Documented(page, start + 1, " ".join(parts)))
+        found.append(Documented(page, start + 1, " ".join(parts), block))
     return found
 
 
@@ -310,26 +324,26 @@ def _port_of(hostport: str) -> int:
 
 def _fixture(exe: list[str], words: list[str], port: int) -> list[str]:
     """The server a command expects on `port`: `load` hits a model's /work, so a model (the
-    cheapest, single); `attach` watches any server, so Python's own http.server (0.1 s of
-    CPU to start against single's 0.65 s, and attach runs eight times)."""
+    cheapest, single); `attach` and `stack` watch any server, so Python's own http.server
+    (0.1 s of CPU to start against single's 0.65 s, and attach runs eight times)."""
     if words[1:2] == ["load"]:
         return [*exe, "serve", "single", "--port", str(port)]
     http = ["-m", "http.server", "--bind", "127.0.0.1", "--protocol", "HTTP/1.1", str(port)]
     return [sys.executable, *http]
 
 
-def drive(spec: dict[str, object]) -> None:
-    """Run the spec's command as its regime says; raise Failed on anything wrong."""
-    exe = [str(w) for w in spec["exe"]]  # type: ignore[attr-defined]
-    words = [str(w) for w in spec["words"]]  # type: ignore[attr-defined]
-    regime, cwd = str(spec["regime"]), str(spec["cwd"])
+def drive(exe: list[str], cwd: str, command: dict[str, object]) -> None:
+    """Run one command as its regime says; raise Failed on anything wrong."""
+    words = [str(w) for w in command["words"]]  # type: ignore[attr-defined]
+    regime = str(command["regime"])
     fixture: Run | None = None
-    port = spec.get("fixture_port")
+    port = command.get("fixture_port")
     try:
         if port:  # the server this command watches or loads, on the port it names
             fixture = Run(_fixture(exe, words, int(port)), cwd, tty=False, name="fixture")
             fixture.until(lambda: _http(int(port))[0] == 200, 60, f"a server on port {port}")
-            words = [str(fixture.pid) if w == "PID" else w for w in words]
+            pid = str(fixture.pid)  # its only thread's id is its pid too
+            words = [pid if w in ("PID", "TID") else w for w in words]
         run = Run([*exe, *words[1:]], cwd, tty=regime in ("tui", "stream"))
         try:
             _drive(run, regime, words)
@@ -355,11 +369,22 @@ def _drive(run: Run, regime: str, words: list[str]) -> None:
         run.press(b"q")
         code = run.exit_code(20)
     elif regime == "finite":
-        code = run.exit_code(float(os.environ.get("DOC_FINITE_S", "90")))
+        try:
+            code = run.exit_code(FINITE_S)
+        except Failed:
+            raise Failed(
+                f"still running after {FINITE_S:.0f} s: if it runs until stopped, give its kind "
+                f"a way to stop in tests/test_documented_commands.py:regime\n{run.tail()}"
+            ) from None
     else:
         if regime == "web":
             port = int(_option(words, "--web-port") or 8000)
             run.until(lambda: b"ws://" in _http(port)[1], 60, f"the page on port {port}")
+            asyncio.run(_browse(run, port))  # SIGINT with the page open, as a speaker's ^C
+            code = run.exit_code(20)
+            if code != 0:
+                raise Failed(f"exit status {code}:\n{run.tail()}")
+            return
         elif regime == "serve":
             port = int(_option(words, "--port") or 0)
             run.until(lambda: _http(port)[0] == 200, 60, f"GET / answered on port {port}")
@@ -373,6 +398,40 @@ def _drive(run: Run, regime: str, words: list[str]) -> None:
         raise Failed(f"exit status {code}:\n{run.tail()}")
 
 
+async def _browse(run: Run, port: int) -> None:
+    """What the page's script does: open its websocket (Origin: the page's own), then read
+    the lab's screen until it is drawn and the lab has started its server (a process two
+    levels below the web server); then SIGINT the web server with the page still open and
+    wait for the websocket to close."""
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/ws?width=120&height=36"
+    origin = {"Origin": f"http://127.0.0.1:{port}"}
+    screen = b""
+
+    def lab_up() -> bool:
+        return b"scoreboard" in screen and any(_children(lab) for lab in _children(run.pid))
+
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, headers=origin) as ws:
+        deadline = time.monotonic() + 60
+        while run.running() and not lab_up():
+            if time.monotonic() > deadline:
+                raise Failed(f"timed out after 60 s waiting for the page's lab:\n{screen[-800:]!r}")
+            try:
+                msg = await asyncio.wait_for(ws.receive(), 0.5)
+            except TimeoutError:
+                continue
+            if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                screen += msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+            else:
+                raise Failed(f"the page's websocket closed ({msg.type.name}): {screen[-800:]!r}")
+        run.send(signal.SIGINT)
+        end = time.monotonic() + 10
+        while not ws.closed and time.monotonic() < end:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ws.receive(), 0.5)
+
+
 def _metrics(run: Run, port: int) -> None:
     def scraped() -> bool:
         status, body = _http(port, "/metrics")
@@ -382,18 +441,26 @@ def _metrics(run: Run, port: int) -> None:
 
 
 def main() -> int:
+    """Run every command of the spec's block in turn; stop at the first that fails."""
     import resource
 
     spec = json.loads(sys.argv[1])
-    t0 = time.monotonic()
-    try:
-        drive(spec)
-    except Failed as e:
-        print(str(e), file=sys.stderr)
-        return 1
-    used = resource.getrusage(resource.RUSAGE_CHILDREN)
-    took = {"wall_s": time.monotonic() - t0, "cpu_s": used.ru_utime + used.ru_stime}
-    print(json.dumps(took))  # what running it cost, for the test's report
+    exe, cwd = [str(w) for w in spec["exe"]], str(spec["cwd"])
+    for command in spec["commands"]:
+        t0 = time.monotonic()
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            drive(exe, cwd, command)
+        except Failed as e:
+            print(f"{command['where']}: `{' '.join(command['words'])}`: {e}", file=sys.stderr)
+            return 1
+        cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+        took = {
+            "where": command["where"],
+            "wall_s": round(time.monotonic() - t0, 2),
+            "cpu_s": round(cpu.ru_utime + cpu.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2),
+        }
+        print(json.dumps(took), flush=True)  # what running it cost, for the test's report
     return 0
 
 
