@@ -412,11 +412,20 @@ async def _browse(run: Run, port: int) -> None:
     def lab_up() -> bool:
         return b"scoreboard" in screen and any(_children(lab) for lab in _children(run.pid))
 
+    def failed(what: str) -> Failed:
+        return Failed(
+            f"{what}; its screen: {screen[-600:]!r}\nthe web server's output:\n{run.tail()}"
+        )
+
+    labs: set[int] = set()
     async with aiohttp.ClientSession() as session, session.ws_connect(url, headers=origin) as ws:
         deadline = time.monotonic() + 60
         while run.running() and not lab_up():
+            labs |= _children(run.pid)
+            if labs and not any(_alive(p) for p in labs):
+                raise failed("the page's lab exited before it had drawn its screen")
             if time.monotonic() > deadline:
-                raise Failed(f"timed out after 60 s waiting for the page's lab:\n{screen[-800:]!r}")
+                raise failed("timed out after 60 s waiting for the page's lab")
             try:
                 msg = await asyncio.wait_for(ws.receive(), 0.5)
             except TimeoutError:
@@ -424,7 +433,7 @@ async def _browse(run: Run, port: int) -> None:
             if msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 screen += msg.data if isinstance(msg.data, bytes) else msg.data.encode()
             else:
-                raise Failed(f"the page's websocket closed ({msg.type.name}): {screen[-800:]!r}")
+                raise failed(f"the page's websocket closed ({msg.type.name})")
         run.send(signal.SIGINT)
         end = time.monotonic() + 10
         while not ws.closed and time.monotonic() < end:
