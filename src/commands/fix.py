@@ -68,7 +68,7 @@ def remedies_table() -> Table:
 
 
 def load_level(a: argparse.Namespace) -> LoadLevel:
-    return level_from_args(a)  # the preset, the load options over it, checked
+    return level_from_args(a)
 
 
 def command(a: argparse.Namespace) -> int:
