@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,6 +199,13 @@ def missing_toolchain(words: list[str]) -> str | None:
     return None
 
 
+# What a command may need that a host can lack: each check returns why the command cannot
+# run here (naming what to install or enable), or None. A page whose commands need root, a
+# cgroup or a kernel feature adds its check here, so that they skip with the reason only
+# where they truly cannot run.
+REQUIRES: list[Callable[[list[str]], str | None]] = [missing_toolchain]
+
+
 def check_synopsis(words: list[str]) -> None:
     """Every option a usage line names is in its subcommand's --help (read in-process:
     the parser `serverscope` builds, without a process of its own)."""
@@ -266,7 +274,7 @@ def plan(blocks: list[Block]) -> Plan:
                 if is_synopsis(words):
                     check_synopsis(words)
                     continue
-                why = missing_toolchain(words)
+                why = next((w for check in REQUIRES if (w := check(words))), None)
                 if why is None and head is None and names_a_port(words):
                     why = f"names a port, which needs a network namespace of its own: {why_no_ns}"
                 if why:
