@@ -119,6 +119,27 @@ def extract(page: str, text: str) -> list[Documented]:
     return found
 
 
+SHELL_SYNTAX = re.compile(r"[$<>|&;`]")  # a variable, a redirection, a pipe, a job...
+
+
+def is_script(d: Documented) -> bool:
+    """A command written for a shell (`--pid "$PID"`, `> out.json`): its block runs whole.
+    Not a usage line (`[--engine fast|httpx]`)."""
+    return bool(SHELL_SYNTAX.search(d.text.split(" #", 1)[0])) and not is_synopsis(d.words)
+
+
+def block_text(page: Path, start: int) -> str:
+    """The code of the block that starts at line `start` (1-based) of `page`."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    fence = lines[start - 1].strip()[:3]
+    body = []
+    for line in lines[start:]:
+        if line.strip().startswith(fence):
+            break
+        body.append(line)
+    return "\n".join(body) + "\n"
+
+
 def documented(root: Path = ROOT) -> list[Documented]:
     out: list[Documented] = []
     for path in pages(root):
@@ -344,7 +365,8 @@ def drive(exe: list[str], cwd: str, command: dict[str, object]) -> None:
             fixture.until(lambda: _http(int(port))[0] == 200, 60, f"a server on port {port}")
             pid = str(fixture.pid)  # its only thread's id is its pid too
             words = [pid if w in ("PID", "TID") else w for w in words]
-        run = Run([*exe, *words[1:]], cwd, tty=regime in ("tui", "stream"))
+        argv = words if regime == "script" else [*exe, *words[1:]]  # a script: sh -ec TEXT
+        run = Run(argv, cwd, tty=regime in ("tui", "stream"))
         try:
             _drive(run, regime, words)
         finally:
@@ -368,7 +390,7 @@ def _drive(run: Run, regime: str, words: list[str]) -> None:
             _metrics(run, _port_of(export))
         run.press(b"q")
         code = run.exit_code(20)
-    elif regime == "finite":
+    elif regime in ("finite", "script"):
         try:
             code = run.exit_code(FINITE_S)
         except Failed:
@@ -455,6 +477,8 @@ def main() -> int:
 
     spec = json.loads(sys.argv[1])
     exe, cwd = [str(w) for w in spec["exe"]], str(spec["cwd"])
+    # a script block finds `serverscope` as a reader's shell does: the one under test first
+    os.environ["PATH"] = f"{Path(exe[0]).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     for command in spec["commands"]:
         t0 = time.monotonic()
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -32,7 +32,15 @@ from urllib.parse import urlsplit
 import pytest
 
 import netns
-from doccommands import ROOT, Documented, documented, extract, is_synopsis
+from doccommands import (
+    ROOT,
+    Documented,
+    block_text,
+    documented,
+    extract,
+    is_script,
+    is_synopsis,
+)
 
 CAP_S = 1.0  # a documented --duration above this runs this long
 JOBS = 3  # chains run at once (each mostly waits: see test_every_documented_command_runs)
@@ -251,7 +259,7 @@ def _written(words: list[str]) -> set[str]:
     return {words[i + 1] for i, w in enumerate(words[:-1]) if w in OUTPUT_OPTIONS}
 
 
-def plan(blocks: list[Block]) -> Plan:
+def plan(blocks: list[Block], root: Path = ROOT) -> Plan:
     out = Plan()
     head, why_no_ns = netns.prefix()
     for block in blocks:
@@ -260,6 +268,9 @@ def plan(blocks: list[Block]) -> Plan:
                 check_elsewhere(block)
             except AssertionError as e:
                 out.wrong.append(f"{block.where}: {e}")
+            continue
+        if any(is_script(d) for d in block.commands) and block.commands[0].block:
+            out.chains.append([script(block, root)])
             continue
         chains: list[tuple[set[str], list[dict[str, Any]]]] = []  # (files written, commands)
         order: dict[int, int] = {}  # id of a command -> its place in the block
@@ -295,6 +306,19 @@ def plan(blocks: list[Block]) -> Plan:
             chains.append((written, [*merged, command]))
         out.chains += [commands for _, commands in chains]
     return out
+
+
+def script(block: Block, root: Path = ROOT) -> dict[str, Any]:
+    """A block written for a shell (variables, redirections, jobs) runs whole, as a reader
+    pasting it would: `sh -ec`, in its own namespace and directory, `--duration` cut."""
+    text = block_text(root / block.page, block.line)
+    cut = re.sub(
+        r"(--duration[ =])(\d+(?:\.\d+)?)",
+        lambda m: m[1] + (f"{CAP_S:g}" if float(m[2]) > CAP_S else m[2]),
+        text,
+    )
+    where = f"{block.where} (the block as a script)"
+    return {"words": ["sh", "-ec", cut], "where": where, "regime": "script", "fixture_port": None}
 
 
 def run_chain(commands: list[dict[str, Any]], cwd: Path) -> tuple[list[dict[str, Any]], str]:
@@ -403,6 +427,40 @@ serverscope load URL [--preset P] --duration S
     assert [c["regime"] for c in todo.chains[1]] == ["finite", "finite", "finite", "tui"]
     assert len(todo.wrong) == 1 and todo.wrong[0].startswith("p.md:7: "), todo.wrong
     assert "parser refuses it" in todo.wrong[0]
+
+
+def test_a_block_written_for_a_shell_runs_whole_as_a_script(tmp_path: Path) -> None:
+    page = tmp_path / "p.md"
+    page.write_text(
+        """Text.
+
+```sh
+N=demo
+serverscope "$N" --list > demos.txt   # a variable and a redirection: a script
+grep -q skew demos.txt
+```
+
+```sh
+serverscope run --model single --duration 30 --json "$N.json"
+```
+""",
+        encoding="utf-8",
+    )
+    found = extract("p.md", page.read_text(encoding="utf-8"))
+    assert [d.block for d in found] == [3, 9] and is_script(found[0])
+    assert not is_script(extract("q.md", "```\nserverscope run --model single  # a; b\n```")[0])
+    assert not is_script(extract("q.md", "```\nserverscope load URL [--engine a|b]\n```")[0])
+    assert block_text(page, 3) == 'N=demo\nserverscope "$N" --list > demos.txt   # a ' + (
+        "variable and a redirection: a script\ngrep -q skew demos.txt\n"
+    )
+    places = {" ".join(d.words): (d.where,) for d in found}
+    blocks = [Block("p.md", d.block, (d,), places) for d in found]
+    todo = plan(blocks, root=tmp_path)
+    assert [[c["regime"] for c in chain] for chain in todo.chains] == [["script"], ["script"]]
+    assert "--duration 1 --json" in todo.chains[1][0]["words"][2]  # cut, as a command's
+    costs, failed = run_chain(todo.chains[0], tmp_path / "run")  # for real: sh finds ours
+    assert not failed and len(costs) == 1, failed
+    assert (tmp_path / "run" / "demos.txt").read_text().count("skew") >= 1
 
 
 def _w(line: str) -> list[str]:
