@@ -1,17 +1,18 @@
-"""Every issue-18 bench, one after another on this machine, and the README's Performance
-section in markdown: the machine and the date first, then each bench's tables with each
-goal beside its figure (the benches print them; a missed goal says "missed").
+"""Every issue-18 bench, one after another on this machine, and the performance page
+(docs/performance.md) in markdown: the machine and the date first, then each bench's
+tables with each goal beside its figure (the benches print them; a missed goal says
+"missed").
 
     .venv/bin/python bench/performance.py [--only peers,originals] [--out perf.md]
-        [--readme README.md]
+        [--doc docs/performance.md]
 
-`--readme` replaces what lies between `<!-- performance -->` and `<!-- /performance -->`
-in the README with the result. Run it on a quiet machine: the figures are ratios measured
-in one run, but the host's other load still moves them (the load average before and after
-is printed). 11 minutes on the project's 2-core machine without bench_quit (under load
-13-18); every bench is bounded by
-its own timeout, and a bench that fails or is missing is said so in its section, never
-left out silently. A bench that prints no markdown table is shown as its raw output.
+`--doc` replaces what lies between `<!-- performance -->` and `<!-- /performance -->`
+in that page with the result (`--readme`, its old name, still works). Run it on a quiet
+machine: the figures are ratios measured in one run, but the host's other load still
+moves them (the load average before and after is printed). 11 minutes on the project's
+2-core machine without bench_quit (under load 13-18); every bench is bounded by its own
+timeout, and a bench that fails or is missing is said so in its section, never left out
+silently. A bench that prints no markdown table is shown as its raw output.
 """
 
 from __future__ import annotations
@@ -168,7 +169,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--only", help="comma-separated: " + ",".join(b.key for b in BENCHES))
     p.add_argument("--out", help="also write the markdown to this file")
-    p.add_argument("--readme", help="replace the README's performance block with it")
+    p.add_argument(
+        "--doc", "--readme", dest="doc", help="replace this page's performance block with it"
+    )
     a = p.parse_args()
     chosen = list(BENCHES)
     if a.only:
@@ -196,14 +199,14 @@ def main() -> int:
     print(md)
     if a.out:
         Path(a.out).write_text(md)
-    if a.readme:
-        readme = Path(a.readme)
-        text = readme.read_text()
+    if a.doc:
+        doc = Path(a.doc)
+        text = doc.read_text()
         if BEGIN not in text or END not in text:
-            print(f"performance: {a.readme} has no {BEGIN} ... {END} block", file=sys.stderr)
+            print(f"performance: {a.doc} has no {BEGIN} ... {END} block", file=sys.stderr)
             return 2
         start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-        readme.write_text(text[:start] + "\n" + md + "\n" + text[end:])
+        doc.write_text(text[:start] + "\n" + md + "\n" + text[end:])
     return 0
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Make every screenshot in the README from the commands a user runs.
+"""Make every screenshot in the README and docs/ from the commands a user runs.
 
     .venv/bin/python screenshots/make_screenshots.py            # all of them, 120x36
     .venv/bin/python screenshots/make_screenshots.py --only reuseport_paused_worker
     .venv/bin/python screenshots/make_screenshots.py --list     # each shot's command
 
-Each shot is a command line as the README prints it beside the image (`Shot.argv`, what
+Each shot is a command line as the page prints it beside the image (`Shot.argv`, what
 follows `serverscope`), read by serverscope's own parser: the live lab
 (`serverscope --model M --load PRESET ...`), a guided demo (`serverscope demo NAME`, the
 TUI `demo` opens), `compare` (which draws its own SVG), or an attach to a real server
@@ -56,11 +56,11 @@ SIZE = (120, 36)
 @dataclass(frozen=True)
 class Shot:
     name: str  # screenshots/NAME.svg
-    cmd: str  # the command after `serverscope`, as the README prints it
+    cmd: str  # the command after `serverscope`, as the page prints it
     expect: str = ""  # diagnosis rule to wait for ("": just wait `settle`)
     seconds: float = 15.0  # the longest to wait for it
     settle: float = 0.0  # at least this long before the shot
-    keys: str = ""  # what the user presses first, as the README says (see `press`)
+    keys: str = ""  # what the user presses first, as the page says (see `press`)
     ready: Callable[[LiveScreen], bool] | None = None  # and this holds (if given)
     # attach shots: the server and the load, each a command in its own terminal
     serve: str = ""

@@ -1,6 +1,6 @@
-"""bench/performance.py, the runner behind the README's Performance section: it keeps each
-bench's markdown tables, says plainly when a bench is missing or fails, and rewrites only
-the README's performance block. No bench is timed here (speed goals live in bench/)."""
+"""bench/performance.py, the runner behind docs/performance.md: it keeps each bench's
+markdown tables, says plainly when a bench is missing or fails, and rewrites only the
+page's performance block. No bench is timed here (speed goals live in bench/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-README = BENCH.parent / "README.md"
+PAGE = BENCH.parent / "docs" / "performance.md"
 
 
 @pytest.fixture
@@ -57,23 +57,25 @@ def test_a_bench_without_a_table_is_shown_as_its_raw_output(perf, tmp_path, monk
     assert "failed" not in text
 
 
-def test_the_readme_has_one_performance_block_inside_its_performance_section() -> None:
-    text = README.read_text()
+def test_the_performance_page_has_one_block_under_the_run() -> None:
+    text = PAGE.read_text()
     begin, end = "<!-- performance -->", "<!-- /performance -->"
     assert text.count(begin) == 1 and text.count(end) == 1
-    section = text.index("## Performance\n")
-    assert section < text.index(begin) < text.index(end) < text.index("## Development\n")
+    section = text.index("## The run\n")
+    after = text.index("## What limits each model\n")
+    assert section < text.index(begin) < text.index(end) < after
 
 
-def test_readme_option_rewrites_only_the_block(perf, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("option", ["--doc", "--readme"])
+def test_doc_option_rewrites_only_the_block(perf, tmp_path, monkeypatch, option) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "bench_t.py").write_text(f"print({TABLE!r})\n")
     monkeypatch.setattr(perf, "HERE", tmp_path)
     monkeypatch.setattr(perf, "BENCHES", (perf.Bench("t", "T", "bench_t.py"),))
-    readme = tmp_path / "README.md"
-    readme.write_text("# top\n<!-- performance -->\nold figures\n<!-- /performance -->\ntail\n")
-    monkeypatch.setattr(sys, "argv", ["performance.py", "--readme", str(readme)])
+    page = tmp_path / "performance.md"
+    page.write_text("# top\n<!-- performance -->\nold figures\n<!-- /performance -->\ntail\n")
+    monkeypatch.setattr(sys, "argv", ["performance.py", option, str(page)])
     assert perf.main() == 0
-    text = readme.read_text()
+    text = page.read_text()
     assert text.startswith("# top\n<!-- performance -->\nMeasured on ")
     assert "old figures" not in text
     assert "### T" in text and TABLE in text

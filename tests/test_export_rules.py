@@ -1,6 +1,7 @@
-"""The README's alert rules, as printed, pass `promtool test rules` (Debian's `prometheus`
-package ships promtool): the skew alert fires for a host where one worker of four takes 91 %
-of the accepts and not for an even host; the queue alert fires near the limit only."""
+"""The alert rules of docs/production.md, as printed, pass `promtool test rules` (Debian's
+`prometheus` package ships promtool): the skew alert fires for a host where one worker of
+four takes 91 % of the accepts and not for an even host; the queue alert fires near the
+limit only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PROMTOOL = shutil.which("promtool")
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "production.md"
 
 pytestmark = pytest.mark.skipif(
     PROMTOOL is None, reason="needs promtool: apt-get install prometheus"
@@ -68,15 +69,15 @@ tests:
 """
 
 
-def _readme_rules() -> str:
-    text = README.read_text()
+def _page_rules() -> str:
+    text = PAGE.read_text()
     m = re.search(r"<!-- alert-rules -->\n```yaml\n(.*?)```\n<!-- /alert-rules -->", text, re.S)
-    assert m, "README: the alert rules block between <!-- alert-rules --> markers"
+    assert m, "docs/production.md: the alert rules block between <!-- alert-rules --> markers"
     return m.group(1)
 
 
-def test_the_readme_alert_rules_fire_on_skew_and_a_full_queue_only(tmp_path):
-    (tmp_path / "rules.yml").write_text(_readme_rules())
+def test_the_documented_alert_rules_fire_on_skew_and_a_full_queue_only(tmp_path):
+    (tmp_path / "rules.yml").write_text(_page_rules())
     (tmp_path / "tests.yml").write_text(TESTS)
     check = subprocess.run(
         [PROMTOOL, "check", "rules", "rules.yml"],

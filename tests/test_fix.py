@@ -220,7 +220,7 @@ async def test_q_during_a_fix_run_stops_its_server_and_load(
 
         def running() -> bool:
             s = sessions[0] if sessions else None
-            return bool(s and s.server and s.runner and s.runner.proc)
+            return bool(s and s.server and s.runner and s.runner.child)
 
         await wait_for(running, 20, "the fix's before run with its load")
         fix_run = LiveSource(sessions[0])  # (for its pids() only)

@@ -28,7 +28,8 @@ def test_every_worker_field_is_the_scoreboards_own() -> None:
     lsock.listen(8)
     fake = SimpleNamespace(
         scoreboard=board,
-        proc=SimpleNamespace(pid=os.getpid()),
+        child=SimpleNamespace(pid=os.getpid()),
+        root_pid=os.getpid(),
         listeners=[lsock],
         config=ServerConfig(model="proc_spawn"),
     )
@@ -161,7 +162,8 @@ def test_a_process_workers_rss_follows_it_at_the_next_refresh() -> None:
     board = Scoreboard.create(nslots=2)
     fake = SimpleNamespace(
         scoreboard=board,
-        proc=SimpleNamespace(pid=os.getpid()),
+        child=SimpleNamespace(pid=os.getpid()),
+        root_pid=os.getpid(),
         listeners=[],
         config=ServerConfig(model="proc_spawn"),
     )

@@ -1,5 +1,5 @@
-"""Every README screenshot is made by `screenshots/make_screenshots.py` from a command a
-user can run, and the README prints that command beside it.
+"""Every screenshot in the README and docs/ is made by `screenshots/make_screenshots.py`
+from a command a user can run, and each page that shows it prints that command beside it.
 
 The overflow and GIL shots used loads named `storm-cpu` and `cpu-heavy` that
 `load --list-presets` does not offer; the attach shot had a script of its own. Here each
@@ -34,21 +34,33 @@ def _flat(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+def pages() -> dict[str, str]:
+    """The README and every docs/ page, by path from the repository's root."""
+    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in paths}
+
+
+SHOWN = re.compile(r"\]\((?:\.\./)?screenshots/([\w-]+)\.svg\)")
+
+
 def test_every_screenshot_is_made_from_a_user_command_printed_beside_it() -> None:
     ms = _script()
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     svgs = {p.stem for p in (ROOT / "screenshots").glob("*.svg")}
-    shown = set(re.findall(r"\]\(screenshots/([\w-]+)\.svg\)", readme))
     names = {s.name for s in ms.SHOTS}
+    shown = {name for text in pages().values() for name in SHOWN.findall(text)}
     assert svgs == names == shown, (svgs ^ names, names ^ shown)
+    by_name = {s.name: s for s in ms.SHOTS}
+    for page, text in pages().items():
+        for m in SHOWN.finditer(text):
+            shot = by_name[m.group(1)]
+            # the page's text from the image before this one down to this image
+            at = m.start()
+            before = text.rfind("![", 0, text.rfind("![", 0, at))
+            beside = _flat(text[max(before, 0) : at])
+            for cmd in (shot.serve, shot.load, shot.cmd):
+                if cmd:
+                    assert f"serverscope {cmd}" in beside, (page, shot.name, cmd)
     for shot in ms.SHOTS:
-        # the README's text from the image before this one down to this image
-        at = readme.index(f"(screenshots/{shot.name}.svg)")
-        before = readme.rfind("![", 0, readme.rfind("![", 0, at))
-        beside = _flat(readme[max(before, 0) : at])
-        for cmd in (shot.serve, shot.load, shot.cmd):
-            if cmd:
-                assert f"serverscope {cmd}" in beside, (shot.name, cmd)
         if shot.kind == "live":
             cfg, level, _ = ms.live_args(shot)
             assert level is not None and level.name in PRESETS, (shot.name, level)

@@ -179,7 +179,7 @@ def test_the_scoreboard_title_says_stopped_after_s() -> None:
 def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
     """`serverscope` with no arguments: many_accepts with EPOLLEXCLUSIVE under `steady` at
     50 req/s (its 20 clients arrive over 2 s): one worker takes nearly every connection.
-    The 10-launch figures (bench/default_launch.py) are in the README; one launch here
+    The 10-launch figures (bench/default_launch.py) are in docs/lab.md; one launch here
     must clear 70%."""
     from commands.main import build_parser
     from commands.tui import default_config, level_from_args

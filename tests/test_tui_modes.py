@@ -19,7 +19,7 @@ from tui.screens.live import LiveScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import LiveSource, ReplaySource
 
-LIVE_KEYS = ["q", "enter", "m", "l", "p", "k", "b", "plus", "equals_sign", "r", "s", "space"]
+LIVE_KEYS = ["q", "enter", "m", "l", "p", "k", "b", "plus", "equals_sign", "r", "s", "space", "f"]
 
 
 def footer_and_palette(screen: LabScreen, source: LiveSource | None = None) -> tuple:  # type: ignore[type-arg]

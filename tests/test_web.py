@@ -223,7 +223,7 @@ def test_each_browser_page_gets_a_lab_that_stops_with_its_page_or_its_server(tmp
                 return s.connect_ex(("127.0.0.1", port)) == 0
 
         wait_until(listening, 30, "serverscope web to listen")
-        # the README's screenshot is rewritten only when asked (SERVERSCOPE_SCREENSHOTS=1):
+        # docs/projector.md's screenshot is rewritten only when asked (SERVERSCOPE_SCREENSHOTS=1):
         # a test run leaves the checkout as it found it
         if os.environ.get("SERVERSCOPE_SCREENSHOTS") == "1":
             SCREENSHOTS.mkdir(exist_ok=True)
@@ -322,7 +322,7 @@ def test_only_the_page_itself_gets_a_lab_at_most_max_labs_and_sigint_ends_them_a
                     out["page"] = (r.status, await r.text())
                 out["lab"] = _labs(web)
                 t0 = time.monotonic()
-                web.send_signal(signal.SIGINT)  # SIGTERM: the README's command, below
+                web.send_signal(signal.SIGINT)  # SIGTERM: the documented command, below
                 await asyncio.to_thread(web.wait, 20)
                 await asyncio.to_thread(assert_all_gone, out["lab"], 20)
                 out["gone_s"] = time.monotonic() - t0
@@ -347,9 +347,9 @@ def test_only_the_page_itself_gets_a_lab_at_most_max_labs_and_sigint_ends_them_a
     assert took < 5, took
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PROJECTOR = Path(__file__).resolve().parent.parent / "docs" / "projector.md"
 # run in a network namespace of its own, where 127.0.0.1:8000 is free whatever the host runs
-README_RUN = """
+DOC_RUN = """
 import asyncio, json, signal, socket, subprocess, sys, time
 import aiohttp, psutil
 sys.path.insert(0, sys.argv[2])
@@ -387,13 +387,13 @@ print(json.dumps(asyncio.run(main())))
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 @pytest.mark.skipif(netns.prefix()[0] is None, reason=netns.prefix()[1])
-def test_the_readme_web_command_serves_a_lab_with_no_options():
-    block = README.read_text().split("## On a projector", 1)[1].split("```")[1]
-    assert "\nserverscope web\n" in block  # the command as the README shows it
+def test_the_documented_web_command_serves_a_lab_with_no_options():
+    block = PROJECTOR.read_text().split("```", 2)[1]
+    assert "\nserverscope web\n" in block  # the command as docs/projector.md shows it
     bin_dir = Path(sys.executable).parent  # the venv's `serverscope`, as a user runs it
     command = f"PATH={bin_dir}:$PATH exec serverscope web"
     here = str(Path(__file__).resolve().parent)
-    argv = netns.argv(sys.executable, "-c", README_RUN, command, here)
+    argv = netns.argv(sys.executable, "-c", DOC_RUN, command, here)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.splitlines()[-1])

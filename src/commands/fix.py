@@ -42,7 +42,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Run the model under the load, find the diagnosis it shows (accept skew, "
         "starvation, accept queue overflow, a master bottleneck, the GIL cap), then run its "
         "remedy under the same load for as long (a fresh server each), both recorded, and "
-        "print the two side by side: each difference with its 95%% interval and p-value "
+        "print the two side by side: each difference with its 95% interval and p-value "
         "(as `serverscope diff` gives them for the two recordings). Exit status 1 when "
         "there is nothing to fix or a run failed.",
     )

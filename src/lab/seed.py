@@ -9,7 +9,7 @@ exactly only with eBPF), the Python models' scoreboard accepts (exact, kept by t
 workers themselves), connect and wait times seen by the client, CPU from
 /proc/PID/task/TID/schedstat (nanoseconds, every thread of every process).
 
-Measured on the project's 2-core machine (see the README's "The seed's claims, measured"):
+Measured on the project's 2-core machine (see "The seed's claims, measured" in docs/models.md):
 the whole run takes about a minute; `--only` runs one claim.
 """
 
