@@ -11,7 +11,7 @@ from typing import NoReturn
 from servers.config import ConfigError
 from servers.supervisor import ServerError
 
-from . import attach, compare, demo, load, replay, run, seed, serve, tui, web
+from . import attach, compare, demo, fleet, load, replay, run, seed, serve, tui, web
 from .common import EXIT_USAGE, Parser, add_model_args, fail
 
 # subcommand -> what runs it (None: no subcommand, the live lab)
@@ -26,6 +26,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "demo": demo.command,
     "web": web.command,
     "seed": seed.command,
+    "fleet": fleet.run,
 }
 # The commands that open the TUI (web: one per browser page). When one returns, it has
 # stopped everything it started and given the terminal back; run from the command line, the
@@ -33,7 +34,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 # heap, and the wait for Textual's input thread to end its last 0.1 s poll) took 0.2-0.4 s
 # of every quit, measured on a busy 2-core machine (issue 18: q to the prompt <= 0.5 s);
 # web's, with aiohttp's too, 0.5-1.5 s after its labs were gone.
-TUI_COMMANDS = frozenset({None, "replay", "attach", "demo", "web"})
+TUI_COMMANDS = frozenset({None, "replay", "attach", "demo", "web", "fleet"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     web.add_parser(sub)
     seed.add_parser(sub)
+    fleet.add_parser(sub)
     return p
 
 
