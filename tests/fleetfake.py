@@ -30,25 +30,38 @@ class FakeSeries:
 class FakeProm:
     series: list[FakeSeries] = field(default_factory=list)
     asked: list[str] = field(default_factory=list)
+    down: bool = False  # True: every request is refused, as by a stopped Prometheus
 
     def add(self, name: str, value: float | str, job: str = "serverscope", **labels: str) -> None:
         self.series.append(FakeSeries(name, {"job": job, **labels}, value))
 
     def _named(self, query: str) -> list[FakeSeries]:
         """The series the query's first selector names (a rate's: its "rate:NAME" rows)."""
+        want = dict(re.findall(r'(\w+)="([^"]*)"', query))  # the = matchers (job, instance)
         m = re.search(r'__name__=~"([^"]+)"', query)
         if m:
-            return [s for s in self.series if re.fullmatch(m.group(1), s.name)]
-        m = re.search(r"(serverscope_\w+|up)\{", query)
-        assert m, query
-        name = ("rate:" if query.startswith("rate(") else "") + m.group(1)
-        return [s for s in self.series if s.name == name]
+            named = [s for s in self.series if re.fullmatch(m.group(1), s.name)]
+        else:
+            m = re.search(r"(serverscope_\w+|up)\{", query)
+            assert m, query
+            name = ("rate:" if query.startswith("rate(") else "") + m.group(1)
+            named = [s for s in self.series if s.name == name]
+        return [s for s in named if all(s.labels.get(k) == v for k, v in want.items())]
 
     def _vector(self, query: str) -> list[dict]:
         chosen = self._named(query)
         if "== 1" in query:
             chosen = [s for s in chosen if s.value == 1]
         out = []
+        if query.startswith("count by (job, instance)"):
+            counts: dict[tuple[str, str], int] = {}
+            for s in chosen:
+                key = (s.labels["job"], s.labels["instance"])
+                counts[key] = counts.get(key, 0) + 1
+            return [
+                {"metric": {"job": j, "instance": i}, "value": [1.0, str(n)]}
+                for (j, i), n in counts.items()
+            ]
         functions = ("rate(", "last_over_time(", "up")  # what drops the name (up: the join)
         for s in chosen:
             labels = dict(s.labels)
@@ -58,6 +71,8 @@ class FakeProm:
         return out
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
         query = form["query"]
         self.asked.append(query)
@@ -138,6 +153,53 @@ def server(
             "role": "worker",
             "worker": str(i),
         }
-        fake.add("serverscope_worker_open_connections", c, **t, **w)
+        labels = {"job": "serverscope", **t, **w}
+        points = [(940.0, 0.0), (970.0, c / 2), (1000.0, float(c))]  # for range queries
+        fake.series.append(FakeSeries("serverscope_worker_open_connections", labels, c, points))
         fake.add("serverscope_worker_cpu_seconds_total", 0.5 + i, **t, **w)
         fake.add("serverscope_worker_state", 1, **t, **w, state="keepalive" if c else "waiting")
+
+
+def five_servers() -> FakeProm:
+    """A starved prefork, a skewed many_accepts, a healthy nginx, an agent Prometheus cannot
+    scrape, and a healthy-looking one throttled half its CPU periods."""
+    fake = FakeProm()
+    server(
+        fake,
+        "a:9464",
+        server="apache-prefork",
+        root_pid=100,
+        port=8080,
+        connections=[1, 1, 1, 1],
+        queue=2,
+        diagnoses=[("starvation", "critical")],
+    )
+    server(
+        fake,
+        "b:9464",
+        server="many_accepts",
+        root_pid=200,
+        port=8081,
+        connections=[16, 1, 2, 1],
+        diagnoses=[("accept_skew", "warning")],
+    )
+    server(fake, "c:9464", server="nginx", root_pid=300, port=8082, connections=[0, 0])
+    server(
+        fake,
+        "d:9464",
+        server="gunicorn-sync",
+        root_pid=400,
+        port=8083,
+        connections=[],
+        snapshot_age=90,
+        up=False,
+    )
+    server(fake, "e:9464", server="node-cluster", root_pid=500, port=8084, connections=[1, 1])
+    fake.add("rate:serverscope_cgroup_cpu_cfs_periods_total", 10.0, instance="e:9464", cgroup="/x")
+    fake.add(
+        "rate:serverscope_cgroup_cpu_cfs_throttled_periods_total",
+        5.0,
+        instance="e:9464",
+        cgroup="/x",
+    )
+    return fake  # fmt: skip

@@ -4,8 +4,8 @@ with a proxy named in the environment, against a loopback server in the same nam
 A small server on 127.0.0.1 answers `/` and a mod_status page (`?auto` and the HTML one).
 For each proxy variable, at the same time: `serverscope load URL --engine httpx`, a
 process reading mod_status as attach does (fetch, then the poller), and `serverscope fleet
---prometheus URL --once --json` (the server answers Prometheus's query API: no agent). Prints one JSON line:
-what the server was asked, and each client's exit code and output.
+--prometheus URL --once --json` (the server answers Prometheus's query API: no agent).
+Prints one JSON line: what the server was asked, and each client's exit code and output.
 """
 
 from __future__ import annotations

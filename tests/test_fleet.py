@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from commands.main import main
 from export.prometheus import SnapshotCollector
-from fleetfake import FakeProm, FakeSeries, server
+from fleetfake import FakeProm, FakeSeries, five_servers
 from telemetry import fleet_rank, promapi, synthetic
 from telemetry.fleet import Fleet, FleetImbalance, FleetListener, FleetServer, ServerId
 from telemetry.fleet_format import COLUMNS, cells, sparkline
@@ -137,48 +137,7 @@ def test_a_proxy_in_the_environment_is_not_used(proxy: str, monkeypatch) -> None
 
 @pytest.fixture
 def five() -> FakeProm:
-    """A starved prefork, a skewed many_accepts, a healthy nginx, an agent Prometheus cannot
-    scrape, and a healthy-looking one throttled half its CPU periods."""
-    fake = FakeProm()
-    server(
-        fake,
-        "a:9464",
-        server="apache-prefork",
-        root_pid=100,
-        port=8080,
-        connections=[1, 1, 1, 1],
-        queue=2,
-        diagnoses=[("starvation", "critical")],
-    )
-    server(
-        fake,
-        "b:9464",
-        server="many_accepts",
-        root_pid=200,
-        port=8081,
-        connections=[16, 1, 2, 1],
-        diagnoses=[("accept_skew", "warning")],
-    )
-    server(fake, "c:9464", server="nginx", root_pid=300, port=8082, connections=[0, 0])
-    server(
-        fake,
-        "d:9464",
-        server="gunicorn-sync",
-        root_pid=400,
-        port=8083,
-        connections=[],
-        snapshot_age=90,
-        up=False,
-    )
-    server(fake, "e:9464", server="node-cluster", root_pid=500, port=8084, connections=[1, 1])
-    fake.add("rate:serverscope_cgroup_cpu_cfs_periods_total", 10.0, instance="e:9464", cgroup="/x")
-    fake.add(
-        "rate:serverscope_cgroup_cpu_cfs_throttled_periods_total",
-        5.0,
-        instance="e:9464",
-        cgroup="/x",
-    )
-    return fake  # fmt: skip
+    return five_servers()
 
 
 def test_the_fleet_is_listed_worst_first(five: FakeProm) -> None:

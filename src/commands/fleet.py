@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import threading
 
@@ -23,6 +24,22 @@ from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_width_arg, fail, fit_c
 
 PROG = "serverscope fleet"
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"  # Prometheus's own default address
+
+
+WEEK_MIN = 7 * 24 * 60.0
+
+
+def minutes(text: str) -> float:
+    """A number of minutes, more than 0 and at most a week."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= WEEK_MIN):
+        raise argparse.ArgumentTypeError(
+            f"expected minutes, more than 0 and at most {WEEK_MIN:g} (a week), got {text!r}"
+        )
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -51,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--job", metavar="NAME", help="only the targets of this Prometheus job")
     p.add_argument(
         "--minutes",
-        type=seconds(above=0, at_most=7 * 24 * 60),
+        type=minutes,
         default=10.0,
         help="list the servers seen over this many minutes; the history covers as long (10)",
     )

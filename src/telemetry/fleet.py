@@ -125,6 +125,7 @@ class FleetServer:
     throttled: float | None = None  # share of CPU (CFS) periods throttled over the rate
     # window, the most throttled cgroup of the target's; None: no throttling series
     standing: Standing | None = None  # set by fleet_rank
+    n_workers: int | None = None  # workers (role worker) exported; None: none read
 
     @property
     def live_workers(self) -> tuple[FleetWorker, ...]:

@@ -82,7 +82,7 @@ def cells(rank: int, s: FleetServer) -> list[str]:
         sid.server or "?",
         ",".join(map(str, sid.ports)) or "?",
         "?" if sid.root_pid is None else str(sid.root_pid),
-        str(len(s.live_workers)) if s.workers else "?",
+        "?" if s.n_workers is None else str(s.n_workers),
         spread_cell(s),
         queue_cell(s),
         throttled_cell(s),

@@ -42,6 +42,7 @@ SERVER_INFO = "serverscope_server_info"
 DIAGNOSIS = "serverscope_diagnosis_active"
 IMBALANCE = "serverscope_imbalance_(jain|top_share|window_seconds|workers|total)"
 QUEUES = "serverscope_listener_queue_(length|limit)"
+STATE = "serverscope_worker_state"
 WORKERS = (
     "serverscope_worker_(open_connections|cpu_seconds_total|accepts_total|requests_total|state)"
 )
@@ -94,6 +95,7 @@ class _Parts:
     listeners: dict[tuple[str, str, str], dict[str, float | None]] = field(default_factory=dict)
     workers: dict[WorkerKey, dict[str, float | None]] = field(default_factory=dict)
     states: dict[WorkerKey, str] = field(default_factory=dict)
+    n_workers: int | None = None
     throttled: float | None = None
 
 
@@ -132,7 +134,10 @@ class FleetReader:
         return f"{{__name__=~{selector_value(pattern)}{',' + sel if sel else ''}}}"
 
     # -- the list -----------------------------------------------------------------------
-    def read(self, at: float | None = None) -> Fleet:
+    def read(self, at: float | None = None, *, workers: bool = True) -> Fleet:
+        """The fleet now (or at `at`). `workers=False` reads only how many workers each
+        server has, not their rows: what the list needs, and most of the series (40 of
+        58 per server at 8 workers)."""
         t0 = time.monotonic()
         asked = self.client.queries
         t = self.clock() if at is None else at
@@ -170,7 +175,13 @@ class FleetReader:
                 )
         self._imbalance(q(self._named(IMBALANCE)), parts)
         self._listeners(q(self._named(QUEUES)), parts)
-        self._workers(q(self._named(WORKERS)), parts)
+        if workers:
+            self._workers(q(self._named(WORKERS)), parts)
+        else:
+            count = f'count by (job, instance) ({STATE}{{{sel}{"," if sel else ""}role="worker"}})'
+            for s in q(count):
+                if (p := parts.get(_key(s.labels))) is not None:
+                    p.n_workers = _count(s.value)
         periods, throttled = (q(f"rate({name}{{{sel}}}{rate})") for name in THROTTLE_SERIES)
         self._throttling(periods, throttled, parts)
         servers = fleet_rank.rank(self._server(k, p, t) for k, p in parts.items())
@@ -287,6 +298,9 @@ class FleetReader:
             for (pid, tid, role, label), row in sorted(p.workers.items(), key=_by_pid)
         )
         age = t - p.snapshot_time if p.snapshot_time is not None else None
+        n_workers = p.n_workers
+        if n_workers is None and workers:
+            n_workers = sum(1 for w in workers if w.role == "worker")
         return FleetServer(
             sid,
             up=p.up,
@@ -297,6 +311,7 @@ class FleetReader:
             imbalance=imbalance,
             diagnoses=tuple(p.diagnoses),
             throttled=p.throttled,
+            n_workers=n_workers,
         )
 
     # -- one server over the last minutes ----------------------------------------------

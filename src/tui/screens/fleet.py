@@ -49,7 +49,7 @@ class Reader(Protocol):
     @property
     def url(self) -> str: ...
 
-    def read(self) -> Fleet: ...
+    def read(self, *, workers: bool = True) -> Fleet: ...
 
     def history(self, sid: ServerId) -> ServerHistory: ...
 
@@ -65,9 +65,12 @@ def _in_thread(
             result = work()
         except PromError as e:
             message = str(e)
-            screen.app.call_from_thread(failed, message)
+        except Exception as e:  # a bug of ours: said on screen, not a screen stuck reading
+            message = f"{type(e).__name__}: {e}"
+        else:
+            screen.app.call_from_thread(done, result)
             return
-        screen.app.call_from_thread(done, result)
+        screen.app.call_from_thread(failed, message)
 
     threading.Thread(target=run, name="fleet-read", daemon=True).start()
 
@@ -106,7 +109,8 @@ class FleetScreen(Screen[None]):
         if self._reading:
             return
         self._reading = True
-        _in_thread(self, self.reader.read, self.show, self.failed)
+        # the list needs each server's worker count, not its rows (most of the series)
+        _in_thread(self, lambda: self.reader.read(workers=False), self.show, self.failed)
 
     def action_reread(self) -> None:
         self.reread()
