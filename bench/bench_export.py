@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from prometheus_client import generate_latest
 
+import synthetic
 from export.prometheus import ExportAddress, SnapshotExporter
-from telemetry import synthetic
 
 
 def _mean_ms(fn, n: int, clock=time.thread_time) -> float:  # type: ignore[no-untyped-def]

@@ -39,10 +39,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+import synthetic
 from export.prometheus import SnapshotCollector
-from telemetry import synthetic
-from telemetry.fleet_source import FleetReader
-from telemetry.promapi import PromClient
+from lab.fleet_source import FleetReader
+from readers.promapi import PromClient
 
 
 class Copies(Collector):

@@ -19,12 +19,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from judging.analyser import Analyser
+from readers.mechanism import WaitWatcher
 from servers.config import ServerConfig
 from servers.supervisor import Supervisor
-from telemetry.analyser import Analyser
-from telemetry.mechanism import WaitWatcher
-from telemetry.sampler import Sampler
-from telemetry.supervisor_source import SupervisorSource
+from sources.sampler import Sampler
+from sources.supervisor_source import SupervisorSource
 
 
 def costs(sampler: Sampler, samples: int) -> list[float]:

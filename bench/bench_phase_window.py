@@ -24,10 +24,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+import synthetic
+from judging.analyser import Analyser
 from plumbing.loghist import NBUCKETS, LogHist, index_of
-from telemetry import synthetic
-from telemetry.analyser import Analyser
-from telemetry.snapshot import Phases, Snapshot
+from values.snapshot import Phases, Snapshot
 
 
 def _hist(rng: random.Random, n: int) -> LogHist:

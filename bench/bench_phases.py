@@ -107,7 +107,7 @@ def sampler_ms(nslots: int = 250) -> tuple[float, float, float]:
     import random
 
     from servers.scoreboard import QUEUE
-    from telemetry.supervisor_source import PhaseReader
+    from sources.supervisor_source import PhaseReader
 
     board = Scoreboard.create()
     board.header.phases = 1

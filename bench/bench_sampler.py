@@ -36,12 +36,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import psutil
 
+from judging.analyser import Analyser
 from servers.config import ServerConfig
 from servers.scoreboard import Scoreboard
 from servers.supervisor import Supervisor
-from telemetry.analyser import Analyser
-from telemetry.sampler import Sampler
-from telemetry.supervisor_source import SupervisorSource
+from sources.sampler import Sampler
+from sources.supervisor_source import SupervisorSource
 
 HZ = 4
 START_GOAL_S = 3.0

@@ -1,6 +1,6 @@
 """Cost of one attach sample at 250 worker processes with 50,000 TIME-WAIT sockets on the
 host: the old way (bench/old_attach_source.py: /proc/net/tcp{,6} parsed whole, every fd
-of every process read) against the sock_diag way (telemetry.sockdiag + telemetry.realtree).
+of every process read) against the sock_diag way (readers.sockdiag + readers.realtree).
 Goal: attach <= 5 ms per sample (issues 14, 18). Not met on the shared box of issue 18:
 AttachSource.read alone at 4 Hz read 9.7 ms mean (median 7.6) at load 7-9 and 12.4 ms
 (median 8.6) at load 8, with 40k TIME-WAIT in the bench's network namespace and 50-90k
@@ -48,12 +48,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from old_attach_source import AttachSource as OldAttachSource
 
-from telemetry.attach_source import AttachSource
-from telemetry.reading import WorkerDeltas
-from telemetry.realattach import RealServerReader
-from telemetry.realtree import RealTree
-from telemetry.sockdiag import SockDiag
-from telemetry.sockowners import SocketOwners
+from readers.realtree import RealTree
+from readers.sockdiag import SockDiag
+from readers.sockowners import SocketOwners
+from sources.attach_source import AttachSource
+from sources.reading import WorkerDeltas
+from sources.realattach import RealServerReader
 
 HZ = 4
 
@@ -166,7 +166,7 @@ class AttachWay(OldWay):
 
 
 class ReaderWay:
-    """The same through telemetry.realattach.RealServerReader (what attach will call),
+    """The same through sources.realattach.RealServerReader (what attach will call),
     which also skips the connection dump while the host's TCP counters stand still
     (sockowners.TcpChangeGate): the idle-server case; under traffic it dumps every time."""
 

@@ -1,5 +1,5 @@
 """KEPT FOR bench/bench_sockdiag.py ONLY: the attach source before issue 14 (replaced by
-telemetry.attach_source on telemetry.realattach), so the bench measures today's cost and
+sources.attach_source on sources.realattach), so the bench measures today's cost and
 the old one in the same run.
 
 The source for a server we did not start: by PID (and its descendants) or listening port.
@@ -7,7 +7,7 @@ The source for a server we did not start: by PID (and its descendants) or listen
 The process tree via psutil, CPU per process from /proc, open connections per process from
 its socket fds and /proc/net/tcp{,6}, the queue from /proc/net/tcp{,6} (and its limit from
 sock_diag, as ss). No scoreboard: states are "unknown", accepts and requests None.
-To be rebuilt on telemetry.realattach (sock_diag instead of /proc/net/tcp, which costs
+To be rebuilt on sources.realattach (sock_diag instead of /proc/net/tcp, which costs
 39 ms at 14k lines: see bench/bench_sockdiag.py).
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import psutil
 
-from telemetry import procfs
-from telemetry.reading import Reading, WorkerDeltas
-from telemetry.snapshot import Kind, ListenerSample, ModelInfo, Role, WorkerSample, WorkerState
+from readers import procfs
+from sources.reading import Reading, WorkerDeltas
+from values.snapshot import Kind, ListenerSample, ModelInfo, Role, WorkerSample, WorkerState
 
 ATTACH_TREE_REFRESH_S = 2.0  # how often an attach source re-reads the process tree
 

@@ -254,10 +254,10 @@ async def take_demo(shot: Shot, out: Path) -> str:
 
 async def take_attach(shot: Shot, out: Path) -> str:
     """`serve` (a real Apache), `load` at it, `attach --pid` on its root pid."""
+    from judging.analyser import Analyser
     from loadgen.runner import LoadRunner
     from originals.launch import Original
-    from telemetry.analyser import Analyser
-    from telemetry.sampler import Sampler
+    from sources.sampler import Sampler
     from tui.attach_feed import AttachFeed
     from tui.screens.attach import AttachScreen
 

@@ -1,5 +1,5 @@
 """A stand-in for Prometheus's HTTP API in unit tests (httpx.MockTransport): it answers the
-few query shapes telemetry.fleet_source asks, from a table of series, so the reading, the
+few query shapes lab.fleet_source asks, from a table of series, so the reading, the
 ranking and the rendering can be tested without a Prometheus. The real one is in
 test_fleet_real.py, which is where the queries themselves are proven.
 """
@@ -14,8 +14,8 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from telemetry.fleet_source import FleetReader
-from telemetry.promapi import PromClient
+from lab.fleet_source import FleetReader
+from readers.promapi import PromClient
 
 
 @dataclass

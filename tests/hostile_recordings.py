@@ -10,9 +10,9 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from telemetry import synthetic
-from telemetry.recording import FORMAT_NAME
-from telemetry.snapshot import FORMAT_VERSION
+import synthetic
+from values.recording import FORMAT_NAME
+from values.snapshot import FORMAT_VERSION
 
 HEADER = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "created": 0.0, "meta": {}}
 

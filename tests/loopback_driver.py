@@ -24,7 +24,7 @@ AUTO = b"ServerMPM: prefork\nBusyWorkers: 1\nIdleWorkers: 1\nScoreboard: W_\n"
 HTML = b"<html><table><tr><td><b>0-0</b></td><td>4242</td></tr></table></html>"
 READ_MOD_STATUS = """
 import sys, time
-from telemetry import modstatus, statuspoll
+from readers import modstatus, statuspoll
 url = sys.argv[1]
 assert modstatus.fetch(url).busy == 1
 poller = statuspoll.StatusPoller(url, period_s=0.1)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from telemetry.realtree import descendants
+from readers.realtree import descendants
 
 APACHE_MODULES = "/usr/lib/apache2/modules"
 
@@ -404,7 +404,7 @@ def node(tmp: Path, *, workers: int = 2, sched: str = "none") -> RealServer:
 
 
 def _holds_listener(pid: int, port: int) -> bool:
-    from telemetry.sockdiag import SockDiag
+    from readers.sockdiag import SockDiag
 
     with SockDiag() as d:
         inodes = {x.inode for x in d.listeners([port])}

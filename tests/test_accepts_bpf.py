@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from conftest import assert_all_gone, get, wait_until
-from telemetry import accepts_bpf
-from telemetry.accepts_bpf import AcceptCounter, BpfUnavailable
+from readers import accepts_bpf
+from readers.accepts_bpf import AcceptCounter, BpfUnavailable
 
 REASON = accepts_bpf.unavailable()
 
@@ -74,7 +74,7 @@ def test_a_pid_that_does_not_exist_counts_nothing_and_stops_cleanly() -> None:
 def test_bpftrace_does_not_outlive_a_caller_killed_without_stopping_it() -> None:
     code = (
         "import sys, os; sys.path[:0] = sys.argv[1:]\n"
-        "from telemetry.accepts_bpf import AcceptCounter\n"
+        "from readers.accepts_bpf import AcceptCounter\n"
         "c = AcceptCounter(os.getpid()).start(); print(c.proc.pid, flush=True)\n"
         "os.kill(os.getpid(), 9)\n"
     )

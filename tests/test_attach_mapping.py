@@ -7,10 +7,12 @@ import dataclasses
 
 import pytest
 
-from telemetry import attach_states, diagnosis, realkind
-from telemetry.attach_source import _state
-from telemetry.realtree import TaskSample
-from telemetry.snapshot import (
+from judging import diagnosis
+from readers import realkind
+from readers.realtree import TaskSample
+from sources import attach_states
+from sources.attach_source import _state
+from values.snapshot import (
     Hold,
     HostSample,
     Kind,

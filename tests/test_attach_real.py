@@ -17,11 +17,11 @@ from collections.abc import Callable
 import pytest
 
 from conftest import wait_until
+from judging.analyser import Analyser
 from realservers import real_server  # noqa: F401 - the fixture
-from telemetry.analyser import Analyser
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Hold, Role, Snapshot, WorkerState
+from sources.sampler import Sampler
 from test_realservers import _client, _ss_per_pid, needs_ss
+from values.snapshot import Hold, Role, Snapshot, WorkerState
 
 PERIOD = 0.25
 CLI = [sys.executable, "-m", "serverscope", "attach"]

@@ -16,13 +16,13 @@ from collections import Counter
 import pytest
 
 from conftest import wait_until
+from readers import modstatus
 from realservers import real_server  # noqa: F401 - the fixture
-from telemetry import modstatus
-from telemetry.realattach import RealServerReader
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Hold, Kind, Role, Snapshot, WorkerState
+from sources.realattach import RealServerReader
+from sources.sampler import Sampler
 from test_attach_real import Watch, _requesting, _rules, _silent
 from test_realservers import SS, _client, _ss_per_pid, needs_ss
+from values.snapshot import Hold, Kind, Role, Snapshot, WorkerState
 
 CLI = [sys.executable, "-m", "serverscope", "attach"]
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]

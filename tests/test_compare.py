@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from commands import chart, compare
+from commands import compare
 from lab.summary import RunSummary, WorkerTotals
 from loadgen.levels import PRESETS
 from servers.config import ConfigError, ServerConfig
+from text import chart
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 SVG = "{http://www.w3.org/2000/svg}"
@@ -122,7 +123,7 @@ def test_compare_refuses_an_unknown_model_before_running_anything() -> None:
 
 
 def _with_phases(s: RunSummary, queue: float | None, server: float | None, service: float):
-    from telemetry import synthetic
+    import synthetic
 
     s.queue_wait = None if queue is None else synthetic.hist(queue, 50)
     s.server_wait = None if server is None else synthetic.hist(server, 50)

@@ -19,7 +19,7 @@ from lab.player import play
 from lab.scenarios import MASTER, Fault, Scenario
 from plumbing.process import pid_alive
 from servers import models
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 EXPECT_S = 12.0  # cap for a step with expectations (it stops as soon as they appear)
 CONTRAST_S = 3.0
@@ -68,7 +68,7 @@ RULE_IDS = {
 
 
 def test_rule_ids_match_the_diagnosis_module() -> None:
-    from telemetry import diagnosis
+    from judging import diagnosis
 
     assert {rule.__name__ for rule in diagnosis.RULES} == RULE_IDS
 
@@ -187,8 +187,8 @@ def test_the_headless_demo_view_shows_waiting_requests_as_the_tui_does() -> None
     client waited 10 s. It shows the latency with the waiting requests, and the waiting."""
     from rich.console import Console
 
+    import synthetic
     from loadgen.stats import LoadStats, Percentiles
-    from telemetry import synthetic
     from text.demo import demo_view
 
     client = LoadStats(
@@ -224,7 +224,8 @@ def test_the_headless_demo_view_shows_waiting_requests_as_the_tui_does() -> None
 def test_master_bottleneck_ignores_worker_threads_inside_the_master() -> None:
     """goroutines: the event-loop threads live in the root process, so the root's process
     CPU is theirs, not a master's; it fired `master_bottleneck` on the gil demo."""
-    from telemetry import analysis, diagnosis, synthetic
+    import synthetic
+    from judging import analysis, diagnosis
 
     def goroutines_like(root_cpu: float, loops: list[float]) -> list:  # type: ignore[type-arg]
         win = synthetic.series(

@@ -10,10 +10,10 @@ import urllib.request
 
 import pytest
 
+import synthetic
 from commands import export as export_option
 from export import prometheus as prom
-from telemetry import synthetic
-from telemetry.snapshot import KernelCounters, WorkerSample
+from values.snapshot import KernelCounters, WorkerSample
 
 parser = pytest.importorskip("prometheus_client.parser")
 

@@ -24,7 +24,7 @@ from export.prometheus import ExportAddress, SnapshotExporter
 from lab.headless import run_headless
 from loadgen.levels import preset
 from servers.config import ServerConfig
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = [

@@ -14,14 +14,16 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+import synthetic
 from commands.main import main
 from export.prometheus import SnapshotCollector
 from fleetfake import FakeProm, FakeSeries, five_servers
-from telemetry import fleet_rank, promapi, synthetic
-from telemetry.fleet import Fleet, FleetImbalance, FleetListener, FleetServer, ServerId
-from telemetry.fleet_format import COLUMNS, cells, sparkline
-from telemetry.promapi import PromClient, PromError, base_url
+from judging import fleet_rank
+from readers import promapi
+from readers.promapi import PromClient, PromError, base_url
 from text.fleet import render
+from text.fleet_format import COLUMNS, cells, sparkline
+from values.fleet import Fleet, FleetImbalance, FleetListener, FleetServer, ServerId
 
 # -- the loopback rule and the client's errors -------------------------------------------------
 

@@ -42,13 +42,13 @@ import pytest
 
 from conftest import assert_all_gone, wait_until
 from export.identity import server_name
+from lab.fleet_source import FleetReader
 from promlaunch import needs_prometheus, prometheus  # noqa: F401 - the fixture
+from readers.promapi import PromClient
 from realservers import real_server  # noqa: F401 - the fixture
-from telemetry.fleet import Fleet, FleetServer
-from telemetry.fleet_source import FleetReader
-from telemetry.promapi import PromClient
-from telemetry.snapshot import Snapshot
 from test_realservers import _client, _ss_per_pid
+from values.fleet import Fleet, FleetServer
+from values.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "prometheus"

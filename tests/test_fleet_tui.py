@@ -12,7 +12,7 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from fleetfake import five_servers
-from telemetry.fleet_format import COLUMNS
+from text.fleet_format import COLUMNS
 from tui.fleet_app import FleetApp
 from tui.screens.fleet import FleetScreen, ServerScreen
 

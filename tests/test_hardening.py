@@ -378,8 +378,8 @@ def test_a_full_fd_table_is_logged_in_a_few_lines_and_cluster_counts_lost_handof
 def test_lost_cluster_handoffs_reach_the_event_log():
     from dataclasses import replace
 
+    import synthetic
     from lab.session import EventDeriver
-    from telemetry import synthetic
 
     a = synthetic.snapshot(seq=0, time=100.0)
     assert a.model is not None

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import synthetic
 from commands import common
 from commands import main as cli
 from commands.common import exit_status
@@ -27,8 +28,7 @@ from loadgen.levels import PRESETS, LoadError
 from plumbing.loghist import merge
 from plumbing.process import pid_alive
 from servers.config import ServerConfig
-from telemetry import synthetic
-from telemetry.snapshot import Diagnosis, Snapshot
+from values.snapshot import Diagnosis, Snapshot
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 JSON_KEYS = {

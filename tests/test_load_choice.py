@@ -14,7 +14,7 @@ from conftest import wait_until
 from lab.session import Session
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from telemetry.snapshot import Role
+from values.snapshot import Role
 
 
 def _accepts(session: Session) -> int:

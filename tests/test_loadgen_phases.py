@@ -294,7 +294,7 @@ def test_chained_requests_count_exactly_when_the_server_closes_every_seventh(
 
 
 def test_phases_and_the_warning_survive_a_recording() -> None:
-    from telemetry.codec import decode, encode
+    from values.codec import decode, encode
 
     s = LoadStats(
         time=0.0, elapsed=1.0, level="x", clients=1, target_rate=None, running=True,

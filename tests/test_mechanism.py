@@ -1,6 +1,6 @@
-"""The accept mechanism read from /proc (telemetry.mechanism), on real servers and on the
+"""The accept mechanism read from /proc (readers.mechanism), on real servers and on the
 lab's own models, and every diagnosis's why and fix following what was read
-(telemetry.explain), never the model's or server's name."""
+(judging.explain), never the model's or server's name."""
 
 from __future__ import annotations
 
@@ -11,15 +11,17 @@ import socket
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+import synthetic
 from conftest import wait_until
 from export.prometheus import SnapshotCollector
+from judging import diagnosis, explain
+from judging.analyser import Analyser
+from readers import accepts_bpf
+from readers.mechanism import EPOLLEXCLUSIVE, ProcessWaits, classify, thread_acceptors
 from realservers import real_server  # noqa: F401 - the fixture
-from telemetry import accepts_bpf, diagnosis, explain, synthetic
-from telemetry.analyser import Analyser
-from telemetry.mechanism import EPOLLEXCLUSIVE, ProcessWaits, classify, thread_acceptors
-from telemetry.sampler import Sampler
-from telemetry.snapshot import ListenerSample, Role, Snapshot, Spread, Wake
+from sources.sampler import Sampler
 from text.attach import render
+from values.snapshot import ListenerSample, Role, Snapshot, Spread, Wake
 
 # -- classification from evidence (pure) ------------------------------------------------
 

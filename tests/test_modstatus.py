@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import read_response, wait_until
+from readers import modstatus
+from readers.modstatus import BUSY_GLYPHS, ModStatusError
 from realservers import real_server  # noqa: F401 - the fixture
-from telemetry import modstatus
-from telemetry.modstatus import BUSY_GLYPHS, ModStatusError
-from telemetry.snapshot import WorkerState
+from values.snapshot import WorkerState
 
 DATA = Path(__file__).parent / "data"
 

@@ -19,8 +19,8 @@ from plumbing.loghist import LogHist
 from servers import models
 from servers.scoreboard import State
 from servers.supervisor import Supervisor
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Phases, Snapshot
+from sources.sampler import Sampler
+from values.snapshot import Phases, Snapshot
 
 # small pools, so that nine servers start quickly on a shared 2-core machine
 SMALL = {
@@ -303,7 +303,7 @@ def test_a_slot_records_values_in_loghists_buckets_with_exact_count_sum_and_max(
 
 def test_the_phase_reader_rereads_busy_slots_within_budget_or_once_a_second():
     from servers.scoreboard import Scoreboard
-    from telemetry.supervisor_source import PhaseReader
+    from sources.supervisor_source import PhaseReader
 
     board = Scoreboard.create(nslots=4)
     try:

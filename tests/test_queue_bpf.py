@@ -1,4 +1,4 @@
-"""Queue wait of attached servers by eBPF tracepoints (telemetry.accepts_bpf), against
+"""Queue wait of attached servers by eBPF tracepoints (readers.accepts_bpf), against
 ground truth: a server whose accept queue is held for a known time.
 
 Ground truth per connection: the client's clock around its send() (the bytes arrive on
@@ -24,12 +24,12 @@ from rich.console import Console
 
 from conftest import assert_all_gone, read_response, wait_until
 from plumbing.loghist import index_of
+from readers import accepts_bpf
+from readers.accepts_bpf import AcceptCounter
 from realservers import free_port, real_server  # noqa: F401 - the fixture
-from telemetry import accepts_bpf
-from telemetry.accepts_bpf import AcceptCounter
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Snapshot
+from sources.sampler import Sampler
 from text import attach as attach_text
+from values.snapshot import Snapshot
 
 REASON = accepts_bpf.unavailable()
 QREASON = accepts_bpf.queue_unavailable() if REASON is None else REASON

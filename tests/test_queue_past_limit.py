@@ -17,11 +17,12 @@ import subprocess
 
 import pytest
 
+import synthetic
 from conftest import wait_until
+from judging import diagnosis
 from lab.session import EventDeriver
-from telemetry import diagnosis, synthetic
-from telemetry.sampler import Sampler
-from telemetry.snapshot import ADMITS_ONE_MORE, PAST_LIMIT_NOTE, queue_figure
+from sources.sampler import Sampler
+from values.snapshot import ADMITS_ONE_MORE, PAST_LIMIT_NOTE, queue_figure
 
 SS = shutil.which("ss")
 

@@ -1,4 +1,4 @@
-"""Real servers watched from outside (telemetry.realattach: sock_diag + /proc + eBPF),
+"""Real servers watched from outside (sources.realattach: sock_diag + /proc + eBPF),
 against ground truth: ss -tnp, the server's own process tree, and what the client did."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections import Counter
 import pytest
 
 from conftest import read_response, wait_until
+from readers import accepts_bpf
+from readers.realtree import Role
+from readers.sockdiag import SockDiag
 from realservers import real_server  # noqa: F401 - the fixture
-from telemetry import accepts_bpf
-from telemetry.realattach import ACCEPTS_ESTIMATE, ACCEPTS_EXACT, RealServerReader
-from telemetry.realtree import Role
-from telemetry.sockdiag import SockDiag
+from sources.realattach import ACCEPTS_ESTIMATE, ACCEPTS_EXACT, RealServerReader
 
 SS = shutil.which("ss")
 needs_ss = pytest.mark.skipif(SS is None, reason="ss not installed (Debian package iproute2)")

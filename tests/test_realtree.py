@@ -12,10 +12,10 @@ import textwrap
 import pytest
 
 from conftest import assert_all_gone, wait_until
-from telemetry import realtree
-from telemetry.realtree import RealTree, Role
-from telemetry.sockdiag import SockDiag
-from telemetry.sockowners import SocketOwners
+from readers import realtree
+from readers.realtree import RealTree, Role
+from readers.sockdiag import SockDiag
+from readers.sockowners import SocketOwners
 
 # a master that forks 2 workers, each with its own reuseport listener registered in its own
 # epoll set, and a helper that holds no socket; the workers accept and hold connections
@@ -195,7 +195,7 @@ def test_cpu_comes_from_schedstat_in_nanoseconds_and_a_new_child_rereads_the_tre
 def test_an_idle_tree_skips_the_connection_dump_and_a_new_connection_is_seen_at_once(
     forking_server,
 ) -> None:
-    from telemetry.realattach import RealServerReader
+    from sources.realattach import RealServerReader
 
     proc, (w1, w2, _), port = forking_server
     clients: list[socket.socket] = []

@@ -30,15 +30,9 @@ import pytest
 
 import hostile_recordings as H
 from commands.main import main
-from telemetry.codec import INT64
-from telemetry.recording import (
-    MAX_CONTAINERS,
-    MAX_LINE,
-    MAX_VALUES,
-    open_recording,
-    read_recording,
-)
-from telemetry.snapshot import FormatError, Snapshot
+from values.codec import INT64
+from values.recording import MAX_CONTAINERS, MAX_LINE, MAX_VALUES, open_recording, read_recording
+from values.snapshot import FormatError, Snapshot
 
 # what the one line must say, beyond the file's name (line 1 is the header, 2 the first
 # snapshot; the crafted field is in the second snapshot, line 3)
@@ -189,7 +183,7 @@ def _hints(tp: type) -> dict[str, Any]:
 
 def conforms(value: Any, tp: Any, where: str = "") -> None:
     """Assert `value` is of type `tp` all through (the oracle: plain isinstance, written
-    apart from telemetry.codec)."""
+    apart from values.codec)."""
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is types.UnionType:
         if value is None:

@@ -10,14 +10,14 @@ import threading
 import time
 from types import SimpleNamespace
 
+from readers import procfs
 from servers.config import ServerConfig
 from servers.scoreboard import Kind, Role, Scoreboard, State
-from telemetry import procfs
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Kind as SKind
-from telemetry.snapshot import Role as SRole
-from telemetry.snapshot import WorkerSample, WorkerState
-from telemetry.supervisor_source import SupervisorSource
+from sources.sampler import Sampler
+from sources.supervisor_source import SupervisorSource
+from values.snapshot import Kind as SKind
+from values.snapshot import Role as SRole
+from values.snapshot import WorkerSample, WorkerState
 
 
 def test_every_worker_field_is_the_scoreboards_own() -> None:
@@ -123,8 +123,7 @@ def test_every_worker_field_is_the_scoreboards_own() -> None:
 
 def test_positional_new_builds_what_the_dataclass_builds_and_refuses_post_init() -> None:
     import pytest
-
-    from telemetry.reading import positional_new
+    from values.positional import positional_new
 
     values = [f"v{i}" for i in range(len(dataclasses.fields(WorkerSample)))]
     made = positional_new(WorkerSample)(*values)

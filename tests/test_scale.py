@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from conftest import assert_all_gone, get, wait_until
+from judging.analyser import Analyser
 from servers.config import ServerConfig
 from servers.scoreboard import DEFAULT_SLOTS
 from servers.supervisor import Supervisor
-from telemetry.analyser import Analyser
-from telemetry.sampler import Sampler
+from sources.sampler import Sampler
 
 N = 1024
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import synthetic
 from lab.session import EventDeriver
-from telemetry import synthetic
 
 
 def log_of(snaps) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]

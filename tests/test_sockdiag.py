@@ -17,10 +17,10 @@ from collections import Counter
 import pytest
 
 from conftest import assert_all_gone, wait_until
-from telemetry import sockdiag, sockscan
-from telemetry.snapshot import Hold
-from telemetry.sockdiag import SockDiag
-from telemetry.sockowners import OwnerReading, SocketOwners, TcpChangeGate
+from readers import sockdiag, sockscan
+from readers.sockdiag import SockDiag
+from readers.sockowners import OwnerReading, SocketOwners, TcpChangeGate
+from values.snapshot import Hold
 
 SS = shutil.which("ss")
 needs_ss = pytest.mark.skipif(SS is None, reason="ss not installed (Debian package iproute2)")

@@ -7,19 +7,12 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import synthetic
+from judging.analyser import Analyser
 from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 from servers.scoreboard import State
-from telemetry import synthetic
-from telemetry.analyser import Analyser
-from telemetry.reading import Counter, WorkerDeltas
-from telemetry.snapshot import (
-    GLYPHS,
-    ImbalanceSet,
-    Kind,
-    Severity,
-    Snapshot,
-    WorkerState,
-)
+from sources.reading import Counter, WorkerDeltas
+from values.snapshot import GLYPHS, ImbalanceSet, Kind, Severity, Snapshot, WorkerState
 
 
 def test_a_counter_gives_the_rise_since_the_previous_round_and_forgets_absent_keys() -> None:
@@ -107,7 +100,7 @@ def test_the_running_imbalance_sums_equal_a_naive_recount_of_the_window() -> Non
     import dataclasses
     import random
 
-    from telemetry import analysis
+    from judging import analysis
 
     rnd = random.Random(7)
     tracker = analysis.ImbalanceTracker()

@@ -3,9 +3,10 @@ quiet on one that does not."""
 
 from __future__ import annotations
 
-from telemetry import diagnosis, synthetic
-from telemetry.analyser import Analyser
-from telemetry.snapshot import Snapshot
+import synthetic
+from judging import diagnosis
+from judging.analyser import Analyser
+from values.snapshot import Snapshot
 
 
 def _last(**kw):  # type: ignore[no-untyped-def]

@@ -15,11 +15,11 @@ import time
 import pytest
 
 from conftest import get, wait_until
+from judging.analyser import Analyser
 from plumbing.tcpinfo import accept_queue
+from readers import procfs
 from servers.scoreboard import State
-from telemetry import procfs
-from telemetry.analyser import Analyser
-from telemetry.sampler import Sampler
+from sources.sampler import Sampler
 
 SS = shutil.which("ss")
 ATTEMPTS = 5  # CPU ground truth: 1 s windows tried (a busy shared box can steal some)

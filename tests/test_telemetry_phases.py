@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from telemetry import analysis, synthetic
-from telemetry.analyser import Analyser
-from telemetry.snapshot import Phases, Snapshot
+import synthetic
+from judging import analysis
+from judging.analyser import Analyser
+from values.snapshot import Phases, Snapshot
 
 
 def _with_phases(snap: Snapshot, per_worker: list[Phases | None]) -> Snapshot:

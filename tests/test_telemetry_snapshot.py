@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from telemetry import analysis, synthetic
-from telemetry.recording import FORMAT_NAME, RecordingWriter, read_recording
-from telemetry.snapshot import FORMAT_VERSION, FormatError, Snapshot
+import synthetic
+from judging import analysis
+from values.recording import FORMAT_NAME, RecordingWriter, read_recording
+from values.snapshot import FORMAT_VERSION, FormatError, Snapshot
 
 
 def _rich_snapshot() -> Snapshot:
@@ -107,7 +108,7 @@ def test_respawned_worker_is_another_worker() -> None:
 
 
 def test_roles_round_trip_and_old_recordings_read_as_workers() -> None:
-    from telemetry.snapshot import Role
+    from values.snapshot import Role
 
     snap = synthetic.snapshot(workers=3, threads=True, roles=["worker", "worker", "listener"])
     d = json.loads(json.dumps(snap.to_dict()))
@@ -148,8 +149,9 @@ def test_run_accepts_is_measure_over_every_workers_run_total() -> None:
     `measure` gives over {key: (label, accepts_total)}, ties and empty slots included."""
     import dataclasses
 
-    from telemetry import analysis, synthetic
-    from telemetry.snapshot import Role, WorkerState
+    import synthetic
+    from judging import analysis
+    from values.snapshot import Role, WorkerState
 
     base = synthetic.snapshot(seq=1, time=100.0, workers=6)
     totals = [5, 9, 9, 0, 7, None]

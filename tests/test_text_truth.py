@@ -11,9 +11,9 @@ from rich.console import Console
 import tui_scenarios
 from lab.aggregate import SummaryBuilder
 from loadgen.levels import PRESETS
-from telemetry.snapshot import Snapshot
 from text.attach import render
 from text.summary import render_summary
+from values.snapshot import Snapshot
 
 
 def _printed(render, width: int = 120) -> str:  # type: ignore[no-untyped-def]
@@ -65,7 +65,7 @@ def test_attach_once_piped_is_as_wide_as_its_tables(monkeypatch, capsys) -> None
     import argparse
 
     from commands import attach as attach_command
-    from telemetry.analyser import Analyser
+    from judging.analyser import Analyser
 
     snap = _attached()
 

@@ -16,12 +16,12 @@ import socket
 import pytest
 
 from conftest import wait_until
+from judging.analyser import Analyser
 from lab.headless import run_headless
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from telemetry.analyser import Analyser
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Role, Snapshot
+from sources.sampler import Sampler
+from values.snapshot import Role, Snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -198,7 +198,7 @@ def test_the_default_launch_opens_on_a_dramatic_accept_skew() -> None:
 
 
 def test_a_paused_thread_row_says_its_whole_process_is_stopped() -> None:
-    from telemetry import synthetic
+    import synthetic
     from tui.worker_cells import cell_text, row_values
 
     snap = synthetic.snapshot(workers=2, threads=True)

@@ -18,13 +18,11 @@ import pytest
 
 import tui_scenarios
 from conftest import assert_all_gone
+from judging.analyser import Analyser
 from loadgen.levels import PRESETS
 from loadgen.runner import LoadRunner
 from realservers import real_server  # noqa: F401 - the fixture
-from telemetry.analyser import Analyser
-from telemetry.recording import read_recording
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Role, WorkerState
+from sources.sampler import Sampler
 from test_tui_pilot import aio, wait_for
 from tui.app import ServerscopeApp
 from tui.attach_feed import AttachFeed
@@ -38,6 +36,8 @@ from tui.screens.attach import AttachScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
 from tui.worker_table import WorkerTable
+from values.recording import read_recording
+from values.snapshot import Role, WorkerState
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,12 +19,12 @@ from textual.widget import Widget
 import tui_scenarios
 from lab.catalogue import SCENARIOS
 from lab.scenarios import Scenario
-from telemetry.snapshot import Snapshot
 from test_tui_truth import screen_text
 from tui.app import ServerscopeApp
 from tui.narration_panel import NarrationPanel
 from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
+from values.snapshot import Snapshot
 
 
 @dataclass(frozen=True)

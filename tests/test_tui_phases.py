@@ -9,13 +9,13 @@ import dataclasses
 import time
 from collections.abc import Callable
 
+import synthetic
 import tui_scenarios
-from telemetry import synthetic
-from telemetry.snapshot import Snapshot
 from tui.app import ServerscopeApp
 from tui.phases_panel import PhasesPanel
 from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
+from values.snapshot import Snapshot
 
 
 def _panel_text(

@@ -24,7 +24,6 @@ from conftest import assert_all_gone
 from lab.session import Session
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from telemetry.recording import RecordingWriter, read_recording
 from tui.app import ServerscopeApp
 from tui.screens.live import LiveScreen
 from tui.screens.load import LoadScreen
@@ -32,6 +31,7 @@ from tui.screens.model import ModelScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import LiveSource, ReplaySource
 from tui.worker_table import WorkerTable
+from values.recording import RecordingWriter, read_recording
 
 # timed answers to keys and a burning worker's CPU share: the machine's cores to itself
 pytestmark = pytest.mark.solo
@@ -393,7 +393,7 @@ async def test_client_panel_shows_the_waiting_clients_in_red_and_counts_them_in_
 def test_an_index_resting_on_too_few_events_is_shown_but_not_coloured() -> None:
     """event under keepalive-idle: 1 connection held among 75 threads reads Jain 0.01 and
     top share 100%, which were drawn in red under a banner saying no phenomenon."""
-    from telemetry import synthetic
+    import synthetic
     from tui.frame import Frame
     from tui.imbalance_panel import _row
 

@@ -11,12 +11,12 @@ from textual.pilot import Pilot
 
 import tui_scenarios
 from servers.config import ServerConfig
-from telemetry.snapshot import Snapshot
 from test_tui_truth import screen_text
 from tui.app import ServerscopeApp
 from tui.screens.model import ModelScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
+from values.snapshot import Snapshot
 
 SCENARIOS: dict[str, Callable[[], list[Snapshot]]] = {
     "many_accepts_burst": tui_scenarios.many_accepts_burst,

@@ -12,9 +12,8 @@ from collections.abc import Awaitable, Callable
 
 from textual.widget import Widget
 
+import synthetic
 import tui_scenarios
-from telemetry import synthetic
-from telemetry.snapshot import Role, Snapshot
 from tui.app import ServerscopeApp
 from tui.frame import Frame
 from tui.phases_panel import PhasesPanel
@@ -23,6 +22,7 @@ from tui.screens.lab import LabScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
 from tui.worker_table import WorkerTable
+from values.snapshot import Role, Snapshot
 
 
 def screen_text(app: ServerscopeApp) -> list[str]:

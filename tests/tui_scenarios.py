@@ -6,10 +6,10 @@ in), that reads like the real thing: the figures are the ones seen live on a 2-c
 
 from __future__ import annotations
 
+import synthetic
+from judging.analyser import Analyser
 from loadgen.stats import LoadStats
-from telemetry import synthetic
-from telemetry.analyser import Analyser
-from telemetry.snapshot import Kind, Role, Snapshot, WorkerState
+from values.snapshot import Kind, Role, Snapshot, WorkerState
 
 STEPS = 40  # 10 s at 4 Hz: a full 5 s window and some sparkline history
 

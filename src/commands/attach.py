@@ -26,14 +26,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from judging import diagnosis
+from judging.analyser import Analyser
 from loadgen.levels import PRESETS, LoadError, preset
 from loadgen.runner import LoadRunner
 from plumbing.signals import stop_on
-from telemetry import diagnosis
-from telemetry.analyser import Analyser
-from telemetry.recording import RecordingWriter
-from telemetry.sampler import DEFAULT_PERIOD, AttachError, Sampler
-from telemetry.snapshot import Snapshot
+from sources.sampler import DEFAULT_PERIOD, AttachError, Sampler
+from values.recording import RecordingWriter
+from values.snapshot import Snapshot
 
 from . import export
 from .common import (

@@ -1,5 +1,5 @@
 """`serverscope compare`: several models in turn under the same load, a table and an SVG
-chart (`commands.chart`)."""
+chart (`text.chart`)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from rich.console import Console
 from lab.aggregate import write_json
 from lab.server import model_spec
 from lab.summary import RunSummary
-from lab.units import ms_short, pct
 from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
+from text.chart import DEFAULT_SVG, write_svg
 from text.compare import phases_table, table
+from values.units import ms_short, pct
 
-from .chart import DEFAULT_SVG, write_svg
 from .common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -15,9 +15,9 @@ from lab.catalogue import get, list_lines
 from lab.player import StepResult, play
 from lab.scenarios import Scenario, Step, too_short, with_seconds
 from plumbing.signals import stop_on
-from telemetry.snapshot import Snapshot
 from text.attach import wanted_width
 from text.demo import demo_view
+from values.snapshot import Snapshot
 
 from .common import EXIT_FAILED, EXIT_OK, add_width_arg, fail, fit_console, seconds
 

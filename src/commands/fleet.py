@@ -15,10 +15,10 @@ import math
 import sys
 import threading
 
+from lab.fleet_source import FleetReader
 from plumbing.signals import stop_on
-from telemetry.fleet import Fleet
-from telemetry.fleet_source import FleetReader
-from telemetry.promapi import PromClient, PromError
+from readers.promapi import PromClient, PromError
+from values.fleet import Fleet
 
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_width_arg, fail, fit_console, seconds
 

@@ -16,10 +16,10 @@ from lab.summary import RunSummary
 from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
 from plumbing.signals import stop_on
 from servers.config import ServerConfig
-from telemetry.analysis import dur
-from telemetry.snapshot import Snapshot
 from text.load import live_figures, live_progress
 from text.summary import render_summary
+from values.snapshot import Snapshot
+from values.units import dur
 
 from . import export
 from .common import (

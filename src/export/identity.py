@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 SERVER_INFO_LABELS = ("host", "server", "program", "root_pid", "ports", "accepts")
 

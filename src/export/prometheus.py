@@ -67,7 +67,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from plumbing.loghist import LogHist, bucket_bounds
-from telemetry.snapshot import STATES, Snapshot, WorkerSample, WorkerState
+from values.snapshot import STATES, Snapshot, WorkerSample, WorkerState
 
 from .address import ExportAddress, ExportError, parse_address
 from .identity import host_name, imbalance_basis, server_info

@@ -9,13 +9,13 @@ import csv
 import json
 from typing import Any
 
+from judging import analysis
 from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
-from telemetry import analysis
-from telemetry.snapshot import Snapshot, WorkerSample, WorkerState
+from values.snapshot import Snapshot, WorkerSample, WorkerState
+from values.units import rounded
 
 from .summary import DiagnosisSeen, RunSummary, WorkerTotals
-from .units import rounded
 
 CSV_FIELDS = (
     "t_s",

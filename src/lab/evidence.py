@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from loadgen.histogram import SUB
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 # a percentile reads its histogram bucket's midpoint, within 1/256 of the true value
 _ONE_SECOND_MS = 1000.0 * (1 - 1 / (2 * SUB))

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from loadgen.levels import LoadLevel
 from servers.config import ServerConfig
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 from .aggregate import SummaryBuilder
 from .session import Session

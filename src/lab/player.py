@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadgen.levels import LoadLevel
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 from .scenarios import Fault, Scenario, Step, apply_fault, with_seconds
 from .session import Session

@@ -27,8 +27,8 @@ from originals import spec as original_spec
 from originals.build import BuildError
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError, Supervisor
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Role
+from sources.sampler import Sampler
+from values.snapshot import Role
 
 from . import probes
 from .server import Server, open_server, sampler_for

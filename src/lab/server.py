@@ -20,7 +20,7 @@ from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.models import ModelSpec
 from servers.supervisor import Supervisor
-from telemetry.sampler import Sampler
+from sources.sampler import Sampler
 
 
 class Server(Protocol):

@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from judging.analyser import Analyser
+from judging.diagnosis import OVERFLOW_NEAR_FULL
 from loadgen.levels import LoadLevel
 from loadgen.runner import LoadRunner
 from loadgen.stats import LoadStats
@@ -26,11 +28,9 @@ from plumbing.process import pid_alive
 from servers.config import ServerConfig
 from servers.root import BURN_MS, BURN_SIGNAL
 from servers.supervisor import Supervisor
-from telemetry.analyser import Analyser
-from telemetry.diagnosis import OVERFLOW_NEAR_FULL
-from telemetry.recording import RecordingWriter
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Snapshot, queue_figure
+from sources.sampler import Sampler
+from values.recording import RecordingWriter
+from values.snapshot import Snapshot, queue_figure
 
 from .server import Server, open_server, sampler_for
 

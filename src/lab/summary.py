@@ -33,8 +33,7 @@ from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
 from loadgen.stats import ERROR_KINDS, Percentiles
 from plumbing.loghist import LogHist
-
-from .units import rounded
+from values.units import rounded
 
 # -- the summary (plain data) ---------------------------------------------------------------
 
@@ -53,7 +52,7 @@ class WorkerTotals:
     requests: int | None = None  # None: the server counts none we read (the originals)
     cpu_s: float = 0.0
     alive_at_end: bool = True
-    role: str = "worker"  # telemetry.snapshot.Role: only workers enter the imbalance
+    role: str = "worker"  # values.snapshot.Role: only workers enter the imbalance
 
     def to_json_dict(self, total_accepts: int) -> dict[str, Any]:
         return {

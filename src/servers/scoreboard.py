@@ -7,7 +7,7 @@ without any IPC. The model area holds what only the master writes (spawns, death
 dispatches). Readers get plain frozen dataclasses.
 
 Request phases (issue 16): after the slots, each slot owns a phase area of three
-histograms (queue wait, in-server wait, service; see telemetry.snapshot.Phases), each
+histograms (queue wait, in-server wait, service; see values.snapshot.Phases), each
 count, sum_us, max_us and plumbing.loghist's NBUCKETS bucket counts as uint64: 4,872
 bytes a slot, 5 MB for 1,024 slots (memfd pages are only backed once written). The
 worker writes them through a memoryview cast over the mmap (`SlotWriter.record`: an
@@ -74,7 +74,7 @@ class Kind(IntEnum):
 
 class Role(IntEnum):
     """What a slot's occupant does (a byte in shared memory): only workers serve requests
-    (telemetry.snapshot.Role carries the same names as strings)."""
+    (values.snapshot.Role carries the same names as strings)."""
 
     WORKER = 0  # serves requests (a process, a thread, an event loop)
     LISTENER = 1  # accepts and hands connections on (event's listener thread)

@@ -8,15 +8,8 @@ from collections.abc import Sequence
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from lab.units import mib, opt
-from telemetry.snapshot import (
-    PAST_LIMIT_NOTE,
-    Role,
-    Severity,
-    Snapshot,
-    WorkerSample,
-    WorkerState,
-)
+from values.snapshot import PAST_LIMIT_NOTE, Role, Severity, Snapshot, WorkerSample, WorkerState
+from values.units import mib, opt
 
 from .fit import Column, FitTable, natural_width
 

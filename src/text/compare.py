@@ -10,8 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.summary import RunSummary
-from lab.units import ms_short, opt, pct
-from telemetry.analysis import dur
+from values.units import dur, ms_short, opt, pct
 
 
 def table(summaries: Sequence[RunSummary]) -> Table:

@@ -8,8 +8,8 @@ from rich.console import Group
 from rich.text import Text
 
 from lab.scenarios import Scenario, Step
-from lab.units import ms
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
+from values.units import ms
 
 from .attach import render
 

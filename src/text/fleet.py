@@ -7,10 +7,10 @@ import time
 from rich.console import Group
 from rich.text import Text
 
-from telemetry.fleet import Fleet
-from telemetry.fleet_format import COLUMNS, LEFT, cells, severity_of
+from values.fleet import Fleet
 
 from .fit import Column, FitTable, natural_width
+from .fleet_format import COLUMNS, LEFT, cells, severity_of
 
 # kept first when the console is too narrow for every column
 PRIORITY = ("#", "host", "server", "diagnoses", "imbalance", "queue", "throttled", "port")

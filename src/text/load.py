@@ -8,9 +8,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab.units import WAIT_ALARM_MS, ms_wrk
 from loadgen.result import LoadResult
 from loadgen.stats import ERROR_KINDS, LoadStats
+from values.units import WAIT_ALARM_MS, ms_wrk
 
 
 def live_progress(console: Console) -> Progress:

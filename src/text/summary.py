@@ -10,10 +10,9 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.summary import RunSummary
-from lab.units import opt, pct
 from plumbing.loghist import LogHist
-from telemetry.analysis import dur
-from telemetry.snapshot import PAST_LIMIT_NOTE
+from values.snapshot import PAST_LIMIT_NOTE
+from values.units import dur, opt, pct
 
 from .load import load_summary
 

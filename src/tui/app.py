@@ -31,7 +31,7 @@ from lab.scenarios import Scenario
 from lab.session import LIVE_DURATION, Session
 from loadgen.levels import LoadLevel
 from servers.config import ServerConfig
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 from .attach_feed import AttachFeed
 from .driver import QuickExitDriver

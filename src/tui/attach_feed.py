@@ -1,6 +1,6 @@
 """Snapshots of a server serverscope did not start: `serverscope attach` in the TUI.
 
-A Sampler attached by pid or port (telemetry.sampler) plus the Analyser that adds the
+A Sampler attached by pid or port (sources.sampler) plus the Analyser that adds the
 imbalance indexes and diagnoses, sampled from the screen's thread once per period like a
 LiveSource, with the lab's own EventDeriver for the event log. Closing it stops only what
 serverscope started (the sampler's bpftrace and mod_status poller, the --load generator,
@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from judging.analyser import Analyser
 from lab.session import EventDeriver, LabEvent
-from telemetry.analyser import Analyser
-from telemetry.sampler import Sampler
-from telemetry.snapshot import Snapshot
+from sources.sampler import Sampler
+from values.snapshot import Snapshot
 
 from .source import HISTORY, ScreenSource
 

@@ -28,8 +28,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
-from lab.units import WAIT_ALARM_MS, ms, num
 from loadgen.stats import ERROR_KINDS, ClientPhases, LoadStats
+from values.units import WAIT_ALARM_MS, ms, num
 
 from .drawing import spark
 from .frame import Frame

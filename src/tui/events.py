@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from lab.session import EventDeriver, LabEvent
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 
 def derive_events(snapshots: Iterable[Snapshot]) -> list[LabEvent]:

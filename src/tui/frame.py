@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 WorkerKey = tuple[int | None, int, int]
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from telemetry.analysis import run_accepts
-from telemetry.diagnosis import SKEW_MIN_MAX_OVER_MEAN as SKEW  # drawn red from there
-from telemetry.diagnosis import enough_to_judge
+from judging.analysis import run_accepts
+from judging.diagnosis import SKEW_MIN_MAX_OVER_MEAN as SKEW  # drawn red from there
+from judging.diagnosis import enough_to_judge
 
 from .drawing import jain_style, spark
 from .frame import Frame

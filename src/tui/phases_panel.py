@@ -23,8 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from plumbing.loghist import LogHist
-from telemetry.analysis import dur
-from telemetry.snapshot import Phases, Snapshot
+from values.snapshot import Phases, Snapshot
+from values.units import dur
 
 from .drawing import bar
 from .frame import Frame

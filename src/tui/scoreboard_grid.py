@@ -22,7 +22,7 @@ from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry.snapshot import Role, WorkerSample, WorkerState
+from values.snapshot import Role, WorkerSample, WorkerState
 
 from .drawing import PAUSED_STYLE, STATE_STYLE
 from .frame import Frame

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from telemetry.snapshot import GLYPHS
+from values.snapshot import GLYPHS
 
 from .drawing import PAUSED_STYLE, STATE_STYLE
 

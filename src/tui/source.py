@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from lab.session import LabEvent, Session
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 from .events import derive_events
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from lab.units import mib, num
-from telemetry.snapshot import GLYPHS, WorkerSample
+from values.snapshot import GLYPHS, WorkerSample
+from values.units import mib, num
 
 from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style
 from .frame import rate

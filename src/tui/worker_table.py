@@ -18,7 +18,7 @@ from textual.geometry import Region, Size, Spacing
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from telemetry.snapshot import Role, WorkerSample, WorkerState
+from values.snapshot import Role, WorkerSample, WorkerState
 
 from .frame import Frame, WorkerKey
 from .messages import WorkerSelected

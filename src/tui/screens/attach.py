@@ -17,7 +17,7 @@ from typing import ClassVar
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
-from telemetry.attach_target import NOT_ALLOWED
+from readers.attach_target import NOT_ALLOWED
 
 from ..attach_feed import AttachFeed
 from ..diagnosis_banner import DiagnosisBanner

@@ -21,8 +21,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from telemetry.fleet import Fleet, FleetServer, ServerHistory, ServerId
-from telemetry.fleet_format import (
+from readers.promapi import PromError
+from text.fleet_format import (
     COLUMNS,
     HISTORY_COLUMNS,
     cells,
@@ -32,7 +32,7 @@ from telemetry.fleet_format import (
     severity_of,
     sparkline,
 )
-from telemetry.promapi import PromError
+from values.fleet import Fleet, FleetServer, ServerHistory, ServerId
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 SPARK_WIDTH = 24  # characters per line over time
@@ -44,7 +44,7 @@ T = TypeVar("T")
 
 
 class Reader(Protocol):
-    """What the screens read through (telemetry.fleet_source.FleetReader; a stub in tests)."""
+    """What the screens read through (lab.fleet_source.FleetReader; a stub in tests)."""
 
     @property
     def url(self) -> str: ...

@@ -25,7 +25,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header
 
-from telemetry.snapshot import Snapshot, WorkerSample
+from values.snapshot import Snapshot, WorkerSample
 
 from ..backlog_panel import BacklogPanel
 from ..client_panel import ClientPanel

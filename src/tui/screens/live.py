@@ -19,7 +19,7 @@ from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
-from telemetry.snapshot import Snapshot
+from values.snapshot import Snapshot
 
 from ..diagnosis_banner import DiagnosisBanner
 from ..source import LiveSource

@@ -1,0 +1,178 @@
+"""Why a diagnosed phenomenon happens and what fixes it, from the accept mechanism READ
+(ListenerSample.spread/wake, readers.mechanism), never from a model's or server's name:
+Node's cluster workers register their listener without EPOLLEXCLUSIVE, so "epoll wakes the
+most recent waiter (LIFO)", said of it by name, was wrong. A recognised server
+(ModelInfo.server) only words the advice in its own knobs ("`listen ... reuseport`").
+Each function returns a suffix for a diagnosis line ("; why: fix"), "" when nothing was
+read (no claim is better than a wrong one)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from values.snapshot import Hold, ListenerSample, Snapshot, Spread, Wake
+
+# what was read, and why the kernel's choice falls the way it does
+_WHY = {
+    Wake.EPOLL: (
+        "one shared socket, epoll without EPOLLEXCLUSIVE: every waiter is woken and they "
+        "race; the first to run takes what is ready"
+    ),
+    Wake.EXCLUSIVE: (
+        "one shared socket, EPOLLEXCLUSIVE: one waiter is woken, LIFO: the most recent, "
+        "usually the busiest"
+    ),
+    Wake.BLOCKING: (
+        "one shared socket, workers blocked in accept(): the longest waiter is woken (FIFO), "
+        "so the kernel spreads evenly; those that take fewer are busy longer between accepts"
+    ),
+    Wake.SELECT: (
+        "one shared socket, select(): every waiter is woken and they race; the first to run "
+        "takes what is ready"
+    ),
+    Wake.MIXED: "one shared socket, the workers waiting on it in different ways",
+}
+_FIX = {
+    Wake.EPOLL: "fix: take one connection per wake-up, a socket per worker ({reuseport}) or {rr}",
+    Wake.SELECT: "fix: a socket per worker ({reuseport}) or {rr}",
+    Wake.EXCLUSIVE: (
+        "fix: a socket per worker ({reuseport}) or rotate the waiters (nginx re-adds the "
+        "listener every N accepts)"
+    ),
+}
+# the advice in a recognised server's own words (ModelInfo.server's family)
+_KNOBS = {
+    "nginx": {"reuseport": "`listen ... reuseport`"},
+    "node": {"rr": "cluster's round robin (SCHED_RR)", "shared": "cluster's SCHED_NONE"},
+    "apache": {"reuseport": "ListenCoresBucketsRatio"},
+}
+_GENERIC = {
+    "reuseport": "reuseport",
+    "rr": "a master's round robin",
+    "shared": "a shared socket",
+}
+
+
+def read(s: Snapshot) -> ListenerSample | None:
+    """The listener whose mechanism stands for the server's: the most common one read
+    (every listener of a server is usually waited on the same way); None if none read."""
+    known = [ln for ln in s.listeners if ln.spread is not None]
+    if not known:
+        return None
+    common = Counter((ln.spread, ln.wake) for ln in known).most_common(1)[0][0]
+    return next(ln for ln in known if (ln.spread, ln.wake) == common)
+
+
+def _knob(s: Snapshot, what: str) -> str:
+    family = (s.model.server or "").split("-")[0] if s.model else ""
+    return _KNOBS.get(family, {}).get(what, _GENERIC[what])
+
+
+def dispatching(s: Snapshot) -> bool:
+    """A master was read to accept every connection and hand it on."""
+    ln = read(s)
+    return ln is not None and ln.spread == Spread.MASTER
+
+
+def skew(s: Snapshot) -> str:
+    """Why a few workers take most connections, and the fix, from the mechanism read."""
+    ln = read(s)
+    if ln is None:
+        return ""
+    if ln.spread == Spread.REUSEPORT:
+        return (
+            "; a socket per worker (reuseport): the kernel hashes each connection's addresses "
+            "to one, blind to load, and few clients hash unevenly (steer with "
+            "SO_ATTACH_REUSEPORT_CBPF)"
+        )
+    if ln.spread == Spread.MASTER:
+        return "; a master accepts and deals the connections: its policy chose, not the kernel"
+    assert ln.wake is not None
+    why = _WHY[ln.wake]
+    if ln.spread == Spread.ACCEPTOR_THREAD:
+        why = f"a listener thread per process accepts for its threads; {why}"
+    fix = _FIX.get(ln.wake)
+    if fix:
+        why += "; " + fix.format(rr=_knob(s, "rr"), reuseport=_knob(s, "reuseport"))
+    return f"; {why}"
+
+
+def starvation(s: Snapshot, hold: Hold | None = None) -> str:
+    """Why every worker is pinned (each serves one connection to its end: the rule's own
+    evidence), by what holds them (`hold`, read from their sockets; None: not read, taken
+    as the keep-alive wait), how the accept was read, and the fix that follows."""
+    ln = read(s)
+    how = "blocks in accept() and " if ln is not None and ln.wake == Wake.BLOCKING else ""
+    family = (s.model.server or "").split("-")[0] if s.model else ""
+    fixes = _HOLD_FIXES.get(family, _HOLD_FIXES[""])
+    fix = fixes.get(hold, fixes[None])
+    return f"; each worker {how}serves one connection to its end{_PINNED[hold]}; fix: {fix}"
+
+
+# what pins the workers (snapshot.Hold, read from each connection's tcp_info; None: not
+# read) -> why they stay pinned
+_PINNED: dict[Hold | None, str] = {
+    Hold.KEEPALIVE: ", keep-alive wait included, so idle clients pin them all",
+    None: ", keep-alive wait included, so idle clients pin them all",
+    Hold.PARTIAL: ", so clients that stop half-way through a request pin them all",
+    Hold.SILENT: ", so clients that connect and send nothing pin them all",
+}
+_BUFFER = "a proxy that buffers whole requests (nginx) in front"
+_READ_TIMEOUT = f"a request (header) read timeout, or {_BUFFER}"
+_KEEPALIVE = (
+    "shorten the keep-alive timeout or serve idle connections from an event loop "
+    "(an event MPM, threads, async workers)"
+)
+# the fix by server family (ModelInfo.server's first word; "" any other) and what pins
+# the workers; a family's None entry stands for the holds it does not name
+_HOLD_FIXES: dict[str, dict[Hold | None, str]] = {
+    "": {
+        Hold.KEEPALIVE: _KEEPALIVE,
+        None: _KEEPALIVE,
+        Hold.PARTIAL: _READ_TIMEOUT,
+        Hold.SILENT: _READ_TIMEOUT,
+    },
+    "apache": {
+        None: "shorten KeepAliveTimeout or use the event MPM",
+        Hold.PARTIAL: f"shorten RequestReadTimeout (mod_reqtimeout) or put {_BUFFER}",
+        Hold.SILENT: f"shorten RequestReadTimeout (mod_reqtimeout) or put {_BUFFER}",
+    },
+    "gunicorn": {
+        None: "use -k gthread (or an async worker) or a buffering proxy (nginx) in front",
+        Hold.PARTIAL: f"put {_BUFFER}, or use -k gthread (or an async worker); --timeout "
+        "bounds each",
+        Hold.SILENT: f"put {_BUFFER}, or use -k gthread (or an async worker); --timeout "
+        "bounds each",
+    },
+    "python": {  # http.server
+        None: "set the handler's `timeout` or serve with ThreadingHTTPServer",
+        Hold.PARTIAL: f"set the handler's `timeout`, serve with ThreadingHTTPServer, or put "
+        f"{_BUFFER}",
+        Hold.SILENT: f"set the handler's `timeout`, serve with ThreadingHTTPServer, or put "
+        f"{_BUFFER}",
+    },
+}
+
+
+def reuseport_backlog(s: Snapshot, owner: str) -> str:
+    """Why one reuseport queue grows while the others idle."""
+    ln = read(s)
+    if ln is None or ln.spread != Spread.REUSEPORT:
+        return ""
+    return (
+        f"; a socket per worker (reuseport): the kernel keeps hashing new connections to "
+        f"{owner}'s socket whatever {owner} does (net.ipv4.tcp_migrate_req moves them when "
+        "it closes; an SO_ATTACH_REUSEPORT_CBPF program can steer around it)"
+    )
+
+
+def master(s: Snapshot) -> str:
+    """Why a dispatching master caps the server, and the fix."""
+    ln = read(s)
+    if ln is None or ln.spread not in (Spread.MASTER, Spread.ACCEPTOR_THREAD):
+        return ""
+    who = "one process" if ln.spread == Spread.MASTER else "one thread"
+    return (
+        f"; {who} accepts every connection and hands it on; fix: let the workers accept "
+        f"themselves ({_knob(s, 'shared')} or reuseport)"
+    )

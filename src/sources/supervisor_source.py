@@ -1,0 +1,412 @@
+"""The source for a server we started: a `servers.supervisor.Supervisor`.
+
+Worker figures from the shared scoreboard; CPU from /proc/PID/schedstat (per thread from
+/proc/PID/task/TID/schedstat for thread workers); the accept queues by TCP_INFO on the
+listening sockets the supervisor holds. Hand-written: no library samples a scoreboard,
+and psutil is too slow for 250 processes at 4 Hz (see procfs.py and bench/bench_sampler.py).
+
+Request phases (issue 16) from each worker slot's phase area (`PhaseReader`): a slot's three
+counts are read every sample, its histograms only when a count moved.
+"""
+
+from __future__ import annotations
+
+import os
+from itertools import islice
+from operator import add, sub
+from typing import TYPE_CHECKING, Any
+
+from values.positional import positional_new
+
+from plumbing.loghist import NBUCKETS, LogHist
+from plumbing.tcpinfo import accept_queue
+from readers import procfs
+from readers.mechanism import UNKNOWN, ListenerMechanism, WaitWatcher
+from readers.sockdiag import SYN_RECV, SockDiag
+from servers import scoreboard
+from servers.scoreboard import State
+from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
+
+from .reading import Reading, WorkerDeltas
+
+if TYPE_CHECKING:
+    from servers.scoreboard import ModelArea, Scoreboard
+    from servers.supervisor import Supervisor
+
+# by value (the scoreboard's raw bytes): a tuple index is much cheaper than an enum call
+_STATES = tuple(WorkerState(st.name.lower()) for st in State)
+_ROLES = tuple(Role[r.name] for r in scoreboard.Role)
+_EMPTY, _DEAD, _THREAD = int(State.EMPTY), int(State.DEAD), int(scoreboard.Kind.THREAD)
+_new_worker = positional_new(WorkerSample)
+_KPROCESS, _KTHREAD = Kind.PROCESS, Kind.THREAD  # a global is 10x cheaper than Kind.X
+_WORKER = int(scoreboard.Role.WORKER)
+
+
+class PhaseReader:
+    """Each worker slot's request phases, and the whole server's (issue 16).
+
+    Every sample reads a worker slot's three counts (3 words). A histogram whose count
+    moved is read again (`Scoreboard.phase_words`: 203 words, and ~10 us of
+    bookkeeping here) at once while at most REREAD_BUDGET slots were read again in this
+    sample, else once its last reading is REREAD_S old: under load from hundreds of
+    workers a slot's phases lag its request counts by up to a second, and a sample reads
+    about nworkers / (REREAD_S x rate) slots (250 busy workers at 4 Hz: ~60, ~2 ms)
+    instead of all of them (~15 ms measured); a server with few busy workers is read
+    exactly every sample. The whole server's is kept as running dense sums: a histogram
+    read again moves its old reading out and its new one in; a slot a new worker took
+    keeps its predecessor's counts in (the server's figures are cumulative since start).
+    """
+
+    REREAD_BUDGET = 16  # slots read again at once per sample, whatever their age
+    REREAD_S = 1.0  # beyond the budget, a changed slot is read again once a second
+
+    def __init__(self, board: Scoreboard) -> None:
+        self.board = board
+        # slot -> its last reading: generation, counts, phases, when, raw words per phase
+        self._seen: dict[int, tuple[int, tuple[int, int, int], Phases, float, list[list[int]]]]
+        self._seen = {}
+        self._dense = [[0] * NBUCKETS for _ in range(3)]
+        self._sum = [0, 0, 0]
+        self._max = [0, 0, 0]
+        self._total: Phases | None = None  # None: changed since last built
+        self._budget = 0
+
+    def begin(self) -> None:
+        """A new sample: its budget of slots read again at once."""
+        self._budget = self.REREAD_BUDGET
+
+    def slot(self, index: int, generation: int, now: float) -> Phases | None:
+        """Slot `index`'s phases (cumulative since its worker started); None if never
+        claimed (generation 0)."""
+        if not generation:
+            return None
+        board = self.board
+        counts = board.phase_counts(index)
+        seen = self._seen.get(index)
+        if seen is not None and seen[0] == generation:
+            if seen[1] == counts:
+                return seen[2]
+            if self._budget <= 0 and now - seen[3] < self.REREAD_S:
+                return seen[2]  # read again within the second
+            hists = [seen[2].queue, seen[2].server, seen[2].service]
+            raws = list(seen[4])
+            for p in range(3):
+                if counts[p] != seen[1][p]:
+                    raws[p] = board.phase_words(index, p)
+                    hists[p] = scoreboard.hist_of(raws[p])
+                    self._account(p, raws[p], seen[4][p])  # the older reading out
+        else:  # a new worker: its predecessor's reading stays in the total
+            raws = [board.phase_words(index, p) for p in range(3)]
+            hists = [scoreboard.hist_of(r) for r in raws]
+            for p in range(3):
+                self._account(p, raws[p], None)
+        self._budget -= 1
+        phases = Phases(hists[0], hists[1], hists[2])
+        self._seen[index] = (generation, counts, phases, now, raws)
+        return phases
+
+    def _account(self, p: int, new: list[int], old: list[int] | None) -> None:
+        """Move histogram p of a slot from its `old` raw words to `new` in the totals (C-speed
+        map over the buckets: ~5 us, where a loop over LogHist buckets took ~20)."""
+        if old is None:
+            self._dense[p] = list(map(add, self._dense[p], islice(new, 3, None)))
+            self._sum[p] += new[1]
+        else:
+            diff = map(sub, islice(new, 3, None), islice(old, 3, None))
+            self._dense[p] = list(map(add, self._dense[p], diff))
+            self._sum[p] += new[1] - old[1]
+        if new[2] > self._max[p]:
+            self._max[p] = new[2]
+        self._total = None
+
+    def total(self) -> Phases:
+        """The whole server's: every slot's, its past workers' included."""
+        if self._total is None:
+            d, sums, maxes = self._dense, self._sum, self._max
+            self._total = Phases(*(LogHist.from_counts(d[p], sums[p], maxes[p]) for p in range(3)))
+        return self._total
+
+
+class SupervisorSource:
+    """A server started by a `servers.supervisor.Supervisor` (scoreboard + owned sockets)."""
+
+    kind = "supervisor"
+    # SYN_RECV is read every sample while a queue is non-empty or the namespace's listen
+    # overflows/drops moved, else every SYN_EVERY_S (see _listeners)
+    SYN_EVERY_S = 5.0
+    # RSS and thread counts (the full /proc/PID/stat) are read every FULL_STAT_EVERY-th
+    # sample (1 Hz at 4 Hz); CPU, from schedstat, every sample
+    FULL_STAT_EVERY = 4
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.stat = procfs.StatReader()
+        self._n = 0
+        self._refresh = True  # this sample reads the full stat afresh
+        self._stats: dict[int, procfs.Stat | None] = {}  # this sample's
+        self._full: dict[int, procfs.Stat] = {}  # the last refresh's
+        self._full_cpu: dict[int, float | None] = {}  # schedstat CPU when that was read
+        self._syn: dict[int, int] = {}
+        self._syn_at = -1e9
+        self._phases: PhaseReader | None = None
+        self._diag: SockDiag | None = None  # kept open: made on the first SYN_RECV read
+        self._drops: tuple[int, int] | None = None  # ListenOverflows, ListenDrops
+        self._waits = WaitWatcher()  # how the workers wait on the listeners (mechanism)
+        self._mechs: dict[int, ListenerMechanism] = {}
+        self._addr = []
+        for s in sup.listeners:
+            name = s.getsockname()
+            self._addr.append((name[0], name[1], os.fstat(s.fileno()).st_ino))
+
+    def close(self) -> None:
+        self.stat.close()
+        if self._diag is not None:
+            self._diag.close()
+            self._diag = None
+
+    def read(self, now: float, deltas: WorkerDeltas) -> Reading:
+        sup = self.sup
+        if sup.scoreboard is None or sup.proc is None:
+            raise RuntimeError("the server is not running")
+        area = sup.scoreboard.read_model()
+        root_pid = sup.proc.pid
+        self._n += 1
+        self._refresh = self._n % self.FULL_STAT_EVERY == 1
+        self._stats = {}
+        phases = None
+        if sup.scoreboard.phases_on:
+            if self._phases is None:
+                self._phases = PhaseReader(sup.scoreboard)
+            phases = self._phases
+            phases.begin()
+        worker = self._worker
+        workers = [
+            worker(i, s, now, deltas, phases) for i, s in enumerate(sup.scoreboard.raw_slots())
+        ]
+        # the root's CPU is all its threads' (stat), read every sample: the master's own
+        # share is told from the worker threads living in it (goroutines)
+        root = self._stats[root_pid] = self.stat.proc(root_pid)
+        processes = {w.pid for w in workers if w.alive} | {root_pid}
+        model = self._model(area, root_pid, root, processes, now)
+        if self._refresh:
+            self.stat.sweep()  # fds of workers gone since the last refresh
+            self._full = {pid: st for pid, st in self._stats.items() if st is not None}
+            self._full_cpu = {p: c for p, c in self._full_cpu.items() if p in self._full}
+        return Reading(
+            model,
+            root.cpu_seconds if root else None,
+            workers,
+            self._listeners(now, self._mechanisms(now, area, processes, workers)),
+            phases.total() if phases is not None else None,
+        )
+
+    def _mechanisms(
+        self, now: float, area: ModelArea, processes: set[int], workers: list[WorkerSample]
+    ) -> dict[int, ListenerMechanism]:
+        """How the workers wait on each listener, read from /proc (readers.mechanism)
+        when the processes change or the model becomes ready, not every sample."""
+        key = (frozenset(processes), area.ready)
+        if not self._waits.due(now, key):
+            return self._mechs
+        live = [w for w in workers if w.alive and w.role == Role.WORKER]
+        mechs = self._waits.update(
+            now,
+            key,
+            processes,
+            [(inode, port) for _, port, inode in self._addr],
+            {w.pid for w in live if w.kind == _KPROCESS},
+            {w.tid for w in live if w.kind == _KTHREAD},
+            {w.pid for w in live if w.kind == _KTHREAD},
+        )
+        self._mechs = mechs
+        return mechs
+
+    # -- workers ------------------------------------------------------------------------
+    def _pstat(self, pid: int) -> procfs.Stat | None:
+        """/proc/PID/stat: read afresh on a refresh sample, else the last reading."""
+        stats = self._stats
+        if pid in stats:
+            return stats[pid]
+        st = None if self._refresh else self._full.get(pid)
+        if st is None:
+            st = self.stat.proc(pid)
+        stats[pid] = st
+        return st
+
+    def _process(self, pid: int) -> tuple[procfs.Stat | None, float | None]:
+        """(stat, CPU seconds) of a process worker. A single-threaded one's CPU is its
+        schedstat, read every sample; its stat (RSS, threads) is the last refresh's, and
+        on a refresh sample it is read afresh only if the process ran since that stat
+        was read (its schedstat moved): one that has not run cannot have grown nor
+        started a thread. At 1,024 idle workers the refresh read 1,024 stat files every
+        4th sample (bench/bench_sampler.py)."""
+        if pid in self._stats:  # read already this sample (several slots, one process)
+            st = self._stats[pid]
+            return st, self._process_cpu(pid, st) if st is not None else None
+        full = self._full.get(pid)
+        sched = f"/proc/{pid}/schedstat"
+        cpu = None
+        if full is not None and full.num_threads == 1:
+            cpu = self.stat.cpu_seconds(sched)
+            if cpu is not None and (not self._refresh or cpu == self._full_cpu.get(pid)):
+                self.stat.touch(f"/proc/{pid}/stat")  # kept open through the sweep
+                self._stats[pid] = full
+                return full, cpu
+        st = self._stats[pid] = self.stat.proc(pid)
+        if st is None:
+            return None, None
+        if st.num_threads > 1:
+            return st, st.cpu_seconds
+        if cpu is None:
+            cpu = self.stat.cpu_seconds(sched)
+        self._full_cpu[pid] = cpu  # read before the stat: if it ran since, the next
+        return st, cpu  # refresh sees a change and reads the stat again
+
+    def _process_cpu(self, pid: int, st: procfs.Stat) -> float | None:
+        if st.num_threads == 1:  # the main thread is the whole process
+            return self.stat.cpu_seconds(f"/proc/{pid}/schedstat")
+        fresh = st if self._refresh else self.stat.proc(pid)
+        return fresh.cpu_seconds if fresh else None
+
+    def _worker(
+        self,
+        index: int,
+        s: tuple[Any, ...],
+        now: float,
+        deltas: WorkerDeltas,
+        phases: PhaseReader | None,
+    ) -> WorkerSample:
+        """One slot (a `Scoreboard.raw_slots` tuple). The hot loop, once per slot per
+        sample: WorkerSample is built by `positional_new`, every field in its order; by
+        keyword, its __init__ cost 10 us a worker, 2.5 ms a sample at 250, positionally
+        about 6 us, and 2.5 us here (bench/bench_sampler.py, a busy 2-core box)."""
+        (pid, tid, st, kind, listener, gen, accepted, nopen, requests, sent, last, started,
+         deaths, group, role) = s  # fmt: skip
+        alive = st != _EMPTY and st != _DEAD and pid > 0
+        thread = kind == _THREAD
+        cpu = rss = None
+        if alive:
+            if thread:
+                p = self._pstat(pid)
+                cpu = self.stat.cpu_seconds(f"/proc/{pid}/task/{tid}/schedstat")
+            else:
+                p, cpu = self._process(pid)
+            if p is not None:
+                rss = p.rss_bytes
+        pct, acc, req = deltas((index, tid if thread else pid, gen), alive, cpu, accepted, requests)
+        return _new_worker(
+            index,  # slot
+            pid,
+            tid,
+            gen,  # generation
+            _KTHREAD if thread else _KPROCESS,  # kind
+            _STATES[st],
+            group,
+            listener,
+            (now - last if now > last else 0.0) if last else None,  # state_age_s
+            (now - started if now > started else 0.0) if started else None,  # age_s
+            pct,  # cpu_percent
+            cpu,  # cpu_seconds
+            rss,  # rss_bytes
+            (nopen if nopen > 0 else 0) if alive else 0,  # connections
+            acc,  # accepts
+            accepted,  # accepts_total
+            req,  # requests
+            requests,  # requests_total
+            sent,  # bytes_sent_total
+            deaths,
+            "",  # name
+            _ROLES[role],
+            None,  # proc_state: attach's
+            phases.slot(index, gen, now) if phases is not None and role == _WORKER else None,
+            None,  # window_phases: the analyser's
+            None,  # hold: attach's (the scoreboard's state says K or R)
+        )
+
+    # -- the model ------------------------------------------------------------------------
+    def _model(
+        self,
+        m: ModelArea,
+        root_pid: int,
+        root: procfs.Stat | None,
+        processes: set[int],
+        now: float,
+    ) -> ModelInfo:
+        nthreads = sum((st.num_threads if (st := self._pstat(pid)) else 0) for pid in processes)
+        return ModelInfo(
+            name=m.model or self.sup.config.model,
+            root_pid=root_pid,
+            master_rss_bytes=root.rss_bytes if root else None,
+            gil=m.gil,
+            ready=m.ready,
+            expected=m.expected,
+            spawns=m.spawns,
+            deaths=m.deaths,
+            dispatches=m.dispatches,
+            handoff_failures=m.handoff_failures,
+            last_death_pid=m.last_death_pid or None,
+            last_death_status=m.last_death_status if m.last_death_pid else None,
+            last_death_age_s=(now - m.last_death_time) if m.last_death_pid else None,
+            error=m.error,
+            processes=len(processes),
+            threads=nthreads,
+        )
+
+    # -- listeners ------------------------------------------------------------------------
+    def _syn_recv(self) -> dict[int, int] | None:
+        """{port: half-open connections} on our ports; None without sock_diag. Whatever
+        the filter, the kernel walks its whole established table (TIME-WAIT included) for
+        this dump, so it is one walk for both families (SockDiag's), on a netlink socket
+        kept open: with 84,000 TIME-WAIT on the host, 6.6 ms against 12.9 ms for
+        procfs.syn_recv_counts' two walks; at 1 Hz that was 3.2 ms a sample at 4 Hz."""
+        ports = sorted({port for _, port, _ in self._addr})
+        if not ports:
+            return {}
+        try:
+            if self._diag is None:
+                self._diag = SockDiag()
+            rows = self._diag.dump(SYN_RECV, ports)
+        except OSError:  # SockDiagError, or the netlink socket failing mid-dump
+            return None
+        out: dict[int, int] = {}
+        for r in rows:
+            out[r.local_port] = out.get(r.local_port, 0) + 1
+        return out
+
+    def _listeners(self, now: float, mechs: dict[int, ListenerMechanism]) -> list[ListenerSample]:
+        socks = self.sup.listeners
+        queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
+        # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME-WAITs).
+        # Half-open connections linger when a full accept queue drops the handshakes'
+        # last ACKs (ListenOverflows) or SYNs (ListenDrops): while a queue is non-empty or
+        # those counters moved since the last sample, it is read every sample; otherwise
+        # every SYN_EVERY_S, as the dump walks the kernel's whole established table
+        # (4-7 ms a dump with 60-90k TIME-WAIT on the host: read at 1 Hz, that was a
+        # quarter of the sampler's cost at 250 workers; bench/bench_sampler.py)
+        drops = procfs.netstat_counters()
+        moved, self._drops = drops != self._drops, drops
+        if any(q and q[0] for q in queues) or moved or now - self._syn_at >= self.SYN_EVERY_S:
+            syn = self._syn_recv()
+            self._syn = syn if syn is not None else procfs.read_tcp_table().syn_recv
+            self._syn_at = now
+        out = []
+        for i, q in enumerate(queues):
+            address, port, inode = self._addr[i]
+            queue, limit = q if q is not None else (0, None)
+            m = mechs.get(inode, UNKNOWN)
+            out.append(
+                ListenerSample(
+                    index=i,
+                    port=port,
+                    address=address,
+                    queue=queue,
+                    limit=limit,
+                    syn_recv=self._syn.get(port, 0),
+                    source="tcp_info",
+                    inode=inode,
+                    spread=m.spread,
+                    wake=m.wake,
+                    waiters=len(m.waiters) or None,
+                )
+            )
+        return out

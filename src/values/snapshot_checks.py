@@ -1,0 +1,39 @@
+"""What a decoded snapshot's values may be beyond their types: the ranges that matter to
+its readers, checked when a recording (or any JSON) is read back (values.codec; the
+table is snapshot.py's). Each check gives what is out of range, or None.
+
+- A sample's interval is what a replay waits between frames: over an hour (1e308 s) it
+  would never show the next.
+- A histogram's buckets are indexes into the fixed bucket table (a crafted index of 10**15
+  made `bucket_bounds` shift by ~10**14 bits), ascending (its quantiles bisect their
+  running sums) and non-empty (a zero or negative count left `quantile_ms` past its end).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from plumbing.loghist import NBUCKETS, LogHist
+
+MAX_INTERVAL_S = 3600.0  # between two samples, and the analysis window; the period is 0.25-2 s
+
+
+def loghist(h: LogHist) -> str | None:
+    if min(h.count, h.sum_us, h.max_us) < 0:
+        return "a histogram's count, sum_us and max_us are at least 0"
+    last = -1
+    for i, c in h.buckets:
+        if not last < i < NBUCKETS:
+            return f"bucket index {i}: buckets ascend, each in 0..{NBUCKETS - 1}"
+        if c <= 0:
+            return f"bucket {i} holds {c}: a listed bucket holds at least 1"
+        last = i
+    return None
+
+
+def snapshot(s: Any) -> str | None:
+    if s.interval_s is not None and not 0 < s.interval_s <= MAX_INTERVAL_S:
+        return f"interval_s {s.interval_s}: a sample's interval is in (0, {MAX_INTERVAL_S:g}] s"
+    if not 0 < s.window_s <= MAX_INTERVAL_S:
+        return f"window_s {s.window_s}: the window is in (0, {MAX_INTERVAL_S:g}] s"
+    return None

@@ -1,0 +1,292 @@
+"""Synthetic snapshots for tests (TUI, diagnosis, recording) without any server.
+
+    snap = synthetic.snapshot(workers=8, accepts=[71, 5, 5, 5, 4, 4, 3, 3], queue=12)
+    series = synthetic.series(20, period=0.25, workers=4, accepts=[10, 0, 0, 0])
+    series = synthetic.series(20, queue_ms=[4200, 10], server_ms=0.2, service_ms=2.0)
+
+Request phases (issue 16): give `queue_ms`, `server_ms`, `service_ms` (one value per
+worker, cycled; None leaves that phase unmeasured, as attach does) and each worker's
+cumulative phases hold `phase_n` requests (per worker, cycled; default: its requests
+total) at exactly that value; the snapshot's are their sum. A series grows `phase_n` by
+`phase_requests` per interval (default 10 per worker) so that its windows are not empty.
+With none of the three given, phases are None (not measured).
+
+Every argument has a quiet default (an idle 4-worker many_accepts); per-worker lists are
+cycled to the worker count. A series' imbalance and diagnoses are filled in by the same
+analyser that annotates live samples (judging.analyser) unless `analyse=False`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from judging.analyser import Analyser
+from loadgen.stats import LoadStats, Percentiles
+from plumbing.loghist import LogHist, index_of, merge
+from values.snapshot import (
+    HostSample,
+    KernelCounters,
+    Kind,
+    ListenerSample,
+    ModelInfo,
+    Phases,
+    Role,
+    Snapshot,
+    Spread,
+    Wake,
+    WorkerSample,
+    WorkerState,
+)
+
+T = TypeVar("T")
+
+
+def _pick(values: Sequence[T] | None, i: int, default: T) -> T:
+    if values is None or len(values) == 0:
+        return default
+    return values[i % len(values)]
+
+
+def snapshot(
+    *,
+    seq: int = 1,
+    time: float = 1000.0,
+    interval_s: float | None = 0.25,
+    model: str = "many_accepts",
+    workers: int = 4,
+    threads: bool = False,
+    states: Sequence[str] | None = None,
+    roles: Sequence[str] | None = None,
+    cpu: Sequence[float] | None = None,
+    connections: Sequence[int] | None = None,
+    accepts: Sequence[int] | None = None,
+    accepts_total: Sequence[int] | None = None,
+    requests: Sequence[int] | None = None,
+    rss_bytes: int = 30 << 20,
+    queue: int | Sequence[int] = 0,
+    limit: int = 511,
+    listeners: int = 1,
+    syn_recv: int = 0,
+    port: int = 8080,
+    overflows_delta: int | None = 0,
+    drops_delta: int | None = 0,
+    master_cpu: float | None = 1.0,
+    host_cpus: int = 2,
+    host_cpu: float | None = None,
+    gil: bool | None = True,
+    dispatches_delta: int | None = None,
+    client: LoadStats | None = None,
+    root_pid: int = 1000,
+    source: str = "synthetic",
+    queue_ms: float | Sequence[float] | None = None,
+    server_ms: float | Sequence[float] | None = None,
+    service_ms: float | Sequence[float] | None = None,
+    phase_n: Sequence[int] | None = None,
+    worker_phases: bool = True,
+    spread: str | None = None,  # the accept mechanism read (snapshot.Spread, Wake values)
+    wake: str | None = None,
+) -> Snapshot:
+    """One synthetic Snapshot; imbalance/diagnoses empty (see `series` for analysed ones)."""
+    # long on purpose: one flat keyword per figure (a test names only those its
+    # phenomenon needs), then one block each for workers, listeners and the rest
+    ws = []
+    for i in range(workers):
+        if threads:
+            pid, tid, group = root_pid + 1 + i // 25, root_pid + 100 + i, i // 25
+        else:
+            pid, tid, group = root_pid + 1 + i, root_pid + 1 + i, -1
+        acc = _pick(accepts, i, 0)
+        n = _pick(phase_n, i, _pick(requests, i, acc))
+        ws.append(
+            WorkerSample(
+                slot=i,
+                pid=pid,
+                tid=tid,
+                generation=1,
+                kind=Kind.THREAD if threads else Kind.PROCESS,
+                state=WorkerState(_pick(states, i, "waiting")),
+                group=group,
+                listener=i if listeners > 1 else 0,
+                state_age_s=1.0,
+                age_s=60.0,
+                cpu_percent=None if interval_s is None else float(_pick(cpu, i, 0.0)),
+                cpu_seconds=1.0,
+                rss_bytes=rss_bytes,
+                connections=_pick(connections, i, 0),
+                accepts=None if interval_s is None else acc,
+                accepts_total=_pick(accepts_total, i, acc),
+                requests=None if interval_s is None else _pick(requests, i, acc),
+                requests_total=_pick(requests, i, acc),
+                bytes_sent_total=0,
+                role=Role(_pick(roles, i, "worker")),
+                phases=_phases(i, n, queue_ms, server_ms, service_ms),
+            )
+        )
+    overall = _overall([w.phases for w in ws])
+    if not worker_phases:  # measured for the whole server only (attach with eBPF)
+        ws = [dataclasses.replace(w, phases=None) for w in ws]
+    qs = [queue] * listeners if isinstance(queue, int) else list(queue)
+    lns = tuple(
+        ListenerSample(
+            index=i,
+            port=port,
+            address="127.0.0.1",
+            queue=qs[i % len(qs)],
+            limit=limit,
+            syn_recv=syn_recv,
+            spread=Spread(spread) if spread else None,
+            wake=Wake(wake) if wake else None,
+            waiters=(1 if listeners > 1 or spread == "master" else workers) if spread else None,
+        )
+        for i in range(listeners)
+    )
+    iv = interval_s or 0.0
+    kernel = KernelCounters(
+        listen_overflows=1000,
+        listen_drops=1000,
+        overflows_delta=overflows_delta,
+        drops_delta=drops_delta,
+        overflows_per_s=(overflows_delta / iv) if overflows_delta is not None and iv else None,
+        drops_per_s=(drops_delta / iv) if drops_delta is not None and iv else None,
+    )
+    if host_cpu is None and interval_s is not None:
+        host_cpu = sum(w.cpu_percent or 0.0 for w in ws) + (master_cpu or 0.0)
+    nproc = len({w.pid for w in ws}) + 1
+    info = ModelInfo(
+        name=model,
+        root_pid=root_pid,
+        master_cpu_percent=master_cpu,
+        master_rss_bytes=rss_bytes,
+        gil=gil,
+        ready=True,
+        expected=workers,
+        spawns=nproc - 1,
+        deaths=0,
+        dispatches=0,
+        dispatches_delta=dispatches_delta,
+        processes=nproc,
+        threads=workers + 1 if threads else nproc,
+    )
+    return Snapshot(
+        seq=seq,
+        time=time,
+        wall_time=1.7e9 + time,
+        interval_s=interval_s,
+        source=source,
+        model=info,
+        workers=tuple(ws),
+        listeners=lns,
+        kernel=kernel,
+        host=HostSample(cpu_count=host_cpus, cpu_percent=host_cpu),
+        client=client,
+        phases=overall,
+    )
+
+
+def _values(v: float | Sequence[float] | None) -> Sequence[float] | None:
+    if v is None:
+        return None
+    return [float(v)] if isinstance(v, int | float) else v
+
+
+def hist(value_ms: float, n: int) -> LogHist:
+    """A LogHist of `n` values of `value_ms` each (empty when n is 0)."""
+    if n <= 0:
+        return LogHist()
+    us = round(value_ms * 1000)
+    return LogHist(n, us * n, us, ((index_of(us), n),))
+
+
+def _phases(
+    i: int,
+    n: int,
+    queue_ms: float | Sequence[float] | None,
+    server_ms: float | Sequence[float] | None,
+    service_ms: float | Sequence[float] | None,
+) -> Phases | None:
+    if queue_ms is None and server_ms is None and service_ms is None:
+        return None
+    out = []
+    for v in (queue_ms, server_ms, service_ms):
+        vals = _values(v)
+        out.append(None if not vals else hist(vals[i % len(vals)], n))
+    return Phases(*out)
+
+
+def _overall(per_worker: Sequence[Phases | None]) -> Phases | None:
+    ps = [p for p in per_worker if p is not None]
+    if not ps:
+        return None
+
+    def total(name: str) -> LogHist | None:
+        hs = [getattr(p, name) for p in ps]
+        return None if any(h is None for h in hs) else merge(hs)
+
+    return Phases(total("queue"), total("server"), total("service"))
+
+
+def series(count: int, *, period: float = 0.25, analyse: bool = True, **kw: Any) -> list[Snapshot]:
+    """`count` snapshots `period` apart with the same figures each interval.
+
+    With `analyse`, each carries the imbalance and diagnoses over the window up to it,
+    from one `Analyser` as a live session's.
+    """
+    analyser = Analyser() if analyse else None
+    out: list[Snapshot] = []
+    start = kw.pop("time", 1000.0)
+    accepts = kw.get("accepts")
+    per_interval = kw.pop("phase_requests", [10])
+    for k in range(count):
+        if accepts is not None:
+            kw["accepts_total"] = [a * (k + 1) for a in accepts]
+        kw["phase_n"] = [r * (k + 1) for r in per_interval]
+        s = snapshot(seq=k, time=start + k * period, interval_s=period, **kw)
+        out.append(analyser.annotate(s) if analyser is not None else s)
+    return out
+
+
+def load_stats(
+    *,
+    rps: float = 1000.0,
+    requests: int = 10_000,
+    clients: int = 50,
+    errors: dict[str, int] | None = None,
+    latency_p99: float = 5.0,
+    connect_p99: float = 0.5,
+    time: float = 1000.0,
+) -> LoadStats:
+    """A plausible LoadStats for tests."""
+    return LoadStats(
+        time=time,
+        elapsed=10.0,
+        level="custom",
+        clients=clients,
+        target_rate=None,
+        running=True,
+        paused=False,
+        requests=requests,
+        status={200: requests},
+        errors=dict(errors or {}),
+        in_flight=clients,
+        open_connections=clients,
+        latency_ms=Percentiles(
+            p50=latency_p99 / 5,
+            p90=latency_p99 / 2,
+            p99=latency_p99,
+            p999=latency_p99 * 2,
+            max=latency_p99 * 3,
+            count=requests,
+        ),
+        connect_ms=Percentiles(
+            p50=connect_p99 / 5,
+            p90=connect_p99 / 2,
+            p99=connect_p99,
+            p999=connect_p99 * 2,
+            max=connect_p99 * 3,
+            count=clients,
+        ),
+        rps=rps,
+        rps_series=(rps,) * 10,
+    )
