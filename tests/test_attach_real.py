@@ -238,8 +238,9 @@ def test_a_sigstopped_nginx_reuseport_worker_is_named_stopped_with_its_own_growi
             c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
             c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             clients.append(c)
-        snap = w.until(lambda s: "reuseport_backlog" in _rules(s), 5, "reuseport_backlog")
-        assert f"pid {victim}" in _rules(snap)["reuseport_backlog"]
+        # named as a backed-up queue, then (stopped >= 1 s) as the stalled worker it is
+        snap = w.until(lambda s: "stalled_owner" in _rules(s), 5, "stalled_owner")
+        assert _rules(snap)["stalled_owner"].startswith(f"stalled worker: pid {victim} is stopped")
         mine = next(ln for ln in snap.listeners if ln.inode == own.inode)
         assert mine.queue >= 10 and mine.owners == (victim,)
         stopped = next(x for x in snap.workers if x.pid == victim)

@@ -64,6 +64,7 @@ RULE_IDS = {
     "gil_cap",
     "reuseport_backlog",
     "server_wait",
+    "stalled_owner",
 }
 
 

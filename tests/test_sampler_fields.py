@@ -123,6 +123,7 @@ def test_every_worker_field_is_the_scoreboards_own() -> None:
 
 def test_positional_new_builds_what_the_dataclass_builds_and_refuses_post_init() -> None:
     import pytest
+
     from values.positional import positional_new
 
     values = [f"v{i}" for i in range(len(dataclasses.fields(WorkerSample)))]

@@ -21,16 +21,24 @@ def test_accept_skew_fires() -> None:
     win = _last(workers=4, accepts=[10, 2, 1, 1])
     d = diagnosis.accept_skew(win)
     assert d is not None
-    assert d.message.startswith("accept skew: worker 0 took 71% of accepts in 5 s (Jain 0.")
+    assert d.message == (
+        "accept skew: worker 0 took 71% of accepts "
+        "(Jain 0.46, 4 workers; p < 1e-9 over 280 accepts in 5 s, 71% of all 280 counted)"
+    )
     assert "accept_skew" in _rules(win)
 
 
 def test_accept_skew_fires_on_connections_held_after_a_burst() -> None:
     # 20 keep-alive clients connected at once; the accepts have left the window
-    win = _last(workers=4, accepts=[0], connections=[10, 7, 3, 0])
+    win = _last(workers=4, accepts=[0], connections=[14, 4, 2, 0])
     d = diagnosis.accept_skew(win)
     assert d is not None
-    assert d.message.startswith("accept skew: worker 0 holds 50% of open connections (Jain 0.")
+    assert d.message == (
+        "accept skew: worker 0 holds 70% of open connections "
+        "(Jain 0.46, 4 workers; p < 0.001 over 20 connections, held through 5 s)"
+    )
+    # 10/7/3/0 read as skew before: an even spread gives one as uneven once in 110 (p 0.009)
+    assert diagnosis.accept_skew(_last(workers=4, accepts=[0], connections=[10, 7, 3, 0])) is None
 
 
 def test_accept_skew_not_judged_on_connections_while_plenty_of_accepts_spread_evenly() -> None:
@@ -269,7 +277,7 @@ def test_no_accept_skew_where_a_master_deals_the_connections() -> None:
     # connections" on the gil demo)
     import dataclasses
 
-    held = _last(workers=2, model="goroutines", connections=[10, 1], dispatches_delta=0)
+    held = _last(workers=2, model="goroutines", connections=[20, 1], dispatches_delta=0)
     assert "accept_skew" in _rules(held)  # what the rule sees without the model's total
     dealt = [
         dataclasses.replace(s, model=dataclasses.replace(s.model, dispatches=20)) for s in held

@@ -12,7 +12,6 @@ import operator
 from collections.abc import Sequence
 
 from values.positional import positional_new
-
 from values.snapshot import (
     Imbalance,
     ImbalanceSet,
@@ -42,6 +41,15 @@ def window(history: Sequence[Snapshot], window_s: float = DEFAULT_WINDOW_S) -> l
 def covered_s(win: Sequence[Snapshot]) -> float:
     """Seconds of measurement behind a window: the sum of its snapshots' intervals."""
     return sum(s.interval_s or 0.0 for s in win)
+
+
+def load_over(s: Snapshot) -> bool:
+    """The load generator's time was up at this sample (its drain, or it has ended): what
+    the server does then (its queue draining to whoever is free) is teardown, not load.
+    Not before it began (the runner's stats before its first publication: not running,
+    nothing elapsed)."""
+    c = s.client
+    return c is not None and (c.draining or (not c.running and c.elapsed > 0))
 
 
 def jain(values: Sequence[float]) -> float | None:
@@ -340,23 +348,3 @@ class PhaseWindow:
 def run_phases(first: Snapshot | None, last: Snapshot) -> Phases | None:
     """The whole server's phases between two snapshots of a run (last minus first)."""
     return phases_minus(last.phases, first.phases if first is not None else None)
-
-
-def dur(ms: float | None, space: bool = True) -> str:
-    """A duration for a diagnosis line or a narrow panel: "4.2 s", "12 ms", "1.5 ms",
-    "850 us"; `space=False` gives "4.2s" (at most 5 characters); None gives "-"."""
-    if ms is None:
-        return "-"
-    sp = " " if space else ""
-    if ms >= 9999.5:
-        return f"{ms / 1000:.0f}{sp}s"
-    if ms >= 999.5:
-        return f"{ms / 1000:.1f}{sp}s"
-    if ms >= 9.95:
-        return f"{ms:.0f}{sp}ms"
-    if ms >= 0.995:
-        return f"{ms:.1f}{sp}ms"
-    us = ms * 1000
-    if us >= 99.5:  # two significant figures: the histograms' buckets are 6% wide
-        us = round(us, -1)
-    return f"{us:.0f}{sp}µs"

@@ -9,16 +9,13 @@ Hand-written: the phenomena and their thresholds are this project's, no library 
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from values.snapshot import (
     ADMITS_ONE_MORE,
     Diagnosis,
     Hold,
-    Imbalance,
-    LogHist,
     Severity,
     Snapshot,
     WorkerSample,
@@ -28,20 +25,53 @@ from values.snapshot import (
 from values.units import dur
 
 from . import analysis, explain
+from .rulekit import Rule, window_phase
+from .rulekit import live as _live
+from .rulekit import mean as _mean
+from .rulekit import num as _num
+from .rulekit import p as _p
+from .rulekit import pct as _pct
+from .rulekit import span as _span
+from .skew import (
+    SKEW_MAX_JAIN,
+    SKEW_MIN_ACCEPTS,
+    SKEW_MIN_ACCEPTS_PER_WORKER,
+    SKEW_MIN_CONNECTIONS,
+    SKEW_MIN_CONNECTIONS_PER_WORKER,
+    SKEW_MIN_MAX_OVER_MEAN,
+    SKEW_MIN_SPAN_S,
+    SPREAD_MIN_CPU_SECONDS,
+    accept_skew,
+    enough_to_judge,
+)
+from .stalled import (
+    REUSEPORT_MIN_QUEUE,
+    REUSEPORT_OTHERS_FRACTION,
+    reuseport_backlog,
+    stalled_owner,
+)
 
-Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
-
-# accept skew: enough accepts to judge, and far from even. The rules see only workers
-# alive through the whole window (analysis.ImbalanceTracker), never listeners or masters.
-SKEW_MIN_ACCEPTS = 20  # accepts in the window below which no judgement is made ...
-SKEW_MIN_ACCEPTS_PER_WORKER = 5  # ... nor below this many per eligible worker: 100
-# accepts cannot spread over 250 workers, so proc_spawn under overload showed a false
-# "worker 1 took 1% ... 250 workers, 100 accepts"
-SKEW_MIN_CONNECTIONS_PER_WORKER = 2  # likewise for the open-connections judgement
-SKEW_MAX_JAIN = 0.7  # Jain's index below this ...
-SKEW_MIN_MAX_OVER_MEAN = 1.5  # ... and the top worker above this many times the mean
-SKEW_MIN_CONNECTIONS = 8  # open connections (mean over the window) to judge their spread
-SPREAD_MIN_CPU_SECONDS = 0.5  # CPU in the window (10% of a core over 5 s) to judge its spread
+__all__ = [
+    "HOLD_S",
+    "REUSEPORT_MIN_QUEUE",
+    "REUSEPORT_OTHERS_FRACTION",
+    "RULES",
+    "SKEW_MAX_JAIN",
+    "SKEW_MIN_ACCEPTS",
+    "SKEW_MIN_ACCEPTS_PER_WORKER",
+    "SKEW_MIN_CONNECTIONS",
+    "SKEW_MIN_CONNECTIONS_PER_WORKER",
+    "SKEW_MIN_MAX_OVER_MEAN",
+    "SPREAD_MIN_CPU_SECONDS",
+    "Memory",
+    "Rule",
+    "accept_skew",
+    "diagnose",
+    "enough_to_judge",
+    "reuseport_backlog",
+    "stalled_owner",
+    "window_phase",
+]
 
 # starvation: every worker holds a connection, the CPU is idle, and clients queue.
 STARVATION_MIN_S = 1.0  # all workers busy for at least this long (in every snapshot)
@@ -64,7 +94,8 @@ HOLD_WORDS: dict[Hold | None, str] = {
 READING_WORDS = "hold requests still arriving"  # the scoreboard's R: some bytes or none yet
 
 # how long a window each rule needs before it can fire (`attach --once` samples that long)
-MIN_SPAN_S: dict[str, float] = {"starvation": STARVATION_MIN_S}
+MIN_SPAN_S: dict[str, float] = {"starvation": STARVATION_MIN_S, "accept_skew": SKEW_MIN_SPAN_S}
+
 
 # accept queue overflow: one of our queues reached its limit within the window, or the
 # (namespace-wide) overflow counter moved while one of ours was at least this full.
@@ -88,120 +119,6 @@ WAIT_MIN_COUNT = 100  # requests in the window before in-server wait is judged o
 # (prefork on a busy 2-core box: p99 15 ms over 25 requests, service p99 12 ms: noise)
 WAIT_MIN_P99_MS = 10.0  # the window's in-server wait p99 at least this ...
 WAIT_OVER_SERVICE = 2.0  # ... and above this many times the service p99
-
-# one reuseport queue backed up: one listener's own queue long, the others' short.
-REUSEPORT_MIN_QUEUE = 10  # the backed-up queue's length
-REUSEPORT_OTHERS_FRACTION = 0.25  # every other queue at most this fraction of it
-
-
-def _pct(x: float) -> str:
-    return f"{x:.0f}%"
-
-
-def _num(x: float) -> str:
-    """1.0 -> '1', 0.75 -> '0.8', 12.3 -> '12'."""
-    if abs(x - round(x)) < 0.05 or x >= 10:
-        return f"{x:.0f}"
-    return f"{x:.1f}"
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
-
-
-def _span(win: Sequence[Snapshot]) -> str:
-    return f"{_num(analysis.covered_s(win))} s"
-
-
-def _live(s: Snapshot) -> tuple[WorkerSample, ...]:
-    return s.live_workers
-
-
-def window_phase(s: Snapshot, name: str, minimum: int = 1) -> LogHist | None:
-    """The window's histogram of phase `name` ("queue", "server", "service") when it holds
-    at least `minimum` values; None when unmeasured (or too few to cite)."""
-    ph = s.window_phases
-    h: LogHist | None = getattr(ph, name) if ph is not None else None
-    if h is None or h.count < max(1, minimum):
-        return None
-    return h
-
-
-def _p(h: LogHist, q: float) -> str:
-    return dur(h.quantile_ms(q))
-
-
-def enough_to_judge(metric: str, imb: Imbalance | None) -> bool:
-    """Whether a window's spread of `metric` ("accepts", "connections", "cpu") rests on
-    enough events for a skew to mean anything; the renderers colour an index only then
-    (1 connection among 125 threads reads Jain 0.01, top share 100%: true, and no skew)."""
-    if metric == "accepts":
-        return _judgeable(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER)
-    if metric == "connections":
-        return _judgeable(imb, SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER)
-    return _judgeable(imb, SPREAD_MIN_CPU_SECONDS, 0.0)
-
-
-def _judgeable(imb: Imbalance | None, minimum: float, per_worker: float) -> bool:
-    """Enough events over enough workers for their spread to mean anything."""
-    if imb is None or imb.jain is None or imb.n < 2:
-        return False
-    return imb.total >= max(minimum, per_worker * imb.n)
-
-
-def _skewed(imb: Imbalance | None, minimum: float, per_worker: float) -> bool:
-    if not _judgeable(imb, minimum, per_worker):
-        return False
-    assert imb is not None and imb.jain is not None
-    return imb.jain < SKEW_MAX_JAIN and (imb.max_over_mean or 0) >= SKEW_MIN_MAX_OVER_MEAN
-
-
-def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """A few workers take most accepts (many_accepts with epoll; not FIFO accept()).
-
-    With long-lived keep-alive connections the accepts happen in one burst and leave the
-    window, but the skew stays in who holds the connections: then (only when the window
-    has too few accepts to judge) the rule judges open connections instead, among workers
-    that multiplex (the top one holds several). With plenty of evenly spread accepts the
-    held connections are short-lived, and an instant's uneven count is no skew.
-
-    Not where a master deals the connections (cluster's round robin, goroutines'
-    acceptor: the model has dispatched, in the window or before it): the kernel does not
-    choose there, so there is no accept skew to name, and a window that cuts the dealt
-    bursts unevenly showed a false "worker 1 took 64% of accepts (Jain 0.53, 4 workers,
-    95 accepts)" on cluster, whose run totals were 1960/1960/1959/1959."""
-    if not win:
-        return None
-    if any(
-        (s.model.dispatches or 0) > 0 or (s.model.dispatches_delta or 0) > 0 for s in win if s.model
-    ):
-        return None
-    last = win[-1]  # the sampler has already measured the window into the latest snapshot
-    imbs = last.imbalance if last.imbalance.accepts else analysis.imbalance_set(win)
-    imb = imbs.accepts
-    if not _skewed(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER):
-        if _judgeable(imb, SKEW_MIN_ACCEPTS, SKEW_MIN_ACCEPTS_PER_WORKER):
-            return None  # accepts enough to judge, and even: held connections are transient
-        conns = imbs.connections
-        top = max((w.connections or 0 for w in _live(last)), default=0)
-        if top < 2 or not _skewed(conns, SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER):
-            return None
-        assert conns is not None and conns.jain is not None
-        return Diagnosis(
-            "accept_skew",
-            Severity.WARNING,
-            f"accept skew: {conns.top_worker} holds {_pct(100 * (conns.top_share or 0))} of "
-            f"open connections (Jain {conns.jain:.2f}, {conns.n} workers, "
-            f"{conns.total:.0f} connections){explain.skew(last)}",
-        )
-    assert imb is not None and imb.jain is not None
-    return Diagnosis(
-        "accept_skew",
-        Severity.WARNING,
-        f"accept skew: {imb.top_worker} took {_pct(100 * (imb.top_share or 0))} of accepts "
-        f"in {_span(win)} (Jain {imb.jain:.2f}, {imb.n} workers, {imb.total:.0f} accepts)"
-        f"{explain.skew(last)}",
-    )
 
 
 def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
@@ -462,43 +379,13 @@ def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
     )
 
 
-def reuseport_backlog(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """One SO_REUSEPORT queue grows (its worker stalled) while the others stay short."""
-    if not win:
-        return None
-    last = win[-1]
-    by_port: dict[int, list] = {}
-    for ln in last.listeners:
-        by_port.setdefault(ln.port, []).append(ln)
-    for lns in by_port.values():
-        if len(lns) < 2:
-            continue
-        top = max(lns, key=lambda ln: ln.queue)
-        others = [ln.queue for ln in lns if ln is not top]
-        if top.queue < REUSEPORT_MIN_QUEUE:
-            continue
-        if max(others) > top.queue * REUSEPORT_OTHERS_FRACTION:
-            continue
-        owner = next(
-            (w.label for w in _live(last) if w.listener == top.index),
-            f"listener {top.index}",
-        )
-        rest = (
-            "0" if max(others) == 0 else f"<= {max(others)} (median {statistics.median(others):g})"
-        )
-        return Diagnosis(
-            "reuseport_backlog",
-            Severity.WARNING,
-            f"one reuseport queue backed up: {owner} queue {top.queue}, others {rest}"
-            f"{explain.reuseport_backlog(last, owner)}",
-        )
-    return None
-
-
-# starvation before overflow: when both fire, the workers hold idle connections with the
-# CPU idle, and that is why the queue overflows (when they are busy serving, starvation
-# does not fire and overflow is the name); diagnose() keeps this order within a severity
+# a stopped worker first: its queue's clients wait on it, and its missing accepts are why
+# the others take them all; starvation before overflow: when both fire, the workers hold
+# idle connections with the CPU idle, and that is why the queue overflows (when they are
+# busy serving, starvation does not fire and overflow is the name); diagnose() keeps this
+# order within a severity
 RULES: tuple[Rule, ...] = (
+    stalled_owner,
     starvation,
     accept_queue_overflow,
     accept_skew,

@@ -1,6 +1,11 @@
 """Summing a run up: `SummaryBuilder` turns every snapshot of a run into a `RunSummary`
 (per-worker totals from a baseline, maxima, namespace-wide counter deltas, diagnoses seen),
 and one CSV row per sample; `write_json` / `write_csv` write them (plain files, no rich).
+
+The run's figures cover its load: a sample taken once the load's time was up (its drain,
+the queue emptying to whoever is free after it) is teardown, summed apart and labelled so
+(prefork after keepalive-idle read "accept skew: worker 28 took 51%" 2 s after the load,
+and the whole-run Jain counted those accepts).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ CSV_FIELDS = (
     "queue_wait_p99_ms",
     "server_wait_p99_ms",
     "service_p99_ms",
+    "phase",
 )
 
 
@@ -66,6 +72,7 @@ class SummaryBuilder:
         self._baseline_done = False
         self._first: Snapshot | None = None  # the baseline, and the latest: the run's phases
         self._last: Snapshot | None = None
+        self._drops0: dict[tuple[int, int, int], int | None] = {}  # listener -> its drops
 
     def start_clock(self, t0: float) -> None:
         """Seconds in the summary (diagnoses' first_s, CSV t_s) count from `t0`."""
@@ -78,6 +85,9 @@ class SummaryBuilder:
         s = self.summary
         s.samples += 1
         t = snap.time - (self._t0 if self._t0 is not None else snap.time)
+        if self._after_load(snap):
+            self._teardown(snap, t)
+            return
         self._add_workers(snap)
         s.max_queue = max(s.max_queue, snap.queue)
         s.queue_limit = max(s.queue_limit, snap.queue_limit)
@@ -88,6 +98,7 @@ class SummaryBuilder:
         if snap.kernel is not None:
             s.overflows += snap.kernel.overflows_delta or 0
             s.drops += snap.kernel.drops_delta or 0
+        s.own_drops = self._own_drops(snap)
         m = snap.model
         if m is not None:
             if m.master_cpu_percent is not None:
@@ -106,10 +117,51 @@ class SummaryBuilder:
         s.series.append(_series_row(snap, t))
         self._last = snap
 
+    def _after_load(self, snap: Snapshot) -> bool:
+        """Taken once the load's time was up: the generator said so (its drain, or it
+        ended), or its clock's start plus the load's duration is past."""
+        c = snap.client
+        if c is None:
+            return False
+        if analysis.load_over(snap):
+            return True
+        started = c.running or c.elapsed > 0
+        return started and snap.time > c.time - c.elapsed + self.summary.level.duration
+
+    def _teardown(self, snap: Snapshot, t: float) -> None:
+        """A sample after the load: its accepts and diagnoses, apart from the run's."""
+        s = self.summary
+        if s.teardown_from_s is None:
+            s.teardown_from_s = t
+        s.teardown_to_s = t
+        s.teardown_accepts += sum(w.accepts or 0 for w in snap.workers if w.is_worker)
+        for d in snap.diagnoses:
+            seen = next((x for x in s.teardown_diagnoses if x.rule == d.rule), None)
+            if seen is None:
+                s.teardown_diagnoses.append(DiagnosisSeen(d.rule, d.severity, d.message, t))
+            else:
+                seen.samples += 1
+        s.series.append(_series_row(snap, t, "teardown"))
+
+    def _own_drops(self, snap: Snapshot) -> int | None:
+        """Handshakes the server's own listening sockets dropped since the baseline (their
+        sk_drops); None when a listener's drops are not read."""
+        total = 0
+        for ln in snap.listeners:
+            key = (ln.port, ln.index, ln.inode)
+            if ln.drops is None:
+                return None
+            base = self._drops0.setdefault(key, 0)  # a listener made after the baseline
+            if base is None:
+                return None
+            total += max(0, ln.drops - base)
+        return total
+
     def _baseline(self, snap: Snapshot) -> None:
         """Every worker's totals before the load, which the run's totals count from."""
         self._baseline_done = True
         self._first = snap
+        self._drops0 = {(ln.port, ln.index, ln.inode): ln.drops for ln in snap.listeners}
         for w in snap.workers:
             if w.alive:
                 self._base[_wkey(w)] = (
@@ -183,7 +235,7 @@ class SummaryBuilder:
         cpu = analysis.measure(
             "cpu", {(w.slot, w.tid, w.generation): (w.label, w.cpu_s) for w in serving}, span
         )
-        s.accept_jain, s.accept_top_share = acc.jain, acc.top_share
+        s.accept_jain, s.accept_top_share, s.accept_n = acc.jain, acc.top_share, acc.n
         s.accept_max_over_mean, s.accept_top_worker = acc.max_over_mean, acc.top_worker
         s.cpu_jain, s.cpu_top_share = cpu.jain, cpu.top_share
         if self._master:
@@ -198,7 +250,7 @@ class SummaryBuilder:
         return s
 
 
-def _series_row(snap: Snapshot, t: float) -> dict[str, Any]:
+def _series_row(snap: Snapshot, t: float, phase: str = "load") -> dict[str, Any]:
     c = snap.client
     a, cpu = snap.imbalance.accepts, snap.imbalance.cpu
     k = snap.kernel
@@ -226,6 +278,7 @@ def _series_row(snap: Snapshot, t: float) -> dict[str, Any]:
         "workers_live": len(snap.live_workers),
         "diagnoses": ";".join(d.rule for d in snap.diagnoses),
         **_phase_p99s(snap),
+        "phase": phase,  # "load", or "teardown": after the load's time was up
     }
 
 

@@ -10,7 +10,7 @@ and `sampler_for` are the only places that tell the two apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
 import originals
@@ -86,8 +86,14 @@ def open_server(config: ServerConfig) -> Server:
     return ModelServer(config)
 
 
-def sampler_for(server: Server, *, load: Callable[[], LoadStats | None] | None = None) -> Sampler:
-    """A Python model is read through its scoreboard; an original from outside, by pid."""
+def sampler_for(
+    server: Server,
+    *,
+    load: Callable[[], LoadStats | None] | None = None,
+    watch: Collection[int] = (),
+) -> Sampler:
+    """A Python model is read through its scoreboard (the /proc state of the pids in
+    `watch` read every sample); an original from outside, by pid."""
     if isinstance(server, Supervisor):
-        return Sampler.for_supervisor(server, load=load)
+        return Sampler.for_supervisor(server, load=load, watch=watch)
     return Sampler.attach(pid=server.root_pid, load=load)

@@ -163,7 +163,8 @@ class Session:
             srv.start()
             self.server = srv
             self.config = srv.config
-            self.sampler = sampler_for(srv, load=self._load_stats)
+            # the workers we pause: their stopped state is read from /proc every sample
+            self.sampler = sampler_for(srv, load=self._load_stats, watch=self.paused_pids)
             self.analyser = Analyser()
             self.log("model", f"started {self.describe_model()} on {srv.url}")
             if self.record_path and self.recorder is None:

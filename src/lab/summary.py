@@ -14,8 +14,12 @@ What the summary takes from where:
 - the maximum accept-queue length over all samples (per listener, and summed);
 - ListenOverflows / ListenDrops: the sum of the kernel's per-interval deltas. These
   counters are namespace-wide (every socket in the network namespace adds to them), and
-  are labelled so everywhere they are shown;
+  are labelled so everywhere they are shown; what the model's own listening sockets
+  dropped is `own_drops` (their sk_drops, SO_MEMINFO or sock_diag), the figure that
+  belongs to the model;
 - the diagnoses seen: each rule once, with its first message and when it first fired;
+- all of the above over the load only: what the server did after it (its drain, a queue
+  emptying to whoever is free) is teardown, with its accepts and diagnoses apart;
 - where the time went (issue 16): the whole server's request phases over the run, the last
   snapshot's cumulative histograms minus the baseline's (queue wait per accepted
   connection, in-server wait and service time per request; plumbing.loghist buckets, so
@@ -102,6 +106,7 @@ class RunSummary:
     accept_top_share: float | None = None
     accept_max_over_mean: float | None = None
     accept_top_worker: str | None = None
+    accept_n: int = 0  # workers the accept imbalance is over (Jain is 1 for one worker)
     cpu_jain: float | None = None
     cpu_top_share: float | None = None
     max_queue: int = 0  # summed over listeners, max over samples
@@ -110,6 +115,7 @@ class RunSummary:
     full_samples: int = 0  # samples in which some listener was full
     overflows: int = 0  # TcpExt ListenOverflows delta over the run (namespace-wide)
     drops: int = 0  # TcpExt ListenDrops delta (namespace-wide)
+    own_drops: int | None = None  # handshakes the model's own listeners dropped (None: unread)
     master_cpu_max: float | None = None  # % of one core
     master_cpu_mean: float | None = None
     host_cpu_mean: float | None = None  # % of one core (max 100 x cores)
@@ -125,6 +131,11 @@ class RunSummary:
     server_wait: LogHist | None = None
     service: LogHist | None = None
     series: list[dict[str, Any]] = field(default_factory=list)  # one row per sample (CSV)
+    # after the load's time was up (seconds into the run; None: no sample after it)
+    teardown_from_s: float | None = None
+    teardown_to_s: float | None = None
+    teardown_accepts: int = 0  # accepts in the samples after the load (not in the figures)
+    teardown_diagnoses: list[DiagnosisSeen] = field(default_factory=list)
 
     # -- convenience ----------------------------------------------------------------------
     @property
@@ -210,6 +221,7 @@ class RunSummary:
             "accept_top_share": rounded(self.accept_top_share),
             "accept_max_over_mean": rounded(self.accept_max_over_mean),
             "accept_top_worker": self.accept_top_worker,
+            "accept_workers": self.accept_n,
             "cpu_jain": rounded(self.cpu_jain),
             "cpu_top_share": rounded(self.cpu_top_share),
             "max_queue": self.max_queue,
@@ -219,6 +231,8 @@ class RunSummary:
             "overflows": self.overflows,
             "listen_drops": self.drops,
             "overflows_scope": "namespace (TcpExt counters count every socket, not only ours)",
+            # the model's own listening sockets (their sk_drops), None when not read
+            "own_listen_drops": self.own_drops,
             "master_cpu_max": rounded(self.master_cpu_max, 1),
             "master_cpu_mean": rounded(self.master_cpu_mean, 1),
             "host_cpu_mean": rounded(self.host_cpu_mean, 1),
@@ -236,6 +250,18 @@ class RunSummary:
             "queue_wait_ms": phase_json(self.queue_wait),
             "server_wait_ms": phase_json(self.server_wait),
             "service_ms": phase_json(self.service),
+            # the figures above cover the load; after it, apart (None: no sample after it)
+            "teardown": self.teardown_json(),
+        }
+
+    def teardown_json(self) -> dict[str, Any] | None:
+        if self.teardown_from_s is None:
+            return None
+        return {
+            "from_s": round(self.teardown_from_s, 2),
+            "to_s": round(self.teardown_to_s or self.teardown_from_s, 2),
+            "accepts": self.teardown_accepts,
+            "diagnoses": [d.to_json_dict() for d in self.teardown_diagnoses],
         }
 
     def phases(self) -> tuple[tuple[str, LogHist | None], ...]:

@@ -51,7 +51,7 @@ from .histogram import Histogram
 from .levels import LoadLevel
 from .recorder import Recorder, add_weighted
 from .result import LoadResult
-from .selfwatch import Figures, SelfWatch, verdict
+from .selfwatch import Figures, SelfWatch, Sustained, verdict
 from .stats import LoadStats
 
 _monotonic = time.monotonic
@@ -92,9 +92,11 @@ class Driver:
         self.rng = random.Random()
         self.gen = 0  # bumped by every control change: ends the engine's request chains
         self.watch = SelfWatch()
+        self.warning = Sustained()  # the live warning: a verdict held for a while
         self.readings = 0  # self-watch readings taken while running
-        self.flagged = 0  # of which said the generator is the bottleneck
-        self.last_flag = ""  # the last such message
+        self.flagged = 0  # of which found the generator (or the schedule) behind
+        self.due = 0  # open loop: sends the schedule made due (tickets issued)
+        self.run_flag: str | None = None  # the run's verdict, once its time is up
 
     # -- control (called on the loop, from the control reader) -----------------------------
     def set_level(self, level: LoadLevel) -> None:
@@ -240,6 +242,7 @@ class Driver:
                     break
                 tickets.append(next_t)
                 issued += 1
+                self.due += 1
                 next_t += interval
             waiters = self.waiters
             n = len(tickets)
@@ -296,15 +299,17 @@ class Driver:
         if running and not self.stopping:  # (not the drain: no sends are due then)
             self.watch.read(rec.sent, max(0, lvl.clients - in_flight))
             fig = self.watch.figures(lvl.rate)
-            flag = verdict(fig, lvl.rate, lvl.clients)
+            raw = "" if self.paused else verdict(fig, lvl.rate, lvl.clients)  # paused: no sends due
+            flag = self.warning.update(now, raw)  # shown once it has held a while
             if fig.cpu is not None:
                 self.readings += 1
-                if flag:
-                    self.flagged += 1
-                    self.last_flag = flag
-        else:  # the end or the drain: the run's verdict so far
+                self.flagged += bool(raw)
+        else:  # the end or the drain: the run's own verdict, over the time it issued
             fig = Figures()
-            flag = self.last_flag
+            if self.run_flag is None:
+                run = self.watch.run_figures(lvl.rate, self.due)
+                self.run_flag = verdict(run, lvl.rate, lvl.clients)
+            flag = self.run_flag
         return LoadStats(
             time=now,
             elapsed=elapsed,
@@ -324,6 +329,7 @@ class Driver:
             connect_ms=rec.connect.percentiles(),
             connect_seconds=rec.connect.by_second(),
             phases=rec.phases(),
+            draining=running and self.stopping,
             rps=float(series[-1]) if series else 0.0,
             rps_series=tuple(float(x) for x in series[start:]),
             sent=rec.sent,

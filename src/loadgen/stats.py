@@ -86,6 +86,9 @@ class LoadStats:
     bottleneck_share: float | None = None  # share of the run's readings that raised it
     # per-request client phases (wait + connect + ttfb + read + resume = latency_ms)
     phases: ClientPhases | None = None
+    # the load's time is up: no more sends, the requests in flight get a moment to finish
+    # (the end-of-load drain; `running` is False once it is over)
+    draining: bool = False
 
     @property
     def generator_bound(self) -> bool:

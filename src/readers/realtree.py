@@ -46,7 +46,6 @@ import time
 from dataclasses import dataclass, field, replace
 
 from values.positional import positional_new
-
 from values.snapshot import Role
 
 from .mechanism import ProcessWaits, read_waits, waiters_of

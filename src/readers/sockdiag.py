@@ -43,6 +43,9 @@ NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 INET_DIAG_REQ_BYTECODE = 1
+INET_DIAG_SKMEMINFO = 7  # an attribute asked for by the bit 1 << (7 - 1) of idiag_ext
+_EXT_MEMINFO = 1 << (INET_DIAG_SKMEMINFO - 1)
+_SK_MEMINFO_DROPS = 8  # index of sk_drops in the u32 array
 
 # TCP states (include/net/tcp_states.h)
 TCP_ESTABLISHED = 1
@@ -126,6 +129,7 @@ class DiagSocket:
     cookie: int
     src: bytes  # raw, network order (4 or 16 bytes used)
     dst: bytes
+    drops: int | None = None  # its sk_drops (SKMEMINFO), for the listener dump; else None
 
     @property
     def local_address(self) -> str:
@@ -197,9 +201,11 @@ class SockDiag:
         states: int,
         ports: Iterable[int] | None = None,
         families: tuple[int, ...] = (socket.AF_INET, socket.AF_INET6),
+        meminfo: bool = False,
     ) -> list[DiagSocket]:
         """Every TCP socket in `states` (a bit mask of 1 << TCP_*) whose local port is in
-        `ports` (all ports when None), over IPv4 and IPv6."""
+        `ports` (all ports when None), over IPv4 and IPv6; with `meminfo`, each with its
+        drops (the kernel's SKMEMINFO attribute)."""
         bc = b""
         if ports is not None:
             key = tuple(sorted(set(ports)))
@@ -209,13 +215,13 @@ class SockDiag:
         out: list[DiagSocket] = []
         if self.compat and len(set(families)) == 2:
             try:
-                self._dump_one(socket.AF_UNSPEC, states, bc, out)
+                self._dump_one(socket.AF_UNSPEC, states, bc, out, meminfo=meminfo)
                 return out
             except SockDiagError:
                 self.compat = False
                 out.clear()
         for family in families:
-            self._dump_one(family, states, bc, out)
+            self._dump_one(family, states, bc, out, meminfo=meminfo)
         return out
 
     def filter_for(self, ports: Iterable[int]) -> bytes:
@@ -247,12 +253,18 @@ class SockDiag:
         return self._seq
 
     def _dump_one(
-        self, family: int, states: int, bc: bytes, out: list, inode_only: bool = False
+        self,
+        family: int,
+        states: int,
+        bc: bytes,
+        out: list,
+        inode_only: bool = False,
+        meminfo: bool = False,
     ) -> None:
         # one function on purpose (~60 lines): build the request, then the receive loop,
         # whose per-message body is the hot path (thousands of sockets a dump) and keeps
         # its struct methods in locals
-        seq = self.send(family, states, bc)
+        seq = self.send(family, states, bc, _EXT_MEMINFO if meminfo else 0)
         mtype_req = TCPDIAG_GETSOCK if family == socket.AF_UNSPEC else SOCK_DIAG_BY_FAMILY
         nl = self._nl
         buf = self._buf
@@ -293,6 +305,9 @@ class SockDiag:
                                 f[9] | (f[10] << 32),
                                 f[6],
                                 f[7],
+                                _drops(buf, off + hsize + _DIAG_SIZE, off + length)
+                                if meminfo
+                                else None,
                             )
                         )
                     off += (length + 3) & ~3
@@ -300,7 +315,8 @@ class SockDiag:
             raise SockDiagError("sock_diag: no reply from the kernel within 2 s") from None
 
     def listeners(self, ports: Iterable[int] | None = None) -> list[DiagSocket]:
-        return self.dump(LISTEN, ports)
+        """The listening sockets on `ports`, each with its drops (a few sockets a dump)."""
+        return self.dump(LISTEN, ports, meminfo=True)
 
     def connections(self, ports: Iterable[int], states: int = CONNECTED) -> list[DiagSocket]:
         return self.dump(states, ports)
@@ -323,3 +339,15 @@ class SockDiag:
         for family in (socket.AF_INET, socket.AF_INET6):
             self._dump_one(family, states, bc, out, True)
         return out
+
+
+def _drops(buf: bytearray, off: int, end: int) -> int | None:
+    """sk_drops from the SKMEMINFO attribute among a message's attributes (off..end)."""
+    while off + _NLATTR.size <= end:
+        length, kind = _NLATTR.unpack_from(buf, off)
+        if length < _NLATTR.size:
+            return None
+        if kind == INET_DIAG_SKMEMINFO and length >= _NLATTR.size + 4 * (_SK_MEMINFO_DROPS + 1):
+            return int(_U32.unpack_from(buf, off + _NLATTR.size + 4 * _SK_MEMINFO_DROPS)[0])
+        off += (length + 3) & ~3
+    return None

@@ -19,8 +19,6 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from values.positional import positional_new
-
 from plumbing.loghist import LogHist
 from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from readers.mechanism import ListenerMechanism, classify, thread_acceptors
@@ -29,6 +27,7 @@ from readers.sockdiag import DiagSocket, SockDiag
 from readers.sockowners import SocketOwners, TcpChangeGate
 from readers.sockscan import Endpoint, Scan, scan
 from readers.tcpinfo import TcpInfo
+from values.positional import positional_new
 from values.snapshot import Hold, Spread, Wake
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
@@ -80,6 +79,7 @@ class ListenerReading:
     spread: Spread | None = None  # how its connections reach the workers (mechanism)
     wake: Wake | None = None  # how the kernel wakes its waiters; None: nobody seen waiting
     waiters: int | None = None  # processes or threads seen waiting on it
+    drops: int | None = None  # its sk_drops (sock_diag SKMEMINFO); None when not reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +234,7 @@ class RealServerReader:
         polled = self.tree.epoll_listeners
         infos = self._info  # (a connection newer than it has no hold until the next)
         holding = 0  # single-threaded processes holding connections: what holds them
-        for p in procs:  # once per process per sample: positional (see values.positional)
+        for p in procs:  # once per process per sample: positional (values.positional)
             pid = p.pid
             polls = polled.get(pid)
             held = cby.get(pid, ())
@@ -318,6 +318,7 @@ class RealServerReader:
                     spread=m.spread,
                     wake=m.wake,
                     waiters=len(m.waiters) or None,
+                    drops=x.drops,
                 )
             )
         return tuple(out)

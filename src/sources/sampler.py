@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
 from loadgen.stats import LoadStats
 from readers import procfs
-from values.snapshot import HostSample, KernelCounters, ModelInfo, Snapshot
+from values.snapshot import (
+    HostSample,
+    KernelCounters,
+    ListenerSample,
+    ModelInfo,
+    Snapshot,
+    WorkerSample,
+    is_stopped,
+)
 
 from .attach_source import AttachError, AttachSource
 from .reading import Counter, Reading, ReadingSource, WorkerDeltas
@@ -55,10 +63,12 @@ class Sampler:
         # the ad-hoc previous values: the master's CPU (per root pid), the model's
         # dispatches, the host's busy and total CPU, the kernel's overflows and drops
         self._totals: Counter[float] = Counter()
+        self._stalled: dict[tuple[int, int, int], float] = {}  # listener -> stalled since
 
     @classmethod
-    def for_supervisor(cls, sup: Supervisor, **kw: Any) -> Sampler:
-        return cls(SupervisorSource(sup), **kw)
+    def for_supervisor(cls, sup: Supervisor, *, watch: Collection[int] = (), **kw: Any) -> Sampler:
+        """`watch`: pids whose /proc state is read every sample (workers we paused)."""
+        return cls(SupervisorSource(sup, watch), **kw)
 
     @classmethod
     def attach(
@@ -99,7 +109,7 @@ class Sampler:
             source=self.source.kind,
             model=model,
             workers=tuple(reading.workers),
-            listeners=tuple(reading.listeners),
+            listeners=self._stalls(now, reading.listeners, reading.workers),
             phases=reading.phases,
             kernel=kernel,
             host=HostSample(cpu_count=self._ncpu, cpu_percent=host_pct),
@@ -109,6 +119,29 @@ class Sampler:
         self._seq += 1
         self._prev_time = now
         return snap
+
+    def _stalls(
+        self, now: float, listeners: list[ListenerSample], workers: list[WorkerSample]
+    ) -> tuple[ListenerSample, ...]:
+        """The listeners, each stalled one with `stalled_s`: non-empty, and every worker
+        taking from it (its epoll owners when known, else the workers whose listener it
+        is) stopped, in this sample and every one since `stalled_s` began."""
+        stopped = {w.pid for w in workers if w.alive and is_stopped(w)}
+        if not stopped and not self._stalled:
+            return tuple(listeners)
+        out, seen = [], {}
+        for ln in listeners:
+            if ln.owners:
+                owners = set(ln.owners)
+            else:
+                owners = {w.pid for w in workers if w.alive and w.listener == ln.index}
+            key = (ln.port, ln.index, ln.inode)
+            if ln.queue > 0 and owners and owners <= stopped:
+                since = seen[key] = self._stalled.get(key, now)
+                ln = dataclasses.replace(ln, stalled_s=now - since)
+            out.append(ln)
+        self._stalled = seen
+        return tuple(out)
 
     def _model(self, reading: Reading, iv: float | None) -> ModelInfo:
         """The source's model figures plus the master's CPU % and the dispatches in the

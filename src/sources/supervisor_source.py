@@ -11,20 +11,21 @@ counts are read every sample, its histograms only when a count moved.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Collection
 from itertools import islice
 from operator import add, sub
 from typing import TYPE_CHECKING, Any
 
-from values.positional import positional_new
-
 from plumbing.loghist import NBUCKETS, LogHist
-from plumbing.tcpinfo import accept_queue
+from plumbing.tcpinfo import accept_queue, listen_drops
 from readers import procfs
 from readers.mechanism import UNKNOWN, ListenerMechanism, WaitWatcher
 from readers.sockdiag import SYN_RECV, SockDiag
 from servers import scoreboard
 from servers.scoreboard import State
+from values.positional import positional_new
 from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
 
 from .reading import Reading, WorkerDeltas
@@ -138,8 +139,11 @@ class SupervisorSource:
     # sample (1 Hz at 4 Hz); CPU, from schedstat, every sample
     FULL_STAT_EVERY = 4
 
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Supervisor, watch: Collection[int] = ()) -> None:
         self.sup = sup
+        # pids whose /proc state is read every sample (the session's paused workers): a
+        # stopped worker cannot write its state to the scoreboard, so it is read there
+        self.watch = watch
         self.stat = procfs.StatReader()
         self._n = 0
         self._refresh = True  # this sample reads the full stat afresh
@@ -192,11 +196,12 @@ class SupervisorSource:
             self.stat.sweep()  # fds of workers gone since the last refresh
             self._full = {pid: st for pid, st in self._stats.items() if st is not None}
             self._full_cpu = {p: c for p, c in self._full_cpu.items() if p in self._full}
+        listeners = self._listeners(now, self._mechanisms(now, area, processes, workers))
         return Reading(
             model,
             root.cpu_seconds if root else None,
-            workers,
-            self._listeners(now, self._mechanisms(now, area, processes, workers)),
+            self._stopped(workers, listeners),
+            listeners,
             phases.total() if phases is not None else None,
         )
 
@@ -220,6 +225,34 @@ class SupervisorSource:
         )
         self._mechs = mechs
         return mechs
+
+    def _stopped(
+        self, workers: list[WorkerSample], listeners: list[ListenerSample]
+    ) -> list[WorkerSample]:
+        """`workers`, those found stopped (/proc state T or t) with state STOPPED: a
+        stopped worker's scoreboard state is whatever it wrote before. Read only for the
+        pids in `watch` and for workers that used no CPU in the interval while their own
+        reuseport queue is non-empty (its clients wait on them): a /proc stat read each,
+        not one per worker per sample (1,024 workers)."""
+        waiting = {ln.index for ln in listeners if ln.queue > 0} if len(listeners) > 1 else ()
+        if not waiting and not self.watch:
+            return workers
+        letters: dict[int, str | None] = {}
+        out = workers
+        for i, w in enumerate(workers):
+            if not w.alive or not (
+                w.pid in self.watch or (w.listener in waiting and not w.cpu_percent)
+            ):
+                continue
+            if w.pid not in letters:
+                st = self.stat.proc(w.pid)
+                letters[w.pid] = st.state if st is not None else None
+            letter = letters[w.pid]
+            if letter in ("T", "t"):
+                if out is workers:
+                    out = list(workers)
+                out[i] = dataclasses.replace(w, state=WorkerState.STOPPED, proc_state=letter)
+        return out
 
     # -- workers ------------------------------------------------------------------------
     def _pstat(self, pid: int) -> procfs.Stat | None:
@@ -407,6 +440,7 @@ class SupervisorSource:
                     spread=m.spread,
                     wake=m.wake,
                     waiters=len(m.waiters) or None,
+                    drops=listen_drops(socks[i]) if socks[i].fileno() >= 0 else None,
                 )
             )
         return out

@@ -191,7 +191,7 @@ def _share_rows(
             f"<line x1='{bar_x + even:.1f}' y1='{y - 3}' x2='{bar_x + even:.1f}' "
             f"y2='{y + _BAR_H + 3}' stroke='black' stroke-width='2'/>"
         )
-        jain = "-" if s.accept_jain is None else f"{s.accept_jain:.2f}"
+        jain = "-" if s.accept_jain is None or nw < 2 else f"{s.accept_jain:.2f}"
         add(
             f"<text x='{bar_x + bar_w + 10}' y='{y + _BAR_H - 5}'>"
             f"{nw} worker{'s' * (nw != 1)}, Jain {jain}</text>"

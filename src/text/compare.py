@@ -26,7 +26,7 @@ def table(summaries: Sequence[RunSummary]) -> Table:
         "top",
         "CPU Jain",
         "queue",
-        "ovf*",
+        "drops",
         "diagnoses seen",
     )
     for c in cols:
@@ -35,6 +35,8 @@ def table(summaries: Sequence[RunSummary]) -> Table:
     for s in summaries:
         lat, con = s.latency, s.connect
         errs = sum(s.errors.values())
+        one = s.accept_n < 2  # one worker: a spread of one is no spread
+        drops = "?" if s.own_drops is None else str(s.own_drops)
         t.add_row(
             s.model_detail + ("" if s.ok else " [red](failed)[/]"),
             f"{s.rps:,.0f}",
@@ -42,18 +44,29 @@ def table(summaries: Sequence[RunSummary]) -> Table:
             ms_short(lat.p99),
             ms_short(con.p99) if con.count else "-",
             Text(str(errs), style="red" if errs else ""),
-            opt(s.accept_jain, "{:.2f}"),
-            pct(s.accept_top_share),
-            opt(s.cpu_jain, "{:.2f}"),
+            "-" if one else opt(s.accept_jain, "{:.2f}"),
+            f"{s.accept_n} worker" if one else f"{pct(s.accept_top_share)} of {s.accept_n}",
+            "-" if one else opt(s.cpu_jain, "{:.2f}"),
             str(s.max_queue),
-            Text(str(s.overflows), style="red" if s.overflows else ""),
-            ", ".join(s.rules_seen()) or "-",
+            Text(drops, style="red" if s.own_drops else ""),
+            seen(s),
         )
     t.caption = (
-        "queue: longest accept queue; top: top share of accepts; * ListenOverflows over the "
-        "run, namespace-wide (every socket adds to it)"
+        "acc Jain, top: accepts over the load (top: the busiest worker's share, of how many "
+        "workers); queue: longest accept queue; drops: handshakes the model's own listening "
+        "sockets dropped (? not read; the namespace-wide ListenOverflows are in --json); "
+        "diagnoses seen: when first, and in how many of the run's samples"
     )
     return t
+
+
+def seen(s: RunSummary) -> str:
+    """Each diagnosis seen during the load, when it first fired and in how many of the
+    run's samples: 'accept_skew (3 s, 9/80)', so a moment is not read as the whole run."""
+    return (
+        ", ".join(f"{d.rule} ({d.first_s:.0f} s, {d.samples}/{s.samples})" for d in s.diagnoses)
+        or "-"
+    )
 
 
 def phases_table(summaries: Sequence[RunSummary]) -> Table | None:

@@ -106,6 +106,12 @@ def load_summary(console: Console, r: LoadResult) -> None:
         else:
             line = f"[yellow]{s.bottleneck}{share}[/]"
         console.print("  " + line, soft_wrap=True)
+    elif s.bottleneck_share and s.bottleneck_share >= 0.05:  # for a while, not the run
+        console.print(
+            f"  [yellow]the generator fell behind in {s.bottleneck_share:.0%} of its readings "
+            "(1 s windows), not over the run as a whole[/]",
+            soft_wrap=True,
+        )
     if r.error:
         console.print(f"  [red]{r.error}[/]")
     console.print(f"Requests/sec: {r.rps:10.2f}")

@@ -1,5 +1,6 @@
 """The run summary drawn with rich (`serverscope run`, and each model of `compare`): the
-client's latency table (the `load` command's), the server's figures over the whole run,
+client's latency table (the `load` command's), the server's figures over the load (what
+followed it, the teardown, on a line of its own),
 a per-worker table and the diagnoses seen. Where the time went (queue wait, in-server
 wait, service) is three rows of the server table, "not measured" when unknown."""
 
@@ -28,7 +29,9 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         "accept imbalance",
         f"Jain {opt(s.accept_jain, '{:.2f}')}  top share {pct(s.accept_top_share)}"
         f" ({s.accept_top_worker or '-'})  max/mean {opt(s.accept_max_over_mean, '{:.1f}')}"
-        f"  over {s.total_accepts} accepts, whole run",
+        f"  over {s.total_accepts} accepts of {_workers(s.accept_n)} during the load"
+        if s.accept_n != 1
+        else f"one worker: {s.total_accepts} accepts during the load (no spread to measure)",
     )
     t.add_row(
         "CPU imbalance", f"Jain {opt(s.cpu_jain, '{:.2f}')}  top share {pct(s.cpu_top_share)}"
@@ -41,11 +44,17 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
     if s.full_samples:
         q += f"  full in {s.full_samples} samples"
     t.add_row("max accept queue", Text(q, style="bold red" if s.full_samples else ""))
+    own = "unknown (not read)" if s.own_drops is None else str(s.own_drops)
+    t.add_row(
+        "dropped handshakes",
+        Text(f"{own}  (at its own listening sockets)", style="bold red" if s.own_drops else ""),
+    )
     t.add_row(
         "ListenOverflows",
         Text(
-            f"{s.overflows}  (ListenDrops {s.drops}; namespace-wide counters)",
-            style="bold red" if s.overflows else "",
+            f"{s.overflows}  (ListenDrops {s.drops}; namespace-wide counters: every socket "
+            "on the host adds to them)",
+            style="dim",
         ),
     )
     if s.master_cpu_max is not None:
@@ -77,6 +86,7 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
             )
     else:
         console.print("diagnoses seen: none")
+    _teardown(console, s)
     if s.server_died:
         console.print(Text(f"server died: {s.server_error}", style="bold red"))
     if s.load_error:
@@ -85,12 +95,32 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         console.print(Text("interrupted: the run was cut short", style="yellow"))
 
 
+def _workers(n: int) -> str:
+    return "1 worker" if n == 1 else f"{n} workers"
+
+
+def _teardown(console: Console, s: RunSummary) -> None:
+    """After the load: what the server did then, apart and labelled (no finding of the run)."""
+    if s.teardown_from_s is None or not (s.teardown_accepts or s.teardown_diagnoses):
+        return
+    span = f"{s.teardown_from_s:.1f}-{s.teardown_to_s or s.teardown_from_s:.1f}s"
+    console.print(
+        Text(
+            f"after the load ({span}, teardown: not in the figures above): "
+            f"{s.teardown_accepts} accepts as the queue drained",
+            style="dim",
+        )
+    )
+    for d in s.teardown_diagnoses:
+        console.print(Text(f"  {d.first_s:5.1f}s  teardown: {d.message}", style="dim"))
+
+
 def _worker_table(s: RunSummary, max_rows: int) -> tuple[Table, list[str]]:
     """One row per worker, and per listener (event's: they take the accepts); a master, a
     helper or an attached process's thread rows are not workers: named in the caption,
     never counted as workers. Requests the server counts none of read "unknown", never 0
     (apache:prefork served 122,740 requests and read 0 for each worker)."""
-    t = Table(title="per worker, whole run", title_justify="left")
+    t = Table(title="per worker, during the load", title_justify="left")
     workers = [w for w in s.workers if w.role in ("worker", "listener")]
     known = any(w.requests is not None for w in workers)
     cols = ("worker", "pid", "accepts", "share", "requests", "CPU s")

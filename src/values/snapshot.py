@@ -62,6 +62,7 @@ __all__ = [
     "Wake",
     "WorkerSample",
     "WorkerState",
+    "is_stopped",
     "queue_figure",
 ]
 
@@ -251,6 +252,12 @@ class WorkerSample:
         return f"tid {self.tid}" if self.kind == _THREAD else f"pid {self.pid}"
 
 
+def is_stopped(w: WorkerSample) -> bool:
+    """Stopped by a signal or a tracer (/proc state T or t): it serves nothing until
+    continued, whatever state it last wrote to a scoreboard."""
+    return w.state == WorkerState.STOPPED or w.proc_state in ("T", "t")
+
+
 @dataclass(frozen=True, slots=True)
 class ListenerSample:
     """One listening socket and its accept queue."""
@@ -273,6 +280,13 @@ class ListenerSample:
     spread: Spread | None = None
     wake: Wake | None = None
     waiters: int | None = None  # processes or threads seen waiting on it (count)
+    stalled_s: float | None = None  # the sampler's: seconds in which every sample saw this
+    # queue non-empty and every worker taking from it stopped (/proc state T): the
+    # connections queued at the first such sample are still there, so the oldest has
+    # waited at least this long; None when not stalled now (or not known who takes from it)
+    drops: int | None = None  # handshakes this socket dropped since it was made (its sk_drops,
+    # what ListenDrops counts for it: SO_MEMINFO, or sock_diag SKMEMINFO when attached);
+    # unlike KernelCounters, this socket's own; None when not read
 
     @property
     def mechanism(self) -> str:

@@ -77,3 +77,23 @@ def kilo(value: float) -> str:
 def rounded(value: float | None, digits: int = 4) -> float | None:
     """`round`, keeping None (unknown) as None: for JSON and CSV figures."""
     return None if value is None else round(value, digits)
+
+
+def dur(ms: float | None, space: bool = True) -> str:
+    """A duration for a diagnosis line or a narrow panel: "4.2 s", "12 ms", "1.5 ms",
+    "850 us"; `space=False` gives "4.2s" (at most 5 characters); None gives "-"."""
+    if ms is None:
+        return "-"
+    sp = " " if space else ""
+    if ms >= 9999.5:
+        return f"{ms / 1000:.0f}{sp}s"
+    if ms >= 999.5:
+        return f"{ms / 1000:.1f}{sp}s"
+    if ms >= 9.95:
+        return f"{ms:.0f}{sp}ms"
+    if ms >= 0.995:
+        return f"{ms:.1f}{sp}ms"
+    us = ms * 1000
+    if us >= 99.5:  # two significant figures: the histograms' buckets are 6% wide
+        us = round(us, -1)
+    return f"{us:.0f}{sp}µs"

@@ -1,1 +1,0 @@
-"""Telemetry: per-worker sampling, imbalance, backlog depth, diagnosis, recording."""
