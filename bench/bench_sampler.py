@@ -3,11 +3,15 @@
 
     .venv/bin/python bench/bench_sampler.py [--samples 40] [--skip-psutil] [--repeat 1]
 
-Scenarios:
-- proc_spawn with 250 worker processes (a real server, idle);
-- 400 thread workers: a test process whose 400 threads each claim a scoreboard slot as
-  Kind.THREAD;
-- proc_spawn with 1,024 worker processes, and how long it took to start (goal <= 3 s).
+Scenarios (`--only` picks some):
+- processes: proc_spawn with 250 worker processes (a real server, idle);
+- threads: 400 thread workers: a test process whose 400 threads each claim a scoreboard
+  slot as Kind.THREAD;
+- records: 250 such thread workers whose current-request records (servers.inflight) all
+  change between two samples (a request begins or ends in every slot every 50 ms), against
+  the same 250 with records that stand still, in the same run: what reading them costs
+  when every one must be decoded (each is read only when its sequence number moved);
+- 1024: proc_spawn with 1,024 worker processes, and how long it took to start (goal <= 3 s).
 The machine's load average is printed with each figure: on a shared box the same code
 reads up to 3x dearer (seen: 250 processes 5.8 ms at load 13, 3.1 ms at load 3).
 Issue 18, on the shared 2-core box, this code against the previous one run alternately
@@ -135,6 +139,14 @@ go = threading.Event()
 def work(i):
     w = board.claim(i, kind=Kind.THREAD, group=0)
     w.state(State.WAITING)
+    if {records}:  # a request begins or ends every 50 ms: every record moves each sample
+        from servers.inflight import Client
+        w.req.connected(Client("127.0.0.1", 40000 + i, time.monotonic()))
+        while True:
+            w.req.begin(b"GET /work?cpu_ms=1&io_ms=0&bytes=0 HTTP/1.1", time.monotonic())
+            time.sleep(0.05)
+            w.req.end()
+            time.sleep(0.05)
     go.wait()
 for i in range({n}):
     threading.Thread(target=work, args=(i,), daemon=True).start()
@@ -143,10 +155,12 @@ time.sleep(600)
 """
 
 
-def bench_threads(samples: int, with_psutil: bool, n: int = 400) -> None:
+def bench_threads(
+    samples: int, with_psutil: bool, n: int = 400, *, records: bool = False, name: str = ""
+) -> list[float]:
     board = Scoreboard.create()
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
-    code = textwrap.dedent(THREADS_CHILD.format(src=src, n=n))
+    code = textwrap.dedent(THREADS_CHILD.format(src=src, n=n, records=records))
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(board.fd)], pass_fds=[board.fd], stdout=subprocess.PIPE
     )
@@ -164,7 +178,8 @@ def bench_threads(samples: int, with_psutil: bool, n: int = 400) -> None:
         sampler.close()
         tids = [(s.pid, s.tid) for s in board.read().slots]
         ps = psutil_way([proc.pid], tids, max(10, samples // 4)) if with_psutil else None
-        report(f"{n} thread workers in one process", costs, nw, ps, 2.0)
+        report(name or f"{n} thread workers in one process", costs, nw, ps, 2.0)
+        return costs
     finally:
         proc.kill()
         proc.wait()
@@ -177,12 +192,28 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--skip-psutil", action="store_true")
     ap.add_argument("--repeat", type=int, default=1, help="run every scenario this many times")
+    ap.add_argument(
+        "--only",
+        default="processes,threads,records,1024",
+        help="scenarios to run, comma-separated (processes, threads, records, 1024)",
+    )
     a = ap.parse_args()
+    only = set(a.only.split(","))
     print(f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     for _ in range(a.repeat):
-        bench_processes(a.samples, not a.skip_psutil)
-        bench_threads(a.samples, not a.skip_psutil)
-        bench_processes(a.samples, False, n=1024, goal=6.0)
+        if "processes" in only:
+            bench_processes(a.samples, not a.skip_psutil)
+        if "threads" in only:
+            bench_threads(a.samples, not a.skip_psutil)
+        if "records" in only:
+            still = bench_threads(a.samples, False, 250, name="250 threads, records still")
+            moving = bench_threads(
+                a.samples, False, 250, records=True, name="250 threads, every record moving"
+            )
+            ratio = statistics.fmean(moving) / statistics.fmean(still)
+            print(f"  records moving / still (mean): {ratio:.2f}x ({load()})")
+        if "1024" in only:
+            bench_processes(a.samples, False, n=1024, goal=6.0)
 
 
 if __name__ == "__main__":

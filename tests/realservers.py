@@ -421,10 +421,16 @@ def _holds_listener(pid: int, port: int) -> bool:
 # -- gunicorn and uvicorn (PyPI) ---------------------------------------------------------
 
 WSGI_APP = """
+import time
+
+
 def app(environ, start_response):
+    if environ.get("PATH_INFO") == "/sleep":  # /sleep?S: a handler stuck S seconds
+        time.sleep(float(environ.get("QUERY_STRING") or 12))
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
     return [b"ok\\n"]
 """
+WSGI_SLEEP_LINE = 7  # the line of time.sleep in wsgiapp.py
 
 ASGI_APP = """
 async def app(scope, receive, send):

@@ -24,13 +24,16 @@ from typing import Any, TypeVar
 
 from judging.analyser import Analyser
 from loadgen.stats import LoadStats, Percentiles
+from plumbing.loghist import NBUCKETS as NBUCKETS_
 from plumbing.loghist import LogHist, index_of, merge
 from values.snapshot import (
+    Current,
     HostSample,
     KernelCounters,
     Kind,
     ListenerSample,
     ModelInfo,
+    Peers,
     Phases,
     Role,
     Snapshot,
@@ -87,6 +90,8 @@ def snapshot(
     worker_phases: bool = True,
     spread: str | None = None,  # the accept mechanism read (snapshot.Spread, Wake values)
     wake: str | None = None,
+    current: Sequence[Current | None] | None = None,  # per worker (values.current)
+    peers: Sequence[Peers | None] | None = None,
 ) -> Snapshot:
     """One synthetic Snapshot; imbalance/diagnoses empty (see `series` for analysed ones)."""
     # long on purpose: one flat keyword per figure (a test names only those its
@@ -122,6 +127,8 @@ def snapshot(
                 bytes_sent_total=0,
                 role=Role(_pick(roles, i, "worker")),
                 phases=_phases(i, n, queue_ms, server_ms, service_ms),
+                current=_pick(current, i, None),
+                peers=_pick(peers, i, None),
             )
         )
     overall = _overall([w.phases for w in ws])
@@ -290,3 +297,95 @@ def load_stats(
         rps=rps,
         rps_series=(rps,) * 10,
     )
+
+
+def noisy(
+    count: int = 40,
+    *,
+    seed: int = 0,
+    period: float = 0.25,
+    workers: int = 4,
+    weights: Sequence[float] | None = None,
+    accepts_per_s: float = 400.0,
+    rps: float = 1000.0,
+    latency_ms: float = 5.0,
+    spread: float = 0.5,
+    queue: float = 0.0,
+    rules: Sequence[tuple[str, float]] = (),
+    model: str = "many_accepts",
+) -> list[Snapshot]:
+    """A recording's worth of snapshots with noise, as a run of one setup gives them: each
+    interval's accepts drawn over the workers by `weights` (default even), requests and
+    queue depth Poisson, every request's latency and service time lognormal (median
+    `latency_ms`, sigma `spread`), carried cumulatively as a real load generator and
+    scoreboard carry them; each (rule, chance) in `rules` is on in a sample with that
+    chance. The first snapshot is the baseline (no interval). Two calls with different
+    seeds are two recordings of the same setup; `seed` makes one reproducible."""
+    import numpy as np  # (late: the rest of this module does not need it)
+
+    from values.snapshot import Diagnosis, Severity
+
+    rng = np.random.default_rng(seed)
+    w = np.asarray(weights if weights is not None else [1.0] * workers, dtype=float)
+    w = w / w.sum()
+    lat, svc = _Cumulative(), _Cumulative()
+    total_req = 0
+    totals = [0] * workers
+    out: list[Snapshot] = []
+    for k in range(count + 1):
+        acc = rng.multinomial(rng.poisson(accepts_per_s * period), w) if k else [0] * workers
+        totals = [t + int(a) for t, a in zip(totals, acc, strict=True)]
+        n = int(rng.poisson(rps * period)) if k else 0
+        total_req += n
+        us = rng.lognormal(np.log(latency_ms * 1000), spread, n).astype(int).tolist()
+        lat.add(us)
+        svc.add([v // 4 for v in us])
+        latency, service = lat.hist(), svc.hist()
+        shares = [a / max(1, sum(acc)) for a in acc]
+        s = snapshot(
+            seq=k,
+            time=1000.0 + k * period,
+            interval_s=period if k else None,
+            model=model,
+            workers=workers,
+            accepts=[int(a) for a in acc],
+            accepts_total=totals,
+            cpu=[80.0 * x + float(rng.normal(0, 1)) ** 2 for x in shares],
+            queue=int(rng.poisson(queue)) if queue else 0,
+            client=dataclasses.replace(
+                load_stats(rps=rps, requests=total_req, time=1000.0 + k * period),
+                latency_ms=Percentiles(
+                    p50=latency.quantile_ms(0.5) or 0.0,
+                    p99=latency.quantile_ms(0.99) or 0.0,
+                    count=latency.count,
+                ),
+                latency_hist=latency,
+                status={200: total_req},
+            ),
+        )
+        on = [r for r, chance in rules if k and rng.random() < chance]
+        out.append(
+            dataclasses.replace(
+                s,
+                phases=Phases(None, None, service),
+                diagnoses=tuple(Diagnosis(r, Severity.WARNING, f"{r}: synthetic") for r in on),
+            )
+        )
+    return out
+
+
+class _Cumulative:
+    """A cumulative histogram of microsecond values (noisy's latency and service)."""
+
+    def __init__(self) -> None:
+        self.dense = [0] * NBUCKETS_
+        self.sum_us = self.max_us = 0
+
+    def add(self, values: Sequence[int]) -> None:
+        for v in values:
+            self.dense[index_of(v)] += 1
+        self.sum_us += sum(values)
+        self.max_us = max(self.max_us, *values) if values else self.max_us
+
+    def hist(self) -> LogHist:
+        return LogHist.from_counts(self.dense, self.sum_us, self.max_us)

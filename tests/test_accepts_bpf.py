@@ -27,7 +27,7 @@ def test_the_reason_it_is_unavailable_names_the_fix_when_there_is_one() -> None:
 @pytest.mark.skipif(REASON is not None, reason=REASON or "")
 def test_accepts_per_worker_equal_the_models_own_accept_counts(start_server) -> None:
     sup = start_server("many_accepts", workers=3)
-    root = sup.proc.pid
+    root = sup.root_pid
     counter = AcceptCounter(root).start()
     bpf_pid = counter.proc.pid
     try:

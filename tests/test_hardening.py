@@ -28,11 +28,11 @@ from loadgen.engine import resolve
 from loadgen.engine_httpx import HttpxEngine
 from loadgen.levels import LoadError, LoadLevel
 from loadgen.recorder import Recorder
+from plumbing.child import StderrTail
 from servers import guard, loops
 from servers.config import ConfigError, ServerConfig
 from servers.http import HttpConnection, ProtocolError
 from servers.models import MODEL_NAMES
-from servers.supervisor import _pump_capped
 
 MIB = 1024 * 1024
 
@@ -269,21 +269,15 @@ def test_an_asyncio_accept_flood_logs_once_a_second(capsys):
     assert all("Traceback" not in ln for ln in lines)
 
 
-def test_a_server_stderr_file_stays_under_its_cap():
-    r, w = os.pipe()
-    with tempfile.TemporaryFile() as out:
-        t = threading.Thread(target=_pump_capped, args=(r, out, 64 * 1024))
-        t.start()
-        line = b"x" * 99 + b"\n"
-        for _ in range(5000):  # 500 KB
-            os.write(w, line)
-        os.write(w, b"the last line\n")
-        os.close(w)
-        t.join(10)
-        out.seek(0)
-        text = out.read()
-    assert len(text) <= 64 * 1024
-    assert text.endswith(b"the last line\n") and b"earlier bytes dropped" in text
+def test_a_server_stderr_tail_stays_under_its_cap():
+    tail = StderrTail(64 * 1024)
+    line = b"x" * 99 + b"\n"
+    for _ in range(50):  # 500 KB, in the pipe's 10 KB reads
+        tail.add(line * 100)
+    tail.add(b"the last line\n")
+    text = tail.kept()
+    assert 48 * 1024 <= len(text) <= 64 * 1024 and tail.dropped > 0
+    assert text.endswith(b"x\nthe last line\n") and text.startswith(b"x" * 99 + b"\n")
 
 
 # -- finding 8: 414 and 400 ----------------------------------------------------------------
@@ -331,19 +325,25 @@ def test_a_full_fd_table_is_logged_in_a_few_lines_and_cluster_counts_lost_handof
 ):
     import resource
 
-    import servers.supervisor as supervisor_mod
+    from servers.supervisor import Supervisor
 
     real_popen = subprocess.Popen
 
     def popen(*a, **k):  # the server (only) runs with 64 fds
-        k["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        launchers = k["preexec_fn"]
+
+        def setup() -> None:
+            launchers()
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+        k["preexec_fn"] = setup
         return real_popen(*a, **k)
 
     cfg = ServerConfig(model=model, workers=1)
     with tempfile.TemporaryFile() as err:
-        monkeypatch.setattr(supervisor_mod.subprocess, "Popen", popen)
-        sup = supervisor_mod.Supervisor(cfg, stderr=err.fileno()).start()
-        monkeypatch.setattr(supervisor_mod.subprocess, "Popen", real_popen)
+        monkeypatch.setattr(subprocess, "Popen", popen)
+        sup = Supervisor(cfg, stderr=err.fileno()).start()
+        monkeypatch.setattr(subprocess, "Popen", real_popen)
         pids = sup.pids()
         clients = []
         try:

@@ -67,6 +67,7 @@ ALLOWED: dict[str, set[str]] = {
         "loadgen",
         "values",
         "judging",
+        "readers",
         "sources",
         "lab",
         "tui",
@@ -75,6 +76,15 @@ ALLOWED: dict[str, set[str]] = {
     },
     "serverscope": {"commands"},
 }
+
+
+# The views and the commands see the servers through the lab (`lab.server`: the models and
+# originals with their knobs, the knob table, ServerConfig, ConfigError, ServerError),
+# never `servers` or `originals` themselves; but `serve`, which runs one in the
+# foreground (the Supervisor, an original's own serve, the loopback warning).
+THROUGH_LAB = frozenset({"tui", "text", "export", "commands"})
+BEHIND_LAB = frozenset({"servers", "originals"})
+ALLOWED_PAST_LAB = {"commands/serve.py": frozenset({"servers", "originals"})}
 
 
 def _package_of(path: Path) -> str:
@@ -202,3 +212,19 @@ def test_the_lab_draws_nothing_and_parses_no_command_line() -> None:
                 names = [node.module or ""]
             found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in banned]
     assert not found, found
+
+
+def test_the_views_and_commands_see_the_servers_only_through_the_lab() -> None:
+    """The TUI listed the models itself (servers.models, originals.NAMES), and the commands
+    caught servers' ConfigError and ServerError from their own modules."""
+    wrong = []
+    for package, imports in package_imports().items():
+        if package not in THROUGH_LAB:
+            continue
+        for name in BEHIND_LAB & set(imports):
+            wrong += [
+                f"{f} imports {name}"
+                for f in imports[name]
+                if name not in ALLOWED_PAST_LAB.get(f, frozenset())
+            ]
+    assert not wrong, "\n".join(wrong)

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
+from plumbing.child import Child
 from plumbing.process import readable
-from servers.supervisor import wait_exit
 
 
 @pytest.fixture
@@ -42,13 +42,18 @@ def test_an_fd_past_1024_is_waited_on(high_fd):
     assert readable(r, 1.0) is True
 
 
-def test_wait_exit_works_while_the_process_holds_fds_past_1024(high_fd):
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+def test_a_child_is_waited_on_while_its_pidfd_is_past_1024(high_fd):
     held = []
     try:
         while not held or held[-1] < 1100:  # the lower fds taken: the pidfd lands past 1100
             held.append(os.open(os.devnull, os.O_RDONLY))
-        assert wait_exit(proc, 10.0)
+        child = Child(
+            [sys.executable, "-c", "import sys; sys.stdin.read()"], name="t", stdin=subprocess.PIPE
+        )
+        assert child.wait(0.01) is False
+        child.stdin.close()
+        assert child.wait(10.0)
+        child.close()
     finally:
         for fd in held:
             os.close(fd)

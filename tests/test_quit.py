@@ -170,13 +170,13 @@ def test_closing_a_session_kills_its_load_at_once_rather_than_draining_it() -> N
     session.start()
     try:
         runner = session.runner
-        assert runner is not None and runner.proc is not None
-        pids = {runner.proc.pid, *session.server.pids()}  # type: ignore[union-attr]
+        assert runner is not None and runner.child is not None
+        pids = {runner.child.pid, *session.server.pids()}  # type: ignore[union-attr]
         wait_until(lambda: clients_connected(pids, 20), 20, "20 clients connected")
-        proc = runner.proc
+        child = runner.child
     finally:
         session.close()
-    assert proc.returncode == -signal.SIGKILL
+    assert child.returncode == -signal.SIGKILL
     assert_all_gone(sorted(pids))
 
 
@@ -203,9 +203,9 @@ def test_an_original_stops_its_whole_tree() -> None:
     session.start()
     try:
         server, runner = session.server, session.runner
-        assert server is not None and runner is not None and runner.proc is not None
+        assert server is not None and runner is not None and runner.pid is not None
         watchdog = server.watchdog_pid  # type: ignore[attr-defined]
-        pids = [watchdog, *server.pids(), runner.proc.pid]
+        pids = [watchdog, *server.pids(), runner.pid]
         assert len(pids) >= 7  # watchdog, root, 4 workers, the load generator
     finally:
         session.close()

@@ -12,12 +12,13 @@ from types import SimpleNamespace
 
 from readers import procfs
 from servers.config import ServerConfig
+from servers.inflight import Client
 from servers.scoreboard import Kind, Role, Scoreboard, State
 from sources.sampler import Sampler
 from sources.supervisor_source import SupervisorSource
 from values.snapshot import Kind as SKind
 from values.snapshot import Role as SRole
-from values.snapshot import WorkerSample, WorkerState
+from values.snapshot import Via, WorkerSample, WorkerState
 
 
 def test_every_worker_field_is_the_scoreboards_own() -> None:
@@ -42,6 +43,8 @@ def test_every_worker_field_is_the_scoreboards_own() -> None:
             w.served(100)
         board.slot(0).group = -1
         board.slot(0).deaths = 2
+        w.req.connected(Client("127.0.0.1", 4321, 5.0))
+        w.req.begin(b"GET /f HTTP/1.1", 6.0)
         # slot 1: this thread as a thread worker of group 5, a listener
         board.claim(1, kind=Kind.THREAD, group=5, listener=-1, role=Role.LISTENER)
         board.slot(1).state = State.KEEPALIVE
@@ -85,6 +88,15 @@ def test_every_worker_field_is_the_scoreboards_own() -> None:
             "phases": None,
             "window_phases": None,
             "hold": None,  # attach's (read from the socket); the scoreboard says K or R
+            "current": {
+                "via": Via.SCOREBOARD,
+                "requests": 1,
+                "request": "GET /f HTTP/1.1",
+                "client": "127.0.0.1:4321",
+                "began": 6.0,
+                "connected": 5.0,
+            },
+            "peers": None,  # attach's (read from the sockets)
         }
         assert w0.state_age_s is not None and abs(w0.state_age_s - (now - s0.last_change)) < 1e-6
         assert w0.age_s is not None and abs(w0.age_s - (now - s0.started)) < 1e-6

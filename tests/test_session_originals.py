@@ -67,7 +67,7 @@ def test_a_session_of_an_original_samples_it_by_pid_and_leaves_no_process() -> N
         snap = session.sample()
         assert snap is not None
         assert {w.pid for w in snap.workers} >= set(srv.pids()[1:])  # every worker seen
-        runner_pid = session.runner.proc.pid if session.runner and session.runner.proc else 0
+        runner_pid = session.runner.pid if session.runner and session.runner.pid else 0
     finally:
         session.close()
     assert session.server is None

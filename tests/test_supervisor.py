@@ -264,7 +264,6 @@ def test_a_root_that_fails_at_start_leaves_its_reason_on_the_scoreboard():
     board = Scoreboard.create(nslots=4)
     try:
         env = python_env()
-        env[root.ENV_PARENT] = str(os.getpid())
         env[root.ENV_SCOREBOARD] = str(board.fd)
         env[root.ENV_LISTENERS] = ""
         cmd = [sys.executable, "-m", "servers.root", ServerConfig(model="nope").to_json()]

@@ -69,11 +69,11 @@ async def test_attach_screen_on_nginx_reuseport_shows_a_stopped_worker_and_queue
     runner = LoadRunner(
         f"http://127.0.0.1:{srv.port}/", PRESETS["burst"].with_(clients=4, duration=20)
     ).start()
-    assert runner.proc is not None
+    assert runner.pid is not None
     sampler.load = runner.stats
-    feed = AttachFeed(sampler, Analyser(), on_close=[runner.stop], load_pid=runner.proc.pid)
+    feed = AttachFeed(sampler, Analyser(), on_close=[runner.stop], load_pid=runner.pid)
     ours = _ours() - before  # the load generator, bpftrace when root
-    assert runner.proc.pid in ours
+    assert runner.pid in ours
     victim = workers[0]
     app = ServerscopeApp(AttachScreen(feed))
     try:

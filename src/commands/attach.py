@@ -255,7 +255,7 @@ def _monitor(
     from tui.app import run_attach
     from tui.attach_feed import AttachFeed
 
-    load_pid = runner.proc.pid if runner is not None and runner.proc is not None else None
+    load_pid = runner.pid if runner is not None else None
     stops = [runner.stop] if runner is not None else []
     feed = AttachFeed(
         sampler, analyser, period=a.period, sinks=sinks, on_close=stops, load_pid=load_pid

@@ -1,5 +1,6 @@
 """What every subcommand shares: exit codes, the one-line parser error, argument types (one
-seconds parser for every option in seconds), the model knobs, output-file checks."""
+seconds parser for every option in seconds), the model knobs and the load options (both
+read from their tables), output-file checks."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from servers.config import ServerConfig
+from lab.server import KNOBS, ServerConfig
+from loadgen.levels import PRESETS, LoadLevel, preset
+from loadgen.options import LOAD_OPTIONS
+from plumbing.settings import UNIT_WORDS, Setting
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the server died, the load could not run, a write failed
@@ -51,26 +54,13 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    """A number of type `kind` (int, float); range checks are left to whoever uses it."""
-
-    def parse(text: str) -> Any:
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-    return parse
-
-
 def seconds(
     *, above: float | None = None, at_least: float | None = None, at_most: float | None = None
 ) -> Callable[[str], float]:
-    """The one parser of seconds: a finite number, optionally bounded.
-
-    `seconds(above=0, at_most=DAY_S)` is `run --duration` (every run ends by itself);
-    `seconds(at_least=1, at_most=3600)` is `demo --seconds`; `seconds()` any finite number
-    (the model's timeouts, which ServerConfig checks itself)."""
+    """The parser of the options in seconds that are no knob or load option (those are
+    their table's: `Setting.parse`, ranges in its rows): a finite number, optionally
+    bounded. `seconds(above=0, at_most=DAY_S)` is `run --period`; `seconds(at_least=1,
+    at_most=3600)` is `demo --seconds`; `seconds()` any finite number."""
 
     def parse(text: str) -> float:
         try:
@@ -93,69 +83,132 @@ def seconds(
     return parse
 
 
-# -- the model knobs ------------------------------------------------------------------------
+# -- the model knobs and the load options ---------------------------------------------------
+
+
+def _typed(setting: Setting) -> Callable[[str], Any]:
+    """argparse's `type` for a setting: its parser, its reason in argparse's one line."""
+
+    def parse(text: str) -> Any:
+        try:
+            return setting.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
+def setting_help(setting: Setting, default: str | None = None) -> str:
+    """A setting's help: what it does, then its directive, range and default."""
+    said = [setting.directive] if setting.directive else []
+    if setting.range_text():
+        said.append(setting.range_text())
+    elif setting.unit:
+        said.append(UNIT_WORDS.get(setting.unit, setting.unit))
+    if default is None:
+        if setting.default is not None and setting.kind is not bool:
+            default = f"default {setting.show(setting.default)}"
+            if setting.per_model:
+                default += " unless the model has its own"
+        elif setting.none_means:
+            default = f"default: {setting.none_means}"
+        elif setting.per_model:
+            default = "default: the model's"
+    if default:
+        said.append(default)
+    extra = f" ({'; '.join(said)})" if said else ""
+    return f"{setting.help}{extra}".replace("%", "%%")
+
+
+def add_settings(
+    g: Any, settings: tuple[Setting, ...], default: Callable[[Setting], str | None] | None = None
+) -> None:
+    """One option per setting, its dest the setting's field; every default None (not
+    given: the config's, the preset's), so what the user gave is what is not None.
+    `default`: how a setting's default is said, where the table's is not the whole story."""
+    for s in settings:
+        flags = [s.option, *s.aliases]
+        if s.kind is bool and s.off_flag:
+            pair = g.add_mutually_exclusive_group()
+            pair.add_argument(*flags, dest=s.name, action="store_true", default=None, help=s.help)
+            pair.add_argument(
+                s.off_flag, dest=s.name, action="store_false", help=f"the opposite of {s.option}"
+            )
+        elif s.kind is bool:
+            g.add_argument(*flags, dest=s.name, action="store_true", default=None, help=s.help)
+        else:
+            g.add_argument(
+                *flags,
+                dest=s.name,
+                type=_typed(s),
+                metavar=s.placeholder,
+                help=setting_help(s, default(s) if default else None),
+            )
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """The model knobs, shared by `serve`, the TUI, `run`, `compare` and `web`."""
+    """The model knobs (`lab.server.KNOBS`), shared by `serve`, the TUI, `run`, `compare`
+    and `web`."""
     g = p.add_argument_group("model knobs (a model refuses the ones it does not have)")
-    g.add_argument(
-        "--workers", type=whole_number, help="worker processes (event loops for goroutines)"
-    )
-    g.add_argument(
-        "--backlog",
-        type=whole_number,
-        default=511,
-        help="listen() backlog, Apache's ListenBacklog (511)",
-    )
-    g.add_argument("--port", type=whole_number, default=0, help="port (default: a free one)")
-    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    g.add_argument(
-        "--exclusive", action="store_true", help="many_accepts: EPOLLEXCLUSIVE, as nginx"
-    )
-    g.add_argument(
-        "--keepalive-timeout", type=seconds(), default=5.0, help="KeepAliveTimeout, seconds (5)"
-    )
-    g.add_argument(
-        "--max-keepalive-requests",
-        type=whole_number,
-        help="MaxKeepAliveRequests (0 = unlimited; default: Apache's 100 for the C and "
-        "Apache models, nginx's 1000 for reuseport, unlimited for the Node and Go shapes)",
-    )
-    g.add_argument(
-        "--timeout",
-        type=seconds(),
-        default=60.0,
-        help="Timeout: seconds for a request to arrive whole (60)",
-    )
-    g.add_argument(
-        "--max-cpu-ms",
-        type=number(float),
-        default=10_000.0,
-        help="per-request CPU ceiling of /work?cpu_ms=, ms; more is answered 400 (10000)",
-    )
-    g.add_argument("--start-servers", type=whole_number, help="StartServers")
-    g.add_argument("--min-spare", type=whole_number, help="MinSpareServers / MinSpareThreads")
-    g.add_argument("--max-spare", type=whole_number, help="MaxSpareServers / MaxSpareThreads")
-    g.add_argument("--max-workers", type=whole_number, help="MaxRequestWorkers")
-    g.add_argument("--threads-per-child", type=whole_number, help="ThreadsPerChild")
-    g.add_argument("--async-factor", type=number(float), help="AsyncRequestWorkerFactor")
-    g.add_argument(
-        "--request-read-timeout",
-        metavar="RULES",
-        help="RequestReadTimeout (mod_reqtimeout) of the C and Apache models, in Apache's "
-        "syntax; default Apache's 'header=20-40,MinRate=500 body=20,MinRate=500'; "
-        "'header=0 body=0' turns it off",
-    )
+    add_settings(g, KNOBS)
 
 
 def config_from_args(model: str, a: argparse.Namespace) -> ServerConfig:
-    """The config `add_model_args` describes: its flags' dests are ServerConfig's fields
-    (a field with no flag keeps its default)."""
+    """The config `add_model_args` describes: a knob given is set, the others keep the
+    config's defaults (serve's --no-phases too)."""
     given = vars(a)
-    knobs = {f.name: given[f.name] for f in fields(ServerConfig) if f.name in given}
-    knobs.pop("model", None)
+    names = [k.name for k in KNOBS] + ["phases"]
+    knobs = {n: given[n] for n in names if given.get(n) is not None}
     return ServerConfig(model=model, **knobs)
+
+
+def add_load_args(
+    p: argparse.ArgumentParser,
+    *,
+    default: str | None,
+    title: str,
+    more: tuple[str, ...] = (),
+) -> None:
+    """A load preset and the options that override its fields: the same for `load`,
+    `run`, `compare` and the live lab. `default`: the preset when none is given (None:
+    LoadLevel's defaults); `more`: choices beyond the presets (the lab's `none`)."""
+    g = p.add_argument_group(title)
+    default_text = f"default {default}" if default else "default: none, the options below"
+    g.add_argument(
+        "--load",
+        "--preset",
+        dest="preset",
+        metavar="PRESET",
+        choices=[*PRESETS, *more],
+        help=f"a named load level: {', '.join([*PRESETS, *more])} ({default_text}; "
+        "`serverscope load --list-presets` says what each one shows)",
+    )
+    add_settings(g, LOAD_OPTIONS, _preset_default if default else _level_default)
+
+
+def _preset_default(option: Setting) -> str:
+    return "default: the preset's"
+
+
+def _level_default(option: Setting) -> str:
+    if option.default is not None:
+        return f"default {option.show(option.default)}, or the preset's"
+    return f"default: {option.none_means}, or the preset's"
+
+
+def load_overrides(a: argparse.Namespace) -> dict[str, Any]:
+    """The load options given on the command line, by LoadLevel field."""
+    return {
+        o.name: getattr(a, o.name) for o in LOAD_OPTIONS if getattr(a, o.name, None) is not None
+    }
+
+
+def level_from_args(a: argparse.Namespace, default: str | None) -> LoadLevel:
+    """The preset given (else `default`, else LoadLevel's defaults) with the options given
+    over it; LoadError (one line naming the option) when out of range."""
+    name = a.preset or default
+    base = preset(name) if name else LoadLevel()
+    return base.override(**load_overrides(a)).check()
 
 
 # -- output ---------------------------------------------------------------------------------

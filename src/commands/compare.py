@@ -6,19 +6,15 @@ from __future__ import annotations
 import argparse
 import threading
 from collections.abc import Sequence
-from dataclasses import fields
 from typing import Any
 
 from rich.console import Console
 
 from lab.aggregate import write_json
-from lab.server import model_spec
+from lab.server import KNOBS, ConfigError, ServerConfig, ServerError, model_spec
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
-from servers import models
-from servers.config import ConfigError, ServerConfig
-from servers.supervisor import ServerError
 from text.chart import DEFAULT_SVG, write_svg
 from text.compare import phases_table, table
 from values.units import ms_short, pct
@@ -62,13 +58,12 @@ def config_for(model: str, base: ServerConfig) -> tuple[ServerConfig, list[str]]
     default = ServerConfig()
     changes: dict[str, object] = {"model": model}
     dropped = []
-    for f in fields(ServerConfig):
-        name = f.name
-        if name in models.COMMON_KNOBS or name in spec.knobs:
+    for knob in KNOBS:
+        if spec.takes(knob.name):
             continue
-        if getattr(base, name) != getattr(default, name):
-            changes[name] = getattr(default, name)
-            dropped.append("--" + name.replace("_", "-"))
+        if getattr(base, knob.name) != getattr(default, knob.name):
+            changes[knob.name] = getattr(default, knob.name)
+            dropped.append(knob.option)
     return base.with_(**changes), dropped
 
 
@@ -130,7 +125,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "compare",
         help="run several models in turn under the same load; a table and an SVG chart",
-        description="Run each model in turn under the same load preset and print a table "
+        description="Run each model in turn under the same load (a preset, and any option of "
+        "`serverscope load` over it) and print a table "
         "(throughput, latency, connect p99, errors, imbalance, queue, overflows, diagnoses); "
         "save a chart as SVG. Model knobs apply to the models that have them.",
     )

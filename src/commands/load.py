@@ -9,13 +9,14 @@ from typing import Any
 
 from lab.aggregate import write_json
 from loadgen.engine import ENGINES, resolve
-from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel, preset
+from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
 from loadgen.runner import LoadRunner
 from loadgen.stats import LoadStats
 from plumbing.signals import stop_on
 from text.load import live_figures, live_progress, load_summary
 
-from .common import EXIT_FAILED, EXIT_OK, check_output, console_for_output, fail, number
+from . import common
+from .common import EXIT_FAILED, EXIT_OK, add_load_args, check_output, console_for_output, fail
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -27,35 +28,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         f"summary. Presets: {presets}. Options given with --preset override its fields.",
     )
     p.add_argument("url", nargs="?", help="target, e.g. http://127.0.0.1:8080/")
-    p.add_argument("--preset", choices=list(PRESETS), help="a named load level")
     p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
-    p.add_argument("--clients", type=number(int), help="concurrent clients (connections)")
-    p.add_argument(
-        "--rate", type=number(float), help="open loop at this many req/s (default: closed loop)"
-    )
-    conn = p.add_mutually_exclusive_group()
-    conn.add_argument(
-        "--keepalive", dest="keepalive", action="store_true", default=None, help="keep-alive"
-    )
-    conn.add_argument(
-        "--close", dest="keepalive", action="store_false", help="a new connection per request"
-    )
-    p.add_argument("--think", type=number(float), metavar="MS", help="think time per request")
-    p.add_argument("--think-exp", action="store_true", default=None, help="exponential think")
-    p.add_argument("--ramp", type=number(float), metavar="S", help="clients arrive over S s")
-    p.add_argument(
-        "--trickle",
-        type=number(float),
-        metavar="MS",
-        help="send each request a byte every MS ms (slowloris; fast engine)",
-    )
-    p.add_argument("--cpu-ms", type=number(float), help="/work cpu_ms per request")
-    p.add_argument("--io-ms", type=number(float), help="/work io_ms per request")
-    p.add_argument("--bytes", type=number(int), help="/work response bytes")
-    p.add_argument("--connect-timeout", type=number(float), metavar="S", help="default 10")
-    p.add_argument("--read-timeout", type=number(float), metavar="S", help="default 30")
-    p.add_argument("--requests", type=number(int), help="stop after this many requests")
-    p.add_argument("--duration", type=number(float), metavar="S", help="seconds (default 10)")
+    add_load_args(p, default=None, title="the load (a preset, and options over its fields)")
     p.add_argument("--engine", choices=ENGINES, default="fast", help="fast (default) or httpx")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
@@ -63,30 +37,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-_OVERRIDES = {
-    "clients": "clients",
-    "rate": "rate",
-    "keepalive": "keepalive",
-    "think": "think_ms",
-    "think_exp": "think_exp",
-    "ramp": "ramp",
-    "trickle": "trickle_ms",
-    "cpu_ms": "cpu_ms",
-    "io_ms": "io_ms",
-    "bytes": "bytes",
-    "connect_timeout": "connect_timeout",
-    "read_timeout": "read_timeout",
-    "requests": "requests",
-    "duration": "duration",
-}
-
-
 def level_from_args(a: argparse.Namespace) -> LoadLevel:
-    level = preset(a.preset) if a.preset else LoadLevel()
-    changes = {f: getattr(a, opt) for opt, f in _OVERRIDES.items() if getattr(a, opt) is not None}
-    if any(k != "duration" for k in changes) or not a.preset:
-        changes["name"] = "custom"
-    return level.with_(**changes).check()
+    """--preset (if any) with the options given over it."""
+    return common.level_from_args(a, default=None)
 
 
 PROG = "serverscope load"

@@ -8,10 +8,24 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from servers.config import ConfigError
-from servers.supervisor import ServerError
+from lab.server import ConfigError, ServerError
 
-from . import attach, compare, demo, fleet, load, replay, run, seed, serve, tui, web
+from . import (
+    attach,
+    compare,
+    demo,
+    diff,
+    fix,
+    fleet,
+    load,
+    replay,
+    run,
+    seed,
+    serve,
+    stack,
+    tui,
+    web,
+)
 from .common import EXIT_USAGE, Parser, add_model_args, fail
 
 # subcommand -> what runs it (None: no subcommand, the live lab)
@@ -27,6 +41,9 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "web": web.command,
     "seed": seed.command,
     "fleet": fleet.run,
+    "stack": stack.run,
+    "diff": diff.command,
+    "fix": fix.command,
 }
 # The commands that open the TUI (web: one per browser page). When one returns, it has
 # stopped everything it started and given the terminal back; run from the command line, the
@@ -52,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_parser(sub)
     seed.add_parser(sub)
     fleet.add_parser(sub)
+    stack.add_parser(sub)
+    diff.add_parser(sub)
+    fix.add_parser(sub)
     return p
 
 

@@ -12,16 +12,16 @@ from rich.console import Console
 
 from lab.aggregate import write_csv, write_json
 from lab.headless import run_headless
+from lab.server import ServerConfig
 from lab.summary import RunSummary
-from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
+from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
-from servers.config import ServerConfig
 from text.load import live_figures, live_progress
 from text.summary import render_summary
 from values.snapshot import Snapshot
 from values.units import dur
 
-from . import export
+from . import common, export
 from .common import (
     DAY_S,
     EXIT_FAILED,
@@ -42,7 +42,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "run",
         help="run one model under one load without the TUI, then print a summary",
-        description="Start a model, run a preset load against it with a progress bar, and "
+        description="Start a model, run a load against it (a preset, and any option of "
+        "`serverscope load` over it) with a progress bar, and "
         "print a summary: throughput, latency and connect-time percentiles, errors, accept "
         "and CPU imbalance over the whole run, the longest accept queue, ListenOverflows "
         "(namespace-wide) and the diagnoses seen. Exit status 1 if the server died or the "
@@ -58,26 +59,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+DEFAULT_PRESET = "burst"
+
+
 def add_load_args(p: argparse.ArgumentParser) -> None:
-    """--load, --duration, --period: shared with `compare`. Every run ends by itself, so a
-    duration is more than 0 and at most a day."""
-    p.add_argument(
-        "--load", default="burst", choices=list(PRESETS), help="load preset (default burst)"
+    """The load (a preset and the options over it, as `serverscope load` takes them) and
+    --period: shared with `compare`."""
+    common.add_load_args(
+        p,
+        default=DEFAULT_PRESET,
+        title=f"the load (the {DEFAULT_PRESET} preset unless --load names another; each "
+        "option overrides its field)",
     )
-    run_seconds = seconds(above=0, at_most=DAY_S)
     p.add_argument(
-        "--duration", type=run_seconds, help="seconds of load (default: the preset's own)"
-    )
-    p.add_argument(
-        "--period", type=run_seconds, default=0.25, help="seconds between samples (0.25)"
+        "--period",
+        type=seconds(above=0, at_most=DAY_S),
+        default=0.25,
+        help="seconds between samples (0.25)",
     )
 
 
 def level_from_args(a: argparse.Namespace) -> LoadLevel:
-    level = preset(a.load)
-    if a.duration is not None:
-        level = level.with_(duration=a.duration)
-    return level.check()
+    return common.level_from_args(a, default=DEFAULT_PRESET)
 
 
 def progress_run(

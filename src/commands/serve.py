@@ -10,9 +10,8 @@ import threading
 from typing import Any
 
 import originals
-from lab.server import model_spec
+from lab.server import catalogue, model_spec
 from plumbing.signals import STOP_SIGNALS, stop_on
-from servers import models
 from servers.config import is_loopback_host
 from servers.supervisor import Supervisor
 
@@ -41,12 +40,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def list_models() -> int:
-    specs = models.available()
-    width = max(len(s.name) for s in specs)
-    for s in specs:
-        print(f"{s.name:<{width}}  {s.summary}")
+    entries = catalogue()
+    mine = [e for e in entries if not e.original]
+    width = max(len(e.name) for e in mine)
+    for e in mine:
+        print(f"{e.name:<{width}}  {e.summary}")
     print("the originals (the seed's own systems, run for real):")
-    print("\n".join(originals.list_lines()))
+    theirs = [e for e in entries if e.original]
+    width = max(len(e.name) for e in theirs)
+    for e in theirs:
+        have = "present" if e.present else f"MISSING: apt-get install {e.package}"
+        print(
+            f"{e.name:<{width}}  {e.summary}  [{e.spec.origin}; model {e.twin}; {e.tool}: {have}]"
+        )
     return EXIT_OK
 
 
@@ -86,6 +92,6 @@ def _serve(sup: Supervisor, stop: threading.Event) -> int:
     print(line, flush=True)
     while not stop.wait(0.2):
         if not sup.running:
-            code = sup.proc.returncode if sup.proc else None
+            code = sup.exit_code
             return fail("serverscope", f"{name} exited unexpectedly (code {code})", EXIT_FAILED)
     return EXIT_OK

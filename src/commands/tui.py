@@ -1,8 +1,8 @@
 """`serverscope` with no subcommand: the live lab in the TUI.
 
-    serverscope [--model M] [--load PRESET] [--clients N] [--rate R] [--duration S]
-                [--record FILE] [model knobs]          the live lab (default: many_accepts
-                                                       with EPOLLEXCLUSIVE, steady at 50/s)
+    serverscope [--model M] [--load PRESET] [load options] [--record FILE] [model knobs]
+                                   the live lab (default: many_accepts with EPOLLEXCLUSIVE,
+                                   steady at 50/s; the load options are `serverscope load`'s)
 
 (`serverscope replay FILE` is `commands.replay`.)
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 
-from lab.server import model_spec
+from lab.server import ConfigError, ServerConfig, model_spec
 from lab.session import LIVE_DURATION
-from loadgen.levels import PRESETS, LoadError, LoadLevel, preset
-from servers.config import ConfigError, ServerConfig
+from loadgen.levels import LoadError, LoadLevel, preset
+from loadgen.options import LOAD_OPTION
 
 from . import export
-from .common import config_from_args, fail, seconds
+from .common import add_load_args, config_from_args, fail, load_overrides
 
 NO_LOAD = "none"
 # `serverscope` with no arguments must show its phenomenon at once, every time (issue 12:
@@ -50,34 +50,40 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help=f"model to start (default {DEFAULT_MODEL} with EPOLLEXCLUSIVE, as nginx: "
         "--model many_accepts gives it without)",
     )
-    g.add_argument(
-        "--load",
-        metavar="PRESET",
-        help=f"load preset: {', '.join(PRESETS)}, or {NO_LOAD} (default {DEFAULT_LOAD})",
-    )
-    g.add_argument("--clients", type=int, help="clients of the load (default: the preset's)")
-    g.add_argument("--rate", type=float, help="open loop at this many req/s in all")
-    g.add_argument(
-        "--duration",
-        type=seconds(at_least=0),
-        help=f"seconds each load runs (default {LIVE_DURATION:g}; g runs it again)",
-    )
     g.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSONL)")
     export.add_args(g)
+    add_load_args(
+        p,
+        default=DEFAULT_LOAD,
+        more=(NO_LOAD,),
+        title=f"the live lab's load ({DEFAULT_LOAD} at {DEFAULT_RATE:g} req/s unless --load "
+        f"or --rate is given; each load runs {LIVE_DURATION:g} s unless --duration, and g "
+        "runs it again; each option overrides the preset's field)",
+    )
+
+
+def load_duration(a: argparse.Namespace) -> float:
+    """How long each load runs in the lab, the first and the ones chosen in it."""
+    return float(a.duration) if a.duration is not None else LIVE_DURATION
 
 
 def level_from_args(a: argparse.Namespace) -> LoadLevel | None:
-    load = a.load or DEFAULT_LOAD
+    """The first load: --load's preset (default steady at 50 req/s) with the options over
+    it; None for --load none (LoadError if other load options are given with it)."""
+    load = a.preset or DEFAULT_LOAD
+    given = load_overrides(a)
     if load == NO_LOAD:
+        unused = [LOAD_OPTION[k].option for k in given if k != "duration"]
+        if unused:
+            raise LoadError(f"--load {NO_LOAD} runs no load: drop {', '.join(unused)}")
+        LoadLevel().override(**given).check()  # --duration, for the loads chosen later
         return None
-    level = preset(load).with_(duration=a.duration or LIVE_DURATION)
-    if a.clients is not None:
-        level = level.with_(clients=a.clients)
-    if a.rate is not None:
-        level = level.with_(rate=a.rate)
-    elif a.load is None:
+    level = preset(load).with_(duration=LIVE_DURATION)
+    if a.preset is None and a.rate is None:
         level = level.with_(rate=DEFAULT_RATE)
-    return level.check()
+    # the lab keeps the preset's name over its options, as its chooser and + do ("storm ·
+    # 40 clients"); `load`, `run` and `compare` name such a level custom
+    return level.with_(**given).check()
 
 
 def default_config(a: argparse.Namespace) -> ServerConfig:
@@ -116,7 +122,7 @@ def run(a: argparse.Namespace) -> int:
             cfg,
             level,
             record=a.record,
-            load_duration=a.duration or LIVE_DURATION,
+            load_duration=load_duration(a),
             observers=[exporter.update] if exporter else (),
         )
     finally:

@@ -78,9 +78,11 @@ def lab_argv(a: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str
         value = getattr(a, dest, None)
         if value is None or value == action.default:
             continue
-        flag = max(action.option_strings, key=len)  # the long spelling
-        if isinstance(action, argparse._StoreTrueAction):
-            argv.append(flag)
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        flag = (longs or action.option_strings)[0]  # its first long spelling
+        if isinstance(action, argparse._StoreConstAction):  # a switch (--close, --exclusive)
+            if value == action.const:  # given: the dest holds what this switch stores
+                argv.append(flag)
         else:
             argv += [flag, str(value)]
     return argv
@@ -103,8 +105,8 @@ def lab_main(argv: list[str]) -> int:
 
 
 def command(a: argparse.Namespace) -> int:
+    from lab.server import ConfigError
     from loadgen.levels import LoadError
-    from servers.config import ConfigError
 
     given = [f"--{d.replace('_', '-')}" for d in NOT_PER_PAGE if getattr(a, d, None)]
     if given:

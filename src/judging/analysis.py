@@ -275,8 +275,11 @@ def phases_minus(new: Phases | None, old: Phases | None) -> Phases | None:
 
 _FIELDS = [f.name for f in dataclasses.fields(WorkerSample)]
 _WINDOW = _FIELDS.index("window_phases")
-assert _FIELDS[_WINDOW + 1 :] == ["hold"], "PhaseWindow rebuilds WorkerSample positionally"
+# PhaseWindow rebuilds WorkerSample positionally: the fields before window_phases, its
+# own, the fields after (two or more: attrgetter of one name gives a value, not a tuple)
+assert len(_FIELDS) - _WINDOW > 2, "PhaseWindow rebuilds WorkerSample positionally"
 _BEFORE_WINDOW = operator.attrgetter(*_FIELDS[:_WINDOW])
+_AFTER_WINDOW = operator.attrgetter(*_FIELDS[_WINDOW + 1 :])
 _new_sample = positional_new(WorkerSample)
 
 
@@ -339,7 +342,7 @@ class PhaseWindow:
             # WorkerSample with window_phases set: positionally, from a C-level getter of
             # the fields before it (hold, the one after, by hand); dataclasses.replace
             # cost 22 us a worker, 23 ms a sample at 1,024 workers (cProfile), this ~4 us
-            workers.append(_new_sample(*_BEFORE_WINDOW(w), result, w.hold))
+            workers.append(_new_sample(*_BEFORE_WINDOW(w), result, *_AFTER_WINDOW(w)))
         self._last = now
         overall = phases_minus(snap.phases, self._base.phases if self._base else None)
         return dataclasses.replace(snap, workers=tuple(workers), window_phases=overall)

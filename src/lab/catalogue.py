@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from loadgen.levels import PRESETS, LoadLevel
 from servers.config import ServerConfig
+from servers.knobs import KNOB
 
 from .evidence import CONNECT_1S, OVERFLOWS, QUEUE_PAST_LIMIT, STALLED, WAITING_2S
 from .scenarios import MASTER, Fault, Scenario, Step
@@ -185,7 +186,8 @@ _add(
                     "20 ms of CPU: single serves at most 50 a second.",
                     "100 new connections arrive every second (an open loop: they keep "
                     "coming whatever happens to the earlier ones), twice what it serves.",
-                    "The backlog is 16 here (511 by default) so that the queue fills at "
+                    f"The backlog is 16 here ({KNOB['backlog'].default} by default) so that "
+                    "the queue fills at "
                     "once: watch it sit at 17/16, in red (Linux admits one connection past "
                     "the backlog before it counts the queue full).",
                     "Once it is full the kernel drops handshakes: ListenOverflows (a "

@@ -329,6 +329,7 @@ class Driver:
             connect_ms=rec.connect.percentiles(),
             connect_seconds=rec.connect.by_second(),
             phases=rec.phases(),
+            latency_hist=rec.latency.to_loghist(),
             draining=running and self.stopping,
             rps=float(series[-1]) if series else 0.0,
             rps_series=tuple(float(x) for x in series[start:]),

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from itertools import accumulate
+from itertools import accumulate, compress
 from typing import Any
+
+from plumbing import loghist
+from plumbing.loghist import LogHist
 
 from .stats import Percentiles
 
@@ -46,6 +49,10 @@ def bucket_bounds(i: int) -> tuple[int, int]:
     shift = j // HALF + 1
     low = (HALF + j % HALF) << shift
     return low, low + (1 << shift)
+
+
+# each bucket's plumbing.loghist bucket (Histogram.to_loghist)
+_TO_LOGHIST = [loghist.index_of(bucket_bounds(i)[0]) for i in range(NBUCKETS)]
 
 
 class Histogram:
@@ -130,6 +137,20 @@ class Histogram:
             if c:
                 low, high = bucket_bounds(i)
                 yield low / 1000.0, high / 1000.0, c
+
+    def to_loghist(self) -> LogHist:
+        """The same values in plumbing.loghist's coarser buckets (what snapshots carry),
+        exactly: each of these buckets lies inside one of LogHist's (128 per power of two
+        split its 8; below 256 us both are exact or nested), so no value changes bucket
+        but by that rounding. ~10 us (170 non-empty buckets), as long as `percentiles`."""
+        if not self.count:
+            return LogHist()
+        out: dict[int, int] = {}
+        for j, c in zip(
+            compress(_TO_LOGHIST, self.counts), compress(self.counts, self.counts), strict=True
+        ):
+            out[j] = out.get(j, 0) + c
+        return LogHist(self.count, self.sum_us, self.max_us, tuple(sorted(out.items())))
 
     # -- compact form for pipes and JSON -----------------------------------------------
     def to_dict(self) -> dict[str, object]:

@@ -11,8 +11,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-MAX_CLIENTS = 100_000
-MAX_DURATION = 24 * 3600.0  # every run ends by itself
+from .options import LOAD_OPTIONS, default
 
 
 class LoadError(ValueError):
@@ -21,21 +20,24 @@ class LoadError(ValueError):
 
 @dataclass(frozen=True)
 class LoadLevel:
+    """Each field but `name` is a row of `options.LOAD_OPTIONS`: its default, range, unit
+    and flag are there."""
+
     name: str = "custom"  # preset name, or "custom"
-    clients: int = 10  # concurrency: virtual users, each with its own connection
-    rate: float | None = None  # None: closed loop; else open loop at this many req/s in all
-    keepalive: bool = True  # False: a new connection per request ("Connection: close")
-    ramp: float = 0.0  # seconds over which the clients arrive; 0: all at once (burst)
-    think_ms: float = 0.0  # pause after each response, before that client's next request
-    think_exp: bool = False  # think time exponentially distributed (mean think_ms)
-    trickle_ms: float = 0.0  # > 0: each request is sent a byte at a time, this far apart
-    cpu_ms: float = 0.0  # request cost, the /work endpoint's knobs (all 0: GET /)
-    io_ms: float = 0.0
-    bytes: int = 0
-    connect_timeout: float = 10.0  # seconds; above 7 s to see the 1 s / 3 s SYN retransmits
-    read_timeout: float = 30.0  # seconds from sending a request to its last byte
-    duration: float = 10.0  # seconds; the run stops by itself after this
-    requests: int | None = None  # stop after this many requests have been sent (None: no cap)
+    clients: int = default("clients")
+    rate: float | None = default("rate")  # None: closed loop
+    keepalive: bool = default("keepalive")  # False: "Connection: close"
+    ramp: float = default("ramp")
+    think_ms: float = default("think_ms")
+    think_exp: bool = default("think_exp")
+    trickle_ms: float = default("trickle_ms")
+    cpu_ms: float = default("cpu_ms")  # request cost: the /work endpoint's (all 0: GET /)
+    io_ms: float = default("io_ms")
+    bytes: int = default("bytes")
+    connect_timeout: float = default("connect_timeout")
+    read_timeout: float = default("read_timeout")
+    duration: float = default("duration")
+    requests: int | None = default("requests")  # None: no cap
 
     @property
     def target(self) -> str:
@@ -52,22 +54,20 @@ class LoadLevel:
         return replace(self, **changes)
 
     def check(self) -> LoadLevel:
-        """Range checks; raises LoadError with one line naming the limit."""
-        _range("clients", self.clients, 1, MAX_CLIENTS)
-        if self.rate is not None:
-            _range("rate", self.rate, 0.01, 10_000_000)
-        _range("ramp", self.ramp, 0, MAX_DURATION)
-        _range("think", self.think_ms, 0, 3_600_000)
-        _range("trickle", self.trickle_ms, 0, 60_000)
-        _range("cpu-ms", self.cpu_ms, 0, 60_000)
-        _range("io-ms", self.io_ms, 0, 60_000)
-        _range("bytes", self.bytes, 0, 16 * 1024 * 1024)
-        _range("connect timeout", self.connect_timeout, 0.001, 3600)
-        _range("read timeout", self.read_timeout, 0.001, 3600)
-        _range("duration", self.duration, 0.001, MAX_DURATION)
-        if self.requests is not None:
-            _range("requests", self.requests, 1, 10**12)
+        """Range checks; raises LoadError with one line naming the option and its limit."""
+        for option in LOAD_OPTIONS:
+            problem = option.problem(getattr(self, option.name))
+            if problem is not None:
+                raise LoadError(problem)
         return self
+
+    def override(self, **changes: Any) -> LoadLevel:
+        """This level with some options changed: still the preset it was when only its
+        duration changes (`--load burst --duration 5`), else "custom"."""
+        level = self.with_(**changes)
+        if any(k != "duration" and v != getattr(self, k) for k, v in changes.items()):
+            level = level.with_(name="custom")
+        return level
 
     def describe(self) -> str:
         loop = f"open loop at {self.rate:g} req/s" if self.rate is not None else "closed loop"
@@ -94,21 +94,15 @@ class LoadLevel:
         `--preset NAME` for a preset, else every field that differs from the defaults."""
         if self.preset is not None:
             return f"--preset {self.preset}"
-        base = LoadLevel()
         out = []
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("name", "duration") or value == getattr(base, f.name):
+        for option in LOAD_OPTIONS:
+            value = getattr(self, option.name)
+            if option.name == "duration" or value == option.default:
                 continue
-            if f.name == "keepalive":
-                out.append("--keepalive" if value else "--close")
-            elif f.name == "think_exp":
-                out.append("--think-exp")
+            if option.kind is bool:
+                out.append(option.option if value else option.off_flag)
             else:
-                flag = _FLAGS.get(f.name, f.name.replace("_", "-"))
-                out.append(
-                    f"--{flag} {value:g}" if isinstance(value, float) else f"--{flag} {value}"
-                )
+                out.append(f"{option.option} {option.show(value)}")
         return " ".join(out)
 
     def to_json(self) -> str:
@@ -119,17 +113,6 @@ class LoadLevel:
         data = json.loads(text)
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-
-
-_FLAGS = {
-    "think_ms": "think",
-    "trickle_ms": "trickle",
-}  # fields whose `load` option is not the field's own name
-
-
-def _range(name: str, value: float, low: float, high: float) -> None:
-    if not (low <= value <= high):  # also refuses NaN
-        raise LoadError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
 
 
 PRESETS: dict[str, LoadLevel] = {

@@ -7,11 +7,12 @@
         result = run.result()          # LoadResult, with the full histograms
 
 The generator is `python -m loadgen.worker` (a fresh interpreter, not a fork of this
-possibly threaded process), so the TUI and the sampler never wait on it. It asks the
-kernel to SIGKILL it when its parent dies (PR_SET_PDEATHSIG); that signal fires when the
-*thread* that started it exits, so call `start()` from a thread that lives as long as
-the run (the main thread, normally). It also stops when its stdin closes, and after
-`level.duration` seconds whatever happens.
+possibly threaded process), so the TUI and the sampler never wait on it. It is started
+through the one launcher (plumbing.child): a session of its own, its stderr kept to the
+latest mebibyte, SIGKILLed with its whole group on `kill`, and when its parent dies
+(PR_SET_PDEATHSIG); that signal fires when the *thread* that started it exits, so call
+`start()` from a thread that lives as long as the run (the main thread, normally). It also
+stops when its stdin closes, and after `level.duration` seconds whatever happens.
 
 Results come back over a pipe, five snapshots a second; a daemon thread here drains the
 pipe and keeps the latest, so `stats()` is an attribute read. Control goes the other way,
@@ -21,17 +22,15 @@ one JSON line per command; a new level takes effect at the child's next loop tur
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict
-from typing import IO
 
+from plumbing.child import Child
 from plumbing.process import python_env, raise_nofile_limit
 
 from .engine import ENGINES, resolve
@@ -71,13 +70,12 @@ class LoadRunner:
         self.engine = engine
         self.allow_remote = allow_remote
         self.use_uvloop = use_uvloop
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None  # the generator process
         self._stats = self._initial_stats()
         self._result: LoadResult | None = None
         self._error: str | None = None
         self._finished = threading.Event()
         self._reader: threading.Thread | None = None
-        self._errfile: IO[bytes] | None = None
         self._lock = threading.Lock()
 
     def _initial_stats(self) -> LoadStats:
@@ -99,7 +97,7 @@ class LoadRunner:
         """Check the target and the file limit, then start the generator process.
 
         Call from a long-lived thread (see the module's docstring)."""
-        if self.proc is not None:
+        if self.child is not None:
             return self
         target = resolve(self.url, self.allow_remote)
         if self.engine == "fast" and target.scheme != "http":
@@ -107,31 +105,28 @@ class LoadRunner:
         self._check_engine(self.level)
         check_fd_limit(self.level.clients)
         args = {
-            "parent": os.getpid(),
             "url": self.url,
             "allow_remote": self.allow_remote,
             "engine": self.engine,
             "level": asdict(self.level),
             "uvloop": self.use_uvloop,
         }
-        env = python_env()
-        self._errfile = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _cleanup)
         self._stats = self._initial_stats()
-        self.proc = subprocess.Popen(
+        self.child = Child(
             [sys.executable, "-m", "loadgen.worker", json.dumps(args)],
+            name="load generator",
+            env=python_env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=self._errfile,
-            env=env,
-            start_new_session=True,  # Ctrl-C in a terminal reaches us; we stop it in order
         )
         self._reader = threading.Thread(target=self._read, name="loadgen-reader", daemon=True)
         self._reader.start()
         return self
 
     def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        out = self.proc.stdout
+        child = self.child
+        assert child is not None and child.stdout is not None
+        out = child.stdout
         try:
             while True:
                 head = out.read(4)
@@ -150,33 +145,21 @@ class LoadRunner:
                 elif kind == "error":
                     self._error = payload
         finally:
-            self.proc.wait()
+            child.wait()
             if self._result is None and self._error is None:
-                self._error = self._death_message()
+                self._error = child.death_message()
             if self._stats.running:
                 self._stats = _replace_running(self._stats)
             self._finished.set()
 
-    def _death_message(self) -> str:
-        code = self.proc.returncode if self.proc else None
-        tail = ""
-        if self._errfile is not None:
-            try:
-                self._errfile.seek(0)
-                lines = [ln for ln in self._errfile.read().decode(errors="replace").splitlines()]
-                tail = next((ln for ln in reversed(lines) if ln.strip()), "")
-            except (OSError, ValueError):
-                pass
-        return f"load generator exited (code {code})" + (f": {tail}" if tail else "")
-
     def _send(self, msg: dict[str, object]) -> None:
-        proc = self.proc
-        if proc is None or proc.stdin is None or self._finished.is_set():
+        child = self.child
+        if child is None or child.stdin is None or self._finished.is_set():
             return
         with self._lock:
             try:
-                proc.stdin.write(json.dumps(msg).encode() + b"\n")
-                proc.stdin.flush()
+                child.stdin.write(json.dumps(msg).encode() + b"\n")
+                child.stdin.flush()
             except (BrokenPipeError, ValueError, OSError):
                 pass
 
@@ -208,46 +191,32 @@ class LoadRunner:
 
     def stop(self, timeout: float = 5.0) -> LoadResult | None:
         """Stop the run (requests in flight get up to 2 s) and return its result."""
-        proc = self.proc
-        if proc is None:
+        child = self.child
+        if child is None:
             return None
         self._send({"op": "stop"})
         if not self._finished.wait(timeout):
-            proc.kill()
+            child.kill()
             self._finished.wait(5.0)
         self._cleanup()
         return self._result
 
     def kill(self) -> None:
-        """End the run now: SIGKILL the generator, with no drain and no result (for quitting,
-        where nobody reads it; `stop` waits up to 2 s of drain for requests in flight, all
-        of it when a starved server holds them). Returns at once; `stop` or `wait` then
-        reaps the process."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.kill()
-            except ProcessLookupError:
-                pass
+        """End the run now: SIGKILL the generator's group, with no drain and no result (for
+        quitting, where nobody reads it; `stop` waits up to 2 s of drain for requests in
+        flight, all of it when a starved server holds them). Returns at once; `stop` or
+        `wait` then reaps the process."""
+        if self.child is not None:
+            self.child.kill()
 
     def _cleanup(self) -> None:
-        proc = self.proc
-        if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stdin is not None:
-                try:
-                    proc.stdin.close()
-                except OSError:
-                    pass
+        child = self.child
+        if child is not None:
+            child.stop(grace=0)  # SIGKILL whatever is left of its group; reaped
         if self._reader is not None:
             self._reader.join(5.0)
-            if proc is not None and proc.stdout is not None:
-                proc.stdout.close()
-        if self._errfile is not None:
-            self._errfile.close()
-            self._errfile = None
+        if child is not None:
+            child.close()
 
     def __enter__(self) -> LoadRunner:
         return self.start()
@@ -271,11 +240,11 @@ class LoadRunner:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and not self._finished.is_set()
+        return self.child is not None and not self._finished.is_set()
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        return self.child.pid if self.child is not None else None
 
 
 def _replace_running(s: LoadStats) -> LoadStats:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from plumbing.loghist import LogHist
+
 ERROR_KINDS = ("refused", "connect_timeout", "reset", "read_timeout", "bad_response")
 PHASE_NAMES = ("wait", "connect", "ttfb", "read", "resume")  # ClientPhases' fields, in order
 
@@ -86,6 +88,10 @@ class LoadStats:
     bottleneck_share: float | None = None  # share of the run's readings that raised it
     # per-request client phases (wait + connect + ttfb + read + resume = latency_ms)
     phases: ClientPhases | None = None
+    # completed requests' latency (as latency_ms) since the run started, in plumbing.loghist
+    # buckets (6.25%): two readings give the latency of the requests in between, so a
+    # recording can be judged window by window (judging.windows); None: not carried
+    latency_hist: LogHist | None = None
     # the load's time is up: no more sends, the requests in flight get a moment to finish
     # (the end-of-load drain; `running` is False once it is over)
     draining: bool = False

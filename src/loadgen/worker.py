@@ -18,7 +18,7 @@ import struct
 import sys
 import threading
 
-from plumbing.process import die_with_parent, raise_nofile_limit
+from plumbing.process import raise_nofile_limit
 
 from .driver import Driver
 from .engine import resolve
@@ -90,7 +90,6 @@ async def _main(args: dict[str, object], publish) -> None:  # type: ignore[no-un
 
 def main(argv: list[str]) -> int:
     args = json.loads(argv[1])
-    die_with_parent(int(args["parent"]))
     raise_nofile_limit()
     # frames go to the original stdout; stray prints go to stderr
     frames = os.dup(1)

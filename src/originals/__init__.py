@@ -12,7 +12,7 @@ starts one on a loopback port under a watchdog that stops its whole process tree
 serverscope exits, SIGKILL included.
 """
 
-from .registry import NAMES, OriginalSpec, is_original, list_lines, spec
+from .registry import NAMES, OriginalSpec, is_original, spec
 
 
 def serve(cfg: object) -> int:
@@ -22,4 +22,4 @@ def serve(cfg: object) -> int:
     return _serve(cfg)  # type: ignore[arg-type]
 
 
-__all__ = ["NAMES", "OriginalSpec", "is_original", "list_lines", "serve", "spec"]
+__all__ = ["NAMES", "OriginalSpec", "is_original", "serve", "spec"]

@@ -11,10 +11,11 @@ serverscope's knobs map onto Apache's directives one to one:
     --workers (worker, event)  StartServers = ServerLimit = N and MaxRequestWorkers =
                           N x ThreadsPerChild: N processes, as the Python models have
 
-Knobs left unset keep Apache's own defaults. mod_status answers /server-status (with
-ExtendedStatus, `?auto` gives the scoreboard line); mod_lua serves `/` and `/work` from
-app.lua (which reads --max-cpu-ms from the generated serverscope_limits.lua). As root,
-httpd's children run as www-data, so the run directory is world-readable.
+Knobs left unset keep Apache's own defaults (written out where the spec fills them).
+mod_status answers /server-status (with ExtendedStatus, `?auto` gives the scoreboard
+line); mod_lua serves `/` and `/work` from app.lua (which reads --max-cpu-ms from the
+generated serverscope_limits.lua). As root, httpd's children run as www-data, so the run
+directory is world-readable.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def mpm_lines(cfg: ServerConfig, mpm: str) -> list[str]:
             put("ServerLimit", cfg.max_workers)
             put("MaxRequestWorkers", cfg.max_workers)
         return lines
-    tpc = cfg.threads_per_child or 25
+    tpc = cfg.threads_per_child
+    assert tpc is not None, "a resolved config: the spec filled ThreadsPerChild (Apache's 25)"
     max_workers = cfg.max_workers
     procs = cfg.workers
     if procs is not None and max_workers is None:

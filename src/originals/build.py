@@ -28,7 +28,7 @@ from servers.supervisor import ServerError
 from .registry import OriginalSpec
 
 SRC = Path(__file__).resolve().parent
-C_FLAGS = ("-O2", "-Wall")
+C_FLAGS = ("-O2", "-g", "-Wall")  # -g: `serverscope stack` names its functions and lines
 
 
 class BuildError(ServerError):

@@ -7,8 +7,9 @@
 given one, so a busy port is one line before anything runs), writes Apache's config,
 and starts the original under `originals.watchdog`, which owns its whole process tree:
 the tree goes when `stop` is called, when serverscope exits, and when serverscope is
-SIGKILLed (the watchdog sees its stdin pipe close). It returns once the original has
-its workers and answers `GET /`.
+SIGKILLed (the watchdog sees its stdin pipe close). The watchdog is started through the one
+launcher (plumbing.child), which keeps the tree's stderr to its latest mebibyte for the
+death message. It returns once the original has its workers and answers `GET /`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from typing import IO
 
 import psutil
 
+from plumbing.child import Child
 from plumbing.process import pid_alive, python_env, raise_nofile_limit, readable
 from servers.config import ServerConfig
-from servers.supervisor import BindError, ServerError, bind_listeners, probe, wait_exit
+from servers.supervisor import BindError, ServerError, bind_listeners, probe
 
 from . import apache, build
 from .registry import OriginalSpec, spec
@@ -41,6 +43,8 @@ SRC = Path(__file__).resolve().parent
 STOP_GRACE = 0.2
 READY_ENV = "SERVERSCOPE_READY_FILE"  # an original that can tell touches it when all serve
 BUSY_MARKERS = ("already in use", "EADDRINUSE", "make_sock: could not bind")
+# the originals say what went wrong in a line of their own; a runtime's trace follows it
+OWN_WORDS = ("cannot ", "building ", "bad ", "unknown ")
 
 
 def free_port(host: str) -> int:
@@ -72,7 +76,9 @@ def command(sp: OriginalSpec, cfg: ServerConfig, run_dir: Path) -> list[str]:
         return [str(build.binary(sp)), *common, *ka_cap, *workers]
     if sp.kind == "go":
         go_flags = [f"-{common[i][2:]}={common[i + 1]}" for i in range(0, len(common), 2)]
-        return [str(build.binary(sp)), *go_flags, f"-procs={cfg.workers}"]
+        # pprof's goroutine dump on a loopback port of its own (readers.stackgo reads it)
+        pprof = f"-pprof-addr=127.0.0.1:{free_port('127.0.0.1')}"
+        return [str(build.binary(sp)), *go_flags, f"-procs={cfg.workers}", pprof]
     if sp.kind == "node":
         node = sp.toolchain.path()
         if node is None:
@@ -98,14 +104,14 @@ class Original:
     def __init__(self, config: ServerConfig, *, stderr: IO[bytes] | int | None = None) -> None:
         self.spec = spec(config.model)
         self.config = self.spec.resolve(config)
-        self._stderr_target = stderr
-        self._errfile: IO[bytes] | None = None
-        self.watchdog: subprocess.Popen[bytes] | None = None
+        self._stderr_target = stderr  # None: kept, capped, its last line shown on failure
+        self.watchdog: Child | None = None
         self.root_pid = 0
         self.port = 0
         self.run_dir: Path | None = None
         self._seen: set[int] = set()
         self._ready_file: Path | None = None
+        self.pprof_port: int | None = None  # Go: its pprof listener (goroutine dumps)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> Original:
@@ -138,22 +144,23 @@ class Original:
         except BaseException:
             self._cleanup()
             raise
-        stderr = self._stderr_target
-        if stderr is None:
-            self._errfile = tempfile.TemporaryFile()  # noqa: SIM115 (closed in _cleanup)
-            stderr = self._errfile
+        pprof = [a for a in argv if a.startswith("-pprof-addr=")]
+        self.pprof_port = int(pprof[0].rsplit(":", 1)[1]) if pprof else None
         env = python_env()
         self._ready_file = self.run_dir / "ready" if sp.kind == "node" else None
         if self._ready_file is not None:
             env[READY_ENV] = str(self._ready_file)
         wd_spec = {"argv": argv, "grace": STOP_GRACE, "run_dir": str(self.run_dir)}
-        self.watchdog = subprocess.Popen(
+        self.watchdog = Child(
             [sys.executable, "-m", "originals.watchdog", json.dumps(wd_spec)],
+            name=cfg.model,
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=env,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            stderr=self._stderr_target,
+            # it learns of our death from its stdin, not from a signal that could kill it
+            # before it has taken the original's tree down and removed the run directory
+            die_with_parent=False,
         )
         try:
             self._wait_ready(timeout)
@@ -167,6 +174,7 @@ class Original:
         out = self.watchdog.stdout
         line = out.readline() if readable(out.fileno(), timeout) else b""
         if not line.strip().isdigit():
+            self.watchdog.wait(1.0)  # at EOF it is exiting: its code and last words
             raise ServerError(self._death_message("did not start"))
         self.root_pid = int(line)
         want = expected_children(self.spec, self.config)
@@ -201,65 +209,42 @@ class Original:
         return False
 
     def _failure(self) -> ServerError:
-        if any(m in ln for ln in self._stderr_lines() for m in BUSY_MARKERS):
+        lines = self.watchdog.stderr_lines() if self.watchdog is not None else []
+        if any(m in ln for ln in lines for m in BUSY_MARKERS):
             return BindError(
                 f"cannot listen on {self.config.host}:{self.port}: Address already in use "
                 "(another program is listening there; pick another --port or stop it)"
             )
         return ServerError(self._death_message("exited at start"))
 
-    def _stderr_lines(self) -> list[str]:
-        if self._errfile is None:
-            return []
-        self._errfile.seek(0)
-        text = self._errfile.read().decode(errors="replace")
-        return [ln for ln in text.splitlines() if ln.strip()]
-
     def _death_message(self, what: str) -> str:
-        code = self.watchdog.poll() if self.watchdog else None
-        lines = self._stderr_lines()
-        # the originals say what went wrong in a line of their own; a runtime's trace follows
-        said = [ln for ln in lines if ln.startswith(("cannot ", "building ", "bad ", "unknown "))]
-        tail = f": {(said or lines)[-1]}" if lines else ""
-        return f"{self.config.model} {what} (code {code}){tail}"
+        assert self.watchdog is not None
+        return self.watchdog.death_message(what, prefer=lambda ln: ln.startswith(OWN_WORDS))
 
     def begin_stop(self) -> None:
         """Tell the watchdog to take the original down, and return at once; `stop` waits.
-        Safe from any thread: quitting calls it first (issue 18)."""
-        wd = self.watchdog
-        if wd is not None and wd.returncode is None:
-            try:
-                wd.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        Safe from any thread: quitting calls it first."""
+        if self.watchdog is not None:
+            self.watchdog.begin_stop()
 
     def stop(self, timeout: float = STOP_GRACE + 5.0) -> None:
         """Stop the original's whole tree; SIGKILL whatever outlives the watchdog."""
         wd = self.watchdog
         if wd is not None:
             self.pids()
-            if wd.poll() is None:
-                wd.send_signal(signal.SIGTERM)
-                if not wait_exit(wd, timeout):
-                    wd.kill()
-                    wd.wait()
+            wd.stop(timeout)
             for pid in self._seen:  # the watchdog was killed before it finished
                 if pid != wd.pid and pid_alive(pid):
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         pass
-            for f in (wd.stdin, wd.stdout):
-                if f is not None:
-                    f.close()
+            wd.close()
         self._cleanup()
 
     def _cleanup(self) -> None:
         if self.run_dir is not None and self.run_dir.exists():
             shutil.rmtree(self.run_dir, ignore_errors=True)
-        if self._errfile is not None:
-            self._errfile.close()
-            self._errfile = None
 
     def __enter__(self) -> Original:
         return self.start() if self.watchdog is None else self
@@ -276,7 +261,7 @@ class Original:
 
     @property
     def running(self) -> bool:
-        return self.watchdog is not None and self.watchdog.poll() is None
+        return self.watchdog is not None and self.watchdog.running
 
     @property
     def watchdog_pid(self) -> int:

@@ -1,16 +1,20 @@
 """The originals: names, origin in the seed, knobs, and the toolchain each needs.
 
 Knobs are resolved by the models' own `ModelSpec.resolve`, so an original refuses the
-knobs it does not have and fills its defaults exactly as a Python model does.
+knobs it does not have and fills its defaults exactly as a Python model does; its
+defaults are its twin model's (the model copies the original's, not the other way).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from servers.config import ConfigError, ServerConfig, check_range
+from servers import models
+from servers.config import ConfigError, ServerConfig
+from servers.knobs import KNOB
 from servers.models import ModelSpec
 
 
@@ -66,130 +70,117 @@ class OriginalSpec:
 
 def _no_keepalive_cap(cfg: ServerConfig) -> None:
     if cfg.max_keepalive_requests not in (None, 0):
-        raise ConfigError(f"{cfg.model} has no --max-keepalive-requests (Go's net/http has none)")
+        flag = KNOB["max_keepalive_requests"].option
+        raise ConfigError(f"{cfg.model} has no {flag} (Go's net/http has none)")
 
 
 def _check_apache(cfg: ServerConfig) -> None:
-    for flag, value in (
-        ("--start-servers", cfg.start_servers),
-        ("--min-spare", cfg.min_spare),
-        ("--max-spare", cfg.max_spare),
-        ("--max-workers", cfg.max_workers),
-        ("--threads-per-child", cfg.threads_per_child),
-    ):
-        if value is not None:
-            check_range(flag, value, 1, 20000)
-    if cfg.async_factor is not None:
-        check_range("--async-factor", cfg.async_factor, 0.01, 100)
     if cfg.timeout < 1:
-        raise ConfigError(f"{cfg.model}: Apache's Timeout is in whole seconds; use --timeout >= 1")
+        flag = KNOB["timeout"].option
+        raise ConfigError(f"{cfg.model}: Apache's Timeout is in whole seconds; use {flag} >= 1")
 
 
 _APACHE_POOL = frozenset({"start_servers", "min_spare", "max_spare", "max_workers"})
 
+
+def _original(
+    name: str,
+    summary: str,
+    twin: str,
+    toolchain: Toolchain,
+    source: str,
+    *,
+    knobs: frozenset[str] = frozenset(),
+    own: frozenset[str] = frozenset(),
+    check: Callable[[ServerConfig], None] | None = None,
+) -> OriginalSpec:
+    """An original takes its twin model's default for every knob both take, but those in
+    `own`, which it leaves to the real server's own default (Apache worker's --workers:
+    unset, its pool adapts as Apache's does)."""
+    copied = models.spec(twin)
+    takes = knobs | models.COMMON_KNOBS
+    defaults = {k: v for k, v in copied.defaults.items() if k in takes and k not in own}
+    spec: ModelSpec[None] = ModelSpec(
+        name=name,
+        summary=summary,
+        origin=copied.origin,
+        knobs=knobs,
+        defaults=defaults,
+        check=check,
+        said={k: v for k, v in copied.said.items() if k in defaults},
+    )
+    return OriginalSpec(spec, toolchain, name.split(":")[0], source, twin)
+
+
 _SPECS = (
-    OriginalSpec(
-        ModelSpec(
-            name="c:single",
-            summary="the C original: one process, accept, serve to the end, accept the next",
-            origin="C single",
-        ),
-        GCC,
-        "c",
-        "c/single.c",
+    _original(
+        "c:single",
+        "the C original: one process, accept, serve to the end, accept the next",
         "single",
-    ),
-    OriginalSpec(
-        ModelSpec(
-            name="c:proc_spawn",
-            summary="the C original: N forked processes (250), each blocking in accept()",
-            origin="C proc_spawn",
-            knobs=frozenset({"workers"}),
-            defaults={"workers": 250},
-        ),
         GCC,
-        "c",
-        "c/proc_spawn.c",
+        "c/single.c",
+    ),
+    _original(
+        "c:proc_spawn",
+        "the C original: N forked processes, each blocking in accept()",
         "proc_spawn",
+        GCC,
+        "c/proc_spawn.c",
+        knobs=frozenset({"workers"}),
     ),
-    OriginalSpec(
-        ModelSpec(
-            name="node:simple_cluster",
-            summary="the Node original: cluster, the primary accepts and hands out round robin",
-            origin="Node simple_cluster.js",
-            knobs=frozenset({"workers"}),
-            defaults={"workers": 4, "max_keepalive_requests": 0},
-        ),
-        NODE,
-        "node",
-        "node/simple_cluster.js",
+    _original(
+        "node:simple_cluster",
+        "the Node original: cluster, the primary accepts and hands out round robin",
         "cluster",
-    ),
-    OriginalSpec(
-        ModelSpec(
-            name="node:many_accepts",
-            summary="the Node original: workers accept on the master's socket; the OS picks",
-            origin="Node many_accepts.js",
-            knobs=frozenset({"workers"}),
-            defaults={"workers": 4, "max_keepalive_requests": 0},
-        ),
         NODE,
-        "node",
-        "node/many_accepts.js",
+        "node/simple_cluster.js",
+        knobs=frozenset({"workers"}),
+    ),
+    _original(
+        "node:many_accepts",
+        "the Node original: workers accept on the master's socket; the OS picks",
         "many_accepts",
+        NODE,
+        "node/many_accepts.js",
+        knobs=frozenset({"workers"}),
     ),
-    OriginalSpec(
-        ModelSpec(
-            name="go:server",
-            summary="the Go original: net/http, a goroutine per connection, GOMAXPROCS = cores",
-            origin="Go net/http server",
-            knobs=frozenset({"workers"}),
-            defaults={"workers": os.cpu_count() or 1, "max_keepalive_requests": 0},
-            check=_no_keepalive_cap,
-        ),
-        GO,
-        "go",
-        "go/server.go",
+    _original(
+        "go:server",
+        "the Go original: net/http, a goroutine per connection, GOMAXPROCS = cores",
         "goroutines",
+        GO,
+        "go/server.go",
+        knobs=frozenset({"workers"}),
+        check=_no_keepalive_cap,
     ),
-    OriginalSpec(
-        ModelSpec(
-            name="apache:prefork",
-            summary="Apache httpd, prefork MPM (mod_lua serves /work), generated config",
-            origin="Apache httpd prefork MPM",
-            knobs=_APACHE_POOL,
-            check=_check_apache,
-        ),
-        APACHE,
-        "apache",
-        "apache/app.lua",
+    _original(
+        "apache:prefork",
+        "Apache httpd, prefork MPM (mod_lua serves /work), generated config",
         "prefork",
-    ),
-    OriginalSpec(
-        ModelSpec(
-            name="apache:worker",
-            summary="Apache httpd, worker MPM (mod_lua serves /work), generated config",
-            origin="Apache httpd worker MPM",
-            knobs=_APACHE_POOL | {"workers", "threads_per_child"},
-            check=_check_apache,
-        ),
         APACHE,
-        "apache",
         "apache/app.lua",
+        knobs=_APACHE_POOL,
+        check=_check_apache,
+    ),
+    _original(
+        "apache:worker",
+        "Apache httpd, worker MPM (mod_lua serves /work), generated config",
         "worker",
-    ),
-    OriginalSpec(
-        ModelSpec(
-            name="apache:event",
-            summary="Apache httpd, event MPM (mod_lua serves /work), generated config",
-            origin="Apache httpd event MPM",
-            knobs=_APACHE_POOL | {"workers", "threads_per_child", "async_factor"},
-            check=_check_apache,
-        ),
         APACHE,
-        "apache",
         "apache/app.lua",
+        knobs=_APACHE_POOL | {"workers", "threads_per_child"},
+        own=frozenset({"workers"}),
+        check=_check_apache,
+    ),
+    _original(
+        "apache:event",
+        "Apache httpd, event MPM (mod_lua serves /work), generated config",
         "event",
+        APACHE,
+        "apache/app.lua",
+        knobs=_APACHE_POOL | {"workers", "threads_per_child", "async_factor"},
+        own=frozenset({"workers"}),
+        check=_check_apache,
     ),
 )
 
@@ -206,17 +197,3 @@ def spec(name: str) -> OriginalSpec:
         return ORIGINALS[name]
     except KeyError:
         raise ConfigError(f"unknown original {name!r}; choose one of: {', '.join(NAMES)}") from None
-
-
-def list_lines() -> list[str]:
-    """`serve --list` rows: name, what it is, its origin, and whether it can run here."""
-    width = max(len(n) for n in NAMES)
-    out = []
-    for s in _SPECS:
-        t = s.toolchain
-        have = "present" if t.present else f"MISSING: apt-get install {t.package}"
-        out.append(
-            f"{s.name:<{width}}  {s.model.summary}  [{s.model.origin}; model {s.twin}; "
-            f"{t.command}: {have}]"
-        )
-    return out

@@ -1,5 +1,6 @@
-"""Process plumbing shared by the supervisor, the root process, the masters, the load runner
-and the lab: die with the parent, the fd limit, pid checks, the environment for a child.
+"""Process plumbing shared by the launcher (plumbing.child), the root process, the masters,
+the load runner and the lab: die with the parent, the fd limit, pid checks, the environment
+for a child.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import signal
 PR_SET_PDEATHSIG = 1
 SRC_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../src
 _libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl  # looked up now: plumbing.child calls it between fork and exec
 
 
 def die_with_parent(expected_parent: int | None = None) -> None:
@@ -20,7 +22,7 @@ def die_with_parent(expected_parent: int | None = None) -> None:
     The parent may have died before the call: then our parent is already someone else
     and we leave at once. Must be called in the child, right after fork/exec.
     """
-    if _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    if _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, "prctl(PR_SET_PDEATHSIG) failed: " + os.strerror(err))
     if expected_parent is not None and os.getppid() != expected_parent:
@@ -41,15 +43,15 @@ def raise_nofile_limit() -> int:
         return soft
 
 
-def readable(fd: int, timeout: float) -> bool:
-    """True once `fd` is readable (or at EOF/hang-up) within `timeout` s. poll(), not
-    select(): a monitor of 1,024 workers holds fds past select()'s FD_SETSIZE (1024), where
-    select.select raises ValueError."""
+def readable(fd: int, timeout: float | None) -> bool:
+    """True once `fd` is readable (or at EOF/hang-up) within `timeout` s (None: no limit).
+    poll(), not select(): a monitor of 1,024 workers holds fds past select()'s FD_SETSIZE
+    (1024), where select.select raises ValueError."""
     import select
 
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return bool(poller.poll(max(0.0, timeout) * 1000))
+    return bool(poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
 
 
 def drain(fd: int) -> None:

@@ -8,6 +8,13 @@ in the per-slot request rows (`Srv` = `slot-generation`, then `PID`). The glyphs
 Apache's own and are shown as they are; `STATE_OF_GLYPH` maps them to serverscope's
 scoreboard state names (values.snapshot.STATES).
 
+The same rows (`parse_rows`: Srv, PID, M, SS, Client, Request, by the header's column
+names) give each process its current request and client (`current_by_pid`). Seen on
+Debian's Apache 2.4.71 prefork: a client that sent a request line and a header and
+stopped reads `R` with an empty Request (Apache shows the line once the head is read)
+and SS counting from its connection; an idle keep-alive one `K` with its last Request
+and SS counting from that request's end; Client is the address alone (no port).
+
 Parsed by hand: the format is a few `Key: value` lines and a table; no library reads it.
 Tested on output captured from Debian's Apache 2.4 (tests/data/mod_status_*). Reading it
 from a live server, without loading a saturated one: readers.statuspoll (http.client
@@ -19,10 +26,13 @@ for 127.0.0.1 to whatever http_proxy / HTTP_PROXY names, and follows a 302 anywh
 from __future__ import annotations
 
 import dataclasses
+import html as htmllib
 import re
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from values.current import Current, Via
 from values.snapshot import WorkerState
 
 # Apache's glyphs (mod_status "Scoreboard Key") -> serverscope state names
@@ -197,4 +207,91 @@ def states_by_pid(st: ModStatus, pids: dict[int, int]) -> dict[int, tuple[Worker
         glyphs = st.scoreboard[slot * t : (slot + 1) * t].rstrip(".")
         if glyphs:
             out[pid] = tuple(STATE_OF_GLYPH[g] for g in glyphs)
+    return out
+
+
+# a request in progress in a slot: reading it, handling it (DNS, logging), writing its reply
+IN_PROGRESS = frozenset("RWDL")
+_TAG = re.compile(r"<[^>]*>")
+_CELL = re.compile(r"<t([dh])[^>]*>(.*?)</t[dh]>", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One ExtendedStatus row: a worker slot (a process under prefork, a thread else)."""
+
+    slot: int  # process slot (Srv's first number)
+    pid: int  # 0 for a dead slot ("-")
+    mode: str  # M: its glyph
+    ss: int | None  # SS: seconds since the slot last began or ended a request
+    client: str  # Client ("" none)
+    request: str  # Request, unescaped ("" none)
+
+
+def parse_rows(page: str) -> list[Row]:
+    """The ExtendedStatus rows of the HTML status page ([] without ExtendedStatus). The
+    columns are found by the header's names (Srv, PID, M, SS, Client, Request)."""
+    head: list[str] = []
+    rows = []
+    for chunk in page.split("<tr>")[1:]:
+        cells = _CELL.findall(chunk)
+        if not cells:
+            continue
+        if cells[0][0] == "h":
+            names = [_text(c) for _, c in cells]
+            if "Srv" in names and "Request" in names:
+                head = names
+            continue
+        if not head or len(cells) != len(head):
+            continue
+        row = dict(zip(head, (_text(c) for _, c in cells), strict=True))
+        slot, _, _gen = row["Srv"].partition("-")
+        if not slot.isdigit():
+            continue
+        ss = row.get("SS", "")
+        rows.append(
+            Row(
+                slot=int(slot),
+                pid=int(row["PID"]) if row["PID"].isdigit() else 0,
+                mode=row.get("M", "") or "?",
+                ss=int(ss) if ss.isdigit() else None,
+                client=row.get("Client", ""),
+                request=row["Request"],
+            )
+        )
+    return rows
+
+
+def _text(cell: str) -> str:
+    return htmllib.unescape(_TAG.sub("", cell)).strip()
+
+
+def current_by_pid(
+    rows: list[Row], at: float, ours: Callable[[str], bool] = lambda _: False
+) -> dict[int, Current]:
+    """{pid: its current request and client}, read at `at` (monotonic): its oldest row
+    with a request in progress (IN_PROGRESS; `requests` counting them, `began` at - SS),
+    else its row that last ended one (smallest SS; `requests` 0, `began` unknown: SS
+    counts from that request's end). Rows whose request is `ours` (the monitor's own
+    status requests) are left out; a pid with no other row is left out too (unknown)."""
+    by_pid: dict[int, list[Row]] = {}
+    for r in rows:
+        if r.pid > 0 and not ours(r.request):
+            by_pid.setdefault(r.pid, []).append(r)
+    out = {}
+    for pid, mine in by_pid.items():
+        busy = [r for r in mine if r.mode in IN_PROGRESS]
+        if busy:
+            r = max(busy, key=lambda r: -1 if r.ss is None else r.ss)
+            began = None if r.ss is None else at - r.ss
+            out[pid] = Current(
+                Via.MOD_STATUS, len(busy), r.request or None, r.client or None, began
+            )
+        else:
+            done = [r for r in mine if r.request]
+            if done:
+                r = min(done, key=lambda r: 1 << 62 if r.ss is None else r.ss)
+                out[pid] = Current(Via.MOD_STATUS, 0, r.request, r.client or None)
+            else:
+                out[pid] = Current(Via.MOD_STATUS, 0)
     return out

@@ -4,8 +4,9 @@
 - half-open connections (SYN_RECV) per local port, as `ss -tn state syn-recv` counts
   them (Apache's listener defers accept until data comes, so a silent client stays
   half-open);
-- with `info`, each connection's tcp_info (INET_DIAG_INFO: what it did, readers.tcpinfo),
-  per inode, for what holds a worker (and, later, a per-worker list of connections);
+- with `info`, each connection's tcp_info (INET_DIAG_INFO: what it did, readers.tcpinfo)
+  and its peer, TCP state and queues (`Conn`), per inode: what holds a worker, and the
+  list of its connections (sources.realattach);
 - sockets whose peer is one of `own` (the monitor's own client sockets, by 4-tuple) apart:
   never among the inodes, and counted when they wait in an accept queue.
 Hand-written over readers.sockdiag's netlink socket, for the same reason as it.
@@ -46,9 +47,13 @@ INET_DIAG_INFO = 2  # the reply attribute carrying struct tcp_info; asked for by
 _IN_QUEUE = {TCP_ESTABLISHED, TCP_CLOSE_WAIT}  # states of a child waiting to be accepted
 _HALF_OPEN = {TCP_SYN_RECV, TCP_NEW_SYN_RECV}
 _SCAN = struct.Struct("=xB2x2H16s16s28xI")  # state, sport, dport, src, dst, ..., inode
+_QUEUES = struct.Struct("=II")  # idiag_rqueue, idiag_wqueue, at offset 56 of inet_diag_msg
 
 
 Endpoint = tuple[str, int]  # (address as inet_ntop writes it, port)
+# a connection as the dump showed it: TCP state, address family, peer address (16 raw
+# bytes, formatted only for the connections a worker lists), peer port, Recv-Q, Send-Q
+Conn = tuple[int, int, bytes, int, int, int]
 
 
 @dataclass(slots=True)
@@ -59,6 +64,7 @@ class Scan:
     # (waiting in an accept queue, or an orphan); the monitor's own are left out
     syn_recv: dict[int, int] = field(default_factory=dict)  # half-open, per local port
     info: dict[int, TcpInfo] = field(default_factory=dict)  # per inode, when asked for
+    conns: dict[int, Conn] = field(default_factory=dict)  # per inode, with `info`
     own_seen: set[Endpoint] = field(default_factory=set)  # `own` peers with a socket here
     own_queued: dict[int, int] = field(default_factory=dict)  # per local port: sockets
     # of those peers waiting in an accept queue (counted in the listener's Recv-Q)
@@ -111,7 +117,8 @@ def _scan_one(
     hsize = _NLMSGHDR.size
     head = _SCAN.unpack_from
     attr = _NLATTR.unpack_from
-    inodes, syn, infos = out.inodes, out.syn_recv, out.info
+    inodes, syn, infos, conns = out.inodes, out.syn_recv, out.info, out.conns
+    queues = _QUEUES.unpack_from
     try:
         while True:
             n, buf = diag.recv_into()
@@ -137,8 +144,8 @@ def _scan_one(
                         syn[sport] = syn.get(sport, 0) + 1
                         off += (length + 3) & ~3
                         continue
+                    dport = (dport >> 8) | ((dport & 0xFF) << 8)
                     if mine:
-                        dport = (dport >> 8) | ((dport & 0xFF) << 8)
                         peer = _ntop(buf[off + hsize], dst) if dport in mine else ""
                         if peer in mine.get(dport, ()):
                             out.own_seen.add((peer, dport))
@@ -148,6 +155,8 @@ def _scan_one(
                             continue
                     inodes.append(ino)
                     if info and ino:
+                        rq, wq = queues(buf, off + hsize + 56)
+                        conns[ino] = (state, buf[off + hsize], dst, dport, rq, wq)
                         a = off + hsize + _DIAG_SIZE
                         while a + 4 <= off + length:
                             alen, atype = attr(buf, a)

@@ -13,12 +13,17 @@ and abandoned connections. So, here:
   taken out of the scoreboard (it was free: it took our request);
 - each connection's own endpoint is known before it connects (bound first), and stays
   listed (`endpoints()`) until a connection dump no longer shows its server side
-  (`forget`), so the sampler leaves it out of the connections and queues it reports.
+  (`forget`), so the sampler leaves it out of the connections and queues it reports;
+- with ExtendedStatus, each process's current request and client (`currents()`, from
+  the same HTML page: modstatus.current_by_pid), our own status requests left out; a
+  request seen again keeps the start first read (SS is whole seconds: each read would
+  move it by up to a second).
 The poll runs in a thread of its own, so a request that waits never stalls the sampler.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import ipaddress
 import os
@@ -28,6 +33,7 @@ import time
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from values.current import Current
 from values.snapshot import WorkerState
 
 from . import modstatus
@@ -38,6 +44,7 @@ from .sockscan import Endpoint
 STATUS_PERIOD_S = 1.0  # at most one poll this often
 STATUS_TIMEOUT_S = 1.0  # connect, and each response, may take this long
 STATUS_FRESH_S = 3.0  # glyphs older than this (and not read since the last sample) unused
+STEADY_S = 1.5  # a request's start read again within this is the same start (SS: seconds)
 OUTSIDE_VIEW = "outside view (/proc states + sockets)"
 PAUSED = "mod_status paused: the server has no free worker"
 
@@ -68,6 +75,7 @@ class StatusPoller:
         self.polls = 0  # connections made (a poll's two requests share one)
         self.own_left_in = False  # the last read counts our own request (not located)
         self._slots: dict[int, tuple[WorkerState, ...]] = {}
+        self._current: dict[int, Current] = {}  # pid: its current request (ExtendedStatus)
         self._at = -1e18  # when the glyphs were read
         self._allowed_at = -1e18  # the sample before the last `allow`
         self._last_allow = -1e18
@@ -89,6 +97,7 @@ class StatusPoller:
         self.paused = not free
         if not free:
             self._slots = {}
+            self._current = {}
             return
         if not self.absent and now - self._polled_at >= self.period_s:
             self._polled_at = now
@@ -116,6 +125,10 @@ class StatusPoller:
         if self._at >= self._allowed_at or now - self._at <= STATUS_FRESH_S:
             return self._slots
         return {}
+
+    def currents(self) -> dict[int, Current]:
+        """{pid: its current request and client}, fresh as `states()` is."""
+        return self._current if self.states() else {}
 
     def describe(self) -> str:
         if self.absent:
@@ -147,8 +160,9 @@ class StatusPoller:
                 return
             self._go.clear()
             try:
-                st, pids = self._poll()
+                st, pids, current = self._poll()
                 self.latest, self._slots = st, _states_by_pid(st, pids)
+                self._current = _steady(self._current, current)
                 self._at = time.monotonic()
                 self.error = None
             except ModStatusError as e:
@@ -157,7 +171,7 @@ class StatusPoller:
             except (OSError, http.client.HTTPException, ValueError) as e:
                 self.error = f"{type(e).__name__}: {e}"[:120]
 
-    def _poll(self) -> tuple[ModStatus, dict[int, int]]:
+    def _poll(self) -> tuple[ModStatus, dict[int, int], dict[int, Current]]:
         """The ?auto page and the HTML page, on one connection when the server keeps it;
         closed however the poll ends (a timeout included), its endpoints then retired.
         Our own request is in what mod_status reports (a worker writing the page): the
@@ -175,13 +189,18 @@ class StatusPoller:
                 same = False
             sep = "&" if "?" in self._html_path else "?"
             html = self._get(conn, f"{self._html_path}{sep}{marker}")
+            at = time.monotonic()
             pids = parse_html_pids(html)
-            mine = modstatus.serving(html, marker) if same else None
-            self.own_left_in = mine is None
+            mine, auto = f"serverscope={os.getpid()}.", f"GET {self._auto_path} "
+            current = modstatus.current_by_pid(
+                modstatus.parse_rows(html), at, lambda req: mine in req or req.startswith(auto)
+            )
+            own = modstatus.serving(html, marker) if same else None
+            self.own_left_in = own is None
             width = modstatus.per_slot(st, pids)
-            if mine is not None and width is not None:
-                st = modstatus.without_own(st, mine[0], width)
-            return st, pids
+            if own is not None and width is not None:
+                st = modstatus.without_own(st, own[0], width)
+            return st, pids, current
         finally:
             conn.close()
             with self._lock:
@@ -231,6 +250,26 @@ class StatusPoller:
         with self._lock:
             for ep in eps:
                 self._own[ep] = True
+
+
+def _steady(before: dict[int, Current], now: dict[int, Current]) -> dict[int, Current]:
+    """`now`, where a pid's request in progress is the one read before (same line and
+    client, its start within STEADY_S), with the start read first."""
+    out = {}
+    for pid, cur in now.items():
+        old = before.get(pid)
+        if (
+            old is not None
+            and cur.requests
+            and old.requests
+            and (old.request, old.client) == (cur.request, cur.client)
+            and cur.began is not None
+            and old.began is not None
+            and abs(cur.began - old.began) <= STEADY_S
+        ):
+            cur = dataclasses.replace(cur, began=old.began)
+        out[pid] = cur
+    return out
 
 
 def _loopback_source(host: str) -> str | None:

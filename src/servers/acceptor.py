@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 
 from . import guard
+from .inflight import Client, client_of
 
 ACCEPT_BACKOFF = 0.1  # seconds without accept() after EMFILE/ENFILE and the like
 
@@ -89,6 +90,7 @@ class Acceptor:
     time.monotonic_ns() at which the server had its first request bytes: the accept, when
     they were already there, else 0 (the first read will tell). A hand-off passes both on
     to the worker that serves the connection, which records them in its own slot.
+    After every accept, `client` is the connection's peer and accept time (servers.inflight).
     """
 
     def __init__(
@@ -104,11 +106,13 @@ class Acceptor:
         self.timed = listener.getsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS) != 0
         self.queue_us = -1
         self.since_ns = 0
+        self.client: Client | None = None
 
     def accept(self) -> socket.socket | None:
         """A new connection; None if there is none now or accept() failed (said, paused)."""
         try:
-            sock = self.listener.accept()[0]
+            sock, addr = self.listener.accept()
+            self.client = client_of(addr, time.monotonic())
             if self.timed:  # issue 16: the connection's queue wait, one peek
                 now_ns = self.since_ns = time.monotonic_ns()
                 real_ns = time.time_ns()

@@ -24,15 +24,21 @@ whatever the reply's size; the bodies in flight on one loop are capped (MAX_STRE
 32 MiB) and a large reply past the cap is answered 503. Handing the transport a 16 MiB
 reply whole cost 16 MiB per client that did not read: 100 of them took many_accepts to
 +1.4 GiB (bench/bench_memory.py).
+
+The slot's current request (servers.inflight) is the loop's oldest request in progress
+(from its first bytes to its response handed to the transport), with the count of
+them; none in progress: the last one answered, or the newest connection if it came since.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 
 from . import app, guard
 from .http import INLINE_BODY, HttpConnection, Limits, ProtocolError, Request
+from .inflight import Client, client_of, first_line
 from .scoreboard import SlotWriter, State
 
 SWEEP_INTERVAL = 0.5
@@ -57,6 +63,9 @@ class AsyncWorker:
         self.conns: set[HttpProtocol] = set()
         self.streams = 0  # connections writing a large body (each holds <= PIECE)
         self.max_streams = MAX_STREAMS
+        # requests in progress, oldest first (an OrderedDict: its first key is O(1) after
+        # many deletions at the front, a dict's is not)
+        self.active: OrderedDict[HttpProtocol, None] = OrderedDict()
         loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def protocol(self, since_ns: int = 0, queue_us: int = -1) -> HttpProtocol:
@@ -64,6 +73,34 @@ class AsyncWorker:
 
     def settle(self) -> None:
         self.w.state(State.KEEPALIVE if self.conns else State.WAITING)
+
+    # -- the slot's current request (module docstring) -----------------------------------
+    def begin(self, p: HttpProtocol) -> None:
+        """`p`'s request began (its `line` and `began` are set)."""
+        active = self.active
+        if p in active:  # a pipelined one after the one answered: it queues anew
+            del active[p]
+        active[p] = None
+        self.show(p)
+
+    def grew(self, p: HttpProtocol) -> None:
+        """More of `p`'s request line came: shown if `p`'s request is the oldest."""
+        if next(iter(self.active), None) is p:
+            self.show(p)
+
+    def end(self, p: HttpProtocol) -> None:
+        """`p`'s request was answered (or its connection is over)."""
+        if p in self.active:
+            del self.active[p]
+            self.show(p)
+
+    def show(self, last: HttpProtocol) -> None:
+        active = self.active
+        if active:
+            p = next(iter(active))
+            self.w.req.show(p.client, p.line, p.began, len(active))
+        else:
+            self.w.req.show(last.client, last.line, last.began, 0)
 
     def _sweep(self) -> None:
         now = time.monotonic()
@@ -83,11 +120,15 @@ class HttpProtocol(asyncio.Protocol):
     of them and the rest of the pipeline is dropped instead of burning CPU for nobody."""
 
     __slots__ = (
+        "began",
         "body",
+        "client",
         "conn",
         "deadline",
         "eof",
         "had",
+        "line",
+        "line_open",
         "offset",
         "paused",
         "progress",
@@ -121,14 +162,22 @@ class HttpProtocol(asyncio.Protocol):
         self.deadline = time.monotonic() + worker.limits.request_timeout
         self.progress = 0.0  # when the client last took data (or we last wrote)
         self.eof = False  # the client half-closed with requests still to answer
+        self.client: Client | None = None  # its peer and accept time
+        self.line = b""  # the request line of its current (or last) request, as it came
+        self.began = 0.0  # when that request's first bytes came (monotonic)
+        self.line_open = False  # the line is not whole yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         transport.set_write_buffer_limits(HIGH_WATER)  # type: ignore[attr-defined]
-        self.worker.conns.add(self)
-        self.worker.w.accepted()
-        self.worker.w.queued(self.queue_us)
-        self.worker.settle()
+        worker = self.worker
+        worker.conns.add(self)
+        worker.w.accepted()
+        worker.w.queued(self.queue_us)
+        self.client = client_of(transport.get_extra_info("peername"), time.monotonic())
+        if not worker.active:  # the newest connection, no request in progress
+            worker.w.req.show(self.client, b"", 0.0, 0)
+        worker.settle()
 
     @property
     def busy(self) -> bool:
@@ -142,7 +191,16 @@ class HttpProtocol(asyncio.Protocol):
             self.had = self.had or self.read_ns
         if conn.idle:
             self.deadline = time.monotonic() + self.worker.limits.request_timeout
+        fresh = conn.idle and not self.busy  # (while busy: a pipelined one, begun at _sent)
         conn.feed(data)
+        if fresh or self.line_open:  # a request's first bytes, or more of its line
+            self.line, whole = first_line(conn.pending())
+            self.line_open = not whole
+            if fresh:
+                self.began = self.had / 1e9 if self.had else time.monotonic()
+                self.worker.begin(self)
+            else:
+                self.worker.grew(self)
         if not self.busy:
             self.process()
         elif conn.buffered > READ_AHEAD:  # busy with earlier requests: stop reading
@@ -259,6 +317,14 @@ class HttpProtocol(asyncio.Protocol):
         if w.phases is not None:  # issue 16
             w.request(self.had, self.start_ns, time.monotonic_ns())
             self.had = self.read_ns if self.conn.buffered else 0
+        conn = self.conn
+        if conn.buffered and not conn.must_close:  # a pipelined request, read already
+            self.line, whole = first_line(conn.pending())
+            self.line_open = not whole
+            self.began = self.had / 1e9 if self.had else time.monotonic()
+            self.worker.begin(self)
+        else:
+            self.worker.end(self)
 
     def _finish(self, req: Request, reply: app.Reply) -> None:
         self.waiting = False
@@ -325,6 +391,7 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn.drop()  # queued pipelined requests are not served to nobody
         self._drop_body()
+        self.worker.end(self)
         self.worker.conns.discard(self)
         self.worker.w.closed()
         self.worker.settle()

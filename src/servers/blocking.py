@@ -21,6 +21,11 @@ after 100 clients reset mid-reply (bench/bench_memory.py).
 Reading: Timeout (`--timeout`) and, where the model has it, mod_reqtimeout's header and
 body stages (reqtimeout.ReadClock): a client that sends a byte a second frees the worker
 once its stage's deadline passes (20 s by Apache's default), with a 408.
+
+The slot's current request (servers.inflight): the connection's client when it is taken;
+a request's line and start when its first bytes are read (the line again while it is
+still coming), answered when its response is out; a pipelined one begins as the one
+before it is answered, at the read that brought it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from . import app, guard
 from .acceptor import Acceptor
 from .http import HttpConnection, Limits, Outgoing, ProtocolError, Request
+from .inflight import Client, first_line
 from .reqtimeout import ReadClock
 from .scoreboard import SlotWriter, State
 
@@ -59,7 +65,7 @@ def accept_loop(
         if conn is not None:
             w.accepted()
             w.queued(acceptor.queue_us)  # issue 16
-            serve_connection(conn, w, limits, since_ns=acceptor.since_ns)
+            serve_connection(conn, w, limits, since_ns=acceptor.since_ns, client=acceptor.client)
 
 
 def serve_connection(
@@ -70,6 +76,7 @@ def serve_connection(
     *,
     park: bool = False,
     since_ns: int = 0,
+    client: Client | None = None,
 ) -> HttpConnection | None:
     """Serve one connection to its end: requests in order, keep-alive, timeouts, errors.
 
@@ -77,7 +84,8 @@ def serve_connection(
     instead as soon as the connection is idle between requests after a reply (keep-alive
     wait): the caller keeps `sock` open, parks it, and once it is readable passes it back
     here with the returned `conn`. Either way this slot stops counting it as open.
-    `since_ns`: when the server had the first request's bytes (module docstring), 0 unknown.
+    `since_ns`: when the server had the first request's bytes (module docstring), 0 unknown;
+    `client`: its peer and accept time, for the slot's current request (None: unknown).
     """
     # kept in one piece (over 60 lines): its try/except/finally is what closes the socket and
     # settles the slot's open count on every path out (a bug, a reset, a park)
@@ -85,9 +93,12 @@ def serve_connection(
         conn = HttpConnection(limits)
     parked = False
     replied = False
+    line_open = False  # the request line shown is not whole yet
     clock = ReadClock(limits.read_timeout, limits.request_timeout, time.monotonic())
     timed = w.phases is not None  # issue 16: had/read_ns, monotonic ns (module docstring)
     had, read_ns = since_ns, 0
+    req = w.req  # the slot's current request and client (module docstring)
+    req.connected(client)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         while True:
@@ -100,11 +111,19 @@ def serve_connection(
                     return conn
                 if conn.reading_body and not clock.in_body:
                     clock.body(time.monotonic(), conn.buffered)
+                fresh = conn.idle
                 if not _receive(sock, conn, w, limits, clock):
                     return None
                 if timed:
                     read_ns = time.monotonic_ns()
                     had = had or read_ns
+                if fresh or line_open:  # a request's first bytes, or more of its line
+                    line, whole = first_line(conn.pending())
+                    if fresh:
+                        req.begin(line, had / 1e9 if timed and had else time.monotonic())
+                    else:
+                        req.grew(line)
+                    line_open = not whole
                 continue
             start_ns = time.monotonic_ns() if timed else 0
             out = _answer(conn, ev, w)
@@ -115,6 +134,12 @@ def serve_connection(
                 if isinstance(ev, Request):
                     w.request(had, start_ns, time.monotonic_ns())
                 had = read_ns if conn.buffered else 0  # a pipelined one: since the last read
+            if conn.buffered and not conn.must_close:  # a pipelined request, read already
+                line, whole = first_line(conn.pending())
+                req.begin(line, had / 1e9 if timed and had else time.monotonic())
+                line_open = not whole
+            else:
+                req.end()
             replied = True
             if conn.must_close:
                 return None
@@ -131,6 +156,7 @@ def serve_connection(
                 pass
         return None
     finally:
+        req.end()  # answered, or over with the connection (a reset, a 408)
         if parked:
             w.gave()
         else:

@@ -1,6 +1,7 @@
 """What it takes to start a model: one dataclass that crosses CLI, TUI, supervisor and root.
 
-Knobs left as None take the model's default (Apache's, where the model is Apache's).
+Each knob's default, range, flag and help are its row in `knobs.KNOBS`; a knob left None
+takes the model's default (Apache's, where the model is Apache's), else the row's.
 """
 
 from __future__ import annotations
@@ -10,51 +11,40 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from . import reqtimeout
+from . import knobs, reqtimeout
 from .http import Limits
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_BACKLOG = 511  # Apache's ListenBacklog
-APACHE_MAX_KEEPALIVE_REQUESTS = 100
-
-
-class ConfigError(ValueError):
-    """A knob out of range; the message is one line naming the limit."""
+from .knobs import ConfigError as ConfigError  # re-exported: it has always been here
+from .knobs import initial
 
 
 @dataclass(frozen=True)
 class ServerConfig:
     model: str = "many_accepts"
-    host: str = DEFAULT_HOST
-    port: int = 0  # 0: a free port
-    backlog: int = DEFAULT_BACKLOG
-    workers: int | None = None  # processes (or event loops for goroutines)
-    exclusive: bool = False  # many_accepts: EPOLLEXCLUSIVE, as nginx
-    keepalive_timeout: float = 5.0  # KeepAliveTimeout
-    # MaxKeepAliveRequests (0 = unlimited); None: the model's own default, Apache's 100 for
-    # the C and Apache models, unlimited for the Node and Go shapes (as those servers do)
-    max_keepalive_requests: int | None = None
-    timeout: float = 60.0  # Timeout: a request must arrive whole within it
-    max_cpu_ms: float = 10_000.0  # per-request CPU ceiling of /work?cpu_ms= (400 above it)
-    start_servers: int | None = None  # StartServers
-    min_spare: int | None = None  # MinSpareServers / MinSpareThreads
-    max_spare: int | None = None  # MaxSpareServers / MaxSpareThreads
-    max_workers: int | None = None  # MaxRequestWorkers
-    threads_per_child: int | None = None  # ThreadsPerChild
-    async_factor: float | None = None  # AsyncRequestWorkerFactor
-    # RequestReadTimeout (mod_reqtimeout), Apache's syntax; None: the model's default,
-    # Apache's for the C and Apache models (the asyncio models do not have it)
-    request_read_timeout: str | None = None
-    # issue 16: workers time each request's phases into their scoreboard slot (queue wait,
-    # in-server wait, service); `serve --no-phases` turns it off (for bench/bench_phases.py)
+    host: str = initial("host")
+    port: int = initial("port")  # 0: a free port
+    backlog: int = initial("backlog")
+    workers: int | None = initial("workers")  # processes (or event loops for goroutines)
+    exclusive: bool = initial("exclusive")  # many_accepts: EPOLLEXCLUSIVE, as nginx
+    keepalive_timeout: float = initial("keepalive_timeout")
+    max_keepalive_requests: int | None = initial("max_keepalive_requests")
+    timeout: float = initial("timeout")
+    max_cpu_ms: float = initial("max_cpu_ms")
+    start_servers: int | None = initial("start_servers")
+    min_spare: int | None = initial("min_spare")
+    max_spare: int | None = initial("max_spare")
+    max_workers: int | None = initial("max_workers")
+    threads_per_child: int | None = initial("threads_per_child")
+    async_factor: float | None = initial("async_factor")
+    request_read_timeout: str | None = initial("request_read_timeout")  # Apache's syntax
+    # workers time each request's phases into their scoreboard slot (queue wait, in-server
+    # wait, service); `serve --no-phases` turns it off (for bench/bench_phases.py)
     phases: bool = True
 
     @property
     def limits(self) -> Limits:
+        mka = self.max_keepalive_requests
         return Limits(
-            max_keepalive_requests=APACHE_MAX_KEEPALIVE_REQUESTS
-            if self.max_keepalive_requests is None
-            else self.max_keepalive_requests,
+            max_keepalive_requests=knobs.default("max_keepalive_requests") if mka is None else mka,
             keepalive_timeout=self.keepalive_timeout,
             request_timeout=self.timeout,
             read_timeout=None
@@ -89,35 +79,10 @@ class ServerConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def check_common(self) -> None:
-        """Range checks every model shares; models check their own knobs in `resolve`."""
-        check_host(self.host)
-        check_range("--port", self.port, 0, 65535)
-        check_range("--backlog", self.backlog, 1, 65535)
-        check_range("--keepalive-timeout", self.keepalive_timeout, 0.05, 3600)
-        if self.max_keepalive_requests is not None:
-            check_range("--max-keepalive-requests", self.max_keepalive_requests, 0, 1_000_000)
-        check_range("--timeout", self.timeout, 0.05, 3600)
-        check_range("--max-cpu-ms", self.max_cpu_ms, 0, 600_000)
-        if self.workers is not None:
-            check_range("--workers", self.workers, 1, 1024)
-        if self.request_read_timeout is not None:
-            try:
-                reqtimeout.parse(self.request_read_timeout)
-            except ValueError as e:
-                raise ConfigError(f"--request-read-timeout: {e}") from None
-
-
-def check_host(host: str) -> None:
-    """An IP address or `localhost`, judged as written: a name is never looked up (issue 11:
-    `serve --host 300.1.1.1` went to DNS)."""
-    if host.lower() == "localhost":
-        return
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(
-            f"--host must be an IP address (127.0.0.1, ::1, 0.0.0.0) or localhost, got {host!r}"
-        ) from None
+        """Every knob given against its row's range; models check how their own knobs
+        relate (and their scoreboard's size) in `resolve`."""
+        for knob in knobs.KNOBS:
+            knobs.check(knob.name, getattr(self, knob.name))
 
 
 def is_loopback_host(host: str) -> bool:
@@ -127,8 +92,3 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def check_range(name: str, value: float, low: float, high: float) -> None:
-    if not (low <= value <= high):
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")

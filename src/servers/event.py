@@ -10,6 +10,10 @@ The listener accepts only while a thread is idle and the process's open connecti
 below ThreadsPerChild + AsyncRequestWorkerFactor x idle threads (Apache's limit); a
 readable parked connection goes to a thread before any new connection is accepted.
 
+The current request of a listener's slot (servers.inflight): the oldest readable parked
+connection waiting for a thread (no line: no thread has read it yet), with how many
+wait; none waiting: the connection parked last, none in progress.
+
 Fixed pool as in `worker` (--workers processes, default 3, no spare-thread adaptation).
 Scoreboard: child i's threads take slots i*T .. i*T+T-1 (kind thread, group i); its
 listener thread takes slot P*T + i (kind thread, group i, listener 0, role listener),
@@ -37,32 +41,30 @@ from . import guard
 from .acceptor import Acceptor, arrived_mono_ns
 from .arbiter import Arbiter
 from .blocking import serve_connection
-from .config import check_range
 from .http import HttpConnection
+from .inflight import Client
 from .models import ModelSpec
 from .root import RootContext
 from .scoreboard import Kind, Role, State
 from .worker import THREAD_DEATH, check_threads
 from .worker import Knobs as WorkerKnobs
 
-ASYNC_FACTOR = 2.0  # Apache's AsyncRequestWorkerFactor
-
 # a connection, its state if resumed, and (issue 16) since_ns: when the server had its
 # request's bytes (the accept, or the listener seeing a parked connection readable), and
-# queue_us: a new connection's queue wait (-1: none to record). The thread that serves it
-# records them, so every phase lands in its slot.
-Job = tuple[socket.socket, HttpConnection | None, int, int]
-Done = tuple[socket.socket, HttpConnection | None]  # given back: closed (None), or parked
+# queue_us: a new connection's queue wait (-1: none to record); then its client. The
+# thread that serves it records them, so every phase lands in its slot.
+Job = tuple[socket.socket, HttpConnection | None, int, int, Client | None]
+# given back: closed (None), or parked, with its client
+Done = tuple[socket.socket, HttpConnection | None, Client | None]
 
 
 @dataclass(frozen=True)
 class Knobs(WorkerKnobs):
-    async_factor: float = ASYNC_FACTOR
+    async_factor: float = 2.0  # Apache event's own default
 
 
 def _check(knobs: Knobs) -> None:
     check_threads(knobs, extra_slots=1)
-    check_range("--async-factor (AsyncRequestWorkerFactor)", knobs.async_factor, 0, 100)
 
 
 SPEC = ModelSpec.typed(
@@ -124,8 +126,10 @@ class Listener:
         self.timed = self.slot.phases is not None
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.wake_r, selectors.EVENT_READ, _WAKE)
-        self.parked: dict[socket.socket, tuple[float, HttpConnection]] = {}  # deadline order
-        self.ready: deque[Job] = deque()  # readable parked connections waiting for a thread
+        # deadline, its state, its client; in deadline order
+        self.parked: dict[socket.socket, tuple[float, HttpConnection, Client | None]] = {}
+        # readable parked connections waiting for a thread, and since when (monotonic)
+        self.ready: deque[tuple[Job, float]] = deque()
         self.idle = nthreads
         self.conns = 0  # open connections of this process
         self.accepting = False
@@ -136,7 +140,8 @@ class Listener:
         self.slot.state(State.WAITING)
         while True:
             while self.ready and self.idle:
-                self.dispatch(self.ready.popleft())
+                self.dispatch(self.ready.popleft()[0])
+                self.show_ready()
             self.poll_listener(self.may_accept())
             timeout = None
             if self.parked:
@@ -177,14 +182,15 @@ class Listener:
                 break
             self.slot.accepted()
             self.conns += 1
-            self.dispatch((sock, None, self.acceptor.since_ns, self.acceptor.queue_us))
+            acc = self.acceptor
+            self.dispatch((sock, None, acc.since_ns, acc.queue_us, acc.client))
 
     def given_back(self) -> None:
         """Threads reported back: each is idle again, its connection closed or parked."""
         drain(self.wake_r)
         while True:
             try:
-                sock, kept = self.done.get_nowait()
+                sock, kept, client = self.done.get_nowait()
             except queue.Empty:
                 return
             self.idle += 1
@@ -193,19 +199,31 @@ class Listener:
             else:  # idle in keep-alive wait: park it
                 self.slot.took()
                 deadline = time.monotonic() + self.ctx.limits.keepalive_timeout
-                self.parked[sock] = (deadline, kept)
+                self.parked[sock] = (deadline, kept, client)
                 self.sel.register(sock, selectors.EVENT_READ, kept)
+                if not self.ready:
+                    self.slot.req.show(client, b"", 0.0, 0)
 
     def readable(self, sock: socket.socket, conn: HttpConnection) -> None:
         """A parked connection is readable (its next request, or EOF): queue it for a thread."""
         self.sel.unregister(sock)
-        del self.parked[sock]
-        self.ready.append((sock, conn, time.monotonic_ns() if self.timed else 0, -1))
+        client = self.parked.pop(sock)[2]
+        now_ns = time.monotonic_ns()
+        self.ready.append(((sock, conn, now_ns if self.timed else 0, -1, client), now_ns / 1e9))
+        self.show_ready()
+
+    def show_ready(self) -> None:
+        """The slot's current request: the oldest connection waiting for a thread."""
+        if self.ready:
+            job, since = self.ready[0]
+            self.slot.req.show(job[4], b"", since, len(self.ready))
+        else:
+            self.slot.req.end()
 
     def expire(self, now: float) -> None:
         """KeepAliveTimeout of the parked connections, oldest first."""
         while self.parked:
-            sock, (deadline, _) = next(iter(self.parked.items()))
+            sock, (deadline, _, _) = next(iter(self.parked.items()))
             if deadline > now:
                 return
             del self.parked[sock]
@@ -226,17 +244,17 @@ class Listener:
             while True:
                 w.state(State.WAITING)
                 sock = None
-                sock, conn, since_ns, queue_us = self.jobs.get()
+                sock, conn, since_ns, queue_us, client = self.jobs.get()
                 w.took()
                 w.queued(queue_us)
                 if not since_ns and queue_us >= 0:  # new, its bytes came after the accept
                     since_ns = arrived_mono_ns(sock)
                 # None: closed
                 kept = serve_connection(
-                    sock, w, self.ctx.limits, conn, park=True, since_ns=since_ns
+                    sock, w, self.ctx.limits, conn, park=True, since_ns=since_ns, client=client
                 )
                 w.state(State.WAITING)
-                self.done.put((sock, kept))
+                self.done.put((sock, kept, client))
                 sock = None
                 self.report()
         except BaseException as e:  # the thread dies anyway: record it and replace it
@@ -244,7 +262,7 @@ class Listener:
             board.mark_dead(slot, THREAD_DEATH)
             if sock is not None:  # give the listener its idle thread and connection back
                 sock.close()
-                self.done.put((sock, None))
+                self.done.put((sock, None, None))
                 self.report()
             self.start_thread(slot)
 

@@ -41,6 +41,7 @@ SPEC = ModelSpec.typed(
     name="goroutines",
     summary="Go's shape: one process, an acceptor, an event-loop thread per core, balanced",
     origin="Go net/http server",
+    said={"workers": "one per core"},
 )
 
 

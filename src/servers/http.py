@@ -160,6 +160,10 @@ class HttpConnection:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def pending(self) -> bytes:
+        """The bytes received and not parsed yet: the start of the request being read."""
+        return self._buf
+
     @property
     def reading_body(self) -> bool:
         """A request's head is in and its body is still arriving."""

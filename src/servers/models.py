@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from types import ModuleType
 from typing import Any, Generic, TypeVar
 
+from . import knobs
 from .config import ConfigError, ServerConfig
 
 # In the order a lesson goes: from concurrency 1 to the Go shape.
@@ -32,7 +33,7 @@ MODEL_NAMES = (
     "goroutines",
 )
 
-# Knobs every model takes.
+# Knobs every model takes (the rest are a model's own: its `Knobs`, or its spec's).
 COMMON_KNOBS = frozenset(
     {
         "model",
@@ -40,7 +41,7 @@ COMMON_KNOBS = frozenset(
         "port",
         "backlog",
         "keepalive_timeout",
-        "phases",  # issue 16: every model times its requests' phases (serve --no-phases)
+        "phases",  # every model times its requests' phases (serve --no-phases)
         "max_keepalive_requests",
         "timeout",
         "max_cpu_ms",
@@ -61,6 +62,8 @@ class ModelSpec(Generic[K]):
     check: Callable[[ServerConfig], None] | None = None  # model-specific range checks
     listeners: Callable[[ServerConfig], int] = lambda cfg: 1  # listening sockets to open
     shape: type[K] | None = None  # the typed knobs (a frozen dataclass) of a Python model
+    said: dict[str, str] = field(default_factory=dict)  # a default this machine computes,
+    # in words for the docs ("one per core"): its figure here is not the docs' to say
 
     @classmethod
     def typed(
@@ -72,6 +75,7 @@ class ModelSpec(Generic[K]):
         origin: str,
         check: Callable[[K], None] | None = None,
         listeners: Callable[[K], int] | None = None,
+        said: dict[str, str] | None = None,
     ) -> ModelSpec[K]:
         """A spec whose knobs and defaults are `shape`'s fields (the common knobs among
         them, such as max_keepalive_requests, only set the model's default)."""
@@ -93,6 +97,7 @@ class ModelSpec(Generic[K]):
             check=typed_check,
             listeners=typed_listeners,
             shape=shape,
+            said=said or {},
         )
         return made
 
@@ -102,19 +107,32 @@ class ModelSpec(Generic[K]):
         given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(_dc(self.shape))}
         return self.shape(**{k: v for k, v in given.items() if v is not None})
 
+    def takes(self, name: str) -> bool:
+        return name in COMMON_KNOBS or name in self.knobs
+
+    def default(self, name: str) -> object:
+        """Its default for a knob it takes: its own, else every model's (None: none)."""
+        if name in self.defaults:
+            return self.defaults[name]
+        return knobs.default(name) if name in knobs.KNOB else None
+
     def resolve(self, cfg: ServerConfig) -> ServerConfig:
         """Fill the model's defaults, refuse knobs it does not have and values out of range."""
         base = ServerConfig()
         for f in fields(ServerConfig):
             name = f.name
-            if name in COMMON_KNOBS or name in self.knobs:
+            if self.takes(name):
                 continue
             if getattr(cfg, name) != getattr(base, name):
-                flag = "--" + name.replace("_", "-")
+                flag = knobs.KNOB[name].option
                 raise ConfigError(
                     f"model {self.name} has no {flag} (it takes: {self.knob_flags()})"
                 )
-        filled = {k: v for k, v in self.defaults.items() if getattr(cfg, k) is None}
+        filled = {
+            k: self.default(k)
+            for k in knobs.KNOB
+            if self.takes(k) and getattr(cfg, k) is None and self.default(k) is not None
+        }
         cfg = cfg.with_(**filled, model=self.name)
         cfg.check_common()
         if self.check is not None:
@@ -122,7 +140,8 @@ class ModelSpec(Generic[K]):
         return cfg
 
     def knob_flags(self) -> str:
-        return ", ".join("--" + k.replace("_", "-") for k in sorted(self.knobs)) or "none"
+        own = [k.option for k in knobs.KNOBS if k.name in self.knobs]
+        return ", ".join(own) or "none"
 
 
 def load(name: str) -> ModuleType:

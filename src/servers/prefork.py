@@ -18,37 +18,37 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+from . import knobs
 from .arbiter import Arbiter
 from .blocking import accept_loop
-from .config import ConfigError, check_range
+from .config import ConfigError
 from .models import ModelSpec
-from .reqtimeout import APACHE_DEFAULT as APACHE_READ_TIMEOUT
 from .root import RootContext
 from .scoreboard import DEFAULT_SLOTS, State
 
-START_SERVERS = 5
 MAX_SPAWN_RATE = 32  # Apache's MAX_SPAWN_RATE
 GRACEFUL_STOP = signal.SIGWINCH  # Apache's graceful-stop signal
 
 
 @dataclass(frozen=True)
 class Knobs:
-    start_servers: int = START_SERVERS  # StartServers
-    min_spare: int = 5  # MinSpareServers
-    max_spare: int = 10  # MaxSpareServers
-    max_workers: int = 256  # MaxRequestWorkers
-    request_read_timeout: str = APACHE_READ_TIMEOUT  # RequestReadTimeout (mod_reqtimeout)
+    # Apache prefork's own defaults
+    start_servers: int = 5
+    min_spare: int = 5
+    max_spare: int = 10
+    max_workers: int = 256
+    request_read_timeout: str = knobs.default("request_read_timeout")  # Apache's
 
 
 def _check(k: Knobs) -> None:
-    check_range("--start-servers (StartServers)", k.start_servers, 1, DEFAULT_SLOTS)
-    check_range("--min-spare (MinSpareServers)", k.min_spare, 1, DEFAULT_SLOTS)
-    check_range("--max-workers (MaxRequestWorkers)", k.max_workers, 1, DEFAULT_SLOTS)
+    for name in ("start_servers", "min_spare", "max_workers"):  # a scoreboard slot each
+        knobs.check(name, getattr(k, name), high=DEFAULT_SLOTS)
     max_spare, min_spare = k.max_spare, k.min_spare
     if not min_spare <= max_spare <= DEFAULT_SLOTS:
+        low = knobs.KNOB["min_spare"].option
         raise ConfigError(
-            f"--max-spare (MaxSpareServers) must be between --min-spare ({min_spare}) "
-            f"and {DEFAULT_SLOTS}, got {max_spare}"
+            f"{knobs.KNOB['max_spare'].option} (MaxSpareServers) must be between {low} "
+            f"({min_spare}) and {DEFAULT_SLOTS}, got {max_spare}"
         )
 
 

@@ -6,23 +6,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import knobs
 from .arbiter import Arbiter
 from .blocking import accept_loop
 from .models import ModelSpec
-from .reqtimeout import APACHE_DEFAULT as APACHE_READ_TIMEOUT
 from .root import RootContext
 
 
 @dataclass(frozen=True)
 class Knobs:
     workers: int = 250  # the C original's pool
-    request_read_timeout: str = APACHE_READ_TIMEOUT  # RequestReadTimeout (mod_reqtimeout)
+    request_read_timeout: str = knobs.default("request_read_timeout")  # Apache's
 
 
 SPEC = ModelSpec.typed(
     Knobs,
     name="proc_spawn",
-    summary="fixed pool of processes (default 250), each blocking in accept() on one socket",
+    summary=f"fixed pool of processes (default {Knobs.workers}), each blocking in accept() "
+    "on one socket",
     origin="C proc_spawn",
 )
 

@@ -1,8 +1,9 @@
 """The model's root process: `python -m servers.root CONFIG_JSON`.
 
 Started by the supervisor with the scoreboard memfd and the listening sockets already
-open (their fd numbers come in the environment). It dies with the supervisor, maps the
-scoreboard, and runs the model, which may fork workers from here (the master).
+open (their fd numbers come in the environment), already set to die with the supervisor
+(plumbing.child). It maps the scoreboard and runs the model, which may fork workers from
+here (the master).
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from plumbing.process import die_with_parent, raise_nofile_limit
+from plumbing.process import raise_nofile_limit
 
 from . import acceptor, app, models
 from .config import ServerConfig
 from .http import Limits
 from .scoreboard import Scoreboard
 
-ENV_PARENT = "SERVERSCOPE_PARENT"
 ENV_SCOREBOARD = "SERVERSCOPE_SCOREBOARD_FD"
 ENV_LISTENERS = "SERVERSCOPE_LISTEN_FDS"
 BURN_SIGNAL = signal.SIGUSR1  # a fault the TUI injects: the receiving process burns CPU
@@ -58,7 +58,6 @@ def gil_enabled() -> bool:
 
 
 def main() -> int:
-    die_with_parent(int(os.environ.get(ENV_PARENT, "0")) or None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     # inherited by every forked worker; runs in the process's main thread, so it stalls
     # that worker's accept loop or event loop as a CPU-heavy request would

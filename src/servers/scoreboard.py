@@ -13,6 +13,9 @@ bytes a slot, 5 MB for 1,024 slots (memfd pages are only backed once written). T
 worker writes them through a memoryview cast over the mmap (`SlotWriter.record`: an
 index, four integer stores, no allocation); the reader reads the three counts of a slot
 (`phase_counts`) and its histograms (`phases`) only when a count moved.
+
+After the phase area, each slot's current request and client (servers.inflight: 144
+bytes a slot), written through `SlotWriter.req`, read by `request_seqs` and `request`.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from enum import IntEnum
 
 from plumbing.loghist import MAX_US, NBUCKETS, SUB_BITS, LogHist
 
+from . import inflight
+
 MAGIC = 0x53435350  # "SCSP"
-VERSION = 3  # 2: slots carry a role; 3: and a phase area (issue 16)
+VERSION = 4  # 2: slots carry a role; 3: and a phase area; 4: and a request area
 DEFAULT_SLOTS = 1024
 
 
@@ -145,6 +150,7 @@ PHASES = 3
 HIST_WORDS = 3 + NBUCKETS  # count, sum_us, max_us, buckets
 SLOT_PHASE_WORDS = PHASES * HIST_WORDS
 _SLOT_PHASE_BYTES = SLOT_PHASE_WORDS * 8
+_SLOT_BYTES = ctypes.sizeof(_Slot) + _SLOT_PHASE_BYTES + inflight.RECORD_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +220,7 @@ class Scoreboard:
     def __init__(self, fd: int, *, create: bool = False, nslots: int = DEFAULT_SLOTS) -> None:
         self.fd = fd
         if create:
-            size = _HEADER_SIZE + nslots * (ctypes.sizeof(_Slot) + _SLOT_PHASE_BYTES)
+            size = _HEADER_SIZE + nslots * _SLOT_BYTES
             os.ftruncate(fd, size)
         else:
             size = os.fstat(fd).st_size
@@ -229,7 +235,9 @@ class Scoreboard:
         self.nslots = self.header.nslots
         self._slots = (_Slot * self.nslots).from_buffer(self._mm, _HEADER_SIZE)
         self._phase_at = _HEADER_SIZE + self.nslots * ctypes.sizeof(_Slot)  # 8-aligned
-        self._words = memoryview(self._mm)[self._phase_at :].cast("Q")
+        self._request_at = self._phase_at + self.nslots * _SLOT_PHASE_BYTES
+        self._words = memoryview(self._mm)[self._phase_at : self._request_at].cast("Q")
+        self._seqs = memoryview(self._mm)[self._request_at :].cast("I")[:: inflight.WORDS]
 
     @classmethod
     def create(cls, nslots: int = DEFAULT_SLOTS) -> Scoreboard:
@@ -273,7 +281,9 @@ class Scoreboard:
         if index + 1 > self.header.high_water:
             self.header.high_water = index + 1
         words = self._words[base : base + SLOT_PHASE_WORDS] if self.header.phases else None
-        return SlotWriter(s, words)
+        req = inflight.RequestRecord(self._mm, self._request_at + index * inflight.RECORD_BYTES)
+        req.clear()
+        return SlotWriter(s, words, req)
 
     def reserve(self, index: int) -> None:
         """Mark a slot as starting before its worker runs (so readers see it at once)."""
@@ -370,6 +380,15 @@ class Scoreboard:
         """Slot `index`'s three histograms (queue, server, service)."""
         return self.phase(index, QUEUE), self.phase(index, SERVER), self.phase(index, SERVICE)
 
+    def request_seqs(self) -> list[int]:
+        """Every slot's request-record sequence number (changes with each write)."""
+        return self._seqs.tolist()
+
+    def request(self, index: int, seq: int) -> inflight.Reading | None:
+        """Slot `index`'s current request and client if its record is still at `seq`
+        (from `request_seqs`); None while its worker writes it."""
+        return inflight.read(self._mm, self._request_at + index * inflight.RECORD_BYTES, seq)
+
     def raw_slots(self) -> list[tuple[int | float, ...]]:
         """The slots ever used as plain tuples, in SlotInfo's field order after `index`
         (state, kind and role as ints): the sampler's hot loop, which reads every slot
@@ -380,6 +399,7 @@ class Scoreboard:
         return list(struct.iter_unpack(_SLOT_FMT, self._mm[_HEADER_SIZE : _HEADER_SIZE + n * size]))
 
     def close(self) -> None:
+        self._seqs.release()
         try:
             self._words.release()
         except BufferError:
@@ -427,13 +447,15 @@ class SlotWriter:
 
     `phases` is the slot's phase area (a memoryview of uint64), None when the server runs
     with the accounting off (`serve --no-phases`): callers test it before reading clocks.
+    `req` is its current request and client (servers.inflight).
     """
 
-    __slots__ = ("phases", "s")
+    __slots__ = ("phases", "req", "s")
 
-    def __init__(self, slot: _Slot, phases: memoryview | None = None) -> None:
+    def __init__(self, slot: _Slot, phases: memoryview | None, req: inflight.RequestRecord) -> None:
         self.s = slot
         self.phases = phases
+        self.req = req
 
     def record(self, phase: int, us: int) -> None:
         """One value (microseconds) into histogram `phase` (QUEUE, SERVER or SERVICE).

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import knobs
 from .blocking import accept_loop
 from .models import ModelSpec
-from .reqtimeout import APACHE_DEFAULT as APACHE_READ_TIMEOUT
 from .root import RootContext
 
 
 @dataclass(frozen=True)
 class Knobs:
-    request_read_timeout: str = APACHE_READ_TIMEOUT  # RequestReadTimeout (mod_reqtimeout)
+    request_read_timeout: str = knobs.default("request_read_timeout")  # Apache's
 
 
 SPEC = ModelSpec.typed(

@@ -3,28 +3,26 @@
 The supervisor binds the listening socket(s) itself, so a busy port is reported here,
 in one line, before anything runs; and it keeps a copy of each, so the telemetry can read
 every accept queue with TCP_INFO. It creates the scoreboard (a memfd), then starts the
-model's root process (`servers.root`) with both, and returns once the initial workers are
-up and a request is answered. The root, and every worker it forks, dies with its parent
-(PR_SET_PDEATHSIG) even when the parent is SIGKILLed.
+model's root process (`servers.root`) with both, through the one launcher
+(`plumbing.child`), and returns once the initial workers are up and a request is answered.
+The root dies with its parent (the launcher's PR_SET_PDEATHSIG) and every worker with the
+root, even when the parent is SIGKILLed; stopping signals the root's whole process group.
 
 Call `start` from a thread that lives as long as the server: the kernel's parent-death
-signal fires when the *thread* that forked the root exits.
+signal fires when the *thread* that started the root exits.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from typing import IO
 
-from plumbing.process import pid_alive, python_env, raise_nofile_limit, readable
+from plumbing.child import Child
+from plumbing.process import python_env, raise_nofile_limit
 
 from . import models, root
 from .config import ServerConfig
@@ -92,10 +90,8 @@ class Supervisor:
     def __init__(self, config: ServerConfig, *, stderr: IO[bytes] | int | None = None) -> None:
         self.spec = models.spec(config.model)
         self.config = self.spec.resolve(config)
-        self._stderr_target = stderr  # None: a temp file whose tail is shown on failure
-        self._errfile: IO[bytes] | None = None
-        self._errpump: threading.Thread | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._stderr_target = stderr  # None: kept, capped, its last line shown on failure
+        self.child: Child | None = None  # the root process
         self.listeners: list[socket.socket] = []
         self.scoreboard: Scoreboard | None = None
         self.port = 0
@@ -110,32 +106,15 @@ class Supervisor:
         self.scoreboard = Scoreboard.create()
         fds = [s.fileno() for s in self.listeners]
         env = python_env()
-        env[root.ENV_PARENT] = str(os.getpid())
         env[root.ENV_SCOREBOARD] = str(self.scoreboard.fd)
         env[root.ENV_LISTENERS] = ",".join(map(str, fds))
-        stderr = self._stderr_target
-        pipe_w = -1
-        if stderr is None:
-            # a temp file (its tail is shown on failure), fed through a pipe by a thread that
-            # keeps it under STDERR_CAP: a log flood must not fill the disk (issue 11)
-            self._errfile = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
-            pipe_r, pipe_w = os.pipe()
-            self._errpump = threading.Thread(
-                target=_pump_capped, args=(pipe_r, self._errfile), daemon=True
-            )
-            self._errpump.start()
-            stderr = pipe_w
-        self.proc = subprocess.Popen(
+        self.child = Child(
             [sys.executable, "-m", "servers.root", cfg.to_json()],
-            pass_fds=[self.scoreboard.fd, *fds],
+            name=cfg.model,
             env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            pass_fds=[self.scoreboard.fd, *fds],
+            stderr=self._stderr_target,
         )
-        if pipe_w >= 0:
-            os.close(pipe_w)  # the server holds the only write end: EOF ends the pump
         try:
             self._wait_ready(timeout)
         except BaseException:
@@ -144,11 +123,11 @@ class Supervisor:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        assert self.scoreboard is not None and self.proc is not None
+        assert self.scoreboard is not None and self.child is not None
         deadline = time.monotonic() + timeout
         h = self.scoreboard.header
         while True:
-            if self.proc.poll() is not None:
+            if self.child.poll() is not None:
                 raise ServerError(self._death_message())
             if h.ready:
                 snap = self.scoreboard.read()
@@ -160,7 +139,7 @@ class Supervisor:
             time.sleep(0.01)
         left = max(1.0, deadline - time.monotonic())
         if not probe(LOCAL_FOR_ANY.get(self.config.host, self.config.host), self.port, left):
-            if self.proc.poll() is not None:
+            if self.child.poll() is not None:
                 raise ServerError(self._death_message())
             raise ServerError(
                 f"{self.config.model} started but did not answer GET / in {left:.0f} s"
@@ -171,63 +150,32 @@ class Supervisor:
             time.sleep(0.005)
 
     def _death_message(self) -> str:
-        code = self.proc.returncode if self.proc else None
-        msg = self.scoreboard.header.error.decode(errors="replace") if self.scoreboard else ""
-        if not msg and self._errfile is not None:
-            if self._errpump is not None:
-                self._errpump.join(1.0)  # the server is gone: the pump reaches EOF
-            with _errlock:
-                self._errfile.seek(0)
-                text = self._errfile.read().decode(errors="replace")
-            lines = [ln for ln in text.splitlines() if ln]
-            msg = lines[-1] if lines else ""
-        return f"{self.config.model} exited at start (code {code})" + (f": {msg}" if msg else "")
+        assert self.child is not None
+        said = self.scoreboard.header.error.decode(errors="replace") if self.scoreboard else ""
+        return self.child.death_message("exited at start", reason=said or None)
 
     def begin_stop(self) -> None:
         """Tell the root and every worker to stop (SIGTERM to the process group), and
         return at once; `stop` waits for them. Safe from any thread: quitting calls it
-        first, so the server dies while the caller gets to `stop` (issue 18)."""
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
-            # the group goes with its leader, the root, which we have not reaped: not reused
-            _signal_group(proc.pid, signal.SIGTERM)
+        first, so the server dies while the caller gets to `stop`."""
+        if self.child is not None:
+            self.child.begin_stop()
 
     def stop(self, timeout: float = STOP_GRACE) -> None:
         """Stop the root and its workers together (SIGTERM to the whole group: workers die
         at once, not when the root gets round to them); SIGKILL the group if it lingers."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            pids = self.pids()
-            _signal_group(proc.pid, signal.SIGTERM)
-            wait_exit(proc, timeout)
-            _kill_group(proc.pid)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for pid in pids:  # workers the root could not reap (it was killed first)
-                if pid_alive(pid):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-        elif proc is not None:
-            _kill_group(proc.pid)
+        if self.child is not None:
+            self.child.stop(timeout)
+            self.child.close()
         for s in self.listeners:
             s.close()
         self.listeners = []
         if self.scoreboard is not None:
             self.scoreboard.close()
             self.scoreboard = None
-        if self._errpump is not None:
-            self._errpump.join(1.0)
-            self._errpump = None
-        if self._errfile is not None:
-            with _errlock:
-                self._errfile.close()
-            self._errfile = None
 
     def __enter__(self) -> Supervisor:
-        return self.start() if self.proc is None else self
+        return self.start() if self.child is None else self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -249,12 +197,17 @@ class Supervisor:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.running
+
+    @property
+    def exit_code(self) -> int | None:
+        """The root's exit code once it has exited (negative: the signal), else None."""
+        return self.child.poll() if self.child is not None else None
 
     @property
     def root_pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        assert self.child is not None
+        return self.child.pid
 
     def read(self) -> ScoreboardSnapshot:
         assert self.scoreboard is not None, "server not started"
@@ -272,67 +225,9 @@ class Supervisor:
 
     def pids(self) -> list[int]:
         """The root and every live worker process."""
-        if self.proc is None:
+        if self.child is None:
             return []
-        return [self.proc.pid, *self.worker_pids()]
-
-
-STDERR_CAP = 1024 * 1024  # bytes of a server's stderr kept by `run` and the TUI
-_errlock = threading.Lock()
-
-
-def _pump_capped(fd: int, out: IO[bytes], cap: int = STDERR_CAP) -> None:
-    """Copy `fd` into `out` until EOF, keeping `out` under `cap` bytes: when it would grow
-    past it, it is emptied and restarted with a line counting what was dropped, so the
-    latest lines (what a failure message shows) are kept."""
-    dropped = 0
-    try:
-        while chunk := os.read(fd, 65536):
-            with _errlock:
-                if out.closed:
-                    continue  # stopped: read on to EOF so the server never blocks
-                if out.tell() + len(chunk) > cap:
-                    dropped += out.tell()
-                    out.seek(0)
-                    out.truncate()
-                    out.write(f"[serverscope: {dropped} earlier bytes dropped]\n".encode())
-                out.write(chunk[-cap // 2 :])
-                out.flush()
-    except (OSError, ValueError):
-        pass
-    finally:
-        os.close(fd)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_group(pgid: int) -> None:
-    _signal_group(pgid, signal.SIGKILL)
-
-
-def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Wait up to `timeout` s for `proc` to exit (True) and reap it. Woken by the exit
-    itself through a pidfd: Popen.wait(timeout) polls, up to 50 ms late."""
-    if proc.poll() is not None:
-        return True
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd (Linux < 5.3): Popen's polling
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-    try:
-        readable(fd, timeout)  # poll, not select: fds past 1024 are common here
-    finally:
-        os.close(fd)
-    return proc.poll() is not None
+        return [self.child.pid, *self.worker_pids()]
 
 
 def probe(host: str, port: int, timeout: float) -> bool:

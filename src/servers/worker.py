@@ -18,42 +18,42 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from . import guard
+from . import guard, knobs
 from .acceptor import Acceptor, arrived_mono_ns
 from .arbiter import Arbiter
 from .blocking import serve_connection
-from .config import ConfigError, check_range
+from .config import ConfigError
+from .inflight import Client
 from .models import ModelSpec
-from .reqtimeout import APACHE_DEFAULT as APACHE_READ_TIMEOUT
 from .root import RootContext
 from .scoreboard import DEFAULT_SLOTS, Kind, State
 
-START_SERVERS = 3  # Apache worker's StartServers
 THREAD_DEATH = 1  # the status a thread's death records on the scoreboard (an exception)
-THREADS_PER_CHILD = 25  # Apache's ThreadsPerChild
 
-# a connection the listener hands to a thread: the socket, and its Acceptor.since_ns and
-# queue_us (issue 16), so the thread that serves it records its phases
-Handed = tuple[socket.socket, int, int]
+# a connection the listener hands to a thread: the socket, its Acceptor.since_ns and
+# queue_us (issue 16), so the thread that serves it records its phases, and its client
+Handed = tuple[socket.socket, int, int, Client | None]
 
 
 @dataclass(frozen=True)
 class Knobs:
-    workers: int = START_SERVERS  # processes
-    threads_per_child: int = THREADS_PER_CHILD
-    request_read_timeout: str = APACHE_READ_TIMEOUT  # RequestReadTimeout (mod_reqtimeout)
+    # Apache worker's own defaults: StartServers 3 (here: processes), ThreadsPerChild 25
+    workers: int = 3
+    threads_per_child: int = 25
+    request_read_timeout: str = knobs.default("request_read_timeout")  # Apache's
 
 
-def check_threads(knobs: Knobs, extra_slots: int = 0) -> None:
+def check_threads(given: Knobs, extra_slots: int = 0) -> None:
     """ThreadsPerChild's range, and processes x (threads + extra) within the scoreboard."""
-    tpc = knobs.threads_per_child
-    check_range("--threads-per-child (ThreadsPerChild)", tpc, 1, DEFAULT_SLOTS)
-    procs = knobs.workers
+    tpc = given.threads_per_child
+    knobs.check("threads_per_child", tpc, high=DEFAULT_SLOTS)
+    procs = given.workers
     if procs * (tpc + extra_slots) > DEFAULT_SLOTS:
         what = f"{procs} x ({tpc} + {extra_slots})" if extra_slots else f"{procs} x {tpc}"
+        both = f"{knobs.KNOB['workers'].option} x {knobs.KNOB['threads_per_child'].option}"
         raise ConfigError(
-            f"--workers x --threads-per-child must fit the scoreboard's {DEFAULT_SLOTS} "
-            f"slots, got {what} = {procs * (tpc + extra_slots)}"
+            f"{both} must fit the scoreboard's {DEFAULT_SLOTS} slots, "
+            f"got {what} = {procs * (tpc + extra_slots)}"
         )
 
 
@@ -81,12 +81,12 @@ def run(ctx: RootContext) -> int:
                 w.state(State.WAITING)
                 sock = None
                 idle.release()  # one more idle thread: the listener may accept for it
-                sock, since_ns, queue_us = handed.get()
+                sock, since_ns, queue_us, client = handed.get()
                 w.accepted()
                 w.queued(queue_us)  # issue 16: the listener's measure, in this thread's slot
                 if not since_ns and queue_us >= 0:  # bytes came after the accept
                     since_ns = arrived_mono_ns(sock)
-                serve_connection(sock, w, ctx.limits, since_ns=since_ns)
+                serve_connection(sock, w, ctx.limits, since_ns=since_ns, client=client)
         except BaseException as e:  # the thread dies anyway: record it and replace it
             guard.unexpected("worker thread", e)
             if sock is not None:
@@ -111,7 +111,7 @@ def run(ctx: RootContext) -> int:
             if sock is None:
                 idle.release()  # that thread is still idle
             else:
-                handed.put((sock, acceptor.since_ns, acceptor.queue_us))
+                handed.put((sock, acceptor.since_ns, acceptor.queue_us, acceptor.client))
 
     arbiter = Arbiter(ctx, child_main, slots_of=lambda i: range(i * nthreads, (i + 1) * nthreads))
     arbiter.start(knobs.workers)

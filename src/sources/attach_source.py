@@ -25,6 +25,11 @@ schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
 - state: sources.attach_states (from /proc and the sockets; Apache's own glyphs from
   mod_status, readers.statuspoll, where fresh), and for a process holding one
   connection what holds it (`WorkerSample.hold`, from the socket's tcp_info);
+- what a process serves: its connections as their sockets show them (`WorkerSample.peers`:
+  peer, TCP state, queues, tcp_info; the oldest listed, sources.realattach), and under
+  Apache with ExtendedStatus its current request and client (`WorkerSample.current`,
+  mod_status's rows, fresh as its glyphs are); a thread row has neither (sockets and
+  rows are the process's);
 - mod_status is read only right after a sample that saw a free worker (or an empty
   accept queue): a request to a saturated server would wait in its queue like the
   clients and add to what is measured; its own connections are told apart by their
@@ -38,6 +43,7 @@ What cannot be known stays None (connections of a thread, accepts on the first s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
@@ -163,6 +169,7 @@ class AttachSource:
         listeners = self._listeners(r)
         index = {ln.inode: ln.index for ln in listeners}
         slots = status.states() if status else {}
+        currents = status.currents() if status else {}
         live: set[tuple[int, int]] = set()
         workers: list[WorkerSample] = []
         free = False  # a worker that can take a connection now
@@ -171,6 +178,8 @@ class AttachSource:
             glyphs = slots.get(w.pid, ())
             tids = serving.get(w.pid, frozenset())
             row = self._process(w, r, deltas, index, glyphs, live, bool(tids))
+            if w.pid in currents:
+                row = dataclasses.replace(row, current=currents[w.pid])
             workers.append(row)
             if row.role in (Role.WORKER, Role.PROCESS):
                 free |= row.state == WorkerState.WAITING or attach_states.any_free(glyphs)
@@ -294,6 +303,8 @@ class AttachSource:
             None if w.queue is None else Phases(queue=w.queue),  # phases
             None,  # window_phases (the analyser's)
             w.hold,
+            None,  # current: mod_status's, set by the caller
+            w.peers,
         )
 
     def _thread(

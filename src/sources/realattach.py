@@ -10,6 +10,11 @@ Composes the pieces of issue 14, each with its own module and tests:
   wait (None, with the reason).
 It returns plain dataclasses; mapping them onto Snapshot/WorkerSample (and issue 12's
 Role on WorkerSample) is left to the integration after the merge.
+
+Each process's connections (`WorkerReading.peers`): from the dumps that read tcp_info
+(at most every INFO_EVERY_S), the PEERS_LISTED oldest with their peer, TCP state,
+queues and tcp_info, plus the count of all; a process's list is built again only when
+its connections or that reading changed.
 """
 
 from __future__ import annotations
@@ -22,19 +27,21 @@ from dataclasses import dataclass
 from plumbing.loghist import LogHist
 from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from readers.mechanism import ListenerMechanism, classify, thread_acceptors
+from readers.peerlist import PeerList
 from readers.realtree import ProcessSample, RealTree, Role, TaskSample
 from readers.sockdiag import DiagSocket, SockDiag
 from readers.sockowners import SocketOwners, TcpChangeGate
 from readers.sockscan import Endpoint, Scan, scan
 from readers.tcpinfo import TcpInfo
+from values.current import Peers
 from values.positional import positional_new
 from values.snapshot import Hold, Spread, Wake
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
-# each connection's tcp_info is asked for while a single-threaded process holds some (what
-# holds it is then worth knowing), at most every INFO_EVERY_S (what a connection did
-# changes slowly; the starvation rule judges over 1 s), and while the server holds at
+# each connection's tcp_info is asked for while a process holds some (what holds it, and
+# its list of connections, are then worth knowing), at most every INFO_EVERY_S (what a
+# connection did changes slowly; the starvation rule judges over 1 s), and while the server holds at
 # most INFO_MAX_CONNECTIONS: with 1,000 connections it made a dump 1.2-2.1x dearer (the
 # kernel fills ~230 bytes a socket, parsed here), +2-5 ms (load 19, noisy)
 INFO_EVERY_S = 0.5
@@ -59,6 +66,7 @@ class WorkerReading:
     rss_bytes: int | None = None  # resident memory (read with the state, every sample)
     queue: LogHist | None = None  # queue wait, cumulative since attach; None: not measured
     hold: Hold | None = None  # what its connections did (tcp_info), all alike; None: unread
+    peers: Peers | None = None  # its connections, the oldest listed; None: not ours to read
 
 
 _new_worker_reading = positional_new(WorkerReading)
@@ -122,6 +130,7 @@ class RealServerReader:
         self._want_info = True  # a process held connections at the last read
         self._info: dict[int, TcpInfo] = {}  # per connection inode, from the last info dump
         self._info_at = -1e18
+        self.peers = PeerList()  # each process's connections (readers.peerlist)
         self.gate_idle = 0  # dumps skipped because the tree was idle (bench, tests)
         self._mech_key: tuple | None = None
         self._mechs: dict[int, ListenerMechanism] = {}
@@ -207,8 +216,10 @@ class RealServerReader:
                 self._info, self._info_at = sc.info, now
             elif len(self._cinodes) > INFO_MAX_CONNECTIONS:
                 self._info = {}  # unknown, not what they did long ago
+                self.peers.forget_info()
             self._queued = 0 in sc.inodes
             cinodes = self._cinodes = {i for i in sc.inodes if i}
+            self.peers.dumped(cinodes, now, first=self._dumped_at < 0, scan=sc if want else None)
             self._dumped_at = now
             self._dump_cpu = cpu
             if sc.own_queued:  # the queues again, as near the dump as can be
@@ -233,12 +244,12 @@ class RealServerReader:
         workers = []
         polled = self.tree.epoll_listeners
         infos = self._info  # (a connection newer than it has no hold until the next)
-        holding = 0  # single-threaded processes holding connections: what holds them
-        for p in procs:  # once per process per sample: positional (values.positional)
+        holding = 0  # processes holding connections: what holds them, and their list
+        for p in procs:  # once per process per sample: positional (see values.positional)
             pid = p.pid
             polls = polled.get(pid)
             held = cby.get(pid, ())
-            holding += bool(held) and not p.threads
+            holding += bool(held)
             workers.append(
                 _new_worker_reading(
                     pid,
@@ -256,8 +267,10 @@ class RealServerReader:
                     p.rss_bytes,
                     None if waits is None else waits.get(pid, _NO_WAIT),  # queue
                     _hold(held, infos),
+                    None if pid in denied else self.peers.of(pid, held),
                 )
             )
+        self.peers.keep(cby.keys())
         self._want_info = holding > 0
         mechs = self._mechanisms(procs, [(x.inode, x.local_port) for x in listen])
         return RealReading(

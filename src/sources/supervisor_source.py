@@ -6,7 +6,9 @@ listening sockets the supervisor holds. Hand-written: no library samples a score
 and psutil is too slow for 250 processes at 4 Hz (see procfs.py and bench/bench_sampler.py).
 
 Request phases (issue 16) from each worker slot's phase area (`PhaseReader`): a slot's three
-counts are read every sample, its histograms only when a count moved.
+counts are read every sample, its histograms only when a count moved. Each slot's current
+request and client (servers.inflight) likewise: its sequence number every sample (one
+strided read of them all), its record only when that moved.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from readers.mechanism import UNKNOWN, ListenerMechanism, WaitWatcher
 from readers.sockdiag import SYN_RECV, SockDiag
 from servers import scoreboard
 from servers.scoreboard import State
+from values.current import Current, Via, client_text
 from values.positional import positional_new
 from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
 
@@ -39,6 +42,7 @@ _STATES = tuple(WorkerState(st.name.lower()) for st in State)
 _ROLES = tuple(Role[r.name] for r in scoreboard.Role)
 _EMPTY, _DEAD, _THREAD = int(State.EMPTY), int(State.DEAD), int(scoreboard.Kind.THREAD)
 _new_worker = positional_new(WorkerSample)
+_new_current = positional_new(Current)  # a slot's, each time its record moved
 _KPROCESS, _KTHREAD = Kind.PROCESS, Kind.THREAD  # a global is 10x cheaper than Kind.X
 _WORKER = int(scoreboard.Role.WORKER)
 
@@ -157,6 +161,8 @@ class SupervisorSource:
         self._drops: tuple[int, int] | None = None  # ListenOverflows, ListenDrops
         self._waits = WaitWatcher()  # how the workers wait on the listeners (mechanism)
         self._mechs: dict[int, ListenerMechanism] = {}
+        self._requests: dict[int, tuple[int, Current | None]] = {}  # slot: seq, its reading
+        self._seqs: list[int] = []
         self._addr = []
         for s in sup.listeners:
             name = s.getsockname()
@@ -170,10 +176,10 @@ class SupervisorSource:
 
     def read(self, now: float, deltas: WorkerDeltas) -> Reading:
         sup = self.sup
-        if sup.scoreboard is None or sup.proc is None:
+        if sup.scoreboard is None or sup.child is None:
             raise RuntimeError("the server is not running")
         area = sup.scoreboard.read_model()
-        root_pid = sup.proc.pid
+        root_pid = sup.root_pid
         self._n += 1
         self._refresh = self._n % self.FULL_STAT_EVERY == 1
         self._stats = {}
@@ -184,6 +190,7 @@ class SupervisorSource:
             phases = self._phases
             phases.begin()
         worker = self._worker
+        self._seqs = sup.scoreboard.request_seqs()
         workers = [
             worker(i, s, now, deltas, phases) for i, s in enumerate(sup.scoreboard.raw_slots())
         ]
@@ -354,7 +361,33 @@ class SupervisorSource:
             phases.slot(index, gen, now) if phases is not None and role == _WORKER else None,
             None,  # window_phases: the analyser's
             None,  # hold: attach's (the scoreboard's state says K or R)
+            self._current(index) if alive else None,
+            None,  # peers: attach's
         )
+
+    def _current(self, index: int) -> Current | None:
+        """Slot `index`'s current request and client, read again only when its record's
+        sequence number moved (a reading caught mid-write keeps the last one)."""
+        seq = self._seqs[index]
+        seen = self._requests.get(index)
+        if seen is not None and seen[0] == seq:
+            return seen[1]
+        board = self.sup.scoreboard
+        assert board is not None
+        r = board.request(index, seq)
+        if r is None:  # its worker is writing it: the last reading, read again next time
+            return seen[1] if seen is not None else None
+        address = r.address.decode("latin-1")
+        current = _new_current(
+            Via.SCOREBOARD,
+            r.requests,
+            r.line.decode("latin-1") or None,
+            client_text(address, r.port) if address else None,
+            r.began or None,
+            r.connected or None,
+        )
+        self._requests[index] = (seq, current)
+        return current
 
     # -- the model ------------------------------------------------------------------------
     def _model(

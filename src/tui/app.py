@@ -28,9 +28,9 @@ from textual.screen import Screen
 
 from lab.player import DemoPlayer
 from lab.scenarios import Scenario
+from lab.server import ServerConfig
 from lab.session import LIVE_DURATION, Session
 from loadgen.levels import LoadLevel
-from servers.config import ServerConfig
 from values.snapshot import Snapshot
 
 from .attach_feed import AttachFeed
@@ -130,6 +130,7 @@ class ServerscopeApp(App[int]):
         if self._source_closing is not None:
             await self._source_closing
         await asyncio.to_thread(self.lab.source.close)
+        await asyncio.to_thread(self.lab.finish)
 
 
 # -- entry points ---------------------------------------------------------------------------

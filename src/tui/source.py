@@ -93,8 +93,8 @@ class LiveSource(ScreenSource):
         sup, runner = self.session.server, self.session.runner
         if sup is not None:
             out += sup.pids()
-        if runner is not None and runner.proc is not None:
-            out.append(runner.proc.pid)
+        if runner is not None and runner.pid is not None:
+            out.append(runner.pid)
         return out
 
     def interrupt(self) -> None:

@@ -32,6 +32,7 @@ from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 
 from . import snapshot_checks
 from .codec import Checks, FormatError, decode, encode, kind_of
+from .current import Current, Peer, Peers, Via
 from .spread import Spread, Wake, mechanism_label
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "PAST_LIMIT_NOTE",
     "SEVERITIES",
     "STATES",
+    "Current",
     "Diagnosis",
     "FormatError",
     "Hold",
@@ -53,12 +55,15 @@ __all__ = [
     "LoadStats",
     "LogHist",
     "ModelInfo",
+    "Peer",
+    "Peers",
     "Percentiles",
     "Phases",
     "Role",
     "Severity",
     "Snapshot",
     "Spread",
+    "Via",
     "Wake",
     "WorkerSample",
     "WorkerState",
@@ -215,6 +220,10 @@ class WorkerSample:
     # window (window_s); None when `phases` is None or not analysed
     hold: Hold | None = None  # attach: what its connections have done, from each socket's
     # TCP_INFO (bytes in and out, last data each way); None: none, not all alike, or unread
+    current: Current | None = None  # its current (or last) request and client, and since
+    # when (values.current: the scoreboard's slot, or mod_status); None unknown
+    peers: Peers | None = None  # attach: the connections it holds as their sockets show
+    # them (sock_diag, tcp_info; the oldest listed); None: not read
 
     @property
     def key(self) -> tuple[int | None, int, int]:
@@ -515,4 +524,12 @@ class Snapshot:
 
 
 # what values may be beyond their types (a recording is input like any other)
-_CHECKS = Checks({LogHist: snapshot_checks.loghist, Snapshot: snapshot_checks.snapshot})
+_CHECKS = Checks(
+    {
+        LogHist: snapshot_checks.loghist,
+        Snapshot: snapshot_checks.snapshot,
+        Current: snapshot_checks.current,
+        Peer: snapshot_checks.peer,
+        Peers: snapshot_checks.peers,
+    }
+)

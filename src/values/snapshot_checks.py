@@ -7,6 +7,9 @@ table is snapshot.py's). Each check gives what is out of range, or None.
 - A histogram's buckets are indexes into the fixed bucket table (a crafted index of 10**15
   made `bucket_bounds` shift by ~10**14 bits), ascending (its quantiles bisect their
   running sums) and non-empty (a zero or negative count left `quantile_ms` past its end).
+- A worker's current request and its connections (values.current) are counts of at
+  least 0 and short texts (a request line is 64 bytes in the scoreboard, at most 4 times
+  that escaped by mod_status): a detail pane draws them whole.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from typing import Any
 from plumbing.loghist import NBUCKETS, LogHist
 
 MAX_INTERVAL_S = 3600.0  # between two samples, and the analysis window; the period is 0.25-2 s
+MAX_TEXT = 512  # characters of a request line, a client, a TCP state
+MAX_PEERS = 256  # connections listed per worker (8 are)
 
 
 def loghist(h: LogHist) -> str | None:
@@ -36,4 +41,33 @@ def snapshot(s: Any) -> str | None:
         return f"interval_s {s.interval_s}: a sample's interval is in (0, {MAX_INTERVAL_S:g}] s"
     if not 0 < s.window_s <= MAX_INTERVAL_S:
         return f"window_s {s.window_s}: the window is in (0, {MAX_INTERVAL_S:g}] s"
+    return None
+
+
+def _long(**texts: str | None) -> str | None:
+    for name, text in texts.items():
+        if text is not None and len(text) > MAX_TEXT:
+            return f"{name} of {len(text)} characters: at most {MAX_TEXT}"
+    return None
+
+
+def current(c: Any) -> str | None:
+    if c.requests is not None and c.requests < 0:
+        return f"requests {c.requests}: at least 0"
+    return _long(request=c.request, client=c.client)
+
+
+def peer(p: Any) -> str | None:
+    for name in ("recv_q", "send_q", "bytes_received", "bytes_sent"):
+        v = getattr(p, name)
+        if v is not None and v < 0:
+            return f"{name} {v}: at least 0"
+    return _long(client=p.client, tcp_state=p.tcp_state)
+
+
+def peers(p: Any) -> str | None:
+    if len(p.listed) > MAX_PEERS:
+        return f"{len(p.listed)} connections listed: at most {MAX_PEERS}"
+    if p.total < len(p.listed):
+        return f"total {p.total}: at least the {len(p.listed)} listed"
     return None

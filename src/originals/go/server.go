@@ -9,8 +9,12 @@
 //
 // Usage: server -port P [-host H] [-backlog B] [-keepalive-timeout S] [-timeout S] [-procs N]
 //
-//	[-max-cpu-ms MS]
+//	[-max-cpu-ms MS] [-pprof-addr 127.0.0.1:P2]
 //
+// -pprof-addr serves net/http/pprof (its goroutine dump is what `serverscope stack` reads)
+// on a listener of its own, never on the server's port: its requests are not the server's
+// traffic. Only a loopback address is accepted; one that cannot be opened is said on
+// stderr and the server runs on without it.
 // A cpu_ms over -max-cpu-ms (10,000, the models' default) is 400. Work stops for a client
 // that is gone, the Go way: the burn runs in 10 ms slices and the io_ms wait is a select,
 // both watching the request's context, which net/http cancels when the connection closes
@@ -29,6 +33,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // registers /debug/pprof/ on http.DefaultServeMux, served only on -pprof-addr
 	"os"
 	"runtime"
 	"strconv"
@@ -195,6 +200,21 @@ func listen(host string, port, backlog int) (net.Listener, error) {
 	return net.FileListener(f)
 }
 
+// servePprof serves http.DefaultServeMux (pprof's handlers) on a loopback address.
+func servePprof(addr string) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		fmt.Fprintf(os.Stderr, "pprof not started: %s is not a loopback host:port\n", addr)
+		return
+	}
+	pl, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pprof not started: %v\n", err)
+		return
+	}
+	go http.Serve(pl, nil)
+}
+
 func main() {
 	host := flag.String("host", "127.0.0.1", "address to listen on")
 	port := flag.Int("port", 8080, "port")
@@ -203,12 +223,16 @@ func main() {
 	timeout := flag.Float64("timeout", 60, "seconds for a request's headers to arrive")
 	procs := flag.Int("procs", runtime.NumCPU(), "GOMAXPROCS: OS threads running goroutines")
 	flag.Float64Var(&maxCPUms, "max-cpu-ms", maxCPUms, "a larger /work?cpu_ms= is 400")
+	pprofAddr := flag.String("pprof-addr", "", "serve net/http/pprof on this loopback host:port")
 	flag.Parse()
 	if !(maxCPUms >= 0 && maxCPUms <= 600000) {
 		fmt.Fprintf(os.Stderr, "bad value for -max-cpu-ms: %g\n", maxCPUms)
 		os.Exit(2)
 	}
 	runtime.GOMAXPROCS(*procs)
+	if *pprofAddr != "" {
+		servePprof(*pprofAddr)
+	}
 	ln, err := listen(*host, *port, *backlog)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cannot listen on %s:%d: %v\n", *host, *port, err)

@@ -15,6 +15,11 @@
 'use strict';
 const http = require('node:http');
 
+// SIGUSR1 (how `serverscope stack` reads a JavaScript stack) opens the inspector on a port
+// the kernel picks, not 9229: every worker of a cluster, and any other Node on the
+// machine, would ask for the same one and all but the first would fail.
+process.debugPort = 0;
+
 const MAX = { cpu_ms: 10000, io_ms: 60000, bytes: 16 * 1024 * 1024 };
 const QUEUE = Symbol('work queue'); // a socket's /work requests, in order
 const GONE = Symbol('client gone'); // set on a socket once its client has left

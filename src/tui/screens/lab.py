@@ -42,6 +42,7 @@ from ..scoreboard_grid import ScoreboardGrid, summary
 from ..scoreboard_legend import ScoreboardLegend
 from ..source import ScreenSource
 from ..worker_table import WorkerTable
+from .worker import WorkerScreen
 
 MIN_SLEEP = 0.02  # seconds between samples however long the last one took
 
@@ -52,6 +53,7 @@ class LabScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "app.quit", "Quit", priority=True),
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
+        Binding("enter", "worker", "Worker", tooltip="the selected worker's request, client"),
     ]
 
     def __init__(self, source: ScreenSource) -> None:
@@ -65,6 +67,7 @@ class LabScreen(Screen[None]):
         self.busy: str | None = None  # shown in the banner in place of diagnoses
         self.compact = 0  # how tight the measures' column is (Frame.compact)
         self.threads = False  # thread rows (attach) unfolded under their process
+        self.detail: WorkerScreen | None = None  # the selected worker in detail (Enter)
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -137,6 +140,9 @@ class LabScreen(Screen[None]):
     def closing(self) -> None:
         """The app is about to close the source."""
 
+    def finish(self) -> None:
+        """Blocking, after the source closed: wait for this mode's own work to stop."""
+
     # -- the sampling loop --------------------------------------------------------------
     @work(exclusive=True, group="pump")
     async def _pump(self) -> None:
@@ -207,6 +213,8 @@ class LabScreen(Screen[None]):
                 panel.show(frame)
         self.draw_events()
         self.update_header()
+        if self.detail is not None:
+            self.detail.show(snap)
 
     def _measures(self) -> tuple[ImbalancePanel, BacklogPanel, PhasesPanel, ClientPanel]:
         """The measures' column, top to bottom."""
@@ -274,6 +282,17 @@ class LabScreen(Screen[None]):
             self.query_one(ScoreboardGrid).show(frame)
             self.query_one(WorkerTable).show(frame)
             self.query_one(PhasesPanel).show(frame)
+
+    def action_worker(self) -> None:
+        """The selected worker in detail, over this screen, until Enter or Escape."""
+        if self.selected is None or self.last is None or self.detail is not None:
+            return
+        self.detail = WorkerScreen(self.selected, self.last)
+
+        def closed(_: None) -> None:
+            self.detail = None
+
+        self.app.push_screen(self.detail, closed)
 
     def selected_worker(self) -> WorkerSample | None:
         if self.last is None:

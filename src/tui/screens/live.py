@@ -14,21 +14,24 @@ from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
+from lab.fix import NothingToFix, choose
+from lab.server import ConfigError, ServerConfig, ServerError, catalogue
 from lab.session import LIVE_DURATION, Session
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
-from servers import models
-from servers.config import ConfigError, ServerConfig
-from servers.supervisor import ServerError
+from loadgen.options import LOAD_OPTION
 from values.snapshot import Snapshot
 
 from ..diagnosis_banner import DiagnosisBanner
 from ..source import LiveSource
+from .fix import FixScreen
 from .lab import LabScreen
 from .load import LoadScreen
 from .model import ModelScreen
 
 START_ERRORS = (ServerError, ConfigError, LoadError, OSError)
-MAX_CLIENTS = 100_000  # what + can double the load to
+MAX_CLIENTS = int(LOAD_OPTION["clients"].high or 1)  # what + can double the load to
+FIX_SECONDS = 10.0  # each side of f's before and after
+FIX_STOP_S = 15.0  # quitting waits this long at most for a fix's runs to stop
 
 
 class LiveScreen(LabScreen):
@@ -48,10 +51,19 @@ class LiveScreen(LabScreen):
         Binding("s", "start_stop", "Stop/start"),
         Binding("g", "rerun", "Rerun load", show=False),
         Binding("space", "freeze", "Freeze"),
+        Binding("f", "fix", "Fix", tooltip="run this setup and its remedy; before and after"),
     ]
 
-    def __init__(self, source: LiveSource, *, load_duration: float = LIVE_DURATION) -> None:
+    def __init__(
+        self,
+        source: LiveSource,
+        *,
+        load_duration: float = LIVE_DURATION,
+        fix_seconds: float = FIX_SECONDS,
+    ) -> None:
         super().__init__(source)
+        self.fix_seconds = fix_seconds
+        self.fixing: FixScreen | None = None
         self.session: Session = source.session
         self.load_duration = load_duration
         self.startup_error: str | None = None
@@ -82,6 +94,12 @@ class LiveScreen(LabScreen):
 
     def closing(self) -> None:
         self.query_one(DiagnosisBanner).status("stopping the server and the load…")
+        if self.fixing is not None:
+            self.fixing.stop.set()
+
+    def finish(self) -> None:
+        if self.fixing is not None:  # its runs end within a sample period of the stop
+            self.fixing.done.wait(FIX_STOP_S)
 
     def draw(self, snap: Snapshot) -> None:
         if self.session.server is None:
@@ -176,6 +194,40 @@ class LiveScreen(LabScreen):
         self.draw_events()
         self.refresh_bindings()
 
+    # -- fix ----------------------------------------------------------------------------
+    def action_fix(self) -> None:
+        """The setup on screen and its remedy for the diagnosis on screen, each run anew
+        under the same load for fix_seconds, then before and after with the verdict."""
+        snap, level = self.last, self.session.level
+        seen = [(d.rule, d.message) for d in snap.diagnoses] if snap is not None else []
+        if level is None:
+            self.notify("no load: l chooses one, then f once a diagnosis shows", severity="warning")
+            return
+        try:
+            choose(self.session.config, seen)
+        except NothingToFix as e:
+            self.notify(str(e).split(";")[0] + ": nothing to fix here", severity="warning")
+            return
+        self.status("fix: stopping the lab's server so that the runs have the machine…")
+        self._open_fix(self.session.config, level.with_(duration=self.fix_seconds), seen)
+
+    @work(thread=True, group="control")
+    def _open_fix(self, cfg: ServerConfig, level: LoadLevel, seen: list[tuple[str, str]]) -> None:
+        try:
+            self.session.stop()
+        except START_ERRORS as e:
+            self.source.log("error", f"stop failed: {e}")
+        self.fixing = FixScreen(cfg, level, seen, period=self.session.period)
+        self.app.call_from_thread(self.app.push_screen, self.fixing, self._fixed)
+
+    def _fixed(self, remedy: ServerConfig | None) -> None:
+        """Back from the fix screen: the lab as it was, or on the remedy (`a`)."""
+        if remedy is not None:
+            self.switch_model(remedy)
+        else:
+            self.status(f"starting {self.session.config.model} again…")
+            self.control(self.session.start, "start failed")
+
     # -- faults -------------------------------------------------------------------------
     def action_fault(self, action: str) -> None:
         self.fault(action)
@@ -212,11 +264,13 @@ class LiveScreen(LabScreen):
 
     # -- the command palette ------------------------------------------------------------
     def system_commands(self) -> Iterable[SystemCommand]:
-        for spec in models.available():
+        for e in catalogue():
+            if not e.present:
+                continue  # an original whose toolchain is missing here
             yield SystemCommand(
-                f"Model: {spec.name}",
-                spec.summary,
-                lambda name=spec.name: self.switch_model(self.session.config.for_model(name)),
+                f"Model: {e.name}",
+                e.summary,
+                lambda name=e.name: self.switch_model(self.session.config.for_model(name)),
             )
         for name, level in PRESETS.items():
             yield SystemCommand(

@@ -8,79 +8,59 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-import originals
-from lab.server import model_spec
-from servers import models
-from servers.config import ConfigError, ServerConfig
+from lab.server import KNOB, KNOBS, ConfigError, ModelEntry, ServerConfig, catalogue, entry
 
 from .chooser import ChooserScreen
 
-# The knobs the chooser offers, in this order, with their labels (Apache's names too).
-KNOBS: tuple[tuple[str, str], ...] = (
-    ("workers", "workers (processes)"),
-    ("threads_per_child", "ThreadsPerChild"),
-    ("start_servers", "StartServers"),
-    ("min_spare", "MinSpare"),
-    ("max_spare", "MaxSpare"),
-    ("max_workers", "MaxRequestWorkers"),
-    ("async_factor", "AsyncRequestWorkerFactor"),
-    ("request_read_timeout", "RequestReadTimeout"),
-    ("backlog", "listen backlog"),
-)
-FLOAT_KNOBS = frozenset({"async_factor"})
-TEXT_KNOBS = frozenset({"request_read_timeout"})  # passed as written; the model checks them
-# a default too long for its field, said shorter
-DEFAULT_TEXT = {"request_read_timeout": "default Apache's (header=20-40 body=20)"}
+# The knobs the chooser offers (the table's chooser column), in the table's order; a switch
+# (EPOLLEXCLUSIVE) is the checkbox under the fields.
+FIELDS = tuple(k for k in KNOBS if k.chooser and k.kind is not bool)
+SWITCHES = tuple(k for k in KNOBS if k.chooser and k.kind is bool)
 
 
 def model_options() -> list[tuple[str, str]]:
     """The nine Python models, then the seed's originals (run for real: C, Node, Go,
     Apache), each original marked with the Debian package it needs when that is missing."""
-    have = {s.name: s for s in models.available()}
-    out = []
-    for name in models.MODEL_NAMES:
-        spec = have.get(name)
-        label = name if spec else f"{name} (not built yet)"
-        out.append((label, name))
-    for name in originals.NAMES:
-        tool = originals.spec(name).toolchain
-        out.append((name if tool.present else f"{name} (needs {tool.package})", name))
-    return out
+    return [(e.name if e.present else f"{e.name} (needs {e.package})", e.name) for e in catalogue()]
+
+
+def _entry(name: str) -> ModelEntry | None:
+    try:
+        return entry(name)
+    except (ConfigError, ModuleNotFoundError):
+        return None
 
 
 def knobs_of(name: str) -> list[tuple[str, str]]:
-    try:
-        taken = model_spec(name).knobs
-    except (ConfigError, ModuleNotFoundError):
-        taken = frozenset()
-    return [(k, label) for k, label in KNOBS if k in taken or k == "backlog"]
+    """(knob, label) of the fields the chooser shows for `name`: the knobs it takes."""
+    e = _entry(name)
+    return [(k.name, k.shown_label) for k in FIELDS if e is not None and e.takes(k.name)]
 
 
 def build_config(
-    base: ServerConfig, model: str, values: dict[str, str], exclusive: bool
+    base: ServerConfig, model: str, values: dict[str, str], switches: dict[str, bool]
 ) -> ServerConfig:
-    """The config the form describes, checked by the model; raises ConfigError (one line)."""
+    """The config the form describes (its fields' text, its switches' states), checked by
+    the model; raises ConfigError (one line naming the knob's flag)."""
     try:
-        spec = model_spec(model)
+        spec = entry(model).spec
     except ModuleNotFoundError:
         raise ConfigError(f"model {model} is not built yet") from None
-    cfg = base.for_model(model).with_(exclusive=exclusive and "exclusive" in spec.knobs)
+    on = {k: v and spec.takes(k) for k, v in switches.items()}  # a hidden box is off
+    cfg = base.for_model(model).with_(**on)
     changes: dict[str, object] = {}
+    known = {k.name: k for k in FIELDS}
     for key, text in values.items():
+        knob = known[key]
         text = text.strip()
-        label = "--" + key.replace("_", "-")
         if not text:
-            if key == "backlog":
-                raise ConfigError(f"{label} needs a value")
-            continue
-        if key in TEXT_KNOBS:
-            changes[key] = text
+            if knob.default is not None and not knob.per_model:  # every model's: no gap
+                raise ConfigError(f"{knob.option} needs a value")
             continue
         try:
-            changes[key] = float(text) if key in FLOAT_KNOBS else int(text)
-        except ValueError:
-            kind = "a number" if key in FLOAT_KNOBS else "a whole number"
-            raise ConfigError(f"{label} must be {kind}, got {text!r}") from None
+            changes[key] = knob.parse(text)
+        except ValueError as e:
+            raise ConfigError(f"{knob.option}: {e}") from None
     cfg = cfg.with_(**changes)
     spec.resolve(cfg)  # range checks; raises ConfigError
     return cfg
@@ -91,6 +71,16 @@ def _knob_text(value: object) -> str:
     if value is None:
         return ""
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _placeholder(e: ModelEntry, name: str) -> str:
+    """The default an empty field takes here, shortened to fit (RequestReadTimeout's rules
+    without their MinRate parts)."""
+    value = e.default(name)
+    if value is None:
+        return ""
+    text = KNOB[name].show(value)
+    return "default " + " ".join(part.split(",")[0] for part in text.split())
 
 
 class ModelScreen(ChooserScreen[ServerConfig | None]):
@@ -116,7 +106,8 @@ class ModelScreen(ChooserScreen[ServerConfig | None]):
             )
             yield Static(id="model-summary", classes="dialog-help")
             yield Grid(id="knobs")
-            yield Checkbox("EPOLLEXCLUSIVE (as nginx)", self.current.exclusive, id="exclusive")
+            for k in SWITCHES:
+                yield Checkbox(k.shown_label, getattr(self.current, k.name), id=k.name)
             yield Label("", id="model-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Start", variant="primary", id="apply")
@@ -132,32 +123,30 @@ class ModelScreen(ChooserScreen[ServerConfig | None]):
 
     async def _show_knobs(self, name: str) -> None:
         self._shown = name
-        try:
-            spec = model_spec(name)
-            summary, defaults, taken = spec.summary, spec.defaults, spec.knobs
-        except (ConfigError, ModuleNotFoundError):
-            summary, defaults, taken = "not built yet", {}, frozenset()
-        self.query_one("#model-summary", Static).update(summary)
+        e = _entry(name)
+        self.query_one("#model-summary", Static).update(e.summary if e else "not built yet")
         grid = self.query_one("#knobs", Grid)
         await grid.remove_children()
         same = name == self.current.model
         widgets: list[Widget] = []
-        for key, label in knobs_of(name):
-            value = getattr(self.current, key) if same or key == "backlog" else None
-            default = defaults.get(key)
-            placeholder = f"default {default}" if default is not None else ""
-            widgets.append(Label(label))
+        for knob in FIELDS:
+            if e is None or not e.takes(knob.name):
+                continue
+            kept = same or not knob.per_model  # every model's knob keeps its value
+            value = getattr(self.current, knob.name) if kept else None
+            widgets.append(Label(knob.shown_label))
             widgets.append(
                 Input(
                     _knob_text(value),
-                    placeholder=DEFAULT_TEXT.get(key, placeholder) if placeholder else "",
-                    id=f"knob-{key}",
+                    placeholder=_placeholder(e, knob.name),
+                    id=f"knob-{knob.name}",
                     compact=True,
                 )
             )
         await grid.mount_all(widgets)
         self.knobs_for = name  # the knob fields now on screen are this model's
-        self.query_one("#exclusive", Checkbox).display = "exclusive" in taken
+        for k in SWITCHES:
+            self.query_one(f"#{k.name}", Checkbox).display = e is not None and e.takes(k.name)
         self.query_one("#model-error", Label).update("")
 
     def _values(self) -> dict[str, str]:
@@ -172,9 +161,8 @@ class ModelScreen(ChooserScreen[ServerConfig | None]):
         if not isinstance(model, str):
             return
         try:
-            cfg = build_config(
-                self.current, model, self._values(), self.query_one("#exclusive", Checkbox).value
-            )
+            switches = {k.name: self.query_one(f"#{k.name}", Checkbox).value for k in SWITCHES}
+            cfg = build_config(self.current, model, self._values(), switches)
         except ConfigError as e:
             self.query_one("#model-error", Label).update(str(e))
             return

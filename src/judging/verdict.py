@@ -1,0 +1,417 @@
+"""Before and after: two recordings' figures side by side, each difference with its
+evidence, and a verdict that holds only what chance is unlikely to have made.
+
+    before = windows.read(read_recording(a), "before.jsonl")
+    after = windows.read(read_recording(b), "after.jsonl")
+    v = judge(before, after)
+    v.headline()   # "top share of accepts 96% -> 27% (p < 0.001); latency p99 ..."
+
+How (judging.windows, judging.resample):
+- both recordings are cut into windows of the same number of samples, long enough that
+  the per-sample series no longer correlate; every figure is a function of window sums;
+- each difference is judged by a permutation test over the windows (the p-value) and
+  given a 95% interval by a bootstrap of each recording's windows;
+- the p-values are adjusted with Holm's method over every figure compared, and a
+  difference counts when its adjusted p is below ALPHA: two recordings of the same setup
+  then show a false difference in at most 1% of comparisons (measured: bench/bench_verdict.py);
+- workers are matched by rank (each recording's busiest first), since the pids differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from values.recording import read_recording
+from values.units import dur
+
+from . import resample, windows
+from .figures import FIGURES, Figure, Scale, rule_figure
+from .resample import np
+from .windows import MID_US, PHASES, Blocks, Recording, Windows, block_length, cut
+
+ALPHA = 0.01  # family-wise: the chance of one false difference among all figures compared
+
+
+# -- the verdict ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One figure before and after, and what the evidence says of the difference."""
+
+    key: str
+    label: str
+    scale: Scale
+    better: int
+    before: float | None
+    after: float | None
+    shown: tuple[str, str]  # before and after as the table prints them
+    change: float | None = None  # after / before - 1 (ratio) or after - before
+    interval: tuple[float, float] | None = None  # 95% bootstrap interval of `change`
+    p: float | None = None  # permutation p-value (None: not tested)
+    p_holm: float | None = None  # adjusted over every figure tested
+    significant: bool = False
+    note: str = ""  # why it was not tested
+    points: bool = False  # a share: its change in percentage points
+
+    @property
+    def tested(self) -> bool:
+        return self.p_holm is not None
+
+    @property
+    def direction(self) -> str:
+        """'better', 'worse' or 'no significant difference' ('not tested: why')."""
+        if not self.tested:
+            return f"not tested: {self.note}" if self.note else "not tested"
+        if not self.significant or self.change is None:
+            return "no significant difference"
+        up = self.change > 0
+        return "better" if up == (self.better > 0) else "worse"
+
+    def change_text(self) -> str:
+        """'x0.10 (0.08..0.12)' (ratio), '-59 pts (-67..-49)' (shares), '+0.66 (+0.58..+0.71)'."""
+        if self.change is None:
+            return "-"
+        ci = self.interval
+        if self.scale == Scale.RATIO:
+            text = f"x{_sig(1 + self.change)}"
+            return text + (f" ({_sig(1 + ci[0])}..{_sig(1 + ci[1])})" if ci else "")
+        fmt = _points if self.points else _signed
+        text = fmt(self.change)
+        lo, hi = (fmt(x).removesuffix(" pts") for x in ci) if ci else ("", "")
+        return text + (f" ({lo}..{hi})" if ci else "")
+
+    def p_text(self) -> str:
+        if self.p_holm is None:
+            return "-"
+        return "p < 0.001" if self.p_holm < 0.001 else f"p = {self.p_holm:.2g}"
+
+    def summary(self) -> str:
+        """'top share of accepts 96% -> 27% (p < 0.001)'."""
+        what = f"{self.label} {self.shown[0]} -> {self.shown[1]}"
+        if not self.tested:
+            return f"{what} ({self.direction})"
+        if not self.significant:
+            return f"{what} (no significant difference, {self.p_text()})"
+        return f"{what} ({self.p_text()})"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "figure": self.key,
+            "label": self.label,
+            "scale": str(self.scale),
+            "before": _finite(self.before),
+            "after": _finite(self.after),
+            "change": _finite(self.change),
+            "interval_95": list(self.interval) if self.interval else None,
+            "p": self.p,
+            "p_holm": self.p_holm,
+            "significant": self.significant,
+            "verdict": self.direction,
+        }
+
+
+@dataclass(frozen=True)
+class Side:
+    """What a recording is, as the verdict names it."""
+
+    name: str
+    model: str | None
+    load: str | None
+    duration_s: float
+    samples: int
+    windows: int
+    accept_shares: tuple[float, ...]  # each worker's share of the accepts, largest first
+    cpu_shares: tuple[float, ...]
+    diagnoses: dict[str, str]  # rule -> its first message
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "recording": self.name,
+            "model": self.model,
+            "load": self.load,
+            "duration_s": round(self.duration_s, 3),
+            "samples": self.samples,
+            "windows": self.windows,
+            "accept_shares": [round(x, 4) for x in self.accept_shares],
+            "cpu_shares": [round(x, 4) for x in self.cpu_shares],
+            "diagnoses": self.diagnoses,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    before: Side
+    after: Side
+    rows: tuple[Row, ...]
+    blocks: Blocks
+    window_s: float  # seconds per window (samples x the median period)
+    alpha: float = ALPHA
+    draws: int = resample.DRAWS
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def tested(self) -> list[Row]:
+        return [r for r in self.rows if r.tested]
+
+    @property
+    def differences(self) -> list[Row]:
+        return [r for r in self.rows if r.significant]
+
+    def row(self, key: str) -> Row | None:
+        return next((r for r in self.rows if r.key == key), None)
+
+    def headline(self, keys: Sequence[str] = ()) -> str:
+        """The figures `keys` names (a remedy's), else the differences found, in one line;
+        'no significant difference in N figures (...)' when there are none."""
+        chosen = [r for k in keys if (r := self.row(k)) is not None and r.before is not None]
+        if not chosen:
+            chosen = sorted(self.differences, key=lambda r: (r.p_holm or 1.0, r.key))[:3]
+        if not chosen:
+            return (
+                f"no significant difference in {len(self.tested)} figures "
+                f"(Holm-adjusted p >= {self.alpha:g} for each)"
+            )
+        return "; ".join(r.summary() for r in chosen)
+
+    def method(self) -> str:
+        wa, wb = self.before.windows, self.after.windows
+        return (
+            f"judged over {wa} + {wb} windows of {self.blocks.k} sample"
+            f"{'s' * (self.blocks.k != 1)} ({self.window_s:.2g} s): a permutation test over "
+            f"windows ({self.draws:,} splits at most) for p, a bootstrap of windows for the "
+            f"95% interval; p adjusted (Holm) over {len(self.tested)} figures; a difference "
+            f"counts at p < {self.alpha:g}"
+        )
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "before": self.before.to_json_dict(),
+            "after": self.after.to_json_dict(),
+            "alpha": self.alpha,
+            "method": {
+                "windows_samples": self.blocks.k,
+                "window_s": round(self.window_s, 3),
+                "decorrelation_samples": self.blocks.wanted,
+                "windows_shorter_than_correlation": self.blocks.capped,
+                "p": "permutation test over windows, two-sided; Holm-adjusted",
+                "max_permutations": self.draws,
+                "interval": "95% percentile bootstrap over each recording's windows",
+                "summary": self.method(),
+            },
+            "figures": [r.to_json_dict() for r in self.rows],
+            "differences": [r.key for r in self.differences],
+            "headline": self.headline(),
+            "notes": list(self.notes),
+        }
+
+
+def _sig(x: float) -> str:
+    """A factor in 2-3 significant figures, never in exponent form."""
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}" if x >= 0.1 else f"{x:.2g}"
+
+
+def _points(x: float) -> str:
+    """A change of share in percentage points."""
+    v = 100 * x
+    return f"{v:+.0f} pts" if abs(v) >= 9.5 else f"{v:+.1f} pts"
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.2f}" if abs(x) < 10 else f"{x:+,.0f}"
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(x, 6)
+
+
+# -- judging ----------------------------------------------------------------------------------
+
+
+def judge_files(before: str | Path, after: str | Path, *, alpha: float = ALPHA) -> Verdict:
+    """Two recordings judged (`serverscope diff`); each is named by its file name. Errors as
+    the reader gives them (FormatError, OSError: one line each), ValueError when one is too
+    short to judge."""
+    recs = [windows.read(read_recording(p), Path(p).name) for p in (before, after)]
+    return judge(recs[0], recs[1], alpha=alpha)
+
+
+def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdict:
+    """Both recordings' figures, side by side, each difference tested (see the module)."""
+    for r in (before, after):
+        if len(r.samples) < 2:
+            raise ValueError(f"{r.name}: {len(r.samples)} samples: too short to judge")
+    rules = sorted(set(before.rule_messages) | set(after.rule_messages))
+    blocks = block_length([before, after])
+    period = before.period or after.period or 0.0
+    figures = [f for f in FIGURES if f.shown_for(before) and f.shown_for(after)]
+    figures += [rule_figure(r, max(before.window_s, after.window_s)) for r in rules]
+    wa, wb = cut(before, blocks.k, rules), cut(after, blocks.k, rules)
+    own_a, own_b = _buckets_in_use(_parts(wa), _parts(wb))
+    rows: dict[str, Row] = {}
+    groups: dict[int, list[Figure]] = {}
+    for f in figures:
+        why = f.needs(before) or f.needs(after)
+        b, a = (
+            None if f.needs(rec) else _value(f, parts)
+            for rec, parts in ((before, own_a), (after, own_b))
+        )
+        shown = (_shown(f, before, b), _shown(f, after, a))
+        if why is None and (b is None or a is None):
+            why = "no data on one side"
+        rows[f.key] = Row(
+            f.key, f.label, f.scale, f.better, b, a, shown, note=why or "", points=f.points
+        )
+        if why is None:  # its windows: the common length, or longer if the figure needs
+            k = max(blocks.k, math.ceil(f.min_window_s / period - 1e-9) if period else 1)
+            groups.setdefault(k, []).append(f)
+    judged: list[tuple[Figure, resample.Test, tuple[float, float] | None]] = []
+    for k, figs in sorted(groups.items()):
+        ca, cb = (wa, wb) if k == blocks.k else (cut(before, k, rules), cut(after, k, rules))
+        if resample.least_p(ca.count, cb.count) >= alpha:
+            short = f"too short: {ca.count} + {cb.count} windows of {k * period:.2g} s"
+            for f in figs:  # no split of so few windows could make it significant
+                rows[f.key] = dataclasses.replace(rows[f.key], note=short)
+            continue
+        pa, pb = _buckets_in_use(_parts(ca), _parts(cb))
+        stats = [(f.stat, f.parts, f.scale == Scale.RATIO) for f in figs]
+        tests = resample.permutation(*_ranked(pa, pb), stats)
+        intervals = resample.bootstrap(pa, pb, stats)
+        for f, t, ci in zip(figs, tests, intervals, strict=True):
+            if t.degenerate:
+                rows[f.key] = dataclasses.replace(rows[f.key], note="equal in every window")
+            else:
+                judged.append((f, t, ci))
+    adjusted = resample.holm([t.p for _, t, _ in judged])
+    for (f, t, ci), p_holm in zip(judged, adjusted, strict=True):
+        row = rows[f.key]
+        rows[f.key] = dataclasses.replace(
+            row,
+            change=_change(row, f.scale),
+            interval=_back(ci, f.scale),
+            p=t.p,
+            p_holm=p_holm,
+            significant=p_holm < alpha,
+        )
+    notes = []
+    if blocks.capped:
+        notes.append(
+            f"the samples correlate over {blocks.wanted} samples but the recordings leave room "
+            f"for windows of {blocks.k}: the p-values may be smaller than they should"
+        )
+    return Verdict(
+        before=_side(before, wa, own_a),
+        after=_side(after, wb, own_b),
+        rows=tuple(rows[f.key] for f in figures),
+        blocks=blocks,
+        window_s=blocks.k * period,
+        alpha=alpha,
+        notes=tuple(notes),
+    )
+
+
+def _value(f: Figure, parts: dict[str, np.ndarray]) -> float | None:
+    x = resample.observed(f.stat, parts, f.parts)
+    return x if math.isfinite(x) else None
+
+
+def _shown(f: Figure, rec: Recording, value: float | None) -> str:
+    """The value as printed; a recording without latency histograms shows the client's
+    own percentiles of its last run (not tested: one figure, no windows)."""
+    last = rec.last_latency_ms
+    if f.key in ("latency_p50", "latency_p99") and not rec.has_latency and last is not None:
+        return dur(last[0] if f.key == "latency_p50" else last[1])
+    return f.show(value) if value is not None else "-"
+
+
+def _parts(w: Windows) -> dict[str, np.ndarray]:
+    parts = {
+        "duration": w.duration,
+        "samples": w.samples,
+        "requests": w.requests,
+        "errors": w.errors,
+        "latency": w.latency,
+        "latency_max": w.latency_max,
+        "accepts": w.accepts,
+        "cpu_s": w.cpu_s,
+        "queue": w.queue,
+    }
+    for i, name in enumerate(PHASES):
+        parts[f"phase_{name}"] = w.phases[i]
+        parts[f"phase_{name}_max"] = w.phases_max[i]
+    for rule, secs in w.rules.items():
+        parts[f"rule_{rule}"] = secs
+    return parts
+
+
+HISTOGRAMS = ("latency", *(f"phase_{name}" for name in PHASES))
+
+
+def _buckets_in_use(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Each histogram part cut to the buckets either recording uses (the same columns in
+    both, so their windows can be pooled), with their values as the part `*_mid`."""
+    a, b = dict(a), dict(b)
+    for part in HISTOGRAMS:
+        used = (a[part].sum(axis=0) + b[part].sum(axis=0)) > 0
+        for d in (a, b):
+            d[part] = d[part][:, used]
+            d[part + "_mid"] = MID_US[used]
+    return a, b
+
+
+def _ranked(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """The worker columns of both matched by rank (busiest first) and padded with idle
+    workers to the same count, so that windows of the two can be pooled."""
+    a, b = dict(a), dict(b)
+    for part in ("accepts", "cpu_s"):
+        n = max(a[part].shape[1], b[part].shape[1], 1)
+        for d in (a, b):
+            x = d[part]
+            x = x[:, np.argsort(-x.sum(axis=0), kind="stable")]
+            d[part] = np.pad(x, ((0, 0), (0, n - x.shape[1])))
+    return a, b
+
+
+def _change(row: Row, scale: Scale) -> float | None:
+    if row.before is None or row.after is None:
+        return None
+    if scale == Scale.RATIO:
+        return row.after / row.before - 1 if row.before > 0 else None
+    return row.after - row.before
+
+
+def _back(ci: tuple[float, float] | None, scale: Scale) -> tuple[float, float] | None:
+    """A bootstrap interval of log(after / before) as after / before - 1."""
+    if ci is None or scale != Scale.RATIO:
+        return ci
+    return (math.exp(ci[0]) - 1, math.exp(ci[1]) - 1)
+
+
+def _side(rec: Recording, w: Windows, parts: dict[str, np.ndarray]) -> Side:
+    def shares(x: np.ndarray) -> tuple[float, ...]:
+        tot = x.sum(axis=0)
+        s = float(tot.sum())
+        return tuple(sorted((float(v) / s for v in tot), reverse=True)) if s > 0 else ()
+
+    return Side(
+        name=rec.name,
+        model=rec.model,
+        load=rec.load,
+        duration_s=rec.duration_s,
+        samples=len(rec.samples),
+        windows=w.count,
+        accept_shares=shares(parts["accepts"]) if rec.has_accepts else (),
+        cpu_shares=shares(parts["cpu_s"]),
+        diagnoses=dict(rec.rule_messages),
+    )

@@ -1,0 +1,306 @@
+"""The remedy beside the problem: for a diagnosis, the setup that should cure it, both run
+under the same load one after the other (a fresh server each), recorded, and judged by
+the same engine as `serverscope diff` (judging.verdict).
+
+REMEDIES is the table: one entry per (diagnosis, remedy), in order of preference. A remedy
+names what it changes and the mechanism that change acts on; `watch` lists the verdict's
+figures it should move (the headline shows those). A new balancing knob is one entry:
+
+    Remedy("accept_skew", "less-busy", on("many_accepts"), knobs(accept_policy="less-busy"),
+           SKEW, "a worker accepts only while it is the least busy"),
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from judging.diagnosis import HOLD_WORDS, READING_WORDS
+from loadgen.levels import LoadError, LoadLevel
+from servers.config import ConfigError, ServerConfig
+from servers.supervisor import ServerError
+from values.snapshot import FormatError, Hold
+
+from .server import model_spec
+from .summary import RunSummary
+
+if TYPE_CHECKING:  # (numpy loads only when a verdict is made: not with the TUI)
+    from judging.verdict import Verdict
+
+Change = Callable[[ServerConfig], ServerConfig]
+Applies = Callable[[ServerConfig], bool]
+
+# what each kind of remedy should move (judging.figures keys), the headline's figures
+SKEW = ("accept_top_share", "latency_p99")
+STARVE = ("latency_p99", "queue", "queue_p99")
+OVERFLOW = ("errors", "latency_p99", "queue")
+MASTER = ("throughput", "server_p99", "latency_p99")
+GIL = ("throughput", "latency_p99")
+
+
+def on(*models: str) -> Applies:
+    return lambda cfg: cfg.model in models
+
+
+def has_knob(name: str) -> Applies:
+    return lambda cfg: name in model_spec(cfg.model).knobs
+
+
+def everywhere(cfg: ServerConfig) -> bool:
+    return True
+
+
+def knobs(**changes: Any) -> Change:
+    return lambda cfg: cfg.with_(**changes)
+
+
+def to_model(model: str, workers: int | None = None) -> Change:
+    """The same address, backlog and timeouts on `model` (its own defaults otherwise), with
+    as many workers as before when both have the knob (or `workers`)."""
+
+    def change(cfg: ServerConfig) -> ServerConfig:
+        new = cfg.for_model(model)
+        if "workers" in model_spec(model).knobs:
+            n = workers or (cfg.workers if "workers" in model_spec(cfg.model).knobs else None)
+            new = new.with_(workers=n)
+        return new
+
+    return change
+
+
+def more_workers(cfg: ServerConfig) -> ServerConfig:
+    """Twice the workers (MaxRequestWorkers for prefork)."""
+    spec = model_spec(cfg.model)
+    for knob in ("workers", "max_workers"):
+        if knob in spec.knobs:
+            now = getattr(cfg, knob) or spec.defaults.get(knob)
+            return cfg.with_(**{knob: 2 * int(now)}) if isinstance(now, int) else cfg
+    return cfg
+
+
+def can_grow(cfg: ServerConfig) -> bool:
+    return more_workers(cfg) != cfg
+
+
+# how the starvation line says that clients' requests, not idle keep-alives, pin workers
+_SLOW = (READING_WORDS, HOLD_WORDS[Hold.PARTIAL], HOLD_WORDS[Hold.SILENT])
+
+
+def slow_requests(message: str) -> bool:
+    """Requests arriving slowly (or not at all) hold the workers: a read timeout's case."""
+    return any(words in message for words in _SLOW)
+
+
+def keepalive_held(message: str) -> bool:
+    """Idle keep-alive connections (or idle ones) hold them: a keep-alive timeout's case."""
+    return not slow_requests(message)
+
+
+def any_message(message: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Remedy:
+    rule: str  # the diagnosis it cures (judging.diagnosis rule ids)
+    name: str  # what `fix --remedy` takes
+    applies: Applies  # to the setup on screen
+    change: Change
+    watch: tuple[str, ...]  # the verdict's figures it should move
+    does: str  # what it changes and the mechanism that acts on, in a line
+    suits: Callable[[str], bool] = any_message  # the diagnosis line it answers
+
+
+CORES = os.cpu_count() or 2
+SHORT_READ = "header=2-4,MinRate=500 body=2,MinRate=500"
+
+# fmt: off
+REMEDIES: tuple[Remedy, ...] = (
+    Remedy("accept_skew", "reuseport", on("many_accepts"), to_model("reuseport"), SKEW,
+           "a socket per worker (SO_REUSEPORT): the kernel hashes each connection to one"),
+    Remedy("accept_skew", "cluster", on("many_accepts"), to_model("cluster"), SKEW,
+           "only the master accepts, and deals connections to the workers round robin"),
+    Remedy("starvation", "event", on("prefork", "worker"), to_model("event"), STARVE,
+           "keep-alive waits parked in the listener's event loop, not in a worker",
+           keepalive_held),
+    Remedy("starvation", "keepalive-1s", everywhere, knobs(keepalive_timeout=1.0), STARVE,
+           "KeepAliveTimeout 1 s: an idle client frees its worker after 1 s, not 5",
+           keepalive_held),
+    Remedy("starvation", "read-timeout", has_knob("request_read_timeout"),
+           knobs(request_read_timeout=SHORT_READ), STARVE,
+           f"RequestReadTimeout {SHORT_READ}: a trickled request gets its 408 in seconds",
+           slow_requests),
+    Remedy("accept_queue_overflow", "more-workers", can_grow, more_workers, OVERFLOW,
+           "twice the workers: the queue drains twice as fast while the CPU allows"),
+    Remedy("accept_queue_overflow", "backlog", everywhere, knobs(backlog=4096), OVERFLOW,
+           "a backlog of 4096 (net.core.somaxconn caps it): bursts queue, not dropped"),
+    Remedy("master_bottleneck", "reuseport", on("cluster"), to_model("reuseport"), MASTER,
+           "no master in the path: each worker accepts on its own SO_REUSEPORT socket"),
+    Remedy("gil_cap", "processes", on("goroutines", "worker", "event"),
+           to_model("reuseport", workers=CORES), GIL,
+           f"one process per core ({CORES}, reuseport): each with a GIL of its own"),
+)
+# fmt: on
+RULES = tuple(dict.fromkeys(r.rule for r in REMEDIES))
+
+
+class NothingToFix(ValueError):
+    """No diagnosis seen has a remedy for this setup; the message says what was seen."""
+
+
+def remedies_for(cfg: ServerConfig, rule: str, message: str = "") -> list[Remedy]:
+    """The remedies for `rule` on `cfg`, the one suiting `message` first."""
+    fit = [r for r in REMEDIES if r.rule == rule and r.applies(cfg)]
+    return sorted(fit, key=lambda r: not r.suits(message))
+
+
+def choose(
+    cfg: ServerConfig, seen: Sequence[tuple[str, str]], name: str | None = None
+) -> tuple[Remedy, str | None, str | None]:
+    """(remedy, its rule's diagnosis line seen or None, the rule) for the diagnoses `seen`
+    ((rule, message), the most telling first), or the remedy `name`. NothingToFix else."""
+    if name is not None:
+        named = [r for r in REMEDIES if r.name == name and r.applies(cfg)]
+        if not named:
+            fits = sorted({r.name for r in REMEDIES if r.applies(cfg)})
+            raise NothingToFix(
+                f"no remedy {name!r} for {cfg.model}; for it: {', '.join(fits) or 'none'}"
+            )
+        for rule, message in seen:
+            match = [r for r in named if r.rule == rule]
+            if match:
+                return match[0], message, rule
+        return named[0], None, named[0].rule
+    for rule, message in seen:
+        fit = remedies_for(cfg, rule, message)
+        if fit:
+            return fit[0], message, rule
+    rules = ", ".join(rule for rule, _ in seen) or "none"
+    raise NothingToFix(
+        f"no diagnosis with a remedy for {cfg.model} was seen (seen: {rules}); remedies exist "
+        f"for {', '.join(RULES)}; --remedy NAME runs one anyway"
+    )
+
+
+def seen_in(summary: RunSummary) -> list[tuple[str, str]]:
+    """A run's diagnoses as (rule, first message), the longest on screen first."""
+    ordered = sorted(summary.diagnoses, key=lambda d: -d.samples)
+    return [(d.rule, d.message) for d in ordered]
+
+
+RunFn = Callable[[ServerConfig, str, str], RunSummary]  # (config, record to, title)
+START_ERRORS = (ServerError, ConfigError, LoadError)
+
+
+@dataclass
+class Outcome:
+    """A fix: the diagnosis, the remedy, both runs and the verdict on their recordings."""
+
+    before_config: ServerConfig
+    level: LoadLevel
+    paths: tuple[str, str]
+    remedy: Remedy | None = None
+    rule: str | None = None
+    diagnosis: str | None = None  # its line as seen (None: --remedy without it)
+    after_config: ServerConfig | None = None
+    before: RunSummary | None = None
+    after: RunSummary | None = None
+    verdict: Verdict | None = None
+    problems: list[str] = field(default_factory=list)  # why there is no verdict
+    notes: list[str] = field(default_factory=list)  # what to bear in mind reading it
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is not None and not self.problems
+
+    def headline(self) -> str:
+        if self.verdict is None:
+            return "; ".join(self.problems) or "no verdict"
+        return self.verdict.headline(self.remedy.watch if self.remedy else ())
+
+    def to_json_dict(self) -> dict[str, Any]:
+        r = self.remedy
+        return {
+            "diagnosis": {"rule": self.rule, "message": self.diagnosis},
+            "remedy": {"name": r.name, "does": r.does} if r else None,
+            "before_config": _config(self.before_config),
+            "after_config": _config(self.after_config) if self.after_config else None,
+            "load": self.level.describe(),
+            "duration_s": self.level.duration,
+            "recordings": {"before": self.paths[0], "after": self.paths[1]},
+            "before_run": self.before.to_json_dict() if self.before else None,
+            "after_run": self.after.to_json_dict() if self.after else None,
+            "verdict": self.verdict.to_json_dict() if self.verdict else None,
+            "headline": self.headline(),
+            "problems": self.problems,
+            "notes": self.notes,
+        }
+
+
+def run_fix(
+    config: ServerConfig,
+    level: LoadLevel,
+    paths: tuple[str, str],
+    run: RunFn,
+    *,
+    seen: Sequence[tuple[str, str]] = (),
+    remedy: str | None = None,
+    judge: Callable[[str, str], Verdict] | None = None,
+) -> Outcome:
+    """Run `config` under `level` recorded to paths[0], then its remedy recorded to
+    paths[1], and judge the two recordings. The remedy answers a diagnosis in `seen`
+    (the lab's screen) or `remedy` by name, chosen before any run; with neither, the
+    before run's own diagnoses decide. Start-up failures and refusals end up in
+    `problems`, never raised."""
+    out = Outcome(config, level, paths)
+    try:
+        if seen or remedy:
+            out.remedy, out.diagnosis, out.rule = choose(config, seen, remedy)
+        out.before = run(config, paths[0], f"before: {config.model}")
+        if not out.before.ok:
+            out.problems.append(_failed("the before run", out.before))
+            return out
+        if out.remedy is None:
+            out.remedy, out.diagnosis, out.rule = choose(config, seen_in(out.before))
+        elif out.rule not in out.before.rules_seen():
+            out.notes.append(
+                f"the before run did not show {out.rule} this time: the verdict compares "
+                "the two setups under this load"
+            )
+        out.after_config = out.remedy.change(config)
+        out.after = run(out.after_config, paths[1], f"after: {out.remedy.name}")
+        if not out.after.ok:
+            out.problems.append(_failed("the after run", out.after))
+            return out
+        if judge is None:
+            from judging.verdict import judge_files
+
+            judge = judge_files
+        out.verdict = judge(*paths)
+    except NothingToFix as e:
+        out.problems.append(f"nothing to fix: {e}")
+    except START_ERRORS as e:
+        out.problems.append(f"could not start: {e}")
+    except (OSError, FormatError, ValueError) as e:
+        out.problems.append(f"could not judge the recordings: {e}")
+    return out
+
+
+def _failed(what: str, s: RunSummary) -> str:
+    if s.interrupted:
+        return f"{what} was interrupted"
+    return f"{what} failed: {s.server_error or s.load_error or 'no result'}"
+
+
+def _config(cfg: ServerConfig) -> dict[str, Any]:
+    base = ServerConfig()
+    return {
+        "model": cfg.model,
+        **{
+            k: v
+            for k, v in vars(cfg).items()
+            if k not in ("model", "port", "host") and v != getattr(base, k)
+        },
+    }

@@ -1,0 +1,197 @@
+"""The fix screen (f on the live lab): the setup on screen and its remedy for the diagnosis
+on screen, run one after the other under the same load (a fresh server each, the lab's own
+stopped meanwhile so that they have the machine), then side by side with the verdict
+(lab.fix.run_fix: the engine of `serverscope fix` and `serverscope diff`).
+
+Escape goes back to the lab as it was; `a` switches the lab to the remedy. The runs are
+recorded in a temporary directory, named on screen for `serverscope diff`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from lab.fix import Outcome, run_fix
+from lab.headless import run_headless
+from lab.summary import RunSummary
+from loadgen.levels import LoadLevel
+from servers.config import ServerConfig
+from values.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from judging.verdict import Verdict
+
+STYLES = {"better": "bold green", "worse": "bold red"}
+Runner = Callable[..., RunSummary]  # lab.headless.run_headless's shape
+
+
+class FixScreen(Screen[ServerConfig | None]):
+    """Dismisses with the remedy's config (`a`: apply it in the lab) or None (escape)."""
+
+    DEFAULT_CSS = """
+    FixScreen #fix-body { padding: 0 1; }
+    FixScreen .fix-line { height: auto; margin-bottom: 1; }
+    FixScreen #fix-verdict { text-style: bold; }
+    """
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back to the lab"),
+        Binding("a", "apply", "Apply the remedy"),
+    ]
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        level: LoadLevel,
+        seen: Sequence[tuple[str, str]],
+        *,
+        period: float = 0.25,
+        runner: Runner | None = None,
+    ) -> None:
+        super().__init__()
+        self.config, self.level, self.seen = config, level, list(seen)
+        self.period = period
+        self.runner = runner if runner is not None else run_headless
+        self.stop = threading.Event()  # set on leaving: a run still going ends at once
+        self.done = threading.Event()  # the runs are over and their processes gone
+        self.outcome: Outcome | None = None
+        self.folder = Path(tempfile.mkdtemp(prefix="serverscope-fix-"))
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="fix-body"):
+            yield Static(id="fix-head", classes="fix-line")
+            yield Static("starting…", id="fix-progress", classes="fix-line")
+            yield Static(id="fix-table", classes="fix-line")
+            yield Static(id="fix-verdict", classes="fix-line")
+            yield Static(id="fix-files", classes="fix-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        rule, message = self.seen[0] if self.seen else ("", "")
+        self.query_one("#fix-head", Static).update(
+            Text(f"fix: {message or rule}\n", style="yellow")
+            + Text(f"{self.level.describe()}, {self.level.duration:g} s each")
+        )
+        self._run()
+
+    def on_unmount(self) -> None:
+        self.stop.set()
+
+    # -- the runs (a thread: each blocks for its duration) ------------------------------
+    @work(thread=True, exclusive=True, group="fix")
+    def _run(self) -> None:
+        paths = (str(self.folder / "before.jsonl"), str(self.folder / "after.jsonl"))
+        try:
+            self.outcome = run_fix(
+                self.config, self.level, paths, self._one, seen=self.seen, judge=self._judge
+            )
+        except _Left:
+            return
+        except Exception as e:  # never the app's end: said on screen instead
+            self.outcome = Outcome(self.config, self.level, paths, problems=[f"fix failed: {e}"])
+        finally:
+            self.done.set()
+        self._later(self.show, self.outcome)
+
+    def _one(self, cfg: ServerConfig, record: str, title: str) -> RunSummary:
+        if self.stop.is_set():
+            raise _Left
+        began = time.monotonic()
+        self._later(self._progress, f"{title}: starting {cfg.model}…")
+
+        def progress(snap: Snapshot, elapsed: float) -> None:
+            self._later(self._progress, f"{title}: {elapsed:.0f} s of {self.level.duration:g} s")
+
+        summary = self.runner(
+            cfg, self.level, period=self.period, record=record, stop=self.stop, on_sample=progress
+        )
+        self._later(self._progress, f"{title}: done in {time.monotonic() - began:.0f} s")
+        return summary
+
+    def _judge(self, before: str, after: str) -> Verdict:
+        from judging.verdict import judge_files  # (numpy loads here, not with the TUI)
+
+        self._later(self._progress, "judging the two recordings…")
+        return judge_files(before, after)
+
+    def _later(self, fn: Callable[..., object], *args: object) -> None:
+        """Call fn on the app's loop, unless the app is gone."""
+        if self.stop.is_set():
+            return
+        try:
+            self.app.call_from_thread(fn, *args)
+        except RuntimeError:  # the app has stopped
+            pass
+
+    # -- drawing ------------------------------------------------------------------------
+    def _progress(self, text: str) -> None:
+        self.query_one("#fix-progress", Static).update(text)
+
+    def show(self, out: Outcome) -> None:
+        if out.remedy is not None:
+            self._progress(f"remedy: {out.remedy.name}: {out.remedy.does}")
+        if out.verdict is not None:
+            self.query_one("#fix-table", Static).update(table(out.verdict))
+        lines = Text()
+        for note in out.notes:
+            lines += Text(f"note: {note}\n", style="yellow")
+        for problem in out.problems:
+            lines += Text(f"{problem}\n", style="bold red")
+        style = "bold green" if out.verdict and out.verdict.differences else "bold"
+        lines += Text("verdict: ", style="bold") + Text(out.headline(), style=style)
+        self.query_one("#fix-verdict", Static).update(lines)
+        before, after = out.paths
+        self.query_one("#fix-files", Static).update(
+            Text(f"recorded: serverscope diff {before} {after}", style="dim")
+        )
+
+    # -- keys ---------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.stop.set()
+        self.dismiss(None)
+
+    def action_apply(self) -> None:
+        out = self.outcome
+        if out is None or out.after_config is None:
+            self.notify("no remedy has run yet", severity="warning")
+            return
+        self.stop.set()
+        self.dismiss(out.after_config)
+
+
+class _Left(Exception):
+    """The user left the screen before a run began."""
+
+
+def table(v: Verdict) -> Table:
+    t = Table(title="before and after", title_justify="left", expand=False)
+    for c in ("figure", "before", "after", "change", "p (Holm)"):
+        t.add_column(c, justify="left" if c == "figure" else "right", no_wrap=True)
+    t.add_column("verdict", ratio=1)  # the one that wraps when the screen is narrow
+    for r in v.rows:
+        if r.shown == ("-", "-") and not r.tested:
+            continue
+        style = STYLES.get(r.direction, "" if r.tested else "dim")
+        t.add_row(
+            r.label,
+            r.shown[0],
+            r.shown[1],
+            r.change_text(),
+            r.p_text(),
+            Text(r.direction, style=style),
+        )
+    return t
