@@ -14,10 +14,10 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.fix import REMEDIES, Outcome, run_fix
+from lab.server import ServerConfig
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
-from servers.config import ServerConfig
 
 from .common import (
     EXIT_FAILED,
