@@ -27,9 +27,9 @@ from textual.widgets import Footer, Header, Static
 
 from lab.fix import Outcome, run_fix
 from lab.headless import run_headless
+from lab.server import ServerConfig
 from lab.summary import RunSummary
 from loadgen.levels import LoadLevel
-from servers.config import ServerConfig
 from values.snapshot import Snapshot
 
 if TYPE_CHECKING:
