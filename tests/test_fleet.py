@@ -22,8 +22,8 @@ from judging import fleet_rank
 from readers import promapi
 from readers.promapi import PromClient, PromError, base_url
 from text.fleet import render
-from text.fleet_format import COLUMNS, cells, sparkline
 from values.fleet import Fleet, FleetImbalance, FleetListener, FleetServer, ServerId
+from values.fleet_format import COLUMNS, cells, sparkline
 
 # -- the loopback rule and the client's errors -------------------------------------------------
 
@@ -176,12 +176,14 @@ def test_a_spread_over_too_few_events_is_shown_but_not_ranked() -> None:
     s = FleetServer(ServerId("j", "x"), age_s=1.0, imbalance=(few,))
     assert fleet_rank.accept_spread(s) is None  # 3 accepts: no judgement
     assert fleet_rank.standing(s).pressure is None
-    assert cells(1, s)[COLUMNS.index("imbalance")] == "acc 100% of 4 (few)"
     enough = FleetImbalance("accepts", 5.0, workers=4, total=40.0, jain=0.4, top_share=0.7)
     s2 = FleetServer(ServerId("j", "y"), age_s=1.0, imbalance=(enough,))
     assert fleet_rank.accept_spread(s2) == enough
-    assert cells(1, s2)[COLUMNS.index("imbalance")] == "acc 70% of 4"
-    assert [x.id.instance for x in fleet_rank.rank([s, s2])] == ["y", "x"]
+    ranked = fleet_rank.rank([s, s2])  # the cells read the spread the ranking judged
+    assert [x.id.instance for x in ranked] == ["y", "x"]
+    assert ranked[0].standing is not None and ranked[0].standing.spread == "accepts"
+    assert cells(1, ranked[0])[COLUMNS.index("imbalance")] == "acc 70% of 4"
+    assert cells(2, ranked[1])[COLUMNS.index("imbalance")] == "acc 100% of 4 (few)"
 
 
 def test_a_silent_agent_counts_as_critical() -> None:

@@ -12,9 +12,9 @@ import pytest
 from textual.widgets import DataTable, Static
 
 from fleetfake import five_servers
-from text.fleet_format import COLUMNS
 from tui.fleet_app import FleetApp
 from tui.screens.fleet import FleetScreen, ServerScreen
+from values.fleet_format import COLUMNS
 
 pytestmark = pytest.mark.timeout(60)
 

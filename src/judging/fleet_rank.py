@@ -94,7 +94,9 @@ def standing(s: FleetServer) -> Standing:
         parts.append(f"pressure {value:.2f} ({by})")
     elif not gone:
         parts.append("pressure unknown")
-    return Standing(severity, value, by, "; ".join(parts) or "nothing to judge")
+    spread = accept_spread(s)
+    reason = "; ".join(parts) or "nothing to judge"
+    return Standing(severity, value, by, reason, spread.metric if spread else None, gone)
 
 
 def sort_key(s: FleetServer) -> tuple[int, float, int, str]:

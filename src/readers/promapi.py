@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from loadgen.engine import loopback_address
+from plumbing.loopback import loopback_address
 
 TIMEOUT_S = 10.0  # one query: connect and answer
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # ~1M series of a few labels; more is refused, in a line

@@ -8,9 +8,9 @@ from rich.console import Group
 from rich.text import Text
 
 from values.fleet import Fleet
+from values.fleet_format import COLUMNS, LEFT, cells, severity_of
 
 from .fit import Column, FitTable, natural_width
-from .fleet_format import COLUMNS, LEFT, cells, severity_of
 
 # kept first when the console is too narrow for every column
 PRIORITY = ("#", "host", "server", "diagnoses", "imbalance", "queue", "throttled", "port")

@@ -110,6 +110,9 @@ class Standing:
     # from even, throttled share; None when none could be judged
     by: str | None  # which figure `pressure` is ("queue", "accepts", "connections", ...)
     reason: str  # one line: why it is where it is
+    spread: str | None = None  # the spread judged: "accepts", "connections"; None: too few
+    # events for either (the table then shows the exported one with "(few)")
+    not_seen: str | None = None  # why the figures are not current ("silent 95 s"), or None
 
 
 @dataclass(frozen=True, slots=True)

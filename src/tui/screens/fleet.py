@@ -22,7 +22,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from readers.promapi import PromError
-from text.fleet_format import (
+from values.fleet import Fleet, FleetServer, ServerHistory, ServerId
+from values.fleet_format import (
     COLUMNS,
     HISTORY_COLUMNS,
     cells,
@@ -32,7 +33,6 @@ from text.fleet_format import (
     severity_of,
     sparkline,
 )
-from values.fleet import Fleet, FleetServer, ServerHistory, ServerId
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 SPARK_WIDTH = 24  # characters per line over time

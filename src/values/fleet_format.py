@@ -1,15 +1,16 @@
 """The fleet's figures as the text table and the TUI draw them, one cell each.
 
-Unknown is drawn as "?" or the word "unknown" (throttling, until the exporter has its
-series), never as 0; a spread over too few events to judge says "(few)".
+The cells read what the ranking (judging.fleet_rank) put in each server's `Standing`:
+which spread it judged, and why an agent's figures are not current. Unknown is drawn as
+"?" or the word "unknown" (throttling, until the exporter has its series), never as 0; a
+spread over too few events to judge says "(few)".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from judging.fleet_rank import accept_spread, not_seen
-from values.fleet import FleetServer, Point, WorkerHistory
+from .fleet import FleetServer, Point, WorkerHistory
 
 COLUMNS = (
     "#",
@@ -36,7 +37,8 @@ def _pct(x: float) -> str:
 def spread_cell(s: FleetServer) -> str:
     """The spread the ranking judged ('conn 80% of 4'), else the accepts' or connections'
     the agent exported with '(few)': too few events to judge; '?' when none."""
-    imb = accept_spread(s)
+    judged = s.standing.spread if s.standing is not None else None
+    imb = s.spread(judged) if judged is not None else None
     few = ""
     if imb is None:
         imb = next(
@@ -63,7 +65,7 @@ def throttled_cell(s: FleetServer) -> str:
 
 
 def diagnoses_cell(s: FleetServer) -> str:
-    gone = not_seen(s)
+    gone = s.standing.not_seen if s.standing is not None else None
     rules = [d.rule for d in s.diagnoses]
     if gone:
         return ", ".join([gone, *rules])
