@@ -22,8 +22,15 @@ from judging import fleet_rank
 from readers import promapi
 from readers.promapi import PromClient, PromError, base_url
 from text.fleet import render
-from values.fleet import Fleet, FleetImbalance, FleetListener, FleetServer, ServerId
-from values.fleet_format import COLUMNS, cells, sparkline
+from values.fleet import (
+    Fleet,
+    FleetImbalance,
+    FleetListener,
+    FleetServer,
+    ServerId,
+    WorkerHistory,
+)
+from values.fleet_format import COLUMNS, cells, peaks, sparkline
 
 # -- the loopback rule and the client's errors -------------------------------------------------
 
@@ -223,6 +230,15 @@ def test_a_sparkline_leaves_a_gap_where_there_was_no_sample() -> None:
     points = [(0.0, 0.0), (5.0, 4.0), (9.0, None)]
     assert sparkline(points, 10, span=(0.0, 10.0)) == "▁    █    "
     assert sparkline([], 10) == ""
+
+
+def test_an_idle_worker_is_drawn_at_the_bottom_not_half_way_up_a_tiny_scale() -> None:
+    idle = WorkerHistory(1, 1, "worker", "0", cpu_percent=((0.0, 0.02), (10.0, 0.03)))
+    busy = WorkerHistory(2, 2, "worker", "1", cpu_percent=((0.0, 40.0), (10.0, 80.0)))
+    top = peaks([idle])
+    assert top["cpu_percent"] == 10.0  # the floor: 0.03% of a core is idle
+    assert sparkline(idle.cpu_percent, 2, top["cpu_percent"], (0.0, 10.0)) == "▁▁"
+    assert peaks([idle, busy])["cpu_percent"] == 80.0
 
 
 # -- what the exporter adds for the fleet -------------------------------------------------------

@@ -54,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "prometheus"
 CLI = [sys.executable, "-m", "serverscope"]
 # the agents' flags, and so the one-shots': accepts estimated (no bpftrace to compile three
-# times on a 2-core CI machine), a 3 s imbalance window, the shortest accept_skew judges (the burst's accepts leave it soon)
+# times on a 2-core CI machine), a 3 s imbalance window, the shortest accept_skew judges
+# (the burst's accepts leave it soon)
 ATTACH_FLAGS = ["--estimate-accepts", "--window", "3"]
 
 

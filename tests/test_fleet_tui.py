@@ -10,6 +10,7 @@ import time
 
 import pytest
 from textual.widgets import DataTable, Static
+from textual.widgets._footer import FooterKey
 
 from fleetfake import five_servers
 from tui.fleet_app import FleetApp
@@ -62,6 +63,10 @@ async def test_the_fleet_screen_opens_lists_selects_and_quits() -> None:
         assert "5 servers" in head and "worst first" in head
         why = screen.query_one("#fleet-why", Static)
         assert "critical starvation" in str(why.render())
+        want = {"Workers", "Refresh", "Quit"}  # the table's own Enter hid Workers, q was hidden
+        await _until(
+            pilot, lambda: want <= {k.description for k in screen.query(FooterKey)}, "keys"
+        )
 
         await pilot.press("down")
         await _until(pilot, lambda: "not scraped" in str(why.render()), "the second row's why")

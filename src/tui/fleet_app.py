@@ -27,7 +27,7 @@ class FleetApp(App[int]):
     #fleet-why, #server-queue { height: auto; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", show=False, priority=True),
+        Binding("q", "quit", "Quit", priority=True),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 

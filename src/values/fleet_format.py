@@ -140,13 +140,17 @@ HISTORY_COLUMNS = ("pid", "role", "conns", "", "CPU %", "", "acc/s", "")
 HISTORY_SERIES = ("connections", "cpu_percent", "accepts_per_s")
 
 
+# the least top of each scale: a worker at 0.03% CPU is idle, not a bar half way up
+SCALE_FLOOR = {"connections": 1.0, "cpu_percent": 10.0, "accepts_per_s": 1.0}
+
+
 def peaks(workers: Sequence[WorkerHistory]) -> dict[str, float]:
-    """Each series' largest value over every worker: one scale for all the rows, so the
-    busiest worker's line stands taller than the others'."""
+    """Each series' largest value over every worker, at least its SCALE_FLOOR: one scale
+    for all the rows, so the busiest worker's line stands taller than the others'."""
     out = {}
     for name in HISTORY_SERIES:
         known = [v for w in workers for _, v in getattr(w, name) if v is not None]
-        out[name] = max(known, default=0.0)
+        out[name] = max([*known, SCALE_FLOOR[name]])
     return out
 
 

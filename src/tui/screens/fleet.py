@@ -77,9 +77,9 @@ def _in_thread(
 
 class FleetScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open", "Workers", show=True),
+        # before the table's own Enter (select), so the footer names what Enter does
+        Binding("enter", "open", "Workers", priority=True),
         Binding("r", "reread", "Refresh"),
-        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self, reader: Reader, *, period: float = 5.0) -> None:
@@ -198,7 +198,6 @@ class ServerScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "reread", "Refresh"),
-        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self, reader: Reader, server: FleetServer, *, period: float = 5.0) -> None:
