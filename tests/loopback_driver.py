@@ -2,9 +2,10 @@
 with a proxy named in the environment, against a loopback server in the same namespace.
 
 A small server on 127.0.0.1 answers `/` and a mod_status page (`?auto` and the HTML one).
-For each proxy variable, at the same time: `serverscope load URL --engine httpx` and a
-process reading mod_status as attach does (fetch, then the poller). Prints one JSON line:
-what the server was asked, and each client's exit code and output.
+For each proxy variable, at the same time: `serverscope load URL --engine httpx`, a
+process reading mod_status as attach does (fetch, then the poller), and `serverscope fleet
+--prometheus URL --once --json` (the server answers Prometheus's query API: no agent).
+Prints one JSON line: what the server was asked, and each client's exit code and output.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_POST(self) -> None:  # Prometheus's /api/v1/query: an empty vector
+        hits[self.path] += 1
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = b'{"status":"success","data":{"resultType":"vector","result":[]}}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, *args: object) -> None:
         pass
 
@@ -66,7 +76,9 @@ def main() -> None:
         load = [sys.executable, "-m", "serverscope", "load", f"{base}/", "--engine", "httpx"]
         load += ["--clients", "2", "--duration", "1"]
         status = [sys.executable, "-c", READ_MOD_STATUS, f"{base}/server-status"]
-        for what, argv in (("load", load), ("mod_status", status)):
+        fleet = [sys.executable, "-m", "serverscope", "fleet", "--prometheus", base, "--once"]
+        fleet.append("--json")
+        for what, argv in (("load", load), ("mod_status", status), ("fleet", fleet)):
             procs[f"{what} {var}"] = subprocess.Popen(
                 argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
             )

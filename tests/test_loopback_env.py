@@ -3,7 +3,8 @@ HTTP_PROXY, ALL_PROXY or all_proxy, no serverscope HTTP client connects to it.
 
 Seen before the fix: `serverscope load http://127.0.0.1:8080/ --engine httpx` with any of
 them set made 56-64 connects to the proxy in 2 s (httpx reads the environment by default),
-and mod_status was read through http_proxy (urllib's default opener). The clients run in a
+and mod_status was read through http_proxy (urllib's default opener). `fleet` reads
+Prometheus with httpx too (trust_env off from its start). The clients run in a
 network namespace with no route (tests/netns.py: nothing could leave the machine even
 then), every connect(2) traced by strace.
 """
@@ -73,3 +74,4 @@ def test_no_client_connects_to_a_proxy_named_in_the_environment(tmp_path):
     assert hits.get("/", 0) >= len(VARS), hits  # the load's requests arrived
     assert hits.get("/server-status?auto", 0) >= 2 * len(VARS), hits
     assert hits.get("/server-status", 0) >= len(VARS), hits
+    assert hits.get("/api/v1/query", 0) >= len(VARS), hits  # each fleet asked, here

@@ -10,7 +10,22 @@ from typing import NoReturn
 
 from lab.server import ConfigError, ServerError
 
-from . import attach, compare, demo, diff, fix, load, replay, run, seed, serve, stack, tui, web
+from . import (
+    attach,
+    compare,
+    demo,
+    diff,
+    fix,
+    fleet,
+    load,
+    replay,
+    run,
+    seed,
+    serve,
+    stack,
+    tui,
+    web,
+)
 from .common import EXIT_USAGE, Parser, add_model_args, fail
 
 # subcommand -> what runs it (None: no subcommand, the live lab)
@@ -25,6 +40,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "demo": demo.command,
     "web": web.command,
     "seed": seed.command,
+    "fleet": fleet.run,
     "stack": stack.run,
     "diff": diff.command,
     "fix": fix.command,
@@ -35,7 +51,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 # heap, and the wait for Textual's input thread to end its last 0.1 s poll) took 0.2-0.4 s
 # of every quit, measured on a busy 2-core machine (issue 18: q to the prompt <= 0.5 s);
 # web's, with aiohttp's too, 0.5-1.5 s after its labs were gone.
-TUI_COMMANDS = frozenset({None, "replay", "attach", "demo", "web"})
+TUI_COMMANDS = frozenset({None, "replay", "attach", "demo", "web", "fleet"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     web.add_parser(sub)
     seed.add_parser(sub)
+    fleet.add_parser(sub)
     stack.add_parser(sub)
     diff.add_parser(sub)
     fix.add_parser(sub)

@@ -35,6 +35,9 @@ What is exported (all names follow Prometheus conventions: base units, `_total` 
   seen earlier in this process (the one-line message is not a label: its numbers would make
   a new series every sample);
 - `serverscope_snapshot_timestamp_seconds` (wall clock of the sample: staleness shows);
+- for a fleet (export.identity): `serverscope_server_info{host,server,program,root_pid,
+  ports,accepts} 1`, and the workers and events behind each imbalance index,
+  `serverscope_imbalance_workers` and `serverscope_imbalance_total`;
 - where the time goes (issue 16), the whole server's request phases since it started as
   one histogram labelled phase=queue|server|service, `serverscope_phase_seconds`
   (`_bucket{le}`, `_count`, `_sum`): 19 fixed buckets from 100 us to 60 s, not the 200 of
@@ -67,6 +70,7 @@ from plumbing.loghist import LogHist, bucket_bounds
 from values.snapshot import STATES, Snapshot, WorkerSample, WorkerState
 
 from .address import ExportAddress, ExportError, parse_address
+from .identity import host_name, imbalance_basis, server_info
 
 __all__ = [
     "ExportAddress",
@@ -135,7 +139,8 @@ def _model_label(snap: Snapshot, w: WorkerSample) -> str:
 class SnapshotCollector(Collector):
     """Renders whatever snapshot it was last handed; holds no reference to any sampler."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str | None = None) -> None:
+        self.host = host or host_name()  # serverscope_server_info's host label
         self._snap: Snapshot | None = None
         self._rules: dict[str, str] = {}  # rule -> severity, every rule seen so far
         self._lock = threading.Lock()
@@ -159,7 +164,9 @@ class SnapshotCollector(Collector):
         yield from self._listeners(snap)
         yield from self._kernel(snap)
         yield from self._imbalance(snap)
+        yield from imbalance_basis(snap)
         yield from self._diagnoses(snap)
+        yield from server_info(snap, self.host)
         yield from self._phases(snap)
         ts = GaugeMetricFamily(
             "serverscope_snapshot_timestamp_seconds",

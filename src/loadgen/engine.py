@@ -28,6 +28,8 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from plumbing.loopback import loopback_address
+
 from .levels import LoadError, LoadLevel
 from .recorder import Recorder
 
@@ -69,19 +71,6 @@ class Target:
         """The level's /work request when it has a cost, else the URL's own path."""
         target = level.target
         return self.path if target == "/" else target
-
-
-def loopback_address(host: str) -> str | None:
-    """The address to use for `host` if it is a literal loopback address or `localhost`
-    (127.0.0.1: the servers here listen there), else None. No DNS lookup: the loopback rule
-    is decided on the name as written, so a refused name never leaves this machine."""
-    if host.lower() == "localhost":
-        return "127.0.0.1"
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return host if ip.is_loopback else None
 
 
 def refusal(host: str) -> str:

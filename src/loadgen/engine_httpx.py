@@ -28,7 +28,9 @@ from typing import Any
 
 import httpx
 
-from .engine import Client, Engine, RequestError, loopback_address
+from plumbing.loopback import loopback_address
+
+from .engine import Client, Engine, RequestError
 from .levels import LoadLevel
 
 _monotonic = time.monotonic

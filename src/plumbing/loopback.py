@@ -1,0 +1,19 @@
+"""The loopback rule, decided on a host name as written: every reader of a URL (the load
+generator, the Prometheus reader) asks the same question before any lookup."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def loopback_address(host: str) -> str | None:
+    """The address to use for `host` if it is a literal loopback address or `localhost`
+    (127.0.0.1: the servers here listen there), else None. No DNS lookup: the loopback rule
+    is decided on the name as written, so a refused name never leaves this machine."""
+    if host.lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host if ip.is_loopback else None
