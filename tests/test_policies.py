@@ -11,10 +11,14 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import get, read_response, wait_until
+from judging import explain
 from servers import models
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
+from sources.sampler import Sampler
+from test_mechanism import _read
 from test_supervisor import _sleeping, accepts_per_worker
+from values.snapshot import Snapshot
 
 
 def jain(counts: list[int]) -> float:
@@ -47,7 +51,7 @@ def top_shares(sup, bursts: int = 10, n: int = 20) -> list[float]:
     for _ in range(bursts):
         before = accepts_per_worker(sup)
         burst(sup.port, n)
-        wait_until(lambda: sum(accepts_per_worker(sup, before)) == n, what=f"{n} accepts")
+        wait_until(lambda b=before: sum(accepts_per_worker(sup, b)) == n, what=f"{n} accepts")
         counts = accepts_per_worker(sup, before)
         shares.append(max(counts) / n)
     return shares
@@ -173,10 +177,32 @@ def test_least_connections_evens_what_round_robin_piles_up(start_server):
                     s.close()
                 else:
                     held.append(s)
-                wait_until(lambda h=len(held), s=sup: sum(x.open for x in s.read().live) == h)
+                want = len(held)
+                wait_until(lambda w=want, s=sup: sum(x.open for x in s.read().live) == w)
             held_by[policy] = sorted(x.open for x in sup.read().live)
         finally:
             for s in held:
                 s.close()
     assert held_by["least-connections"] == [2, 2, 2, 2], held_by
     assert held_by["round-robin"] == [0, 0, 4, 4], held_by
+
+
+def test_the_snapshot_and_the_explanation_name_the_policy_the_model_runs(start_server):
+    """The label says how the group is steered (SO_INCOMING_CPU read back from the socket,
+    not assumed), ModelInfo carries the policy, and the skew's why names it."""
+
+    def read(sup) -> Snapshot:
+        sampler = Sampler.for_supervisor(sup)
+        try:
+            return _read(sampler)
+        finally:
+            sampler.close()
+
+    snap = read(start_server("reuseport", workers=2, incoming_cpu=True))
+    cpus = [ln.steer for ln in snap.listeners]
+    assert cpus == [f"hash+incoming-cpu {CPUS[i % len(CPUS)]}" for i in range(2)], cpus
+    assert snap.listeners[0].mechanism == f"reuseport · by incoming-cpu {CPUS[0]}"
+    assert snap.model is not None and snap.model.policy == "steer hash + incoming-cpu"
+    shared = read(start_server("many_accepts", workers=2, accept_policy="less-busy"))
+    assert shared.model is not None and shared.model.policy == "accept-policy less-busy"
+    assert "waits 5 ms before it accepts (accept-policy less-busy)" in explain.skew(shared)
