@@ -4,6 +4,7 @@ own counts (each slot's accepts and open connections on the scoreboard)."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,16 +60,20 @@ def top_shares(sup, bursts: int = 10, n: int = 20) -> list[float]:
 
 @pytest.mark.solo
 def test_less_busy_lowers_the_top_share_of_a_burst_against_all(start_server):
-    """puma's wait_for_less_busy_worker: a serving worker waits 5 ms before accepting, so an
-    idle one takes the connection. Seen: all 0.965 mean top share, less-busy 0.27 (10 bursts
-    of 20 on 4 workers, load average 13)."""
+    """puma's wait_for_less_busy_worker: a serving worker waits up to 5 ms before
+    accepting, so an idle one takes the connection. Seen: mean top share all 0.89-0.99,
+    less-busy 0.49-0.60 (10 bursts of 20 on 4 workers, load average 9-15)."""
     greedy = top_shares(start_server("many_accepts", workers=4, accept_policy="all"))
     polite = top_shares(start_server("many_accepts", workers=4, accept_policy="less-busy"))
     mean_greedy, mean_polite = sum(greedy) / 10, sum(polite) / 10
-    assert mean_polite <= 0.5, polite
-    assert mean_greedy - mean_polite >= 0.2, (greedy, polite)
-    # and bursts one at a time: less-busy's worst burst is below all's typical one
-    assert sorted(polite)[5] < sorted(greedy)[5], (greedy, polite)
+    assert mean_polite <= 0.75 and mean_greedy - mean_polite >= 0.2, (greedy, polite)
+    # not chance: a permutation test over the 20 bursts' top shares
+    rng = random.Random(1)
+    pooled, far = greedy + polite, 0
+    for _ in range(5000):
+        rng.shuffle(pooled)
+        far += sum(pooled[:10]) - sum(pooled[10:]) >= sum(greedy) - sum(polite)
+    assert (1 + far) / 5001 < 0.01, (greedy, polite)
 
 
 @pytest.mark.solo

@@ -11,7 +11,8 @@ balancing policies of the servers that share one accept queue.
 - `less-busy`: puma's wait_for_less_busy_worker: before accepting, a worker that is
   serving (a request in progress, or a connection accepted whose request has not been
   answered yet) waits LESS_BUSY_WAIT, off the socket, so an idle worker takes the
-  connection first; then it accepts anyway (as puma does). One per wake-up.
+  connection first, or less if its last request ends sooner (puma's @not_full.wait);
+  then it accepts anyway (as puma does). One per wake-up.
 - `rotate`: nginx's ngx_reorder_accept_events: with EPOLLEXCLUSIVE the kernel wakes the
   first waiter of the socket's wait queue, so one worker gets nearly every connection;
   every ROTATE_EVERY accepts a worker re-arms the listener (epoll_ctl DEL then ADD),
@@ -95,15 +96,24 @@ def handler(
             # a connection whose first request has not begun is work on its way
             return any(not c.began for c in worker.conns)
 
+        timer: asyncio.TimerHandle | None = None
+
         def back() -> None:
-            loop.add_reader(fd, take_less_busy)
+            nonlocal timer
+            if timer is not None:  # once: the timer or the last request's end, first
+                timer.cancel()
+                timer = None
+                worker.when_idle = None
+                loop.add_reader(fd, take_less_busy)
 
         def take_less_busy() -> None:
-            nonlocal starting, waited
+            nonlocal starting, waited, timer
             if serving() and not waited:
                 waited = True
                 loop.remove_reader(fd)  # an idle worker may take it meanwhile
-                loop.call_later(LESS_BUSY_WAIT, back)
+                # as puma's @not_full.wait: the wait ends early when a request ends
+                timer = loop.call_later(LESS_BUSY_WAIT, back)
+                worker.when_idle = back
                 return
             waited = False
             conn = acceptor.accept()
