@@ -10,7 +10,22 @@ from typing import NoReturn
 
 from lab.server import ConfigError, ServerError
 
-from . import attach, compare, demo, diff, fix, load, replay, run, seed, serve, stack, tui, web
+from . import (
+    attach,
+    claims,
+    compare,
+    demo,
+    diff,
+    fix,
+    load,
+    replay,
+    run,
+    seed,
+    serve,
+    stack,
+    tui,
+    web,
+)
 from .common import EXIT_USAGE, Parser, add_model_args, fail
 
 # subcommand -> what runs it (None: no subcommand, the live lab)
@@ -28,6 +43,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "stack": stack.run,
     "diff": diff.command,
     "fix": fix.command,
+    "claims": claims.command,
 }
 # The commands that open the TUI (web: one per browser page). When one returns, it has
 # stopped everything it started and given the terminal back; run from the command line, the
@@ -55,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_parser(sub)
     diff.add_parser(sub)
     fix.add_parser(sub)
+    claims.add_parser(sub)
     return p
 
 
