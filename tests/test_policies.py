@@ -211,3 +211,11 @@ def test_the_snapshot_and_the_explanation_name_the_policy_the_model_runs(start_s
     shared = read(start_server("many_accepts", workers=2, accept_policy="less-busy"))
     assert shared.model is not None and shared.model.policy == "accept-policy less-busy"
     assert "waits 5 ms before it accepts (accept-policy less-busy)" in explain.skew(shared)
+
+
+def test_the_title_names_a_policy_that_is_not_the_default() -> None:
+    from lab.session import _policies
+
+    assert _policies(ServerConfig(model="many_accepts")) == []
+    cfg = ServerConfig(model="reuseport", steer="ebpf-rr", incoming_cpu=True)
+    assert _policies(cfg) == ["steer=ebpf-rr", "incoming-cpu"]
