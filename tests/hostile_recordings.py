@@ -133,6 +133,8 @@ def mutate(rng: random.Random, snap: dict[str, Any]) -> Any:
             parent[key]  # still there after an earlier change?
         except (KeyError, IndexError, TypeError):
             continue
+        if not isinstance(parent, dict | list):  # an earlier change made it a string
+            continue
         op = rng.random()
         if op < 0.6:
             parent[key] = rng.choice(ODD_VALUES)

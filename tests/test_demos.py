@@ -45,10 +45,10 @@ def _missing_models(scenario: Scenario) -> list[str]:
     return [m for m in scenario.models if m not in built]
 
 
-def test_the_six_demos_are_listed() -> None:
-    assert list(SCENARIOS) == ["skew", "starvation", "overflow", "hol", "master", "gil"]
+def test_the_seven_demos_are_listed() -> None:
+    assert list(SCENARIOS) == ["skew", "starvation", "overflow", "hol", "master", "gil", "remedy"]
     lines = catalogue.list_lines()
-    assert len(lines) == 6 and all(line.split()[0] in SCENARIOS for line in lines)
+    assert len(lines) == 7 and all(line.split()[0] in SCENARIOS for line in lines)
     for s in SCENARIOS.values():
         assert s.steps and any(st.expect for st in s.steps), s.name
         for st in s.steps:

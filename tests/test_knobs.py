@@ -175,6 +175,8 @@ def _out_of_range(s: Setting) -> str:
         return "300.1.1.1"
     if s.name == "request_read_timeout":
         return "header=20-10,MinRate=500"
+    if s.choices:  # a policy's name: one it does not have
+        return "fastest"
     assert s.low is not None, s.name
     return f"{s.low:g}" if s.above else f"{s.low - 1:g}"
 

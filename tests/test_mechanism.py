@@ -202,6 +202,7 @@ def test_the_mechanism_read_on_real_servers(real_server, kind, kw, label) -> Non
         ("many_accepts", {"workers": 2, "exclusive": True}, "shared · EPOLLEXCLUSIVE (LIFO)"),
         ("proc_spawn", {"workers": 4}, "shared · blocking accept (FIFO)"),
         ("reuseport", {"workers": 2}, "reuseport · by hash"),
+        ("reuseport", {"workers": 2, "steer": "cbpf-cpu"}, "reuseport · by cbpf-cpu"),
         ("cluster", {"workers": 2}, "master dispatch · one process accepts, hands on"),
     ],
 )

@@ -45,6 +45,21 @@ class Evidence:
 
 
 EVIDENCE: dict[tuple[str, int], Evidence] = {
+    ("remedy", 0): Evidence(
+        tui_scenarios.demo_remedy_all,
+        (
+            Sight("imbalance", r"accepts\s+0\.25\s+100% w0", key=True),
+            Sight("banner", r"accept skew: worker 0 took 100% of accepts", key=True),
+        ),
+    ),
+    ("remedy", 1): Evidence(
+        tui_scenarios.demo_remedy_less_busy,
+        (Sight("imbalance", r"accepts\s+0\.6\d\s+50% w0", key=True),),
+    ),
+    ("remedy", 2): Evidence(
+        tui_scenarios.demo_remedy_reuseport,
+        (Sight("imbalance", r"accepts\s+1\.00\s+25%", key=True),),
+    ),
     ("skew", 0): Evidence(
         tui_scenarios.demo_skew_many_accepts,
         (

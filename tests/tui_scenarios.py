@@ -507,3 +507,34 @@ def attached_with_long_figures() -> list[Snapshot]:
         )
         out.append(analyser.annotate(dataclasses.replace(s, model=model, source="attach")))
     return out
+
+
+def _remedy(accepts: list[int], cpu: list[float], model: str = "many_accepts") -> list[Snapshot]:
+    """The remedy demo's steps under burst: 20 keep-alive clients, their connections held
+    where they were accepted, each worker's CPU following its connections."""
+    client = _client("burst", rps=9_000, clients=20, latency_p99=3.0, connect_p99=0.3)
+    return synthetic.series(
+        STEPS,
+        model=model,
+        workers=4,
+        states=["keepalive"],
+        accepts=accepts,
+        connections=accepts,
+        cpu=cpu,
+        client=client,
+    )
+
+
+def demo_remedy_all() -> list[Snapshot]:
+    """many_accepts, plain epoll, accept policy all: one worker took all 20."""
+    return _remedy([20, 0, 0, 0], [95, 0, 0, 0])
+
+
+def demo_remedy_less_busy() -> list[Snapshot]:
+    """less-busy: 10/6/4/0, as seen live."""
+    return _remedy([10, 6, 4, 0], [48, 29, 19, 0])
+
+
+def demo_remedy_reuseport() -> list[Snapshot]:
+    """reuseport: the hash, 5 each."""
+    return _remedy([5, 5, 5, 5], [24, 24, 24, 24], model="reuseport")

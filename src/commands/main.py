@@ -12,6 +12,7 @@ from lab.server import ConfigError, ServerError
 
 from . import (
     attach,
+    claims,
     compare,
     demo,
     diff,
@@ -44,6 +45,7 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
     "stack": stack.run,
     "diff": diff.command,
     "fix": fix.command,
+    "claims": claims.command,
 }
 # The commands that open the TUI (web: one per browser page). When one returns, it has
 # stopped everything it started and given the terminal back; run from the command line, the
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_parser(sub)
     diff.add_parser(sub)
     fix.add_parser(sub)
+    claims.add_parser(sub)
     return p
 
 

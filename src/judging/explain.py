@@ -33,7 +33,10 @@ _WHY = {
     Wake.MIXED: "one shared socket, the workers waiting on it in different ways",
 }
 _FIX = {
-    Wake.EPOLL: "fix: take one connection per wake-up, a socket per worker ({reuseport}) or {rr}",
+    Wake.EPOLL: (
+        "fix: take one connection per wake-up, wait for a less busy worker (puma), a socket "
+        "per worker ({reuseport}) or {rr}"
+    ),
     Wake.SELECT: "fix: a socket per worker ({reuseport}) or {rr}",
     Wake.EXCLUSIVE: (
         "fix: a socket per worker ({reuseport}) or rotate the waiters (nginx re-adds the "
@@ -63,6 +66,23 @@ def read(s: Snapshot) -> ListenerSample | None:
     return next(ln for ln in known if (ln.spread, ln.wake) == common)
 
 
+# how a lab model's workers take from a shared socket (ModelInfo.policy, its config)
+_TAKING = {
+    "accept-policy all": "a woken worker takes every ready connection (accept-policy all)",
+    "accept-policy one": "a woken worker takes one connection (accept-policy one)",
+    "accept-policy less-busy": (
+        "a serving worker waits 5 ms before it accepts (accept-policy less-busy)"
+    ),
+    "accept-policy rotate": (
+        "a worker re-arms its EPOLLEXCLUSIVE wait every 16 accepts (accept-policy rotate)"
+    ),
+}
+
+
+def _policy(s: Snapshot) -> str | None:
+    return s.model.policy if s.model else None
+
+
 def _knob(s: Snapshot, what: str) -> str:
     family = (s.model.server or "").split("-")[0] if s.model else ""
     return _KNOBS.get(family, {}).get(what, _GENERIC[what])
@@ -80,17 +100,27 @@ def skew(s: Snapshot) -> str:
     if ln is None:
         return ""
     if ln.spread == Spread.REUSEPORT:
+        if ln.steer and not ln.steer.startswith("hash"):
+            return (
+                f"; a socket per worker (reuseport), steered by {ln.steer}: the program "
+                "chooses, blind to load (a stalled worker keeps its share)"
+            )
         return (
             "; a socket per worker (reuseport): the kernel hashes each connection's addresses "
             "to one, blind to load, and few clients hash unevenly (steer with "
             "SO_ATTACH_REUSEPORT_CBPF)"
         )
     if ln.spread == Spread.MASTER:
-        return "; a master accepts and deals the connections: its policy chose, not the kernel"
+        policy = _policy(s)
+        by = f" ({policy})" if policy else ""
+        return f"; a master accepts and deals the connections: its policy{by} chose, not the kernel"
     assert ln.wake is not None
     why = _WHY[ln.wake]
     if ln.spread == Spread.ACCEPTOR_THREAD:
         why = f"a listener thread per process accepts for its threads; {why}"
+    taking = _TAKING.get(_policy(s) or "")
+    if taking:
+        why += f"; {taking}"
     fix = _FIX.get(ln.wake)
     if fix:
         why += "; " + fix.format(rr=_knob(s, "rr"), reuseport=_knob(s, "reuseport"))

@@ -340,3 +340,8 @@ def get(name: str) -> Scenario:
 def list_lines() -> list[str]:
     width = max(map(len, SCENARIOS))
     return [f"{name:<{width}}  {s.summary}" for name, s in SCENARIOS.items()]
+
+
+from .demo_remedies import REMEDY_DEMO  # noqa: E402  (a module of its own: this one is long)
+
+_add(REMEDY_DEMO)

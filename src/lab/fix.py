@@ -4,10 +4,8 @@ the same engine as `serverscope diff` (judging.verdict).
 
 REMEDIES is the table: one entry per (diagnosis, remedy), in order of preference. A remedy
 names what it changes and the mechanism that change acts on; `watch` lists the verdict's
-figures it should move (the headline shows those). A new balancing knob is one entry:
-
-    Remedy("accept_skew", "less-busy", on("many_accepts"), knobs(accept_policy="less-busy"),
-           SKEW, "a worker accepts only while it is the least busy"),
+figures it should move (the headline shows those). A balancing knob is one entry (less-busy,
+rotate: servers.accept_policy).
 """
 
 from __future__ import annotations
@@ -42,6 +40,16 @@ GIL = ("throughput", "latency_p99")
 
 def on(*models: str) -> Applies:
     return lambda cfg: cfg.model in models
+
+
+def racing(cfg: ServerConfig) -> bool:
+    """many_accepts whose woken workers race (plain epoll): a busy one can step back."""
+    return cfg.model == "many_accepts" and not cfg.exclusive and cfg.accept_policy == "all"
+
+
+def lifo(cfg: ServerConfig) -> bool:
+    """many_accepts with EPOLLEXCLUSIVE: the first waiter takes all, unless it rotates."""
+    return cfg.model == "many_accepts" and cfg.exclusive and cfg.accept_policy != "rotate"
 
 
 def has_knob(name: str) -> Applies:
@@ -118,10 +126,14 @@ SHORT_READ = "header=2-4,MinRate=500 body=2,MinRate=500"
 
 # fmt: off
 REMEDIES: tuple[Remedy, ...] = (
+    Remedy("accept_skew", "less-busy", racing, knobs(accept_policy="less-busy"), SKEW,
+           "puma's wait_for_less_busy_worker: a serving worker waits 5 ms before it accepts"),
     Remedy("accept_skew", "reuseport", on("many_accepts"), to_model("reuseport"), SKEW,
            "a socket per worker (SO_REUSEPORT): the kernel hashes each connection to one"),
     Remedy("accept_skew", "cluster", on("many_accepts"), to_model("cluster"), SKEW,
            "only the master accepts, and deals connections to the workers round robin"),
+    Remedy("accept_skew", "rotate", lifo, knobs(accept_policy="rotate"), SKEW,
+           "nginx's answer to LIFO wake-ups: each worker re-arms the listener every 16 accepts"),
     Remedy("starvation", "event", on("prefork", "worker"), to_model("event"), STARVE,
            "keep-alive waits parked in the listener's event loop, not in a worker",
            keepalive_held),

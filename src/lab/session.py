@@ -359,7 +359,18 @@ class Session:
         ]
         if c.exclusive:
             knobs.append("exclusive")
+        knobs += _policies(c)
         return c.model + (f" ({', '.join(knobs)})" if knobs else "")
+
+
+def _policies(c: ServerConfig) -> list[str]:
+    """The balancing policies that are not the model's default, as the flags say them."""
+    said = [
+        f"{name.replace('_', '-')}={getattr(c, name)}"
+        for name, usual in (("accept_policy", "all"), ("steer", "hash"), ("policy", "round-robin"))
+        if getattr(c, name) != usual
+    ]
+    return said + (["incoming-cpu"] if c.incoming_cpu else [])
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -44,6 +44,7 @@ class Setting:
     none_means: str = ""  # what no value means ("closed loop"), when no value is allowed
     syntax: Callable[[str], object] | None = None  # a text setting's parser (ValueError)
     metavar: str | None = None
+    choices: tuple[str, ...] = ()  # a text setting's only values (a policy's names)
 
     @property
     def option(self) -> str:
@@ -59,6 +60,8 @@ class Setting:
         """argparse's metavar: N for a whole number, S for seconds..."""
         if self.metavar:
             return self.metavar
+        if self.choices:
+            return "|".join(self.choices)
         if self.kind is int:
             return "N"
         return METAVARS.get(self.unit, "X" if self.kind is float else "TEXT")
@@ -75,7 +78,7 @@ class Setting:
     def parse(self, text: str) -> object:
         """A value from text as typed (argparse, a chooser's field); ValueError with the
         reason in a few words (the caller names the setting)."""
-        if self.kind is str:
+        if self.kind is str:  # its syntax or choices: `problem` (the config's checks) says
             return text
         if self.kind is int:
             try:
@@ -96,6 +99,10 @@ class Setting:
         `high` narrows the range's top for one user (a model's scoreboard)."""
         if value is None or self.kind is bool:
             return None
+        if self.choices:
+            if value in self.choices:
+                return None
+            return f"{self.option} must be one of {', '.join(self.choices)}, got {value!r}"
         if self.syntax is not None:
             try:
                 self.syntax(str(value))
@@ -118,6 +125,8 @@ class Setting:
 
     def range_text(self, top: float | None = None) -> str:
         """`between 1 and 1024`, `more than 0 seconds and at most 86400`; '' for none."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
         top = self.high if top is None else top
         unit = UNIT_WORDS.get(self.unit, self.unit)
         unit = f" {unit}" if unit else ""

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from . import app, guard
 from .http import INLINE_BODY, HttpConnection, Limits, ProtocolError, Request
@@ -66,6 +67,7 @@ class AsyncWorker:
         # requests in progress, oldest first (an OrderedDict: its first key is O(1) after
         # many deletions at the front, a dict's is not)
         self.active: OrderedDict[HttpProtocol, None] = OrderedDict()
+        self.when_idle: Callable[[], object] | None = None  # called once no request is left
         loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def protocol(self, since_ns: int = 0, queue_us: int = -1) -> HttpProtocol:
@@ -93,6 +95,9 @@ class AsyncWorker:
         if p in self.active:
             del self.active[p]
             self.show(p)
+            if not self.active and self.when_idle is not None:
+                idle, self.when_idle = self.when_idle, None
+                idle()
 
     def show(self, last: HttpProtocol) -> None:
         active = self.active

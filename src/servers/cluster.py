@@ -1,7 +1,12 @@
 """cluster: the master accepts every connection and hands its fd to asyncio workers over
 Unix sockets (SCM_RIGHTS), cycling through them (Node's cluster module, round robin).
 Distribution is even by construction; the price is that every connection passes through
-one single-threaded master, whose CPU becomes the bottleneck."""
+one single-threaded master, whose CPU becomes the bottleneck.
+
+--policy least-connections (envoy's exact_balance, and HAProxy's leastconn): the master
+hands each connection to the worker holding the fewest: those it handed it since it
+started, less those the worker closed (its slot's accepted - open), so a burst sent
+before the workers record anything is counted too. Ties go round robin."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import socket
 from dataclasses import dataclass
 
 from . import guard
+from . import knobs as table
 from .acceptor import Acceptor
 from .arbiter import Arbiter
 from .loops import HANDOFF, serve_handed
@@ -20,6 +26,7 @@ from .root import RootContext
 class Knobs:
     workers: int = 4
     max_keepalive_requests: int = 0  # unlimited, as Node
+    policy: str = table.default("policy")
 
 
 SPEC = ModelSpec.typed(
@@ -33,7 +40,11 @@ ACCEPTS_PER_WAKEUP = 64
 
 
 def run(ctx: RootContext) -> int:
-    n = SPEC.knobs_of(ctx.config).workers
+    knobs = SPEC.knobs_of(ctx.config)
+    n = knobs.workers
+    least = knobs.policy == "least-connections"
+    board = ctx.scoreboard
+    sent: dict[int, tuple[int, int]] = {}  # slot -> (its worker's generation, handed it)
     channels: dict[int, socket.socket] = {}  # slot -> the master's end
     child_ends: dict[int, socket.socket] = {}
     listener = ctx.listener
@@ -64,6 +75,14 @@ def run(ctx: RootContext) -> int:
     acceptor = Acceptor(listener, "cluster")  # its pause: not a busy loop on a full table
     handoff_failed = guard.EverySecond("cluster")
 
+    def handed(slot: int) -> int:
+        gen, count = sent.get(slot, (0, 0))
+        return count if gen == board.slot(slot).generation else 0  # a new worker: from 0
+
+    def held(slot: int) -> int:
+        s = board.slot(slot)
+        return handed(slot) - (s.accepted - s.open)
+
     def on_accept() -> None:
         nonlocal turn
         for _ in range(ACCEPTS_PER_WAKEUP):
@@ -74,12 +93,16 @@ def run(ctx: RootContext) -> int:
                 # the connection's timestamps travel with it (issue 16)
                 record = HANDOFF.pack(acceptor.since_ns, acceptor.queue_us)
                 live = sorted(arbiter.slot_pids())
-                for _ in range(len(live)):
-                    slot = live[turn % len(live)]
-                    turn += 1
+                order = [live[(turn + i) % len(live)] for i in range(len(live))]
+                turn += 1
+                if least:
+                    order.sort(key=held)  # stable: ties stay in turn
+                for slot in order:
                     try:
                         socket.send_fds(channels[slot], [record], [conn.fileno()])
                         header.dispatches += 1
+                        if least:
+                            sent[slot] = (board.slot(slot).generation, handed(slot) + 1)
                         break
                     except (BlockingIOError, BrokenPipeError, ConnectionResetError, KeyError):
                         continue  # that worker is stalled or gone: the next one takes it

@@ -39,6 +39,11 @@ class ServerConfig:
     # workers time each request's phases into their scoreboard slot (queue wait, in-server
     # wait, service); `serve --no-phases` turns it off (for bench/bench_phases.py)
     phases: bool = True
+    # the balancing policies (servers.knobs says each one's mechanism); new: at the end
+    accept_policy: str = initial("accept_policy")  # many_accepts
+    steer: str = initial("steer")  # reuseport
+    incoming_cpu: bool = initial("incoming_cpu")  # reuseport: SO_INCOMING_CPU
+    policy: str = initial("policy")  # cluster
 
     @property
     def limits(self) -> Limits:

@@ -143,6 +143,47 @@ KNOBS: tuple[Setting, ...] = (
         chooser=True,
     ),
     Setting(
+        "accept_policy",
+        str,
+        "how a worker takes connections from the shared socket: all ready at each wake-up "
+        "(asyncio, libuv), one per wake-up, less-busy (puma's wait_for_less_busy_worker: a "
+        "serving worker waits 5 ms first), rotate (nginx: EPOLLEXCLUSIVE re-armed every "
+        "16 accepts)",
+        default="all",
+        choices=("all", "one", "less-busy", "rotate"),
+        label="accept policy",
+        chooser=True,
+    ),
+    Setting(
+        "steer",
+        str,
+        "which reuseport socket gets a connection: the kernel's 4-tuple hash, the receiving "
+        "CPU (a classic BPF program), or round robin (an eBPF counter; classic BPF keeps "
+        "no state to count with)",
+        default="hash",
+        choices=("hash", "cbpf-cpu", "cbpf-rr", "ebpf-rr"),
+        label="reuseport steering",
+        chooser=True,
+    ),
+    Setting(
+        "incoming_cpu",
+        bool,
+        "SO_INCOMING_CPU: socket i prefers connections received on CPU i, its worker runs there",
+        default=False,
+        label="SO_INCOMING_CPU",
+        chooser=True,
+    ),
+    Setting(
+        "policy",
+        str,
+        "which worker the master hands a connection to: the next in turn, or the one "
+        "with the fewest open connections (as envoy's exact_balance)",
+        default="round-robin",
+        choices=("round-robin", "least-connections"),
+        label="hand-off policy",
+        chooser=True,
+    ),
+    Setting(
         "keepalive_timeout",
         float,
         "an idle keep-alive connection is closed after this long",

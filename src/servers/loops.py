@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from functools import partial
 
-from . import guard
+from . import accept_policy, guard
 from .acceptor import Acceptor, arrived_mono_ns
 from .aio import AsyncWorker, HttpProtocol
 from .root import RootContext
@@ -95,6 +95,7 @@ def serve_listener(
     *,
     listener_index: int = 0,
     exclusive: bool = False,
+    policy: str = "all",
 ) -> None:
     """A worker process that accepts on `listener` itself, taking up to `backlog`
     connections per wake-up as asyncio's accept handler does.
@@ -118,13 +119,11 @@ def serve_listener(
 
     acceptor = Acceptor(listener, "worker", pause=pause)
 
-    def on_accept() -> None:
-        for _ in range(backlog):
-            conn = acceptor.accept()
-            if conn is None:
-                return
-            adopt(loop, conn, worker.protocol, acceptor.since_ns, acceptor.queue_us)
+    def take(conn: socket.socket) -> asyncio.Task[object]:
+        return adopt(loop, conn, worker.protocol, acceptor.since_ns, acceptor.queue_us)
 
+    # how many connections a wake-up takes, and when (servers.accept_policy)
+    on_accept = accept_policy.handler(policy, loop, fd, acceptor, take, backlog, worker)
     loop.add_reader(fd, on_accept)
     w.state(State.WAITING)
     loop.run_forever()
@@ -177,7 +176,7 @@ def adopt(
     queue_us: int = -1,
     *,
     handed: bool = False,
-) -> None:
+) -> asyncio.Task[object]:
     """Serve an already-accepted socket on `loop` (must be called from the loop's thread),
     with its Acceptor's `since_ns` and `queue_us` (issue 16). `handed`: accepted by
     another thread or process; if its bytes came after that accept (since_ns 0) and the
@@ -186,4 +185,6 @@ def adopt(
     if handed and not since_ns and queue_us >= 0:
         since_ns = arrived_mono_ns(sock)
     sock.setblocking(False)
-    loop.create_task(loop.connect_accepted_socket(partial(factory, since_ns, queue_us), sock))
+    return loop.create_task(  # type: ignore[return-value]
+        loop.connect_accepted_socket(partial(factory, since_ns, queue_us), sock)
+    )

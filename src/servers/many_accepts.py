@@ -3,6 +3,7 @@ accept on it (Node's hand-made cluster). Which worker gets a connection is the k
 choice: epoll wakes every waiter and they race (or, with --exclusive, EPOLLEXCLUSIVE wakes
 the most recent waiter, as nginx does), and asyncio's accept handler then takes up to
 `backlog` connections in one go, so under a burst a few workers take most connections.
+--accept-policy changes how many a wake-up takes, and when (servers.accept_policy).
 
 The master keeps its copy of the socket only to hand it to replacement workers."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import knobs as table
 from .arbiter import Arbiter
 from .loops import serve_listener
 from .models import ModelSpec
@@ -20,6 +22,7 @@ from .root import RootContext
 class Knobs:
     workers: int = 4
     exclusive: bool = False  # EPOLLEXCLUSIVE, as nginx
+    accept_policy: str = table.default("accept_policy")  # servers.accept_policy
     max_keepalive_requests: int = 0  # unlimited, as Node
 
 
@@ -35,7 +38,9 @@ def run(ctx: RootContext) -> int:
     knobs = SPEC.knobs_of(ctx.config)
 
     def worker(slot: int) -> None:
-        serve_listener(ctx, slot, ctx.listener, exclusive=knobs.exclusive)
+        # rotate re-arms an EPOLLEXCLUSIVE registration: it is nginx's answer to LIFO
+        exclusive = knobs.exclusive or knobs.accept_policy == "rotate"
+        serve_listener(ctx, slot, ctx.listener, exclusive=exclusive, policy=knobs.accept_policy)
 
     arbiter = Arbiter(ctx, worker)
     arbiter.start(knobs.workers)

@@ -31,6 +31,7 @@ from values.current import Current, Via, client_text
 from values.positional import positional_new
 from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
 
+from .balancing import policy_of, steer_of
 from .reading import Reading, WorkerDeltas
 
 if TYPE_CHECKING:
@@ -416,6 +417,7 @@ class SupervisorSource:
             error=m.error,
             processes=len(processes),
             threads=nthreads,
+            policy=policy_of(self.sup.config),
         )
 
     # -- listeners ------------------------------------------------------------------------
@@ -474,6 +476,7 @@ class SupervisorSource:
                     wake=m.wake,
                     waiters=len(m.waiters) or None,
                     drops=listen_drops(socks[i]) if socks[i].fileno() >= 0 else None,
+                    steer=steer_of(self.sup.config, socks[i]) if len(socks) > 1 else None,
                 )
             )
         return out

@@ -296,11 +296,14 @@ class ListenerSample:
     drops: int | None = None  # handshakes this socket dropped since it was made (its sk_drops,
     # what ListenDrops counts for it: SO_MEMINFO, or sock_diag SKMEMINFO when attached);
     # unlike KernelCounters, this socket's own; None when not read
+    steer: str | None = None  # a reuseport group's choice: "hash", "cbpf-cpu", "ebpf-rr" (the
+    # lab's config: the kernel gives an attached program no read-back), "+incoming-cpu" when
+    # getsockopt(SO_INCOMING_CPU) read a CPU on this socket; None: not known (attach)
 
     @property
     def mechanism(self) -> str:
         """The accept mechanism in one line ('unknown' when not read)."""
-        return mechanism_label(self.spread, self.wake, self.waiters)
+        return mechanism_label(self.spread, self.wake, self.waiters, self.steer)
 
     @property
     def fill(self) -> float:
@@ -398,6 +401,8 @@ class ModelInfo:
     # comm), e.g. "nginx", "apache2", "python3.11"; None for the lab's own models
     access_note: str | None = None  # attach: what /proc would not show this user, and the
     # fix, in one line ("connections unknown: ... run as root or as the server's user")
+    policy: str | None = None  # a lab model's balancing policy as started (its config:
+    # --accept-policy, --steer, --policy), None: the model has none, or attached
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,13 +39,17 @@ WAKE_WORDS = {
 ONE_WORDS = {Wake.BLOCKING: "blocking accept", Wake.SELECT: "select"}
 
 
-def mechanism_label(spread: Spread | None, wake: Wake | None, waiters: int | None) -> str:
+def mechanism_label(
+    spread: Spread | None, wake: Wake | None, waiters: int | None, steer: str | None = None
+) -> str:
     """One line for panels and tables: 'shared · epoll, all waiters woken', 'reuseport · by
     hash', 'master dispatch', 'unknown'."""
     if spread is None:
         return "unknown"
     how = WAKE_WORDS.get(wake, "wait unknown") if wake is not None else "wait unknown"
     if spread == Spread.REUSEPORT:
+        if steer and steer != "hash":  # a program on the group, or SO_INCOMING_CPU
+            return f"reuseport · by {steer.removeprefix('hash+')}"
         return "reuseport · by hash"
     if spread == Spread.MASTER:
         return "master dispatch · one process accepts, hands on"
