@@ -112,7 +112,10 @@ class StuckWatch:
     def __init__(self, stuck_after: float = 2.0) -> None:
         self.stuck_after = stuck_after
         self.open: dict[tuple[int | None, int, int], _Open] = {}
-        self.captures: dict[tuple[int | None, int, int], StuckCapture] = {}  # open episodes'
+        # each worker's latest capture, for PER_WORKER_S: its episode's, or its previous
+        # episode's while the budget refuses it another one
+        self.captures: dict[tuple[int | None, int, int], StuckCapture] = {}
+        self.now = 0.0
 
     def step(self, snap: Snapshot) -> list[Episode]:
         """Episodes that became stuck with `snap` (each once); forgets the ended ones."""
@@ -135,27 +138,36 @@ class StuckWatch:
             if cur.episode is None and now - cur.since >= self.stuck_after:
                 cur.episode = _episode(w, cur)
                 new.append(cur.episode)
-        for key in self.open.keys() - seen.keys():
-            self.captures.pop(key, None)
-        for key, cur in seen.items():
-            got_cap = self.captures.get(key)
-            if got_cap is not None and got_cap.episode != cur.episode:
-                del self.captures[key]  # a capture of an episode that ended
-        self.open = seen
+        here = {w.key for w in snap.workers}
+        self.captures = {
+            k: c for k, c in self.captures.items() if k in here and now - c.time <= PER_WORKER_S
+        }
+        self.open, self.now = seen, now
         return new
 
     def captured(self, captures: Iterable[StuckCapture]) -> None:
-        """Captures that came back (`Snapshot.stuck`): kept while their episode lasts."""
+        """Captures that came back (`Snapshot.stuck`), kept per worker."""
         for c in captures:
-            cur = self.open.get(c.episode.key)
-            if cur is not None and cur.episode == c.episode:
-                self.captures[c.episode.key] = c
+            self.captures[c.episode.key] = c
 
     def stuck_now(self) -> list[Episode]:
         return [o.episode for o in self.open.values() if o.episode is not None]
 
     def diagnosis(self) -> Diagnosis | None:
-        return grouped(list(self.captures.values()), len(self.stuck_now()))
+        """Where the workers stuck now stand: each one's capture of this episode, else
+        of its previous one in the same request-or-state, said so (the budget takes a
+        worker's stack at most once in PER_WORKER_S)."""
+        used, earlier = [], 0
+        for key, o in self.open.items():
+            c = self.captures.get(key)
+            if o.episode is None or c is None:
+                continue
+            if c.episode == o.episode:
+                used.append(c)
+            elif c.episode.what == o.what:
+                used.append(c)
+                earlier += 1
+        return grouped(used, len(self.stuck_now()), earlier=earlier)
 
 
 def _episode(w: WorkerSample, cur: _Open) -> Episode:
@@ -250,7 +262,7 @@ def stands(c: StuckCapture) -> str:
     return where(signature(t)) if t is not None else "no thread read"
 
 
-def grouped(captures: Sequence[StuckCapture], stuck: int) -> Diagnosis | None:
+def grouped(captures: Sequence[StuckCapture], stuck: int, *, earlier: int = 0) -> Diagnosis | None:
     """The diagnosis: where most stuck workers stand, identical stacks counted:
     `stuck: 7 of 8 stuck workers (in one request) are in \\`app\\` (wsgiapp.py:7) <- ...`."""
     groups: Counter[tuple[str, tuple[tuple[str, str | None, int | None], ...]]] = Counter()
@@ -269,6 +281,8 @@ def grouped(captures: Sequence[StuckCapture], stuck: int) -> Diagnosis | None:
     others = f"; {len(groups) - 1} other stack{'s' * (len(groups) > 2)}" if len(groups) > 1 else ""
     held = f"; {gil} of {read} wait for the GIL (in {GIL_WAIT})" if gil else ""
     more = f" (stacks of {read} of {stuck} stuck: captures are budgeted)" if stuck > read else ""
+    if earlier:
+        more += f" ({earlier} of the stacks from the worker's previous episode)"
     message = (
         f"stuck: {n} of {read} stuck workers ({doing}) are in {where(sig)}{others}{held}{more}"
     )

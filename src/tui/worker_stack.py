@@ -1,0 +1,79 @@
+"""A worker's stack in the worker detail: the one `d` took, or the one taken by itself
+when the worker was stuck (lab.autocapture), whichever is newer. Plain `rich.Text` lines,
+tested without an app.
+
+`Stacks` keeps the latest per worker, fed by the snapshots drawn (`Snapshot.stuck`) and by
+`d`; a replay has only the ones recorded (no live process to read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from judging.stuck import stands
+from values.current import seconds
+from values.snapshot import Snapshot
+from values.stackvalues import StackCapture, text_lines
+from values.stuck import StuckCapture
+
+from .frame import WorkerKey
+
+MAX_LINES = 60  # of the stack text in the detail (it scrolls; py-spy's deepest are ~40)
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A stack shown for a worker: why it was taken, when, and what came (None: under way)."""
+
+    why: str  # "taken with d", "taken by itself: stuck in one request 2.1 s"
+    time: float  # when it was asked for (monotonic)
+    capture: StackCapture | None = None
+    where: str | None = None  # where it stands, one line (judging.stuck.stands)
+
+
+class Stacks:
+    def __init__(self) -> None:
+        self.latest: dict[WorkerKey, Taken] = {}
+
+    def add_snapshot(self, snap: Snapshot) -> None:
+        for c in snap.stuck:
+            self.latest[c.episode.key] = automatic(c)
+
+    def asked(self, key: WorkerKey, now: float) -> None:
+        self.latest[key] = Taken("taken with d", now)
+
+    def came(self, key: WorkerKey, asked_at: float, cap: StackCapture) -> None:
+        self.latest[key] = Taken("taken with d", asked_at, cap)
+
+    def get(self, key: WorkerKey) -> Taken | None:
+        return self.latest.get(key)
+
+
+def automatic(c: StuckCapture) -> Taken:
+    e = c.episode
+    age = seconds(c.time - e.since)
+    doing = "in one request" if e.what == "request" else e.what
+    bound = "" if e.exact else "at least "
+    return Taken(f"taken by itself: stuck {doing} for {bound}{age}", c.time, c.stack, stands(c))
+
+
+def lines(t: Taken | None, now: float, *, live: bool) -> list[Text]:
+    """The stack section of the worker detail."""
+    if t is None:
+        hint = "d takes it" if live else "none was taken by itself while recording"
+        return [Text(f"stack: not taken ({hint})", style="dim")]
+    ago = f"{seconds(now - t.time)} ago" if now >= t.time else "just now"
+    if t.capture is None:
+        return [Text(f"stack: reading it... ({t.why}, {ago})", style="italic")]
+    head = Text(f"stack ({t.why}, {ago})", style="bold")
+    out = [head]
+    if t.where:
+        out.append(Text(f"stands in {t.where}"))
+    body = text_lines(t.capture)
+    for ln in body[:MAX_LINES]:
+        out.append(Text(ln, style="red" if ln.startswith("error: ") else ""))
+    if len(body) > MAX_LINES:
+        out.append(Text(f"... {len(body) - MAX_LINES} more lines", style="dim"))
+    return out
