@@ -1,0 +1,114 @@
+"""Stuck workers' stacks taken by themselves, on the real thing: a gunicorn sync worker
+stuck 12 s in its handler is captured once (not every sample) with the sleep's line; a
+lab model under slow I/O is captured through `run` (its JSON lists the episodes with their
+stacks), its recording keeps them and a replay's event log shows them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from judging.analyser import Analyser
+from judging.stuck import StuckSettings
+from lab.autocapture import AutoCapture
+from lab.headless import run_headless
+from loadgen.levels import PRESETS
+from readers import stacktools
+from realservers import WSGI_SLEEP_LINE, real_server  # noqa: F401 (a fixture)
+from servers.config import ServerConfig
+from sources.sampler import Sampler
+from tui.events import derive_events
+from values.recording import read_recording
+from values.snapshot import Snapshot
+from values.stuck import StuckCapture
+
+pytestmark = [
+    pytest.mark.skipif(stacktools.find_tool("py-spy") is None, reason="py-spy: pip install py-spy"),
+    pytest.mark.slow,
+]
+
+
+@pytest.mark.timeout(60)
+def test_gunicorn_sync_worker_stuck_12_s_is_captured_once_with_its_sleep(
+    real_server,  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:
+    srv = real_server("gunicorn", workers=2)
+    client = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+    sampler = Sampler.attach(pid=srv.root)
+    analyser = Analyser()
+    auto = AutoCapture(StuckSettings(stuck_after=1.0))
+    came: list[StuckCapture] = []
+    snaps: list[Snapshot] = []
+    try:
+        client.sendall(b"GET /sleep?12 HTTP/1.1\r\nHost: t\r\n\r\n")
+        deadline = time.monotonic() + 20
+        after_capture = None
+        # sample at the lab's period until 3 s past the capture: many samples, one capture
+        while time.monotonic() < deadline:
+            snap = auto.step(analyser.annotate(sampler.sample()))
+            snaps.append(snap)
+            came += snap.stuck
+            if came and after_capture is None:
+                after_capture = time.monotonic()
+            if after_capture is not None and time.monotonic() - after_capture > 3.0:
+                break
+            time.sleep(0.25)
+        assert came, "no capture in 20 s"
+        samples_after = sum(1 for s in snaps if s.time > came[0].time)
+        assert samples_after >= 8
+        assert len(came) == 1 and auto.taken == 1 and auto.episodes == 1, came
+        c = came[0]
+        assert c.episode.worker == f"pid {c.episode.pid}"
+        assert c.episode.pid in srv.children() and not c.episode.exact  # attached: no age
+        assert c.stack.ok and c.stack.method == "py-spy dump --nonblocking"
+        fs = [f for t in c.stack.threads for f in t.frames]
+        assert any(f.function == "app" and f.line == WSGI_SLEEP_LINE for f in fs), fs
+        d = next(d for d in snaps[-1].diagnoses if d.rule == "stuck")
+        assert d.message.startswith("stuck: 1 of 1 stuck workers (")
+        assert f"`app` (wsgiapp.py:{WSGI_SLEEP_LINE})" in d.message
+    finally:
+        auto.close()
+        sampler.close()
+        client.close()
+        os.kill(srv.root, signal.SIGQUIT)  # quick shutdown: SIGTERM would wait for the sleep
+
+
+@pytest.mark.timeout(60)
+def test_a_model_under_slow_io_through_run_json_its_recording_and_replay(
+    tmp_path: Path,
+) -> None:
+    """Two proc_spawn workers each in a 3 s I/O wait (slow-io with io_ms 3000): `run`'s
+    summary lists both episodes with the stack of the wait (blocking.py's `_answer`), the
+    request and the client; the recording keeps them; a replay's event log shows them."""
+    rec = tmp_path / "run.jsonl"
+    level = PRESETS["slow-io"].with_(clients=2, io_ms=3000, ramp=0, duration=4)
+    summary = run_headless(
+        ServerConfig(model="proc_spawn", workers=2),
+        level,
+        record=str(rec),
+        stuck_settings=StuckSettings(stuck_after=1.0),
+    )
+    doc = summary.to_json_dict()
+    stuck = doc["stuck"]
+    assert len(stuck) == 2 and doc["stuck_episodes"] >= 2, stuck
+    assert {s["worker"] for s in stuck} == {"worker 0", "worker 1"}
+    for s in stuck:
+        assert s["what"] == "request" and s["since_exact"]
+        assert s["request"].startswith("GET /work?") and "io_ms=3000" in s["request"]
+        assert s["client"].startswith("127.0.0.1:")
+        assert s["where"].startswith("`_answer` (blocking.py:"), s["where"]
+        assert 1.0 <= s["stuck_s"] < 3.0
+        assert s["stack"]["ok"] and s["stack"]["threads"][0]["frames"][0]["function"] == "_answer"
+    assert any(d["rule"] == "stuck" for d in doc["diagnoses"])
+    recorded = list(read_recording(rec))
+    kept = [c for s in recorded for c in s.stuck]
+    assert [c.episode.worker for c in kept] == [c.episode.worker for c in summary.stuck]
+    lines = [e.message for e in derive_events(recorded) if e.kind == "stuck"]
+    assert len(lines) == 2
+    assert all("stuck in one request" in m and "from 127.0.0.1:" in m for m in lines), lines
+    assert all("`_answer` (blocking.py:" in m for m in lines)
