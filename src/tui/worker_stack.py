@@ -2,12 +2,14 @@
 when the worker was stuck (lab.autocapture), whichever is newer. Plain `rich.Text` lines,
 tested without an app.
 
-`Stacks` keeps the latest per worker, fed by the snapshots drawn (`Snapshot.stuck`) and by
-`d`; a replay has only the ones recorded (no live process to read).
+`Stacks` gives the latest per worker: the ones `d` took, and those the source's history
+carries (`Snapshot.stuck`: so a frozen screen, or a replay moved by a seek, shows what the
+snapshots up to the one shown hold); a replay has only those (no live process to read).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -35,20 +37,27 @@ class Taken:
 
 class Stacks:
     def __init__(self) -> None:
-        self.latest: dict[WorkerKey, Taken] = {}
+        self.manual: dict[WorkerKey, Taken] = {}  # d's
+        self.auto: dict[WorkerKey, StuckCapture] = {}  # the latest in the history
 
-    def add_snapshot(self, snap: Snapshot) -> None:
-        for c in snap.stuck:
-            self.latest[c.episode.key] = automatic(c)
+    def follow(self, history: Iterable[Snapshot]) -> None:
+        """The automatic captures the snapshots shown so far carry (a few hundred
+        snapshots' `stuck`, almost all empty: microseconds)."""
+        self.auto = {c.episode.key: c for snap in history for c in snap.stuck}
 
     def asked(self, key: WorkerKey, now: float) -> None:
-        self.latest[key] = Taken("taken with d", now)
+        self.manual[key] = Taken("taken with d", now)
 
     def came(self, key: WorkerKey, asked_at: float, cap: StackCapture) -> None:
-        self.latest[key] = Taken("taken with d", asked_at, cap)
+        self.manual[key] = Taken("taken with d", asked_at, cap)
 
     def get(self, key: WorkerKey) -> Taken | None:
-        return self.latest.get(key)
+        mine, auto = self.manual.get(key), self.auto.get(key)
+        if auto is None:
+            return mine
+        if mine is None or auto.time > mine.time:
+            return automatic(auto)
+        return mine
 
 
 def automatic(c: StuckCapture) -> Taken:

@@ -216,8 +216,8 @@ class LabScreen(Screen[None]):
                 panel.show(frame)
         self.draw_events()
         self.update_header()
-        self.stacks.add_snapshot(snap)
         if self.detail is not None:
+            self.stacks.follow(self.source.history())
             self.detail.show(snap)
 
     def _measures(self) -> tuple[ImbalancePanel, BacklogPanel, PhasesPanel, ClientPanel]:
@@ -291,6 +291,7 @@ class LabScreen(Screen[None]):
         """The selected worker in detail, over this screen, until Enter or Escape."""
         if self.selected is None or self.last is None or self.detail is not None:
             return
+        self.stacks.follow(self.source.history())
         self.detail = WorkerScreen(
             self.selected,
             self.last,
