@@ -1,11 +1,13 @@
 """Stuck workers' stacks taken by themselves, on the real thing: a gunicorn sync worker
 stuck 12 s in its handler is captured once (not every sample) with the sleep's line; a
-lab model under slow I/O is captured through `run` (its JSON lists the episodes with their
-stacks), its recording keeps them and a replay's event log shows them."""
+lab model under slow I/O, through the `run` command docs/stacks.md prints (its JSON lists
+the episodes with their stacks), its recording keeps them and a replay's log shows them."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import socket
 import time
@@ -13,14 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from commands import main as cli
 from judging.analyser import Analyser
 from judging.stuck import StuckSettings
 from lab.autocapture import AutoCapture
-from lab.headless import run_headless
-from loadgen.levels import PRESETS
 from readers import stacktools
 from realservers import WSGI_SLEEP_LINE, real_server  # noqa: F401 (a fixture)
-from servers.config import ServerConfig
 from sources.sampler import Sampler
 from tui.events import derive_events
 from values.recording import read_recording
@@ -78,22 +78,29 @@ def test_gunicorn_sync_worker_stuck_12_s_is_captured_once_with_its_sleep(
         os.kill(srv.root, signal.SIGQUIT)  # quick shutdown: SIGTERM would wait for the sleep
 
 
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "stacks.md"
+
+
+def documented_run() -> list[str]:
+    """The `serverscope run` line docs/stacks.md prints in its stuck-workers section."""
+    lines = [ln for ln in DOCS.read_text().splitlines() if ln.startswith("serverscope run ")]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0])[1:]
+
+
 @pytest.mark.timeout(60)
-def test_a_model_under_slow_io_through_run_json_its_recording_and_replay(
-    tmp_path: Path,
+def test_the_documented_run_under_slow_io_lists_episodes_records_and_replays_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two proc_spawn workers each in a 3 s I/O wait (slow-io with io_ms 3000): `run`'s
-    summary lists both episodes with the stack of the wait (blocking.py's `_answer`), the
-    request and the client; the recording keeps them; a replay's event log shows them."""
-    rec = tmp_path / "run.jsonl"
-    level = PRESETS["slow-io"].with_(clients=2, io_ms=3000, ramp=0, duration=4)
-    summary = run_headless(
-        ServerConfig(model="proc_spawn", workers=2),
-        level,
-        record=str(rec),
-        stuck_settings=StuckSettings(stuck_after=1.0),
-    )
-    doc = summary.to_json_dict()
+    """docs/stacks.md's command, as written: two proc_spawn workers each in a 3 s I/O
+    wait; its JSON lists both episodes with the stack of the wait (blocking.py's
+    `_answer`), the request and the client; the recording keeps them; a replay's event
+    log shows them."""
+    monkeypatch.chdir(tmp_path)
+    argv = documented_run()
+    assert cli.main(argv) == 0
+    doc = json.loads((tmp_path / argv[argv.index("--json") + 1]).read_text())
+    rec = tmp_path / argv[argv.index("--record") + 1]
     stuck = doc["stuck"]
     assert len(stuck) == 2 and doc["stuck_episodes"] >= 2, stuck
     assert {s["worker"] for s in stuck} == {"worker 0", "worker 1"}
@@ -107,7 +114,7 @@ def test_a_model_under_slow_io_through_run_json_its_recording_and_replay(
     assert any(d["rule"] == "stuck" for d in doc["diagnoses"])
     recorded = list(read_recording(rec))
     kept = [c for s in recorded for c in s.stuck]
-    assert [c.episode.worker for c in kept] == [c.episode.worker for c in summary.stuck]
+    assert sorted(c.episode.worker for c in kept) == ["worker 0", "worker 1"]
     lines = [e.message for e in derive_events(recorded) if e.kind == "stuck"]
     assert len(lines) == 2
     assert all("stuck in one request" in m and "from 127.0.0.1:" in m for m in lines), lines

@@ -10,14 +10,14 @@ snapshots up to the one shown hold); a replay has only those (no live process to
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.text import Text
 
 from judging.stuck import stands
 from values.current import seconds
 from values.snapshot import Snapshot
-from values.stackvalues import StackCapture, text_lines
+from values.stackvalues import Frame, StackCapture, text_lines
 from values.stuck import StuckCapture
 
 from .frame import WorkerKey
@@ -68,6 +68,20 @@ def automatic(c: StuckCapture) -> Taken:
     return Taken(f"taken by itself: stuck {doing} for {bound}{age}", c.time, c.stack, stands(c))
 
 
+def _short(f: Frame) -> Frame:
+    """A Python frame's file from its package root (`servers/blocking.py`, not the
+    checkout's whole path: the pane is narrow, and the module says where it is)."""
+    if f.native or not f.file or not f.module or "." not in f.module:
+        return f
+    tail = f.module.replace(".", "/") + ".py"
+    return replace(f, file=tail) if f.file.endswith("/" + tail) else f
+
+
+def _short_paths(cap: StackCapture) -> StackCapture:
+    threads = tuple(replace(t, frames=tuple(map(_short, t.frames))) for t in cap.threads)
+    return replace(cap, threads=threads)
+
+
 def lines(t: Taken | None, now: float, *, live: bool) -> list[Text]:
     """The stack section of the worker detail."""
     if t is None:
@@ -80,7 +94,7 @@ def lines(t: Taken | None, now: float, *, live: bool) -> list[Text]:
     out = [head]
     if t.where:
         out.append(Text(f"stands in {t.where}"))
-    body = text_lines(t.capture)
+    body = text_lines(_short_paths(t.capture))
     for ln in body[:MAX_LINES]:
         out.append(Text(ln, style="red" if ln.startswith("error: ") else ""))
     if len(body) > MAX_LINES:
