@@ -88,6 +88,26 @@ def test_a_state_without_an_age_counts_from_when_the_monitor_first_saw_it() -> N
     ]
 
 
+def test_one_sample_read_otherwise_does_not_end_an_attached_workers_episode() -> None:
+    """From outside a state is read from the socket every 0.5 s: one sample of another
+    state in a long keep-alive wait is not a new episode (Apache under load showed it)."""
+    watch = StuckWatch(stuck_after=1.0)
+    states = (
+        ["keepalive"] * 8 + ["waiting"] + ["keepalive"] * 8 + ["waiting"] * 5 + ["keepalive"] * 8
+    )
+    new = []
+    for i, st in enumerate(states):
+        s = snaps(1, workers=1, states=[st])[0]
+        s = dataclasses.replace(
+            s,
+            time=1000.0 + i * 0.25,
+            workers=tuple(dataclasses.replace(w, state_age_s=None) for w in s.workers),
+        )
+        new += [(s.time, e.since) for e in watch.step(s)]
+    # the one-sample flicker is the same episode; 1.25 s of waiting ends it
+    assert new == [(1001.0, 1000.0), (1006.5, 1005.5)]
+
+
 def test_stopped_and_keepalive_workers_are_stuck_waiting_ones_are_not() -> None:
     watch = StuckWatch(stuck_after=2.0)
     states = ["stopped", "keepalive", "waiting", "empty"]
@@ -184,7 +204,7 @@ def test_identical_stacks_are_grouped_and_the_most_common_named() -> None:
         "`handle` (sync.py:178); 1 other stack"
     )
     keep = grouped([_cap(i, SLEEP, "keepalive") for i in range(8)], stuck=8)
-    assert keep is not None and "8 of 8 stuck workers (keepalive)" in keep.message
+    assert keep is not None and "8 of 8 stuck workers (in keep-alive)" in keep.message
     failed = dataclasses.replace(caps[0], stack=StackCapture(1, None, "python", "", None))
     assert grouped([failed], stuck=1) is None  # no stack, no claim
 

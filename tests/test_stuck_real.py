@@ -119,3 +119,42 @@ def test_the_documented_run_under_slow_io_lists_episodes_records_and_replays_the
     assert len(lines) == 2
     assert all("stuck in one request" in m and "from 127.0.0.1:" in m for m in lines), lines
     assert all("`_answer` (blocking.py:" in m for m in lines)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(stacktools.find_tool("eu-stack") is None, reason="apt-get install elfutils")
+def test_apache_prefork_starved_by_keepalive_clients_stands_in_the_keepalive_read(
+    real_server,  # type: ignore[no-untyped-def]  # noqa: F811
+) -> None:
+    """8 of 8 children each hold a keep-alive connection nobody uses: all stuck in
+    keep-alive, each captured once (eu-stack), all in the same read: the evidence behind
+    the starvation banner."""
+    from test_realservers import _client
+
+    srv = real_server("apache", mpm="prefork", max_workers=8, start=8, keepalive_timeout=30)
+    clients = [_client(srv.port) for _ in range(8)]  # served, then held idle
+    sampler = Sampler.attach(port=srv.port)
+    analyser = Analyser()
+    auto = AutoCapture(StuckSettings(stuck_after=1.0))
+    came: list[StuckCapture] = []
+    try:
+        deadline = time.monotonic() + 25
+        while len(came) < 8 and time.monotonic() < deadline:
+            snap = auto.step(analyser.annotate(sampler.sample()))
+            came += snap.stuck
+            time.sleep(0.25)
+        snap = auto.step(analyser.annotate(sampler.sample()))
+        assert len(came) == 8 and len({c.episode.pid for c in came}) == 8, came
+        assert all(c.episode.what == "keepalive" and c.stack.method == "eu-stack" for c in came)
+        # each child waits in the read of its idle connection (APR's socket read, polling)
+        for c in came:
+            fs = [f.function for f in c.stack.threads[0].frames]
+            assert "apr_socket_recv" in fs[:4] and "poll" in fs[0], fs
+        d = next(d for d in snap.diagnoses if d.rule == "stuck")
+        assert d.message.startswith("stuck: 8 of 8 stuck workers (in keep-alive) are in `"), d
+        assert "poll" in d.message
+    finally:
+        auto.close()
+        sampler.close()
+        for cl in clients:
+            cl.close()

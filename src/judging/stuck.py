@@ -102,12 +102,16 @@ class _Open:
     since: float
     exact: bool
     episode: Episode | None = None  # set once it is stuck
+    seen: float = 0.0  # when a snapshot last showed it so
 
 
 class StuckWatch:
     """Stuck episodes, folded over successive snapshots of one server."""
 
     SAME_S = 0.5  # a state's start read again within this is the same state (sampling jitter)
+    # an attached worker's state is read from outside (its socket's tcp_info, every 0.5 s):
+    # one sample that reads it otherwise does not end its episode
+    GRACE_S = 1.0
 
     def __init__(self, stuck_after: float = 2.0) -> None:
         self.stuck_after = stuck_after
@@ -134,11 +138,15 @@ class StuckWatch:
                 cur = old
             else:
                 cur = _Open(what, since if since is not None else now, since is not None)
+            cur.seen = now
             seen[w.key] = cur
             if cur.episode is None and now - cur.since >= self.stuck_after:
                 cur.episode = _episode(w, cur)
                 new.append(cur.episode)
         here = {w.key for w in snap.workers}
+        for key, o in self.open.items():
+            if key in here and key not in seen and not o.exact and now - o.seen <= self.GRACE_S:
+                seen[key] = o
         self.captures = {
             k: c for k, c in self.captures.items() if k in here and now - c.time <= PER_WORKER_S
         }
@@ -262,6 +270,11 @@ def stands(c: StuckCapture) -> str:
     return where(signature(t)) if t is not None else "no thread read"
 
 
+def doing_words(what: str) -> str:
+    """An episode's `what` in words: `in one request`, `in keep-alive`, `reading`."""
+    return {"request": "in one request", "keepalive": "in keep-alive"}.get(what, what)
+
+
 def grouped(captures: Sequence[StuckCapture], stuck: int, *, earlier: int = 0) -> Diagnosis | None:
     """The diagnosis: where most stuck workers stand, identical stacks counted:
     `stuck: 7 of 8 stuck workers (in one request) are in \\`app\\` (wsgiapp.py:7) <- ...`."""
@@ -277,7 +290,7 @@ def grouped(captures: Sequence[StuckCapture], stuck: int, *, earlier: int = 0) -
         return None
     (what, sig), n = groups.most_common(1)[0]
     read = sum(groups.values())
-    doing = "in one request" if what == "request" else what
+    doing = doing_words(what)
     others = f"; {len(groups) - 1} other stack{'s' * (len(groups) > 2)}" if len(groups) > 1 else ""
     held = f"; {gil} of {read} wait for the GIL (in {GIL_WAIT})" if gil else ""
     more = f" (stacks of {read} of {stuck} stuck: captures are budgeted)" if stuck > read else ""
@@ -295,7 +308,7 @@ def event_line(c: StuckCapture, now: float) -> str:
     e = c.episode
     age = now - e.since
     how_long = f"{age:.1f} s" if e.exact else f"at least {age:.1f} s"
-    doing = "in one request" if e.what == "request" else e.what
+    doing = doing_words(e.what)
     req = f" {e.request!r}" if e.request else ""
     client = f" from {e.client}" if e.client else ""
     return f"{e.worker} (pid {e.pid}) stuck {doing} {how_long}{req}{client}: {stands(c)}"
@@ -308,6 +321,7 @@ __all__ = [
     "Budget",
     "StuckSettings",
     "StuckWatch",
+    "doing_words",
     "event_line",
     "grouped",
     "stands",

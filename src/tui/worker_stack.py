@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from rich.text import Text
 
-from judging.stuck import stands
+from judging.stuck import doing_words, stands
 from values.current import seconds
 from values.snapshot import Snapshot
 from values.stackvalues import Frame, StackCapture, text_lines
@@ -63,7 +63,7 @@ class Stacks:
 def automatic(c: StuckCapture) -> Taken:
     e = c.episode
     age = seconds(c.time - e.since)
-    doing = "in one request" if e.what == "request" else e.what
+    doing = doing_words(e.what)
     bound = "" if e.exact else "at least "
     return Taken(f"taken by itself: stuck {doing} for {bound}{age}", c.time, c.stack, stands(c))
 
