@@ -17,7 +17,7 @@ import pytest
 
 from commands import main as cli
 from judging.analyser import Analyser
-from judging.stuck import StuckSettings
+from judging.stuck import StuckSettings, event_line
 from lab.autocapture import AutoCapture
 from readers import stacktools
 from realservers import WSGI_SLEEP_LINE, real_server  # noqa: F401 (a fixture)
@@ -65,6 +65,11 @@ def test_gunicorn_sync_worker_stuck_12_s_is_captured_once_with_its_sleep(
         c = came[0]
         assert c.episode.worker == f"pid {c.episode.pid}"
         assert c.episode.pid in srv.children() and not c.episode.exact  # attached: no age
+        host, port = client.getsockname()[:2]
+        assert c.episode.client == f"{host}:{port}"  # the one connection it holds
+        line = event_line(c, c.time)
+        assert line.startswith(f"pid {c.episode.pid} stuck reading at least")
+        assert f"from {host}:{port}: `app` (wsgiapp.py:{WSGI_SLEEP_LINE})" in line, line
         assert c.stack.ok and c.stack.method == "py-spy dump --nonblocking"
         fs = [f for t in c.stack.threads for f in t.frames]
         assert any(f.function == "app" and f.line == WSGI_SLEEP_LINE for f in fs), fs

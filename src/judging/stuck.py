@@ -181,6 +181,10 @@ class StuckWatch:
 def _episode(w: WorkerSample, cur: _Open) -> Episode:
     c = w.current
     in_request = c is not None and bool(c.requests)
+    client = c.client if c is not None and in_request else None
+    p = w.peers  # attached: the one connection it holds, read from its socket
+    if client is None and p is not None and p.total == 1 and p.listed:
+        client = p.listed[0].client
     return Episode(
         worker=w.label,
         pid=w.pid,
@@ -192,7 +196,7 @@ def _episode(w: WorkerSample, cur: _Open) -> Episode:
         since=cur.since,
         exact=cur.exact,
         request=c.request if c is not None and in_request else None,
-        client=c.client if c is not None and in_request else None,
+        client=client,
     )
 
 
@@ -311,7 +315,8 @@ def event_line(c: StuckCapture, now: float) -> str:
     doing = doing_words(e.what)
     req = f" {e.request!r}" if e.request else ""
     client = f" from {e.client}" if e.client else ""
-    return f"{e.worker} (pid {e.pid}) stuck {doing} {how_long}{req}{client}: {stands(c)}"
+    who = e.worker if e.worker == f"pid {e.pid}" else f"{e.worker} (pid {e.pid})"
+    return f"{who} stuck {doing} {how_long}{req}{client}: {stands(c)}"
 
 
 __all__ = [

@@ -31,7 +31,8 @@ class Episode:
     exact: bool  # True: `since` is when it began (scoreboard, mod_status); False: when
     # the monitor first saw it so (an attached worker's state has no age): a lower bound
     request: str | None = None  # its request line, when known (values.current)
-    client: str | None = None  # its client, when known
+    client: str | None = None  # its client, when known: its request's, else (attached)
+    # the peer of the one connection it holds (sock_diag)
 
     @property
     def key(self) -> tuple[int | None, int, int]:
