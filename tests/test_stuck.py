@@ -288,3 +288,22 @@ def test_a_worker_refused_a_second_capture_is_shown_with_its_previous_stack_said
     assert auto.episodes == 2 and auto.taken == 1
     d = next(d for d in last.diagnoses if d.rule == "stuck")
     assert d.message.endswith("(1 of the stacks from the worker's previous episode)")
+
+
+def test_the_run_summary_lists_the_stuck_workers_stacks() -> None:
+    import io
+
+    from rich.console import Console
+
+    from lab.summary import RunSummary
+    from loadgen.levels import PRESETS
+    from text.summary import render_summary
+
+    s = RunSummary("prefork", "prefork", PRESETS["slow-io"])
+    s.stuck, s.stuck_episodes = [_cap(i, SLEEP) for i in range(10)], 12
+    out = io.StringIO()
+    render_summary(Console(file=out, width=200), s)
+    text = out.getvalue()
+    assert "stuck workers: 12 episodes, 10 stacks taken" in text
+    assert "worker 0 (pid 100) stuck in one request 10.0 s: `app` (wsgiapp.py:7)" in text
+    assert "... 2 more (--json lists them all)" in text
