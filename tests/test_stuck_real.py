@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -155,9 +156,12 @@ def test_apache_prefork_starved_by_keepalive_clients_stands_in_the_keepalive_rea
         for c in came:
             fs = [f.function for f in c.stack.threads[0].frames]
             assert "apr_socket_recv" in fs[:4] and "poll" in fs[0], fs
+        # all in the one place (a child whose state the outside view read otherwise for
+        # over a second is between episodes, not counted: 7 of 7 seen once under load)
         d = next(d for d in snap.diagnoses if d.rule == "stuck")
-        assert d.message.startswith("stuck: 8 of 8 stuck workers (in keep-alive) are in `"), d
-        assert "poll" in d.message
+        m = re.match(r"stuck: (\d) of \1 stuck workers \(in keep-alive\) are in `(.*)`", d.message)
+        assert m is not None and int(m[1]) >= 6 and "poll" in m[2], d
+        assert "other stack" not in d.message
     finally:
         auto.close()
         sampler.close()
