@@ -86,6 +86,12 @@ def queue_wait_seen(screen: LiveScreen) -> bool:
     return ph is not None and ph.queue is not None and ph.queue.count > 0
 
 
+def stack_shown(screen: LiveScreen) -> bool:
+    """The worker detail is open on a worker with a stack taken by itself."""
+    taken = screen.stacks.get(screen.selected) if screen.selected is not None else None
+    return screen.detail is not None and taken is not None and taken.capture is not None
+
+
 SHOTS = [
     Shot(
         "many_accepts_burst",
@@ -140,6 +146,16 @@ SHOTS = [
         serve="serve apache:prefork --max-workers 8 --port 8080",
         load="load http://127.0.0.1:8080/ --preset keepalive-idle --clients 40 --ramp 1 "
         "--duration 60",
+    ),
+    Shot(
+        "stuck_worker_stack",
+        # each request waits 5 s for I/O: every worker is stuck, its stack taken by itself
+        "--model proc_spawn --workers 4 --load slow-io --clients 4 --io-ms 5000",
+        expect="stuck",
+        seconds=30,
+        settle=6.0,
+        keys="enter",  # the selected worker in detail: its request, client and stack
+        ready=stack_shown,
     ),
 ]
 

@@ -19,7 +19,22 @@ from tui.screens.live import LiveScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import LiveSource, ReplaySource
 
-LIVE_KEYS = ["q", "enter", "m", "l", "p", "k", "b", "plus", "equals_sign", "r", "s", "space", "f"]
+LIVE_KEYS = [
+    "q",
+    "enter",
+    "d",
+    "m",
+    "l",
+    "p",
+    "k",
+    "b",
+    "plus",
+    "equals_sign",
+    "r",
+    "s",
+    "space",
+    "f",
+]
 
 
 def footer_and_palette(screen: LabScreen, source: LiveSource | None = None) -> tuple:  # type: ignore[type-arg]
@@ -54,7 +69,7 @@ def test_a_replay_offers_play_and_seek_and_no_lab_controls() -> None:
     snaps = tui_scenarios.many_accepts_burst()
     screen = ReplayScreen(ReplaySource(snaps, name="t", start_at=-1, playing=False))
     keys, palette = footer_and_palette(screen)
-    assert keys == ["q", "enter", "space", "left_square_bracket", "right_square_bracket"]
+    assert keys == ["q", "enter", "d", "space", "left_square_bracket", "right_square_bracket"]
     assert not any(t.startswith(("Model:", "Load:", "Kill")) for t in palette), palette
 
 

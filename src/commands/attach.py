@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 
 from judging import diagnosis
 from judging.analyser import Analyser
+from lab.autocapture import AutoCapture
 from loadgen.levels import PRESETS, LoadError, preset
 from loadgen.runner import LoadRunner
 from plumbing.signals import stop_on
@@ -40,10 +41,12 @@ from .common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    add_stuck_args,
     add_width_arg,
     fail,
     fit_console,
     seconds,
+    stuck_from_args,
 )
 
 Sink = Callable[[Snapshot], None]  # handed every snapshot: the recorder, the exporter
@@ -135,6 +138,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--no-ui", action="store_true", help="draw nothing (an agent for --export or --record)"
     )
+    add_stuck_args(p)
     p.set_defaults(func=run)
     return p
 
@@ -179,6 +183,7 @@ def run(a: argparse.Namespace) -> int:
     if a.record:
         rec = RecordingWriter(a.record, meta={"attach": {"pid": a.pid, "port": a.port}})
     sinks: list[Sink] = []
+    auto = AutoCapture(stuck_from_args(a))  # stuck workers' stacks (not for --once)
     if exporter is not None:
         sinks.append(exporter.update)
     if rec is not None:
@@ -189,9 +194,9 @@ def run(a: argparse.Namespace) -> int:
         if a.once:
             return _once(sampler, analyser, a, sinks)
         if not (a.table or a.json or a.no_ui):
-            return _monitor(sampler, analyser, a, sinks, runner)
+            return _monitor(sampler, analyser, a, sinks, runner, auto)
         with stop_on(threading.Event()) as stop:
-            return _live(sampler, analyser, a, sinks, stop)
+            return _live(sampler, lambda raw: auto.step(analyser.annotate(raw)), a, sinks, stop)
     except RuntimeError as e:  # the target exited
         return fail(PROG, str(e), EXIT_FAILED)
     except KeyboardInterrupt:  # --once, whose wait is short
@@ -199,6 +204,7 @@ def run(a: argparse.Namespace) -> int:
     finally:
         if runner is not None:
             runner.stop()
+        auto.close()
         sampler.close()
         if rec is not None:
             rec.close()
@@ -250,6 +256,7 @@ def _monitor(
     a: argparse.Namespace,
     sinks: list[Sink],
     runner: LoadRunner | None,
+    auto: AutoCapture,
 ) -> int:
     """The Textual monitor until q; `run`'s finally stops the load and the sampler."""
     from tui.app import run_attach
@@ -258,7 +265,13 @@ def _monitor(
     load_pid = runner.pid if runner is not None else None
     stops = [runner.stop] if runner is not None else []
     feed = AttachFeed(
-        sampler, analyser, period=a.period, sinks=sinks, on_close=stops, load_pid=load_pid
+        sampler,
+        analyser,
+        period=a.period,
+        sinks=sinks,
+        on_close=stops,
+        load_pid=load_pid,
+        autocapture=auto,
     )
     return run_attach(feed, threads=a.threads)
 
@@ -278,13 +291,13 @@ def _samples(sampler: Sampler, period: float, stop: threading.Event) -> Iterator
 
 def _live(
     sampler: Sampler,
-    analyser: Analyser,
+    annotate: Callable[[Snapshot], Snapshot],
     a: argparse.Namespace,
     sinks: list[Sink],
     stop: threading.Event,
 ) -> int:
     if a.json or a.no_ui:
-        for snap in map(analyser.annotate, _samples(sampler, a.period, stop)):
+        for snap in map(annotate, _samples(sampler, a.period, stop)):
             for sink in sinks:
                 sink(snap)
             if a.json:
@@ -297,7 +310,7 @@ def _live(
 
     console = Console()
     with Live(console=console, auto_refresh=False, screen=False) as live:
-        for snap in map(analyser.annotate, _samples(sampler, a.period, stop)):
+        for snap in map(annotate, _samples(sampler, a.period, stop)):
             for sink in sinks:
                 sink(snap)
             fit_console(console, a.width, functools.partial(wanted_width, snap, threads=a.threads))

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from judging.stuck import STUCK_OPTIONS, StuckSettings
 from lab.server import KNOBS, ServerConfig
 from loadgen.levels import PRESETS, LoadLevel, preset
 from loadgen.options import LOAD_OPTIONS
@@ -265,3 +266,29 @@ def fit_console(console: Console, width: int | None, wanted: Callable[[], int]) 
     elif not console.is_terminal:
         console.width = min(MAX_WIDTH, wanted())
     return console
+
+
+# -- the automatic stack captures of stuck workers ------------------------------------------
+
+
+def add_stuck_args(p: Any) -> None:
+    """--stuck-after and --capture-budget (judging.stuck's table): the lab, `run`, `attach`."""
+    g = p.add_argument_group("stuck workers (their stacks taken by themselves, once each)")
+    for s in STUCK_OPTIONS:  # no config checks these later: each is checked as it is parsed
+
+        def parse(text: str, s: Setting = s) -> Any:
+            value = _typed(s)(text)
+            if (why := s.problem(value)) is not None:
+                raise argparse.ArgumentTypeError(why.removeprefix(f"{s.option} "))
+            return value
+
+        g.add_argument(
+            s.option, dest=s.name, type=parse, metavar=s.placeholder, help=setting_help(s)
+        )
+
+
+def stuck_from_args(a: argparse.Namespace) -> StuckSettings:
+    given = {
+        s.name: getattr(a, s.name) for s in STUCK_OPTIONS if getattr(a, s.name, None) is not None
+    }
+    return StuckSettings(**given)

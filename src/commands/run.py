@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from judging.stuck import StuckSettings
 from lab.aggregate import write_csv, write_json
 from lab.headless import run_headless
 from lab.server import ServerConfig
@@ -56,6 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSON Lines)")
     export.add_args(p)
     add_model_args(p)
+    common.add_stuck_args(p)
     return p
 
 
@@ -93,6 +95,7 @@ def progress_run(
     record: str | None = None,
     stop: threading.Event | None = None,
     observers: Sequence[Callable[[Snapshot], None]] = (),
+    stuck_settings: StuckSettings | None = None,
 ) -> RunSummary:
     """`run_headless` with a rich progress bar (transient) showing the live figures."""
     with live_progress(console) as progress:
@@ -116,6 +119,7 @@ def progress_run(
             on_sample=show,
             stop=stop,
             observers=observers,
+            stuck_settings=stuck_settings,
         )
 
 
@@ -142,6 +146,7 @@ def command(a: argparse.Namespace) -> int:
                 record=a.record,
                 stop=stop,
                 observers=[exporter.update] if exporter else (),
+                stuck_settings=common.stuck_from_args(a),
             )
     except LoadError as e:
         return fail(PROG, str(e), EXIT_START)

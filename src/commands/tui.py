@@ -19,7 +19,14 @@ from loadgen.levels import LoadError, LoadLevel, preset
 from loadgen.options import LOAD_OPTION
 
 from . import export
-from .common import add_load_args, config_from_args, fail, load_overrides
+from .common import (
+    add_load_args,
+    add_stuck_args,
+    config_from_args,
+    fail,
+    load_overrides,
+    stuck_from_args,
+)
 
 NO_LOAD = "none"
 # `serverscope` with no arguments must show its phenomenon at once, every time (issue 12:
@@ -60,6 +67,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         f"or --rate is given; each load runs {LIVE_DURATION:g} s unless --duration, and g "
         "runs it again; each option overrides the preset's field)",
     )
+    add_stuck_args(p)
 
 
 def load_duration(a: argparse.Namespace) -> float:
@@ -124,6 +132,7 @@ def run(a: argparse.Namespace) -> int:
             record=a.record,
             load_duration=load_duration(a),
             observers=[exporter.update] if exporter else (),
+            stuck_settings=stuck_from_args(a),
         )
     finally:
         if exporter is not None:

@@ -84,6 +84,7 @@ class SummaryBuilder:
             return
         s = self.summary
         s.samples += 1
+        s.stuck.extend(snap.stuck)  # during the load or after it: a capture is a capture
         t = snap.time - (self._t0 if self._t0 is not None else snap.time)
         if self._after_load(snap):
             self._teardown(snap, t)

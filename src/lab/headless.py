@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from judging.stuck import StuckSettings
 from loadgen.levels import LoadLevel
 from servers.config import ServerConfig
 from values.snapshot import Snapshot
@@ -32,6 +33,7 @@ def run_headless(
     stop: threading.Event | None = None,
     session_factory: Callable[..., Session] = Session,
     observers: Sequence[Callable[[Snapshot], None]] = (),
+    stuck_settings: StuckSettings | None = None,
 ) -> RunSummary:
     """Start `config`, take a baseline sample, run `level` to its end, sum the run up.
 
@@ -41,7 +43,9 @@ def run_headless(
     (Ctrl-C), with `interrupted` set."""
     level = level.check()
     stop = stop or threading.Event()
-    session = session_factory(config, None, period=period, record=record)
+    session = session_factory(
+        config, None, period=period, record=record, stuck_settings=stuck_settings
+    )
     if observers:
         session.observers.extend(observers)
     try:
@@ -54,7 +58,9 @@ def run_headless(
         t0 = time.monotonic()
         builder.start_clock(t0)
         server_error = _sample_until_done(session, builder, level, period, stop, on_sample, t0)
-        return _finish(session, builder, server_error, t0, interrupted=stop.is_set())
+        summary = _finish(session, builder, server_error, t0, interrupted=stop.is_set())
+        summary.stuck_episodes = session.autocapture.episodes
+        return summary
     finally:
         session.close()
 

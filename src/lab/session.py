@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from judging import stuck
 from judging.analyser import Analyser
 from judging.diagnosis import OVERFLOW_NEAR_FULL
 from loadgen.levels import LoadLevel
@@ -32,6 +33,7 @@ from sources.sampler import Sampler
 from values.recording import RecordingWriter
 from values.snapshot import Snapshot, queue_figure
 
+from .autocapture import AutoCapture
 from .server import Server, open_server, sampler_for
 
 T = TypeVar("T")
@@ -46,7 +48,8 @@ class LabEvent:
     """A line for the event log: spawns, deaths, overflow start/end, load and model changes."""
 
     time: float  # time.monotonic()
-    kind: str  # "model", "load", "spawn", "death", "overflow", "diagnosis", "fault", "error"
+    kind: str  # "model", "load", "spawn", "death", "overflow", "diagnosis", "fault", "error",
+    # "stuck" (a stuck worker's stack, taken by itself)
     message: str
 
 
@@ -103,6 +106,8 @@ class EventDeriver:
             if d.rule not in self.seen:
                 log("diagnosis", d.message)
         self.seen = {d.rule for d in snap.diagnoses}
+        for c in snap.stuck:
+            log("stuck", stuck.event_line(c, c.time))
         return out
 
 
@@ -115,6 +120,7 @@ class Session:
         period: float = DEFAULT_PERIOD,
         record: str | None = None,
         engine: str = "fast",
+        stuck_settings: stuck.StuckSettings | None = None,
     ) -> None:
         self.config = config
         self.level = level
@@ -136,6 +142,8 @@ class Session:
         # handed every snapshot as it is taken (e.g. the Prometheus exporter's update):
         # readers of the same snapshots, never a second sampler
         self.observers: list[Callable[[Snapshot], None]] = []
+        # stuck workers' stacks, taken off this thread; their results in later snapshots
+        self.autocapture = AutoCapture(stuck_settings or stuck.StuckSettings())
 
     # -- running things on the owner thread ---------------------------------------------
     def _on_owner(self, fn: Callable[[], T]) -> T:
@@ -227,6 +235,7 @@ class Session:
             self.interrupt()
             self.stop()
         finally:
+            self.autocapture.close()
             self._owner.shutdown(wait=True)
             if self.recorder is not None:
                 self.recorder.close()
@@ -337,7 +346,7 @@ class Session:
             sampler = self.sampler
             if sampler is None:
                 return None
-            snap = self.analyser.annotate(sampler.sample())
+            snap = self.autocapture.step(self.analyser.annotate(sampler.sample()))
             self.events.extend(self._events.step(snap))
             self.last = snap
             if self.recorder is not None:

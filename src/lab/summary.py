@@ -25,7 +25,9 @@ What the summary takes from where:
   connection, in-server wait and service time per request; plumbing.loghist buckets, so
   each quantile is within 6.25%, and the max, a difference of two readings, is the top of
   its bucket capped by the exact maximum); None when not measured (attached servers
-  without eBPF), never zeros.
+  without eBPF), never zeros;
+- the stuck workers' stacks, taken by themselves (lab.autocapture): each capture as the
+  snapshots brought it, and how many stuck episodes were seen.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from judging.stuck import stands
 from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
 from loadgen.stats import ERROR_KINDS, Percentiles
 from plumbing.loghist import LogHist
+from values.stuck import StuckCapture
 from values.units import rounded
 
 # -- the summary (plain data) ---------------------------------------------------------------
@@ -136,6 +140,9 @@ class RunSummary:
     teardown_to_s: float | None = None
     teardown_accepts: int = 0  # accepts in the samples after the load (not in the figures)
     teardown_diagnoses: list[DiagnosisSeen] = field(default_factory=list)
+    stuck: list[StuckCapture] = field(default_factory=list)  # the stuck workers' stacks
+    # taken by themselves (lab.autocapture), in the order they came back
+    stuck_episodes: int = 0  # stuck episodes seen (captured or not: budgeted)
 
     # -- convenience ----------------------------------------------------------------------
     @property
@@ -252,6 +259,8 @@ class RunSummary:
             "service_ms": phase_json(self.service),
             # the figures above cover the load; after it, apart (None: no sample after it)
             "teardown": self.teardown_json(),
+            "stuck_episodes": self.stuck_episodes,
+            "stuck": [stuck_json(c) for c in self.stuck],
         }
 
     def teardown_json(self) -> dict[str, Any] | None:
@@ -271,6 +280,25 @@ class RunSummary:
             ("in-server wait", self.server_wait),
             ("service", self.service),
         )
+
+
+def stuck_json(c: StuckCapture) -> dict[str, Any]:
+    """A stuck episode and its stack: who, in what, for how long when captured, where."""
+    e = c.episode
+    return {
+        "worker": e.worker,
+        "pid": e.pid,
+        "tid": e.tid,
+        "slot": e.slot,
+        "what": e.what,
+        "state": e.state,
+        "stuck_s": round(c.time - e.since, 3),  # when captured; a lower bound if not exact
+        "since_exact": e.exact,
+        "request": e.request,
+        "client": e.client,
+        "where": stands(c),
+        "stack": c.stack.to_json(),
+    }
 
 
 def phase_json(h: LogHist | None) -> dict[str, Any] | None:

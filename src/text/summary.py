@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from judging.stuck import event_line
 from lab.summary import RunSummary
 from plumbing.loghist import LogHist
 from values.snapshot import PAST_LIMIT_NOTE
@@ -86,6 +87,7 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
             )
     else:
         console.print("diagnoses seen: none")
+    _stuck(console, s)
     _teardown(console, s)
     if s.server_died:
         console.print(Text(f"server died: {s.server_error}", style="bold red"))
@@ -93,6 +95,21 @@ def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) ->
         console.print(Text(f"load failed: {s.load_error}", style="bold red"))
     if s.interrupted:
         console.print(Text("interrupted: the run was cut short", style="yellow"))
+
+
+def _stuck(console: Console, s: RunSummary, shown: int = 8) -> None:
+    """The stuck workers' stacks taken by themselves: who, in what, where (the JSON has
+    the whole stacks)."""
+    if not s.stuck_episodes:
+        return
+    took = len(s.stuck)
+    console.print(
+        Text(f"stuck workers: {s.stuck_episodes} episodes, {took} stacks taken", style="bold")
+    )
+    for c in s.stuck[:shown]:
+        console.print(Text(f"  {event_line(c, c.time)}"))
+    if took > shown:
+        console.print(Text(f"  ... {took - shown} more (--json lists them all)", style="dim"))
 
 
 def _workers(n: int) -> str:

@@ -26,6 +26,7 @@ from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.screen import Screen
 
+from judging.stuck import StuckSettings
 from lab.player import DemoPlayer
 from lab.scenarios import Scenario
 from lab.server import ServerConfig
@@ -143,10 +144,11 @@ def run_live(
     record: str | None = None,
     load_duration: float = LIVE_DURATION,
     observers: Sequence[Callable[[Snapshot], None]] = (),
+    stuck_settings: StuckSettings | None = None,
 ) -> tuple[int, str | None]:
     """Open the TUI on a live session; returns (exit code, startup error or None).
     `observers` are handed every snapshot too (e.g. the Prometheus exporter)."""
-    session = Session(config, level, record=record)
+    session = Session(config, level, record=record, stuck_settings=stuck_settings)
     session.observers.extend(observers)
     source = LiveSource(session)
     screen = LiveScreen(source, load_duration=load_duration)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from judging.analyser import Analyser
+from lab.autocapture import AutoCapture
 from lab.session import EventDeriver, LabEvent
 from sources.sampler import Sampler
 from values.snapshot import Snapshot
@@ -23,6 +24,8 @@ from .source import HISTORY, ScreenSource
 
 
 class AttachFeed(ScreenSource):
+    live_stacks = True
+
     def __init__(
         self,
         sampler: Sampler,
@@ -32,6 +35,7 @@ class AttachFeed(ScreenSource):
         sinks: Sequence[Callable[[Snapshot], None]] = (),
         on_close: Sequence[Callable[[], object]] = (),
         load_pid: int | None = None,
+        autocapture: AutoCapture | None = None,
     ) -> None:
         self.sampler = sampler
         self.analyser = analyser
@@ -46,6 +50,7 @@ class AttachFeed(ScreenSource):
         self._lock = threading.Lock()
         self._closed = False
         self.ended: str | None = None  # why sampling stopped (the server exited)
+        self.autocapture = autocapture  # stuck workers' stacks, taken off this thread
 
     @property
     def closed(self) -> bool:
@@ -57,6 +62,8 @@ class AttachFeed(ScreenSource):
                 return None
             try:
                 snap = self.analyser.annotate(self.sampler.sample())
+                if self.autocapture is not None:
+                    snap = self.autocapture.step(snap)
             except RuntimeError as e:  # the attached server exited
                 self.ended = str(e)
                 self._events.append(LabEvent(time.monotonic(), "death", f"server gone: {e}"))
@@ -93,4 +100,6 @@ class AttachFeed(ScreenSource):
             for stop in self.on_close:
                 stop()
         finally:
+            if self.autocapture is not None:
+                self.autocapture.close()
             self.sampler.close()

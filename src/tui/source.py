@@ -14,11 +14,14 @@ import time
 from collections.abc import Sequence
 
 from lab.session import LabEvent, Session
+from sources.stacks import worker_stack
 from values.snapshot import Snapshot
+from values.stackvalues import StackCapture
 
 from .events import derive_events
 
 HISTORY = 240  # snapshots kept for sparklines (60 s at 4 Hz)
+STACK_TIMEOUT_S = 10.0  # `d` gives up on a stack after this long (gdb can take a second)
 
 
 class ScreenSource:
@@ -26,6 +29,7 @@ class ScreenSource:
 
     period = 0.25
     t0 = 0.0  # event times are shown relative to this (time.monotonic() seconds)
+    live_stacks = False  # its workers are processes running now, whose stacks `d` reads
 
     def next(self) -> Snapshot | None:
         """Blocking: the snapshot to show now (None: nothing to show yet)."""
@@ -41,6 +45,11 @@ class ScreenSource:
     def log(self, kind: str, message: str) -> None:
         """Add a line to the event log."""
 
+    def stack(self, pid: int, tid: int) -> StackCapture | None:
+        """Blocking (from a worker thread): a worker's stack now; None when this source
+        has no live processes (a recording)."""
+        return worker_stack(pid, tid, timeout=STACK_TIMEOUT_S) if self.live_stacks else None
+
     def interrupt(self) -> None:
         """Tell everything this source started to stop, at once (non-blocking)."""
 
@@ -49,6 +58,8 @@ class ScreenSource:
 
 
 class LiveSource(ScreenSource):
+    live_stacks = True
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self.period = session.period

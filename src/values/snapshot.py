@@ -34,6 +34,8 @@ from . import snapshot_checks
 from .codec import Checks, FormatError, decode, encode, kind_of
 from .current import Current, Peer, Peers, Via
 from .spread import Spread, Wake, mechanism_label
+from .stackvalues import StackCapture
+from .stuck import Episode, StuckCapture
 
 __all__ = [
     "ADMITS_ONE_MORE",
@@ -471,6 +473,8 @@ class Snapshot:
     phases: Phases | None = None  # the whole server's, cumulative; None: not measured
     window_phases: Phases | None = None  # the analyser's: what `phases` gained over the
     # window (window_s); None when `phases` is None or not analysed
+    stuck: tuple[StuckCapture, ...] = ()  # the lab's automatic stack captures of stuck
+    # workers that finished since the previous snapshot (values.stuck), each in one snapshot
 
     # -- conveniences for readers --------------------------------------------------------
     @property
@@ -536,5 +540,7 @@ _CHECKS = Checks(
         Current: snapshot_checks.current,
         Peer: snapshot_checks.peer,
         Peers: snapshot_checks.peers,
+        StackCapture: snapshot_checks.stack,
+        Episode: snapshot_checks.episode,
     }
 )

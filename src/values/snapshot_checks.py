@@ -7,6 +7,8 @@ table is snapshot.py's). Each check gives what is out of range, or None.
 - A histogram's buckets are indexes into the fixed bucket table (a crafted index of 10**15
   made `bucket_bounds` shift by ~10**14 bits), ascending (its quantiles bisect their
   running sums) and non-empty (a zero or negative count left `quantile_ms` past its end).
+- A stuck worker's stack (values.stuck) holds at most MAX_THREADS threads of MAX_FRAMES
+  frames, its texts short like the rest.
 - A worker's current request and its connections (values.current) are counts of at
   least 0 and short texts (a request line is 64 bytes in the scoreboard, at most 4 times
   that escaped by mod_status): a detail pane draws them whole.
@@ -71,3 +73,25 @@ def peers(p: Any) -> str | None:
     if p.total < len(p.listed):
         return f"total {p.total}: at least the {len(p.listed)} listed"
     return None
+
+
+MAX_THREADS = 4096  # threads (or goroutines) in one stack capture
+MAX_FRAMES = 512  # frames in one thread's stack
+
+
+def stack(c: Any) -> str | None:
+    if len(c.threads) > MAX_THREADS:
+        return f"{len(c.threads)} threads in a stack: at most {MAX_THREADS}"
+    for t in c.threads:
+        if len(t.frames) > MAX_FRAMES:
+            return f"{len(t.frames)} frames in a thread's stack: at most {MAX_FRAMES}"
+        for f in t.frames:
+            if (why := _long(function=f.function, file=f.file, module=f.module)) is not None:
+                return why
+        if (why := _long(name=t.name, state=t.state, origin=t.origin)) is not None:
+            return why
+    return _long(error=c.error, kind=c.kind, evidence=c.evidence, method=c.method)
+
+
+def episode(e: Any) -> str | None:
+    return _long(worker=e.worker, what=e.what, state=e.state, request=e.request, client=e.client)

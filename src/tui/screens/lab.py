@@ -41,6 +41,7 @@ from ..phases_panel import TITLE as PHASES_TITLE
 from ..scoreboard_grid import ScoreboardGrid, summary
 from ..scoreboard_legend import ScoreboardLegend
 from ..source import ScreenSource
+from ..worker_stack import Stacks
 from ..worker_table import WorkerTable
 from .worker import WorkerScreen
 
@@ -54,6 +55,7 @@ class LabScreen(Screen[None]):
         Binding("q", "app.quit", "Quit", priority=True),
         Binding("ctrl+c", "app.quit", "Quit", show=False, priority=True),
         Binding("enter", "worker", "Worker", tooltip="the selected worker's request, client"),
+        Binding("d", "stack", "Stack", tooltip="the selected worker's stack, in its detail"),
     ]
 
     def __init__(self, source: ScreenSource) -> None:
@@ -68,6 +70,7 @@ class LabScreen(Screen[None]):
         self.compact = 0  # how tight the measures' column is (Frame.compact)
         self.threads = False  # thread rows (attach) unfolded under their process
         self.detail: WorkerScreen | None = None  # the selected worker in detail (Enter)
+        self.stacks = Stacks()  # each worker's latest stack: d, or taken by itself (stuck)
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -214,6 +217,7 @@ class LabScreen(Screen[None]):
         self.draw_events()
         self.update_header()
         if self.detail is not None:
+            self.stacks.follow(self.source.history())
             self.detail.show(snap)
 
     def _measures(self) -> tuple[ImbalancePanel, BacklogPanel, PhasesPanel, ClientPanel]:
@@ -287,12 +291,54 @@ class LabScreen(Screen[None]):
         """The selected worker in detail, over this screen, until Enter or Escape."""
         if self.selected is None or self.last is None or self.detail is not None:
             return
-        self.detail = WorkerScreen(self.selected, self.last)
+        self.stacks.follow(self.source.history())
+        self.detail = WorkerScreen(
+            self.selected,
+            self.last,
+            self.stacks,
+            live=self.source.live_stacks,
+            take_stack=self.action_stack,
+        )
 
         def closed(_: None) -> None:
             self.detail = None
 
         self.app.push_screen(self.detail, closed)
+
+    def action_stack(self) -> None:
+        """Read the selected worker's stack in a thread (a capture takes 40 ms to a
+        second); the detail opens and shows it when it comes."""
+        w = self.selected_worker()
+        if w is None:
+            return
+        if not self.source.live_stacks:
+            self.notify("a recording: its stacks are those taken by themselves while it ran")
+        elif not w.alive:
+            self.notify(f"{w.label} is not running: no stack to read")
+        else:
+            asked = time.monotonic()
+            self.stacks.asked(w.key, asked)
+            self._take_stack(w.key, w.pid, w.tid, asked)
+        if self.detail is None:
+            self.action_worker()
+        elif self.last is not None:
+            self.detail.show(self.last)
+
+    @work(thread=True, group="stack")
+    def _take_stack(self, key: WorkerKey, pid: int, tid: int, asked: float) -> None:
+        cap = self.source.stack(pid, tid)
+        if cap is None or self.quitting:
+            return
+
+        def came() -> None:
+            self.stacks.came(key, asked, cap)
+            if self.detail is not None and self.last is not None:
+                self.detail.show(self.last)
+
+        try:
+            self.app.call_from_thread(came)
+        except RuntimeError:  # the app left while the stack was read
+            pass
 
     def selected_worker(self) -> WorkerSample | None:
         if self.last is None:

@@ -5,6 +5,8 @@ while it is open; it follows the worker selected when it opened."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -16,13 +18,14 @@ from textual.widgets import Static
 
 from values.snapshot import Snapshot
 
-from .. import worker_detail
+from .. import worker_detail, worker_stack
 from ..frame import WorkerKey
 
 
 class WorkerScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,enter", "dismiss", "Close"),
+        Binding("d", "stack", "Stack", tooltip="read this worker's stack now"),
     ]
     DEFAULT_CSS = """
     WorkerScreen { align: center middle; }
@@ -32,10 +35,21 @@ class WorkerScreen(ModalScreen[None]):
     }
     """
 
-    def __init__(self, key: WorkerKey, snap: Snapshot) -> None:
+    def __init__(
+        self,
+        key: WorkerKey,
+        snap: Snapshot,
+        stacks: worker_stack.Stacks | None = None,
+        *,
+        live: bool = False,
+        take_stack: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__()
         self.key = key
         self.snap = snap
+        self.stacks = stacks  # the latest stack of each worker (d, or taken by itself)
+        self.live = live
+        self.take_stack = take_stack
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="detail-box"):
@@ -43,7 +57,7 @@ class WorkerScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#detail-box").border_title = "worker"
-        self.query_one("#detail-box").border_subtitle = "Enter/Esc close"
+        self.query_one("#detail-box").border_subtitle = "d stack · Enter/Esc close"
         self.show(self.snap)
 
     def show(self, snap: Snapshot) -> None:
@@ -54,5 +68,15 @@ class WorkerScreen(ModalScreen[None]):
         if w is None:
             text = Text("this worker is gone (its slot has a new worker, or it exited)")
         else:
-            text = Text("\n").join(worker_detail.lines(w, snap))
+            out = worker_detail.lines(w, snap)
+            if self.stacks is not None:
+                # ages against the clock live, against the snapshot in a replay
+                now = time.monotonic() if self.live else snap.time
+                taken = self.stacks.get(self.key)
+                out += [Text(), *worker_stack.lines(taken, now, live=self.live)]
+            text = Text("\n").join(out)
         self.query_one("#detail", Static).update(text)
+
+    def action_stack(self) -> None:
+        if self.take_stack is not None:
+            self.take_stack()
