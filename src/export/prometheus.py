@@ -14,7 +14,7 @@ no accepts; the first sample: no CPU) is left OUT of the exposition, never sent 
 
 What is exported (all names follow Prometheus conventions: base units, `_total` counters):
 - per worker, labelled model (model name, or the process name when attached), pid, tid,
-  role (worker/listener/master/helper; "worker" until the snapshot carries roles) and
+  role (worker/listener/master/helper/process; values.snapshot.Role) and
   worker (scoreboard slot, or the position in the snapshot when attached):
   `serverscope_worker_cpu_seconds_total`, `serverscope_worker_open_connections`,
   `serverscope_worker_accepts_total`, `serverscope_worker_requests_total`,
@@ -35,7 +35,7 @@ What is exported (all names follow Prometheus conventions: base units, `_total` 
   seen earlier in this process (the one-line message is not a label: its numbers would make
   a new series every sample);
 - `serverscope_snapshot_timestamp_seconds` (wall clock of the sample: staleness shows);
-- where the time goes (issue 16), the whole server's request phases since it started as
+- where the time goes, the whole server's request phases since it started as
   one histogram labelled phase=queue|server|service, `serverscope_phase_seconds`
   (`_bucket{le}`, `_count`, `_sum`): 19 fixed buckets from 100 us to 60 s, not the 200 of
   plumbing.loghist (per worker and per bucket that would be 600 series a worker). A
@@ -43,8 +43,7 @@ What is exported (all names follow Prometheus conventions: base units, `_total` 
   boundary late by up to a bucket's width (6.25%); count and sum are exact. A phase the
   snapshot does not measure is absent (attached servers: all but the eBPF queue wait).
 
-Cost (bench/bench_export.py, 250 workers, busy 2-core box): 1,263 samples, 139 KiB, ~11 ms
-of CPU per scrape (2.1x a json.dumps of the same snapshot): 0.08 % of a core at a 15 s scrape.
+Its cost per scrape is measured by bench/bench_export.py (figures: bench/README.md).
 """
 
 from __future__ import annotations
@@ -120,9 +119,8 @@ def phase_buckets(h: LogHist) -> list[tuple[str, float]]:
 
 
 def role_of(w: WorkerSample) -> str:
-    """The worker's role; "worker" for snapshots made before WorkerSample had roles."""
-    role = getattr(w, "role", "worker")
-    return str(getattr(role, "value", role))
+    """The worker's role, as its label value."""
+    return w.role.value
 
 
 def _model_label(snap: Snapshot, w: WorkerSample) -> str:
@@ -248,12 +246,10 @@ class SnapshotCollector(Collector):
             queue.add_metric(values, ln.queue)
             if ln.limit is not None:
                 limit.add_metric(values, ln.limit)
-            spread = getattr(ln, "spread", None)  # snapshots made before it was read
-            if spread is not None:
-                mechanism.add_metric([*values, str(spread), str(ln.wake or "")], 1.0)
-            n = getattr(ln, "waiters", None)
-            if n is not None:
-                waiters.add_metric(values, n)
+            if ln.spread is not None:
+                mechanism.add_metric([*values, str(ln.spread), str(ln.wake or "")], 1.0)
+            if ln.waiters is not None:
+                waiters.add_metric(values, ln.waiters)
         yield from (queue, limit, mechanism, waiters)
 
     def _kernel(self, snap: Snapshot) -> Iterator[Metric]:

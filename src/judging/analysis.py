@@ -242,7 +242,7 @@ def run_accepts(snap: Snapshot) -> Imbalance | None:
     )
 
 
-# -- request phases over the window (issue 16) ------------------------------------------------
+# -- request phases over the window ------------------------------------------------
 
 
 _NOTHING = LogHist()

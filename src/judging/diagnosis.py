@@ -112,7 +112,7 @@ GIL_MIN_ACTIVE_THREADS = 2  # threads that are busy or use CPU
 GIL_THREAD_ACTIVE_CPU = 5.0  # a thread using more than this (% of one core) is active
 GIL_MIN_IDLE_CORES = 0.5  # host's idle cores (mean over the window)
 
-# in-server wait (issue 16): requests wait inside the server (a master's hand-off, a parked
+# in-server wait: requests wait inside the server (a master's hand-off, a parked
 # connection, a busy loop) longer than they are served, over enough requests to judge.
 PHASE_MIN_COUNT = 20  # requests (or connections) in the window before a phase is cited
 WAIT_MIN_COUNT = 100  # requests in the window before in-server wait is judged on its own

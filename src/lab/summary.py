@@ -20,7 +20,7 @@ What the summary takes from where:
 - the diagnoses seen: each rule once, with its first message and when it first fired;
 - all of the above over the load only: what the server did after it (its drain, a queue
   emptying to whoever is free) is teardown, with its accepts and diagnoses apart;
-- where the time went (issue 16): the whole server's request phases over the run, the last
+- where the time went: the whole server's request phases over the run, the last
   snapshot's cumulative histograms minus the baseline's (queue wait per accepted
   connection, in-server wait and service time per request; plumbing.loghist buckets, so
   each quantile is within 6.25%, and the max, a difference of two readings, is the top of

@@ -30,7 +30,7 @@ newest due time, exact at a constant rate).
 At the end, requests still in flight after the drain are cut: the final figures count
 them (`in_flight`, their ages at the cut), so that sent = completed + errors + in flight.
 
-Phases (issue 16). Each user takes `start` as it starts a request (= the intended time in
+Phases. Each user takes `start` as it starts a request (= the intended time in
 a closed loop; later in an open loop when it waited for a free connection), the engine
 says when the connection was ready and when the response's first and last bytes came,
 and the driver's own clock closes the request: Recorder.ok splits the latency into wait,

@@ -93,7 +93,7 @@ def refusal(host: str) -> str:
 
 def resolve(url: str, allow_remote: bool = False) -> Target:
     """Parse and resolve `url`; refuse (LoadError, one line) a host not on loopback, before
-    any DNS lookup (issue 11: `load http://example.com/` was looked up first)."""
+    any DNS lookup (a lookup of a remote name already leaves the machine)."""
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise LoadError(f"unsupported URL scheme {parts.scheme!r} in {url}: use http or https")

@@ -8,15 +8,11 @@ response, one `find` for the end of the head; a head equal to the previous respo
 (a chunked response counts as `bad_response`; use the httpx engine). Read timeouts are
 checked by one sweeper task every 50 ms rather than a timer per request.
 
-Where the CPU goes (issue 18; perf and py-spy on the generator process, 50 keep-alive
-connections, before these changes): 55% libpython, 29% kernel (one send and one recv per
-request, as wrk), 9% uvloop; of the Python, the asyncio machinery of a request (a future,
-its task's wake-up, the coroutines' resumption) outweighed our own lines. So a closed
-loop's requests are chained by callback (`FastClient.burst`: the callback that completes
-a response records it and sends the next), and elsewhere `request()` returns the response's
-future itself, no coroutine. Measured with bench/bench_loadgen.py --baseline-src in one
-run on the shared 2-core machine (load average 11-21): 11.6 -> 8.5 us of CPU per request,
-0.62x -> 0.91x wrk's rate; the client phases (stats.ClientPhases) included.
+The asyncio machinery of a request (a future, its task's wake-up, the coroutines'
+resumption) outweighs our own lines, so a closed loop's requests are chained by callback
+(`FastClient.burst`: the callback that completes a response records it and sends the next),
+and elsewhere `request()` returns the response's future itself, no coroutine (profile and
+figures: bench/README.md, bench_loadgen.py).
 
 A level with `trickle_ms` (slowloris) sends each request a byte at a time, that far apart,
 on a connection of its own (a close mid-request is a reset, not a retry); its read timeout

@@ -1,7 +1,7 @@
 """The process tree of a real server (one serverscope did not start): who is a worker,
 who the master, who a helper, and per process and thread its state and CPU.
 
-Roles (issue 14), from what the kernel shows:
+Roles, from what the kernel shows:
 - worker: a process that holds the listening socket or holds (or accepted) connections
   on the listening port; when the root has no child processes it is the worker itself;
 - master: the root of a tree with child processes; it usually holds the listening socket
@@ -34,9 +34,6 @@ is blocked in): a listening socket's inode in a worker's epoll set means that wo
 that listener's connections. Read when the set of pids changes, and every EPOLL_RETRY_S
 while some listener is in no epoll set of a server that uses epoll (a just-started nginx
 worker had not registered its listener yet) or nobody was seen waiting on one (all busy).
-
-`Role` mirrors the `Role` StrEnum that issue 12 adds to values.snapshot; after the
-merge this module should use that one.
 """
 
 from __future__ import annotations

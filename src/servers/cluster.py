@@ -71,7 +71,7 @@ def run(ctx: RootContext) -> int:
             if conn is None:  # none queued, or accept() failed: the connection stays queued
                 return
             with conn:
-                # the connection's timestamps travel with it (issue 16)
+                # the connection's timestamps travel with it
                 record = HANDOFF.pack(acceptor.since_ns, acceptor.queue_us)
                 live = sorted(arbiter.slot_pids())
                 for _ in range(len(live)):

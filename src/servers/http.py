@@ -4,7 +4,7 @@ Hand-written rather than h11 because every model's hot path runs through it and 
 comparison with uvicorn/gunicorn (which parse in C) must be fair: a minimal GET here is
 one ``bytes.find`` and one ``split``, where h11 builds several event objects per request.
 It also carries Apache's limits (8 KiB of headers -> 431, a longer request target -> 414,
-1 MiB of body -> 413, MaxKeepAliveRequests) that h11 does not know about, and issue 11's:
+1 MiB of body -> 413, MaxKeepAliveRequests) that h11 does not know about, and hardening limits:
 a Content-Length of more than 18 digits is 400 before int() sees it (4,301 digits made
 int() raise and killed workers), a request line that is not HTTP/1.x is 400 as soon as it
 is seen, and more than 32 pipelined requests waiting on a connection is 400 (a body's
@@ -29,7 +29,7 @@ from .reqtimeout import RequestReadTimeout
 
 MAX_HEADER_BYTES = 8 * 1024
 MAX_BODY_BYTES = 1024 * 1024
-MAX_LENGTH_DIGITS = 18  # a Content-Length of more digits is refused before int() (issue 11)
+MAX_LENGTH_DIGITS = 18  # a Content-Length of more digits is refused before int()
 MAX_PIPELINE = 32  # complete requests waiting in one connection's buffer; more: 400
 INLINE_BODY = 16 * 1024  # a body up to this goes out joined to its head; a larger one is
 # left as the caller's read-only view and sent in pieces as the socket drains, never copied

@@ -24,7 +24,7 @@ try:
 except ImportError:  # a dependency, but the models run on asyncio's own loop without it
     uvloop = None  # type: ignore[assignment]
 
-# what a cluster master sends with each fd: its Acceptor's since_ns and queue_us (issue 16)
+# what a cluster master sends with each fd: its Acceptor's since_ns and queue_us
 HANDOFF = struct.Struct("=qq")
 
 
@@ -179,7 +179,7 @@ def adopt(
     handed: bool = False,
 ) -> None:
     """Serve an already-accepted socket on `loop` (must be called from the loop's thread),
-    with its Acceptor's `since_ns` and `queue_us` (issue 16). `handed`: accepted by
+    with its Acceptor's `since_ns` and `queue_us`. `handed`: accepted by
     another thread or process; if its bytes came after that accept (since_ns 0) and the
     accounting is on (queue_us >= 0), their kernel arrival time is when the server had
     them (this loop may have been busy meanwhile)."""

@@ -6,7 +6,7 @@ root process, which maps it before forking; so every worker writes its own slot 
 without any IPC. The model area holds what only the master writes (spawns, deaths,
 dispatches). Readers get plain frozen dataclasses.
 
-Request phases (issue 16): after the slots, each slot owns a phase area of three
+Request phases: after the slots, each slot owns a phase area of three
 histograms (queue wait, in-server wait, service; see values.snapshot.Phases), each
 count, sum_us, max_us and plumbing.loghist's NBUCKETS bucket counts as uint64: 4,872
 bytes a slot, 5 MB for 1,024 slots (memfd pages are only backed once written). The

@@ -29,7 +29,7 @@ class Reading:
     master_cpu_seconds: float | None
     workers: list[WorkerSample]  # their interval figures filled in through WorkerDeltas
     listeners: list[ListenerSample]
-    phases: Phases | None = None  # the whole server's request phases (issue 16), cumulative
+    phases: Phases | None = None  # the whole server's request phases, cumulative
 
 
 class Counter(Generic[N]):

@@ -1,6 +1,6 @@
-"""One reading of a real server from outside: the seam the attach sampler will use.
+"""One reading of a real server from outside, for sources.attach_source.
 
-Composes the pieces of issue 14, each with its own module and tests:
+Composes the readers, each with its own module and tests:
 - readers.sockdiag: the server's listening sockets (queue, limit) and connections,
   filtered in the kernel to its ports, and which pid holds which (incremental);
 - readers.realtree: roles, state letters and schedstat CPU per process;
@@ -8,8 +8,7 @@ Composes the pieces of issue 14, each with its own module and tests:
   (first request bytes' arrival -> accept) where the kernel has the tracepoints; without
   it, new connections per interval from sock_diag, labelled as an estimate, and no queue
   wait (None, with the reason).
-It returns plain dataclasses; mapping them onto Snapshot/WorkerSample (and issue 12's
-Role on WorkerSample) is left to the integration after the merge.
+It returns plain dataclasses; sources.attach_source maps them onto Snapshot/WorkerSample.
 
 Each process's connections (`WorkerReading.peers`): from the dumps that read tcp_info
 (at most every INFO_EVERY_S), the PEERS_LISTED oldest with their peer, TCP state,

@@ -5,7 +5,7 @@ Worker figures from the shared scoreboard; CPU from /proc/PID/schedstat (per thr
 listening sockets the supervisor holds. Hand-written: no library samples a scoreboard,
 and psutil is too slow for 250 processes at 4 Hz (see procfs.py and bench/bench_sampler.py).
 
-Request phases (issue 16) from each worker slot's phase area (`PhaseReader`): a slot's three
+Request phases from each worker slot's phase area (`PhaseReader`): a slot's three
 counts are read every sample, its histograms only when a count moved. Each slot's current
 request and client (servers.inflight) likewise: its sequence number every sample (one
 strided read of them all), its record only when that moved.
@@ -48,7 +48,7 @@ _WORKER = int(scoreboard.Role.WORKER)
 
 
 class PhaseReader:
-    """Each worker slot's request phases, and the whole server's (issue 16).
+    """Each worker slot's request phases, and the whole server's.
 
     Every sample reads a worker slot's three counts (3 words). A histogram whose count
     moved is read again (`Scoreboard.phase_words`: 203 words, and ~10 us of
@@ -317,9 +317,8 @@ class SupervisorSource:
         phases: PhaseReader | None,
     ) -> WorkerSample:
         """One slot (a `Scoreboard.raw_slots` tuple). The hot loop, once per slot per
-        sample: WorkerSample is built by `positional_new`, every field in its order; by
-        keyword, its __init__ cost 10 us a worker, 2.5 ms a sample at 250, positionally
-        about 6 us, and 2.5 us here (bench/bench_sampler.py, a busy 2-core box)."""
+        sample, so WorkerSample is built by `positional_new`, every field in its order
+        (4x cheaper than by keyword: bench/README.md, bench_sampler.py)."""
         (pid, tid, st, kind, listener, gen, accepted, nopen, requests, sent, last, started,
          deaths, group, role) = s  # fmt: skip
         alive = st != _EMPTY and st != _DEAD and pid > 0

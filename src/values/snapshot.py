@@ -161,7 +161,7 @@ _PROCESS, _THREAD, _WORKER = Kind.PROCESS, Kind.THREAD, Role.WORKER
 
 @dataclass(frozen=True, slots=True)
 class Phases:
-    """Where requests' time went (issue 16), cumulative since the worker (or the server)
+    """Where requests' time went, cumulative since the worker (or the server)
     started; see plumbing.loghist for the histograms' precision. A phase that cannot be
     measured is None (never an empty histogram standing for zero).
 
