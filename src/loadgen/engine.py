@@ -62,9 +62,6 @@ class Target:
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else f"{host}:{self.port}"
 
-    def url_for(self, level: LoadLevel) -> str:
-        return f"{self.scheme}://{self.host_header}{self.path_for(level)}"
-
     def path_for(self, level: LoadLevel) -> str:
         """The level's /work request when it has a cost, else the URL's own path."""
         target = level.target

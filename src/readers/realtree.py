@@ -78,10 +78,6 @@ class TaskSample:
     at: float  # time.monotonic() right after the CPU read
     starttime: int  # clock ticks after boot: with pid, the task's identity
 
-    @property
-    def stopped(self) -> bool:
-        return self.state in ("T", "t")
-
 
 @dataclass(frozen=True, slots=True)
 class ProcessSample:

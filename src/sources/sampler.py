@@ -4,7 +4,7 @@ Raw: measured figures only. Its imbalance and diagnoses are the analyser's to fi
 (judging.analyser: `Analyser().annotate(sampler.sample())`), so that measuring is one
 step and judging another, and replayed or synthetic snapshots are judged the same way.
 
-Pull-based: the session (or `iter_samples`, or the attach CLI) calls it on a timer, by
+Pull-based: the session (or the attach CLI) calls it on a timer, by
 default every 250 ms. Two sources: `SupervisorSource` (a server we started: scoreboard,
 owned sockets) and `AttachSource` (a server we did not start, by pid or port). Interval
 figures (CPU %, accepts, requests, kernel counters in the interval) come from
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from loadgen.stats import LoadStats
@@ -181,15 +181,3 @@ class Sampler:
         close = getattr(self.source, "close", None)
         if close is not None:
             close()
-
-    def iter_samples(self, period: float = DEFAULT_PERIOD) -> Iterator[Snapshot]:
-        """Raw samples every `period` seconds, forever (the caller stops iterating)."""
-        next_at = time.monotonic()
-        while True:
-            yield self.sample()
-            next_at += period
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_at = time.monotonic()

@@ -47,6 +47,13 @@ from .worker import WorkerScreen
 MIN_SLEEP = 0.02  # seconds between samples however long the last one took
 
 
+def sampling_cost(snap: Snapshot | None) -> str | None:
+    """The header's "sampling 3% CPU": `Snapshot.cost_ms` over the interval it covers."""
+    if snap is None or snap.cost_ms is None or not snap.interval_s:
+        return None
+    return f"sampling {snap.cost_ms / (snap.interval_s * 10.0):.0f}% CPU"
+
+
 class LabScreen(Screen[None]):
     # q quits from here and from the app (which also catches it over a modal chooser):
     # bound here too so that it comes first in the footer, before the mode's keys.
@@ -117,6 +124,11 @@ class LabScreen(Screen[None]):
     def subtitle(self) -> str:
         """The header's second line."""
         return ""
+
+    def sampling_cost(self) -> str | None:
+        """The monitor's own CPU per period (sampling and judging the last snapshot) as a
+        share of one core, so the user can judge what watching costs; None: not measured."""
+        return sampling_cost(self.last)
 
     def paused_pids(self) -> frozenset[int]:
         """Workers stopped by us (SIGSTOP), drawn as paused."""
