@@ -13,7 +13,8 @@ import pytest
 import synthetic
 from commands import export as export_option
 from export import prometheus as prom
-from values.snapshot import KernelCounters, Role, WorkerSample
+from values.server_info import KernelCounters
+from values.snapshot import Role, WorkerSample
 
 parser = pytest.importorskip("prometheus_client.parser")
 

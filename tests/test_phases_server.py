@@ -20,7 +20,8 @@ from servers import models
 from servers.scoreboard import State
 from servers.supervisor import Supervisor
 from sources.sampler import Sampler
-from values.snapshot import Phases, Snapshot
+from values.phases import Phases
+from values.snapshot import Snapshot
 
 # small pools, so that nine servers start quickly on a shared 2-core machine
 SMALL = {

@@ -9,7 +9,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from values.snapshot import FormatError
+from values.codec import FormatError
 
 from .common import (
     EXIT_FAILED,

@@ -11,18 +11,11 @@ import dataclasses
 import operator
 from collections.abc import Sequence
 
+from plumbing.loghist import LogHist
+from values.findings import Imbalance, ImbalanceSet
+from values.phases import Phases
 from values.positional import positional_new
-from values.snapshot import (
-    Imbalance,
-    ImbalanceSet,
-    Kind,
-    LogHist,
-    Phases,
-    Role,
-    Snapshot,
-    WorkerSample,
-    WorkerState,
-)
+from values.snapshot import Kind, Role, Snapshot, WorkerSample, WorkerState
 
 DEFAULT_WINDOW_S = 5.0
 _WORKER, _PROCESS = Role.WORKER, Kind.PROCESS

@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from values.snapshot import Diagnosis, Imbalance, Severity, Snapshot, is_stopped
+from values.findings import Diagnosis, Imbalance, Severity
+from values.snapshot import Snapshot, is_stopped
 
 from . import analysis, evenness, explain
 from .rulekit import live as _live
@@ -87,9 +88,7 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
     95 accepts)" on cluster, whose run totals were 1960/1960/1959/1959."""
     if not win or analysis.covered_s(win) < SKEW_MIN_SPAN_S - 1e-6:
         return None
-    if any(
-        (s.model.dispatches or 0) > 0 or (s.model.dispatches_delta or 0) > 0 for s in win if s.model
-    ):
+    if explain.dispatching(win):
         return None
     if any(analysis.load_over(s) for s in win):
         return None

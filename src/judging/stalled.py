@@ -9,7 +9,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from values.snapshot import Diagnosis, ListenerSample, Severity, Snapshot, WorkerSample
+from values.findings import Diagnosis, Severity
+from values.snapshot import ListenerSample, Snapshot, WorkerSample
 
 from . import explain
 from .rulekit import live as _live

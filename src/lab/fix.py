@@ -21,7 +21,8 @@ from judging.diagnosis import HOLD_WORDS, READING_WORDS
 from loadgen.levels import LoadError, LoadLevel
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
-from values.snapshot import FormatError, Hold
+from values.codec import FormatError
+from values.snapshot import Hold
 
 from .server import model_spec
 from .summary import RunSummary

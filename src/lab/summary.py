@@ -37,6 +37,7 @@ from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
 from loadgen.stats import ERROR_KINDS, Percentiles
 from plumbing.loghist import LogHist
+from values.snapshot import Kind, Role
 from values.units import rounded
 
 # -- the summary (plain data) ---------------------------------------------------------------
@@ -57,6 +58,11 @@ class WorkerTotals:
     cpu_s: float = 0.0
     alive_at_end: bool = True
     role: str = "worker"  # values.snapshot.Role: only workers enter the imbalance
+
+    @property
+    def folded(self) -> bool:
+        """A thread row folded under its process (values.snapshot.WorkerSample.folded)."""
+        return self.role == Role.HELPER and self.kind == Kind.THREAD
 
     def to_json_dict(self, total_accepts: int) -> dict[str, Any]:
         return {

@@ -19,13 +19,15 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 @dataclass(frozen=True, slots=True)
 class Stat:
-    """The /proc/PID/stat (or task/TID/stat) fields the sampler uses."""
+    """The /proc/PID/stat (or task/TID/stat) fields the sources use: the one parser of it."""
 
     state: str  # R, S, D, Z, ...
     cpu_seconds: float  # utime + stime
     starttime: int  # clock ticks after boot (identity: a reused pid has another)
     num_threads: int
     rss_bytes: int
+    comm: str  # the name in parentheses (may itself hold spaces and parentheses)
+    ppid: int
 
 
 def read_stat(path: str) -> Stat | None:
@@ -39,7 +41,8 @@ def read_stat(path: str) -> Stat | None:
 
 
 def parse_stat(data: bytes) -> Stat:
-    rest = data[data.rindex(b")") + 2 :].split()
+    lp, rp = data.index(b"("), data.rindex(b")")
+    rest = data[rp + 2 :].split()
     # rest[0] is field 3 (state); utime is field 14 -> rest[11]
     return Stat(
         state=rest[0].decode(),
@@ -47,7 +50,16 @@ def parse_stat(data: bytes) -> Stat:
         starttime=int(rest[19]),
         num_threads=int(rest[17]),
         rss_bytes=int(rest[21]) * PAGE_SIZE,
+        comm=data[lp + 1 : rp].decode(errors="replace"),
+        ppid=int(rest[1]),
     )
+
+
+def state_and_rss(data: bytes) -> tuple[str, int]:
+    """Only the state letter and RSS bytes of a stat line (realtree's hot path: the other
+    fields of a process it has parsed whole do not change)."""
+    rest = data[data.rindex(b")") + 2 :].split(None, 23)
+    return rest[0].decode(), int(rest[21]) * PAGE_SIZE
 
 
 class KeptFds:

@@ -5,7 +5,7 @@ to the server's ports, socket owners mapped incrementally, /proc state letters a
 schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
 - roles: the root of a tree with children is the master, children that ever held the
   listening socket or a connection are workers, the rest helpers (uvicorn's
-  resource_tracker); threads of a multi-threaded process are rows of Role.THREAD folded
+  resource_tracker); threads of a multi-threaded process are helper rows of Kind.THREAD folded
   under it (sockets belong to processes, so connections stay on the process row), except
   where two or more threads of one process each accept and serve (HAProxy nbthread): those
   threads are the workers, their process a Role.PROCESS row that sums them;
@@ -63,8 +63,10 @@ from readers.mechanism import serving_threads
 from readers.realtree import Role as TreeRole
 from readers.realtree import TaskSample
 from readers.statuspoll import OUTSIDE_VIEW, StatusPoller
+from values.phases import Phases
 from values.positional import positional_new
-from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
+from values.server_info import ModelInfo
+from values.snapshot import Kind, ListenerSample, Role, WorkerSample, WorkerState
 
 from . import attach_states
 from .reading import Reading, WorkerDeltas
@@ -338,7 +340,7 @@ class AttachSource:
             accepts=acc,
             accepts_total=total,
             name=t.name,
-            role=Role.WORKER if serves else Role.THREAD,
+            role=Role.WORKER if serves else Role.HELPER,
             proc_state=t.state,
         )
 

@@ -15,7 +15,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from values.snapshot import ListenerSample, ModelInfo, Phases, WorkerSample
+from values.phases import Phases
+from values.server_info import ModelInfo
+from values.snapshot import ListenerSample, WorkerSample
 
 N = TypeVar("N", int, float)
 T = TypeVar("T")

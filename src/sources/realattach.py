@@ -34,7 +34,8 @@ from readers.sockscan import Endpoint, Scan, scan
 from readers.tcpinfo import TcpInfo
 from values.current import Peers
 from values.positional import positional_new
-from values.snapshot import Hold, Spread, Wake
+from values.snapshot import Hold
+from values.spread import Spread, Wake
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"

@@ -22,15 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from loadgen.stats import LoadStats
 from readers import procfs
-from values.snapshot import (
-    HostSample,
-    KernelCounters,
-    ListenerSample,
-    ModelInfo,
-    Snapshot,
-    WorkerSample,
-    is_stopped,
-)
+from values.server_info import HostSample, KernelCounters, ModelInfo
+from values.snapshot import SAMPLE_PERIOD_S, ListenerSample, Snapshot, WorkerSample, is_stopped
 
 from .attach_source import AttachError, AttachSource
 from .reading import Counter, Reading, ReadingSource, WorkerDeltas
@@ -41,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PERIOD", "AttachError", "Sampler"]
 
-DEFAULT_PERIOD = 0.25  # seconds between samples
+DEFAULT_PERIOD = SAMPLE_PERIOD_S  # the name commands/attach.py imports
 
 
 class Sampler:

@@ -28,8 +28,10 @@ from readers.sockdiag import SYN_RECV, SockDiag
 from servers import scoreboard
 from servers.scoreboard import State
 from values.current import Current, Via, client_text
+from values.phases import Phases
 from values.positional import positional_new
-from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
+from values.server_info import ModelInfo
+from values.snapshot import Kind, ListenerSample, Role, WorkerSample, WorkerState
 
 from .reading import Reading, WorkerDeltas
 

@@ -12,8 +12,7 @@ from rich.text import Text
 
 from lab.summary import RunSummary
 from plumbing.loghist import LogHist
-from values.snapshot import PAST_LIMIT_NOTE
-from values.units import dur, opt, pct
+from values.units import PAST_LIMIT_NOTE, dur, opt, pct
 
 from .load import load_summary
 
@@ -158,12 +157,12 @@ def _not_workers(s: RunSummary) -> str:
     """'the master (pid 21132), 104 threads of the worker processes'."""
     parts = []
     for role, name in (("master", "master"), ("helper", "helper")):
-        rows = [w for w in s.workers if w.role == role]
+        rows = [w for w in s.workers if w.role == role and not w.folded]
         if len(rows) == 1:
             parts.append(f"the {name} (pid {rows[0].pid})")
         elif rows:
             parts.append(f"{len(rows)} {name}s")
-    threads = sum(w.role == "thread" for w in s.workers)
+    threads = sum(w.folded for w in s.workers)
     if threads:
         parts.append(f"{threads} threads of the worker processes (counted in their rows)")
     return ", ".join(parts)

@@ -23,7 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from plumbing.loghist import LogHist
-from values.snapshot import Phases, Snapshot
+from values.phases import Phases
+from values.snapshot import Snapshot
 from values.units import dur
 
 from .drawing import bar

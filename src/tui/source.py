@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from lab.session import LabEvent, Session
-from values.snapshot import Snapshot
+from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 from .events import derive_events
 
@@ -24,7 +24,7 @@ HISTORY = 240  # snapshots kept for sparklines (60 s at 4 Hz)
 class ScreenSource:
     """The interface the screens use (a LiveSource also has a Session to control)."""
 
-    period = 0.25
+    period = SAMPLE_PERIOD_S
     t0 = 0.0  # event times are shown relative to this (time.monotonic() seconds)
 
     def next(self) -> Snapshot | None:
@@ -129,7 +129,7 @@ class ReplaySource(ScreenSource):
         self.playing = playing
         self.t0 = self.snapshots[0].time
         intervals = [s.interval_s for s in self.snapshots if s.interval_s]
-        self.period = statistics.median(intervals) if intervals else 0.25
+        self.period = statistics.median(intervals) if intervals else SAMPLE_PERIOD_S
         self._events = derive_events(self.snapshots)
         self._notes: list[LabEvent] = []
         self._shown = self.pos

@@ -264,6 +264,11 @@ def _enum(tp: type[enum.Enum]) -> Decoder:
 
     def decode_enum(value: Any) -> enum.Enum:
         member = members.get(value) if type(value) in value_types else None
+        if member is None and type(value) in value_types:
+            try:  # a value the enum still reads under another name (its _missing_)
+                member = tp(value)
+            except ValueError:
+                member = None
         if member is None:
             raise FormatError(f"{tp.__name__}: unknown value {_shown(value)}")
         return member

@@ -30,7 +30,7 @@ from lab.headless import run_headless
 from lab.server import ServerConfig
 from lab.summary import RunSummary
 from loadgen.levels import LoadLevel
-from values.snapshot import Snapshot
+from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 if TYPE_CHECKING:
     from judging.verdict import Verdict
@@ -58,7 +58,7 @@ class FixScreen(Screen[ServerConfig | None]):
         level: LoadLevel,
         seen: Sequence[tuple[str, str]],
         *,
-        period: float = 0.25,
+        period: float = SAMPLE_PERIOD_S,
         runner: Runner | None = None,
     ) -> None:
         super().__init__()

@@ -25,13 +25,13 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header
 
-from values.snapshot import Snapshot, WorkerSample
+from values.snapshot import Snapshot, WorkerKey, WorkerSample
 
 from ..backlog_panel import BacklogPanel
 from ..client_panel import ClientPanel
 from ..diagnosis_banner import DiagnosisBanner
 from ..event_log import EventLog
-from ..frame import Frame, WorkerKey
+from ..frame import Frame
 from ..imbalance_panel import ImbalancePanel
 from ..layout import share
 from ..messages import WorkerSelected
