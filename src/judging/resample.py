@@ -37,6 +37,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 
+__all__ = ["np"]  # the numpy loaded with one BLAS thread, for the modules beside it
+
 # part -> (windows,) or (windows, columns); "*_max": maxima; "*_mid": a constant (columns,)
 Parts = Mapping[str, np.ndarray]
 Stat = Callable[[Mapping[str, np.ndarray]], np.ndarray]  # sums (draws, ...) -> (draws,)
@@ -100,10 +102,12 @@ def _diff(after: np.ndarray, before: np.ndarray, log: bool) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         if log:
             ok = (after > 0) & (before > 0)
-            return np.where(
+            logs: np.ndarray = np.where(
                 ok, np.log(np.where(ok, after, 1.0) / np.where(ok, before, 1.0)), np.nan
             )
-        return after - before
+            return logs
+        diff: np.ndarray = after - before
+        return diff
 
 
 def windows_of(parts: Parts) -> int:

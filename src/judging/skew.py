@@ -125,6 +125,10 @@ class _Worker:
     total: int | None = None  # accepts since counting began (accepts_total), at the end
 
 
+# a worker's connections held at the window's first and last snapshot
+_ENDS: tuple[Callable[[_Worker], int], ...] = (lambda r: r.first, lambda r: r.last)
+
+
 def _workers(win: Sequence[Snapshot]) -> list[_Worker]:
     """The workers alive through the window (at its first and last snapshot with the same
     identity: a worker that died in between is another generation), with their accepts
@@ -293,7 +297,7 @@ def _held_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
     rows, out = _judged(rows, lambda r: r.last, span_s)
     ps = [
         _test([at(r) for r in rows], SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER)
-        for at in (lambda r: r.first, lambda r: r.last)
+        for at in _ENDS
     ]
     if any(p is None or p >= evenness.ALPHA for p in ps):
         return None

@@ -83,7 +83,7 @@ def reuseport_backlog(win: Sequence[Snapshot]) -> Diagnosis | None:
     if not win:
         return None
     last = win[-1]
-    by_port: dict[int, list] = {}
+    by_port: dict[int, list[ListenerSample]] = {}
     for ln in last.listeners:
         by_port.setdefault(ln.port, []).append(ln)
     for lns in by_port.values():

@@ -370,7 +370,9 @@ def _buckets_in_use(
     return a, b
 
 
-def _ranked(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[dict, dict]:
+def _ranked(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The worker columns of both matched by rank (busiest first) and padded with idle
     workers to the same count, so that windows of the two can be pooled."""
     a, b = dict(a), dict(b)

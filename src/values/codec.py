@@ -124,13 +124,13 @@ def _float(value: Any) -> float:
 def _bool(value: Any) -> bool:
     if type(value) is not bool:
         raise _bad("true or false", value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _str(value: Any) -> str:
     if type(value) is not str:
         raise _bad("a string", value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _int_key(value: Any) -> int:

@@ -350,7 +350,7 @@ class Snapshot:
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = encode(self)
+        d: dict[str, Any] = encode(self)
         d["version"] = FORMAT_VERSION
         return d
 
