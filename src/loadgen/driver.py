@@ -46,7 +46,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .engine import Engine, RequestError, Target, make_engine
+from .engine import Engine, RequestError, Target
+from .engines import make_engine
 from .histogram import Histogram
 from .levels import LoadLevel
 from .recorder import Recorder, add_weighted

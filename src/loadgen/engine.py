@@ -160,17 +160,3 @@ class Engine(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook)
         pass
-
-
-def make_engine(name: str, target: Target, level: LoadLevel, rec: Recorder) -> Engine:
-    if name == "fast":
-        from .engine_fast import FastEngine
-
-        if target.scheme != "http":
-            raise LoadError("the fast engine speaks plain http only; use --engine httpx for TLS")
-        return FastEngine(target, level, rec)
-    if name == "httpx":
-        from .engine_httpx import HttpxEngine
-
-        return HttpxEngine(target, level, rec)
-    raise LoadError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
