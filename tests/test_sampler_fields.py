@@ -13,7 +13,8 @@ from types import SimpleNamespace
 from readers import procfs
 from servers.config import ServerConfig
 from servers.inflight import Client
-from servers.scoreboard import Kind, Role, Scoreboard, State
+from servers.scoreboard import Scoreboard
+from servers.slots import Kind, Role, State
 from sources.sampler import Sampler
 from sources.supervisor_source import SupervisorSource
 from values.current import Via

@@ -9,8 +9,8 @@ import json
 
 import synthetic
 from judging.analyser import Analyser
-from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
-from servers.scoreboard import State
+from servers.slots import GLYPHS as SCOREBOARD_GLYPHS
+from servers.slots import State
 from sources.reading import Counter, WorkerDeltas
 from values.findings import ImbalanceSet, Severity
 from values.snapshot import GLYPHS, Kind, Snapshot, WorkerState

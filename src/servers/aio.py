@@ -39,7 +39,8 @@ from collections import OrderedDict
 from . import app, guard
 from .http import INLINE_BODY, HttpConnection, Limits, ProtocolError, Request
 from .inflight import Client, client_of, first_line
-from .scoreboard import SlotWriter, State
+from .slots import State
+from .slotwriter import SlotWriter
 
 SWEEP_INTERVAL = 0.5
 READ_AHEAD = 64 * 1024  # bytes buffered past a request being served before reading pauses

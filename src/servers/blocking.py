@@ -39,7 +39,8 @@ from .acceptor import Acceptor
 from .http import HttpConnection, Limits, Outgoing, ProtocolError, Request
 from .inflight import Client, first_line
 from .reqtimeout import ReadClock
-from .scoreboard import SlotWriter, State
+from .slots import State
+from .slotwriter import SlotWriter
 
 PIECE = 256 * 1024  # a large body goes out in sendall()s of this much, each within Timeout
 

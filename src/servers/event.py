@@ -45,7 +45,7 @@ from .http import HttpConnection
 from .inflight import Client
 from .models import ModelSpec
 from .root import RootContext
-from .scoreboard import Kind, Role, State
+from .slots import Kind, Role, State
 from .worker import THREAD_DEATH, check_threads
 from .worker import Knobs as WorkerKnobs
 

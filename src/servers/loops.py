@@ -17,7 +17,7 @@ from . import guard
 from .acceptor import Acceptor, arrived_mono_ns
 from .aio import AsyncWorker, HttpProtocol
 from .root import RootContext
-from .scoreboard import State
+from .slots import State
 
 try:
     import uvloop

@@ -26,7 +26,8 @@ from .config import ConfigError
 from .inflight import Client
 from .models import ModelSpec
 from .root import RootContext
-from .scoreboard import DEFAULT_SLOTS, Kind, State
+from .scoreboard import DEFAULT_SLOTS
+from .slots import Kind, State
 
 THREAD_DEATH = 1  # the status a thread's death records on the scoreboard (an exception)
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from loadgen.stats import LoadStats
 from plumbing.loghist import LogHist
-from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
+from servers.slots import GLYPHS as SCOREBOARD_GLYPHS
 
 from . import snapshot_checks
 from .codec import Checks, FormatError, decode, encode, kind_of
@@ -64,7 +64,7 @@ class Kind(StrEnum):
 
 
 class WorkerState(StrEnum):
-    """The scoreboard's states (servers.scoreboard.State, lower-cased) plus UNKNOWN for
+    """The scoreboard's states (servers.slots.State, lower-cased) plus UNKNOWN for
     attached servers, which have no scoreboard. The values are what recordings and JSON
     carry, so recordings made before the enum read unchanged."""
 
