@@ -23,7 +23,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # numpy loads with the verdict, not with every serverscope command
-    from judging.verdict import Verdict
+    from judging.verdict_values import Verdict
 
 PROG = "serverscope diff"
 

@@ -28,7 +28,7 @@ from .server import model_spec
 from .summary import RunSummary
 
 if TYPE_CHECKING:  # (numpy loads only when a verdict is made: not with the TUI)
-    from judging.verdict import Verdict
+    from judging.verdict_values import Verdict
 
 Change = Callable[[ServerConfig], ServerConfig]
 Applies = Callable[[ServerConfig], bool]

@@ -80,14 +80,6 @@ _new_worker = positional_new(WorkerSample)
 _state = attach_states.process_state  # the name the mapping tests know
 
 
-def _thread_state(letter: str, glyph: WorkerState | None) -> WorkerState:
-    """A thread's state: its glyph (mod_status) unless /proc says stopped or dead."""
-    state = attach_states.thread_state(letter)
-    if glyph is None or state in (WorkerState.STOPPED, WorkerState.DEAD):
-        return state
-    return glyph
-
-
 class AttachSource:
     """A server we did not start: a PID (and its descendants) or the owner of a port, or
     both (a pid whose ports this user may not read, and its port).
@@ -333,7 +325,7 @@ class AttachSource:
             tid=t.tid,
             generation=t.starttime,
             kind=Kind.THREAD,
-            state=_thread_state(t.state, glyph),
+            state=attach_states.thread_row_state(t.state, glyph),
             cpu_percent=self._cpu_percent(key, t.cpu_ns, t.at),
             cpu_seconds=None if t.cpu_ns is None else t.cpu_ns / 1e9,
             connections=None,  # a socket belongs to the process, not to one thread

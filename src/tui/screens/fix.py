@@ -33,7 +33,7 @@ from loadgen.levels import LoadLevel
 from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 if TYPE_CHECKING:
-    from judging.verdict import Verdict
+    from judging.verdict_values import Verdict
 
 STYLES = {"better": "bold green", "worse": "bold red"}
 Runner = Callable[..., RunSummary]  # lab.headless.run_headless's shape
