@@ -190,8 +190,17 @@ def module_imports() -> dict[str, set[str]]:
         is_package = path.name == "__init__.py"
         here = name.split(".") if is_package else name.split(".")[:-1]
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        typing_only = {  # `if TYPE_CHECKING:` imports never run: no cycle through them
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+            for stmt in block.body
+            for n in ast.walk(stmt)
+        }
         out: set[str] = set()
         for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
@@ -227,6 +236,7 @@ def test_the_module_reader_resolves_modules_packages_and_late_imports() -> None:
     assert "loadgen.engine_fast" in graph["loadgen.engines"]  # inside make_engine
     assert "values.snapshot" in graph["judging.diagnosis"]  # from values.snapshot import X
     assert "judging.analysis" in graph["judging.diagnosis"]  # from . import analysis
+    assert "loadgen.engine_fast" not in graph["loadgen.fast_proto"]  # if TYPE_CHECKING
 
 
 @pytest.mark.parametrize(
