@@ -45,6 +45,7 @@ def judge_files(before: str | Path, after: str | Path, *, alpha: float = ALPHA) 
 
 def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdict:
     """Both recordings' figures, side by side, each difference tested (see the module)."""
+    # one function on purpose: the steps of one comparison, read in order (module docstring)
     for r in (before, after):
         if len(r.samples) < 2:
             raise ValueError(f"{r.name}: {len(r.samples)} samples: too short to judge")

@@ -189,6 +189,7 @@ class RunSummary:
         return [d.rule for d in self.diagnoses]
 
     def to_json_dict(self) -> dict[str, Any]:
+        # one function on purpose: the JSON's fields in the order they are written
         def pct(p: Percentiles, mean: float) -> dict[str, float]:
             return {
                 "p50": p.p50,

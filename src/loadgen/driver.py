@@ -153,6 +153,7 @@ class Driver:
         return self.tickets.popleft()
 
     async def _user(self, i: int, delay: float) -> None:
+        # one loop on purpose: a virtual user's request loop is the generator's hot path
         assert self.engine is not None
         rec = self.rec
         client = self.engine.client()
@@ -334,6 +335,7 @@ class Driver:
 
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> LoadResult:
+        # one function on purpose: start, run, drain and cut, read in the order they happen
         self.engine = make_engine(self.engine_name, self.target, self.level, self.rec)
         await self.engine.start()
         self.t0 = self.rec.t0 = _monotonic()

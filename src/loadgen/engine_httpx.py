@@ -86,6 +86,7 @@ class HttpxClient(Client):
             self.engine.rec.open -= 1
 
     async def request(self, start: float | None = None) -> int:
+        # one function on purpose: httpcore's trace hook fills the phases as the steps run
         if start is None:
             start = _monotonic()
         e = self.engine

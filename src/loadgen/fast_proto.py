@@ -93,6 +93,7 @@ class FastProtocol(asyncio.Protocol):
         return False  # close our side too; connection_lost follows
 
     def data_received(self, data: bytes) -> None:
+        # one function on purpose: every response's bytes go through it, inline
         fut = self.fut
         if fut is None:
             return  # bytes nobody asked for: ignored (the next request will notice)

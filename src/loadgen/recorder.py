@@ -50,6 +50,7 @@ class Recorder:
         that are usually 0 (wait in a closed loop, connect on a reused connection, read of
         a response in one segment) cost one counter increment when they are: the zeros are
         folded into their histograms when read (`phase_hists`; cost: bench/README.md)."""
+        # one function on purpose: once per request, its histogram records inlined
         self.requests += 1
         st = self.status
         st[status] = st.get(status, 0) + 1

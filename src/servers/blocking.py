@@ -88,6 +88,7 @@ def serve_connection(
     `since_ns`: when the server had the first request's bytes (module docstring), 0 unknown;
     `client`: its peer and accept time, for the slot's current request (None: unknown).
     """
+    # one function on purpose: every request of a blocking worker runs through this loop
     # kept in one piece (over 60 lines): its try/except/finally is what closes the socket and
     # settles the slot's open count on every path out (a bug, a reset, a park)
     if conn is None:

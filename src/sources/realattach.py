@@ -167,6 +167,7 @@ class RealServerReader:
     def read(self, own: Collection[Endpoint] = ()) -> RealReading:
         """`own`: the monitor's own client endpoints (its mod_status requests): their
         connections are neither a process's nor in a queue's length when it can tell."""
+        # one function on purpose: the reading's steps in the order the dump-skipping needs
         # one pass over the tree; the tree is read BEFORE the connection dump, with the
         # previous sample's socket owners, so that an idle tree can skip the dump
         now = time.monotonic()

@@ -205,6 +205,7 @@ def _phase_panels(
     add: Callable[[str], None], summaries: Sequence[RunSummary], colours: list[str], top: float
 ) -> None:
     """Queue wait, in-server wait, service: a bar per model at p99, a tick at p50."""
+    # one function on purpose: the three panels' SVG drawn top to bottom
     n = len(summaries)
     panel_w = (_W - 2 * _MARGIN - _LABEL_W - 2 * _PANEL_GAP) / 3
     bars_h = n * (_BAR_H + _BAR_GAP)

@@ -18,6 +18,7 @@ from .load import load_summary
 
 
 def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) -> None:
+    # one function on purpose: the summary's sections in the order they print
     console.print(Text(f"{s.model_detail} under {s.level.name}", style="bold"))
     if s.result is not None:
         load_summary(console, s.result)  # the `load` command's latency table
