@@ -10,6 +10,7 @@ functions included, so a cycle cannot hide behind a function-level import.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -181,6 +182,7 @@ def _module_of(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+@functools.cache  # parsed once for the tests that read it
 def module_imports() -> dict[str, set[str]]:
     """module -> the modules of src/ it imports (late imports inside functions included;
     `from pkg import mod` is an edge to pkg.mod, `from pkg import name` one to pkg)."""
