@@ -30,6 +30,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy src
+	$(BIN)/mypy --strict src/judging src/values
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

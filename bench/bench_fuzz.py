@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import fuzzing
 from servers.config import ServerConfig
 from servers.models import MODEL_NAMES
-from servers.scoreboard import State
+from servers.slots import State
 from servers.supervisor import Supervisor
 
 MIB = 1024 * 1024

@@ -28,7 +28,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import synthetic
 from judging.analyser import Analyser
 from plumbing.loghist import NBUCKETS, LogHist, index_of
-from values.snapshot import Phases, Snapshot
+from values.phases import Phases
+from values.snapshot import Snapshot
 
 
 def _hist(rng: random.Random, n: int) -> LogHist:

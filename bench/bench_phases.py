@@ -106,8 +106,8 @@ def sampler_ms(nslots: int = 250) -> tuple[float, float, float]:
     and every one read again (what the rule avoids)."""
     import random
 
-    from servers.scoreboard import QUEUE
-    from sources.supervisor_source import PhaseReader
+    from servers.slotwriter import QUEUE
+    from sources.phase_reader import PhaseReader
 
     board = Scoreboard.create()
     board.header.phases = 1

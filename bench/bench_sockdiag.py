@@ -1,26 +1,14 @@
 """Cost of one attach sample at 250 worker processes with 50,000 TIME-WAIT sockets on the
-host: the old way (bench/old_attach_source.py: /proc/net/tcp{,6} parsed whole, every fd
-of every process read) against the sock_diag way (readers.sockdiag + readers.realtree).
-Goal: attach <= 5 ms per sample (issues 14, 18). Not met on the shared box of issue 18:
-AttachSource.read alone at 4 Hz read 9.7 ms mean (median 7.6) at load 7-9 and 12.4 ms
-(median 8.6) at load 8, with 40k TIME-WAIT in the bench's network namespace and 50-90k
-more on the host (the kernel walks them all: the connection dump cost 8-18 ms); 24-30 of
-33-43 dumps were skipped because no process of the tree had run. Run it in a network
-namespace of its own, so that its TIME-WAIT sockets hold no ports on the host:
-`unshare -n sh -c 'ip link set lo up && .venv/bin/python bench/bench_sockdiag.py'`
-(the established table is shared, so the host's TIME-WAIT still count). After attach was
-rebuilt on RealServerReader (same 2-core machine, load 1.3-3, 50,007 TIME-WAIT, 250
-workers, 500 held connections, 40 samples): old 113 ms mean (max 179), AttachSource.read
-today 13.4 ms mean (median 12.2, max 29.6), RealServerReader alone 10.4 ms. Before:
-on the shared 2-core dev machine (load 9-12) with 71-83k TIME-WAIT, old 143-197 ms vs
-new 9.2-12.1 ms mean (15-16x); parts: sock_diag 4.6-6.7 ms (mostly the kernel's walk of
-its 262,144-bucket
-established table; ~2.4 ms when measured alone at 50k), /proc tree 2.8-2.9 ms median
-(two preads per process), owners ~1 ms.
+host, the sock_diag way (readers.sockdiag + readers.realtree, RealServerReader and
+AttachSource.read). Goal: attach <= 5 ms per sample; not met on the shared 2-core box
+(figures and the last comparison with the old /proc/net/tcp source: bench/README.md).
+Run it in a network namespace of its own, so that its TIME-WAIT sockets hold no ports on
+the host: `unshare -n sh -c 'ip link set lo up && .venv/bin/python bench/bench_sockdiag.py'`
+(the established table is shared, so the host's TIME-WAIT still count).
 
     .venv/bin/python bench/bench_sockdiag.py [--workers 250] [--time-wait 50000] [--samples 40]
 
-Both ways run in the same process, on the same server and the same host sockets,
+All ways run in the same process, on the same server and the same host sockets,
 alternating sample by sample. Cost = CPU time of the sampling thread (time.thread_time,
 which counts the kernel's time for the netlink dump and the /proc reads) per sample.
 The server: a master that forks N children each blocking in accept() on one shared
@@ -45,8 +33,6 @@ import textwrap
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
-
-from old_attach_source import AttachSource as OldAttachSource
 
 from readers.realtree import RealTree
 from readers.sockdiag import SockDiag
@@ -136,26 +122,12 @@ class NewWay:
         self.tree.close()
 
 
-class OldWay:
-    """The attach source before issue 14 (bench/old_attach_source.py)."""
-
-    def __init__(self, root: int) -> None:
-        self.src = OldAttachSource(pid=root)
-        self.deltas = WorkerDeltas()
-
-    def sample(self) -> tuple[int, int]:
-        self.deltas.begin(0.25)
-        r = self.src.read(time.monotonic(), self.deltas)
-        self.deltas.end()
-        return len(r.workers), sum(w.connections for w in r.workers)
-
-
-class AttachWay(OldWay):
+class AttachWay:
     """Today's AttachSource.read (on RealServerReader, mapped to WorkerSamples), as the
     sampler calls it: what `serverscope attach` pays per sample, estimate mode."""
 
     def __init__(self, root: int) -> None:
-        self.src = AttachSource(pid=root, exact_accepts=False)  # type: ignore[assignment]
+        self.src = AttachSource(pid=root, exact_accepts=False)
         self.deltas = WorkerDeltas()
 
     def sample(self) -> tuple[int, int]:
@@ -178,7 +150,7 @@ class ReaderWay:
         return len(r.workers), sum(w.connections for w in r.workers)
 
 
-def timed(way: NewWay | OldWay | ReaderWay | AttachWay) -> tuple[float, tuple[int, int]]:
+def timed(way: NewWay | ReaderWay | AttachWay) -> tuple[float, tuple[int, int]]:
     t0 = time.thread_time()
     out = way.sample()
     return (time.thread_time() - t0) * 1000.0, out
@@ -208,7 +180,7 @@ def main() -> None:
         start_new_session=True,
     )
     clients: list[socket.socket] = []
-    new = old = None
+    new = None
     reader: ReaderWay | None = None
     attach: AttachWay | None = None
     try:
@@ -223,30 +195,25 @@ def main() -> None:
             f"{count_time_wait()} TIME-WAIT sockets on the host "
             f"(made in {time.monotonic() - t0:.1f} s)"
         )
-        new, old = NewWay(proc.pid, port), OldWay(proc.pid)
+        new = NewWay(proc.pid, port)
         reader = ReaderWay(proc.pid, port)
         attach = AttachWay(proc.pid)
         for _ in range(3):  # warm up: caches, first tree reads
             new.sample()
-            old.sample()
             reader.sample()
             attach.sample()
         nc: list[float] = []
-        oc: list[float] = []
         rc: list[float] = []
         ac: list[float] = []
         for _ in range(a.samples):
             c, nres = timed(new)
             nc.append(c)
-            c, ores = timed(old)
-            oc.append(c)
             c, rres = timed(reader)
             rc.append(c)
             c, ares = timed(attach)
             ac.append(c)
             time.sleep(1 / HZ)
-        print(f"  processes / held connections seen: new {nres}, reader {rres}, old {ores}")
-        print(f"  old (/proc/net/tcp{{,6}} + every fd): {summary(oc)}")
+        print(f"  processes / held connections seen: new {nres}, reader {rres}")
         print(f"  new (sock_diag filtered + owners): {summary(nc)}")
         for k, v in new.parts.items():
             print(f"    {k:10s} {summary(v[-a.samples :])}")
@@ -281,8 +248,7 @@ def main() -> None:
         finally:
             solo.src.close()
         print(
-            f"  ratio old/new (mean): {statistics.fmean(oc) / statistics.fmean(nc):.1f}x; "
-            f"new way <= 5 ms: {'met' if statistics.fmean(nc) <= 5 else 'NOT met'}; "
+            f"  new way <= 5 ms: {'met' if statistics.fmean(nc) <= 5 else 'NOT met'}; "
             f"TIME-WAIT still present at the end: {count_time_wait()}"
         )
     finally:

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np
 
 import synthetic
-from judging import verdict, windows
+from judging import verdict, verdict_values, windows
 
 SETUPS = {
     "even": {},
@@ -41,7 +41,7 @@ def rec(seed: int, samples: int, **kw: object) -> windows.Recording:
 
 
 def same_setup(pairs: int, samples: int) -> None:
-    print(f"same-setup pairs ({samples} samples each, alpha {verdict.ALPHA} family-wise):")
+    print(f"same-setup pairs ({samples} samples each, alpha {verdict_values.ALPHA} family-wise):")
     for name, kw in SETUPS.items():
         false = 0
         raw05: Counter[str] = Counter()

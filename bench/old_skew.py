@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from judging import analysis
-from values.snapshot import Imbalance, Snapshot
+from values.findings import Imbalance
+from values.snapshot import Snapshot
 
 SKEW_MIN_ACCEPTS = 20
 SKEW_MIN_ACCEPTS_PER_WORKER = 5

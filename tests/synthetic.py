@@ -26,22 +26,11 @@ from judging.analyser import Analyser
 from loadgen.stats import LoadStats, Percentiles
 from plumbing.loghist import NBUCKETS as NBUCKETS_
 from plumbing.loghist import LogHist, index_of, merge
-from values.snapshot import (
-    Current,
-    HostSample,
-    KernelCounters,
-    Kind,
-    ListenerSample,
-    ModelInfo,
-    Peers,
-    Phases,
-    Role,
-    Snapshot,
-    Spread,
-    Wake,
-    WorkerSample,
-    WorkerState,
-)
+from values.current import Current, Peers
+from values.phases import Phases
+from values.server_info import HostSample, KernelCounters, ModelInfo
+from values.snapshot import Kind, ListenerSample, Role, Snapshot, WorkerSample, WorkerState
+from values.spread import Spread, Wake
 
 T = TypeVar("T")
 
@@ -323,7 +312,7 @@ def noisy(
     seeds are two recordings of the same setup; `seed` makes one reproducible."""
     import numpy as np  # (late: the rest of this module does not need it)
 
-    from values.snapshot import Diagnosis, Severity
+    from values.findings import Diagnosis, Severity
 
     rng = np.random.default_rng(seed)
     w = np.asarray(weights if weights is not None else [1.0] * workers, dtype=float)

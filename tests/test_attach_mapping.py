@@ -8,23 +8,14 @@ import dataclasses
 import pytest
 
 from judging import diagnosis
+from plumbing.loghist import LogHist
 from readers import realkind
 from readers.realtree import TaskSample
 from sources import attach_states
 from sources.attach_source import _state
-from values.snapshot import (
-    Hold,
-    HostSample,
-    Kind,
-    ListenerSample,
-    LogHist,
-    ModelInfo,
-    Phases,
-    Role,
-    Snapshot,
-    WorkerSample,
-    WorkerState,
-)
+from values.phases import Phases
+from values.server_info import HostSample, ModelInfo
+from values.snapshot import Hold, Kind, ListenerSample, Role, Snapshot, WorkerSample, WorkerState
 
 
 @pytest.mark.parametrize(
@@ -152,7 +143,7 @@ def _starving(
         for i in range(4)
     )
     thread = dataclasses.replace(
-        workers[0], kind=Kind.THREAD, tid=999, role=Role.THREAD, cpu_percent=50.0, accepts=3
+        workers[0], kind=Kind.THREAD, tid=999, role=Role.HELPER, cpu_percent=50.0, accepts=3
     )
     wait = LogHist()  # queue wait measured, none accepted in the window
     return Snapshot(

@@ -117,7 +117,7 @@ def test_apache_event_with_the_same_idle_clients_is_not_starving(
         last = w.last()
         assert last.model is not None and last.model.server == "apache-threaded"
         assert sum(x.connections or 0 for x in last.live_workers) == 12
-        assert any(x.role == Role.THREAD for x in last.workers)  # per-thread rows
+        assert any(x.folded for x in last.workers)  # per-thread rows
     finally:
         w.close()
         for c in clients:
@@ -274,7 +274,7 @@ def test_attached_per_worker_connections_equal_ss_tnp(real_server, kind, kw) -> 
         assert mine == _ss_per_pid(srv.port)
         assert sum(mine.values()) == 5
         # threads never carry connections (unknown), so nothing is counted twice
-        assert all(x.connections is None for x in snap.workers if x.role == Role.THREAD)
+        assert all(x.connections is None for x in snap.workers if x.folded)
     finally:
         sampler.close()
         for c in clients:

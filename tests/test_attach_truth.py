@@ -22,7 +22,7 @@ from sources.realattach import RealServerReader
 from sources.sampler import Sampler
 from test_attach_real import Watch, _requesting, _rules, _silent
 from test_realservers import SS, _client, _ss_per_pid, needs_ss
-from values.snapshot import Hold, Kind, Role, Snapshot, WorkerState
+from values.snapshot import Hold, Kind, Snapshot, WorkerState
 
 CLI = [sys.executable, "-m", "serverscope", "attach"]
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -167,7 +167,7 @@ def test_apache_event_states_are_mod_status_own_per_thread_and_per_process(
             "mod_status read",
         )
         assert snap.model is not None and "(event: 1 busy, 7 idle" in (snap.model.status or "")
-        threads = [x for x in snap.workers if x.role == Role.THREAD and x.state != "unknown"]
+        threads = [x for x in snap.workers if x.folded and x.state != "unknown"]
         assert +Counter(x.state for x in threads) == +truth  # 7 waiting, 1 reading
         procs = {x.pid: x.state for x in snap.live_workers if x.kind == Kind.PROCESS}
         assert sorted(procs.values()) == [WorkerState.READING, WorkerState.WAITING]

@@ -21,9 +21,10 @@ from readers.sockdiag import SockDiag
 from servers import inflight
 from servers.inflight import Client, first_line
 from servers.scoreboard import Scoreboard
+from values.codec import FormatError
 from values.current import Current, Peer, Peers, Via, describe_current, describe_peer
 from values.recording import RecordingWriter, read_recording
-from values.snapshot import FormatError, Snapshot
+from values.snapshot import Snapshot
 
 DATA = Path(__file__).parent / "data"
 LONG = b"GET /" + b"x" * 100 + b" HTTP/1.1"

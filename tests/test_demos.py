@@ -226,7 +226,7 @@ def test_master_bottleneck_ignores_worker_threads_inside_the_master() -> None:
     """goroutines: the event-loop threads live in the root process, so the root's process
     CPU is theirs, not a master's; it fired `master_bottleneck` on the gil demo."""
     import synthetic
-    from judging import analysis, diagnosis
+    from judging import analysis, master
 
     def goroutines_like(root_cpu: float, loops: list[float]) -> list:  # type: ignore[type-arg]
         win = synthetic.series(
@@ -247,13 +247,13 @@ def test_master_bottleneck_ignores_worker_threads_inside_the_master() -> None:
         ]
 
     # 88% = two loops at 44% + the acceptor's 0%: no master bottleneck
-    assert diagnosis.master_bottleneck(analysis.window(goroutines_like(88.0, [44.0, 44.0]))) is None
+    assert master.master_bottleneck(analysis.window(goroutines_like(88.0, [44.0, 44.0]))) is None
     # an acceptor thread that itself burns a core still counts
-    d = diagnosis.master_bottleneck(analysis.window(goroutines_like(130.0, [20.0, 20.0])))
+    d = master.master_bottleneck(analysis.window(goroutines_like(130.0, [20.0, 20.0])))
     assert d is not None and "master 90% CPU" in d.message
     # cluster (process workers) unchanged
     win = synthetic.series(20, model="cluster", master_cpu=98.0, cpu=[20.0], dispatches_delta=50)
-    assert diagnosis.master_bottleneck(win) is not None
+    assert master.master_bottleneck(win) is not None
 
 
 @pytest.mark.slow

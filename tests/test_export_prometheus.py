@@ -13,7 +13,8 @@ import pytest
 import synthetic
 from commands import export as export_option
 from export import prometheus as prom
-from values.snapshot import KernelCounters, WorkerSample
+from values.server_info import KernelCounters
+from values.snapshot import Role, WorkerSample
 
 parser = pytest.importorskip("prometheus_client.parser")
 
@@ -152,14 +153,11 @@ def test_a_diagnosis_that_ended_reads_zero(exporter):
     assert active and set(active.values()) == {0.0}
 
 
-def test_the_role_field_is_read_when_the_snapshot_has_one():
-    @dataclasses.dataclass(frozen=True)
-    class WithRole:
-        role: str
-
-    assert prom.role_of(WithRole("listener")) == "listener"  # type: ignore[arg-type]
+def test_the_role_label_is_the_samples_role():
     plain = synthetic.snapshot(workers=1).workers[0]
     assert isinstance(plain, WorkerSample) and prom.role_of(plain) == "worker"
+    listener = dataclasses.replace(plain, role=Role.LISTENER)
+    assert prom.role_of(listener) == "listener"
 
 
 def test_nothing_is_served_before_the_first_snapshot(exporter):

@@ -29,8 +29,8 @@ from tui.screens import fix as fix_screen
 from tui.screens.fix import FixScreen
 from tui.screens.live import LiveScreen
 from tui.source import LiveSource
+from values.findings import Diagnosis, Severity
 from values.recording import RecordingWriter
-from values.snapshot import Diagnosis, Severity
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = str(ROOT / "src")

@@ -28,7 +28,8 @@ from loadgen.levels import PRESETS, LoadError
 from plumbing.loghist import merge
 from plumbing.process import pid_alive
 from servers.config import ServerConfig
-from values.snapshot import Diagnosis, Snapshot
+from values.findings import Diagnosis
+from values.snapshot import Snapshot
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 JSON_KEYS = {

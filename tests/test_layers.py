@@ -10,6 +10,7 @@ functions included, so a cycle cannot hide behind a function-level import.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -183,6 +184,70 @@ def test_there_is_no_import_cycle_between_packages() -> None:
     graph = {pkg: set(imports) for pkg, imports in package_imports().items()}
     cycle = _cycle(graph)
     assert cycle is None, " -> ".join(cycle or [])
+
+
+def _module_of(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@functools.cache  # parsed once for the tests that read it
+def module_imports() -> dict[str, set[str]]:
+    """module -> the modules of src/ it imports (late imports inside functions included;
+    `from pkg import mod` is an edge to pkg.mod, `from pkg import name` one to pkg)."""
+    modules = {_module_of(p): p for p in SRC.rglob("*.py") if _package_of(p) in FLOORS}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        here = name.split(".") if is_package else name.split(".")[:-1]
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        typing_only = {  # `if TYPE_CHECKING:` imports never run: no cycle through them
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+            for stmt in block.body
+            for n in ast.walk(stmt)
+        }
+        out: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = here[: len(here) - node.level + 1] if node.level else []
+                mod = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                # a submodule where there is one, else a name from the package itself
+                targets = [
+                    f"{mod}.{alias.name}" if f"{mod}.{alias.name}" in modules else mod
+                    for alias in node.names
+                ]
+            else:
+                continue
+            for t in targets:  # (a package's __init__, run first, is no edge of its own)
+                while t and t not in modules:
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    out.add(t)
+        graph[name] = out
+    return graph
+
+
+def test_there_is_no_import_cycle_between_files() -> None:
+    """The package test cannot see a cycle inside one package: commands.main and
+    commands.web imported each other, and loadgen.engine the two engines that build on it,
+    through imports inside functions (the cycle was there, only later)."""
+    cycle = _cycle(module_imports())
+    assert cycle is None, " -> ".join(cycle or [])
+
+
+def test_the_module_reader_resolves_modules_packages_and_late_imports() -> None:
+    graph = module_imports()
+    assert "commands.web" in graph["commands.main"]  # from . import web
+    assert "loadgen.engine_fast" in graph["loadgen.engines"]  # inside make_engine
+    assert "values.snapshot" in graph["judging.diagnosis"]  # from values.snapshot import X
+    assert "judging.analysis" in graph["judging.diagnosis"]  # from . import analysis
+    assert "loadgen.engine_fast" not in graph["loadgen.fast_proto"]  # if TYPE_CHECKING
 
 
 @pytest.mark.parametrize(

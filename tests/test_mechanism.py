@@ -14,14 +14,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 import synthetic
 from conftest import wait_until
 from export.prometheus import SnapshotCollector
-from judging import diagnosis, explain
+from judging import diagnosis, explain, master
 from judging.analyser import Analyser
 from readers import accepts_bpf
 from readers.mechanism import EPOLLEXCLUSIVE, ProcessWaits, classify, thread_acceptors
 from realservers import real_server  # noqa: F401 - the fixture
 from sources.sampler import Sampler
 from text.attach import render
-from values.snapshot import ListenerSample, Role, Snapshot, Spread, Wake
+from values.snapshot import ListenerSample, Role, Snapshot
+from values.spread import Spread, Wake
 
 # -- classification from evidence (pure) ------------------------------------------------
 
@@ -126,7 +127,7 @@ def test_reuseport_backlog_and_master_bottleneck_explain_what_was_read() -> None
     win = synthetic.series(
         24, model="attached", workers=4, cpu=[10] * 4, master_cpu=97.0, spread="master"
     )
-    d = diagnosis.master_bottleneck(win)
+    d = master.master_bottleneck(win)
     assert d is not None and "one process accepts every connection" in d.message, d
 
 

@@ -23,7 +23,7 @@ from conftest import get, read_response, wait_until
 from plumbing.tcpinfo import accept_queue
 from servers import models
 from servers.config import ConfigError, ServerConfig
-from servers.scoreboard import State
+from servers.slots import State
 
 
 def queue_len(sock: socket.socket) -> int:

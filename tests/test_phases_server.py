@@ -17,10 +17,11 @@ from loadgen.levels import PRESETS
 from loadgen.runner import LoadRunner
 from plumbing.loghist import LogHist
 from servers import models
-from servers.scoreboard import State
+from servers.slots import State
 from servers.supervisor import Supervisor
 from sources.sampler import Sampler
-from values.snapshot import Phases, Snapshot
+from values.phases import Phases
+from values.snapshot import Snapshot
 
 # small pools, so that nine servers start quickly on a shared 2-core machine
 SMALL = {
@@ -273,7 +274,8 @@ def test_no_phases_leaves_the_phases_unmeasured_not_zero(start_server):
 
 def test_a_slot_records_values_in_loghists_buckets_with_exact_count_sum_and_max():
     from plumbing.loghist import MAX_US, NBUCKETS, index_of
-    from servers.scoreboard import QUEUE, SERVER, SERVICE, Scoreboard
+    from servers.scoreboard import Scoreboard
+    from servers.slotwriter import QUEUE, SERVER, SERVICE
 
     board = Scoreboard.create(nslots=2)
     try:
@@ -303,7 +305,7 @@ def test_a_slot_records_values_in_loghists_buckets_with_exact_count_sum_and_max(
 
 def test_the_phase_reader_rereads_busy_slots_within_budget_or_once_a_second():
     from servers.scoreboard import Scoreboard
-    from sources.supervisor_source import PhaseReader
+    from sources.phase_reader import PhaseReader
 
     board = Scoreboard.create(nslots=4)
     try:

@@ -22,7 +22,7 @@ from conftest import wait_until
 from judging import diagnosis
 from lab.session import EventDeriver
 from sources.sampler import Sampler
-from values.snapshot import ADMITS_ONE_MORE, PAST_LIMIT_NOTE, queue_figure
+from values.units import ADMITS_ONE_MORE, PAST_LIMIT_NOTE, queue_figure
 
 SS = shutil.which("ss")
 

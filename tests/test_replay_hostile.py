@@ -30,9 +30,9 @@ import pytest
 
 import hostile_recordings as H
 from commands.main import main
-from values.codec import INT64
+from values.codec import INT64, FormatError
 from values.recording import MAX_CONTAINERS, MAX_LINE, MAX_VALUES, open_recording, read_recording
-from values.snapshot import FormatError, Snapshot
+from values.snapshot import Snapshot
 
 # what the one line must say, beyond the file's name (line 1 is the header, 2 the first
 # snapshot; the crafted field is in the second snapshot, line 3)

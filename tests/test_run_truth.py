@@ -11,7 +11,8 @@ import pytest
 import synthetic
 from lab.aggregate import SummaryBuilder
 from loadgen.levels import PRESETS
-from values.snapshot import Diagnosis, Snapshot
+from values.findings import Diagnosis
+from values.snapshot import Snapshot
 
 
 def _at(t: float, totals: list[int], accepts: list[int], **client: object) -> Snapshot:

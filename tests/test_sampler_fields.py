@@ -13,12 +13,14 @@ from types import SimpleNamespace
 from readers import procfs
 from servers.config import ServerConfig
 from servers.inflight import Client
-from servers.scoreboard import Kind, Role, Scoreboard, State
+from servers.scoreboard import Scoreboard
+from servers.slots import Kind, Role, State
 from sources.sampler import Sampler
 from sources.supervisor_source import SupervisorSource
+from values.current import Via
 from values.snapshot import Kind as SKind
 from values.snapshot import Role as SRole
-from values.snapshot import Via, WorkerSample, WorkerState
+from values.snapshot import WorkerSample, WorkerState
 
 
 def test_every_worker_field_is_the_scoreboards_own() -> None:

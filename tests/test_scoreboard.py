@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import threading
 
-from servers.scoreboard import Kind, Role, Scoreboard, State
+from servers.scoreboard import Scoreboard
+from servers.slots import Kind, Role, State
 
 
 def test_a_forked_writer_is_seen_by_the_reader():

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import assert_all_gone, get, wait_until
 from plumbing.process import pid_alive
-from servers.scoreboard import State
+from servers.slots import State
 
 
 def accepts_per_worker(sup, before=None) -> list[int]:

@@ -9,10 +9,11 @@ import json
 
 import synthetic
 from judging.analyser import Analyser
-from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
-from servers.scoreboard import State
+from servers.slots import GLYPHS as SCOREBOARD_GLYPHS
+from servers.slots import State
 from sources.reading import Counter, WorkerDeltas
-from values.snapshot import GLYPHS, ImbalanceSet, Kind, Severity, Snapshot, WorkerState
+from values.findings import ImbalanceSet, Severity
+from values.snapshot import GLYPHS, Kind, Snapshot, WorkerState
 
 
 def test_a_counter_gives_the_rise_since_the_previous_round_and_forgets_absent_keys() -> None:

@@ -4,7 +4,8 @@ quiet on one that does not."""
 from __future__ import annotations
 
 import synthetic
-from judging import diagnosis
+from judging import diagnosis, gil, master
+from judging import server_wait as wait_rule
 from judging.analyser import Analyser
 from values.snapshot import Snapshot
 
@@ -104,16 +105,16 @@ def test_accept_queue_overflow_quiet() -> None:
 
 def test_master_bottleneck_fires() -> None:
     win = _last(model="cluster", master_cpu=98.0, cpu=[20.0], dispatches_delta=50)
-    d = diagnosis.master_bottleneck(win)
+    d = master.master_bottleneck(win)
     assert d is not None
     assert d.message == "master bottleneck: cluster master 98% CPU, workers 20%"
 
 
 def test_master_bottleneck_quiet() -> None:
-    assert diagnosis.master_bottleneck(_last(model="cluster", master_cpu=30.0, cpu=[20.0])) is None
-    assert diagnosis.master_bottleneck(_last(model="cluster", master_cpu=98.0, cpu=[90.0])) is None
+    assert master.master_bottleneck(_last(model="cluster", master_cpu=30.0, cpu=[20.0])) is None
+    assert master.master_bottleneck(_last(model="cluster", master_cpu=98.0, cpu=[90.0])) is None
     # no dispatching master (many_accepts master busy for another reason)
-    assert diagnosis.master_bottleneck(_last(model="many_accepts", master_cpu=98.0)) is None
+    assert master.master_bottleneck(_last(model="many_accepts", master_cpu=98.0)) is None
 
 
 def test_gil_cap_fires() -> None:
@@ -127,7 +128,7 @@ def test_gil_cap_fires() -> None:
         host_cpu=101.0,
         gil=True,
     )
-    d = diagnosis.gil_cap(win)
+    d = gil.gil_cap(win)
     assert d is not None
     assert d.message.startswith("GIL cap: 9 threads share one core")
     assert d.message.endswith("1 core idle")
@@ -135,15 +136,13 @@ def test_gil_cap_fires() -> None:
 
 def test_gil_cap_quiet() -> None:
     kw = dict(model="worker", threads=True, workers=9, states=["working"], cpu=[11.0])
-    assert diagnosis.gil_cap(_last(**kw, host_cpus=2, host_cpu=101.0, gil=False)) is None
-    assert diagnosis.gil_cap(_last(**kw, host_cpus=2, host_cpu=199.0)) is None  # no idle core
+    assert gil.gil_cap(_last(**kw, host_cpus=2, host_cpu=101.0, gil=False)) is None
+    assert gil.gil_cap(_last(**kw, host_cpus=2, host_cpu=199.0)) is None  # no idle core
     # processes, not threads: each may use a core of its own
-    assert (
-        diagnosis.gil_cap(_last(workers=9, states=["working"], cpu=[11.0], host_cpu=101.0)) is None
-    )
+    assert gil.gil_cap(_last(workers=9, states=["working"], cpu=[11.0], host_cpu=101.0)) is None
     # threads idle: nothing capped
     idle = dict(kw, states=["waiting"], cpu=[0.5])
-    assert diagnosis.gil_cap(_last(**idle, host_cpus=2, host_cpu=5.0)) is None
+    assert gil.gil_cap(_last(**idle, host_cpus=2, host_cpu=5.0)) is None
 
 
 def test_reuseport_backlog_fires() -> None:
@@ -354,13 +353,13 @@ def test_master_bottleneck_cites_the_hand_off() -> None:
         server_ms=12.0,
         service_ms=0.5,
     )
-    d = diagnosis.master_bottleneck(win)
+    d = master.master_bottleneck(win)
     assert d is not None
     assert d.message == (
         "master bottleneck: cluster master 98% CPU, workers 20%; hand-off adds 12 ms at p99"
     )
     # named once: the in-server wait rule leaves it to master_bottleneck
-    assert diagnosis.server_wait(win) is None
+    assert wait_rule.server_wait(win) is None
     assert "server_wait" not in _rules(win)
 
 
@@ -373,7 +372,7 @@ def test_in_server_wait_names_a_cluster_hand_off_with_an_idle_master() -> None:
         server_ms=[12.0, 3.0, 3.0, 3.0],
         service_ms=0.5,
     )
-    d = diagnosis.server_wait(win)
+    d = wait_rule.server_wait(win)
     assert d is not None
     assert d.message.startswith(
         "in-server wait: cluster master: hand-off adds 12 ms at p99, service p99 500 µs, "
@@ -384,7 +383,7 @@ def test_in_server_wait_names_a_cluster_hand_off_with_an_idle_master() -> None:
 
 def test_in_server_wait_names_requests_parked_in_a_model_without_a_master() -> None:
     win = _last(model="event", server_ms=39.0, service_ms=2.0)
-    d = diagnosis.server_wait(win)
+    d = wait_rule.server_wait(win)
     assert d is not None
     assert d.message.startswith(
         "in-server wait: requests wait 39 ms inside event before a worker starts them (p99), "
@@ -393,13 +392,13 @@ def test_in_server_wait_names_requests_parked_in_a_model_without_a_master() -> N
 
 
 def test_in_server_wait_quiet_when_short_served_longer_unmeasured_or_too_few() -> None:
-    assert diagnosis.server_wait(_last(server_ms=2.0, service_ms=0.5)) is None  # short
-    assert diagnosis.server_wait(_last(server_ms=40.0, service_ms=30.0)) is None  # served ~as long
-    assert diagnosis.server_wait(_last(queue_ms=500.0)) is None  # in-server wait unmeasured
+    assert wait_rule.server_wait(_last(server_ms=2.0, service_ms=0.5)) is None  # short
+    assert wait_rule.server_wait(_last(server_ms=40.0, service_ms=30.0)) is None  # served ~as long
+    assert wait_rule.server_wait(_last(queue_ms=500.0)) is None  # in-server wait unmeasured
     few = _last(server_ms=40.0, service_ms=2.0, phase_requests=[1])  # 80 requests
     assert few[-1].window_phases is not None and few[-1].window_phases.server is not None
-    assert few[-1].window_phases.server.count < diagnosis.WAIT_MIN_COUNT
-    assert diagnosis.server_wait(few) is None
+    assert few[-1].window_phases.server.count < wait_rule.WAIT_MIN_COUNT
+    assert wait_rule.server_wait(few) is None
 
 
 def test_overflow_and_gil_cap_cite_their_phases() -> None:
@@ -419,6 +418,6 @@ def test_overflow_and_gil_cap_cite_their_phases() -> None:
         gil=True,
         service_ms=[2.0, 30.0],
     )
-    d = diagnosis.gil_cap(win)
+    d = gil.gil_cap(win)
     assert d is not None
     assert d.message.endswith("1 core idle; service p50 2.0 ms, p99 30 ms")

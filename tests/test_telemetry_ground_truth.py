@@ -18,7 +18,7 @@ from conftest import get, wait_until
 from judging.analyser import Analyser
 from plumbing.tcpinfo import accept_queue
 from readers import procfs
-from servers.scoreboard import State
+from servers.slots import State
 from sources.sampler import Sampler
 
 SS = shutil.which("ss")

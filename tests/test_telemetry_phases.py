@@ -9,7 +9,8 @@ import synthetic
 from judging import analysis
 from judging.analyser import Analyser
 from values import units
-from values.snapshot import Phases, Snapshot
+from values.phases import Phases
+from values.snapshot import Snapshot
 
 
 def _with_phases(snap: Snapshot, per_worker: list[Phases | None]) -> Snapshot:

@@ -9,8 +9,9 @@ import pytest
 
 import synthetic
 from judging import analysis
+from values.codec import FormatError
 from values.recording import FORMAT_NAME, RecordingWriter, read_recording
-from values.snapshot import FORMAT_VERSION, FormatError, Snapshot
+from values.snapshot import FORMAT_VERSION, Snapshot
 
 
 def _rich_snapshot() -> Snapshot:
@@ -122,6 +123,21 @@ def test_roles_round_trip_and_old_recordings_read_as_workers() -> None:
     d["workers"][0]["role"] = "boss"
     with pytest.raises(FormatError, match="boss"):
         Snapshot.from_dict(d)
+
+
+def test_a_thread_recorded_with_the_old_thread_role_reads_as_a_folded_helper() -> None:
+    """Role.THREAD went (Kind.THREAD says it): a recording that wrote role "thread" for an
+    attached process's thread rows still reads, each a HELPER row folded under its process."""
+    from values.snapshot import Kind, Role
+
+    snap = synthetic.snapshot(workers=2, threads=True)
+    d = json.loads(json.dumps(snap.to_dict()))
+    d["workers"][1]["role"] = "thread"
+    back = Snapshot.from_dict(d)
+    w = back.workers[1]
+    assert w.kind is Kind.THREAD and w.role is Role.HELPER and w.folded
+    assert not w.is_worker and not back.workers[0].folded
+    assert "thread" not in {r.value for r in Role}
 
 
 def test_the_runs_accept_share_outlives_the_window() -> None:

@@ -37,7 +37,7 @@ from tui.screens.replay import ReplayScreen
 from tui.source import ReplaySource
 from tui.worker_table import WorkerTable
 from values.recording import read_recording
-from values.snapshot import Role, WorkerState
+from values.snapshot import WorkerState
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ async def test_a_replay_of_an_attach_recording_says_unknown_not_0_busy_and_offer
 
 def test_thread_rows_are_folded_under_their_process_and_t_unfolds_them() -> None:
     snap = tui_scenarios.attached_threads()
-    threads = [w for w in snap.workers if w.role == Role.THREAD]
+    threads = [w for w in snap.workers if w.folded]
     assert threads
 
     async def run() -> None:
@@ -147,13 +147,13 @@ def test_thread_rows_are_folded_under_their_process_and_t_unfolds_them() -> None
         async with app.run_test(size=(120, 36)) as pilot:
             await wait_for(pilot, lambda: screen.last is not None, 10, "a frame")
             table = app.query_one(WorkerTable)
-            assert not any(w.role == Role.THREAD for w in table._workers)
+            assert not any(w.folded for w in table._workers)
             proc = next(w for w in table._workers if w.pid == threads[0].pid)
             i = table._workers.index(proc)
             assert f"{sum(t.pid == proc.pid for t in threads)}t" in table._row_values(i)
             screen.threads = True
             screen.redraw()
-            assert sum(w.role == Role.THREAD for w in table._workers) == len(threads)
+            assert sum(w.folded for w in table._workers) == len(threads)
 
     import asyncio
 
@@ -232,7 +232,7 @@ async def test_attach_screen_folds_gunicorn_gthread_threads_and_t_unfolds_them(
 
             def threads_seen() -> bool:
                 snap = screen.last
-                return snap is not None and any(w.role == Role.THREAD for w in snap.workers)
+                return snap is not None and any(w.folded for w in snap.workers)
 
             await wait_for(pilot, threads_seen, 20, "thread rows")
             await pilot.pause(0.3)
@@ -246,7 +246,7 @@ async def test_attach_screen_folds_gunicorn_gthread_threads_and_t_unfolds_them(
                 if w.pid in workers
             }
             # (gthread starts its pool threads lazily: a process may have none yet)
-            rows = Counter(w.pid for w in screen.last.workers if w.role == Role.THREAD)
+            rows = Counter(w.pid for w in screen.last.workers if w.folded)
             assert rows and counts == {p: f"{rows[p]}t" if rows[p] else "-" for p in counts}
             await pilot.press("space", "t")
             await wait_for(

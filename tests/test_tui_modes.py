@@ -4,8 +4,10 @@ one App class gated them by mode), and the palette entries only a live lab has."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
+import synthetic
 import tui_scenarios
 from conftest import assert_all_gone
 from lab.catalogue import SCENARIOS
@@ -14,7 +16,7 @@ from lab.session import Session
 from servers.config import ServerConfig
 from tui.app import ServerscopeApp
 from tui.screens.demo import DemoScreen
-from tui.screens.lab import LabScreen
+from tui.screens.lab import LabScreen, sampling_cost
 from tui.screens.live import LiveScreen
 from tui.screens.replay import ReplayScreen
 from tui.source import LiveSource, ReplaySource
@@ -86,3 +88,14 @@ def test_a_demo_adds_next_step_to_the_live_keys() -> None:
     source = LiveSource(Session(step.config, DemoPlayer(scenario).level(step)))
     keys, _palette = footer_and_palette(DemoScreen(source, scenario), source)
     assert keys == [*LIVE_KEYS, "n"]
+
+
+def test_the_header_shows_what_sampling_costs_or_nothing():
+    """Snapshot.cost_ms (the sampler's and analyser's CPU per sample) is shown in the
+    header as a share of one core over the interval it covers; unmeasured, it is absent."""
+    snap = dataclasses.replace(synthetic.snapshot(workers=2, interval_s=0.25), cost_ms=7.5)
+    assert sampling_cost(snap) == "sampling 3% CPU"  # 7.5 ms of 250 ms
+    assert sampling_cost(dataclasses.replace(snap, interval_s=1.0)) == "sampling 1% CPU"
+    assert sampling_cost(dataclasses.replace(snap, cost_ms=None)) is None
+    assert sampling_cost(dataclasses.replace(snap, interval_s=None)) is None  # first sample
+    assert sampling_cost(None) is None

@@ -14,7 +14,7 @@ import pytest
 
 import synthetic
 from commands.main import main
-from judging import resample, verdict, windows
+from judging import resample, verdict, verdict_values, windows
 from judging.resample import np  # numpy, with one BLAS thread
 from lab import fix
 from loadgen.histogram import NBUCKETS, Histogram, bucket_bounds
@@ -235,7 +235,7 @@ def test_diff_prints_the_table_and_writes_json_and_svg(tmp_path: Path, capsys) -
     assert "top share of accepts" in text and "p < 0.001" in text and "worse" in text
     assert "verdict: " in text and "a permutation test over windows" in text
     data = json.loads(out.read_text())
-    assert data["before"]["recording"] == "a.jsonl" and data["alpha"] == verdict.ALPHA
+    assert data["before"]["recording"] == "a.jsonl" and data["alpha"] == verdict_values.ALPHA
     row = next(f for f in data["figures"] if f["figure"] == "accept_top_share")
     assert row["significant"] and row["p_holm"] < 0.001 and row["verdict"] == "worse"
     assert "accept_top_share" in data["differences"]

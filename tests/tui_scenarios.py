@@ -154,7 +154,7 @@ def attached_threads() -> Snapshot:
             tid = w.pid * 10 + k
             rows.append(
                 dataclasses.replace(
-                    w, tid=tid, kind=Kind.THREAD, role=Role.THREAD, group=0, connections=None
+                    w, tid=tid, kind=Kind.THREAD, role=Role.HELPER, group=0, connections=None
                 )
             )
     return dataclasses.replace(snap, workers=tuple(rows))
@@ -242,7 +242,7 @@ def original_apache_worker(seq: int = 1, time: float = 1000.0) -> Snapshot:
                     w,
                     tid=w.pid * 100 + k,
                     kind=Kind.THREAD,
-                    role=Role.THREAD,
+                    role=Role.HELPER,
                     accepts=None,
                     accepts_total=None,
                     requests=None,

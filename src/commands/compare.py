@@ -17,7 +17,8 @@ from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
 from text.chart import DEFAULT_SVG, write_svg
 from text.compare import phases_table, table
-from values.units import ms_short, pct
+from values.snapshot import SAMPLE_PERIOD_S
+from values.units import dur, pct
 
 from .common import (
     EXIT_FAILED,
@@ -76,7 +77,7 @@ def compare(
     level: LoadLevel,
     console: Console,
     *,
-    period: float = 0.25,
+    period: float = SAMPLE_PERIOD_S,
     stop: threading.Event | None = None,
 ) -> list[RunSummary]:
     """Each model in turn under `level`; a model that fails to start is reported and skipped."""
@@ -103,7 +104,7 @@ def compare(
         out.append(summary)
         status = "ok" if summary.ok else "[red]failed[/]"
         console.print(
-            f"{name}: {summary.rps:,.0f} req/s, p99 {ms_short(summary.latency.p99)}, "
+            f"{name}: {summary.rps:,.0f} req/s, p99 {dur(summary.latency.p99, space=False)}, "
             f"accept top share {pct(summary.accept_top_share)}  {status}"
         )
     return out

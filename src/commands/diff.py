@@ -9,7 +9,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from values.snapshot import FormatError
+from values.codec import FormatError
 
 from .common import (
     EXIT_FAILED,
@@ -23,7 +23,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:  # numpy loads with the verdict, not with every serverscope command
-    from judging.verdict import Verdict
+    from judging.verdict_values import Verdict
 
 PROG = "serverscope diff"
 

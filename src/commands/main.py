@@ -49,10 +49,8 @@ COMMANDS: dict[str | None, Callable[[argparse.Namespace], int]] = {
 }
 # The commands that open the TUI (web: one per browser page). When one returns, it has
 # stopped everything it started and given the terminal back; run from the command line, the
-# process then leaves with os._exit: the interpreter's own teardown (Textual's modules and
-# heap, and the wait for Textual's input thread to end its last 0.1 s poll) took 0.2-0.4 s
-# of every quit, measured on a busy 2-core machine (issue 18: q to the prompt <= 0.5 s);
-# web's, with aiohttp's too, 0.5-1.5 s after its labs were gone.
+# process then leaves with os._exit: the interpreter's own teardown would take most of the
+# 0.5 s a quit may take (bench/README.md, bench_quit.py).
 TUI_COMMANDS = frozenset({None, "replay", "attach", "demo", "web", "fleet"})
 
 

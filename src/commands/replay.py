@@ -21,8 +21,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(a: argparse.Namespace) -> int:
+    from values.codec import FormatError
     from values.recording import read_recording
-    from values.snapshot import FormatError
 
     try:
         snaps = list(read_recording(a.file))

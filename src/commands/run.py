@@ -19,7 +19,7 @@ from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
 from text.load import live_figures, live_progress
 from text.summary import render_summary
-from values.snapshot import Snapshot
+from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 from values.units import dur
 
 from . import common, export
@@ -76,8 +76,8 @@ def add_load_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--period",
         type=seconds(above=0, at_most=DAY_S),
-        default=0.25,
-        help="seconds between samples (0.25)",
+        default=SAMPLE_PERIOD_S,
+        help=f"seconds between samples ({SAMPLE_PERIOD_S:g})",
     )
 
 
@@ -91,7 +91,7 @@ def progress_run(
     level: LoadLevel,
     *,
     title: str,
-    period: float = 0.25,
+    period: float = SAMPLE_PERIOD_S,
     record: str | None = None,
     stop: threading.Event | None = None,
     observers: Sequence[Callable[[Snapshot], None]] = (),

@@ -29,16 +29,10 @@ from .common import (
 )
 
 NO_LOAD = "none"
-# `serverscope` with no arguments must show its phenomenon at once, every time (issue 12:
-# six launches of the old default, many_accepts under `burst`, gave top accept shares of
-# 45% to 100%). The burst's 20 clients arriving at the same instant wake every worker, and
-# on 2 cores two of them accept side by side (measured, 10 headless TUI launches: one at
-# 67%; with EPOLLEXCLUSIVE, 62% and 67% in 6). Clients arriving one after another (the
-# `steady` preset ramps its 20 over 2 s) into EPOLLEXCLUSIVE's LIFO wake-up, as nginx
-# uses it, go to one worker: 10 of 10 launches at 95-100% (bench/default_launch.py), but
-# 9 of 10 (one 57%) while other jobs kept the load average near 9: a worker busy serving
-# is not waiting, so the next connection goes to another. At 50 req/s instead of the
-# preset's 200 the serving worker is back in epoll_wait sooner: 10 of 10 at 100% then.
+# `serverscope` with no arguments must show its phenomenon at once, every time: clients
+# arriving one after another into EPOLLEXCLUSIVE's LIFO wake-up, as nginx uses it, go to one
+# worker, and at 50 req/s the serving worker is back in epoll_wait before the next arrives
+# (launch figures: bench/README.md, default_launch.py).
 DEFAULT_MODEL = "many_accepts"
 DEFAULT_LOAD = "steady"
 DEFAULT_RATE = 50.0  # req/s, in all; applied only when neither --load nor --rate is given

@@ -7,8 +7,8 @@ serverscope with the same TUI options) under Textual's web driver. So each brows
 gets its own lab (its own model, load and sampler), and when the page closes textual-serve
 tells that app to quit, which stops its Session: servers and load generators go with it
 (and, were the app killed, the parent-death signal the Session arms takes them anyway).
-Each lab is started through this module (`python -m commands.web SERVER_PID ARGS`), which
-asks the kernel to kill the lab if the web server dies (PR_SET_PDEATHSIG): a web server
+Each lab is started through commands.web_lab (`python -m commands.web_lab SERVER_PID ARGS`),
+which asks the kernel to kill the lab if the web server dies (PR_SET_PDEATHSIG): a web server
 killed with SIGKILL would otherwise leave its labs running, as a closed stdin does not end a
 Textual app under the web driver (seen).
 
@@ -90,18 +90,8 @@ def lab_argv(a: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str
 
 def lab_command(a: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
     """The shell command textual-serve runs for each page (`exec`: no shell left between)."""
-    argv = ["exec", sys.executable, "-m", "commands.web", str(os.getpid())]
+    argv = ["exec", sys.executable, "-m", "commands.web_lab", str(os.getpid())]
     return shlex.join([*argv, *lab_argv(a, parser)])
-
-
-def lab_main(argv: list[str]) -> int:
-    """One page's lab: die with the web server (pid argv[0]), then the TUI as usual."""
-    from plumbing.process import die_with_parent
-
-    from .main import main
-
-    die_with_parent(expected_parent=int(argv[0]))
-    return main(argv[1:])
 
 
 def command(a: argparse.Namespace) -> int:
@@ -134,7 +124,3 @@ def command(a: argparse.Namespace) -> int:
         why = f"cannot serve on 127.0.0.1:{a.web_port}: {e.strerror or e} (pick another --web-port)"
         return fail(PROG, why, EXIT_FAILED)
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(lab_main(sys.argv[1:]))

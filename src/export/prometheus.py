@@ -14,7 +14,7 @@ no accepts; the first sample: no CPU) is left OUT of the exposition, never sent 
 
 What is exported (all names follow Prometheus conventions: base units, `_total` counters):
 - per worker, labelled model (model name, or the process name when attached), pid, tid,
-  role (worker/listener/master/helper; "worker" until the snapshot carries roles) and
+  role (worker/listener/master/helper/process; values.snapshot.Role) and
   worker (scoreboard slot, or the position in the snapshot when attached):
   `serverscope_worker_cpu_seconds_total`, `serverscope_worker_open_connections`,
   `serverscope_worker_accepts_total`, `serverscope_worker_requests_total`,
@@ -38,7 +38,7 @@ What is exported (all names follow Prometheus conventions: base units, `_total` 
 - for a fleet (export.identity): `serverscope_server_info{host,server,program,root_pid,
   ports,accepts} 1`, and the workers and events behind each imbalance index,
   `serverscope_imbalance_workers` and `serverscope_imbalance_total`;
-- where the time goes (issue 16), the whole server's request phases since it started as
+- where the time goes, the whole server's request phases since it started as
   one histogram labelled phase=queue|server|service, `serverscope_phase_seconds`
   (`_bucket{le}`, `_count`, `_sum`): 19 fixed buckets from 100 us to 60 s, not the 200 of
   plumbing.loghist (per worker and per bucket that would be 600 series a worker). A
@@ -46,8 +46,7 @@ What is exported (all names follow Prometheus conventions: base units, `_total` 
   boundary late by up to a bucket's width (6.25%); count and sum are exact. A phase the
   snapshot does not measure is absent (attached servers: all but the eBPF queue wait).
 
-Cost (bench/bench_export.py, 250 workers, busy 2-core box): 1,263 samples, 139 KiB, ~11 ms
-of CPU per scrape (2.1x a json.dumps of the same snapshot): 0.08 % of a core at a 15 s scrape.
+Its cost per scrape is measured by bench/bench_export.py (figures: bench/README.md).
 """
 
 from __future__ import annotations
@@ -124,9 +123,8 @@ def phase_buckets(h: LogHist) -> list[tuple[str, float]]:
 
 
 def role_of(w: WorkerSample) -> str:
-    """The worker's role; "worker" for snapshots made before WorkerSample had roles."""
-    role = getattr(w, "role", "worker")
-    return str(getattr(role, "value", role))
+    """The worker's role, as its label value."""
+    return w.role.value
 
 
 def _model_label(snap: Snapshot, w: WorkerSample) -> str:
@@ -255,12 +253,10 @@ class SnapshotCollector(Collector):
             queue.add_metric(values, ln.queue)
             if ln.limit is not None:
                 limit.add_metric(values, ln.limit)
-            spread = getattr(ln, "spread", None)  # snapshots made before it was read
-            if spread is not None:
-                mechanism.add_metric([*values, str(spread), str(ln.wake or "")], 1.0)
-            n = getattr(ln, "waiters", None)
-            if n is not None:
-                waiters.add_metric(values, n)
+            if ln.spread is not None:
+                mechanism.add_metric([*values, str(ln.spread), str(ln.wake or "")], 1.0)
+            if ln.waiters is not None:
+                waiters.add_metric(values, ln.waiters)
         yield from (queue, limit, mechanism, waiters)
 
     def _kernel(self, snap: Snapshot) -> Iterator[Metric]:

@@ -10,23 +10,19 @@ import collections
 import dataclasses
 import operator
 from collections.abc import Sequence
+from typing import Any
 
+from plumbing.loghist import LogHist
+from values.findings import Imbalance, ImbalanceSet
+from values.phases import Phases
 from values.positional import positional_new
-from values.snapshot import (
-    Imbalance,
-    ImbalanceSet,
-    Kind,
-    LogHist,
-    Phases,
-    Role,
-    Snapshot,
-    WorkerSample,
-    WorkerState,
-)
+from values.snapshot import Kind, Role, Snapshot, WorkerKey, WorkerSample, WorkerState
 
 DEFAULT_WINDOW_S = 5.0
 _WORKER, _PROCESS = Role.WORKER, Kind.PROCESS
 _NOT_ALIVE = frozenset({WorkerState.EMPTY, WorkerState.DEAD})  # as WorkerSample.alive
+# one worker's figures in one sample: its key, accepts, connections, CPU seconds
+_Row = tuple[WorkerKey, int | None, int | None, float | None]
 
 
 def window(history: Sequence[Snapshot], window_s: float = DEFAULT_WINDOW_S) -> list[Snapshot]:
@@ -62,7 +58,7 @@ def jain(values: Sequence[float]) -> float | None:
     return total * total / (n * sq)
 
 
-def measure(metric: str, per_worker: dict[tuple, tuple[str, float]], span: float) -> Imbalance:
+def measure(metric: str, per_worker: dict[WorkerKey, tuple[str, float]], span: float) -> Imbalance:
     """The three measures over {key: (label, x)}."""
     n = len(per_worker)
     total = sum(x for _, x in per_worker.values())
@@ -97,19 +93,19 @@ class ImbalanceTracker:
     """
 
     def __init__(self) -> None:
-        self._entries: collections.deque[tuple[Snapshot, list[tuple]]] = collections.deque()
+        self._entries: collections.deque[tuple[Snapshot, list[_Row]]] = collections.deque()
         # key -> [snapshots alive in the window, accepts, connections summed, snapshots
         # measuring connections, CPU seconds]: one dict entry per worker, not five dicts
         # (add, evict and result run once per worker per sample: at 400 thread workers
         # they were a sixth of the sampler's cost, py-spy of bench/bench_sampler.py)
-        self._stats: dict[tuple, list] = {}
-        self._label: dict[tuple, str] = {}
+        self._stats: dict[WorkerKey, list[Any]] = {}
+        self._label: dict[WorkerKey, str] = {}
         self._seen = [0, 0, 0]  # samples measuring accepts, connections, cpu
         self._span = 0.0
 
     def add(self, snap: Snapshot) -> None:
         iv = snap.interval_s
-        rows = []
+        rows: list[_Row] = []
         stats, label = self._stats, self._label
         seen_a = seen_c = seen_u = 0
         # once per worker per sample: WorkerSample's properties (alive, is_worker, key,
@@ -175,9 +171,9 @@ class ImbalanceTracker:
         span = max(0.0, self._span)
         whole = len(self._entries)
         lab = self._label
-        acc: dict[tuple, tuple[str, float]] = {}
-        conn: dict[tuple, tuple[str, float]] = {}
-        cpu: dict[tuple, tuple[str, float]] = {}
+        acc: dict[WorkerKey, tuple[str, float]] = {}
+        conn: dict[WorkerKey, tuple[str, float]] = {}
+        cpu: dict[WorkerKey, tuple[str, float]] = {}
         for k, (alive, a, c, cn, u) in self._stats.items():
             if alive != whole:
                 continue
@@ -242,7 +238,7 @@ def run_accepts(snap: Snapshot) -> Imbalance | None:
     )
 
 
-# -- request phases over the window (issue 16) ------------------------------------------------
+# -- request phases over the window ------------------------------------------------
 
 
 _NOTHING = LogHist()
@@ -305,8 +301,8 @@ class PhaseWindow:
 
     def __init__(self) -> None:
         self._base: Snapshot | None = None
-        self._base_workers: dict[tuple, Phases] = {}
-        self._last: dict[tuple, tuple[Phases, Phases | None, Phases | None]] = {}
+        self._base_workers: dict[WorkerKey, Phases] = {}
+        self._last: dict[WorkerKey, tuple[Phases, Phases | None, Phases | None]] = {}
 
     def leave(self, snap: Snapshot) -> None:
         """`snap` left the window: the newest such is the base."""
@@ -324,7 +320,7 @@ class PhaseWindow:
             return snap
         base = self._base_workers
         last = self._last
-        now: dict[tuple, tuple[Phases, Phases | None, Phases | None]] = {}
+        now: dict[WorkerKey, tuple[Phases, Phases | None, Phases | None]] = {}
         workers = []
         for w in snap.workers:
             cur = w.phases

@@ -12,26 +12,20 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
-from values.snapshot import (
-    ADMITS_ONE_MORE,
-    Diagnosis,
-    Hold,
-    Severity,
-    Snapshot,
-    WorkerSample,
-    WorkerState,
-    queue_figure,
-)
-from values.units import dur
+from values.findings import Diagnosis, Severity, severity_rank
+from values.snapshot import Hold, Snapshot, WorkerSample, WorkerState
+from values.units import ADMITS_ONE_MORE, queue_figure
 
 from . import analysis, explain
-from .rulekit import Rule, window_phase
+from .gil import gil_cap
+from .master import master_bottleneck
+from .rulekit import PHASE_MIN_COUNT, Rule, window_phase
 from .rulekit import live as _live
 from .rulekit import mean as _mean
-from .rulekit import num as _num
 from .rulekit import p as _p
 from .rulekit import pct as _pct
 from .rulekit import span as _span
+from .server_wait import server_wait
 from .skew import (
     SKEW_MAX_JAIN,
     SKEW_MIN_ACCEPTS,
@@ -100,25 +94,6 @@ MIN_SPAN_S: dict[str, float] = {"starvation": STARVATION_MIN_S, "accept_skew": S
 # accept queue overflow: one of our queues reached its limit within the window, or the
 # (namespace-wide) overflow counter moved while one of ours was at least this full.
 OVERFLOW_NEAR_FULL = 0.9
-
-# master bottleneck: a dispatching master (cluster) near one core, its workers not.
-MASTER_MIN_CPU = 80.0  # master's mean CPU over the window, % of one core
-MASTER_MAX_WORKER_CPU = 50.0  # workers' mean CPU, % of one core each
-
-# GIL cap: a thread model's process near one core, several threads busy, cores idle.
-GIL_MIN_PROCESS_CPU = 80.0  # process CPU, % of one core (mean over the window) ...
-GIL_MAX_PROCESS_CPU = 125.0  # ... and not above ~one core
-GIL_MIN_ACTIVE_THREADS = 2  # threads that are busy or use CPU
-GIL_THREAD_ACTIVE_CPU = 5.0  # a thread using more than this (% of one core) is active
-GIL_MIN_IDLE_CORES = 0.5  # host's idle cores (mean over the window)
-
-# in-server wait (issue 16): requests wait inside the server (a master's hand-off, a parked
-# connection, a busy loop) longer than they are served, over enough requests to judge.
-PHASE_MIN_COUNT = 20  # requests (or connections) in the window before a phase is cited
-WAIT_MIN_COUNT = 100  # requests in the window before in-server wait is judged on its own
-# (prefork on a busy 2-core box: p99 15 ms over 25 requests, service p99 12 ms: noise)
-WAIT_MIN_P99_MS = 10.0  # the window's in-server wait p99 at least this ...
-WAIT_OVER_SERVICE = 2.0  # ... and above this many times the service p99
 
 
 def starvation(win: Sequence[Snapshot]) -> Diagnosis | None:
@@ -229,156 +204,6 @@ def accept_queue_overflow(win: Sequence[Snapshot]) -> Diagnosis | None:
     return None
 
 
-def master_bottleneck(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """A dispatching master (cluster) saturates one core while its workers idle."""
-    if not win:
-        return None
-    last = win[-1]
-    if last.model is None:
-        return None
-    dispatching = explain.dispatching(last) or any(
-        (s.model.dispatches_delta or 0) > 0 for s in win if s.model
-    )
-    if not dispatching:
-        return None
-    master = [_master_own_cpu(s) for s in win if s.model and s.model.master_cpu_percent is not None]
-    if not master:
-        return None
-    mcpu = _mean(master)
-    per_worker = [
-        _mean([w.cpu_percent for w in _live(s) if w.cpu_percent is not None])
-        for s in win
-        if any(w.cpu_percent is not None for w in _live(s))
-    ]
-    wcpu = _mean(per_worker)
-    if mcpu < MASTER_MIN_CPU or wcpu > MASTER_MAX_WORKER_CPU:
-        return None
-    wait = window_phase(last, "server", PHASE_MIN_COUNT)
-    handoff = f"; hand-off adds {_p(wait, 0.99)} at p99" if wait is not None else ""
-    return Diagnosis(
-        "master_bottleneck",
-        Severity.WARNING,
-        f"master bottleneck: {last.model.name} master {_pct(mcpu)} CPU, workers {_pct(wcpu)}"
-        f"{handoff}{explain.master(last)}",
-    )
-
-
-def server_wait(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """Requests wait inside the server before a handler starts them longer than they are
-    then served (the window's p99s): a master's hand-off (cluster, goroutines' acceptor),
-    a parked connection (event), a busy loop, requests pipelined behind others. Left to
-    `master_bottleneck` when that fires (it cites the hand-off itself)."""
-    if not win:
-        return None
-    last = win[-1]
-    wait = window_phase(last, "server", WAIT_MIN_COUNT)
-    service = window_phase(last, "service", PHASE_MIN_COUNT)
-    if wait is None:
-        return None
-    p99 = wait.quantile_ms(0.99) or 0.0
-    served = service.quantile_ms(0.99) if service is not None else None
-    if p99 < WAIT_MIN_P99_MS or (served is not None and p99 <= WAIT_OVER_SERVICE * served):
-        return None
-    if master_bottleneck(win) is not None:
-        return None
-    model = last.model.name if last.model else "the server"
-    dispatching = any(
-        (s.model.dispatches or 0) > 0 or (s.model.dispatches_delta or 0) > 0 for s in win if s.model
-    ) or explain.dispatching(last)
-    what = (
-        f"{model} master: hand-off adds {_p(wait, 0.99)} at p99"
-        if dispatching
-        else f"requests wait {_p(wait, 0.99)} inside {model} before a worker starts them (p99)"
-    )
-    service_text = f", service p99 {_p(service, 0.99)}" if service is not None else ""
-    top = _top_waiter(last)
-    return Diagnosis(
-        "server_wait",
-        Severity.WARNING,
-        f"in-server wait: {what}{service_text}, {wait.count} requests in {_span(win)}{top}",
-    )
-
-
-def _top_waiter(s: Snapshot) -> str:
-    """ ", most at worker 3 (p99 40 ms)" when one worker's in-server wait stands out."""
-    per = [
-        (h.quantile_ms(0.99) or 0.0, w.label)
-        for w in _live(s)
-        if w.window_phases is not None
-        and (h := w.window_phases.server) is not None
-        and h.count >= WAIT_MIN_COUNT // 4
-    ]
-    if len(per) < 2:
-        return ""
-    per.sort()
-    (top, label), (second, _) = per[-1], per[-2]
-    if top < 2 * second:
-        return ""
-    return f", most at {label} (p99 {dur(top)})"
-
-
-def _master_own_cpu(s: Snapshot) -> float:
-    """The root process's CPU minus that of worker threads living in it (goroutines: the
-    event loops are threads of the root, so its process CPU is not the master's own)."""
-    assert s.model is not None and s.model.master_cpu_percent is not None
-    root = s.model.root_pid
-    inside = sum(w.cpu_percent or 0.0 for w in _live(s) if w.is_thread and w.pid == root)
-    return max(0.0, s.model.master_cpu_percent - inside)
-
-
-def gil_cap(win: Sequence[Snapshot]) -> Diagnosis | None:
-    """Threads of one CPython process (with the GIL) share one core while cores idle."""
-    if not win:
-        return None
-    last = win[-1]
-    if last.model is not None and last.model.gil is False:
-        return None
-    threads = [w for w in _live(last) if w.is_thread]
-    if len(threads) < GIL_MIN_ACTIVE_THREADS:
-        return None
-    idle = [s.host.idle_cores for s in win if s.host and s.host.idle_cores is not None]
-    if not idle or _mean(idle) < GIL_MIN_IDLE_CORES:
-        return None
-    # process CPU = sum of its thread workers' CPU, per snapshot, mean over the window
-    best = None
-    for pid in sorted({w.pid for w in threads}):
-        # the active threads first: they are the latest snapshot's (O(threads)), while
-        # the CPU mean walks the whole window (O(threads x 20 snapshots)), which for 400
-        # idle threads was most of a sample's cost (bench/bench_sampler.py)
-        active = [
-            w
-            for w in threads
-            if w.pid == pid and (w.busy or (w.cpu_percent or 0.0) > GIL_THREAD_ACTIVE_CPU)
-        ]
-        if len(active) < GIL_MIN_ACTIVE_THREADS:
-            continue
-        totals = []
-        for s in win:
-            ws = [w for w in _live(s) if w.is_thread and w.pid == pid and w.cpu_percent is not None]
-            if ws:
-                totals.append(sum(w.cpu_percent or 0.0 for w in ws))
-        cpu = _mean(totals)
-        if not (GIL_MIN_PROCESS_CPU <= cpu <= GIL_MAX_PROCESS_CPU):
-            continue
-        if best is None or len(active) > best[1]:
-            best = (pid, len(active), cpu)
-    if best is None:
-        return None
-    pid, nactive, cpu = best
-    idle_cores = _mean(idle)
-    cores = "core" if _num(idle_cores) == "1" else "cores"
-    service = window_phase(last, "service", PHASE_MIN_COUNT)
-    served = ""
-    if service is not None:  # the handlers' time stretched by waiting for the GIL
-        served = f"; service p50 {_p(service, 0.5)}, p99 {_p(service, 0.99)}"
-    return Diagnosis(
-        "gil_cap",
-        Severity.WARNING,
-        f"GIL cap: {nactive} threads share one core (pid {pid} at {_pct(cpu)} CPU), "
-        f"{_num(idle_cores)} {cores} idle{served}",
-    )
-
-
 # a stopped worker first: its queue's clients wait on it, and its missing accepts are why
 # the others take them all; starvation before overflow: when both fire, the workers hold
 # idle connections with the CPU idle, and that is why the queue overflows (when they are
@@ -433,6 +258,5 @@ class Memory:
 
 def _ordered(found: Sequence[Diagnosis]) -> list[Diagnosis]:
     """Most severe first; within a severity, in RULES order (the explaining one first)."""
-    sev = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
     rank = {r.__name__: i for i, r in enumerate(RULES)}
-    return sorted(found, key=lambda d: (sev.get(d.severity, 3), rank.get(d.rule, len(rank))))
+    return sorted(found, key=lambda d: (severity_rank(d.severity), rank.get(d.rule, len(rank))))

@@ -9,8 +9,10 @@ read (no claim is better than a wrong one)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
-from values.snapshot import Hold, ListenerSample, Snapshot, Spread, Wake
+from values.snapshot import Hold, ListenerSample, Snapshot
+from values.spread import Spread, Wake
 
 # what was read, and why the kernel's choice falls the way it does
 _WHY = {
@@ -88,9 +90,13 @@ def _knob(s: Snapshot, what: str) -> str:
     return _KNOBS.get(family, {}).get(what, _GENERIC[what])
 
 
-def dispatching(s: Snapshot) -> bool:
-    """A master was read to accept every connection and hand it on."""
-    ln = read(s)
+def dispatching(win: Sequence[Snapshot]) -> bool:
+    """Is a master dealing the connections out (Node's cluster, the cluster model, the
+    goroutines acceptor), so that the kernel does not choose a worker? Yes when it has
+    dispatched, in the window or before it, or the mechanism read says so."""
+    if any((s.model.dispatches or s.model.dispatches_delta or 0) > 0 for s in win if s.model):
+        return True
+    ln = read(win[-1]) if win else None
     return ln is not None and ln.spread == Spread.MASTER
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from values.findings import Imbalance
 from values.fleet import FleetImbalance, FleetServer, Standing
-from values.snapshot import Imbalance
 
 from . import diagnosis
 

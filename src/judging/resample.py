@@ -5,9 +5,8 @@ A figure is a function of its windows' sums (requests / seconds, a histogram's p
 top worker's share of accepts...), so resampling is a weighted sum: a weight matrix M of
 (draws x windows) times each part (windows x columns), then the figure, vectorised over
 the draws. numpy, because the test takes up to 20,000 draws of 20-240 windows of up to 200
-histogram buckets: a batch of 2,000 draws of 24 windows x 200 buckets took 15 ms with
-numpy's matrix product and 3.0 s in pure Python (x195; bench/bench_verdict.py, load
-average 22 on 2 cores), and a comparison takes ten such batches per histogram.
+histogram buckets, and pure Python was about 200x slower (bench/README.md,
+bench_verdict.py); a comparison takes ten such batches per histogram.
 
 - permutation test (the p-value): the two recordings' windows pooled, split again at
   random into groups of the same sizes; p = (1 + splits at least as far apart as the
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
+
+__all__ = ["np"]  # the numpy loaded with one BLAS thread, for the modules beside it
 
 # part -> (windows,) or (windows, columns); "*_max": maxima; "*_mid": a constant (columns,)
 Parts = Mapping[str, np.ndarray]
@@ -101,10 +102,12 @@ def _diff(after: np.ndarray, before: np.ndarray, log: bool) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         if log:
             ok = (after > 0) & (before > 0)
-            return np.where(
+            logs: np.ndarray = np.where(
                 ok, np.log(np.where(ok, after, 1.0) / np.where(ok, before, 1.0)), np.nan
             )
-        return after - before
+            return logs
+        diff: np.ndarray = after - before
+        return diff
 
 
 def windows_of(parts: Parts) -> int:

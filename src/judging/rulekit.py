@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from values.snapshot import Diagnosis, LogHist, Snapshot, WorkerSample
+from plumbing.loghist import LogHist
+from values.findings import Diagnosis
+from values.snapshot import Snapshot, WorkerSample
 from values.units import dur
 
 from . import analysis
 
 Rule = Callable[[Sequence[Snapshot]], Diagnosis | None]
+PHASE_MIN_COUNT = 20  # requests (or connections) in the window before a phase is cited
 
 
 def pct(x: float) -> str:

@@ -11,7 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from values.snapshot import Diagnosis, Imbalance, Severity, Snapshot, is_stopped
+from values.findings import Diagnosis, Imbalance, Severity
+from values.snapshot import Snapshot, is_stopped
 
 from . import analysis, evenness, explain
 from .rulekit import live as _live
@@ -87,9 +88,7 @@ def accept_skew(win: Sequence[Snapshot]) -> Diagnosis | None:
     95 accepts)" on cluster, whose run totals were 1960/1960/1959/1959."""
     if not win or analysis.covered_s(win) < SKEW_MIN_SPAN_S - 1e-6:
         return None
-    if any(
-        (s.model.dispatches or 0) > 0 or (s.model.dispatches_delta or 0) > 0 for s in win if s.model
-    ):
+    if explain.dispatching(win):
         return None
     if any(analysis.load_over(s) for s in win):
         return None
@@ -124,6 +123,10 @@ class _Worker:
     young: bool = False  # held connections: born after the oldest holder (see _held_verdict)
     full: bool = False  # its epoll did not hold the listener at the window's end
     total: int | None = None  # accepts since counting began (accepts_total), at the end
+
+
+# a worker's connections held at the window's first and last snapshot
+_ENDS: tuple[Callable[[_Worker], int], ...] = (lambda r: r.first, lambda r: r.last)
 
 
 def _workers(win: Sequence[Snapshot]) -> list[_Worker]:
@@ -294,7 +297,7 @@ def _held_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
     rows, out = _judged(rows, lambda r: r.last, span_s)
     ps = [
         _test([at(r) for r in rows], SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER)
-        for at in (lambda r: r.first, lambda r: r.last)
+        for at in _ENDS
     ]
     if any(p is None or p >= evenness.ALPHA for p in ps):
         return None

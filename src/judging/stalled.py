@@ -9,7 +9,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from values.snapshot import Diagnosis, ListenerSample, Severity, Snapshot, WorkerSample
+from values.findings import Diagnosis, Severity
+from values.snapshot import ListenerSample, Snapshot, WorkerSample
 
 from . import explain
 from .rulekit import live as _live
@@ -82,7 +83,7 @@ def reuseport_backlog(win: Sequence[Snapshot]) -> Diagnosis | None:
     if not win:
         return None
     last = win[-1]
-    by_port: dict[int, list] = {}
+    by_port: dict[int, list[ListenerSample]] = {}
     for ln in last.listeners:
         by_port.setdefault(ln.port, []).append(ln)
     for lns in by_port.values():

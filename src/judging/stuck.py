@@ -24,10 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from plumbing.settings import Setting, by_name
+from values.findings import Diagnosis, Severity
 from values.snapshot import (
     BUSY_STATES,
-    Diagnosis,
-    Severity,
     Snapshot,
     WorkerSample,
     is_stopped,

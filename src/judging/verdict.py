@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from values.recording import read_recording
 from values.units import dur
@@ -32,207 +29,8 @@ from values.units import dur
 from . import resample, windows
 from .figures import FIGURES, Figure, Scale, rule_figure
 from .resample import np
-from .windows import MID_US, PHASES, Blocks, Recording, Windows, block_length, cut
-
-ALPHA = 0.01  # family-wise: the chance of one false difference among all figures compared
-
-
-# -- the verdict ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Row:
-    """One figure before and after, and what the evidence says of the difference."""
-
-    key: str
-    label: str
-    scale: Scale
-    better: int
-    before: float | None
-    after: float | None
-    shown: tuple[str, str]  # before and after as the table prints them
-    change: float | None = None  # after / before - 1 (ratio) or after - before
-    interval: tuple[float, float] | None = None  # 95% bootstrap interval of `change`
-    p: float | None = None  # permutation p-value (None: not tested)
-    p_holm: float | None = None  # adjusted over every figure tested
-    significant: bool = False
-    note: str = ""  # why it was not tested
-    points: bool = False  # a share: its change in percentage points
-
-    @property
-    def tested(self) -> bool:
-        return self.p_holm is not None
-
-    @property
-    def direction(self) -> str:
-        """'better', 'worse' or 'no significant difference' ('not tested: why')."""
-        if not self.tested:
-            return f"not tested: {self.note}" if self.note else "not tested"
-        if not self.significant or self.change is None:
-            return "no significant difference"
-        up = self.change > 0
-        return "better" if up == (self.better > 0) else "worse"
-
-    def change_text(self) -> str:
-        """'x0.10 (0.08..0.12)' (ratio), '-59 pts (-67..-49)' (shares), '+0.66 (+0.58..+0.71)'."""
-        if self.change is None:
-            return "-"
-        ci = self.interval
-        if self.scale == Scale.RATIO:
-            text = f"x{_sig(1 + self.change)}"
-            return text + (f" ({_sig(1 + ci[0])}..{_sig(1 + ci[1])})" if ci else "")
-        fmt = _points if self.points else _signed
-        text = fmt(self.change)
-        lo, hi = (fmt(x).removesuffix(" pts") for x in ci) if ci else ("", "")
-        return text + (f" ({lo}..{hi})" if ci else "")
-
-    def p_text(self) -> str:
-        if self.p_holm is None:
-            return "-"
-        return "p < 0.001" if self.p_holm < 0.001 else f"p = {self.p_holm:.2g}"
-
-    def summary(self) -> str:
-        """'top share of accepts 96% -> 27% (p < 0.001)'."""
-        what = f"{self.label} {self.shown[0]} -> {self.shown[1]}"
-        if not self.tested:
-            return f"{what} ({self.direction})"
-        if not self.significant:
-            return f"{what} (no significant difference, {self.p_text()})"
-        return f"{what} ({self.p_text()})"
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "figure": self.key,
-            "label": self.label,
-            "scale": str(self.scale),
-            "before": _finite(self.before),
-            "after": _finite(self.after),
-            "change": _finite(self.change),
-            "interval_95": list(self.interval) if self.interval else None,
-            "p": self.p,
-            "p_holm": self.p_holm,
-            "significant": self.significant,
-            "verdict": self.direction,
-        }
-
-
-@dataclass(frozen=True)
-class Side:
-    """What a recording is, as the verdict names it."""
-
-    name: str
-    model: str | None
-    load: str | None
-    duration_s: float
-    samples: int
-    windows: int
-    accept_shares: tuple[float, ...]  # each worker's share of the accepts, largest first
-    cpu_shares: tuple[float, ...]
-    diagnoses: dict[str, str]  # rule -> its first message
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "recording": self.name,
-            "model": self.model,
-            "load": self.load,
-            "duration_s": round(self.duration_s, 3),
-            "samples": self.samples,
-            "windows": self.windows,
-            "accept_shares": [round(x, 4) for x in self.accept_shares],
-            "cpu_shares": [round(x, 4) for x in self.cpu_shares],
-            "diagnoses": self.diagnoses,
-        }
-
-
-@dataclass(frozen=True)
-class Verdict:
-    before: Side
-    after: Side
-    rows: tuple[Row, ...]
-    blocks: Blocks
-    window_s: float  # seconds per window (samples x the median period)
-    alpha: float = ALPHA
-    draws: int = resample.DRAWS
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-    @property
-    def tested(self) -> list[Row]:
-        return [r for r in self.rows if r.tested]
-
-    @property
-    def differences(self) -> list[Row]:
-        return [r for r in self.rows if r.significant]
-
-    def row(self, key: str) -> Row | None:
-        return next((r for r in self.rows if r.key == key), None)
-
-    def headline(self, keys: Sequence[str] = ()) -> str:
-        """The figures `keys` names (a remedy's), else the differences found, in one line;
-        'no significant difference in N figures (...)' when there are none."""
-        chosen = [r for k in keys if (r := self.row(k)) is not None and r.before is not None]
-        if not chosen:
-            chosen = sorted(self.differences, key=lambda r: (r.p_holm or 1.0, r.key))[:3]
-        if not chosen:
-            return (
-                f"no significant difference in {len(self.tested)} figures "
-                f"(Holm-adjusted p >= {self.alpha:g} for each)"
-            )
-        return "; ".join(r.summary() for r in chosen)
-
-    def method(self) -> str:
-        wa, wb = self.before.windows, self.after.windows
-        return (
-            f"judged over {wa} + {wb} windows of {self.blocks.k} sample"
-            f"{'s' * (self.blocks.k != 1)} ({self.window_s:.2g} s): a permutation test over "
-            f"windows ({self.draws:,} splits at most) for p, a bootstrap of windows for the "
-            f"95% interval; p adjusted (Holm) over {len(self.tested)} figures; a difference "
-            f"counts at p < {self.alpha:g}"
-        )
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {
-            "before": self.before.to_json_dict(),
-            "after": self.after.to_json_dict(),
-            "alpha": self.alpha,
-            "method": {
-                "windows_samples": self.blocks.k,
-                "window_s": round(self.window_s, 3),
-                "decorrelation_samples": self.blocks.wanted,
-                "windows_shorter_than_correlation": self.blocks.capped,
-                "p": "permutation test over windows, two-sided; Holm-adjusted",
-                "max_permutations": self.draws,
-                "interval": "95% percentile bootstrap over each recording's windows",
-                "summary": self.method(),
-            },
-            "figures": [r.to_json_dict() for r in self.rows],
-            "differences": [r.key for r in self.differences],
-            "headline": self.headline(),
-            "notes": list(self.notes),
-        }
-
-
-def _sig(x: float) -> str:
-    """A factor in 2-3 significant figures, never in exponent form."""
-    if x >= 100:
-        return f"{x:,.0f}"
-    if x >= 10:
-        return f"{x:.1f}"
-    return f"{x:.2f}" if x >= 0.1 else f"{x:.2g}"
-
-
-def _points(x: float) -> str:
-    """A change of share in percentage points."""
-    v = 100 * x
-    return f"{v:+.0f} pts" if abs(v) >= 9.5 else f"{v:+.1f} pts"
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.2f}" if abs(x) < 10 else f"{x:+,.0f}"
-
-
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else round(x, 6)
-
+from .verdict_values import ALPHA, Row, Side, Verdict
+from .windows import MID_US, PHASES, Recording, Windows, block_length, cut
 
 # -- judging ----------------------------------------------------------------------------------
 
@@ -247,6 +45,7 @@ def judge_files(before: str | Path, after: str | Path, *, alpha: float = ALPHA) 
 
 def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdict:
     """Both recordings' figures, side by side, each difference tested (see the module)."""
+    # one function on purpose: the steps of one comparison, read in order (module docstring)
     for r in (before, after):
         if len(r.samples) < 2:
             raise ValueError(f"{r.name}: {len(r.samples)} samples: too short to judge")
@@ -370,7 +169,9 @@ def _buckets_in_use(
     return a, b
 
 
-def _ranked(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[dict, dict]:
+def _ranked(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The worker columns of both matched by rank (busiest first) and padded with idle
     workers to the same count, so that windows of the two can be pooled."""
     a, b = dict(a), dict(b)

@@ -83,6 +83,7 @@ class Recording:
 def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
     """Sample figures of a recording's snapshots, in order (the first without an interval
     is the baseline the others' differences start from)."""
+    # one pass on purpose: each difference needs the previous sample's totals in the loop
     rec = Recording(name)
     cols: dict[tuple[int | None, int, int], int] = {}
     prev_req = prev_err = 0

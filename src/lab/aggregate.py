@@ -17,7 +17,7 @@ from typing import Any
 from judging import analysis
 from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
-from values.snapshot import Snapshot, WorkerSample, WorkerState
+from values.snapshot import Snapshot, WorkerState
 from values.units import rounded
 
 from .summary import DiagnosisSeen, RunSummary, WorkerTotals
@@ -50,10 +50,6 @@ CSV_FIELDS = (
     "service_p99_ms",
     "phase",
 )
-
-
-def _wkey(w: WorkerSample) -> tuple[int | None, int, int]:
-    return w.key
 
 
 class SummaryBuilder:
@@ -165,7 +161,7 @@ class SummaryBuilder:
         self._drops0 = {(ln.port, ln.index, ln.inode): ln.drops for ln in snap.listeners}
         for w in snap.workers:
             if w.alive:
-                self._base[_wkey(w)] = (
+                self._base[w.key] = (
                     w.accepts_total or 0,
                     w.requests_total or 0,
                     w.cpu_seconds or 0.0,
@@ -181,7 +177,7 @@ class SummaryBuilder:
         for w in snap.workers:
             if w.state == WorkerState.EMPTY:
                 continue
-            key = _wkey(w)
+            key = w.key
             row = self._rows.get(key)
             if row is None:
                 if w.state == WorkerState.DEAD:
@@ -227,15 +223,11 @@ class SummaryBuilder:
             self._rows.values(), key=lambda w: (w.slot if w.slot is not None else 1 << 30, w.tid)
         )
         span = s.duration_s
-        serving = [w for w in s.workers if w.role == "worker"]  # not event's listeners
+        serving = {k: w for k, w in self._rows.items() if w.role == "worker"}  # not listeners
         acc = analysis.measure(
-            "accepts",
-            {(w.slot, w.tid, w.generation): (w.label, w.accepts) for w in serving},
-            span,
+            "accepts", {k: (w.label, w.accepts) for k, w in serving.items()}, span
         )
-        cpu = analysis.measure(
-            "cpu", {(w.slot, w.tid, w.generation): (w.label, w.cpu_s) for w in serving}, span
-        )
+        cpu = analysis.measure("cpu", {k: (w.label, w.cpu_s) for k, w in serving.items()}, span)
         s.accept_jain, s.accept_top_share, s.accept_n = acc.jain, acc.top_share, acc.n
         s.accept_max_over_mean, s.accept_top_worker = acc.max_over_mean, acc.top_worker
         s.cpu_jain, s.cpu_top_share = cpu.jain, cpu.top_share

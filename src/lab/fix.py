@@ -19,13 +19,14 @@ from judging.diagnosis import HOLD_WORDS, READING_WORDS
 from loadgen.levels import LoadError, LoadLevel
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
-from values.snapshot import FormatError, Hold
+from values.codec import FormatError
+from values.snapshot import Hold
 
 from .server import model_spec
 from .summary import RunSummary
 
 if TYPE_CHECKING:  # (numpy loads only when a verdict is made: not with the TUI)
-    from judging.verdict import Verdict
+    from judging.verdict_values import Verdict
 
 Change = Callable[[ServerConfig], ServerConfig]
 Applies = Callable[[ServerConfig], bool]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from judging.stuck import StuckSettings
 from loadgen.levels import LoadLevel
 from servers.config import ServerConfig
-from values.snapshot import Snapshot
+from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 from .aggregate import SummaryBuilder
 from .session import Session
@@ -27,7 +27,7 @@ def run_headless(
     config: ServerConfig,
     level: LoadLevel,
     *,
-    period: float = 0.25,
+    period: float = SAMPLE_PERIOD_S,
     record: str | None = None,
     on_sample: SampleCallback | None = None,
     stop: threading.Event | None = None,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from loadgen.levels import LoadLevel
-from values.snapshot import Snapshot
+from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 from .scenarios import Fault, Scenario, Step, apply_fault, with_seconds
 from .session import Session
@@ -123,7 +123,7 @@ def play(
     *,
     seconds: float | None = None,
     stop_when_seen: bool = False,
-    period: float = 0.25,
+    period: float = SAMPLE_PERIOD_S,
     on_step: StepHook | None = None,
     on_sample: SampleHook | None = None,
     stop: threading.Event | None = None,

@@ -31,7 +31,8 @@ from servers.root import BURN_MS, BURN_SIGNAL
 from servers.supervisor import Supervisor
 from sources.sampler import Sampler
 from values.recording import RecordingWriter
-from values.snapshot import Snapshot, queue_figure
+from values.snapshot import Snapshot
+from values.units import queue_figure
 
 from .autocapture import AutoCapture
 from .server import Server, open_server, sampler_for

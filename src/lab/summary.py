@@ -20,7 +20,7 @@ What the summary takes from where:
 - the diagnoses seen: each rule once, with its first message and when it first fired;
 - all of the above over the load only: what the server did after it (its drain, a queue
   emptying to whoever is free) is teardown, with its accepts and diagnoses apart;
-- where the time went (issue 16): the whole server's request phases over the run, the last
+- where the time went: the whole server's request phases over the run, the last
   snapshot's cumulative histograms minus the baseline's (queue wait per accepted
   connection, in-server wait and service time per request; plumbing.loghist buckets, so
   each quantile is within 6.25%, and the max, a difference of two readings, is the top of
@@ -40,6 +40,7 @@ from loadgen.levels import LoadLevel
 from loadgen.result import LoadResult
 from loadgen.stats import ERROR_KINDS, Percentiles
 from plumbing.loghist import LogHist
+from values.snapshot import Kind, Role
 from values.stuck import StuckCapture
 from values.units import rounded
 
@@ -61,6 +62,11 @@ class WorkerTotals:
     cpu_s: float = 0.0
     alive_at_end: bool = True
     role: str = "worker"  # values.snapshot.Role: only workers enter the imbalance
+
+    @property
+    def folded(self) -> bool:
+        """A thread row folded under its process (values.snapshot.WorkerSample.folded)."""
+        return self.role == Role.HELPER and self.kind == Kind.THREAD
 
     def to_json_dict(self, total_accepts: int) -> dict[str, Any]:
         return {
@@ -190,6 +196,7 @@ class RunSummary:
         return [d.rule for d in self.diagnoses]
 
     def to_json_dict(self) -> dict[str, Any]:
+        # one function on purpose: the JSON's fields in the order they are written
         def pct(p: Percentiles, mean: float) -> dict[str, float]:
             return {
                 "p50": p.p50,

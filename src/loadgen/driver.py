@@ -30,7 +30,7 @@ newest due time, exact at a constant rate).
 At the end, requests still in flight after the drain are cut: the final figures count
 them (`in_flight`, their ages at the cut), so that sent = completed + errors + in flight.
 
-Phases (issue 16). Each user takes `start` as it starts a request (= the intended time in
+Phases. Each user takes `start` as it starts a request (= the intended time in
 a closed loop; later in an open loop when it waited for a free connection), the engine
 says when the connection was ready and when the response's first and last bytes came,
 and the driver's own clock closes the request: Recorder.ok splits the latency into wait,
@@ -46,21 +46,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from .engine import Engine, RequestError, Target, make_engine
+from .engine import Engine, RequestError, Target
+from .engines import make_engine
 from .histogram import Histogram
 from .levels import LoadLevel
-from .recorder import Recorder, add_weighted
+from .recorder import Recorder
 from .result import LoadResult
 from .selfwatch import Figures, SelfWatch, Sustained, verdict
 from .stats import LoadStats
+from .waiting import waiting_histogram
 
 _monotonic = time.monotonic
 CONNECT_BACKOFF = 0.05  # closed loop: pause after a failed connect, not to spin on refusals
 DRAIN = 2.0  # at the end, seconds to let requests in flight finish
 LIVE_SERIES = 600  # seconds of the per-second series carried by live stats
 PUBLISH_EVERY = 0.2
-WAITING_SAMPLE = 20_000  # waiting requests counted one by one; beyond, a weighted sample
-TICKET_SAMPLE = 1_000  # points standing for the unsent tickets of an open loop
 
 
 class Driver:
@@ -153,6 +153,7 @@ class Driver:
         return self.tickets.popleft()
 
     async def _user(self, i: int, delay: float) -> None:
+        # one loop on purpose: a virtual user's request loop is the generator's hot path
         assert self.engine is not None
         rec = self.rec
         client = self.engine.client()
@@ -268,25 +269,7 @@ class Driver:
             now = _monotonic() if now is None else now
             intended = list(self.busy.values())
             tickets = self.tickets  # type: ignore[assignment]
-        h = Histogram()
-        src = self.rec.latency
-        h.counts = src.counts.copy()
-        h.count, h.max_us, h.min_us, h.sum_us = src.count, src.max_us, src.min_us, src.sum_us
-        n = len(intended)
-        step = -(-n // WAITING_SAMPLE) if n else 1  # ceil: at most WAITING_SAMPLE points
-        points = intended[::step]
-        for k, t in enumerate(points):
-            weight = step if k < len(points) - 1 else n - step * k  # the weights sum to n
-            add_weighted(h, int((now - t) * 1e6), weight)
-        nt = len(tickets)
-        if nt:
-            first, last = tickets[0], tickets[-1]
-            spots = min(nt, TICKET_SAMPLE)
-            for k in range(spots):
-                t = first + (last - first) * (k / (spots - 1) if spots > 1 else 0.0)
-                add_weighted(h, int((now - t) * 1e6), nt // spots + (1 if k < nt % spots else 0))
-        oldest = (now - min(intended)) * 1000.0 if intended else None
-        return h, oldest, n
+        return waiting_histogram(self.rec.latency, intended, tickets, now)
 
     def snapshot(self, running: bool = True) -> LoadStats:
         rec, lvl = self.rec, self.level
@@ -352,6 +335,7 @@ class Driver:
 
     # -- the run -------------------------------------------------------------------------
     async def run(self) -> LoadResult:
+        # one function on purpose: start, run, drain and cut, read in the order they happen
         self.engine = make_engine(self.engine_name, self.target, self.level, self.rec)
         await self.engine.start()
         self.t0 = self.rec.t0 = _monotonic()

@@ -64,9 +64,6 @@ class Target:
         default = 443 if self.scheme == "https" else 80
         return host if self.port == default else f"{host}:{self.port}"
 
-    def url_for(self, level: LoadLevel) -> str:
-        return f"{self.scheme}://{self.host_header}{self.path_for(level)}"
-
     def path_for(self, level: LoadLevel) -> str:
         """The level's /work request when it has a cost, else the URL's own path."""
         target = level.target
@@ -82,7 +79,7 @@ def refusal(host: str) -> str:
 
 def resolve(url: str, allow_remote: bool = False) -> Target:
     """Parse and resolve `url`; refuse (LoadError, one line) a host not on loopback, before
-    any DNS lookup (issue 11: `load http://example.com/` was looked up first)."""
+    any DNS lookup (a lookup of a remote name already leaves the machine)."""
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme not in ("http", "https"):
         raise LoadError(f"unsupported URL scheme {parts.scheme!r} in {url}: use http or https")
@@ -152,17 +149,3 @@ class Engine(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook)
         pass
-
-
-def make_engine(name: str, target: Target, level: LoadLevel, rec: Recorder) -> Engine:
-    if name == "fast":
-        from .engine_fast import FastEngine
-
-        if target.scheme != "http":
-            raise LoadError("the fast engine speaks plain http only; use --engine httpx for TLS")
-        return FastEngine(target, level, rec)
-    if name == "httpx":
-        from .engine_httpx import HttpxEngine
-
-        return HttpxEngine(target, level, rec)
-    raise LoadError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")

@@ -8,15 +8,11 @@ response, one `find` for the end of the head; a head equal to the previous respo
 (a chunked response counts as `bad_response`; use the httpx engine). Read timeouts are
 checked by one sweeper task every 50 ms rather than a timer per request.
 
-Where the CPU goes (issue 18; perf and py-spy on the generator process, 50 keep-alive
-connections, before these changes): 55% libpython, 29% kernel (one send and one recv per
-request, as wrk), 9% uvloop; of the Python, the asyncio machinery of a request (a future,
-its task's wake-up, the coroutines' resumption) outweighed our own lines. So a closed
-loop's requests are chained by callback (`FastClient.burst`: the callback that completes
-a response records it and sends the next), and elsewhere `request()` returns the response's
-future itself, no coroutine. Measured with bench/bench_loadgen.py --baseline-src in one
-run on the shared 2-core machine (load average 11-21): 11.6 -> 8.5 us of CPU per request,
-0.62x -> 0.91x wrk's rate; the client phases (stats.ClientPhases) included.
+The asyncio machinery of a request (a future, its task's wake-up, the coroutines'
+resumption) outweighs our own lines, so a closed loop's requests are chained by callback
+(`FastClient.burst`: the callback that completes a response records it and sends the next),
+and elsewhere `request()` returns the response's future itself, no coroutine (profile and
+figures: bench/README.md, bench_loadgen.py).
 
 A level with `trickle_ms` (slowloris) sends each request a byte at a time, that far apart,
 on a connection of its own (a close mid-request is a reset, not a retry); its read timeout
@@ -32,191 +28,10 @@ from collections.abc import Awaitable
 from typing import Any
 
 from .engine import Client, Engine, RequestError
+from .fast_proto import FastProtocol
 from .levels import LoadLevel
 
-_MAX_HEAD = 64 * 1024
 _monotonic = time.monotonic
-
-
-class _Proto(asyncio.Protocol):
-    __slots__ = (
-        "buf",
-        "chain",
-        "client",
-        "close_after",
-        "closed",
-        "deadline",
-        "engine",
-        "fut",
-        "got",
-        "remaining",
-        "reused",
-        "status",
-        "t_first",
-        "t_last",
-        "transport",
-    )
-
-    def __init__(self, engine: FastEngine) -> None:
-        self.engine = engine
-        self.transport: asyncio.Transport | None = None
-        self.fut: asyncio.Future[int] | None = None
-        self.buf = b""
-        self.remaining = -1  # -1: reading the head; >= 0: body bytes to come; -2: until EOF
-        self.status = 0
-        self.close_after = False
-        self.closed = False
-        self.got = False  # any byte of the current response
-        self.deadline = 0.0
-        self.t_first = 0.0  # monotonic time of the current response's first byte
-        self.t_last = 0.0  # ... and of its last byte so far
-        self.client: FastClient | None = None  # who sent the current request
-        self.reused = False  # ... on this connection after an earlier request
-        self.chain = False  # requests chained by callbacks (FastClient.burst)
-
-    # -- asyncio callbacks ---------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.engine.rec.open += 1
-        self.engine.conns.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.engine.rec.open -= 1
-        self.engine.conns.discard(self)
-        fut = self.fut
-        if fut is not None:
-            self.fut = None
-            client = self.client
-            if client is not None and client.proto is self:
-                client.proto = None
-            if self.chain:
-                self.chain = False
-                if client is not None:
-                    client.chain_lost(self, fut)
-            elif not fut.done():
-                if self.remaining == -2 and exc is None:
-                    self.t_last = _monotonic()  # the close delimits the body
-                    if client is not None:
-                        client.t_first, client.t_last = self.t_first, self.t_last
-                    fut.set_result(self.status)  # body delimited by the close
-                elif self.reused and not self.got and client is not None:
-                    # the server closed an idle keep-alive connection as we sent: retry
-                    # once on a new one (the time until now is the request's wait)
-                    client.retry(fut)
-                else:
-                    fut.set_exception(RequestError("reset", empty=not self.got))
-
-    def eof_received(self) -> bool:
-        return False  # close our side too; connection_lost follows
-
-    def data_received(self, data: bytes) -> None:
-        fut = self.fut
-        if fut is None:
-            return  # bytes nobody asked for: ignored (the next request will notice)
-        self.t_last = now = _monotonic()
-        if not self.got:
-            self.got = True
-            self.t_first = now
-        rem = self.remaining
-        if rem > 0:
-            rem -= len(data)
-            if rem > 0:
-                self.remaining = rem
-                return
-            self._done(fut)
-            return
-        if rem == -2:
-            return
-        buf = self.buf + data if self.buf else data
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > _MAX_HEAD:
-                self._fail(fut, "bad_response")
-            else:
-                self.buf = buf
-            return
-        self.buf = b""
-        head = buf[:end]
-        e = self.engine
-        if head == e.last_head:  # the same head as the last response: parsed already
-            self.status, length, self.close_after = e.last_parsed
-            body = len(buf) - end - 4
-            if body >= length:
-                self._done(fut)
-            else:
-                self.remaining = length - body
-            return
-        if head[:7] != b"HTTP/1." or head[12:13] not in (b" ", b"\r", b""):
-            self._fail(fut, "bad_response")
-            return
-        try:
-            status = int(head[9:12])
-        except ValueError:
-            self._fail(fut, "bad_response")
-            return
-        self.status = status
-        lower = head.lower()
-        i = lower.find(b"\r\ncontent-length:")
-        if i >= 0:
-            j = lower.find(b"\r\n", i + 17)
-            try:
-                length = int(lower[i + 17 : j if j >= 0 else len(lower)])
-            except ValueError:
-                self._fail(fut, "bad_response")
-                return
-        elif lower.find(b"\r\ntransfer-encoding:") >= 0:
-            self._fail(fut, "bad_response")  # chunked: the httpx engine's job
-            return
-        elif status in (204, 304) or status < 200:
-            length = 0
-        else:
-            self.remaining = -2  # delimited by the close
-            self.close_after = True
-            return
-        self.close_after = lower.find(b"\r\nconnection: close") >= 0
-        e.last_head = head
-        e.last_parsed = (status, length, self.close_after)
-        body = len(buf) - end - 4
-        if body >= length:
-            self._done(fut)
-        else:
-            self.remaining = length - body
-
-    # -- helpers -------------------------------------------------------------------------
-    def _done(self, fut: asyncio.Future[int]) -> None:
-        self.fut = None
-        self.remaining = -1
-        client = self.client
-        if self.chain:
-            client.chain_next(self, fut)  # type: ignore[union-attr]
-            return
-        if client is not None:
-            client.t_first = self.t_first
-            client.t_last = self.t_last
-            if self.close_after or not self.engine.keepalive:
-                self.transport.close()  # type: ignore[union-attr]
-                client.proto = None
-        fut.set_result(self.status)
-
-    def _fail(self, fut: asyncio.Future[int], kind: str) -> None:
-        self.fut = None
-        self.remaining = -1
-        client = self.client
-        if client is not None and client.proto is self:
-            client.proto = None
-        if self.chain:
-            self.chain = False
-            client.chain_fail(fut, kind)  # type: ignore[union-attr]
-        else:
-            fut.set_exception(RequestError(kind))
-        if self.transport is not None:
-            self.transport.abort()
-
-    def timed_out(self) -> None:
-        fut = self.fut
-        if fut is not None:
-            self._fail(fut, "read_timeout")
 
 
 class FastClient(Client):
@@ -234,7 +49,7 @@ class FastClient(Client):
 
     def __init__(self, engine: FastEngine) -> None:
         self.engine = engine
-        self.proto: _Proto | None = None
+        self.proto: FastProtocol | None = None
         self.t_start = self.t_conn = self.t_first = self.t_last = 0.0
         self.driver: Any = None  # the driver whose user runs a chain (burst)
         self.gen = 0
@@ -263,7 +78,7 @@ class FastClient(Client):
         self._chain_send(p, fut, _monotonic())
         return fut
 
-    def _chain_send(self, p: _Proto, fut: asyncio.Future[Any], start: float) -> None:
+    def _chain_send(self, p: FastProtocol, fut: asyncio.Future[Any], start: float) -> None:
         d = self.driver
         rec = d.rec
         rec.sent += 1
@@ -276,7 +91,7 @@ class FastClient(Client):
         d.rec.in_flight -= 1
         del d.busy[self.user]
 
-    def chain_next(self, p: _Proto, fut: asyncio.Future[Any]) -> None:
+    def chain_next(self, p: FastProtocol, fut: asyncio.Future[Any]) -> None:
         """A chained request completed (from data_received): record it, send the next."""
         if fut.done():  # cancelled: the run ended; what is in flight was counted as cut
             p.chain = False
@@ -302,7 +117,7 @@ class FastClient(Client):
         self.driver.rec.error(kind)
         fut.set_exception(RequestError(kind))
 
-    def chain_lost(self, p: _Proto, fut: asyncio.Future[Any]) -> None:
+    def chain_lost(self, p: FastProtocol, fut: asyncio.Future[Any]) -> None:
         """The connection closed under a chained request."""
         if fut.done():
             return
@@ -322,7 +137,7 @@ class FastClient(Client):
             return
         self.chain_fail(fut, "reset")
 
-    async def _connect(self) -> _Proto:
+    async def _connect(self) -> FastProtocol:
         e = self.engine
         t = _monotonic()
         try:
@@ -355,7 +170,7 @@ class FastClient(Client):
         self._send_reused(p, fut, start)
         return fut
 
-    def _send_reused(self, p: _Proto, fut: asyncio.Future[Any], start: float) -> None:
+    def _send_reused(self, p: FastProtocol, fut: asyncio.Future[Any], start: float) -> None:
         """Send the request on the open connection `p`, its answer due in `fut` (the
         chained and the awaited path share this)."""
         self.t_conn = start
@@ -368,7 +183,7 @@ class FastClient(Client):
         p.deadline = start + e.read_timeout
         p.transport.write(e.req)  # type: ignore[union-attr]
 
-    def _send(self, p: _Proto, fut: asyncio.Future[int]) -> None:
+    def _send(self, p: FastProtocol, fut: asyncio.Future[int]) -> None:
         """Send on a connection just made (t_conn is when it was ready)."""
         e = self.engine
         p.fut = fut
@@ -451,9 +266,9 @@ class FastEngine(Engine):
     def __init__(self, target, level, rec) -> None:  # type: ignore[no-untyped-def]
         super().__init__(target, level, rec)
         self.loop = asyncio.get_running_loop()
-        self.conns: set[_Proto] = set()  # open connections, for the timeout sweeper
+        self.conns: set[FastProtocol] = set()  # open connections, for the timeout sweeper
         self.retries: set[asyncio.Task[None]] = set()  # see FastClient.retry
-        self.factory = lambda: _Proto(self)
+        self.factory = lambda: FastProtocol(self)
         self.last_head = b""  # the last response head parsed, and what it said:
         self.last_parsed: tuple[int, int, bool] = (0, 0, False)  # status, length, close
         self._sweeper: asyncio.Task[None] | None = None

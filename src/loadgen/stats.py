@@ -65,18 +65,17 @@ class LoadStats:
     connect_ms: Percentiles = Percentiles()
     rps: float = 0.0  # completed in the last whole second
     rps_series: tuple[float, ...] = ()  # completed per second since the start
-    # added with the generator (issue 4):
     sent: int = 0  # requests sent (completed + failed + in flight)
     backlog: int = 0  # open loop: requests due but waiting for a free connection
     series_start: int = 0  # second of rps_series[0]: live stats carry the last 600 s only
     engine: str = ""  # "fast" or "httpx"
-    # added for waiting clients (issue 12); see driver.py's docstring for exactly what:
+    # waiting clients; see driver.py's docstring for exactly what:
     # completed requests plus every request still waiting, counted at its current age
     latency_all_ms: Percentiles = Percentiles()
     oldest_wait_ms: float | None = None  # age of the oldest request in flight (None: none)
     # connects that took about 1 s, 2 s, ... (SYN retransmits after accept-queue overflow)
     connect_seconds: tuple[int, ...] = ()
-    # the generator watching itself (issue 16, selfwatch.py): over the last second; None
+    # the generator watching itself (selfwatch.py): over the last second; None
     # when not measured (too early, unreadable, or a recording made before)
     generator_cpu: float | None = None  # share of one core its process used
     generator_busy: float | None = None  # its event loop on a CPU or waiting for one

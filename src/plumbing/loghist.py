@@ -1,4 +1,4 @@
-"""A small log-linear histogram of microseconds, for the request phases (issue 16).
+"""A small log-linear histogram of microseconds, for the request phases.
 
 Writers (every worker, in its scoreboard slot) and readers (snapshot, analysis, JSON)
 share this bucket scheme, so it lives on the lowest floor.

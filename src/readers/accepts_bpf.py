@@ -11,7 +11,7 @@ respawned workers are counted without restarting bpftrace. The whole map (cumula
 counts) is printed as JSON every `period_ms`: printing then clearing it lost accepts made
 between the two (58 of 60 in a test), so it is never cleared.
 
-Queue wait (issue 16), in the same bpftrace process when the listening ports are given:
+Queue wait, in the same bpftrace process when the listening ports are given:
 per accepted connection, from the kernel's arrival of its first request bytes to accept()
 (0 when the bytes came after accept), the definition of `snapshot.Phases.queue`, with
 tracepoints only:
@@ -34,11 +34,9 @@ never counted as 0): connections already queued or accepted when bpftrace attach
 Fast Open ones (accepted before the handshake completes), and sockets accepted by a
 process outside the tree. Kprobes (tcp_v4_syn_recv_sock, inet_csk_accept) are what
 Cloudflare's accept-latency histogram uses; they are not available on these kernels.
-Cost, in the kernel (bpf_stats run_time_ns of every program, nginx under wrk with
-`Connection: close`, ~23k conn/s, load average 14): 1.5 us of CPU per connection with
-queue wait, 0.2 us for the accept count alone; most of it is the two sock tracepoints,
-which run on every TCP state change and every socket's received data on the host
-(50-130 ns a run), so each has one program, and the accept count shares the queue's.
+The two sock tracepoints run on every TCP state change and every socket's received data
+on the host, so each has one program, and the accept count shares the queue's (cost in the
+kernel: bench/README.md).
 `queue_unavailable()` says in one line why queue wait cannot be measured (no
 `sock:sk_data_ready`, added in Linux 6.3, or no `sock:inet_sock_set_state`).
 

@@ -38,7 +38,7 @@ import platform
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from values.snapshot import Spread, Wake
+from values.spread import Spread, Wake
 
 EPOLLEXCLUSIVE = 1 << 28
 

@@ -11,10 +11,7 @@ from __future__ import annotations
 import os
 import re
 import socket
-import struct
 from dataclasses import dataclass
-
-from plumbing.tcpinfo import TCP_LISTEN
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -22,13 +19,15 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 @dataclass(frozen=True, slots=True)
 class Stat:
-    """The /proc/PID/stat (or task/TID/stat) fields the sampler uses."""
+    """The /proc/PID/stat (or task/TID/stat) fields the sources use: the one parser of it."""
 
     state: str  # R, S, D, Z, ...
     cpu_seconds: float  # utime + stime
     starttime: int  # clock ticks after boot (identity: a reused pid has another)
     num_threads: int
     rss_bytes: int
+    comm: str  # the name in parentheses (may itself hold spaces and parentheses)
+    ppid: int
 
 
 def read_stat(path: str) -> Stat | None:
@@ -42,7 +41,8 @@ def read_stat(path: str) -> Stat | None:
 
 
 def parse_stat(data: bytes) -> Stat:
-    rest = data[data.rindex(b")") + 2 :].split()
+    lp, rp = data.index(b"("), data.rindex(b")")
+    rest = data[rp + 2 :].split()
     # rest[0] is field 3 (state); utime is field 14 -> rest[11]
     return Stat(
         state=rest[0].decode(),
@@ -50,7 +50,16 @@ def parse_stat(data: bytes) -> Stat:
         starttime=int(rest[19]),
         num_threads=int(rest[17]),
         rss_bytes=int(rest[21]) * PAGE_SIZE,
+        comm=data[lp + 1 : rp].decode(errors="replace"),
+        ppid=int(rest[1]),
     )
+
+
+def state_and_rss(data: bytes) -> tuple[str, int]:
+    """Only the state letter and RSS bytes of a stat line (realtree's hot path: the other
+    fields of a process it has parsed whole do not change)."""
+    rest = data[data.rindex(b")") + 2 :].split(None, 23)
+    return rest[0].decode(), int(rest[21]) * PAGE_SIZE
 
 
 class KeptFds:
@@ -199,9 +208,6 @@ class TcpTable:
     syn_recv: dict[int, int]  # local port -> sockets in SYN_RECV
     established: dict[int, int]  # socket inode -> local port, for ESTABLISHED sockets
 
-    def listen_on(self, port: int) -> list[TcpListen]:
-        return [ln for ln in self.listens if ln.port == port]
-
 
 def read_tcp_table(*, established: bool = False) -> TcpTable:
     """Parse /proc/net/tcp and tcp6: LISTEN sockets, SYN_RECV per port (and, if asked,
@@ -246,78 +252,6 @@ def socket_inodes(pid: int) -> list[int]:
             continue
         if link.startswith("socket:["):
             out.append(int(link[8:-1]))
-    return out
-
-
-# -- sock_diag: the accept-queue LIMIT of sockets we do not hold ---------------------------
-# /proc/net/tcp shows a listener's queue length but not its limit; ss reads the limit over
-# NETLINK_SOCK_DIAG (inet_diag_msg.idiag_wqueue = sk_max_ack_backlog). This is that request.
-NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300
-NLMSG_DONE = 3
-NLMSG_ERROR = 2
-_NLMSGHDR = struct.Struct("=IHHII")
-_REQ_V2 = struct.Struct("=BBBxI48s")  # family, protocol, ext, pad, states, sockid
-_DIAG_MSG = struct.Struct("=BBBB2H16s16sI2I IIIII")  # up to idiag_inode
-
-
-TCP_SYN_RECV = 3
-TCP_NEW_SYN_RECV = 12  # request sockets; sock_diag reports them as SYN_RECV
-
-
-def _diag_dump(states: int) -> list[tuple[int, int, int, int, int]] | None:
-    """(local port, state, rqueue, wqueue, inode) of every TCP socket in `states` (a bit
-    mask), IPv4 and IPv6, via NETLINK_SOCK_DIAG; None when netlink is unavailable."""
-    out: list[tuple[int, int, int, int, int]] = []
-    try:
-        nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
-    except OSError:
-        return None
-    with nl:
-        nl.settimeout(1.0)
-        for family in (socket.AF_INET, socket.AF_INET6):
-            req = _REQ_V2.pack(family, socket.IPPROTO_TCP, 0, states, b"\0" * 48)
-            hdr = _NLMSGHDR.pack(
-                _NLMSGHDR.size + len(req), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0
-            )
-            try:
-                nl.send(hdr + req)
-                done = False
-                while not done:
-                    data = nl.recv(65536)
-                    off = 0
-                    while off + _NLMSGHDR.size <= len(data):
-                        length, mtype, _, _, _ = _NLMSGHDR.unpack_from(data, off)
-                        if mtype in (NLMSG_DONE, NLMSG_ERROR) or length < _NLMSGHDR.size:
-                            done = True
-                            break
-                        f = _DIAG_MSG.unpack_from(data, off + _NLMSGHDR.size)
-                        sport = socket.ntohs(f[4])
-                        out.append((sport, f[1], f[12], f[13], f[15]))
-                        off += (length + 3) & ~3
-            except OSError:
-                return None
-    return out
-
-
-def listen_limits() -> dict[int, tuple[int, int]]:
-    """{inode: (queue, limit)} for every LISTEN TCP socket in the namespace, via sock_diag.
-    Empty when netlink is unavailable."""
-    rows = _diag_dump(1 << TCP_LISTEN) or []
-    return {inode: (rq, wq) for _, _, rq, wq, inode in rows}
-
-
-def syn_recv_counts() -> dict[int, int] | None:
-    """{local port: half-open connections} via sock_diag (the kernel filters by state, so
-    this stays cheap when /proc/net/tcp has 10,000 TIME_WAIT lines); None without netlink."""
-    rows = _diag_dump((1 << TCP_SYN_RECV) | (1 << TCP_NEW_SYN_RECV))
-    if rows is None:
-        return None
-    out: dict[int, int] = {}
-    for port, _, _, _, _ in rows:
-        out[port] = out.get(port, 0) + 1
     return out
 
 

@@ -1,7 +1,7 @@
 """The process tree of a real server (one serverscope did not start): who is a worker,
 who the master, who a helper, and per process and thread its state and CPU.
 
-Roles (issue 14), from what the kernel shows:
+Roles, from what the kernel shows:
 - worker: a process that holds the listening socket or holds (or accepted) connections
   on the listening port; when the root has no child processes it is the worker itself;
 - master: the root of a tree with child processes; it usually holds the listening socket
@@ -34,9 +34,6 @@ is blocked in): a listening socket's inode in a worker's epoll set means that wo
 that listener's connections. Read when the set of pids changes, and every EPOLL_RETRY_S
 while some listener is in no epoll set of a server that uses epoll (a just-started nginx
 worker had not registered its listener yet) or nobody was seen waiting on one (all busy).
-
-`Role` mirrors the `Role` StrEnum that issue 12 adds to values.snapshot; after the
-merge this module should use that one.
 """
 
 from __future__ import annotations
@@ -49,7 +46,7 @@ from values.positional import positional_new
 from values.snapshot import Role
 
 from .mechanism import ProcessWaits, read_waits, waiters_of
-from .procfs import PAGE_SIZE, KeptFds
+from .procfs import KeptFds, Stat, parse_stat, state_and_rss
 
 TREE_EVERY_S = 2.0
 EPOLL_RETRY_S = 0.5  # epoll sets re-read this often while a listener is in none of them
@@ -81,10 +78,6 @@ class TaskSample:
     at: float  # time.monotonic() right after the CPU read
     starttime: int  # clock ticks after boot: with pid, the task's identity
 
-    @property
-    def stopped(self) -> bool:
-        return self.state in ("T", "t")
-
 
 @dataclass(frozen=True, slots=True)
 class ProcessSample:
@@ -98,20 +91,6 @@ class ProcessSample:
     starttime: int
     threads: tuple[TaskSample, ...]  # empty unless asked for and multi-threaded
     rss_bytes: int | None = None  # resident memory, from the same stat read as the state
-
-
-def _parse_stat(data: bytes) -> tuple[str, str, int, int, int, int]:
-    """(comm, state, ppid, num_threads, starttime, rss bytes) from a stat line."""
-    lp, rp = data.index(b"("), data.rindex(b")")
-    rest = data[rp + 2 :].split()
-    return (
-        data[lp + 1 : rp].decode(errors="replace"),
-        rest[0].decode(),
-        int(rest[1]),
-        int(rest[17]),
-        int(rest[19]),
-        int(rest[21]) * PAGE_SIZE,
-    )
 
 
 _new_process_sample = positional_new(ProcessSample)
@@ -136,7 +115,7 @@ def children_of(pid: int) -> list[int]:
         if name.isdigit():
             try:
                 with open(f"/proc/{name}/stat", "rb") as f:
-                    if _parse_stat(f.read())[2] == pid:
+                    if parse_stat(f.read()).ppid == pid:
                         out.append(int(name))
             except (OSError, ValueError):
                 continue
@@ -172,9 +151,9 @@ class RealTree:
     _root_kids: list[int] = field(default_factory=list)
     _listen_inodes: set[int] = field(default_factory=set)
     # pid -> (stat fd, schedstat fd, parsed stat) of single-threaded processes, per tree read
-    _fast: dict[int, tuple[int, int, tuple]] = field(default_factory=dict)
+    _fast: dict[int, tuple[int, int, Stat]] = field(default_factory=dict)
     # pid -> (its schedstat bytes, its stat fields) at its last stat read, per tree read
-    _last: dict[int, tuple[bytes, tuple]] = field(default_factory=dict)
+    _last: dict[int, tuple[bytes, Stat]] = field(default_factory=dict)
     _epoll_at: float = -1e18
     _has_epoll: bool = False
     _unwaited: bool = False  # some listener had nobody seen waiting on it
@@ -274,7 +253,7 @@ class RealTree:
         has_kids = bool(self.pids)
         new_sample = _new_process_sample
         for pid, ppid, tasks, stat in out:
-            comm, state, _, _, start, rss = stat
+            comm, state, start, rss = stat.comm, stat.state, stat.starttime, stat.rss_bytes
             if pid == self.root:
                 role = Role.MASTER if has_kids else Role.WORKER
             else:
@@ -317,7 +296,7 @@ class RealTree:
         self.ever_worker |= new
         return [replace(p, role=Role.WORKER) if p.pid in new else p for p in samples]
 
-    def _read_all(self) -> list[tuple[int, int, list[TaskSample], tuple]] | None:
+    def _read_all(self) -> list[tuple[int, int, list[TaskSample], Stat]] | None:
         # one function on purpose (~65 lines): the per-pid loop is the hot path (250 pids
         # at 4 Hz), so the fast case (two preads, bound locals) stays inline, without a
         # call per pid
@@ -326,7 +305,6 @@ class RealTree:
         mono = time.monotonic
         fast = self._fast
         last = self._last
-        page = PAGE_SIZE
         out = []
         for pid in [self.root, *self.pids]:
             fds = fast.get(pid)
@@ -336,8 +314,8 @@ class RealTree:
                     if pid == self.root:
                         raise ProcessLookupError(f"pid {pid} has exited")
                     return None
-                stat = _parse_stat(data)
-                if stat[3] == 1:  # single-threaded: keep its two fds at hand
+                stat = parse_stat(data)
+                if stat.num_threads == 1:  # single-threaded: keep its two fds at hand
                     sched_path = f"/proc/{pid}/schedstat"
                     rd(sched_path)
                     fast[pid] = (
@@ -377,14 +355,19 @@ class RealTree:
                         if pid == self.root:
                             raise ProcessLookupError(f"pid {pid} has exited")
                         return None
-                    rest = data[data.rindex(b")") + 2 :].split(None, 23)
-                    stat = (st[0], rest[0].decode(), st[2], st[3], st[4], int(rest[21]) * page)
+                    state, rss = state_and_rss(data)
+                    # positionally (dataclasses.replace is several times dearer); its
+                    # cpu_seconds stays the tree read's: the CPU comes from schedstat
+                    stat = Stat(
+                        state, st.cpu_seconds, st.starttime, st.num_threads, rss, st.comm, st.ppid
+                    )
                     last[pid] = (sched, stat)
                 cpu: int | None = int(sched[: sched.index(b" ")])
-                task = TaskSample(pid, pid, st[0], stat[1], cpu, at, st[4])
-                out.append((pid, st[2], [task], stat))
+                task = TaskSample(pid, pid, st.comm, stat.state, cpu, at, st.starttime)
+                out.append((pid, st.ppid, [task], stat))
                 continue
-            comm, state, ppid, nthreads, start, _ = stat
+            comm, state, ppid, start = stat.comm, stat.state, stat.ppid, stat.starttime
+            nthreads = stat.num_threads
             tasks = []
             if nthreads == 1:
                 sched = rd(f"/proc/{pid}/schedstat")
@@ -402,7 +385,8 @@ class RealTree:
                     at = mono()
                     cpu = int(sched[: sched.index(b" ")]) if sched else None
                     if tstat:
-                        tcomm, tstate, _, _, tstart, _ = _parse_stat(tstat)
+                        ts = parse_stat(tstat)
+                        tcomm, tstate, tstart = ts.comm, ts.state, ts.starttime
                     else:
                         tcomm, tstate, tstart = comm, state, start
                     tasks.append(TaskSample(pid, tid, tcomm, tstate, cpu, at, tstart))

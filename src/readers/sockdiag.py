@@ -2,11 +2,10 @@
 which process owns each one.
 
 Why: attach used to parse all of /proc/net/tcp{,6} every sample, so its cost grew with
-every socket on the host (issue 14: 39 ms per sample at 14k socket lines, 136 ms mean at
-47k TIME-WAIT). Here the kernel does the filtering: the request carries a state mask
-(TIME-WAIT is skipped before any formatting) and an inet_diag bytecode program that
-keeps only sockets whose local port is one of the server's ports, so the reply holds
-just the server's sockets. bench/bench_sockdiag.py measures both ways in one run.
+every socket on the host (figures: bench/README.md). Here the kernel does the filtering:
+the request carries a state mask (TIME-WAIT is skipped before any formatting) and an
+inet_diag bytecode program that keeps only sockets whose local port is one of the
+server's ports, so the reply holds just the server's sockets (bench/bench_sockdiag.py).
 
 Hand-written with `socket.AF_NETLINK` + struct: psutil.net_connections parses
 /proc/net/tcp (no filtering, no queue limit), pyroute2 has no inet_diag bytecode

@@ -45,7 +45,6 @@ class OwnerReading:
 
     by_pid: dict[int, set[int]]
     new_by_pid: dict[int, int] | None  # None on the first update (no interval yet)
-    unowned: set[int]  # inodes in the dump no process of the tree holds
     scanned: bool  # whether any /proc/PID/fd was read this time
     interval_s: float | None = None
     denied: frozenset[int] = frozenset()  # pids whose fds this user may not read: what
@@ -67,7 +66,6 @@ class SocketOwners:
     _foreign: set[int] = field(default_factory=set)  # searched for, held by nobody of ours
     _n: int = 0
     _last_at: float | None = None
-    scans: int = 0  # how many times all the fd directories were listed (for bench/tests)
     denied: set[int] = field(default_factory=set)  # pids whose fd directory is not ours to read
 
     def _scan(self, pids: Iterable[int], alive: set[int], verify: set[int]) -> None:
@@ -116,14 +114,12 @@ class SocketOwners:
         self._n += 1
         scanned = bool(unknown) or not set(pids) - self.denied <= set(self.fds)
         if scanned:
-            self.scans += 1
             self._scan(pids, alive, verify)
         else:
             held = {pid: set(self.fds.get(pid, {}).values()) & alive for pid in verify}
             self._scan(verify, alive, verify)
             moved = any(held[pid] - set(self.fds.get(pid, {}).values()) for pid in verify)
             if moved:  # a live socket left a verified pid: find where it went, now
-                self.scans += 1
                 self._scan(pids, alive, set())
                 scanned = True
         known = set()
@@ -141,7 +137,7 @@ class SocketOwners:
             iv = now - self._last_at
         self._seen = alive
         self._last_at = now
-        return OwnerReading(by_pid, new_by_pid, alive - known, scanned, iv, frozenset(self.denied))
+        return OwnerReading(by_pid, new_by_pid, scanned, iv, frozenset(self.denied))
 
 
 class TcpChangeGate:

@@ -112,6 +112,7 @@ def _scan_one(
 ) -> None:
     # the loop of SockDiag._dump_one with the scan's per-message body (the hot path: a
     # message per connection of the server, so the struct methods stay in locals)
+    # one function on purpose: a message per connection, the struct methods in locals
     seq = diag.send(family, states, bc, 1 << (INET_DIAG_INFO - 1) if info else 0)
     mtype_req = TCPDIAG_GETSOCK if family == socket.AF_UNSPEC else SOCK_DIAG_BY_FAMILY
     hsize = _NLMSGHDR.size

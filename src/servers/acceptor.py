@@ -1,7 +1,7 @@
 """The one accept() of every model: a new connection, or None, and after a failure a
 report once a second and a back-off.
 
-Issue 11: under `ulimit -n 64` with 200 clients an accept() that fails with EMFILE fails
+Why: under `ulimit -n 64` with 200 clients an accept() that fails with EMFILE fails
 again at once for as long as the fd table is full; retried in a loop it burned a core
 and wrote 71,988 tracebacks (29 MB) in 8 s. So a failing accept() (EMFILE, ENFILE,
 ENOBUFS, ...) is counted and said once a second (`guard.EverySecond`), and the caller's
@@ -9,7 +9,7 @@ ENOBUFS, ...) is counted and said once a second (`guard.EverySecond`), and the c
 accept(), removing the listener from the loop for a while for an event loop. The
 connection stays in the accept queue meanwhile, where the kernel counts it.
 
-Queue wait (issue 16), measured by the kernel: the root sets SO_TIMESTAMPNS on every
+Queue wait, measured by the kernel: the root sets SO_TIMESTAMPNS on every
 listening socket (`stamp_arrivals`); accepted sockets inherit it, so right after accept()
 one non-blocking `recvmsg(MSG_PEEK | MSG_DONTWAIT)` returns, in an SCM_TIMESTAMPNS
 message, the CLOCK_REALTIME at which the kernel received the first request bytes; the
@@ -18,9 +18,8 @@ not wait for us, its client had not spoken). Why this and not TCP_INFO: TCP_INFO
 tcpi_last_data_recv is in jiffies (1-4 ms steps, per the kernel's HZ) and counts from the
 LAST segment received, so a request sent in two segments or a second request already
 queued reads as a shorter wait; the timestamp is nanoseconds and is the first segment's.
-Measured on the 2-core test machine (loop of 20,000 on one accepted socket): the peek
-costs 1.9 us, getsockopt(TCP_INFO) 0.6 us, time.time_ns() 0.1 us; once per connection,
-not per request, so the 1.3 us difference buys the precision. With the accounting off
+The peek is once per connection, not per request, so its extra cost over TCP_INFO (about
+a microsecond: bench/README.md) buys the precision. With the accounting off
 (`serve --no-phases`) the option is not set and the peek not made.
 """
 
@@ -113,7 +112,7 @@ class Acceptor:
         try:
             sock, addr = self.listener.accept()
             self.client = client_of(addr, time.monotonic())
-            if self.timed:  # issue 16: the connection's queue wait, one peek
+            if self.timed:  # the connection's queue wait, one peek
                 now_ns = self.since_ns = time.monotonic_ns()
                 real_ns = time.time_ns()
                 arrived = arrival_ns(sock)

@@ -5,7 +5,7 @@ A connection is an `asyncio.Protocol` over the shared HTTP layer; waiting for I/
 timer, so one loop holds thousands of connections. Timeouts are swept twice a second
 instead of a timer per request, which keeps the hot path to a clock read.
 
-Request phases (issue 16, when the slot records them): a connection brings its queue wait
+Request phases (when the slot records them): a connection brings its queue wait
 and `since_ns` from whoever accepted it (this loop, a cluster master, the goroutines
 acceptor: see acceptor.Acceptor), recorded in this loop's slot when it is made. A
 request's in-server wait runs from `had` (that `since_ns`, when the bytes were there at
@@ -40,7 +40,8 @@ from collections.abc import Callable
 from . import app, guard
 from .http import INLINE_BODY, HttpConnection, Limits, ProtocolError, Request
 from .inflight import Client, client_of, first_line
-from .scoreboard import SlotWriter, State
+from .slots import State
+from .slotwriter import SlotWriter
 
 SWEEP_INTERVAL = 0.5
 READ_AHEAD = 64 * 1024  # bytes buffered past a request being served before reading pauses
@@ -115,8 +116,8 @@ class AsyncWorker:
 
 
 class HttpProtocol(asyncio.Protocol):
-    """One connection. Backpressure (issue 11: one client that pipelined 64 requests for
-    16 MiB and never read took a worker from 86 MiB to 1,106 MiB): while the transport
+    """One connection. Backpressure (one client that pipelines requests and never reads
+    must not grow the worker without bound): while the transport
     holds unsent bytes (its high-water mark is 0: the kernel's socket buffer is full)
     nothing more is read, parsed or written (a large body resumes from resume_writing,
     once they are sent); a client that takes no data for
@@ -151,7 +152,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def __init__(self, worker: AsyncWorker, since_ns: int = 0, queue_us: int = -1) -> None:
         self.worker = worker
-        # issue 16, monotonic ns (module docstring): when the server had the next request,
+        # monotonic ns (module docstring): when the server had the next request,
         # the last read, the handler's start; the connection's queue wait (-1: unknown)
         self.had = since_ns
         self.read_ns = self.start_ns = 0
@@ -191,7 +192,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         conn = self.conn
-        if self.worker.w.phases is not None:  # issue 16
+        if self.worker.w.phases is not None:
             self.read_ns = time.monotonic_ns()
             self.had = self.had or self.read_ns
         if conn.idle:
@@ -319,7 +320,7 @@ class HttpProtocol(asyncio.Protocol):
     def _sent(self, size: int) -> None:
         w = self.worker.w
         w.served(size)
-        if w.phases is not None:  # issue 16
+        if w.phases is not None:
             w.request(self.had, self.start_ns, time.monotonic_ns())
             self.had = self.read_ns if self.conn.buffered else 0
         conn = self.conn

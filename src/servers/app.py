@@ -39,8 +39,8 @@ class FaultExit(BaseException):
 def set_max_cpu_ms(value: float) -> None:
     """The per-request CPU ceiling of this process: a larger cpu_ms is answered 400.
 
-    Without it one 256 KiB write of pipelined `cpu_ms=60000` requests queued ~115 hours
-    of CPU (issue 11)."""
+    Without it one 256 KiB write of pipelined `cpu_ms=60000` requests queues ~115 hours
+    of CPU."""
     global _max_cpu_ms
     _max_cpu_ms = value
 

@@ -4,7 +4,7 @@ keep-alive wait included, as Apache's prefork child or worker thread does; or, f
 threads of `event`, until the connection is idle between requests, when it is handed back
 to be parked instead of waited for.
 
-Request phases (issue 16, when the slot records them): a request's in-server wait runs
+Request phases (when the slot records them): a request's in-server wait runs
 from `had` (the accept, when its bytes were already there, or the listener seeing a parked
 connection readable: the caller's `since_ns`; else the read that brought its bytes) to the
 handler's start, its service from there to sendall() returning. A worker here blocks in
@@ -39,7 +39,8 @@ from .acceptor import Acceptor
 from .http import HttpConnection, Limits, Outgoing, ProtocolError, Request
 from .inflight import Client, first_line
 from .reqtimeout import ReadClock
-from .scoreboard import SlotWriter, State
+from .slots import State
+from .slotwriter import SlotWriter
 
 PIECE = 256 * 1024  # a large body goes out in sendall()s of this much, each within Timeout
 
@@ -64,7 +65,7 @@ def accept_loop(
         conn = acceptor.accept()
         if conn is not None:
             w.accepted()
-            w.queued(acceptor.queue_us)  # issue 16
+            w.queued(acceptor.queue_us)
             serve_connection(conn, w, limits, since_ns=acceptor.since_ns, client=acceptor.client)
 
 
@@ -87,6 +88,7 @@ def serve_connection(
     `since_ns`: when the server had the first request's bytes (module docstring), 0 unknown;
     `client`: its peer and accept time, for the slot's current request (None: unknown).
     """
+    # one function on purpose: every request of a blocking worker runs through this loop
     # kept in one piece (over 60 lines): its try/except/finally is what closes the socket and
     # settles the slot's open count on every path out (a bug, a reset, a park)
     if conn is None:
@@ -95,7 +97,7 @@ def serve_connection(
     replied = False
     line_open = False  # the request line shown is not whole yet
     clock = ReadClock(limits.read_timeout, limits.request_timeout, time.monotonic())
-    timed = w.phases is not None  # issue 16: had/read_ns, monotonic ns (module docstring)
+    timed = w.phases is not None  # had/read_ns, monotonic ns (module docstring)
     had, read_ns = since_ns, 0
     req = w.req  # the slot's current request and client (module docstring)
     req.connected(client)
@@ -201,7 +203,7 @@ def _receive(
     return True
 
 
-# Speed (issue 18): a socket with a timeout costs CPython an ioctl per settimeout() and a
+# Speed: a socket with a timeout costs CPython an ioctl per settimeout() and a
 # poll() before every recv and send. A fresh connection's request is usually there by the
 # time accept() returns, and a reply fits the empty send buffer, so both are first tried
 # without waiting (MSG_DONTWAIT, one syscall); only when that would block does the socket

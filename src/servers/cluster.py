@@ -90,7 +90,7 @@ def run(ctx: RootContext) -> int:
             if conn is None:  # none queued, or accept() failed: the connection stays queued
                 return
             with conn:
-                # the connection's timestamps travel with it (issue 16)
+                # the connection's timestamps travel with it
                 record = HANDOFF.pack(acceptor.since_ns, acceptor.queue_us)
                 live = sorted(arbiter.slot_pids())
                 order = [live[(turn + i) % len(live)] for i in range(len(live))]

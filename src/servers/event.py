@@ -45,11 +45,11 @@ from .http import HttpConnection
 from .inflight import Client
 from .models import ModelSpec
 from .root import RootContext
-from .scoreboard import Kind, Role, State
+from .slots import Kind, Role, State
 from .worker import THREAD_DEATH, check_threads
 from .worker import Knobs as WorkerKnobs
 
-# a connection, its state if resumed, and (issue 16) since_ns: when the server had its
+# a connection, its state if resumed, and since_ns: when the server had its
 # request's bytes (the accept, or the listener seeing a parked connection readable), and
 # queue_us: a new connection's queue wait (-1: none to record); then its client. The
 # thread that serves it records them, so every phase lands in its slot.

@@ -27,7 +27,8 @@ from .http import Limits
 from .loops import adopt, new_loop
 from .models import ModelSpec
 from .root import RootContext, gil_enabled
-from .scoreboard import Kind, SlotWriter, State
+from .slots import Kind, State
+from .slotwriter import SlotWriter
 
 
 @dataclass(frozen=True)

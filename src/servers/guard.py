@@ -1,10 +1,10 @@
 """Last-resort logging for the servers: one line per problem, and never a flood.
 
-Issue 11 measured why this matters: under `ulimit -n 64` with 200 clients, many_accepts
-wrote 71,988 tracebacks (29 MB) to stderr in 8 s, and `run` and the TUI keep that stderr in
-a file. So an unexpected exception in a connection is one line here (at most `PER_SECOND`
-lines a second per process, then "N more suppressed"), and a failing accept() is counted and
-reported once a second with its count (see `acceptor.py`).
+Why: under `ulimit -n 64` with 200 clients, many_accepts once wrote 71,988 tracebacks
+(29 MB) to stderr in 8 s, and `run` and the TUI keep that stderr in a file. So an
+unexpected exception in a connection is one line here (at most `PER_SECOND` lines a second
+per process, then "N more suppressed"), and a failing accept() is counted and reported once
+a second with its count (see `acceptor.py`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Hand-written rather than h11 because every model's hot path runs through it and 
 comparison with uvicorn/gunicorn (which parse in C) must be fair: a minimal GET here is
 one ``bytes.find`` and one ``split``, where h11 builds several event objects per request.
 It also carries Apache's limits (8 KiB of headers -> 431, a longer request target -> 414,
-1 MiB of body -> 413, MaxKeepAliveRequests) that h11 does not know about, and issue 11's:
+1 MiB of body -> 413, MaxKeepAliveRequests) that h11 does not know about, and hardening limits:
 a Content-Length of more than 18 digits is 400 before int() sees it (4,301 digits made
 int() raise and killed workers), a request line that is not HTTP/1.x is 400 as soon as it
 is seen, and more than 32 pipelined requests waiting on a connection is 400 (a body's
@@ -25,29 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .http_head import response_head
 from .reqtimeout import RequestReadTimeout
 
 MAX_HEADER_BYTES = 8 * 1024
 MAX_BODY_BYTES = 1024 * 1024
-MAX_LENGTH_DIGITS = 18  # a Content-Length of more digits is refused before int() (issue 11)
+MAX_LENGTH_DIGITS = 18  # a Content-Length of more digits is refused before int()
 MAX_PIPELINE = 32  # complete requests waiting in one connection's buffer; more: 400
 INLINE_BODY = 16 * 1024  # a body up to this goes out joined to its head; a larger one is
 # left as the caller's read-only view and sent in pieces as the socket drains, never copied
-
-REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    414: "URI Too Long",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    503: "Service Unavailable",
-    505: "HTTP Version Not Supported",
-}
 
 _TOKEN_CHARS = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -338,7 +324,7 @@ class HttpConnection:
         if not req.keep_alive:
             self.must_close = True
         size = len(body)
-        head = _head(status, size, content_type, req.keep_alive, req.version)
+        head = response_head(status, size, content_type, req.keep_alive, req.version)
         if req.method == "HEAD" or not size:
             return Outgoing(head)
         if size <= INLINE_BODY:
@@ -349,7 +335,7 @@ class HttpConnection:
         self.requests_done += 1
         self.must_close = True
         body = (err.reason + "\n").encode()
-        return _head(err.status, len(body), "text/plain", False, "HTTP/1.1") + body
+        return response_head(err.status, len(body), "text/plain", False, "HTTP/1.1") + body
 
     def timeout_response(self) -> bytes:
         """408 for a client that stopped mid-request (sent only when bytes had arrived)."""
@@ -381,26 +367,3 @@ class _Bad(Exception):
     def __init__(self, status: int, reason: str) -> None:
         self.status = status
         self.reason = reason
-
-
-_HEAD_CACHE: dict[tuple[int, int, str, bool, str], bytes] = {}
-
-
-def _head(status: int, length: int, ctype: str, keep_alive: bool, version: str) -> bytes:
-    key = (status, length, ctype, keep_alive, version)
-    cached = _HEAD_CACHE.get(key)
-    if cached is not None:
-        return cached
-    conn = ""
-    if keep_alive and version == "HTTP/1.0":
-        conn = "Connection: keep-alive\r\n"
-    elif not keep_alive:
-        conn = "Connection: close\r\n"
-    head = (
-        f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n"
-        f"Server: serverscope\r\nContent-Type: {ctype}\r\n"
-        f"Content-Length: {length}\r\n{conn}\r\n"
-    ).encode("latin-1")
-    if length <= 4096 and len(_HEAD_CACHE) < 4096:
-        _HEAD_CACHE[key] = head
-    return head

@@ -17,14 +17,14 @@ from . import accept_policy, guard
 from .acceptor import Acceptor, arrived_mono_ns
 from .aio import AsyncWorker, HttpProtocol
 from .root import RootContext
-from .scoreboard import State
+from .slots import State
 
 try:
     import uvloop
 except ImportError:  # a dependency, but the models run on asyncio's own loop without it
     uvloop = None  # type: ignore[assignment]
 
-# what a cluster master sends with each fd: its Acceptor's since_ns and queue_us (issue 16)
+# what a cluster master sends with each fd: its Acceptor's since_ns and queue_us
 HANDOFF = struct.Struct("=qq")
 
 
@@ -178,7 +178,7 @@ def adopt(
     handed: bool = False,
 ) -> asyncio.Task[object]:
     """Serve an already-accepted socket on `loop` (must be called from the loop's thread),
-    with its Acceptor's `since_ns` and `queue_us` (issue 16). `handed`: accepted by
+    with its Acceptor's `since_ns` and `queue_us`. `handed`: accepted by
     another thread or process; if its bytes came after that accept (since_ns 0) and the
     accounting is on (queue_us >= 0), their kernel arrival time is when the server had
     them (this loop may have been busy meanwhile)."""

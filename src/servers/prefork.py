@@ -24,7 +24,8 @@ from .blocking import accept_loop
 from .config import ConfigError
 from .models import ModelSpec
 from .root import RootContext
-from .scoreboard import DEFAULT_SLOTS, State
+from .scoreboard import DEFAULT_SLOTS
+from .slots import State
 
 MAX_SPAWN_RATE = 32  # Apache's MAX_SPAWN_RATE
 GRACEFUL_STOP = signal.SIGWINCH  # Apache's graceful-stop signal

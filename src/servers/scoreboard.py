@@ -6,11 +6,11 @@ root process, which maps it before forking; so every worker writes its own slot 
 without any IPC. The model area holds what only the master writes (spawns, deaths,
 dispatches). Readers get plain frozen dataclasses.
 
-Request phases (issue 16): after the slots, each slot owns a phase area of three
+Request phases: after the slots, each slot owns a phase area of three
 histograms (queue wait, in-server wait, service; see values.snapshot.Phases), each
 count, sum_us, max_us and plumbing.loghist's NBUCKETS bucket counts as uint64: 4,872
 bytes a slot, 5 MB for 1,024 slots (memfd pages are only backed once written). The
-worker writes them through a memoryview cast over the mmap (`SlotWriter.record`: an
+worker writes them through a memoryview cast over the mmap (servers.slotwriter: an
 index, four integer stores, no allocation); the reader reads the three counts of a slot
 (`phase_counts`) and its histograms (`phases`) only when a count moved.
 
@@ -26,69 +26,26 @@ import os
 import struct
 import threading
 import time
-from dataclasses import dataclass
-from enum import IntEnum
 
-from plumbing.loghist import MAX_US, NBUCKETS, SUB_BITS, LogHist
+from plumbing.loghist import LogHist
 
 from . import inflight
+from .slots import (
+    _KINDS,
+    _ROLES,
+    _STATES,
+    Kind,
+    ModelArea,
+    Role,
+    ScoreboardSnapshot,
+    SlotInfo,
+    State,
+)
+from .slotwriter import HIST_WORDS, PHASES, QUEUE, SERVER, SERVICE, SlotWriter
 
 MAGIC = 0x53435350  # "SCSP"
 VERSION = 4  # 2: slots carry a role; 3: and a phase area; 4: and a request area
 DEFAULT_SLOTS = 1024
-
-
-class State(IntEnum):
-    EMPTY = 0  # open slot with no worker
-    STARTING = 1
-    WAITING = 2  # waiting for a connection
-    READING = 3  # reading a request
-    WORKING = 4  # handler running (CPU burn or I/O wait)
-    WRITING = 5  # sending the reply
-    KEEPALIVE = 6  # connection open, waiting for its next request
-    CLOSING = 7
-    DEAD = 8  # the worker died and was not (yet) replaced
-
-    @property
-    def glyph(self) -> str:
-        return GLYPHS[self]
-
-
-# Apache mod_status glyphs; WORKING shares 'W' with WRITING as in Apache, DEAD is ours.
-GLYPHS = {
-    State.EMPTY: ".",
-    State.STARTING: "S",
-    State.WAITING: "_",
-    State.READING: "R",
-    State.WORKING: "W",
-    State.WRITING: "W",
-    State.KEEPALIVE: "K",
-    State.CLOSING: "C",
-    State.DEAD: "X",
-}
-
-_STATES = tuple(State)  # by value: a tuple index is much cheaper than State(value)
-
-
-class Kind(IntEnum):
-    """What runs in a slot (a byte in shared memory)."""
-
-    PROCESS = 0
-    THREAD = 1
-
-
-class Role(IntEnum):
-    """What a slot's occupant does (a byte in shared memory): only workers serve requests
-    (values.snapshot.Role carries the same names as strings)."""
-
-    WORKER = 0  # serves requests (a process, a thread, an event loop)
-    LISTENER = 1  # accepts and hands connections on (event's listener thread)
-    MASTER = 2  # the root of a forking server
-    HELPER = 3  # anything else
-
-
-_KINDS = tuple(Kind)  # by value, as _STATES
-_ROLES = tuple(Role)
 
 
 class _Slot(ctypes.Structure):
@@ -144,74 +101,10 @@ class _Header(ctypes.Structure):
 
 _HEADER_SIZE = (ctypes.sizeof(_Header) + 63) // 64 * 64
 
-# the phase area: per slot, PHASES histograms of HIST_WORDS uint64 each
-QUEUE, SERVER, SERVICE = 0, 1, 2
-PHASES = 3
-HIST_WORDS = 3 + NBUCKETS  # count, sum_us, max_us, buckets
+# the phase area: per slot, PHASES histograms of HIST_WORDS uint64 each (servers.slotwriter)
 SLOT_PHASE_WORDS = PHASES * HIST_WORDS
 _SLOT_PHASE_BYTES = SLOT_PHASE_WORDS * 8
 _SLOT_BYTES = ctypes.sizeof(_Slot) + _SLOT_PHASE_BYTES + inflight.RECORD_BYTES
-
-
-@dataclass(frozen=True, slots=True)
-class SlotInfo:
-    index: int
-    pid: int
-    tid: int
-    state: State
-    kind: Kind
-    listener: int
-    generation: int
-    accepted: int
-    open: int
-    requests: int
-    bytes_sent: int
-    last_change: float
-    started: float
-    deaths: int
-    group: int
-    role: Role = Role.WORKER
-
-    @property
-    def is_thread(self) -> bool:
-        return self.kind == Kind.THREAD
-
-
-@dataclass(frozen=True, slots=True)
-class ModelArea:
-    model: str
-    root_pid: int
-    ready: bool
-    expected: int
-    gil: bool
-    dispatches: int
-    spawns: int
-    deaths: int
-    last_death_pid: int
-    last_death_status: int
-    last_death_time: float
-    high_water: int
-    error: str
-    handoff_failures: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ScoreboardSnapshot:
-    time: float
-    model: ModelArea
-    slots: tuple[SlotInfo, ...]  # every slot ever used, EMPTY ones included
-
-    @property
-    def live(self) -> tuple[SlotInfo, ...]:
-        return tuple(s for s in self.slots if s.state not in (State.EMPTY, State.DEAD))
-
-    def totals(self) -> dict[str, int]:
-        return {
-            "accepted": sum(s.accepted for s in self.slots),
-            "requests": sum(s.requests for s in self.slots),
-            "open": sum(s.open for s in self.slots),
-            "bytes_sent": sum(s.bytes_sent for s in self.slots),
-        }
 
 
 class Scoreboard:
@@ -419,88 +312,3 @@ def hist_of(words: list[int]) -> LogHist:
 
 
 _ZERO_PHASES = memoryview(bytes(_SLOT_PHASE_BYTES)).cast("Q")
-_SMALL = 2 * (1 << SUB_BITS)  # loghist.index_of, inlined below: its exact buckets
-_TOP = MAX_US
-
-
-def _put(m: memoryview, base: int, us: int) -> None:
-    """Add `us` to the histogram at word `base` of `m` (count, sum, max, buckets): the
-    hot path of every request, so loghist.index_of is inlined (one call less: ~0.1 us)."""
-    if us < _SMALL:
-        i = us if us > 0 else 0
-        if us < 0:
-            us = 0
-    else:
-        if us > _TOP:
-            us = _TOP
-        shift = us.bit_length() - SUB_BITS - 1
-        i = (shift << SUB_BITS) + (us >> shift)
-    m[base + 3 + i] += 1
-    m[base] += 1
-    m[base + 1] += us
-    if us > m[base + 2]:
-        m[base + 2] = us
-
-
-class SlotWriter:
-    """What a worker uses to keep its own slot up to date (no locks: it is the only writer).
-
-    `phases` is the slot's phase area (a memoryview of uint64), None when the server runs
-    with the accounting off (`serve --no-phases`): callers test it before reading clocks.
-    `req` is its current request and client (servers.inflight).
-    """
-
-    __slots__ = ("phases", "req", "s")
-
-    def __init__(self, slot: _Slot, phases: memoryview | None, req: inflight.RequestRecord) -> None:
-        self.s = slot
-        self.phases = phases
-        self.req = req
-
-    def record(self, phase: int, us: int) -> None:
-        """One value (microseconds) into histogram `phase` (QUEUE, SERVER or SERVICE).
-        The bucket is written before the count, so a reader never sees a count that its
-        buckets lack. See bench/bench_phases.py for its cost."""
-        m = self.phases
-        if m is not None:
-            _put(m, phase * HIST_WORDS, us)
-
-    def queued(self, us: int) -> None:
-        """A connection's accept-queue wait (`Acceptor.queue_us`; -1, unknown, is left out)."""
-        if us >= 0:
-            self.record(QUEUE, us)
-
-    def request(self, had_ns: int, start_ns: int, end_ns: int) -> None:
-        """A request's in-server wait (had -> handler start) and service (start -> the
-        response handed to the kernel); times are time.monotonic_ns()."""
-        m = self.phases
-        if m is not None:
-            _put(m, SERVER * HIST_WORDS, (start_ns - had_ns) // 1000)
-            _put(m, SERVICE * HIST_WORDS, (end_ns - start_ns) // 1000)
-
-    def state(self, state: State) -> None:
-        s = self.s
-        if s.state != state:
-            s.state = state
-            s.last_change = time.monotonic()
-
-    def accepted(self) -> None:
-        s = self.s
-        s.accepted += 1
-        s.open += 1
-
-    def closed(self) -> None:
-        self.s.open -= 1
-
-    def took(self) -> None:
-        """An open connection accepted elsewhere is now held here (event's hand-offs)."""
-        self.s.open += 1
-
-    def gave(self) -> None:
-        """An open connection held here was handed to another slot (it is not closed)."""
-        self.s.open -= 1
-
-    def served(self, nbytes: int) -> None:
-        s = self.s
-        s.requests += 1
-        s.bytes_sent += nbytes

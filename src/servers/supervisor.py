@@ -26,7 +26,8 @@ from plumbing.process import python_env, raise_nofile_limit
 
 from . import models, root
 from .config import ServerConfig
-from .scoreboard import Scoreboard, ScoreboardSnapshot, State
+from .scoreboard import Scoreboard
+from .slots import ScoreboardSnapshot, State
 
 STOP_GRACE = 1.0  # seconds from SIGTERM to SIGKILL for a root that does not exit
 

@@ -26,12 +26,13 @@ from .config import ConfigError
 from .inflight import Client
 from .models import ModelSpec
 from .root import RootContext
-from .scoreboard import DEFAULT_SLOTS, Kind, State
+from .scoreboard import DEFAULT_SLOTS
+from .slots import Kind, State
 
 THREAD_DEATH = 1  # the status a thread's death records on the scoreboard (an exception)
 
 # a connection the listener hands to a thread: the socket, its Acceptor.since_ns and
-# queue_us (issue 16), so the thread that serves it records its phases, and its client
+# queue_us, so the thread that serves it records its phases, and its client
 Handed = tuple[socket.socket, int, int, Client | None]
 
 
@@ -83,7 +84,7 @@ def run(ctx: RootContext) -> int:
                 idle.release()  # one more idle thread: the listener may accept for it
                 sock, since_ns, queue_us, client = handed.get()
                 w.accepted()
-                w.queued(queue_us)  # issue 16: the listener's measure, in this thread's slot
+                w.queued(queue_us)  # the listener's measure, in this thread's slot
                 if not since_ns and queue_us >= 0:  # bytes came after the accept
                     since_ns = arrived_mono_ns(sock)
                 serve_connection(sock, w, ctx.limits, since_ns=since_ns, client=client)

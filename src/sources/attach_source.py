@@ -5,7 +5,7 @@ to the server's ports, socket owners mapped incrementally, /proc state letters a
 schedstat CPU, eBPF accepts when allowed), mapped onto Snapshot rows:
 - roles: the root of a tree with children is the master, children that ever held the
   listening socket or a connection are workers, the rest helpers (uvicorn's
-  resource_tracker); threads of a multi-threaded process are rows of Role.THREAD folded
+  resource_tracker); threads of a multi-threaded process are helper rows of Kind.THREAD folded
   under it (sockets belong to processes, so connections stay on the process row), except
   where two or more threads of one process each accept and serve (HAProxy nbthread): those
   threads are the workers, their process a Role.PROCESS row that sums them;
@@ -63,8 +63,10 @@ from readers.mechanism import serving_threads
 from readers.realtree import Role as TreeRole
 from readers.realtree import TaskSample
 from readers.statuspoll import OUTSIDE_VIEW, StatusPoller
+from values.phases import Phases
 from values.positional import positional_new
-from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
+from values.server_info import ModelInfo
+from values.snapshot import Kind, ListenerSample, Role, WorkerSample, WorkerState
 
 from . import attach_states
 from .reading import Reading, WorkerDeltas
@@ -76,14 +78,6 @@ EXACT = "exact (eBPF)"
 ESTIMATE = "estimate"
 _new_worker = positional_new(WorkerSample)
 _state = attach_states.process_state  # the name the mapping tests know
-
-
-def _thread_state(letter: str, glyph: WorkerState | None) -> WorkerState:
-    """A thread's state: its glyph (mod_status) unless /proc says stopped or dead."""
-    state = attach_states.thread_state(letter)
-    if glyph is None or state in (WorkerState.STOPPED, WorkerState.DEAD):
-        return state
-    return glyph
 
 
 class AttachSource:
@@ -331,14 +325,14 @@ class AttachSource:
             tid=t.tid,
             generation=t.starttime,
             kind=Kind.THREAD,
-            state=_thread_state(t.state, glyph),
+            state=attach_states.thread_row_state(t.state, glyph),
             cpu_percent=self._cpu_percent(key, t.cpu_ns, t.at),
             cpu_seconds=None if t.cpu_ns is None else t.cpu_ns / 1e9,
             connections=None,  # a socket belongs to the process, not to one thread
             accepts=acc,
             accepts_total=total,
             name=t.name,
-            role=Role.WORKER if serves else Role.THREAD,
+            role=Role.WORKER if serves else Role.HELPER,
             proc_state=t.state,
         )
 

@@ -69,6 +69,14 @@ def thread_state(letter: str) -> WorkerState:
     return WorkerState.WORKING if letter == "R" else WorkerState.UNKNOWN
 
 
+def thread_row_state(letter: str, glyph: WorkerState | None) -> WorkerState:
+    """A thread's state: its glyph (mod_status) unless /proc says stopped or dead."""
+    state = thread_state(letter)
+    if glyph is None or state in (WorkerState.STOPPED, WorkerState.DEAD):
+        return state
+    return glyph
+
+
 def of_slot(glyphs: Sequence[WorkerState]) -> WorkerState | None:
     """A process's state from its slot's states (one under prefork): the busiest; None
     when its slot shows no live worker."""

@@ -15,7 +15,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from values.snapshot import ListenerSample, ModelInfo, Phases, WorkerSample
+from values.phases import Phases
+from values.server_info import ModelInfo
+from values.snapshot import ListenerSample, WorkerSample
 
 N = TypeVar("N", int, float)
 T = TypeVar("T")
@@ -29,7 +31,7 @@ class Reading:
     master_cpu_seconds: float | None
     workers: list[WorkerSample]  # their interval figures filled in through WorkerDeltas
     listeners: list[ListenerSample]
-    phases: Phases | None = None  # the whole server's request phases (issue 16), cumulative
+    phases: Phases | None = None  # the whole server's request phases, cumulative
 
 
 class Counter(Generic[N]):

@@ -1,6 +1,6 @@
-"""One reading of a real server from outside: the seam the attach sampler will use.
+"""One reading of a real server from outside, for sources.attach_source.
 
-Composes the pieces of issue 14, each with its own module and tests:
+Composes the readers, each with its own module and tests:
 - readers.sockdiag: the server's listening sockets (queue, limit) and connections,
   filtered in the kernel to its ports, and which pid holds which (incremental);
 - readers.realtree: roles, state letters and schedstat CPU per process;
@@ -8,8 +8,7 @@ Composes the pieces of issue 14, each with its own module and tests:
   (first request bytes' arrival -> accept) where the kernel has the tracepoints; without
   it, new connections per interval from sock_diag, labelled as an estimate, and no queue
   wait (None, with the reason).
-It returns plain dataclasses; mapping them onto Snapshot/WorkerSample (and issue 12's
-Role on WorkerSample) is left to the integration after the merge.
+It returns plain dataclasses; sources.attach_source maps them onto Snapshot/WorkerSample.
 
 Each process's connections (`WorkerReading.peers`): from the dumps that read tcp_info
 (at most every INFO_EVERY_S), the PEERS_LISTED oldest with their peer, TCP state,
@@ -35,7 +34,8 @@ from readers.sockscan import Endpoint, Scan, scan
 from readers.tcpinfo import TcpInfo
 from values.current import Peers
 from values.positional import positional_new
-from values.snapshot import Hold, Spread, Wake
+from values.snapshot import Hold
+from values.spread import Spread, Wake
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
@@ -167,6 +167,7 @@ class RealServerReader:
     def read(self, own: Collection[Endpoint] = ()) -> RealReading:
         """`own`: the monitor's own client endpoints (its mod_status requests): their
         connections are neither a process's nor in a queue's length when it can tell."""
+        # one function on purpose: the reading's steps in the order the dump-skipping needs
         # one pass over the tree; the tree is read BEFORE the connection dump, with the
         # previous sample's socket owners, so that an idle tree can skip the dump
         now = time.monotonic()

@@ -4,7 +4,7 @@ Raw: measured figures only. Its imbalance and diagnoses are the analyser's to fi
 (judging.analyser: `Analyser().annotate(sampler.sample())`), so that measuring is one
 step and judging another, and replayed or synthetic snapshots are judged the same way.
 
-Pull-based: the session (or `iter_samples`, or the attach CLI) calls it on a timer, by
+Pull-based: the session (or the attach CLI) calls it on a timer, by
 default every 250 ms. Two sources: `SupervisorSource` (a server we started: scoreboard,
 owned sockets) and `AttachSource` (a server we did not start, by pid or port). Interval
 figures (CPU %, accepts, requests, kernel counters in the interval) come from
@@ -17,20 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from loadgen.stats import LoadStats
 from readers import procfs
-from values.snapshot import (
-    HostSample,
-    KernelCounters,
-    ListenerSample,
-    ModelInfo,
-    Snapshot,
-    WorkerSample,
-    is_stopped,
-)
+from values.server_info import HostSample, KernelCounters, ModelInfo
+from values.snapshot import SAMPLE_PERIOD_S, ListenerSample, Snapshot, WorkerSample, is_stopped
 
 from .attach_source import AttachError, AttachSource
 from .reading import Counter, Reading, ReadingSource, WorkerDeltas
@@ -41,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_PERIOD", "AttachError", "Sampler"]
 
-DEFAULT_PERIOD = 0.25  # seconds between samples
+DEFAULT_PERIOD = SAMPLE_PERIOD_S  # the name commands/attach.py imports
 
 
 class Sampler:
@@ -181,15 +174,3 @@ class Sampler:
         close = getattr(self.source, "close", None)
         if close is not None:
             close()
-
-    def iter_samples(self, period: float = DEFAULT_PERIOD) -> Iterator[Snapshot]:
-        """Raw samples every `period` seconds, forever (the caller stops iterating)."""
-        next_at = time.monotonic()
-        while True:
-            yield self.sample()
-            next_at += period
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_at = time.monotonic()

@@ -5,7 +5,7 @@ Worker figures from the shared scoreboard; CPU from /proc/PID/schedstat (per thr
 listening sockets the supervisor holds. Hand-written: no library samples a scoreboard,
 and psutil is too slow for 250 processes at 4 Hz (see procfs.py and bench/bench_sampler.py).
 
-Request phases (issue 16) from each worker slot's phase area (`PhaseReader`): a slot's three
+Request phases from each worker slot's phase area (sources.phase_reader): a slot's three
 counts are read every sample, its histograms only when a count moved. Each slot's current
 request and client (servers.inflight) likewise: its sequence number every sample (one
 strided read of them all), its record only when that moved.
@@ -16,121 +16,35 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Collection
-from itertools import islice
-from operator import add, sub
 from typing import TYPE_CHECKING, Any
 
-from plumbing.loghist import NBUCKETS, LogHist
 from plumbing.tcpinfo import accept_queue, listen_drops
 from readers import procfs
 from readers.mechanism import UNKNOWN, ListenerMechanism, WaitWatcher
 from readers.sockdiag import SYN_RECV, SockDiag
-from servers import scoreboard
-from servers.scoreboard import State
+from servers import slots
+from servers.slots import State
 from values.current import Current, Via, client_text
 from values.positional import positional_new
-from values.snapshot import Kind, ListenerSample, ModelInfo, Phases, Role, WorkerSample, WorkerState
+from values.server_info import ModelInfo
+from values.snapshot import Kind, ListenerSample, Role, WorkerSample, WorkerState
 
 from .balancing import policy_of, steer_of
+from .phase_reader import PhaseReader
 from .reading import Reading, WorkerDeltas
 
 if TYPE_CHECKING:
-    from servers.scoreboard import ModelArea, Scoreboard
+    from servers.slots import ModelArea
     from servers.supervisor import Supervisor
 
 # by value (the scoreboard's raw bytes): a tuple index is much cheaper than an enum call
 _STATES = tuple(WorkerState(st.name.lower()) for st in State)
-_ROLES = tuple(Role[r.name] for r in scoreboard.Role)
-_EMPTY, _DEAD, _THREAD = int(State.EMPTY), int(State.DEAD), int(scoreboard.Kind.THREAD)
+_ROLES = tuple(Role[r.name] for r in slots.Role)
+_EMPTY, _DEAD, _THREAD = int(State.EMPTY), int(State.DEAD), int(slots.Kind.THREAD)
 _new_worker = positional_new(WorkerSample)
 _new_current = positional_new(Current)  # a slot's, each time its record moved
 _KPROCESS, _KTHREAD = Kind.PROCESS, Kind.THREAD  # a global is 10x cheaper than Kind.X
-_WORKER = int(scoreboard.Role.WORKER)
-
-
-class PhaseReader:
-    """Each worker slot's request phases, and the whole server's (issue 16).
-
-    Every sample reads a worker slot's three counts (3 words). A histogram whose count
-    moved is read again (`Scoreboard.phase_words`: 203 words, and ~10 us of
-    bookkeeping here) at once while at most REREAD_BUDGET slots were read again in this
-    sample, else once its last reading is REREAD_S old: under load from hundreds of
-    workers a slot's phases lag its request counts by up to a second, and a sample reads
-    about nworkers / (REREAD_S x rate) slots (250 busy workers at 4 Hz: ~60, ~2 ms)
-    instead of all of them (~15 ms measured); a server with few busy workers is read
-    exactly every sample. The whole server's is kept as running dense sums: a histogram
-    read again moves its old reading out and its new one in; a slot a new worker took
-    keeps its predecessor's counts in (the server's figures are cumulative since start).
-    """
-
-    REREAD_BUDGET = 16  # slots read again at once per sample, whatever their age
-    REREAD_S = 1.0  # beyond the budget, a changed slot is read again once a second
-
-    def __init__(self, board: Scoreboard) -> None:
-        self.board = board
-        # slot -> its last reading: generation, counts, phases, when, raw words per phase
-        self._seen: dict[int, tuple[int, tuple[int, int, int], Phases, float, list[list[int]]]]
-        self._seen = {}
-        self._dense = [[0] * NBUCKETS for _ in range(3)]
-        self._sum = [0, 0, 0]
-        self._max = [0, 0, 0]
-        self._total: Phases | None = None  # None: changed since last built
-        self._budget = 0
-
-    def begin(self) -> None:
-        """A new sample: its budget of slots read again at once."""
-        self._budget = self.REREAD_BUDGET
-
-    def slot(self, index: int, generation: int, now: float) -> Phases | None:
-        """Slot `index`'s phases (cumulative since its worker started); None if never
-        claimed (generation 0)."""
-        if not generation:
-            return None
-        board = self.board
-        counts = board.phase_counts(index)
-        seen = self._seen.get(index)
-        if seen is not None and seen[0] == generation:
-            if seen[1] == counts:
-                return seen[2]
-            if self._budget <= 0 and now - seen[3] < self.REREAD_S:
-                return seen[2]  # read again within the second
-            hists = [seen[2].queue, seen[2].server, seen[2].service]
-            raws = list(seen[4])
-            for p in range(3):
-                if counts[p] != seen[1][p]:
-                    raws[p] = board.phase_words(index, p)
-                    hists[p] = scoreboard.hist_of(raws[p])
-                    self._account(p, raws[p], seen[4][p])  # the older reading out
-        else:  # a new worker: its predecessor's reading stays in the total
-            raws = [board.phase_words(index, p) for p in range(3)]
-            hists = [scoreboard.hist_of(r) for r in raws]
-            for p in range(3):
-                self._account(p, raws[p], None)
-        self._budget -= 1
-        phases = Phases(hists[0], hists[1], hists[2])
-        self._seen[index] = (generation, counts, phases, now, raws)
-        return phases
-
-    def _account(self, p: int, new: list[int], old: list[int] | None) -> None:
-        """Move histogram p of a slot from its `old` raw words to `new` in the totals (C-speed
-        map over the buckets: ~5 us, where a loop over LogHist buckets took ~20)."""
-        if old is None:
-            self._dense[p] = list(map(add, self._dense[p], islice(new, 3, None)))
-            self._sum[p] += new[1]
-        else:
-            diff = map(sub, islice(new, 3, None), islice(old, 3, None))
-            self._dense[p] = list(map(add, self._dense[p], diff))
-            self._sum[p] += new[1] - old[1]
-        if new[2] > self._max[p]:
-            self._max[p] = new[2]
-        self._total = None
-
-    def total(self) -> Phases:
-        """The whole server's: every slot's, its past workers' included."""
-        if self._total is None:
-            d, sums, maxes = self._dense, self._sum, self._max
-            self._total = Phases(*(LogHist.from_counts(d[p], sums[p], maxes[p]) for p in range(3)))
-        return self._total
+_WORKER = int(slots.Role.WORKER)
 
 
 class SupervisorSource:
@@ -318,9 +232,8 @@ class SupervisorSource:
         phases: PhaseReader | None,
     ) -> WorkerSample:
         """One slot (a `Scoreboard.raw_slots` tuple). The hot loop, once per slot per
-        sample: WorkerSample is built by `positional_new`, every field in its order; by
-        keyword, its __init__ cost 10 us a worker, 2.5 ms a sample at 250, positionally
-        about 6 us, and 2.5 us here (bench/bench_sampler.py, a busy 2-core box)."""
+        sample, so WorkerSample is built by `positional_new`, every field in its order
+        (4x cheaper than by keyword: bench/README.md, bench_sampler.py)."""
         (pid, tid, st, kind, listener, gen, accepted, nopen, requests, sent, last, started,
          deaths, group, role) = s  # fmt: skip
         alive = st != _EMPTY and st != _DEAD and pid > 0

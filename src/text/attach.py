@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from values.snapshot import PAST_LIMIT_NOTE, Role, Severity, Snapshot, WorkerSample, WorkerState
-from values.units import mib, opt
+from values.findings import Severity
+from values.snapshot import Snapshot, WorkerSample, WorkerState
+from values.units import PAST_LIMIT_NOTE, mib, opt
 
 from .fit import Column, FitTable, natural_width
 
@@ -43,9 +44,7 @@ def wanted_width(snap: Snapshot, *, threads: bool = False) -> int:
 
 
 def _rows(snap: Snapshot, threads: bool) -> tuple[WorkerSample, ...]:
-    return tuple(
-        w for w in snap.live_entities if threads or w.role != Role.THREAD or w.slot is not None
-    )
+    return tuple(w for w in snap.live_entities if threads or not w.folded)
 
 
 def _head(snap: Snapshot) -> Text:

@@ -7,7 +7,7 @@ Layout: three bar panels side by side (throughput, p99 latency, top share of acc
 one bar per model in the model's colour; under them one row per model with its workers'
 accept shares as a 100% stacked bar (even segments: even distribution; one wide segment:
 skew), the even share marked, and Jain's index beside it. When any model's request phases
-were measured (issue 16), a last row of three panels shows where the time went over the
+were measured, a last row of three panels shows where the time went over the
 run: queue wait, in-server wait and service time, a bar at p99 with a tick at p50 per model,
 on one log scale shared by the three (they span microseconds to seconds); a phase that was
 not measured says so instead of drawing a zero.
@@ -205,6 +205,7 @@ def _phase_panels(
     add: Callable[[str], None], summaries: Sequence[RunSummary], colours: list[str], top: float
 ) -> None:
     """Queue wait, in-server wait, service: a bar per model at p99, a tick at p50."""
+    # one function on purpose: the three panels' SVG drawn top to bottom
     n = len(summaries)
     panel_w = (_W - 2 * _MARGIN - _LABEL_W - 2 * _PANEL_GAP) / 3
     bars_h = n * (_BAR_H + _BAR_GAP)

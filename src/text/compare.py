@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.summary import RunSummary
-from values.units import dur, ms_short, opt, pct
+from values.units import dur, opt, pct
 
 
 def table(summaries: Sequence[RunSummary]) -> Table:
@@ -40,9 +40,9 @@ def table(summaries: Sequence[RunSummary]) -> Table:
         t.add_row(
             s.model_detail + ("" if s.ok else " [red](failed)[/]"),
             f"{s.rps:,.0f}",
-            ms_short(lat.p50),
-            ms_short(lat.p99),
-            ms_short(con.p99) if con.count else "-",
+            dur(lat.p50, space=False),
+            dur(lat.p99, space=False),
+            dur(con.p99, space=False) if con.count else "-",
             Text(str(errs), style="red" if errs else ""),
             "-" if one else opt(s.accept_jain, "{:.2f}"),
             f"{s.accept_n} worker" if one else f"{pct(s.accept_top_share)} of {s.accept_n}",

@@ -41,6 +41,7 @@ def live_figures(s: LoadStats) -> str:
 
 
 def load_summary(console: Console, r: LoadResult) -> None:
+    # one function on purpose: the summary's lines in the order they print
     s = r.stats
     console.print(f"Running {r.elapsed:.1f}s test @ {r.url}")
     console.print(f"  {r.level.name}: {r.level.describe()}  (engine {r.engine})", soft_wrap=True)

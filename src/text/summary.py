@@ -13,13 +13,13 @@ from rich.text import Text
 from judging.stuck import event_line
 from lab.summary import RunSummary
 from plumbing.loghist import LogHist
-from values.snapshot import PAST_LIMIT_NOTE
-from values.units import dur, opt, pct
+from values.units import PAST_LIMIT_NOTE, dur, opt, pct
 
 from .load import load_summary
 
 
 def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) -> None:
+    # one function on purpose: the summary's sections in the order they print
     console.print(Text(f"{s.model_detail} under {s.level.name}", style="bold"))
     if s.result is not None:
         load_summary(console, s.result)  # the `load` command's latency table
@@ -175,12 +175,12 @@ def _not_workers(s: RunSummary) -> str:
     """'the master (pid 21132), 104 threads of the worker processes'."""
     parts = []
     for role, name in (("master", "master"), ("helper", "helper")):
-        rows = [w for w in s.workers if w.role == role]
+        rows = [w for w in s.workers if w.role == role and not w.folded]
         if len(rows) == 1:
             parts.append(f"the {name} (pid {rows[0].pid})")
         elif rows:
             parts.append(f"{len(rows)} {name}s")
-    threads = sum(w.role == "thread" for w in s.workers)
+    threads = sum(w.folded for w in s.workers)
     if threads:
         parts.append(f"{threads} threads of the worker processes (counted in their rows)")
     return ", ".join(parts)

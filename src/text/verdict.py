@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from judging.verdict import Side, Verdict
+from judging.verdict_values import Side, Verdict
 
 STYLES = {"better": "bold green", "worse": "bold red"}
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from xml.sax.saxutils import escape
 
 from judging.figures import Scale
-from judging.verdict import Row, Verdict
+from judging.verdict_values import Row, Verdict
 
 from .chart import _FONT, PALETTE
 

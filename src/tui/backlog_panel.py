@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from values.snapshot import PAST_LIMIT_NOTE, ListenerSample
-from values.units import num
+from values.snapshot import ListenerSample
+from values.units import PAST_LIMIT_NOTE, num
 
 from .drawing import PAUSED_STYLE, STATE_STYLE, bar, fill_style
 from .frame import Frame

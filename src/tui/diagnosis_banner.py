@@ -6,12 +6,13 @@ import math
 
 from rich.text import Text
 
+from values.findings import severity_rank
+
 from .drawing import SEVERITY_STYLE
 from .frame import Frame
 from .quiet_static import QuietStatic, text_shape
 
 ICONS = {"info": "i", "warning": "⚠", "critical": "✖"}
-ORDER = ("critical", "warning", "info")  # the most severe first
 MAX_LINES = 3
 
 
@@ -26,10 +27,7 @@ class DiagnosisBanner(QuietStatic):
         return min(MAX_LINES, rows)
 
     def show(self, frame: Frame) -> None:
-        diags = sorted(
-            frame.snapshot.diagnoses,
-            key=lambda d: ORDER.index(d.severity) if d.severity in ORDER else len(ORDER),
-        )
+        diags = sorted(frame.snapshot.diagnoses, key=lambda d: severity_rank(d.severity))
         critical = any(d.severity == "critical" for d in diags)
         self.set_class(critical, "-critical")
         self.set_class(bool(diags) and not critical, "-warning")

@@ -2,9 +2,9 @@
 
 Textual reads the terminal in a thread that polls `select()` with a 0.1 s timeout; on
 exit, `disable_input()` sets the thread's exit event and joins it, and the thread polls
-once more for 0.1 s before it returns. The app's event loop is blocked for all of it:
-measured 0.15-0.19 s between `App.exit()` and the first unmount, in every quit (issue 18:
-quitting must take <= 0.5 s in all). This driver sets the event and goes on: the thread
+once more for 0.1 s before it returns, with the app's event loop blocked (a sizeable part
+of the 0.5 s a quit may take: bench/README.md, bench_quit.py). This driver sets the event
+and goes on: the thread
 ends by itself within 0.2 s, reading nothing that matters (the terminal is back in
 canonical mode by then, and the pending input is flushed, as Textual does).
 

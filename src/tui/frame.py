@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from values.snapshot import Snapshot
-
-WorkerKey = tuple[int | None, int, int]
+from values.snapshot import Snapshot, WorkerKey
 
 
 @dataclass(frozen=True)

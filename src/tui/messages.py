@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from .frame import WorkerKey
+from values.snapshot import WorkerKey
 
 
 class WorkerSelected(Message):

@@ -1,4 +1,4 @@
-"""Where the time goes (issue 16): queue wait, in-server wait and service time, p50/p99 over
+"""Where the time goes: queue wait, in-server wait and service time, p50/p99 over
 the analyser's window, for the whole server and the selected worker, plus (when there is
 room) a bar of the server's p99 on a log scale from 10 us to 10 s, so the phase that
 dominates stands out at a glance (prefork starving: a long queue-wait bar over a sliver
@@ -23,7 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from plumbing.loghist import LogHist
-from values.snapshot import Phases, Snapshot
+from values.phases import Phases
+from values.snapshot import Snapshot
 from values.units import dur
 
 from .drawing import bar

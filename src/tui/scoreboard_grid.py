@@ -200,6 +200,9 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 def _others(live: tuple[WorkerSample, ...]) -> str:
     """The live entities that are not workers, by role: '3 listeners', '12 threads'."""
-    names = {Role.LISTENER: "listener", Role.HELPER: "helper", Role.THREAD: "thread"}
-    counts = {role: sum(w.role == role for w in live) for role in names}
-    return ", ".join(_count(n, names[role]) for role, n in counts.items() if n)
+    counts = {
+        "listener": sum(w.role == Role.LISTENER for w in live),
+        "helper": sum(w.role == Role.HELPER and not w.folded for w in live),
+        "thread": sum(w.folded for w in live),
+    }
+    return ", ".join(_count(n, name) for name, n in counts.items() if n)

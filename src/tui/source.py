@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from lab.session import LabEvent, Session
 from sources.stacks import worker_stack
-from values.snapshot import Snapshot
+from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 from values.stackvalues import StackCapture
 
 from .events import derive_events
@@ -27,7 +27,7 @@ STACK_TIMEOUT_S = 10.0  # `d` gives up on a stack after this long (gdb can take 
 class ScreenSource:
     """The interface the screens use (a LiveSource also has a Session to control)."""
 
-    period = 0.25
+    period = SAMPLE_PERIOD_S
     t0 = 0.0  # event times are shown relative to this (time.monotonic() seconds)
     live_stacks = False  # its workers are processes running now, whose stacks `d` reads
 
@@ -140,7 +140,7 @@ class ReplaySource(ScreenSource):
         self.playing = playing
         self.t0 = self.snapshots[0].time
         intervals = [s.interval_s for s in self.snapshots if s.interval_s]
-        self.period = statistics.median(intervals) if intervals else 0.25
+        self.period = statistics.median(intervals) if intervals else SAMPLE_PERIOD_S
         self._events = derive_events(self.snapshots)
         self._notes: list[LabEvent] = []
         self._shown = self.pos

@@ -34,7 +34,7 @@ WIDTH = {key: w for _, key, w in COLUMNS}
 CPU_BAR = 6
 SHARE_BAR = 2  # the accepts column's bar: the row's share of the accepts of all rows
 # the # column of non-workers (a thread row: "·", under its process)
-ROLE_MARK = {"listener": "L", "master": "M", "helper": "H", "thread": "·"}
+ROLE_MARK = {"listener": "L", "master": "M", "helper": "H"}
 SHORT = {
     "keepalive": "keep",
     "waiting": "wait",
@@ -78,7 +78,7 @@ def short_count(n: int | None) -> str:
 def slot(w: WorkerSample, threads: int = 0) -> str:
     """The # column: the slot of a worker; L0 (listener of child 0), M (master), H;
     `8t` for an attached process with 8 thread rows (folded under it, t unfolds them)."""
-    mark = ROLE_MARK.get(w.role)
+    mark = "·" if w.folded else ROLE_MARK.get(w.role)
     if mark is None:
         if w.slot is not None:
             return str(w.slot)

@@ -18,9 +18,9 @@ from textual.geometry import Region, Size, Spacing
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from values.snapshot import Role, WorkerSample, WorkerState
+from values.snapshot import WorkerKey, WorkerSample, WorkerState
 
-from .frame import Frame, WorkerKey
+from .frame import Frame
 from .messages import WorkerSelected
 from .worker_cells import (
     ATTACH_PRIORITY,
@@ -87,12 +87,12 @@ class WorkerTable(ScrollView, can_focus=True):
         self._set_columns()
         # once per worker per frame (1,024 at 4 Hz): the enum members as locals, as
         # `WorkerState.EMPTY` is a lookup through the enum's metaclass (~0.27 us)
-        empty, thread = WorkerState.EMPTY, Role.THREAD
+        empty = WorkerState.EMPTY
         workers = [w for w in snap.workers if w.state != empty]
         # attach: a multi-threaded process's thread rows are folded under it (t unfolds)
-        self._threads = collections.Counter(w.pid for w in workers if w.role == thread)
+        self._threads = collections.Counter(w.pid for w in workers if w.folded)
         if not frame.threads and self._threads:
-            workers = [w for w in workers if w.role != thread]
+            workers = [w for w in workers if not w.folded]
         keys = [w.key for w in workers]
         self._workers = workers
         self._interval = snap.interval_s

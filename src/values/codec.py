@@ -124,13 +124,13 @@ def _float(value: Any) -> float:
 def _bool(value: Any) -> bool:
     if type(value) is not bool:
         raise _bad("true or false", value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _str(value: Any) -> str:
     if type(value) is not str:
         raise _bad("a string", value)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _int_key(value: Any) -> int:
@@ -264,6 +264,11 @@ def _enum(tp: type[enum.Enum]) -> Decoder:
 
     def decode_enum(value: Any) -> enum.Enum:
         member = members.get(value) if type(value) in value_types else None
+        if member is None and type(value) in value_types:
+            try:  # a value the enum still reads under another name (its _missing_)
+                member = tp(value)
+            except ValueError:
+                member = None
         if member is None:
             raise FormatError(f"{tp.__name__}: unknown value {_shown(value)}")
         return member

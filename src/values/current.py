@@ -56,11 +56,6 @@ class Current:
     # scoreboard: its accept, or the hand-off to it: after `began` when the master that
     # accepted it had its bytes)
 
-    @property
-    def in_request(self) -> bool | None:
-        """Whether a request is in progress (None: unknown)."""
-        return None if self.requests is None else self.requests > 0
-
 
 @dataclass(frozen=True, slots=True)
 class Peer:
@@ -80,13 +75,6 @@ class Peer:
     opened: float | None = None  # when it opened (monotonic): from tcp_info while nothing
     # came in, else when sock_diag first saw it (a sample late at most); None: it was open
     # before the monitor first looked
-
-    @property
-    def quiet_since(self) -> float | None:
-        """When data last moved either way (None: tcp_info not read)."""
-        if self.last_recv is None or self.last_sent is None:
-            return None
-        return max(self.last_recv, self.last_sent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,9 @@ T = TypeVar("T")
 def positional_new(cls: type[T]) -> Callable[..., T]:
     """A constructor of a frozen, slotted dataclass that takes EVERY field, positionally in
     field order, and stores them straight into the slots. The dataclass's own __init__
-    pays an object.__setattr__ per field (frozen): for WorkerSample's 24 fields, built
-    once per worker per sample, that is 2.5x dearer (about 6 us against 2.5 us a worker
-    on a busy 2-core box; bench/bench_sampler.py). No defaults, no __post_init__: only for
-    plain value classes, which is checked here."""
+    pays an object.__setattr__ per field (frozen), 2.5x dearer for WorkerSample, built
+    once per worker per sample (bench/README.md, bench_sampler.py). No defaults, no
+    __post_init__: only for plain value classes, which is checked here."""
     if not dataclasses.is_dataclass(cls) or not hasattr(cls, "__slots__"):
         raise TypeError(f"{cls.__name__} is not a slotted dataclass")
     if hasattr(cls, "__post_init__"):

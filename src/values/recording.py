@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .snapshot import FORMAT_VERSION, FormatError, Snapshot
+from .codec import FormatError
+from .snapshot import FORMAT_VERSION, Snapshot
 
 FORMAT_NAME = "serverscope-telemetry"
 

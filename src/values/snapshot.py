@@ -26,54 +26,36 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from loadgen.stats import LoadStats, Percentiles
+from loadgen.stats import LoadStats
 from plumbing.loghist import LogHist
-from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
+from servers.slots import GLYPHS as SCOREBOARD_GLYPHS
 
 from . import snapshot_checks
 from .codec import Checks, FormatError, decode, encode, kind_of
-from .current import Current, Peer, Peers, Via
+from .current import Current, Peer, Peers
+from .findings import Diagnosis, ImbalanceSet
+from .phases import Phases
+from .server_info import HostSample, KernelCounters, ModelInfo
 from .spread import Spread, Wake, mechanism_label
 from .stackvalues import StackCapture
 from .stuck import Episode, StuckCapture
 
 __all__ = [
-    "ADMITS_ONE_MORE",
     "FORMAT_VERSION",
     "GLYPHS",
-    "PAST_LIMIT_NOTE",
-    "SEVERITIES",
     "STATES",
-    "Current",
-    "Diagnosis",
-    "FormatError",
     "Hold",
-    "HostSample",
-    "Imbalance",
-    "ImbalanceSet",
-    "KernelCounters",
     "Kind",
     "ListenerSample",
-    "LoadStats",
-    "LogHist",
-    "ModelInfo",
-    "Peer",
-    "Peers",
-    "Percentiles",
-    "Phases",
     "Role",
-    "Severity",
     "Snapshot",
-    "Spread",
-    "Via",
-    "Wake",
     "WorkerSample",
     "WorkerState",
     "is_stopped",
-    "queue_figure",
 ]
 
 FORMAT_VERSION = 1
+SAMPLE_PERIOD_S = 0.25  # seconds between samples, every source's and view's default
 
 
 class Kind(StrEnum):
@@ -84,7 +66,7 @@ class Kind(StrEnum):
 
 
 class WorkerState(StrEnum):
-    """The scoreboard's states (servers.scoreboard.State, lower-cased) plus UNKNOWN for
+    """The scoreboard's states (servers.slots.State, lower-cased) plus UNKNOWN for
     attached servers, which have no scoreboard. The values are what recordings and JSON
     carry, so recordings made before the enum read unchanged."""
 
@@ -129,13 +111,6 @@ BUSY_STATES = frozenset(
 )
 
 
-class Severity(StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    CRITICAL = "critical"
-
-
-SEVERITIES = tuple(Severity)
 _NOT_ALIVE = frozenset({WorkerState.EMPTY, WorkerState.DEAD})
 
 
@@ -148,48 +123,36 @@ class Role(StrEnum):
     WORKER = "worker"  # serves requests (a process, a thread, an event loop)
     LISTENER = "listener"  # accepts and hands connections on (event's listener thread)
     MASTER = "master"  # the root of a forking server (attach)
-    HELPER = "helper"  # anything else in the tree (e.g. multiprocessing's resource_tracker)
-    THREAD = "thread"  # attach: a thread of a multi-threaded worker process, a row folded
-    # under it; its process is the worker the indices count (sockets belong to processes)
+    HELPER = "helper"  # anything else in the tree (e.g. multiprocessing's resource_tracker);
+    # of Kind.THREAD, a thread of an attached worker process: see WorkerSample.folded
     PROCESS = "process"  # attach: a process whose threads each wait on the listener and
     # serve (HAProxy nbthread, Envoy): its threads are the workers, its row sums theirs
+
+    @classmethod
+    def _missing_(cls, value: object) -> Role | None:
+        """Recordings made while a folded thread had a role of its own ("thread")."""
+        return cls.HELPER if value == "thread" else None
 
 
 # members as module constants: `Kind.PROCESS` is an attribute lookup through the enum's
 # metaclass, ~0.27 us against ~0.03 us for a global, and the properties below run once per
 # worker per frame in every renderer (1,024 workers at 4 Hz: bench/bench_tui.py)
-_PROCESS, _THREAD, _WORKER = Kind.PROCESS, Kind.THREAD, Role.WORKER
+_PROCESS, _THREAD, _WORKER, _HELPER = Kind.PROCESS, Kind.THREAD, Role.WORKER, Role.HELPER
 
 
-@dataclass(frozen=True, slots=True)
-class Phases:
-    """Where requests' time went (issue 16), cumulative since the worker (or the server)
-    started; see plumbing.loghist for the histograms' precision. A phase that cannot be
-    measured is None (never an empty histogram standing for zero).
-
-    - queue: one value per accepted connection: from the arrival of its first request
-      bytes (kernel timestamp) to accept(); 0 when the bytes came after accept().
-    - server: one value per request: from the moment the server had the request (accept,
-      or the read of its bytes, whichever is later) to its handler starting: a master's
-      hand-off, event's parked or queued connection, a busy loop, earlier pipelined
-      requests.
-    - service: one value per request: handler start to the response handed to the kernel.
-    """
-
-    queue: LogHist | None = None
-    server: LogHist | None = None
-    service: LogHist | None = None
-
-    def items(self) -> tuple[tuple[str, LogHist | None], ...]:
-        return (("queue", self.queue), ("server", self.server), ("service", self.service))
+# a worker's identity, WorkerSample.key: (slot, pid of a process or tid of a thread,
+# generation); what the analysis, the aggregates and the views key each worker by
+WorkerKey = tuple[int | None, int, int]
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSample:
     """One worker: a process (prefork-like models) or a thread (worker/event/goroutines).
 
-    Identity is `key` = (slot, pid, generation): a respawned worker in the same slot is a
-    new worker, and its deltas start afresh (never a negative or bogus jump).
+    Identity is `key` = (slot, task, generation), built from what the source filled in:
+    the task is the pid of a process and the tid of a thread, the generation the slot's
+    (scoreboard) or the task's start time (attach). A respawned worker in the same slot,
+    or a reused pid, is a new worker, and its deltas start afresh.
     """
 
     slot: int | None  # scoreboard slot; None for attached servers (no scoreboard)
@@ -228,7 +191,7 @@ class WorkerSample:
     # them (sock_diag, tcp_info; the oldest listed); None: not read
 
     @property
-    def key(self) -> tuple[int | None, int, int]:
+    def key(self) -> WorkerKey:
         return (self.slot, self.pid if self.kind == _PROCESS else self.tid, self.generation)
 
     @property
@@ -261,6 +224,13 @@ class WorkerSample:
         if self.slot is not None:
             return f"worker {self.slot}"
         return f"tid {self.tid}" if self.kind == _THREAD else f"pid {self.pid}"
+
+    @property
+    def folded(self) -> bool:
+        """attach: a thread of a multi-threaded worker process that does not serve on its
+        own, a row folded under its process (sockets belong to processes, so the process
+        is the worker the indices count)."""
+        return self.role == _HELPER and self.kind == _THREAD
 
 
 def is_stopped(w: WorkerSample) -> bool:
@@ -322,133 +292,6 @@ class ListenerSample:
         full only when its length is ABOVE the backlog (sk_acceptq_is_full), so it admits
         limit + 1 (`ss -ltn` shows Recv-Q 17, Send-Q 16 for a full listen(fd, 16))."""
         return self.limit is not None and self.queue > self.limit
-
-
-ADMITS_ONE_MORE = "Linux admits one past the backlog"
-PAST_LIMIT_NOTE = f"full: {ADMITS_ONE_MORE}"
-
-
-def queue_figure(queue: int, limit: int | None) -> str:
-    """`5/16`; `17/16 (full: Linux admits one past the backlog)`; `5` (limit unknown)."""
-    if limit is None or limit <= 0:
-        return str(queue)
-    note = f" ({PAST_LIMIT_NOTE})" if queue > limit else ""
-    return f"{queue}/{limit}{note}"
-
-
-@dataclass(frozen=True, slots=True)
-class KernelCounters:
-    """TcpExt counters from /proc/net/netstat. NAMESPACE-WIDE: every socket in the network
-    namespace adds to them, not only this server's (label them so)."""
-
-    listen_overflows: int  # total since boot: accept queue full when a handshake completed
-    listen_drops: int  # total since boot: SYNs/handshakes dropped at a listener (superset)
-    overflows_delta: int | None = None  # in the interval (None on the first sample)
-    drops_delta: int | None = None  # in the interval
-    overflows_per_s: float | None = None  # overflows_delta / interval
-    drops_per_s: float | None = None  # drops_delta / interval
-    scope: str = "namespace"  # always "namespace": not per socket, not per server
-
-
-@dataclass(frozen=True, slots=True)
-class HostSample:
-    """The whole machine, from /proc/stat: for "cores idle" judgements."""
-
-    cpu_count: int  # online logical CPUs
-    cpu_percent: float | None = None  # busy over the interval, % of one core (max 100*count)
-
-    @property
-    def idle_cores(self) -> float | None:
-        """Cores' worth of idle CPU over the interval (e.g. 1.0 = one whole core idle)."""
-        if self.cpu_percent is None:
-            return None
-        return max(0.0, self.cpu_count - self.cpu_percent / 100.0)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """The model area of the scoreboard plus the master's own figures.
-
-    When attached, `name` is "attached", `root_pid` the PID given (or the owner of the port)
-    and the scoreboard-only fields stay None.
-    """
-
-    name: str  # model name ("many_accepts", ...) or "attached"
-    root_pid: int  # the model's root process: the master for forking models
-    master_cpu_percent: float | None = None  # root process (all its threads), % of one core
-    master_rss_bytes: int | None = None
-    gil: bool | None = None  # True: CPython with the GIL; False: free-threaded; None unknown
-    ready: bool | None = None  # initial workers started
-    expected: int | None = None  # initial worker slots
-    spawns: int | None = None  # workers started by the master, total
-    deaths: int | None = None  # workers that died, total
-    dispatches: int | None = None  # connections handed out by a master (cluster), total
-    dispatches_delta: int | None = None  # ... in the interval
-    handoff_failures: int | None = None  # accepted, never handed to a worker (cluster), total
-    last_death_pid: int | None = None
-    last_death_status: int | None = None  # waitpid status (signal number if killed)
-    last_death_age_s: float | None = None  # seconds since the last death
-    error: str = ""  # a start-up failure the root reported
-    processes: int = 0  # distinct live processes (root included)
-    threads: int = 0  # OS threads across those processes (0 when not read)
-    server: str | None = None  # attach: what the tree looks like ("apache-prefork", "nginx",
-    # "node-cluster-rr", "gunicorn-sync", ...), for diagnoses that name a fix; None unknown
-    accepts_method: str | None = None  # attach: "exact (eBPF)" or "estimate" (None: own model)
-    accepts_note: str | None = None  # attach: why exact accepts are not counted, or how
-    queue_method: str | None = None  # attach: how queue wait is measured (Phases.queue);
-    queue_note: str | None = None  # None with the one-line reason when it is not measured
-    status: str | None = None  # attach: where worker states come from ("mod_status URL",
-    # "outside view (/proc + sockets)"), and why mod_status is not read when it is not
-    program: str | None = None  # attach: the server's executable (/proc/PID/exe, else its
-    # comm), e.g. "nginx", "apache2", "python3.11"; None for the lab's own models
-    access_note: str | None = None  # attach: what /proc would not show this user, and the
-    # fix, in one line ("connections unknown: ... run as root or as the server's user")
-    policy: str | None = None  # a lab model's balancing policy as started (its config:
-    # --accept-policy, --steer, --policy), None: the model has none, or attached
-
-
-@dataclass(frozen=True, slots=True)
-class Imbalance:
-    """How unevenly one quantity is spread over the workers, over the sliding window.
-
-    x_i = the quantity for worker i over the window, n = workers that were alive in it.
-    With no events in the window (sum x == 0, or n == 0) the indices are None, not 1.
-    """
-
-    metric: str  # "accepts", "connections" or "cpu"
-    window_s: float  # length of the window actually covered, seconds
-    n: int  # workers counted
-    total: float  # sum x (accepts: count; connections: mean open; cpu: CPU seconds)
-    jain: float | None = None  # (sum x)^2 / (n * sum x^2): 1/n (one does all) .. 1 (even)
-    top_share: float | None = None  # max x / sum x, 0..1
-    max_over_mean: float | None = None  # max x / mean x = n * top_share
-    top_worker: str | None = None  # label of the worker with max x ("worker 3", "pid 12")
-
-
-@dataclass(frozen=True, slots=True)
-class ImbalanceSet:
-    accepts: Imbalance | None = None
-    connections: Imbalance | None = None
-    cpu: Imbalance | None = None
-
-    def items(self) -> tuple[tuple[str, Imbalance | None], ...]:
-        return (("accepts", self.accepts), ("connections", self.connections), ("cpu", self.cpu))
-
-
-@dataclass(frozen=True, slots=True)
-class Diagnosis:
-    """One named phenomenon, in one line with its numbers.
-
-    e.g. Diagnosis("accept_skew", "warning",
-                   "accept skew: worker 3 took 71% of accepts in 5 s (Jain 0.41)")
-    """
-
-    rule: str  # stable rule id: accept_skew, starvation, accept_queue_overflow, ...
-    severity: Severity
-    message: str  # the one line, starting with the phenomenon's name
-
-    def __str__(self) -> str:
-        return self.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -514,7 +357,7 @@ class Snapshot:
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = encode(self)
+        d: dict[str, Any] = encode(self)
         d["version"] = FORMAT_VERSION
         return d
 

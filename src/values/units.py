@@ -53,11 +53,6 @@ def ms_wrk(value: float) -> str:
     return f"{value * 1000:.0f}us"
 
 
-def ms_short(value: float) -> str:
-    """Milliseconds in a narrow table column: "1.20s", "3.4ms" (the `compare` table)."""
-    return f"{value / 1000:.2f}s" if value >= 1000 else f"{value:.1f}ms"
-
-
 def mib(value: int | None, unit: str = "M") -> str:
     """Bytes in MiB, one decimal: 3145728 -> "3.0M"."""
     return UNKNOWN if value is None else f"{value / (1 << 20):.1f}{unit}"
@@ -97,3 +92,16 @@ def dur(ms: float | None, space: bool = True) -> str:
     if us >= 99.5:  # two significant figures: the histograms' buckets are 6% wide
         us = round(us, -1)
     return f"{us:.0f}{sp}µs"
+
+
+# an accept queue's figure, as every view writes it
+ADMITS_ONE_MORE = "Linux admits one past the backlog"
+PAST_LIMIT_NOTE = f"full: {ADMITS_ONE_MORE}"
+
+
+def queue_figure(queue: int, limit: int | None) -> str:
+    """`5/16`; `17/16 (full: Linux admits one past the backlog)`; `5` (limit unknown)."""
+    if limit is None or limit <= 0:
+        return str(queue)
+    note = f" ({PAST_LIMIT_NOTE})" if queue > limit else ""
+    return f"{queue}/{limit}{note}"

@@ -60,6 +60,9 @@ class AttachScreen(LabScreen):
             parts.append("display frozen")
         if self.threads:
             parts.append("threads unfolded")
+        cost = self.sampling_cost()
+        if cost and not self.source.ended:
+            parts.append(cost)
         return " · ".join(parts)
 
     def tick(self) -> None:

@@ -30,10 +30,10 @@ from lab.headless import run_headless
 from lab.server import ServerConfig
 from lab.summary import RunSummary
 from loadgen.levels import LoadLevel
-from values.snapshot import Snapshot
+from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 if TYPE_CHECKING:
-    from judging.verdict import Verdict
+    from judging.verdict_values import Verdict
 
 STYLES = {"better": "bold green", "worse": "bold red"}
 Runner = Callable[..., RunSummary]  # lab.headless.run_headless's shape
@@ -58,7 +58,7 @@ class FixScreen(Screen[ServerConfig | None]):
         level: LoadLevel,
         seen: Sequence[tuple[str, str]],
         *,
-        period: float = 0.25,
+        period: float = SAMPLE_PERIOD_S,
         runner: Runner | None = None,
     ) -> None:
         super().__init__()

@@ -25,13 +25,13 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer, Header
 
-from values.snapshot import Snapshot, WorkerSample
+from values.snapshot import Snapshot, WorkerKey, WorkerSample
 
 from ..backlog_panel import BacklogPanel
 from ..client_panel import ClientPanel
 from ..diagnosis_banner import DiagnosisBanner
 from ..event_log import EventLog
-from ..frame import Frame, WorkerKey
+from ..frame import Frame
 from ..imbalance_panel import ImbalancePanel
 from ..layout import share
 from ..messages import WorkerSelected
@@ -46,6 +46,13 @@ from ..worker_table import WorkerTable
 from .worker import WorkerScreen
 
 MIN_SLEEP = 0.02  # seconds between samples however long the last one took
+
+
+def sampling_cost(snap: Snapshot | None) -> str | None:
+    """The header's "sampling 3% CPU": `Snapshot.cost_ms` over the interval it covers."""
+    if snap is None or snap.cost_ms is None or not snap.interval_s:
+        return None
+    return f"sampling {snap.cost_ms / (snap.interval_s * 10.0):.0f}% CPU"
 
 
 class LabScreen(Screen[None]):
@@ -120,6 +127,11 @@ class LabScreen(Screen[None]):
     def subtitle(self) -> str:
         """The header's second line."""
         return ""
+
+    def sampling_cost(self) -> str | None:
+        """The monitor's own CPU per period (sampling and judging the last snapshot) as a
+        share of one core, so the user can judge what watching costs; None: not measured."""
+        return sampling_cost(self.last)
 
     def paused_pids(self) -> frozenset[int]:
         """Workers stopped by us (SIGSTOP), drawn as paused."""

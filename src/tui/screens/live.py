@@ -90,7 +90,9 @@ class LiveScreen(LabScreen):
         state = "running" if self.session.server is not None else "stopped"
         if self.frozen:
             state = "display frozen"
-        return f"{self.session.describe_model()} · {load} · {state}"
+        cost = self.sampling_cost()
+        tail = f" · {cost}" if cost and self.session.server is not None else ""
+        return f"{self.session.describe_model()} · {load} · {state}{tail}"
 
     def closing(self) -> None:
         self.query_one(DiagnosisBanner).status("stopping the server and the load…")

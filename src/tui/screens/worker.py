@@ -16,10 +16,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from values.snapshot import Snapshot
+from values.snapshot import Snapshot, WorkerKey
 
 from .. import worker_detail, worker_stack
-from ..frame import WorkerKey
 
 
 class WorkerScreen(ModalScreen[None]):
