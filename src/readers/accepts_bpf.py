@@ -138,8 +138,10 @@ LOGHIST_INDEX = """\
 """
 
 
-def script(root: int, period_ms: int, ports: tuple[int, ...] = ()) -> str:
-    """The bpftrace program: accepts per (pid, tid); with `ports`, queue wait per pid."""
+def script(root: int, period_ms: int, ports: tuple[int, ...] = (), netns: int | None = None) -> str:
+    """The bpftrace program: accepts per (pid, tid); with `ports`, queue wait per pid, of
+    the sockets on those ports in the network namespace whose inode is `netns` (any when
+    None: a port is a namespace's own, and every container may have its port 8000)."""
     probes = ", ".join(f"tracepoint:syscalls:{tp}" for tp in TRACEPOINTS)
     who = (
         f"pid == {root} || curtask->real_parent->tgid == {root} || "
@@ -151,6 +153,9 @@ def script(root: int, period_ms: int, ports: tuple[int, ...] = ()) -> str:
         prints = "print(@a);"
     else:  # one program per tracepoint: each costs ~50 ns a run, on every socket
         mine = " || ".join(f"args->sport == {int(p)}" for p in ports)
+        if netns is not None:
+            inum = "((struct sock *)args->skaddr)->__sk_common.skc_net.net->ns.inum"
+            mine = f"({mine}) && {inum} == {int(netns)}"
         sk = "(uint64)args->skaddr"
         out += (
             "tracepoint:sock:inet_sock_set_state {\n"
@@ -203,10 +208,18 @@ class AcceptCounter:
         acc.per_pid()
     """
 
-    def __init__(self, root: int, period_ms: int = 250, ports: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        root: int,
+        period_ms: int = 250,
+        ports: tuple[int, ...] = (),
+        netns: int | None = None,
+    ) -> None:
         """`ports`: the server's listening ports, to measure queue wait too (when the
-        kernel has the tracepoints: else `queue_note` says why and nothing is measured)."""
+        kernel has the tracepoints: else `queue_note` says why and nothing is measured);
+        `netns`: the inode of their network namespace (None: any)."""
         self.root = root
+        self.netns = netns
         self.period_ms = period_ms
         self.ports = tuple(ports)
         self.queue_note: str | None = (
@@ -233,7 +246,7 @@ class AcceptCounter:
             self.queue_note = queue_unavailable()
         ports = self.ports if self.queue_note is None else ()
         self.proc = subprocess.Popen(
-            ["bpftrace", "-f", "json", "-e", script(self.root, self.period_ms, ports)],
+            ["bpftrace", "-f", "json", "-e", script(self.root, self.period_ms, ports, self.netns)],
             env={**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS_MAX)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -158,18 +158,18 @@ class TcpChangeGate:
     nothing there: it is for the idle (or lightly loaded) server on a busy host.
     """
 
-    def __init__(self, max_age_s: float = 1.0) -> None:
+    def __init__(self, max_age_s: float = 1.0, net_dir: str = "/proc/net") -> None:
         self.max_age_s = max_age_s
+        self.net_dir = net_dir  # the server's namespace's (/proc/PID/net for another's)
         self._key: tuple | None = None
         self._at = -1e18
         self.skipped = 0
 
-    @staticmethod
-    def counters() -> tuple:
-        with open("/proc/net/snmp", "rb") as f:
+    def counters(self) -> tuple:
+        with open(f"{self.net_dir}/snmp", "rb") as f:
             lines = [ln for ln in f.read().splitlines() if ln.startswith(b"Tcp:")]
         vals = lines[1].split() if len(lines) > 1 else []
-        with open("/proc/net/sockstat", "rb") as f:
+        with open(f"{self.net_dir}/sockstat", "rb") as f:
             tcp = next((ln.split() for ln in f.read().splitlines() if ln.startswith(b"TCP:")), [])
         # Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails
         #      EstabResets CurrEstab ...;  TCP: inuse N orphan N tw N alloc N mem N

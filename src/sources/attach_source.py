@@ -60,6 +60,10 @@ from readers.attach_target import (
     serverscope_root,
 )
 from readers.mechanism import serving_threads
+from readers.netns import NetNs, NetNsError, net_dir
+from readers.netns import at as netns_at
+from readers.netns import of_pid as netns_of_pid
+from readers.placement import PlacementReader
 from readers.realtree import Role as TreeRole
 from readers.realtree import TaskSample
 from readers.statuspoll import OUTSIDE_VIEW, StatusPoller
@@ -106,11 +110,16 @@ class AttachSource:
         status_url: str | None = None,
         exact_accepts: bool | None = None,
         threads: bool = True,
+        netns: str | None = None,
     ) -> None:
+        try:  # the namespace named, else the pid's: its sockets are read there
+            ns = netns_at(netns) if netns else _netns_of(pid)
+        except NetNsError as e:
+            raise AttachError(str(e)) from None
         if pid is None:
             if port is None:
                 raise ValueError("give a pid, a port or both")
-            pid = owner_of(port)
+            pid = owner_of(port, ns)
         assert pid is not None
         try:
             root = serverscope_root(psutil.Process(pid))
@@ -124,16 +133,24 @@ class AttachSource:
         self.exe = realkind.executable(self.root)  # None when not ours to inspect
         self.comm = realkind.comm(self.root)
         self.program = realkind.program(self.exe, self.comm, self.cmd)
+        ns = ns or _netns_of(self.root)
+        self.netns = ns  # None: ours, or not ours to read (another user's process)
+        self.net_dir = net_dir(ns, self.root)  # its namespace's counters (the sampler's)
+        self.placement = PlacementReader(self.root, ns) if ns is not None else None
         # a tree listening on no port is still watched (CPU, states), with no sockets
         self.ports_hidden = port is None and not fds_readable(self.root)
-        ports = [port] if port is not None else ports_of(self.root)
+        ports = [port] if port is not None else ports_of(self.root, ns)
         self.ports = ports
         exact = os.geteuid() == 0 if exact_accepts is None else exact_accepts
-        self.reader = RealServerReader(self.root, ports, exact_accepts=exact, threads=threads)
+        self.reader = RealServerReader(
+            self.root, ports, exact_accepts=exact, threads=threads, netns=ns
+        )
         self.not_asked = not exact
         self.status: StatusPoller | None = None
         if status_url == "auto":  # no request yet: the first sample says if one may go
-            if ports and (self.program or "").startswith(("apache2", "httpd")):
+            # (not guessed in another network namespace: our 127.0.0.1 is not its own)
+            apache = (self.program or "").startswith(("apache2", "httpd"))
+            if ports and apache and (ns is None or ns.own):
                 url = f"http://127.0.0.1:{ports[0]}/server-status"
                 self.status = StatusPoller(url, auto=True)
         elif status_url:
@@ -170,6 +187,12 @@ class AttachSource:
         index = {ln.inode: ln.index for ln in listeners}
         slots = status.states() if status else {}
         currents = status.currents() if status else {}
+        where = self.placement.read([w.pid for w in r.workers]) if self.placement else None
+        if where is not None and where.ns_pids and (slots or currents):
+            # mod_status names the pids its own namespace gives them
+            host = {inner: pid for pid, inner in where.ns_pids.items()}
+            slots = {host.get(p, p): v for p, v in slots.items()}
+            currents = {host.get(p, p): v for p, v in currents.items()}
         live: set[tuple[int, int]] = set()
         workers: list[WorkerSample] = []
         free = False  # a worker that can take a connection now
@@ -211,6 +234,7 @@ class AttachSource:
             status=self._status(r),
             program=self.program,
             access_note=self._access_note(r),
+            placement=where,
         )
         master_cpu = root.cpu_ns / 1e9 if root.cpu_ns is not None else None
         phases = None if r.queue_total is None else Phases(queue=r.queue_total)
@@ -395,6 +419,17 @@ class AttachSource:
             )
             for i, ln in enumerate(ordered)
         ]
+
+
+def _netns_of(pid: int | None) -> NetNs | None:
+    """The network namespace of `pid`; None without a pid, or when this user may not
+    inspect it (another user's process: its sockets are then read in ours, as before)."""
+    if pid is None:
+        return None
+    try:
+        return netns_of_pid(pid)
+    except NetNsError:
+        return None
 
 
 def _age(starttime: int) -> float:

@@ -78,11 +78,16 @@ class Sampler:
         port: int | None = None,
         status_url: str | None = None,
         exact_accepts: bool | None = False,
+        netns: str | None = None,
         **kw: Any,
     ) -> Sampler:
         """`exact_accepts`: False (default) counts new connections (an estimate); True
-        tries eBPF; None tries it when root. See attach_source."""
-        src = AttachSource(pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts)
+        tries eBPF; None tries it when root. `netns`: the network namespace to read the
+        sockets in (a /proc/PID/ns/net or /run/netns/NAME; default: the pid's). See
+        attach_source."""
+        src = AttachSource(
+            pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts, netns=netns
+        )
         return cls(src, **kw)
 
     def sample(self) -> Snapshot:
@@ -156,7 +161,8 @@ class Sampler:
         )
 
     def _kernel(self, iv: float | None) -> KernelCounters:
-        overflows, drops = procfs.netstat_counters()
+        # the server's namespace's (an attached server's may not be ours)
+        overflows, drops = procfs.netstat_counters(getattr(self.source, "net_dir", "/proc/net"))
         od = self._totals.delta("overflows", overflows)
         dd = self._totals.delta("drops", drops)
         return KernelCounters(

@@ -33,6 +33,7 @@ from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 from . import snapshot_checks
 from .codec import Checks, FormatError, decode, encode, kind_of
 from .current import Current, Peer, Peers, Via
+from .placement import Placement
 from .spread import Spread, Wake, mechanism_label
 
 __all__ = [
@@ -398,6 +399,8 @@ class ModelInfo:
     # comm), e.g. "nginx", "apache2", "python3.11"; None for the lab's own models
     access_note: str | None = None  # attach: what /proc would not show this user, and the
     # fix, in one line ("connections unknown: ... run as root or as the server's user")
+    placement: Placement | None = None  # attach: its namespaces, cgroup, container and
+    # inner pids (readers.placement, from /proc); None: the lab's own model, or not read
 
 
 @dataclass(frozen=True, slots=True)
