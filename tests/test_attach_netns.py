@@ -1,0 +1,302 @@
+"""Attach from the host to real servers in network and pid namespaces of their own (as a
+container runs them), against `ss` and /proc/net run inside the namespace.
+
+Each server listens on a port that a socket of the test also listens on in the host's
+namespace: attach must read the server's, not ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from commands import attach as attach_cmd
+from conftest import read_response, wait_until
+from export import prometheus as prom
+from nsservers import NsServer, ns_server  # noqa: F401 - the fixture
+from readers import accepts_bpf, placement
+from readers.netns import NetNsError
+from readers.netns import at as netns_at
+from sources.sampler import Sampler
+from values.snapshot import Snapshot
+
+BPF = accepts_bpf.unavailable()
+QBPF = accepts_bpf.queue_unavailable() if BPF is None else BPF
+GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+SLEEP_S = 2  # how long the gunicorn test's two requests hold both workers
+
+
+@pytest.fixture
+def host_port() -> Iterator[int]:
+    """A port listened on in the host's namespace (by the test), free in a new one."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def _connected_by_pid(srv: NsServer) -> Counter[int]:
+    """Connections on the server's port per holding pid, as `ss -tnp` shows them inside."""
+    out: Counter[int] = Counter()
+    for line in srv.ss("-tnp", "state", "connected", f"( sport = :{srv.port} )"):
+        for pid in set(re.findall(r"pid=(\d+)", line)):
+            out[int(pid)] += 1
+    return out
+
+
+def _listen_queues(srv: NsServer) -> list[tuple[str, int, int]]:
+    """(local address, Recv-Q: the accept queue, Send-Q: its limit) per listener inside."""
+    out = []
+    for line in srv.ss("-ltn", f"( sport = :{srv.port} )"):
+        f = line.split()
+        out.append((f[3], int(f[1]), int(f[2])))
+    return out
+
+
+def _overflows(srv: NsServer) -> int:
+    """TcpExt ListenOverflows as a process inside the namespace reads /proc/net/netstat."""
+    lines = srv.proc_net("netstat").splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=False))["ListenOverflows"])
+    raise AssertionError("no TcpExt in /proc/net/netstat")
+
+
+def _gate_key_inside(srv: NsServer) -> tuple:
+    """The dump gate's key (readers.sockowners.TcpChangeGate) from the files as a process
+    inside the namespace reads them."""
+    snmp = [ln.split() for ln in srv.proc_net("snmp").splitlines() if ln.startswith("Tcp:")]
+    tcp = next(ln.split() for ln in srv.proc_net("sockstat").splitlines() if ln.startswith("TCP:"))
+    return tuple(x.encode() for x in (*snmp[1][5:10], *tcp[2:5:2]))
+
+
+def _exported(snap: Snapshot) -> dict[str, float]:
+    """The exporter's series for `snap`, by name{labels} text."""
+    registry = CollectorRegistry()
+    collector = prom.SnapshotCollector()
+    collector.update(snap)
+    registry.register(collector)
+    out = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for x in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(x.labels.items()))
+            out[f"{x.name}{{{labels}}}"] = x.value
+    return out
+
+
+def _sample_until(
+    sampler: Sampler, cond: Callable[[Snapshot], object], what: str, timeout: float = 15.0
+) -> Snapshot:
+    box: list[Snapshot] = []
+
+    def ok() -> bool:
+        box[:] = [sampler.sample()]
+        return bool(cond(box[0]))
+
+    wait_until(ok, timeout, what)
+    return box[0]
+
+
+def _conns(snap: Snapshot) -> Counter[int]:
+    return Counter({w.pid: w.connections for w in snap.workers if w.connections})
+
+
+@pytest.mark.slow
+def test_nginx_in_its_own_namespaces_from_the_host_equals_ss_inside(
+    ns_server: Callable[..., NsServer],  # noqa: F811
+    host_port: int,
+) -> None:
+    srv = ns_server("nginx", workers=2, port=host_port)
+    sampler = Sampler.attach(pid=srv.root, exact_accepts=False)  # eBPF: the gunicorn test
+    held: list[socket.socket] = []
+    try:
+        for _ in range(5):  # keep-alive connections, each held by the worker that took it
+            s = srv.connect()
+            s.sendall(GET)
+            assert read_response(s).status == 200
+            held.append(s)
+        truth = _connected_by_pid(srv)
+        assert sum(truth.values()) == 5
+        snap = _sample_until(sampler, lambda x: _conns(x) == truth, f"connections {truth}")
+        # listeners: the namespace's one, queue and limit as ss shows them there
+        assert [(f"{ln.address}:{ln.port}", ln.queue, ln.limit) for ln in snap.listeners] == [
+            (addr, q, limit) for addr, q, limit in _listen_queues(srv)
+        ]
+        assert snap.kernel is not None and snap.kernel.listen_overflows == _overflows(srv)
+        # the connection dump is skipped only when the namespace's own TCP counters stand
+        gate = sampler.source.reader.gate  # type: ignore[attr-defined]
+        # (but orphan, index 6: the kernel counts orphans host-wide)
+        ours, inside = gate.counters(), _gate_key_inside(srv)
+        assert ours[:6] == inside[:6]
+        # where it runs: its network namespace, and pid 1 inside is the master
+        where = snap.model.placement if snap.model else None
+        assert where is not None and not where.netns_own and not where.pidns_own
+        assert where.netns == os.stat(srv.netns).st_ino
+        assert where.ns_pids[srv.root] == 1
+        assert {w.pid for w in snap.workers} == set(srv.pids())
+        assert all(where.ns_pids[p] == placement.ns_pid(p) for p in srv.pids())
+    finally:
+        for s in held:
+            s.close()
+        sampler.close()
+    # by port in its namespace: the namespace's listener, not the host's on the same port
+    by_port = Sampler.attach(port=srv.port, netns=srv.netns, exact_accepts=False)
+    try:
+        assert by_port.source.root == srv.root  # type: ignore[attr-defined]
+    finally:
+        by_port.close()
+
+
+@pytest.mark.slow
+def test_gunicorn_queue_overflows_and_queue_wait_inside_a_namespace(
+    ns_server: Callable[..., NsServer],  # noqa: F811
+    host_port: int,
+) -> None:
+    """Both sync workers held by a 2 s request, three more connections wait in the accept
+    queue (backlog 2: it holds 3), two more overflow it; attach's queue, overflows and
+    connections equal what ss and /proc/net/netstat show inside; with eBPF the accepts
+    of all five and their queue wait are counted."""
+    srv = ns_server("gunicorn", workers=2, port=host_port, backlog=2)
+    sampler = Sampler.attach(pid=srv.root, exact_accepts=BPF is None)
+    conns: list[socket.socket] = []
+    try:
+        slept = time.monotonic()  # the sleeps end after this + SLEEP_S
+        for _ in range(2):
+            s = srv.connect()
+            s.sendall(f"GET /sleep?{SLEEP_S} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            conns.append(s)
+        snap = _sample_until(sampler, lambda x: sum(_conns(x).values()) == 2, "2 busy workers")
+        sent = []
+        for _ in range(3):
+            s = srv.connect()
+            sent.append(time.monotonic())
+            s.sendall(GET)
+            conns.append(s)
+        before = _overflows(srv)
+        ns = netns_at(srv.netns)
+        late = []
+        for _ in range(2):  # no room in the queue: their SYNs are dropped and counted
+            s = ns.run(socket.socket)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", srv.port))
+            late.append(s)
+        wait_until(lambda: _overflows(srv) >= before + 2, 5, "ListenOverflows +2")
+        for s in late:
+            s.close()
+        snap = _sample_until(
+            sampler,
+            lambda x: x.listeners and x.listeners[0].queue == 3,
+            "3 connections in the accept queue",
+        )
+        [(_, queue, limit)] = _listen_queues(srv)
+        assert (queue, limit) == (snap.listeners[0].queue, snap.listeners[0].limit) == (3, 2)
+        assert _conns(snap) == _connected_by_pid(srv)
+        truth = _overflows(srv)
+        snap = sampler.sample()
+        assert snap.kernel is not None and snap.kernel.listen_overflows == truth
+        series = _exported(snap)  # the exporter shows the namespace's figures too
+        listener = f"address=127.0.0.1,listener=0,port={srv.port}"
+        assert series[f"serverscope_listener_queue_length{{{listener}}}"] == 3
+        assert series["serverscope_kernel_listen_overflows_total{}"] == truth
+        answered = []
+        for s in conns:  # all five answered once the sleeps end
+            assert read_response(s).status == 200
+            answered.append(time.monotonic())
+        # a queued connection waited from its send until a sleep ended, at least, and
+        # no longer than until its answer came
+        least_ms = (slept + SLEEP_S - sent[0]) * 1000
+        most_ms = max(a - t for a, t in zip(answered[2:], sent, strict=True)) * 1000
+        if BPF is None:
+            snap = _sample_until(
+                sampler, lambda x: sum(w.accepts_total or 0 for w in x.workers) >= 5, "5 accepts"
+            )
+            assert sum(w.accepts_total or 0 for w in snap.workers) == 5
+        if QBPF is None:
+            snap = _sample_until(
+                sampler,
+                lambda x: x.phases is not None and x.phases.queue.count >= 5,
+                "5 queue waits",
+            )
+            assert snap.phases is not None and snap.phases.queue.count == 5
+            assert least_ms - 1 <= snap.phases.queue.max_ms <= most_ms + 1
+    finally:
+        for s in conns:
+            s.close()
+        sampler.close()
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    p = argparse.ArgumentParser(prog="serverscope")
+    attach_cmd.add_parser(p.add_subparsers())
+    a = p.parse_args(["attach", *args])
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = a.func(a)
+    return code, err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("/nonexistent/ns", "no such file"),
+        ("/etc/hostname", "not a network namespace"),
+        ("/proc/self/ns/pid", "not a network namespace"),
+    ],
+)
+def test_a_bad_netns_path_gets_one_line(path: str, says: str) -> None:
+    code, err = _cli("--port", "1", "--netns", path, "--once")
+    assert code != 0
+    assert err.count("\n") == 1 and says in err and path in err, err
+    with pytest.raises(NetNsError):
+        netns_at(path)
+
+
+def test_our_own_namespace_is_not_entered() -> None:
+    ns = netns_at("/proc/self/ns/net")
+    assert ns.own and ns.inode == os.stat("/proc/self/ns/net").st_ino
+
+
+@pytest.mark.parametrize(
+    ("path", "container"),
+    [
+        ("/system.slice/docker-3f2a9c1b7d4e" + "a" * 52 + ".scope", "docker 3f2a9c1b7d4e"),
+        ("/docker/0123456789ab" + "c" * 52, "docker 0123456789ab"),
+        ("/machine.slice/libpod-" + "9" * 64 + ".scope/container", "podman 999999999999"),
+        (
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod5f2b1c3e_1234_"
+            "4cde_9abc_0123456789ab.slice/cri-containerd-" + "b" * 64 + ".scope",
+            "kubernetes pod 5f2b1c3e-1234-4cde-9abc-0123456789ab container bbbbbbbbbbbb",
+        ),
+        (
+            "/kubepods/besteffort/pod5f2b1c3e-1234-4cde-9abc-0123456789ab/" + "d" * 64,
+            "kubernetes pod 5f2b1c3e-1234-4cde-9abc-0123456789ab container dddddddddddd",
+        ),
+        ("/system.slice/crio-" + "e" * 64 + ".scope", "cri-o eeeeeeeeeeee"),
+        ("/lxc.payload.web1", "lxc web1"),
+        ("/lxc/db", "lxc db"),
+        ("/machine.slice/machine-web\\x2d1.scope", "systemd-nspawn web-1"),
+        ("/user.slice/user-1000.slice/session-2.scope", None),
+        ("/", None),
+    ],
+)
+def test_the_container_a_cgroup_path_names(path: str, container: str | None) -> None:
+    assert placement.container_of(path) == container
+
+
+def test_the_queue_wait_script_follows_the_namespace_s_sockets_only() -> None:
+    """A port is a namespace's own: another namespace's sockets on it are not pending."""
+    text = accepts_bpf.script(10, 250, (8000,), netns=4026532176)
+    assert "skc_net.net->ns.inum == 4026532176" in text
+    assert "ns.inum" not in accepts_bpf.script(10, 250, (8000,))
