@@ -28,7 +28,6 @@ from .common import (
     config_from_args,
     console_for_output,
     fail,
-    whole_number,
 )
 from .run import add_load_args, level_from_args, progress_run
 
@@ -49,8 +48,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="model name (see `serverscope serve --list`)")
     add_load_args(p)
-    p.add_argument("--clients", type=whole_number, help="clients of the load (the preset's)")
-    p.add_argument("--rate", type=float, help="open loop at this many req/s in all")
     p.add_argument("--remedy", help="run this remedy (see --list) whatever the run shows")
     p.add_argument("--list", action="store_true", help="list the remedies and exit")
     p.add_argument("--before", metavar="FILE", default=BEFORE, help=f"record to ({BEFORE})")
@@ -71,12 +68,7 @@ def remedies_table() -> Table:
 
 
 def load_level(a: argparse.Namespace) -> LoadLevel:
-    level = level_from_args(a)
-    if a.clients is not None:
-        level = level.with_(clients=a.clients)
-    if a.rate is not None:
-        level = level.with_(rate=a.rate)
-    return level.check()
+    return level_from_args(a)
 
 
 def command(a: argparse.Namespace) -> int:
