@@ -13,10 +13,14 @@ import io
 import os
 import re
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import psutil
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from commands import attach as attach_cmd
 from conftest import read_response, wait_until
 from export import prometheus as prom
-from nsservers import NsServer, ns_server  # noqa: F401 - the fixture
+from nsservers import NsServer, ns_server, why_not  # noqa: F401 - the fixture
 from readers import accepts_bpf, placement
 from readers.netns import NetNsError
 from readers.netns import at as netns_at
@@ -300,3 +304,41 @@ def test_the_queue_wait_script_follows_the_namespace_s_sockets_only() -> None:
     text = accepts_bpf.script(10, 250, (8000,), netns=4026532176)
     assert "skc_net.net->ns.inum == 4026532176" in text
     assert "ns.inum" not in accepts_bpf.script(10, 250, (8000,))
+
+
+@pytest.mark.slow
+def test_the_docs_namespace_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/attach.md's example: a server in namespaces of its own, attached by pid and
+    by port in its namespace; every process it starts is gone afterwards."""
+    reason = why_not()
+    if reason:
+        pytest.skip(reason)
+    doc = (Path(__file__).parent.parent / "docs" / "attach.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", doc, re.S)
+    assert block is not None
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = tmp_path / "out"
+    with out.open("w") as f:
+        proc = subprocess.Popen(
+            ["bash", "-e", "-c", block.group(1)],
+            cwd=tmp_path,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            code = proc.wait(90)
+        finally:  # whatever the block left in its session (it ends its server itself)
+            for p in psutil.process_iter():
+                with contextlib.suppress(psutil.Error, OSError):
+                    if p.pid != proc.pid and os.getsid(p.pid) == proc.pid:
+                        p.kill()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = out.read_text()
+    assert code == 0, text
+    assert "runs in: network namespace" in text and "(not ours)" in text, text
+    assert re.search(r"127\.0\.0\.1 \S* *8000", text), text
+    assert "'netns_own': False" in text and ": 1}" in text, text
