@@ -18,6 +18,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +28,15 @@ import pytest
 
 from readers.netns import at as netns_at
 from readers.realtree import descendants
-from realservers import WSGI_APP, RealServer, _alive, _need_pypi, _which
+from realservers import (
+    APACHE_MODULES,
+    WSGI_APP,
+    RealServer,
+    _alive,
+    _has_user,
+    _need_pypi,
+    _which,
+)
 
 UNSHARE = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--"]
 LO_UP = 'ip link set lo up && exec "$@"'
@@ -152,7 +162,68 @@ def gunicorn(tmp: Path, *, workers: int = 2, port: int = 8000, backlog: int = 16
     return _start("gunicorn-sync", tmp, port, argv, workers)
 
 
-STARTERS: dict[str, Callable[..., NsServer]] = {"nginx": nginx, "gunicorn": gunicorn}
+def apache(tmp: Path, *, workers: int = 3, port: int = 8000) -> NsServer:
+    """Apache prefork in the foreground (pid 1), `workers` children, mod_status with
+    ExtendedStatus at /server-status."""
+    exe = _which("apache2", "/usr/sbin/apache2")
+    mods = APACHE_MODULES
+    if exe is None or not os.path.exists(f"{mods}/mod_mpm_prefork.so"):
+        pytest.skip("Apache httpd not installed (Debian package apache2)")
+    docs = Path(tempfile.mkdtemp(prefix="serverscope-htdocs-"))  # readable by www-data
+    (docs / "index.html").write_text("ok\n")
+    for p in (docs, docs / "index.html"):
+        p.chmod(0o755)
+    user, group = ("www-data", "www-data") if _has_user("www-data") else ("nobody", "nogroup")
+    (tmp / "httpd.conf").write_text(
+        textwrap.dedent(
+            f"""
+            ServerRoot "{tmp}"
+            ServerName 127.0.0.1
+            Listen 127.0.0.1:{port}
+            PidFile "{tmp}/httpd.pid"
+            ErrorLog "{tmp}/error.log"
+            LogLevel warn
+            DefaultRuntimeDir "{tmp}"
+            Mutex file:{tmp} default
+            User {user}
+            Group {group}
+            LoadModule mpm_prefork_module {mods}/mod_mpm_prefork.so
+            LoadModule authz_core_module {mods}/mod_authz_core.so
+            LoadModule status_module {mods}/mod_status.so
+            LoadModule dir_module {mods}/mod_dir.so
+            DocumentRoot "{docs}"
+            DirectoryIndex index.html
+            <Directory "{docs}">
+                Require all granted
+            </Directory>
+            <Location "/server-status">
+                SetHandler server-status
+                Require all granted
+            </Location>
+            ExtendedStatus On
+            KeepAlive On
+            KeepAliveTimeout 30
+            MaxKeepAliveRequests 0
+            StartServers {workers}
+            MinSpareServers 1
+            MaxSpareServers {workers}
+            ServerLimit {workers}
+            MaxRequestWorkers {workers}
+            """
+        )
+    )
+    env = [f"{k}={v}" for k, v in os.environ.items() if not k.startswith("APACHE_")]
+    argv = ["env", "-i", *env, exe, "-f", str(tmp / "httpd.conf"), "-DFOREGROUND"]
+    srv = _start("apache", tmp, port, argv, workers)
+    srv.cleanup.append(docs)
+    return srv
+
+
+STARTERS: dict[str, Callable[..., NsServer]] = {
+    "nginx": nginx,
+    "gunicorn": gunicorn,
+    "apache": apache,
+}
 
 
 @pytest.fixture

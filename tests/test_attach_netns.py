@@ -241,6 +241,37 @@ def test_gunicorn_queue_overflows_and_queue_wait_inside_a_namespace(
         sampler.close()
 
 
+@pytest.mark.slow
+def test_apache_s_mod_status_is_read_inside_its_namespace_and_its_pids_mapped(
+    ns_server: Callable[..., NsServer],  # noqa: F811
+    host_port: int,
+) -> None:
+    """mod_status is asked at the server's own 127.0.0.1 (from inside its namespace) and
+    names its workers by the pids of its pid namespace: the request a worker served is
+    shown on that worker's row, the host pid that holds the connection (ss inside)."""
+    srv = ns_server("apache", workers=3, port=host_port)
+    sampler = Sampler.attach(pid=srv.root, status_url="auto", exact_accepts=False)
+    s = srv.connect()
+    try:
+        s.sendall(b"GET /index.html?inside-a-namespace HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(s).status == 200  # kept alive: its worker holds it, K
+        [holder] = _connected_by_pid(srv)
+
+        def served(snap: Snapshot) -> list[int]:
+            return [
+                w.pid
+                for w in snap.workers
+                if w.current is not None and "inside-a-namespace" in (w.current.request or "")
+            ]
+
+        snap = _sample_until(sampler, served, "the request on its worker's row")
+        assert served(snap) == [holder]
+        assert snap.model is not None and "mod_status" in (snap.model.status or "")
+    finally:
+        s.close()
+        sampler.close()
+
+
 def _cli(*args: str) -> tuple[int, str]:
     p = argparse.ArgumentParser(prog="serverscope")
     attach_cmd.add_parser(p.add_subparsers())

@@ -148,11 +148,11 @@ class AttachSource:
         self.not_asked = not exact
         self.status: StatusPoller | None = None
         if status_url == "auto":  # no request yet: the first sample says if one may go
-            # (not guessed in another network namespace: our 127.0.0.1 is not its own)
-            apache = (self.program or "").startswith(("apache2", "httpd"))
-            if ports and apache and (ns is None or ns.own):
+            if ports and (self.program or "").startswith(("apache2", "httpd")):
                 url = f"http://127.0.0.1:{ports[0]}/server-status"
-                self.status = StatusPoller(url, auto=True)
+                # the server's 127.0.0.1: asked from inside its network namespace
+                foreign = ns if ns is not None and not ns.own else None
+                self.status = StatusPoller(url, auto=True, netns=foreign)
         elif status_url:
             self.status = StatusPoller(status_url)
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
