@@ -32,8 +32,9 @@ from nsservers import NsServer, ns_server, why_not  # noqa: F401 - the fixture
 from readers import accepts_bpf, placement
 from readers.netns import NetNsError
 from readers.netns import at as netns_at
+from sources.reading import Reading, WorkerDeltas
 from sources.sampler import Sampler
-from values.snapshot import Snapshot
+from values.snapshot import ModelInfo, Snapshot
 
 BPF = accepts_bpf.unavailable()
 QBPF = accepts_bpf.queue_unavailable() if BPF is None else BPF
@@ -373,3 +374,16 @@ def test_the_docs_namespace_example_runs_as_written(tmp_path: Path) -> None:
     assert "runs in: network namespace" in text and "(not ours)" in text, text
     assert re.search(r"127\.0\.0\.1 \S* *8000", text), text
     assert "'netns_own': False" in text and ": 1}" in text, text
+
+
+def test_the_counters_of_a_namespace_gone_with_its_server_are_unknown() -> None:
+    """/proc/PID/net of a server that exited between two reads: None, not a crash."""
+
+    class Gone:
+        kind = "attach"
+        net_dir = "/proc/0/net"  # no process 0 in /proc
+
+        def read(self, now: float, deltas: WorkerDeltas) -> Reading:
+            return Reading(ModelInfo(name="attached", root_pid=1), None, [], [])
+
+    assert Sampler(Gone()).sample().kernel is None

@@ -160,9 +160,12 @@ class Sampler:
             dispatches_delta=None if dispatches is None else int(dispatches),
         )
 
-    def _kernel(self, iv: float | None) -> KernelCounters:
-        # the server's namespace's (an attached server's may not be ours)
-        overflows, drops = procfs.netstat_counters(getattr(self.source, "net_dir", "/proc/net"))
+    def _kernel(self, iv: float | None) -> KernelCounters | None:
+        try:  # the server's namespace's (an attached server's may not be ours)
+            net = getattr(self.source, "net_dir", "/proc/net")
+            overflows, drops = procfs.netstat_counters(net)
+        except OSError:  # /proc/PID/net of a server that has just exited: unknown
+            return None
         od = self._totals.delta("overflows", overflows)
         dd = self._totals.delta("drops", drops)
         return KernelCounters(
