@@ -34,6 +34,7 @@ from readers.netns import NetNsError
 from readers.netns import at as netns_at
 from sources.reading import Reading, WorkerDeltas
 from sources.sampler import Sampler
+from values.placement import Placement
 from values.snapshot import ModelInfo, Snapshot
 
 BPF = accepts_bpf.unavailable()
@@ -387,3 +388,13 @@ def test_the_counters_of_a_namespace_gone_with_its_server_are_unknown() -> None:
             return Reading(ModelInfo(name="attached", root_pid=1), None, [], [])
 
     assert Sampler(Gone()).sample().kernel is None
+
+
+def test_a_server_in_the_monitor_s_own_namespaces_is_not_said_to_run_elsewhere() -> None:
+    """Run inside the same container as the monitor (CI's, say), its cgroup names that
+    container: it is not elsewhere, and the head and subtitle say nothing of it."""
+    here = Placement(netns=1, netns_own=True, pidns_own=True, container="docker 3f2a9c1b7d4e")
+    assert not here.elsewhere
+    there = Placement(netns=2, netns_own=False, pidns_own=False, ns_pids={4321: 1})
+    assert there.elsewhere
+    assert "(not ours)" in there.describe() and "1->4321" in there.describe()

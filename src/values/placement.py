@@ -18,8 +18,9 @@ class Placement:
 
     @property
     def elsewhere(self) -> bool:
-        """Not where the monitor runs: another namespace, or a container's cgroup."""
-        return not (self.netns_own and self.pidns_own) or self.container is not None
+        """In namespaces other than the monitor's (a monitor inside the same container
+        as the server sees its cgroup name a container, and is not elsewhere)."""
+        return not (self.netns_own and self.pidns_own)
 
     def describe(self) -> str:
         """One line, e.g. "network namespace 4026532176 (not ours) · container docker
