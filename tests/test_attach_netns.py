@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from values.snapshot import ModelInfo, Snapshot
 BPF = accepts_bpf.unavailable()
 QBPF = accepts_bpf.queue_unavailable() if BPF is None else BPF
 GET = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+NS_OURS = "/proc/self/ns/net"
 SLEEP_S = 2  # how long the gunicorn test's two requests hold both workers
 
 
@@ -398,3 +400,38 @@ def test_a_server_in_the_monitor_s_own_namespaces_is_not_said_to_run_elsewhere()
     there = Placement(netns=2, netns_own=False, pidns_own=False, ns_pids={4321: 1})
     assert there.elsewhere
     assert "(not ours)" in there.describe() and "1->4321" in there.describe()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs the server and attach as nobody: root")
+def test_a_namespace_this_user_may_not_enter_gets_one_line(tmp_path: Path) -> None:
+    """nobody's own process in a user and network namespace of its own (as in a rootless
+    container): nobody may inspect it but not enter its network namespace."""
+    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (Debian package util-linux)")
+    server = subprocess.Popen(
+        [*nobody, "unshare", "--user", "--map-root-user", "--net", "--", "sleep", "60"],
+        start_new_session=True,
+    )
+    try:
+        wait_until(
+            lambda: os.stat(f"/proc/{server.pid}/ns/net").st_ino != os.stat(NS_OURS).st_ino,
+            10,
+            "the namespace",
+        )
+        attach = ["attach", "--pid", str(server.pid), "--once", "--estimate-accepts"]
+        r = subprocess.run(
+            [*nobody, sys.executable, "-m", "serverscope", *attach],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        if "unshare failed" in r.stderr or server.poll() is not None:
+            pytest.skip("unprivileged user namespaces are not allowed here")
+        assert r.returncode == 1, r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr
+        assert f"not allowed to enter the network namespace /proc/{server.pid}/ns/net" in r.stderr
+    finally:
+        server.kill()
+        server.wait()

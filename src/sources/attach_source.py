@@ -114,6 +114,8 @@ class AttachSource:
     ) -> None:
         try:  # the namespace named, else the pid's: its sockets are read there
             ns = netns_at(netns) if netns else _netns_of(pid)
+            if ns is not None:
+                ns.run(lambda: None)  # may we enter it? (root)
         except NetNsError as e:
             raise AttachError(str(e)) from None
         if pid is None:
