@@ -112,8 +112,8 @@ class AttachSource:
         threads: bool = True,
         netns: str | None = None,
     ) -> None:
-        try:  # the namespace named, else the pid's: its sockets are read there
-            ns = netns_at(netns) if netns else _netns_of(pid)
+        try:  # the namespace named, else the pid's, else ours: its sockets are read there
+            ns = netns_at(netns) if netns else _netns_of(pid) if pid else netns_at(OWN_NS)
             if ns is not None:
                 ns.run(lambda: None)  # may we enter it? (root)
         except NetNsError as e:
@@ -135,8 +135,7 @@ class AttachSource:
         self.exe = realkind.executable(self.root)  # None when not ours to inspect
         self.comm = realkind.comm(self.root)
         self.program = realkind.program(self.exe, self.comm, self.cmd)
-        ns = ns or _netns_of(self.root)
-        self.netns = ns  # None: ours, or not ours to read (another user's process)
+        self.netns = ns  # None: the pid's is not ours to read (another user's process)
         self.net_dir = net_dir(ns, self.root)  # its namespace's counters (the sampler's)
         self.placement = PlacementReader(self.root, ns) if ns is not None else None
         # a tree listening on no port is still watched (CPU, states), with no sockets
@@ -423,11 +422,12 @@ class AttachSource:
         ]
 
 
-def _netns_of(pid: int | None) -> NetNs | None:
-    """The network namespace of `pid`; None without a pid, or when this user may not
-    inspect it (another user's process: its sockets are then read in ours, as before)."""
-    if pid is None:
-        return None
+OWN_NS = "/proc/thread-self/ns/net"
+
+
+def _netns_of(pid: int) -> NetNs | None:
+    """The network namespace of `pid`; None when this user may not inspect it (another
+    user's process: its sockets are then read in ours, as before)."""
     try:
         return netns_of_pid(pid)
     except NetNsError:
