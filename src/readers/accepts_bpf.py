@@ -15,7 +15,8 @@ Queue wait (issue 16), in the same bpftrace process when the listening ports are
 per accepted connection, from the kernel's arrival of its first request bytes to accept()
 (0 when the bytes came after accept), the definition of `snapshot.Phases.queue`, with
 tracepoints only:
-- `sock:inet_sock_set_state` SYN_RECV -> ESTABLISHED on one of the server's ports: the
+- `sock:inet_sock_set_state` SYN_RECV -> ESTABLISHED on one of the server's ports (in
+  its network namespace, by the socket's netns inode, when it is not ours): the
   child socket's handshake completed, it joins the accept queue; its address (`skaddr`) is
   remembered as pending;
 - `sock:sk_data_ready` on a pending socket: its first bytes arrived (timestamp kept once);

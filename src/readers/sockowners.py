@@ -151,9 +151,11 @@ class TcpChangeGate:
 
     The key is the namespace's own counters: ActiveOpens, PassiveOpens, AttemptFails,
     EstabResets and CurrEstab from /proc/net/snmp, and TCP inuse/orphan from
-    /proc/net/sockstat (~20 us to read both). Any socket entering the connected set opens
-    (Active/PassiveOpens); leaving it goes through ESTABLISHED -> CLOSE_WAIT/FIN_WAIT
-    (CurrEstab) or destruction (inuse) or a reset. A real dump is still made at least
+    /proc/net/sockstat (~20 us to read both; an attached server's namespace's through
+    /proc/PID/net; orphan is counted host-wide, which costs a dump, never misses one).
+    Any socket entering the connected set opens (Active/PassiveOpens); leaving it goes
+    through ESTABLISHED -> CLOSE_WAIT/FIN_WAIT (CurrEstab) or destruction (inuse) or a
+    reset. A real dump is still made at least
     every `max_age_s`. Under traffic the counters move every sample, so this saves
     nothing there: it is for the idle (or lightly loaded) server on a busy host.
     """
