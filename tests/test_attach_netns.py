@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
+import json
 import os
 import re
 import shutil
@@ -26,6 +28,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+import synthetic
 from commands import attach as attach_cmd
 from conftest import read_response, wait_until
 from export import prometheus as prom
@@ -435,3 +438,20 @@ def test_a_namespace_this_user_may_not_enter_gets_one_line(tmp_path: Path) -> No
     finally:
         server.kill()
         server.wait()
+
+
+def test_the_placement_survives_a_recording() -> None:
+    """JSON (--json, --record) and back: the pid map's int keys too."""
+    where = Placement(
+        netns=4026532176,
+        netns_own=False,
+        pidns_own=False,
+        cgroup="/system.slice/docker-" + "a" * 64 + ".scope",
+        container="docker aaaaaaaaaaaa",
+        ns_pids={15735: 1, 15737: 3},
+    )
+    snap = synthetic.snapshot()
+    assert snap.model is not None
+    snap = dataclasses.replace(snap, model=dataclasses.replace(snap.model, placement=where))
+    back = Snapshot.from_dict(json.loads(json.dumps(snap.to_dict())))
+    assert back.model is not None and back.model.placement == where
