@@ -22,11 +22,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
 import synthetic
 from commands import attach as attach_cmd
@@ -38,6 +40,8 @@ from readers.netns import NetNsError
 from readers.netns import at as netns_at
 from sources.reading import Reading, WorkerDeltas
 from sources.sampler import Sampler
+from text import attach as attach_text
+from tui.screens.attach import AttachScreen
 from values.placement import Placement
 from values.snapshot import ModelInfo, Snapshot
 
@@ -455,3 +459,27 @@ def test_the_placement_survives_a_recording() -> None:
     snap = dataclasses.replace(snap, model=dataclasses.replace(snap.model, placement=where))
     back = Snapshot.from_dict(json.loads(json.dumps(snap.to_dict())))
     assert back.model is not None and back.model.placement == where
+
+
+def test_the_head_and_the_monitor_s_subtitle_say_where_it_runs() -> None:
+    where = Placement(
+        netns=4026532176,
+        netns_own=False,
+        pidns_own=False,
+        container="docker aaaaaaaaaaaa",
+        ns_pids={15735: 1},
+    )
+    base = synthetic.snapshot()
+    assert base.model is not None
+    snap = dataclasses.replace(base, model=dataclasses.replace(base.model, placement=where))
+    out = io.StringIO()
+    Console(file=out, width=200).print(attach_text.render(snap))
+    assert "runs in: network namespace 4026532176 (not ours) · container docker aaaaaaaaaaaa" in (
+        out.getvalue()
+    )
+    monitor = SimpleNamespace(last=snap, source=SimpleNamespace(ended=None), frozen=False)
+    monitor.threads = False
+    assert "docker aaaaaaaaaaaa" in AttachScreen.subtitle(monitor)  # type: ignore[arg-type]
+    out = io.StringIO()
+    Console(file=out, width=200).print(attach_text.render(base))  # the lab's: no placement
+    assert "runs in" not in out.getvalue()
