@@ -59,6 +59,20 @@ def of_pid(pid: int) -> NetNs:
     return at(f"/proc/{pid}/ns/net")
 
 
+def of_pid_if_readable(pid: int) -> NetNs | None:
+    """The network namespace of `pid`; None when this user may not inspect it (another
+    user's process: its sockets are then read in ours, as before)."""
+    try:
+        return of_pid(pid)
+    except NetNsError:
+        return None
+
+
+def own() -> NetNs:
+    """The namespace this thread runs in."""
+    return at("/proc/thread-self/ns/net")
+
+
 def at(path: str) -> NetNs:
     """The network namespace named by `path`; NetNsError (one line) when it is not one."""
     try:

@@ -60,9 +60,8 @@ from readers.attach_target import (
     serverscope_root,
 )
 from readers.mechanism import serving_threads
-from readers.netns import NetNs, NetNsError, net_dir
+from readers.netns import NetNsError, net_dir, of_pid_if_readable, own
 from readers.netns import at as netns_at
-from readers.netns import of_pid as netns_of_pid
 from readers.placement import PlacementReader
 from readers.realtree import Role as TreeRole
 from readers.realtree import TaskSample
@@ -113,7 +112,7 @@ class AttachSource:
         netns: str | None = None,
     ) -> None:
         try:  # the namespace named, else the pid's, else ours: its sockets are read there
-            ns = netns_at(netns) if netns else _netns_of(pid) if pid else netns_at(OWN_NS)
+            ns = netns_at(netns) if netns else of_pid_if_readable(pid) if pid else own()
             if ns is not None:
                 ns.run(lambda: None)  # may we enter it? (root)
         except NetNsError as e:
@@ -189,11 +188,8 @@ class AttachSource:
         slots = status.states() if status else {}
         currents = status.currents() if status else {}
         where = self.placement.read([w.pid for w in r.workers]) if self.placement else None
-        if where is not None and where.ns_pids and (slots or currents):
-            # mod_status names the pids its own namespace gives them
-            host = {inner: pid for pid, inner in where.ns_pids.items()}
-            slots = {host.get(p, p): v for p, v in slots.items()}
-            currents = {host.get(p, p): v for p, v in currents.items()}
+        if where is not None and where.ns_pids:  # mod_status names its namespace's pids
+            slots, currents = where.by_host_pid(slots), where.by_host_pid(currents)
         live: set[tuple[int, int]] = set()
         workers: list[WorkerSample] = []
         free = False  # a worker that can take a connection now
@@ -420,18 +416,6 @@ class AttachSource:
             )
             for i, ln in enumerate(ordered)
         ]
-
-
-OWN_NS = "/proc/thread-self/ns/net"
-
-
-def _netns_of(pid: int) -> NetNs | None:
-    """The network namespace of `pid`; None when this user may not inspect it (another
-    user's process: its sockets are then read in ours, as before)."""
-    try:
-        return netns_of_pid(pid)
-    except NetNsError:
-        return None
 
 
 def _age(starttime: int) -> float:

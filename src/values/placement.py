@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,11 @@ class Placement:
         """In namespaces other than the monitor's (a monitor inside the same container
         as the server sees its cgroup name a container, and is not elsewhere)."""
         return not (self.netns_own and self.pidns_own)
+
+    def by_host_pid(self, by_inner: dict[int, T]) -> dict[int, T]:
+        """`by_inner` keyed by host pids (a server's own tables name its namespace's)."""
+        host = {inner: pid for pid, inner in self.ns_pids.items()}
+        return {host.get(p, p): v for p, v in by_inner.items()}
 
     def describe(self) -> str:
         """One line, e.g. "network namespace 4026532176 (not ours) · container docker
