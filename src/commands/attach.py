@@ -78,6 +78,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "not read the server's sockets)",
     )
     p.add_argument(
+        "--netns",
+        metavar="PATH",
+        help="the network namespace to read the server's sockets in (/proc/PID/ns/net or "
+        "/run/netns/NAME; default: the server's own, found from --pid)",
+    )
+    p.add_argument(
         "--table",
         action="store_true",
         help="draw the rich table instead of the Textual monitor",
@@ -165,7 +171,11 @@ def run(a: argparse.Namespace) -> int:
         return fail(PROG, f"--status-url {a.status_url!r}: give an http:// URL, auto or none")
     try:
         sampler = Sampler.attach(
-            pid=a.pid, port=a.port, status_url=a.status_url, exact_accepts=a.exact_accepts
+            pid=a.pid,
+            port=a.port,
+            status_url=a.status_url,
+            exact_accepts=a.exact_accepts,
+            netns=a.netns,
         )
         analyser = Analyser(window_s=a.window)
     except AttachError as e:
@@ -221,6 +231,9 @@ def _load(a: argparse.Namespace, sampler: Sampler) -> LoadRunner | None:
     ports = getattr(sampler.source, "ports", [])
     if not ports:
         raise LoadError("--load: the server listens on no TCP port")
+    ns = getattr(sampler.source, "netns", None)
+    if ns is not None and not ns.own:  # our 127.0.0.1 is not the server's
+        raise LoadError(f"--load: the server is in another network namespace ({ns.path})")
     level = preset(a.load).with_(cpu_ms=0.0, io_ms=0.0, bytes=0)
     runner = LoadRunner(f"http://127.0.0.1:{ports[0]}/", level).start()
     sampler.load = runner.stats

@@ -15,7 +15,8 @@ Queue wait, in the same bpftrace process when the listening ports are given:
 per accepted connection, from the kernel's arrival of its first request bytes to accept()
 (0 when the bytes came after accept), the definition of `snapshot.Phases.queue`, with
 tracepoints only:
-- `sock:inet_sock_set_state` SYN_RECV -> ESTABLISHED on one of the server's ports: the
+- `sock:inet_sock_set_state` SYN_RECV -> ESTABLISHED on one of the server's ports (in
+  its network namespace, by the socket's netns inode, when it is not ours): the
   child socket's handshake completed, it joins the accept queue; its address (`skaddr`) is
   remembered as pending;
 - `sock:sk_data_ready` on a pending socket: its first bytes arrived (timestamp kept once);
@@ -136,8 +137,10 @@ LOGHIST_INDEX = """\
 """
 
 
-def script(root: int, period_ms: int, ports: tuple[int, ...] = ()) -> str:
-    """The bpftrace program: accepts per (pid, tid); with `ports`, queue wait per pid."""
+def script(root: int, period_ms: int, ports: tuple[int, ...] = (), netns: int | None = None) -> str:
+    """The bpftrace program: accepts per (pid, tid); with `ports`, queue wait per pid, of
+    the sockets on those ports in the network namespace whose inode is `netns` (any when
+    None: a port is a namespace's own, and every container may have its port 8000)."""
     probes = ", ".join(f"tracepoint:syscalls:{tp}" for tp in TRACEPOINTS)
     who = (
         f"pid == {root} || curtask->real_parent->tgid == {root} || "
@@ -149,6 +152,9 @@ def script(root: int, period_ms: int, ports: tuple[int, ...] = ()) -> str:
         prints = "print(@a);"
     else:  # one program per tracepoint: each costs ~50 ns a run, on every socket
         mine = " || ".join(f"args->sport == {int(p)}" for p in ports)
+        if netns is not None:
+            inum = "((struct sock *)args->skaddr)->__sk_common.skc_net.net->ns.inum"
+            mine = f"({mine}) && {inum} == {int(netns)}"
         sk = "(uint64)args->skaddr"
         out += (
             "tracepoint:sock:inet_sock_set_state {\n"
@@ -201,10 +207,18 @@ class AcceptCounter:
         acc.per_pid()
     """
 
-    def __init__(self, root: int, period_ms: int = 250, ports: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self,
+        root: int,
+        period_ms: int = 250,
+        ports: tuple[int, ...] = (),
+        netns: int | None = None,
+    ) -> None:
         """`ports`: the server's listening ports, to measure queue wait too (when the
-        kernel has the tracepoints: else `queue_note` says why and nothing is measured)."""
+        kernel has the tracepoints: else `queue_note` says why and nothing is measured);
+        `netns`: the inode of their network namespace (None: any)."""
         self.root = root
+        self.netns = netns
         self.period_ms = period_ms
         self.ports = tuple(ports)
         self.queue_note: str | None = (
@@ -231,7 +245,7 @@ class AcceptCounter:
             self.queue_note = queue_unavailable()
         ports = self.ports if self.queue_note is None else ()
         self.proc = subprocess.Popen(
-            ["bpftrace", "-f", "json", "-e", script(self.root, self.period_ms, ports)],
+            ["bpftrace", "-f", "json", "-e", script(self.root, self.period_ms, ports, self.netns)],
             env={**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS_MAX)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

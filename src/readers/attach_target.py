@@ -9,6 +9,7 @@ import os
 import psutil
 
 from . import procfs
+from .netns import NetNs
 from .realtree import descendants
 from .sockdiag import SockDiag
 
@@ -31,14 +32,15 @@ def fds_readable(pid: int) -> bool:
         return True  # gone: nothing is hidden from us
 
 
-def owner_of(port: int) -> int:
-    """The root among the processes holding a listening socket on `port`: the owner none
-    of whose ancestors holds it; when several siblings hold it (a master that closed its
-    copy), their common parent."""
-    with SockDiag() as diag:
+def owner_of(port: int, netns: NetNs | None = None) -> int:
+    """The root among the processes holding a listening socket on `port` (in `netns`,
+    ours when None): the owner none of whose ancestors holds it; when several siblings
+    hold it (a master that closed its copy), their common parent."""
+    with SockDiag(netns) as diag:
         inodes = {x.inode for x in diag.listeners([port])}
     if not inodes:
-        raise AttachError(f"nothing listens on TCP port {port}")
+        where = "" if netns is None or netns.own else f" in the network namespace {netns.path}"
+        raise AttachError(f"nothing listens on TCP port {port}{where}")
     owners = procfs.pids_holding(inodes)
     if not owners:
         raise AttachError(
@@ -64,12 +66,12 @@ def owner_of(port: int) -> int:
     return min(roots or owners)
 
 
-def ports_of(root: int) -> list[int]:
-    """The TCP ports the tree of `root` listens on."""
+def ports_of(root: int, netns: NetNs | None = None) -> list[int]:
+    """The TCP ports the tree of `root` listens on (in `netns`, ours when None)."""
     mine: set[int] = set()
     for pid in [root, *descendants(root)]:
         mine.update(procfs.socket_inodes(pid))
-    with SockDiag() as diag:
+    with SockDiag(netns) as diag:
         return sorted({x.local_port for x in diag.listeners() if x.inode in mine})
 
 

@@ -159,9 +159,10 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def netstat_counters() -> tuple[int, int]:
-    """(ListenOverflows, ListenDrops) from /proc/net/netstat (namespace-wide totals)."""
-    with open("/proc/net/netstat", "rb") as f:
+def netstat_counters(net_dir: str = "/proc/net") -> tuple[int, int]:
+    """(ListenOverflows, ListenDrops) from NET_DIR/netstat (namespace-wide totals; another
+    namespace's through /proc/PID/net, readers.netns.net_dir)."""
+    with open(f"{net_dir}/netstat", "rb") as f:
         lines = f.read().splitlines()
     for names, values in zip(lines[::2], lines[1::2], strict=False):
         if names.startswith(b"TcpExt:"):

@@ -34,6 +34,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .netns import NetNs
+
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 TCPDIAG_GETSOCK = 18  # the older request type: its dumps take both families in one pass
@@ -173,11 +175,16 @@ def port_filter(ports: Iterable[int]) -> bytes:
 
 
 class SockDiag:
-    """One netlink socket, kept open between dumps (about 20 us less per dump)."""
+    """One netlink socket, kept open between dumps (about 20 us less per dump). `netns`:
+    the network namespace whose sockets it dumps (made there: readers.netns); ours when
+    None."""
 
-    def __init__(self) -> None:
+    def __init__(self, netns: NetNs | None = None) -> None:
+        def make() -> socket.socket:
+            return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+
         try:
-            self._nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+            self._nl = make() if netns is None else netns.run(make)
         except OSError as e:
             raise SockDiagError(f"netlink sock_diag unavailable: {e.strerror or e}") from None
         self._nl.settimeout(2.0)

@@ -147,25 +147,27 @@ class TcpChangeGate:
 
     The key is the namespace's own counters: ActiveOpens, PassiveOpens, AttemptFails,
     EstabResets and CurrEstab from /proc/net/snmp, and TCP inuse/orphan from
-    /proc/net/sockstat (~20 us to read both). Any socket entering the connected set opens
-    (Active/PassiveOpens); leaving it goes through ESTABLISHED -> CLOSE_WAIT/FIN_WAIT
-    (CurrEstab) or destruction (inuse) or a reset. A real dump is still made at least
+    /proc/net/sockstat (~20 us to read both; an attached server's namespace's through
+    /proc/PID/net; orphan is counted host-wide, which costs a dump, never misses one).
+    Any socket entering the connected set opens (Active/PassiveOpens); leaving it goes
+    through ESTABLISHED -> CLOSE_WAIT/FIN_WAIT (CurrEstab) or destruction (inuse) or a
+    reset. A real dump is still made at least
     every `max_age_s`. Under traffic the counters move every sample, so this saves
     nothing there: it is for the idle (or lightly loaded) server on a busy host.
     """
 
-    def __init__(self, max_age_s: float = 1.0) -> None:
+    def __init__(self, max_age_s: float = 1.0, net_dir: str = "/proc/net") -> None:
         self.max_age_s = max_age_s
+        self.net_dir = net_dir  # the server's namespace's (/proc/PID/net for another's)
         self._key: tuple | None = None
         self._at = -1e18
         self.skipped = 0
 
-    @staticmethod
-    def counters() -> tuple:
-        with open("/proc/net/snmp", "rb") as f:
+    def counters(self) -> tuple:
+        with open(f"{self.net_dir}/snmp", "rb") as f:
             lines = [ln for ln in f.read().splitlines() if ln.startswith(b"Tcp:")]
         vals = lines[1].split() if len(lines) > 1 else []
-        with open("/proc/net/sockstat", "rb") as f:
+        with open(f"{self.net_dir}/sockstat", "rb") as f:
             tcp = next((ln.split() for ln in f.read().splitlines() if ln.startswith(b"TCP:")), [])
         # Tcp: RtoAlgorithm RtoMin RtoMax MaxConn ActiveOpens PassiveOpens AttemptFails
         #      EstabResets CurrEstab ...;  TCP: inuse N orphan N tw N alloc N mem N

@@ -39,6 +39,7 @@ from values.snapshot import WorkerState
 from . import modstatus
 from .modstatus import ModStatus, ModStatusError, auto_url, parse_auto, parse_html_pids
 from .modstatus import states_by_pid as _states_by_pid
+from .netns import NetNs
 from .sockscan import Endpoint
 
 STATUS_PERIOD_S = 1.0  # at most one poll this often
@@ -55,7 +56,15 @@ class StatusPoller:
     fresh read, else {} (the outside view). `auto`: the URL is a guess (auto-detection):
     if it answers anything but mod_status, polling stops and the outside view stands."""
 
-    def __init__(self, url: str, *, auto: bool = False, period_s: float = STATUS_PERIOD_S):
+    def __init__(
+        self,
+        url: str,
+        *,
+        auto: bool = False,
+        period_s: float = STATUS_PERIOD_S,
+        netns: NetNs | None = None,  # connect from inside this network namespace
+    ):
+        self.netns = netns
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -228,7 +237,10 @@ class StatusPoller:
         """Connect as socket.create_connection does, with our endpoint listed BEFORE the
         SYN leaves (bound first on a loopback address), and kept listed after close."""
         family, kind, proto, _, sa = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0]
-        s = socket.socket(family, kind, proto)
+        if self.netns is None:
+            s = socket.socket(family, kind, proto)
+        else:
+            s = self.netns.run(lambda: socket.socket(family, kind, proto))
         try:
             s.settimeout(timeout)
             local = _loopback_source(str(sa[0]))

@@ -60,6 +60,9 @@ from readers.attach_target import (
     serverscope_root,
 )
 from readers.mechanism import serving_threads
+from readers.netns import NetNsError, net_dir, of_pid_if_readable, own
+from readers.netns import at as netns_at
+from readers.placement import PlacementReader
 from readers.realtree import Role as TreeRole
 from readers.realtree import TaskSample
 from readers.statuspoll import OUTSIDE_VIEW, StatusPoller
@@ -100,11 +103,18 @@ class AttachSource:
         status_url: str | None = None,
         exact_accepts: bool | None = None,
         threads: bool = True,
+        netns: str | None = None,
     ) -> None:
+        try:  # the namespace named, else the pid's, else ours: its sockets are read there
+            ns = netns_at(netns) if netns else of_pid_if_readable(pid) if pid else own()
+            if ns is not None:
+                ns.run(lambda: None)  # may we enter it? (root)
+        except NetNsError as e:
+            raise AttachError(str(e)) from None
         if pid is None:
             if port is None:
                 raise ValueError("give a pid, a port or both")
-            pid = owner_of(port)
+            pid = owner_of(port, ns)
         assert pid is not None
         try:
             root = serverscope_root(psutil.Process(pid))
@@ -118,18 +128,25 @@ class AttachSource:
         self.exe = realkind.executable(self.root)  # None when not ours to inspect
         self.comm = realkind.comm(self.root)
         self.program = realkind.program(self.exe, self.comm, self.cmd)
+        self.netns = ns  # None: the pid's is not ours to read (another user's process)
+        self.net_dir = net_dir(ns, self.root)  # its namespace's counters (the sampler's)
+        self.placement = PlacementReader(self.root, ns) if ns is not None else None
         # a tree listening on no port is still watched (CPU, states), with no sockets
         self.ports_hidden = port is None and not fds_readable(self.root)
-        ports = [port] if port is not None else ports_of(self.root)
+        ports = [port] if port is not None else ports_of(self.root, ns)
         self.ports = ports
         exact = os.geteuid() == 0 if exact_accepts is None else exact_accepts
-        self.reader = RealServerReader(self.root, ports, exact_accepts=exact, threads=threads)
+        self.reader = RealServerReader(
+            self.root, ports, exact_accepts=exact, threads=threads, netns=ns
+        )
         self.not_asked = not exact
         self.status: StatusPoller | None = None
         if status_url == "auto":  # no request yet: the first sample says if one may go
             if ports and (self.program or "").startswith(("apache2", "httpd")):
                 url = f"http://127.0.0.1:{ports[0]}/server-status"
-                self.status = StatusPoller(url, auto=True)
+                # the server's 127.0.0.1: asked from inside its network namespace
+                foreign = ns if ns is not None and not ns.own else None
+                self.status = StatusPoller(url, auto=True, netns=foreign)
         elif status_url:
             self.status = StatusPoller(status_url)
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
@@ -164,6 +181,9 @@ class AttachSource:
         index = {ln.inode: ln.index for ln in listeners}
         slots = status.states() if status else {}
         currents = status.currents() if status else {}
+        where = self.placement.read([w.pid for w in r.workers]) if self.placement else None
+        if where is not None and where.ns_pids:  # mod_status names its namespace's pids
+            slots, currents = where.by_host_pid(slots), where.by_host_pid(currents)
         live: set[tuple[int, int]] = set()
         workers: list[WorkerSample] = []
         free = False  # a worker that can take a connection now
@@ -205,6 +225,7 @@ class AttachSource:
             status=self._status(r),
             program=self.program,
             access_note=self._access_note(r),
+            placement=where,
         )
         master_cpu = root.cpu_ns / 1e9 if root.cpu_ns is not None else None
         phases = None if r.queue_total is None else Phases(queue=r.queue_total)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from plumbing.loghist import LogHist
 from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from readers.mechanism import ListenerMechanism, classify, thread_acceptors
+from readers.netns import NetNs, net_dir
 from readers.peerlist import PeerList
 from readers.realtree import ProcessSample, RealTree, Role, TaskSample
 from readers.sockdiag import DiagSocket, SockDiag
@@ -112,14 +113,20 @@ class RealServerReader:
     """Read a real server's tree and sockets; `ports` are its listening ports."""
 
     def __init__(
-        self, root: int, ports: list[int], *, exact_accepts: bool = False, threads: bool = False
+        self,
+        root: int,
+        ports: list[int],
+        *,
+        exact_accepts: bool = False,
+        threads: bool = False,
+        netns: NetNs | None = None,  # the server's network namespace (None: ours)
     ) -> None:
         self.root = root
         self.ports = ports
-        self.diag = SockDiag()
+        self.diag = SockDiag(netns)
         self.owners = SocketOwners()
         self.tree = RealTree(root, threads=threads)
-        self.gate = TcpChangeGate()
+        self.gate = TcpChangeGate(net_dir=net_dir(netns, root))
         self._cinodes: set[int] = set()
         self._queued = True
         self._lby: dict[int, set[int]] = {}  # pid -> listener inodes it held, last read
@@ -139,7 +146,8 @@ class RealServerReader:
         self.unavailable: str | None = "not asked for"
         if exact_accepts:
             try:
-                self.counter = AcceptCounter(root, ports=tuple(ports)).start()
+                ns = None if netns is None or netns.own else netns.inode
+                self.counter = AcceptCounter(root, ports=tuple(ports), netns=ns).start()
                 self.unavailable = None
             except BpfUnavailable as e:
                 self.unavailable = str(e)

@@ -71,11 +71,16 @@ class Sampler:
         port: int | None = None,
         status_url: str | None = None,
         exact_accepts: bool | None = False,
+        netns: str | None = None,
         **kw: Any,
     ) -> Sampler:
         """`exact_accepts`: False (default) counts new connections (an estimate); True
-        tries eBPF; None tries it when root. See attach_source."""
-        src = AttachSource(pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts)
+        tries eBPF; None tries it when root. `netns`: the network namespace to read the
+        sockets in (a /proc/PID/ns/net or /run/netns/NAME; default: the pid's). See
+        attach_source."""
+        src = AttachSource(
+            pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts, netns=netns
+        )
         return cls(src, **kw)
 
     def sample(self) -> Snapshot:
@@ -148,8 +153,12 @@ class Sampler:
             dispatches_delta=None if dispatches is None else int(dispatches),
         )
 
-    def _kernel(self, iv: float | None) -> KernelCounters:
-        overflows, drops = procfs.netstat_counters()
+    def _kernel(self, iv: float | None) -> KernelCounters | None:
+        try:  # the server's namespace's (an attached server's may not be ours)
+            net = getattr(self.source, "net_dir", "/proc/net")
+            overflows, drops = procfs.netstat_counters(net)
+        except OSError:  # /proc/PID/net of a server that has just exited: unknown
+            return None
         od = self._totals.delta("overflows", overflows)
         dd = self._totals.delta("drops", drops)
         return KernelCounters(

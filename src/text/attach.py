@@ -59,6 +59,8 @@ def _head(snap: Snapshot) -> Text:
         head.append(f"  {m.processes} processes, {m.threads} threads")
         if m.server:
             head.append(f"  looks like {m.server}")
+        if m.placement is not None and m.placement.elsewhere:
+            head.append(f"\nruns in: {m.placement.describe()}")
         if m.accepts_method:
             head.append(f"\naccepts: {m.accepts_method}", style="bold")
             if m.accepts_note:

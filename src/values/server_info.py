@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .placement import Placement
+
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
@@ -46,6 +48,8 @@ class ModelInfo:
     # fix, in one line ("connections unknown: ... run as root or as the server's user")
     policy: str | None = None  # a lab model's balancing policy as started (its config:
     # --accept-policy, --steer, --policy), None: the model has none, or attached
+    placement: Placement | None = None  # attach: its namespaces, cgroup, container and
+    # inner pids (readers.placement, from /proc); None: the lab's own model, or not read
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,9 @@ class AttachScreen(LabScreen):
             return "attach · " + (self.source.ended or "attaching…")
         parts = [f"attached: {m.server or m.program or m.name}", f"root pid {m.root_pid}"]
         parts.append(f"accepts {m.accepts_method or '?'}")
+        where = m.placement
+        if where is not None and where.elsewhere:
+            parts.append(where.container or f"netns {where.netns}")
         if m.access_note:  # what this user may not read is unknown: say why, in short
             parts.append(f"sockets unreadable: {NOT_ALLOWED}")
         if self.source.ended:
