@@ -8,6 +8,7 @@ import dataclasses
 import synthetic
 from judging import analysis
 from judging.analyser import Analyser
+from values import units
 from values.snapshot import Phases, Snapshot
 
 
@@ -105,13 +106,13 @@ def test_phases_minus_keeps_none_and_whole_run_is_last_minus_first() -> None:
 
 
 def test_durations_read_short() -> None:
-    assert analysis.dur(4200.0) == "4.2 s"
-    assert analysis.dur(12.3) == "12 ms"
-    assert analysis.dur(1.46) == "1.5 ms"
-    assert analysis.dur(0.85) == "850 µs"
-    assert analysis.dur(15_000.0, space=False) == "15s"
-    assert analysis.dur(None) == "-"
-    assert max(len(analysis.dur(x, space=False)) for x in (0.999, 9.99, 999.4, 9999.4)) <= 5
+    assert units.dur(4200.0) == "4.2 s"
+    assert units.dur(12.3) == "12 ms"
+    assert units.dur(1.46) == "1.5 ms"
+    assert units.dur(0.85) == "850 µs"
+    assert units.dur(15_000.0, space=False) == "15s"
+    assert units.dur(None) == "-"
+    assert max(len(units.dur(x, space=False)) for x in (0.999, 9.99, 999.4, 9999.4)) <= 5
 
 
 def test_a_snapshot_with_phases_reads_back_equal_from_json() -> None:

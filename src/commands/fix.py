@@ -28,7 +28,6 @@ from .common import (
     config_from_args,
     console_for_output,
     fail,
-    whole_number,
 )
 from .run import add_load_args, level_from_args, progress_run
 
@@ -43,14 +42,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Run the model under the load, find the diagnosis it shows (accept skew, "
         "starvation, accept queue overflow, a master bottleneck, the GIL cap), then run its "
         "remedy under the same load for as long (a fresh server each), both recorded, and "
-        "print the two side by side: each difference with its 95%% interval and p-value "
+        "print the two side by side: each difference with its 95% interval and p-value "
         "(as `serverscope diff` gives them for the two recordings). Exit status 1 when "
         "there is nothing to fix or a run failed.",
     )
     p.add_argument("--model", help="model name (see `serverscope serve --list`)")
     add_load_args(p)
-    p.add_argument("--clients", type=whole_number, help="clients of the load (the preset's)")
-    p.add_argument("--rate", type=float, help="open loop at this many req/s in all")
     p.add_argument("--remedy", help="run this remedy (see --list) whatever the run shows")
     p.add_argument("--list", action="store_true", help="list the remedies and exit")
     p.add_argument("--before", metavar="FILE", default=BEFORE, help=f"record to ({BEFORE})")
@@ -71,12 +68,7 @@ def remedies_table() -> Table:
 
 
 def load_level(a: argparse.Namespace) -> LoadLevel:
-    level = level_from_args(a)
-    if a.clients is not None:
-        level = level.with_(clients=a.clients)
-    if a.rate is not None:
-        level = level.with_(rate=a.rate)
-    return level.check()
+    return level_from_args(a)  # the preset, the load options over it, checked
 
 
 def command(a: argparse.Namespace) -> int:
