@@ -16,6 +16,7 @@ watch when that server exits. Closing stops only what serverscope started.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from judging.analysis import DEFAULT_WINDOW_S
 from judging.diagnosis import MIN_SPAN_S
@@ -76,12 +77,13 @@ class Attachment:
         exact_accepts: bool | None = None,
         window_s: float = DEFAULT_WINDOW_S,
         period: float = DEFAULT_PERIOD,
+        **options: Any,
     ) -> Attachment:
         """Attach by pid, port or both (AttachError, one line for the user, when there is
         nothing to attach to). `status_url`: Apache's mod_status, "auto" or None; see
-        `sources.attach_source` for `exact_accepts`."""
+        `sources.attach_source` for `exact_accepts`; `options` go to `Sampler.attach`."""
         sampler = Sampler.attach(
-            pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts
+            pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts, **options
         )
         return cls(sampler, window_s=window_s, period=period, pid=pid, port=port)
 
