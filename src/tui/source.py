@@ -24,7 +24,7 @@ HISTORY = 240  # snapshots kept for sparklines (60 s at 4 Hz)
 
 
 class ScreenSource:
-    """The interface the screens use (a LiveSource also has a Session to control)."""
+    """The interface the screens use (a live lab's LiveSource also has its Session)."""
 
     period = 0.25
     t0 = 0.0  # event times are shown relative to this (time.monotonic() seconds)
