@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import synthetic
 from judging.stuck import StuckSettings
 from lab.autocapture import AutoCapture
-from sources.stacks import worker_stack
+from lab.stacks import worker_stack
 from values.current import Current, Via
 from values.snapshot import Snapshot
 

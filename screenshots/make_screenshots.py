@@ -270,25 +270,25 @@ async def take_demo(shot: Shot, out: Path) -> str:
 
 async def take_attach(shot: Shot, out: Path) -> str:
     """`serve` (a real Apache), `load` at it, `attach --pid` on its root pid."""
-    from judging.analyser import Analyser
+    from lab.attach import Attachment
     from loadgen.runner import LoadRunner
     from originals.launch import Original
-    from sources.sampler import Sampler
-    from tui.attach_feed import AttachFeed
     from tui.screens.attach import AttachScreen
+    from tui.source import LiveSource
 
     cfg, level = attach_parts(shot)
     server = Original(cfg.with_(port=0)).start()  # a free port: 8080 may be taken here
-    runner = None
+    runner = attachment = None
     try:
         runner = LoadRunner(server.url + "/", level).start()
         a = parse(tuple(str(server.root_pid) if x == "PID" else x for x in shot.argv))
-        sampler = Sampler.attach(pid=a.pid, status_url=a.status_url)
-        sampler.load = runner.stats
-        feed = AttachFeed(sampler, Analyser(), on_close=[runner.stop], load_pid=None)
-        screen = AttachScreen(feed)
+        attachment = Attachment.open(pid=a.pid, status_url=a.status_url, exact_accepts=False)
+        attachment.sampler.load = runner.stats  # the shot's own load, with its request costs
+        screen = AttachScreen(LiveSource(attachment))
         return await shoot(ServerscopeApp(screen), screen, shot, out)  # type: ignore[arg-type]
     finally:
+        if attachment is not None:
+            attachment.close()
         if runner is not None:
             runner.stop()
         server.stop()

@@ -1,5 +1,6 @@
-"""`Sampler.attach` + `Analyser` on real servers (issue 14): the snapshots and diagnoses
-an attached real server gets, against ground truth (ss -tnp, the tree, the client)."""
+"""`Sampler.attach` through the lab's Watch on real servers (issue 14): the snapshots and
+diagnoses an attached real server gets, against ground truth (ss -tnp, the tree, the
+client)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from collections.abc import Callable
 import pytest
 
 from conftest import wait_until
-from judging.analyser import Analyser
+from lab.watch import Watch
 from realservers import real_server  # noqa: F401 - the fixture
 from sources.sampler import Sampler
 from test_realservers import _client, _ss_per_pid, needs_ss
@@ -27,30 +28,20 @@ PERIOD = 0.25
 CLI = [sys.executable, "-m", "serverscope", "attach"]
 
 
-class Watch:
-    """Samples an attached server every PERIOD in a thread; `until(cond)` waits for a
-    snapshot satisfying cond."""
+class Watching:
+    """The lab's Watch over an attached server, run every PERIOD in a thread;
+    `until(cond)` waits for a snapshot satisfying cond."""
 
     def __init__(self, sampler: Sampler) -> None:
-        self.sampler = sampler
-        self.analyser = Analyser()
         self.snaps: list[Snapshot] = []
+        self.watch = Watch(sampler, observers=[self.snaps.append])
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._t = threading.Thread(target=self._run)
+        self._t = threading.Thread(target=self.watch.run, args=(PERIOD, self._stop))
         self._t.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            snap = self.analyser.annotate(self.sampler.sample())
-            with self._lock:
-                self.snaps.append(snap)
-            self._stop.wait(PERIOD)
 
     def last(self) -> Snapshot:
         wait_until(lambda: bool(self.snaps), 5, "a snapshot")
-        with self._lock:
-            return self.snaps[-1]
+        return self.snaps[-1]
 
     def until(self, cond: Callable[[Snapshot], bool], timeout: float, what: str) -> Snapshot:
         start = len(self.snaps)
@@ -60,7 +51,7 @@ class Watch:
     def close(self) -> None:
         self._stop.set()
         self._t.join(10)
-        self.sampler.close()
+        self.watch.close()
 
 
 def _rules(s: Snapshot) -> dict[str, str]:
@@ -85,7 +76,7 @@ def test_apache_prefork_pinned_by_keepalive_clients_is_diagnosed_as_starvation_f
     # 4 more send a request (as a timing-out curl does) and wait in the accept queue; silent
     # ones would not show there: Apache's listener defers accept until data arrives
     clients += [_requesting(srv.port) for _ in range(4)]
-    w = Watch(Sampler.attach(port=srv.port))
+    w = Watching(Sampler.attach(port=srv.port))
     try:
         snap = w.until(lambda s: "starvation" in _rules(s), 10, "starvation")
         msg = _rules(snap)["starvation"]
@@ -109,7 +100,7 @@ def test_apache_event_with_the_same_idle_clients_is_not_starving(
 ) -> None:
     srv = real_server("apache", mpm="event", max_workers=8, start=2, keepalive_timeout=30)
     clients = [_client(srv.port) for _ in range(12)]
-    w = Watch(Sampler.attach(port=srv.port))
+    w = Watching(Sampler.attach(port=srv.port))
     try:
         # 2 s of samples: more than the 1 s starvation needs to fire
         w.until(lambda s: sum((x.interval_s or 0) for x in w.snaps) >= 2.0, 10, "2 s")
@@ -129,7 +120,7 @@ def test_gunicorn_sync_pinned_by_silent_clients_is_diagnosed_as_starvation(
 ) -> None:
     srv = real_server("gunicorn", worker_class="sync", workers=2)
     clients = [_silent(srv.port) for _ in range(5)]  # 2 pinned, 3 queued
-    w = Watch(Sampler.attach(port=srv.port))
+    w = Watching(Sampler.attach(port=srv.port))
     try:
         snap = w.until(lambda s: "starvation" in _rules(s), 10, "starvation")
         msg = _rules(snap)["starvation"]
@@ -150,7 +141,7 @@ def test_uvicorn_2_workers_read_as_2_workers_1_helper_and_imbalance_over_the_2(
 ) -> None:
     srv = real_server("uvicorn", workers=2)
     clients = [_client(srv.port) for _ in range(6)]
-    w = Watch(Sampler.attach(port=srv.port))
+    w = Watching(Sampler.attach(port=srv.port))
     try:
         snap = w.until(
             lambda s: s.imbalance.connections is not None and s.imbalance.connections.n > 0,
@@ -180,7 +171,7 @@ def test_node_sched_none_burst_per_worker_accepts_add_up_to_what_the_client_open
         sampler.close()
         pytest.skip(f"eBPF: {model.accepts_note}")
     assert model.accepts_method == ("exact (eBPF)" if exact else "estimate")
-    w = Watch(sampler)
+    w = Watching(sampler)
     n = 120
     clients = []
     try:
@@ -216,7 +207,7 @@ def test_a_sigstopped_nginx_reuseport_worker_is_named_stopped_with_its_own_growi
     real_server,  # noqa: F811
 ) -> None:
     srv = real_server("nginx", workers=2, reuseport=True)
-    w = Watch(Sampler.attach(port=srv.port))
+    w = Watching(Sampler.attach(port=srv.port))
     clients = []
     victim = 0
     try:
@@ -287,7 +278,7 @@ def test_node_round_robin_master_holding_accepted_connections_counts_as_dispatch
     """The round-robin primary accepts and passes handles on: its new connections are the
     model's dispatches, so master_bottleneck can be judged; it is never a worker."""
     srv = real_server("node", workers=2, sched="rr")
-    w = Watch(Sampler.attach(port=srv.port))
+    w = Watching(Sampler.attach(port=srv.port))
     clients = []
     try:
         w.last()
@@ -313,7 +304,7 @@ def test_apache_prefork_states_come_from_mod_status_when_it_answers(
     the idle ones agree with IdleWorkers."""
     srv = real_server("apache", mpm="prefork", max_workers=6, start=4, keepalive_timeout=30)
     clients = [_client(srv.port) for _ in range(2)]  # 2 in keep-alive (K)
-    w = Watch(Sampler.attach(port=srv.port, status_url="auto"))
+    w = Watching(Sampler.attach(port=srv.port, status_url="auto"))
     try:
         snap = w.until(
             lambda s: s.model is not None and (s.model.status or "").startswith("mod_status"),

@@ -20,7 +20,7 @@ from readers import modstatus
 from realservers import real_server  # noqa: F401 - the fixture
 from sources.realattach import RealServerReader
 from sources.sampler import Sampler
-from test_attach_real import Watch, _requesting, _rules, _silent
+from test_attach_real import Watching, _requesting, _rules, _silent
 from test_realservers import SS, _client, _ss_per_pid, needs_ss
 from values.snapshot import Hold, Kind, Snapshot, WorkerState
 
@@ -71,7 +71,7 @@ def test_a_starved_prefork_is_not_polled_and_once_names_starvation_adding_nothin
         assert "starvation" in _rules(snap), snap.diagnoses
         assert snap.queue == 6 and _ss_queue(srv.port) == 6  # its own probe used to add 1
         url = f"http://127.0.0.1:{srv.port}/server-status"
-        w = Watch(Sampler.attach(port=srv.port, status_url=url))
+        w = Watching(Sampler.attach(port=srv.port, status_url=url))
         w.until(lambda s: sum(x.interval_s or 0 for x in w.snaps) >= 2.5, 15, "2.5 s of samples")
         last = w.last()
         assert last.model is not None and last.model.status is not None
@@ -124,7 +124,7 @@ def test_http_server_pinned_by_a_client_that_sends_nothing_says_so(
     not keep-alive, and the fix is a timeout or a buffering proxy."""
     srv = real_server("http.server")
     clients = [_silent(srv.port) for _ in range(3)]  # 1 held, 2 queued
-    w = Watch(Sampler.attach(port=srv.port))
+    w = Watching(Sampler.attach(port=srv.port))
     try:
         snap = w.until(lambda s: "starvation" in _rules(s), 10, "starvation")
         msg = _rules(snap)["starvation"]
@@ -159,7 +159,7 @@ def test_apache_event_states_are_mod_status_own_per_thread_and_per_process(
     truth = _glyph_states(modstatus.fetch(url))
     truth[WorkerState.WRITING] -= 1  # the test's own request ...
     truth[WorkerState.WAITING] += 1  # ... was served by an idle thread
-    w = Watch(Sampler.attach(port=srv.port, status_url="auto"))
+    w = Watching(Sampler.attach(port=srv.port, status_url="auto"))
     try:
         snap = w.until(
             lambda s: s.model is not None and (s.model.status or "").startswith("mod_status"),

@@ -17,7 +17,7 @@ from readers import modstatus
 from realservers import real_server  # noqa: F401 - the fixture
 from servers.supervisor import Supervisor
 from sources.sampler import Sampler
-from test_attach_real import Watch
+from test_attach_real import Watching
 from test_realservers import SS, _client, needs_ss
 from values.snapshot import Role, Snapshot, WorkerSample
 
@@ -184,7 +184,7 @@ def test_apache_prefork_shows_mod_status_request_and_client_for_each_worker(
     stuck = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
     stuck.sendall(b"GET /slow?who=stuck HTTP/1.1\r\nHost: t\r\n")
     url = f"http://127.0.0.1:{srv.port}/server-status"
-    w = Watch(Sampler.attach(port=srv.port, status_url=url))
+    w = Watching(Sampler.attach(port=srv.port, status_url=url))
     try:
         holder: dict[str, int] = {}
 

@@ -24,7 +24,9 @@ def _scrape(url: str) -> dict[str, list]:
 
 
 def test_attach_no_ui_is_an_agent_that_exports_what_it_samples(start_server):
-    sup = start_server("many_accepts", workers=2)
+    # the held connections outlive the agent's start (2-5 s on a busy 2-core machine;
+    # the default 5 s keep-alive closed them before its first sample)
+    sup = start_server("many_accepts", workers=2, keepalive_timeout=60.0)
     port = int(sup.url.rsplit(":", 1)[1])
     held = []
     agent = None

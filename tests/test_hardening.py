@@ -379,7 +379,7 @@ def test_lost_cluster_handoffs_reach_the_event_log():
     from dataclasses import replace
 
     import synthetic
-    from lab.session import EventDeriver
+    from judging.events import EventDeriver
 
     a = synthetic.snapshot(seq=0, time=100.0)
     assert a.model is not None

@@ -57,19 +57,11 @@ ALLOWED: dict[str, set[str]] = {
     },
     "text": {"plumbing", "loadgen", "values", "judging", "lab"},
     "export": {"plumbing", "values"},
-    # the TUI and the commands still reach below the lab in places (models, the attach
-    # sampler): these are being folded into the lab (one Watch, the lab's model list)
-    "tui": {
-        "plumbing",
-        "loadgen",
-        "values",
-        "judging",
-        "lab",
-        "servers",
-        "originals",
-        "readers",
-        "sources",
-    },
+    # the TUI sees every server, live, attached or recorded, through the lab's Watch
+    "tui": {"plumbing", "loadgen", "values", "judging", "lab"},
+    # the commands likewise; but `serve` runs a server in the foreground (servers,
+    # originals: see ALLOWED_PAST_LAB) and `stack` reads one worker's stack, once, on
+    # demand (readers.stacks: a one-shot read, nothing sampled or judged)
     "commands": {
         "plumbing",
         "servers",
@@ -78,7 +70,6 @@ ALLOWED: dict[str, set[str]] = {
         "values",
         "judging",
         "readers",
-        "sources",
         "lab",
         "tui",
         "text",
@@ -302,3 +293,41 @@ def test_the_views_and_commands_see_the_servers_only_through_the_lab() -> None:
                 if name not in ALLOWED_PAST_LAB.get(f, frozenset())
             ]
     assert not wrong, "\n".join(wrong)
+
+
+# Sampling and judging are the lab's Watch's (read -> annotate -> log -> record -> observe):
+# above the lab, nothing builds a sampler or an analyser of its own (attach did both, and
+# the TUI's attach feed re-implemented the session's sampling beside them)
+WATCHED_ONLY_BY_THE_LAB = frozenset({"sources.sampler", "judging.analyser"})
+
+
+def _modules_imported(tree: ast.AST) -> set[str]:
+    """The absolute modules `tree` imports, and each `from package import module` too."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return out
+
+
+def test_above_the_lab_nothing_samples_or_judges_but_through_its_watch() -> None:
+    wrong = []
+    for path in sorted(SRC.rglob("*.py")):
+        package = _package_of(path)
+        if package not in FLOORS or FLOORS[package] <= FLOORS["lab"]:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        for module in sorted(_modules_imported(tree) & WATCHED_ONLY_BY_THE_LAB):
+            wrong.append(f"{path.relative_to(SRC)} imports {module}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_module_reader_sees_both_forms_of_import() -> None:
+    tree = ast.parse(
+        "import sources.sampler\nfrom judging import analyser\n"
+        "def f():\n    from judging.analyser import Analyser\n"
+    )
+    assert _modules_imported(tree) >= WATCHED_ONLY_BY_THE_LAB

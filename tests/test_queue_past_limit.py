@@ -20,7 +20,7 @@ import pytest
 import synthetic
 from conftest import wait_until
 from judging import diagnosis
-from lab.session import EventDeriver
+from judging.events import EventDeriver
 from sources.sampler import Sampler
 from values.units import ADMITS_ONE_MORE, PAST_LIMIT_NOTE, queue_figure
 

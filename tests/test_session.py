@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import synthetic
-from lab.session import EventDeriver
+from judging.events import EventDeriver
 
 
 def log_of(snaps) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]

@@ -65,7 +65,7 @@ def test_attach_once_piped_is_as_wide_as_its_tables(monkeypatch, capsys) -> None
     import argparse
 
     from commands import attach as attach_command
-    from judging.analyser import Analyser
+    from lab.watch import Watch
 
     snap = _attached()
 
@@ -73,16 +73,15 @@ def test_attach_once_piped_is_as_wide_as_its_tables(monkeypatch, capsys) -> None
         def sample(self) -> Snapshot:
             return snap
 
-    monkeypatch.setattr(attach_command, "ONCE_INTERVAL_S", 0.0)
     a = argparse.Namespace(period=0.0, json=False, threads=False, width=None)
-    assert attach_command._once(Sampler(), Analyser(), a, []) == 0  # type: ignore[arg-type]
+    assert attach_command._once(Watch(Sampler()), a) == 0  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert "…" not in out and "left out" not in out, out
     for column in ("tid", "kind", "RSS MiB", "thr", "req total", "source", "address"):
         assert column in out, out
     assert max(map(len, out.splitlines())) > 80
     a.width = 70  # --width: as asked
-    attach_command._once(Sampler(), Analyser(), a, [])  # type: ignore[arg-type]
+    attach_command._once(Watch(Sampler()), a)  # type: ignore[arg-type]
     out = capsys.readouterr().out
     assert max(map(len, out.splitlines())) <= 70 and "…" not in out, out
 

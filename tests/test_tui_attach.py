@@ -18,14 +18,11 @@ import pytest
 
 import tui_scenarios
 from conftest import assert_all_gone
-from judging.analyser import Analyser
+from lab.attach import Attachment
 from loadgen.levels import PRESETS
-from loadgen.runner import LoadRunner
 from realservers import real_server  # noqa: F401 - the fixture
-from sources.sampler import Sampler
 from test_tui_pilot import aio, wait_for
 from tui.app import ServerscopeApp
-from tui.attach_feed import AttachFeed
 from tui.backlog_panel import BacklogPanel
 from tui.client_panel import ClientPanel
 from tui.diagnosis_banner import DiagnosisBanner
@@ -34,7 +31,7 @@ from tui.scoreboard_grid import summary
 from tui.scoreboard_legend import ScoreboardLegend
 from tui.screens.attach import AttachScreen
 from tui.screens.replay import ReplayScreen
-from tui.source import ReplaySource
+from tui.source import LiveSource, ReplaySource
 from tui.worker_table import WorkerTable
 from values.recording import read_recording
 from values.snapshot import WorkerState
@@ -65,13 +62,11 @@ async def test_attach_screen_on_nginx_reuseport_shows_a_stopped_worker_and_queue
     srv = real_server("nginx", workers=2, reuseport=True)
     workers = srv.children()
     before = _ours()
-    sampler = Sampler.attach(port=srv.port, status_url=None)
-    runner = LoadRunner(
-        f"http://127.0.0.1:{srv.port}/", PRESETS["burst"].with_(clients=4, duration=20)
-    ).start()
+    attachment = Attachment.open(port=srv.port, status_url=None, exact_accepts=False)
+    runner = attachment.start_load(PRESETS["burst"].with_(clients=4, duration=20))
     assert runner.pid is not None
-    sampler.load = runner.stats
-    feed = AttachFeed(sampler, Analyser(), on_close=[runner.stop], load_pid=runner.pid)
+    feed = LiveSource(attachment)
+    assert feed.pids() == [runner.pid]
     ours = _ours() - before  # the load generator, bpftrace when root
     assert runner.pid in ours
     victim = workers[0]
@@ -222,9 +217,7 @@ async def test_attach_screen_folds_gunicorn_gthread_threads_and_t_unfolds_them(
 ) -> None:
     srv = real_server("gunicorn", worker_class="gthread", workers=2, threads=4)
     workers = srv.children()
-    feed = AttachFeed(
-        Sampler.attach(port=srv.port, status_url=None, exact_accepts=False), Analyser()
-    )
+    feed = LiveSource(Attachment.open(port=srv.port, status_url=None, exact_accepts=False))
     app = ServerscopeApp(AttachScreen(feed))
     try:
         async with app.run_test(size=(120, 36)) as pilot:

@@ -10,7 +10,9 @@ subtitle) says which and why. `--status-url` reads Apache's mod_status (auto-det
 at http://127.0.0.1:PORT/server-status when the server answers it).
 
 With `--export ... --no-ui` it is a host agent: the same sampling loop, snapshots handed to
-the Prometheus exporter only, nothing drawn.
+the Prometheus exporter only, nothing drawn. Every form is the lab's `Attachment`, whose
+`Watch` reads, judges, logs and records; the exporter, the JSON printer and the table are
+its observers.
 
 Registered by `commands.main` through `add_parser(subparsers)`; `run(args)` returns the
 exit code. Ctrl-C (or SIGTERM) ends the live view between two samples.
@@ -23,17 +25,12 @@ import functools
 import json
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
 
-from judging import diagnosis
-from judging.analyser import Analyser
+from lab.attach import ONCE_SPAN_S, AttachError, Attachment, too_short
 from lab.autocapture import AutoCapture
+from lab.watch import DEFAULT_PERIOD, Watch
 from loadgen.levels import PRESETS, LoadError, preset
-from loadgen.runner import LoadRunner
 from plumbing.signals import stop_on
-from sources.sampler import DEFAULT_PERIOD, AttachError, Sampler
-from values.recording import RecordingWriter
 from values.snapshot import Snapshot
 
 from . import export
@@ -48,12 +45,6 @@ from .common import (
     seconds,
     stuck_from_args,
 )
-
-Sink = Callable[[Snapshot], None]  # handed every snapshot: the recorder, the exporter
-ONCE_INTERVAL_S = 0.5  # a one-shot CPU % is measured over at least this long ...
-# ... and its diagnoses over as long as their rules need (starvation: 1 s of samples)
-ONCE_SPAN_S = max(ONCE_INTERVAL_S, *diagnosis.MIN_SPAN_S.values())
-
 
 PROG = "serverscope attach"
 
@@ -145,7 +136,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--no-ui", action="store_true", help="draw nothing (an agent for --export or --record)"
     )
     add_stuck_args(p)
-    p.set_defaults(func=run)
     return p
 
 
@@ -156,9 +146,7 @@ def run(a: argparse.Namespace) -> int:
         return fail(PROG, "--no-ui goes with --export or --record, not --once/--json")
     if a.table and (a.json or a.no_ui):
         return fail(PROG, "--table draws the table: not with --json or --no-ui")
-    short = [
-        f"{rule} needs {need:g} s" for rule, need in diagnosis.MIN_SPAN_S.items() if a.window < need
-    ]
+    short = too_short(a.window)
     if short:  # said, not refused: every figure and the other rules still hold
         print(
             f"{PROG}: --window {a.window:g} s is too short to diagnose: {', '.join(short)} "
@@ -170,87 +158,61 @@ def run(a: argparse.Namespace) -> int:
     elif a.status_url != "auto" and not a.status_url.startswith(("http://", "https://")):
         return fail(PROG, f"--status-url {a.status_url!r}: give an http:// URL, auto or none")
     try:
-        sampler = Sampler.attach(
+        att = Attachment.open(
             pid=a.pid,
             port=a.port,
             status_url=a.status_url,
             exact_accepts=a.exact_accepts,
+            window_s=a.window,
+            period=a.period,
             netns=a.netns,
+            # stuck workers' stacks, taken by themselves (not in a one-shot look)
+            autocapture=None if a.once else AutoCapture(stuck_from_args(a)),
         )
-        analyser = Analyser(window_s=a.window)
     except AttachError as e:
         return fail(PROG, str(e), EXIT_FAILED)
     exporter = None
     try:
         exporter = export.from_args(a, PROG)
-        runner = _load(a, sampler)
+        if a.load:
+            att.start_load(preset(a.load))
     except (export.ExportError, LoadError) as e:
-        sampler.close()  # its bpftrace child, when counting exact accepts
+        att.close()  # the sampler's bpftrace child, when counting exact accepts
         if exporter is not None:
             exporter.close()
         return fail(PROG, str(e), EXIT_USAGE)
-    rec = None
     if a.record:
-        rec = RecordingWriter(a.record, meta={"attach": {"pid": a.pid, "port": a.port}})
-    sinks: list[Sink] = []
-    auto = AutoCapture(stuck_from_args(a))  # stuck workers' stacks (not for --once)
+        att.record(a.record)
     if exporter is not None:
-        sinks.append(exporter.update)
-    if rec is not None:
-        sinks.append(rec.write)
+        att.watch.observers.append(exporter.update)
     try:
         if exporter is not None and a.no_ui:
             print(f"{PROG}: exporting on {exporter.url}", file=sys.stderr)
         if a.once:
-            return _once(sampler, analyser, a, sinks)
+            return _once(att.watch, a)
         if not (a.table or a.json or a.no_ui):
-            return _monitor(sampler, analyser, a, sinks, runner, auto)
+            from tui.app import run_attach  # late: Textual loads only when a TUI opens
+
+            return run_attach(att, threads=a.threads)
         with stop_on(threading.Event()) as stop:
-            return _live(sampler, lambda raw: auto.step(analyser.annotate(raw)), a, sinks, stop)
+            return _live(att.watch, a, stop)
     except RuntimeError as e:  # the target exited
         return fail(PROG, str(e), EXIT_FAILED)
     except KeyboardInterrupt:  # --once, whose wait is short
         return EXIT_OK
     finally:
-        if runner is not None:
-            runner.stop()
-        auto.close()
-        sampler.close()
-        if rec is not None:
-            rec.close()
+        att.close()
         if exporter is not None:
             exporter.close()
 
 
-def _load(a: argparse.Namespace, sampler: Sampler) -> LoadRunner | None:
-    """The load generator at the server's first port on 127.0.0.1, started; None without
-    --load. A real server has no /work endpoint, so the preset's request costs are
-    dropped (GET /); the preset's duration bounds it, and LoadRunner refuses non-loopback."""
-    if not a.load:
-        return None
-    ports = getattr(sampler.source, "ports", [])
-    if not ports:
-        raise LoadError("--load: the server listens on no TCP port")
-    ns = getattr(sampler.source, "netns", None)
-    if ns is not None and not ns.own:  # our 127.0.0.1 is not the server's
-        raise LoadError(f"--load: the server is in another network namespace ({ns.path})")
-    level = preset(a.load).with_(cpu_ms=0.0, io_ms=0.0, bytes=0)
-    runner = LoadRunner(f"http://127.0.0.1:{ports[0]}/", level).start()
-    sampler.load = runner.stats
-    return runner
-
-
-def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: list[Sink]) -> int:
+def _once(watch: Watch, a: argparse.Namespace) -> int:
     """Samples every --period until ONCE_SPAN_S of them are covered (the CPU % and every
-    diagnosis rule have what they need), then prints the last one."""
-    snap = analyser.annotate(sampler.sample())
-    covered = 0.0
-    while covered < ONCE_SPAN_S:
-        time.sleep(a.period)
-        snap = analyser.annotate(sampler.sample())
-        covered += snap.interval_s or 0.0
-    for sink in sinks:
-        sink(snap)
+    diagnosis rule have what they need), then prints the last one (the one recorded and
+    exported)."""
+    snap = watch.settle(ONCE_SPAN_S, a.period)
+    if snap is None:
+        return EXIT_OK
     if a.json:
         print(json.dumps(snap.to_dict()))
     else:
@@ -263,58 +225,17 @@ def _once(sampler: Sampler, analyser: Analyser, a: argparse.Namespace, sinks: li
     return EXIT_OK
 
 
-def _monitor(
-    sampler: Sampler,
-    analyser: Analyser,
-    a: argparse.Namespace,
-    sinks: list[Sink],
-    runner: LoadRunner | None,
-    auto: AutoCapture,
-) -> int:
-    """The Textual monitor until q; `run`'s finally stops the load and the sampler."""
-    from tui.app import run_attach
-    from tui.attach_feed import AttachFeed
+def _live(watch: Watch, a: argparse.Namespace, stop: threading.Event) -> int:
+    """Sample every --period until Ctrl-C or SIGTERM, each snapshot printed as JSON
+    (--json), drawn in the rich table (--table), or only recorded and exported (--no-ui)."""
+    if a.json:
 
-    load_pid = runner.pid if runner is not None else None
-    stops = [runner.stop] if runner is not None else []
-    feed = AttachFeed(
-        sampler,
-        analyser,
-        period=a.period,
-        sinks=sinks,
-        on_close=stops,
-        load_pid=load_pid,
-        autocapture=auto,
-    )
-    return run_attach(feed, threads=a.threads)
+        def print_json(snap: Snapshot) -> None:
+            print(json.dumps(snap.to_dict()), flush=True)
 
-
-def _samples(sampler: Sampler, period: float, stop: threading.Event) -> Iterator[Snapshot]:
-    """A sample every `period` seconds on a fixed schedule, until `stop` (Ctrl-C, SIGTERM)."""
-    next_at = time.monotonic()
-    while not stop.is_set():
-        yield sampler.sample()
-        next_at += period
-        delay = next_at - time.monotonic()
-        if delay <= 0:
-            next_at = time.monotonic()
-        elif stop.wait(delay):
-            return
-
-
-def _live(
-    sampler: Sampler,
-    annotate: Callable[[Snapshot], Snapshot],
-    a: argparse.Namespace,
-    sinks: list[Sink],
-    stop: threading.Event,
-) -> int:
+        watch.observers.append(print_json)
     if a.json or a.no_ui:
-        for snap in map(annotate, _samples(sampler, a.period, stop)):
-            for sink in sinks:
-                sink(snap)
-            if a.json:
-                print(json.dumps(snap.to_dict()), flush=True)
+        watch.run(a.period, stop)
         return EXIT_OK
     from rich.console import Console
     from rich.live import Live
@@ -323,9 +244,11 @@ def _live(
 
     console = Console()
     with Live(console=console, auto_refresh=False, screen=False) as live:
-        for snap in map(annotate, _samples(sampler, a.period, stop)):
-            for sink in sinks:
-                sink(snap)
+
+        def draw(snap: Snapshot) -> None:
             fit_console(console, a.width, functools.partial(wanted_width, snap, threads=a.threads))
             live.update(render(snap, threads=a.threads), refresh=True)
+
+        watch.observers.append(draw)
+        watch.run(a.period, stop)
     return EXIT_OK

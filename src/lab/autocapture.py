@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from judging.stuck import Budget, StuckSettings, StuckWatch
-from sources.stacks import worker_stack
+from lab.stacks import worker_stack
 from values.snapshot import Snapshot
 from values.stackvalues import StackCapture
 from values.stuck import Episode, StuckCapture

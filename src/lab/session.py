@@ -13,15 +13,12 @@ import collections
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
 
 from judging import stuck
-from judging.analyser import Analyser
-from judging.diagnosis import OVERFLOW_NEAR_FULL
+from judging.events import LabEvent
 from loadgen.levels import LoadLevel
 from loadgen.runner import LoadRunner
 from loadgen.stats import LoadStats
@@ -31,85 +28,16 @@ from servers.root import BURN_MS, BURN_SIGNAL
 from servers.supervisor import Supervisor
 from sources.sampler import Sampler
 from values.recording import RecordingWriter
-from values.snapshot import Snapshot
-from values.units import queue_figure
+from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 from .autocapture import AutoCapture
 from .server import Server, open_server, sampler_for
+from .watch import Watch
 
 T = TypeVar("T")
 
-DEFAULT_PERIOD = 0.25
-OVERFLOW_QUIET_S = 1.0  # seconds without overflow before the log says it ended
+DEFAULT_PERIOD = SAMPLE_PERIOD_S
 LIVE_DURATION = 300.0  # a live load runs at most this long unless told otherwise
-
-
-@dataclass(frozen=True, slots=True)
-class LabEvent:
-    """A line for the event log: spawns, deaths, overflow start/end, load and model changes."""
-
-    time: float  # time.monotonic()
-    kind: str  # "model", "load", "spawn", "death", "overflow", "diagnosis", "fault", "error",
-    # "stuck" (a stuck worker's stack, taken by itself)
-    message: str
-
-
-class EventDeriver:
-    """Event-log lines from successive snapshots: deaths, spawns, overflow episodes, new
-    diagnoses. One per stream of snapshots (a live session or a replayed recording)."""
-
-    def __init__(self) -> None:
-        self.prev: Snapshot | None = None
-        self.overflowing = False
-        self.overflow_seen = 0.0  # time of the latest sample that overflowed
-        self.seen: set[str] = set()  # diagnosis rules in the previous snapshot
-
-    def step(self, snap: Snapshot) -> list[LabEvent]:
-        out: list[LabEvent] = []
-
-        def log(kind: str, message: str) -> None:
-            out.append(LabEvent(snap.time, kind, message))
-
-        prev, self.prev = self.prev, snap
-        m, pm = snap.model, prev.model if prev else None
-        if m is not None and pm is not None:
-            if (m.deaths or 0) > (pm.deaths or 0):
-                status = m.last_death_status
-                how = f"signal {-status}" if status is not None and status < 0 else f"exit {status}"
-                log("death", f"worker pid {m.last_death_pid} died ({how})")
-            spawned = (m.spawns or 0) - (pm.spawns or 0)
-            if spawned > 0:
-                log("spawn", f"master spawned {spawned} worker{'s' * (spawned > 1)}")
-            lost = (m.handoff_failures or 0) - (pm.handoff_failures or 0)
-            if lost > 0:  # cluster: accepted, never served (no worker, or no free fd)
-                log(
-                    "error",
-                    f"{lost} connection{'s' * (lost > 1)} lost in hand-off to a worker "
-                    f"({m.handoff_failures} so far)",
-                )
-        # the kernel's counter is namespace-wide: it counts only while one of ours is near full
-        near_full = any(ln.fill >= OVERFLOW_NEAR_FULL for ln in snap.listeners)
-        overflowing = any(ln.full for ln in snap.listeners) or (
-            near_full and bool(snap.kernel and snap.kernel.overflows_delta)
-        )
-        # "ended" only after OVERFLOW_QUIET_S without overflow, so a queue hovering at its
-        # limit reads as one episode, not a flicker of starts and ends
-        queue = f"queue {queue_figure(snap.queue, snap.queue_limit)}"
-        if overflowing:
-            self.overflow_seen = snap.time
-            if not self.overflowing:
-                self.overflowing = True
-                log("overflow", f"accept queue overflow started, {queue}")
-        elif self.overflowing and snap.time - self.overflow_seen >= OVERFLOW_QUIET_S:
-            self.overflowing = False
-            log("overflow", f"accept queue overflow ended, {queue}")
-        for d in snap.diagnoses:
-            if d.rule not in self.seen:
-                log("diagnosis", d.message)
-        self.seen = {d.rule for d in snap.diagnoses}
-        for c in snap.stuck:
-            log("stuck", stuck.event_line(c, c.time))
-        return out
 
 
 class Session:
@@ -130,21 +58,14 @@ class Session:
         self.record_path = record
         self.server: Server | None = None  # a Python model or an original (lab.server)
         self.runner: LoadRunner | None = None
-        self.sampler: Sampler | None = None
-        self.analyser = Analyser()
-        self.recorder: RecordingWriter | None = None
-        self.events: collections.deque[LabEvent] = collections.deque(maxlen=500)
-        self.last: Snapshot | None = None
+        # read, judge, log, record, observe: over each server this session starts in turn
+        # stuck workers' stacks, taken off the sampling thread (their episodes outlive it)
+        self.autocapture = AutoCapture(stuck_settings or stuck.StuckSettings())
+        self.watch = Watch(autocapture=self.autocapture)
         self.paused_pids: set[int] = set()
         self._lock = threading.RLock()
         # one long-lived thread owns every child process (see the module docstring)
         self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serverscope-owner")
-        self._events = EventDeriver()
-        # handed every snapshot as it is taken (e.g. the Prometheus exporter's update):
-        # readers of the same snapshots, never a second sampler
-        self.observers: list[Callable[[Snapshot], None]] = []
-        # stuck workers' stacks, taken off this thread; their results in later snapshots
-        self.autocapture = AutoCapture(stuck_settings or stuck.StuckSettings())
 
     # -- running things on the owner thread ---------------------------------------------
     def _on_owner(self, fn: Callable[[], T]) -> T:
@@ -155,7 +76,7 @@ class Session:
         return self._owner.submit(fn)
 
     def log(self, kind: str, message: str) -> None:
-        self.events.append(LabEvent(time.monotonic(), kind, message))
+        self.watch.log(kind, message)
 
     @property
     def supervisor(self) -> Supervisor | None:
@@ -173,12 +94,11 @@ class Session:
             self.server = srv
             self.config = srv.config
             # the workers we pause: their stopped state is read from /proc every sample
-            self.sampler = sampler_for(srv, load=self._load_stats, watch=self.paused_pids)
-            self.analyser = Analyser()
+            self.watch.watch(sampler_for(srv, load=self._load_stats, watch=self.paused_pids))
             self.log("model", f"started {self.describe_model()} on {srv.url}")
-            if self.record_path and self.recorder is None:
+            if self.record_path and self.watch.recorder is None:
                 meta = {"model": self.config.model, "load": self.level.name if self.level else None}
-                self.recorder = RecordingWriter(self.record_path, meta=meta)
+                self.watch.recorder = RecordingWriter(self.record_path, meta=meta)
             if self.level is not None:
                 self._start_load(self.level)
 
@@ -208,9 +128,10 @@ class Session:
                 self.server = None
             if runner is not None:
                 runner.stop()  # reaps it (killed above: returns at once)
-            if self.sampler is not None:
-                self.sampler.close()
-            self.sampler = None
+            sampler = self.sampler
+            self.watch.watch(None)
+            if sampler is not None:
+                sampler.close()
 
     def stop(self) -> None:
         self._on_owner(self._stop)
@@ -236,11 +157,8 @@ class Session:
             self.interrupt()
             self.stop()
         finally:
-            self.autocapture.close()
             self._owner.shutdown(wait=True)
-            if self.recorder is not None:
-                self.recorder.close()
-                self.recorder = None
+            self.watch.close()
 
     def restart(self, config: ServerConfig | None = None, level: LoadLevel | None = None) -> None:
         """Stop, then start again (with a new model config and/or load, when given)."""
@@ -342,18 +260,12 @@ class Session:
         return runner.stats() if runner is not None else None
 
     def sample(self) -> Snapshot | None:
-        """One snapshot (None while no server runs); also records it and logs its events."""
+        """One snapshot through the watch (None while no server runs): judged, logged,
+        recorded and handed to the observers."""
         with self._lock:
-            sampler = self.sampler
-            if sampler is None:
+            snap = self.watch.sample()
+            if snap is None:
                 return None
-            snap = self.autocapture.step(self.analyser.annotate(sampler.sample()))
-            self.events.extend(self._events.step(snap))
-            self.last = snap
-            if self.recorder is not None:
-                self.recorder.write(snap)
-            for observe in self.observers:
-                observe(snap)
             for pid in list(self.paused_pids):
                 if not pid_alive(pid):
                     self.paused_pids.discard(pid)
@@ -371,6 +283,34 @@ class Session:
             knobs.append("exclusive")
         knobs += _policies(c)
         return c.model + (f" ({', '.join(knobs)})" if knobs else "")
+
+    # -- what the views read (the watch holds it) ---------------------------------------
+    @property
+    def sampler(self) -> Sampler | None:
+        return self.watch.sampler
+
+    @property
+    def events(self) -> collections.deque[LabEvent]:
+        return self.watch.events
+
+    @property
+    def observers(self) -> list[Callable[[Snapshot], None]]:
+        """Handed every snapshot as it is taken (e.g. the Prometheus exporter's update)."""
+        return self.watch.observers
+
+    @property
+    def last(self) -> Snapshot | None:
+        return self.watch.last
+
+    def pids(self) -> list[int]:
+        """Every process this session has running: server root, workers, load generator."""
+        out: list[int] = []
+        server, runner = self.server, self.runner
+        if server is not None:
+            out += server.pids()
+        if runner is not None and runner.pid is not None:
+            out.append(runner.pid)
+        return out
 
 
 def _policies(c: ServerConfig) -> list[str]:

@@ -3,7 +3,7 @@
     run_live(config, level)    # `serverscope`: LiveScreen over a Session
     run_replay(snapshots, name)  # `serverscope replay FILE`: ReplayScreen
     run_demo(scenario)         # `serverscope demo NAME`: DemoScreen
-    run_attach(feed)           # `serverscope attach`: AttachScreen over an AttachFeed
+    run_attach(attachment)     # `serverscope attach`: AttachScreen over the lab's Attachment
 
 The app itself only owns what concerns the whole program: the styles, quitting (which
 closes the screen's source: the server and the load stop), kill and hang-up signals, and
@@ -27,6 +27,7 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.screen import Screen
 
 from judging.stuck import StuckSettings
+from lab.attach import Attachment
 from lab.player import DemoPlayer
 from lab.scenarios import Scenario
 from lab.server import ServerConfig
@@ -34,7 +35,6 @@ from lab.session import LIVE_DURATION, Session
 from loadgen.levels import LoadLevel
 from values.snapshot import Snapshot
 
-from .attach_feed import AttachFeed
 from .driver import QuickExitDriver
 from .screens.attach import AttachScreen
 from .screens.demo import DemoScreen
@@ -162,14 +162,15 @@ def run_live(
     return (code or app.return_code or 0), None
 
 
-def run_attach(feed: AttachFeed, *, threads: bool = False) -> int:
-    """Open the TUI on an attached server (`serverscope attach`); the feed is closed on
-    the way out (the server keeps running)."""
-    app = ServerscopeApp(AttachScreen(feed, threads=threads))
+def run_attach(attachment: Attachment, *, threads: bool = False) -> int:
+    """Open the TUI on an attached server (`serverscope attach`); what serverscope started
+    is stopped on the way out (the server keeps running)."""
+    source = LiveSource(attachment)
+    app = ServerscopeApp(AttachScreen(source, threads=threads))
     try:
         app.run()
     finally:
-        feed.close()
+        source.close()
     return app.return_code or 0
 
 

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual import events as textual_events
 from textual.widgets import RichLog
 
-from lab.session import LabEvent
+from judging.events import LabEvent
 
 KIND_STYLE = {
     "model": "cyan",

@@ -1,8 +1,10 @@
-"""Where snapshots come from: a live Session, a recording, or a list made by a test.
+"""Where snapshots come from: a live lab's Watch (a Session's model, an attached server),
+a recording, or a list made by a test.
 
 The app asks its source for the next snapshot once per period (from a thread: a live
 sample reads /proc for up to 1024 workers) and draws it; the same app therefore runs
-live, replays a recording with pause and seek, and draws synthetic snapshots in tests.
+live, attached, replays a recording with pause and seek, and draws synthetic snapshots
+in tests. The live ones are one kind, `LiveSource`: what it shows is the lab's Watch.
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ import threading
 import time
 from collections.abc import Sequence
 
-from lab.session import LabEvent, Session
-from sources.stacks import worker_stack
+from judging.events import LabEvent, derive_events
+from lab.session import Session
+from lab.stacks import worker_stack
+from lab.watch import Watched
 from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 from values.stackvalues import StackCapture
-
-from .events import derive_events
 
 HISTORY = 240  # snapshots kept for sparklines (60 s at 4 Hz)
 STACK_TIMEOUT_S = 10.0  # `d` gives up on a stack after this long (gdb can take a second)
 
 
 class ScreenSource:
-    """The interface the screens use (a LiveSource also has a Session to control)."""
+    """The interface the screens use (a live lab's LiveSource also has its Session)."""
 
     period = SAMPLE_PERIOD_S
     t0 = 0.0  # event times are shown relative to this (time.monotonic() seconds)
@@ -58,11 +60,13 @@ class ScreenSource:
 
 
 class LiveSource(ScreenSource):
+    """A live lab's snapshots: a Session (its keys drive it) or an Attachment."""
+
     live_stacks = True
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.period = session.period
+    def __init__(self, lab: Watched) -> None:
+        self.lab = lab
+        self.period = lab.period
         self.t0 = time.monotonic()
         self._history: collections.deque[Snapshot] = collections.deque(maxlen=HISTORY)
         self._closed = False
@@ -70,17 +74,29 @@ class LiveSource(ScreenSource):
         self._close_lock = threading.Lock()
 
     @property
+    def session(self) -> Session:
+        """The lab's own session (the live lab and the demos; not an attached server)."""
+        if not isinstance(self.lab, Session):
+            raise TypeError("an attached server has no session")
+        return self.lab
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def ended(self) -> str | None:
+        """Why sampling stopped for good (an attached server exited), else None."""
+        return self.lab.watch.ended
+
     def start(self) -> None:
         """Blocking: start the server and the load."""
-        self.session.start()
+        self.lab.start()
 
     def next(self) -> Snapshot | None:
         if self._closed or self._stopping:
             return None
-        snap = self.session.sample()
+        snap = self.lab.sample()
         if snap is None:
             return None
         last = self._history[-1] if self._history else None
@@ -93,31 +109,26 @@ class LiveSource(ScreenSource):
         return tuple(self._history)
 
     def events(self) -> list[LabEvent]:
-        return list(self.session.events)
+        return list(self.lab.watch.events)
 
     def log(self, kind: str, message: str) -> None:
-        self.session.log(kind, message)
+        self.lab.log(kind, message)
 
     def pids(self) -> list[int]:
-        """Every process this source has running: server root, workers, load generator."""
-        out: list[int] = []
-        sup, runner = self.session.server, self.session.runner
-        if sup is not None:
-            out += sup.pids()
-        if runner is not None and runner.pid is not None:
-            out.append(runner.pid)
-        return out
+        """Every process this source has running: server root, workers, load generator
+        (of an attached server: only the load generator, the server is not ours)."""
+        return self.lab.pids()
 
     def interrupt(self) -> None:
         self._stopping = True  # no new samples: the server is going
-        self.session.interrupt()
+        self.lab.interrupt()
 
     def close(self) -> None:
         with self._close_lock:  # held throughout: a second caller returns once it is done
             if self._closed:
                 return
             self._closed = True
-            self.session.close()
+            self.lab.close()
 
 
 class ReplaySource(ScreenSource):

@@ -1,12 +1,13 @@
 """`serverscope attach --port P | --pid PID`: the lab's monitor on somebody else's server.
 
-The same panels as the live lab, fed by an AttachFeed, but no model or load chooser and no
-faults at all (no pause, kill or burn): the server is not ours, so the only keys change
-what is drawn. `t` unfolds the per-thread rows (folded under their process by default, the
-process row's # says `8t`), space freezes the display. What the outside view cannot know
-is drawn as unknown ("-", "?"), never 0: the accepts method (exact with eBPF, or an
-estimate from new connections) is in the subtitle. Quitting stops only what serverscope
-started (bpftrace, the mod_status poller, a --load generator); the server keeps running.
+The same panels as the live lab, fed by a LiveSource over the lab's Attachment, but no
+model or load chooser and no faults at all (no pause, kill or burn): the server is not
+ours, so the only keys change what is drawn. `t` unfolds the per-thread rows (folded
+under their process by default, the process row's # says `8t`), space freezes the
+display. What the outside view cannot know is drawn as unknown ("-", "?"), never 0: the
+accepts method (exact with eBPF, or an estimate from new connections) is in the
+subtitle. Quitting stops only what serverscope started (bpftrace, the mod_status poller,
+a --load generator); the server keeps running.
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from typing import ClassVar
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
-from readers.attach_target import NOT_ALLOWED
+from lab.attach import NOT_ALLOWED
 
-from ..attach_feed import AttachFeed
 from ..diagnosis_banner import DiagnosisBanner
 from ..scoreboard_legend import ATTACH_LEGEND
+from ..source import LiveSource
 from .lab import LabScreen
 
 
 class AttachScreen(LabScreen):
-    source: AttachFeed
+    source: LiveSource
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("t", "threads", "Threads", tooltip="unfold / fold the per-thread rows"),
@@ -34,7 +35,7 @@ class AttachScreen(LabScreen):
         Binding("f", "no_faults", "No faults: not our server"),
     ]
 
-    def __init__(self, source: AttachFeed, *, threads: bool = False) -> None:
+    def __init__(self, source: LiveSource, *, threads: bool = False) -> None:
         super().__init__(source)
         self.busy = "attaching…"
         self.threads = threads  # `attach --threads`: start unfolded

@@ -3,6 +3,7 @@
     LiveScreen(LiveSource(Session(config, level)))   # `serverscope`: keys drive the session
     ReplayScreen(ReplaySource(snapshots))             # `serverscope replay FILE`, tests
     DemoScreen(LiveSource(...), scenario)             # `serverscope demo NAME`
+    AttachScreen(LiveSource(Attachment.open(...)))    # `serverscope attach`
 
 This base only draws snapshots (the source is asked from a thread: a live sample reads
 /proc for up to 1024 workers) and keeps the worker selection; each mode adds its keys by
