@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 import synthetic
+from judging.events import EventDeriver
 from judging.stuck import Budget, StuckSettings, StuckWatch, event_line, grouped
 from lab.autocapture import AutoCapture
-from lab.session import EventDeriver
 from lab.summary import stuck_json
 from values.current import Current, Via
 from values.recording import RecordingWriter, read_recording

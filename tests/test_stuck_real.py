@@ -18,12 +18,12 @@ import pytest
 
 from commands import main as cli
 from judging.analyser import Analyser
+from judging.events import derive_events
 from judging.stuck import StuckSettings, event_line
 from lab.autocapture import AutoCapture
 from readers import stacktools
 from realservers import WSGI_SLEEP_LINE, real_server  # noqa: F401 (a fixture)
 from sources.sampler import Sampler
-from tui.events import derive_events
 from values.recording import read_recording
 from values.snapshot import Snapshot
 from values.stuck import StuckCapture

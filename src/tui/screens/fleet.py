@@ -21,7 +21,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from readers.promapi import PromError
+from lab.fleet_source import PromError
 from values.fleet import Fleet, FleetServer, ServerHistory, ServerId
 from values.fleet_format import (
     COLUMNS,
