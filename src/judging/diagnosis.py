@@ -24,7 +24,8 @@ from values.snapshot import (
 )
 from values.units import dur
 
-from . import analysis, explain
+from . import analysis, cpulimit, explain
+from .cpulimit import cpu_oversubscribed, cpu_throttled
 from .rulekit import Rule, window_phase
 from .rulekit import live as _live
 from .rulekit import mean as _mean
@@ -393,7 +394,10 @@ RULES: tuple[Rule, ...] = (
     server_wait,
     gil_cap,
     reuseport_backlog,
+    cpu_throttled,
+    cpu_oversubscribed,
 )
+MIN_SPAN_S.update(cpulimit.MIN_SPAN_S)
 
 
 def diagnose(win: Sequence[Snapshot], rules: Sequence[Rule] = RULES) -> list[Diagnosis]:

@@ -31,6 +31,7 @@ from plumbing.loghist import LogHist
 from servers.scoreboard import GLYPHS as SCOREBOARD_GLYPHS
 
 from . import snapshot_checks
+from .cgroupcpu import CpuLimit
 from .codec import Checks, FormatError, decode, encode, kind_of
 from .current import Current, Peer, Peers, Via
 from .spread import Spread, Wake, mechanism_label
@@ -42,6 +43,7 @@ __all__ = [
     "PAST_LIMIT_NOTE",
     "SEVERITIES",
     "STATES",
+    "CpuLimit",
     "Current",
     "Diagnosis",
     "FormatError",
@@ -466,6 +468,9 @@ class Snapshot:
     phases: Phases | None = None  # the whole server's, cumulative; None: not measured
     window_phases: Phases | None = None  # the analyser's: what `phases` gained over the
     # window (window_s); None when `phases` is None or not analysed
+    cpu_cgroups: tuple[CpuLimit, ...] = ()  # the cgroups its processes live in, each with
+    # its CPU limit and throttling (values.cgroupcpu, from cpu.max / cfs_quota_us and
+    # cpu.stat); (): not read
 
     # -- conveniences for readers --------------------------------------------------------
     @property

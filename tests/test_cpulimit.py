@@ -1,0 +1,222 @@
+"""CPU limits: the cgroup files read right (v1 and v2, on trees made by the test), the
+values through JSON, and the two rules fired and silenced on synthetic windows. The real
+cgroup, real throttling and real workers are tests/test_cpulimit_real.py's."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import synthetic
+from judging import cpulimit, diagnosis
+from judging.analyser import Analyser
+from plumbing.cgroupfs import Hierarchy, parse_mountinfo
+from readers.cgroupcpu import CgroupCpuReader, limit_of, parse_cpu_stat, parse_proc_cgroup
+from values.cgroupcpu import CpuLimit, by_pid, cores_text
+from values.snapshot import Snapshot
+
+pytestmark = pytest.mark.timeout(30)
+
+MOUNTINFO = (
+    "30 24 0:26 / /sys/fs/cgroup/cpu rw,relatime shared:9 - cgroup cgroup rw,cpu\n"
+    "31 24 0:27 / /sys/fs/cgroup/cpuacct rw,relatime shared:10 - cgroup cgroup rw,cpuacct\n"
+    "40 24 0:35 / /sys/fs/cgroup/unified rw,relatime shared:19 - cgroup2 cgroup2 rw\n"
+    "41 24 0:36 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+)
+
+
+def test_mountinfo_finds_the_v1_cpu_hierarchy_not_cpuacct_and_the_v2_tree():
+    hs = parse_mountinfo(MOUNTINFO)
+    assert hs[1] == Hierarchy(1, "/sys/fs/cgroup/cpu", "/")
+    assert hs[2] == Hierarchy(2, "/sys/fs/cgroup/unified", "/")
+    joint = "30 24 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+    assert parse_mountinfo(joint)[1].mount == "/sys/fs/cgroup/cpu,cpuacct"
+
+
+def test_proc_cgroup_names_the_cpu_line_of_each_version():
+    text = "12:memory:/m\n4:cpu,cpuacct:/docker/abc\n1:name=systemd:/s\n0::/user.slice/x\n"
+    assert parse_proc_cgroup(text, 1) == "/docker/abc"
+    assert parse_proc_cgroup(text, 2) == "/user.slice/x"
+    assert parse_proc_cgroup("4:cpuacct:/a\n", 1) is None  # cpuacct is not cpu
+
+
+def test_cpu_stat_both_versions_and_unknown_stays_none():
+    v1 = "nr_periods 21\nnr_throttled 20\nthrottled_time 1496850050\nnr_bursts 0\n"
+    assert parse_cpu_stat(v1) == (21, 20, pytest.approx(1.49685005))
+    v2 = "usage_usec 9\nuser_usec 5\nnr_periods 7\nnr_throttled 3\nthrottled_usec 250000\n"
+    assert parse_cpu_stat(v2) == (7, 3, 0.25)
+    # a v2 tree without the cpu controller counts usage only: no throttling known
+    assert parse_cpu_stat("usage_usec 9\nuser_usec 5\nsystem_usec 4\n") == (None, None, None)
+
+
+def _v1_group(d: Path, quota: int, period: int = 100_000, stat: str = "") -> None:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (d / "cpu.cfs_period_us").write_text(f"{period}\n")
+    (d / "cpu.stat").write_text(stat or "nr_periods 0\nnr_throttled 0\nthrottled_time 0\n")
+
+
+def test_v1_limit_is_the_tightest_on_the_path(tmp_path: Path):
+    h = Hierarchy(1, str(tmp_path), "/")
+    _v1_group(tmp_path, -1)
+    _v1_group(tmp_path / "pod", 50_000)  # 0.5 core on the parent
+    _v1_group(tmp_path / "pod" / "c", -1)  # the container itself: no quota of its own
+    _v1_group(tmp_path / "wide", 400_000)
+    _v1_group(tmp_path / "wide" / "tight", 10_000, 50_000)  # 0.2 core
+    assert limit_of(h, "/pod/c") == (True, "/pod", 50_000, 100_000)
+    assert limit_of(h, "/wide/tight") == (True, "/wide/tight", 10_000, 50_000)
+    assert limit_of(h, "/") == (False, None, None, None)
+    assert limit_of(h, "/gone")[0] is None  # unreadable: unknown, not "no limit"
+
+
+def test_v2_limit_from_cpu_max(tmp_path: Path):
+    h = Hierarchy(2, str(tmp_path), "/")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "a" / "b" / "cpu.max").write_text("20000 100000\n")
+    assert limit_of(h, "/a/b") == (True, "/a/b", 20_000, 100_000)
+    assert limit_of(h, "/a") == (False, None, None, None)
+
+
+def test_reader_groups_pids_by_cgroup_with_interval_deltas(tmp_path: Path):
+    cg, proc = tmp_path / "cg", tmp_path / "proc"
+    _v1_group(cg, -1)
+    _v1_group(cg / "lim", 20_000, stat="nr_periods 10\nnr_throttled 6\nthrottled_time 500000000\n")
+    for pid, path in ((11, "/lim"), (12, "/lim"), (13, "/")):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cgroup").write_text(f"3:cpuset:/\n2:cpu:{path}\n0::/\n")
+    reader = CgroupCpuReader({1: Hierarchy(1, str(cg), "/")}, proc=str(proc))
+    first = {c.path: c for c in reader.read(0.0, [11, 12, 13, 99])}  # 99: gone
+    assert set(first) == {"/", "/lim"}
+    lim = first["/lim"]
+    assert (lim.pids, lim.cores, lim.nr_periods, lim.nr_throttled) == ((11, 12), 0.2, 10, 6)
+    assert lim.throttled_s == pytest.approx(0.5) and lim.periods_delta is None
+    assert first["/"].limited is False and first["/"].cores is None
+    (cg / "lim" / "cpu.stat").write_text(
+        "nr_periods 15\nnr_throttled 10\nthrottled_time 800000000\n"
+    )
+    lim = {c.path: c for c in reader.read(0.25, [11, 12])}["/lim"]
+    assert (lim.periods_delta, lim.throttled_delta) == (5, 4)
+    assert lim.throttled_s_delta == pytest.approx(0.3) and lim.throttled_fraction == 0.8
+    assert by_pid([lim])[12] is lim
+
+
+def test_cores_text():
+    assert [cores_text(c) for c in (0.2, 1.0, 1.5, 0.05, 4)] == [
+        "0.2 core",
+        "1 core",
+        "1.5 cores",
+        "0.05 core",
+        "4 cores",
+    ]
+
+
+def test_cpu_cgroups_through_json_and_old_recordings_read():
+    limit = CpuLimit("/lim", 1, (1001,), True, "/lim", 20_000, 100_000, 10, 6, 0.5, 5, 3, 0.25)
+    snap = dataclasses.replace(synthetic.snapshot(), cpu_cgroups=(limit,))
+    assert Snapshot.from_dict(snap.to_dict()) == snap
+    old = snap.to_dict()
+    del old["cpu_cgroups"]
+    assert Snapshot.from_dict(old).cpu_cgroups == ()
+
+
+# -- the rules ---------------------------------------------------------------------------
+
+
+def _limited_series(
+    n: int,
+    *,
+    throttled: list[int] | int = 2,
+    periods: int = 3,
+    cores: float | None = 0.2,
+    host_cpu: float = 40.0,
+    states: list[str] | None = None,
+    pids: tuple[int, ...] = (1001, 1002, 1003, 1004),
+) -> list[Snapshot]:
+    """`n` snapshots 0.25 s apart, the 4 workers in one cgroup limited to `cores`, each
+    interval counting `periods` periods of which `throttled` (per sample, or each) ran
+    out of quota, the host busy `host_cpu` % (of 200)."""
+    analyser = Analyser()
+    out = []
+    for k in range(n):
+        thr = throttled[k % len(throttled)] if isinstance(throttled, list) else throttled
+        quota = None if cores is None else round(cores * 100_000)
+        cg = CpuLimit(
+            path="/lim",
+            version=1,
+            pids=pids,
+            limited=cores is not None,
+            limit_path="/lim" if cores is not None else None,
+            quota_us=quota,
+            period_us=None if cores is None else 100_000,
+            nr_periods=periods * (k + 1),
+            nr_throttled=thr * (k + 1),
+            throttled_s=0.07 * thr * (k + 1),
+            periods_delta=periods if k else None,
+            throttled_delta=thr if k else None,
+            throttled_s_delta=0.07 * thr if k else None,
+        )
+        raw = synthetic.snapshot(
+            seq=k,
+            time=1000.0 + 0.25 * k,
+            interval_s=0.25 if k else None,
+            host_cpu=host_cpu,
+            states=states or ["working"] * 4,
+            cpu=[5.0] * 4,
+        )
+        out.append(analyser.annotate(dataclasses.replace(raw, cpu_cgroups=(cg,))))
+    return out
+
+
+def _rules(win: list[Snapshot]) -> set[str]:
+    return {d.rule for d in diagnosis.diagnose(win)} & {"cpu_throttled", "cpu_oversubscribed"}
+
+
+def test_throttled_with_idle_cores_fires_and_names_limit_and_share():
+    win = _limited_series(20)  # 5 s: 2 of 3 periods throttled each 0.25 s
+    d = cpulimit.cpu_throttled(win)
+    assert d is not None
+    assert d.message.startswith("CPU limit 0.2 core: 4 workers throttled in 67% of periods")
+    assert "(38/57, p < 1e-9)" in d.message and "cgroup /lim" in d.message
+    assert "1.6 cores idle" in d.message
+    assert _rules(win) == {"cpu_throttled", "cpu_oversubscribed"}
+    assert any(d.rule == "cpu_throttled" for d in win[-1].diagnoses)  # through the analyser
+
+
+def test_no_limit_no_diagnosis():
+    assert _rules(_limited_series(20, cores=None, throttled=0)) == set()
+    # a limit that never bites: periods, no throttling
+    assert _rules(_limited_series(20, throttled=0)) == set()
+
+
+def test_throttled_but_no_idle_core_is_not_the_limit_alone():
+    win = _limited_series(20, host_cpu=190.0)
+    assert cpulimit.cpu_throttled(win) is None
+    assert cpulimit.cpu_oversubscribed(win) is not None  # the worker count still is
+
+
+def test_a_burst_or_too_little_evidence_does_not_fire():
+    # throttled in one sample of 20 (3 of 57 periods): neither persistent nor significant
+    assert _rules(_limited_series(20, throttled=[3] + [0] * 19)) == set()
+    # a second of measurement: too short to judge
+    assert _rules(_limited_series(5)) == set()
+    # every period throttled, 10 of them in 2.5 s: the fewest judged
+    assert cpulimit.cpu_throttled(_limited_series(11, periods=1, throttled=1)) is not None
+
+
+def test_oversubscribed_needs_more_running_workers_than_cores():
+    one_busy = _limited_series(20, states=["working", "waiting", "waiting", "waiting"])
+    assert cpulimit.cpu_throttled(one_busy) is not None
+    assert cpulimit.cpu_oversubscribed(one_busy) is None
+    d = cpulimit.cpu_oversubscribed(_limited_series(20))
+    assert d is not None
+    assert d.message.startswith(
+        "more busy workers than the CPU limit allows cores: 4 workers busy on a limit of 0.2 core"
+    )
+    assert "~0.05 core each" in d.message and "run at most 1 worker" in d.message
+
+
+def test_limit_on_processes_that_are_not_workers_is_not_judged():
+    assert _rules(_limited_series(20, pids=(1000,))) == set()  # only the master in it
