@@ -151,6 +151,12 @@ class CgroupCpuReader:
             directory = h.directory(limit_path or path)
             text = _read(os.path.join(directory, "cpu.stat")) if directory else None
             stat = parse_cpu_stat(text) if text is not None else (None, None, None)
+            if text is None:  # gone (its processes moved, it was removed): unknown now,
+                # not its cached limit, and read again at the next sample
+                limited, limit_path, quota, period = None, None, None, None
+                del limits[path]
+                for pid in members[path]:
+                    del where[pid]
             before = self._prev.get(limit_path or path)
             prev[limit_path or path] = stat
             out.append(
