@@ -220,3 +220,34 @@ def test_oversubscribed_needs_more_running_workers_than_cores():
 
 def test_limit_on_processes_that_are_not_workers_is_not_judged():
     assert _rules(_limited_series(20, pids=(1000,))) == set()  # only the master in it
+
+
+def test_the_workers_panel_shows_the_limit_and_the_windows_throttling():
+    """The title the terminal draws: throttled periods over the window (as the rule reads
+    them), not one 0.25 s interval's 2 of 3."""
+    from test_tui_truth import on_screen, widget_text
+    from tui.worker_table import WorkerTable
+
+    snaps = _limited_series(20)
+
+    def check(app, screen) -> None:  # type: ignore[no-untyped-def]
+        text = widget_text(app, screen.query_one(WorkerTable)).splitlines()[0]
+        assert "─ workers · CPU limit 0.2 core, throttled in 67% of periods ─" in text
+
+    on_screen(snaps, check)
+    # no limit: the plain title
+    plain = _limited_series(3, cores=None, throttled=0)
+
+    def plain_title(app, screen) -> None:  # type: ignore[no-untyped-def]
+        assert screen.query_one(WorkerTable).border_title == "workers"
+
+    on_screen(plain, plain_title)
+
+
+def test_limit_line_says_unknown_and_nothing_when_no_limit():
+    from values.cgroupcpu import limit_line
+
+    unread = CpuLimit("/..", 1, (5,), None)
+    assert limit_line([unread], {5}) == "CPU limit unknown"
+    assert limit_line([CpuLimit("/", 1, (5,), False)], {5}) is None
+    assert limit_line([unread], {6}) is None  # not the workers' cgroup

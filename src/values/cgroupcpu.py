@@ -11,10 +11,10 @@ was made; `*_delta` over the sampling interval. Unknown is None, never 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["CpuLimit", "by_pid", "cores_text"]
+__all__ = ["CpuLimit", "by_pid", "cores_text", "limit_line", "throttled_over"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +60,48 @@ def cores_text(cores: float) -> str:
     """0.2 -> '0.2 core', 1 -> '1 core', 1.5 -> '1.5 cores', 0.05 -> '0.05 core'."""
     figure = f"{cores:.2f}".rstrip("0").rstrip(".")
     return f"{figure} core" if cores <= 1 else f"{figure} cores"
+
+
+def throttled_over(readings: Iterable[CpuLimit]) -> tuple[int, int, float] | None:
+    """(throttled periods, periods, seconds throttled) summed over successive readings of
+    one cgroup (their interval figures); None when none has them."""
+    periods = throttled = 0
+    seconds, seen = 0.0, False
+    for c in readings:
+        if c.periods_delta is None or c.throttled_delta is None:
+            continue
+        seen = True
+        periods += c.periods_delta
+        throttled += c.throttled_delta
+        seconds += c.throttled_s_delta or 0.0
+    return (throttled, periods, seconds) if seen else None
+
+
+def limit_line(
+    latest: Sequence[CpuLimit],
+    workers: Collection[int],
+    history: Sequence[Sequence[CpuLimit]] = (),
+    *,
+    detail: bool = True,
+) -> str | None:
+    """One line for the CPU limit on the processes `workers`: 'CPU limit 0.2 core,
+    throttled in 62% of periods (3.1 s in 31 periods)' over `history` (each earlier
+    snapshot's cgroups, oldest first, the latest's included), else over the latest
+    interval (`detail`: with the counts in brackets); 'CPU limit unknown' when their cgroup could not be read; None when no
+    limit is set on them (nothing to say)."""
+    mine = [c for c in latest if any(p in workers for p in c.pids)]
+    if not mine:
+        return None
+    limited = [c for c in mine if c.cores is not None]
+    if not limited:
+        return "CPU limit unknown" if any(c.limited is None for c in mine) else None
+    c = min(limited, key=lambda x: x.cores or 0.0)
+    more = f" (+{len(limited) - 1} more cgroups)" if len(limited) > 1 else ""
+    head = f"CPU limit {cores_text(c.cores or 0.0)}{more}"
+    same = [x for snap in history for x in snap if x.path == c.path] or [c]
+    over = throttled_over(same)
+    if over is None or not over[1]:
+        return f"{head}, throttled -" if over is None else f"{head}, no period ran"
+    throttled, periods, seconds = over
+    line = f"{head}, throttled in {100 * throttled / periods:.0f}% of periods"
+    return f"{line} ({throttled}/{periods}, {seconds:.1f} s)" if detail else line
