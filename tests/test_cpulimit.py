@@ -251,3 +251,33 @@ def test_limit_line_says_unknown_and_nothing_when_no_limit():
     assert limit_line([unread], {5}) == "CPU limit unknown"
     assert limit_line([CpuLimit("/", 1, (5,), False)], {5}) is None
     assert limit_line([unread], {6}) is None  # not the workers' cgroup
+
+
+def test_prometheus_export_carries_the_limit_and_cpu_stat_and_leaves_unknown_out():
+    parser = pytest.importorskip("prometheus_client.parser")
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from export.prometheus import SnapshotCollector
+
+    last = _limited_series(3)[-1]
+    unread = CpuLimit("/other", 1, (1000,), None)  # the master's, unreadable
+    snap = dataclasses.replace(last, cpu_cgroups=(*last.cpu_cgroups, unread))
+    collector = SnapshotCollector()
+    collector.update(snap)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    fams = {f.name: f.samples for f in parser.text_string_to_metric_families(text)}
+    cg = last.cpu_cgroups[0]
+
+    def values(name: str) -> dict[str, float]:
+        return {s.labels["cgroup"]: s.value for s in fams[name]}
+
+    assert values("serverscope_cgroup_cpu_limit_cores") == {"/lim": 0.2}
+    assert values("serverscope_cgroup_cpu_periods") == {"/lim": cg.nr_periods}
+    assert values("serverscope_cgroup_cpu_throttled_periods") == {"/lim": cg.nr_throttled}
+    assert values("serverscope_cgroup_cpu_throttled_seconds") == {
+        "/lim": pytest.approx(cg.throttled_s)
+    }
+    assert values("serverscope_cgroup_processes") == {"/lim": 4, "/other": 1}
+    assert {s.labels["model"] for s in fams["serverscope_cgroup_processes"]} == {"many_accepts"}

@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from judging import analysis, cpulimit
 from judging.analyser import Analyser
 from plumbing.cgroupfs import CgroupError, LimitedCgroup
 from readers.cgroupcpu import parse_cpu_stat
 from sources.sampler import Sampler
+from text.attach import render
 from values.snapshot import Snapshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
@@ -137,11 +139,16 @@ def test_a_cpu_limited_models_throttling_is_shown_as_cpu_stat_says_and_diagnosed
                 assert msg.startswith(f"CPU limit 0.2 core: {WORKERS} workers throttled in "), msg
             else:  # the host had no idle core to spare (a busy machine): not the limit alone
                 assert sum(idle) / len(idle) < cpulimit.IDLE_MIN_CORES, idle
+        # attach's text (`attach --once`) names the limit and the last interval's share
+        console = Console(width=160, record=True)
+        console.print(render(att[-1]))
+        assert "CPU limit 0.2 core, throttled in " in console.export_text()
+        for snaps in (lab, att):
             # the interval figures: what cpu.stat gained between two samples
             mine = [next(c for c in s.cpu_cgroups if c.path == cg.path) for s in snaps[-2:]]
             assert mine[1].periods_delta == mine[1].nr_periods - mine[0].nr_periods  # type: ignore[operator]
             assert mine[1].throttled_delta == mine[1].nr_throttled - mine[0].nr_throttled  # type: ignore[operator]
-        # the same workers out of the cgroup (moved back where it came from: the root),
+        # the same workers out of the cgroup (moved to the hierarchy's root),
         # the same load: no limit, no throttling diagnosis
         cg.remove()
         lab, att = _sampled(samplers, 3.0, sup.port)

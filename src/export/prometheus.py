@@ -67,6 +67,7 @@ from plumbing.loghist import LogHist, bucket_bounds
 from values.snapshot import STATES, Snapshot, WorkerSample, WorkerState
 
 from .address import ExportAddress, ExportError, parse_address
+from .cgroup_metrics import cgroup_metrics
 
 __all__ = [
     "ExportAddress",
@@ -161,6 +162,7 @@ class SnapshotCollector(Collector):
         yield from self._imbalance(snap)
         yield from self._diagnoses(snap)
         yield from self._phases(snap)
+        yield from cgroup_metrics(snap)
         ts = GaugeMetricFamily(
             "serverscope_snapshot_timestamp_seconds",
             "Wall-clock time (Unix seconds) of the snapshot this scrape renders.",

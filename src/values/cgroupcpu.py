@@ -85,10 +85,10 @@ def limit_line(
     detail: bool = True,
 ) -> str | None:
     """One line for the CPU limit on the processes `workers`: 'CPU limit 0.2 core,
-    throttled in 62% of periods (3.1 s in 31 periods)' over `history` (each earlier
-    snapshot's cgroups, oldest first, the latest's included), else over the latest
-    interval (`detail`: with the counts in brackets); 'CPU limit unknown' when their cgroup could not be read; None when no
-    limit is set on them (nothing to say)."""
+    throttled in 62% of periods' over `history` (each snapshot's cgroups, oldest first,
+    the latest's included), else over the latest interval; with `detail` the counts
+    follow, '(31/50, 3.1 s)'. 'CPU limit unknown' when their cgroup could not be read;
+    None when no limit is set on them (nothing to say)."""
     mine = [c for c in latest if any(p in workers for p in c.pids)]
     if not mine:
         return None
