@@ -281,3 +281,23 @@ def test_prometheus_export_carries_the_limit_and_cpu_stat_and_leaves_unknown_out
     }
     assert values("serverscope_cgroup_processes") == {"/lim": 4, "/other": 1}
     assert {s.labels["model"] for s in fams["serverscope_cgroup_processes"]} == {"many_accepts"}
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("0", "must be between 0.01 and 1024 cores, got 0"),
+        ("-1", "must be between 0.01 and 1024 cores, got -1"),
+        ("nan", "expected a number of cores (e.g. 0.5), got 'nan'"),
+        ("half", "expected a number of cores (e.g. 0.5), got 'half'"),
+    ],
+)
+def test_a_bad_cpu_limit_is_one_line(text: str, reason: str):
+    import argparse
+
+    from commands.cpu_limit_arg import cores
+
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        cores(text)
+    assert str(e.value) == reason
+    assert cores("0.2") == 0.2

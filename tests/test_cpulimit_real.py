@@ -166,3 +166,78 @@ def test_a_cpu_limited_models_throttling_is_shown_as_cpu_stat_says_and_diagnosed
 
 def _fired(s: Snapshot) -> set[str]:
     return {d.rule for d in s.diagnoses}
+
+
+def test_the_labs_cpu_limit_puts_the_server_in_a_cgroup_of_its_own_and_removes_it() -> None:
+    """`--cpu-limit`: every process of the server in the cgroup, its quota the cores asked;
+    after close the cgroup is gone and so are the processes. A start whose limit cannot
+    be set fails with one line and leaves neither behind."""
+    from conftest import assert_all_gone
+    from lab import cpu_limit
+    from lab.session import Session
+    from servers.config import ServerConfig
+
+    session = Session(ServerConfig(model="many_accepts", workers=2), None, cpu_limit=0.5)
+    try:
+        session.start()
+    except cpu_limit.CpuLimitError as e:
+        session.close()
+        pytest.skip(str(e))
+    sup = session.supervisor
+    cg = session.cgroup
+    assert sup is not None and cg is not None
+    pids = sup.pids()
+    try:
+        assert sorted(cg.pids()) == sorted(pids)
+        assert _limit_files(cg) == (50_000, 100_000)
+        snap = session.sample()
+        assert snap is not None
+        [mine] = [c for c in snap.cpu_cgroups if c.path == cg.path]
+        assert mine.cores == 0.5 and set(mine.pids) == set(pids)
+    finally:
+        session.close()
+    assert_all_gone(pids)
+    assert not os.path.exists(cg.dir)
+
+    # a cgroup that cannot be made: the start fails in one line, nothing is left running
+    class Refused(LimitedCgroup):
+        def __init__(self, name: str, cores: float | None) -> None:
+            raise CgroupError("cannot make cgroup x: Permission denied (run as root)")
+
+    original = cpu_limit.LimitedCgroup
+    cpu_limit.LimitedCgroup = Refused  # type: ignore[misc]
+    session = Session(ServerConfig(model="many_accepts", workers=2), None, cpu_limit=0.5)
+    try:
+        with pytest.raises(cpu_limit.CpuLimitError, match=r"^--cpu-limit: cannot make cgroup"):
+            session.start()
+        sup = session.supervisor
+        assert sup is not None
+        pids = sup.pids()
+    finally:
+        cpu_limit.LimitedCgroup = original  # type: ignore[misc]
+        session.close()
+    assert_all_gone(pids)
+
+
+def test_a_stale_lab_cgroup_of_a_killed_serverscope_is_removed_by_the_next() -> None:
+    """Left by a serverscope killed with SIGKILL (its pid gone, nothing in it): the next
+    lab limit removes it. A live serverscope's is left alone."""
+    from lab import cpu_limit
+
+    class NoServer:
+        def pids(self) -> list[int]:
+            return []
+
+    try:
+        dead = LimitedCgroup(f"{cpu_limit.PREFIX}{2**22 + 7}-0", 0.5)  # no such pid
+    except CgroupError as e:
+        pytest.skip(f"no cgroup of our own: {e}")
+    alive = LimitedCgroup(f"{cpu_limit.PREFIX}{os.getpid()}-999", 0.5)
+    new = None
+    try:
+        new = cpu_limit.confine(NoServer(), 0.3)
+        assert not os.path.exists(dead.dir)
+        assert os.path.exists(alive.dir)
+    finally:
+        for cg in (dead, alive, new):
+            cpu_limit.release(cg)

@@ -4,6 +4,7 @@ the summary as JSON and the run as CSV if asked. The run itself is `lab.headless
 from __future__ import annotations
 
 import argparse
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from rich.console import Console
 from lab.aggregate import write_csv, write_json
 from lab.headless import run_headless
 from lab.server import ServerConfig
+from lab.session import Session
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
@@ -21,7 +23,7 @@ from text.summary import render_summary
 from values.snapshot import Snapshot
 from values.units import dur
 
-from . import common, export
+from . import common, cpu_limit_arg, export
 from .common import (
     DAY_S,
     EXIT_FAILED,
@@ -55,6 +57,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="write the run as a time series to FILE")
     p.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSON Lines)")
     export.add_args(p)
+    cpu_limit_arg.add_arg(p)
     add_model_args(p)
     return p
 
@@ -93,8 +96,10 @@ def progress_run(
     record: str | None = None,
     stop: threading.Event | None = None,
     observers: Sequence[Callable[[Snapshot], None]] = (),
+    cpu_limit: float | None = None,
 ) -> RunSummary:
-    """`run_headless` with a rich progress bar (transient) showing the live figures."""
+    """`run_headless` with a rich progress bar (transient) showing the live figures;
+    `cpu_limit`: cores, the server in a CPU-limited cgroup (lab.cpu_limit)."""
     with live_progress(console) as progress:
         task = progress.add_task(title, total=level.duration, live="starting")
 
@@ -116,6 +121,7 @@ def progress_run(
             on_sample=show,
             stop=stop,
             observers=observers,
+            session_factory=functools.partial(Session, cpu_limit=cpu_limit),
         )
 
 
@@ -142,6 +148,7 @@ def command(a: argparse.Namespace) -> int:
                 record=a.record,
                 stop=stop,
                 observers=[exporter.update] if exporter else (),
+                cpu_limit=a.cpu_limit,
             )
     except LoadError as e:
         return fail(PROG, str(e), EXIT_START)

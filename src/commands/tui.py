@@ -18,7 +18,7 @@ from lab.session import LIVE_DURATION
 from loadgen.levels import LoadError, LoadLevel, preset
 from loadgen.options import LOAD_OPTION
 
-from . import export
+from . import cpu_limit_arg, export
 from .common import add_load_args, config_from_args, fail, load_overrides
 
 NO_LOAD = "none"
@@ -52,6 +52,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSONL)")
     export.add_args(g)
+    cpu_limit_arg.add_arg(g)
     add_load_args(
         p,
         default=DEFAULT_LOAD,
@@ -124,6 +125,7 @@ def run(a: argparse.Namespace) -> int:
             record=a.record,
             load_duration=load_duration(a),
             observers=[exporter.update] if exporter else (),
+            cpu_limit=a.cpu_limit,
         )
     finally:
         if exporter is not None:

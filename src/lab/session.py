@@ -24,6 +24,7 @@ from judging.diagnosis import OVERFLOW_NEAR_FULL
 from loadgen.levels import LoadLevel
 from loadgen.runner import LoadRunner
 from loadgen.stats import LoadStats
+from plumbing.cgroupfs import LimitedCgroup
 from plumbing.process import pid_alive
 from servers.config import ServerConfig
 from servers.root import BURN_MS, BURN_SIGNAL
@@ -32,6 +33,7 @@ from sources.sampler import Sampler
 from values.recording import RecordingWriter
 from values.snapshot import Snapshot, queue_figure
 
+from . import cpu_limit
 from .server import Server, open_server, sampler_for
 
 T = TypeVar("T")
@@ -115,6 +117,7 @@ class Session:
         period: float = DEFAULT_PERIOD,
         record: str | None = None,
         engine: str = "fast",
+        cpu_limit: float | None = None,
     ) -> None:
         self.config = config
         self.level = level
@@ -136,6 +139,8 @@ class Session:
         # handed every snapshot as it is taken (e.g. the Prometheus exporter's update):
         # readers of the same snapshots, never a second sampler
         self.observers: list[Callable[[Snapshot], None]] = []
+        self.cpu_limit = cpu_limit  # cores: the server in a CPU-limited cgroup (lab.cpu_limit)
+        self.cgroup: LimitedCgroup | None = None
 
     # -- running things on the owner thread ---------------------------------------------
     def _on_owner(self, fn: Callable[[], T]) -> T:
@@ -162,6 +167,7 @@ class Session:
             srv = open_server(self.config)
             srv.start()
             self.server = srv
+            self.cgroup = cpu_limit.confine(srv, self.cpu_limit)  # (raises: close() stops srv)
             self.config = srv.config
             # the workers we pause: their stopped state is read from /proc every sample
             self.sampler = sampler_for(srv, load=self._load_stats, watch=self.paused_pids)
@@ -197,6 +203,8 @@ class Session:
                 self.server.stop()
                 self.log("model", f"stopped {self.config.model}")
                 self.server = None
+            cpu_limit.release(self.cgroup)
+            self.cgroup = None
             if runner is not None:
                 runner.stop()  # reaps it (killed above: returns at once)
             if self.sampler is not None:
