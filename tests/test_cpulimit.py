@@ -213,7 +213,8 @@ def test_oversubscribed_needs_more_running_workers_than_cores():
     d = cpulimit.cpu_oversubscribed(_limited_series(20))
     assert d is not None
     assert d.message.startswith(
-        "more busy workers than the CPU limit allows cores: 4 workers busy on a limit of 0.2 core"
+        "more busy workers than the CPU limit allows cores: 4 workers busy on average under "
+        "a limit of 0.2 core"
     )
     assert "~0.05 core each" in d.message and "run at most 1 worker" in d.message
 

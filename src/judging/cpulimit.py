@@ -155,7 +155,8 @@ def cpu_oversubscribed(win: Sequence[Snapshot]) -> Diagnosis | None:
             "cpu_oversubscribed",
             Severity.WARNING,
             f"more busy workers than the CPU limit allows cores: {_num(busy)} workers busy "
-            f"on a limit of {cores_text(t.cores)}, ~{share:.2g} core each, throttled in "
+            f"on average under a limit of {cores_text(t.cores)}, ~{share:.2g} core each, "
+            f"throttled in "
             f"{_pct(100 * t.fraction)} of periods ({_where(t.limit)}); run at most "
             f"{allowed} worker{'s' if allowed != 1 else ''} or raise the limit",
         )
