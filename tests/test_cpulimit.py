@@ -302,3 +302,21 @@ def test_a_bad_cpu_limit_is_one_line(text: str, reason: str):
         cores(text)
     assert str(e.value) == reason
     assert cores("0.2") == 0.2
+
+
+def test_the_worker_detail_names_its_cgroup_limit_and_throttling():
+    from tui import worker_detail
+
+    last = _limited_series(3)[-1]
+    w = last.live_workers[0]
+    text = [t.plain for t in worker_detail.lines(w, last)]
+    assert (
+        "cgroup /lim (v1): CPU limit 0.2 core; throttled in 67% of periods in the last "
+        "interval (2/3, cpu.stat)" in text
+    )
+    unlimited = _limited_series(2, cores=None, throttled=0)[-1]
+    assert "cgroup /lim (v1): no CPU limit" in [
+        t.plain for t in worker_detail.lines(unlimited.live_workers[0], unlimited)
+    ]
+    unread = dataclasses.replace(last, cpu_cgroups=())
+    assert not any("cgroup" in t.plain for t in worker_detail.lines(w, unread))
