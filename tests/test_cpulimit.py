@@ -320,3 +320,23 @@ def test_the_worker_detail_names_its_cgroup_limit_and_throttling():
     ]
     unread = dataclasses.replace(last, cpu_cgroups=())
     assert not any("cgroup" in t.plain for t in worker_detail.lines(w, unread))
+
+
+def test_a_removed_cgroup_reads_unknown_then_its_processes_new_cgroup(tmp_path: Path):
+    """Its cached limit is not shown once its files are gone; the pids are read again at
+    once (a process is otherwise re-read every MOVED_S or so, staggered)."""
+    import shutil
+
+    cg, proc = tmp_path / "cg", tmp_path / "proc"
+    _v1_group(cg, -1)
+    _v1_group(cg / "lim", 20_000)
+    (proc / "11").mkdir(parents=True)
+    (proc / "11" / "cgroup").write_text("2:cpu:/lim\n")
+    reader = CgroupCpuReader({1: Hierarchy(1, str(cg), "/")}, proc=str(proc))
+    assert [c.cores for c in reader.read(0.0, [11])] == [0.2]
+    shutil.rmtree(cg / "lim")
+    (proc / "11" / "cgroup").write_text("2:cpu:/\n")
+    [gone] = reader.read(0.25, [11])
+    assert (gone.path, gone.limited, gone.cores, gone.nr_periods) == ("/lim", None, None, None)
+    [now] = reader.read(0.5, [11])
+    assert (now.path, now.limited) == ("/", False)

@@ -7,8 +7,8 @@ a parent: v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`); throttling
 limiting cgroup's `cpu.stat` (nr_periods, nr_throttled, v1 throttled_time ns or v2
 throttled_usec). Hand-written: a few small files (no library in the dependency set reads
 cgroups). Cost: a process's cgroup and a path's limit change rarely, so they are re-read
-every REFRESH_S; only each cgroup's cpu.stat is read every sample (one file per cgroup,
-not per worker: 250 workers in one cgroup cost one read).
+every MOVED_S and REFRESH_S; only each cgroup's cpu.stat is read every sample (one file
+per cgroup, not per worker: 250 workers in one cgroup cost one read).
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ __all__ = ["REFRESH_S", "CgroupCpuReader", "cgroup_of", "parse_cpu_stat", "parse
 
 N = TypeVar("N", int, float)
 
-REFRESH_S = 1.0  # seconds a process's cgroup and a cgroup's limit are trusted before re-read
+REFRESH_S = 1.0  # seconds a cgroup's limit is trusted before it is read again
+MOVED_S = 5.0  # ... and a process's cgroup, staggered over the pids (up to 2x this), so a
+# sample re-reads a few of 250 pids, not all at once: processes rarely move, and one
+# whose cgroup went away (its cpu.stat unreadable) is read again at the next sample
 
 
 def parse_proc_cgroup(text: str, version: int) -> str | None:
@@ -123,7 +126,7 @@ class CgroupCpuReader:
         # v2 when its tree offers cpu (cpu.max there), else v1's cpu hierarchy, else a v2
         # tree without it (its cgroups have no limit: reads say "no limit", not unknown)
         self.hierarchy = v2 if v2 is not None and v2_has_cpu(v2) else hs.get(1) or v2
-        self._where: dict[int, tuple[float, str | None]] = {}  # pid -> (read at, cgroup)
+        self._where: dict[int, tuple[float, str | None]] = {}  # pid -> (read again at, cgroup)
         self._limits: dict[str, tuple[float, tuple]] = {}  # cgroup -> (read at, limit_of)
         self._prev: dict[str, tuple[int | None, int | None, float | None]] = {}
 
@@ -135,8 +138,9 @@ class CgroupCpuReader:
         where = {}
         for pid in pids:
             seen = self._where.get(pid)
-            if seen is None or now - seen[0] >= REFRESH_S:
-                seen = (now, cgroup_of(pid, h, self.proc))
+            if seen is None or now >= seen[0]:
+                again = now + MOVED_S * (1.0 + (pid % 64) / 64)
+                seen = (again, cgroup_of(pid, h, self.proc))
             where[pid] = seen
             if seen[1] is not None:
                 members.setdefault(seen[1], []).append(pid)
