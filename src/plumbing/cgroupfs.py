@@ -100,7 +100,7 @@ class LimitedCgroup:
         if h is None:
             raise CgroupError("no cgroup hierarchy with the cpu controller is mounted")
         self.hierarchy = h
-        self.path = f"/{name}"  # as /proc/PID/cgroup will name it, under a root mount
+        self.path = os.path.join(h.root, name)  # as /proc/PID/cgroup will name it
         base = h.directory(h.root)
         assert base is not None
         self.dir = os.path.join(base, name)
@@ -116,8 +116,12 @@ class LimitedCgroup:
             if cores is not None:
                 self._limit(cores)
         except OSError as e:
+            hint = ""
+            if h.version == 2 and not os.path.exists(os.path.join(self.dir, "cpu.max")):
+                hint = f" (the cpu controller is not enabled for children of {base}: "
+                hint += f"echo +cpu > {os.path.join(base, 'cgroup.subtree_control')})"
             self.remove()
-            raise CgroupError(f"cannot set a CPU limit on {self.dir}: {e.strerror}") from e
+            raise CgroupError(f"cannot set a CPU limit on {self.dir}: {e.strerror}{hint}") from e
 
     def _limit(self, cores: float) -> None:
         quota = max(MIN_QUOTA_US, round(cores * PERIOD_US))
