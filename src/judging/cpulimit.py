@@ -123,7 +123,8 @@ def cpu_throttled(win: Sequence[Snapshot]) -> Diagnosis | None:
         Severity.WARNING,
         f"CPU limit {cores_text(t.cores)}: {n} worker{'s' if n != 1 else ''} throttled in "
         f"{_pct(100 * t.fraction)} of periods ({t.throttled}/{t.periods}, "
-        f"{evenness.p_text(t.p)}), {t.throttled_s:.1f} s throttled in {_num(t.span_s)} s, "
+        f"{evenness.p_text(t.p)}), {t.throttled_s:.1f} s throttled (summed over CPUs) in "
+        f"{_num(t.span_s)} s, "
         f"while {_num(idle_cores)} {'core' if _num(idle_cores) == '1' else 'cores'} idle "
         f"({_where(t.limit)})",
     )
