@@ -269,5 +269,6 @@ def test_a_window_too_short_for_a_rule_is_said_in_one_line() -> None:
     first = r.stderr.splitlines()[0]
     assert (
         first == "serverscope attach: --window 0.5 s is too short to diagnose: starvation "
-        "needs 1 s, accept_skew needs 3 s of samples"
+        "needs 1 s, accept_skew needs 3 s, cpu_throttled needs 2 s, cpu_oversubscribed "
+        "needs 2 s of samples"
     ), r.stderr

@@ -65,6 +65,8 @@ RULE_IDS = {
     "reuseport_backlog",
     "server_wait",
     "stalled_owner",
+    "cpu_throttled",
+    "cpu_oversubscribed",
 }
 
 

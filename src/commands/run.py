@@ -4,6 +4,7 @@ the summary as JSON and the run as CSV if asked. The run itself is `lab.headless
 from __future__ import annotations
 
 import argparse
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from judging.stuck import StuckSettings
 from lab.aggregate import write_csv, write_json
 from lab.headless import run_headless
 from lab.server import ServerConfig
+from lab.session import Session
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
@@ -22,7 +24,7 @@ from text.summary import render_summary
 from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 from values.units import dur
 
-from . import common, export
+from . import common, cpu_limit_arg, export
 from .common import (
     DAY_S,
     EXIT_FAILED,
@@ -56,6 +58,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="FILE", help="write the run as a time series to FILE")
     p.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSON Lines)")
     export.add_args(p)
+    cpu_limit_arg.add_arg(p)
     add_model_args(p)
     common.add_stuck_args(p)
     return p
@@ -96,8 +99,10 @@ def progress_run(
     stop: threading.Event | None = None,
     observers: Sequence[Callable[[Snapshot], None]] = (),
     stuck_settings: StuckSettings | None = None,
+    cpu_limit: float | None = None,
 ) -> RunSummary:
-    """`run_headless` with a rich progress bar (transient) showing the live figures."""
+    """`run_headless` with a rich progress bar (transient) showing the live figures;
+    `cpu_limit`: cores, the server in a CPU-limited cgroup (lab.cpu_limit)."""
     with live_progress(console) as progress:
         task = progress.add_task(title, total=level.duration, live="starting")
 
@@ -120,6 +125,7 @@ def progress_run(
             stop=stop,
             observers=observers,
             stuck_settings=stuck_settings,
+            session_factory=functools.partial(Session, cpu_limit=cpu_limit),
         )
 
 
@@ -147,6 +153,7 @@ def command(a: argparse.Namespace) -> int:
                 stop=stop,
                 observers=[exporter.update] if exporter else (),
                 stuck_settings=common.stuck_from_args(a),
+                cpu_limit=a.cpu_limit,
             )
     except LoadError as e:
         return fail(PROG, str(e), EXIT_START)

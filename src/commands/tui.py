@@ -18,7 +18,7 @@ from lab.session import LIVE_DURATION
 from loadgen.levels import LoadError, LoadLevel, preset
 from loadgen.options import LOAD_OPTION
 
-from . import export
+from . import cpu_limit_arg, export
 from .common import (
     add_load_args,
     add_stuck_args,
@@ -53,6 +53,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--record", metavar="FILE", help="record every snapshot to FILE (JSONL)")
     export.add_args(g)
+    cpu_limit_arg.add_arg(g)
     add_load_args(
         p,
         default=DEFAULT_LOAD,
@@ -127,6 +128,7 @@ def run(a: argparse.Namespace) -> int:
             load_duration=load_duration(a),
             observers=[exporter.update] if exporter else (),
             stuck_settings=stuck_from_args(a),
+            cpu_limit=a.cpu_limit,
         )
     finally:
         if exporter is not None:

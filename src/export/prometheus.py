@@ -69,6 +69,7 @@ from plumbing.loghist import LogHist, bucket_bounds
 from values.snapshot import STATES, Snapshot, WorkerSample, WorkerState
 
 from .address import ExportAddress, ExportError, parse_address
+from .cgroup_metrics import cgroup_metrics
 from .identity import host_name, imbalance_basis, server_info
 
 __all__ = [
@@ -166,6 +167,7 @@ class SnapshotCollector(Collector):
         yield from self._diagnoses(snap)
         yield from server_info(snap, self.host)
         yield from self._phases(snap)
+        yield from cgroup_metrics(snap)
         ts = GaugeMetricFamily(
             "serverscope_snapshot_timestamp_seconds",
             "Wall-clock time (Unix seconds) of the snapshot this scrape renders.",

@@ -16,7 +16,8 @@ from values.findings import Diagnosis, Severity, severity_rank
 from values.snapshot import Hold, Snapshot, WorkerSample, WorkerState
 from values.units import ADMITS_ONE_MORE, queue_figure
 
-from . import analysis, explain
+from . import analysis, cpulimit, explain
+from .cpulimit import cpu_oversubscribed, cpu_throttled
 from .gil import gil_cap
 from .master import master_bottleneck
 from .rulekit import PHASE_MIN_COUNT, Rule, window_phase
@@ -218,7 +219,10 @@ RULES: tuple[Rule, ...] = (
     server_wait,
     gil_cap,
     reuseport_backlog,
+    cpu_throttled,
+    cpu_oversubscribed,
 )
+MIN_SPAN_S.update(cpulimit.MIN_SPAN_S)
 
 
 def diagnose(win: Sequence[Snapshot], rules: Sequence[Rule] = RULES) -> list[Diagnosis]:

@@ -22,6 +22,7 @@ from judging.events import LabEvent
 from loadgen.levels import LoadLevel
 from loadgen.runner import LoadRunner
 from loadgen.stats import LoadStats
+from plumbing.cgroupfs import LimitedCgroup
 from plumbing.process import pid_alive
 from servers.config import ServerConfig
 from servers.root import BURN_MS, BURN_SIGNAL
@@ -30,6 +31,7 @@ from sources.sampler import Sampler
 from values.recording import RecordingWriter
 from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
+from . import cpu_limit
 from .autocapture import AutoCapture
 from .server import Server, open_server, sampler_for
 from .watch import Watch
@@ -50,6 +52,7 @@ class Session:
         record: str | None = None,
         engine: str = "fast",
         stuck_settings: stuck.StuckSettings | None = None,
+        cpu_limit: float | None = None,
     ) -> None:
         self.config = config
         self.level = level
@@ -66,6 +69,8 @@ class Session:
         self._lock = threading.RLock()
         # one long-lived thread owns every child process (see the module docstring)
         self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serverscope-owner")
+        self.cpu_limit = cpu_limit  # cores: the server in a CPU-limited cgroup (lab.cpu_limit)
+        self.cgroup: LimitedCgroup | None = None
 
     # -- running things on the owner thread ---------------------------------------------
     def _on_owner(self, fn: Callable[[], T]) -> T:
@@ -92,6 +97,7 @@ class Session:
             srv = open_server(self.config)
             srv.start()
             self.server = srv
+            self.cgroup = cpu_limit.confine(srv, self.cpu_limit)  # (raises: close() stops srv)
             self.config = srv.config
             # the workers we pause: their stopped state is read from /proc every sample
             self.watch.watch(sampler_for(srv, load=self._load_stats, watch=self.paused_pids))
@@ -126,6 +132,8 @@ class Session:
                 self.server.stop()
                 self.log("model", f"stopped {self.config.model}")
                 self.server = None
+            cpu_limit.release(self.cgroup)
+            self.cgroup = None
             if runner is not None:
                 runner.stop()  # reaps it (killed above: returns at once)
             sampler = self.sampler

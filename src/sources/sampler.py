@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from loadgen.stats import LoadStats
 from readers import procfs
+from readers.cgroupcpu import CgroupCpuReader
 from values.server_info import HostSample, KernelCounters, ModelInfo
 from values.snapshot import SAMPLE_PERIOD_S, ListenerSample, Snapshot, WorkerSample, is_stopped
 
@@ -57,6 +58,7 @@ class Sampler:
         # dispatches, the host's busy and total CPU, the kernel's overflows and drops
         self._totals: Counter[float] = Counter()
         self._stalled: dict[tuple[int, int, int], float] = {}  # listener -> stalled since
+        self._cgroups = CgroupCpuReader()
 
     @classmethod
     def for_supervisor(cls, sup: Supervisor, *, watch: Collection[int] = (), **kw: Any) -> Sampler:
@@ -99,6 +101,8 @@ class Sampler:
         host_pct = busy / total * 100.0 * self._ncpu if busy is not None and total else None
         kernel = self._kernel(iv)
         totals.end()
+        pids = {w.pid for w in reading.workers if w.alive} | {model.root_pid}
+        cgroups = self._cgroups.read(now, pids)
         snap = Snapshot(
             seq=self._seq,
             time=now,
@@ -113,6 +117,7 @@ class Sampler:
             host=HostSample(cpu_count=self._ncpu, cpu_percent=host_pct),
             client=self._client(),
             cost_ms=(time.thread_time() - t0) * 1000.0,
+            cpu_cgroups=cgroups,
         )
         self._seq += 1
         self._prev_time = now

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from values.cgroupcpu import limit_line
 from values.findings import Severity
 from values.snapshot import Snapshot, WorkerSample, WorkerState
 from values.units import PAST_LIMIT_NOTE, mib, opt
@@ -79,6 +80,9 @@ def _head(snap: Snapshot) -> Text:
             head.append(f"\n{m.access_note}", style="bold yellow")
     if snap.host is not None:
         head.append(f"  host CPU {opt(snap.host.cpu_percent)}% of {snap.host.cpu_count * 100}%")
+    limit = limit_line(snap.cpu_cgroups, {w.pid for w in snap.live_workers})
+    if limit is not None:  # the workers' cgroup: its limit, and the last interval's share
+        head.append(f"\n{limit}", style="bold yellow" if "throttled in" in limit else "")
     if snap.kernel is not None:
         k = snap.kernel
         head.append(

@@ -145,10 +145,14 @@ def run_live(
     load_duration: float = LIVE_DURATION,
     observers: Sequence[Callable[[Snapshot], None]] = (),
     stuck_settings: StuckSettings | None = None,
+    cpu_limit: float | None = None,
 ) -> tuple[int, str | None]:
     """Open the TUI on a live session; returns (exit code, startup error or None).
-    `observers` are handed every snapshot too (e.g. the Prometheus exporter)."""
-    session = Session(config, level, record=record, stuck_settings=stuck_settings)
+    `observers` are handed every snapshot too (e.g. the Prometheus exporter); `cpu_limit`:
+    cores, the server in a CPU-limited cgroup (lab.cpu_limit)."""
+    session = Session(
+        config, level, record=record, stuck_settings=stuck_settings, cpu_limit=cpu_limit
+    )
     session.observers.extend(observers)
     source = LiveSource(session)
     screen = LiveScreen(source, load_duration=load_duration)

@@ -22,6 +22,7 @@ from values.current import (
 from values.snapshot import GLYPHS, Snapshot, WorkerSample
 from values.units import num
 
+from . import cpu_limit
 from .drawing import STATE_STYLE
 
 SOURCE = {
@@ -53,6 +54,8 @@ def lines(w: WorkerSample, snap: Snapshot) -> list[Text]:
         head.append(f" for {seconds(w.state_age_s)}")
     head.append(f" · {num(w.connections)} connection{'' if w.connections == 1 else 's'}")
     out = [head, Text()]
+    if (limit := cpu_limit.worker_line(w, snap)) is not None:
+        out += [limit, Text()]
     out += _current(w, w.current, now)
     if w.peers is not None or w.slot is None:
         out.append(Text())

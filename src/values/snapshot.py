@@ -31,6 +31,7 @@ from plumbing.loghist import LogHist
 from servers.slots import GLYPHS as SCOREBOARD_GLYPHS
 
 from . import snapshot_checks
+from .cgroupcpu import CpuLimit
 from .codec import Checks, FormatError, decode, encode, kind_of
 from .current import Current, Peer, Peers
 from .findings import Diagnosis, ImbalanceSet
@@ -318,6 +319,9 @@ class Snapshot:
     # window (window_s); None when `phases` is None or not analysed
     stuck: tuple[StuckCapture, ...] = ()  # the lab's automatic stack captures of stuck
     # workers that finished since the previous snapshot (values.stuck), each in one snapshot
+    cpu_cgroups: tuple[CpuLimit, ...] = ()  # the cgroups its processes live in, each with
+    # its CPU limit and throttling (values.cgroupcpu, from cpu.max / cfs_quota_us and
+    # cpu.stat); (): not read
 
     # -- conveniences for readers --------------------------------------------------------
     @property

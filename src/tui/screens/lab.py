@@ -30,6 +30,7 @@ from values.snapshot import Snapshot, WorkerKey, WorkerSample
 
 from ..backlog_panel import BacklogPanel
 from ..client_panel import ClientPanel
+from ..cpu_limit import workers_title
 from ..diagnosis_banner import DiagnosisBanner
 from ..event_log import EventLog
 from ..frame import Frame
@@ -214,6 +215,9 @@ class LabScreen(Screen[None]):
         if panel.border_title != title:  # (setting it redraws the panel)
             panel.border_title = title
         self.query_one(WorkerTable).show(frame)
+        table, title = self.query_one(WorkerTable), workers_title(frame)
+        if table.border_title != title:
+            table.border_title = title
         self.query_one(ImbalancePanel).show(frame)
         self.query_one(BacklogPanel).show(frame)
         self.query_one(PhasesPanel).show(frame)
