@@ -62,8 +62,9 @@ def top_shares(sup, bursts: int = 10, n: int = 20) -> list[float]:
 def test_less_busy_lowers_the_top_share_of_a_burst_against_all(start_server):
     """puma's wait_for_less_busy_worker: a serving worker waits up to 5 ms before
     accepting, so an idle one takes the connection. Seen: mean top share all 0.89-0.99,
-    less-busy 0.49-0.60 (10 bursts of 20 on 4 workers, load average 9-15); on a quiet machine the greedy
-    spread is milder (0.35-0.9 a burst, p 0.036 over 10 bursts), so 20 bursts a side."""
+    less-busy 0.49-0.60 (10 bursts of 20 on 4 workers, load average 9-15); on a quiet
+    machine the greedy spread is milder (0.35-0.9 a burst, p 0.036 over 10 bursts), so 20
+    bursts a side."""
     greedy = top_shares(start_server("many_accepts", workers=4, accept_policy="all"), 20)
     polite = top_shares(start_server("many_accepts", workers=4, accept_policy="less-busy"), 20)
     mean_greedy, mean_polite = sum(greedy) / 20, sum(polite) / 20

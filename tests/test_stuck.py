@@ -177,7 +177,7 @@ def test_a_starved_pool_of_250_is_captured_within_the_budget_once_each() -> None
     d = next(d for d in last.diagnoses if d.rule == "stuck")
     assert d.message.startswith(f"stuck: {len(came)} of {len(came)} stuck workers (in one")
     assert "`app` (wsgiapp.py:7) <- `handle` (sync.py:178)" in d.message
-    assert f"(stacks of {len(came)} of 250 stuck: captures are budgeted)" in d.message
+    assert f"(stacks of {len(came)} of 250 stuck: the others still being read or past" in d.message
 
 
 def test_no_budget_no_capture() -> None:
@@ -213,7 +213,28 @@ def test_threads_waiting_for_the_gil_are_counted_from_their_native_frames() -> N
     gil = (Frame("take_gil", "ceval_gil.c", 300, native=True), Frame("burn", "app.py", 9))
     held = (Frame("burn", "app.py", 9), Frame("run", "threading.py", 975))
     d = grouped([_cap(i, gil) for i in range(5)] + [_cap(5, held)], stuck=6)
-    assert d is not None and "5 of 6 wait for the GIL (in take_gil)" in d.message
+    assert d is not None and "5 of 6 wait for the GIL" in d.message
+
+
+def test_without_cpythons_symbols_the_gil_wait_is_its_condition_wait_not_a_locks() -> None:
+    """py-spy --native on CPython 3.11 without symbols (seen): a thread waiting for the GIL
+    shows pthread_cond_timedwait right above its Python frame; a thread waiting on a lock
+    shows PyThread_acquire_lock_timed: that one is not waiting for the GIL."""
+    cond = (
+        Frame("0x7f11850a3f16", "libc.so.6", None, native=True),
+        Frame("pthread_cond_timedwait", "libc.so.6", None, native=True),
+        Frame("spin", "gil.py", 4),
+    )
+    lock = (
+        Frame("PyThread_acquire_lock_timed", "libpython3.11.so", None, native=True),
+        Frame("pthread_cond_timedwait", "libc.so.6", None, native=True),
+        Frame("Thread._wait_for_tstate_lock", "threading.py", 1139),
+    )
+    native_only = (Frame("pthread_cond_timedwait", "libc.so.6", None, native=True),)
+    d = grouped([_cap(i, cond) for i in range(3)] + [_cap(3, lock), _cap(4, native_only)], 5)
+    assert d is not None and "3 of 5 wait for the GIL" in d.message
+    assert grouped([_cap(0, lock)], stuck=1) is not None
+    assert "GIL" not in (grouped([_cap(0, lock)], stuck=1) or d).message
 
 
 # -- carried by snapshots ---------------------------------------------------------------------

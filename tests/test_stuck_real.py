@@ -167,3 +167,27 @@ def test_apache_prefork_starved_by_keepalive_clients_stands_in_the_keepalive_rea
         sampler.close()
         for cl in clients:
             cl.close()
+
+
+@pytest.mark.solo
+@pytest.mark.timeout(60)
+def test_thread_workers_under_the_gil_are_seen_waiting_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """goroutines (event-loop threads in one CPython) under half-second CPU requests: the
+    automatic captures of a GIL process's thread workers read native frames, and the
+    diagnosis counts the threads in CPython's GIL wait, each capture naming the handler
+    under it. Seen without the native frames: py-spy shows the waiting thread in the same
+    Python line as the one running, so nothing could be said."""
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "run", "--model", "goroutines", "--workers", "4", "--clients", "8", "--cpu-ms", "500",
+        "--duration", "4", "--stuck-after", "1", "--json", "gil.json",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    doc = json.loads((tmp_path / "gil.json").read_text())
+    taken = [s for s in doc["stuck"] if s["stack"]["ok"]]
+    assert taken and all(s["stack"]["method"] == "py-spy dump --native" for s in taken), doc
+    assert all("`burn_cpu` (app.py:" in s["where"] for s in taken), [s["where"] for s in taken]
+    stuck = [d["message"] for d in doc["diagnoses"] if d["rule"] == "stuck"]
+    assert stuck and re.search(r"\d+ of \d+ wait for the GIL", stuck[0]), stuck

@@ -38,6 +38,27 @@ RULE = "stuck"
 PER_WORKER_S = 60.0  # one worker's stack is taken at most once in this many seconds
 WHERE_FRAMES = 2  # frames that say where a worker stands (innermost first)
 GIL_WAIT = "take_gil"  # CPython's function a thread waits for the GIL in (native frames)
+# without CPython's symbols take_gil is not named: its condition wait sits right under the
+# Python frame that waits (seen with py-spy --native on CPython 3.11: pthread_cond_timedwait
+# under `spin`); a lock's wait goes through PyThread_acquire_lock or a semaphore instead
+GIL_CONDITION_WAITS = frozenset({GIL_WAIT, "pthread_cond_timedwait", "pthread_cond_wait"})
+LOCK_WAITS = ("PyThread_acquire_lock", "acquire_lock", "sem_")
+
+
+def waits_for_gil(t: ThreadStack) -> bool:
+    """The thread waits for the GIL: its native frames above its innermost Python frame
+    (innermost first) are CPython's GIL wait, not a lock's."""
+    above: list[str] = []
+    for f in t.frames:
+        if not f.native:
+            break
+        above.append(f.function)
+    else:
+        return False  # no Python frame under them: not a Python thread waiting
+    if any(name.startswith(LOCK_WAITS) or "acquire_lock" in name for name in above):
+        return False
+    return any(name in GIL_CONDITION_WAITS for name in above)
+
 
 # the automatic captures' settings, declared once: the command line (commands.common
 # add_settings) and docs read these rows
@@ -256,8 +277,10 @@ def _frame_text(function: str, file: str | None, line: int | None) -> str:
 
 
 def signature(t: ThreadStack) -> tuple[tuple[str, str | None, int | None], ...]:
-    """Where a thread stands: its innermost WHERE_FRAMES frames (what is grouped)."""
-    return tuple((f.function, f.file, f.line) for f in t.frames[:WHERE_FRAMES])
+    """Where a thread stands: its innermost WHERE_FRAMES frames (what is grouped), leaving
+    out native frames known by their address only (`0x7ff4...` says nothing)."""
+    named = [f for f in t.frames if not (f.native and f.function.startswith("0x"))] or t.frames
+    return tuple((f.function, f.file, f.line) for f in named[:WHERE_FRAMES])
 
 
 def where(sig: Sequence[tuple[str, str | None, int | None]]) -> str:
@@ -288,15 +311,19 @@ def grouped(captures: Sequence[StuckCapture], stuck: int, *, earlier: int = 0) -
         if t is None or not t.frames:
             continue
         groups[(c.episode.what, signature(t))] += 1
-        gil += any(f.function == GIL_WAIT for f in t.frames)
+        gil += waits_for_gil(t)
     if not groups:
         return None
     (what, sig), n = groups.most_common(1)[0]
     read = sum(groups.values())
     doing = doing_words(what)
     others = f"; {len(groups) - 1} other stack{'s' * (len(groups) > 2)}" if len(groups) > 1 else ""
-    held = f"; {gil} of {read} wait for the GIL (in {GIL_WAIT})" if gil else ""
-    more = f" (stacks of {read} of {stuck} stuck: captures are budgeted)" if stuck > read else ""
+    held = f"; {gil} of {read} wait for the GIL" if gil else ""
+    more = (
+        f" (stacks of {read} of {stuck} stuck: the others still being read or past the budget)"
+        if stuck > read
+        else ""
+    )
     if earlier:
         more += f" ({earlier} of the stacks from the worker's previous episode)"
     message = (

@@ -38,6 +38,8 @@ class AutoCapture:
         self.watch = StuckWatch(settings.stuck_after)
         self.budget = Budget(settings.capture_budget)
         self._capture: Capturer = capturer or (lambda pid, tid: worker_stack(pid, tid))
+        self._native = capturer is None  # a stand-in capturer (tests) is used as given
+        self._native_locks: dict[int, threading.Lock] = {}  # one native read per process
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future[StuckCapture]] = []
         self._lock = threading.Lock()
@@ -56,26 +58,38 @@ class AutoCapture:
         new = self.watch.step(snap)
         self.watch.captured(snap.stuck)
         self.episodes += len(new)
+        # a thread worker of a CPython with the GIL: only native frames tell a thread that
+        # waits for the GIL from one that runs (py-spy shows both in the same Python line)
+        gil = snap.model is not None and snap.model.gil is True
         for e in new:
             if len(self._pending) < QUEUED and self.budget.take(e.key, snap.time):
-                self._submit(e)
+                self._submit(e, native=gil and e.tid != e.pid)
         found = self.watch.diagnosis()
         if found is not None and all(d.rule != found.rule for d in snap.diagnoses):
             snap = dataclasses.replace(snap, diagnoses=(*snap.diagnoses, found))
         return snap
 
-    def _submit(self, e: Episode) -> None:
+    def _submit(self, e: Episode, *, native: bool = False) -> None:
         with self._lock:
             if self._closed:
                 return
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(POOL, thread_name_prefix="serverscope-stack")
-            self._pending.append(self._pool.submit(self._take, e))
+            self._pending.append(self._pool.submit(self._take, e, native))
             self.taken += 1
 
-    def _take(self, e: Episode) -> StuckCapture:
+    def _take(self, e: Episode, native: bool) -> StuckCapture:
         began = time.monotonic()
+        if native and self._native:
+            # a native read ptraces the whole process: two at once on one process, the
+            # second is refused by the kernel (EPERM), so one process's are taken in turn
+            with self._process_lock(e.pid):
+                return StuckCapture(e, began, worker_stack(e.pid, e.tid, native=True))
         return StuckCapture(e, began, self._capture(e.pid, e.tid))
+
+    def _process_lock(self, pid: int) -> threading.Lock:
+        with self._lock:
+            return self._native_locks.setdefault(pid, threading.Lock())
 
     def _collect(self) -> tuple[StuckCapture, ...]:
         with self._lock:
