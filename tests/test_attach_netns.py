@@ -289,7 +289,7 @@ def _cli(*args: str) -> tuple[int, str]:
     a = p.parse_args(["attach", *args])
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = a.func(a)
+        code = attach_cmd.run(a)
     return code, err.getvalue()
 
 
@@ -356,13 +356,14 @@ def test_the_docs_namespace_example_runs_as_written(tmp_path: Path) -> None:
     if reason:
         pytest.skip(reason)
     doc = (Path(__file__).parent.parent / "docs" / "attach.md").read_text()
-    block = re.search(r"```sh\n(.*?)```", doc, re.S)
-    assert block is not None
+    blocks = re.findall(r"```sh\n(.*?)```", doc, re.S)
+    block = next((b for b in blocks if "unshare" in b), None)
+    assert block is not None, "docs/attach.md: no example with unshare"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     out = tmp_path / "out"
     with out.open("w") as f:
         proc = subprocess.Popen(
-            ["bash", "-e", "-c", block.group(1)],
+            ["bash", "-e", "-c", block],
             cwd=tmp_path,
             env=env,
             stdout=f,
@@ -479,6 +480,7 @@ def test_the_head_and_the_monitor_s_subtitle_say_where_it_runs() -> None:
     )
     monitor = SimpleNamespace(last=snap, source=SimpleNamespace(ended=None), frozen=False)
     monitor.threads = False
+    monitor.sampling_cost = lambda: None
     assert "docker aaaaaaaaaaaa" in AttachScreen.subtitle(monitor)  # type: ignore[arg-type]
     out = io.StringIO()
     Console(file=out, width=200).print(attach_text.render(base))  # the lab's: no placement

@@ -59,6 +59,9 @@ RUN_ELSEWHERE = {
     "serverscope fix --model many_accepts --exclusive --workers 4 --load storm --clients 10 "
     "--rate 300 --duration 4 --json fix.json": "tests/test_fix.py::"
     "test_the_docs_commands_fix_skew_and_find_no_difference_between_two_same_runs",
+    # the fleet reads a Prometheus, which that test starts (with the page's scrape config)
+    "serverscope fleet": "tests/test_fleet_docs.py::"
+    "test_every_command_on_the_fleet_page_runs_as_written",
 }
 EXE = Path(sys.executable).with_name("serverscope")
 

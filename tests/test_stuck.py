@@ -20,7 +20,8 @@ from lab.autocapture import AutoCapture
 from lab.summary import stuck_json
 from values.current import Current, Via
 from values.recording import RecordingWriter, read_recording
-from values.snapshot import Snapshot
+from values.snapshot import Snapshot, WorkerState
+from values.spread import Wake
 from values.stackvalues import Frame, StackCapture, ThreadStack
 from values.stuck import Episode, StuckCapture
 
@@ -328,3 +329,44 @@ def test_the_run_summary_lists_the_stuck_workers_stacks() -> None:
     assert "stuck workers: 12 episodes, 10 stacks taken" in text
     assert "worker 0 (pid 100) stuck in one request 10.0 s: `app` (wsgiapp.py:7)" in text
     assert "... 2 more (--json lists them all)" in text
+
+
+def test_a_worker_holding_several_idle_connections_is_not_stuck() -> None:
+    """An event loop holding 20 idle keep-alive clients waits on all of them and serves
+    others: not stuck (seen: an attached many_accepts worker read as stuck in keep-alive);
+    a worker pinned by its one keep-alive client is; a loop running a handler is."""
+    watch = StuckWatch(stuck_after=1.0)
+    base = synthetic.snapshot(workers=3)
+    workers = [
+        dataclasses.replace(base.workers[0], state=WorkerState.KEEPALIVE, connections=20),
+        dataclasses.replace(base.workers[1], state=WorkerState.KEEPALIVE, connections=1),
+        dataclasses.replace(base.workers[2], state=WorkerState.WORKING, connections=5),
+    ]
+    found = []
+    for i in range(4):
+        snap = dataclasses.replace(base, time=base.time + i, workers=tuple(workers))
+        found += watch.step(snap)
+    assert {e.slot for e in found} == {1, 2}, found
+
+
+def test_an_attached_worker_polling_the_listener_is_not_stuck_in_keepalive() -> None:
+    """attach: a many_accepts worker holding one idle keep-alive client, its listener in
+    its epoll set (`owners`, wake epoll): an event loop free to accept, not stuck (seen
+    as "stuck in keep-alive" before); with a blocking accept (Apache prefork) it is."""
+    base = synthetic.snapshot(workers=2)
+    workers = tuple(
+        dataclasses.replace(w, state=WorkerState.KEEPALIVE, connections=1) for w in base.workers
+    )
+    pids = tuple(w.pid for w in workers)
+
+    def found(wake: Wake) -> set[int | None]:
+        watch = StuckWatch(stuck_after=1.0)
+        ln = dataclasses.replace(base.listeners[0], owners=pids, wake=wake)
+        eps = []
+        for i in range(4):
+            snap = dataclasses.replace(base, time=base.time + i, workers=workers, listeners=(ln,))
+            eps += watch.step(snap)
+        return {e.slot for e in eps}
+
+    assert found(Wake.EPOLL) == set()
+    assert found(Wake.BLOCKING) == {0, 1}

@@ -29,8 +29,10 @@ from values.snapshot import (
     BUSY_STATES,
     Snapshot,
     WorkerSample,
+    WorkerState,
     is_stopped,
 )
+from values.spread import Wake
 from values.stackvalues import StackCapture, ThreadStack
 from values.stuck import Episode, StuckCapture
 
@@ -108,12 +110,27 @@ def _what(w: WorkerSample, now: float) -> tuple[str, float | None] | None:
     age = w.state_age_s
     if is_stopped(w):
         return "stopped", (now - age if age is not None else None)
+    if (w.connections or 0) > 1 and w.state != WorkerState.WORKING:
+        # a worker holding several connections at once waits on all of them (an event
+        # loop): idle keep-alive clients or a slow request do not stop it serving others
+        # (seen: an attached many_accepts worker holding 20 idle clients read as stuck)
+        return None
     c = w.current
     if c is not None and c.requests and c.began is not None:
         return "request", c.began
     if w.state in BUSY_STATES:
         return w.state.value, (now - age if age is not None else None)
     return None
+
+
+def _polling(snap: Snapshot) -> set[int]:
+    """Processes seen with a listener in their epoll set (attach: `owners`): event loops,
+    waiting for new connections beside the ones they hold, so idle clients do not stop
+    them. Not a blocking accept: Apache prefork keeps its listener in an epoll set it
+    never waits on while a keep-alive client holds the child (read as blocking)."""
+    return {
+        pid for ln in snap.listeners if ln.wake in (Wake.EPOLL, Wake.EXCLUSIVE) for pid in ln.owners
+    }
 
 
 @dataclass(slots=True)
@@ -145,8 +162,9 @@ class StuckWatch:
         """Episodes that became stuck with `snap` (each once); forgets the ended ones."""
         now, new = snap.time, []
         seen: dict[tuple[int | None, int, int], _Open] = {}
+        loops = _polling(snap)
         for w in snap.workers:
-            got = _what(w, now)
+            got = None if w.pid in loops and w.state != WorkerState.WORKING else _what(w, now)
             if got is None:
                 continue
             what, since = got
