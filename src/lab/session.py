@@ -120,7 +120,7 @@ class Session:
     def _stop(self) -> None:
         """Stop the load and the server at once: the generator is killed (its drain and
         result would be thrown away with it) while the server stops, so the stop costs
-        the server's stop alone (issue 18: quitting waited 2 s of drain, then the server)."""
+        the server's stop alone (not 2 s of drain, then the server)."""
         with self._lock:
             runner, self.runner = self.runner, None
             if runner is not None:
