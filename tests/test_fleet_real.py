@@ -155,7 +155,8 @@ def _compare(s: FleetServer, once: dict, before: dict[int, int], after: dict[int
     assert (imb.workers, imb.total) == (mine.n, pytest.approx(mine.total))
     for a, b in ((imb.jain, mine.jain), (imb.top_share, mine.top_share)):
         assert (a is None and b is None) or a == pytest.approx(b)
-    assert {(d.rule, d.severity) for d in s.diagnoses} == {
+    # `stuck` comes from the agent's own stack captures, which a one-shot look never takes
+    assert {(d.rule, d.severity) for d in s.diagnoses if d.rule != "stuck"} == {
         (d.rule, str(d.severity)) for d in snap.diagnoses
     }
     assert s.throttled is None  # the exporter has no throttling series yet: unknown
@@ -216,10 +217,12 @@ def test_fleet_ranks_three_real_agents_worst_first_with_their_own_figures(
             skewed = by[roots["skewed"]].spread("accepts")
             seen.append((rules, skewed.total if skewed is not None else None))
             # the starved children also stand stuck in their keep-alive reads: the agents
-            # take their stacks by themselves, and `stuck` says where they stand
+            # take their stacks by themselves, and `stuck` says where they stand; so does
+            # the skewed model's worker holding one idle client (from outside, one idle
+            # keep-alive connection pins a worker as far as can be read)
             return (
                 rules["starved"] - {"stuck"} == {"starvation"}
-                and rules["skewed"] == {"accept_skew"}
+                and rules["skewed"] - {"stuck"} == {"accept_skew"}
                 and rules["healthy"] == set()
                 and skewed is not None
                 and skewed.total == 0  # the burst's accepts have left the agent's window

@@ -21,7 +21,6 @@ from lab.summary import stuck_json
 from values.current import Current, Via
 from values.recording import RecordingWriter, read_recording
 from values.snapshot import Snapshot, WorkerState
-from values.spread import Wake
 from values.stackvalues import Frame, StackCapture, ThreadStack
 from values.stuck import Episode, StuckCapture
 
@@ -347,26 +346,3 @@ def test_a_worker_holding_several_idle_connections_is_not_stuck() -> None:
         snap = dataclasses.replace(base, time=base.time + i, workers=tuple(workers))
         found += watch.step(snap)
     assert {e.slot for e in found} == {1, 2}, found
-
-
-def test_an_attached_worker_polling_the_listener_is_not_stuck_in_keepalive() -> None:
-    """attach: a many_accepts worker holding one idle keep-alive client, its listener in
-    its epoll set (`owners`, wake epoll): an event loop free to accept, not stuck (seen
-    as "stuck in keep-alive" before); with a blocking accept (Apache prefork) it is."""
-    base = synthetic.snapshot(workers=2)
-    workers = tuple(
-        dataclasses.replace(w, state=WorkerState.KEEPALIVE, connections=1) for w in base.workers
-    )
-    pids = tuple(w.pid for w in workers)
-
-    def found(wake: Wake) -> set[int | None]:
-        watch = StuckWatch(stuck_after=1.0)
-        ln = dataclasses.replace(base.listeners[0], owners=pids, wake=wake)
-        eps = []
-        for i in range(4):
-            snap = dataclasses.replace(base, time=base.time + i, workers=workers, listeners=(ln,))
-            eps += watch.step(snap)
-        return {e.slot for e in eps}
-
-    assert found(Wake.EPOLL) == set()
-    assert found(Wake.BLOCKING) == {0, 1}

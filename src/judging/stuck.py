@@ -32,7 +32,6 @@ from values.snapshot import (
     WorkerState,
     is_stopped,
 )
-from values.spread import Wake
 from values.stackvalues import StackCapture, ThreadStack
 from values.stuck import Episode, StuckCapture
 
@@ -123,16 +122,6 @@ def _what(w: WorkerSample, now: float) -> tuple[str, float | None] | None:
     return None
 
 
-def _polling(snap: Snapshot) -> set[int]:
-    """Processes seen with a listener in their epoll set (attach: `owners`): event loops,
-    waiting for new connections beside the ones they hold, so idle clients do not stop
-    them. Not a blocking accept: Apache prefork keeps its listener in an epoll set it
-    never waits on while a keep-alive client holds the child (read as blocking)."""
-    return {
-        pid for ln in snap.listeners if ln.wake in (Wake.EPOLL, Wake.EXCLUSIVE) for pid in ln.owners
-    }
-
-
 @dataclass(slots=True)
 class _Open:
     what: str
@@ -162,9 +151,8 @@ class StuckWatch:
         """Episodes that became stuck with `snap` (each once); forgets the ended ones."""
         now, new = snap.time, []
         seen: dict[tuple[int | None, int, int], _Open] = {}
-        loops = _polling(snap)
         for w in snap.workers:
-            got = None if w.pid in loops and w.state != WorkerState.WORKING else _what(w, now)
+            got = _what(w, now)
             if got is None:
                 continue
             what, since = got
