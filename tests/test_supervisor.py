@@ -40,6 +40,7 @@ def test_cluster_round_robin_is_even(start_server):
     wait_until(lambda: sup.read().model.dispatches == 102, what="102 dispatches")
 
 
+@pytest.mark.solo  # FIFO wake-ups need the cores: under load [51, 57, 54, 38] was seen
 def test_proc_spawn_fifo_accept_is_even(start_server):
     sup = start_server("proc_spawn", workers=4)
     before = accepts_per_worker(sup)
