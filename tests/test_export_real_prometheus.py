@@ -9,37 +9,30 @@ Jain index covers the whole run and must equal the summary's whole-run index.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import assert_all_gone, wait_until
+from conftest import wait_until
 from export.prometheus import ExportAddress, SnapshotExporter
 from lab.headless import run_headless
 from loadgen.levels import preset
+from promlaunch import needs_prometheus, prometheus  # noqa: F401 - the fixture
 from servers.config import ServerConfig
 from values.snapshot import Snapshot
 
-PROMETHEUS = shutil.which("prometheus")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(
-        PROMETHEUS is None, reason="needs the Prometheus server: apt-get install prometheus"
-    ),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90), needs_prometheus]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _scrape(target_port: int) -> str:
+    """A Prometheus config scraping the exporter on `target_port` every second."""
+    return (
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        "scrape_configs:\n  - job_name: serverscope\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{target_port}']\n"
+    )
 
 
 def _query(base: str, promql: str) -> list[dict]:
@@ -50,62 +43,12 @@ def _query(base: str, promql: str) -> list[dict]:
     return body["data"]["result"]
 
 
-def _ready(base: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path):
-    """Start Prometheus on its own free loopback port and storage dir; yields a function that
-    points it at an exporter's port (the config is written before the start)."""
-    procs: list[subprocess.Popen] = []
-
-    def start(target_port: int) -> str:
-        port = _free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
-            "scrape_configs:\n  - job_name: serverscope\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{target_port}']\n"
-        )
-        log = open(tmp_path / "prometheus.log", "wb")  # noqa: SIM115 (closed with the fixture)
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _ready(base) or proc.poll() is not None, 30, "Prometheus ready")
-        assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()
-        return base
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    assert_all_gone([p.pid for p in procs])
-
-
-def test_prometheus_scrapes_the_per_worker_accepts_and_jain_of_a_skewed_burst(prometheus):
+def test_prometheus_scrapes_the_per_worker_accepts_and_jain_of_a_skewed_burst(
+    prometheus,  # noqa: F811 - the fixture
+):
     t0 = time.monotonic()
     with SnapshotExporter(ExportAddress("127.0.0.1", 0)) as exporter:
-        base = prometheus(exporter.port)
+        base = prometheus(_scrape(exporter.port))
         seen: list[Snapshot] = []
         level = preset("burst").with_(duration=3)
         summary = run_headless(
