@@ -18,8 +18,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +31,11 @@ from realservers import (
     WSGI_APP,
     RealServer,
     _alive,
-    _has_user,
     _need_pypi,
     _which,
+    apache_config,
+    apache_docs,
+    prefork_sizing,
 )
 
 UNSHARE = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--"]
@@ -169,49 +169,9 @@ def apache(tmp: Path, *, workers: int = 3, port: int = 8000) -> NsServer:
     mods = APACHE_MODULES
     if exe is None or not os.path.exists(f"{mods}/mod_mpm_prefork.so"):
         pytest.skip("Apache httpd not installed (Debian package apache2)")
-    docs = Path(tempfile.mkdtemp(prefix="serverscope-htdocs-"))  # readable by www-data
-    (docs / "index.html").write_text("ok\n")
-    for p in (docs, docs / "index.html"):
-        p.chmod(0o755)
-    user, group = ("www-data", "www-data") if _has_user("www-data") else ("nobody", "nogroup")
-    (tmp / "httpd.conf").write_text(
-        textwrap.dedent(
-            f"""
-            ServerRoot "{tmp}"
-            ServerName 127.0.0.1
-            Listen 127.0.0.1:{port}
-            PidFile "{tmp}/httpd.pid"
-            ErrorLog "{tmp}/error.log"
-            LogLevel warn
-            DefaultRuntimeDir "{tmp}"
-            Mutex file:{tmp} default
-            User {user}
-            Group {group}
-            LoadModule mpm_prefork_module {mods}/mod_mpm_prefork.so
-            LoadModule authz_core_module {mods}/mod_authz_core.so
-            LoadModule status_module {mods}/mod_status.so
-            LoadModule dir_module {mods}/mod_dir.so
-            DocumentRoot "{docs}"
-            DirectoryIndex index.html
-            <Directory "{docs}">
-                Require all granted
-            </Directory>
-            <Location "/server-status">
-                SetHandler server-status
-                Require all granted
-            </Location>
-            ExtendedStatus On
-            KeepAlive On
-            KeepAliveTimeout 30
-            MaxKeepAliveRequests 0
-            StartServers {workers}
-            MinSpareServers 1
-            MaxSpareServers {workers}
-            ServerLimit {workers}
-            MaxRequestWorkers {workers}
-            """
-        )
-    )
+    docs = apache_docs()
+    conf = apache_config(tmp, port, docs, "prefork", 30, prefork_sizing(workers, workers))
+    (tmp / "httpd.conf").write_text(conf)
     env = [f"{k}={v}" for k, v in os.environ.items() if not k.startswith("APACHE_")]
     argv = ["env", "-i", *env, exe, "-f", str(tmp / "httpd.conf"), "-DFOREGROUND"]
     srv = _start("apache", tmp, port, argv, workers)

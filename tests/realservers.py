@@ -125,6 +125,66 @@ def _wait_ready(srv: RealServer, workers: int, timeout: float = 20.0) -> None:
 # -- Apache httpd (Debian's apache2) --------------------------------------------------
 
 
+def apache_docs() -> Path:
+    """The document root: the children run as www-data (or nobody) and pytest's temp dirs
+    are 0700, so it goes in a world-readable temp dir of its own (removed at stop)."""
+    docs = Path(tempfile.mkdtemp(prefix="serverscope-htdocs-"))
+    (docs / "index.html").write_text("ok\n")
+    for p in (docs, docs / "index.html"):
+        p.chmod(0o755)
+    return docs
+
+
+def prefork_sizing(start: int, max_workers: int) -> str:
+    return f"""
+        StartServers {start}
+        MinSpareServers 1
+        MaxSpareServers {max_workers}
+        ServerLimit {max_workers}
+        MaxRequestWorkers {max_workers}
+        MaxConnectionsPerChild 0
+    """
+
+
+def apache_config(
+    tmp: Path, port: int, docs: Path, mpm: str, keepalive_timeout: int, sizing: str
+) -> str:
+    """httpd.conf of a test's own Apache: loopback port, mod_status with ExtendedStatus at
+    /server-status, everything under `tmp`; `sizing` the MPM's directives."""
+    user = "www-data" if _has_user("www-data") else "nobody"
+    return textwrap.dedent(
+        f"""
+        ServerRoot "{tmp}"
+        ServerName 127.0.0.1
+        Listen 127.0.0.1:{port}
+        PidFile "{tmp}/httpd.pid"
+        ErrorLog "{tmp}/error.log"
+        LogLevel warn
+        DefaultRuntimeDir "{tmp}"
+        Mutex file:{tmp} default
+        User {user}
+        Group {"www-data" if user == "www-data" else "nogroup"}
+        LoadModule mpm_{mpm}_module {APACHE_MODULES}/mod_mpm_{mpm}.so
+        LoadModule authz_core_module {APACHE_MODULES}/mod_authz_core.so
+        LoadModule status_module {APACHE_MODULES}/mod_status.so
+        LoadModule dir_module {APACHE_MODULES}/mod_dir.so
+        DocumentRoot "{docs}"
+        DirectoryIndex index.html
+        <Directory "{docs}">
+            Require all granted
+        </Directory>
+        <Location "/server-status">
+            SetHandler server-status
+            Require all granted
+        </Location>
+        ExtendedStatus On
+        KeepAlive On
+        KeepAliveTimeout {keepalive_timeout}
+        MaxKeepAliveRequests 0
+        """
+    ) + textwrap.dedent(sizing)
+
+
 def apache(
     tmp: Path,
     *,
@@ -138,21 +198,9 @@ def apache(
     if exe is None or not os.path.exists(f"{APACHE_MODULES}/mod_mpm_{mpm}.so"):
         pytest.skip("Apache httpd not installed (Debian package apache2)")
     port = free_port()
-    # the children run as www-data (or nobody) and pytest's temp dirs are 0700: the
-    # document root goes in a world-readable temp dir of its own, removed at stop
-    docs = Path(tempfile.mkdtemp(prefix="serverscope-htdocs-"))
-    (docs / "index.html").write_text("ok\n")
-    for p in (docs, docs / "index.html"):
-        p.chmod(0o755)
+    docs = apache_docs()
     if mpm == "prefork":
-        sizing = f"""
-            StartServers {start}
-            MinSpareServers 1
-            MaxSpareServers {max_workers}
-            ServerLimit {max_workers}
-            MaxRequestWorkers {max_workers}
-            MaxConnectionsPerChild 0
-        """
+        sizing = prefork_sizing(start, max_workers)
     else:
         children = max(1, max_workers // threads_per_child)
         sizing = f"""
@@ -165,42 +213,8 @@ def apache(
             MaxRequestWorkers {children * threads_per_child}
             MaxConnectionsPerChild 0
         """
-    user = "www-data" if _has_user("www-data") else "nobody"
     conf = tmp / "httpd.conf"
-    conf.write_text(
-        textwrap.dedent(
-            f"""
-            ServerRoot "{tmp}"
-            ServerName 127.0.0.1
-            Listen 127.0.0.1:{port}
-            PidFile "{tmp}/httpd.pid"
-            ErrorLog "{tmp}/error.log"
-            LogLevel warn
-            DefaultRuntimeDir "{tmp}"
-            Mutex file:{tmp} default
-            User {user}
-            Group {"www-data" if user == "www-data" else "nogroup"}
-            LoadModule mpm_{mpm}_module {APACHE_MODULES}/mod_mpm_{mpm}.so
-            LoadModule authz_core_module {APACHE_MODULES}/mod_authz_core.so
-            LoadModule status_module {APACHE_MODULES}/mod_status.so
-            LoadModule dir_module {APACHE_MODULES}/mod_dir.so
-            DocumentRoot "{docs}"
-            DirectoryIndex index.html
-            <Directory "{docs}">
-                Require all granted
-            </Directory>
-            <Location "/server-status">
-                SetHandler server-status
-                Require all granted
-            </Location>
-            ExtendedStatus On
-            KeepAlive On
-            KeepAliveTimeout {keepalive_timeout}
-            MaxKeepAliveRequests 0
-            """
-        )
-        + textwrap.dedent(sizing)
-    )
+    conf.write_text(apache_config(tmp, port, docs, mpm, keepalive_timeout, sizing))
     env = {k: v for k, v in os.environ.items() if not k.startswith("APACHE_")}
     # httpd signals its whole process group on stop: its own session keeps pytest out of it
     r = subprocess.run(
