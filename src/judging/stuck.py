@@ -43,7 +43,6 @@ GIL_WAIT = "take_gil"  # CPython's function a thread waits for the GIL in (nativ
 # Python frame that waits (seen with py-spy --native on CPython 3.11: pthread_cond_timedwait
 # under `spin`); a lock's wait goes through PyThread_acquire_lock or a semaphore instead
 GIL_CONDITION_WAITS = frozenset({GIL_WAIT, "pthread_cond_timedwait", "pthread_cond_wait"})
-LOCK_WAITS = ("PyThread_acquire_lock", "acquire_lock", "sem_")
 
 
 def waits_for_gil(t: ThreadStack) -> bool:
@@ -56,7 +55,7 @@ def waits_for_gil(t: ThreadStack) -> bool:
         above.append(f.function)
     else:
         return False  # no Python frame under them: not a Python thread waiting
-    if any(name.startswith(LOCK_WAITS) or "acquire_lock" in name for name in above):
+    if any("acquire_lock" in name or name.startswith("sem_") for name in above):
         return False
     return any(name in GIL_CONDITION_WAITS for name in above)
 
