@@ -93,8 +93,9 @@ class AutoCapture:
 
     def _collect(self) -> tuple[StuckCapture, ...]:
         with self._lock:
+            # one look at each future: one finishing between two looks was in neither list
             done = [f for f in self._pending if f.done()]
-            self._pending = [f for f in self._pending if not f.done()]
+            self._pending = [f for f in self._pending if f not in done]
         out = []
         for f in done:
             if not f.cancelled() and f.exception() is None:
