@@ -1,6 +1,6 @@
 """How often `serverscope diff` finds a difference that is not there, and one that is.
 
-    .venv/bin/python bench/bench_verdict.py [--pairs 200] [--samples 40]
+    .venv/bin/python bench/bench_verdict.py [--pairs 200] [--samples 40] [--real 20]
 
 Same-setup pairs: two synthetic recordings of one setup (synthetic.noisy with two
 seeds: Poisson requests, multinomial accepts, lognormal latencies, Poisson queue depth) are
@@ -9,6 +9,12 @@ The verdict's level is family-wise (Holm over every figure at ALPHA = 0.01), so 
 of pairs should show one. Also printed: how often each figure's raw permutation p was
 below 0.05 (a calibrated test: about 5%), and how often a known difference was found
 (power): a worker with 1.6x its share of accepts, latencies 1.25x longer.
+
+`--real N` also runs N real same-setup pairs (the two `serverscope run` lines of
+docs/fix-and-diff.md, one after the other) and counts the pairs with a difference, and
+those whose only differences were timing figures left unjudged because the rest of the
+machine's CPU differed (judging.figures.CONTEXT): synthetic pairs share one machine, real
+ones do not.
 
 Then the cost: one judgement's wall time, and the resampling's core (a batch of 2,000
 weighted sums of 24 windows of 200 buckets) in numpy against pure Python, measured here.
@@ -22,12 +28,13 @@ import sys
 import time
 from collections import Counter
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+for _d in ("src", "tests"):  # judging, and the synthetic recordings
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", _d))
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-import synthetic
-from judging import verdict, verdict_values, windows
+import synthetic  # noqa: E402
+from judging import verdict, verdict_values, windows  # noqa: E402
 
 SETUPS = {
     "even": {},
@@ -102,15 +109,44 @@ def cost() -> None:
     print(f"one judgement of two 40-sample recordings: {time.perf_counter() - t0:.2f} s")
 
 
+REAL_SETUP = ["--model", "reuseport", "--load", "steady", "--close", "--duration", "2"]
+
+
+def real_pairs(pairs: int) -> None:
+    import subprocess
+    import tempfile
+
+    print(f"real same-setup pairs: serverscope run {' '.join(REAL_SETUP)}, twice")
+    false = unjudged = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(pairs):
+            paths = [os.path.join(tmp, f"{i}{side}.jsonl") for side in "ab"]
+            for path in paths:
+                cmd = [sys.executable, "-m", "commands", "run", *REAL_SETUP, "--record", path]
+                subprocess.run(cmd, check=True, capture_output=True)
+            v = verdict.judge_files(*paths)
+            false += bool(v.differences)
+            unjudged += bool(v.confounded) and not v.differences
+            ctx = v.row("other_cpu")
+            print(f"  {i + 1}: {v.headline()}  [others: {ctx.shown if ctx else '-'}]")
+    print(
+        f"  {false}/{pairs} pairs with a difference; {unjudged} more with timing differences "
+        f"left unjudged (the rest of the machine differed); load average {os.getloadavg()[0]:.1f}"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--pairs", type=int, default=200)
     p.add_argument("--samples", type=int, default=40)
+    p.add_argument("--real", type=int, default=0, metavar="N")
     a = p.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     cost()
     same_setup(a.pairs, a.samples)
     power(max(20, a.pairs // 5), a.samples)
+    if a.real:
+        real_pairs(a.real)
 
 
 if __name__ == "__main__":

@@ -302,13 +302,15 @@ def noisy(
     queue: float = 0.0,
     rules: Sequence[tuple[str, float]] = (),
     model: str = "many_accepts",
+    other_cores: float = 0.0,
 ) -> list[Snapshot]:
     """A recording's worth of snapshots with noise, as a run of one setup gives them: each
     interval's accepts drawn over the workers by `weights` (default even), requests and
     queue depth Poisson, every request's latency and service time lognormal (median
     `latency_ms`, sigma `spread`), carried cumulatively as a real load generator and
     scoreboard carry them; each (rule, chance) in `rules` is on in a sample with that
-    chance. The first snapshot is the baseline (no interval). Two calls with different
+    chance; the rest of the machine uses `other_cores` (give or take 0.1) besides the
+    workers. The first snapshot is the baseline (no interval). Two calls with different
     seeds are two recordings of the same setup; `seed` makes one reproducible."""
     import numpy as np  # (late: the rest of this module does not need it)
 
@@ -331,6 +333,8 @@ def noisy(
         svc.add([v // 4 for v in us])
         latency, service = lat.hist(), svc.hist()
         shares = [a / max(1, sum(acc)) for a in acc]
+        cpu = [80.0 * x + float(rng.normal(0, 1)) ** 2 for x in shares]
+        other = max(0.0, 100.0 * other_cores + float(rng.normal(0, 10)))
         s = snapshot(
             seq=k,
             time=1000.0 + k * period,
@@ -339,7 +343,8 @@ def noisy(
             workers=workers,
             accepts=[int(a) for a in acc],
             accepts_total=totals,
-            cpu=[80.0 * x + float(rng.normal(0, 1)) ** 2 for x in shares],
+            cpu=cpu,
+            host_cpu=sum(cpu) + other if k else None,
             queue=int(rng.poisson(queue)) if queue else 0,
             client=dataclasses.replace(
                 load_stats(rps=rps, requests=total_req, time=1000.0 + k * period),

@@ -72,6 +72,45 @@ def test_a_known_difference_is_found_with_its_direction_and_interval() -> None:
     assert "top share of accepts" in back.headline(("accept_top_share",))
 
 
+def test_a_busier_machine_leaves_timing_differences_unjudged_not_put_down_to_the_setup() -> None:
+    # the same setup twice, but others took 1.5 cores more of the machine in the second run
+    # and its latencies came out 1.5x longer (what real same-setup pairs showed: 0.17 then
+    # 1.34 cores used by others, service p99 1.9 -> 5.4 ms, p = 0.002)
+    quiet, busy = rec(1, other_cores=0.1), rec(2, other_cores=1.6, latency_ms=7.5)
+    v = verdict.judge(quiet, busy)
+    ctx = v.row("other_cpu")
+    assert ctx is not None and ctx.significant and ctx.better == 0
+    assert ctx.direction == "differs: the machine, not the setup"
+    assert ctx.before is not None and ctx.after is not None
+    assert abs(ctx.before - 0.1) < 0.05 and abs(ctx.after - 1.6) < 0.05  # in cores
+    p50 = v.row("latency_p50")
+    assert p50 is not None and p50.p_holm is not None and p50.p_holm < 0.001  # found...
+    assert not p50.significant and p50.confounded  # ...but not the setup's
+    assert p50.direction.startswith("not judged: the rest of the machine used 0.")
+    assert not v.differences and ctx not in v.differences
+    assert v.headline().startswith("no significant difference in")
+    assert "not judged: the rest of the machine used" in v.headline()
+    # a difference that is not timing stays judged: a skew is the setup's whatever the load
+    skewed = verdict.judge(quiet, rec(3, other_cores=1.6, weights=[6, 1, 1, 1]))
+    found = {r.key for r in skewed.differences}
+    assert {"accept_top_share", "accept_jain", "cpu_top_share"} <= found, found
+    assert not found & {"throughput", "latency_p50", "latency_p99"}, found
+    # the same machine both times: the same latency difference is the setup's
+    same = verdict.judge(rec(1, other_cores=1.6), busy)
+    assert same.row("other_cpu").significant is False  # type: ignore[union-attr]
+    assert same.row("latency_p50").direction == "worse"  # type: ignore[union-attr]
+
+
+def test_the_rest_of_the_machine_is_the_host_less_the_server_generator_and_sampler() -> None:
+    snap = synthetic.snapshot(seq=1, interval_s=0.5, workers=2, cpu=[30.0, 20.0], host_cpu=150.0)
+    snap = dataclasses.replace(snap, cost_ms=5.0)
+    # host 1.5 cores x 0.5 s = 0.75 s; server 0.25 s; generator 0.1 s; sampler 0.005 s
+    assert windows.other_cpu(snap, 0.1) == pytest.approx(0.75 - 0.25 - 0.1 - 0.005)
+    assert windows.other_cpu(dataclasses.replace(snap, host=None), 0.1) is None
+    # never below 0 (the readings are of slightly different instants)
+    assert windows.other_cpu(snap, 1.0) == 0.0
+
+
 def test_a_diagnosis_is_judged_over_windows_as_long_as_the_rule_s_own() -> None:
     """A rule holds over the analyser's 5 s window, so 40 samples of 0.25 s are 2 windows
     each: too few to judge. 160 samples are 8 each: a rule always on against never is."""

@@ -26,7 +26,7 @@ class Figure:
     key: str  # stable id, in JSON
     label: str  # as tables print it
     scale: Scale
-    better: int  # +1: higher is better, -1: lower is better
+    better: int  # +1: higher is better, -1: lower is better, 0: context, not the setup's
     stat: resample.Stat
     parts: tuple[str, ...]  # the window sums it reads
     show: Callable[[float], str]  # a value as the table prints it
@@ -34,6 +34,7 @@ class Figure:
     min_window_s: float = 0.0  # judged over windows at least this long (see rule_figure)
     points: bool = False  # a share (0..1): its change is printed in percentage points
     shown_for: Callable[[Recording], bool] = lambda r: True  # left out unless both are
+    timing: bool = False  # a busier machine changes it by itself (see CONTEXT)
 
 
 def _share(v: float) -> str:
@@ -86,6 +87,7 @@ FIGURES: tuple[Figure, ...] = (
         ("requests", "duration"),
         _rate,
         _needs_client,
+        timing=True,
     ),
     Figure(
         "accept_rate",
@@ -97,6 +99,7 @@ FIGURES: tuple[Figure, ...] = (
         lambda v: f"{v:,.0f}/s" if v >= 10 else f"{v:.1f}/s",
         _needs_accepts,
         shown_for=lambda r: not r.has_client,  # throughput's stand-in when attached
+        timing=True,
     ),
     Figure(
         "errors",
@@ -118,6 +121,7 @@ FIGURES: tuple[Figure, ...] = (
         ("latency", "latency_max", "latency_mid"),
         dur,
         _needs_latency,
+        timing=True,
     ),
     Figure(
         "latency_p99",
@@ -128,6 +132,7 @@ FIGURES: tuple[Figure, ...] = (
         ("latency", "latency_max", "latency_mid"),
         dur,
         _needs_latency,
+        timing=True,
     ),
     Figure(
         "accept_top_share",
@@ -191,10 +196,27 @@ FIGURES: tuple[Figure, ...] = (
             (f"phase_{name}", f"phase_{name}_max", f"phase_{name}_mid"),
             dur,
             _needs_phase(i),
+            timing=True,
         )
         for i, name in enumerate(PHASES)
     ),
 )
+
+# The machine beside the server: the CPU its other tenants used (judging.windows.other_cpu).
+# Not the setup's figure (better = 0: never "better" or "worse"), but when it differs
+# between the recordings (significantly, and by at least CONFOUND_CORES) the timing
+# figures' differences cannot be put down to the setup, and the verdict says so.
+CONTEXT = Figure(
+    "other_cpu",
+    "rest of the machine (CPU)",
+    Scale.DIFFERENCE,
+    0,
+    lambda s: resample.ratio(s["other_cpu"], s["duration"]),
+    ("other_cpu", "duration"),
+    lambda v: f"{v:.2f} cores",
+    lambda r: None if r.has_host else "the host's CPU not read",
+)
+CONFOUND_CORES = 0.25  # a quarter of a core more or less used by others
 
 
 def rule_figure(rule: str, window_s: float) -> Figure:

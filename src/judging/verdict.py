@@ -27,7 +27,7 @@ from values.recording import read_recording
 from values.units import dur
 
 from . import resample, windows
-from .figures import FIGURES, Figure, Scale, rule_figure
+from .figures import CONFOUND_CORES, CONTEXT, FIGURES, Figure, Scale, rule_figure
 from .resample import np
 from .verdict_values import ALPHA, Row, Side, Verdict
 from .windows import MID_US, PHASES, Recording, Windows, block_length, cut
@@ -54,6 +54,8 @@ def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdi
     period = before.period or after.period or 0.0
     figures = [f for f in FIGURES if f.shown_for(before) and f.shown_for(after)]
     figures += [rule_figure(r, max(before.window_s, after.window_s)) for r in rules]
+    if before.has_host and after.has_host:
+        figures.append(CONTEXT)
     wa, wb = cut(before, blocks.k, rules), cut(after, blocks.k, rules)
     own_a, own_b = _buckets_in_use(_parts(wa), _parts(wb))
     rows: dict[str, Row] = {}
@@ -90,8 +92,12 @@ def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdi
                 rows[f.key] = dataclasses.replace(rows[f.key], note="equal in every window")
             else:
                 judged.append((f, t, ci))
-    adjusted = resample.holm([t.p for _, t, _ in judged])
-    for (f, t, ci), p_holm in zip(judged, adjusted, strict=True):
+    # the setup's figures are one family (Holm); the machine's is one test of its own
+    family = [j for j in judged if j[0].better != 0]
+    adjusted = resample.holm([t.p for _, t, _ in family])
+    adjusted += [t.p for f, t, _ in judged if f.better == 0]
+    family += [j for j in judged if j[0].better == 0]
+    for (f, t, ci), p_holm in zip(family, adjusted, strict=True):
         row = rows[f.key]
         rows[f.key] = dataclasses.replace(
             row,
@@ -101,6 +107,7 @@ def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdi
             p_holm=p_holm,
             significant=p_holm < alpha,
         )
+    _confound(rows, figures)
     notes = []
     if blocks.capped:
         notes.append(
@@ -116,6 +123,19 @@ def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdi
         alpha=alpha,
         notes=tuple(notes),
     )
+
+
+def _confound(rows: dict[str, Row], figures: list[Figure]) -> None:
+    """When the rest of the machine used a different amount of CPU in the two recordings
+    (significantly, and by CONFOUND_CORES or more), a timing figure's difference is not
+    put down to the setup: it is shown, marked, and left out of the differences."""
+    ctx = rows.get(CONTEXT.key)
+    if ctx is None or not ctx.significant or abs(ctx.change or 0.0) < CONFOUND_CORES:
+        return
+    why = f"the rest of the machine used {ctx.shown[0]} then {ctx.shown[1]}"
+    for f in figures:
+        if f.timing and rows[f.key].significant:
+            rows[f.key] = dataclasses.replace(rows[f.key], significant=False, confounded=why)
 
 
 def _value(f: Figure, parts: dict[str, np.ndarray]) -> float | None:
@@ -143,6 +163,7 @@ def _parts(w: Windows) -> dict[str, np.ndarray]:
         "accepts": w.accepts,
         "cpu_s": w.cpu_s,
         "queue": w.queue,
+        "other_cpu": w.other_cpu,
     }
     for i, name in enumerate(PHASES):
         parts[f"phase_{name}"] = w.phases[i]

@@ -34,6 +34,7 @@ class Row:
     significant: bool = False
     note: str = ""  # why it was not tested
     points: bool = False  # a share: its change in percentage points
+    confounded: str = ""  # why a difference found is not the setup's (judging.figures.CONTEXT)
 
     @property
     def tested(self) -> bool:
@@ -44,8 +45,12 @@ class Row:
         """'better', 'worse' or 'no significant difference' ('not tested: why')."""
         if not self.tested:
             return f"not tested: {self.note}" if self.note else "not tested"
+        if self.confounded:
+            return f"not judged: {self.confounded}"
         if not self.significant or self.change is None:
             return "no significant difference"
+        if self.better == 0:
+            return "differs: the machine, not the setup"
         up = self.change > 0
         return "better" if up == (self.better > 0) else "worse"
 
@@ -70,7 +75,7 @@ class Row:
     def summary(self) -> str:
         """'top share of accepts 96% -> 27% (p < 0.001)'."""
         what = f"{self.label} {self.shown[0]} -> {self.shown[1]}"
-        if not self.tested:
+        if not self.tested or self.confounded:
             return f"{what} ({self.direction})"
         if not self.significant:
             return f"{what} (no significant difference, {self.p_text()})"
@@ -88,6 +93,7 @@ class Row:
             "p": self.p,
             "p_holm": self.p_holm,
             "significant": self.significant,
+            "confounded": self.confounded or None,
             "verdict": self.direction,
         }
 
@@ -137,7 +143,12 @@ class Verdict:
 
     @property
     def differences(self) -> list[Row]:
-        return [r for r in self.rows if r.significant]
+        """The setup's figures that differ (the machine's own is context, not one)."""
+        return [r for r in self.rows if r.significant and r.better != 0]
+
+    @property
+    def confounded(self) -> list[Row]:
+        return [r for r in self.rows if r.confounded]
 
     def row(self, key: str) -> Row | None:
         return next((r for r in self.rows if r.key == key), None)
@@ -148,20 +159,29 @@ class Verdict:
         chosen = [r for k in keys if (r := self.row(k)) is not None and r.before is not None]
         if not chosen:
             chosen = sorted(self.differences, key=lambda r: (r.p_holm or 1.0, r.key))[:3]
+        mixed = self.confounded
         if not chosen:
-            return (
-                f"no significant difference in {len(self.tested)} figures "
+            judged = [r for r in self.tested if r.better != 0 and not r.confounded]
+            text = (
+                f"no significant difference in {len(judged)} figures "
                 f"(Holm-adjusted p >= {self.alpha:g} for each)"
             )
+            if mixed:
+                text += (
+                    f"; {len(mixed)} timing figure{'s' * (len(mixed) > 1)} not judged: "
+                    f"{mixed[0].confounded}"
+                )
+            return text
         return "; ".join(r.summary() for r in chosen)
 
     def method(self) -> str:
         wa, wb = self.before.windows, self.after.windows
+        family = [r for r in self.tested if r.better != 0]
         return (
             f"judged over {wa} + {wb} windows of {self.blocks.k} sample"
             f"{'s' * (self.blocks.k != 1)} ({self.window_s:.2g} s): a permutation test over "
             f"windows ({self.draws:,} splits at most) for p, a bootstrap of windows for the "
-            f"95% interval; p adjusted (Holm) over {len(self.tested)} figures; a difference "
+            f"95% interval; p adjusted (Holm) over {len(family)} figures; a difference "
             f"counts at p < {self.alpha:g}"
         )
 

@@ -55,6 +55,9 @@ class Sample:
     rules: frozenset[str]  # diagnoses carried
     loaded: bool = True  # a load generator ran or completed requests in the interval
     traffic: bool = True  # a worker accepted or served something in it
+    other_cpu_s: float | None = None  # CPU seconds the rest of the machine used in it
+    # (other_cpu: the host's busy time less the server's, the load generator's and the
+    # sampler's); None when the host was not read
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Recording:
     has_latency: bool = False  # ... and its latency histogram (recordings made before: not)
     has_accepts: bool = False  # some worker's accepts were counted
     has_phases: tuple[bool, ...] = (False, False, False)
+    has_host: bool = False  # every sample knows the rest of the machine's CPU (other_cpu_s)
     last_latency_ms: tuple[float, float] | None = None  # the client's own p50, p99, last
     rule_messages: dict[str, str] = field(default_factory=dict)  # rule -> first message
     window_s: float = 0.0  # the longest sliding window its diagnoses were judged over
@@ -87,6 +91,7 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
     rec = Recording(name)
     cols: dict[tuple[int | None, int, int], int] = {}
     prev_req = prev_err = 0
+    prev_gen: float | None = None  # the load generator's CPU seconds, last read
     prev_lat: LogHist | None = None
     prev_ph: list[LogHist | None] = [None, None, None]
     intervals: list[float] = []
@@ -104,7 +109,7 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
             reset = c.requests < prev_req or errs < prev_err
             if reset:  # a new load run: its counts start from zero
                 prev_req = prev_err = 0
-                prev_lat = None
+                prev_lat = prev_gen = None
             requests, errors = c.requests - prev_req, errs - prev_err
             prev_req, prev_err = c.requests, errs
             if c.latency_hist is not None:
@@ -119,6 +124,8 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
             if h is not None:
                 phases[i] = _since(h, prev_ph[i], reset_ok=False)
             prev_ph[i] = h
+        generator = c.generator_cpu_s if c is not None else None
+        gen_s, prev_gen = _generator_s(generator, prev_gen), generator
         if snap.interval_s is None:
             continue  # the baseline: differences count from it
         intervals.append(snap.interval_s)
@@ -134,6 +141,7 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
             phases=tuple(phases),
             rules=frozenset(d.rule for d in snap.diagnoses),
             loaded=c is not None and (c.running or bool(requests)),
+            other_cpu_s=other_cpu(snap, gen_s),
         )
         rec.window_s = max(rec.window_s, snap.window_s)
         for d in snap.diagnoses:
@@ -156,9 +164,32 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
         rec.samples.append(sample)
     rec.samples = _busy_span(rec.samples, "loaded" if rec.has_client else "traffic")
     rec.has_phases = tuple(any(s.phases[i] is not None for s in rec.samples) for i in range(3))
+    rec.has_host = bool(rec.samples) and all(s.other_cpu_s is not None for s in rec.samples)
     if intervals:
         rec.period = sorted(intervals)[len(intervals) // 2]
     return rec
+
+
+def other_cpu(snap: Snapshot, generator_s: float) -> float | None:
+    """CPU seconds the rest of the machine used over the snapshot's interval: the host's
+    busy time (/proc/stat) less the server's entities' (their schedstat), the load
+    generator's (its own process time, `generator_s`) and the sampler's (`cost_ms`), at
+    least 0. Two runs of one setup on a machine whose other tenants woke up between them
+    differ in every timing figure (measured: a same-setup pair with 0.5 then 1.8 cores used
+    by others showed a service p99 2.9x longer, p = 0.002); this is how a verdict sees it."""
+    if snap.host is None or snap.host.cpu_percent is None or not snap.interval_s:
+        return None
+    dt = snap.interval_s
+    server = snap.totals()["cpu_percent"] / 100.0 * dt
+    busy = snap.host.cpu_percent / 100.0 * dt
+    return max(0.0, busy - server - generator_s - (snap.cost_ms or 0.0) / 1000.0)
+
+
+def _generator_s(now: float | None, before: float | None) -> float:
+    """The load generator's CPU seconds since its last reading (0 without one)."""
+    if now is None:
+        return 0.0
+    return now - before if before is not None and now >= before else 0.0
 
 
 def _busy_span(samples: list[Sample], what: str) -> list[Sample]:
@@ -197,6 +228,7 @@ class Windows:
     accepts: np.ndarray  # (W, workers)
     cpu_s: np.ndarray  # (W, workers)
     queue: np.ndarray  # (W,) queue length summed over the window's samples
+    other_cpu: np.ndarray  # (W,) CPU seconds the rest of the machine used (0: not read)
     phases: tuple[np.ndarray, ...]  # (W, NBUCKETS) each: queue wait, in-server, service
     phases_max: tuple[np.ndarray, ...]  # (W,) each
     rules: dict[str, np.ndarray]  # rule -> (W,) seconds it was carried
@@ -223,6 +255,7 @@ def cut(rec: Recording, k: int, rules: Sequence[str]) -> Windows:
         accepts=np.zeros((nk, nw)),
         cpu_s=np.zeros((nk, nw)),
         queue=np.zeros(nk),
+        other_cpu=np.zeros(nk),
         phases=tuple(np.zeros((nk, NBUCKETS)) for _ in PHASES),
         phases_max=tuple(np.zeros(nk) for _ in PHASES),
         rules={r: np.zeros(nk) for r in rules},
@@ -239,6 +272,7 @@ def cut(rec: Recording, k: int, rules: Sequence[str]) -> Windows:
             for col, c in s.cpu_s.items():
                 out.cpu_s[j, col] += c
             out.queue[j] += s.queue
+            out.other_cpu[j] += s.other_cpu_s or 0.0
             for i, h in enumerate(s.phases):
                 _add(out.phases[i][j], h, out.phases_max[i], j)
             for r in s.rules:
