@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import psutil
 import pytest
 
 from commands import main as cli
@@ -28,13 +29,13 @@ from lab.server import sampler_for
 from lab.session import Session
 from loadgen.levels import PRESETS
 from originals.launch import Original
-from readers import stackgo, stackjs, stacknative, stacktools
+from readers import procfs, stackgo, stackjs, stacknative, stacktools
 from readers.stackkind import Kind, detect
 from readers.stacks import StackCapture, capture, text_lines
 from realservers import WSGI_SLEEP_LINE, real_server  # noqa: F401 (a fixture)
 from servers.config import ServerConfig
 from values.snapshot import Role
-from values.stackvalues import Frame
+from values.stackvalues import CaptureFailed, Frame
 
 needs_eu_stack = pytest.mark.skipif(
     stacktools.find_tool("eu-stack") is None, reason="eu-stack: apt-get install elfutils"
@@ -278,6 +279,18 @@ def test_missing_py_spy_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch, tm
 
 @needs_eu_stack
 @pytest.mark.skipif(os.geteuid() != 0, reason="drops from root to nobody")
+def test_sigusr1_is_never_sent_to_a_process_it_would_end(sleeper: int) -> None:
+    # SIGUSR1 opens Node's inspector, but ends a process that does not handle it (a Node
+    # worker a moment after its fork, before Node set its handler, or not Node at all)
+    assert procfs.catches(sleeper, signal.SIGUSR1) is False
+    with pytest.raises(CaptureFailed, match="does not handle SIGUSR1 yet") as why:
+        stackjs.open_inspector(sleeper, time.monotonic() + 5)
+    assert "not sent, it would end the process" in str(why.value)
+    assert psutil.pid_exists(sleeper) and psutil.Process(sleeper).status() != "zombie"
+    assert procfs.catches(os.getpid(), signal.SIGINT) is True  # Python handles SIGINT
+    assert procfs.catches(2**22 + 7, signal.SIGUSR1) is None  # no such process
+
+
 def test_refused_ptrace_says_why_in_one_line(sleeper: int) -> None:
     r, w = os.pipe()
     child = os.fork()

@@ -266,3 +266,17 @@ def pids_holding(inodes: set[int]) -> set[int]:
         if name.isdigit() and not inodes.isdisjoint(socket_inodes(int(name))):
             out.add(int(name))
     return out
+
+
+def catches(pid: int, signum: int) -> bool | None:
+    """Whether `pid` has a handler for `signum` (its SigCgt mask in /proc/PID/status);
+    None when the process is gone or unreadable. A process that neither catches nor ignores
+    SIGUSR1 (a Node process still starting, or not Node) is ended by it."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError):
+        return None
+    return None

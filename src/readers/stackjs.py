@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from values.stackvalues import CaptureFailed, Frame, StackCapture, ThreadStack
 
-from .procfs import read_tcp_table, socket_inodes
+from .procfs import catches, read_tcp_table, socket_inodes
 
 DEFAULT_PORT = 9229
 OPEN_WAIT_S = 3.0  # for the inspector's port to appear after SIGUSR1
@@ -81,6 +81,14 @@ def open_inspector(pid: int, deadline: float) -> int:
         known = _opened.get(pid)
     if known is not None and before.get(known[0]) == known[1]:
         return known[1]
+    caught = catches(pid, signal.SIGUSR1)
+    if caught is None:
+        raise CaptureFailed(f"no process {pid}")
+    if not caught:  # SIGUSR1's default action ends the process: never sent then
+        raise CaptureFailed(
+            f"pid {pid} does not handle SIGUSR1 yet (a Node process still starting, or "
+            "started with --disable-sigusr1): not sent, it would end the process"
+        )
     try:
         os.kill(pid, signal.SIGUSR1)
     except ProcessLookupError:
