@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import sys
 import time
@@ -65,6 +66,8 @@ class Shot:
     # attach shots: the server and the load, each a command in its own terminal
     serve: str = ""
     load: str = ""
+    # fleet shots: the agents Prometheus scrapes (each a command in its own terminal)
+    agents: tuple[str, ...] = ()
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -76,7 +79,8 @@ class Shot:
 
     @property
     def kind(self) -> str:
-        return self.argv[0] if self.argv[0] in ("demo", "compare", "attach") else "live"
+        kinds = ("demo", "compare", "attach", "fleet")
+        return self.argv[0] if self.argv[0] in kinds else "live"
 
 
 def queue_wait_seen(screen: LiveScreen) -> bool:
@@ -156,6 +160,20 @@ SHOTS = [
         settle=6.0,
         keys="enter",  # the selected worker in detail: its request, client and stack
         ready=stack_shown,
+    ),
+    Shot(
+        "fleet",
+        "fleet --prometheus http://127.0.0.1:9090",
+        seconds=120,
+        # three lab runs, each exporting its snapshots; Prometheus scrapes the three ports
+        agents=(
+            "run --model many_accepts --exclusive --workers 4 --load burst --duration 300 "
+            "--export 127.0.0.1:9464",
+            "run --model prefork --max-workers 8 --load keepalive-idle --duration 300 "
+            "--export 127.0.0.1:9465",
+            "run --model reuseport --workers 4 --load steady --duration 300 "
+            "--export 127.0.0.1:9466",
+        ),
     ),
 ]
 
@@ -301,9 +319,99 @@ def take_compare(shot: Shot, out: Path) -> str:
     return f"{path}: compare exited {code}"
 
 
+def take_fleet(shot: Shot, out: Path) -> str:
+    """The agents (`serverscope run ... --export`, each on a free port in place of the
+    page's), a real Prometheus scraping them every second (docs/prometheus/prometheus.yml,
+    its targets the agents'), then the fleet screen once every agent's diagnosis is in it."""
+    import re
+    import socket
+    import subprocess
+    import tempfile
+
+    from lab.fleet_source import FleetReader
+    from readers.promapi import PromClient
+    from tui.fleet_app import FleetApp
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    procs: list[subprocess.Popen[bytes]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="serverscope-fleet-shot-"))
+    try:
+        targets = []
+        for line in shot.agents:
+            port = free()
+            argv = re.sub(r"--export 127\.0\.0\.1:\d+", f"--export 127.0.0.1:{port}", line)
+            cmd = [sys.executable, "-m", "commands", *shlex.split(argv)]
+            env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env))
+            targets.append(f"127.0.0.1:{port}")
+        config = (ROOT / "docs" / "prometheus" / "prometheus.yml").read_text()
+        config = config.replace("15s", "1s").replace("- fleet-rules.yml", "")
+        config = re.sub(r"- 127\.0\.0\.1:9464.*", "- " + "\n          - ".join(targets), config)
+        (tmp / "prometheus.yml").write_text(config)
+        prom_port = free()
+        procs.append(
+            subprocess.Popen(
+                [
+                    "prometheus",
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    "--log.level=warn",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        base = f"http://127.0.0.1:{prom_port}"
+        reader = FleetReader(PromClient(base), job="serverscope", minutes=10)
+        wanted = {"accept_skew", "starvation"}
+        end = time.monotonic() + shot.seconds
+        seen: set[str] = set()
+        while time.monotonic() < end:
+            try:
+                fleet = reader.read()
+                rows = fleet.servers
+                seen = {d.rule for s in rows for d in s.diagnoses}
+                if len(rows) == len(shot.agents) and wanted <= seen:
+                    break
+            except OSError:
+                pass
+            time.sleep(1.0)
+        else:
+            raise SystemExit(f"fleet: {sorted(seen)} seen, not {sorted(wanted)}")
+
+        async def snap() -> str:
+            app = FleetApp(reader, period=2.0)
+            async with app.run_test(size=SIZE) as pilot:
+                await pilot.pause(3.0)
+                path = out / f"{shot.name}.svg"
+                app.save_screenshot(filename=path.name, path=str(out))
+            return f"{path}: {len(shot.agents)} agents, {sorted(seen)}"
+
+        return asyncio.run(snap())
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def take(shot: Shot, out: Path) -> str:
     if shot.kind == "compare":
         return take_compare(shot, out)
+    if shot.kind == "fleet":
+        return take_fleet(shot, out)
     run = {"demo": take_demo, "attach": take_attach, "live": take_live}[shot.kind]
     return asyncio.run(run(shot, out))
 
@@ -316,7 +424,7 @@ def main() -> int:
     a = p.parse_args()
     if a.list:
         for shot in SHOTS:
-            before = [f"serverscope {c}" for c in (shot.serve, shot.load) if c]
+            before = [f"serverscope {c}" for c in (shot.serve, shot.load, *shot.agents) if c]
             keys = f"  (then: {shot.keys})" if shot.keys else ""
             print(f"{shot.name}: {'; '.join([*before, shot.command])}{keys}")
         return 0

@@ -62,6 +62,10 @@ RUN_ELSEWHERE = {
     # the fleet reads a Prometheus, which that test starts (with the page's scrape config)
     "serverscope fleet": "tests/test_fleet_docs.py::"
     "test_every_command_on_the_fleet_page_runs_as_written",
+    # docs/production.md's fleet: three lab runs exporting, a Prometheus, the fleet screen
+    "serverscope run --model many_accepts --exclusive --workers 4 --load burst --duration 300 "
+    "--export 127.0.0.1:9464": "tests/test_fleet_docs.py::"
+    "test_the_fleet_on_the_production_page_runs_as_written",
 }
 EXE = Path(sys.executable).with_name("serverscope")
 

@@ -57,7 +57,7 @@ def test_every_screenshot_is_made_from_a_user_command_printed_beside_it() -> Non
             at = m.start()
             before = text.rfind("![", 0, text.rfind("![", 0, at))
             beside = _flat(text[max(before, 0) : at])
-            for cmd in (shot.serve, shot.load, shot.cmd):
+            for cmd in (shot.serve, shot.load, *shot.agents, shot.cmd):
                 if cmd:
                     assert f"serverscope {cmd}" in beside, (page, shot.name, cmd)
     for shot in ms.SHOTS:
@@ -70,5 +70,10 @@ def test_every_screenshot_is_made_from_a_user_command_printed_beside_it() -> Non
             cfg, level = ms.attach_parts(shot)
             assert cfg.model.startswith("apache:") and "--preset" in shot.load, shot
             assert level.think_ms == PRESETS["keepalive-idle"].think_ms
+        elif shot.kind == "fleet":  # lab runs exporting, each scraped, and the fleet screen
+            assert ms.parse(shot.cmd).command == "fleet" and shot.agents
+            for agent in shot.agents:
+                a = ms.parse(agent)
+                assert a.command == "run" and a.export and a.preset in PRESETS, agent
         else:
             assert ms.parse(shot.cmd).command == "compare"
