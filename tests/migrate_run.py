@@ -2,7 +2,8 @@
 network namespace of its own (tests/netns.py), where it may set net.ipv4.tcp_migrate_req.
 Prints one JSON object: what the clients got and what `ss -ltne` showed inside.
 
-    python tests/migrate_run.py --host-netns INODE [--migrate] [--clients N] [--workers N]
+    python tests/migrate_run.py --host-netns INODE [--migrate [--sysctl-off]] [--young]
+        [--clients N] [--workers N]
 
 The worker in slot 0 is stopped (SIGSTOP), then N clients each connect and send GET /:
 the connections the kernel hashes to slot 0's socket wait in its queue. Once `ss` shows
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from servers.arbiter import RESPAWN_BACKOFF
+from judging.analyser import Analyser
 from servers.config import ServerConfig
 from servers.migrate import SYSCTL
 from servers.supervisor import Supervisor
@@ -87,6 +88,12 @@ def main() -> int:
         action="store_true",
         help="with --migrate: set tcp_migrate_req back to 0 once the server runs (the "
         "workers own their sockets, the kernel does not migrate): what a close does then",
+    )
+    ap.add_argument(
+        "--young",
+        action="store_true",
+        help="kill the stalled worker as soon as its queue is seen, not once diagnosed: "
+        "it has lived under 1 s, so the master waits its respawn backoff (1 s) first",
     )
     ap.add_argument("--host-netns", type=int, required=True, help="the caller's netns inode")
     args = ap.parse_args()
@@ -152,10 +159,20 @@ def main() -> int:
         result["ss_by_inode"] = queued
         result["source"] = sorted({ln.source for ln in snap.listeners})
         before = {s.pid: s.accepted for s in sup.read().slots if s.pid in survivors}
-        # past the arbiter's respawn backoff (for a worker that lived under 1 s): the
-        # figure is then the restart's own, not the backoff's
-        started = sup.read().slots[0].started
-        wait(lambda: time.monotonic() - started >= RESPAWN_BACKOFF + 0.05, 5, "its age")
+        # sampled (4 Hz, analysed) until the stall is diagnosed (stopped >= 1 s), which is
+        # also past the arbiter's respawn backoff for a worker that lived under 1 s: the
+        # time measured below is then the restart's own, not the backoff's
+        analyser = Analyser()
+
+        def diagnosed() -> str | None:
+            snap = analyser.annotate(sampler.sample())
+            time.sleep(0.25)
+            found = [d.message for d in snap.diagnoses if d.rule == "stalled_owner"]
+            return found[0] if found else None
+
+        result["pids"] = sup.pids()
+        if not args.young:
+            result["diagnosis"] = wait(diagnosed, 10, "the stall's diagnosis")
         t0 = time.monotonic()
         os.kill(stalled, signal.SIGKILL)  # a restart: the master respawns slot 0
         deadline = t0 + 15
@@ -171,6 +188,7 @@ def main() -> int:
         )
         fresh = wait(lambda: inodes_of(new.pid) & set(ss_listen(sup.port)), 10, "its socket")
         result["new_socket"] = fresh != {inode}
+        result["pids"].append(new.pid)
         result["old_socket_listening"] = inode in ss_listen(sup.port)
         after = sup.read().slots
         result["by_survivors"] = sum(s.accepted for s in after if s.pid in survivors) - sum(

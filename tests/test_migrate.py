@@ -1,0 +1,179 @@
+"""reuseport --migrate: a stalled worker's queue handed to the others when it is restarted,
+in a network namespace of the test's own (where net.ipv4.tcp_migrate_req may be set),
+against `ss -ltne` run there; and the one line where the sysctl is not set.
+
+The scenario itself is tests/migrate_run.py, run as a script inside the namespace: the
+worker in slot 0 is stopped, 40 clients send GET /, the ones hashed to its socket queue
+there, then it is killed (its master starts another in its slot).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import netns
+import synthetic
+from judging import stalled
+from servers import migrate, models
+from servers.config import ConfigError, ServerConfig
+from values.snapshot import Snapshot, WorkerState
+
+HERE = Path(__file__).parent
+CLIENTS = 40
+
+
+def _why_not() -> str | None:
+    head, why = netns.prefix()
+    if head is None:
+        return why
+    if not os.path.exists(migrate.SYSCTL):
+        return f"this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14+): {migrate.SYSCTL}"
+    return None
+
+
+def _in_netns(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        netns.argv(*argv), capture_output=True, text=True, timeout=timeout, env=os.environ
+    )
+
+
+def _scenario(*flags: str) -> dict:
+    why = _why_not()
+    if why is not None:
+        pytest.skip(why)
+    host = os.stat("/proc/self/ns/net").st_ino
+    script = str(HERE / "migrate_run.py")
+    args = ("--host-netns", str(host), "--clients", str(CLIENTS), *flags)
+    done = _in_netns(sys.executable, script, *args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    # every process the run started is gone with it (the namespace's and ours)
+    assert out["pids"] and not [p for p in out["pids"] if os.path.exists(f"/proc/{p}")]
+    return out
+
+
+def _queues_as_ss_shows_them(out: dict) -> None:
+    assert out["queued_stalled"] > 0  # the hash sent some of the 40 to the stopped worker
+    assert out["answered_before"] + out["queued_stalled"] == CLIENTS
+    # each socket's queue as the sampler read it, against `ss -ltne` (Recv-Q by inode)
+    assert {int(k): v for k, v in out["ours_by_inode"].items()} == {
+        int(k): v for k, v in out["ss_by_inode"].items()
+    }
+
+
+@pytest.mark.slow
+def test_with_migrate_the_others_answer_the_stalled_workers_queue_when_it_is_restarted() -> None:
+    out = _scenario("--migrate")
+    _queues_as_ss_shows_them(out)
+    assert out["source"] == ["sock_diag"]  # the supervisor holds no copy to ask TCP_INFO
+    queued = out["queued_stalled"]
+    assert out["outcomes"] == {"200": CLIENTS, "reset": 0, "other": 0}, out
+    assert out["by_survivors"] == queued and out["by_new_worker"] == 0, out
+    assert out["new_socket"] and not out["old_socket_listening"], out
+    assert out["diagnosis"].endswith(
+        f"; restart it: it alone holds its socket, so the kernel hands its {queued} "
+        "connections to the other workers as it exits (--migrate, net.ipv4.tcp_migrate_req = 1)"
+    ), out["diagnosis"]
+
+
+@pytest.mark.slow
+def test_without_migrate_the_queue_waits_in_the_kept_socket_for_the_new_worker() -> None:
+    out = _scenario()
+    _queues_as_ss_shows_them(out)
+    assert out["source"] == ["tcp_info"]
+    queued = out["queued_stalled"]
+    assert out["outcomes"] == {"200": CLIENTS, "reset": 0, "other": 0}, out
+    assert out["by_survivors"] == 0 and out["by_new_worker"] == queued, out
+    assert not out["new_socket"] and out["old_socket_listening"], out
+    assert "restarting it does not move them: the master keeps its socket" in out["diagnosis"]
+
+
+@pytest.mark.slow
+def test_workers_owning_their_sockets_without_the_sysctl_reset_the_queue() -> None:
+    """Why --migrate is refused rather than run without it: the same close resets them."""
+    out = _scenario("--migrate", "--sysctl-off", "--young")
+    queued = out["queued_stalled"]
+    assert queued > 0
+    assert out["outcomes"] == {"200": CLIENTS - queued, "reset": queued, "other": 0}, out
+    assert out["by_survivors"] == 0, out
+
+
+def test_migrate_is_refused_in_one_line_where_the_sysctl_is_not_set() -> None:
+    why = _why_not()
+    if why is not None:
+        pytest.skip(why)
+    exe = [sys.executable, "-m", "commands", "run", "--model", "reuseport", "--migrate"]
+    done = _in_netns(*exe, "--duration", "1")  # a fresh namespace: the sysctl is 0 there
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        "serverscope: --migrate needs net.ipv4.tcp_migrate_req = 1 in this network namespace "
+        "(it is 0); serverscope does not change it for the whole machine: run it in a "
+        f"namespace of its own: {migrate.IN_A_NAMESPACE}"
+    ], done.stderr
+    with pytest.raises(ConfigError, match=r"^--migrate needs --workers 2 or more: a queue"):
+        models.spec("reuseport").resolve(ServerConfig(model="reuseport", workers=1, migrate=True))
+
+
+def test_the_sysctl_is_read_never_written(tmp_path: Path) -> None:
+    f = tmp_path / "tcp_migrate_req"
+    f.write_text("1\n")
+    assert migrate.unavailable(str(f)) is None
+    f.write_text("0\n")
+    assert "it is 0" in (migrate.unavailable(str(f)) or "")
+    assert f.read_text() == "0\n"
+    assert "Linux 5.14+" in (migrate.unavailable(str(tmp_path / "none")) or "")
+
+
+def _stalled_reuseport(policy: str | None) -> list[Snapshot]:
+    """Four reuseport workers, worker 1 stopped 3 s with 40 connections in its queue."""
+    out = []
+    for s in synthetic.series(4, model="reuseport", workers=4, listeners=4, queue=[0, 40, 0, 0]):
+        ws = list(s.workers)
+        ws[1] = dataclasses.replace(ws[1], state=WorkerState.STOPPED, proc_state="T")
+        lns = list(s.listeners)
+        lns[1] = dataclasses.replace(lns[1], stalled_s=3.0)
+        model = dataclasses.replace(s.model, policy=policy) if s.model else None
+        out.append(dataclasses.replace(s, workers=tuple(ws), listeners=tuple(lns), model=model))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("policy", "says"),
+    [
+        (
+            "steer hash + migrate",
+            "; restart it: it alone holds its socket, so the kernel hands its 40 connections "
+            "to the other workers as it exits (--migrate, net.ipv4.tcp_migrate_req = 1)",
+        ),
+        (
+            "steer hash",
+            "; restarting it does not move them: the master keeps its socket, so they wait "
+            "for the new worker (with --migrate each worker alone holds its socket and the "
+            "kernel hands its queue to the others as it exits)",
+        ),
+        (
+            None,  # attached: whether a master holds the socket is not known here
+            "; they move to the other sockets only if its socket closes with "
+            "net.ipv4.tcp_migrate_req = 1 (Linux 5.14+), which needs no other process (a "
+            "master) to hold it; else a restart leaves them to the next taker, or resets "
+            "them with it",
+        ),
+    ],
+)
+def test_the_stalled_workers_remedy_says_what_a_restart_does_there(
+    policy: str | None, says: str
+) -> None:
+    d = stalled.stalled_owner(_stalled_reuseport(policy))
+    assert d is not None
+    assert d.message == (
+        "stalled worker: worker 1 is stopped (/proc state T) with 40 connections in its own "
+        "reuseport queue on port 8080, the oldest waiting >= 3 s; the other 3 hold none" + says
+    )
