@@ -9,13 +9,16 @@ there, then it is killed (its master starts another in its slot).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import netns
@@ -177,3 +180,29 @@ def test_the_stalled_workers_remedy_says_what_a_restart_does_there(
         "stalled worker: worker 1 is stopped (/proc state T) with 40 connections in its own "
         "reuseport queue on port 8080, the oldest waiting >= 3 s; the other 3 hold none" + says
     )
+
+
+@pytest.mark.slow
+def test_the_docs_command_runs_as_written_and_leaves_nothing() -> None:
+    """docs/balancing.md's `unshare ...` line (not a `serverscope` line, so
+    test_documented_commands leaves it to this test), with the serverscope under test."""
+    why = _why_not()
+    if why is not None:
+        pytest.skip(why)
+    page = (HERE.parent / "docs" / "balancing.md").read_text(encoding="utf-8")
+    (line,) = [x for x in page.splitlines() if x.startswith("unshare --net sh -c ")]
+    assert "serverscope run --model reuseport --migrate" in line
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = psutil.Popen(
+        ["sh", "-c", line], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    seen: set[int] = set()
+    while proc.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            seen |= {c.pid for c in proc.children(recursive=True)}
+        time.sleep(0.1)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "reuseport (workers=3, migrate)" in out, out[-2000:]
+    assert "Errors: none" in out, out[-2000:]
+    assert seen and not [p for p in seen if psutil.pid_exists(p)]

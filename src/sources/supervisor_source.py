@@ -437,5 +437,7 @@ class SupervisorSource:
             wake=m.wake,
             waiters=len(m.waiters) or None,
             drops=r.sock.drops,
-            steer=config.steer + ("+incoming-cpu" if config.incoming_cpu else "") + "+migrate",
+            # the config's (no copy to read SO_INCOMING_CPU back from); migrating is not
+            # steering: ModelInfo.policy says it
+            steer=config.steer + ("+incoming-cpu" if config.incoming_cpu else ""),
         )
