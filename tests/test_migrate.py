@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,8 +25,10 @@ import pytest
 import netns
 import synthetic
 from judging import stalled
+from plumbing.tcpinfo import accept_queue
 from servers import migrate, models
 from servers.config import ConfigError, ServerConfig
+from sources.owned_listeners import OwnedListeners
 from values.snapshot import Snapshot, WorkerState
 
 HERE = Path(__file__).parent
@@ -206,3 +209,30 @@ def test_the_docs_command_runs_as_written_and_leaves_nothing() -> None:
     assert "reuseport (workers=3, migrate)" in out, out[-2000:]
     assert "Errors: none" in out, out[-2000:]
     assert seen and not [p for p in seen if psutil.pid_exists(p)]
+
+
+def test_owned_listeners_read_each_queue_as_tcp_info_does_and_place_unheld_ones_last() -> None:
+    group = []
+    port = 0
+    for _ in range(2):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", port))
+        port = s.getsockname()[1]
+        s.listen(7)
+        group.append(s)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(6)]
+    owned = OwnedListeners()
+    try:
+        # held by "worker" index 3 (this process holds both: the first inode found wins)
+        truth = {os.fstat(s.fileno()).st_ino: accept_queue(s) for s in group}
+        assert sum(q[0] for q in truth.values() if q) == 6
+        rows = owned.read(port, [(os.getpid(), 3)])
+        assert {r.sock.inode: (r.sock.rqueue, r.sock.wqueue) for r in rows} == truth
+        assert [r.index for r in rows] == [3, 3]
+        rows = owned.read(port, [])  # no worker holds them: indexes after every slot's
+        assert [r.index for r in rows] == [0, 1]
+    finally:
+        owned.close()
+        for c in [*clients, *group]:
+            c.close()
