@@ -122,10 +122,26 @@ def test_migrate_is_refused_in_one_line_where_the_sysctl_is_not_set() -> None:
     assert lines == [
         "serverscope: --migrate needs net.ipv4.tcp_migrate_req = 1 in this network namespace "
         "(it is 0); serverscope does not change it for the whole machine: run it in a "
-        f"namespace of its own: {migrate.IN_A_NAMESPACE}"
+        f"namespace of its own: {migrate.IN_A_NAMESPACE}serverscope ..."
     ], done.stderr
     with pytest.raises(ConfigError, match=r"^--migrate needs --workers 2 or more: a queue"):
         models.spec("reuseport").resolve(ServerConfig(model="reuseport", workers=1, migrate=True))
+
+
+def test_the_hint_runs_the_users_own_command_in_a_namespace_with_the_sysctl_set() -> None:
+    why = _why_not() or (None if os.geteuid() == 0 else "the hint is for root")
+    if why is not None:
+        pytest.skip(why)
+    argv = ["/usr/bin/serverscope", "serve", "reuseport", "--migrate", "--port", "0"]
+    hint = migrate.IN_A_NAMESPACE + migrate.this_command(argv)
+    assert hint.endswith("sh serverscope serve reuseport --migrate --port 0")
+    assert migrate.this_command(["/usr/bin/serverscope"]) == "serverscope ..."  # the chooser's
+    # as written, with `cat` for serverscope: the sysctl is 1 where the command runs
+    probe = hint.removeprefix("(as root) ").replace(
+        " sh serverscope serve reuseport --migrate --port 0", f" sh cat {migrate.SYSCTL}"
+    )
+    done = subprocess.run(["sh", "-c", probe], capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "1\n"), done.stderr
 
 
 def test_the_sysctl_is_read_never_written(tmp_path: Path) -> None:

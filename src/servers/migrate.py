@@ -15,16 +15,29 @@ not 1, --migrate is refused with one line saying how to run in a namespace of it
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
 import socket
+import sys
 
 from .config import ConfigError
 
 SYSCTL = "/proc/sys/net/ipv4/tcp_migrate_req"
+# "$@": the command follows as sh's arguments, so it needs no quoting inside the script
 IN_A_NAMESPACE = (
-    "unshare --net sh -c 'ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1 "
-    "&& exec serverscope ...' (as root)"
+    "(as root) unshare --net sh -c 'ip link set lo up && sysctl -qw "
+    'net.ipv4.tcp_migrate_req=1 && exec "$@"\' sh '
 )
+
+
+def this_command(argv: list[str] | None = None) -> str:
+    """The user's serverscope command line when it asked for --migrate itself (so the hint
+    runs as written), else a placeholder (a chooser in the lab asked for it)."""
+    argv = sys.argv if argv is None else argv
+    if argv and os.path.basename(argv[0]) == "serverscope" and "--migrate" in argv:
+        return shlex.join(["serverscope", *argv[1:]])
+    return "serverscope ..."
 
 
 def unavailable(path: str = SYSCTL) -> str | None:
@@ -44,7 +57,7 @@ def unavailable(path: str = SYSCTL) -> str | None:
     return (
         f"--migrate needs net.ipv4.tcp_migrate_req = 1 in this network namespace (it is "
         f"{value}); serverscope does not change it for the whole machine: run it in a "
-        f"namespace of its own: {IN_A_NAMESPACE}"
+        f"namespace of its own: {IN_A_NAMESPACE}{this_command()}"
     )
 
 
