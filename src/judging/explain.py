@@ -198,7 +198,7 @@ def reuseport_backlog(s: Snapshot, owner: str) -> str:
     return (
         f"; a socket per worker (reuseport): the kernel keeps hashing new connections to "
         f"{owner}'s socket whatever {owner} does (net.ipv4.tcp_migrate_req moves them when "
-        "its last holder closes it; an SO_ATTACH_REUSEPORT_CBPF program can steer around it)"
+        "it closes; an SO_ATTACH_REUSEPORT_CBPF program can steer around it)"
     )
 
 
