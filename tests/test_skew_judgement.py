@@ -10,7 +10,7 @@ import math
 import random
 
 import synthetic
-from judging import diagnosis, skew, stalled
+from judging import diagnosis, explain, skew, stalled
 from judging.analyser import Analyser
 from judging.evenness import ALPHA
 from loadgen.stats import LoadStats
@@ -255,6 +255,7 @@ def test_the_stalled_owner_names_the_stopped_worker_its_queue_and_the_wait() -> 
     assert d.message == (
         "stalled worker: worker 1 is stopped (/proc state T) with 40 connections in its own "
         "reuseport queue on port 8080, the oldest waiting >= 12 s; the other 3 hold none"
+        + explain.stalled_remedy(_reuseport(12.9)[-1], 40)
     )
     assert stalled.reuseport_backlog(_reuseport(12.4)) is None  # named once, as what it is
     assert diagnosis.diagnose(_reuseport(12.4))[0].rule == "stalled_owner"

@@ -212,3 +212,26 @@ def master(s: Snapshot) -> str:
         f"; {who} accepts every connection and hands it on; fix: let the workers accept "
         f"themselves ({_knob(s, 'shared')} or reuseport)"
     )
+
+
+def stalled_remedy(s: Snapshot, n: int) -> str:
+    """What restarting a stalled reuseport worker does to the `n` connections in its queue:
+    the kernel moves them to the group's other sockets only when the socket closes with
+    net.ipv4.tcp_migrate_req = 1, and a socket closes only when no process holds it."""
+    policy = s.model.policy if s.model is not None else None
+    if policy is not None and "migrate" in policy:  # the lab's reuseport --migrate
+        return (
+            f"; restart it: it alone holds its socket, so the kernel hands its {n} connections "
+            "to the other workers as it exits (--migrate, net.ipv4.tcp_migrate_req = 1)"
+        )
+    if policy is not None:  # the lab's reuseport, its master holding every socket
+        return (
+            "; restarting it does not move them: the master keeps its socket, so they wait "
+            "for the new worker (with --migrate each worker alone holds its socket and the "
+            "kernel hands its queue to the others as it exits)"
+        )
+    return (
+        "; they move to the other sockets only if its socket closes with "
+        "net.ipv4.tcp_migrate_req = 1 (Linux 5.14+), which needs no other process (a master) "
+        "to hold it; else a restart leaves them to the next taker, or resets them with it"
+    )

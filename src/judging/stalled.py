@@ -63,9 +63,10 @@ def stalled_owner(win: Sequence[Snapshot]) -> Diagnosis | None:
         held = "none" if not rest else f"<= {rest}"
         n = len(group) - 1
         others = f"; the other queue holds {held}" if n == 1 else f"; the other {n} hold {held}"
+        remedy = explain.stalled_remedy(last, ln.queue)
     else:
         where = f"the accept queue on port {ln.port}"
-        others = ""
+        others = remedy = ""
     stopped = f"{names} {'is' if one else 'are'} stopped"
     more = f" (and {len(stalled) - 1} more stalled queues)" if len(stalled) > 1 else ""
     waited = int(ln.stalled_s or 0.0)  # a lower bound: rounded down
@@ -73,7 +74,7 @@ def stalled_owner(win: Sequence[Snapshot]) -> Diagnosis | None:
         "stalled_owner",
         Severity.CRITICAL,
         f"stalled worker: {stopped} (/proc state T) with {ln.queue} connections in {where}, "
-        f"the oldest waiting >= {waited} s{others}{more}",
+        f"the oldest waiting >= {waited} s{others}{more}{remedy}",
     )
 
 

@@ -328,7 +328,7 @@ def _policies(c: ServerConfig) -> list[str]:
         for name, usual in (("accept_policy", "all"), ("steer", "hash"), ("policy", "round-robin"))
         if getattr(c, name) != usual
     ]
-    return said + (["incoming-cpu"] if c.incoming_cpu else [])
+    return said + (["incoming-cpu"] if c.incoming_cpu else []) + (["migrate"] if c.migrate else [])
 
 
 def _signal(pid: int, sig: int) -> None:

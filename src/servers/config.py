@@ -44,6 +44,7 @@ class ServerConfig:
     steer: str = initial("steer")  # reuseport
     incoming_cpu: bool = initial("incoming_cpu")  # reuseport: SO_INCOMING_CPU
     policy: str = initial("policy")  # cluster
+    migrate: bool = initial("migrate")  # reuseport: tcp_migrate_req hands a closing queue on
 
     @property
     def limits(self) -> Limits:

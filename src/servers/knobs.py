@@ -174,6 +174,16 @@ KNOBS: tuple[Setting, ...] = (
         chooser=True,
     ),
     Setting(
+        "migrate",
+        bool,
+        "each worker alone holds its reuseport socket, so when it exits or is restarted "
+        "the kernel hands its queued connections to the group's other sockets "
+        "(net.ipv4.tcp_migrate_req = 1, Linux 5.14+, set in the namespace it runs in)",
+        default=False,
+        label="migrate a closing worker's queue",
+        chooser=True,
+    ),
+    Setting(
         "policy",
         str,
         "which worker the master hands a connection to: the next in turn, or the one "

@@ -5,16 +5,20 @@ queue keeps growing while the others idle. --steer replaces the hash with a prog
 the group (by the receiving CPU, or round robin), --incoming-cpu has socket i prefer
 CPU i's connections (servers.steering).
 
-The sockets are opened by the supervisor (so each queue can be read with TCP_INFO); the
-master keeps them and gives socket i to whichever worker runs in slot i."""
+The sockets are opened by the supervisor (so a busy port is told at once); the master
+keeps them and gives socket i to whichever worker runs in slot i, so a restarted worker
+finds its predecessor's queue waiting. With --migrate the master drops its copies once
+the workers have theirs (servers.migrate): a worker that exits closes its socket and the
+kernel hands the queue to the others; its successor joins the group with a fresh one."""
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
+from . import acceptor, migrate, steering
 from . import knobs as table
-from . import steering
 from .arbiter import Arbiter
 from .loops import serve_listener
 from .models import ModelSpec
@@ -27,10 +31,13 @@ class Knobs:
     max_keepalive_requests: int = 1000  # nginx keepalive_requests
     steer: str = table.default("steer")
     incoming_cpu: bool = table.default("incoming_cpu")
+    migrate: bool = table.default("migrate")
 
 
 def _check(knobs: Knobs) -> None:
     steering.check(knobs.steer)
+    if knobs.migrate:
+        migrate.check(knobs.workers)
 
 
 SPEC = ModelSpec.typed(
@@ -47,15 +54,26 @@ def run(ctx: RootContext) -> int:
     knobs = SPEC.knobs_of(ctx.config)
     steering.attach(knobs.steer, ctx.listeners)
     cpus = steering.prefer_cpus(ctx.listeners) if knobs.incoming_cpu else []
+    address = ctx.listeners[0].getsockname()
 
     def worker(slot: int) -> None:
         for i, other in enumerate(ctx.listeners):
             if i != slot:
                 other.close()  # a worker holds its own socket only
+        sock = ctx.listeners[slot]
+        if sock.fileno() < 0:  # --migrate: the master dropped it; join the group afresh
+            sock = migrate.join(address, ctx.config.backlog)
+            if cpus:
+                sock.setsockopt(socket.SOL_SOCKET, steering.SO_INCOMING_CPU, cpus[slot])
+            if ctx.config.phases:
+                acceptor.stamp_arrivals(sock)
         if cpus:  # its socket's CPU: the connections it prefers arrive there
             os.sched_setaffinity(0, {cpus[slot]})
-        serve_listener(ctx, slot, ctx.listeners[slot], listener_index=slot)
+        serve_listener(ctx, slot, sock, listener_index=slot)
 
     arbiter = Arbiter(ctx, worker)
     arbiter.start(len(ctx.listeners))
+    if knobs.migrate:  # each worker's socket is its own now: its close hands the queue on
+        for sock in ctx.listeners:
+            sock.close()
     return arbiter.run()

@@ -121,6 +121,10 @@ class Supervisor:
         except BaseException:
             self.stop()
             raise
+        if cfg.migrate:  # the workers alone hold their sockets: a closing one's queue moves
+            for s in self.listeners:  # (the telemetry reads them by sock_diag instead)
+                s.close()
+            self.listeners = []
         return self
 
     def _wait_ready(self, timeout: float) -> None:

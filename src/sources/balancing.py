@@ -21,7 +21,8 @@ def policy_of(config: ServerConfig) -> str | None:
     if config.model == "cluster":
         return f"policy {config.policy}"
     if config.model == "reuseport":
-        return f"steer {config.steer}" + (" + incoming-cpu" if config.incoming_cpu else "")
+        said = f"steer {config.steer}" + (" + incoming-cpu" if config.incoming_cpu else "")
+        return said + (" + migrate" if config.migrate else "")
     return None
 
 

@@ -2,7 +2,8 @@
 
 Worker figures from the shared scoreboard; CPU from /proc/PID/schedstat (per thread from
 /proc/PID/task/TID/schedstat for thread workers); the accept queues by TCP_INFO on the
-listening sockets the supervisor holds. Hand-written: no library samples a scoreboard,
+listening sockets the supervisor holds, or by sock_diag where it holds none (reuseport
+--migrate: sources.owned_listeners). Hand-written: no library samples a scoreboard,
 and psutil is too slow for 250 processes at 4 Hz (see procfs.py and bench/bench_sampler.py).
 
 Request phases from each worker slot's phase area (sources.phase_reader): a slot's three
@@ -30,6 +31,7 @@ from values.server_info import ModelInfo
 from values.snapshot import Kind, ListenerSample, Role, WorkerSample, WorkerState
 
 from .balancing import policy_of, steer_of
+from .owned_listeners import OwnedListener, OwnedListeners
 from .phase_reader import PhaseReader
 from .reading import Reading, WorkerDeltas
 
@@ -78,7 +80,10 @@ class SupervisorSource:
         self._mechs: dict[int, ListenerMechanism] = {}
         self._requests: dict[int, tuple[int, Current | None]] = {}  # slot: seq, its reading
         self._seqs: list[int] = []
-        self._addr = []
+        self._addr = []  # (address, port, inode) per listener, in index order
+        # the workers alone hold their sockets (--migrate): read by sock_diag each sample
+        self._owned = OwnedListeners() if sup.config.migrate else None
+        self._owned_rows: list[OwnedListener] | None = None
         for s in sup.listeners:
             name = s.getsockname()
             self._addr.append((name[0], name[1], os.fstat(s.fileno()).st_ino))
@@ -88,6 +93,8 @@ class SupervisorSource:
         if self._diag is not None:
             self._diag.close()
             self._diag = None
+        if self._owned is not None:
+            self._owned.close()
 
     def read(self, now: float, deltas: WorkerDeltas) -> Reading:
         sup = self.sup
@@ -118,6 +125,8 @@ class SupervisorSource:
             self.stat.sweep()  # fds of workers gone since the last refresh
             self._full = {pid: st for pid, st in self._stats.items() if st is not None}
             self._full_cpu = {p: c for p, c in self._full_cpu.items() if p in self._full}
+        if self._owned is not None:
+            self._read_owned(workers)
         listeners = self._listeners(now, self._mechanisms(now, area, processes, workers))
         return Reading(
             model,
@@ -132,7 +141,7 @@ class SupervisorSource:
     ) -> dict[int, ListenerMechanism]:
         """How the workers wait on each listener, read from /proc (readers.mechanism)
         when the processes change or the model becomes ready, not every sample."""
-        key = (frozenset(processes), area.ready)
+        key = (frozenset(processes), area.ready, tuple(inode for _, _, inode in self._addr))
         if not self._waits.due(now, key):
             return self._mechs
         live = [w for w in workers if w.alive and w.role == Role.WORKER]
@@ -354,9 +363,24 @@ class SupervisorSource:
             out[r.local_port] = out.get(r.local_port, 0) + 1
         return out
 
+    def _read_owned(self, workers: list[WorkerSample]) -> None:
+        """The listeners the workers alone hold, by sock_diag; unknown (none) without it."""
+        assert self._owned is not None
+        held = [(w.pid, w.listener) for w in workers if w.alive and w.role == Role.WORKER]
+        try:
+            rows = self._owned.read(self.sup.port, held)
+        except OSError:
+            rows = None
+        self._owned_rows = rows
+        self._addr = [(r.sock.local_address, r.sock.local_port, r.sock.inode) for r in rows or ()]
+
     def _listeners(self, now: float, mechs: dict[int, ListenerMechanism]) -> list[ListenerSample]:
         socks = self.sup.listeners
-        queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
+        owned = self._owned_rows if self._owned is not None else None
+        if owned is not None:
+            queues: list[tuple[int, int] | None] = [(r.sock.rqueue, r.sock.wqueue) for r in owned]
+        else:
+            queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
         # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME-WAITs).
         # Half-open connections linger when a full accept queue drops the handshakes'
         # last ACKs (ListenOverflows) or SYNs (ListenDrops): while a queue is non-empty or
@@ -375,6 +399,9 @@ class SupervisorSource:
             address, port, inode = self._addr[i]
             queue, limit = q if q is not None else (0, None)
             m = mechs.get(inode, UNKNOWN)
+            if owned is not None:
+                out.append(self._owned_sample(owned[i], m, self._syn.get(port, 0)))
+                continue
             out.append(
                 ListenerSample(
                     index=i,
@@ -393,3 +420,24 @@ class SupervisorSource:
                 )
             )
         return out
+
+    def _owned_sample(self, r: OwnedListener, m: ListenerMechanism, syn: int) -> ListenerSample:
+        """A listener only a worker holds, as sock_diag read it (as `ss -ltn` shows it)."""
+        config = self.sup.config
+        return ListenerSample(
+            index=r.index,
+            port=r.sock.local_port,
+            address=r.sock.local_address,
+            queue=r.sock.rqueue,
+            limit=r.sock.wqueue,
+            syn_recv=syn,
+            source="sock_diag",
+            inode=r.sock.inode,
+            spread=m.spread,
+            wake=m.wake,
+            waiters=len(m.waiters) or None,
+            drops=r.sock.drops,
+            # the config's (no copy to read SO_INCOMING_CPU back from); migrating is not
+            # steering: ModelInfo.policy says it
+            steer=config.steer + ("+incoming-cpu" if config.incoming_cpu else ""),
+        )
