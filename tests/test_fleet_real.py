@@ -45,6 +45,7 @@ import pytest
 from conftest import assert_all_gone, wait_until
 from export.identity import server_name
 from lab.fleet_source import FleetReader
+from plumbing.cgroupfs import cpu_hierarchies, v2_has_cpu
 from promlaunch import needs_prometheus, prometheus  # noqa: F401 - the fixture
 from readers.promapi import PromClient
 from realservers import real_server  # noqa: F401 - the fixture
@@ -83,6 +84,31 @@ def _cpu_ns(pid: int) -> int:
         with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
             total += int(f.read().split()[0])
     return total
+
+
+def _quotas(pid: int) -> list[str]:
+    """Ground truth: the CPU quotas on the cgroup path of `pid` (cgroup v2 cpu.max, v1
+    cpu.cfs_quota_us), in the hierarchy holding cpu; [] without one."""
+    hs = cpu_hierarchies()
+    h = hs[2] if 2 in hs and v2_has_cpu(hs[2]) else hs.get(1)
+    if h is None:
+        return []
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (h.version == 2 and controllers == "") or "cpu" in controllers.split(","):
+            break
+    else:
+        return []
+    name = "cpu.max" if h.version == 2 else "cpu.cfs_quota_us"
+    found = []
+    while True:
+        where = h.directory(path)
+        f = Path(where or "", name)
+        if where is not None and f.exists() and f.read_text().split()[0] not in ("max", "-1"):
+            found.append(f"{path}: {f.read_text().strip()}")
+        if path in ("/", ""):
+            return found
+        path = os.path.dirname(path)
 
 
 def _requesting(port: int) -> socket.socket:
@@ -161,7 +187,10 @@ def _compare(s: FleetServer, once: dict, before: dict[int, int], after: dict[int
     assert {(d.rule, d.severity) for d in s.diagnoses if d.rule != "stuck"} == {
         (d.rule, str(d.severity)) for d in snap.diagnoses
     }
-    assert s.throttled is None  # the exporter has no throttling series yet: unknown
+    # no CPU quota on any of its processes' cgroups (their files say so): nothing can be
+    # throttled, and the exporter's cpu.stat counters say 0 of 0 periods
+    assert not any(_quotas(pid) for pid in [s.id.root_pid or 0, *ours]), s.id.name
+    assert s.throttled == 0.0, s.id.name
 
 
 @pytest.mark.slow
