@@ -17,6 +17,7 @@ from it.
 from __future__ import annotations
 
 import http.client
+import math
 import os
 import subprocess
 import time
@@ -104,7 +105,9 @@ def test_the_fleets_throttled_share_is_what_cpu_stat_counted(
         _load(sup.port, LOAD_S)
         last_lo, w = stat(), time.time()
         wait_until(lambda: scraped_after(w), 30, "a scrape after the load")
-        end = time.time()
+        # whole seconds (the reader asks for [Ns]): the window is exactly start..end
+        end = start + math.ceil(time.time() - start)
+        wait_until(lambda: time.time() >= end, 5, "the window's end")
         reader = FleetReader(PromClient(base), rate_window_s=end - start)
         [s] = reader.read(at=end).servers
         last_hi = stat()
