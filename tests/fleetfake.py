@@ -195,9 +195,9 @@ def five_servers() -> FakeProm:
         up=False,
     )
     server(fake, "e:9464", server="node-cluster", root_pid=500, port=8084, connections=[1, 1])
-    fake.add("rate:serverscope_cgroup_cpu_cfs_periods_total", 10.0, instance="e:9464", cgroup="/x")
+    fake.add("rate:serverscope_cgroup_cpu_periods_total", 10.0, instance="e:9464", cgroup="/x")
     fake.add(
-        "rate:serverscope_cgroup_cpu_cfs_throttled_periods_total",
+        "rate:serverscope_cgroup_cpu_throttled_periods_total",
         5.0,
         instance="e:9464",
         cgroup="/x",

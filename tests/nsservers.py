@@ -5,7 +5,8 @@ sockets, ports and /proc/net counters are the namespace's. Ground truth is `ss` 
 inside the namespace (`nsenter -t PID -n`: the network namespace only, so `ss -p`
 reads the host's /proc and prints host pids, the ones attach shows).
 
-Use the `ns_server` fixture: `srv = ns_server("nginx", workers=2)`; `srv.netns` is its
+Use the `ns_server` fixture: `srv = ns_server("nginx", workers=2)` (or "gunicorn",
+"apache", "lab" for a lab model under `serverscope serve`); `srv.netns` is its
 /proc/PID/ns/net, `srv.connect()` a client socket made inside it, `srv.ss(...)` runs ss
 there. Each server is stopped at the end (its pid 1 is told to stop: the kernel ends
 every process of the namespace with it) and every pid seen is checked gone.
@@ -162,7 +163,9 @@ def gunicorn(tmp: Path, *, workers: int = 2, port: int = 8000, backlog: int = 16
     return _start("gunicorn-sync", tmp, port, argv, workers)
 
 
-def apache(tmp: Path, *, workers: int = 3, port: int = 8000) -> NsServer:
+def apache(
+    tmp: Path, *, workers: int = 3, port: int = 8000, keepalive_timeout: int = 30
+) -> NsServer:
     """Apache prefork in the foreground (pid 1), `workers` children, mod_status with
     ExtendedStatus at /server-status."""
     exe = _which("apache2", "/usr/sbin/apache2")
@@ -170,7 +173,8 @@ def apache(tmp: Path, *, workers: int = 3, port: int = 8000) -> NsServer:
     if exe is None or not os.path.exists(f"{mods}/mod_mpm_prefork.so"):
         pytest.skip("Apache httpd not installed (Debian package apache2)")
     docs = apache_docs()
-    conf = apache_config(tmp, port, docs, "prefork", 30, prefork_sizing(workers, workers))
+    sizing = prefork_sizing(workers, workers)
+    conf = apache_config(tmp, port, docs, "prefork", keepalive_timeout, sizing)
     (tmp / "httpd.conf").write_text(conf)
     env = [f"{k}={v}" for k, v in os.environ.items() if not k.startswith("APACHE_")]
     argv = ["env", "-i", *env, exe, "-f", str(tmp / "httpd.conf"), "-DFOREGROUND"]
@@ -179,10 +183,24 @@ def apache(tmp: Path, *, workers: int = 3, port: int = 8000) -> NsServer:
     return srv
 
 
+def lab_model(
+    tmp: Path, *, model: str = "many_accepts", workers: int = 4, port: int = 8000, **knobs: object
+) -> NsServer:
+    """One of the lab's models run by `serverscope serve` (pid 1, its Supervisor), with
+    `knobs` as its flags (exclusive=True: --exclusive); the model's root is pid 1's child."""
+    argv = [sys.executable, "-m", "serverscope", "serve", model, "--port", str(port)]
+    argv += ["--workers", str(workers)]
+    for name, value in knobs.items():
+        flag = "--" + name.replace("_", "-")
+        argv += [flag] if value is True else [flag, str(value)]
+    return _start(model, tmp, port, argv, workers + 1)  # the model's root, its workers
+
+
 STARTERS: dict[str, Callable[..., NsServer]] = {
     "nginx": nginx,
     "gunicorn": gunicorn,
     "apache": apache,
+    "lab": lab_model,
 }
 
 

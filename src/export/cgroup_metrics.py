@@ -1,7 +1,8 @@
 """The CPU limit and throttling of the cgroups the server's processes live in, for the
 Prometheus export (values.cgroupcpu, read from cpu.max / cpu.cfs_quota_us and cpu.stat).
 
-Per cgroup, labelled model and cgroup (its path as /proc/PID/cgroup names it):
+Per cgroup, labelled model and cgroup (its path as /proc/PID/cgroup names it; the names are
+values.cgroup_series, which the fleet reads back):
 `serverscope_cgroup_cpu_limit_cores` (absent without a limit: no limit is not 0 cores),
 the limiting cgroup's `serverscope_cgroup_cpu_periods_total`,
 `serverscope_cgroup_cpu_throttled_periods_total`, `serverscope_cgroup_cpu_throttled_seconds_total`
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from values import cgroup_series as names
 from values.snapshot import Snapshot
 
 LABELS = ("model", "cgroup")
@@ -34,29 +36,29 @@ def cgroup_metrics(snap: Snapshot) -> Iterator[Metric]:
     if not snap.cpu_cgroups:
         return
     limit = GaugeMetricFamily(
-        "serverscope_cgroup_cpu_limit_cores",
+        names.LIMIT_CORES,
         "CPU limit on the cgroup (the tightest quota on its path: cpu.max, or "
         "cpu.cfs_quota_us / cpu.cfs_period_us), in cores; absent without a limit.",
         labels=LABELS,
     )
     periods = CounterMetricFamily(
-        "serverscope_cgroup_cpu_periods",
+        names.PERIODS,
         "Quota periods in which the limiting cgroup had runnable tasks (cpu.stat nr_periods).",
         labels=LABELS,
     )
     throttled = CounterMetricFamily(
-        "serverscope_cgroup_cpu_throttled_periods",
+        names.THROTTLED_PERIODS,
         "Quota periods in which the limiting cgroup ran out of quota (cpu.stat nr_throttled).",
         labels=LABELS,
     )
     seconds = CounterMetricFamily(
-        "serverscope_cgroup_cpu_throttled_seconds",
+        names.THROTTLED_SECONDS,
         "Time the limiting cgroup's tasks spent throttled (cpu.stat throttled_time / "
         "throttled_usec), seconds.",
         labels=LABELS,
     )
     processes = GaugeMetricFamily(
-        "serverscope_cgroup_processes",
+        names.PROCESSES,
         "The server's sampled processes in the cgroup.",
         labels=LABELS,
     )

@@ -9,9 +9,10 @@ scrape address. A read is a handful of instant queries, all evaluated at the sam
 - the server's name, its active diagnoses, its imbalance indices (the agent's window),
   its listeners' queues and limits, its workers' latest values;
 - CPU throttling: the share of CFS periods throttled over the rate window, the most
-  throttled cgroup of the target's, from THROTTLE_SERIES; an exporter without those
-  series leaves it unknown (the cgroup readers are separate work: their series names are
-  this contract, cAdvisor's shape).
+  throttled cgroup of the target's, from THROTTLE_SERIES (the exporter's cgroup series);
+  0 where the counters did not move (no quota on the cgroup's path: nothing can be
+  throttled; or a quota and no runnable period), unknown where the exporter has none
+  (its cpu.stat does not count periods, or an exporter older than the series).
 A history is four range queries over the server's own series.
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 from judging import fleet_rank
 from readers.promapi import Labels, PromClient, PromError, Sample, Series, selector_value
+from values import cgroup_series
 from values.fleet import (
     Fleet,
     FleetDiagnosis,
@@ -46,10 +48,11 @@ STATE = "serverscope_worker_state"
 WORKERS = (
     "serverscope_worker_(open_connections|cpu_seconds_total|accepts_total|requests_total|state)"
 )
-# CPU throttling, per cgroup (counters as cgroup cpu.stat has them, v1 and v2 alike)
+# CPU throttling, per cgroup (counters as cgroup cpu.stat has them, v1 and v2 alike): the
+# exporter's own series (values.cgroup_series declares them for both sides)
 THROTTLE_SERIES = (
-    "serverscope_cgroup_cpu_cfs_periods_total",
-    "serverscope_cgroup_cpu_cfs_throttled_periods_total",
+    cgroup_series.series(cgroup_series.PERIODS),
+    cgroup_series.series(cgroup_series.THROTTLED_PERIODS),
 )
 RATE_WINDOW_S = 60.0  # rates (CPU %, accepts/s, throttling) over this long
 HISTORY_POINTS = 60  # points per series in a history

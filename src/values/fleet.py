@@ -6,7 +6,7 @@ the JSON render them alike, and tests feed them synthetic ones.
 
 Units: times are Unix wall-clock seconds (Prometheus's); `*_s` seconds; shares 0..1.
 Unknown is None everywhere, never 0: a figure no series gave (an older agent, a server
-whose accepts are not counted, throttling before the exporter has it).
+whose accepts are not counted, throttling where cpu.stat has no period counters).
 
 JSON: `Fleet.to_dict()` (codec.encode) and `Fleet.from_dict()` (codec.decode, checked).
 """
@@ -126,7 +126,8 @@ class FleetServer:
     imbalance: tuple[FleetImbalance, ...] = ()
     diagnoses: tuple[FleetDiagnosis, ...] = ()  # active now
     throttled: float | None = None  # share of CPU (CFS) periods throttled over the rate
-    # window, the most throttled cgroup of the target's; None: no throttling series
+    # window, the most throttled cgroup of the target's; 0 without a quota (nothing can
+    # be throttled); None: no throttling series (cpu.stat without the counters)
     standing: Standing | None = None  # set by fleet_rank
     n_workers: int | None = None  # workers (role worker) exported; None: none read
 

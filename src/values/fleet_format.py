@@ -2,7 +2,8 @@
 
 The cells read what the ranking (judging.fleet_rank) put in each server's `Standing`:
 which spread it judged, and why an agent's figures are not current. Unknown is drawn as
-"?" or the word "unknown" (throttling, until the exporter has its series), never as 0; a
+"?" or the word "unknown" (throttling, where the exporter has no cpu.stat counters), never
+as 0; a
 spread over too few events to judge says "(few)".
 """
 
