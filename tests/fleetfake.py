@@ -202,4 +202,5 @@ def five_servers() -> FakeProm:
         instance="e:9464",
         cgroup="/x",
     )
+    fake.add("serverscope_cgroup_cpu_limit_cores", 0.5, instance="e:9464", cgroup="/x")
     return fake  # fmt: skip

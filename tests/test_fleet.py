@@ -174,8 +174,13 @@ def test_the_throttling_column_reads_unknown_until_the_exporter_has_the_series(
 ) -> None:
     fleet = five.reader().read()
     throttled = {s.id.server: cells(1, s)[COLUMNS.index("throttled")] for s in fleet.servers}
-    assert throttled["nginx"] == "unknown"
-    assert throttled["node-cluster"] == "50%"
+    assert throttled["nginx"] == "unknown"  # no cpu.stat counters exported
+    assert throttled["node-cluster"] == "50% of 0.5 core"
+    by_name = {s.id.server: s for s in fleet.servers}
+    assert by_name["node-cluster"].cpu_limit == 0.5 and by_name["nginx"].cpu_limit is None
+    # cpu.stat's counters but no quota on the path: 0% is true, and said to be no limit
+    free = FleetServer(ServerId("j", "x"), throttled=0.0)
+    assert cells(1, free)[COLUMNS.index("throttled")] == "0% no limit"
 
 
 def test_a_spread_over_too_few_events_is_shown_but_not_ranked() -> None:

@@ -293,6 +293,7 @@ def _compare(s: FleetServer, once: dict, before: dict[int, int], after: dict[int
     # throttled, and the exporter's cpu.stat counters say 0 of 0 periods
     assert not any(_quotas(pid) for pid in [s.id.root_pid or 0, *ours]), s.id.name
     assert s.throttled == 0.0, s.id.name
+    assert s.cpu_limit is None, s.id.name  # and no limit is read, not a limit of 0
 
 
 @pytest.mark.slow

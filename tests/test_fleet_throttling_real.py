@@ -118,6 +118,7 @@ def test_the_fleets_throttled_share_is_what_cpu_stat_counted(
         low = (last_lo[1] - first_hi[1]) / (last_hi[0] - first_lo[0])
         high = (last_hi[1] - first_lo[1]) / (last_lo[0] - first_hi[0])
         assert s.throttled is not None, "the fleet read no throttling"
+        assert s.cpu_limit == pytest.approx(CORES), s.cpu_limit  # the cgroup's own quota
         assert low - 1e-9 <= s.throttled <= high + 1e-9, (low, s.throttled, high)
         assert low > 0.0 and high - low < 0.2, (first_lo, first_hi, last_lo, last_hi)
         print(

@@ -57,7 +57,13 @@ async def test_the_fleet_screen_opens_lists_selects_and_quits() -> None:
             "nginx",
         ]
         assert _column(table, "workers") == ["4", "?", "4", "2", "2"]
-        assert _column(table, "throttled") == ["unknown", "unknown", "unknown", "50%", "unknown"]
+        assert _column(table, "throttled") == [
+            "unknown",
+            "unknown",
+            "unknown",
+            "50% of 0.5 core",
+            "unknown",
+        ]
         assert _column(table, "diagnoses")[:2] == ["starvation", "not scraped (up 0)"]
         head = str(screen.query_one("#fleet-head", Static).render())
         assert "5 servers" in head and "worst first" in head

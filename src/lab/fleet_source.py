@@ -100,6 +100,7 @@ class _Parts:
     states: dict[WorkerKey, str] = field(default_factory=dict)
     n_workers: int | None = None
     throttled: float | None = None
+    cpu_limit: float | None = None  # cores, the tightest of its cgroups' limits
 
 
 class FleetReader:
@@ -187,6 +188,9 @@ class FleetReader:
                     p.n_workers = _count(s.value)
         periods, throttled = (q(f"rate({name}{{{sel}}}{rate})") for name in THROTTLE_SERIES)
         self._throttling(periods, throttled, parts)
+        for s in q(f"{cgroup_series.LIMIT_CORES}{{{sel}}}"):
+            if (p := parts.get(_key(s.labels))) is not None and s.value is not None:
+                p.cpu_limit = s.value if p.cpu_limit is None else min(p.cpu_limit, s.value)
         servers = fleet_rank.rank(self._server(k, p, t) for k, p in parts.items())
         return Fleet(
             self.url,
@@ -314,6 +318,7 @@ class FleetReader:
             imbalance=imbalance,
             diagnoses=tuple(p.diagnoses),
             throttled=p.throttled,
+            cpu_limit=p.cpu_limit,
             n_workers=n_workers,
         )
 

@@ -128,6 +128,9 @@ class FleetServer:
     throttled: float | None = None  # share of CPU (CFS) periods throttled over the rate
     # window, the most throttled cgroup of the target's; 0 without a quota (nothing can
     # be throttled); None: no throttling series (cpu.stat without the counters)
+    cpu_limit: float | None = None  # the tightest CPU limit (cores) of the target's cgroups,
+    # serverscope_cgroup_cpu_limit_cores; None: none exported (no quota on any, or an agent
+    # without cgroup series: `throttled` tells which)
     standing: Standing | None = None  # set by fleet_rank
     n_workers: int | None = None  # workers (role worker) exported; None: none read
 

@@ -62,7 +62,13 @@ def queue_cell(s: FleetServer) -> str:
 
 
 def throttled_cell(s: FleetServer) -> str:
-    return "unknown" if s.throttled is None else _pct(s.throttled)
+    """'12% of 0.5 core', '0% no limit' (cpu.stat counts, no quota on its cgroups), or
+    'unknown' (no cpu.stat counters exported)."""
+    if s.throttled is None:
+        return "unknown"
+    if s.cpu_limit is None:
+        return f"{_pct(s.throttled)} no limit"
+    return f"{_pct(s.throttled)} of {s.cpu_limit:.2g} core"
 
 
 def diagnoses_cell(s: FleetServer) -> str:
