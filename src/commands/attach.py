@@ -176,11 +176,13 @@ def run(a: argparse.Namespace) -> int:
         exporter = export.from_args(a, PROG)
         if a.load:
             att.start_load(preset(a.load))
-    except (export.ExportError, LoadError) as e:
+    except BaseException as e:  # Ctrl-C too: what was started is stopped
         att.close()  # the sampler's bpftrace child, when counting exact accepts
         if exporter is not None:
             exporter.close()
-        return fail(PROG, str(e), EXIT_USAGE)
+        if isinstance(e, (export.ExportError, LoadError)):
+            return fail(PROG, str(e), EXIT_USAGE)
+        raise
     if a.record:
         att.record(a.record)
     if exporter is not None:

@@ -89,9 +89,18 @@ class Attachment:
         sampler = Sampler.attach(
             pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts, **options
         )
-        return cls(
-            sampler, window_s=window_s, period=period, pid=pid, port=port, autocapture=autocapture
-        )
+        try:
+            return cls(
+                sampler,
+                window_s=window_s,
+                period=period,
+                pid=pid,
+                port=port,
+                autocapture=autocapture,
+            )
+        except BaseException:  # Ctrl-C in start-up too: bpftrace is not left running
+            sampler.close()
+            raise
 
     @property
     def ports(self) -> list[int]:

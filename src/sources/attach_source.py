@@ -141,14 +141,18 @@ class AttachSource:
         )
         self.not_asked = not exact
         self.status: StatusPoller | None = None
-        if status_url == "auto":  # no request yet: the first sample says if one may go
-            if ports and (self.program or "").startswith(("apache2", "httpd")):
-                url = f"http://127.0.0.1:{ports[0]}/server-status"
-                # the server's 127.0.0.1: asked from inside its network namespace
-                foreign = ns if ns is not None and not ns.own else None
-                self.status = StatusPoller(url, auto=True, netns=foreign)
-        elif status_url:
-            self.status = StatusPoller(status_url)
+        try:
+            if status_url == "auto":  # no request yet: the first sample says if one may go
+                if ports and (self.program or "").startswith(("apache2", "httpd")):
+                    url = f"http://127.0.0.1:{ports[0]}/server-status"
+                    # the server's 127.0.0.1: asked from inside its network namespace
+                    foreign = ns if ns is not None and not ns.own else None
+                    self.status = StatusPoller(url, auto=True, netns=foreign)
+            elif status_url:
+                self.status = StatusPoller(status_url)
+        except BaseException:  # Ctrl-C in start-up too: bpftrace is not left running
+            self.reader.close()
+            raise
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
         self._estimated: Counter[tuple[int, int]] = Counter()
         self._dispatched = 0

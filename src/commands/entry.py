@@ -1,0 +1,26 @@
+"""The process's entry point: the command line is imported inside the guard, so that a
+Ctrl-C while Python loads it (~0.5 s on a busy machine) ends in one line, not a traceback.
+Nothing heavy here: this module is imported before anything else."""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a command Ctrl-C ended
+
+
+def interrupted() -> int:
+    """Say it in one line (stderr); the exit code."""
+    try:
+        print("serverscope: interrupted", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return EXIT_INTERRUPTED
+
+
+def main() -> int:
+    try:
+        from .main import main as command_line
+    except KeyboardInterrupt:
+        return interrupted()
+    return command_line()
