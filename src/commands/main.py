@@ -42,7 +42,7 @@ from . import (
     web,
 )
 from .common import EXIT_USAGE, Parser, add_model_args, fail
-from .entry import interrupted
+from .ending import interrupted
 
 EXIT_READER_GONE = 128 + signal.SIGPIPE  # 141: see the module's doc
 

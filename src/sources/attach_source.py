@@ -50,7 +50,7 @@ from collections import Counter
 
 import psutil
 
-from readers import procfs, realkind
+from readers import procfs, realkind, syscalls
 from readers.attach_target import (
     NOT_ALLOWED,
     AttachError,
@@ -66,10 +66,11 @@ from readers.placement import PlacementReader
 from readers.realtree import Role as TreeRole
 from readers.realtree import TaskSample
 from readers.statuspoll import OUTSIDE_VIEW, StatusPoller
+from values.blocked import Blocked
 from values.phases import Phases
 from values.positional import positional_new
 from values.server_info import ModelInfo
-from values.snapshot import Kind, ListenerSample, Role, WorkerSample, WorkerState
+from values.snapshot import BUSY_STATES, Kind, ListenerSample, Role, WorkerSample, WorkerState
 
 from . import attach_states
 from .reading import Reading, WorkerDeltas
@@ -324,6 +325,7 @@ class AttachSource:
             w.hold,
             None,  # current: mod_status's, set by the caller
             w.peers,
+            _blocked(w, state),
         )
 
     def _thread(
@@ -414,6 +416,14 @@ class AttachSource:
             )
             for i, ln in enumerate(ordered)
         ]
+
+
+def _blocked(w: WorkerReading, state: WorkerState) -> Blocked | None:
+    """What its main thread waits in, read only for a process the stuck rule may judge
+    (holding a connection, in a busy state): a short read a thread (readers.syscalls)."""
+    if not w.connections or state not in BUSY_STATES:
+        return None
+    return syscalls.blocked(w.pid)
 
 
 def _age(starttime: int) -> float:
