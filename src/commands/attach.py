@@ -40,6 +40,7 @@ from .common import (
     EXIT_USAGE,
     add_stuck_args,
     add_width_arg,
+    check_output,
     fail,
     fit_console,
     seconds,
@@ -153,6 +154,10 @@ def run(a: argparse.Namespace) -> int:
             "of samples",
             file=sys.stderr,
         )
+    try:  # before attaching: a path that cannot be written is one line, nothing started
+        check_output("--record", a.record)
+    except OSError as e:
+        return fail(PROG, str(e))
     if a.status_url == "none":
         a.status_url = None
     elif a.status_url != "auto" and not a.status_url.startswith(("http://", "https://")):

@@ -54,6 +54,7 @@ from readers import procfs, realkind, syscalls
 from readers.attach_target import (
     NOT_ALLOWED,
     AttachError,
+    check_port_of,
     fds_readable,
     owner_of,
     ports_of,
@@ -112,6 +113,7 @@ class AttachSource:
                 ns.run(lambda: None)  # may we enter it? (root)
         except NetNsError as e:
             raise AttachError(str(e)) from None
+        both = pid is not None and port is not None
         if pid is None:
             if port is None:
                 raise ValueError("give a pid, a port or both")
@@ -134,6 +136,8 @@ class AttachSource:
         self.placement = PlacementReader(self.root, ns) if ns is not None else None
         # a tree listening on no port is still watched (CPU, states), with no sockets
         self.ports_hidden = port is None and not fds_readable(self.root)
+        if both and port is not None and ns is not None and fds_readable(self.root):
+            check_port_of(self.root, port, ns)  # its listener, not another server's
         ports = [port] if port is not None else ports_of(self.root, ns)
         self.ports = ports
         exact = os.geteuid() == 0 if exact_accepts is None else exact_accepts

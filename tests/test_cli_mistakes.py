@@ -1,0 +1,64 @@
+"""Likely mistakes with the documented commands, each one line and nothing started:
+`attach --record` into a directory that does not exist (was a FileNotFoundError
+traceback after attaching), `attach --pid A --port B` where B is another server's or
+nobody's (was accepted: the listener's figures were the other server's beside A's
+workers), `diff` of a recording and itself (said, its "no difference" proves nothing)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from commands import main as cli
+from realservers import RealServer, free_port, real_server  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_attach_record_into_a_missing_directory_is_one_line_before_attaching(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "no" / "r.jsonl"
+    assert cli.main(["attach", "--pid", str(os.getpid()), "--once", "--record", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"serverscope attach: cannot write --record {bad}: no such directory: {bad.parent}\n"
+    )
+
+
+def test_attach_pid_and_a_port_it_does_not_listen_on_names_the_ports_owner(
+    real_server: Callable[..., RealServer],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    a, b = real_server("http.server"), real_server("http.server")
+    assert cli.main(["attach", "--pid", str(a.root), "--port", str(b.port), "--once"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"serverscope attach: pid {a.root} does not listen on TCP port {b.port} (it listens "
+        f"on {a.port}); pid {b.root} does: give --port alone, or --pid {b.root}\n"
+    )
+    nobody = free_port()
+    assert cli.main(["attach", "--pid", str(a.root), "--port", str(nobody), "--once"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"serverscope attach: nothing listens on TCP port {nobody} "
+        f"(pid {a.root}: it listens on {a.port})\n"
+    )
+
+
+def test_diff_of_a_recording_and_itself_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import synthetic
+    from values.recording import RecordingWriter
+
+    rec = tmp_path / "a.jsonl"
+    with RecordingWriter(str(rec), meta={}) as w:
+        for s in synthetic.series(24):
+            w.write(s)
+    assert cli.main(["diff", str(rec), str(rec)]) == 0
+    err = capsys.readouterr().err
+    assert err == f"serverscope diff: {rec} and {rec} are the same recording\n"
