@@ -7,6 +7,8 @@ workers), `diff` of a recording and itself (said, its "no difference" proves not
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,3 +64,39 @@ def test_diff_of_a_recording_and_itself_says_so(
     assert cli.main(["diff", str(rec), str(rec)]) == 0
     err = capsys.readouterr().err
     assert err == f"serverscope diff: {rec} and {rec} are the same recording\n"
+
+
+def test_load_at_a_port_that_is_not_http_fails_its_requests_and_says_so(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A banner that cannot begin an HTTP head (SSH's): each request fails at once as a
+    bad response. Seen before: `Errors: none`, every request `still waiting` (for a blank
+    line that never comes) until the run was cut."""
+    srv = socket.create_server(("127.0.0.1", 0), backlog=128)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def banner() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+            except TimeoutError:
+                continue
+            c.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+            held.append(c)
+
+    t = threading.Thread(target=banner, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{srv.getsockname()[1]}/"
+        assert cli.main(["load", url, "--duration", "1", "--clients", "2"]) == 1
+    finally:
+        stop.set()
+        t.join(5)
+        srv.close()
+        for c in held:
+            c.close()
+    out, err = capsys.readouterr()
+    assert "Errors: bad_response" in out, out
+    assert err.endswith(f"{url[7:-1]} does not answer HTTP/1.x\n"), err
