@@ -100,3 +100,19 @@ def test_load_at_a_port_that_is_not_http_fails_its_requests_and_says_so(
     out, err = capsys.readouterr()
     assert "Errors: bad_response" in out, out
     assert err.endswith(f"{url[7:-1]} does not answer HTTP/1.x\n"), err
+
+
+def test_web_on_a_busy_port_is_one_line_without_saying_it_serves(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Seen before: textual-serve's banner `Serving ... on http://127.0.0.1:P`, `Press
+    Ctrl+C to quit`, then the error line."""
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert cli.main(["web", "--web-port", str(port)]) == 1
+    out, err = capsys.readouterr()
+    assert "Serving" not in out and "Ctrl+C" not in out, out
+    assert err == (
+        f"serverscope web: cannot serve on 127.0.0.1:{port}: Address already in use "
+        "(pick another --web-port)\n"
+    )
