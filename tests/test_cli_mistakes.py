@@ -6,8 +6,10 @@ workers), `diff` of a recording and itself (said, its "no difference" proves not
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -116,3 +118,23 @@ def test_web_on_a_busy_port_is_one_line_without_saying_it_serves(
         f"serverscope web: cannot serve on 127.0.0.1:{port}: Address already in use "
         "(pick another --web-port)\n"
     )
+
+
+def test_attach_to_a_process_that_listens_on_no_port_says_so_and_claims_no_wait(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Seen before: `sleep` shown as a worker `waiting` (for a connection it cannot get),
+    nothing said. Its CPU and states are still shown; its state is unknown."""
+    proc = subprocess.Popen(["sleep", "60"])
+    try:
+        argv = ["attach", "--pid", str(proc.pid), "--once", "--json", "--estimate-accepts"]
+        assert cli.main(argv) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    out, err = capsys.readouterr()
+    assert (
+        err == f"serverscope attach: pid {proc.pid} (sleep) listens on no TCP port: not a server?\n"
+    )
+    workers = json.loads(out)["workers"]
+    assert [(w["pid"], w["state"]) for w in workers] == [(proc.pid, "unknown")]

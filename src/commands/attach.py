@@ -176,6 +176,8 @@ def run(a: argparse.Namespace) -> int:
         )
     except AttachError as e:
         return fail(PROG, str(e), EXIT_FAILED)
+    if att.not_a_server:  # said, not refused: its CPU and states are still shown
+        print(f"{PROG}: {att.not_a_server}", file=sys.stderr)
     exporter = None
     try:
         exporter = export.from_args(a, PROG)

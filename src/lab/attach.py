@@ -108,6 +108,16 @@ class Attachment:
         return list(getattr(self.sampler.source, "ports", []))
 
     @property
+    def not_a_server(self) -> str | None:
+        """Why the attached tree looks like no server: it listens on no TCP port (and its
+        sockets were readable); else None."""
+        src = self.sampler.source
+        if self.ports or getattr(src, "ports_hidden", True):
+            return None
+        who = f"pid {getattr(src, 'root', '?')} ({getattr(src, 'name', '?')})"
+        return f"{who} listens on no TCP port: not a server?"
+
+    @property
     def ended(self) -> str | None:
         """Why watching stopped (the server exited), else None."""
         return self.watch.ended

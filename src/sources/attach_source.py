@@ -285,6 +285,8 @@ class AttachSource:
         key = (w.pid, w.starttime)
         live.add(key)
         state = _state(w.state, w.connections, len(w.threads) or 1, w.hold)
+        if state == WorkerState.WAITING and not self.ports and not self.ports_hidden:
+            state = WorkerState.UNKNOWN  # asleep, but not for a connection: no port to wait on
         mine = attach_states.of_slot(glyphs)
         if state not in (WorkerState.STOPPED, WorkerState.DEAD) and mine is not None:
             state = mine  # Apache's own scoreboard, when fresh
