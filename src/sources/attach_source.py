@@ -429,7 +429,7 @@ def _blocked(w: WorkerReading, state: WorkerState) -> Blocked | None:
     (holding a connection, in a busy state): a short read a thread (readers.syscalls)."""
     if not w.connections or state not in BUSY_STATES:
         return None
-    return syscalls.blocked(w.pid)
+    return syscalls.blocked(w.pid, [t.tid for t in w.threads if t.tid != w.pid])
 
 
 def _age(starttime: int) -> float:
