@@ -100,6 +100,7 @@ def test_every_worker_field_is_the_scoreboards_own() -> None:
                 "connected": 5.0,
             },
             "peers": None,  # attach's (read from the sockets)
+            "blocked": None,  # attach's (/proc/PID/syscall)
         }
         assert w0.state_age_s is not None and abs(w0.state_age_s - (now - s0.last_change)) < 1e-6
         assert w0.age_s is not None and abs(w0.age_s - (now - s0.started)) < 1e-6

@@ -18,6 +18,7 @@ from judging.events import EventDeriver
 from judging.stuck import Budget, StuckSettings, StuckWatch, event_line, grouped
 from lab.autocapture import AutoCapture
 from lab.summary import stuck_json
+from values.blocked import Blocked
 from values.current import Current, Via
 from values.recording import RecordingWriter, read_recording
 from values.snapshot import Snapshot, WorkerState
@@ -346,3 +347,43 @@ def test_a_worker_holding_several_idle_connections_is_not_stuck() -> None:
         snap = dataclasses.replace(base, time=base.time + i, workers=tuple(workers))
         found += watch.step(snap)
     assert {e.slot for e in found} == {1, 2}, found
+
+
+def test_the_system_call_a_worker_waits_in_decides_and_is_said() -> None:
+    """Read from /proc/PID/syscall (values.blocked): one idle keep-alive client of a
+    worker parked in epoll_wait or poll on many fds is not stuck (nginx, uvicorn, Node);
+    one in a read of its client (gunicorn sync, half a request) is, and so is one poll()
+    on its one client (Apache prefork's keep-alive read) or a loop blocked in a sleep while
+    it holds 20 clients (the exemption for several connections needs no evidence against
+    it). The episode and its event line say the call read."""
+    watch = StuckWatch(stuck_after=1.0)
+    base = synthetic.snapshot(workers=6)
+    keep, reading = WorkerState.KEEPALIVE, WorkerState.READING
+    rows = [
+        (keep, 1, Blocked("epoll_wait", 7, False)),
+        (keep, 1, Blocked("poll", nfds=3)),
+        (reading, 1, Blocked("recvfrom", 9, True)),
+        (keep, 1, Blocked("poll", nfds=1)),
+        (keep, 20, Blocked("clock_nanosleep")),
+        (keep, 1, Blocked("epoll_wait", 7, False, others_busy=1)),  # a pool thread busy
+    ]
+    workers = [
+        dataclasses.replace(base.workers[i], state=st, connections=n, blocked=b, state_age_s=None)
+        for i, (st, n, b) in enumerate(rows)
+    ]
+    found = []
+    for i in range(4):
+        snap = dataclasses.replace(base, time=base.time + i, workers=tuple(workers))
+        found += watch.step(snap)
+    assert {e.slot: e.blocked for e in found} == {
+        2: "in recvfrom on socket fd 9",
+        3: "in poll on 1 fd",
+        4: "in clock_nanosleep",
+        5: "in epoll_wait, 1 other thread busy",
+    }, found
+    e = next(e for e in found if e.slot == 2)
+    cap = StuckCapture(e, e.since + 2, stack(e.pid, e.tid))
+    line = event_line(cap, e.since + 2)
+    assert line.startswith("worker 2 (pid ") and "stuck reading at least 2.0 s (in recvfrom" in line
+    assert stuck_json(cap)["blocked"] == "in recvfrom on socket fd 9"
+    assert Blocked("running").words() == "running on a CPU"

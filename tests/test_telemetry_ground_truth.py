@@ -123,7 +123,9 @@ def test_supervised_single_queue_matches_ss(start_server) -> None:
 def test_spinning_process_reads_full_cpu_idle_reads_none() -> None:
     proc = spawn(
         """
-        import os, time
+        import os, socket, time
+        # a server's tree: a sleeper with no port to wait on reads unknown, not waiting
+        listener = socket.create_server(("127.0.0.1", 0))
         spin = os.fork()
         if spin == 0:
             while True:

@@ -40,6 +40,7 @@ from .common import (
     EXIT_USAGE,
     add_stuck_args,
     add_width_arg,
+    check_output,
     fail,
     fit_console,
     seconds,
@@ -153,6 +154,10 @@ def run(a: argparse.Namespace) -> int:
             "of samples",
             file=sys.stderr,
         )
+    try:  # before attaching: a path that cannot be written is one line, nothing started
+        check_output("--record", a.record)
+    except OSError as e:
+        return fail(PROG, str(e))
     if a.status_url == "none":
         a.status_url = None
     elif a.status_url != "auto" and not a.status_url.startswith(("http://", "https://")):
@@ -171,16 +176,20 @@ def run(a: argparse.Namespace) -> int:
         )
     except AttachError as e:
         return fail(PROG, str(e), EXIT_FAILED)
+    if att.not_a_server:  # said, not refused: its CPU and states are still shown
+        print(f"{PROG}: {att.not_a_server}", file=sys.stderr)
     exporter = None
     try:
         exporter = export.from_args(a, PROG)
         if a.load:
             att.start_load(preset(a.load))
-    except (export.ExportError, LoadError) as e:
+    except BaseException as e:  # Ctrl-C too: what was started is stopped
         att.close()  # the sampler's bpftrace child, when counting exact accepts
         if exporter is not None:
             exporter.close()
-        return fail(PROG, str(e), EXIT_USAGE)
+        if isinstance(e, (export.ExportError, LoadError)):
+            return fail(PROG, str(e), EXIT_USAGE)
+        raise
     if a.record:
         att.record(a.record)
     if exporter is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,13 @@ def write_outputs(v: Verdict, json_path: str | None, svg_path: str | None, title
             f.write("\n")
 
 
+def same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def command(a: argparse.Namespace) -> int:
     try:
         if a.json != "-":
@@ -87,6 +95,8 @@ def command(a: argparse.Namespace) -> int:
     v = judge_or_fail(a.before, a.after)
     if isinstance(v, str):
         return fail(PROG, v, EXIT_USAGE)
+    if same_file(a.before, a.after):  # said, not refused: its "no difference" proves nothing
+        print(f"{PROG}: {a.before} and {a.after} are the same recording", file=sys.stderr)
     if a.json != "-":  # (JSON on stdout is all stdout holds)
         from text.verdict import render
 

@@ -106,7 +106,10 @@ def run(a: argparse.Namespace) -> int:
         return fail(PROG, runner.error or "no result", EXIT_FAILED)
     load_summary(console, result)
     if result.stats.requests == 0:  # the summary says why (errors, still waiting)
-        return fail(PROG, f"no request completed in {result.stats.elapsed:.1f} s", EXIT_FAILED)
+        why = ""
+        if result.stats.errors.get("bad_response"):  # the likely mistake: another protocol
+            why = f": {_host_port(a.url, a.allow_remote)} does not answer HTTP/1.x"
+        return fail(PROG, f"no request completed in {result.stats.elapsed:.1f} s{why}", EXIT_FAILED)
     if a.json:
         try:
             write_json(a.json, result.to_json_dict())

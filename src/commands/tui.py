@@ -22,6 +22,7 @@ from . import cpu_limit_arg, export
 from .common import (
     add_load_args,
     add_stuck_args,
+    check_output,
     config_from_args,
     fail,
     load_overrides,
@@ -112,7 +113,8 @@ def run(a: argparse.Namespace) -> int:
     try:
         cfg = check_config(default_config(a))
         level = level_from_args(a)
-    except (ConfigError, LoadError) as e:
+        check_output("--record", a.record)
+    except (ConfigError, LoadError, OSError) as e:
         return _fail(str(e))
     from tui.app import run_live  # late: Textual loads only when a TUI opens
 

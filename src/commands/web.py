@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import socket
 import sys
 from typing import Any
 
@@ -119,8 +120,17 @@ def command(a: argparse.Namespace) -> int:
     cmd = lab_command(a, a.web_parser)
     server = LabServer(cmd, host="127.0.0.1", port=a.web_port, max_labs=a.max_labs)
     try:
+        # before serve(), which prints "Serving ... on http://..." before it binds
+        _bindable(a.web_port)
         server.serve()
     except OSError as e:
         why = f"cannot serve on 127.0.0.1:{a.web_port}: {e.strerror or e} (pick another --web-port)"
         return fail(PROG, why, EXIT_FAILED)
     return EXIT_OK
+
+
+def _bindable(port: int) -> None:
+    """OSError when 127.0.0.1:`port` cannot be listened on (bound as aiohttp binds it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))

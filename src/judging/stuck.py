@@ -108,10 +108,16 @@ def _what(w: WorkerSample, now: float) -> tuple[str, float | None] | None:
     age = w.state_age_s
     if is_stopped(w):
         return "stopped", (now - age if age is not None else None)
-    if (w.connections or 0) > 1 and w.state != WorkerState.WORKING:
-        # a worker holding several connections at once waits on all of them (an event
-        # loop): idle keep-alive clients or a slow request do not stop it serving others
-        # (seen: an attached many_accepts worker holding 20 idle clients read as stuck)
+    b = w.blocked
+    if b is not None and b.multiplexes:
+        # parked in an event loop's wait (epoll_wait, poll on many fds), every other thread
+        # idle: it waits for whichever client speaks next, however many it holds (seen:
+        # nginx holding one idle keep-alive client read as stuck in keep-alive)
+        return None
+    if (b is None or b.others_busy) and (w.connections or 0) > 1 and w.state != WorkerState.WORKING:
+        # no decisive evidence of its wait: a worker holding several connections at once
+        # waits on all of them (seen: an attached many_accepts worker holding 20 idle
+        # clients read as stuck); one blocked in a read, a lock or a sleep is not exempt
         return None
     c = w.current
     if c is not None and c.requests and c.began is not None:
@@ -222,6 +228,7 @@ def _episode(w: WorkerSample, cur: _Open) -> Episode:
         exact=cur.exact,
         request=c.request if c is not None and in_request else None,
         client=client,
+        blocked=w.blocked.words() if w.blocked is not None else None,
     )
 
 
@@ -347,7 +354,8 @@ def event_line(c: StuckCapture, now: float) -> str:
     req = f" {e.request!r}" if e.request else ""
     client = f" from {e.client}" if e.client else ""
     who = e.worker if e.worker == f"pid {e.pid}" else f"{e.worker} (pid {e.pid})"
-    return f"{who} stuck {doing} {how_long}{req}{client}: {stands(c)}"
+    call = f" ({e.blocked})" if e.blocked else ""
+    return f"{who} stuck {doing} {how_long}{call}{req}{client}: {stands(c)}"
 
 
 __all__ = [

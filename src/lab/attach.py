@@ -89,14 +89,33 @@ class Attachment:
         sampler = Sampler.attach(
             pid=pid, port=port, status_url=status_url, exact_accepts=exact_accepts, **options
         )
-        return cls(
-            sampler, window_s=window_s, period=period, pid=pid, port=port, autocapture=autocapture
-        )
+        try:
+            return cls(
+                sampler,
+                window_s=window_s,
+                period=period,
+                pid=pid,
+                port=port,
+                autocapture=autocapture,
+            )
+        except BaseException:  # Ctrl-C in start-up too: bpftrace is not left running
+            sampler.close()
+            raise
 
     @property
     def ports(self) -> list[int]:
         """The TCP ports the server listens on (as the source found them)."""
         return list(getattr(self.sampler.source, "ports", []))
+
+    @property
+    def not_a_server(self) -> str | None:
+        """Why the attached tree looks like no server: it listens on no TCP port (and its
+        sockets were readable); else None."""
+        src = self.sampler.source
+        if self.ports or getattr(src, "ports_hidden", True):
+            return None
+        who = f"pid {getattr(src, 'root', '?')} ({getattr(src, 'name', '?')})"
+        return f"{who} listens on no TCP port: not a server?"
 
     @property
     def ended(self) -> str | None:

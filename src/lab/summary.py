@@ -303,6 +303,7 @@ def stuck_json(c: StuckCapture) -> dict[str, Any]:
         "since_exact": e.exact,
         "request": e.request,
         "client": e.client,
+        "blocked": e.blocked,
         "where": stands(c),
         "stack": c.stack.to_json(),
     }

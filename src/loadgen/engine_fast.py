@@ -182,6 +182,8 @@ class FastClient(Client):
         p.close_after = False
         p.deadline = start + e.read_timeout
         p.transport.write(e.req)  # type: ignore[union-attr]
+        if p.buf:  # bytes came before the request: its response begins with them
+            p.data_received(b"")
 
     def _send(self, p: FastProtocol, fut: asyncio.Future[int]) -> None:
         """Send on a connection just made (t_conn is when it was ready)."""
@@ -193,6 +195,8 @@ class FastClient(Client):
         p.close_after = False
         p.deadline = self.t_conn + e.read_timeout
         p.transport.write(e.req)  # type: ignore[union-attr]
+        if p.buf:  # bytes came before the request (a server that speaks first)
+            p.data_received(b"")
 
     async def _connect_and_send(self) -> int:
         self.proto = p = await self._connect()

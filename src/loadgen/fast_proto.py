@@ -17,6 +17,11 @@ _MAX_HEAD = 64 * 1024
 _monotonic = time.monotonic
 
 
+def _http_start(buf: bytes) -> bool:
+    """`buf` is, or may grow into, the start of an HTTP/1.x response."""
+    return buf[:7] == b"HTTP/1." or b"HTTP/1.".startswith(buf)
+
+
 class FastProtocol(asyncio.Protocol):
     """One connection of the fast engine: it parses each response as its bytes come and
     completes the request's future (or, in a chained closed loop, calls its client)."""
@@ -95,8 +100,11 @@ class FastProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         # one function on purpose: every response's bytes go through it, inline
         fut = self.fut
-        if fut is None:
-            return  # bytes nobody asked for: ignored (the next request will notice)
+        if fut is None:  # bytes nobody asked for: an HTTP answer (a 408 before a close)
+            buf = self.buf + data  # is dropped; else the server speaks first (SSH, SMTP):
+            if not _http_start(buf):  # the next request reads them and fails
+                self.buf = buf[: _MAX_HEAD + 1]
+            return
         self.t_last = now = _monotonic()
         if not self.got:
             self.got = True
@@ -114,7 +122,9 @@ class FastProtocol(asyncio.Protocol):
         buf = self.buf + data if self.buf else data
         end = buf.find(b"\r\n\r\n")
         if end < 0:
-            if len(buf) > _MAX_HEAD:
+            # a head too long, or bytes that cannot begin one (a port that is not HTTP:
+            # SSH's banner waited forever for a blank line)
+            if len(buf) > _MAX_HEAD or not _http_start(buf):
                 self._fail(fut, "bad_response")
             else:
                 self.buf = buf

@@ -256,19 +256,24 @@ class AcceptCounter:
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
         threading.Thread(target=self._read_err, daemon=True).start()
+        try:
+            self._await_attached(self.proc, timeout)
+        except BaseException:  # also Ctrl-C while it attaches: it is not left running
+            self.stop()
+            raise
+        return self
+
+    def _await_attached(self, proc: subprocess.Popen[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not self._attached:
-                if self.proc.poll() is not None:
+                if proc.poll() is not None:
                     err = " ".join(self._stderr)[-300:]
-                    self.stop()
                     raise BpfUnavailable(f"unavailable: bpftrace exited ({err.strip()})")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self.stop()
                     raise BpfUnavailable(f"unavailable: bpftrace did not attach in {timeout} s")
                 self._cond.wait(min(left, 0.1))
-        return self
 
     def _read_err(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

@@ -75,6 +75,26 @@ def ports_of(root: int, netns: NetNs | None = None) -> list[int]:
         return sorted({x.local_port for x in diag.listeners() if x.inode in mine})
 
 
+def check_port_of(root: int, port: int, netns: NetNs | None = None) -> list[int]:
+    """`root`'s tree listens on `port` (given with --pid and --port): its ports, else an
+    AttachError naming whose port it is. Else every listener figure would be another
+    server's (or nobody's) beside this tree's workers."""
+    ports = ports_of(root, netns)
+    if port in ports:
+        return ports
+    try:
+        owner: int | None = owner_of(port, netns)
+    except AttachError as e:
+        owner, why = None, str(e)
+    mine = f"it listens on {', '.join(map(str, ports))}" if ports else "it listens on no TCP port"
+    if owner is None:
+        raise AttachError(f"{why} (pid {root}: {mine})")
+    raise AttachError(
+        f"pid {root} does not listen on TCP port {port} ({mine}); pid {owner} does: "
+        f"give --port alone, or --pid {owner}"
+    )
+
+
 SERVERSCOPE_ROOT_ARGS = ("-m", "servers.root")  # how a serverscope model root is started
 
 

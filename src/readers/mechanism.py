@@ -34,24 +34,21 @@ each wait on a listener (HAProxy nbthread: one epoll set per thread, each holdin
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from values.spread import Spread, Wake
 
+from .syscalls import read_syscall
+
 EPOLLEXCLUSIVE = 1 << 28
 
-# system call numbers of accept(), epoll_wait() and select() by architecture
-# (asm/unistd_64.h); select's first argument is nfds, not an fd
-_SYSCALLS = {
-    "x86_64": {
-        **{43: "accept", 288: "accept4", 232: "epoll", 281: "epoll", 441: "epoll"},
-        **{23: "select", 270: "select"},
-    },
-    "aarch64": {202: "accept", 242: "accept4", 22: "epoll", 441: "epoll", 72: "select"},
+# the calls that wait for a connection, as readers.syscalls names them; select's first
+# argument is nfds, not an fd
+_KINDS = {
+    **{"accept": "accept", "accept4": "accept", "select": "select", "pselect6": "select"},
+    **{"epoll_wait": "epoll", "epoll_pwait": "epoll", "epoll_pwait2": "epoll"},
 }
-CALLS = _SYSCALLS.get(platform.machine(), {})
 _WCHAN = {b"inet_csk_accept": "accept", b"do_epoll_wait": "epoll", b"ep_poll": "epoll"}
 
 
@@ -119,18 +116,10 @@ def epoll_targets(pid: int, sockets: dict[int, int] | None = None) -> dict[int, 
 
 def _call(pid: int, tid: int) -> tuple[str, int | None] | None:
     """The accept/epoll call a thread is blocked in, with its fd when readable."""
-    try:
-        with open(f"/proc/{pid}/task/{tid}/syscall", "rb") as f:
-            fields = f.read().split()
-        if fields and fields[0].isdigit():
-            name = CALLS.get(int(fields[0]))
-            if name is None:
-                return None
-            return ("accept" if name.startswith("accept") else name, int(fields[1], 16))
-        if fields and fields[0] == b"running":
-            return None
-    except (OSError, ValueError, IndexError):
-        pass
+    got = read_syscall(pid, tid)
+    if got is not None:
+        kind = _KINDS.get(got[0])
+        return (kind, got[1][0]) if kind is not None and got[1] else None
     try:  # no ptrace access (or an unknown architecture): the kernel function, no fd
         with open(f"/proc/{pid}/task/{tid}/wchan", "rb") as f:
             name = _WCHAN.get(f.read().strip())

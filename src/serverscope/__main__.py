@@ -1,3 +1,3 @@
-from commands.main import main
+from commands.entry import main
 
 raise SystemExit(main())

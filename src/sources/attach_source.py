@@ -50,10 +50,11 @@ from collections import Counter
 
 import psutil
 
-from readers import procfs, realkind
+from readers import procfs, realkind, syscalls
 from readers.attach_target import (
     NOT_ALLOWED,
     AttachError,
+    check_port_of,
     fds_readable,
     owner_of,
     ports_of,
@@ -66,10 +67,11 @@ from readers.placement import PlacementReader
 from readers.realtree import Role as TreeRole
 from readers.realtree import TaskSample
 from readers.statuspoll import OUTSIDE_VIEW, StatusPoller
+from values.blocked import Blocked
 from values.phases import Phases
 from values.positional import positional_new
 from values.server_info import ModelInfo
-from values.snapshot import Kind, ListenerSample, Role, WorkerSample, WorkerState
+from values.snapshot import BUSY_STATES, Kind, ListenerSample, Role, WorkerSample, WorkerState
 
 from . import attach_states
 from .reading import Reading, WorkerDeltas
@@ -111,6 +113,7 @@ class AttachSource:
                 ns.run(lambda: None)  # may we enter it? (root)
         except NetNsError as e:
             raise AttachError(str(e)) from None
+        both = pid is not None and port is not None
         if pid is None:
             if port is None:
                 raise ValueError("give a pid, a port or both")
@@ -133,6 +136,8 @@ class AttachSource:
         self.placement = PlacementReader(self.root, ns) if ns is not None else None
         # a tree listening on no port is still watched (CPU, states), with no sockets
         self.ports_hidden = port is None and not fds_readable(self.root)
+        if both and port is not None and ns is not None and fds_readable(self.root):
+            check_port_of(self.root, port, ns)  # its listener, not another server's
         ports = [port] if port is not None else ports_of(self.root, ns)
         self.ports = ports
         exact = os.geteuid() == 0 if exact_accepts is None else exact_accepts
@@ -141,14 +146,18 @@ class AttachSource:
         )
         self.not_asked = not exact
         self.status: StatusPoller | None = None
-        if status_url == "auto":  # no request yet: the first sample says if one may go
-            if ports and (self.program or "").startswith(("apache2", "httpd")):
-                url = f"http://127.0.0.1:{ports[0]}/server-status"
-                # the server's 127.0.0.1: asked from inside its network namespace
-                foreign = ns if ns is not None and not ns.own else None
-                self.status = StatusPoller(url, auto=True, netns=foreign)
-        elif status_url:
-            self.status = StatusPoller(status_url)
+        try:
+            if status_url == "auto":  # no request yet: the first sample says if one may go
+                if ports and (self.program or "").startswith(("apache2", "httpd")):
+                    url = f"http://127.0.0.1:{ports[0]}/server-status"
+                    # the server's 127.0.0.1: asked from inside its network namespace
+                    foreign = ns if ns is not None and not ns.own else None
+                    self.status = StatusPoller(url, auto=True, netns=foreign)
+            elif status_url:
+                self.status = StatusPoller(status_url)
+        except BaseException:  # Ctrl-C in start-up too: bpftrace is not left running
+            self.reader.close()
+            raise
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
         self._estimated: Counter[tuple[int, int]] = Counter()
         self._dispatched = 0
@@ -276,6 +285,8 @@ class AttachSource:
         key = (w.pid, w.starttime)
         live.add(key)
         state = _state(w.state, w.connections, len(w.threads) or 1, w.hold)
+        if state == WorkerState.WAITING and not self.ports and not self.ports_hidden:
+            state = WorkerState.UNKNOWN  # asleep, but not for a connection: no port to wait on
         mine = attach_states.of_slot(glyphs)
         if state not in (WorkerState.STOPPED, WorkerState.DEAD) and mine is not None:
             state = mine  # Apache's own scoreboard, when fresh
@@ -320,6 +331,7 @@ class AttachSource:
             w.hold,
             None,  # current: mod_status's, set by the caller
             w.peers,
+            _blocked(w, state),
         )
 
     def _thread(
@@ -410,6 +422,14 @@ class AttachSource:
             )
             for i, ln in enumerate(ordered)
         ]
+
+
+def _blocked(w: WorkerReading, state: WorkerState) -> Blocked | None:
+    """What its main thread waits in, read only for a process the stuck rule may judge
+    (holding a connection, in a busy state): a short read a thread (readers.syscalls)."""
+    if not w.connections or state not in BUSY_STATES:
+        return None
+    return syscalls.blocked(w.pid, [t.tid for t in w.threads if t.tid != w.pid])
 
 
 def _age(starttime: int) -> float:

@@ -286,6 +286,7 @@ class SupervisorSource:
             None,  # hold: attach's (the scoreboard's state says K or R)
             self._current(index) if alive else None,
             None,  # peers: attach's
+            None,  # blocked: attach's
         )
 
     def _current(self, index: int) -> Current | None:

@@ -31,6 +31,7 @@ from plumbing.loghist import LogHist
 from servers.slots import GLYPHS as SCOREBOARD_GLYPHS
 
 from . import snapshot_checks
+from .blocked import Blocked
 from .cgroupcpu import CpuLimit
 from .codec import Checks, FormatError, decode, encode, kind_of
 from .current import Current, Peer, Peers
@@ -190,6 +191,8 @@ class WorkerSample:
     # when (values.current: the scoreboard's slot, or mod_status); None unknown
     peers: Peers | None = None  # attach: the connections it holds as their sockets show
     # them (sock_diag, tcp_info; the oldest listed); None: not read
+    blocked: Blocked | None = None  # attach: the system call its main thread waits in
+    # (/proc/PID/syscall), read for a process worker holding a connection; None: not read
 
     @property
     def key(self) -> WorkerKey:

@@ -33,6 +33,8 @@ class Episode:
     request: str | None = None  # its request line, when known (values.current)
     client: str | None = None  # its client, when known: its request's, else (attached)
     # the peer of the one connection it holds (sock_diag)
+    blocked: str | None = None  # attach: the system call it was seen in, in words
+    # (values.blocked: "in recvfrom on socket fd 9"); None: not read
 
     @property
     def key(self) -> tuple[int | None, int, int]:
