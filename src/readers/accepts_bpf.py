@@ -65,6 +65,11 @@ from plumbing.loghist import LogHist
 TRACEFS = "/sys/kernel/tracing"
 TRACEPOINTS = ("sys_exit_accept4", "sys_exit_accept")
 QUEUE_TRACEPOINTS = ("inet_sock_set_state", "sk_data_ready")  # in events/sock
+CHANGE_TRACEPOINTS = (
+    "tcp/tcp_retransmit_synack",
+    "tcp/tcp_rcv_space_adjust",
+    "sock/sock_send_length",
+)
 QUEUE_METHOD = "eBPF tracepoints (first bytes' arrival -> accept)"
 MAP_KEYS_MAX = 65536  # bpftrace's 4,096 default: 20 workers x 200 buckets, or 4,096
 # pending connections, would fill it (a full map drops new keys: connections unmeasured)
@@ -117,6 +122,9 @@ def queue_unavailable() -> str | None:
     for tp in QUEUE_TRACEPOINTS:
         if not os.path.isdir(f"{sock}/{tp}"):
             return f"unavailable: no tracepoint sock:{tp} in this kernel (needs Linux 6.3+)"
+    for tp in CHANGE_TRACEPOINTS:
+        if not os.path.isdir(os.path.join(os.path.dirname(d), tp)):
+            return f"unavailable: no tracepoint {tp.replace('/', ':')} in this kernel"
     return None
 
 
@@ -156,14 +164,31 @@ def script(root: int, period_ms: int, ports: tuple[int, ...] = (), netns: int | 
             inum = "((struct sock *)args->skaddr)->__sk_common.skc_net.net->ns.inum"
             mine = f"({mine}) && {inum} == {int(netns)}"
         sk = "(uint64)args->skaddr"
+        # @ch: events that change what a dump of the ports' connections shows (readers.
+        # portquiet): a state change, data in, data read, data sent (the socket's local
+        # port read through BTF), a half-open one's SYN-ACK retransmitted
+        own = " || ".join(f"$s->__sk_common.skc_num == {int(p)}" for p in ports)
+        if netns is not None:
+            own = f"({own}) && $s->__sk_common.skc_net.net->ns.inum == {int(netns)}"
         out += (
             "tracepoint:sock:inet_sock_set_state {\n"
             f"  if (args->newstate == 7) {{ delete(@p[{sk}]); }}\n"
             f"  else if (args->oldstate == 3 && args->newstate == 1 && ({mine})) {{\n"
             f"    @p[{sk}] = 1;\n"
             "  }\n"
+            f"  if ({mine}) {{ @ch = count(); }}\n"
             "}\n"
-            f"tracepoint:sock:sk_data_ready /@p[{sk}] == 1/ {{ @p[{sk}] = nsecs; }}\n"
+            "tracepoint:sock:sk_data_ready {\n"
+            f"  if (@p[{sk}] == 1) {{ @p[{sk}] = nsecs; }}\n"
+            "  $s = (struct sock *)args->skaddr;\n"
+            f"  if ({own}) {{ @ch = count(); }}\n"
+            "}\n"
+            f"tracepoint:tcp:tcp_retransmit_synack /{mine}/ {{ @ch = count(); }}\n"
+            f"tracepoint:tcp:tcp_rcv_space_adjust /{mine}/ {{ @ch = count(); }}\n"
+            "tracepoint:sock:sock_send_length /args->protocol == 6 && args->ret > 0/ {\n"
+            "  $s = (struct sock *)args->sk;\n"
+            f"  if ({own}) {{ @ch = count(); }}\n"
+            "}\n"
             f"{probes} /args->ret >= 0 && ({who})/ {{\n"
             "  @a[pid, tid] = count();\n"
             "  $file = *(curtask->files->fdt->fd + args->ret);\n"
@@ -178,7 +203,7 @@ def script(root: int, period_ms: int, ports: tuple[int, ...] = (), netns: int | 
             "  }\n"
             "}\n"
         )
-        prints = "print(@a); print(@qh); print(@qs); print(@qm);"
+        prints = "print(@a); print(@qh); print(@qs); print(@qm); print(@ch);"
     out += f'interval:ms:{period_ms} {{ {prints} printf("tick\\n"); }}\n'
     return out
 
@@ -232,6 +257,7 @@ class AcceptCounter:
         self._qseen = 0  # queue maps read; the LogHists are rebuilt only when it moved
         self._qcache: tuple[int, dict[int, LogHist], LogHist] = (0, {}, LogHist())
         self._flushes = 0
+        self._changes = 0  # @ch: events on the ports' sockets since start (script())
         self._cond = threading.Condition()
         self._attached = False
         self._stderr: list[str] = []
@@ -302,6 +328,8 @@ class AcceptCounter:
                         self._qsum[int(key)] = int(n)
                     for key, n in (data.get("@qm") or {}).items():
                         self._qmax[int(key)] = int(n)
+                    if "@ch" in data:
+                        self._changes = int(data["@ch"])
                 elif kind == "printf" and str(msg.get("data", "")).strip() == "tick":
                     self._flushes += 1  # an empty map prints nothing: ticks mark flushes
                 self._cond.notify_all()
@@ -326,6 +354,14 @@ class AcceptCounter:
         for (pid, _), n in self.totals().items():
             out[pid] = out.get(pid, 0) + n
         return out
+
+    def changes(self) -> tuple[int, int] | None:
+        """(flushes read, events on the ports' sockets and accepts of the tree up to the
+        last of them), or None when not counted (no ports or tracepoints, bpftrace gone)."""
+        with self._cond:
+            if not self.measures_queue or self.proc is None or self.proc.poll() is not None:
+                return None
+            return self._flushes, self._changes + sum(self._totals.values())
 
     @property
     def measures_queue(self) -> bool:

@@ -28,6 +28,7 @@ from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from readers.mechanism import ListenerMechanism, classify, thread_acceptors
 from readers.netns import NetNs, net_dir
 from readers.peerlist import PeerList
+from readers.portquiet import QuietGate
 from readers.realtree import ProcessSample, RealTree, Role, TaskSample
 from readers.sockdiag import DiagSocket, SockDiag
 from readers.sockowners import SocketOwners, TcpChangeGate
@@ -139,6 +140,7 @@ class RealServerReader:
         self._info_at = -1e18
         self.peers = PeerList()  # each process's connections (readers.peerlist)
         self.gate_idle = 0  # dumps skipped because the tree was idle (bench, tests)
+        self.quiet = QuietGate()  # the dumps eBPF says still hold (readers.portquiet)
         self._mech_key: tuple | None = None
         self._mechs: dict[int, ListenerMechanism] = {}
         self._threads_of: dict[int, frozenset[int]] = {}
@@ -200,16 +202,16 @@ class RealServerReader:
         # unseen, for at most max_age_s), or no TCP counter of the host moved (the gate).
         # Not skipped while a connection of the monitor's own is about (it must be told
         # apart) nor while the last dump saw half-open ones (they come and go unscheduled)
+        # Past max_age_s, the last dump stands while eBPF saw no event on the ports'
+        # sockets (readers.portquiet), cross-checked every CROSSCHECK_S.
         queued = any(x.rqueue for x in listen)
         fresh = now - self._dumped_at < self.gate.max_age_s
         idle = bool(cpu) and cpu == self._dump_cpu and None not in cpu.values()
-        steady = not own and not self._scan.syn_recv
+        steady = not own and not self._scan.syn_recv and not queued and not self._queued
+        changes = self.counter.changes() if self.counter else None
         dumped = not (
             steady
-            and not queued
-            and not self._queued
-            and fresh
-            and (idle or self.gate.may_skip(now))
+            and ((fresh and (idle or self.gate.may_skip(now))) or self.quiet.may_skip(now, changes))
         )
         if not dumped:
             self.gate_idle += idle
@@ -227,7 +229,9 @@ class RealServerReader:
                 self._info = {}  # unknown, not what they did long ago
                 self.peers.forget_info()
             self._queued = 0 in sc.inodes
-            cinodes = self._cinodes = {i for i in sc.inodes if i}
+            before, cinodes = self._cinodes, {i for i in sc.inodes if i}
+            self._cinodes = cinodes
+            self.quiet.dumped(now, changes, before, cinodes, sc.unacked > 0)
             self.peers.dumped(cinodes, now, first=self._dumped_at < 0, scan=sc if want else None)
             self._dumped_at = now
             self._dump_cpu = cpu
