@@ -122,8 +122,15 @@ def queue_unavailable() -> str | None:
     for tp in QUEUE_TRACEPOINTS:
         if not os.path.isdir(f"{sock}/{tp}"):
             return f"unavailable: no tracepoint sock:{tp} in this kernel (needs Linux 6.3+)"
-    for tp in CHANGE_TRACEPOINTS:
-        if not os.path.isdir(os.path.join(os.path.dirname(d), tp)):
+    return None
+
+
+def changes_unavailable() -> str | None:
+    """None when the events on the ports' sockets can be counted (readers.portquiet)
+    given that queue wait can be measured, else why."""
+    d = _ensure_tracefs()
+    for tp in CHANGE_TRACEPOINTS if d else ("syscalls",):
+        if d is None or not os.path.isdir(os.path.join(os.path.dirname(d), tp)):
             return f"unavailable: no tracepoint {tp.replace('/', ':')} in this kernel"
     return None
 
@@ -145,10 +152,17 @@ LOGHIST_INDEX = """\
 """
 
 
-def script(root: int, period_ms: int, ports: tuple[int, ...] = (), netns: int | None = None) -> str:
+def script(
+    root: int,
+    period_ms: int,
+    ports: tuple[int, ...] = (),
+    netns: int | None = None,
+    changes: bool = False,
+) -> str:
     """The bpftrace program: accepts per (pid, tid); with `ports`, queue wait per pid, of
     the sockets on those ports in the network namespace whose inode is `netns` (any when
-    None: a port is a namespace's own, and every container may have its port 8000)."""
+    None: a port is a namespace's own, and every container may have its port 8000), and
+    with `changes` too, the events on those ports' sockets (@ch)."""
     probes = ", ".join(f"tracepoint:syscalls:{tp}" for tp in TRACEPOINTS)
     who = (
         f"pid == {root} || curtask->real_parent->tgid == {root} || "
@@ -175,20 +189,26 @@ def script(root: int, period_ms: int, ports: tuple[int, ...] = (), netns: int | 
             f"  if (args->newstate == 7) {{ delete(@p[{sk}]); }}\n"
             f"  else if (args->oldstate == 3 && args->newstate == 1 && ({mine})) {{\n"
             f"    @p[{sk}] = 1;\n"
-            "  }\n"
-            f"  if ({mine}) {{ @ch = count(); }}\n"
-            "}\n"
+            "  }\n" + (f"  if ({mine}) {{ @ch = count(); }}\n" if changes else "") + "}\n"
             "tracepoint:sock:sk_data_ready {\n"
             f"  if (@p[{sk}] == 1) {{ @p[{sk}] = nsecs; }}\n"
-            "  $s = (struct sock *)args->skaddr;\n"
-            f"  if ({own}) {{ @ch = count(); }}\n"
-            "}\n"
-            f"tracepoint:tcp:tcp_retransmit_synack /{mine}/ {{ @ch = count(); }}\n"
-            f"tracepoint:tcp:tcp_rcv_space_adjust /{mine}/ {{ @ch = count(); }}\n"
-            "tracepoint:sock:sock_send_length /args->protocol == 6 && args->ret > 0/ {\n"
-            "  $s = (struct sock *)args->sk;\n"
-            f"  if ({own}) {{ @ch = count(); }}\n"
-            "}\n"
+            + (
+                f"  $s = (struct sock *)args->skaddr;\n  if ({own}) {{ @ch = count(); }}\n"
+                if changes
+                else ""
+            )
+            + "}\n"
+        )
+        if changes:
+            out += (
+                f"tracepoint:tcp:tcp_retransmit_synack /{mine}/ {{ @ch = count(); }}\n"
+                f"tracepoint:tcp:tcp_rcv_space_adjust /{mine}/ {{ @ch = count(); }}\n"
+                "tracepoint:sock:sock_send_length /args->protocol == 6 && args->ret > 0/ {\n"
+                "  $s = (struct sock *)args->sk;\n"
+                f"  if ({own}) {{ @ch = count(); }}\n"
+                "}\n"
+            )
+        out += (
             f"{probes} /args->ret >= 0 && ({who})/ {{\n"
             "  @a[pid, tid] = count();\n"
             "  $file = *(curtask->files->fdt->fd + args->ret);\n"
@@ -203,7 +223,7 @@ def script(root: int, period_ms: int, ports: tuple[int, ...] = (), netns: int | 
             "  }\n"
             "}\n"
         )
-        prints = "print(@a); print(@qh); print(@qs); print(@qm); print(@ch);"
+        prints = "print(@a); print(@qh); print(@qs); print(@qm);" + (" print(@ch);" * changes)
     out += f'interval:ms:{period_ms} {{ {prints} printf("tick\\n"); }}\n'
     return out
 
@@ -257,6 +277,7 @@ class AcceptCounter:
         self._qseen = 0  # queue maps read; the LogHists are rebuilt only when it moved
         self._qcache: tuple[int, dict[int, LogHist], LogHist] = (0, {}, LogHist())
         self._flushes = 0
+        self.counts_changes = False  # whether @ch is counted (changes_unavailable())
         self._changes = 0  # @ch: events on the ports' sockets since start (script())
         self._cond = threading.Condition()
         self._attached = False
@@ -270,8 +291,10 @@ class AcceptCounter:
         if self.ports:
             self.queue_note = queue_unavailable()
         ports = self.ports if self.queue_note is None else ()
+        self.counts_changes = bool(ports) and changes_unavailable() is None
+        prog = script(self.root, self.period_ms, ports, self.netns, self.counts_changes)
         self.proc = subprocess.Popen(
-            ["bpftrace", "-f", "json", "-e", script(self.root, self.period_ms, ports, self.netns)],
+            ["bpftrace", "-f", "json", "-e", prog],
             env={**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS_MAX)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -359,7 +382,7 @@ class AcceptCounter:
         """(flushes read, events on the ports' sockets and accepts of the tree up to the
         last of them), or None when not counted (no ports or tracepoints, bpftrace gone)."""
         with self._cond:
-            if not self.measures_queue or self.proc is None or self.proc.poll() is not None:
+            if not self.counts_changes or self.proc is None or self.proc.poll() is not None:
                 return None
             return self._flushes, self._changes + sum(self._totals.values())
 

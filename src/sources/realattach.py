@@ -28,7 +28,7 @@ from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from readers.mechanism import ListenerMechanism, classify, thread_acceptors
 from readers.netns import NetNs, net_dir
 from readers.peerlist import PeerList
-from readers.portquiet import QuietGate
+from readers.portquiet import CROSSCHECK_S, QuietGate
 from readers.realtree import ProcessSample, RealTree, Role, TaskSample
 from readers.sockdiag import DiagSocket, SockDiag
 from readers.sockowners import SocketOwners, TcpChangeGate
@@ -41,6 +41,11 @@ from values.spread import Spread, Wake
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
+CONNECTIONS_DUMP = "sock_diag dump (the last one kept up to 1 s while the tree is idle)"
+CONNECTIONS_QUIET = (
+    "sock_diag dump, the last one kept while eBPF sees no event on the ports' sockets "
+    f"(a dump at least every {CROSSCHECK_S:g} s, compared)"
+)
 # each connection's tcp_info is asked for while a process holds some (what holds it, and
 # its list of connections, are then worth knowing), at most every INFO_EVERY_S (what a
 # connection did changes slowly; the starvation rule judges over 1 s), and while the server holds at
@@ -108,6 +113,8 @@ class RealReading:
     dumped: bool = True  # whether connections were dumped now (else the last dump stands)
     thread_workers: dict[int, frozenset[int]] | None = None  # pid -> its threads that each
     # wait on a listener (threads as workers: HAProxy nbthread); None: none such
+    connections_source: str = CONNECTIONS_DUMP  # how the connections were read
+    connections_note: str | None = None  # a cross-check that disagreed (readers.portquiet)
 
 
 class RealServerReader:
@@ -300,6 +307,8 @@ class RealServerReader:
             denied=denied,
             own_seen=frozenset(self._scan.own_seen) if dumped else frozenset(own),
             dumped=dumped,
+            connections_source=CONNECTIONS_QUIET if changes is not None else CONNECTIONS_DUMP,
+            connections_note=self.quiet.note,
         )
 
     def _mechanisms(
