@@ -46,10 +46,10 @@ SCRAPE_S = 15.0  # Prometheus's default scrape interval
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> tuple[float, float]:
     """utime + stime of `pid` and of its live descendants, plus what its reaped children
-    used (cutime + cstime), in seconds."""
-    total = 0.0
+    used (cutime + cstime), in seconds: (all, the descendants' alone: bpftrace)."""
+    total = kids = 0.0
     todo = [pid]
     while todo:
         p = todo.pop()
@@ -60,8 +60,10 @@ def cpu_s(pid: int) -> float:
                 todo += [int(c) for c in f.read().split()]
         except FileNotFoundError:
             continue
-        total += sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
-    return total
+        used = sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+        total += used
+        kids += used if p != pid else 0.0
+    return total, kids
 
 
 def dump_ms(port: int, n: int = 10) -> float:
@@ -93,8 +95,9 @@ def scrape(url: str, stop: threading.Event, got: list[int]) -> None:
             got.append(len(r.read()))
 
 
-def agent(root: int, mode: list[str], seconds: float, warm: float) -> tuple[float, int, int]:
-    """(CPU % of one core over `seconds`, scrapes, bytes of the last scrape)."""
+def agent(root: int, mode: list[str], seconds: float, warm: float) -> tuple[float, float, int, int]:
+    """(CPU % of one core over `seconds`, of which bpftrace's, scrapes, bytes of the last
+    scrape)."""
     argv = [sys.executable, "-m", "serverscope", "attach", "--pid", str(root), "--no-ui"]
     argv += ["--period", "1", "--export", "127.0.0.1:0", *mode]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -108,12 +111,13 @@ def agent(root: int, mode: list[str], seconds: float, warm: float) -> tuple[floa
         time.sleep(warm)  # startup (imports, bpftrace's compile) is not the steady cost
         stop, got = threading.Event(), []
         scraper = threading.Thread(target=scrape, args=(url, stop, got), daemon=True)
-        c0, t0 = cpu_s(proc.pid), time.monotonic()
+        (c0, k0), t0 = cpu_s(proc.pid), time.monotonic()
         scraper.start()
         time.sleep(seconds)
-        c1, t1 = cpu_s(proc.pid), time.monotonic()
+        (c1, k1), t1 = cpu_s(proc.pid), time.monotonic()
         stop.set()
-        return 100 * (c1 - c0) / (t1 - t0), len(got), got[-1] if got else 0
+        pct = 100 / (t1 - t0)
+        return pct * (c1 - c0), pct * (k1 - k0), len(got), got[-1] if got else 0
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -158,13 +162,14 @@ def main() -> int:
         try:
             for mode in modes:
                 start = len(seen)
-                pct, scrapes, size = agent(server.pid, mode, a.seconds, a.warm)
+                pct, bpf, scrapes, size = agent(server.pid, mode, a.seconds, a.warm)
                 ref = dump_ms(port)
                 tw = seen[start:] or [count_time_wait()]
                 load = " ".join(f"{x:.1f}" for x in os.getloadavg())
                 print(
                     f"  {' '.join(mode):18s} {pct:5.2f}% of a core ({10 * pct:.1f} ms per "
-                    f"1 Hz sample, {scrapes} scrapes of {size / 1024:.0f} KiB); goal "
+                    f"1 Hz sample, bpftrace {bpf:.2f}%, {scrapes} scrapes of "
+                    f"{size / 1024:.0f} KiB); goal "
                     f"{GOAL:g}%: {'met' if pct <= GOAL else 'MISSED'}; TIME-WAIT "
                     f"{min(tw)}..{max(tw)}; reference: the sample's connection dump "
                     f"{ref:.1f} ms (sample / dump {10 * pct / ref:.1f}x); load {load}"

@@ -7,6 +7,7 @@ A pure function of the window, as every rule in `diagnosis` (which lists it in R
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -226,6 +227,13 @@ def skew_p(counts: Sequence[int]) -> float | None:
 
 def _test(counts: Sequence[int], minimum: int, per_worker: int) -> float | None:
     """The p-value of `counts` when they are enough to judge and far from even, else None."""
+    return _test_of(tuple(counts), minimum, per_worker)
+
+
+@functools.lru_cache(maxsize=64)
+def _test_of(counts: tuple[int, ...], minimum: int, per_worker: int) -> float | None:
+    # a steady server's counts repeat sample after sample: the exact binomial tail over
+    # 500 held connections is ~0.3 ms a call, twice a sample at 250 workers
     n, total = len(counts), sum(counts)
     if n < 2 or total < max(minimum, per_worker * n):
         return None

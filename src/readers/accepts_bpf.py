@@ -38,6 +38,10 @@ Cloudflare's accept-latency histogram uses; they are not available on these kern
 The two sock tracepoints run on every TCP state change and every socket's received data
 on the host, so each has one program, and the accept count shares the queue's (cost in the
 kernel: bench/README.md).
+With the queue's, the events on the ports' sockets that change what a connection dump
+shows are counted (one number, `changes()`), so a sample may keep the last dump
+(readers.portquiet; the program is readers.bpfscript's): three more tracepoints, on every
+TCP sendmsg and data read on the host (kernel cost: bench/bench_portquiet.py).
 `queue_unavailable()` says in one line why queue wait cannot be measured (no
 `sock:sk_data_ready`, added in Linux 6.3, or no `sock:inet_sock_set_state`).
 
@@ -62,9 +66,17 @@ import time
 from plumbing import loghist
 from plumbing.loghist import LogHist
 
+from .bpfscript import LOGHIST_INDEX, TRACEPOINTS, script
+
+__all__ = ["LOGHIST_INDEX", "AcceptCounter", "BpfUnavailable", "script"]
+
 TRACEFS = "/sys/kernel/tracing"
-TRACEPOINTS = ("sys_exit_accept4", "sys_exit_accept")
 QUEUE_TRACEPOINTS = ("inet_sock_set_state", "sk_data_ready")  # in events/sock
+CHANGE_TRACEPOINTS = (
+    "tcp/tcp_retransmit_synack",
+    "tcp/tcp_rcv_space_adjust",
+    "sock/sock_send_length",
+)
 QUEUE_METHOD = "eBPF tracepoints (first bytes' arrival -> accept)"
 MAP_KEYS_MAX = 65536  # bpftrace's 4,096 default: 20 workers x 200 buckets, or 4,096
 # pending connections, would fill it (a full map drops new keys: connections unmeasured)
@@ -120,67 +132,14 @@ def queue_unavailable() -> str | None:
     return None
 
 
-# plumbing.loghist.index_of in bpftrace: $us (microseconds) -> $i; bit length by halving
-LOGHIST_INDEX = """\
-    $i = $us;
-    if ($us >= 16) {
-      if ($us > 134217727) { $us = 134217727; }
-      $v = $us; $b = (uint64)1;
-      if ($v >= 65536) { $b = $b + 16; $v = $v >> 16; }
-      if ($v >= 256) { $b = $b + 8; $v = $v >> 8; }
-      if ($v >= 16) { $b = $b + 4; $v = $v >> 4; }
-      if ($v >= 4) { $b = $b + 2; $v = $v >> 2; }
-      if ($v >= 2) { $b = $b + 1; }
-      $s = $b - 4;
-      $i = $s * 8 + ($us >> $s);
-    }
-"""
-
-
-def script(root: int, period_ms: int, ports: tuple[int, ...] = (), netns: int | None = None) -> str:
-    """The bpftrace program: accepts per (pid, tid); with `ports`, queue wait per pid, of
-    the sockets on those ports in the network namespace whose inode is `netns` (any when
-    None: a port is a namespace's own, and every container may have its port 8000)."""
-    probes = ", ".join(f"tracepoint:syscalls:{tp}" for tp in TRACEPOINTS)
-    who = (
-        f"pid == {root} || curtask->real_parent->tgid == {root} || "
-        f"curtask->real_parent->real_parent->tgid == {root}"
-    )
-    out = 'BEGIN { printf("ready\\n"); }\n'
-    if not ports:
-        out += f"{probes} /args->ret >= 0 && ({who})/ {{ @a[pid, tid] = count(); }}\n"
-        prints = "print(@a);"
-    else:  # one program per tracepoint: each costs ~50 ns a run, on every socket
-        mine = " || ".join(f"args->sport == {int(p)}" for p in ports)
-        if netns is not None:
-            inum = "((struct sock *)args->skaddr)->__sk_common.skc_net.net->ns.inum"
-            mine = f"({mine}) && {inum} == {int(netns)}"
-        sk = "(uint64)args->skaddr"
-        out += (
-            "tracepoint:sock:inet_sock_set_state {\n"
-            f"  if (args->newstate == 7) {{ delete(@p[{sk}]); }}\n"
-            f"  else if (args->oldstate == 3 && args->newstate == 1 && ({mine})) {{\n"
-            f"    @p[{sk}] = 1;\n"
-            "  }\n"
-            "}\n"
-            f"tracepoint:sock:sk_data_ready /@p[{sk}] == 1/ {{ @p[{sk}] = nsecs; }}\n"
-            f"{probes} /args->ret >= 0 && ({who})/ {{\n"
-            "  @a[pid, tid] = count();\n"
-            "  $file = *(curtask->files->fdt->fd + args->ret);\n"
-            "  $sk = (uint64)((struct socket *)$file->private_data)->sk;\n"
-            "  $t = @p[$sk];\n"
-            "  if ($t) {\n"
-            "    delete(@p[$sk]);\n"
-            "    $us = (uint64)0;\n"
-            "    if ($t > 1) { $us = (nsecs - (uint64)$t) / 1000; }\n"
-            f"{LOGHIST_INDEX}"
-            "    @qh[pid, $i] = count(); @qs[pid] = sum($us); @qm[pid] = max($us);\n"
-            "  }\n"
-            "}\n"
-        )
-        prints = "print(@a); print(@qh); print(@qs); print(@qm);"
-    out += f'interval:ms:{period_ms} {{ {prints} printf("tick\\n"); }}\n'
-    return out
+def changes_unavailable() -> str | None:
+    """None when the events on the ports' sockets can be counted (readers.portquiet)
+    given that queue wait can be measured, else why."""
+    d = _ensure_tracefs()
+    for tp in CHANGE_TRACEPOINTS if d else ("syscalls",):
+        if d is None or not os.path.isdir(os.path.join(os.path.dirname(d), tp)):
+            return f"unavailable: no tracepoint {tp.replace('/', ':')} in this kernel"
+    return None
 
 
 def _child_setup() -> None:
@@ -213,10 +172,12 @@ class AcceptCounter:
         period_ms: int = 250,
         ports: tuple[int, ...] = (),
         netns: int | None = None,
+        changes: bool = True,
     ) -> None:
         """`ports`: the server's listening ports, to measure queue wait too (when the
         kernel has the tracepoints: else `queue_note` says why and nothing is measured);
-        `netns`: the inode of their network namespace (None: any)."""
+        `netns`: the inode of their network namespace (None: any); `changes`: count the
+        events on the ports' sockets too, where the kernel can (`changes()`)."""
         self.root = root
         self.netns = netns
         self.period_ms = period_ms
@@ -232,6 +193,9 @@ class AcceptCounter:
         self._qseen = 0  # queue maps read; the LogHists are rebuilt only when it moved
         self._qcache: tuple[int, dict[int, LogHist], LogHist] = (0, {}, LogHist())
         self._flushes = 0
+        self.want_changes = changes
+        self.counts_changes = False  # whether @ch is counted (changes_unavailable())
+        self._changes = 0  # @ch: events on the ports' sockets since start (script())
         self._cond = threading.Condition()
         self._attached = False
         self._stderr: list[str] = []
@@ -244,8 +208,10 @@ class AcceptCounter:
         if self.ports:
             self.queue_note = queue_unavailable()
         ports = self.ports if self.queue_note is None else ()
+        self.counts_changes = self.want_changes and bool(ports) and not changes_unavailable()
+        prog = script(self.root, self.period_ms, ports, self.netns, self.counts_changes)
         self.proc = subprocess.Popen(
-            ["bpftrace", "-f", "json", "-e", script(self.root, self.period_ms, ports, self.netns)],
+            ["bpftrace", "-f", "json", "-e", prog],
             env={**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS_MAX)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -307,6 +273,8 @@ class AcceptCounter:
                         self._qsum[int(key)] = int(n)
                     for key, n in (data.get("@qm") or {}).items():
                         self._qmax[int(key)] = int(n)
+                    if "@ch" in data:
+                        self._changes = int(data["@ch"])
                 elif kind == "printf" and str(msg.get("data", "")).strip() == "tick":
                     self._flushes += 1  # an empty map prints nothing: ticks mark flushes
                 self._cond.notify_all()
@@ -331,6 +299,14 @@ class AcceptCounter:
         for (pid, _), n in self.totals().items():
             out[pid] = out.get(pid, 0) + n
         return out
+
+    def changes(self) -> tuple[int, int] | None:
+        """(flushes read, events on the ports' sockets and accepts of the tree up to the
+        last of them), or None when not counted (no ports or tracepoints, bpftrace gone)."""
+        with self._cond:
+            if not self.counts_changes or self.proc is None or self.proc.poll() is not None:
+                return None
+            return self._flushes, self._changes + sum(self._totals.values())
 
     @property
     def measures_queue(self) -> bool:

@@ -48,6 +48,7 @@ _IN_QUEUE = {TCP_ESTABLISHED, TCP_CLOSE_WAIT}  # states of a child waiting to be
 _HALF_OPEN = {TCP_SYN_RECV, TCP_NEW_SYN_RECV}
 _SCAN = struct.Struct("=xB2x2H16s16s28xI")  # state, sport, dport, src, dst, ..., inode
 _QUEUES = struct.Struct("=II")  # idiag_rqueue, idiag_wqueue, at offset 56 of inet_diag_msg
+_WQUEUE = struct.Struct("=I").unpack_from  # idiag_wqueue alone, at offset 60
 
 
 Endpoint = tuple[str, int]  # (address as inet_ntop writes it, port)
@@ -68,6 +69,7 @@ class Scan:
     own_seen: set[Endpoint] = field(default_factory=set)  # `own` peers with a socket here
     own_queued: dict[int, int] = field(default_factory=dict)  # per local port: sockets
     # of those peers waiting in an accept queue (counted in the listener's Recv-Q)
+    unacked: int = 0  # connections with data sent and not yet acknowledged (Send-Q > 0)
 
 
 def scan(
@@ -119,7 +121,7 @@ def _scan_one(
     head = _SCAN.unpack_from
     attr = _NLATTR.unpack_from
     inodes, syn, infos, conns = out.inodes, out.syn_recv, out.info, out.conns
-    queues = _QUEUES.unpack_from
+    queues, wqueue = _QUEUES.unpack_from, _WQUEUE
     try:
         while True:
             n, buf = diag.recv_into()
@@ -155,6 +157,8 @@ def _scan_one(
                             off += (length + 3) & ~3
                             continue
                     inodes.append(ino)
+                    if wqueue(buf, off + hsize + 60)[0]:
+                        out.unacked += 1
                     if info and ino:
                         rq, wq = queues(buf, off + hsize + 56)
                         conns[ino] = (state, buf[off + hsize], dst, dport, rq, wq)

@@ -235,6 +235,8 @@ class AttachSource:
             program=self.program,
             access_note=self._access_note(r),
             placement=where,
+            connections_method=r.connections_source,
+            connections_note=r.connections_note,
         )
         master_cpu = root.cpu_ns / 1e9 if root.cpu_ns is not None else None
         phases = None if r.queue_total is None else Phases(queue=r.queue_total)

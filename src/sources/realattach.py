@@ -28,6 +28,7 @@ from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
 from readers.mechanism import ListenerMechanism, classify, thread_acceptors
 from readers.netns import NetNs, net_dir
 from readers.peerlist import PeerList
+from readers.portquiet import CROSSCHECK_S, QuietGate
 from readers.realtree import ProcessSample, RealTree, Role, TaskSample
 from readers.sockdiag import DiagSocket, SockDiag
 from readers.sockowners import SocketOwners, TcpChangeGate
@@ -40,6 +41,11 @@ from values.spread import Spread, Wake
 
 ACCEPTS_EXACT = "exact (eBPF accept4/accept)"
 ACCEPTS_ESTIMATE = "estimate (new connections seen by sock_diag per interval)"
+CONNECTIONS_DUMP = "sock_diag dump (the last one kept up to 1 s while the tree is idle)"
+CONNECTIONS_QUIET = (
+    "sock_diag dump, the last one kept while eBPF sees no event on the ports' sockets "
+    f"(a dump at least every {CROSSCHECK_S:g} s, compared)"
+)
 # each connection's tcp_info is asked for while a process holds some (what holds it, and
 # its list of connections, are then worth knowing), at most every INFO_EVERY_S (what a
 # connection did changes slowly; the starvation rule judges over 1 s), and while the server holds at
@@ -107,6 +113,8 @@ class RealReading:
     dumped: bool = True  # whether connections were dumped now (else the last dump stands)
     thread_workers: dict[int, frozenset[int]] | None = None  # pid -> its threads that each
     # wait on a listener (threads as workers: HAProxy nbthread); None: none such
+    connections_source: str = CONNECTIONS_DUMP  # how the connections were read
+    connections_note: str | None = None  # a cross-check that disagreed (readers.portquiet)
 
 
 class RealServerReader:
@@ -139,6 +147,7 @@ class RealServerReader:
         self._info_at = -1e18
         self.peers = PeerList()  # each process's connections (readers.peerlist)
         self.gate_idle = 0  # dumps skipped because the tree was idle (bench, tests)
+        self.quiet = QuietGate()  # the dumps eBPF says still hold (readers.portquiet)
         self._mech_key: tuple | None = None
         self._mechs: dict[int, ListenerMechanism] = {}
         self._threads_of: dict[int, frozenset[int]] = {}
@@ -200,16 +209,16 @@ class RealServerReader:
         # unseen, for at most max_age_s), or no TCP counter of the host moved (the gate).
         # Not skipped while a connection of the monitor's own is about (it must be told
         # apart) nor while the last dump saw half-open ones (they come and go unscheduled)
+        # Past max_age_s, the last dump stands while eBPF saw no event on the ports'
+        # sockets (readers.portquiet), cross-checked every CROSSCHECK_S.
         queued = any(x.rqueue for x in listen)
         fresh = now - self._dumped_at < self.gate.max_age_s
         idle = bool(cpu) and cpu == self._dump_cpu and None not in cpu.values()
-        steady = not own and not self._scan.syn_recv
+        steady = not own and not self._scan.syn_recv and not queued and not self._queued
+        changes = self.counter.changes() if self.counter else None
         dumped = not (
             steady
-            and not queued
-            and not self._queued
-            and fresh
-            and (idle or self.gate.may_skip(now))
+            and ((fresh and (idle or self.gate.may_skip(now))) or self.quiet.may_skip(now, changes))
         )
         if not dumped:
             self.gate_idle += idle
@@ -227,7 +236,9 @@ class RealServerReader:
                 self._info = {}  # unknown, not what they did long ago
                 self.peers.forget_info()
             self._queued = 0 in sc.inodes
-            cinodes = self._cinodes = {i for i in sc.inodes if i}
+            before, cinodes = self._cinodes, {i for i in sc.inodes if i}
+            self._cinodes = cinodes
+            self.quiet.dumped(now, changes, before, cinodes, sc.unacked > 0)
             self.peers.dumped(cinodes, now, first=self._dumped_at < 0, scan=sc if want else None)
             self._dumped_at = now
             self._dump_cpu = cpu
@@ -296,6 +307,8 @@ class RealServerReader:
             denied=denied,
             own_seen=frozenset(self._scan.own_seen) if dumped else frozenset(own),
             dumped=dumped,
+            connections_source=CONNECTIONS_QUIET if changes is not None else CONNECTIONS_DUMP,
+            connections_note=self.quiet.note,
         )
 
     def _mechanisms(

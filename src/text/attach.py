@@ -76,6 +76,10 @@ def _head(snap: Snapshot) -> Text:
             head.append(f"\n{m.queue_note}")
         if m.status:
             head.append(f"\nworker states: {m.status}")
+        if m.connections_method:
+            head.append(f"\nconnections: {m.connections_method}")
+        if m.connections_note:
+            head.append(f"\n{m.connections_note}", style="bold yellow")
         if m.access_note:
             head.append(f"\n{m.access_note}", style="bold yellow")
     if snap.host is not None:

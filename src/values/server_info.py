@@ -50,6 +50,10 @@ class ModelInfo:
     # --accept-policy, --steer, --policy), None: the model has none, or attached
     placement: Placement | None = None  # attach: its namespaces, cgroup, container and
     # inner pids (readers.placement, from /proc); None: the lab's own model, or not read
+    connections_method: str | None = None  # attach: where connection counts come from
+    # (a sock_diag dump each sample, or the last one while eBPF saw no change); None: lab
+    connections_note: str | None = None  # attach: a cross-check dump that disagreed with
+    # what eBPF said (count, in one line); None: none did
 
 
 @dataclass(frozen=True, slots=True)
