@@ -11,10 +11,10 @@ again only when the set of inodes or of workers changed (a restart: a handful of
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from readers.procfs import socket_inodes
 from readers.sockdiag import DiagSocket, SockDiag
 
 
@@ -22,24 +22,6 @@ from readers.sockdiag import DiagSocket, SockDiag
 class OwnedListener:
     index: int  # the holding worker's listener index; past every slot when none holds it
     sock: DiagSocket
-
-
-def held_inodes(pid: int) -> set[int]:
-    """The socket inodes process `pid` holds (its /proc/PID/fd links); empty when gone."""
-    out: set[int] = set()
-    base = f"/proc/{pid}/fd"
-    try:
-        fds = os.listdir(base)
-    except OSError:
-        return out
-    for fd in fds:
-        try:
-            link = os.readlink(f"{base}/{fd}")
-        except OSError:
-            continue
-        if link.startswith("socket:["):
-            out.add(int(link[8:-1]))
-    return out
 
 
 class OwnedListeners:
@@ -67,7 +49,7 @@ class OwnedListeners:
             self._key = key
             self._index = {}
             for pid, index in sorted(held):
-                for inode in held_inodes(pid) & key[0]:
+                for inode in set(socket_inodes(pid)) & key[0]:
                     self._index.setdefault(inode, index)
         top = max((i for _, i in held), default=-1)
         out = []
