@@ -79,3 +79,15 @@ def start_server() -> Iterator[Callable[..., Supervisor]]:
         pids = sup.pids()
         sup.stop()
         assert_all_gone(pids)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The tests stop what they start with SIGINT, as a user's Ctrl-C would. A runner
+    started in the background of a shell script (`.ci/run &`, nohup) has SIGINT ignored,
+    and every process it starts would inherit that (Python then installs no handler of its
+    own: `http.server` or `serverscope attach` would never stop on it). Seen: every test
+    that SIGINTs a child timed out in such a run. The default disposition, back."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

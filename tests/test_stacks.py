@@ -287,7 +287,17 @@ def test_sigusr1_is_never_sent_to_a_process_it_would_end(sleeper: int) -> None:
         stackjs.open_inspector(sleeper, time.monotonic() + 5)
     assert "not sent, it would end the process" in str(why.value)
     assert psutil.pid_exists(sleeper) and psutil.Process(sleeper).status() != "zombie"
-    assert procfs.catches(os.getpid(), signal.SIGINT) is True  # Python handles SIGINT
+    handler = subprocess.Popen(  # a process that does handle it
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGUSR1, "
+         "lambda *_: None); print(flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert handler.stdout is not None and handler.stdout.readline() == b"\n"
+        assert procfs.catches(handler.pid, signal.SIGUSR1) is True
+    finally:
+        handler.kill()
+        handler.wait()
     assert procfs.catches(2**22 + 7, signal.SIGUSR1) is None  # no such process
 
 

@@ -128,6 +128,15 @@ def test_a_master_row_selected_in_the_table_leaves_no_cursor_on_a_worker_cell() 
     on_screen([snap], check)
 
 
+async def settle(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Wait for the screen to show `cond` (a busy machine takes its time to re-render)."""
+    end = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
 # -- finding 14: the phases panel opens on a worker that serves ------------------------------
 
 
@@ -154,9 +163,10 @@ def test_the_phases_panel_opens_on_the_busiest_worker_and_keeps_the_users_choice
         # the user's choice is kept, idle or not
         lab.query_one(WorkerTable).focus()
         lab.query_one(WorkerTable).action_move(1)
-        await asyncio.sleep(0.4)
-        assert lab.selected is not None and lab.selected[0] == 3
-        assert "w3 p50/p99" in widget_text(app, app.query_one(PhasesPanel))
+        await settle(lambda: lab.selected is not None and lab.selected[0] == 3, "w3 chosen")
+        await settle(
+            lambda: "w3 p50/p99" in widget_text(app, app.query_one(PhasesPanel)), "w3's phases"
+        )
 
     on_screen(snaps, check)
 
@@ -172,17 +182,15 @@ def test_the_load_dialog_describes_the_rate_its_field_holds() -> None:
     async def check(app: ServerscopeApp, lab: LabScreen) -> None:
         dialog = LoadScreen(PRESETS["steady"].with_(rate=50.0), 300.0)
         await app.push_screen(dialog)
-        await asyncio.sleep(0.2)
-        help_text = str(dialog.query_one("#load-help", Static).render())
+        help_of = lambda: str(dialog.query_one("#load-help", Static).render())  # noqa: E731
+        await settle(lambda: "open loop at 50 req/s" in help_of(), "the help for 50 req/s")
+        help_text = help_of()
         assert dialog.query_one("#rate", Input).value == "50"
         assert "open loop at 50 req/s" in help_text and "200" not in help_text, help_text
         dialog.query_one("#rate", Input).value = "80"
-        await asyncio.sleep(0.2)
-        help_text = str(dialog.query_one("#load-help", Static).render())
-        assert "open loop at 80 req/s" in help_text, help_text
+        await settle(lambda: "open loop at 80 req/s" in help_of(), "the help for 80 req/s")
         dialog.query_one("#rate", Input).value = "200"  # the preset's own: its own words
-        await asyncio.sleep(0.2)
-        assert "fair baseline" in str(dialog.query_one("#load-help", Static).render())
+        await settle(lambda: "fair baseline" in help_of(), "the preset's own words")
 
     on_screen(tui_scenarios.many_accepts_burst()[-1:], check)
 
