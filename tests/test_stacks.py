@@ -210,7 +210,7 @@ def test_node_original_javascript_stack_busy_and_idle() -> None:
         assert idle.kind == "node" and idle.ok, text_lines(idle)
         assert idle.threads[0].state and idle.threads[0].state.startswith("idle")
         assert idle.threads[0].frames == ()
-        client = send(srv.port, "/work?cpu_ms=1500")
+        client = send(srv.port, "/work?cpu_ms=3000")
         try:
             busy = capture_until(worker, lambda c: "burnCpu" in names(c))
             burn = busy.threads[0].frames[0]
