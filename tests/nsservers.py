@@ -36,6 +36,7 @@ from realservers import (
     _which,
     apache_config,
     apache_docs,
+    nginx_config,
     prefork_sizing,
 )
 
@@ -129,28 +130,7 @@ def nginx(tmp: Path, *, workers: int = 2, port: int = 8000) -> NsServer:
     exe = _which("nginx", "/usr/sbin/nginx")
     if exe is None:
         pytest.skip("nginx not installed (Debian package nginx)")
-    temps = "\n".join(
-        f"    {k}_temp_path {tmp}/{k}_temp;"
-        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (tmp / "nginx.conf").write_text(
-        f"""daemon off;
-master_process on;
-worker_processes {workers};
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-{temps}
-    keepalive_timeout 30s;
-    server {{
-        listen 127.0.0.1:{port} backlog=128;
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
-    )
+    (tmp / "nginx.conf").write_text(nginx_config(tmp, port, workers))
     argv = [exe, "-p", str(tmp), "-e", f"{tmp}/error.log", "-c", str(tmp / "nginx.conf")]
     return _start("nginx", tmp, port, argv, workers)
 

@@ -259,6 +259,36 @@ def _has_user(name: str) -> bool:
 # -- nginx ------------------------------------------------------------------------------
 
 
+def nginx_config(
+    tmp: Path, port: int, workers: int, *, reuseport: bool = False, user: str | None = None
+) -> str:
+    """nginx.conf of a test's own nginx: `workers` workers answering "ok" on a loopback
+    port (backlog 128), every path under `tmp`; `user`: its workers' user."""
+    temps = "\n".join(
+        f"    {k}_temp_path {tmp}/{k}_temp;"
+        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        (f"user {user};\n" if user else "")
+        + f"""daemon off;
+master_process on;
+worker_processes {workers};
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+{temps}
+    keepalive_timeout 30s;
+    server {{
+        listen 127.0.0.1:{port}{" reuseport" if reuseport else ""} backlog=128;
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+    )
+
+
 def nginx(
     tmp: Path,
     *,
@@ -278,29 +308,7 @@ def nginx(
         tmp = tmp / "site"
         tmp.mkdir()
     conf = tmp / "nginx.conf"
-    temps = "\n".join(
-        f"    {k}_temp_path {tmp}/{k}_temp;"
-        for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conf.write_text(
-        (f"user {user};\n" if user else "")
-        + f"""daemon off;
-master_process on;
-worker_processes {workers};
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 512; }}
-http {{
-    access_log off;
-{temps}
-    keepalive_timeout 30s;
-    server {{
-        listen 127.0.0.1:{port}{" reuseport" if reuseport else ""} backlog=128;
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
-    )
+    conf.write_text(nginx_config(tmp, port, workers, reuseport=reuseport, user=user))
     args = ["-e", f"{tmp}/error.log", "-c", str(conf), "-p", str(tmp)]
     proc = subprocess.Popen(
         [exe, *(args if site else ["-p", str(tmp), "-e", f"{tmp}/error.log", "-c", str(conf)])],
