@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -61,6 +62,20 @@ def wait_until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "cond
 
 def assert_all_gone(pids: list[int], timeout: float = 5.0) -> None:
     wait_until(lambda: not any(pid_alive(p) for p in pids), timeout, f"pids {pids} to exit")
+
+
+def terminate_all(procs: Iterable[subprocess.Popen], grace: float = 15.0) -> None:
+    """SIGTERM to each (all at once), then each reaped; one still running after `grace`
+    seconds is killed."""
+    procs = list(procs)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_all_gone, wait_until
+from conftest import assert_all_gone, terminate_all, wait_until
 from realservers import free_port
 
 PROMETHEUS = shutil.which("prometheus")
@@ -66,11 +66,5 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[..., str]]:
         return base
 
     yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    terminate_all(procs)
     assert_all_gone([p.pid for p in procs])

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_all_gone, read_response, wait_until
+from conftest import assert_all_gone, read_response, terminate_all, wait_until
 from export.identity import server_name
 from lab.fleet_source import FleetReader
 from nsservers import NsServer, ns_server  # noqa: F401 - the fixture
@@ -419,14 +419,7 @@ def test_fleet_ranks_three_real_agents_worst_first_with_their_own_figures(
     finally:
         for c in held:
             c.close()
-        for agent in agents:
-            agent.terminate()
-        for agent in agents:
-            try:
-                agent.wait(15)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait(5)
+        terminate_all(agents)
     assert_all_gone([a.pid for a in agents])
     print(
         f"\nfleet: {order} worst first; settled {t_settled - t_load:.1f} s after the load, "

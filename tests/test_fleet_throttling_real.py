@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_all_gone, wait_until
+from conftest import assert_all_gone, terminate_all, wait_until
 from lab.fleet_source import FleetReader
 from plumbing.cgroupfs import CgroupError, LimitedCgroup
 from promlaunch import needs_prometheus, prometheus  # noqa: F401 - the fixture
@@ -128,12 +128,7 @@ def test_the_fleets_throttled_share_is_what_cpu_stat_counted(
         )
     finally:
         if agent is not None:
-            agent.terminate()
-            try:
-                agent.wait(15)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait(5)
+            terminate_all([agent])
         cg.remove()
     assert_all_gone([agent.pid])
     assert not os.path.exists(cg.dir)
