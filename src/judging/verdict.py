@@ -93,11 +93,10 @@ def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdi
             else:
                 judged.append((f, t, ci))
     # the setup's figures are one family (Holm); the machine's is one test of its own
-    family = [j for j in judged if j[0].better != 0]
-    adjusted = resample.holm([t.p for _, t, _ in family])
-    adjusted += [t.p for f, t, _ in judged if f.better == 0]
-    family += [j for j in judged if j[0].better == 0]
-    for (f, t, ci), p_holm in zip(family, adjusted, strict=True):
+    setup = [(f.key, t.p) for f, t, _ in judged if f.better != 0]
+    holm = dict(zip([k for k, _ in setup], resample.holm([p for _, p in setup]), strict=True))
+    for f, t, ci in judged:
+        p_holm = holm.get(f.key, t.p)
         row = rows[f.key]
         rows[f.key] = dataclasses.replace(
             row,

@@ -41,6 +41,11 @@ class Row:
         return self.p_holm is not None
 
     @property
+    def context(self) -> bool:
+        """The machine's figure, not the setup's (judging.figures.CONTEXT)."""
+        return self.better == 0
+
+    @property
     def direction(self) -> str:
         """'better', 'worse' or 'no significant difference' ('not tested: why')."""
         if not self.tested:
@@ -49,7 +54,7 @@ class Row:
             return f"not judged: {self.confounded}"
         if not self.significant or self.change is None:
             return "no significant difference"
-        if self.better == 0:
+        if self.context:
             return "differs: the machine, not the setup"
         up = self.change > 0
         return "better" if up == (self.better > 0) else "worse"
@@ -144,7 +149,7 @@ class Verdict:
     @property
     def differences(self) -> list[Row]:
         """The setup's figures that differ (the machine's own is context, not one)."""
-        return [r for r in self.rows if r.significant and r.better != 0]
+        return [r for r in self.rows if r.significant and not r.context]
 
     @property
     def confounded(self) -> list[Row]:
@@ -161,7 +166,7 @@ class Verdict:
             chosen = sorted(self.differences, key=lambda r: (r.p_holm or 1.0, r.key))[:3]
         mixed = self.confounded
         if not chosen:
-            judged = [r for r in self.tested if r.better != 0 and not r.confounded]
+            judged = [r for r in self.tested if not r.context and not r.confounded]
             text = (
                 f"no significant difference in {len(judged)} figures "
                 f"(Holm-adjusted p >= {self.alpha:g} for each)"
@@ -176,7 +181,7 @@ class Verdict:
 
     def method(self) -> str:
         wa, wb = self.before.windows, self.after.windows
-        family = [r for r in self.tested if r.better != 0]
+        family = [r for r in self.tested if not r.context]
         return (
             f"judged over {wa} + {wb} windows of {self.blocks.k} sample"
             f"{'s' * (self.blocks.k != 1)} ({self.window_s:.2g} s): a permutation test over "

@@ -175,7 +175,7 @@ def other_cpu(snap: Snapshot, generator_s: float) -> float | None:
     busy time (/proc/stat) less the server's entities' (their schedstat), the load
     generator's (its own process time, `generator_s`) and the sampler's (`cost_ms`), at
     least 0. Two runs of one setup on a machine whose other tenants woke up between them
-    differ in every timing figure (measured: a same-setup pair with 0.5 then 1.8 cores used
+    differ in every timing figure (measured: a same-setup pair with 0.17 then 1.34 cores used
     by others showed a service p99 2.9x longer, p = 0.002); this is how a verdict sees it."""
     if snap.host is None or snap.host.cpu_percent is None or not snap.interval_s:
         return None
