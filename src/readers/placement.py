@@ -18,6 +18,7 @@ import re
 from values.placement import Placement
 
 from .netns import NetNs
+from .procfs import status_field
 
 _ID = r"([0-9a-f]{12,64})"
 _POD = r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})"
@@ -81,14 +82,8 @@ def cgroup_path(pid: int) -> str | None:
 def ns_pid(pid: int) -> int | None:
     """The pid of `pid` inside its own pid namespace (NSpid's last field); None when
     unreadable (gone, or a kernel before 4.1 without NSpid)."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"NSpid:"):
-                    return int(line.split()[-1])
-    except (OSError, ValueError):
-        return None
-    return None
+    nspid = status_field(pid, "NSpid")
+    return int(nspid[-1]) if nspid else None
 
 
 def pidns_inode(pid: int | str) -> int | None:

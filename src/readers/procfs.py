@@ -268,15 +268,23 @@ def pids_holding(inodes: set[int]) -> set[int]:
     return out
 
 
+def status_field(pid: int, name: str) -> list[str] | None:
+    """The words of the `name:` line of /proc/PID/status (e.g. "SigCgt", "NSpid"); None
+    when the process is gone or unreadable, or the kernel has no such line."""
+    key = name + ":"
+    try:  # (a command name may hold any byte: never a reason to fail)
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(key):
+                    return line.split()[1:]
+    except OSError:
+        return None
+    return None
+
+
 def catches(pid: int, signum: int) -> bool | None:
     """Whether `pid` has a handler for `signum` (its SigCgt mask in /proc/PID/status);
     None when the process is gone or unreadable. A process that neither catches nor ignores
     SIGUSR1 (a Node process still starting, or not Node) is ended by it."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("SigCgt:"):
-                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
-    except (OSError, ValueError):
-        return None
-    return None
+    mask = status_field(pid, "SigCgt")
+    return None if not mask else bool(int(mask[0], 16) >> (signum - 1) & 1)
