@@ -189,5 +189,11 @@ def test_thread_workers_under_the_gil_are_seen_waiting_for_it(
     taken = [s for s in doc["stuck"] if s["stack"]["ok"]]
     assert taken and all(s["stack"]["method"] == "py-spy dump --native" for s in taken), doc
     assert all("`burn_cpu` (app.py:" in s["where"] for s in taken), [s["where"] for s in taken]
-    stuck = [d["message"] for d in doc["diagnoses"] if d["rule"] == "stuck"]
-    assert stuck and re.search(r"\d+ of \d+ wait for the GIL", stuck[0]), stuck
+    # a diagnosis covers the captures of the episodes still open when it is made: the run's
+    # last one may hold only the thread that had the GIL (seen once in CI: 1 of 4 stacks, in
+    # `burn_cpu` itself), so the run's and the teardown's are read together
+    teardown = (doc["teardown"] or {}).get("diagnoses", [])
+    stuck = [d["message"] for d in doc["diagnoses"] + teardown if d["rule"] == "stuck"]
+    waiting = [s for s in taken if s["where"].startswith(("`take_gil`", "`pthread_cond_"))]
+    assert waiting, [s["where"] for s in taken]
+    assert any(re.search(r"\d+ of \d+ wait for the GIL", m) for m in stuck), stuck
