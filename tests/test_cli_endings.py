@@ -128,3 +128,31 @@ def test_ctrl_c_in_attach_start_up_is_one_line_and_leaves_nothing_running(
         assert not alive, (name, seen, alive)
         assert seen, name  # bpftrace was seen, and is gone
         rec.unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_table_into_a_pipe_prints_each_sample_and_ends_with_its_reader(
+    real_server: Callable[..., RealServer],  # noqa: F811
+) -> None:
+    """`attach --table | head`: into a pipe each sample's table is printed after the last
+    (as `top -b`), so the reader sees the first table at once and its going ends us: 141,
+    quiet. Seen before: rich's Live wrote nothing into the pipe until it stopped, so the
+    reader waited and serverscope ran until Ctrl-C."""
+    srv = real_server("http.server")
+    argv = [*CLI, "attach", "--pid", str(srv.root), "--table", "--estimate-accepts"]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    try:
+        assert p.stdout is not None and p.stderr is not None
+        first = b""
+        while str(srv.root).encode() not in first:  # the table's row for the server's pid
+            line = p.stdout.readline()
+            assert line, f"ended before a table: {p.wait()} {p.stderr.read()[-800:]!r}"
+            first += line
+        p.stdout.close()  # the reader goes, as head does after its lines
+        rc = p.wait(timeout=30)  # the next sample's write sees it
+        assert (rc, p.stderr.read()) == (141, b""), first.decode()[-800:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -252,6 +252,18 @@ def _live(watch: Watch, a: argparse.Namespace, stop: threading.Event) -> int:
     from text.attach import render, wanted_width
 
     console = Console()
+    if not console.is_terminal:
+        # into a pipe or file, each sample's table follows the last (as `top -b` does): a
+        # Live redraws in place and writes nothing until it stops, so `| head` never ended
+
+        def print_table(snap: Snapshot) -> None:
+            fit_console(console, a.width, functools.partial(wanted_width, snap, threads=a.threads))
+            console.print(render(snap, threads=a.threads))
+            console.file.flush()
+
+        watch.observers.append(print_table)
+        watch.run(a.period, stop)
+        return EXIT_OK
     with Live(console=console, auto_refresh=False, screen=False) as live:
 
         def draw(snap: Snapshot) -> None:
