@@ -14,8 +14,10 @@ from prometheus_client import CollectorRegistry, generate_latest, parser
 
 from export.prometheus import SnapshotCollector
 from fleetfake import FakeProm, server
+from lab import fleet_source
 from lab.fleet_source import THROTTLE_SERIES
 from test_cpulimit import _limited_series
+from values.findings import Diagnosis, Severity
 from values.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +91,17 @@ def test_no_limit_reads_as_never_throttled_and_no_counters_as_unknown() -> None:
         [s] = fake.reader().read().servers
         got.append(s.throttled)
     assert got == [0.0, None]
+
+
+def test_every_series_the_fleet_asks_for_is_one_the_exporter_writes() -> None:
+    """Not only the cgroup's: the names the fleet's queries match (values.series, declared
+    once for both sides) against a scrape of a snapshot with every kind of series."""
+    snap = _limited_series(3)[-1]
+    snap = dataclasses.replace(
+        snap, diagnoses=(Diagnosis("accept_skew", Severity.WARNING, "accept skew: ..."),)
+    )
+    written = set(_scrape(snap))
+    asked = [fleet_source.SNAPSHOT_TS, fleet_source.SERVER_INFO, fleet_source.DIAGNOSIS]
+    for pattern in (fleet_source.IMBALANCE, fleet_source.QUEUES, fleet_source.WORKERS):
+        asked += pattern.split("|")
+    assert len(asked) == 15 and set(asked) <= written, sorted(set(asked) - written)

@@ -32,7 +32,7 @@ from promlaunch import needs_prometheus, prometheus  # noqa: F401 - the fixture
 from readers.cgroupcpu import parse_cpu_stat
 from readers.promapi import PromClient
 from test_fleet_real import CLI, _scrape_config
-from values import cgroup_series as names
+from values import series as names
 
 CORES = 0.2
 LOAD_S = 3.0  # each load's length

@@ -2,7 +2,7 @@
 Prometheus export (values.cgroupcpu, read from cpu.max / cpu.cfs_quota_us and cpu.stat).
 
 Per cgroup, labelled model and cgroup (its path as /proc/PID/cgroup names it; the names are
-values.cgroup_series, which the fleet reads back):
+values.series, which the fleet reads back):
 `serverscope_cgroup_cpu_limit_cores` (absent without a limit: no limit is not 0 cores),
 the limiting cgroup's `serverscope_cgroup_cpu_periods_total`,
 `serverscope_cgroup_cpu_throttled_periods_total`, `serverscope_cgroup_cpu_throttled_seconds_total`
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from values import cgroup_series as names
+from values import series as names
 from values.snapshot import Snapshot
 
 LABELS = ("model", "cgroup")

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from values import series as names
 from values.snapshot import Snapshot
 
 SERVER_INFO_LABELS = ("host", "server", "program", "root_pid", "ports", "accepts")
@@ -53,7 +54,7 @@ def server_name(snap: Snapshot) -> str:
 
 def server_info(snap: Snapshot, host: str) -> Iterator[Metric]:
     info = GaugeMetricFamily(
-        "serverscope_server_info",
+        names.SERVER_INFO,
         "1, naming the server this exporter watches: host (this exporter's host name), "
         "server (its kind or the lab's model), program (its executable), root_pid, ports "
         "(its listening ports) and accepts (how they are counted: exact, estimate, "
@@ -78,13 +79,13 @@ def server_info(snap: Snapshot, host: str) -> Iterator[Metric]:
 
 def imbalance_basis(snap: Snapshot) -> Iterator[Metric]:
     workers = GaugeMetricFamily(
-        "serverscope_imbalance_workers",
+        names.IMBALANCE_WORKERS,
         "Workers the imbalance indices of the quantity are computed over (alive through "
         "the window).",
         labels=("metric",),
     )
     total = GaugeMetricFamily(
-        "serverscope_imbalance_total",
+        names.IMBALANCE_TOTAL,
         "The quantity summed over those workers in the window: accepts (count), "
         "connections (mean open), cpu (CPU seconds).",
         labels=("metric",),

@@ -66,6 +66,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from plumbing.loghist import LogHist, bucket_bounds
+from values import series as names
 from values.snapshot import STATES, Snapshot, WorkerSample, WorkerState
 
 from .address import ExportAddress, ExportError, parse_address
@@ -169,7 +170,7 @@ class SnapshotCollector(Collector):
         yield from self._phases(snap)
         yield from cgroup_metrics(snap)
         ts = GaugeMetricFamily(
-            "serverscope_snapshot_timestamp_seconds",
+            names.SNAPSHOT_TS,
             "Wall-clock time (Unix seconds) of the snapshot this scrape renders.",
         )
         ts.add_metric([], snap.wall_time)
@@ -177,29 +178,29 @@ class SnapshotCollector(Collector):
 
     def _workers(self, snap: Snapshot) -> Iterator[Metric]:
         cpu = CounterMetricFamily(
-            "serverscope_worker_cpu_seconds",
+            names.WORKER_CPU,
             "User+system CPU seconds used by the worker (its thread, or its process), "
             "from /proc schedstat.",
             labels=WORKER_LABELS,
         )
         conns = GaugeMetricFamily(
-            "serverscope_worker_open_connections",
+            names.WORKER_CONNECTIONS,
             "Connections the worker holds open (scoreboard; psutil when attached).",
             labels=WORKER_LABELS,
         )
         accepts = CounterMetricFamily(
-            "serverscope_worker_accepts",
+            names.WORKER_ACCEPTS,
             "Connections the worker accepted since it started (scoreboard; absent when "
             "attached: no scoreboard).",
             labels=WORKER_LABELS,
         )
         requests = CounterMetricFamily(
-            "serverscope_worker_requests",
+            names.WORKER_REQUESTS,
             "Requests the worker served since it started (scoreboard).",
             labels=WORKER_LABELS,
         )
         state = GaugeMetricFamily(
-            "serverscope_worker_state",
+            names.WORKER_STATE,
             "The worker's scoreboard state, as the state label of a series valued 1 "
             f"({', '.join(STATES)}; unknown when attached).",
             labels=(*WORKER_LABELS, "state"),
@@ -228,17 +229,17 @@ class SnapshotCollector(Collector):
     def _listeners(self, snap: Snapshot) -> Iterator[Metric]:
         labels = ("address", "port", "listener")
         queue = GaugeMetricFamily(
-            "serverscope_listener_queue_length",
+            names.QUEUE_LENGTH,
             "Connections completed by the kernel and waiting for accept() (ss Recv-Q).",
             labels=labels,
         )
         limit = GaugeMetricFamily(
-            "serverscope_listener_queue_limit",
+            names.QUEUE_LIMIT,
             "Accept-queue limit: min(backlog, net.core.somaxconn) (ss Send-Q).",
             labels=labels,
         )
         mechanism = GaugeMetricFamily(
-            "serverscope_listener_mechanism",
+            names.MECHANISM,
             "1 for how connections on this listener reach the workers, read from /proc: "
             "spread=shared|reuseport|master|acceptor_thread, wake=epoll|exclusive|blocking|"
             "mixed (epoll: every waiter woken; exclusive: EPOLLEXCLUSIVE, LIFO; blocking: "
@@ -246,7 +247,7 @@ class SnapshotCollector(Collector):
             labels=(*labels, "spread", "wake"),
         )
         waiters = GaugeMetricFamily(
-            "serverscope_listener_waiters",
+            names.WAITERS,
             "Processes or threads seen waiting on this listener (epoll sets, accept()).",
             labels=labels,
         )
@@ -266,14 +267,14 @@ class SnapshotCollector(Collector):
         if k is None:
             return
         overflows = CounterMetricFamily(
-            "serverscope_kernel_listen_overflows",
+            names.LISTEN_OVERFLOWS,
             "TcpExt ListenOverflows since boot (accept queue full at handshake). "
             "NAMESPACE-WIDE: every socket in the network namespace adds to it, not only "
             "this server's.",
         )
         overflows.add_metric([], k.listen_overflows)
         drops = CounterMetricFamily(
-            "serverscope_kernel_listen_drops",
+            names.LISTEN_DROPS,
             "TcpExt ListenDrops since boot (SYNs/handshakes dropped at a listener). "
             "NAMESPACE-WIDE: every socket in the network namespace adds to it, not only "
             "this server's.",
@@ -283,18 +284,18 @@ class SnapshotCollector(Collector):
 
     def _imbalance(self, snap: Snapshot) -> Iterator[Metric]:
         jain = GaugeMetricFamily(
-            "serverscope_imbalance_jain",
+            names.IMBALANCE_JAIN,
             "Jain's fairness index of the quantity over the workers in the window: "
             "1/n (one worker does all) .. 1 (even). Absent when nothing happened.",
             labels=("metric",),
         )
         top = GaugeMetricFamily(
-            "serverscope_imbalance_top_share",
+            names.IMBALANCE_TOP_SHARE,
             "Share (0..1) of the quantity taken by the busiest worker in the window.",
             labels=("metric",),
         )
         window = GaugeMetricFamily(
-            "serverscope_imbalance_window_seconds",
+            names.IMBALANCE_WINDOW,
             "Length of the window the imbalance indices cover.",
             labels=("metric",),
         )
@@ -314,7 +315,7 @@ class SnapshotCollector(Collector):
             self._rules.update(active)
             rules = dict(self._rules)
         fam = GaugeMetricFamily(
-            "serverscope_diagnosis_active",
+            names.DIAGNOSIS,
             "1 while the named diagnosis fires over the window, 0 for rules seen earlier.",
             labels=("rule", "severity"),
         )
@@ -327,7 +328,7 @@ class SnapshotCollector(Collector):
         if ph is None:
             return
         fam = HistogramMetricFamily(
-            "serverscope_phase_seconds",
+            names.PHASE,
             "Where requests' time went, the whole server since it started: phase=queue "
             "(per accepted connection: first request bytes' kernel arrival to accept()), "
             "server (per request: the server had it to its handler starting: hand-off, "

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from judging import fleet_rank
 from readers.promapi import Labels, PromClient, PromError, Sample, Series, selector_value
-from values import cgroup_series
+from values import series as names
 from values.fleet import (
     Fleet,
     FleetDiagnosis,
@@ -39,21 +39,32 @@ from values.fleet import (
     WorkerHistory,
 )
 
-SNAPSHOT_TS = "serverscope_snapshot_timestamp_seconds"
-SERVER_INFO = "serverscope_server_info"
-DIAGNOSIS = "serverscope_diagnosis_active"
-IMBALANCE = "serverscope_imbalance_(jain|top_share|window_seconds|workers|total)"
-QUEUES = "serverscope_listener_queue_(length|limit)"
-STATE = "serverscope_worker_state"
-WORKERS = (
-    "serverscope_worker_(open_connections|cpu_seconds_total|accepts_total|requests_total|state)"
+# the exporter's series, by the names values.series declares for both sides
+SNAPSHOT_TS = names.SNAPSHOT_TS
+SERVER_INFO = names.SERVER_INFO
+DIAGNOSIS = names.DIAGNOSIS
+IMBALANCE = "|".join(
+    (
+        names.IMBALANCE_JAIN,
+        names.IMBALANCE_TOP_SHARE,
+        names.IMBALANCE_WINDOW,
+        names.IMBALANCE_WORKERS,
+        names.IMBALANCE_TOTAL,
+    )
 )
-# CPU throttling, per cgroup (counters as cgroup cpu.stat has them, v1 and v2 alike): the
-# exporter's own series (values.cgroup_series declares them for both sides)
-THROTTLE_SERIES = (
-    cgroup_series.series(cgroup_series.PERIODS),
-    cgroup_series.series(cgroup_series.THROTTLED_PERIODS),
+QUEUES = f"{names.QUEUE_LENGTH}|{names.QUEUE_LIMIT}"
+STATE = names.WORKER_STATE
+WORKERS = "|".join(
+    (
+        names.WORKER_CONNECTIONS,
+        names.series(names.WORKER_CPU),
+        names.series(names.WORKER_ACCEPTS),
+        names.series(names.WORKER_REQUESTS),
+        names.WORKER_STATE,
+    )
 )
+# CPU throttling, per cgroup (counters as cgroup cpu.stat has them, v1 and v2 alike)
+THROTTLE_SERIES = (names.series(names.PERIODS), names.series(names.THROTTLED_PERIODS))
 RATE_WINDOW_S = 60.0  # rates (CPU %, accepts/s, throttling) over this long
 HISTORY_POINTS = 60  # points per series in a history
 
@@ -188,7 +199,7 @@ class FleetReader:
                     p.n_workers = _count(s.value)
         periods, throttled = (q(f"rate({name}{{{sel}}}{rate})") for name in THROTTLE_SERIES)
         self._throttling(periods, throttled, parts)
-        for s in q(f"{cgroup_series.LIMIT_CORES}{{{sel}}}"):
+        for s in q(f"{names.LIMIT_CORES}{{{sel}}}"):
             if (p := parts.get(_key(s.labels))) is not None and s.value is not None:
                 p.cpu_limit = s.value if p.cpu_limit is None else min(p.cpu_limit, s.value)
         servers = fleet_rank.rank(self._server(k, p, t) for k, p in parts.items())
@@ -208,7 +219,7 @@ class FleetReader:
         for s in samples:
             p = parts.get(_key(s.labels))
             if p is not None:
-                field_name = s.labels.get("__name__", "").removeprefix("serverscope_imbalance_")
+                field_name = s.labels.get("__name__", "").removeprefix(names.IMBALANCE)
                 p.imbalance.setdefault(s.labels.get("metric", "?"), {})[field_name] = s.value
 
     @staticmethod
@@ -218,7 +229,7 @@ class FleetReader:
             if p is not None:
                 lb = s.labels
                 lk = (lb.get("address", ""), lb.get("port", ""), lb.get("listener", ""))
-                name = s.labels.get("__name__", "").removeprefix("serverscope_listener_queue_")
+                name = s.labels.get("__name__", "").removeprefix(names.LISTENER_QUEUE)
                 p.listeners.setdefault(lk, {})[name] = s.value
 
     @staticmethod
@@ -229,7 +240,7 @@ class FleetReader:
                 continue
             wk = _worker_key(s.labels)
             row = p.workers.setdefault(wk, {})
-            name = s.labels.get("__name__", "").removeprefix("serverscope_worker_")
+            name = s.labels.get("__name__", "").removeprefix(names.WORKER)
             if name != "state":
                 row[name] = s.value
             elif s.value == 1.0:
@@ -337,14 +348,14 @@ class FleetReader:
 
         rows: dict[WorkerKey, dict[str, tuple[Point, ...]]] = defaultdict(dict)
         queries = {
-            "connections": f"serverscope_worker_open_connections{{{sel}}}",
-            "cpu_percent": f"rate(serverscope_worker_cpu_seconds_total{{{sel}}}{rate}) * 100",
-            "accepts_per_s": f"rate(serverscope_worker_accepts_total{{{sel}}}{rate})",
+            "connections": f"{names.WORKER_CONNECTIONS}{{{sel}}}",
+            "cpu_percent": f"rate({names.series(names.WORKER_CPU)}{{{sel}}}{rate}) * 100",
+            "accepts_per_s": f"rate({names.series(names.WORKER_ACCEPTS)}{{{sel}}}{rate})",
         }
         for name, promql in queries.items():
             for s in q(promql):
                 rows[_worker_key(s.labels)][name] = s.points
-        queue = q(f"sum(serverscope_listener_queue_length{{{sel}}})")
+        queue = q(f"sum({names.QUEUE_LENGTH}{{{sel}}})")
         workers = tuple(
             WorkerHistory(
                 pid=_int(pid) or 0,
