@@ -376,33 +376,22 @@ class SupervisorSource:
         self._addr = [(r.sock.local_address, r.sock.local_port, r.sock.inode) for r in rows or ()]
 
     def _listeners(self, now: float, mechs: dict[int, ListenerMechanism]) -> list[ListenerSample]:
+        """One row per listener: those the workers alone hold (--migrate) as sock_diag
+        read them, else the sockets we keep, by TCP_INFO on each."""
+        if self._owned is not None:
+            owned = self._owned_rows or []
+            self._refresh_syn(now, queued=any(r.sock.rqueue for r in owned))
+            return [
+                self._owned_sample(r, mechs.get(r.sock.inode, UNKNOWN), self._syn) for r in owned
+            ]
         socks = self.sup.listeners
-        owned = self._owned_rows if self._owned is not None else None
-        if owned is not None:
-            queues: list[tuple[int, int] | None] = [(r.sock.rqueue, r.sock.wqueue) for r in owned]
-        else:
-            queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
-        # SYN_RECV by sock_diag, not /proc/net/tcp (~25 ms to read with 10k TIME-WAITs).
-        # Half-open connections linger when a full accept queue drops the handshakes'
-        # last ACKs (ListenOverflows) or SYNs (ListenDrops): while a queue is non-empty or
-        # those counters moved since the last sample, it is read every sample; otherwise
-        # every SYN_EVERY_S, as the dump walks the kernel's whole established table
-        # (4-7 ms a dump with 60-90k TIME-WAIT on the host: read at 1 Hz, that was a
-        # quarter of the sampler's cost at 250 workers; bench/bench_sampler.py)
-        drops = procfs.netstat_counters()
-        moved, self._drops = drops != self._drops, drops
-        if any(q and q[0] for q in queues) or moved or now - self._syn_at >= self.SYN_EVERY_S:
-            syn = self._syn_recv()
-            self._syn = syn if syn is not None else procfs.read_tcp_table().syn_recv
-            self._syn_at = now
+        queues = [accept_queue(sock) if sock.fileno() >= 0 else None for sock in socks]
+        self._refresh_syn(now, queued=any(q and q[0] for q in queues))
         out = []
-        for i, q in enumerate(queues):
+        for i, (sock, q) in enumerate(zip(socks, queues, strict=True)):
             address, port, inode = self._addr[i]
             queue, limit = q if q is not None else (0, None)
             m = mechs.get(inode, UNKNOWN)
-            if owned is not None:
-                out.append(self._owned_sample(owned[i], m, self._syn.get(port, 0)))
-                continue
             out.append(
                 ListenerSample(
                     index=i,
@@ -416,13 +405,30 @@ class SupervisorSource:
                     spread=m.spread,
                     wake=m.wake,
                     waiters=len(m.waiters) or None,
-                    drops=listen_drops(socks[i]) if socks[i].fileno() >= 0 else None,
-                    steer=steer_of(self.sup.config, socks[i]) if len(socks) > 1 else None,
+                    drops=listen_drops(sock) if sock.fileno() >= 0 else None,
+                    steer=steer_of(self.sup.config, sock) if len(socks) > 1 else None,
                 )
             )
         return out
 
-    def _owned_sample(self, r: OwnedListener, m: ListenerMechanism, syn: int) -> ListenerSample:
+    def _refresh_syn(self, now: float, queued: bool) -> None:
+        """Half-open connections per port (`self._syn`), by sock_diag, not /proc/net/tcp
+        (~25 ms to read with 10k TIME-WAITs). They linger when a full accept queue drops
+        the handshakes' last ACKs (ListenOverflows) or SYNs (ListenDrops): while a queue is
+        non-empty or those counters moved since the last sample, they are read every
+        sample; otherwise every SYN_EVERY_S, as the dump walks the kernel's whole
+        established table (4-7 ms a dump with 60-90k TIME-WAIT on the host: read at 1 Hz,
+        that was a quarter of the sampler's cost at 250 workers; bench/bench_sampler.py)."""
+        drops = procfs.netstat_counters()
+        moved, self._drops = drops != self._drops, drops
+        if queued or moved or now - self._syn_at >= self.SYN_EVERY_S:
+            syn = self._syn_recv()
+            self._syn = syn if syn is not None else procfs.read_tcp_table().syn_recv
+            self._syn_at = now
+
+    def _owned_sample(
+        self, r: OwnedListener, m: ListenerMechanism, syn: dict[int, int]
+    ) -> ListenerSample:
         """A listener only a worker holds, as sock_diag read it (as `ss -ltn` shows it)."""
         config = self.sup.config
         return ListenerSample(
@@ -431,7 +437,7 @@ class SupervisorSource:
             address=r.sock.local_address,
             queue=r.sock.rqueue,
             limit=r.sock.wqueue,
-            syn_recv=syn,
+            syn_recv=syn.get(r.sock.local_port, 0),
             source="sock_diag",
             inode=r.sock.inode,
             spread=m.spread,
