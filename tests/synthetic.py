@@ -303,6 +303,7 @@ def noisy(
     rules: Sequence[tuple[str, float]] = (),
     model: str = "many_accepts",
     other_cores: float = 0.0,
+    mechanism: str | None = None,
 ) -> list[Snapshot]:
     """A recording's worth of snapshots with noise, as a run of one setup gives them: each
     interval's accepts drawn over the workers by `weights` (default even), requests and
@@ -310,7 +311,8 @@ def noisy(
     `latency_ms`, sigma `spread`), carried cumulatively as a real load generator and
     scoreboard carry them; each (rule, chance) in `rules` is on in a sample with that
     chance; the rest of the machine uses `other_cores` (give or take 0.1) besides the
-    workers. The first snapshot is the baseline (no interval). Two calls with different
+    workers; `mechanism` is the listener's spread as read (None: not read).
+    The first snapshot is the baseline (no interval). Two calls with different
     seeds are two recordings of the same setup; `seed` makes one reproducible."""
     import numpy as np  # (late: the rest of this module does not need it)
 
@@ -346,6 +348,7 @@ def noisy(
             cpu=cpu,
             host_cpu=sum(cpu) + other if k else None,
             queue=int(rng.poisson(queue)) if queue else 0,
+            spread=mechanism,
             client=dataclasses.replace(
                 load_stats(rps=rps, requests=total_req, time=1000.0 + k * period),
                 latency_ms=Percentiles(

@@ -90,11 +90,25 @@ def test_a_busier_machine_leaves_timing_differences_unjudged_not_put_down_to_the
     assert not v.differences and ctx not in v.differences
     assert v.headline().startswith("no significant difference in")
     assert "not judged: the rest of the machine used" in v.headline()
-    # a difference that is not timing stays judged: a skew is the setup's whatever the load
-    skewed = verdict.judge(quiet, rec(3, other_cores=1.6, weights=[6, 1, 1, 1]))
+    # a skew where a hash deals the connections (reuseport) is the setup's whatever the load
+    dealt = rec(1, other_cores=0.1, mechanism="reuseport")
+    skewed = verdict.judge(
+        dealt, rec(3, other_cores=1.6, weights=[6, 1, 1, 1], mechanism="reuseport")
+    )
     found = {r.key for r in skewed.differences}
     assert {"accept_top_share", "accept_jain", "cpu_top_share"} <= found, found
     assert not found & {"throughput", "latency_p50", "latency_p99"}, found
+    # ...but not where the workers share a queue (the free one takes it), or it was not read
+    for mechanism in ("shared", None):
+        before = rec(1, other_cores=0.1, mechanism=mechanism)
+        after = rec(3, other_cores=1.6, weights=[6, 1, 1, 1], mechanism=mechanism)
+        shared = verdict.judge(before, after)
+        top = shared.row("accept_top_share")
+        assert top is not None and top.p_holm is not None and top.p_holm < 0.001, mechanism
+        assert not top.significant and top.confounded and not shared.differences, mechanism
+        # the same skew on an equally busy machine: judged
+        same = verdict.judge(rec(1, other_cores=1.6, mechanism=mechanism), after)
+        assert same.row("accept_top_share").direction == "worse", mechanism  # type: ignore[union-attr]
     # the same machine both times: the same latency difference is the setup's
     same = verdict.judge(rec(1, other_cores=1.6), busy)
     assert same.row("other_cpu").significant is False  # type: ignore[union-attr]

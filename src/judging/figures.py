@@ -35,6 +35,7 @@ class Figure:
     points: bool = False  # a share (0..1): its change is printed in percentage points
     shown_for: Callable[[Recording], bool] = lambda r: True  # left out unless both are
     timing: bool = False  # a busier machine changes it by itself (see CONTEXT)
+    shares: bool = False  # ... and so it does where the workers share a queue (windows.dealt)
 
 
 def _share(v: float) -> str:
@@ -144,6 +145,7 @@ FIGURES: tuple[Figure, ...] = (
         _share,
         _needs_accepts,
         points=True,
+        shares=True,
     ),
     Figure(
         "accept_jain",
@@ -154,6 +156,7 @@ FIGURES: tuple[Figure, ...] = (
         ("accepts",),
         lambda v: f"{v:.2f}",
         _needs_accepts,
+        shares=True,
     ),
     Figure(
         "cpu_top_share",
@@ -165,6 +168,7 @@ FIGURES: tuple[Figure, ...] = (
         _share,
         _always,
         points=True,
+        shares=True,
     ),
     Figure(
         "cpu_jain",
@@ -175,6 +179,7 @@ FIGURES: tuple[Figure, ...] = (
         ("cpu_s",),
         lambda v: f"{v:.2f}",
         _always,
+        shares=True,
     ),
     Figure(
         "queue",

@@ -106,7 +106,7 @@ def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdi
             p_holm=p_holm,
             significant=p_holm < alpha,
         )
-    _confound(rows, figures)
+    _confound(rows, figures, shared=not (windows.dealt(before) and windows.dealt(after)))
     notes = []
     if blocks.capped:
         notes.append(
@@ -124,16 +124,18 @@ def judge(before: Recording, after: Recording, *, alpha: float = ALPHA) -> Verdi
     )
 
 
-def _confound(rows: dict[str, Row], figures: list[Figure]) -> None:
+def _confound(rows: dict[str, Row], figures: list[Figure], *, shared: bool) -> None:
     """When the rest of the machine used a different amount of CPU in the two recordings
     (significantly, and by CONFOUND_CORES or more), a timing figure's difference is not
-    put down to the setup: it is shown, marked, and left out of the differences."""
+    put down to the setup: it is shown, marked, and left out of the differences. So is a
+    share's where either recording's workers took connections by being free (`shared`:
+    not dealt by a hash or a master's rotation, or not read)."""
     ctx = rows.get(CONTEXT.key)
     if ctx is None or not ctx.significant or abs(ctx.change or 0.0) < CONFOUND_CORES:
         return
     why = f"the rest of the machine used {ctx.shown[0]} then {ctx.shown[1]}"
     for f in figures:
-        if f.timing and rows[f.key].significant:
+        if (f.timing or (f.shares and shared)) and rows[f.key].significant:
             rows[f.key] = dataclasses.replace(rows[f.key], significant=False, confounded=why)
 
 

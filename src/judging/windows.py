@@ -78,6 +78,10 @@ class Recording:
     last_latency_ms: tuple[float, float] | None = None  # the client's own p50, p99, last
     rule_messages: dict[str, str] = field(default_factory=dict)  # rule -> first message
     window_s: float = 0.0  # the longest sliding window its diagnoses were judged over
+    # how its listeners dealt connections to the workers, over every sample (Spread values
+    # as read; "unknown" where not read), and the model's balancing policy as started
+    spreads: set[str] = field(default_factory=set)
+    policy: str | None = None
 
     @property
     def duration_s(self) -> float:
@@ -99,6 +103,8 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
         c = snap.client
         if rec.model is None and snap.model is not None:
             rec.model = snap.model.name
+            rec.policy = snap.model.policy
+        rec.spreads.update(str(ln.spread or "unknown") for ln in snap.listeners)
         if c is not None and rec.load is None and c.requests:
             rec.load = f"{c.level} ({c.clients} clients)"
         requests = errors = None
@@ -168,6 +174,21 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
     if intervals:
         rec.period = sorted(intervals)[len(intervals) // 2]
     return rec
+
+
+# spreads whose worker for a connection is set by the kernel's hash of its addresses or a
+# master's rotation, not by which worker is free; policies that make it depend on that again
+DEALT = frozenset({"reuseport", "master"})
+FREE_POLICIES = ("least-connections", "cpu")
+
+
+def dealt(rec: Recording) -> bool:
+    """Which worker takes a connection does not depend on which one is free: a shared
+    queue's does (the first waiter woken, or the one not busy), so a busier machine moves
+    its shares by itself (measured: many_accepts --exclusive, same setup, 96% then 81% of
+    accepts to the top worker with others' CPU 0.4-0.7 cores apart)."""
+    free = rec.policy is not None and any(p in rec.policy for p in FREE_POLICIES)
+    return bool(rec.spreads) and rec.spreads <= DEALT and not free
 
 
 def other_cpu(snap: Snapshot, generator_s: float) -> float | None:
