@@ -84,6 +84,51 @@ def test_the_docs_commands_fix_skew_and_find_no_difference_between_two_same_runs
     assert "verdict: no significant difference in" in same, same
 
 
+def stall_command() -> str:
+    """The page's `--fault` line (its own block, in the stalled worker's section)."""
+    text = DOC.read_text(encoding="utf-8").split("## A stalled worker", 1)[1]
+    block = text.split("```console\n", 1)[1].split("```", 1)[0]
+    (line,) = [ln.strip() for ln in block.splitlines() if ln.startswith("serverscope ")]
+    return line
+
+
+def _row(report: dict, key: str) -> dict:
+    return next(f for f in report["verdict"]["figures"] if f["figure"] == key)
+
+
+@pytest.mark.solo  # two runs' queues and requests in flight compared: the cores to themselves
+@pytest.mark.slow
+def test_the_docs_stall_fix_pauses_the_same_worker_in_both_runs_and_the_queue_drains(
+    tmp_path: Path,
+) -> None:
+    command = stall_command()
+    assert "--fault pause:0@1" in command, command
+    p = cli(command, tmp_path)
+    assert p.returncode == 0, f"{command}\n{p.stdout}\n{p.stderr}"
+    out = re.sub(r"\s+", " ", p.stdout)
+    # the mechanism read: the worker's /proc state and its own queue, then the remedy
+    assert "diagnosis (stalled_owner): stalled worker: worker 0 is stopped (/proc state T)" in out
+    assert "in its own reuseport queue" in out and "remedy: shared-queue" in out, out
+    assert "fault, in both runs: pause (SIGSTOP) worker 0 after 1 s" in out, out
+    report = json.loads((tmp_path / "stall.json").read_text())
+    assert report["after_config"]["model"] == "many_accepts", report["after_config"]
+    when = []
+    for run in ("before_run", "after_run"):
+        (did,) = report[run]["faults"]
+        m = re.fullmatch(r"pause worker 0 \(pid \d+\) at (\d+\.\d+) s", did)
+        assert m, did
+        when.append(float(m[1]))
+    assert all(1.0 <= t < 1.25 for t in when), when  # the same second into each load
+    assert "stalled_owner" not in [d["rule"] for d in report["after_run"]["diagnoses"]]
+    queue, waiting = _row(report, "queue"), _row(report, "in_flight")
+    assert queue["significant"] and queue["verdict"] == "better", queue
+    assert queue["before"] > 20 * max(1.0, queue["after"]), queue  # the stopped worker's
+    assert waiting["before"] > 3 * waiting["after"], waiting  # stranded, then a handful
+    assert report["headline"].startswith("requests waiting (mean in flight)"), report["headline"]
+    pids = [w["pid"] for run in ("before_run", "after_run") for w in report[run]["workers"]]
+    assert_all_gone(pids)  # the paused workers too (resumed, then stopped)
+
+
 def test_fix_refuses_what_it_cannot_do_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,6 +138,8 @@ def test_fix_refuses_what_it_cannot_do_in_one_line(
         (["--model", "single", "--before", "a.jsonl", "--after", "a.jsonl"], 2, "same file"),
         (["--model", "many_accepts", "--remedy", "event"], 1, "no remedy 'event'"),
         (["--model", "many_accepts", "--clients", "0"], 2, "clients must be between 1"),
+        (["--model", "reuseport", "--fault", "sleep:0"], 2, "the action is one of pause"),
+        (["--model", "reuseport", "--duration", "2", "--fault", "pause:0@3"], 2, "lasts 2 s"),
     ]
     for args, code, why in cases:
         assert main(["fix", *args]) == code

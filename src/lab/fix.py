@@ -22,6 +22,7 @@ from servers.supervisor import ServerError
 from values.codec import FormatError
 from values.snapshot import Hold
 
+from .scenarios import Fault
 from .server import model_spec
 from .summary import RunSummary
 
@@ -37,6 +38,7 @@ STARVE = ("latency_p99", "queue", "queue_p99")
 OVERFLOW = ("errors", "latency_p99", "queue")
 MASTER = ("throughput", "server_p99", "latency_p99")
 GIL = ("throughput", "latency_p99")
+STALL = ("in_flight", "queue", "latency_p99")
 
 
 def on(*models: str) -> Applies:
@@ -154,6 +156,9 @@ REMEDIES: tuple[Remedy, ...] = (
     Remedy("gil_cap", "processes", on("goroutines", "worker", "event"),
            to_model("reuseport", workers=CORES), GIL,
            f"one process per core ({CORES}, reuseport): each with a GIL of its own"),
+    Remedy("stalled_owner", "shared-queue", on("reuseport"), to_model("many_accepts"), STALL,
+           "one accept queue all the workers take from (many_accepts): a stopped worker "
+           "strands only the connections it had already accepted"),
 )
 # fmt: on
 RULES = tuple(dict.fromkeys(r.rule for r in REMEDIES))
@@ -221,6 +226,7 @@ class Outcome:
     before: RunSummary | None = None
     after: RunSummary | None = None
     verdict: Verdict | None = None
+    fault: Fault | None = None  # done to both runs, at the same time into the load
     problems: list[str] = field(default_factory=list)  # why there is no verdict
     notes: list[str] = field(default_factory=list)  # what to bear in mind reading it
 
@@ -241,6 +247,7 @@ class Outcome:
             "before_config": _config(self.before_config),
             "after_config": _config(self.after_config) if self.after_config else None,
             "load": self.level.describe(),
+            "fault": self.fault.describe() if self.fault else None,
             "duration_s": self.level.duration,
             "recordings": {"before": self.paths[0], "after": self.paths[1]},
             "before_run": self.before.to_json_dict() if self.before else None,
@@ -261,19 +268,22 @@ def run_fix(
     seen: Sequence[tuple[str, str]] = (),
     remedy: str | None = None,
     judge: Callable[[str, str], Verdict] | None = None,
+    fault: Fault | None = None,
 ) -> Outcome:
     """Run `config` under `level` recorded to paths[0], then its remedy recorded to
     paths[1], and judge the two recordings. The remedy answers a diagnosis in `seen`
     (the lab's screen) or `remedy` by name, chosen before any run; with neither, the
     before run's own diagnoses decide. Start-up failures and refusals end up in
-    `problems`, never raised."""
-    out = Outcome(config, level, paths)
+    `problems`, never raised. `fault`: what `run` does to both runs (the same worker at
+    the same second); a run that did not do it ends the fix without a verdict."""
+    out = Outcome(config, level, paths, fault=fault)
     try:
         if seen or remedy:
             out.remedy, out.diagnosis, out.rule = choose(config, seen, remedy)
         out.before = run(config, paths[0], f"before: {config.model}")
-        if not out.before.ok:
-            out.problems.append(_failed("the before run", out.before))
+        if not out.before.ok or not _faulted(out, "the before run", out.before):
+            if not out.problems:
+                out.problems.append(_failed("the before run", out.before))
             return out
         if out.remedy is None:
             out.remedy, out.diagnosis, out.rule = choose(config, seen_in(out.before))
@@ -284,8 +294,9 @@ def run_fix(
             )
         out.after_config = out.remedy.change(config)
         out.after = run(out.after_config, paths[1], f"after: {out.remedy.name}")
-        if not out.after.ok:
-            out.problems.append(_failed("the after run", out.after))
+        if not out.after.ok or not _faulted(out, "the after run", out.after):
+            if not out.problems:
+                out.problems.append(_failed("the after run", out.after))
             return out
         if judge is None:
             from judging.verdict import judge_files
@@ -299,6 +310,16 @@ def run_fix(
     except (OSError, FormatError, ValueError) as e:
         out.problems.append(f"could not judge the recordings: {e}")
     return out
+
+
+def _faulted(out: Outcome, what: str, s: RunSummary) -> bool:
+    """The run did the fault (if any); a problem saying why not else."""
+    f = out.fault
+    if f is None or any(line.startswith(f"{f.action} ") for line in s.faults):
+        return True
+    why = "; ".join(s.faults) or f"the run ended before {f.after_s:g} s"
+    out.problems.append(f"{what} did not {f.describe()} ({why}): not the same fault")
+    return False
 
 
 def _failed(what: str, s: RunSummary) -> str:

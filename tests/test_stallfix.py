@@ -1,0 +1,115 @@
+"""A stalled reuseport worker and its remedy, without a server: the fault `fix --fault`
+takes (lab.scenarios.Fault), the remedy it leads to (lab.fix), the verdict's figure for
+the requests a stall strands (judging.figures "in_flight"), and a fix whose run did not
+do the fault. The real runs are tests/test_fix.py's."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+
+import synthetic
+from judging import verdict, windows
+from lab import fix
+from lab.scenarios import MASTER, Fault
+from loadgen.levels import LoadLevel
+from servers.config import ServerConfig
+
+STALLED = (
+    "stalled_owner",
+    "stalled worker: worker 0 is stopped (/proc state T) with 78 connections in its own "
+    "reuseport queue on port 40000, the oldest waiting >= 1 s; the other 3 hold none",
+)
+
+
+def test_a_fault_reads_as_fix_takes_it_and_refuses_in_one_line() -> None:
+    assert Fault.parse("pause:0@3") == Fault("pause", slot=0, after_s=3.0)
+    assert Fault.parse("kill:2") == Fault("kill", slot=2, after_s=2.0)
+    assert Fault.parse("burn:master@1.5") == Fault("burn", slot=MASTER, after_s=1.5)
+    stutter = Fault.parse("pause:1@2+0.5")
+    assert stutter == Fault("pause", slot=1, after_s=2.0, for_s=0.5)
+    assert stutter.describe() == "pause (SIGSTOP) worker 1 after 2 s for 0.5 s"
+    assert stutter.then() == Fault("resume", slot=1, after_s=2.5)
+    assert Fault.parse("pause:0@3").then() is None  # paused to the end
+    for bad, why in [
+        ("sleep:0@3", "the action is one of pause, kill, burn"),
+        ("pause:x@3", "want ACTION[:SLOT][@SECONDS][+FOR]"),
+        ("pause:0@-1", "0 <= seconds"),
+        ("kill:0@1+2", "+FOR is a pause's length"),
+        ("pause:0@1+0", "+FOR is a pause's length"),
+    ]:
+        with pytest.raises(ValueError, match=r"^fault ") as e:
+            Fault.parse(bad)
+        assert why in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_stalled_reuseport_worker_gets_the_shared_queue_with_as_many_workers() -> None:
+    cfg = ServerConfig(model="reuseport", workers=4)
+    remedy, message, rule = fix.choose(cfg, [("server_wait", "in-server wait"), STALLED])
+    assert (remedy.name, rule, message) == ("shared-queue", "stalled_owner", STALLED[1])
+    after = remedy.change(cfg)
+    assert (after.model, after.workers, after.exclusive) == ("many_accepts", 4, False)
+    assert remedy.watch[0] == "in_flight"  # the headline leads with the stranded requests
+    with pytest.raises(fix.NothingToFix):  # a shared queue has no stalled-owner remedy
+        fix.choose(ServerConfig(model="many_accepts"), [STALLED])
+
+
+def _stranding(seed: int, grow: bool) -> windows.Recording:
+    """A run whose requests in flight climb by 12 a sample from the 8th on (a stalled
+    worker's share stranded) or stay at a few."""
+    snaps = synthetic.noisy(40, seed=seed)
+    out = []
+    for k, s in enumerate(snaps):
+        stuck = 12 * max(0, k - 8) if grow else 0
+        assert s.client is not None
+        client = dataclasses.replace(s.client, in_flight=2 + k % 3 + stuck)
+        out.append(dataclasses.replace(s, client=client))
+    return windows.read(out, f"seed{seed}")
+
+
+def test_the_verdict_counts_the_requests_a_stall_strands() -> None:
+    """They never complete, so no latency shows them: the in-flight mean does."""
+    v = verdict.judge(_stranding(1, grow=True), _stranding(2, grow=False))
+    row = v.row("in_flight")
+    assert row is not None and row.significant and row.direction == "better", row
+    assert row.p_holm is not None and row.p_holm < 0.001
+    assert row.before is not None and row.after is not None and row.before > 100 > 4 > row.after
+    same = verdict.judge(_stranding(3, grow=False), _stranding(4, grow=False))
+    assert not same.differences, same.headline()
+
+
+def test_a_fix_whose_run_missed_the_fault_gives_no_verdict(tmp_path: object) -> None:
+    """The same fault in both runs is the point: a run that did not do it ends the fix."""
+    done = ["pause worker 0 (pid 10) at 1.50 s"]
+    missed = ["no worker in slot 0 at 1.50 s"]
+    faults = iter([done, missed])
+
+    def run(cfg: ServerConfig, record: str, title: str) -> SimpleNamespace:
+        said = next(faults)
+        return SimpleNamespace(
+            ok=True,
+            interrupted=False,
+            faults=said,
+            rules_seen=lambda: [],
+            to_json_dict=lambda: {"faults": said},
+        )
+
+    out = fix.run_fix(
+        ServerConfig(model="reuseport", workers=2),
+        LoadLevel(duration=4),
+        ("a.jsonl", "b.jsonl"),
+        run,  # type: ignore[arg-type]
+        seen=[STALLED],
+        fault=Fault("pause", after_s=1.5),
+        judge=lambda a, b: pytest.fail("judged without the fault"),  # type: ignore[arg-type,return-value]
+    )
+    assert out.verdict is None and out.after is not None
+    assert out.problems == [
+        "the after run did not pause (SIGSTOP) worker 0 after 1.5 s "
+        "(no worker in slot 0 at 1.50 s): not the same fault"
+    ]
+    report = out.to_json_dict()
+    assert report["fault"] == "pause (SIGSTOP) worker 0 after 1.5 s"
+    assert report["before_run"]["faults"] == done and report["verdict"] is None
