@@ -193,7 +193,7 @@ async def test_f_runs_the_setup_and_its_remedy_shows_the_verdict_and_goes_back(
                 w.write(s)
         on_sample(snaps[-1], level.duration)
         rules = ["accept_skew"] if skewed else []
-        return SimpleNamespace(ok=True, interrupted=False, rules_seen=lambda: rules)
+        return SimpleNamespace(ok=True, interrupted=False, rules_seen=lambda: rules, result=None)
 
     monkeypatch.setattr(fix_screen, "run_headless", fake_run)
     level = PRESETS["steady"].with_(clients=4, rate=50, duration=30)

@@ -1,11 +1,16 @@
 """A stalled reuseport worker and its remedy, without a server: the fault `fix --fault`
 takes (lab.scenarios.Fault), the remedy it leads to (lab.fix), the verdict's figure for
-the requests a stall strands (judging.figures "in_flight"), and a fix whose run did not
-do the fault. The real runs are tests/test_fix.py's."""
+the requests a stall strands (judging.figures "in_flight"), a fix whose run did not do
+the fault, and the worker watchdog (servers.watchdog). The real runs are
+tests/test_fix.py's (shared-queue) and tests/test_migrate.py's (the watchdog)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import signal
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +20,9 @@ from judging import verdict, windows
 from lab import fix
 from lab.scenarios import MASTER, Fault
 from loadgen.levels import LoadLevel
+from servers import migrate
 from servers.config import ServerConfig
+from servers.watchdog import Watchdog
 
 STALLED = (
     "stalled_owner",
@@ -92,6 +99,7 @@ def test_a_fix_whose_run_missed_the_fault_gives_no_verdict(tmp_path: object) -> 
             ok=True,
             interrupted=False,
             faults=said,
+            result=None,
             rules_seen=lambda: [],
             to_json_dict=lambda: {"faults": said},
         )
@@ -113,3 +121,56 @@ def test_a_fix_whose_run_missed_the_fault_gives_no_verdict(tmp_path: object) -> 
     report = out.to_json_dict()
     assert report["fault"] == "pause (SIGSTOP) worker 0 after 1.5 s"
     assert report["before_run"]["faults"] == done and report["verdict"] is None
+
+
+def test_the_watchdog_kills_the_worker_whose_loop_went_silent_and_only_it() -> None:
+    """servers.watchdog on two processes (sleep): slot 0's beat comes from a running event
+    loop, slot 1's stopped; only slot 1's process is killed, once per silence."""
+    dog = Watchdog(0.4, 2)
+    procs = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]
+    try:
+        dog.beat(0)
+        dog.beat(1)
+        loop = asyncio.new_event_loop()
+        try:
+            dog.on_loop(0)(loop)
+            loop.run_until_complete(asyncio.sleep(0.6))  # slot 0 beats every 0.1 s
+        finally:
+            loop.close()
+        pids = {0: procs[0].pid, 1: procs[1].pid}
+        assert dog.check(pids) == [procs[1].pid]
+        assert procs[1].wait(timeout=10) == -signal.SIGKILL
+        assert procs[0].poll() is None  # beating: left alone
+        assert dog.check(pids) == []  # its slot beats anew: the new worker's grace
+        assert dog.killed == [procs[1].pid] and dog.tick == pytest.approx(0.1)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_the_watchdog_remedies_and_migrate_s_refusal_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = ServerConfig(model="reuseport", workers=3)
+    dog = fix.choose(cfg, [STALLED], "watchdog")[0].change(cfg)
+    assert (dog.model, dog.workers, dog.worker_timeout, dog.migrate) == ("reuseport", 3, 1.0, False)
+    both = fix.choose(cfg, [STALLED], "migrate+watchdog")[0].change(cfg)
+    assert (both.worker_timeout, both.migrate) == (1.0, True)
+    with pytest.raises(fix.NothingToFix):  # a watchdog there already
+        fix.choose(dog, [STALLED], "watchdog")
+    sysctl = tmp_path / "tcp_migrate_req"
+    sysctl.write_text("0\n")
+    monkeypatch.setattr(migrate, "SYSCTL", str(sysctl))
+    monkeypatch.setattr(migrate.unavailable, "__defaults__", (str(sysctl),))
+    out = fix.run_fix(
+        cfg,
+        LoadLevel(duration=4),
+        ("a.jsonl", "b.jsonl"),
+        lambda *a: pytest.fail("a run started"),  # type: ignore[arg-type,return-value]
+        remedy="migrate+watchdog",
+        fault=Fault("pause", after_s=1.0),
+    )
+    (problem,) = out.problems
+    assert problem.startswith("could not start: --migrate needs net.ipv4.tcp_migrate_req = 1")
+    assert "\n" not in problem and out.before is None
