@@ -184,7 +184,8 @@ async def test_f_runs_the_setup_and_its_remedy_shows_the_verdict_and_goes_back(
     the lab back as it was (escape) or on the remedy (a)."""
     runs: list[tuple[str, float, bool]] = []
 
-    def fake_run(cfg, level, *, period, record, stop, on_sample):  # type: ignore[no-untyped-def]
+    def fake_run(cfg, level, *, period, record, stop, on_sample, faults):  # type: ignore[no-untyped-def]
+        assert faults == ()  # nothing paused on screen: no fault in either run
         runs.append((cfg.model, level.duration, source.session.server is None))
         skewed = cfg.model == "many_accepts" and cfg.accept_policy == "all"
         snaps = synthetic.noisy(24, seed=len(runs), weights=[6, 1, 1, 1] if skewed else None)

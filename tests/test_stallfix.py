@@ -174,3 +174,14 @@ def test_the_watchdog_remedies_and_migrate_s_refusal_before_any_run(
     (problem,) = out.problems
     assert problem.startswith("could not start: --migrate needs net.ipv4.tcp_migrate_req = 1")
     assert "\n" not in problem and out.before is None
+
+
+def test_f_in_the_lab_pauses_in_both_runs_the_worker_paused_on_screen() -> None:
+    """The lab's `f` (tui.screens.live) hands FixScreen this fault: the worker the user
+    stopped with `p`, by its slot (the runs' pids differ), PAUSE_AT_S into each run."""
+    snap = synthetic.snapshot()
+    w = snap.workers[1]
+    assert w.slot is not None
+    assert fix.paused_fault(snap, {w.pid}) == Fault("pause", slot=w.slot, after_s=1.0)
+    assert fix.paused_fault(snap, set()) is None
+    assert fix.paused_fault(None, {w.pid}) is None

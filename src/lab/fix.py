@@ -11,7 +11,7 @@ rotate: servers.accept_policy).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from loadgen.levels import LoadError, LoadLevel
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
 from values.codec import FormatError
-from values.snapshot import Hold
+from values.snapshot import Hold, Snapshot
 from values.units import dur
 
 from .scenarios import Fault
@@ -346,6 +346,18 @@ def stranded_note(before: RunSummary, after: RunSummary) -> str | None:
         f"counts completed requests only; with those at their age, latency p99 {b} -> {a} "
         "(untested)"
     )
+
+
+PAUSE_AT_S = 1.0  # when the lab's `f` pauses the worker in both runs
+
+
+def paused_fault(snap: Snapshot | None, paused: Collection[int]) -> Fault | None:
+    """The pause on screen (a worker the user stopped with `p`) as a Fault that both runs of
+    a fix do PAUSE_AT_S into their load: the stall is the setup's, not only the lab's."""
+    if snap is None:
+        return None
+    slots = sorted({w.slot for w in snap.workers if w.pid in paused and w.slot is not None})
+    return Fault("pause", slot=slots[0], after_s=PAUSE_AT_S) if slots else None
 
 
 def checked(cfg: ServerConfig) -> ServerConfig:
