@@ -156,7 +156,16 @@ def test_fix_refuses_what_it_cannot_do_in_one_line(
 def test_fix_list_names_each_diagnosis_s_remedies(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fix", "--list"]) == 0
     out = capsys.readouterr().out
-    for words in ("accept_skew", "reuseport", "starvation", "keepalive-1s", "gil_cap"):
+    for words in (
+        "accept_skew",
+        "reuseport",
+        "starvation",
+        "keepalive-1s",
+        "gil_cap",
+        "stalled_owner",
+        "shared-queue",
+        "migrate+watchdog",
+    ):
         assert words in out, out
 
 
