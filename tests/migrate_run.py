@@ -3,14 +3,15 @@ network namespace of its own (tests/netns.py), where it may set net.ipv4.tcp_mig
 Prints one JSON object: what the clients got and what `ss -ltne` showed inside.
 
     python tests/migrate_run.py --host-netns INODE [--migrate [--sysctl-off]] [--young]
-        [--clients N] [--workers N]
+        [--clients N] [--workers N] [--watchdog S]
 
 The worker in slot 0 is stopped (SIGSTOP), then N clients each connect and send GET /:
 the connections the kernel hashes to slot 0's socket wait in its queue. Once `ss` shows
 them there, that worker is killed (a restart: the master starts another in its slot),
 and every client's reply is read. With --migrate the queue moves to the other sockets
 as soon as the stopped worker's socket closes; without, the master still holds that
-socket, and its queue waits for the new worker.
+socket, and its queue waits for the new worker. With --watchdog S nobody kills it: the
+master's watchdog does, once its loop has been silent S seconds (servers.watchdog).
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ def main() -> int:
         help="kill the stalled worker as soon as its queue is seen, not once diagnosed: "
         "it has lived under 1 s, so the master waits its respawn backoff (1 s) first",
     )
+    ap.add_argument(
+        "--watchdog",
+        type=float,
+        default=0.0,
+        help="--worker-timeout S: the master's watchdog kills the stopped worker, not us",
+    )
     ap.add_argument("--host-netns", type=int, required=True, help="the caller's netns inode")
     args = ap.parse_args()
     if args.migrate:
@@ -104,7 +111,12 @@ def main() -> int:
             raise SystemExit("refusing to set tcp_migrate_req outside a namespace of our own")
         with open(SYSCTL, "w") as f:
             f.write("1")
-    cfg = ServerConfig(model="reuseport", workers=args.workers, migrate=args.migrate)
+    cfg = ServerConfig(
+        model="reuseport",
+        workers=args.workers,
+        migrate=args.migrate,
+        worker_timeout=args.watchdog,
+    )
     result: dict = {"migrate": args.migrate, "sysctl_off": args.sysctl_off, "clients": args.clients}
     with Supervisor(cfg) as sup:
         sampler = Sampler.for_supervisor(sup)
@@ -118,6 +130,7 @@ def main() -> int:
         assert len(mine) == 1, mine
         (inode,) = mine
         os.kill(stalled, signal.SIGSTOP)
+        stopped_at = time.monotonic()
         sel = selectors.DefaultSelector()
         replies: dict[socket.socket, bytes] = {}
         for _ in range(args.clients):
@@ -171,10 +184,15 @@ def main() -> int:
             return found[0] if found else None
 
         result["pids"] = sup.pids()
-        if not args.young:
-            result["diagnosis"] = wait(diagnosed, 10, "the stall's diagnosis")
-        t0 = time.monotonic()
-        os.kill(stalled, signal.SIGKILL)  # a restart: the master respawns slot 0
+        if args.watchdog:  # the master kills it (and respawns slot 0) on its own
+            wait(lambda: not os.path.exists(f"/proc/{stalled}"), args.watchdog + 10, "the kill")
+            t0 = time.monotonic()
+            result["killed_after_s"] = round(t0 - stopped_at, 3)
+        else:
+            if not args.young:
+                result["diagnosis"] = wait(diagnosed, 10, "the stall's diagnosis")
+            t0 = time.monotonic()
+            os.kill(stalled, signal.SIGKILL)  # a restart: the master respawns slot 0
         deadline = t0 + 15
         while len(done) < args.clients and time.monotonic() < deadline:
             pump(0.1)

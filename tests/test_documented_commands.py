@@ -59,6 +59,10 @@ RUN_ELSEWHERE = {
     "serverscope fix --model many_accepts --exclusive --workers 4 --load storm --clients 10 "
     "--rate 300 --duration 4 --json fix.json": "tests/test_fix.py::"
     "test_the_docs_commands_fix_skew_and_find_no_difference_between_two_same_runs",
+    # a fault at 0.5 s: the --duration cap (CAP_S) would leave too little load after it
+    "serverscope fix --model reuseport --workers 4 --load steady --clients 300 --rate 200 "
+    "--close --duration 6 --fault pause:0@0.5 --json stall.json": "tests/test_fix.py::"
+    "test_the_docs_stall_fix_pauses_the_same_worker_in_both_runs_and_the_queue_drains",
     # the fleet reads a Prometheus, which that test starts (with the page's scrape config)
     "serverscope fleet": "tests/test_fleet_docs.py::"
     "test_every_command_on_the_fleet_page_runs_as_written",

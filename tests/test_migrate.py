@@ -111,6 +111,36 @@ def test_workers_owning_their_sockets_without_the_sysctl_reset_the_queue() -> No
     assert out["by_survivors"] == 0, out
 
 
+WATCHDOG_S = 2.0  # room for the 40 clients to queue before it fires
+
+
+def _watchdog_fired(after_stop_s: float) -> bool:
+    """Silent S s since its last beat (up to a beat, S/4, before the stop), seen on the
+    master's tick (S/4), reaped and gone from /proc (a moment more)."""
+    return WATCHDOG_S * 3 / 4 <= after_stop_s < WATCHDOG_S + 1.5
+
+
+@pytest.mark.slow
+def test_the_watchdog_kills_the_stopped_worker_and_with_migrate_the_others_answer() -> None:
+    """fix's migrate+watchdog remedy: no one but the master's watchdog kills the worker."""
+    out = _scenario("--migrate", "--watchdog", str(WATCHDOG_S))
+    _queues_as_ss_shows_them(out)
+    queued = out["queued_stalled"]
+    assert _watchdog_fired(out["killed_after_s"]), out
+    assert out["outcomes"] == {"200": CLIENTS, "reset": 0, "other": 0}, out
+    assert out["by_survivors"] == queued and out["by_new_worker"] == 0, out
+
+
+@pytest.mark.slow
+def test_the_watchdog_alone_leaves_the_queue_to_the_new_worker() -> None:
+    """fix's watchdog remedy: the master keeps the socket, its successor takes the queue."""
+    out = _scenario("--watchdog", str(WATCHDOG_S))
+    queued = out["queued_stalled"]
+    assert _watchdog_fired(out["killed_after_s"]), out
+    assert out["outcomes"] == {"200": CLIENTS, "reset": 0, "other": 0}, out
+    assert out["by_survivors"] == 0 and out["by_new_worker"] == queued, out
+
+
 def test_migrate_is_refused_in_one_line_where_the_sysctl_is_not_set() -> None:
     why = _why_not()
     if why is not None:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.fix import REMEDIES, Outcome, run_fix
+from lab.scenarios import FAULT_FORM, Fault
 from lab.server import ServerConfig
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
@@ -49,6 +50,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name (see `serverscope serve --list`)")
     add_load_args(p)
     p.add_argument("--remedy", help="run this remedy (see --list) whatever the run shows")
+    p.add_argument(
+        "--fault",
+        metavar=FAULT_FORM,
+        help="do this to a worker in both runs, SECONDS into the load (default 2): pause "
+        "(SIGSTOP; +FOR: SIGCONT after FOR seconds), kill (SIGKILL) or burn (CPU for 3 s); "
+        "SLOT a worker's slot (0) or master. pause:0@3 stalls worker 0 as `demo hol` does; "
+        "pause:0@2+3 stalls it for 3 s",
+    )
     p.add_argument("--list", action="store_true", help="list the remedies and exit")
     p.add_argument("--before", metavar="FILE", default=BEFORE, help=f"record to ({BEFORE})")
     p.add_argument("--after", metavar="FILE", default=AFTER, help=f"record to ({AFTER})")
@@ -85,18 +94,28 @@ def command(a: argparse.Namespace) -> int:
         if a.before == a.after:
             raise OSError("--before and --after name the same file")
         config = config_from_args(a.model, a)
-    except (LoadError, OSError) as e:
+        fault = Fault.parse(a.fault) if a.fault else None
+        if fault is not None and fault.after_s >= level.duration:
+            raise ValueError(f"--fault at {fault.after_s:g} s: the load lasts {level.duration:g} s")
+    except (LoadError, OSError, ValueError) as e:
         return fail(PROG, str(e), EXIT_START)
 
     def run(cfg: ServerConfig, record: str, title: str) -> RunSummary:
         summary = progress_run(
-            console, cfg, level, title=title, period=a.period, record=record, stop=stop
+            console,
+            cfg,
+            level,
+            title=title,
+            period=a.period,
+            record=record,
+            stop=stop,
+            faults=(fault,) if fault else (),
         )
         _ran(console, title, summary)
         return summary
 
     with stop_on(threading.Event()) as stop:
-        out = run_fix(config, level, (a.before, a.after), run, remedy=a.remedy)
+        out = run_fix(config, level, (a.before, a.after), run, remedy=a.remedy, fault=fault)
     show(console, out)
     try:
         if a.json:
@@ -115,8 +134,10 @@ def command(a: argparse.Namespace) -> int:
 
 def _ran(console: Console, title: str, s: RunSummary) -> None:
     seen = ", ".join(f"{d.rule} ({d.samples} samples)" for d in s.diagnoses) or "none"
+    did = "".join(f"; {line}" for line in s.faults)
     console.print(
-        f"{title}: {s.model_detail}, {s.rps:,.0f} req/s, {s.samples} samples; diagnoses: {seen}"
+        f"{title}: {s.model_detail}, {s.rps:,.0f} req/s, {s.samples} samples; "
+        f"diagnoses: {seen}{did}"
     )
 
 
@@ -132,6 +153,8 @@ def show(console: Console, out: Outcome) -> None:
     if out.remedy is not None:
         after = out.after.model_detail if out.after else out.remedy.name
         console.print(Text(f"remedy: {out.remedy.name}: {out.remedy.does} ({after})"))
+    if out.fault is not None:
+        console.print(Text(f"fault, in both runs: {out.fault.describe()} into the load"))
     if out.verdict is not None:
         from text.verdict import render
 

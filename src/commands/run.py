@@ -14,6 +14,7 @@ from rich.console import Console
 from judging.stuck import StuckSettings
 from lab.aggregate import write_csv, write_json
 from lab.headless import run_headless
+from lab.scenarios import Fault
 from lab.server import ServerConfig
 from lab.session import Session
 from lab.summary import RunSummary
@@ -100,6 +101,7 @@ def progress_run(
     observers: Sequence[Callable[[Snapshot], None]] = (),
     stuck_settings: StuckSettings | None = None,
     cpu_limit: float | None = None,
+    faults: Sequence[Fault] = (),
 ) -> RunSummary:
     """`run_headless` with a rich progress bar (transient) showing the live figures;
     `cpu_limit`: cores, the server in a CPU-limited cgroup (lab.cpu_limit)."""
@@ -126,6 +128,7 @@ def progress_run(
             observers=observers,
             stuck_settings=stuck_settings,
             session_factory=functools.partial(Session, cpu_limit=cpu_limit),
+            faults=faults,
         )
 
 

@@ -191,6 +191,18 @@ FIGURES: tuple[Figure, ...] = (
         lambda v: f"{v:.1f}",
         _always,
     ),
+    Figure(
+        "in_flight",
+        "requests waiting (mean in flight)",
+        Scale.DIFFERENCE,
+        -1,
+        lambda s: resample.ratio(s["in_flight"], s["samples"]),
+        ("in_flight", "samples"),
+        lambda v: f"{v:.1f}",
+        _needs_client,
+        # the requests a stalled worker strands are here while no latency counts them (they
+        # never complete); not a timing figure, as the queue's depth is not
+    ),
     *(
         Figure(
             f"{name}_p99",

@@ -164,6 +164,7 @@ def _parts(w: Windows) -> dict[str, np.ndarray]:
         "accepts": w.accepts,
         "cpu_s": w.cpu_s,
         "queue": w.queue,
+        "in_flight": w.in_flight,
         "other_cpu": w.other_cpu,
     }
     for i, name in enumerate(PHASES):

@@ -58,6 +58,8 @@ class Sample:
     other_cpu_s: float | None = None  # CPU seconds the rest of the machine used in it
     # (other_cpu: the host's busy time less the server's, the load generator's and the
     # sampler's); None when the host was not read
+    in_flight: int | None = None  # the client's requests sent and not yet answered, at the
+    # sample (LoadStats.in_flight); None without a load generator
 
 
 @dataclass
@@ -148,6 +150,7 @@ def read(snapshots: Iterable[Snapshot], name: str) -> Recording:
             rules=frozenset(d.rule for d in snap.diagnoses),
             loaded=c is not None and (c.running or bool(requests)),
             other_cpu_s=other_cpu(snap, gen_s),
+            in_flight=c.in_flight if c is not None else None,
         )
         rec.window_s = max(rec.window_s, snap.window_s)
         for d in snap.diagnoses:
@@ -253,6 +256,7 @@ class Windows:
     phases: tuple[np.ndarray, ...]  # (W, NBUCKETS) each: queue wait, in-server, service
     phases_max: tuple[np.ndarray, ...]  # (W,) each
     rules: dict[str, np.ndarray]  # rule -> (W,) seconds it was carried
+    in_flight: np.ndarray  # (W,) requests in flight summed over the window's samples
 
     @property
     def count(self) -> int:
@@ -280,6 +284,7 @@ def cut(rec: Recording, k: int, rules: Sequence[str]) -> Windows:
         phases=tuple(np.zeros((nk, NBUCKETS)) for _ in PHASES),
         phases_max=tuple(np.zeros(nk) for _ in PHASES),
         rules={r: np.zeros(nk) for r in rules},
+        in_flight=np.zeros(nk),
     )
     for j, (lo, hi) in enumerate(bounds):
         for s in rec.samples[lo:hi]:
@@ -293,6 +298,7 @@ def cut(rec: Recording, k: int, rules: Sequence[str]) -> Windows:
             for col, c in s.cpu_s.items():
                 out.cpu_s[j, col] += c
             out.queue[j] += s.queue
+            out.in_flight[j] += s.in_flight or 0
             out.other_cpu[j] += s.other_cpu_s or 0.0
             for i, h in enumerate(s.phases):
                 _add(out.phases[i][j], h, out.phases_max[i], j)

@@ -11,7 +11,7 @@ rotate: servers.accept_policy).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +20,10 @@ from loadgen.levels import LoadError, LoadLevel
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError
 from values.codec import FormatError
-from values.snapshot import Hold
+from values.snapshot import Hold, Snapshot
+from values.units import dur
 
+from .scenarios import Fault
 from .server import model_spec
 from .summary import RunSummary
 
@@ -37,6 +39,7 @@ STARVE = ("latency_p99", "queue", "queue_p99")
 OVERFLOW = ("errors", "latency_p99", "queue")
 MASTER = ("throughput", "server_p99", "latency_p99")
 GIL = ("throughput", "latency_p99")
+STALL = ("in_flight", "queue", "latency_p99")
 
 
 def on(*models: str) -> Applies:
@@ -123,6 +126,15 @@ class Remedy:
 
 
 CORES = os.cpu_count() or 2
+# the lab's watchdog: gunicorn's default is 30 s, and a server sets it above its longest
+# request; in a run of a few seconds, 1 s shows what it does (the loops beat every 0.25 s)
+WATCHDOG_S = 1.0
+
+
+def no_watchdog(cfg: ServerConfig) -> bool:
+    return cfg.model == "reuseport" and not cfg.worker_timeout
+
+
 SHORT_READ = "header=2-4,MinRate=500 body=2,MinRate=500"
 
 # fmt: off
@@ -154,6 +166,17 @@ REMEDIES: tuple[Remedy, ...] = (
     Remedy("gil_cap", "processes", on("goroutines", "worker", "event"),
            to_model("reuseport", workers=CORES), GIL,
            f"one process per core ({CORES}, reuseport): each with a GIL of its own"),
+    Remedy("stalled_owner", "shared-queue", on("reuseport"), to_model("many_accepts"), STALL,
+           "one accept queue all the workers take from (many_accepts): a stopped worker "
+           "strands only the connections it had already accepted"),
+    Remedy("stalled_owner", "watchdog", no_watchdog, knobs(worker_timeout=WATCHDOG_S), STALL,
+           f"gunicorn's --timeout: the master kills a worker silent for {WATCHDOG_S:g} s and "
+           "forks a new one, which takes the queue from the socket the master kept"),
+    Remedy("stalled_owner", "migrate+watchdog", no_watchdog,
+           knobs(worker_timeout=WATCHDOG_S, migrate=True), STALL,
+           f"the watchdog kills the worker silent for {WATCHDOG_S:g} s; each worker alone "
+           "holding its socket (tcp_migrate_req = 1), the kernel hands its queue to the "
+           "others as it dies"),
 )
 # fmt: on
 RULES = tuple(dict.fromkeys(r.rule for r in REMEDIES))
@@ -221,6 +244,7 @@ class Outcome:
     before: RunSummary | None = None
     after: RunSummary | None = None
     verdict: Verdict | None = None
+    fault: Fault | None = None  # done to both runs, at the same time into the load
     problems: list[str] = field(default_factory=list)  # why there is no verdict
     notes: list[str] = field(default_factory=list)  # what to bear in mind reading it
 
@@ -241,6 +265,7 @@ class Outcome:
             "before_config": _config(self.before_config),
             "after_config": _config(self.after_config) if self.after_config else None,
             "load": self.level.describe(),
+            "fault": self.fault.describe() if self.fault else None,
             "duration_s": self.level.duration,
             "recordings": {"before": self.paths[0], "after": self.paths[1]},
             "before_run": self.before.to_json_dict() if self.before else None,
@@ -261,19 +286,23 @@ def run_fix(
     seen: Sequence[tuple[str, str]] = (),
     remedy: str | None = None,
     judge: Callable[[str, str], Verdict] | None = None,
+    fault: Fault | None = None,
 ) -> Outcome:
     """Run `config` under `level` recorded to paths[0], then its remedy recorded to
     paths[1], and judge the two recordings. The remedy answers a diagnosis in `seen`
     (the lab's screen) or `remedy` by name, chosen before any run; with neither, the
     before run's own diagnoses decide. Start-up failures and refusals end up in
-    `problems`, never raised."""
-    out = Outcome(config, level, paths)
+    `problems`, never raised. `fault`: what `run` does to both runs (the same worker at
+    the same second); a run that did not do it ends the fix without a verdict."""
+    out = Outcome(config, level, paths, fault=fault)
     try:
         if seen or remedy:
             out.remedy, out.diagnosis, out.rule = choose(config, seen, remedy)
+            checked(out.remedy.change(config))  # refused before any run, not after one
         out.before = run(config, paths[0], f"before: {config.model}")
-        if not out.before.ok:
-            out.problems.append(_failed("the before run", out.before))
+        if not out.before.ok or not _faulted(out, "the before run", out.before):
+            if not out.problems:
+                out.problems.append(_failed("the before run", out.before))
             return out
         if out.remedy is None:
             out.remedy, out.diagnosis, out.rule = choose(config, seen_in(out.before))
@@ -282,11 +311,15 @@ def run_fix(
                 f"the before run did not show {out.rule} this time: the verdict compares "
                 "the two setups under this load"
             )
-        out.after_config = out.remedy.change(config)
+        out.after_config = checked(out.remedy.change(config))
         out.after = run(out.after_config, paths[1], f"after: {out.remedy.name}")
-        if not out.after.ok:
-            out.problems.append(_failed("the after run", out.after))
+        if not out.after.ok or not _faulted(out, "the after run", out.after):
+            if not out.problems:
+                out.problems.append(_failed("the after run", out.after))
             return out
+        note = stranded_note(out.before, out.after)
+        if note:
+            out.notes.append(note)
         if judge is None:
             from judging.verdict import judge_files
 
@@ -299,6 +332,50 @@ def run_fix(
     except (OSError, FormatError, ValueError) as e:
         out.problems.append(f"could not judge the recordings: {e}")
     return out
+
+
+def stranded_note(before: RunSummary, after: RunSummary) -> str | None:
+    """When a run ended with requests unanswered (a stopped worker's), its latency figures
+    leave them out: said, with the client's p99 that counts them at their age."""
+    cut = [s.result.stats.in_flight if s.result is not None else 0 for s in (before, after)]
+    if not any(cut):
+        return None
+    b, a = (dur(s.latency_all.p99) for s in (before, after))
+    return (
+        f"{cut[0]} then {cut[1]} requests were unanswered when the runs ended: latency "
+        f"counts completed requests only; with those at their age, latency p99 {b} -> {a} "
+        "(untested)"
+    )
+
+
+PAUSE_AT_S = 1.0  # when the lab's `f` pauses the worker in both runs
+
+
+def paused_fault(snap: Snapshot | None, paused: Collection[int]) -> Fault | None:
+    """The pause on screen (a worker the user stopped with `p`) as a Fault that both runs of
+    a fix do PAUSE_AT_S into their load: the stall is the setup's, not only the lab's."""
+    if snap is None:
+        return None
+    slots = sorted({w.slot for w in snap.workers if w.pid in paused and w.slot is not None})
+    return Fault("pause", slot=slots[0], after_s=PAUSE_AT_S) if slots else None
+
+
+def checked(cfg: ServerConfig) -> ServerConfig:
+    """`cfg` as its model checks it (ConfigError: one line, e.g. --migrate's sysctl)."""
+    check = model_spec(cfg.model).check
+    if check is not None:
+        check(cfg)
+    return cfg
+
+
+def _faulted(out: Outcome, what: str, s: RunSummary) -> bool:
+    """The run did the fault (if any); a problem saying why not else."""
+    f = out.fault
+    if f is None or any(line.startswith(f"{f.action} ") for line in s.faults):
+        return True
+    why = "; ".join(s.faults) or f"the run ended before {f.after_s:g} s"
+    out.problems.append(f"{what} did not {f.describe()} ({why}): not the same fault")
+    return False
 
 
 def _failed(what: str, s: RunSummary) -> str:

@@ -14,6 +14,7 @@ from servers.config import ServerConfig
 from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 from .aggregate import SummaryBuilder
+from .scenarios import Fault, apply_fault
 from .session import Session
 from .summary import RunSummary
 
@@ -34,13 +35,15 @@ def run_headless(
     session_factory: Callable[..., Session] = Session,
     observers: Sequence[Callable[[Snapshot], None]] = (),
     stuck_settings: StuckSettings | None = None,
+    faults: Sequence[Fault] = (),
 ) -> RunSummary:
     """Start `config`, take a baseline sample, run `level` to its end, sum the run up.
 
     Start-up failures raise (ServerError/BindError, ConfigError, LoadError) with nothing
     left running; a server that dies mid-run, or a load that fails, ends the run early
     and is reported in the summary (`summary.ok` is False). `stop` ends it early too
-    (Ctrl-C), with `interrupted` set."""
+    (Ctrl-C), with `interrupted` set. Each of `faults` is done to its worker `after_s`
+    into the load (between two samples, at its time), and said in `summary.faults`."""
     level = level.check()
     stop = stop or threading.Event()
     session = session_factory(
@@ -57,9 +60,11 @@ def run_headless(
         session.set_level(level)  # starts the load (LoadError propagates from here)
         t0 = time.monotonic()
         builder.start_clock(t0)
-        server_error = _sample_until_done(session, builder, level, period, stop, on_sample, t0)
+        due = _Faults(session, faults, t0)
+        server_error = _sample_until_done(session, builder, level, period, stop, on_sample, t0, due)
         summary = _finish(session, builder, server_error, t0, interrupted=stop.is_set())
         summary.stuck_episodes = session.autocapture.episodes
+        summary.faults = due.done
         return summary
     finally:
         session.close()
@@ -73,9 +78,10 @@ def _sample_until_done(
     stop: threading.Event,
     on_sample: SampleCallback | None,
     t0: float,
+    due: _Faults,
 ) -> str | None:
     """Sample until the load ends, the server dies, or `stop`; the server's error if it died."""
-    while not stop.wait(period):
+    while not due.wait(stop, period):
         snap = session.sample()
         elapsed = time.monotonic() - t0
         if snap is not None:
@@ -92,6 +98,30 @@ def _sample_until_done(
         if elapsed > level.duration + DRAIN_GRACE_S:
             break
     return None
+
+
+class _Faults:
+    """The faults of a run not yet done, done when due (seconds since the load's start)."""
+
+    def __init__(self, session: Session, faults: Sequence[Fault], t0: float) -> None:
+        self.session, self.t0 = session, t0
+        self.waiting = sorted(faults, key=lambda f: f.after_s)
+        self.done: list[str] = []
+
+    def wait(self, stop: threading.Event, period: float) -> bool:
+        """`stop.wait(period)`, doing each fault due meanwhile at its time (not at the next
+        sample: two runs then do it within milliseconds of each other)."""
+        end = time.monotonic() + period
+        while self.waiting and self.t0 + self.waiting[0].after_s <= end:
+            if stop.wait(max(0.0, self.t0 + self.waiting[0].after_s - time.monotonic())):
+                return True
+            fault = self.waiting.pop(0)
+            said = apply_fault(self.session, fault)
+            self.done.append(f"{said} at {time.monotonic() - self.t0:.2f} s")
+            after = fault.then()
+            if after is not None and said.startswith(fault.action):
+                self.waiting = sorted([*self.waiting, after], key=lambda f: f.after_s)
+        return stop.wait(max(0.0, end - time.monotonic()))
 
 
 def _finish(

@@ -19,20 +19,64 @@ from .session import Session
 MASTER = -1  # Fault.slot for the model's root process (the master), not a worker slot
 
 
+FAULT_ACTIONS = ("pause", "kill", "burn")  # what a user may ask for (`fix --fault`)
+FAULT_FORM = "ACTION[:SLOT][@SECONDS][+FOR]"
+
+
 @dataclass(frozen=True)
 class Fault:
     """Something done to one worker during a step."""
 
-    action: str  # "pause" (SIGSTOP), "kill" (SIGKILL) or "burn" (burn CPU a few seconds)
+    action: str  # "pause" (SIGSTOP), "kill" (SIGKILL), "burn" (burn CPU a few seconds),
+    # "resume" (SIGCONT a paused one)
     slot: int = 0  # scoreboard slot of the worker it is done to; MASTER (-1): the root
     after_s: float = 2.0  # seconds into the step
     every_s: float | None = None  # "burn" only: do it again every this many seconds
+    for_s: float | None = None  # "pause" only: resumed (SIGCONT) this long after (None: not)
 
     def describe(self) -> str:
         who = "the master" if self.slot == MASTER else f"worker {self.slot}"
-        what = {"pause": "pause (SIGSTOP)", "kill": "kill (SIGKILL)", "burn": "burn CPU in"}
+        what = {
+            "pause": "pause (SIGSTOP)",
+            "resume": "resume (SIGCONT)",
+            "kill": "kill (SIGKILL)",
+            "burn": "burn CPU in",
+        }
         again = f", again every {self.every_s:g} s" if self.every_s else ""
-        return f"{what.get(self.action, self.action)} {who} after {self.after_s:g} s{again}"
+        lasting = f" for {self.for_s:g} s" if self.for_s else ""
+        return (
+            f"{what.get(self.action, self.action)} {who} after {self.after_s:g} s{lasting}{again}"
+        )
+
+    def then(self) -> Fault | None:
+        """What ends it, as a fault of its own (a paused worker resumed), or None."""
+        if self.action != "pause" or not self.for_s:
+            return None
+        return Fault("resume", slot=self.slot, after_s=self.after_s + self.for_s)
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """FAULT_FORM, e.g. "pause:0@3" (pause worker 0 three seconds in) or "pause:0@2+3"
+        (... two seconds in, for three seconds). ValueError: one line saying why."""
+        head, _, when = text.partition("@")
+        action, _, slot = head.partition(":")
+        at, plus, lasting = when.partition("+")
+        if action not in FAULT_ACTIONS:
+            raise ValueError(
+                f"fault {text!r}: the action is one of {', '.join(FAULT_ACTIONS)} "
+                "(as in pause:0@3: pause worker 0 three seconds into the load)"
+            )
+        try:
+            n = MASTER if slot == "master" else int(slot or 0)
+            after = float(at or 2.0)
+            for_s = float(lasting) if plus else None
+        except ValueError:
+            raise ValueError(f"fault {text!r}: want {FAULT_FORM}, as in pause:0@3") from None
+        if n < MASTER or not 0 <= after <= 3600:
+            raise ValueError(f"fault {text!r}: slot >= 0 (or master), 0 <= seconds <= 3600")
+        if for_s is not None and (action != "pause" or not 0 < for_s <= 3600):
+            raise ValueError(f"fault {text!r}: +FOR is a pause's length, 0 < FOR <= 3600 s")
+        return cls(action, slot=n, after_s=after, for_s=for_s)
 
     def next_after(self, t: float) -> float:
         """When, in seconds into the step, to do it again after doing it at `t` (inf: never)."""
@@ -117,6 +161,10 @@ def apply_fault(session: Session, fault: Fault) -> str:
             if pid in session.paused_pids:
                 return f"{who} already paused"
             session.pause_worker(pid)
+        elif fault.action == "resume":
+            if pid not in session.paused_pids:
+                return f"{who} not paused"
+            session.pause_worker(pid)  # (again: SIGCONT)
         elif fault.action == "kill":
             session.kill_worker(pid)
         elif fault.action == "burn":

@@ -149,6 +149,8 @@ class RunSummary:
     stuck: list[StuckCapture] = field(default_factory=list)  # the stuck workers' stacks
     # taken by themselves (lab.autocapture), in the order they came back
     stuck_episodes: int = 0  # stuck episodes seen (captured or not: budgeted)
+    # the faults done to the server during the run, each "<action> <who> at <s> s"
+    faults: list[str] = field(default_factory=list)
 
     # -- convenience ----------------------------------------------------------------------
     @property
@@ -268,6 +270,7 @@ class RunSummary:
             "teardown": self.teardown_json(),
             "stuck_episodes": self.stuck_episodes,
             "stuck": [stuck_json(c) for c in self.stuck],
+            "faults": self.faults,
         }
 
     def teardown_json(self) -> dict[str, Any] | None:

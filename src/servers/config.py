@@ -45,6 +45,7 @@ class ServerConfig:
     incoming_cpu: bool = initial("incoming_cpu")  # reuseport: SO_INCOMING_CPU
     policy: str = initial("policy")  # cluster
     migrate: bool = initial("migrate")  # reuseport: tcp_migrate_req hands a closing queue on
+    worker_timeout: float = initial("worker_timeout")  # reuseport: the watchdog's, s (0: off)
 
     @property
     def limits(self) -> Limits:

@@ -184,6 +184,18 @@ KNOBS: tuple[Setting, ...] = (
         chooser=True,
     ),
     Setting(
+        "worker_timeout",
+        float,
+        "a watchdog, as gunicorn's --timeout: the master kills (SIGKILL) a worker whose "
+        "event loop has been silent this long (stopped, or stuck in a call) and forks a "
+        "new one in its slot (0: none)",
+        default=0.0,
+        low=0,
+        high=3600,
+        unit="s",
+        label="worker watchdog",
+    ),
+    Setting(
         "policy",
         str,
         "which worker the master hands a connection to: the next in turn, or the one "

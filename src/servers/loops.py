@@ -96,6 +96,7 @@ def serve_listener(
     listener_index: int = 0,
     exclusive: bool = False,
     policy: str = "all",
+    on_loop: Callable[[asyncio.AbstractEventLoop], None] | None = None,
 ) -> None:
     """A worker process that accepts on `listener` itself, taking up to `backlog`
     connections per wake-up as asyncio's accept handler does.
@@ -126,6 +127,8 @@ def serve_listener(
     on_accept = accept_policy.handler(policy, loop, fd, acceptor, take, backlog, worker)
     loop.add_reader(fd, on_accept)
     w.state(State.WAITING)
+    if on_loop is not None:  # e.g. a watchdog's heartbeat (servers.watchdog)
+        on_loop(loop)
     loop.run_forever()
 
 

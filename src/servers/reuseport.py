@@ -7,7 +7,8 @@ CPU i's connections (servers.steering).
 
 The sockets are opened by the supervisor (so a busy port is told at once); the master
 keeps them and gives socket i to whichever worker runs in slot i, so a restarted worker
-finds its predecessor's queue waiting. With --migrate the master drops its copies once
+finds its predecessor's queue waiting. --worker-timeout kills a worker whose loop has gone
+silent and forks a new one (servers.watchdog). With --migrate the master drops its copies once
 the workers have theirs (servers.migrate): a worker that exits closes its socket and the
 kernel hands the queue to the others; its successor joins the group with a fresh one."""
 
@@ -23,6 +24,7 @@ from .arbiter import Arbiter
 from .loops import serve_listener
 from .models import ModelSpec
 from .root import RootContext
+from .watchdog import Watchdog
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Knobs:
     steer: str = table.default("steer")
     incoming_cpu: bool = table.default("incoming_cpu")
     migrate: bool = table.default("migrate")
+    worker_timeout: float = table.default("worker_timeout")
 
 
 def _check(knobs: Knobs) -> None:
@@ -55,6 +58,7 @@ def run(ctx: RootContext) -> int:
     steering.attach(knobs.steer, ctx.listeners)
     cpus = steering.prefer_cpus(ctx.listeners) if knobs.incoming_cpu else []
     address = ctx.listeners[0].getsockname()
+    dog = Watchdog(knobs.worker_timeout, len(ctx.listeners)) if knobs.worker_timeout else None
 
     def worker(slot: int) -> None:
         for i, other in enumerate(ctx.listeners):
@@ -69,9 +73,16 @@ def run(ctx: RootContext) -> int:
                 acceptor.stamp_arrivals(sock)
         if cpus:  # its socket's CPU: the connections it prefers arrive there
             os.sched_setaffinity(0, {cpus[slot]})
-        serve_listener(ctx, slot, sock, listener_index=slot)
+        beat = dog.on_loop(slot) if dog else None
+        serve_listener(ctx, slot, sock, listener_index=slot, on_loop=beat)
 
     arbiter = Arbiter(ctx, worker)
+    if dog is not None:  # the master looks on its tick; a new worker starts with a beat
+
+        def watch() -> None:
+            dog.check(arbiter.slot_pids())
+
+        arbiter.tick, arbiter.before_fork, arbiter.manage = dog.tick, dog.beat, watch
     arbiter.start(len(ctx.listeners))
     if knobs.migrate:  # each worker's socket is its own now: its close hands the queue on
         for sock in ctx.listeners:

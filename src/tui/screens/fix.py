@@ -27,6 +27,7 @@ from textual.widgets import Footer, Header, Static
 
 from lab.fix import Outcome, run_fix
 from lab.headless import run_headless
+from lab.scenarios import Fault
 from lab.server import ServerConfig
 from lab.summary import RunSummary
 from loadgen.levels import LoadLevel
@@ -60,8 +61,10 @@ class FixScreen(Screen[ServerConfig | None]):
         *,
         period: float = SAMPLE_PERIOD_S,
         runner: Runner | None = None,
+        fault: Fault | None = None,
     ) -> None:
         super().__init__()
+        self.fault = fault  # done to both runs (the worker paused on screen)
         self.config, self.level, self.seen = config, level, list(seen)
         self.period = period
         self.runner = runner if runner is not None else run_headless
@@ -85,6 +88,7 @@ class FixScreen(Screen[ServerConfig | None]):
         self.query_one("#fix-head", Static).update(
             Text(f"fix: {message or rule}\n", style="yellow")
             + Text(f"{self.level.describe()}, {self.level.duration:g} s each")
+            + Text(f"; in both: {self.fault.describe()}" if self.fault else "")
         )
         self._run()
 
@@ -97,7 +101,13 @@ class FixScreen(Screen[ServerConfig | None]):
         paths = (str(self.folder / "before.jsonl"), str(self.folder / "after.jsonl"))
         try:
             self.outcome = run_fix(
-                self.config, self.level, paths, self._one, seen=self.seen, judge=self._judge
+                self.config,
+                self.level,
+                paths,
+                self._one,
+                seen=self.seen,
+                judge=self._judge,
+                fault=self.fault,
             )
         except _Left:
             return
@@ -117,7 +127,13 @@ class FixScreen(Screen[ServerConfig | None]):
             self._later(self._progress, f"{title}: {elapsed:.0f} s of {self.level.duration:g} s")
 
         summary = self.runner(
-            cfg, self.level, period=self.period, record=record, stop=self.stop, on_sample=progress
+            cfg,
+            self.level,
+            period=self.period,
+            record=record,
+            stop=self.stop,
+            on_sample=progress,
+            faults=(self.fault,) if self.fault else (),
         )
         self._later(self._progress, f"{title}: done in {time.monotonic() - began:.0f} s")
         return summary

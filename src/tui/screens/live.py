@@ -14,7 +14,8 @@ from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
-from lab.fix import NothingToFix, choose
+from lab.fix import NothingToFix, choose, paused_fault
+from lab.scenarios import Fault
 from lab.server import ConfigError, ServerConfig, ServerError, catalogue
 from lab.session import LIVE_DURATION, Session
 from loadgen.levels import PRESET_HELP, PRESETS, LoadError, LoadLevel
@@ -211,15 +212,22 @@ class LiveScreen(LabScreen):
             self.notify(str(e).split(";")[0] + ": nothing to fix here", severity="warning")
             return
         self.status("fix: stopping the lab's server so that the runs have the machine…")
-        self._open_fix(self.session.config, level.with_(duration=self.fix_seconds), seen)
+        fault = paused_fault(snap, self.session.paused_pids)  # `p`: both runs pause it too
+        self._open_fix(self.session.config, level.with_(duration=self.fix_seconds), seen, fault)
 
     @work(thread=True, group="control")
-    def _open_fix(self, cfg: ServerConfig, level: LoadLevel, seen: list[tuple[str, str]]) -> None:
+    def _open_fix(
+        self,
+        cfg: ServerConfig,
+        level: LoadLevel,
+        seen: list[tuple[str, str]],
+        fault: Fault | None = None,
+    ) -> None:
         try:
             self.session.stop()
         except START_ERRORS as e:
             self.source.log("error", f"stop failed: {e}")
-        self.fixing = FixScreen(cfg, level, seen, period=self.session.period)
+        self.fixing = FixScreen(cfg, level, seen, period=self.session.period, fault=fault)
         self.app.call_from_thread(self.app.push_screen, self.fixing, self._fixed)
 
     def _fixed(self, remedy: ServerConfig | None) -> None:
