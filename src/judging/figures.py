@@ -190,6 +190,7 @@ FIGURES: tuple[Figure, ...] = (
         ("queue", "samples"),
         lambda v: f"{v:.1f}",
         _always,
+        timing=True,  # under an open load, as deep as arrivals x the wait (Little)
     ),
     Figure(
         "in_flight",
@@ -201,7 +202,9 @@ FIGURES: tuple[Figure, ...] = (
         lambda v: f"{v:.1f}",
         _needs_client,
         # the requests a stalled worker strands are here while no latency counts them (they
-        # never complete); not a timing figure, as the queue's depth is not
+        # never complete); the rest are rate x latency (Little's law): a busier machine's
+        # longer latencies raise it by themselves
+        timing=True,
     ),
     *(
         Figure(
