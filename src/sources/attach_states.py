@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from readers.realtree import TaskSample
+from values.blocked import Blocked
 from values.snapshot import Hold, WorkerState
 
 # a process's state from its threads' glyphs: the first of these that one of them is in
@@ -59,6 +60,21 @@ def process_state(
     if conns == 1 or hold is not None:  # blocked on its one connection, or all its
         return WorkerState.READING  # connections wait for request bytes
     return WorkerState.UNKNOWN  # an event loop over connections that differ
+
+
+# waits that are not a read of a client: a handler's sleep, a lock or condition, a child
+NOT_THE_CLIENT = frozenset({"clock_nanosleep", "nanosleep", "futex", "wait4", "waitid"})
+
+
+def busy_in(state: WorkerState, blocked: Blocked | None) -> WorkerState:
+    """READING (asleep, holding one connection) where the call its main thread was read
+    in says otherwise: in a sleep, a lock, or a read of a file that is no socket, it is
+    in its request's handler (WORKING), not reading its client."""
+    if state != WorkerState.READING or blocked is None:
+        return state
+    if blocked.call in NOT_THE_CLIENT or blocked.socket is False:
+        return WorkerState.WORKING
+    return state
 
 
 def thread_state(letter: str) -> WorkerState:
