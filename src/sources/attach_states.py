@@ -4,7 +4,8 @@ From outside (no scoreboard): /proc T or t -> STOPPED, Z -> DEAD; a single-threa
 process holding one connection and sleeping is blocked on it: KEEPALIVE when that
 connection's socket shows a response went out and nothing came since (tcp_info,
 readers.tcpinfo), else READING (waiting for the client's bytes: what a pinned prefork
-or gunicorn sync worker does); running -> WORKING; holding none -> WAITING. One holding
+or gunicorn sync worker does; WORKING when its call is a sleep, a lock or a file:
+`busy_in`); running -> WORKING; holding none -> WAITING. One holding
 several (an event loop: nginx) reads as its connections do when they all agree, else
 UNKNOWN. A multi-threaded process holding connections cannot be judged from outside ->
 UNKNOWN (its threads do not say which holds what), and so is one whose sockets this user
