@@ -289,6 +289,8 @@ class AttachSource:
         state = _state(w.state, w.connections, len(w.threads) or 1, w.hold)
         if state == WorkerState.WAITING and not self.ports and not self.ports_hidden:
             state = WorkerState.UNKNOWN  # asleep, but not for a connection: no port to wait on
+        elif state == WorkerState.WAITING and w.role == TreeRole.HELPER:
+            state = WorkerState.UNKNOWN  # never held a listener nor a connection: not for one
         mine = attach_states.of_slot(glyphs)
         if state not in (WorkerState.STOPPED, WorkerState.DEAD) and mine is not None:
             state = mine  # Apache's own scoreboard, when fresh
