@@ -13,6 +13,7 @@ from readers import realkind
 from readers.realtree import TaskSample
 from sources import attach_states
 from sources.attach_source import _state
+from values.blocked import Blocked
 from values.phases import Phases
 from values.server_info import HostSample, ModelInfo
 from values.snapshot import Hold, Kind, ListenerSample, Role, Snapshot, WorkerSample, WorkerState
@@ -54,6 +55,28 @@ def test_what_its_connections_did_names_a_sleeping_process_state(
     conns: int, hold: Hold, state: WorkerState
 ) -> None:
     assert _state("S", conns, 1, hold) == state
+
+
+@pytest.mark.parametrize(
+    ("blocked", "state"),
+    [
+        (Blocked("clock_nanosleep"), WorkerState.WORKING),  # a handler's time.sleep
+        (Blocked("futex"), WorkerState.WORKING),  # a lock, a condition
+        (Blocked("read", fd=9, socket=False), WorkerState.WORKING),  # a file, a pipe
+        (Blocked("recvfrom", fd=9, socket=True), WorkerState.READING),  # its client
+        (Blocked("poll", nfds=1), WorkerState.READING),  # Apache's read of its client
+        (Blocked("read", fd=9), WorkerState.READING),  # fd not told: as before
+        (None, WorkerState.READING),
+    ],
+)
+def test_a_sleeping_process_with_one_connection_reads_it_only_where_its_call_says_so(
+    blocked: Blocked | None, state: WorkerState
+) -> None:
+    """gunicorn sync in its handler's time.sleep (ss: its one connection, request read,
+    nothing sent) was drawn `R reading` and 'stuck reading ... (in clock_nanosleep)': the
+    call it was read in is not a read of its client; it is in the request, working."""
+    assert attach_states.busy_in(WorkerState.READING, blocked) == state
+    assert attach_states.busy_in(WorkerState.KEEPALIVE, blocked) == WorkerState.KEEPALIVE
 
 
 def test_a_threaded_childs_glyphs_go_to_its_worker_threads_in_the_order_they_were_made() -> None:

@@ -138,3 +138,24 @@ def test_attach_to_a_process_that_listens_on_no_port_says_so_and_claims_no_wait(
     )
     workers = json.loads(out)["workers"]
     assert [(w["pid"], w["state"]) for w in workers] == [(proc.pid, "unknown")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--port", "99999"], "argument --port: must be a TCP port (1-65535), got 99999"),
+        (["--port", "0"], "argument --port: must be a TCP port (1-65535), got 0"),
+        (["--pid", "-5"], "argument --pid: must be a process id (1 or more), got -5"),
+        (["--pid", "0"], "argument --pid: must be a process id (1 or more), got 0"),
+    ],
+)
+def test_attach_a_port_or_pid_out_of_range_is_one_line(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Were tracebacks (sock_diag's ValueError 'not a TCP port: 99999', psutil's 'pid must
+    be a positive integer') after attaching had begun; `--pid 0` read as 'no process'."""
+    with pytest.raises(SystemExit) as ended:  # argparse's usage error
+        cli.main(["attach", *argv, "--once"])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"serverscope attach: {said} (see serverscope attach --help)\n"

@@ -103,6 +103,23 @@ def test_a_request_read_again_keeps_the_start_first_read() -> None:
     assert statuspoll._steady(first, later)[1].began == 60.0
 
 
+def test_the_same_request_again_on_the_slot_is_a_new_request() -> None:
+    """wrk's keep-alive clients send `GET /` again and again from 127.0.0.1: read a second
+    apart, each next request (SS 0) fell within STEADY_S of the one before and kept its
+    start, so an Apache prefork child answering ~500 requests a second was 'stuck in one
+    request' after 2 s (3 such in 14 s). The slot's count of ended requests (Acc) moved:
+    it is another request."""
+    rows = _rows()
+    assert [r.served for r in rows] == [1, 0, 0]  # Acc's third figure
+    served: dict[int, int | None] = {}
+    modstatus.current_by_pid(rows, 100.0, lambda req: False, served)
+    assert served == {7805: 0, 7810: 0}  # the rows in progress
+    first = {1: Current(Via.MOD_STATUS, 1, "GET / HTTP/1.1", "127.0.0.1", 50.0)}
+    next_ = {1: Current(Via.MOD_STATUS, 1, "GET / HTTP/1.1", "127.0.0.1", 51.0)}
+    assert statuspoll._steady(first, next_, {1: 27088}, {1: 27561})[1].began == 51.0
+    assert statuspoll._steady(first, next_, {1: 27088}, {1: 27088})[1].began == 50.0
+
+
 def _listener() -> socket.socket:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

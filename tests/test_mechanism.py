@@ -42,6 +42,19 @@ def test_apache_prefork_blocked_in_accept_is_fifo_though_its_pollset_holds_the_l
     assert (m.spread, m.wake, len(m.waiters)) == (Spread.SHARED, Wake.BLOCKING, 2)
 
 
+def test_a_pollset_nobody_waits_in_is_no_evidence_while_its_process_sleeps_elsewhere() -> None:
+    """`serverscope serve apache:prefork` starved by 40 idle keep-alive clients, attached:
+    every child asleep in poll() on its client, none in accept; the listeners' panel said
+    `epoll, all waiters woken` from the pollset each child builds and does not use (idle,
+    the same children wait in accept4: `blocking accept (FIFO)`). Unknown until seen."""
+    kids = {p: _proc(p, epolls={6: {L: 0x19}}, calls={p: ("other", None)}) for p in (11, 12)}
+    m = classify([(L, 80)], kids, worker_pids={11, 12})[L]
+    assert m.spread is None and m.wake is None
+    # a running one says nothing either way: its set stands (an event loop at work)
+    running = {p: _proc(p, epolls={6: {L: 0x19}}) for p in (11, 12)}
+    assert classify([(L, 80)], running, worker_pids={11, 12})[L].wake == Wake.EPOLL
+
+
 def test_exclusive_bit_plain_epoll_reuseport_and_a_dispatching_master() -> None:
     nginx = {p: _proc(p, epolls={7: {L: 0x10000019}}, calls={p: ("epoll", 7)}) for p in (21, 22)}
     assert classify([(L, 80)], nginx, worker_pids={21, 22})[L].wake == Wake.EXCLUSIVE

@@ -19,7 +19,7 @@ from judging.stuck import Budget, StuckSettings, StuckWatch, event_line, grouped
 from lab.autocapture import AutoCapture
 from lab.summary import stuck_json
 from values.blocked import Blocked
-from values.current import Current, Via
+from values.current import Current, Peer, Peers, Via
 from values.recording import RecordingWriter, read_recording
 from values.snapshot import Snapshot, WorkerState
 from values.stackvalues import Frame, StackCapture, ThreadStack
@@ -107,6 +107,105 @@ def test_one_sample_read_otherwise_does_not_end_an_attached_workers_episode() ->
         new += [(s.time, e.since) for e in watch.step(s)]
     # the one-sample flicker is the same episode; 1.25 s of waiting ends it
     assert new == [(1001.0, 1000.0), (1006.5, 1005.5)]
+
+
+def _attached(states: list[str], **per_sample: list[object]) -> list[Snapshot]:
+    """One attached worker (no state age) 0.25 s apart from t=1000, its state and any
+    other field (accepts, blocked, peers...) given per sample."""
+    out = []
+    for i, st in enumerate(states):
+        s = snaps(1, workers=1, states=[st])[0]
+        fields = {k: v[i] for k, v in per_sample.items()}
+        w = dataclasses.replace(s.workers[0], state_age_s=None, **fields)  # type: ignore[arg-type]
+        out.append(dataclasses.replace(s, time=1000.0 + i * 0.25, workers=(w,)))
+    return out
+
+
+def _stuck_in(series: list[Snapshot]) -> list[tuple[float, str]]:
+    watch = StuckWatch(stuck_after=2.0)
+    return [(s.time, e.what) for s in series for e in watch.step(s)]
+
+
+def _peer(last_sent: float, *, sent: int = 1200, received: int = 800) -> Peers:
+    p = Peer(
+        "127.0.0.1:40000",
+        "ESTAB",
+        bytes_received=received,
+        bytes_sent=sent,
+        last_recv=last_sent - 0.001,
+        last_sent=last_sent,
+        opened=990.0,
+    )
+    return Peers((p,), 1)
+
+
+def test_a_worker_that_accepts_between_samples_is_not_stuck_in_one_busy_state() -> None:
+    """gunicorn sync under wrk (Connection: close, ~400 req/s a worker) read `working` in
+    most samples, waiting in a few: it was reported stuck working after 2.1 s. It took new
+    connections in every interval: it is not in one request."""
+    states = (["working"] * 3 + ["waiting"]) * 6
+    busy = _attached(states, accepts=[100] * len(states))
+    assert _stuck_in(busy) == []
+    # the same series with no accept is one long stay in `working` (a request that runs)
+    assert _stuck_in(_attached(states, accepts=[0] * len(states))) == [(1002.0, "working")]
+
+
+def test_an_event_loop_seen_in_its_wait_between_busy_samples_is_not_stuck() -> None:
+    """nginx under a keep-alive load: `working` (on a CPU) and parked in epoll_wait with
+    all its clients by turns; the one-sample grace kept the episode through the waits and
+    it was reported stuck working, its stack in epoll_wait."""
+    loop = Blocked("epoll_wait", fd=8)
+    states = ["working", "keepalive"] * 12
+    blocked = [Blocked("running") if st == "working" else loop for st in states]
+    series = _attached(states, blocked=blocked, connections=[4] * len(states))
+    assert _stuck_in(series) == []
+
+
+def test_a_worker_that_answered_since_its_state_began_is_not_stuck_in_it() -> None:
+    """Apache prefork serving one keep-alive client without a pause (wrk): mod_status,
+    polled once a second, read its glyph K at most polls, its connection's last response
+    milliseconds old; it was reported stuck in keep-alive. One whose last response is
+    older than its wait is (the idle client)."""
+    states = ["keepalive"] * 24
+    times = [1000.0 + i * 0.25 for i in range(len(states))]
+    one_fd = Blocked("poll", nfds=1)
+    serving = _attached(
+        states,
+        peers=[_peer(t - 0.01) for t in times],
+        blocked=[one_fd] * len(states),
+        connections=[1] * len(states),
+    )
+    assert _stuck_in(serving) == []
+    idle = _attached(
+        ["keepalive"] * 12,
+        peers=[_peer(995.0)] * 12,
+        blocked=[one_fd] * 12,
+        connections=[1] * 12,
+    )
+    assert _stuck_in(idle) == [(1002.0, "keepalive")]
+    # a client that trickles its request (bytes in, none out) keeps its reader stuck
+    trickle = _attached(
+        ["reading"] * 12,
+        peers=[
+            Peers(
+                (
+                    Peer(
+                        "127.0.0.1:40001",
+                        "ESTAB",
+                        bytes_received=10 + i,
+                        bytes_sent=0,
+                        last_recv=t,
+                        last_sent=990.0,
+                        opened=990.0,
+                    ),
+                ),
+                1,
+            )
+            for i, t in enumerate(times[:12])
+        ],
+        connections=[1] * 12,
+    )
+    assert _stuck_in(trickle) == [(1002.0, "reading")]
 
 
 def test_stopped_and_keepalive_workers_are_stuck_waiting_ones_are_not() -> None:

@@ -69,7 +69,8 @@ def test_gunicorn_sync_worker_stuck_12_s_is_captured_once_with_its_sleep(
         host, port = client.getsockname()[:2]
         assert c.episode.client == f"{host}:{port}"  # the one connection it holds
         line = event_line(c, c.time)
-        assert line.startswith(f"pid {c.episode.pid} stuck reading at least")
+        # in its handler's sleep, not reading its client (it was "stuck reading")
+        assert line.startswith(f"pid {c.episode.pid} stuck working at least")
         assert f"from {host}:{port}: `app` (wsgiapp.py:{WSGI_SLEEP_LINE})" in line, line
         assert c.stack.ok and c.stack.method == "py-spy dump --nonblocking"
         fs = [f for t in c.stack.threads for f in t.frames]

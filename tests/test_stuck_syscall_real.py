@@ -89,3 +89,39 @@ def test_gunicorn_sync_worker_holding_half_a_request_is_stuck_in_its_read(
     assert e.blocked is not None and e.blocked.startswith(
         ("in recvfrom on socket fd", "in read on socket fd")
     ), e
+
+
+def test_gunicorn_sync_workers_serving_a_steady_stream_are_not_stuck(
+    real_server: Callable[..., RealServer],  # noqa: F811
+) -> None:
+    """Both sync workers answer one short request after another (Connection: close, 8
+    closed-loop clients of the load generator, at most 8 s): read `working` in most
+    samples, waiting in a few, they were reported stuck working (4 in 14 s under wrk).
+    Each takes new connections all along: none is in one request."""
+    from loadgen.levels import LoadLevel
+    from loadgen.runner import LoadRunner
+
+    srv = real_server("gunicorn", workers=2)
+    sampler = Sampler.attach(pid=srv.root, exact_accepts=None)
+    model = sampler.sample().model
+    if model is None or model.accepts_method != "exact (eBPF)":  # each accept is the proof
+        sampler.close()
+        pytest.skip(f"accepts not counted by eBPF: {model and model.accepts_note}")
+    watch = StuckWatch(stuck_after=STUCK_AFTER)
+    found: list[Episode] = []
+    busy = accepted = 0
+    level = LoadLevel(clients=8, keepalive=False, ramp=0, duration=8)
+    try:
+        with LoadRunner(f"http://127.0.0.1:{srv.port}/", level):
+            end = time.monotonic() + 5 * STUCK_AFTER
+            while time.monotonic() < end:
+                snap = sampler.sample()
+                found += watch.step(snap)
+                ws = [w for w in snap.workers if w.is_worker]
+                busy += sum(1 for w in ws if w.busy)
+                accepted += sum(w.accepts or 0 for w in ws)
+                time.sleep(0.25)
+    finally:
+        sampler.close()
+    assert accepted > 100 and busy >= 8, (accepted, busy)  # the workers were busy
+    assert found == [], found

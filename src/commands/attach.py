@@ -43,8 +43,10 @@ from .common import (
     check_output,
     fail,
     fit_console,
+    process_id,
     seconds,
     stuck_from_args,
+    tcp_port,
 )
 
 PROG = "serverscope attach"
@@ -62,10 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "imbalance and diagnoses. What cannot be read from outside shows as unknown."
         ),
     )
-    p.add_argument("--pid", type=int, help="the server's (master) process id")
+    p.add_argument("--pid", type=process_id, help="the server's (master) process id")
     p.add_argument(
         "--port",
-        type=int,
+        type=tcp_port,
         help="a TCP port the server listens on (with --pid: its port, for a user who may "
         "not read the server's sockets)",
     )

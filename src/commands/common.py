@@ -55,6 +55,21 @@ def whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+def tcp_port(text: str) -> int:
+    """A port to find a server by: 1..65535 (0 is no server's port)."""
+    n = whole_number(text)
+    if not 1 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {n}")
+    return n
+
+
+def process_id(text: str) -> int:
+    n = whole_number(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a process id (1 or more), got {n}")
+    return n
+
+
 def seconds(
     *, above: float | None = None, at_least: float | None = None, at_most: float | None = None
 ) -> Callable[[str], float]:

@@ -127,6 +127,20 @@ def _what(w: WorkerSample, now: float) -> tuple[str, float | None] | None:
     return None
 
 
+def _moved(w: WorkerSample, now: float, interval_s: float | None) -> float | None:
+    """When an attached worker last showed from outside that it moved on: a response
+    sent on one of its connections (tcp_info), an accept in the last interval (its loop
+    ran), now when it is parked in its event loop's wait; None: none seen. Bytes coming
+    in prove nothing (a client trickling a request keeps its reader stuck)."""
+    b = w.blocked
+    if b is not None and b.multiplexes:
+        return now
+    times = [now - (interval_s or 0.0)] if w.accepts else []
+    if w.peers is not None:
+        times += [p.last_sent for p in w.peers.listed if p.bytes_sent and p.last_sent]
+    return max(times, default=None)
+
+
 @dataclass(slots=True)
 class _Open:
     what: str
@@ -156,8 +170,12 @@ class StuckWatch:
         """Episodes that became stuck with `snap` (each once); forgets the ended ones."""
         now, new = snap.time, []
         seen: dict[tuple[int | None, int, int], _Open] = {}
+        moved: dict[tuple[int | None, int, int], float] = {}
         for w in snap.workers:
             got = _what(w, now)
+            at = _moved(w, now, snap.interval_s)
+            if at is not None:
+                moved[w.key] = at
             if got is None:
                 continue
             what, since = got
@@ -169,6 +187,9 @@ class StuckWatch:
                 cur = old
             else:
                 cur = _Open(what, since if since is not None else now, since is not None)
+            if not cur.exact and at is not None and at > cur.since:
+                # read from outside, a state has no start: it began after the worker moved
+                cur = _Open(what, at, False)
             cur.seen = now
             seen[w.key] = cur
             if cur.episode is None and now - cur.since >= self.stuck_after:
@@ -176,7 +197,13 @@ class StuckWatch:
                 new.append(cur.episode)
         here = {w.key for w in snap.workers}
         for key, o in self.open.items():
-            if key in here and key not in seen and not o.exact and now - o.seen <= self.GRACE_S:
+            if (
+                key in here
+                and key not in seen
+                and not o.exact
+                and now - o.seen <= self.GRACE_S
+                and moved.get(key, o.since) <= o.since
+            ):
                 seen[key] = o
         self.captures = {
             k: c for k, c in self.captures.items() if k in here and now - c.time <= PER_WORKER_S

@@ -209,7 +209,10 @@ class AcceptCounter:
             self.queue_note = queue_unavailable()
         ports = self.ports if self.queue_note is None else ()
         self.counts_changes = self.want_changes and bool(ports) and not changes_unavailable()
-        prog = script(self.root, self.period_ms, ports, self.netns, self.counts_changes)
+        # the monitor's own connections to the ports (mod_status polls) are not counted
+        prog = script(
+            self.root, self.period_ms, ports, self.netns, self.counts_changes, monitor=os.getpid()
+        )
         self.proc = subprocess.Popen(
             ["bpftrace", "-f", "json", "-e", prog],
             env={**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS_MAX)},

@@ -28,11 +28,16 @@ def script(
     ports: tuple[int, ...] = (),
     netns: int | None = None,
     changes: bool = False,
+    monitor: int | None = None,
 ) -> str:
     """The bpftrace program: accepts per (pid, tid); with `ports`, queue wait per pid, of
     the sockets on those ports in the network namespace whose inode is `netns` (any when
     None: a port is a namespace's own, and every container may have its port 8000), and
-    with `changes` too, the events on those ports' sockets (@ch)."""
+    with `changes` too, the events on those ports' sockets (@ch). With `ports`, the
+    connections process `monitor` (ours: its mod_status polls) makes to them are
+    neither accepts nor queue wait: its connect's SYN_SENT names the client port (@o),
+    the server side's handshake with that peer port marks the socket (@m), and its
+    accept is left out."""
     probes = ", ".join(f"tracepoint:syscalls:{tp}" for tp in TRACEPOINTS)
     who = (
         f"pid == {root} || curtask->real_parent->tgid == {root} || "
@@ -48,6 +53,24 @@ def script(
             inum = "((struct sock *)args->skaddr)->__sk_common.skc_net.net->ns.inum"
             mine = f"({mine}) && {inum} == {int(netns)}"
         sk = "(uint64)args->skaddr"
+        theirs = " || ".join(f"args->dport == {int(p)}" for p in ports)
+        if netns is not None:
+            theirs = f"({theirs}) && {inum} == {int(netns)}"
+        # a connect of ours to the ports (SYN_SENT, in its own context: pid is ours; the
+        # port is bound before connect, so it is known here), and its end
+        ours = (
+            f"  else if (args->newstate == 2 && pid == {int(monitor)} && ({theirs})) {{\n"
+            "    @o[args->sport] = 1;\n"
+            "  }\n"
+            if monitor is not None
+            else ""
+        )
+        mark = (
+            "    if (@o[args->dport]) { delete(@o[args->dport]); "
+            f"@m[{sk}] = 1; }} else {{ @p[{sk}] = 1; }}\n"
+            if monitor is not None
+            else f"    @p[{sk}] = 1;\n"
+        )
         # @ch: events that change what a dump of the ports' connections shows (readers.
         # portquiet): a state change, data in, data read, data sent (the socket's local
         # port read through BTF), a half-open one's SYN-ACK retransmitted
@@ -56,10 +79,16 @@ def script(
             own = f"({own}) && $s->__sk_common.skc_net.net->ns.inum == {int(netns)}"
         out += (
             "tracepoint:sock:inet_sock_set_state {\n"
-            f"  if (args->newstate == 7) {{ delete(@p[{sk}]); }}\n"
+            f"  if (args->newstate == 7) {{ delete(@p[{sk}]);"
+            + (
+                f" delete(@m[{sk}]); if ({theirs}) {{ delete(@o[args->sport]); }}"
+                if monitor
+                else ""
+            )
+            + " }\n"
             f"  else if (args->oldstate == 3 && args->newstate == 1 && ({mine})) {{\n"
-            f"    @p[{sk}] = 1;\n"
-            "  }\n" + (f"  if ({mine}) {{ @ch = count(); }}\n" if changes else "") + "}\n"
+            f"{mark}"
+            "  }\n" + ours + (f"  if ({mine}) {{ @ch = count(); }}\n" if changes else "") + "}\n"
             "tracepoint:sock:sk_data_ready {\n"
             f"  if (@p[{sk}] == 1) {{ @p[{sk}] = nsecs; }}\n"
             + (
@@ -80,9 +109,14 @@ def script(
             )
         out += (
             f"{probes} /args->ret >= 0 && ({who})/ {{\n"
-            "  @a[pid, tid] = count();\n"
             "  $file = *(curtask->files->fdt->fd + args->ret);\n"
             "  $sk = (uint64)((struct socket *)$file->private_data)->sk;\n"
+            + (
+                "  if (@m[$sk]) { delete(@m[$sk]); return; }  // the monitor's own\n"
+                if monitor is not None
+                else ""
+            )
+            + "  @a[pid, tid] = count();\n"
             "  $t = @p[$sk];\n"
             "  if ($t) {\n"
             "    delete(@p[$sk]);\n"

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from values.spread import Spread, Wake
 
-from .syscalls import read_syscall
+from .syscalls import RUNNING, read_syscall
 
 EPOLLEXCLUSIVE = 1 << 28
 
@@ -50,6 +50,7 @@ _KINDS = {
     **{"epoll_wait": "epoll", "epoll_pwait": "epoll", "epoll_pwait2": "epoll"},
 }
 _WCHAN = {b"inet_csk_accept": "accept", b"do_epoll_wait": "epoll", b"ep_poll": "epoll"}
+OTHER = "other"  # asleep in a call that waits for no connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ class ProcessWaits:
     epolls: dict[int, dict[int, int]]  # epoll fd -> {inode watched: events mask}
     sockets: dict[int, int]  # fd -> socket inode
     calls: dict[int, tuple[str, int | None]]  # tid -> ("accept" | "epoll", fd or None;
-    # or "select", nfds: the fds below it may be watched)
+    # or "select", nfds: the fds below it may be watched; or OTHER, None: asleep elsewhere)
     threads: int  # threads of the process when read
 
 
@@ -119,7 +120,9 @@ def _call(pid: int, tid: int) -> tuple[str, int | None] | None:
     got = read_syscall(pid, tid)
     if got is not None:
         kind = _KINDS.get(got[0])
-        return (kind, got[1][0]) if kind is not None and got[1] else None
+        if kind is None:  # asleep in another call (a client's read): OTHER; running: None
+            return (OTHER, None) if got[0] != RUNNING else None
+        return (kind, got[1][0]) if got[1] else None
     try:  # no ptrace access (or an unknown architecture): the kernel function, no fd
         with open(f"/proc/{pid}/task/{tid}/wchan", "rb") as f:
             name = _WCHAN.get(f.read().strip())
@@ -173,9 +176,18 @@ def waiters_of(inode: int, procs: Iterable[ProcessWaits]) -> list[Waiter]:
             if call == "epoll" and fd in sets:
                 out.append(Waiter(p.pid, tid, _wake(sets[fd])))
                 seen = True
-        if not seen:
+        # a set nobody is seen waiting in stands for its process's wait, unless that
+        # process (one thread) sleeps in another call: Apache prefork's pollset is built
+        # and not used, its child pinned in a client's read
+        elsewhere = p.threads == 1 and any(c == OTHER for c, _ in p.calls.values())
+        if not seen and not elsewhere:
             out.extend(Waiter(p.pid, None, _wake(ev)) for _, ev in sorted(sets.items()))
     return out
+
+
+def _waits_seen(p: ProcessWaits) -> bool:
+    """A thread of it was seen in a wait for connections (accept, epoll, select)."""
+    return any(c != OTHER for c, _ in p.calls.values())
 
 
 def _wake(events: int) -> Wake:
@@ -319,7 +331,7 @@ class WaitWatcher:
         waits = {p: w for p, w in self._waits.items() if p in pids}
         todo = sorted(pids - waits.keys())
         if retry:  # a batch of those that showed no wait, in turn
-            idle = sorted(p for p, w in waits.items() if not w.calls)
+            idle = sorted(p for p, w in waits.items() if not _waits_seen(w))
             start = self._turn % max(1, len(idle))
             todo += (idle[start:] + idle[:start])[: self.RETRY_BATCH]
             self._turn += self.RETRY_BATCH

@@ -226,6 +226,7 @@ class Row:
     ss: int | None  # SS: seconds since the slot last began or ended a request
     client: str  # Client ("" none)
     request: str  # Request, unescaped ("" none)
+    served: int | None = None  # Acc's third figure: requests the slot ended; None unread
 
 
 def parse_rows(page: str) -> list[Row]:
@@ -249,6 +250,7 @@ def parse_rows(page: str) -> list[Row]:
         if not slot.isdigit():
             continue
         ss = row.get("SS", "")
+        acc = row.get("Acc", "").rpartition("/")[2]
         rows.append(
             Row(
                 slot=int(slot),
@@ -257,6 +259,7 @@ def parse_rows(page: str) -> list[Row]:
                 ss=int(ss) if ss.isdigit() else None,
                 client=row.get("Client", ""),
                 request=row["Request"],
+                served=int(acc) if acc.isdigit() else None,
             )
         )
     return rows
@@ -267,13 +270,18 @@ def _text(cell: str) -> str:
 
 
 def current_by_pid(
-    rows: list[Row], at: float, ours: Callable[[str], bool] = lambda _: False
+    rows: list[Row],
+    at: float,
+    ours: Callable[[str], bool] = lambda _: False,
+    served: dict[int, int | None] | None = None,
 ) -> dict[int, Current]:
     """{pid: its current request and client}, read at `at` (monotonic): its oldest row
     with a request in progress (IN_PROGRESS; `requests` counting them, `began` at - SS),
     else its row that last ended one (smallest SS; `requests` 0, `began` unknown: SS
     counts from that request's end). Rows whose request is `ours` (the monitor's own
-    status requests) are left out; a pid with no other row is left out too (unknown)."""
+    status requests) are left out; a pid with no other row is left out too (unknown).
+    `served`, when given, gets each pid's in-progress row's `served` (what tells a request
+    read again from the next one on the same line and client)."""
     by_pid: dict[int, list[Row]] = {}
     for r in rows:
         if r.pid > 0 and not ours(r.request):
@@ -287,6 +295,8 @@ def current_by_pid(
             out[pid] = Current(
                 Via.MOD_STATUS, len(busy), r.request or None, r.client or None, began
             )
+            if served is not None:
+                served[pid] = r.served
         else:
             done = [r for r in mine if r.request]
             if done:

@@ -85,6 +85,9 @@ class StatusPoller:
         self.own_left_in = False  # the last read counts our own request (not located)
         self._slots: dict[int, tuple[WorkerState, ...]] = {}
         self._current: dict[int, Current] = {}  # pid: its current request (ExtendedStatus)
+        # pid: requests its in-progress row's slot had ended, at the last read and this one
+        self._served: dict[int, int | None] = {}
+        self._served_now: dict[int, int | None] = {}
         self._at = -1e18  # when the glyphs were read
         self._allowed_at = -1e18  # the sample before the last `allow`
         self._last_allow = -1e18
@@ -171,7 +174,8 @@ class StatusPoller:
             try:
                 st, pids, current = self._poll()
                 self.latest, self._slots = st, _states_by_pid(st, pids)
-                self._current = _steady(self._current, current)
+                self._current = _steady(self._current, current, self._served, self._served_now)
+                self._served = self._served_now
                 self._at = time.monotonic()
                 self.error = None
             except ModStatusError as e:
@@ -201,14 +205,19 @@ class StatusPoller:
             at = time.monotonic()
             pids = parse_html_pids(html)
             mine, auto = f"serverscope={os.getpid()}.", f"GET {self._auto_path} "
+            served: dict[int, int | None] = {}
             current = modstatus.current_by_pid(
-                modstatus.parse_rows(html), at, lambda req: mine in req or req.startswith(auto)
+                modstatus.parse_rows(html),
+                at,
+                lambda req: mine in req or req.startswith(auto),
+                served,
             )
             own = modstatus.serving(html, marker) if same else None
             self.own_left_in = own is None
             width = modstatus.per_slot(st, pids)
             if own is not None and width is not None:
                 st = modstatus.without_own(st, own[0], width)
+            self._served_now = served
             return st, pids, current
         finally:
             conn.close()
@@ -264,14 +273,24 @@ class StatusPoller:
                 self._own[ep] = True
 
 
-def _steady(before: dict[int, Current], now: dict[int, Current]) -> dict[int, Current]:
+def _steady(
+    before: dict[int, Current],
+    now: dict[int, Current],
+    served_before: dict[int, int | None] | None = None,
+    served_now: dict[int, int | None] | None = None,
+) -> dict[int, Current]:
     """`now`, where a pid's request in progress is the one read before (same line and
-    client, its start within STEADY_S), with the start read first."""
+    client, its start within STEADY_S, and its slot has ended no request since: a client
+    sending the same request again and again is not one long request), with the start
+    read first."""
     out = {}
     for pid, cur in now.items():
         old = before.get(pid)
+        a = (served_before or {}).get(pid)
+        b = (served_now or {}).get(pid)
         if (
             old is not None
+            and (a is None or b is None or a == b)
             and cur.requests
             and old.requests
             and (old.request, old.client) == (cur.request, cur.client)

@@ -289,9 +289,15 @@ class AttachSource:
         state = _state(w.state, w.connections, len(w.threads) or 1, w.hold)
         if state == WorkerState.WAITING and not self.ports and not self.ports_hidden:
             state = WorkerState.UNKNOWN  # asleep, but not for a connection: no port to wait on
+        elif state == WorkerState.WAITING and w.role == TreeRole.HELPER:
+            state = WorkerState.UNKNOWN  # never held a listener nor a connection: not for one
         mine = attach_states.of_slot(glyphs)
         if state not in (WorkerState.STOPPED, WorkerState.DEAD) and mine is not None:
             state = mine  # Apache's own scoreboard, when fresh
+            blocked = _blocked(w, state)
+        else:  # from outside: asleep with one connection, but maybe not on its client
+            blocked = _blocked(w, state)
+            state = attach_states.busy_in(state, blocked)
         if w.accepts_total is not None:  # exact
             _, acc, _ = deltas((None, w.pid, w.starttime), True, None, w.accepts_total, None)
             acc_total: int | None = w.accepts_total
@@ -333,7 +339,7 @@ class AttachSource:
             w.hold,
             None,  # current: mod_status's, set by the caller
             w.peers,
-            _blocked(w, state),
+            blocked,
         )
 
     def _thread(

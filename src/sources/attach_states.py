@@ -4,7 +4,8 @@ From outside (no scoreboard): /proc T or t -> STOPPED, Z -> DEAD; a single-threa
 process holding one connection and sleeping is blocked on it: KEEPALIVE when that
 connection's socket shows a response went out and nothing came since (tcp_info,
 readers.tcpinfo), else READING (waiting for the client's bytes: what a pinned prefork
-or gunicorn sync worker does); running -> WORKING; holding none -> WAITING. One holding
+or gunicorn sync worker does; WORKING when its call is a sleep, a lock or a file:
+`busy_in`); running -> WORKING; holding none -> WAITING. One holding
 several (an event loop: nginx) reads as its connections do when they all agree, else
 UNKNOWN. A multi-threaded process holding connections cannot be judged from outside ->
 UNKNOWN (its threads do not say which holds what), and so is one whose sockets this user
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from readers.realtree import TaskSample
+from values.blocked import Blocked
 from values.snapshot import Hold, WorkerState
 
 # a process's state from its threads' glyphs: the first of these that one of them is in
@@ -59,6 +61,21 @@ def process_state(
     if conns == 1 or hold is not None:  # blocked on its one connection, or all its
         return WorkerState.READING  # connections wait for request bytes
     return WorkerState.UNKNOWN  # an event loop over connections that differ
+
+
+# waits that are not a read of a client: a handler's sleep, a lock or condition, a child
+NOT_THE_CLIENT = frozenset({"clock_nanosleep", "nanosleep", "futex", "wait4", "waitid"})
+
+
+def busy_in(state: WorkerState, blocked: Blocked | None) -> WorkerState:
+    """READING (asleep, holding one connection) where the call its main thread was read
+    in says otherwise: in a sleep, a lock, or a read of a file that is no socket, it is
+    in its request's handler (WORKING), not reading its client."""
+    if state != WorkerState.READING or blocked is None:
+        return state
+    if blocked.call in NOT_THE_CLIENT or blocked.socket is False:
+        return WorkerState.WORKING
+    return state
 
 
 def thread_state(letter: str) -> WorkerState:
