@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -386,3 +387,30 @@ def test_attach_load_drives_a_bounded_loopback_load_at_the_server(
     assert snap.client is not None and snap.client.requests > 0
     # burst: 20 clients, each holding one connection (some may still be in the queue)
     assert 0 < sum(x.connections or 0 for x in snap.live_workers) + snap.queue <= 20, r.stdout
+
+
+def test_the_estimate_says_how_many_connections_it_missed(real_server) -> None:  # noqa: F811
+    """Connections that open and close between two samples are never seen by the
+    estimate (new connections at samples): its note says how many it saw of those the
+    namespace took (Tcp PassiveOpens), where it read as if it had counted them all.
+    Seen by review: 11 seen of ~10,000 under wrk, the note silent."""
+    srv = real_server("http.server")
+    sampler = Sampler.attach(port=srv.port, exact_accepts=False)
+    try:
+        first = sampler.sample().model
+        assert first is not None and "saw " not in (first.accepts_note or "")
+        for _ in range(40):  # each opened, answered and closed before the next sample
+            with socket.create_connection(("127.0.0.1", srv.port)) as c:
+                c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                while c.recv(65536):
+                    pass
+        snap = sampler.sample()
+    finally:
+        sampler.close()
+    assert snap.model is not None and snap.model.accepts_method == "estimate"
+    m = re.search(r"saw (\d+) of the ([\d,]+) connections", snap.model.accepts_note or "")
+    assert m is not None, snap.model.accepts_note
+    # the namespace took ours and maybe others' (tests beside this one): at least 40
+    assert int(m[1]) == 0 and int(m[2].replace(",", "")) >= 40, m[0]
+    totals = [w.accepts_total for w in snap.workers if w.role == Role.WORKER]
+    assert totals and all(t == 0 for t in totals), totals  # what it saw: none of them

@@ -171,6 +171,18 @@ def netstat_counters(net_dir: str = "/proc/net") -> tuple[int, int]:
     return 0, 0
 
 
+def passive_opens(net_dir: str = "/proc/net") -> int:
+    """Tcp PassiveOpens from NET_DIR/snmp: connections the namespace's listeners have taken
+    through the handshake since it was made (namespace-wide, every listener's)."""
+    with open(f"{net_dir}/snmp", "rb") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith(b"Tcp:"):
+            d = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(d.get(b"PassiveOpens", 0))
+    return 0
+
+
 @dataclass(frozen=True, slots=True)
 class TcpListen:
     """A LISTEN line of /proc/net/tcp{,6}."""
