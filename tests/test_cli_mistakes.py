@@ -159,3 +159,19 @@ def test_attach_a_port_or_pid_out_of_range_is_one_line(
     assert ended.value.code == 2
     err = capsys.readouterr().err
     assert err == f"serverscope attach: {said} (see serverscope attach --help)\n"
+
+
+def test_a_status_url_off_loopback_is_refused_without_allow_remote(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every request stays on loopback unless the user allows another host, as `load` and
+    `fleet` have it: `--status-url http://10.0.0.1/...` was asked (seen: a 404 from
+    whatever answered there). Refused in one line before anything is read or started."""
+    argv = ["attach", "--pid", str(os.getpid()), "--once"]
+    assert cli.main([*argv, "--status-url", "http://10.0.0.1/server-status"]) == 2
+    assert capsys.readouterr().err == (
+        "serverscope attach: --status-url: refusing to ask '10.0.0.1': it is not on loopback "
+        "(127.0.0.0/8, ::1, localhost); pass --allow-remote if you own that server\n"
+    )
+    assert cli.main([*argv, "--status-url", "http://status.example/server-status"]) == 2
+    assert "refusing to ask 'status.example'" in capsys.readouterr().err

@@ -25,11 +25,13 @@ import functools
 import json
 import sys
 import threading
+from urllib.parse import urlsplit
 
 from lab.attach import ONCE_SPAN_S, AttachError, Attachment, too_short
 from lab.autocapture import AutoCapture
 from lab.watch import DEFAULT_PERIOD, Watch
 from loadgen.levels import PRESETS, LoadError, preset
+from plumbing.loopback import loopback_address
 from plumbing.signals import stop_on
 from values.snapshot import Snapshot
 
@@ -107,6 +109,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "auto: /server-status on the port when an Apache answers it; 'none': never (its "
         "request a second shows as one worker's connection)",
     )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --status-url on a host not on loopback (its requests leave this machine)",
+    )
     acc = p.add_mutually_exclusive_group()
     acc.add_argument(
         "--exact-accepts",
@@ -164,6 +171,14 @@ def run(a: argparse.Namespace) -> int:
         a.status_url = None
     elif a.status_url != "auto" and not a.status_url.startswith(("http://", "https://")):
         return fail(PROG, f"--status-url {a.status_url!r}: give an http:// URL, auto or none")
+    elif a.status_url != "auto" and not a.allow_remote:
+        host = urlsplit(a.status_url).hostname or ""
+        if loopback_address(host) is None:
+            return fail(
+                PROG,
+                f"--status-url: refusing to ask {host or a.status_url!r}: it is not on loopback "
+                "(127.0.0.0/8, ::1, localhost); pass --allow-remote if you own that server",
+            )
     try:
         att = Attachment.open(
             pid=a.pid,
