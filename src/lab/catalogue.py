@@ -75,8 +75,10 @@ _add(
                     "wait in accept (a saturating load gives every worker its turn).",
                     "Watch the accepts column: one worker takes nearly all of them; the "
                     "others sit idle at '_'.",
-                    "The imbalance line: Jain's index near 0.25 (= 1/n, one worker does "
-                    "everything), top share near 100%.",
+                    "The imbalance line: on a quiet machine Jain's index near 0.25 (= 1/n, "
+                    "one worker does everything), top share near 100%. Other work on the "
+                    "machine keeps the favourite busy more often, so the others get more "
+                    "(seen at load average 7: Jain 0.67, top 51%), still well above 25%.",
                 ),
                 expect=("accept_skew",),
                 seconds=15,
