@@ -50,7 +50,7 @@ from collections import Counter
 
 import psutil
 
-from readers import procfs, realkind, syscalls
+from readers import procfs, realkind
 from readers.attach_target import (
     NOT_ALLOWED,
     AttachError,
@@ -60,6 +60,7 @@ from readers.attach_target import (
     ports_of,
     serverscope_root,
 )
+from readers.blockedreader import BlockedReader
 from readers.mechanism import serving_threads
 from readers.netns import NetNsError, net_dir, of_pid_if_readable, own
 from readers.netns import at as netns_at
@@ -161,9 +162,11 @@ class AttachSource:
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
         self._estimated: Counter[tuple[int, int]] = Counter()
         self._dispatched = 0
+        self._blocked = BlockedReader()  # kept fds: what each worker's main thread waits in
 
     def close(self) -> None:
         self.reader.close()
+        self._blocked.close()
         if self.status is not None:
             self.status.close()
 
@@ -213,6 +216,7 @@ class AttachSource:
                 )
         if status is not None:  # a request now would wait in the queue like the clients
             status.allow(free or not any(ln.queue for ln in listeners))
+        self._blocked.sweep()
         for key in set(self._cpu) - live:  # gone: a reused pid starts afresh
             del self._cpu[key]
         for key in set(self._estimated) - live:
@@ -333,8 +337,15 @@ class AttachSource:
             w.hold,
             None,  # current: mod_status's, set by the caller
             w.peers,
-            _blocked(w, state),
+            self._blocked_of(w, state),
         )
+
+    def _blocked_of(self, w: WorkerReading, state: WorkerState) -> Blocked | None:
+        """What its main thread waits in, read only for a process the stuck rule may judge
+        (holding a connection, in a busy state): readers.blockedreader."""
+        if not w.connections or state not in BUSY_STATES:
+            return None
+        return self._blocked.read(w.pid, [t.tid for t in w.threads if t.tid != w.pid])
 
     def _thread(
         self,
@@ -424,14 +435,6 @@ class AttachSource:
             )
             for i, ln in enumerate(ordered)
         ]
-
-
-def _blocked(w: WorkerReading, state: WorkerState) -> Blocked | None:
-    """What its main thread waits in, read only for a process the stuck rule may judge
-    (holding a connection, in a busy state): a short read a thread (readers.syscalls)."""
-    if not w.connections or state not in BUSY_STATES:
-        return None
-    return syscalls.blocked(w.pid, [t.tid for t in w.threads if t.tid != w.pid])
 
 
 def _age(starttime: int) -> float:
