@@ -3,16 +3,13 @@ fraction of the cost, every figure still as /proc shows it at this sample.
 
 Two savings, for an agent that reads it for every worker holding a connection (250 at
 1 Hz): the main thread's /proc/PID/task/PID/syscall is read through an fd kept open
-(pread: 3.6 us against 17.5 us for open/read/close, 2-core test machine), and it is not
-read again at all while the thread has not run since it was last read. Proof of that:
-its schedstat (run time, run-queue wait, timeslice count: /proc/PID/schedstat is the
-main thread's) is read before its syscall file, and a thread whose schedstat is
-byte-identical at the next sample was not switched in since (the timeslice count moves
-at every switch-in, the run time whenever it leaves a CPU), so the registers its syscall
-file shows are the same. A thread that was on a CPU when read ("running") is read again
-always (its run time may not have been folded in yet). The call's fd (is it a socket?)
-and the other threads are read every time, as `blocked` does: the fd table is shared
-with threads that may have run.
+(pread: 3.6 us against 17.5 us for open/read/close, 2-core test machine), and a process
+that provably has not run since it was last read (readers.notrun: single-threaded, its
+schedstat byte-identical) is not read again at all: not its system call, nor the link
+of that call's fd (a readlink in /proc/PID/fd, the dearest part: ~3 ms of 4.3 a sample at
+250 workers, load 6), since neither its registers nor its fd table can have changed. A
+process that was on a CPU when read ("running") is read again always (its run time may
+not have been folded into schedstat yet); one with several threads, every time.
 """
 
 from __future__ import annotations
@@ -22,59 +19,49 @@ from collections.abc import Sequence
 from values.blocked import RUNNING, Blocked
 
 from . import syscalls
+from .notrun import NotRun
 from .procfs import KeptFds
-
-Call = tuple[str, tuple[int, ...]]
 
 
 class BlockedReader:
     """`read(pid, others)` -> syscalls.blocked(pid, others); `sweep()` once a sample
-    closes the fds of the processes not read in it."""
+    forgets the processes not read in it."""
 
     def __init__(self) -> None:
         self._fds = KeptFds()
-        self._main: dict[int, tuple[bytes, Call]] = {}  # pid -> (schedstat, its call)
-        self.reads = 0  # syscall files read (tests: a thread that did not run is not read)
+        self._not_run = NotRun()
+        self._last: dict[int, Blocked] = {}  # pid -> what it was blocked in when last read
+        self.reads = 0  # processes read (tests: one that did not run is not read)
 
     def read(self, pid: int, others: Sequence[int] | None = None) -> Blocked | None:
-        got = self._main_call(pid)
-        if got is None:
-            return None
-        return syscalls.blocked(pid, others, main=got)
-
-    def _read(self, path: str, size: int) -> tuple[bytes, bool]:
-        """(bytes, read through an fd opened just now); a kept fd that failed (its task
-        exited, the pid may be reused) is opened once again."""
-        fresh = path not in self._fds.fds
-        data = self._fds.read(path, size)
-        if not data and not fresh:
-            fresh, data = True, self._fds.read(path, size)
-        return data, fresh
-
-    def _main_call(self, pid: int) -> Call | None:
+        last = self._last.get(pid)
+        quiet = self._not_run.check(pid)  # before reading it: a mark is taken from this
         call_path = f"/proc/{pid}/task/{pid}/syscall"
-        sched, fresh = self._read(f"/proc/{pid}/schedstat", 128)
-        seen = self._main.get(pid)
-        unmoved = seen is not None and sched and not fresh and seen[0] == sched
-        if unmoved and seen is not None and seen[1][0] != RUNNING and call_path in self._fds.fds:
+        if quiet and last is not None and last.call != RUNNING and not others:
             self._fds.touch(call_path)
-            return seen[1]
-        data, _ = self._read(call_path, 256)
+            return last
         self.reads += 1
+        kept = call_path in self._fds.fds
+        data = self._fds.read(call_path, 256)
+        if not data and kept:  # its task exited (the pid may be reused): open anew
+            data = self._fds.read(call_path, 256)
         got = syscalls.parse_syscall(data) if data else None
-        if got is not None and sched:
-            self._main[pid] = (sched, got)
+        b = None if got is None else syscalls.blocked(pid, others, main=got)
+        if b is None:
+            self._last.pop(pid, None)
         else:
-            self._main.pop(pid, None)
-        return got
+            self._last[pid] = b
+            self._not_run.mark(pid)
+        return b
 
     def sweep(self) -> None:
         """Forget the processes not read since the last sweep (gone, or not asked for)."""
         self._fds.sweep()
-        kept = self._fds.fds
-        for pid in [p for p in self._main if f"/proc/{p}/schedstat" not in kept]:
-            del self._main[pid]
+        kept = {int(path.split("/")[2]) for path in self._fds.fds}
+        self._last = {p: b for p, b in self._last.items() if p in kept}
+        self._not_run.keep_only(kept)
 
     def close(self) -> None:
         self._fds.close()
-        self._main.clear()
+        self._not_run.close()
+        self._last.clear()
