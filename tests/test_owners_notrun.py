@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from conftest import wait_until
+from readers import syscalls
 from readers.notrun import NotRun
 from readers.sockowners import SocketOwners
 
@@ -106,6 +107,12 @@ def test_not_run_proves_nothing_for_a_process_that_ran_or_has_threads() -> None:
     try:
         assert threaded.stdout is not None
         threaded.stdout.readline()
+        # asleep: had it two threads and still ran, the test would prove nothing
+        wait_until(
+            lambda: (
+                (syscalls.read_syscall(threaded.pid, threaded.pid) or ("",))[0] == "clock_nanosleep"
+            )
+        )
         for p in (busy.pid, threaded.pid):
             assert not nr.check(p)  # never marked
             nr.mark(p)
