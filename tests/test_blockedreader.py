@@ -5,6 +5,8 @@ read in full (another thread may change the fd its main thread waits on)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import pytest
 from conftest import wait_until
 from readers import syscalls
 from readers.blockedreader import BlockedReader
+from readers.realtree import RealTree
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -111,3 +114,61 @@ def test_the_fd_is_told_anew_when_another_thread_changed_it() -> None:
         p.kill()
         p.wait()
         reader.close()
+
+
+# a parent with three children: one asleep, one that starts a thread when told, one spinning
+TREE = """
+import os, sys, threading, time
+kids = []
+for what in ("sleep", "thread", "spin"):
+    pid = os.fork()
+    if pid == 0:
+        if what == "thread":
+            sys.stdin.readline()
+            threading.Thread(target=time.sleep, args=(30,)).start()
+            print("started", flush=True)
+        while what == "spin":
+            pass
+        time.sleep(30)
+        os._exit(0)
+    kids.append(pid)
+print(*kids, flush=True)
+time.sleep(30)
+"""
+
+
+def test_the_trees_quiet_key_holds_for_a_sleeping_process_only() -> None:
+    p = subprocess.Popen(
+        [sys.executable, "-c", TREE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    tree = RealTree(p.pid)
+    try:
+        assert p.stdin is not None and p.stdout is not None
+        asleep, threaded, spinning = map(int, p.stdout.readline().split())
+        for pid in (asleep, threaded):
+            _calls(pid, "clock_nanosleep" if pid == asleep else "read")
+
+        def keys() -> dict[int, tuple[int, bytes] | None]:
+            return {s.pid: s.quiet_key for s in tree.sample()}
+
+        keys()  # the tree's first read: no key yet (its stat was read before its schedstat)
+        first, second = keys(), keys()
+        assert first[asleep] is not None and first[asleep] == second[asleep]
+        assert first[threaded] is not None and first[threaded] == second[threaded]
+        wait_until(lambda: keys()[spinning] != keys()[spinning])  # it runs: the key moves
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "started"
+        # it ran and has two threads now: no key, the next tree read or not
+        assert keys()[threaded] is None
+        tree.refresh()
+        assert keys()[threaded] is None
+        assert keys()[asleep] == first[asleep]
+    finally:
+        tree.close()
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()

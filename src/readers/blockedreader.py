@@ -15,6 +15,7 @@ not have been folded into schedstat yet); one with several threads, every time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from values.blocked import RUNNING, Blocked
 
@@ -33,9 +34,20 @@ class BlockedReader:
         self._last: dict[int, Blocked] = {}  # pid -> what it was blocked in when last read
         self.reads = 0  # processes read (tests: one that did not run is not read)
 
-    def read(self, pid: int, others: Sequence[int] | None = None) -> Blocked | None:
+    def read(
+        self,
+        pid: int,
+        others: Sequence[int] | None = None,
+        quiet_key: tuple[int, bytes] | Literal[False] | None = False,
+    ) -> Blocked | None:
+        """`quiet_key`: readers.realtree's for `pid` at this sample (NotRun.check_key),
+        else read here."""
         last = self._last.get(pid)
-        quiet = self._not_run.check(pid)  # before reading it: a mark is taken from this
+        # before reading it: a mark is taken from this
+        if quiet_key is False:
+            quiet = self._not_run.check(pid)
+        else:
+            quiet = self._not_run.check_key(pid, quiet_key)
         call_path = f"/proc/{pid}/task/{pid}/syscall"
         if quiet and last is not None and last.call != RUNNING and not others:
             self._fds.touch(call_path)

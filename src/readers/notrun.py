@@ -26,8 +26,8 @@ class NotRun:
 
     def __init__(self) -> None:
         self._fds = KeptFds()
-        self._marks: dict[int, bytes] = {}
-        self._read: dict[int, bytes | None] = {}  # this round's reads, for mark()
+        self._marks: dict[int, object] = {}
+        self._read: dict[int, object] = {}  # this round's reads, for mark()
 
     def check(self, pid: int) -> bool:
         sched_path = f"/proc/{pid}/schedstat"
@@ -39,6 +39,13 @@ class NotRun:
         # a mark may be taken (one thread: nobody but it could change it afterwards)
         self._read[pid] = sched if sched and self._threads(pid) == 1 else None
         return False
+
+    def check_key(self, pid: int, key: tuple[int, bytes] | None) -> bool:
+        """`check` with what the caller read itself, before reading the process: (start
+        time, schedstat) when the process had one thread at a stat read made since it last
+        ran (readers.realtree reads both every sample), None when not known."""
+        self._read[pid] = key
+        return key is not None and self._marks.get(pid) == key
 
     def _threads(self, pid: int) -> int | None:
         stat = self._fds.read(f"/proc/{pid}/stat", 1024)

@@ -345,7 +345,8 @@ class AttachSource:
         (holding a connection, in a busy state): readers.blockedreader."""
         if not w.connections or state not in BUSY_STATES:
             return None
-        return self._blocked.read(w.pid, [t.tid for t in w.threads if t.tid != w.pid])
+        others = [t.tid for t in w.threads if t.tid != w.pid]
+        return self._blocked.read(w.pid, others, w.quiet_key)
 
     def _thread(
         self,
