@@ -50,6 +50,7 @@ from collections import Counter
 
 import psutil
 
+from plumbing.loghist import LogHist
 from readers import procfs, realkind
 from readers.attach_target import (
     NOT_ALLOWED,
@@ -161,6 +162,11 @@ class AttachSource:
             raise
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
         self._estimated: Counter[tuple[int, int]] = Counter()
+        # per process, its last Phases: handed again while its queue wait is the same
+        # object (the eBPF counter rebuilds it only when its maps moved), so the analyser's
+        # window (judging.analysis.PhaseWindow) sees it unchanged instead of subtracting
+        # 250 histograms a sample
+        self._phases: dict[tuple[int, int], Phases] = {}
         self._dispatched = 0
         self._blocked = BlockedReader()  # kept fds: what each worker's main thread waits in
 
@@ -221,6 +227,8 @@ class AttachSource:
             del self._cpu[key]
         for key in set(self._estimated) - live:
             del self._estimated[key]
+        for key in self._phases.keys() - live:
+            del self._phases[key]
         root = r.workers[0]
         threads = sum(max(1, len(w.threads)) for w in r.workers)
         model = ModelInfo(
@@ -332,13 +340,22 @@ class AttachSource:
             # threads are the workers is their container, not one worker
             Role.PROCESS if threads_serve else w.role,
             w.state,  # proc_state
-            None if w.queue is None else Phases(queue=w.queue),  # phases
+            self._phases_of(key, w.queue),  # phases
             None,  # window_phases (the analyser's)
             w.hold,
             None,  # current: mod_status's, set by the caller
             w.peers,
             self._blocked_of(w, state),
         )
+
+    def _phases_of(self, key: tuple[int, int], queue: LogHist | None) -> Phases | None:
+        if queue is None:
+            self._phases.pop(key, None)
+            return None
+        last = self._phases.get(key)
+        if last is None or last.queue is not queue:
+            last = self._phases[key] = Phases(queue=queue)
+        return last
 
     def _blocked_of(self, w: WorkerReading, state: WorkerState) -> Blocked | None:
         """What its main thread waits in, read only for a process the stuck rule may judge
