@@ -105,10 +105,11 @@ def agent(
     root: int, mode: list[str], seconds: float, warm: float, src: str | None = None
 ) -> tuple[float, float, int, int]:
     """(CPU % of one core over `seconds`, of which bpftrace's, scrapes, bytes of the last
-    scrape); `src`: another checkout's src/ to run the agent from."""
+    scrape); `src`: the src/ to run the agent from (this checkout's by default: an
+    interpreter whose editable install is another checkout would run that one's)."""
     argv = [sys.executable, "-m", "serverscope", "attach", "--pid", str(root), "--no-ui"]
     argv += ["--period", "1", "--export", "127.0.0.1:0", *mode]
-    env = None if src is None else {**os.environ, "PYTHONPATH": os.path.abspath(src)}
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(src or os.path.join(HERE, "..", "src"))}
     proc = subprocess.Popen(
         argv, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env
     )

@@ -51,6 +51,7 @@ from collections import Counter
 import psutil
 
 from plumbing.loghist import LogHist
+from plumbing.process import raise_nofile_limit
 from readers import procfs, realkind
 from readers.attach_target import (
     NOT_ALLOWED,
@@ -169,6 +170,9 @@ class AttachSource:
         self._phases: dict[tuple[int, int], Phases] = {}
         self._dispatched = 0
         self._blocked = BlockedReader()  # kept fds: what each worker's main thread waits in
+        # up to 4 kept /proc fds a worker (stat, schedstat, cgroup, syscall): 250 workers
+        # reach a default soft limit of 1,024, past which reads would turn to unknown
+        raise_nofile_limit()
 
     def close(self) -> None:
         self.reader.close()
