@@ -3,6 +3,12 @@ on 250 worker processes with 50,000 TIME-WAIT sockets, scraped every 15 s. Goal:
 of a core (10 ms of CPU a second), so it can be left running.
 
     .venv/bin/python bench/bench_agent.py [--workers 250] [--time-wait 50000] [--seconds 30]
+        [--baseline-src OTHER_TREE/src] [--rounds 1]
+
+`--baseline-src` runs the agent of another checkout too (e.g. `git archive main src | tar
+-x -C /tmp/base`), alternately with this one, `--rounds` times each, on the same server
+and TIME-WAIT sockets, and prints the medians and their ratio: a change measured
+before/after in one run (the machine's load moves a single figure by 30% and more).
 
 It runs itself in a network namespace of its own (`unshare -n`, loopback up), so its
 TIME-WAIT sockets hold no port on the host (the kernel's established table is shared, so
@@ -95,12 +101,18 @@ def scrape(url: str, stop: threading.Event, got: list[int]) -> None:
             got.append(len(r.read()))
 
 
-def agent(root: int, mode: list[str], seconds: float, warm: float) -> tuple[float, float, int, int]:
+def agent(
+    root: int, mode: list[str], seconds: float, warm: float, src: str | None = None
+) -> tuple[float, float, int, int]:
     """(CPU % of one core over `seconds`, of which bpftrace's, scrapes, bytes of the last
-    scrape)."""
+    scrape); `src`: the src/ to run the agent from (this checkout's by default: an
+    interpreter whose editable install is another checkout would run that one's)."""
     argv = [sys.executable, "-m", "serverscope", "attach", "--pid", str(root), "--no-ui"]
     argv += ["--period", "1", "--export", "127.0.0.1:0", *mode]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(src or os.path.join(HERE, "..", "src"))}
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, text=True, start_new_session=True, env=env
+    )
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
@@ -133,6 +145,8 @@ def main() -> int:
     ap.add_argument("--time-wait", type=int, default=50_000)
     ap.add_argument("--seconds", type=float, default=46.0, help="measured, per mode (46)")
     ap.add_argument("--warm", type=float, default=8.0, help="left out at the start (8)")
+    ap.add_argument("--baseline-src", help="another tree's src/: its agent too, alternately")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each agent per mode (1)")
     ap.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if not a.in_netns:
@@ -159,21 +173,35 @@ def main() -> int:
         print(f"  {count_time_wait()} TIME-WAIT made in {time.monotonic() - t0:.0f} s")
         stop, seen = threading.Event(), []  # topped up while measuring: each lasts 60 s
         threading.Thread(target=hold_time_wait, args=(a.time_wait, stop, seen), daemon=True).start()
+        agents: list[tuple[str, str | None]] = [("", None)]
+        if a.baseline_src:
+            agents.insert(0, ("base ", a.baseline_src))
         try:
             for mode in modes:
-                start = len(seen)
-                pct, bpf, scrapes, size = agent(server.pid, mode, a.seconds, a.warm)
-                ref = dump_ms(port)
-                tw = seen[start:] or [count_time_wait()]
-                load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-                print(
-                    f"  {' '.join(mode):18s} {pct:5.2f}% of a core ({10 * pct:.1f} ms per "
-                    f"1 Hz sample, bpftrace {bpf:.2f}%, {scrapes} scrapes of "
-                    f"{size / 1024:.0f} KiB); goal "
-                    f"{GOAL:g}%: {'met' if pct <= GOAL else 'MISSED'}; TIME-WAIT "
-                    f"{min(tw)}..{max(tw)}; reference: the sample's connection dump "
-                    f"{ref:.1f} ms (sample / dump {10 * pct / ref:.1f}x); load {load}"
-                )
+                got: dict[str, list[float]] = {}
+                for _ in range(a.rounds):
+                    for label, src in agents:
+                        start = len(seen)
+                        pct, bpf, scrapes, size = agent(server.pid, mode, a.seconds, a.warm, src)
+                        got.setdefault(label, []).append(pct)
+                        ref = dump_ms(port)
+                        tw = seen[start:] or [count_time_wait()]
+                        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+                        print(
+                            f"  {label}{' '.join(mode):18s} {pct:5.2f}% of a core "
+                            f"({10 * pct:.1f} ms per 1 Hz sample, bpftrace {bpf:.2f}%, "
+                            f"{scrapes} scrapes of {size / 1024:.0f} KiB); goal "
+                            f"{GOAL:g}%: {'met' if pct <= GOAL else 'MISSED'}; TIME-WAIT "
+                            f"{min(tw)}..{max(tw)}; reference: the sample's connection "
+                            f"dump {ref:.1f} ms (sample / dump {10 * pct / ref:.1f}x); "
+                            f"load {load}",
+                            flush=True,
+                        )
+                if len(got) > 1 or a.rounds > 1:
+                    mid = {k: statistics.median(v) for k, v in got.items()}
+                    text = ", ".join(f"{k or 'this '}{v:.2f}%" for k, v in mid.items())
+                    ratio = f" (this / base {mid[''] / mid['base ']:.2f}x)" if len(mid) > 1 else ""
+                    print(f"  {' '.join(mode)} medians: {text}{ratio}", flush=True)
         finally:
             stop.set()
     finally:

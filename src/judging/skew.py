@@ -299,9 +299,10 @@ def _held_verdict(win: Sequence[Snapshot]) -> Diagnosis | None:
     span_s = analysis.covered_s(win)
     rows = _workers(win)
     ages = [r.age_s for r in rows if r.last > 0 and r.age_s is not None]
+    oldest = max(ages) if ages else None  # once: in the loop it was n^2 (250 workers)
     for r in rows:
-        if ages and r.age_s is not None:
-            r.young = r.age_s < max(ages) - SKEW_YOUNGER_S
+        if oldest is not None and r.age_s is not None:
+            r.young = r.age_s < oldest - SKEW_YOUNGER_S
     rows, out = _judged(rows, lambda r: r.last, span_s)
     ps = [
         _test([at(r) for r in rows], SKEW_MIN_CONNECTIONS, SKEW_MIN_CONNECTIONS_PER_WORKER)

@@ -20,6 +20,8 @@ from typing import Literal, TypeVar
 from plumbing.cgroupfs import Hierarchy, cpu_hierarchies, v2_has_cpu
 from values.cgroupcpu import CpuLimit
 
+from .procfs import KeptFds
+
 __all__ = ["REFRESH_S", "CgroupCpuReader", "cgroup_of", "parse_cpu_stat", "parse_proc_cgroup"]
 
 N = TypeVar("N", int, float)
@@ -129,6 +131,21 @@ class CgroupCpuReader:
         self._where: dict[int, tuple[float, str | None]] = {}  # pid -> (read again at, cgroup)
         self._limits: dict[str, tuple[float, tuple]] = {}  # cgroup -> (read at, limit_of)
         self._prev: dict[str, tuple[int | None, int | None, float | None]] = {}
+        self._fds = KeptFds()  # /proc/PID/cgroup: pread 5.8 us against 26 us open/read/close
+
+    def _cgroup_of(self, pid: int, h: Hierarchy) -> str | None:
+        """cgroup_of through a kept fd (bound to the task: a pid reused opens anew)."""
+        path = f"{self.proc}/{pid}/cgroup"
+        kept = path in self._fds.fds
+        data = self._fds.read(path)
+        if not data and kept:
+            data = self._fds.read(path)
+        if not data:
+            return None
+        return parse_proc_cgroup(data.decode(errors="replace"), h.version)
+
+    def close(self) -> None:
+        self._fds.close()
 
     def read(self, now: float, pids: Iterable[int]) -> tuple[CpuLimit, ...]:
         h = self.hierarchy
@@ -140,10 +157,14 @@ class CgroupCpuReader:
             seen = self._where.get(pid)
             if seen is None or now >= seen[0]:
                 again = now + MOVED_S * (1.0 + (pid % 64) / 64)
-                seen = (again, cgroup_of(pid, h, self.proc))
+                seen = (again, self._cgroup_of(pid, h))
             where[pid] = seen
             if seen[1] is not None:
                 members.setdefault(seen[1], []).append(pid)
+        for gone in self._where.keys() - where.keys():
+            fd = self._fds.fds.pop(f"{self.proc}/{gone}/cgroup", None)
+            if fd is not None:
+                os.close(fd)
         self._where = where  # pids no longer sampled are forgotten
         out, prev, limits = [], {}, {}
         for path in sorted(members):

@@ -91,6 +91,9 @@ class ProcessSample:
     starttime: int
     threads: tuple[TaskSample, ...]  # empty unless asked for and multi-threaded
     rss_bytes: int | None = None  # resident memory, from the same stat read as the state
+    # (start time, schedstat bytes) read this sample, when one thread was seen by a stat
+    # read made since it last ran (readers.notrun's key); None: not known to be one thread
+    quiet_key: tuple[int, bytes] | None = None
 
 
 _new_process_sample = positional_new(ProcessSample)
@@ -153,7 +156,7 @@ class RealTree:
     # pid -> (stat fd, schedstat fd, parsed stat) of single-threaded processes, per tree read
     _fast: dict[int, tuple[int, int, Stat]] = field(default_factory=dict)
     # pid -> (its schedstat bytes, its stat fields) at its last stat read, per tree read
-    _last: dict[int, tuple[bytes, Stat]] = field(default_factory=dict)
+    _last: dict[int, tuple[bytes, Stat, bool]] = field(default_factory=dict)  # ..., one thread
     # pid -> (its schedstat, its children) when they were read: a process that has not
     # run since cannot have forked, nor started a thread (so its `_fast` entry holds)
     _kids: dict[int, tuple[bytes, list[int]]] = field(default_factory=dict)
@@ -287,7 +290,7 @@ class RealTree:
         samples = []
         has_kids = bool(self.pids)
         new_sample = _new_process_sample
-        for pid, ppid, tasks, stat in out:
+        for pid, ppid, tasks, stat, sched in out:
             comm, state, start, rss = stat.comm, stat.state, stat.starttime, stat.rss_bytes
             if pid == self.root:
                 role = Role.MASTER if has_kids else Role.WORKER
@@ -301,7 +304,10 @@ class RealTree:
                     cpu = sum(t.cpu_ns or 0 for t in tasks)
                 at = max(t.at for t in tasks)
             threads = tuple(tasks) if self.threads and len(tasks) > 1 else ()
-            samples.append(new_sample(pid, ppid, comm, role, state, cpu, at, start, threads, rss))
+            key = (start, sched) if sched else None
+            samples.append(
+                new_sample(pid, ppid, comm, role, state, cpu, at, start, threads, rss, key)
+            )
         return samples
 
     def promote(
@@ -331,7 +337,7 @@ class RealTree:
         self.ever_worker |= new
         return [replace(p, role=Role.WORKER) if p.pid in new else p for p in samples]
 
-    def _read_all(self) -> list[tuple[int, int, list[TaskSample], Stat]] | None:
+    def _read_all(self) -> list[tuple[int, int, list[TaskSample], Stat, bytes]] | None:
         # one function on purpose (~65 lines): the per-pid loop is the hot path (250 pids
         # at 4 Hz), so the fast case (two preads, bound locals) stays inline, without a
         # call per pid
@@ -380,7 +386,7 @@ class RealTree:
                 st = fds[2]
                 seen = last.get(pid)
                 if seen is not None and seen[0] == sched:
-                    stat = seen[1]
+                    stat, single = seen[1], seen[2]
                 else:
                     try:
                         data = pread(fds[0], 512, 0)
@@ -390,16 +396,17 @@ class RealTree:
                         if pid == self.root:
                             raise ProcessLookupError(f"pid {pid} has exited")
                         return None
-                    state, rss = state_and_rss(data)
+                    state, rss, nthreads = state_and_rss(data)
+                    single = nthreads == 1  # read after schedstat: one thread since then
                     # positionally (dataclasses.replace is several times dearer); its
                     # cpu_seconds stays the tree read's: the CPU comes from schedstat
                     stat = Stat(
                         state, st.cpu_seconds, st.starttime, st.num_threads, rss, st.comm, st.ppid
                     )
-                    last[pid] = (sched, stat)
+                    last[pid] = (sched, stat, single)
                 cpu: int | None = int(sched[: sched.index(b" ")])
                 task = TaskSample(pid, pid, st.comm, stat.state, cpu, at, st.starttime)
-                out.append((pid, st.ppid, [task], stat))
+                out.append((pid, st.ppid, [task], stat, sched if single else b""))
                 continue
             comm, state, ppid, start = stat.comm, stat.state, stat.ppid, stat.starttime
             nthreads = stat.num_threads
@@ -425,5 +432,5 @@ class RealTree:
                     else:
                         tcomm, tstate, tstart = comm, state, start
                     tasks.append(TaskSample(pid, tid, tcomm, tstate, cpu, at, tstart))
-            out.append((pid, ppid, tasks, stat))
+            out.append((pid, ppid, tasks, stat, b""))
         return out

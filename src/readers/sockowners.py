@@ -9,9 +9,10 @@ dump shows an inode not seen before, reading links only for fd numbers not seen 
 giver: Node's round-robin master) and of an eighth of the other pids (round robin); when
 a live socket has left a re-read pid (an SCM_RIGHTS hand-over), every pid is listed again
 at once. So a socket the root hands over shows in its new owner at the next sample; one
-a worker hands over, within 8 samples (2 s at 4 Hz). Sockets shared by several processes (a
-listening socket inherited by prefork children) have all of them as owners, as in
-`ss -tnp`.
+a worker hands over, within 8 samples (2 s at 4 Hz). A pid that has not run since its
+links were last all read (readers.notrun) is not re-read: its fds cannot have changed.
+Sockets shared by several processes (a listening socket inherited by prefork children)
+have all of them as owners, as in `ss -tnp`.
 
 `TcpChangeGate` reads the namespace's TCP counters (~20 us) and tells when nothing can
 have changed since the last dump (~2.4 ms at 50k TIME-WAIT): the idle server on a busy
@@ -24,6 +25,8 @@ import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from .notrun import NotRun
 
 
 def _fd_socket_inode(path: str) -> int:
@@ -67,6 +70,8 @@ class SocketOwners:
     _n: int = 0
     _last_at: float | None = None
     denied: set[int] = field(default_factory=set)  # pids whose fd directory is not ours to read
+    not_run: NotRun = field(default_factory=NotRun)  # who has not run since its verification
+    quiet: int = 0  # verifications left out: the pid had not run since its last one
 
     def _scan(self, pids: Iterable[int], alive: set[int], verify: set[int]) -> None:
         fds = self.fds
@@ -102,6 +107,8 @@ class SocketOwners:
         alive = {i for i in inodes if i}
         for gone in set(self.fds) - set(pids):
             del self.fds[gone]
+        if self.verify_every and self._n % self.verify_every == 0:
+            self.not_run.keep_only(pids)
         self.denied &= set(pids)
         known: set[int] = set()
         for cur in self.fds.values():
@@ -116,6 +123,13 @@ class SocketOwners:
         if scanned:
             self._scan(pids, alive, verify)
         else:
+            # a pid that has not run since its links were last all read holds the same
+            # fds (readers.notrun): its verification would read the same links again
+            quiet = {pid for pid in verify if self.not_run.check(pid)}
+            self.quiet += len(quiet)
+            verify -= quiet
+            for pid in verify:
+                self.not_run.mark(pid)
             held = {pid: set(self.fds.get(pid, {}).values()) & alive for pid in verify}
             self._scan(verify, alive, verify)
             moved = any(held[pid] - set(self.fds.get(pid, {}).values()) for pid in verify)

@@ -50,9 +50,15 @@ def read_syscall(pid: int, tid: int) -> tuple[str, tuple[int, ...]] | None:
     no ptrace access) or blocked outside a system call."""
     try:
         with open(f"/proc/{pid}/task/{tid}/syscall", "rb") as f:
-            fields = f.read().split()
+            data = f.read()
     except OSError:
         return None
+    return parse_syscall(data)
+
+
+def parse_syscall(data: bytes) -> tuple[str, tuple[int, ...]] | None:
+    """read_syscall's answer from the file's bytes."""
+    fields = data.split()
     if not fields:
         return None
     if fields[0] == b"running":
@@ -73,12 +79,17 @@ def _is_socket(pid: int, fd: int) -> bool | None:
         return None
 
 
-def blocked(pid: int, others: Sequence[int] | None = None) -> Blocked | None:
+def blocked(
+    pid: int,
+    others: Sequence[int] | None = None,
+    main: tuple[str, tuple[int, ...]] | None = None,
+) -> Blocked | None:
     """What process `pid`'s main thread waits in (its event loop, when it has one), and
     how many of its other threads are busy; None when not readable. `others`: its other
-    threads' ids when the caller knows them (else listed from /proc). ~20-40 us for a
+    threads' ids when the caller knows them (else listed from /proc); `main`: the main
+    thread's call when the caller has read it (readers.blockedreader). ~20-40 us for a
     one-thread process on the 2-core test machine."""
-    got = read_syscall(pid, pid)
+    got = main if main is not None else read_syscall(pid, pid)
     if got is None:
         return None
     call, args = got

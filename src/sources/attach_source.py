@@ -50,7 +50,9 @@ from collections import Counter
 
 import psutil
 
-from readers import procfs, realkind, syscalls
+from plumbing.loghist import LogHist
+from plumbing.process import raise_nofile_limit
+from readers import procfs, realkind
 from readers.attach_target import (
     NOT_ALLOWED,
     AttachError,
@@ -60,6 +62,7 @@ from readers.attach_target import (
     ports_of,
     serverscope_root,
 )
+from readers.blockedreader import BlockedReader
 from readers.mechanism import serving_threads
 from readers.netns import NetNsError, net_dir, of_pid_if_readable, own
 from readers.netns import at as netns_at
@@ -164,12 +167,22 @@ class AttachSource:
             raise
         self._cpu: dict[tuple[int, int], tuple[int, float]] = {}
         self._estimated: Counter[tuple[int, int]] = Counter()
+        # per process, its last Phases: handed again while its queue wait is the same
+        # object (the eBPF counter rebuilds it only when its maps moved), so the analyser's
+        # window (judging.analysis.PhaseWindow) sees it unchanged instead of subtracting
+        # 250 histograms a sample
+        self._phases: dict[tuple[int, int], Phases] = {}
         self._dispatched = 0
         self._opens_from: int | None = None  # the namespace's PassiveOpens when first read
         self._seen = 0  # new connections the estimate saw since then
+        self._blocked = BlockedReader()  # kept fds: what each worker's main thread waits in
+        # up to 4 kept /proc fds a worker (stat, schedstat, cgroup, syscall): 250 workers
+        # reach a default soft limit of 1,024, past which reads would turn to unknown
+        raise_nofile_limit()
 
     def close(self) -> None:
         self.reader.close()
+        self._blocked.close()
         if self.status is not None:
             self.status.close()
 
@@ -219,10 +232,13 @@ class AttachSource:
                 )
         if status is not None:  # a request now would wait in the queue like the clients
             status.allow(free or not any(ln.queue for ln in listeners))
+        self._blocked.sweep()
         for key in set(self._cpu) - live:  # gone: a reused pid starts afresh
             del self._cpu[key]
         for key in set(self._estimated) - live:
             del self._estimated[key]
+        for key in self._phases.keys() - live:
+            del self._phases[key]
         root = r.workers[0]
         threads = sum(max(1, len(w.threads)) for w in r.workers)
         model = ModelInfo(
@@ -323,9 +339,9 @@ class AttachSource:
         mine = attach_states.of_slot(glyphs)
         if state not in (WorkerState.STOPPED, WorkerState.DEAD) and mine is not None:
             state = mine  # Apache's own scoreboard, when fresh
-            blocked = _blocked(w, state)
+            blocked = self._blocked_of(w, state)
         else:  # from outside: asleep with one connection, but maybe not on its client
-            blocked = _blocked(w, state)
+            blocked = self._blocked_of(w, state)
             state = attach_states.busy_in(state, blocked)
         if w.accepts_total is not None:  # exact
             _, acc, _ = deltas((None, w.pid, w.starttime), True, None, w.accepts_total, None)
@@ -363,13 +379,30 @@ class AttachSource:
             # threads are the workers is their container, not one worker
             Role.PROCESS if threads_serve else w.role,
             w.state,  # proc_state
-            None if w.queue is None else Phases(queue=w.queue),  # phases
+            self._phases_of(key, w.queue),  # phases
             None,  # window_phases (the analyser's)
             w.hold,
             None,  # current: mod_status's, set by the caller
             w.peers,
             blocked,
         )
+
+    def _phases_of(self, key: tuple[int, int], queue: LogHist | None) -> Phases | None:
+        if queue is None:
+            self._phases.pop(key, None)
+            return None
+        last = self._phases.get(key)
+        if last is None or last.queue is not queue:
+            last = self._phases[key] = Phases(queue=queue)
+        return last
+
+    def _blocked_of(self, w: WorkerReading, state: WorkerState) -> Blocked | None:
+        """What its main thread waits in, read only for a process the stuck rule may judge
+        (holding a connection, in a busy state): readers.blockedreader."""
+        if not w.connections or state not in BUSY_STATES:
+            return None
+        others = [t.tid for t in w.threads if t.tid != w.pid]
+        return self._blocked.read(w.pid, others, w.quiet_key)
 
     def _thread(
         self,
@@ -459,14 +492,6 @@ class AttachSource:
             )
             for i, ln in enumerate(ordered)
         ]
-
-
-def _blocked(w: WorkerReading, state: WorkerState) -> Blocked | None:
-    """What its main thread waits in, read only for a process the stuck rule may judge
-    (holding a connection, in a busy state): a short read a thread (readers.syscalls)."""
-    if not w.connections or state not in BUSY_STATES:
-        return None
-    return syscalls.blocked(w.pid, [t.tid for t in w.threads if t.tid != w.pid])
 
 
 def _age(starttime: int) -> float:

@@ -74,6 +74,7 @@ class WorkerReading:
     queue: LogHist | None = None  # queue wait, cumulative since attach; None: not measured
     hold: Hold | None = None  # what its connections did (tcp_info), all alike; None: unread
     peers: Peers | None = None  # its connections, the oldest listed; None: not ours to read
+    quiet_key: tuple[int, bytes] | None = None  # realtree's (readers.notrun)
 
 
 _new_worker_reading = positional_new(WorkerReading)
@@ -288,6 +289,7 @@ class RealServerReader:
                     None if waits is None else waits.get(pid, _NO_WAIT),  # queue
                     _hold(held, infos),
                     None if pid in denied else self.peers.of(pid, held),
+                    p.quiet_key,
                 )
             )
         self.peers.keep(cby.keys())
