@@ -31,7 +31,7 @@ from lab.attach import ONCE_SPAN_S, AttachError, Attachment, too_short
 from lab.autocapture import AutoCapture
 from lab.watch import DEFAULT_PERIOD, Watch
 from loadgen.levels import PRESETS, LoadError, preset
-from plumbing.loopback import loopback_address
+from plumbing.loopback import loopback_address, refusal
 from plumbing.signals import stop_on
 from values.snapshot import Snapshot
 
@@ -174,11 +174,7 @@ def run(a: argparse.Namespace) -> int:
     elif a.status_url != "auto" and not a.allow_remote:
         host = urlsplit(a.status_url).hostname or ""
         if loopback_address(host) is None:
-            return fail(
-                PROG,
-                f"--status-url: refusing to ask {host or a.status_url!r}: it is not on loopback "
-                "(127.0.0.0/8, ::1, localhost); pass --allow-remote if you own that server",
-            )
+            return fail(PROG, "--status-url: " + refusal("ask", repr(host or a.status_url)))
     try:
         att = Attachment.open(
             pid=a.pid,

@@ -28,7 +28,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from plumbing.loopback import loopback_address
+from plumbing.loopback import loopback_address, refusal
 
 from .levels import LoadError, LoadLevel
 from .recorder import Recorder
@@ -70,13 +70,6 @@ class Target:
         return self.path if target == "/" else target
 
 
-def refusal(host: str) -> str:
-    return (
-        f"refusing to load {host}: it is not on loopback (127.0.0.0/8, ::1, localhost); "
-        "pass --allow-remote if you own that server"
-    )
-
-
 def resolve(url: str, allow_remote: bool = False) -> Target:
     """Parse and resolve `url`; refuse (LoadError, one line) a host not on loopback, before
     any DNS lookup (a lookup of a remote name already leaves the machine)."""
@@ -96,7 +89,7 @@ def resolve(url: str, allow_remote: bool = False) -> Target:
         addr = local
         family = socket.AF_INET6 if ":" in local else socket.AF_INET
     elif not allow_remote:
-        raise LoadError(refusal(host))
+        raise LoadError(refusal("load", host))
     else:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

@@ -17,3 +17,12 @@ def loopback_address(host: str) -> str | None:
     except ValueError:
         return None
     return host if ip.is_loopback else None
+
+
+LOOPBACK_NAMES = "127.0.0.0/8, ::1, localhost"
+
+
+def refusal(doing: str, host: str, fix: str = "pass --allow-remote if you own that server") -> str:
+    """The one line every reader of a URL refuses a host not on loopback with:
+    `refusing to load 10.0.0.1: it is not on loopback (...); pass --allow-remote ...`."""
+    return f"refusing to {doing} {host}: it is not on loopback ({LOOPBACK_NAMES}); {fix}"

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from plumbing.loopback import loopback_address
+from plumbing.loopback import loopback_address, refusal
 
 TIMEOUT_S = 10.0  # one query: connect and answer
 MAX_ANSWER_BYTES = 256 * 1024 * 1024  # ~1M series of a few labels; more is refused, in a line
@@ -83,8 +83,9 @@ def base_url(url: str, allow_remote: bool = False) -> str:
         netloc = host if port is None else f"{host}:{port}"
     elif not allow_remote:
         raise PromError(
-            f"refusing to query {parts.hostname}: it is not on loopback (127.0.0.0/8, ::1, "
-            "localhost); pass --allow-remote to read a Prometheus on another host"
+            refusal(
+                "query", parts.hostname, "pass --allow-remote to read a Prometheus on another host"
+            )
         )
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
