@@ -259,30 +259,29 @@ def _live(watch: Watch, a: argparse.Namespace, stop: threading.Event) -> int:
     if a.json or a.no_ui:
         watch.run(a.period, stop)
         return EXIT_OK
-    from rich.console import Console
+    from rich.console import Console, RenderableType
     from rich.live import Live
 
     from text.attach import render, wanted_width
 
     console = Console()
+
+    def table(snap: Snapshot) -> RenderableType:
+        fit_console(console, a.width, functools.partial(wanted_width, snap, threads=a.threads))
+        return render(snap, threads=a.threads)
+
     if not console.is_terminal:
         # into a pipe or file, each sample's table follows the last (as `top -b` does): a
         # Live redraws in place and writes nothing until it stops, so `| head` never ended
 
         def print_table(snap: Snapshot) -> None:
-            fit_console(console, a.width, functools.partial(wanted_width, snap, threads=a.threads))
-            console.print(render(snap, threads=a.threads))
+            console.print(table(snap))
             console.file.flush()
 
         watch.observers.append(print_table)
         watch.run(a.period, stop)
         return EXIT_OK
     with Live(console=console, auto_refresh=False, screen=False) as live:
-
-        def draw(snap: Snapshot) -> None:
-            fit_console(console, a.width, functools.partial(wanted_width, snap, threads=a.threads))
-            live.update(render(snap, threads=a.threads), refresh=True)
-
-        watch.observers.append(draw)
+        watch.observers.append(lambda snap: live.update(table(snap), refresh=True))
         watch.run(a.period, stop)
     return EXIT_OK
