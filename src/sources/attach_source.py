@@ -241,16 +241,22 @@ class AttachSource:
             del self._phases[key]
         root = r.workers[0]
         threads = sum(max(1, len(w.threads)) for w in r.workers)
+        # the estimate's new connections this interval, everyone's (the dispatch count's too)
+        new = (
+            0
+            if r.accepts_source == ACCEPTS_EXACT
+            else sum(w.new_connections or 0 for w in r.workers)
+        )
         model = ModelInfo(
             name="attached",
             root_pid=self.root,
             master_rss_bytes=root.rss_bytes,
             processes=len(r.workers),
             threads=threads,
-            dispatches=self._dispatches(r),
+            dispatches=self._dispatches(r, new),
             server=self._server(r),
             accepts_method=EXACT if r.accepts_source == ACCEPTS_EXACT else ESTIMATE,
-            accepts_note=None if r.accepts_source == ACCEPTS_EXACT else self._why_estimate(r),
+            accepts_note=None if r.accepts_source == ACCEPTS_EXACT else self._why_estimate(r, new),
             queue_method=self.reader.queue_method,
             queue_note=None if r.queue_total is not None else self._why_no_queue(r),
             status=self._status(r),
@@ -292,7 +298,7 @@ class AttachSource:
         why = "not asked for (--exact-accepts)" if self.not_asked else r.queue_unavailable
         return f"queue wait not measured: eBPF {why}"
 
-    def _estimate_seen(self, r: RealReading) -> str | None:
+    def _estimate_seen(self, new: int) -> str | None:
         """How many of the connections the namespace's listeners took since attach (Tcp
         PassiveOpens: every listener's, a neighbour's too) the estimate saw, when it saw
         fewer; None before ESTIMATE_MIN_OPENS were taken, or when it cannot be read."""
@@ -303,7 +309,7 @@ class AttachSource:
         if self._opens_from is None:
             self._opens_from = opens
             return None
-        self._seen += sum(w.new_connections or 0 for w in r.workers)
+        self._seen += new
         taken = opens - self._opens_from
         if taken < ESTIMATE_MIN_OPENS or self._seen >= taken:
             return None
@@ -312,9 +318,9 @@ class AttachSource:
             "since attach: short ones open and close between samples"
         )
 
-    def _why_estimate(self, r: RealReading) -> str:
+    def _why_estimate(self, r: RealReading, new: int) -> str:
         why = "not asked for (--exact-accepts)" if self.not_asked else r.accepts_unavailable
-        seen = self._estimate_seen(r)
+        seen = self._estimate_seen(new)
         return f"new connections per interval from sock_diag (eBPF {why})" + (
             f"; {seen}" if seen else ""
         )
@@ -439,13 +445,13 @@ class AttachSource:
             proc_state=t.state,
         )
 
-    def _dispatches(self, r: RealReading) -> int | None:
+    def _dispatches(self, r: RealReading, new: int) -> int | None:
         """Connections the master took and passed on, total since attach; None when the
         root is not a master that dispatches. A master dispatches when it holds the
         listening socket and none of its workers does (Node's round robin): then every
         connection a worker holds came through it. Exact: the master's own accepts (eBPF);
         estimate: the new connections anyone in the tree holds (the master passes a
-        handle on within microseconds, so sock_diag seldom sees it holding one)."""
+        handle on within microseconds, so sock_diag seldom sees it holding one): `new`."""
         root = r.workers[0]
         lines = {ln.inode for ln in r.listeners}
         if root.role != TreeRole.MASTER or not root.listeners & lines:
@@ -454,7 +460,7 @@ class AttachSource:
             return None
         if root.accepts_total is not None:
             return root.accepts_total
-        self._dispatched += sum(w.new_connections or 0 for w in r.workers)
+        self._dispatched += new
         return self._dispatched
 
     def _server(self, r: RealReading) -> str | None:
