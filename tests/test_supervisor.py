@@ -43,6 +43,10 @@ def test_cluster_round_robin_is_even(start_server):
 @pytest.mark.solo  # FIFO wake-ups need the cores: under load [51, 57, 54, 38] was seen
 def test_proc_spawn_fifo_accept_is_even(start_server):
     sup = start_server("proc_spawn", workers=4)
+    # every worker in the accept queue's FIFO before the first connection: ready means the
+    # server answers, and a spawned worker still importing joins late (seen in CI: 72 to
+    # the first of four)
+    wait_until(lambda: all(_in_accept(p) for p in sup.worker_pids()), 20, "4 workers in accept")
     before = accepts_per_worker(sup)
     sequential(sup.port, 200)
     wait_until(lambda: sum(accepts_per_worker(sup, before)) == 200)
@@ -57,6 +61,15 @@ def test_proc_spawn_default_pool_is_250(start_server):
     snap = sup.read()
     assert len(snap.live) == 250 and len(set(s.pid for s in snap.live)) == 250
     assert get(sup.port).status == 200
+
+
+def _in_accept(pid: int) -> bool:
+    """The process is blocked in accept() (its wait channel)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read() == "inet_csk_accept"
+    except OSError:
+        return False
 
 
 def _sleeping(pid: int) -> bool:
