@@ -222,10 +222,10 @@ class AcceptCounter:
             start_new_session=True,
             preexec_fn=_child_setup,
         )
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-        try:
+        try:  # from here on: a Ctrl-C as it starts (its readers too) does not leave it running
+            self._thread = threading.Thread(target=self._read, daemon=True)
+            self._thread.start()
+            threading.Thread(target=self._read_err, daemon=True).start()
             self._await_attached(self.proc, timeout)
         except BaseException:  # also Ctrl-C while it attaches: it is not left running
             self.stop()

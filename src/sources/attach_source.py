@@ -148,6 +148,11 @@ class AttachSource:
         ports = [port] if port is not None else ports_of(self.root, ns)
         self.ports = ports
         exact = os.geteuid() == 0 if exact_accepts is None else exact_accepts
+        # before bpftrace starts: nothing between its start and the guard below
+        self._blocked = BlockedReader()  # kept fds: what each worker's main thread waits in
+        # up to 4 kept /proc fds a worker (stat, schedstat, cgroup, syscall): 250 workers
+        # reach a default soft limit of 1,024, past which reads would turn to unknown
+        raise_nofile_limit()
         self.reader = RealServerReader(
             self.root, ports, exact_accepts=exact, threads=threads, netns=ns
         )
@@ -175,10 +180,6 @@ class AttachSource:
         self._dispatched = 0
         self._opens_from: int | None = None  # the namespace's PassiveOpens when first read
         self._seen = 0  # new connections the estimate saw since then
-        self._blocked = BlockedReader()  # kept fds: what each worker's main thread waits in
-        # up to 4 kept /proc fds a worker (stat, schedstat, cgroup, syscall): 250 workers
-        # reach a default soft limit of 1,024, past which reads would turn to unknown
-        raise_nofile_limit()
 
     def close(self) -> None:
         self.reader.close()
