@@ -50,6 +50,15 @@ OUTSIDE_VIEW = "outside view (/proc states + sockets)"
 PAUSED = "mod_status paused: the server has no free worker"
 
 
+@dataclasses.dataclass(frozen=True)
+class StatusView:
+    """One read of mod_status as a sample uses it (StatusPoller.view)."""
+
+    states: dict[int, tuple[WorkerState, ...]]  # pid: its slot's states; {} when stale
+    currents: dict[int, Current]  # pid: its current request (ExtendedStatus)
+    text: str  # the line saying where the states come from
+
+
 class StatusPoller:
     """Polls mod_status at `url` when the sampler allows it; `states()` gives {pid: the
     states of its scoreboard slot (one per thread slot under worker/event)} from the last
@@ -105,12 +114,13 @@ class StatusPoller:
         accept queue); a poll is then made if one is due. When not, none is, and the
         glyphs read before are dropped (they describe a server that was not saturated)."""
         now = time.monotonic()
-        self._allowed_at, self._last_allow = self._last_allow, now
-        self.paused = not free
-        if not free:
-            self._slots = {}
-            self._current = {}
-            return
+        with self._lock:
+            self._allowed_at, self._last_allow = self._last_allow, now
+            self.paused = not free
+            if not free:
+                self._slots = {}
+                self._current = {}
+                return
         if not self.absent and now - self._polled_at >= self.period_s:
             self._polled_at = now
             self._go.set()
@@ -131,24 +141,38 @@ class StatusPoller:
             for ep in [e for e, open_ in self._own.items() if not open_ and e not in seen]:
                 del self._own[ep]
 
+    def view(self) -> StatusView:
+        """What the last read says, taken at once: the states, the current requests and
+        the line describing them come from one read (a poll ending between reading the
+        states and the line gave a sample saying "mod_status ..." with no glyph in it)."""
+        with self._lock:
+            slots = self._fresh_slots()
+            return StatusView(slots, self._current if slots else {}, self._describe(slots))
+
     def states(self) -> dict[int, tuple[WorkerState, ...]]:
         """{pid: its slot's states}, when read since the previous sample or lately."""
+        return self.view().states
+
+    def currents(self) -> dict[int, Current]:
+        """{pid: its current request and client}, fresh as `states()` is."""
+        return self.view().currents
+
+    def describe(self) -> str:
+        return self.view().text
+
+    def _fresh_slots(self) -> dict[int, tuple[WorkerState, ...]]:
         now = time.monotonic()
         if self._at >= self._allowed_at or now - self._at <= STATUS_FRESH_S:
             return self._slots
         return {}
 
-    def currents(self) -> dict[int, Current]:
-        """{pid: its current request and client}, fresh as `states()` is."""
-        return self._current if self.states() else {}
-
-    def describe(self) -> str:
+    def _describe(self, slots: dict[int, tuple[WorkerState, ...]]) -> str:
         if self.absent:
             return OUTSIDE_VIEW
         if self.paused:
             return f"{OUTSIDE_VIEW}; {PAUSED}"
         st = self.latest
-        if st is not None and self.states():
+        if st is not None and slots:
             parked = st.fields.get("ConnsAsyncKeepAlive")
             extra = f", {parked} keep-alive parked" if parked and parked != "0" else ""
             if self.own_left_in:
@@ -173,16 +197,20 @@ class StatusPoller:
             self._go.clear()
             try:
                 st, pids, current = self._poll()
-                self.latest, self._slots = st, _states_by_pid(st, pids)
-                self._current = _steady(self._current, current, self._served, self._served_now)
-                self._served = self._served_now
-                self._at = time.monotonic()
-                self.error = None
+                slots = _states_by_pid(st, pids)
+                with self._lock:  # one read, seen whole by `view()`
+                    self.latest, self._slots = st, slots
+                    self._current = _steady(self._current, current, self._served, self._served_now)
+                    self._served = self._served_now
+                    self._at = time.monotonic()
+                    self.error = None
             except ModStatusError as e:
-                self.error = str(e)[:120]
-                self.absent = self.auto and self.latest is None
+                with self._lock:
+                    self.error = str(e)[:120]
+                    self.absent = self.auto and self.latest is None
             except (OSError, http.client.HTTPException, ValueError) as e:
-                self.error = f"{type(e).__name__}: {e}"[:120]
+                with self._lock:
+                    self.error = f"{type(e).__name__}: {e}"[:120]
 
     def _poll(self) -> tuple[ModStatus, dict[int, int], dict[int, Current]]:
         """The ?auto page and the HTML page, on one connection when the server keeps it;

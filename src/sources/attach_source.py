@@ -69,7 +69,7 @@ from readers.netns import at as netns_at
 from readers.placement import PlacementReader
 from readers.realtree import Role as TreeRole
 from readers.realtree import TaskSample
-from readers.statuspoll import OUTSIDE_VIEW, StatusPoller
+from readers.statuspoll import OUTSIDE_VIEW, StatusPoller, StatusView
 from values.blocked import Blocked
 from values.phases import Phases
 from values.positional import positional_new
@@ -208,8 +208,9 @@ class AttachSource:
             status.forget(r.own_seen, r.dumped)
         listeners = self._listeners(r)
         index = {ln.inode: ln.index for ln in listeners}
-        slots = status.states() if status else {}
-        currents = status.currents() if status else {}
+        view = status.view() if status else None  # states and their line from one read
+        slots = view.states if view else {}
+        currents = view.currents if view else {}
         where = self.placement.read([w.pid for w in r.workers]) if self.placement else None
         if where is not None and where.ns_pids:  # mod_status names its namespace's pids
             slots, currents = where.by_host_pid(slots), where.by_host_pid(currents)
@@ -260,7 +261,7 @@ class AttachSource:
             accepts_note=None if r.accepts_source == ACCEPTS_EXACT else self._why_estimate(r, new),
             queue_method=self.reader.queue_method,
             queue_note=None if r.queue_total is not None else self._why_no_queue(r),
-            status=self._status(r),
+            status=self._status(r, view),
             program=self.program,
             access_note=self._access_note(r),
             placement=where,
@@ -271,10 +272,10 @@ class AttachSource:
         phases = None if r.queue_total is None else Phases(queue=r.queue_total)
         return Reading(model, master_cpu, workers, listeners, phases)
 
-    def _status(self, r: RealReading) -> str:
-        if self.status is None:
+    def _status(self, r: RealReading, view: StatusView | None) -> str:
+        if view is None:
             return OUTSIDE_VIEW
-        text = self.status.describe()
+        text = view.text
         ours = sum(ln.ours for ln in r.listeners)
         if ours:
             text += f" ({ours} status connection(s) of ours in an accept queue, counted there)"
