@@ -104,26 +104,26 @@ def serverscope_root(proc: psutil.Process) -> psutil.Process:
     the scoreboard and is the root pid `serve` prints. The supervisor keeps copies of the
     listening sockets, so the port's owner is the supervisor, and its children are the
     master and the workers: taking it as the root counted the master as a fifth worker
-    of four. Forked workers share the root's command line, so the root is the one whose
-    parent does not."""
+    of four. The supervisor starts the root itself (plumbing.child), so only `proc`'s own
+    children are looked at: searching its whole tree took, for `--pid 1`, some other
+    serverscope's model root anywhere on the machine. Several (one supervisor running
+    several models): the one sharing a socket with `proc`, else `proc` itself."""
+    if _is_model_root(proc):  # its forked workers have its command line
+        return proc
     try:
-        tree = [proc, *proc.children(recursive=True)]
+        kids = [p for p in proc.children() if _is_model_root(p)]
     except psutil.Error:
         return proc
-    roots: dict[int, psutil.Process] = {}
-    for p in tree:
-        try:
-            cmd = p.cmdline()
-        except psutil.Error:
-            continue
-        if any(cmd[i : i + 2] == list(SERVERSCOPE_ROOT_ARGS) for i in range(len(cmd) - 1)):
-            roots[p.pid] = p
-    if proc.pid in roots:
-        return proc
-    for p in roots.values():
-        try:
-            if p.ppid() not in roots:
-                return p
-        except psutil.Error:
-            continue
-    return proc
+    if len(kids) == 1:
+        return kids[0]
+    held = set(procfs.socket_inodes(proc.pid))
+    sharing = [p for p in kids if held & set(procfs.socket_inodes(p.pid))]
+    return sharing[0] if len(sharing) == 1 else proc
+
+
+def _is_model_root(p: psutil.Process) -> bool:
+    try:
+        cmd = p.cmdline()
+    except psutil.Error:
+        return False
+    return any(cmd[i : i + 2] == list(SERVERSCOPE_ROOT_ARGS) for i in range(len(cmd) - 1))
