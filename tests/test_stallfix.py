@@ -63,6 +63,24 @@ def test_a_stalled_reuseport_worker_gets_the_shared_queue_with_as_many_workers()
         fix.choose(ServerConfig(model="many_accepts"), [STALLED])
 
 
+BACKLOG = (
+    "reuseport_backlog",
+    "one reuseport queue backed up: worker 0 queue 14, others <= 2 (median 0)",
+)
+
+
+def test_a_queue_backed_up_behind_a_busy_worker_gets_the_stalled_workers_remedies() -> None:
+    """A worker busy in a handler (`--fault burn`) is not stopped: only reuseport_backlog
+    is seen, and fix said "nothing to fix" where the shared queue cures it as well."""
+    cfg = ServerConfig(model="reuseport", workers=4)
+    remedy, message, rule = fix.choose(cfg, [("server_wait", "in-server wait"), BACKLOG])
+    assert (remedy.name, rule, message) == ("shared-queue", "reuseport_backlog", BACKLOG[1])
+    assert [r.name for r in fix.remedies_for(cfg, "reuseport_backlog")] == [
+        r.name for r in fix.remedies_for(cfg, "stalled_owner")
+    ]
+    assert fix.choose(cfg, [BACKLOG], "watchdog")[0].change(cfg).worker_timeout == 1.0
+
+
 def _stranding(seed: int, grow: bool) -> windows.Recording:
     """A run whose requests in flight climb by 12 a sample from the 8th on (a stalled
     worker's share stranded) or stay at a few."""

@@ -166,17 +166,26 @@ REMEDIES: tuple[Remedy, ...] = (
     Remedy("gil_cap", "processes", on("goroutines", "worker", "event"),
            to_model("reuseport", workers=CORES), GIL,
            f"one process per core ({CORES}, reuseport): each with a GIL of its own"),
-    Remedy("stalled_owner", "shared-queue", on("reuseport"), to_model("many_accepts"), STALL,
-           "one accept queue all the workers take from (many_accepts): a stopped worker "
-           "strands only the connections it had already accepted"),
-    Remedy("stalled_owner", "watchdog", no_watchdog, knobs(worker_timeout=WATCHDOG_S), STALL,
-           f"gunicorn's --timeout: the master kills a worker silent for {WATCHDOG_S:g} s and "
-           "forks a new one, which takes the queue from the socket the master kept"),
-    Remedy("stalled_owner", "migrate+watchdog", no_watchdog,
-           knobs(worker_timeout=WATCHDOG_S, migrate=True), STALL,
-           f"the watchdog kills the worker silent for {WATCHDOG_S:g} s; each worker alone "
-           "holding its socket (tcp_migrate_req = 1), the kernel hands its queue to the "
-           "others as it dies"),
+    # a queue stranded behind its worker: stopped (stalled_owner) or busy, still running
+    # (reuseport_backlog, e.g. a handler burning CPU): the same remedies
+    *(
+        remedy
+        for rule in ("stalled_owner", "reuseport_backlog")
+        for remedy in (
+            Remedy(rule, "shared-queue", on("reuseport"), to_model("many_accepts"), STALL,
+                   "one accept queue all the workers take from (many_accepts): a stalled "
+                   "worker strands only the connections it had already accepted"),
+            Remedy(rule, "watchdog", no_watchdog, knobs(worker_timeout=WATCHDOG_S), STALL,
+                   f"gunicorn's --timeout: the master kills a worker silent for "
+                   f"{WATCHDOG_S:g} s and forks a new one, which takes the queue from the "
+                   "socket the master kept"),
+            Remedy(rule, "migrate+watchdog", no_watchdog,
+                   knobs(worker_timeout=WATCHDOG_S, migrate=True), STALL,
+                   f"the watchdog kills the worker silent for {WATCHDOG_S:g} s; each worker "
+                   "alone holding its socket (tcp_migrate_req = 1), the kernel hands its "
+                   "queue to the others as it dies"),
+        )
+    ),
 )
 # fmt: on
 RULES = tuple(dict.fromkeys(r.rule for r in REMEDIES))
