@@ -262,6 +262,24 @@ def test_run_command_prints_a_summary_and_writes_json_and_csv(tmp_path: Path) ->
     assert out_csv.read_text().startswith("t_s,rps,")
 
 
+def test_run_does_a_fault_at_its_second_and_says_so(tmp_path: Path) -> None:
+    """`run --fault` (as `fix --fault`): the worker in the slot is paused 0.5 s into the
+    load, the summary names it with its pid, and it is gone with the run."""
+    out_json = tmp_path / "run.json"
+    p = _serverscope(
+        "run",
+        *("--model", "reuseport", "--workers", "2", "--load", "steady", "--duration", "1.5"),
+        *("--fault", "pause:1@0.5", "--json", str(out_json)),
+    )
+    assert p.returncode == 0, p.stderr
+    data = json.loads(out_json.read_text())
+    (done,) = data["faults"]
+    m = re.fullmatch(r"pause worker 1 \(pid (\d+)\) at (\d+\.\d+) s", done)
+    assert m and 0.5 <= float(m[2]) < 0.75, done
+    assert int(m[1]) == data["workers"][1]["pid"] and not pid_alive(int(m[1]))
+    assert f"fault: {done}" in p.stdout and "the fault was not done" not in p.stdout
+
+
 def test_run_on_a_busy_port_fails_in_one_line_with_status_2() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -281,6 +299,8 @@ def test_run_refuses_bad_arguments_in_one_line() -> None:
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     p = _serverscope("run", "--model", "single", "--workers", "3", "--duration", "1")
     assert p.returncode == 2 and "has no --workers" in p.stderr
+    p = _serverscope("run", "--model", "prefork", "--duration", "1", "--fault", "pause:0@2")
+    assert p.returncode == 2 and p.stderr == "serverscope run: --fault at 2 s: the load lasts 1 s\n"
 
 
 def test_run_refuses_a_zero_duration_in_one_sensible_line() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from judging.stuck import STUCK_OPTIONS, StuckSettings
+from lab.scenarios import FAULT_FORM, Fault
 from lab.server import KNOBS, ServerConfig
 from loadgen.levels import PRESETS, LoadLevel, preset
 from loadgen.options import LOAD_OPTIONS
@@ -307,3 +308,23 @@ def stuck_from_args(a: argparse.Namespace) -> StuckSettings:
         s.name: getattr(a, s.name) for s in STUCK_OPTIONS if getattr(a, s.name, None) is not None
     }
     return StuckSettings(**given)
+
+
+def add_fault_arg(p: argparse.ArgumentParser, runs: str) -> None:
+    """--fault (lab.scenarios.Fault): done to a worker of `runs` at its second."""
+    p.add_argument(
+        "--fault",
+        metavar=FAULT_FORM,
+        help=f"do this to a worker {runs}, SECONDS into the load (default 2): pause "
+        "(SIGSTOP; +FOR: SIGCONT after FOR seconds), kill (SIGKILL) or burn (CPU for 3 s); "
+        "SLOT a worker's slot (0) or master. pause:0@3 stalls worker 0 as `demo hol` does; "
+        "pause:0@2+3 stalls it for 3 s",
+    )
+
+
+def fault_from_args(a: argparse.Namespace, level: LoadLevel) -> Fault | None:
+    """The --fault given, checked against the load's length (ValueError: one line)."""
+    fault = Fault.parse(a.fault) if a.fault else None
+    if fault is not None and fault.after_s >= level.duration:
+        raise ValueError(f"--fault at {fault.after_s:g} s: the load lasts {level.duration:g} s")
+    return fault

@@ -14,12 +14,12 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.fix import REMEDIES, Outcome, run_fix
-from lab.scenarios import FAULT_FORM, Fault
 from lab.server import ServerConfig
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
 
+from . import common
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -50,14 +50,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name (see `serverscope serve --list`)")
     add_load_args(p)
     p.add_argument("--remedy", help="run this remedy (see --list) whatever the run shows")
-    p.add_argument(
-        "--fault",
-        metavar=FAULT_FORM,
-        help="do this to a worker in both runs, SECONDS into the load (default 2): pause "
-        "(SIGSTOP; +FOR: SIGCONT after FOR seconds), kill (SIGKILL) or burn (CPU for 3 s); "
-        "SLOT a worker's slot (0) or master. pause:0@3 stalls worker 0 as `demo hol` does; "
-        "pause:0@2+3 stalls it for 3 s",
-    )
+    common.add_fault_arg(p, "in both runs")
     p.add_argument("--list", action="store_true", help="list the remedies and exit")
     p.add_argument("--before", metavar="FILE", default=BEFORE, help=f"record to ({BEFORE})")
     p.add_argument("--after", metavar="FILE", default=AFTER, help=f"record to ({AFTER})")
@@ -94,9 +87,7 @@ def command(a: argparse.Namespace) -> int:
         if a.before == a.after:
             raise OSError("--before and --after name the same file")
         config = config_from_args(a.model, a)
-        fault = Fault.parse(a.fault) if a.fault else None
-        if fault is not None and fault.after_s >= level.duration:
-            raise ValueError(f"--fault at {fault.after_s:g} s: the load lasts {level.duration:g} s")
+        fault = common.fault_from_args(a, level)
     except (LoadError, OSError, ValueError) as e:
         return fail(PROG, str(e), EXIT_START)
 

@@ -62,6 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     cpu_limit_arg.add_arg(p)
     add_model_args(p)
     common.add_stuck_args(p)
+    common.add_fault_arg(p, "during the run")
     return p
 
 
@@ -140,8 +141,9 @@ def command(a: argparse.Namespace) -> int:
         for option in ("json", "csv", "record"):
             check_output(f"--{option}", getattr(a, option))
         config = config_from_args(a.model, a)
+        fault = common.fault_from_args(a, level)
         exporter = export.from_args(a, PROG)
-    except (LoadError, OSError, export.ExportError) as e:
+    except (LoadError, OSError, ValueError, export.ExportError) as e:
         return fail(PROG, str(e), EXIT_START)
     console = console_for_output()
     try:
@@ -157,6 +159,7 @@ def command(a: argparse.Namespace) -> int:
                 observers=[exporter.update] if exporter else (),
                 stuck_settings=common.stuck_from_args(a),
                 cpu_limit=a.cpu_limit,
+                faults=(fault,) if fault else (),
             )
     except LoadError as e:
         return fail(PROG, str(e), EXIT_START)
@@ -164,6 +167,9 @@ def command(a: argparse.Namespace) -> int:
         if exporter is not None:
             exporter.close()
     render_summary(console, summary)
+    why = None if fault is None else fault.missed(summary.faults)
+    if fault is not None and why is not None:
+        console.print(f"{PROG}: the fault was not done: {fault.describe()} ({why})")
     try:
         if a.json:
             write_json(a.json, summary.to_json_dict())

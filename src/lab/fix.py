@@ -380,9 +380,9 @@ def checked(cfg: ServerConfig) -> ServerConfig:
 def _faulted(out: Outcome, what: str, s: RunSummary) -> bool:
     """The run did the fault (if any); a problem saying why not else."""
     f = out.fault
-    if f is None or any(line.startswith(f"{f.action} ") for line in s.faults):
+    why = None if f is None else f.missed(s.faults)
+    if f is None or why is None:
         return True
-    why = "; ".join(s.faults) or f"the run ended before {f.after_s:g} s"
     out.problems.append(f"{what} did not {f.describe()} ({why}): not the same fault")
     return False
 

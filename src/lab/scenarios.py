@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from loadgen.levels import LoadLevel
@@ -77,6 +78,13 @@ class Fault:
         if for_s is not None and (action != "pause" or not 0 < for_s <= 3600):
             raise ValueError(f"fault {text!r}: +FOR is a pause's length, 0 < FOR <= 3600 s")
         return cls(action, slot=n, after_s=after, for_s=for_s)
+
+    def missed(self, done: Sequence[str]) -> str | None:
+        """Why a run whose faults done read `done` (RunSummary.faults) did not do this one,
+        or None when it did."""
+        if any(line.startswith(f"{self.action} ") for line in done):
+            return None
+        return "; ".join(done) or f"the run ended before {self.after_s:g} s"
 
     def next_after(self, t: float) -> float:
         """When, in seconds into the step, to do it again after doing it at `t` (inf: never)."""

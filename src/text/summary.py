@@ -21,6 +21,8 @@ from .load import load_summary
 def render_summary(console: Console, s: RunSummary, *, max_workers: int = 16) -> None:
     # one function on purpose: the summary's sections in the order they print
     console.print(Text(f"{s.model_detail} under {s.level.name}", style="bold"))
+    for line in s.faults:
+        console.print(Text(f"fault: {line}", style="magenta"))
     if s.result is not None:
         load_summary(console, s.result)  # the `load` command's latency table
     t = Table(title="server", title_justify="left", box=None, padding=(0, 1), show_header=False)
