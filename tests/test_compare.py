@@ -108,6 +108,20 @@ def test_compare_command_runs_each_model_and_saves_the_chart(tmp_path: Path) -> 
     assert len(data["models"][1]["workers"]) == 2
 
 
+def test_compare_does_the_fault_in_each_models_run(tmp_path: Path) -> None:
+    out = tmp_path / "c.json"
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    argv = [sys.executable, "-m", "serverscope", "compare", "--models", "reuseport"]
+    argv += ["--workers", "2", "--load", "steady", "--duration", "1.5", "--fault", "pause:1@0.5"]
+    argv += ["--svg", str(tmp_path / "c.svg"), "--json", str(out)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=90, env=env)
+    assert p.returncode == 0, p.stderr + p.stdout
+    (model,) = json.loads(out.read_text())["models"]
+    (done,) = model["faults"]
+    assert done.startswith(f"pause worker 1 (pid {model['workers'][1]['pid']}) at 0.5"), done
+    assert f"reuseport: {done}" in p.stdout and "not done" not in p.stdout
+
+
 def test_compare_refuses_an_unknown_model_before_running_anything() -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from lab.aggregate import write_json
+from lab.scenarios import Fault
 from lab.server import KNOBS, ConfigError, ServerConfig, ServerError, model_spec
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
@@ -20,6 +21,7 @@ from text.compare import phases_table, table
 from values.snapshot import SAMPLE_PERIOD_S
 from values.units import dur, pct
 
+from . import common
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -79,8 +81,10 @@ def compare(
     *,
     period: float = SAMPLE_PERIOD_S,
     stop: threading.Event | None = None,
+    fault: Fault | None = None,
 ) -> list[RunSummary]:
-    """Each model in turn under `level`; a model that fails to start is reported and skipped."""
+    """Each model in turn under `level` (and `fault`, done in each run at its second); a
+    model that fails to start is reported and skipped."""
     stop = stop or threading.Event()
     out = []
     for i, name in enumerate(names):
@@ -97,11 +101,17 @@ def compare(
                 title=f"[{i + 1}/{len(names)}] {name}",
                 period=period,
                 stop=stop,
+                faults=(fault,) if fault else (),
             )
         except (ServerError, ConfigError, LoadError) as e:
             console.print(f"[red]{name}: could not start: {e}[/]")
             continue
         out.append(summary)
+        why = None if fault is None else fault.missed(summary.faults)
+        for line in summary.faults:
+            console.print(f"[magenta]{name}: {line}[/]")
+        if fault is not None and why is not None:
+            console.print(f"[red]{name}: the fault was not done: {fault.describe()} ({why})[/]")
         status = "ok" if summary.ok else "[red]failed[/]"
         console.print(
             f"{name}: {summary.rps:,.0f} req/s, p99 {dur(summary.latency.p99, space=False)}, "
@@ -138,6 +148,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--svg", metavar="FILE", default=DEFAULT_SVG, help=f"chart ({DEFAULT_SVG})")
     p.add_argument("--json", metavar="FILE", help="write every model's summary as JSON to FILE")
     add_model_args(p)
+    common.add_fault_arg(p, "in each model's run")
     return p
 
 
@@ -147,13 +158,14 @@ def command(a: argparse.Namespace) -> int:
         # an output that cannot be written is refused before minutes of runs
         check_output("--svg", a.svg)
         check_output("--json", a.json)
-    except (LoadError, OSError) as e:
+        fault = common.fault_from_args(a, level)
+    except (LoadError, OSError, ValueError) as e:
         return fail(PROG, str(e), EXIT_START)
     names = parse_models(a.models)  # ConfigError: one line, exit 2 (main)
     base = config_from_args(names[0], a)
     console = console_for_output()
     with stop_on(threading.Event()) as stop:
-        summaries = compare(names, base, level, console, period=a.period, stop=stop)
+        summaries = compare(names, base, level, console, period=a.period, stop=stop, fault=fault)
     if not summaries:
         return fail(PROG, "no model ran", EXIT_FAILED)
     console.print(table(summaries))
