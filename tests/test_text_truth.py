@@ -113,3 +113,25 @@ def test_a_headless_demo_in_a_file_keeps_every_step(monkeypatch) -> None:  # typ
         assert f"step {i + 1}/{len(scenario.steps)}: {step.title}" in text, text
     assert text.count("workers") >= 2 and "…" not in text, text
     assert max(map(len, text.splitlines())) > 80  # as wide as the tables
+
+
+def test_attach_imbalance_says_what_each_index_is_over_and_when_too_few_to_judge() -> None:
+    """'connections: Jain 0.50 top 50%' over one open connection read as a skew; each
+    index now says its base, and one resting on too few events says so (the TUI leaves
+    it uncoloured: judging.skew.enough_to_judge)."""
+    from judging.skew import enough_to_judge
+    from values.findings import Imbalance, ImbalanceSet
+
+    snap = _attached()
+    few = Imbalance("connections", 5.0, 2, 1.0, jain=0.5, top_share=1.0, max_over_mean=2.0)
+    many = Imbalance("accepts", 5.0, 4, 400.0, jain=0.41, top_share=0.71, max_over_mean=2.84)
+    assert not enough_to_judge("connections", few) and enough_to_judge("accepts", many)
+    snap = Snapshot(
+        **{
+            **{f: getattr(snap, f) for f in snap.__slots__},
+            "imbalance": ImbalanceSet(accepts=many, connections=few),
+        }
+    )
+    line = " ".join(_printed(lambda c: c.print(render(snap)), width=200).split())
+    assert "accepts: Jain 0.41 top 71% max/mean 2.8 (400 accepts) " in line, line
+    assert "connections: Jain 0.50 top 100% max/mean 2.0 (1.0 open: too few to judge)" in line

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from rich.console import Group, RenderableType
 from rich.text import Text
 
+from judging.diagnosis import enough_to_judge
 from values.cgroupcpu import limit_line
 from values.findings import Severity
 from values.snapshot import Snapshot, WorkerSample, WorkerState
@@ -170,6 +171,9 @@ def _workers(live: Sequence[WorkerSample], snap: Snapshot) -> FitTable:
 
 
 def _imbalance(snap: Snapshot) -> Text:
+    """Each index with what it is over; one resting on too few events (judging.skew.
+    enough_to_judge: 1 connection on 2 workers reads Jain 0.50) is dim and says so, as the
+    TUI leaves it uncoloured."""
     imb = Text()
     for name, i in snap.imbalance.items():
         if i is None:
@@ -177,9 +181,20 @@ def _imbalance(snap: Snapshot) -> Text:
         imb.append(f"{name}: ")
         if i.jain is None:
             imb.append("no events  ")
-        else:
-            imb.append(
-                f"Jain {i.jain:.2f} top {100 * (i.top_share or 0):.0f}% "
-                f"max/mean {i.max_over_mean:.1f}  "
-            )
+            continue
+        few = "" if enough_to_judge(name, i) else ": too few to judge"
+        imb.append(
+            f"Jain {i.jain:.2f} top {100 * (i.top_share or 0):.0f}% "
+            f"max/mean {i.max_over_mean:.1f} ({_over(name, i.total)}{few})  ",
+            style="dim" if few else "",
+        )
     return imb
+
+
+def _over(metric: str, total: float) -> str:
+    """What an index is over (values.findings.Imbalance.total), in its unit."""
+    if metric == "accepts":
+        return f"{total:.0f} accepts"
+    if metric == "connections":
+        return f"{total:.1f} open"
+    return f"{total:.2f} CPU s"
