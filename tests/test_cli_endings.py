@@ -156,3 +156,43 @@ def test_the_table_into_a_pipe_prints_each_sample_and_ends_with_its_reader(
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(bool(unavailable()), reason=f"bpftrace: {unavailable()}")
+def test_on_a_terminal_attach_says_bpftrace_is_starting_before_the_seconds_it_takes(
+    real_server: Callable[..., RealServer],  # noqa: F811
+) -> None:
+    """bpftrace compiles its probes before the first sample (2.4 s at load 4.5, more
+    when busy): on a terminal that was a blank screen; now one line says why; with
+    --estimate-accepts (no bpftrace) nothing is said. Into a pipe nothing either: the
+    Ctrl-C test above reads stderr whole, "serverscope: interrupted" alone, with
+    bpftrace started."""
+    import pty
+
+    srv = real_server("http.server")
+    said = {}
+    for how in ("--exact-accepts", "--estimate-accepts"):
+        master, slave = pty.openpty()
+        argv = [*CLI, "attach", "--pid", str(srv.root), how, "--once", "--json"]
+        p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=ENV)
+        os.close(slave)
+        out = b""
+        try:
+            while True:  # read until the child closes the terminal (it has exited)
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: no writer left
+                    break
+                if not chunk:
+                    break
+                out += chunk
+        finally:
+            os.close(master)
+            assert p.wait(timeout=60) == 0, out
+        said[how] = out.decode()
+    assert said["--exact-accepts"].startswith(
+        "serverscope attach: starting bpftrace for exact accepts and queue wait"
+    ), said
+    assert said["--estimate-accepts"] == "", said

@@ -27,7 +27,7 @@ import sys
 import threading
 from urllib.parse import urlsplit
 
-from lab.attach import ONCE_SPAN_S, AttachError, Attachment, too_short
+from lab.attach import ONCE_SPAN_S, AttachError, Attachment, starts_bpftrace, too_short
 from lab.autocapture import AutoCapture
 from lab.watch import DEFAULT_PERIOD, Watch
 from loadgen.levels import PRESETS, LoadError, preset
@@ -175,6 +175,14 @@ def run(a: argparse.Namespace) -> int:
         host = urlsplit(a.status_url).hostname or ""
         if loopback_address(host) is None:
             return fail(PROG, "--status-url: " + refusal("ask", repr(host or a.status_url)))
+    if sys.stderr.isatty() and starts_bpftrace(a.exact_accepts):
+        # bpftrace compiles its probes before the first sample: 2.4 s at a load of 4.5,
+        # 9-14 s at 7-13 (an attach's start seen by a review); a blank terminal reads as a hang
+        print(
+            f"{PROG}: starting bpftrace for exact accepts and queue wait (a few seconds; "
+            "--estimate-accepts starts at once)",
+            file=sys.stderr,
+        )
     try:
         att = Attachment.open(
             pid=a.pid,

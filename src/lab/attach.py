@@ -15,6 +15,7 @@ watch when that server exits. Closing stops only what serverscope started.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -22,6 +23,7 @@ from judging.analysis import DEFAULT_WINDOW_S
 from judging.diagnosis import MIN_SPAN_S
 from loadgen.levels import LoadError, LoadLevel
 from loadgen.runner import LoadRunner
+from readers import accepts_bpf
 from sources.attach_source import NOT_ALLOWED
 from sources.sampler import AttachError, Sampler
 from values.recording import RecordingWriter
@@ -40,6 +42,13 @@ ONCE_SPAN_S = max(ONCE_INTERVAL_S, *MIN_SPAN_S.values())
 def too_short(window_s: float) -> list[str]:
     """The rules a judging window of `window_s` is too short for, as "rule needs N s"."""
     return [f"{rule} needs {need:g} s" for rule, need in MIN_SPAN_S.items() if window_s < need]
+
+
+def starts_bpftrace(exact_accepts: bool | None) -> bool:
+    """Whether opening an Attachment with `exact_accepts` starts bpftrace (None: when
+    root, as sources.attach_source decides), which takes seconds before the first sample."""
+    exact = os.geteuid() == 0 if exact_accepts is None else exact_accepts
+    return exact and accepts_bpf.unavailable() is None
 
 
 def _greeting(snap: Snapshot) -> str:
