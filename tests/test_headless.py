@@ -275,7 +275,7 @@ def test_run_does_a_fault_at_its_second_and_says_so(tmp_path: Path) -> None:
     data = json.loads(out_json.read_text())
     (done,) = data["faults"]
     m = re.fullmatch(r"pause worker 1 \(pid (\d+)\) at (\d+\.\d+) s", done)
-    assert m and 0.5 <= float(m[2]) < 0.75, done
+    assert m and 0.5 <= float(m[2]) < 1.5, done  # at its time, not before (late: load)
     assert int(m[1]) == data["workers"][1]["pid"] and not pid_alive(int(m[1]))
     assert f"fault: {done}" in p.stdout and "the fault was not done" not in p.stdout
 
