@@ -196,10 +196,11 @@ class StatusPoller:
                 return
             self._go.clear()
             try:
-                st, pids, current = self._poll()
+                st, pids, current, own_left_in = self._poll()
                 slots = _states_by_pid(st, pids)
                 with self._lock:  # one read, seen whole by `view()`
                     self.latest, self._slots = st, slots
+                    self.own_left_in = own_left_in
                     self._current = _steady(self._current, current, self._served, self._served_now)
                     self._served = self._served_now
                     self._at = time.monotonic()
@@ -212,13 +213,14 @@ class StatusPoller:
                 with self._lock:
                     self.error = f"{type(e).__name__}: {e}"[:120]
 
-    def _poll(self) -> tuple[ModStatus, dict[int, int], dict[int, Current]]:
+    def _poll(self) -> tuple[ModStatus, dict[int, int], dict[int, Current], bool]:
         """The ?auto page and the HTML page, on one connection when the server keeps it;
         closed however the poll ends (a timeout included), its endpoints then retired.
         Our own request is in what mod_status reports (a worker writing the page): the
         HTML request carries a marker, so its ExtendedStatus row names the process that
         serves our connection (the same one served ?auto: a connection stays with the
-        child that accepted it), and that W is taken out (modstatus.without_own)."""
+        child that accepted it), and that W is taken out (modstatus.without_own); the last
+        value says our request could not be located (it is left among the busy)."""
         conn = self._connection()
         marker = f"serverscope={os.getpid()}.{self.polls}"
         try:
@@ -241,12 +243,11 @@ class StatusPoller:
                 served,
             )
             own = modstatus.serving(html, marker) if same else None
-            self.own_left_in = own is None
             width = modstatus.per_slot(st, pids)
             if own is not None and width is not None:
                 st = modstatus.without_own(st, own[0], width)
             self._served_now = served
-            return st, pids, current
+            return st, pids, current, own is None
         finally:
             conn.close()
             with self._lock:
