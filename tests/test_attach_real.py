@@ -255,12 +255,14 @@ def test_a_sigstopped_nginx_reuseport_worker_is_named_stopped_with_its_own_growi
 @pytest.mark.parametrize(
     ("kind", "kw"),
     [
-        ("nginx", {"workers": 2}),
-        ("apache", {"mpm": "prefork", "max_workers": 6, "start": 4}),
-        ("gunicorn", {"worker_class": "gthread", "workers": 2}),
+        ("nginx", {"workers": 2}),  # keepalive_timeout 30s
+        ("apache", {"mpm": "prefork", "max_workers": 6, "start": 4, "keepalive_timeout": 60}),
+        ("gunicorn", {"worker_class": "gthread", "workers": 2, "keepalive": 60}),
     ],
 )
 def test_attached_per_worker_connections_equal_ss_tnp(real_server, kind, kw) -> None:  # noqa: F811
+    # the 5 clients are held open across the attach (seconds on a busy machine): the
+    # servers keep an idle connection longer than that (gunicorn's default is 2 s)
     srv = real_server(kind, **kw)
     clients = [_client(srv.port) for _ in range(5)]
     sampler = Sampler.attach(port=srv.port)
