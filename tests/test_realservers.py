@@ -47,6 +47,18 @@ def _ss_per_pid(port: int) -> dict[int, int]:
     return dict(per)
 
 
+def _holders(port: int, client: socket.socket) -> set[int]:
+    """The pids holding the server's side of `client`'s connection to `port` (ss -tnp)."""
+    cport = client.getsockname()[1]
+    out = subprocess.run(
+        [SS or "ss", "-tnpH", f"( sport = :{port} and dport = :{cport} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {int(p) for p in re.findall(r"pid=(\d+)", out)}
+
+
 def test_uvicorn_with_2_workers_reads_as_2_workers_a_helper_and_the_master(
     real_server,  # noqa: F811
 ) -> None:
@@ -198,6 +210,7 @@ def test_without_ebpf_the_reading_says_estimate_and_why() -> None:
         assert r.accepts_unavailable and r.accepts_unavailable.startswith("unavailable: ")
 
 
+@needs_ss
 @pytest.mark.parametrize(
     ("kind", "kw", "workers"),
     [
@@ -216,13 +229,21 @@ def test_each_real_server_answers_and_reads_as_a_master_and_its_workers(
     srv = real_server(kind, **kw)
     # two silent clients (a request line, then nothing): each is accepted and held while
     # the server waits for the rest (a gunicorn sync worker blocks on it; Node's round
-    # robin hands them to different workers, which otherwise hold no socket of the port)
+    # robin hands them to different workers, which otherwise hold no socket of the port).
+    # The second connects once a worker alone holds the first: Node's primary puts a
+    # worker back at the end of its free list only when it has closed its copy of the
+    # handle, so a second client sooner could go to the same worker (CI: 1 worker of 2)
     clients = []
-    for _ in range(2):
-        c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-        c.sendall(b"GET / HTTP/1.1\r\n")
-        clients.append(c)
     try:
+        for _ in range(2):
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            c.sendall(b"GET / HTTP/1.1\r\n")
+            clients.append(c)
+            wait_until(
+                lambda c=c: len(h := _holders(srv.port, c)) == 1 and srv.root not in h,
+                10,
+                "the client held by a worker alone",
+            )
         with RealServerReader(srv.root, [srv.port]) as rd:
             # both held by the workers (Node's primary holds each for a moment first)
             def held() -> bool:
