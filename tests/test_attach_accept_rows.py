@@ -103,3 +103,16 @@ def test_a_process_whose_two_threads_accept_counts_its_interval_from_its_own_tot
             other: (0, 5),
         }
 
+
+def test_a_flush_between_the_reads_of_one_sample_loses_no_accept(two_threads) -> None:
+    """One sample reads the counter once: a flush landing while it reads does not make the
+    process's total disagree with its threads', nor drop that flush's accepts from the
+    process's intervals (CI: a Node cluster's 120 accepts summed to 59-105)."""
+    pid, _, port = two_threads
+    flushes = [{}, {(pid, pid): 52}, {(pid, pid): 52}, {(pid, pid): 63}]
+    snaps = _sampled(pid, port, flushes, 6)
+    for snap in snaps:
+        proc, threads = _rows(snap, pid)
+        assert proc.accepts_total == sum(w.accepts_total or 0 for w in threads.values())
+    proc_rows = [_rows(s, pid)[0] for s in snaps]
+    assert sum(p.accepts or 0 for p in proc_rows[1:]) == proc_rows[-1].accepts_total == 63
