@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -183,7 +182,8 @@ def test_node_sched_none_burst_per_worker_accepts_add_up_to_what_the_client_open
         w.last()
         for _ in range(n):
             clients.append(_client(srv.port))
-        time.sleep(0.6)  # held over at least two samples (the estimate needs that)
+        held = len(w.snaps)  # held over two samples (the estimate needs that): awaited
+        wait_until(lambda: len(w.snaps) >= held + 2, 5, "two samples with every client")
         for c in clients:
             c.close()
         if exact:
