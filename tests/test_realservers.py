@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -106,7 +105,7 @@ def test_connections_per_process_equal_ss_tnp(real_server, kind, kw) -> None:  #
 def test_node_sched_none_burst_accepts_add_up_to_what_the_client_opened(
     real_server,  # noqa: F811
 ) -> None:
-    """A burst of 120 keep-alive connections (each makes one request and stays 0.6 s)
+    """A burst of 120 keep-alive connections (each makes one request and stays two reads)
     while the reader samples at 4 Hz: the estimate (new connections per interval) adds up
     to the client's count within 10 %; with eBPF, the exact per-worker accepts add up to
     it exactly."""
@@ -116,11 +115,13 @@ def test_node_sched_none_burst_accepts_add_up_to_what_the_client_opened(
         rd.read()
         estimate: Counter[int] = Counter()
         stop = threading.Event()
+        reads = [0]
 
         def sample() -> None:
             while not stop.is_set():
                 for w in rd.read().workers:
                     estimate[w.pid] += w.new_connections or 0
+                reads[0] += 1
                 stop.wait(0.25)
 
         t = threading.Thread(target=sample)
@@ -129,7 +130,8 @@ def test_node_sched_none_burst_accepts_add_up_to_what_the_client_opened(
         try:
             for _ in range(n):
                 clients.append(_client(srv.port))
-            time.sleep(0.6)  # held over at least two samples (the estimate needs that)
+            held = reads[0]  # held over two reads (the estimate needs that): awaited
+            wait_until(lambda: reads[0] >= held + 2, 10, "two reads with every client")
         finally:
             for c in clients:
                 c.close()
