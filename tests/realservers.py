@@ -470,8 +470,15 @@ def _need_pypi(name: str) -> None:
 
 
 def gunicorn(
-    tmp: Path, *, worker_class: str = "sync", workers: int = 2, threads: int = 4
+    tmp: Path,
+    *,
+    worker_class: str = "sync",
+    workers: int = 2,
+    threads: int = 4,
+    keepalive: int | None = None,
 ) -> RealServer:
+    """`keepalive`: seconds an idle keep-alive connection is held (gunicorn's own default:
+    2 s, which a test holding its clients over an attach can outlast on a busy machine)."""
     _need_pypi("gunicorn")
     port = free_port()
     (tmp / "wsgiapp.py").write_text(WSGI_APP)
@@ -480,6 +487,8 @@ def gunicorn(
     cmd += ["-k", worker_class, "--chdir", str(tmp), "--timeout", "30"]
     if worker_class == "gthread":
         cmd += ["--threads", str(threads)]
+    if keepalive is not None:
+        cmd += ["--keep-alive", str(keepalive)]
     proc = subprocess.Popen([*cmd, "wsgiapp:app"], stdout=log, stderr=log, start_new_session=True)
     log.close()
     srv = RealServer(f"gunicorn-{worker_class}", port, proc.pid, tmp, proc=proc)

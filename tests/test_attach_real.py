@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -183,7 +182,8 @@ def test_node_sched_none_burst_per_worker_accepts_add_up_to_what_the_client_open
         w.last()
         for _ in range(n):
             clients.append(_client(srv.port))
-        time.sleep(0.6)  # held over at least two samples (the estimate needs that)
+        held = len(w.snaps)  # held over two samples (the estimate needs that): awaited
+        wait_until(lambda: len(w.snaps) >= held + 2, 5, "two samples with every client")
         for c in clients:
             c.close()
         if exact:
@@ -255,12 +255,14 @@ def test_a_sigstopped_nginx_reuseport_worker_is_named_stopped_with_its_own_growi
 @pytest.mark.parametrize(
     ("kind", "kw"),
     [
-        ("nginx", {"workers": 2}),
-        ("apache", {"mpm": "prefork", "max_workers": 6, "start": 4}),
-        ("gunicorn", {"worker_class": "gthread", "workers": 2}),
+        ("nginx", {"workers": 2}),  # keepalive_timeout 30s
+        ("apache", {"mpm": "prefork", "max_workers": 6, "start": 4, "keepalive_timeout": 60}),
+        ("gunicorn", {"worker_class": "gthread", "workers": 2, "keepalive": 60}),
     ],
 )
 def test_attached_per_worker_connections_equal_ss_tnp(real_server, kind, kw) -> None:  # noqa: F811
+    # the 5 clients are held open across the attach (seconds on a busy machine): the
+    # servers keep an idle connection longer than that (gunicorn's default is 2 s)
     srv = real_server(kind, **kw)
     clients = [_client(srv.port) for _ in range(5)]
     sampler = Sampler.attach(port=srv.port)

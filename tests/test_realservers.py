@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections import Counter
 
 import pytest
@@ -45,6 +44,18 @@ def _ss_per_pid(port: int) -> dict[int, int]:
         for pid in set(re.findall(r"pid=(\d+)", line)):
             per[int(pid)] += 1
     return dict(per)
+
+
+def _holders(port: int, client: socket.socket) -> set[int]:
+    """The pids holding the server's side of `client`'s connection to `port` (ss -tnp)."""
+    cport = client.getsockname()[1]
+    out = subprocess.run(
+        [SS or "ss", "-tnpH", f"( sport = :{port} and dport = :{cport} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {int(p) for p in re.findall(r"pid=(\d+)", out)}
 
 
 def test_uvicorn_with_2_workers_reads_as_2_workers_a_helper_and_the_master(
@@ -94,7 +105,7 @@ def test_connections_per_process_equal_ss_tnp(real_server, kind, kw) -> None:  #
 def test_node_sched_none_burst_accepts_add_up_to_what_the_client_opened(
     real_server,  # noqa: F811
 ) -> None:
-    """A burst of 120 keep-alive connections (each makes one request and stays 0.6 s)
+    """A burst of 120 keep-alive connections (each makes one request and stays two reads)
     while the reader samples at 4 Hz: the estimate (new connections per interval) adds up
     to the client's count within 10 %; with eBPF, the exact per-worker accepts add up to
     it exactly."""
@@ -104,11 +115,13 @@ def test_node_sched_none_burst_accepts_add_up_to_what_the_client_opened(
         rd.read()
         estimate: Counter[int] = Counter()
         stop = threading.Event()
+        reads = [0]
 
         def sample() -> None:
             while not stop.is_set():
                 for w in rd.read().workers:
                     estimate[w.pid] += w.new_connections or 0
+                reads[0] += 1
                 stop.wait(0.25)
 
         t = threading.Thread(target=sample)
@@ -117,7 +130,8 @@ def test_node_sched_none_burst_accepts_add_up_to_what_the_client_opened(
         try:
             for _ in range(n):
                 clients.append(_client(srv.port))
-            time.sleep(0.6)  # held over at least two samples (the estimate needs that)
+            held = reads[0]  # held over two reads (the estimate needs that): awaited
+            wait_until(lambda: reads[0] >= held + 2, 10, "two reads with every client")
         finally:
             for c in clients:
                 c.close()
@@ -198,6 +212,7 @@ def test_without_ebpf_the_reading_says_estimate_and_why() -> None:
         assert r.accepts_unavailable and r.accepts_unavailable.startswith("unavailable: ")
 
 
+@needs_ss
 @pytest.mark.parametrize(
     ("kind", "kw", "workers"),
     [
@@ -216,13 +231,21 @@ def test_each_real_server_answers_and_reads_as_a_master_and_its_workers(
     srv = real_server(kind, **kw)
     # two silent clients (a request line, then nothing): each is accepted and held while
     # the server waits for the rest (a gunicorn sync worker blocks on it; Node's round
-    # robin hands them to different workers, which otherwise hold no socket of the port)
+    # robin hands them to different workers, which otherwise hold no socket of the port).
+    # The second connects once a worker alone holds the first: Node's primary puts a
+    # worker back at the end of its free list only when it has closed its copy of the
+    # handle, so a second client sooner could go to the same worker (CI: 1 worker of 2)
     clients = []
-    for _ in range(2):
-        c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
-        c.sendall(b"GET / HTTP/1.1\r\n")
-        clients.append(c)
     try:
+        for _ in range(2):
+            c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+            c.sendall(b"GET / HTTP/1.1\r\n")
+            clients.append(c)
+            wait_until(
+                lambda c=c: len(h := _holders(srv.port, c)) == 1 and srv.root not in h,
+                10,
+                "the client held by a worker alone",
+            )
         with RealServerReader(srv.root, [srv.port]) as rd:
             # both held by the workers (Node's primary holds each for a moment first)
             def held() -> bool:

@@ -157,6 +157,14 @@ def _child_setup() -> None:
         pass
 
 
+def per_pid(totals: dict[tuple[int, int], int]) -> dict[int, int]:
+    """Accepts per process from `totals()`'s per (pid, tid)."""
+    out: dict[int, int] = {}
+    for (pid, _), n in totals.items():
+        out[pid] = out.get(pid, 0) + n
+    return out
+
+
 class AcceptCounter:
     """Cumulative accepts per (pid, tid) of a server's tree while running.
 
@@ -308,10 +316,7 @@ class AcceptCounter:
             return dict(self._totals)
 
     def per_pid(self) -> dict[int, int]:
-        out: dict[int, int] = {}
-        for (pid, _), n in self.totals().items():
-            out[pid] = out.get(pid, 0) + n
-        return out
+        return per_pid(self.totals())
 
     def changes(self) -> tuple[int, int] | None:
         """(flushes read, events on the ports' sockets and accepts of the tree up to the

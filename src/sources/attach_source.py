@@ -423,13 +423,14 @@ class AttachSource:
         glyph: WorkerState | None = None,
     ) -> WorkerSample:
         # negative: the main thread's tid is its process's pid, and the process's CPU (all
-        # its threads) kept under the same key read 2,203% for an Apache child at 53%
+        # its threads) kept under the same key read 2,203% for an Apache child at 53%;
+        # its accepts likewise (the process's interval was its total less its main thread's)
         key = (-t.tid, t.starttime)
         live.add(key)
         acc = total = None
         if r.accepts_by_task is not None:
             total = r.accepts_by_task.get((w.pid, t.tid), 0)
-            _, acc, _ = deltas((None, t.tid, t.starttime), True, None, total, None)
+            _, acc, _ = deltas((None, *key), True, None, total, None)
         return WorkerSample(
             slot=None,
             pid=w.pid,

@@ -24,7 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from plumbing.loghist import LogHist
-from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable
+from readers.accepts_bpf import QUEUE_METHOD, AcceptCounter, BpfUnavailable, per_pid
 from readers.mechanism import ListenerMechanism, classify, thread_acceptors
 from readers.netns import NetNs, net_dir
 from readers.peerlist import PeerList
@@ -191,7 +191,10 @@ class RealServerReader:
         now = time.monotonic()
         listen = self.diag.listeners(self.ports)
         linodes = {x.inode for x in listen}
-        exact = self.counter.per_pid() if self.counter else None
+        # the counter read once a sample: a flush between two reads made a process's total
+        # disagree with its threads' and left that flush out of the process's intervals
+        by_task = self.counter.totals() if self.counter else None
+        exact = per_pid(by_task) if by_task is not None else None
         procs: list[ProcessSample] | None = None
         cpu: dict[int, int | None] = {}
         if not self.tree.tree_reads:  # the first read: owners first, then the tree
@@ -302,7 +305,7 @@ class RealServerReader:
             listeners=self._listeners(listen, mechs),
             accepts_source=ACCEPTS_EXACT if self.counter else ACCEPTS_ESTIMATE,
             accepts_unavailable=self.unavailable,
-            accepts_by_task=self.counter.totals() if self.counter else None,
+            accepts_by_task=by_task,
             queue_total=total,
             queue_unavailable=self.queue_unavailable,
             thread_workers=self._threads_of or None,
