@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.fix import REMEDIES, Outcome, run_fix
-from lab.scenarios import FAULT_FORM, Fault
-from lab.server import ServerConfig
+from lab.scenarios import FAULT_FORM, MASTER, Fault
+from lab.server import ServerConfig, model_spec
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
@@ -94,9 +94,14 @@ def command(a: argparse.Namespace) -> int:
         if a.before == a.after:
             raise OSError("--before and --after name the same file")
         config = config_from_args(a.model, a)
+        resolved = model_spec(config.model).resolve(config)  # a knob out of range: here
+        if a.remedy and a.remedy not in {r.name for r in REMEDIES}:
+            names = ", ".join(dict.fromkeys(r.name for r in REMEDIES))
+            raise ValueError(f"--remedy {a.remedy!r} is not a remedy; choose from: {names}")
         fault = Fault.parse(a.fault) if a.fault else None
         if fault is not None and fault.after_s >= level.duration:
             raise ValueError(f"--fault at {fault.after_s:g} s: the load lasts {level.duration:g} s")
+        check_slot(fault, resolved)
     except (LoadError, OSError, ValueError) as e:
         return fail(PROG, str(e), EXIT_START)
 
@@ -130,6 +135,21 @@ def command(a: argparse.Namespace) -> int:
     except OSError as e:
         return fail(PROG, f"cannot write {e.filename}: {e.strerror}", EXIT_FAILED)
     return EXIT_OK if out.ok else EXIT_FAILED
+
+
+# models whose worker in slot N is the Nth of --workers (a process each, never replaced
+# by a higher slot): a fault on a slot past them is a mistake, known before any run
+ONE_SLOT_A_WORKER = ("cluster", "many_accepts", "reuseport")
+
+
+def check_slot(fault: Fault | None, cfg: ServerConfig) -> None:
+    if fault is None or fault.slot == MASTER or cfg.model not in ONE_SLOT_A_WORKER:
+        return
+    if cfg.workers is not None and fault.slot >= cfg.workers:
+        raise ValueError(
+            f"--fault on worker {fault.slot}: {cfg.model} has {cfg.workers} workers "
+            f"(slots 0-{cfg.workers - 1})"
+        )
 
 
 def _ran(console: Console, title: str, s: RunSummary) -> None:
