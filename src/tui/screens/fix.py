@@ -9,6 +9,7 @@ recorded in a temporary directory, named on screen for `serverscope diff`.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -115,8 +116,15 @@ class FixScreen(Screen[ServerConfig | None]):
         except Exception as e:  # never the app's end: said on screen instead
             self.outcome = Outcome(self.config, self.level, paths, problems=[f"fix failed: {e}"])
         finally:
+            self._drop_unjudged()
             self.done.set()
         self._later(self.show, self.outcome)
+
+    def _drop_unjudged(self) -> None:
+        """The recordings stay only with the verdict that names them (a temporary
+        directory per `f` else: 191 of them seen, up to 1.6 MB each)."""
+        if self.outcome is None or self.outcome.verdict is None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _one(self, cfg: ServerConfig, record: str, title: str) -> RunSummary:
         if self.stop.is_set():
@@ -171,10 +179,11 @@ class FixScreen(Screen[ServerConfig | None]):
         style = "bold green" if out.verdict and out.verdict.differences else "bold"
         lines += Text("verdict: ", style="bold") + Text(out.headline(), style=style)
         self.query_one("#fix-verdict", Static).update(lines)
-        before, after = out.paths
-        self.query_one("#fix-files", Static).update(
-            Text(f"recorded: serverscope diff {before} {after}", style="dim")
-        )
+        if out.verdict is not None:
+            before, after = out.paths
+            self.query_one("#fix-files", Static).update(
+                Text(f"recorded: serverscope diff {before} {after}", style="dim")
+            )
 
     # -- keys ---------------------------------------------------------------------------
     def action_back(self) -> None:
