@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lab.fix import REMEDIES, Outcome, run_fix
-from lab.server import ServerConfig
+from lab.server import ServerConfig, model_spec
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
 from plumbing.signals import stop_on
@@ -87,7 +87,11 @@ def command(a: argparse.Namespace) -> int:
         if a.before == a.after:
             raise OSError("--before and --after name the same file")
         config = config_from_args(a.model, a)
-        fault = common.fault_from_args(a, level)
+        resolved = model_spec(config.model).resolve(config)  # a knob out of range: here
+        if a.remedy and a.remedy not in {r.name for r in REMEDIES}:
+            names = ", ".join(dict.fromkeys(r.name for r in REMEDIES))
+            raise ValueError(f"--remedy {a.remedy!r} is not a remedy; choose from: {names}")
+        fault = common.fault_from_args(a, level, resolved)
     except (LoadError, OSError, ValueError) as e:
         return fail(PROG, str(e), EXIT_START)
 

@@ -252,9 +252,10 @@ def _series_row(snap: Snapshot, t: float, phase: str = "load") -> dict[str, Any]
         "rps": c.rps if c else None,
         "requests": c.requests if c else None,
         "errors": c.error_count if c else None,
-        "latency_p50_ms": c.latency_ms.p50 if c else None,
-        "latency_p99_ms": c.latency_ms.p99 if c else None,
-        "connect_p99_ms": c.connect_ms.p99 if c else None,
+        # no request (connect) done yet: unknown, not the generator's 0.0 defaults
+        "latency_p50_ms": c.latency_ms.p50 if c and c.latency_ms.count else None,
+        "latency_p99_ms": c.latency_ms.p99 if c and c.latency_ms.count else None,
+        "connect_p99_ms": c.connect_ms.p99 if c and c.connect_ms.count else None,
         "open_connections": c.open_connections if c else None,
         "in_flight": c.in_flight if c else None,
         "oldest_wait_ms": rounded(c.oldest_wait_ms, 1) if c else None,

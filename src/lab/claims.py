@@ -1,8 +1,8 @@
 """The field's published claims about balancing, measured on the lab's models: each claim
 runs the two setups it compares (a fresh server each, under the same bounded load) and
 holds our figures against the published one, with a test that chance did not make the
-difference (a bootstrap interval over requests or windows; the counts' own arithmetic
-where the claim is a share).
+difference (a bootstrap interval over requests or windows; for a share of accepts, a
+test of the counts against an even spread, judging.evenness).
 
 Figures name their source: accepts from each worker's own scoreboard slot (exact), latency
 seen by the client threads here (a new connection per request), the master's CPU from
@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from judging import evenness
 from servers.config import ConfigError, ServerConfig
 from servers.supervisor import ServerError, Supervisor
 
@@ -245,14 +246,22 @@ def cloudflare_order() -> Outcome:
         fifo = counted(sup, lambda: sequential_asleep(sup, 100))
     with Started("many_accepts", workers=4, exclusive=True) as sup:
         lifo = counted(sup, lambda: sequential_asleep(sup, 100))
-    top_fifo, top_lifo = fifo[0] / max(1, sum(fifo)), lifo[0] / max(1, sum(lifo))
     ours = f"blocking accept {'/'.join(map(str, fifo))}; EPOLLEXCLUSIVE {'/'.join(map(str, lifo))}"
-    ok = top_fifo <= 0.35 and top_lifo >= 0.6
+    return Outcome(ours, *order_verdict(fifo, lifo))
+
+
+def order_verdict(fifo: Sequence[int], lifo: Sequence[int]) -> tuple[bool, str]:
+    """Confirmed when blocking accept's top share is <= 35%, EPOLLEXCLUSIVE's >= 60%, and
+    chance does not explain EPOLLEXCLUSIVE's (a test against an even spread)."""
+    top_fifo, top_lifo = max(fifo) / max(1, sum(fifo)), max(lifo) / max(1, sum(lifo))
+    p = evenness.uniform_p(lifo)
+    ok = top_fifo <= 0.35 and top_lifo >= 0.6 and p < evenness.ALPHA
     why = (
-        f"top share {top_fifo:.0%} (FIFO: even is 25%) vs {top_lifo:.0%} (LIFO); "
-        "confirmed when <= 35% and >= 60% of 100 sequential connections"
+        f"top share {top_fifo:.0%} (FIFO: even is 25%) vs {top_lifo:.0%} (LIFO, "
+        f"{evenness.p_text(p)} against an even spread); confirmed when <= 35% and >= 60% "
+        f"(p < {evenness.ALPHA:g}) of {sum(fifo)} and {sum(lifo)} sequential connections"
     )
-    return Outcome(ours, ok, why)
+    return ok, why
 
 
 def cloudflare_latency() -> Outcome:
@@ -278,11 +287,12 @@ NODE_WORKERS, NODE_BURST, NODE_ROUNDS = 8, 100, 5
 
 
 def node_docs() -> Outcome:
-    shares = []
+    shares, ps = [], []
     with Started("many_accepts", workers=NODE_WORKERS) as sup:
         for _ in range(NODE_ROUNDS):
             counts = counted(sup, lambda: probes.burst_workers(sup.port, NODE_BURST))
             shares.append(sum(counts[:2]) / max(1, sum(counts)))
+            ps.append(evenness.uniform_p(counts))
     mean = sum(shares) / len(shares)
     ours = (
         f"top 2 of 8 took {mean:.0%} ({min(shares):.0%}-{max(shares):.0%} over "
@@ -290,16 +300,17 @@ def node_docs() -> Outcome:
     )
     above = sum(s > 0.70 for s in shares)
     why = (
-        f"{above} of {NODE_ROUNDS} bursts over 70%; confirmed when the mean is over 70% "
-        "(the docs give no machine or load)"
+        f"{above} of {NODE_ROUNDS} bursts over 70%, the most even at {evenness.p_text(max(ps))} "
+        f"against an even spread; confirmed when the mean is over 70% and every burst's "
+        f"p < {evenness.ALPHA:g} (the docs give no machine or load)"
     )
-    return Outcome(ours, mean > 0.70, why)
+    return Outcome(ours, mean > 0.70 and max(ps) < evenness.ALPHA, why)
 
 
 HERBERT_CLIENTS, HERBERT_SECONDS = 8, 2.0
 
 
-def _ratio_text(counts: list[int]) -> tuple[float, str]:
+def _ratio_text(counts: Sequence[int]) -> tuple[float, str]:
     top, low = counts[0], counts[-1]
     if low == 0:
         return float("inf"), f"{top}:0"
@@ -312,18 +323,26 @@ def herbert() -> Outcome:
         shared = counted(sup, lambda: closed_loop(sup.port, load, HERBERT_SECONDS))
     with Started("reuseport", workers=4) as sup:
         group = counted(sup, lambda: closed_loop(sup.port, load, HERBERT_SECONDS))
-    r_shared, t_shared = _ratio_text(shared)
-    r_group, t_group = _ratio_text(group)
+    t_shared, t_group = _ratio_text(shared)[1], _ratio_text(group)[1]
     ours = (
         f"shared socket {'/'.join(map(str, shared))} ({t_shared}); "
         f"SO_REUSEPORT {'/'.join(map(str, group))} ({t_group})"
     )
-    ok = r_shared >= 2.0 and r_group <= 1.3
+    return Outcome(ours, *herbert_verdict(shared, group))
+
+
+def herbert_verdict(shared: Sequence[int], group: Sequence[int]) -> tuple[bool, str]:
+    """Confirmed when the shared socket's busiest:idlest is >= 2:1, chance not explaining
+    its spread (a test against an even one), and the group's <= 1.3:1."""
+    (r_shared, t_shared), (r_group, t_group) = _ratio_text(shared), _ratio_text(group)
+    p = evenness.uniform_p(shared)
+    ok = r_shared >= 2.0 and p < evenness.ALPHA and r_group <= 1.3
     why = (
-        f"busiest:idlest {t_shared} vs {t_group} (over {sum(shared)} and {sum(group)} "
-        "accepts); confirmed when the shared socket's is >= 2:1 and the group's <= 1.3:1"
+        f"busiest:idlest {t_shared} ({evenness.p_text(p)} against an even spread) vs "
+        f"{t_group} (over {sum(shared)} and {sum(group)} accepts); confirmed when the shared "
+        f"socket's is >= 2:1 (p < {evenness.ALPHA:g}) and the group's <= 1.3:1"
     )
-    return Outcome(ours, ok, why)
+    return ok, why
 
 
 PUMA_LONG, PUMA_SECONDS = "/work?cpu_ms=300", 3.0

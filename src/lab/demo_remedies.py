@@ -30,8 +30,9 @@ REMEDY_DEMO = Scenario(
                 "20 keep-alive clients connect at the same instant. The first worker to "
                 "run accepts every connection ready (--accept-policy all: asyncio and "
                 "libuv both loop on accept until the queue is empty).",
-                "Watch the accepts column: one worker holds all 20 connections and does "
-                "all the work; the diagnosis names the mechanism read and the fixes.",
+                "Watch the accepts and conns columns: the workers that ran first hold the "
+                "connections and do all the work while the others idle at '_'; the "
+                "diagnosis names the mechanism read and the fixes.",
             ),
             expect=("accept_skew",),
             seconds=15,

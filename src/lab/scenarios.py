@@ -91,6 +91,22 @@ class Fault:
         return t + self.every_s if self.action == "burn" and self.every_s else math.inf
 
 
+# models whose worker in slot N is the Nth of --workers (a process each, never replaced
+# by a higher slot): a fault on a slot past them is a mistake, known before any run
+ONE_SLOT_A_WORKER = ("cluster", "many_accepts", "reuseport")
+
+
+def check_slot(fault: Fault | None, cfg: ServerConfig) -> None:
+    """ValueError (one line) for a fault on a worker slot `cfg` (resolved) does not have."""
+    if fault is None or fault.slot == MASTER or cfg.model not in ONE_SLOT_A_WORKER:
+        return
+    if cfg.workers is not None and fault.slot >= cfg.workers:
+        raise ValueError(
+            f"--fault on worker {fault.slot}: {cfg.model} has {cfg.workers} workers "
+            f"(slots 0-{cfg.workers - 1})"
+        )
+
+
 @dataclass(frozen=True)
 class Step:
     title: str

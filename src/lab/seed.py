@@ -199,7 +199,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("proc_spawn-even", "C proc_spawn", "workers each blocking in accept() share it",
           "c:proc_spawn", "proc_spawn", {"workers": 4}, sequential_even,
           lambda v: v <= 0.30, "4 workers, 200 sequential: top share <= 30%",
-          "Cloudflare 2017: blocking accept is FIFO, even (here 100/100/100/100 of 400)"),
+          "Cloudflare 2017: blocking accept is FIFO, even"),
     Claim("proc_spawn-few", "C proc_spawn", "few workers: throttling in the backlog",
           "c:proc_spawn", "proc_spawn", {"workers": 2, "backlog": 4}, backlog_throttle,
           lambda v: v > 0, "2 workers, backlog 4, 16 at once: some connects >= 1 s"),

@@ -44,7 +44,10 @@ class ImbalancePanel(QuietStatic):
             who = 0
         width = room - base - (who + 1 if who else 0) - (run + 1 if run else 0)
         width = width if width >= MIN_SPARK else 0
-        span = min(len(frame.history), width) * (snap.interval_s or 0.0)
+        # what the sparkline's points cover, by their times: the last interval times the
+        # points read "last 0 s" at a recording's end (its last interval 18 ms)
+        shown = frame.history[-width:] if width else ()
+        span = shown[-1].time - shown[0].time + (shown[0].interval_s or 0.0) if shown else 0.0
         header = frame.compact < 2
         key = (width, who, run, header, f"{span:.0f}", tuple(rows))
         if key == self._shown:

@@ -82,9 +82,12 @@ class PhasesPanel(QuietStatic):
         width = self.content_region.width or 32
         method = getattr(snap.model, "queue_method", None) if snap.model else None
         self.set_subtitle(_subtitle(snap.window_s, method, width + 2))
+        # in the accept queue now (Recv-Q): when none left it in the window, "none" would
+        # say nothing waited while a starved server's queue holds them all
+        queued = sum(ln.queue for ln in snap.listeners)
         if one_line:
             self._set_title(f"{TITLE}, p99")
-            self.show_content(_line(overall, width), height=1)
+            self.show_content(_line(overall, width, queued), height=1)
             return
         self._set_title(TITLE)
         width -= sum(WIDTHS) + len(WIDTHS)
@@ -92,7 +95,7 @@ class PhasesPanel(QuietStatic):
         sel = next((w for w in snap.workers if w.key == frame.selected), None)
         who = sel.label.replace("worker ", "w") if sel is not None else "-"
         mine = sel.window_phases if sel is not None else None
-        rows = [_row(overall, mine, name, label) for name, label in ROWS]
+        rows = [_row(overall, mine, name, label, queued) for name, label in ROWS]
         key = (barw, who, tuple(rows))
         if key == self._shown:
             return
@@ -121,7 +124,7 @@ def _subtitle(window_s: float, method: str | None, room: int) -> str:
     return window
 
 
-def _line(overall: Phases, width: int) -> Text:
+def _line(overall: Phases, width: int, queued: int = 0) -> Text:
     """One line: each phase's p99 over the window ("q 7.0s  srv 40µs  svc 400µs")."""
     long = width >= 40
     t = Text(no_wrap=True, overflow="ellipsis")
@@ -129,31 +132,32 @@ def _line(overall: Phases, width: int) -> Text:
         if i:
             t.append("  ")
         t.append(f"{name if long else SHORT[name]} ", style=STYLE[name])
-        text, style = (
-            ("?", "dim")
-            if h is None
-            else ("none", "dim")
-            if not h.count
-            else (dur(h.quantile_ms(0.99), space=False), "")
-        )
+        if h is None:
+            text, style = "?", "dim"
+        elif h.count:
+            text, style = dur(h.quantile_ms(0.99), space=False), ""
+        else:
+            text, style = _cell(h, queued if name == "queue" else 0)
         t.append(text, style=style)
     return t
 
 
-def _cell(h: LogHist | None) -> Cell:
+def _cell(h: LogHist | None, queued: int = 0) -> Cell:
     if h is None:
         return ("unknown", "dim")
+    if not h.count and queued:
+        return (f"{queued} queued", "yellow")  # none left the queue: these are in it still
     if not h.count:
         return ("none", "dim")  # measured: nothing went through it in the window
     p50, p99 = h.quantile_ms(0.5), h.quantile_ms(0.99)
     return (f"{dur(p50, space=False)}/{dur(p99, space=False)}", "")
 
 
-def _row(overall: Phases, mine: Phases | None, name: str, label: str) -> Row:
+def _row(overall: Phases, mine: Phases | None, name: str, label: str, queued: int = 0) -> Row:
     h: LogHist | None = getattr(overall, name)
     p99 = h.quantile_ms(0.99) if h is not None and h.count else None
     own = getattr(mine, name) if mine is not None else None
-    return (label, _cell(h), _cell(own), p99)
+    return (label, _cell(h, queued if name == "queue" else 0), _cell(own), p99)
 
 
 def _frac(ms: float | None) -> float:

@@ -9,6 +9,7 @@ recorded in a temporary directory, named on screen for `serverscope diff`.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -34,7 +36,7 @@ from loadgen.levels import LoadLevel
 from values.snapshot import SAMPLE_PERIOD_S, Snapshot
 
 if TYPE_CHECKING:
-    from judging.verdict_values import Verdict
+    from judging.verdict_values import Row, Verdict
 
 STYLES = {"better": "bold green", "worse": "bold red"}
 Runner = Callable[..., RunSummary]  # lab.headless.run_headless's shape
@@ -114,8 +116,15 @@ class FixScreen(Screen[ServerConfig | None]):
         except Exception as e:  # never the app's end: said on screen instead
             self.outcome = Outcome(self.config, self.level, paths, problems=[f"fix failed: {e}"])
         finally:
+            self._drop_unjudged()
             self.done.set()
         self._later(self.show, self.outcome)
+
+    def _drop_unjudged(self) -> None:
+        """The recordings stay only with the verdict that names them (a temporary
+        directory per `f` else: 191 of them seen, up to 1.6 MB each)."""
+        if self.outcome is None or self.outcome.verdict is None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _one(self, cfg: ServerConfig, record: str, title: str) -> RunSummary:
         if self.stop.is_set():
@@ -161,7 +170,7 @@ class FixScreen(Screen[ServerConfig | None]):
         if out.remedy is not None:
             self._progress(f"remedy: {out.remedy.name}: {out.remedy.does}")
         if out.verdict is not None:
-            self.query_one("#fix-table", Static).update(table(out.verdict))
+            self.query_one("#fix-table", Static).update(Fitted(out.verdict))
         lines = Text()
         for note in out.notes:
             lines += Text(f"note: {note}\n", style="yellow")
@@ -170,10 +179,11 @@ class FixScreen(Screen[ServerConfig | None]):
         style = "bold green" if out.verdict and out.verdict.differences else "bold"
         lines += Text("verdict: ", style="bold") + Text(out.headline(), style=style)
         self.query_one("#fix-verdict", Static).update(lines)
-        before, after = out.paths
-        self.query_one("#fix-files", Static).update(
-            Text(f"recorded: serverscope diff {before} {after}", style="dim")
-        )
+        if out.verdict is not None:
+            before, after = out.paths
+            self.query_one("#fix-files", Static).update(
+                Text(f"recorded: serverscope diff {before} {after}", style="dim")
+            )
 
     # -- keys ---------------------------------------------------------------------------
     def action_back(self) -> None:
@@ -193,21 +203,61 @@ class _Left(Exception):
     """The user left the screen before a run began."""
 
 
-def table(v: Verdict) -> Table:
+# the narrowest each column may get when the screen is narrow (its longest word or so):
+# figure, before, after ("1,022"), change ("(-0.49..-0.46)"), p ("p = 0.0014"), verdict
+FLOORS = (10, 6, 6, 14, 10, 11)
+HEADS = ("figure", "before", "after", "change", "p (Holm)", "verdict")
+
+
+class Fitted:
+    """The verdict's table at the width it is drawn at: rich alone evens out the wrapping
+    columns' widths, so at 120 columns the verdict was left 6 cells ("no signi… diffe…");
+    here the widest columns give way first, none below its floor."""
+
+    def __init__(self, v: Verdict) -> None:
+        self.v = v
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield table(self.v, options.max_width)
+
+
+def _shown(v: Verdict) -> list[Row]:
+    return [r for r in v.rows if not (r.shown == ("-", "-") and not r.tested)]
+
+
+def _cells(r: Row) -> tuple[str, ...]:
+    return (r.label, *r.shown, r.change_text(), r.p_text(), r.direction)
+
+
+def widths(rows: Sequence[Sequence[str]], room: int) -> list[int] | None:
+    """Each column's width (without padding) so that the table fits `room` cells, or
+    None when it fits as it is."""
+    natural = [max(len(c) for c in [head, *(r[i] for r in rows)]) for i, head in enumerate(HEADS)]
+    frame = 3 * len(HEADS) + 1  # a border and a cell's padding each side
+    over = sum(natural) + frame - room
+    if over <= 0:
+        return None
+    out = list(natural)
+    for _ in range(over):
+        spare = [w - f for w, f in zip(out, FLOORS, strict=True)]
+        if max(spare) <= 0:
+            break
+        out[spare.index(max(spare))] -= 1
+    return out
+
+
+def table(v: Verdict, room: int | None = None) -> Table:
+    shown = _shown(v)
+    fixed = widths([_cells(r) for r in shown], room) if room is not None else None
     t = Table(title="before and after", title_justify="left", expand=False)
-    for c in ("figure", "before", "after", "change", "p (Holm)"):
-        t.add_column(c, justify="left" if c == "figure" else "right", no_wrap=True)
-    t.add_column("verdict", ratio=1)  # the one that wraps when the screen is narrow
-    for r in v.rows:
-        if r.shown == ("-", "-") and not r.tested:
-            continue
-        style = STYLES.get(r.direction, "" if r.tested else "dim")
-        t.add_row(
-            r.label,
-            r.shown[0],
-            r.shown[1],
-            r.change_text(),
-            r.p_text(),
-            Text(r.direction, style=style),
+    for i, head in enumerate(HEADS):
+        t.add_column(
+            head,
+            justify="left" if head in ("figure", "verdict") else "right",
+            no_wrap=head == "p (Holm)",
+            width=fixed[i] if fixed else None,
         )
+    for r in shown:
+        style = STYLES.get(r.direction, "" if r.tested else "dim")
+        t.add_row(*_cells(r)[:-1], Text(r.direction, style=style))
     return t
