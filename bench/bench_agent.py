@@ -3,7 +3,7 @@ on 250 worker processes with 50,000 TIME-WAIT sockets, scraped every 15 s. Goal:
 of a core (10 ms of CPU a second), so it can be left running.
 
     .venv/bin/python bench/bench_agent.py [--workers 250] [--time-wait 50000] [--seconds 30]
-        [--baseline-src OTHER_TREE/src] [--rounds 1]
+        [--baseline-src OTHER_TREE/src] [--rounds 1] [--accepts both|estimate|exact]
 
 `--baseline-src` runs the agent of another checkout too (e.g. `git archive main src | tar
 -x -C /tmp/base`), alternately with this one, `--rounds` times each, on the same server
@@ -147,14 +147,17 @@ def main() -> int:
     ap.add_argument("--warm", type=float, default=8.0, help="left out at the start (8)")
     ap.add_argument("--baseline-src", help="another tree's src/: its agent too, alternately")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each agent per mode (1)")
+    ap.add_argument(
+        "--accepts", choices=("both", "estimate", "exact"), default="both", help="modes (both)"
+    )
     ap.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if not a.in_netns:
         inner = [sys.executable, *sys.argv, "--in-netns"]
         cmd = "ip link set lo up && exec " + " ".join(map(repr, inner))
         return subprocess.call(["unshare", "-n", "sh", "-c", cmd])
-    modes = [["--estimate-accepts"]]
-    if os.geteuid() == 0 and shutil.which("bpftrace"):
+    modes = [["--estimate-accepts"]] if a.accepts != "exact" else []
+    if os.geteuid() == 0 and shutil.which("bpftrace") and a.accepts != "estimate":
         modes.append(["--exact-accepts"])
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(a.workers)],

@@ -14,7 +14,7 @@ def _map(name: str, data: dict[str, int]) -> str:
     return json.dumps({"type": "map", "data": {name: data}}) + "\n"
 
 
-TICK = json.dumps({"type": "printf", "data": "tick\n"}) + "\n"
+TICK = json.dumps({"type": "printf", "data": "tick 1\n"}) + "\n"
 
 
 def _read(lines: list[str]) -> AcceptCounter:

@@ -8,8 +8,10 @@ on the accept functions did not work on the project's machines; these tracepoint
 once tracefs is mounted), keyed by pid and tid, for the server's root and the children
 and grandchildren of the root (`curtask->real_parent`, which needs the kernel's BTF), so
 respawned workers are counted without restarting bpftrace. The whole map (cumulative
-counts) is printed as JSON every `period_ms`: printing then clearing it lost accepts made
-between the two (58 of 60 in a test), so it is never cleared.
+counts) is printed as JSON when the reader asks (`flush()`: a sample asks once, and gets
+the kernel's counts as of then): printing then clearing it lost accepts made between the
+two (58 of 60 in a test), so it is never cleared. Printing every map 4 times a second
+instead was most of bpftrace's own CPU at 250 workers (bench/README.md).
 
 Queue wait, in the same bpftrace process when the listening ports are given:
 per accepted connection, from the kernel's arrival of its first request bytes to accept()
@@ -56,6 +58,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import random
 import resource
 import shutil
 import signal
@@ -66,7 +69,7 @@ import time
 from plumbing import loghist
 from plumbing.loghist import LogHist
 
-from .bpfscript import LOGHIST_INDEX, TRACEPOINTS, script
+from .bpfscript import FLUSH_TRACEPOINT, LOGHIST_INDEX, TRACEPOINTS, script
 
 __all__ = ["LOGHIST_INDEX", "AcceptCounter", "BpfUnavailable", "script"]
 
@@ -110,7 +113,7 @@ def unavailable() -> str | None:
     d = _ensure_tracefs()
     if d is None:
         return f"unavailable: no syscall tracepoints (tracefs not mountable at {TRACEFS})"
-    for tp in TRACEPOINTS:
+    for tp in (*TRACEPOINTS, FLUSH_TRACEPOINT):
         if not os.path.isdir(f"{d}/{tp}"):
             return f"unavailable: no tracepoint syscalls:{tp} in this kernel"
     if not os.path.exists("/sys/kernel/btf/vmlinux"):
@@ -170,14 +173,13 @@ class AcceptCounter:
 
     with AcceptCounter(root_pid) as acc:   # raises BpfUnavailable with the reason
         ...
-        acc.sync()                         # the kernel's counts up to now are in
+        acc.flush()                        # the kernel's counts up to now are in
         acc.per_pid()
     """
 
     def __init__(
         self,
         root: int,
-        period_ms: int = 250,
         ports: tuple[int, ...] = (),
         netns: int | None = None,
         changes: bool = True,
@@ -188,7 +190,9 @@ class AcceptCounter:
         events on the ports' sockets too, where the kernel can (`changes()`)."""
         self.root = root
         self.netns = netns
-        self.period_ms = period_ms
+        # what asks this bpftrace, and no other, for a flush (bpfscript.FLUSH_TRACEPOINT;
+        # no pid filter: bpftrace's pid is the host's, ours may be a container's)
+        self._key = random.randrange(1 << 20, 1 << 31)
         self.ports = tuple(ports)
         self.queue_note: str | None = (
             None if ports else "unavailable: the server listens on no TCP port"
@@ -200,7 +204,9 @@ class AcceptCounter:
         self._qmax: dict[int, int] = {}
         self._qseen = 0  # queue maps read; the LogHists are rebuilt only when it moved
         self._qcache: tuple[int, dict[int, LogHist], LogHist] = (0, {}, LogHist())
-        self._flushes = 0
+        self._asked = 0  # flushes asked for
+        self._answered = 0  # the latest asked for whose maps have been read (ticks N)
+        self.flushes = 0  # flushes read (tests, bench: one a sample, none on its own)
         self.want_changes = changes
         self.counts_changes = False  # whether @ch is counted (changes_unavailable())
         self._changes = 0  # @ch: events on the ports' sockets since start (script())
@@ -219,7 +225,7 @@ class AcceptCounter:
         self.counts_changes = self.want_changes and bool(ports) and not changes_unavailable()
         # the monitor's own connections to the ports (mod_status polls) are not counted
         prog = script(
-            self.root, self.period_ms, ports, self.netns, self.counts_changes, monitor=os.getpid()
+            self.root, self._key, ports, self.netns, self.counts_changes, monitor=os.getpid()
         )
         self.proc = subprocess.Popen(
             ["bpftrace", "-f", "json", "-e", prog],
@@ -296,20 +302,37 @@ class AcceptCounter:
                         self._qmax[int(key)] = int(n)
                     if "@ch" in data:
                         self._changes = int(data["@ch"])
-                elif kind == "printf" and str(msg.get("data", "")).strip() == "tick":
-                    self._flushes += 1  # an empty map prints nothing: ticks mark flushes
+                elif kind == "printf" and str(msg.get("data", "")).startswith("tick "):
+                    # an empty map prints nothing: ticks mark flushes (after their maps)
+                    self._answered = max(self._answered, int(msg["data"].split()[1]))
+                    self.flushes += 1
                 self._cond.notify_all()
 
-    def sync(self, timeout: float = 5.0) -> None:
-        """Wait until a flush that started after this call has been read (2 flushes)."""
+    def flush(self, timeout: float = 1.0) -> bool:
+        """Ask bpftrace to print its maps and wait until they are read: the counts are then
+        the kernel's as of this call. False when no answer came within `timeout` (the
+        counts read before stand, and `changes()` is None until one comes)."""
         with self._cond:
-            target = self._flushes + 2
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            self._asked += 1
+            n = self._asked
+            try:  # fails at once (no such `which`): the call is only seen by bpftrace
+                os.getpriority(self._key, n)
+            except OSError:
+                pass
             deadline = time.monotonic() + timeout
-            while self._flushes < target:
+            while self._answered < n:
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc is None or self.proc.poll() is not None:
-                    raise TimeoutError("bpftrace stopped flushing its counts")
+                if left <= 0 or self.proc.poll() is not None:
+                    return False
                 self._cond.wait(left)
+        return True
+
+    def sync(self, timeout: float = 5.0) -> None:
+        """`flush()`, raising when bpftrace did not answer."""
+        if not self.flush(timeout):
+            raise TimeoutError("bpftrace stopped flushing its counts")
 
     def totals(self) -> dict[tuple[int, int], int]:
         with self._cond:
@@ -319,12 +342,17 @@ class AcceptCounter:
         return per_pid(self.totals())
 
     def changes(self) -> tuple[int, int] | None:
-        """(flushes read, events on the ports' sockets and accepts of the tree up to the
-        last of them), or None when not counted (no ports or tracepoints, bpftrace gone)."""
+        """(the latest flush read, events on the ports' sockets and accepts of the tree up
+        to it), or None when not counted (no ports or tracepoints, bpftrace gone) or a
+        flush asked for is unanswered (it may have begun before what follows). Flushes
+        are numbered in the order asked: one numbered past the first number read here
+        began after this call."""
         with self._cond:
             if not self.counts_changes or self.proc is None or self.proc.poll() is not None:
                 return None
-            return self._flushes, self._changes + sum(self._totals.values())
+            if self._answered < self._asked:
+                return None
+            return self._answered, self._changes + sum(self._totals.values())
 
     @property
     def measures_queue(self) -> bool:

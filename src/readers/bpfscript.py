@@ -4,6 +4,9 @@ docstring; the events on the ports: readers.portquiet)."""
 from __future__ import annotations
 
 TRACEPOINTS = ("sys_exit_accept4", "sys_exit_accept")
+# the maps are printed when the reader asks: getpriority(WHICH, N) with WHICH a number of
+# its own (no valid `which`: the call fails at once, EINVAL) prints them, then "tick N"
+FLUSH_TRACEPOINT = "sys_enter_getpriority"
 
 # plumbing.loghist.index_of in bpftrace: $us (microseconds) -> $i; bit length by halving
 LOGHIST_INDEX = """\
@@ -24,20 +27,21 @@ LOGHIST_INDEX = """\
 
 def script(
     root: int,
-    period_ms: int,
+    flush_key: int,
     ports: tuple[int, ...] = (),
     netns: int | None = None,
     changes: bool = False,
     monitor: int | None = None,
 ) -> str:
-    """The bpftrace program: accepts per (pid, tid); with `ports`, queue wait per pid, of
-    the sockets on those ports in the network namespace whose inode is `netns` (any when
-    None: a port is a namespace's own, and every container may have its port 8000), and
-    with `changes` too, the events on those ports' sockets (@ch). With `ports`, the
-    connections process `monitor` (ours: its mod_status polls) makes to them are
-    neither accepts nor queue wait: its connect's SYN_SENT names the client port (@o),
-    the server side's handshake with that peer port marks the socket (@m), and its
-    accept is left out."""
+    """The bpftrace program: accepts per (pid, tid), its maps printed on request (a
+    getpriority(`flush_key`, N) by anyone prints them and "tick N"); with `ports`, queue
+    wait per pid, of the sockets on those ports in the network namespace whose inode is
+    `netns` (any when None: a port is a namespace's own, and every container may have
+    its port 8000), and with `changes` too, the events on those ports' sockets (@ch).
+    With `ports`, the connections process `monitor` (ours: its mod_status polls) makes
+    to them are neither accepts nor queue wait: its connect's SYN_SENT names the client
+    port (@o), the server side's handshake with that peer port marks the socket (@m),
+    and its accept is left out."""
     probes = ", ".join(f"tracepoint:syscalls:{tp}" for tp in TRACEPOINTS)
     who = (
         f"pid == {root} || curtask->real_parent->tgid == {root} || "
@@ -128,5 +132,10 @@ def script(
             "}\n"
         )
         prints = "print(@a); print(@qh); print(@qs); print(@qm);" + (" print(@ch);" * changes)
-    out += f'interval:ms:{period_ms} {{ {prints} printf("tick\\n"); }}\n'
+    # on request, not every period: printing the maps 4 times a second was most of
+    # bpftrace's own CPU, and a flush asked for by a sample is as fresh as the sample
+    out += (
+        f"tracepoint:syscalls:{FLUSH_TRACEPOINT} /args->which == {int(flush_key)}/ "
+        f'{{ {prints} printf("tick %d\\n", args->who); }}\n'
+    )
     return out

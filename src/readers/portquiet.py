@@ -16,8 +16,8 @@ Which process holds which connection is not the dump's: sockowners reads it ever
 
 So the last dump stands while none of these moved, for at most CROSSCHECK_S; then a dump
 is made anyway and compared with the one it replaced: a difference is a change the gate
-did not see, counted and said (`note`), never dropped. bpftrace flushes its counts every
-250 ms: a change shows at the first sample after the flush that follows it.
+did not see, counted and said (`note`), never dropped. Each sample asks bpftrace for its
+counts before it decides (AcceptCounter.flush): a change shows at the next sample.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ class QuietGate:
         mark = self._mark
         if changes is None or mark is None or self._inflight:
             return False
-        # a flush that began after the dump has been read, and no event since the dump
-        if changes[0] < mark[0] + 2 or changes[1] != mark[1]:
+        # a flush asked for after the dump has been read, and no event since the dump
+        if changes[0] <= mark[0] or changes[1] != mark[1]:
             return False
         if now - self._at >= self.crosscheck_s:
             self._check = self._since > 0
