@@ -188,6 +188,26 @@ async def wait_for(cond, timeout: float = 15.0, what: str = "condition") -> None
         await asyncio.sleep(0.05)
 
 
+async def press_f_on_skew(app: ServerscopeApp, pilot) -> None:  # type: ignore[no-untyped-def]
+    """Freeze the lab (the diagnosis set here stays the one on screen), show a skew
+    diagnosis, press `f`."""
+    await pilot.press("space")
+    last = app.lab.last
+    assert last is not None
+    skew = Diagnosis("accept_skew", Severity.WARNING, "accept skew: worker 0 took 96%")
+    app.lab.last = dataclasses.replace(last, diagnoses=(skew,))
+    await pilot.press("f")
+
+
+async def fix_on_skew(app: ServerscopeApp, pilot) -> FixScreen:  # type: ignore[no-untyped-def]
+    """`press_f_on_skew`, then the fix screen."""
+    await press_f_on_skew(app, pilot)
+    await wait_for(lambda: isinstance(app.screen, FixScreen), what="the fix screen")
+    screen = app.screen
+    assert isinstance(screen, FixScreen)
+    return screen
+
+
 @aio
 async def test_f_runs_the_setup_and_its_remedy_shows_the_verdict_and_goes_back(
     monkeypatch: pytest.MonkeyPatch,
@@ -217,15 +237,7 @@ async def test_f_runs_the_setup_and_its_remedy_shows_the_verdict_and_goes_back(
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_for(lambda: app.lab.last is not None, what="the first frame")
         seen |= set(source.pids())
-        await pilot.press("space")  # frozen: the diagnosis below stays the one on screen
-        last = app.lab.last
-        assert last is not None
-        skew = Diagnosis("accept_skew", Severity.WARNING, "accept skew: worker 0 took 96%")
-        app.lab.last = dataclasses.replace(last, diagnoses=(skew,))
-        await pilot.press("f")
-        await wait_for(lambda: isinstance(app.screen, FixScreen), what="the fix screen")
-        screen = app.screen
-        assert isinstance(screen, FixScreen)
+        screen = await fix_on_skew(app, pilot)
         await wait_for(lambda: screen.outcome is not None, 30, "the verdict")
         # plain epoll: puma's less-busy first (the same model, its accept policy changed)
         assert runs == [("many_accepts", 2.0, True), ("many_accepts", 2.0, True)]
@@ -274,12 +286,7 @@ async def test_q_during_a_fix_run_stops_its_server_and_load(
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_for(lambda: app.lab.last is not None, what="the first frame")
         pids = set(source.pids())
-        await pilot.press("space")
-        last = app.lab.last
-        assert last is not None
-        skew = Diagnosis("accept_skew", Severity.WARNING, "accept skew: worker 0 took 96%")
-        app.lab.last = dataclasses.replace(last, diagnoses=(skew,))
-        await pilot.press("f")
+        await press_f_on_skew(app, pilot)
 
         def running() -> bool:
             s = sessions[0] if sessions else None

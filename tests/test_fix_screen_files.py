@@ -8,7 +8,6 @@ that made no after.jsonl."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -16,13 +15,11 @@ import pytest
 from lab.session import Session
 from loadgen.levels import PRESETS
 from servers.config import ServerConfig
-from test_fix import wait_for
+from test_fix import fix_on_skew, wait_for
 from tui.app import ServerscopeApp
 from tui.screens import fix as fix_screen
-from tui.screens.fix import FixScreen
 from tui.screens.live import LiveScreen
 from tui.source import LiveSource
-from values.findings import Diagnosis, Severity
 
 
 def test_a_fix_without_a_verdict_leaves_no_directory_and_names_no_files(
@@ -42,15 +39,7 @@ def test_a_fix_without_a_verdict_leaves_no_directory_and_names_no_files(
         app = ServerscopeApp(LiveScreen(source, load_duration=30, fix_seconds=2))
         async with app.run_test(size=(120, 36)) as pilot:
             await wait_for(lambda: app.lab.last is not None, what="the first frame")
-            await pilot.press("space")
-            last = app.lab.last
-            assert last is not None
-            skew = Diagnosis("accept_skew", Severity.WARNING, "accept skew: worker 0 took 96%")
-            app.lab.last = dataclasses.replace(last, diagnoses=(skew,))
-            await pilot.press("f")
-            await wait_for(lambda: isinstance(app.screen, FixScreen), what="the fix screen")
-            screen = app.screen
-            assert isinstance(screen, FixScreen)
+            screen = await fix_on_skew(app, pilot)
             await wait_for(lambda: screen.outcome is not None, 30, "the outcome")
             await pilot.pause(0.2)
             assert screen.outcome is not None and screen.outcome.verdict is None
