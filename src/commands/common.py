@@ -16,7 +16,7 @@ from rich.console import Console
 
 from judging.stuck import STUCK_OPTIONS, StuckSettings
 from lab.scenarios import FAULT_FORM, Fault, check_slot
-from lab.server import KNOBS, ServerConfig
+from lab.server import KNOBS, ServerConfig, model_spec
 from loadgen.levels import PRESETS, LoadLevel, preset
 from loadgen.options import LOAD_OPTIONS
 from plumbing.settings import UNIT_WORDS, Setting
@@ -325,11 +325,11 @@ def add_fault_arg(p: argparse.ArgumentParser, runs: str) -> None:
 def fault_from_args(
     a: argparse.Namespace, level: LoadLevel, cfg: ServerConfig | None = None
 ) -> Fault | None:
-    """The --fault given, checked against the load's length and the worker slots of `cfg`
-    (resolved, when one setup is run) (ValueError: one line)."""
+    """The --fault given, checked against the load's length and, when one setup is run,
+    the worker slots of `cfg` (ValueError: one line; `cfg` is resolved only then)."""
     fault = Fault.parse(a.fault) if a.fault else None
     if fault is not None and fault.after_s >= level.duration:
         raise ValueError(f"--fault at {fault.after_s:g} s: the load lasts {level.duration:g} s")
-    if cfg is not None:
-        check_slot(fault, cfg)
+    if fault is not None and cfg is not None:
+        check_slot(fault, model_spec(cfg.model).resolve(cfg))
     return fault

@@ -15,7 +15,7 @@ from judging.stuck import StuckSettings
 from lab.aggregate import write_csv, write_json
 from lab.headless import run_headless
 from lab.scenarios import Fault
-from lab.server import ServerConfig, model_spec
+from lab.server import ServerConfig
 from lab.session import Session
 from lab.summary import RunSummary
 from loadgen.levels import LoadError, LoadLevel
@@ -141,7 +141,7 @@ def command(a: argparse.Namespace) -> int:
         for option in ("json", "csv", "record"):
             check_output(f"--{option}", getattr(a, option))
         config = config_from_args(a.model, a)
-        fault = common.fault_from_args(a, level, model_spec(config.model).resolve(config))
+        fault = common.fault_from_args(a, level, config)
         exporter = export.from_args(a, PROG)
     except (LoadError, OSError, ValueError, export.ExportError) as e:
         return fail(PROG, str(e), EXIT_START)
