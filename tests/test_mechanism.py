@@ -75,6 +75,24 @@ def test_exclusive_bit_plain_epoll_reuseport_and_a_dispatching_master() -> None:
     assert classify([(L, 80)], busy, worker_pids={60})[L].spread is None
 
 
+def test_a_worker_still_booting_holds_the_listener_and_counts_as_one_of_its_acceptors() -> None:
+    """gunicorn sync, 2 workers, one still importing its app (asleep elsewhere, holding the
+    socket): 'one acceptor · select' for the first 2.5 s of an attach (seen with an app
+    that sleeps at import); the listener is shared by the two workers."""
+    from values.spread import mechanism_label
+
+    kids = {
+        11: _proc(11, sockets={5: L}, calls={11: ("select", 9)}),
+        12: _proc(12, sockets={5: L}, calls={12: ("other", None)}),
+    }
+    master = _proc(10, sockets={5: L}, calls={10: ("select", 4)})  # its pipe only
+    m = classify([(L, 80)], {10: master, **kids}, worker_pids={11, 12})[L]
+    assert (len(m.waiters), m.holders, m.acceptors()) == (1, 2, 2)
+    assert mechanism_label(m.spread, m.wake, m.acceptors()) == "shared · select, all waiters woken"
+    alone = classify([(L, 80)], {11: kids[11]}, worker_pids={11})[L]  # one worker: one acceptor
+    assert mechanism_label(alone.spread, alone.wake, alone.acceptors()) == "one acceptor · select"
+
+
 def test_threads_that_each_wait_on_the_listener_are_the_workers() -> None:
     # HAProxy nbthread 2, seen: one epoll set per thread, each holding the listener
     hap = {

@@ -77,6 +77,16 @@ class ListenerMechanism:
     spread: Spread | None  # None: nobody seen waiting (all busy when read, or unreadable)
     wake: Wake | None
     waiters: tuple[Waiter, ...]
+    holders: int = 0  # worker processes holding it (one still booting waits nowhere yet)
+
+    def acceptors(self) -> int | None:
+        """Processes or threads that take from it: those seen waiting, and at least every
+        worker process that holds it (a gunicorn worker still importing its app holds the
+        socket and waits in no call yet: counting the waiters alone read 'one acceptor'
+        for 2.5 s of a 2-worker start). None when nobody was seen waiting."""
+        if not self.waiters:
+            return None
+        return max(len(self.waiters), self.holders)
 
 
 UNKNOWN = ListenerMechanism(None, None, ())
@@ -216,10 +226,14 @@ def classify(
             continue
         wakes = {w.wake for w in waiters}
         wake = wakes.pop() if len(wakes) == 1 else Wake.MIXED
+        holders = sum(
+            1 for p in procs.values() if p.pid in worker_pids and inode in p.sockets.values()
+        )
         out[inode] = ListenerMechanism(
             _spread(waiters, per_port[port] > 1, procs, worker_pids, worker_tids, thread_hosts),
             wake,
             tuple(waiters),
+            holders,
         )
     return out
 

@@ -362,7 +362,7 @@ class RealServerReader:
                     ours=0 if alone else ours,
                     spread=m.spread,
                     wake=m.wake,
-                    waiters=len(m.waiters) or None,
+                    waiters=m.acceptors(),
                     drops=x.drops,
                 )
             )

@@ -404,7 +404,7 @@ class SupervisorSource:
                     inode=inode,
                     spread=m.spread,
                     wake=m.wake,
-                    waiters=len(m.waiters) or None,
+                    waiters=m.acceptors(),
                     drops=listen_drops(sock) if sock.fileno() >= 0 else None,
                     steer=steer_of(self.sup.config, sock) if len(socks) > 1 else None,
                 )
@@ -442,7 +442,7 @@ class SupervisorSource:
             inode=r.sock.inode,
             spread=m.spread,
             wake=m.wake,
-            waiters=len(m.waiters) or None,
+            waiters=m.acceptors(),
             drops=r.sock.drops,
             # the config's (no copy to read SO_INCOMING_CPU back from); migrating is not
             # steering: ModelInfo.policy says it

@@ -264,7 +264,8 @@ class ListenerSample:
     # (readers.mechanism); None: not read, or nobody was seen waiting on it
     spread: Spread | None = None
     wake: Wake | None = None
-    waiters: int | None = None  # processes or threads seen waiting on it (count)
+    waiters: int | None = None  # processes or threads taking from it: seen waiting on it,
+    # and at least every worker process holding it (readers.mechanism: acceptors)
     stalled_s: float | None = None  # the sampler's: seconds in which every sample saw this
     # queue non-empty and every worker taking from it stopped (/proc state T): the
     # connections queued at the first such sample are still there, so the oldest has
