@@ -53,10 +53,7 @@ class BlockedReader:
             self._fds.touch(call_path)
             return last
         self.reads += 1
-        kept = call_path in self._fds.fds
-        data = self._fds.read(call_path, 256)
-        if not data and kept:  # its task exited (the pid may be reused): open anew
-            data = self._fds.read(call_path, 256)
+        data = self._fds.read_current(call_path, 256)  # a reused pid: read anew
         got = syscalls.parse_syscall(data) if data else None
         b = None if got is None else syscalls.blocked(pid, others, main=got)
         if b is None:

@@ -136,10 +136,7 @@ class CgroupCpuReader:
     def _cgroup_of(self, pid: int, h: Hierarchy) -> str | None:
         """cgroup_of through a kept fd (bound to the task: a pid reused opens anew)."""
         path = f"{self.proc}/{pid}/cgroup"
-        kept = path in self._fds.fds
-        data = self._fds.read(path)
-        if not data and kept:
-            data = self._fds.read(path)
+        data = self._fds.read_current(path)
         if not data:
             return None
         return parse_proc_cgroup(data.decode(errors="replace"), h.version)

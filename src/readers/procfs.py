@@ -92,6 +92,15 @@ class KeptFds:
             del self.fds[path]
         return data
 
+    def read_current(self, path: str, size: int = 4096) -> bytes:
+        """`read`, and once more through a new open when the kept fd read nothing: its
+        task exited, and the pid may be another process's now. b"" when that fails too."""
+        kept = path in self.fds
+        data = self.read(path, size)
+        if not data and kept:
+            data = self.read(path, size)
+        return data
+
     def touch(self, path: str) -> None:
         """Count `path` as read (its fd stays open through the next sweep)."""
         self._used.add(path)
